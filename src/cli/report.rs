@@ -1,0 +1,34 @@
+//! Human-readable reports: a metrics table and decoded examples.
+
+use shiftlm::data::{Pair, Tokenizer};
+use shiftlm::eval::EvalReport;
+
+pub fn print_metrics(r: &EvalReport) {
+    println!("evaluation on {} examples ({} supervised tokens):", r.examples, r.tokens);
+    println!("  loss                      {:.4}", r.loss);
+    println!("  perplexity                {:.4}", r.perplexity);
+    println!("  token accuracy (forced)   {:.2}%", 100.0 * r.token_accuracy);
+    println!("  token accuracy (free)     {:.2}%", 100.0 * r.free_running_token_accuracy);
+    println!("  macro F1 (forced)         {:.4}", r.macro_f1);
+    println!("  exact match (forced)      {:.2}%", 100.0 * r.teacher_forced_exact_match);
+    println!("  exact match (free)        {:.2}%", 100.0 * r.exact_match);
+}
+
+pub fn print_examples(tok: &Tokenizer, pairs: &[Pair], outputs: &[Vec<u32>], n: usize) {
+    println!("examples (free-running decoding):");
+    for (p, out) in pairs.iter().zip(outputs).take(n) {
+        let mark = if *out == p.target { "ok  " } else { "MISS" };
+        println!("  {mark} source {}", tok.decode(&p.source));
+        println!("       target {}", tok.decode(&p.target));
+        println!("       output {}", tok.decode(out));
+    }
+}
+
+/// The metrics as one JSON object, plus extra fields.
+pub fn json_line(r: &EvalReport, extra: serde_json::Value) -> String {
+    let mut v = serde_json::to_value(r).expect("report serialises");
+    if let (Some(obj), serde_json::Value::Object(more)) = (v.as_object_mut(), extra) {
+        obj.extend(more);
+    }
+    v.to_string()
+}

@@ -1,0 +1,76 @@
+//! Data: text and synthetic tasks become token ids (`tokenizer`, `tasks`,
+//! `pairs`), the shift core turns targets into decoder inputs and labels
+//! (`shift`), and the loader cuts seeded, padded batches (`loader`).
+
+pub mod loader;
+pub mod pairs;
+pub mod shift;
+pub mod tasks;
+pub mod tokenizer;
+
+pub use loader::Loader;
+pub use shift::Seq2SeqBatch;
+pub use tokenizer::Tokenizer;
+
+/// One training example for an encoder–decoder: source and target token ids,
+/// without BOS/EOS (the shift core adds them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pair {
+    pub source: Vec<u32>,
+    pub target: Vec<u32>,
+}
+
+/// A dataset split in two, deterministically.
+#[derive(Debug, Clone)]
+pub struct Splits {
+    pub train: Vec<Pair>,
+    pub valid: Vec<Pair>,
+}
+
+use crate::error::{Error, Result};
+use std::path::Path;
+
+/// Reads a whole text file, refusing a missing, empty or non-UTF-8 file with
+/// an error that names the file (and the line of the first bad byte).
+pub fn read_utf8(path: &Path) -> Result<String> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    if bytes.iter().all(|b| b.is_ascii_whitespace()) {
+        return Err(Error::EmptyFile {
+            path: path.to_path_buf(),
+        });
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        let offset = e.utf8_error().valid_up_to();
+        let line = 1 + e.as_bytes()[..offset]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count();
+        Error::NotUtf8 {
+            path: path.to_path_buf(),
+            line,
+            offset,
+        }
+    })
+}
+
+/// Loads the data a config names: generates a task, or reads and splits a
+/// file. A file's tokenizer is built from its training split unless one is
+/// given (evaluating a checkpoint reuses the checkpoint's).
+pub fn load(cfg: &crate::config::DataConfig, seed: u64, tokenizer: Option<&Tokenizer>) -> Result<(Splits, Tokenizer)> {
+    use crate::config::{DataConfig, TokenizerKind};
+    match cfg {
+        DataConfig::Task(spec) => {
+            let tok = tokenizer.cloned().unwrap_or_else(|| spec.tokenizer());
+            Ok((spec.generate(seed)?, tok))
+        }
+        DataConfig::File { path, tokenizer: kind, valid_fraction } => {
+            let (train, valid) = pairs::split(pairs::read_pairs(path)?, *valid_fraction);
+            let tok = match (tokenizer, kind) {
+                (Some(t), _) => t.clone(),
+                (None, TokenizerKind::Byte) => Tokenizer::Byte,
+                (None, TokenizerKind::Char) => Tokenizer::char_from_texts(train.iter().flat_map(|p| [p.source.as_str(), p.target.as_str()])),
+            };
+            Ok((pairs::encode(&tok, &train, &valid), tok))
+        }
+    }
+}

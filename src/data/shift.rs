@@ -1,0 +1,266 @@
+//! The shift core: the only place in shiftlm where targets move.
+//!
+//! A decoder learns to emit token t+1 from tokens up to t. Every task reaches
+//! its decoder through one of these functions:
+//! - [`teacher_forcing`]: encoder–decoders read `[BOS] + y` and are scored on
+//!   `y + [EOS]`;
+//! - [`causal_window`]: language models read `x[s..s+T]` and are scored on
+//!   `x[s+1..s+T+1]`;
+//! - [`rotate_left`]: the seed's own "shift" example, used as a data transform;
+//! - [`Seq2SeqBatch::new`]: pads a batch and builds the masks, so padding is
+//!   never supervised and EOS always is (masks come from lengths, never from
+//!   token values, so a tokenizer whose pad id equals its EOS id is safe).
+
+use crate::data::Pair;
+use candle_core::{Device, Tensor};
+
+/// Decoder input and labels for one target sequence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TeacherForced {
+    /// `[BOS] + y`
+    pub decoder_input: Vec<u32>,
+    /// `y + [EOS]`
+    pub labels: Vec<u32>,
+}
+
+/// Teacher forcing: the decoder reads the target shifted right by one, with
+/// `bos` first, and is scored against the target followed by `eos`.
+pub fn teacher_forcing(target: &[u32], bos: u32, eos: u32) -> TeacherForced {
+    let mut decoder_input = Vec::with_capacity(target.len() + 1);
+    decoder_input.push(bos);
+    decoder_input.extend_from_slice(target);
+    let mut labels = Vec::with_capacity(target.len() + 1);
+    labels.extend_from_slice(target);
+    labels.push(eos);
+    TeacherForced {
+        decoder_input,
+        labels,
+    }
+}
+
+/// The causal-LM window starting at `start`: inputs `x[start..start+t]`,
+/// labels `x[start+1..start+t+1]`. `None` when the text is too short.
+pub fn causal_window(x: &[u32], start: usize, t: usize) -> Option<(&[u32], &[u32])> {
+    let end = start.checked_add(t)?.checked_add(1)?;
+    (end <= x.len()).then(|| (&x[start..start + t], &x[start + 1..end]))
+}
+
+/// The seed's shift: rotate a sequence left by `k` (`[1,2,3,4,5]`, k=1 →
+/// `[2,3,4,5,1]`). `k` may exceed the length; an empty sequence stays empty.
+pub fn rotate_left<T: Clone>(seq: &[T], k: usize) -> Vec<T> {
+    if seq.is_empty() {
+        return Vec::new();
+    }
+    let k = k % seq.len();
+    seq[k..].iter().chain(&seq[..k]).cloned().collect()
+}
+
+/// A padded encoder–decoder batch, row-major, with masks built from lengths.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Seq2SeqBatch {
+    /// Batch size B.
+    pub b: usize,
+    /// Padded source length S.
+    pub s: usize,
+    /// Padded decoder length T (longest target + 1).
+    pub t: usize,
+    /// (B, S) source ids, `pad` after each source.
+    pub src: Vec<u32>,
+    /// (B, S) 1.0 on real source tokens, 0.0 on padding.
+    pub src_mask: Vec<f32>,
+    /// (B, T) decoder input `[BOS] + y`, padded.
+    pub dec_in: Vec<u32>,
+    /// (B, T) labels `y + [EOS]`, padded.
+    pub labels: Vec<u32>,
+    /// (B, T) 1.0 where a label is supervised.
+    pub label_mask: Vec<f32>,
+    /// Number of supervised label positions.
+    pub n_supervised: usize,
+}
+
+impl Seq2SeqBatch {
+    /// Pads `pairs` to the longest source and target in the batch.
+    pub fn new(pairs: &[&Pair], pad: u32, bos: u32, eos: u32) -> Self {
+        let b = pairs.len();
+        let s = pairs.iter().map(|p| p.source.len()).max().unwrap_or(0).max(1);
+        let t = pairs.iter().map(|p| p.target.len() + 1).max().unwrap_or(1);
+        let mut out = Seq2SeqBatch {
+            b,
+            s,
+            t,
+            src: vec![pad; b * s],
+            src_mask: vec![0.0; b * s],
+            dec_in: vec![pad; b * t],
+            labels: vec![pad; b * t],
+            label_mask: vec![0.0; b * t],
+            n_supervised: 0,
+        };
+        for (i, p) in pairs.iter().enumerate() {
+            out.src[i * s..i * s + p.source.len()].copy_from_slice(&p.source);
+            out.src_mask[i * s..i * s + p.source.len()].fill(1.0);
+            let tf = teacher_forcing(&p.target, bos, eos);
+            let n = tf.labels.len();
+            out.dec_in[i * t..i * t + n].copy_from_slice(&tf.decoder_input);
+            out.labels[i * t..i * t + n].copy_from_slice(&tf.labels);
+            out.label_mask[i * t..i * t + n].fill(1.0);
+            out.n_supervised += n;
+        }
+        out
+    }
+
+    /// The batch as tensors on `dev`.
+    pub fn tensors(&self, dev: &Device) -> candle_core::Result<Seq2SeqTensors> {
+        let (b, s, t) = (self.b, self.s, self.t);
+        Ok(Seq2SeqTensors {
+            src: Tensor::from_slice(&self.src, (b, s), dev)?,
+            src_mask: Tensor::from_slice(&self.src_mask, (b, s), dev)?,
+            src_has_pad: self.src_mask.iter().any(|&m| m == 0.0),
+            dec_in: Tensor::from_slice(&self.dec_in, (b, t), dev)?,
+            labels: Tensor::from_slice(&self.labels, (b, t), dev)?,
+            label_mask: Tensor::from_slice(&self.label_mask, (b, t), dev)?,
+            n_supervised: self.n_supervised,
+        })
+    }
+
+    /// The target of row `i` as it was before the shift (no BOS/EOS).
+    pub fn target(&self, i: usize) -> Vec<u32> {
+        let row = i * self.t;
+        let n = self.label_mask[row..row + self.t]
+            .iter()
+            .filter(|&&m| m > 0.0)
+            .count();
+        self.labels[row..row + n.saturating_sub(1)].to_vec()
+    }
+}
+
+/// [`Seq2SeqBatch`] on a device.
+#[derive(Debug, Clone)]
+pub struct Seq2SeqTensors {
+    pub src: Tensor,        // (B, S) u32
+    pub src_mask: Tensor,   // (B, S) f32
+    pub src_has_pad: bool,  // whether any source is shorter than S
+    pub dec_in: Tensor,     // (B, T) u32
+    pub labels: Tensor,     // (B, T) u32
+    pub label_mask: Tensor, // (B, T) f32
+    pub n_supervised: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn seed_rotate_example() {
+        assert_eq!(rotate_left(&[1, 2, 3, 4, 5], 1), vec![2, 3, 4, 5, 1]);
+        assert_eq!(rotate_left(&[1, 2, 3], 4), vec![2, 3, 1]);
+        assert!(rotate_left::<u32>(&[], 3).is_empty());
+    }
+
+    #[test]
+    fn teacher_forcing_example() {
+        let tf = teacher_forcing(&[7, 8, 9], 1, 2);
+        assert_eq!(tf.decoder_input, vec![1, 7, 8, 9]);
+        assert_eq!(tf.labels, vec![7, 8, 9, 2]);
+    }
+
+    #[test]
+    fn causal_window_example() {
+        let x = [10, 11, 12, 13, 14];
+        assert_eq!(
+            causal_window(&x, 1, 3),
+            Some((&[11, 12, 13][..], &[12, 13, 14][..]))
+        );
+        assert_eq!(causal_window(&x, 2, 3), None);
+    }
+
+    #[test]
+    fn eos_is_supervised_even_when_pad_equals_eos() {
+        let p = Pair {
+            source: vec![5],
+            target: vec![6],
+        };
+        let q = Pair {
+            source: vec![5, 5, 5],
+            target: vec![6, 6, 6],
+        };
+        let batch = Seq2SeqBatch::new(&[&p, &q], 2, 1, 2);
+        // Row 0: labels [6, EOS(=2), pad(=2), pad(=2)], mask [1, 1, 0, 0].
+        assert_eq!(&batch.labels[..4], &[6, 2, 2, 2]);
+        assert_eq!(&batch.label_mask[..4], &[1.0, 1.0, 0.0, 0.0]);
+        assert_eq!(batch.n_supervised, 2 + 4);
+        assert_eq!(batch.target(0), vec![6]);
+    }
+
+    fn pairs_strategy() -> impl Strategy<Value = Vec<Pair>> {
+        let seq = || proptest::collection::vec(4u32..40, 0..12);
+        proptest::collection::vec(
+            (seq(), seq()).prop_map(|(source, target)| Pair { source, target }),
+            1..8,
+        )
+    }
+
+    proptest! {
+        #[test]
+        fn labels_are_decoder_inputs_shifted_left(pairs in pairs_strategy(), pad in 0u32..3) {
+            let refs: Vec<&Pair> = pairs.iter().collect();
+            let batch = Seq2SeqBatch::new(&refs, pad, 1, 2);
+            let t = batch.t;
+            let mut supervised = 0;
+            for (i, p) in pairs.iter().enumerate() {
+                let row = i * t;
+                for j in 0..t {
+                    let m = batch.label_mask[row + j];
+                    if j < p.target.len() {
+                        // A supervised label is the next decoder input.
+                        prop_assert_eq!(m, 1.0);
+                        prop_assert_eq!(batch.labels[row + j], batch.dec_in[row + j + 1]);
+                        prop_assert_eq!(batch.labels[row + j], p.target[j]);
+                    } else if j == p.target.len() {
+                        // EOS is always kept, whatever the pad id.
+                        prop_assert_eq!(m, 1.0);
+                        prop_assert_eq!(batch.labels[row + j], 2);
+                    } else {
+                        // Padding is never supervised.
+                        prop_assert_eq!(m, 0.0);
+                        prop_assert_eq!(batch.dec_in[row + j], pad);
+                    }
+                    supervised += m as usize;
+                }
+                prop_assert_eq!(batch.dec_in[row], 1);
+                prop_assert_eq!(batch.target(i), p.target.clone());
+                let real = batch.src_mask[i * batch.s..(i + 1) * batch.s].iter().filter(|&&m| m == 1.0).count();
+                prop_assert_eq!(real, p.source.len());
+            }
+            let expected: usize = pairs.iter().map(|p| p.target.len() + 1).sum();
+            prop_assert_eq!(supervised, expected);
+            prop_assert_eq!(batch.n_supervised, expected);
+        }
+
+        #[test]
+        fn causal_labels_are_inputs_shifted(x in proptest::collection::vec(0u32..100, 2..64), t in 1usize..16, start in 0usize..64) {
+            match causal_window(&x, start, t) {
+                Some((inp, lab)) => {
+                    prop_assert_eq!(inp.len(), t);
+                    prop_assert_eq!(lab.len(), t);
+                    for j in 0..t - 1 {
+                        prop_assert_eq!(lab[j], inp[j + 1]);
+                    }
+                    prop_assert_eq!(lab[t - 1], x[start + t]);
+                }
+                None => prop_assert!(start + t + 1 > x.len()),
+            }
+        }
+
+        #[test]
+        fn rotation_is_a_permutation_and_composes(x in proptest::collection::vec(0u32..100, 0..20), a in 0usize..30, b in 0usize..30) {
+            let r = rotate_left(&x, a);
+            let mut s1 = r.clone();
+            s1.sort();
+            let mut s2 = x.clone();
+            s2.sort();
+            prop_assert_eq!(s1, s2);
+            prop_assert_eq!(rotate_left(&r, b), rotate_left(&x, a + b));
+        }
+    }
+}

@@ -1,0 +1,184 @@
+//! Decoding without the target: encode once, then step the decoder carrying
+//! its state. Greedy, temperature sampling and beam search with a length
+//! penalty.
+
+use crate::data::shift::Seq2SeqBatch;
+use crate::data::tokenizer::{BOS, EOS, PAD};
+use crate::data::Pair;
+use crate::error::Result;
+use crate::model::seq2seq::Encoded;
+use crate::model::Seq2Seq;
+use crate::rng::Rng;
+use candle_core::{Device, Tensor};
+use serde::{Deserialize, Serialize};
+
+/// How to choose each token.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    /// The most likely token.
+    Greedy,
+    /// Sample from softmax(logits / temperature), seeded.
+    Sample { temperature: f32, seed: u64 },
+    /// Keep the `width` best hypotheses; rank finished ones by
+    /// log p / ((5 + len) / 6)^length_penalty (Wu et al. 2016, GNMT).
+    Beam { width: usize, length_penalty: f32 },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DecodeOptions {
+    pub strategy: Strategy,
+    /// Most tokens to emit (EOS excluded), e.g. 2 × the longest training target.
+    pub max_len: usize,
+}
+
+/// Encodes a batch of sources.
+fn encode(model: &Seq2Seq, sources: &[&[u32]], dev: &Device) -> Result<Encoded> {
+    let pairs: Vec<Pair> = sources.iter().map(|s| Pair { source: s.to_vec(), target: vec![] }).collect();
+    let refs: Vec<&Pair> = pairs.iter().collect();
+    let t = Seq2SeqBatch::new(&refs, PAD, BOS, EOS).tensors(dev)?;
+    model.encode(&t.src, t.src_has_pad.then_some(&t.src_mask), None)
+}
+
+/// Decodes each source; outputs are ids without the final EOS.
+pub fn decode_batch(model: &Seq2Seq, sources: &[&[u32]], opts: &DecodeOptions, dev: &Device) -> Result<Vec<Vec<u32>>> {
+    match opts.strategy {
+        Strategy::Beam { width, length_penalty } => sources
+            .iter()
+            .map(|s| beam(model, s, width.max(1), length_penalty, opts.max_len, dev))
+            .collect(),
+        Strategy::Greedy => stepwise(model, sources, opts.max_len, None, dev),
+        Strategy::Sample { temperature, seed } => {
+            let mut rng = Rng::derive(seed, "sample");
+            stepwise(model, sources, opts.max_len, Some((temperature, &mut rng)), dev)
+        }
+    }
+}
+
+/// Greedy (no sampler) or sampled decoding of a whole batch at once.
+fn stepwise(model: &Seq2Seq, sources: &[&[u32]], max_len: usize, mut sampler: Option<(f32, &mut Rng)>, dev: &Device) -> Result<Vec<Vec<u32>>> {
+    let b = sources.len();
+    let enc = encode(model, sources, dev)?;
+    let mut states = enc.states.clone();
+    let mut last = vec![BOS; b];
+    let mut out = vec![Vec::new(); b];
+    let mut done = vec![false; b];
+    for _ in 0..=max_len {
+        let inp = Tensor::from_slice(&last, (b, 1), dev)?;
+        let (logits, next) = model.decode(&enc, &inp, &states, None)?;
+        states = next;
+        let rows = logits.squeeze(1)?.to_vec2::<f32>()?; // (B, V)
+        for (i, row) in rows.iter().enumerate() {
+            if done[i] {
+                last[i] = PAD;
+                continue;
+            }
+            let tok = match sampler.as_mut() {
+                Some((temp, rng)) if *temp > 0.0 => sample(row, *temp, rng),
+                _ => argmax(row),
+            };
+            if tok == EOS || out[i].len() == max_len {
+                done[i] = true;
+            } else {
+                out[i].push(tok);
+            }
+            last[i] = tok;
+        }
+        if done.iter().all(|&d| d) {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+pub fn argmax(row: &[f32]) -> u32 {
+    let mut best = 0;
+    for (i, &v) in row.iter().enumerate() {
+        if v > row[best] {
+            best = i;
+        }
+    }
+    best as u32
+}
+
+/// Draws from softmax(row / temperature).
+pub fn sample(row: &[f32], temperature: f32, rng: &mut Rng) -> u32 {
+    let max = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+    let w: Vec<f64> = row.iter().map(|&v| (((v - max) / temperature) as f64).exp()).collect();
+    let mut u = rng.next_f64() * w.iter().sum::<f64>();
+    for (i, &wi) in w.iter().enumerate() {
+        u -= wi;
+        if u <= 0.0 {
+            return i as u32;
+        }
+    }
+    (w.len() - 1) as u32
+}
+
+fn log_softmax_row(row: &[f32]) -> Vec<f32> {
+    let max = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+    let lse = row.iter().map(|&v| ((v - max) as f64).exp()).sum::<f64>().ln() as f32 + max;
+    row.iter().map(|&v| v - lse).collect()
+}
+
+/// Beam search for one source.
+fn beam(model: &Seq2Seq, source: &[u32], width: usize, alpha: f32, max_len: usize, dev: &Device) -> Result<Vec<u32>> {
+    let enc1 = encode(model, &[source], dev)?;
+    let penalty = |len: usize| ((5.0 + len as f32) / 6.0).powf(alpha);
+    // Alive hypotheses: tokens so far and summed log-probability.
+    let mut alive: Vec<(Vec<u32>, f32)> = vec![(Vec::new(), 0.0)];
+    let mut finished: Vec<(Vec<u32>, f32)> = Vec::new();
+    let mut states = enc1.states.clone();
+    let mut enc = enc1.clone();
+    for step in 0..=max_len {
+        let last: Vec<u32> = alive.iter().map(|(t, _)| *t.last().unwrap_or(&BOS)).collect();
+        let (logits, next) = model.decode(&enc, &Tensor::from_slice(&last, (last.len(), 1), dev)?, &states, None)?;
+        let rows = logits.squeeze(1)?.to_vec2::<f32>()?;
+        let mut cands: Vec<(f32, usize, u32)> = Vec::new();
+        for (i, row) in rows.iter().enumerate() {
+            for (v, lp) in log_softmax_row(row).into_iter().enumerate() {
+                cands.push((alive[i].1 + lp, i, v as u32));
+            }
+        }
+        cands.sort_by(|a, b| b.0.total_cmp(&a.0));
+        let mut new_alive = Vec::new();
+        let mut parents = Vec::new();
+        for (score, i, v) in cands {
+            if new_alive.len() == width {
+                break;
+            }
+            if v == EOS || step == max_len {
+                if finished.len() < width {
+                    let toks = alive[i].0.clone();
+                    let len = toks.len() + 1;
+                    finished.push((toks, score / penalty(len)));
+                }
+            } else {
+                let mut toks = alive[i].0.clone();
+                toks.push(v);
+                new_alive.push((toks, score));
+                parents.push(i as u32);
+            }
+        }
+        // Stop once no alive hypothesis can beat the best finished one
+        // (log-probabilities only fall as hypotheses grow).
+        let best_done = finished.iter().map(|f| f.1).fold(f32::NEG_INFINITY, f32::max);
+        let best_alive = new_alive.iter().map(|a| a.1 / penalty(max_len + 1)).fold(f32::NEG_INFINITY, f32::max);
+        if new_alive.is_empty() || finished.len() >= width || best_done > best_alive {
+            break;
+        }
+        let idx = Tensor::from_slice(&parents, parents.len(), dev)?;
+        states = next.iter().map(|s| s.select(&idx)).collect::<candle_core::Result<_>>()?;
+        if enc.outputs.dim(0)? != parents.len() {
+            enc = enc1.select(&Tensor::zeros(parents.len(), candle_core::DType::U32, dev)?)?;
+        }
+        alive = new_alive;
+    }
+    let best = finished
+        .into_iter()
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .map(|f| f.0)
+        .or_else(|| alive.into_iter().next().map(|a| a.0))
+        .unwrap_or_default();
+    Ok(best)
+}

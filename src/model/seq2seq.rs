@@ -1,0 +1,184 @@
+//! The seed model: an RNN encoder whose final state starts an RNN decoder
+//! that reads the target shifted right (`[BOS] + y`) and predicts `y + [EOS]`
+//! (the Keras teacher-forcing example), with optional GRU cells, stacked
+//! layers, dropout and Luong dot attention over the encoder outputs.
+//!
+//! Inference is split as in the reference: [`Seq2Seq::encode`] once, then
+//! [`Seq2Seq::decode`] one step at a time, carrying the decoder state.
+
+use crate::data::shift::Seq2SeqTensors;
+use crate::error::{Error, Result};
+use crate::nn::attention::LuongAttention;
+use crate::nn::dropout::dropout;
+use crate::nn::embedding::{embedding, Embedding};
+use crate::nn::linear::{linear, Linear};
+use crate::nn::loss::masked_cross_entropy_sum;
+use crate::nn::rnn::{CellKind, Rnn, RnnState};
+use crate::rng::Rng;
+use candle_core::{Module, Tensor};
+use candle_nn::VarBuilder;
+use serde::{Deserialize, Serialize};
+
+/// Attention over encoder outputs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttentionKind {
+    /// The decoder sees the source only through the encoder's final state.
+    None,
+    /// Luong dot-product attention.
+    Dot,
+}
+
+/// The encoder–decoder's shape. Saved in every checkpoint's `config.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Seq2SeqConfig {
+    /// Ids in the shared source/target vocabulary, specials included (1004 for the seed).
+    pub vocab_size: usize,
+    /// Embedding width, e.g. 256.
+    pub emb_dim: usize,
+    /// RNN hidden width, e.g. 128.
+    pub hidden: usize,
+    /// Stacked RNN layers in encoder and decoder, e.g. 1.
+    pub n_layer: usize,
+    /// `lstm` or `gru`.
+    pub cell: CellKind,
+    /// `none` (the seed) or `dot`.
+    pub attention: AttentionKind,
+    /// Dropout on embeddings, between layers and before the output, e.g. 0.1.
+    pub dropout: f32,
+    /// Initial LSTM forget-gate bias added to PyTorch's init, e.g. 1.0.
+    pub forget_bias: f32,
+}
+
+impl Default for Seq2SeqConfig {
+    /// The seed: Embedding 256 → LSTM 128, no attention.
+    fn default() -> Self {
+        Self {
+            vocab_size: 1004,
+            emb_dim: 256,
+            hidden: 128,
+            n_layer: 1,
+            cell: CellKind::Lstm,
+            attention: AttentionKind::None,
+            dropout: 0.0,
+            forget_bias: 1.0,
+        }
+    }
+}
+
+impl Seq2SeqConfig {
+    pub fn validate(&self) -> Result<()> {
+        let positive = [("model.vocab_size", self.vocab_size), ("model.emb_dim", self.emb_dim), ("model.hidden", self.hidden), ("model.n_layer", self.n_layer)];
+        for (field, v) in positive {
+            if v == 0 {
+                return Err(Error::config(field, "must be at least 1"));
+            }
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return Err(Error::config("model.dropout", format!("must be in [0, 1), got {}", self.dropout)));
+        }
+        Ok(())
+    }
+}
+
+/// What the encoder hands the decoder.
+#[derive(Debug, Clone)]
+pub struct Encoded {
+    /// (B, S, H) top-layer outputs, for attention.
+    pub outputs: Tensor,
+    /// (B, 1, S) −1e9 on source padding; `None` when there is none.
+    pub bias: Option<Tensor>,
+    /// Final state of every layer: the decoder's initial state.
+    pub states: Vec<RnnState>,
+}
+
+impl Encoded {
+    /// Rows `idx` (B') of everything, for beam search.
+    pub fn select(&self, idx: &Tensor) -> Result<Self> {
+        Ok(Self {
+            outputs: self.outputs.index_select(idx, 0)?,
+            bias: self.bias.as_ref().map(|b| b.index_select(idx, 0)).transpose()?,
+            states: self.states.iter().map(|s| s.select(idx)).collect::<candle_core::Result<_>>()?,
+        })
+    }
+}
+
+/// The encoder–decoder.
+#[derive(Debug, Clone)]
+pub struct Seq2Seq {
+    cfg: Seq2SeqConfig,
+    enc_emb: Embedding,
+    enc_rnn: Rnn,
+    dec_emb: Embedding,
+    dec_rnn: Rnn,
+    attn: Option<LuongAttention>,
+    out: Linear,
+}
+
+impl Seq2Seq {
+    pub fn new(cfg: &Seq2SeqConfig, vb: VarBuilder) -> Result<Self> {
+        cfg.validate()?;
+        let (e, h, v) = (cfg.emb_dim, cfg.hidden, cfg.vocab_size);
+        let rnn = |vb: VarBuilder| Rnn::new(cfg.cell, e, h, cfg.n_layer, cfg.dropout, cfg.forget_bias, vb.pp("rnn"));
+        let enc = vb.pp("encoder");
+        let dec = vb.pp("decoder");
+        Ok(Self {
+            cfg: cfg.clone(),
+            enc_emb: embedding(v, e, enc.pp("embedding"))?,
+            enc_rnn: rnn(enc)?,
+            dec_emb: embedding(v, e, dec.pp("embedding"))?,
+            dec_rnn: rnn(dec.clone())?,
+            attn: match cfg.attention {
+                AttentionKind::Dot => Some(LuongAttention::new(h, dec.clone())?),
+                AttentionKind::None => None,
+            },
+            out: linear(h, v, true, dec.pp("out"))?,
+        })
+    }
+
+    pub fn config(&self) -> &Seq2SeqConfig {
+        &self.cfg
+    }
+
+    /// `src` (B, S) ids; `src_mask` (B, S), 0 on padding, or `None` if the
+    /// batch has no padding.
+    pub fn encode(&self, src: &Tensor, src_mask: Option<&Tensor>, mut rng: Option<&mut Rng>) -> Result<Encoded> {
+        let x = dropout(&self.enc_emb.forward(src)?, self.cfg.dropout, rng.as_deref_mut())?; // (B, S, E)
+        let (outputs, states) = self.enc_rnn.forward(&x, None, src_mask, rng)?;
+        let bias = match src_mask {
+            Some(m) => Some((m.affine(1e9, -1e9)?).unsqueeze(1)?), // (B, 1, S): 0 real, −1e9 pad
+            None => None,
+        };
+        Ok(Encoded { outputs, bias, states })
+    }
+
+    /// Decoder over `dec_in` (B, T) from `states` → logits (B, T, V) and the
+    /// new states. Step-by-step decoding calls it with T = 1.
+    pub fn decode(&self, enc: &Encoded, dec_in: &Tensor, states: &[RnnState], mut rng: Option<&mut Rng>) -> Result<(Tensor, Vec<RnnState>)> {
+        let x = dropout(&self.dec_emb.forward(dec_in)?, self.cfg.dropout, rng.as_deref_mut())?; // (B, T, E)
+        let (h, states) = self.dec_rnn.forward(&x, Some(states), None, rng.as_deref_mut())?; // (B, T, H)
+        let h = match &self.attn {
+            Some(a) => a.forward(&h, &enc.outputs, enc.bias.as_ref())?,
+            None => h,
+        };
+        let h = dropout(&h, self.cfg.dropout, rng)?;
+        Ok((self.out.forward(&h)?, states))
+    }
+
+    /// Teacher-forced logits (B, T, V) for a batch.
+    pub fn forward(&self, batch: &Seq2SeqTensors, mut rng: Option<&mut Rng>) -> Result<Tensor> {
+        let mask = batch.src_has_pad.then_some(&batch.src_mask);
+        let enc = self.encode(&batch.src, mask, rng.as_deref_mut())?;
+        let (logits, _) = self.decode(&enc, &batch.dec_in, &enc.states, rng)?;
+        Ok(logits)
+    }
+
+    /// Summed cross-entropy over supervised tokens, and the logits.
+    pub fn loss_sum(&self, batch: &Seq2SeqTensors, rng: Option<&mut Rng>) -> Result<(Tensor, Tensor)> {
+        let logits = self.forward(batch, rng)?;
+        let (b, t, v) = logits.dims3()?;
+        let loss = masked_cross_entropy_sum(&logits.reshape((b * t, v))?, &batch.labels.flatten_all()?, &batch.label_mask.flatten_all()?)?;
+        Ok((loss, logits))
+    }
+}

@@ -1,0 +1,232 @@
+//! The parameter store: every trainable tensor by its safetensors name,
+//! sorted (candle's `VarMap` iterates in hash order), initialised from the
+//! store's own seeded stream so the same seed gives the same weights.
+
+use crate::error::{Error, Result};
+use crate::rng::Rng;
+use candle_core::{DType, Device, Shape, Tensor, Var};
+use candle_nn::var_builder::SimpleBackend;
+use candle_nn::init::NormalOrUniform;
+use candle_nn::{Init, VarBuilder};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+struct Inner {
+    vars: BTreeMap<String, Var>,
+    rng: Rng,
+}
+
+/// Named trainable tensors. Cloning shares the same tensors.
+#[derive(Clone)]
+pub struct ParamStore {
+    inner: Arc<Mutex<Inner>>,
+    device: Device,
+}
+
+impl ParamStore {
+    /// An empty store whose new tensors are initialised from `seed`.
+    pub fn new(seed: u64, device: &Device) -> Self {
+        Self {
+            inner: Arc::new(Mutex::new(Inner {
+                vars: BTreeMap::new(),
+                rng: Rng::derive(seed, "init"),
+            })),
+            device: device.clone(),
+        }
+    }
+
+    /// A builder that creates (or returns) tensors in this store.
+    pub fn var_builder(&self) -> VarBuilder<'static> {
+        VarBuilder::from_backend(Box::new(self.clone()), DType::F32, self.device.clone())
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Every variable, sorted by name.
+    pub fn vars(&self) -> Vec<(String, Var)> {
+        self.lock()
+            .vars
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    /// One variable by name.
+    pub fn get(&self, name: &str) -> Option<Var> {
+        self.lock().vars.get(name).cloned()
+    }
+
+    /// Total number of scalar parameters.
+    pub fn num_params(&self) -> usize {
+        self.lock().vars.values().map(|v| v.elem_count()).sum()
+    }
+
+    /// Overwrites one tensor's values (shape must match).
+    pub fn set(&self, name: &str, value: &Tensor) -> Result<()> {
+        let var = self.get(name).ok_or_else(|| Error::Checkpoint {
+            path: name.into(),
+            msg: "no such parameter".into(),
+        })?;
+        var.set(value)?;
+        Ok(())
+    }
+
+    /// Writes every tensor to a safetensors file.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let tensors: Vec<(String, Tensor)> = self
+            .vars()
+            .into_iter()
+            .map(|(k, v)| (k, v.as_tensor().clone()))
+            .collect();
+        let bytes = safetensors::serialize(
+            tensors.iter().map(|(k, t)| (k.as_str(), t)),
+            None,
+        )
+        .map_err(|e| Error::Checkpoint {
+            path: path.to_path_buf(),
+            msg: format!("cannot serialise tensors: {e}"),
+        })?;
+        crate::checkpoint::write_atomic(path, &bytes)
+    }
+
+    /// Loads a safetensors file into the existing tensors. Every parameter
+    /// must be present with the right shape, and nothing else may be there:
+    /// the error names the first offending tensor.
+    pub fn load(&self, path: &Path) -> Result<()> {
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| Error::Checkpoint {
+            path: path.to_path_buf(),
+            msg: format!("not a valid safetensors file: {e}"),
+        })?;
+        let vars = self.vars();
+        for (name, var) in &vars {
+            let view = st.tensor(name).map_err(|_| Error::MissingTensor {
+                path: path.to_path_buf(),
+                name: name.clone(),
+            })?;
+            let expected = var.dims().to_vec();
+            if view.shape() != expected.as_slice() || view.dtype() != safetensors::Dtype::F32 {
+                return Err(Error::TensorShape {
+                    path: path.to_path_buf(),
+                    name: name.clone(),
+                    expected,
+                    got: view.shape().to_vec(),
+                });
+            }
+            let values: Vec<f32> = view
+                .data()
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect();
+            var.set(&Tensor::from_vec(values, view.shape(), &self.device)?)?;
+        }
+        let known: std::collections::HashSet<&str> = vars.iter().map(|(k, _)| k.as_str()).collect();
+        let mut names: Vec<String> = st.names().into_iter().map(|s| s.to_string()).collect();
+        names.sort();
+        if let Some(extra) = names.into_iter().find(|n| !known.contains(n.as_str())) {
+            return Err(Error::UnexpectedTensor {
+                path: path.to_path_buf(),
+                name: extra,
+            });
+        }
+        Ok(())
+    }
+
+    fn init(rng: &mut Rng, shape: &Shape, init: Init) -> Vec<f32> {
+        let n = shape.elem_count();
+        match init {
+            Init::Const(v) => vec![v as f32; n],
+            Init::Uniform { lo, up } => (0..n).map(|_| rng.uniform(lo as f32, up as f32)).collect(),
+            Init::Randn { mean, stdev } => (0..n)
+                .map(|_| mean as f32 + stdev as f32 * rng.normal())
+                .collect(),
+            Init::Kaiming {
+                dist,
+                fan,
+                non_linearity,
+            } => {
+                let fan = fan.for_shape(shape).max(1) as f64;
+                let std = non_linearity.gain() / fan.sqrt();
+                match dist {
+                    NormalOrUniform::Normal => (0..n).map(|_| std as f32 * rng.normal()).collect(),
+                    NormalOrUniform::Uniform => {
+                        let b = (3f64.sqrt() * std) as f32;
+                        (0..n).map(|_| rng.uniform(-b, b)).collect()
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl SimpleBackend for ParamStore {
+    fn get(&self, s: Shape, name: &str, h: Init, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
+        let mut inner = self.lock();
+        if let Some(v) = inner.vars.get(name) {
+            if v.shape() != &s {
+                candle_core::bail!("parameter {name} requested with shape {s:?}, has {:?}", v.shape());
+            }
+            return Ok(v.as_tensor().clone());
+        }
+        let data = Self::init(&mut inner.rng, &s, h);
+        let var = Var::from_vec(data, s, dev)?;
+        let var = if var.dtype() != dtype {
+            Var::from_tensor(&var.as_tensor().to_dtype(dtype)?)?
+        } else {
+            var
+        };
+        let t = var.as_tensor().clone();
+        inner.vars.insert(name.to_string(), var);
+        Ok(t)
+    }
+
+    fn get_unchecked(&self, name: &str, _dtype: DType, _dev: &Device) -> candle_core::Result<Tensor> {
+        match self.lock().vars.get(name) {
+            Some(v) => Ok(v.as_tensor().clone()),
+            None => candle_core::bail!("parameter {name} does not exist"),
+        }
+    }
+
+    fn contains_tensor(&self, name: &str) -> bool {
+        self.lock().vars.contains_key(name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_seed_same_weights_and_strict_load() {
+        let dev = Device::Cpu;
+        let a = ParamStore::new(5, &dev);
+        let vb = a.var_builder();
+        let w = vb.pp("layer").get_with_hints((3, 4), "weight", Init::Uniform { lo: -1.0, up: 1.0 }).unwrap();
+        let b = ParamStore::new(5, &dev);
+        let w2 = b.var_builder().pp("layer").get_with_hints((3, 4), "weight", Init::Uniform { lo: -1.0, up: 1.0 }).unwrap();
+        assert_eq!(w.to_vec2::<f32>().unwrap(), w2.to_vec2::<f32>().unwrap());
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.safetensors");
+        a.save(&path).unwrap();
+        let c = ParamStore::new(6, &dev);
+        let w3 = c.var_builder().pp("layer").get_with_hints((3, 4), "weight", Init::Const(0.0)).unwrap();
+        c.load(&path).unwrap();
+        assert_eq!(w.to_vec2::<f32>().unwrap(), w3.to_vec2::<f32>().unwrap());
+
+        let d = ParamStore::new(6, &dev);
+        d.var_builder().pp("layer").get_with_hints((4, 3), "weight", Init::Const(0.0)).unwrap();
+        let e = d.load(&path).unwrap_err().to_string();
+        assert!(e.contains("layer.weight") && e.contains("[3, 4]"), "{e}");
+        let f = ParamStore::new(6, &dev);
+        f.var_builder().get_with_hints(3, "other", Init::Const(0.0)).unwrap();
+        assert!(f.load(&path).unwrap_err().to_string().contains("missing tensor 'other'"));
+    }
+}

@@ -1,0 +1,202 @@
+//! LSTM and GRU layers with PyTorch's parameter names and equations
+//! (`weight_ih_l{k}` (G·H, in), `weight_hh_l{k}` (G·H, H), `bias_ih_l{k}`,
+//! `bias_hh_l{k}`; gate order i,f,g,o for LSTM and r,z,n for GRU).
+//!
+//! For speed, the input projection of every time step is one matrix product
+//! before the recurrence; only `h Wₕₕᵀ` remains inside the loop.
+
+use crate::rng::Rng;
+use candle_core::{Result, Tensor, Var, D};
+use candle_nn::{Init, VarBuilder};
+use serde::{Deserialize, Serialize};
+
+use super::dropout::dropout;
+
+/// The recurrent cell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CellKind {
+    Lstm,
+    Gru,
+}
+
+impl CellKind {
+    fn gates(self) -> usize {
+        match self {
+            CellKind::Lstm => 4,
+            CellKind::Gru => 3,
+        }
+    }
+}
+
+/// The state a layer carries between steps: `h` (B, H) and, for LSTM, `c`.
+#[derive(Debug, Clone)]
+pub struct RnnState {
+    pub h: Tensor,
+    pub c: Option<Tensor>,
+}
+
+impl RnnState {
+    /// Rows `idx` of the state (beam search reorders hypotheses with it).
+    pub fn select(&self, idx: &Tensor) -> Result<Self> {
+        Ok(Self {
+            h: self.h.index_select(idx, 0)?,
+            c: self.c.as_ref().map(|c| c.index_select(idx, 0)).transpose()?,
+        })
+    }
+}
+
+/// One recurrent layer.
+#[derive(Debug, Clone)]
+pub struct RnnLayer {
+    kind: CellKind,
+    hidden: usize,
+    w_ih: Tensor, // (G*H, in)
+    w_hh: Tensor, // (G*H, H)
+    b_ih: Tensor, // (G*H)
+    b_hh: Tensor, // (G*H)
+}
+
+impl RnnLayer {
+    /// Layer `layer` of a stack; `vb` is the stack's prefix (e.g. `encoder.rnn`).
+    /// Weights start uniform in ±1/√H as in PyTorch; an LSTM's forget-gate
+    /// bias starts at `forget_bias` (1.0 per Jozefowicz et al. 2015, as
+    /// Keras' `unit_forget_bias`), so early gradients flow through time.
+    pub fn new(kind: CellKind, in_dim: usize, hidden: usize, layer: usize, forget_bias: f32, vb: &VarBuilder) -> Result<Self> {
+        let g = kind.gates() * hidden;
+        let k = 1.0 / (hidden as f64).sqrt();
+        let init = Init::Uniform { lo: -k, up: k };
+        let w_ih = vb.get_with_hints((g, in_dim), &format!("weight_ih_l{layer}"), init)?;
+        let w_hh = vb.get_with_hints((g, hidden), &format!("weight_hh_l{layer}"), init)?;
+        let b_ih = vb.get_with_hints(g, &format!("bias_ih_l{layer}"), init)?;
+        let b_hh = vb.get_with_hints(g, &format!("bias_hh_l{layer}"), init)?;
+        if kind == CellKind::Lstm && forget_bias != 0.0 && b_ih.is_variable() {
+            let mut v = b_ih.to_vec1::<f32>()?;
+            v[hidden..2 * hidden].iter_mut().for_each(|x| *x += forget_bias);
+            Var::from_tensor(&b_ih)?.set(&Tensor::from_vec(v, g, b_ih.device())?)?;
+        }
+        Ok(Self { kind, hidden, w_ih, w_hh, b_ih, b_hh })
+    }
+
+    /// A zero state for a batch of `b`.
+    pub fn zero_state(&self, b: usize, x: &Tensor) -> Result<RnnState> {
+        let h = Tensor::zeros((b, self.hidden), x.dtype(), x.device())?;
+        let c = (self.kind == CellKind::Lstm).then(|| h.clone());
+        Ok(RnnState { h, c })
+    }
+
+    /// Runs the layer over `x` (B, T, in) from `init` (zeros if `None`).
+    /// Where `mask` (B, T) is 0 the state is carried unchanged, so the final
+    /// state of a right-padded sequence is the one at its last real token.
+    /// Returns the outputs (B, T, H) and the final state.
+    pub fn forward(&self, x: &Tensor, init: Option<&RnnState>, mask: Option<&Tensor>) -> Result<(Tensor, RnnState)> {
+        let (b, t, in_dim) = x.dims3()?;
+        let hd = self.hidden;
+        let g = self.kind.gates() * hd;
+        // Biases that sit outside the reset gate fold into the projection.
+        let bias = match self.kind {
+            CellKind::Lstm => (&self.b_ih + &self.b_hh)?,
+            CellKind::Gru => Tensor::cat(&[(self.b_ih.narrow(0, 0, 2 * hd)? + self.b_hh.narrow(0, 0, 2 * hd)?)?, self.b_ih.narrow(0, 2 * hd, hd)?], 0)?,
+        };
+        let xproj = x
+            .reshape((b * t, in_dim))?
+            .matmul(&self.w_ih.t()?)?
+            .broadcast_add(&bias)?
+            .reshape((b, t, g))?
+            .transpose(0, 1)?
+            .contiguous()?; // (T, B, G*H)
+        let w_hh_t = self.w_hh.t()?;
+        let b_hn = match self.kind {
+            CellKind::Gru => Some(self.b_hh.narrow(0, 2 * hd, hd)?),
+            CellKind::Lstm => None,
+        };
+        let mut state = match init {
+            Some(s) => s.clone(),
+            None => self.zero_state(b, x)?,
+        };
+        let mask_t = mask.map(|m| m.t()?.contiguous()).transpose()?; // (T, B)
+        let mut outputs = Vec::with_capacity(t);
+        for step in 0..t {
+            let xp = xproj.get(step)?; // (B, G*H)
+            let hp = state.h.matmul(&w_hh_t)?; // (B, G*H)
+            let next = match self.kind {
+                CellKind::Lstm => {
+                    let gates = (xp + hp)?;
+                    let sig = candle_nn::ops::sigmoid(&gates)?;
+                    let i = sig.narrow(1, 0, hd)?;
+                    let f = sig.narrow(1, hd, hd)?;
+                    let o = sig.narrow(1, 3 * hd, hd)?;
+                    let gg = gates.narrow(1, 2 * hd, hd)?.tanh()?;
+                    let c_prev = state.c.as_ref().expect("LSTM state has c");
+                    let c = ((f * c_prev)? + (i * gg)?)?;
+                    let h = (o * c.tanh()?)?;
+                    RnnState { h, c: Some(c) }
+                }
+                CellKind::Gru => {
+                    let rz = candle_nn::ops::sigmoid(&(xp.narrow(1, 0, 2 * hd)? + hp.narrow(1, 0, 2 * hd)?)?)?;
+                    let r = rz.narrow(1, 0, hd)?;
+                    let z = rz.narrow(1, hd, hd)?;
+                    let hn = hp.narrow(1, 2 * hd, hd)?.broadcast_add(b_hn.as_ref().expect("GRU"))?;
+                    let n = (xp.narrow(1, 2 * hd, hd)? + (r * hn)?)?.tanh()?;
+                    // h' = (1 - z) n + z h = n + z (h - n)
+                    let h = (&n + (z * (&state.h - &n)?)?)?;
+                    RnnState { h, c: None }
+                }
+            };
+            state = match &mask_t {
+                Some(m) => {
+                    let m = m.get(step)?.unsqueeze(1)?; // (B, 1)
+                    let keep = |new: &Tensor, old: &Tensor| -> Result<Tensor> { old + new.sub(old)?.broadcast_mul(&m)? };
+                    RnnState {
+                        h: keep(&next.h, &state.h)?,
+                        c: match (&next.c, &state.c) {
+                            (Some(n), Some(o)) => Some(keep(n, o)?),
+                            _ => None,
+                        },
+                    }
+                }
+                None => next,
+            };
+            outputs.push(state.h.clone());
+        }
+        Ok((Tensor::stack(&outputs, 1)?, state)) // (B, T, H)
+    }
+}
+
+/// A stack of layers with dropout between them (not after the last, as in
+/// PyTorch's `nn.LSTM`).
+#[derive(Debug, Clone)]
+pub struct Rnn {
+    layers: Vec<RnnLayer>,
+    dropout: f32,
+}
+
+impl Rnn {
+    pub fn new(kind: CellKind, in_dim: usize, hidden: usize, n_layer: usize, dropout: f32, forget_bias: f32, vb: VarBuilder) -> Result<Self> {
+        let layers = (0..n_layer)
+            .map(|l| RnnLayer::new(kind, if l == 0 { in_dim } else { hidden }, hidden, l, forget_bias, &vb))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self { layers, dropout })
+    }
+
+    /// (B, T, in) → outputs of the last layer (B, T, H) and the final state
+    /// of every layer.
+    pub fn forward(&self, x: &Tensor, init: Option<&[RnnState]>, mask: Option<&Tensor>, mut rng: Option<&mut Rng>) -> Result<(Tensor, Vec<RnnState>)> {
+        let mut h = x.clone();
+        let mut states = Vec::with_capacity(self.layers.len());
+        for (l, layer) in self.layers.iter().enumerate() {
+            if l > 0 {
+                h = dropout(&h, self.dropout, rng.as_deref_mut())?;
+            }
+            let (out, st) = layer.forward(&h, init.map(|s| &s[l]), mask)?;
+            h = out;
+            states.push(st);
+        }
+        Ok((h, states))
+    }
+}
+
+/// Concatenates along the last dimension (a tiny helper for readability).
+pub fn cat_last(xs: &[&Tensor]) -> Result<Tensor> {
+    Tensor::cat(xs, D::Minus1)
+}

@@ -1,0 +1,80 @@
+//! Learning-rate schedules. The rate of a step is a pure function of the
+//! step, so a resumed run needs no schedule state.
+
+use crate::error::{Error, Result};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScheduleKind {
+    /// The base rate throughout (after warmup).
+    Constant,
+    /// Cosine decay from the base rate to the floor at the last step.
+    Cosine,
+    /// Linear decay from the base rate to the floor at the last step.
+    Linear,
+}
+
+/// Linear warmup, then constant, cosine or linear decay.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Schedule {
+    pub kind: ScheduleKind,
+    /// Steps of linear warmup from 0, e.g. 100.
+    pub warmup_steps: usize,
+    /// The floor as a fraction of the base rate, e.g. 0.1.
+    pub min_lr_ratio: f64,
+    /// Step at which decay ends (usually the run's last step), e.g. 2000.
+    pub decay_steps: usize,
+}
+
+impl Default for Schedule {
+    fn default() -> Self {
+        Self { kind: ScheduleKind::Constant, warmup_steps: 0, min_lr_ratio: 0.1, decay_steps: 0 }
+    }
+}
+
+impl Schedule {
+    pub fn validate(&self, steps: usize) -> Result<()> {
+        if !(0.0..=1.0).contains(&self.min_lr_ratio) {
+            return Err(Error::config("train.schedule.min_lr_ratio", "must be in [0, 1]"));
+        }
+        if self.warmup_steps > steps {
+            return Err(Error::config("train.schedule.warmup_steps", format!("{} exceeds the run's {steps} steps", self.warmup_steps)));
+        }
+        Ok(())
+    }
+
+    /// The rate at `step` (1-based) for base rate `lr`.
+    pub fn lr(&self, lr: f64, step: usize) -> f64 {
+        if step <= self.warmup_steps {
+            return lr * step as f64 / self.warmup_steps.max(1) as f64;
+        }
+        let span = self.decay_steps.saturating_sub(self.warmup_steps).max(1) as f64;
+        let progress = ((step - self.warmup_steps) as f64 / span).min(1.0);
+        let floor = lr * self.min_lr_ratio;
+        match self.kind {
+            ScheduleKind::Constant => lr,
+            ScheduleKind::Cosine => floor + (lr - floor) * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos()),
+            ScheduleKind::Linear => lr - (lr - floor) * progress,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn warmup_then_decay_to_floor() {
+        let s = Schedule { kind: ScheduleKind::Cosine, warmup_steps: 10, min_lr_ratio: 0.1, decay_steps: 110 };
+        assert!((s.lr(1.0, 5) - 0.5).abs() < 1e-12);
+        assert!((s.lr(1.0, 10) - 1.0).abs() < 1e-12);
+        assert!((s.lr(1.0, 60) - 0.55).abs() < 1e-12);
+        assert!((s.lr(1.0, 110) - 0.1).abs() < 1e-12);
+        assert!((s.lr(1.0, 500) - 0.1).abs() < 1e-12);
+        let l = Schedule { kind: ScheduleKind::Linear, ..s.clone() };
+        assert!((l.lr(1.0, 60) - 0.55).abs() < 1e-12);
+        assert_eq!(Schedule::default().lr(0.3, 77), 0.3);
+    }
+}
