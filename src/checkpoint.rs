@@ -66,18 +66,26 @@ pub fn load(dir: &Path, dev: &Device) -> Result<Loaded> {
         if p.is_file() {
             Ok(p)
         } else {
-            Err(Error::Checkpoint { path: p, msg: "missing (a checkpoint holds config.json, model.safetensors and tokenizer.json)".into() })
+            Err(Error::Checkpoint {
+                path: p,
+                msg: "missing (a checkpoint holds config.json, model.safetensors and tokenizer.json)".into(),
+            })
         }
     };
     let cfg_path = need(CONFIG)?;
     let bytes = std::fs::read(&cfg_path).map_err(|e| Error::io(&cfg_path, e))?;
-    let config: RunConfig = serde_json::from_slice(&bytes).map_err(|e| Error::Checkpoint { path: cfg_path.clone(), msg: format!("not a shiftlm config: {e}") })?;
+    let config: RunConfig = serde_json::from_slice(&bytes)
+        .map_err(|e| Error::Checkpoint { path: cfg_path.clone(), msg: format!("not a shiftlm config: {e}") })?;
     config.validate().map_err(|e| Error::Checkpoint { path: cfg_path.clone(), msg: e.to_string() })?;
     let tokenizer = Tokenizer::load(&need(TOKENIZER)?)?;
     if tokenizer.vocab_size() != config.model.vocab_size {
         return Err(Error::Checkpoint {
             path: dir.join(TOKENIZER),
-            msg: format!("tokenizer has {} ids but the model expects {}", tokenizer.vocab_size(), config.model.vocab_size),
+            msg: format!(
+                "tokenizer has {} ids but the model expects {}",
+                tokenizer.vocab_size(),
+                config.model.vocab_size
+            ),
         });
     }
     let store = ParamStore::new(0, dev);

@@ -62,7 +62,15 @@ impl RunConfig {
     ///   length 10, Embedding 256 → LSTM 128, no attention, Adam 1e-3, batch 64.
     /// - `tiny`: a seconds-long run for tests and smoke checks.
     pub fn preset(name: &str) -> Result<Self> {
-        let task = |vocab, min_len, max_len, n_train, n_valid| TaskSpec { kind: TaskKind::Rotate, vocab, min_len, max_len, shift: 1, n_train, n_valid };
+        let task = |vocab, min_len, max_len, n_train, n_valid| TaskSpec {
+            kind: TaskKind::Rotate,
+            vocab,
+            min_len,
+            max_len,
+            shift: 1,
+            n_train,
+            n_valid,
+        };
         let train = |steps, lr, eval_every| TrainConfig {
             steps,
             batch_size: 64,
@@ -84,7 +92,9 @@ impl RunConfig {
                 train(150, 1e-2, 0),
                 task(8, 2, 5, 2000, 100),
             ),
-            _ => return Err(Error::Unknown { what: "preset", name: name.to_string(), known: Self::PRESETS.to_string() }),
+            _ => {
+                return Err(Error::Unknown { what: "preset", name: name.to_string(), known: Self::PRESETS.to_string() })
+            }
         };
         Ok(Self {
             preset: name.to_string(),

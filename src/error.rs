@@ -19,28 +19,16 @@ pub enum Error {
     EmptyFile { path: PathBuf },
     /// A text file is not valid UTF-8.
     #[error("{path}:{line}: the file is not valid UTF-8 (invalid byte at offset {offset})")]
-    NotUtf8 {
-        path: PathBuf,
-        line: usize,
-        offset: usize,
-    },
+    NotUtf8 { path: PathBuf, line: usize, offset: usize },
     /// One line of a data file could not be parsed.
     #[error("{path}:{line}: {msg}")]
-    BadLine {
-        path: PathBuf,
-        line: usize,
-        msg: String,
-    },
+    BadLine { path: PathBuf, line: usize, msg: String },
     /// A configuration value is impossible; `field` names it.
     #[error("invalid config: {field}: {msg}")]
     Config { field: String, msg: String },
     /// A name (task, preset, ...) is not one shiftlm knows.
     #[error("unknown {what} '{name}' (known: {known})")]
-    Unknown {
-        what: &'static str,
-        name: String,
-        known: String,
-    },
+    Unknown { what: &'static str, name: String, known: String },
     /// A checkpoint lacks a tensor the model needs.
     #[error("{path}: missing tensor '{name}'")]
     MissingTensor { path: PathBuf, name: String },
@@ -49,12 +37,7 @@ pub enum Error {
     UnexpectedTensor { path: PathBuf, name: String },
     /// A checkpoint tensor has the wrong shape or dtype.
     #[error("{path}: tensor '{name}' has shape {got:?}, the model expects {expected:?}")]
-    TensorShape {
-        path: PathBuf,
-        name: String,
-        expected: Vec<usize>,
-        got: Vec<usize>,
-    },
+    TensorShape { path: PathBuf, name: String, expected: Vec<usize>, got: Vec<usize> },
     /// A checkpoint folder is incomplete or malformed.
     #[error("{path}: {msg}")]
     Checkpoint { path: PathBuf, msg: String },
@@ -71,16 +54,10 @@ pub type Result<T> = std::result::Result<T, Error>;
 
 impl Error {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io {
-            path: path.into(),
-            source,
-        }
+        Error::Io { path: path.into(), source }
     }
 
     pub(crate) fn config(field: &str, msg: impl Into<String>) -> Self {
-        Error::Config {
-            field: field.to_string(),
-            msg: msg.into(),
-        }
+        Error::Config { field: field.to_string(), msg: msg.into() }
     }
 }

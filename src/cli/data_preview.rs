@@ -36,7 +36,13 @@ pub fn run(a: PreviewArgs) -> anyhow::Result<()> {
     println!("{} training pairs, vocabulary {} ids (0 <pad>, 1 <s>, 2 </s>, 3 <unk>)", loader.len(), tok.vocab_size());
     for bi in 0..a.batches {
         let batch = loader.next_batch();
-        println!("\nbatch {} — padded to source length {} and decoder length {}; {} supervised labels", bi + 1, batch.s, batch.t, batch.n_supervised);
+        println!(
+            "\nbatch {} — padded to source length {} and decoder length {}; {} supervised labels",
+            bi + 1,
+            batch.s,
+            batch.t,
+            batch.n_supervised
+        );
         for i in 0..batch.b {
             let width = batch.s.max(batch.t);
             let cell = |ids: &[u32], mask: &[f32], j: usize| -> String {

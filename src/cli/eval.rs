@@ -42,7 +42,8 @@ pub struct EvalArgs {
 
 pub fn run(a: EvalArgs) -> anyhow::Result<()> {
     let dev = candle_core::Device::Cpu;
-    let ck = shiftlm::checkpoint::load(&a.checkpoint, &dev).with_context(|| format!("loading checkpoint {}", a.checkpoint.display()))?;
+    let ck = shiftlm::checkpoint::load(&a.checkpoint, &dev)
+        .with_context(|| format!("loading checkpoint {}", a.checkpoint.display()))?;
     let pairs = match &a.data {
         Some(path) => {
             let raw = shiftlm::data::pairs::read_pairs(path)?;
@@ -51,19 +52,25 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
         None => {
             let data = match &ck.config.data {
                 // A file the run was trained on may have moved; say so clearly.
-                DataConfig::File { path, .. } if !path.exists() => anyhow::bail!("{}: the training data file is gone; pass --data FILE", path.display()),
+                DataConfig::File { path, .. } if !path.exists() => {
+                    anyhow::bail!("{}: the training data file is gone; pass --data FILE", path.display())
+                }
                 d => d.clone(),
             };
             shiftlm::data::load(&data, ck.config.train.seed, Some(&ck.tokenizer))?.0.valid
         }
     };
-    let strategy = if a.beam > 1 { Strategy::Beam { width: a.beam, length_penalty: a.length_penalty } } else { Strategy::Greedy };
+    let strategy =
+        if a.beam > 1 { Strategy::Beam { width: a.beam, length_penalty: a.length_penalty } } else { Strategy::Greedy };
     let opts = DecodeOptions { strategy, max_len: 2 * ck.config.max_target_len + 2 };
     let (report, outputs) = shiftlm::eval::evaluate(&ck.model, &pairs, 256, &opts, &dev)?;
     print_metrics(&report);
     print_examples(&ck.tokenizer, &pairs, &outputs, a.show);
     if a.json {
-        println!("{}", json_line(&report, serde_json::json!({ "checkpoint": a.checkpoint, "steps": ck.config.train.steps })));
+        println!(
+            "{}",
+            json_line(&report, serde_json::json!({ "checkpoint": a.checkpoint, "steps": ck.config.train.steps }))
+        );
     }
     Ok(())
 }

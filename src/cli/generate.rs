@@ -44,7 +44,8 @@ pub struct GenerateArgs {
 
 pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
     let dev = candle_core::Device::Cpu;
-    let ck = shiftlm::checkpoint::load(&a.checkpoint, &dev).with_context(|| format!("loading checkpoint {}", a.checkpoint.display()))?;
+    let ck = shiftlm::checkpoint::load(&a.checkpoint, &dev)
+        .with_context(|| format!("loading checkpoint {}", a.checkpoint.display()))?;
     let inputs: Vec<String> = if a.input.is_empty() {
         std::io::stdin().lock().lines().collect::<Result<_, _>>().context("reading standard input")?
     } else {

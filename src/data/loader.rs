@@ -32,16 +32,7 @@ impl Loader {
         let mut rng = Rng::derive(seed, "loader");
         let mut order: Vec<u32> = (0..pairs.len() as u32).collect();
         rng.shuffle(&mut order);
-        Self {
-            pairs,
-            batch_size,
-            state: LoaderState {
-                epoch: 0,
-                cursor: 0,
-                order,
-                rng,
-            },
-        }
+        Self { pairs, batch_size, state: LoaderState { epoch: 0, cursor: 0, order, rng } }
     }
 
     /// The next batch; a new shuffled epoch starts when one runs out. The
@@ -54,10 +45,7 @@ impl Loader {
             st.epoch += 1;
         }
         let end = (st.cursor + self.batch_size).min(st.order.len());
-        let batch: Vec<&Pair> = st.order[st.cursor..end]
-            .iter()
-            .map(|&i| &self.pairs[i as usize])
-            .collect();
+        let batch: Vec<&Pair> = st.order[st.cursor..end].iter().map(|&i| &self.pairs[i as usize]).collect();
         st.cursor = end;
         Seq2SeqBatch::new(&batch, PAD, BOS, EOS)
     }
@@ -97,12 +85,7 @@ mod tests {
     use super::*;
 
     fn pairs(n: usize) -> Vec<Pair> {
-        (0..n)
-            .map(|i| Pair {
-                source: vec![4 + i as u32; 1 + i % 3],
-                target: vec![5 + i as u32; 1 + i % 2],
-            })
-            .collect()
+        (0..n).map(|i| Pair { source: vec![4 + i as u32; 1 + i % 3], target: vec![5 + i as u32; 1 + i % 2] }).collect()
     }
 
     #[test]

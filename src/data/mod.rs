@@ -35,21 +35,12 @@ use std::path::Path;
 pub fn read_utf8(path: &Path) -> Result<String> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     if bytes.iter().all(|b| b.is_ascii_whitespace()) {
-        return Err(Error::EmptyFile {
-            path: path.to_path_buf(),
-        });
+        return Err(Error::EmptyFile { path: path.to_path_buf() });
     }
     String::from_utf8(bytes).map_err(|e| {
         let offset = e.utf8_error().valid_up_to();
-        let line = 1 + e.as_bytes()[..offset]
-            .iter()
-            .filter(|&&b| b == b'\n')
-            .count();
-        Error::NotUtf8 {
-            path: path.to_path_buf(),
-            line,
-            offset,
-        }
+        let line = 1 + e.as_bytes()[..offset].iter().filter(|&&b| b == b'\n').count();
+        Error::NotUtf8 { path: path.to_path_buf(), line, offset }
     })
 }
 
@@ -68,7 +59,9 @@ pub fn load(cfg: &crate::config::DataConfig, seed: u64, tokenizer: Option<&Token
             let tok = match (tokenizer, kind) {
                 (Some(t), _) => t.clone(),
                 (None, TokenizerKind::Byte) => Tokenizer::Byte,
-                (None, TokenizerKind::Char) => Tokenizer::char_from_texts(train.iter().flat_map(|p| [p.source.as_str(), p.target.as_str()])),
+                (None, TokenizerKind::Char) => {
+                    Tokenizer::char_from_texts(train.iter().flat_map(|p| [p.source.as_str(), p.target.as_str()]))
+                }
             };
             Ok((pairs::encode(&tok, &train, &valid), tok))
         }

@@ -42,11 +42,7 @@ impl PairFormat {
 pub fn read_pairs(path: &Path) -> Result<Vec<TextPair>> {
     let text = read_utf8(path)?;
     let format = PairFormat::detect(path, &text);
-    let bad = |line: usize, msg: String| Error::BadLine {
-        path: path.to_path_buf(),
-        line,
-        msg,
-    };
+    let bad = |line: usize, msg: String| Error::BadLine { path: path.to_path_buf(), line, msg };
     let mut out = Vec::new();
     for (i, raw) in text.lines().enumerate() {
         let line = i + 1;
@@ -59,20 +55,15 @@ pub fn read_pairs(path: &Path) -> Result<Vec<TextPair>> {
                 let mut cols = raw.split('\t');
                 match (cols.next(), cols.next()) {
                     (Some(s), Some(t)) => (s.to_string(), t.to_string()),
-                    _ => {
-                        return Err(bad(
-                            line,
-                            "expected 'source<TAB>target', found one column".into(),
-                        ))
-                    }
+                    _ => return Err(bad(line, "expected 'source<TAB>target', found one column".into())),
                 }
             }
             PairFormat::Jsonl => {
-                let v: serde_json::Value = serde_json::from_str(raw)
-                    .map_err(|e| bad(line, format!("not valid JSON: {e}")))?;
-                let obj = v.as_object().ok_or_else(|| {
-                    bad(line, "expected a JSON object with \"source\" and \"target\"".into())
-                })?;
+                let v: serde_json::Value =
+                    serde_json::from_str(raw).map_err(|e| bad(line, format!("not valid JSON: {e}")))?;
+                let obj = v
+                    .as_object()
+                    .ok_or_else(|| bad(line, "expected a JSON object with \"source\" and \"target\"".into()))?;
                 let field = |k: &str| -> Result<String> {
                     match obj.get(k) {
                         Some(serde_json::Value::String(s)) => Ok(s.clone()),
@@ -83,25 +74,17 @@ pub fn read_pairs(path: &Path) -> Result<Vec<TextPair>> {
                 (field("source")?, field("target")?)
             }
         };
-        out.push(TextPair {
-            source,
-            target,
-            line,
-        });
+        out.push(TextPair { source, target, line });
     }
     if out.is_empty() {
-        return Err(Error::EmptyFile {
-            path: path.to_path_buf(),
-        });
+        return Err(Error::EmptyFile { path: path.to_path_buf() });
     }
     Ok(out)
 }
 
 /// FNV-1a, for a split that depends on content only.
 fn fnv1a(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
-    })
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3))
 }
 
 /// Splits pairs: about `valid_fraction` go to validation, chosen by a hash
@@ -109,9 +92,8 @@ fn fnv1a(s: &str) -> u64 {
 pub fn split(pairs: Vec<TextPair>, valid_fraction: f64) -> (Vec<TextPair>, Vec<TextPair>) {
     let n = pairs.len();
     let cut = (valid_fraction.clamp(0.0, 1.0) * 10_000.0) as u64;
-    let (mut valid, mut train): (Vec<_>, Vec<_>) = pairs
-        .into_iter()
-        .partition(|p| fnv1a(&format!("{}\t{}", p.source, p.target)) % 10_000 < cut);
+    let (mut valid, mut train): (Vec<_>, Vec<_>) =
+        pairs.into_iter().partition(|p| fnv1a(&format!("{}\t{}", p.source, p.target)) % 10_000 < cut);
     if n >= 2 && valid.is_empty() {
         valid.push(train.pop().expect("n >= 2"));
     } else if n >= 2 && train.is_empty() {
@@ -123,17 +105,9 @@ pub fn split(pairs: Vec<TextPair>, valid_fraction: f64) -> (Vec<TextPair>, Vec<T
 /// Tokenizes both splits.
 pub fn encode(tok: &Tokenizer, train: &[TextPair], valid: &[TextPair]) -> Splits {
     let enc = |ps: &[TextPair]| {
-        ps.iter()
-            .map(|p| Pair {
-                source: tok.encode(&p.source),
-                target: tok.encode(&p.target),
-            })
-            .collect()
+        ps.iter().map(|p| Pair { source: tok.encode(&p.source), target: tok.encode(&p.target) }).collect()
     };
-    Splits {
-        train: enc(train),
-        valid: enc(valid),
-    }
+    Splits { train: enc(train), valid: enc(valid) }
 }
 
 #[cfg(test)]
@@ -144,10 +118,7 @@ mod tests {
     fn file(name: &str, content: &[u8]) -> (tempfile::TempDir, std::path::PathBuf) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(name);
-        std::fs::File::create(&path)
-            .unwrap()
-            .write_all(content)
-            .unwrap();
+        std::fs::File::create(&path).unwrap().write_all(content).unwrap();
         (dir, path)
     }
 
@@ -180,13 +151,8 @@ mod tests {
 
     #[test]
     fn split_is_deterministic_and_never_empty() {
-        let pairs: Vec<TextPair> = (0..200)
-            .map(|i| TextPair {
-                source: format!("s{i}"),
-                target: format!("t{i}"),
-                line: i + 1,
-            })
-            .collect();
+        let pairs: Vec<TextPair> =
+            (0..200).map(|i| TextPair { source: format!("s{i}"), target: format!("t{i}"), line: i + 1 }).collect();
         let (t1, v1) = split(pairs.clone(), 0.1);
         let mut rev = pairs.clone();
         rev.reverse();

@@ -32,10 +32,7 @@ pub fn teacher_forcing(target: &[u32], bos: u32, eos: u32) -> TeacherForced {
     let mut labels = Vec::with_capacity(target.len() + 1);
     labels.extend_from_slice(target);
     labels.push(eos);
-    TeacherForced {
-        decoder_input,
-        labels,
-    }
+    TeacherForced { decoder_input, labels }
 }
 
 /// The causal-LM window starting at `start`: inputs `x[start..start+t]`,
@@ -114,7 +111,7 @@ impl Seq2SeqBatch {
         Ok(Seq2SeqTensors {
             src: Tensor::from_slice(&self.src, (b, s), dev)?,
             src_mask: Tensor::from_slice(&self.src_mask, (b, s), dev)?,
-            src_has_pad: self.src_mask.iter().any(|&m| m == 0.0),
+            src_has_pad: self.src_mask.contains(&0.0),
             dec_in: Tensor::from_slice(&self.dec_in, (b, t), dev)?,
             labels: Tensor::from_slice(&self.labels, (b, t), dev)?,
             label_mask: Tensor::from_slice(&self.label_mask, (b, t), dev)?,
@@ -125,10 +122,7 @@ impl Seq2SeqBatch {
     /// The target of row `i` as it was before the shift (no BOS/EOS).
     pub fn target(&self, i: usize) -> Vec<u32> {
         let row = i * self.t;
-        let n = self.label_mask[row..row + self.t]
-            .iter()
-            .filter(|&&m| m > 0.0)
-            .count();
+        let n = self.label_mask[row..row + self.t].iter().filter(|&&m| m > 0.0).count();
         self.labels[row..row + n.saturating_sub(1)].to_vec()
     }
 }
@@ -167,23 +161,14 @@ mod tests {
     #[test]
     fn causal_window_example() {
         let x = [10, 11, 12, 13, 14];
-        assert_eq!(
-            causal_window(&x, 1, 3),
-            Some((&[11, 12, 13][..], &[12, 13, 14][..]))
-        );
+        assert_eq!(causal_window(&x, 1, 3), Some((&[11, 12, 13][..], &[12, 13, 14][..])));
         assert_eq!(causal_window(&x, 2, 3), None);
     }
 
     #[test]
     fn eos_is_supervised_even_when_pad_equals_eos() {
-        let p = Pair {
-            source: vec![5],
-            target: vec![6],
-        };
-        let q = Pair {
-            source: vec![5, 5, 5],
-            target: vec![6, 6, 6],
-        };
+        let p = Pair { source: vec![5], target: vec![6] };
+        let q = Pair { source: vec![5, 5, 5], target: vec![6, 6, 6] };
         let batch = Seq2SeqBatch::new(&[&p, &q], 2, 1, 2);
         // Row 0: labels [6, EOS(=2), pad(=2), pad(=2)], mask [1, 1, 0, 0].
         assert_eq!(&batch.labels[..4], &[6, 2, 2, 2]);
@@ -194,10 +179,7 @@ mod tests {
 
     fn pairs_strategy() -> impl Strategy<Value = Vec<Pair>> {
         let seq = || proptest::collection::vec(4u32..40, 0..12);
-        proptest::collection::vec(
-            (seq(), seq()).prop_map(|(source, target)| Pair { source, target }),
-            1..8,
-        )
+        proptest::collection::vec((seq(), seq()).prop_map(|(source, target)| Pair { source, target }), 1..8)
     }
 
     proptest! {

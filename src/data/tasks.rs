@@ -33,11 +33,7 @@ impl TaskKind {
             "copy" => Ok(TaskKind::Copy),
             "reverse" => Ok(TaskKind::Reverse),
             "sort" => Ok(TaskKind::Sort),
-            _ => Err(Error::Unknown {
-                what: "task",
-                name: name.to_string(),
-                known: Self::NAMES.to_string(),
-            }),
+            _ => Err(Error::Unknown { what: "task", name: name.to_string(), known: Self::NAMES.to_string() }),
         }
     }
 
@@ -80,17 +76,11 @@ impl TaskSpec {
         if self.min_len == 0 || self.min_len > self.max_len {
             return Err(Error::config(
                 "task.min_len",
-                format!(
-                    "need 1 <= min_len <= max_len (got {} and {})",
-                    self.min_len, self.max_len
-                ),
+                format!("need 1 <= min_len <= max_len (got {} and {})", self.min_len, self.max_len),
             ));
         }
         if self.n_train == 0 || self.n_valid == 0 {
-            return Err(Error::config(
-                "task.n_train",
-                "need at least one training and one validation example",
-            ));
+            return Err(Error::config("task.n_train", "need at least one training and one validation example"));
         }
         Ok(())
     }
@@ -149,15 +139,9 @@ impl TaskSpec {
             }
         }
         if train.is_empty() {
-            return Err(Error::config(
-                "task",
-                "the symbol space is too small to hold out a validation set",
-            ));
+            return Err(Error::config("task", "the symbol space is too small to hold out a validation set"));
         }
-        Ok(Splits {
-            train,
-            valid: valid_src.into_iter().map(to_pair).collect(),
-        })
+        Ok(Splits { train, valid: valid_src.into_iter().map(to_pair).collect() })
     }
 }
 
@@ -166,15 +150,7 @@ mod tests {
     use super::*;
 
     fn spec(kind: TaskKind) -> TaskSpec {
-        TaskSpec {
-            kind,
-            vocab: 10,
-            min_len: 3,
-            max_len: 6,
-            shift: 1,
-            n_train: 200,
-            n_valid: 20,
-        }
+        TaskSpec { kind, vocab: 10, min_len: 3, max_len: 6, shift: 1, n_train: 200, n_valid: 20 }
     }
 
     #[test]
@@ -194,10 +170,7 @@ mod tests {
         assert_ne!(a.train, s.generate(2).unwrap().train);
         let valid: HashSet<_> = a.valid.iter().map(|p| p.source.clone()).collect();
         assert!(a.train.iter().all(|p| !valid.contains(&p.source)));
-        assert!(a
-            .train
-            .iter()
-            .all(|p| (3..=6).contains(&p.source.len()) && p.source.iter().all(|&t| t >= 4)));
+        assert!(a.train.iter().all(|p| (3..=6).contains(&p.source.len()) && p.source.iter().all(|&t| t >= 4)));
     }
 
     #[test]

@@ -36,9 +36,7 @@ impl Tokenizer {
     /// the same data always gives the same ids.
     pub fn char_from_texts<'a>(texts: impl IntoIterator<Item = &'a str>) -> Self {
         let set: BTreeSet<char> = texts.into_iter().flat_map(|t| t.chars()).collect();
-        Tokenizer::Char {
-            chars: set.into_iter().collect(),
-        }
+        Tokenizer::Char { chars: set.into_iter().collect() }
     }
 
     /// Total ids, specials included.
@@ -78,7 +76,7 @@ impl Tokenizer {
             Tokenizer::Byte => {
                 let bytes: Vec<u8> = ids
                     .iter()
-                    .filter(|&&i| i >= N_SPECIAL && i < N_SPECIAL + 256)
+                    .filter(|&&i| (N_SPECIAL..N_SPECIAL + 256).contains(&i))
                     .map(|&i| (i - N_SPECIAL) as u8)
                     .collect();
                 String::from_utf8_lossy(&bytes).into_owned()
@@ -89,22 +87,16 @@ impl Tokenizer {
                 .map(|&i| self.token_str(i))
                 .collect::<Vec<_>>()
                 .join(" "),
-            Tokenizer::Char { .. } => ids
-                .iter()
-                .filter(|&&i| i >= N_SPECIAL || i == UNK)
-                .map(|&i| self.token_str(i))
-                .collect(),
+            Tokenizer::Char { .. } => {
+                ids.iter().filter(|&&i| i >= N_SPECIAL || i == UNK).map(|&i| self.token_str(i)).collect()
+            }
         }
     }
 
     /// How one id prints on its own (specials by name), for previews.
     pub fn token_str(&self, id: u32) -> String {
         if id < N_SPECIAL {
-            return if id == UNK {
-                "\u{FFFD}".to_string()
-            } else {
-                SPECIAL_NAMES[id as usize].to_string()
-            };
+            return if id == UNK { "\u{FFFD}".to_string() } else { SPECIAL_NAMES[id as usize].to_string() };
         }
         let k = (id - N_SPECIAL) as usize;
         match self {
@@ -136,10 +128,8 @@ impl Tokenizer {
     /// Reads `tokenizer.json`.
     pub fn load(path: &Path) -> Result<Self> {
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        serde_json::from_slice(&bytes).map_err(|e| Error::Checkpoint {
-            path: path.to_path_buf(),
-            msg: format!("not a shiftlm tokenizer: {e}"),
-        })
+        serde_json::from_slice(&bytes)
+            .map_err(|e| Error::Checkpoint { path: path.to_path_buf(), msg: format!("not a shiftlm tokenizer: {e}") })
     }
 }
 

@@ -43,10 +43,9 @@ fn encode(model: &Seq2Seq, sources: &[&[u32]], dev: &Device) -> Result<Encoded> 
 /// Decodes each source; outputs are ids without the final EOS.
 pub fn decode_batch(model: &Seq2Seq, sources: &[&[u32]], opts: &DecodeOptions, dev: &Device) -> Result<Vec<Vec<u32>>> {
     match opts.strategy {
-        Strategy::Beam { width, length_penalty } => sources
-            .iter()
-            .map(|s| beam(model, s, width.max(1), length_penalty, opts.max_len, dev))
-            .collect(),
+        Strategy::Beam { width, length_penalty } => {
+            sources.iter().map(|s| beam(model, s, width.max(1), length_penalty, opts.max_len, dev)).collect()
+        }
         Strategy::Greedy => stepwise(model, sources, opts.max_len, None, dev),
         Strategy::Sample { temperature, seed } => {
             let mut rng = Rng::derive(seed, "sample");
@@ -56,7 +55,13 @@ pub fn decode_batch(model: &Seq2Seq, sources: &[&[u32]], opts: &DecodeOptions, d
 }
 
 /// Greedy (no sampler) or sampled decoding of a whole batch at once.
-fn stepwise(model: &Seq2Seq, sources: &[&[u32]], max_len: usize, mut sampler: Option<(f32, &mut Rng)>, dev: &Device) -> Result<Vec<Vec<u32>>> {
+fn stepwise(
+    model: &Seq2Seq,
+    sources: &[&[u32]],
+    max_len: usize,
+    mut sampler: Option<(f32, &mut Rng)>,
+    dev: &Device,
+) -> Result<Vec<Vec<u32>>> {
     let b = sources.len();
     let enc = encode(model, sources, dev)?;
     let mut states = enc.states.clone();

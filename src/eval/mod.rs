@@ -45,7 +45,11 @@ impl TeacherForcedStats {
 }
 
 /// Teacher-forced pass over `batches`.
-pub fn teacher_forced(model: &Seq2Seq, batches: impl Iterator<Item = Seq2SeqBatch>, dev: &Device) -> Result<TeacherForcedStats> {
+pub fn teacher_forced(
+    model: &Seq2Seq,
+    batches: impl Iterator<Item = Seq2SeqBatch>,
+    dev: &Device,
+) -> Result<TeacherForcedStats> {
     let v = model.config().vocab_size;
     let mut st = TeacherForcedStats { per_class: vec![[0; 3]; v], ..Default::default() };
     for batch in batches {
@@ -101,7 +105,13 @@ pub struct EvalReport {
 
 /// Full evaluation of `pairs`: teacher forced, then decoded with `opts`.
 /// Returns the report and the decoded outputs (ids, EOS removed).
-pub fn evaluate(model: &Seq2Seq, pairs: &[Pair], batch_size: usize, opts: &DecodeOptions, dev: &Device) -> Result<(EvalReport, Vec<Vec<u32>>)> {
+pub fn evaluate(
+    model: &Seq2Seq,
+    pairs: &[Pair],
+    batch_size: usize,
+    opts: &DecodeOptions,
+    dev: &Device,
+) -> Result<(EvalReport, Vec<Vec<u32>>)> {
     let tf = teacher_forced(model, crate::data::loader::batches(pairs, batch_size), dev)?;
     let mut outputs = Vec::with_capacity(pairs.len());
     for chunk in pairs.chunks(batch_size.max(1)) {

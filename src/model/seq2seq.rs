@@ -69,7 +69,12 @@ impl Default for Seq2SeqConfig {
 
 impl Seq2SeqConfig {
     pub fn validate(&self) -> Result<()> {
-        let positive = [("model.vocab_size", self.vocab_size), ("model.emb_dim", self.emb_dim), ("model.hidden", self.hidden), ("model.n_layer", self.n_layer)];
+        let positive = [
+            ("model.vocab_size", self.vocab_size),
+            ("model.emb_dim", self.emb_dim),
+            ("model.hidden", self.hidden),
+            ("model.n_layer", self.n_layer),
+        ];
         for (field, v) in positive {
             if v == 0 {
                 return Err(Error::config(field, "must be at least 1"));
@@ -155,7 +160,13 @@ impl Seq2Seq {
 
     /// Decoder over `dec_in` (B, T) from `states` → logits (B, T, V) and the
     /// new states. Step-by-step decoding calls it with T = 1.
-    pub fn decode(&self, enc: &Encoded, dec_in: &Tensor, states: &[RnnState], mut rng: Option<&mut Rng>) -> Result<(Tensor, Vec<RnnState>)> {
+    pub fn decode(
+        &self,
+        enc: &Encoded,
+        dec_in: &Tensor,
+        states: &[RnnState],
+        mut rng: Option<&mut Rng>,
+    ) -> Result<(Tensor, Vec<RnnState>)> {
         let x = dropout(&self.dec_emb.forward(dec_in)?, self.cfg.dropout, rng.as_deref_mut())?; // (B, T, E)
         let (h, states) = self.dec_rnn.forward(&x, Some(states), None, rng.as_deref_mut())?; // (B, T, H)
         let h = match &self.attn {
@@ -178,7 +189,11 @@ impl Seq2Seq {
     pub fn loss_sum(&self, batch: &Seq2SeqTensors, rng: Option<&mut Rng>) -> Result<(Tensor, Tensor)> {
         let logits = self.forward(batch, rng)?;
         let (b, t, v) = logits.dims3()?;
-        let loss = masked_cross_entropy_sum(&logits.reshape((b * t, v))?, &batch.labels.flatten_all()?, &batch.label_mask.flatten_all()?)?;
+        let loss = masked_cross_entropy_sum(
+            &logits.reshape((b * t, v))?,
+            &batch.labels.flatten_all()?,
+            &batch.label_mask.flatten_all()?,
+        )?;
         Ok((loss, logits))
     }
 }

@@ -16,9 +16,7 @@ pub struct LuongAttention {
 
 impl LuongAttention {
     pub fn new(hidden: usize, vb: VarBuilder) -> Result<Self> {
-        Ok(Self {
-            combine: linear(2 * hidden, hidden, false, vb.pp("attn_combine"))?,
-        })
+        Ok(Self { combine: linear(2 * hidden, hidden, false, vb.pp("attn_combine"))? })
     }
 
     /// `dec` (B, T, H), `enc` (B, S, H), `bias` (B, 1, S) with −1e9 on source

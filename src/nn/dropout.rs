@@ -12,9 +12,7 @@ pub fn dropout(x: &Tensor, p: f32, rng: Option<&mut Rng>) -> Result<Tensor> {
         _ => return Ok(x.clone()),
     };
     let keep = 1.0 / (1.0 - p);
-    let mask: Vec<f32> = (0..x.elem_count())
-        .map(|_| if rng.next_f32() < p { 0.0 } else { keep })
-        .collect();
+    let mask: Vec<f32> = (0..x.elem_count()).map(|_| if rng.next_f32() < p { 0.0 } else { keep }).collect();
     x.mul(&Tensor::from_vec(mask, x.shape(), x.device())?)
 }
 

@@ -10,14 +10,7 @@ pub struct Embedding {
 }
 
 pub fn embedding(vocab_size: usize, dim: usize, vb: VarBuilder) -> Result<Embedding> {
-    let weight = vb.get_with_hints(
-        (vocab_size, dim),
-        "weight",
-        Init::Randn {
-            mean: 0.0,
-            stdev: 1.0,
-        },
-    )?;
+    let weight = vb.get_with_hints((vocab_size, dim), "weight", Init::Randn { mean: 0.0, stdev: 1.0 })?;
     Ok(Embedding { weight })
 }
 
@@ -26,8 +19,6 @@ impl Embedding {
     pub fn forward(&self, ids: &Tensor) -> Result<Tensor> {
         let (b, t) = ids.dims2()?;
         let c = self.weight.dim(1)?;
-        self.weight
-            .index_select(&ids.flatten_all()?, 0)?
-            .reshape((b, t, c))
+        self.weight.index_select(&ids.flatten_all()?, 0)?.reshape((b, t, c))
     }
 }

@@ -14,16 +14,9 @@ pub struct Linear {
 /// A linear layer from `in_dim` to `out_dim`, with or without bias.
 pub fn linear(in_dim: usize, out_dim: usize, bias: bool, vb: VarBuilder) -> Result<Linear> {
     let bound = 1.0 / (in_dim as f64).sqrt();
-    let init = Init::Uniform {
-        lo: -bound,
-        up: bound,
-    };
+    let init = Init::Uniform { lo: -bound, up: bound };
     let weight = vb.get_with_hints((out_dim, in_dim), "weight", init)?;
-    let bias = if bias {
-        Some(vb.get_with_hints(out_dim, "bias", init)?)
-    } else {
-        None
-    };
+    let bias = if bias { Some(vb.get_with_hints(out_dim, "bias", init)?) } else { None };
     Ok(Linear { weight, bias })
 }
 

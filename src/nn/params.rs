@@ -5,8 +5,8 @@
 use crate::error::{Error, Result};
 use crate::rng::Rng;
 use candle_core::{DType, Device, Shape, Tensor, Var};
-use candle_nn::var_builder::SimpleBackend;
 use candle_nn::init::NormalOrUniform;
+use candle_nn::var_builder::SimpleBackend;
 use candle_nn::{Init, VarBuilder};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -28,10 +28,7 @@ impl ParamStore {
     /// An empty store whose new tensors are initialised from `seed`.
     pub fn new(seed: u64, device: &Device) -> Self {
         Self {
-            inner: Arc::new(Mutex::new(Inner {
-                vars: BTreeMap::new(),
-                rng: Rng::derive(seed, "init"),
-            })),
+            inner: Arc::new(Mutex::new(Inner { vars: BTreeMap::new(), rng: Rng::derive(seed, "init") })),
             device: device.clone(),
         }
     }
@@ -51,11 +48,7 @@ impl ParamStore {
 
     /// Every variable, sorted by name.
     pub fn vars(&self) -> Vec<(String, Var)> {
-        self.lock()
-            .vars
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect()
+        self.lock().vars.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
     }
 
     /// One variable by name.
@@ -70,28 +63,17 @@ impl ParamStore {
 
     /// Overwrites one tensor's values (shape must match).
     pub fn set(&self, name: &str, value: &Tensor) -> Result<()> {
-        let var = self.get(name).ok_or_else(|| Error::Checkpoint {
-            path: name.into(),
-            msg: "no such parameter".into(),
-        })?;
+        let var =
+            self.get(name).ok_or_else(|| Error::Checkpoint { path: name.into(), msg: "no such parameter".into() })?;
         var.set(value)?;
         Ok(())
     }
 
     /// Writes every tensor to a safetensors file.
     pub fn save(&self, path: &Path) -> Result<()> {
-        let tensors: Vec<(String, Tensor)> = self
-            .vars()
-            .into_iter()
-            .map(|(k, v)| (k, v.as_tensor().clone()))
-            .collect();
-        let bytes = safetensors::serialize(
-            tensors.iter().map(|(k, t)| (k.as_str(), t)),
-            None,
-        )
-        .map_err(|e| Error::Checkpoint {
-            path: path.to_path_buf(),
-            msg: format!("cannot serialise tensors: {e}"),
+        let tensors: Vec<(String, Tensor)> = self.vars().into_iter().map(|(k, v)| (k, v.as_tensor().clone())).collect();
+        let bytes = safetensors::serialize(tensors.iter().map(|(k, t)| (k.as_str(), t)), None).map_err(|e| {
+            Error::Checkpoint { path: path.to_path_buf(), msg: format!("cannot serialise tensors: {e}") }
         })?;
         crate::checkpoint::write_atomic(path, &bytes)
     }
@@ -107,10 +89,8 @@ impl ParamStore {
         })?;
         let vars = self.vars();
         for (name, var) in &vars {
-            let view = st.tensor(name).map_err(|_| Error::MissingTensor {
-                path: path.to_path_buf(),
-                name: name.clone(),
-            })?;
+            let view =
+                st.tensor(name).map_err(|_| Error::MissingTensor { path: path.to_path_buf(), name: name.clone() })?;
             let expected = var.dims().to_vec();
             if view.shape() != expected.as_slice() || view.dtype() != safetensors::Dtype::F32 {
                 return Err(Error::TensorShape {
@@ -120,21 +100,15 @@ impl ParamStore {
                     got: view.shape().to_vec(),
                 });
             }
-            let values: Vec<f32> = view
-                .data()
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect();
+            let values: Vec<f32> =
+                view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
             var.set(&Tensor::from_vec(values, view.shape(), &self.device)?)?;
         }
         let known: std::collections::HashSet<&str> = vars.iter().map(|(k, _)| k.as_str()).collect();
         let mut names: Vec<String> = st.names().into_iter().map(|s| s.to_string()).collect();
         names.sort();
         if let Some(extra) = names.into_iter().find(|n| !known.contains(n.as_str())) {
-            return Err(Error::UnexpectedTensor {
-                path: path.to_path_buf(),
-                name: extra,
-            });
+            return Err(Error::UnexpectedTensor { path: path.to_path_buf(), name: extra });
         }
         Ok(())
     }
@@ -144,14 +118,8 @@ impl ParamStore {
         match init {
             Init::Const(v) => vec![v as f32; n],
             Init::Uniform { lo, up } => (0..n).map(|_| rng.uniform(lo as f32, up as f32)).collect(),
-            Init::Randn { mean, stdev } => (0..n)
-                .map(|_| mean as f32 + stdev as f32 * rng.normal())
-                .collect(),
-            Init::Kaiming {
-                dist,
-                fan,
-                non_linearity,
-            } => {
+            Init::Randn { mean, stdev } => (0..n).map(|_| mean as f32 + stdev as f32 * rng.normal()).collect(),
+            Init::Kaiming { dist, fan, non_linearity } => {
                 let fan = fan.for_shape(shape).max(1) as f64;
                 let std = non_linearity.gain() / fan.sqrt();
                 match dist {
@@ -177,11 +145,7 @@ impl SimpleBackend for ParamStore {
         }
         let data = Self::init(&mut inner.rng, &s, h);
         let var = Var::from_vec(data, s, dev)?;
-        let var = if var.dtype() != dtype {
-            Var::from_tensor(&var.as_tensor().to_dtype(dtype)?)?
-        } else {
-            var
-        };
+        let var = if var.dtype() != dtype { Var::from_tensor(&var.as_tensor().to_dtype(dtype)?)? } else { var };
         let t = var.as_tensor().clone();
         inner.vars.insert(name.to_string(), var);
         Ok(t)
@@ -210,7 +174,8 @@ mod tests {
         let vb = a.var_builder();
         let w = vb.pp("layer").get_with_hints((3, 4), "weight", Init::Uniform { lo: -1.0, up: 1.0 }).unwrap();
         let b = ParamStore::new(5, &dev);
-        let w2 = b.var_builder().pp("layer").get_with_hints((3, 4), "weight", Init::Uniform { lo: -1.0, up: 1.0 }).unwrap();
+        let w2 =
+            b.var_builder().pp("layer").get_with_hints((3, 4), "weight", Init::Uniform { lo: -1.0, up: 1.0 }).unwrap();
         assert_eq!(w.to_vec2::<f32>().unwrap(), w2.to_vec2::<f32>().unwrap());
 
         let dir = tempfile::tempdir().unwrap();

@@ -39,10 +39,7 @@ pub struct RnnState {
 impl RnnState {
     /// Rows `idx` of the state (beam search reorders hypotheses with it).
     pub fn select(&self, idx: &Tensor) -> Result<Self> {
-        Ok(Self {
-            h: self.h.index_select(idx, 0)?,
-            c: self.c.as_ref().map(|c| c.index_select(idx, 0)).transpose()?,
-        })
+        Ok(Self { h: self.h.index_select(idx, 0)?, c: self.c.as_ref().map(|c| c.index_select(idx, 0)).transpose()? })
     }
 }
 
@@ -62,7 +59,14 @@ impl RnnLayer {
     /// Weights start uniform in ±1/√H as in PyTorch; an LSTM's forget-gate
     /// bias starts at `forget_bias` (1.0 per Jozefowicz et al. 2015, as
     /// Keras' `unit_forget_bias`), so early gradients flow through time.
-    pub fn new(kind: CellKind, in_dim: usize, hidden: usize, layer: usize, forget_bias: f32, vb: &VarBuilder) -> Result<Self> {
+    pub fn new(
+        kind: CellKind,
+        in_dim: usize,
+        hidden: usize,
+        layer: usize,
+        forget_bias: f32,
+        vb: &VarBuilder,
+    ) -> Result<Self> {
         let g = kind.gates() * hidden;
         let k = 1.0 / (hidden as f64).sqrt();
         let init = Init::Uniform { lo: -k, up: k };
@@ -96,7 +100,13 @@ impl RnnLayer {
         // Biases that sit outside the reset gate fold into the projection.
         let bias = match self.kind {
             CellKind::Lstm => (&self.b_ih + &self.b_hh)?,
-            CellKind::Gru => Tensor::cat(&[(self.b_ih.narrow(0, 0, 2 * hd)? + self.b_hh.narrow(0, 0, 2 * hd)?)?, self.b_ih.narrow(0, 2 * hd, hd)?], 0)?,
+            CellKind::Gru => Tensor::cat(
+                &[
+                    (self.b_ih.narrow(0, 0, 2 * hd)? + self.b_hh.narrow(0, 0, 2 * hd)?)?,
+                    self.b_ih.narrow(0, 2 * hd, hd)?,
+                ],
+                0,
+            )?,
         };
         let xproj = x
             .reshape((b * t, in_dim))?
@@ -146,7 +156,8 @@ impl RnnLayer {
             state = match &mask_t {
                 Some(m) => {
                     let m = m.get(step)?.unsqueeze(1)?; // (B, 1)
-                    let keep = |new: &Tensor, old: &Tensor| -> Result<Tensor> { old + new.sub(old)?.broadcast_mul(&m)? };
+                    let keep =
+                        |new: &Tensor, old: &Tensor| -> Result<Tensor> { old + new.sub(old)?.broadcast_mul(&m)? };
                     RnnState {
                         h: keep(&next.h, &state.h)?,
                         c: match (&next.c, &state.c) {
@@ -172,7 +183,15 @@ pub struct Rnn {
 }
 
 impl Rnn {
-    pub fn new(kind: CellKind, in_dim: usize, hidden: usize, n_layer: usize, dropout: f32, forget_bias: f32, vb: VarBuilder) -> Result<Self> {
+    pub fn new(
+        kind: CellKind,
+        in_dim: usize,
+        hidden: usize,
+        n_layer: usize,
+        dropout: f32,
+        forget_bias: f32,
+        vb: VarBuilder,
+    ) -> Result<Self> {
         let layers = (0..n_layer)
             .map(|l| RnnLayer::new(kind, if l == 0 { in_dim } else { hidden }, hidden, l, forget_bias, &vb))
             .collect::<Result<Vec<_>>>()?;
@@ -181,7 +200,13 @@ impl Rnn {
 
     /// (B, T, in) → outputs of the last layer (B, T, H) and the final state
     /// of every layer.
-    pub fn forward(&self, x: &Tensor, init: Option<&[RnnState]>, mask: Option<&Tensor>, mut rng: Option<&mut Rng>) -> Result<(Tensor, Vec<RnnState>)> {
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        init: Option<&[RnnState]>,
+        mask: Option<&Tensor>,
+        mut rng: Option<&mut Rng>,
+    ) -> Result<(Tensor, Vec<RnnState>)> {
         let mut h = x.clone();
         let mut states = Vec::with_capacity(self.layers.len());
         for (l, layer) in self.layers.iter().enumerate() {

@@ -97,7 +97,13 @@ pub struct TrainOutcome {
 }
 
 /// Trains `model` (whose weights live in `store`) on `data.train`.
-pub fn train(model: &Seq2Seq, store: &ParamStore, data: &Splits, cfg: &TrainConfig, sink: &mut dyn MetricsSink) -> Result<TrainOutcome> {
+pub fn train(
+    model: &Seq2Seq,
+    store: &ParamStore,
+    data: &Splits,
+    cfg: &TrainConfig,
+    sink: &mut dyn MetricsSink,
+) -> Result<TrainOutcome> {
     cfg.validate()?;
     let dev = store.device().clone();
     let mut loader = Loader::new(data.train.clone(), cfg.batch_size, cfg.seed);
@@ -121,7 +127,16 @@ pub fn train(model: &Seq2Seq, store: &ParamStore, data: &Splits, cfg: &TrainConf
         opt.step(&grads, lr, clip_scale(grad_norm, cfg.grad_clip))?;
         tokens += batch.n_supervised;
         let elapsed_s = start.elapsed().as_secs_f64();
-        sink.on_step(&StepMetrics { step, epoch: loader.epoch(), loss: last_loss, lr, grad_norm, tokens: batch.n_supervised, tokens_per_s: tokens as f64 / elapsed_s.max(1e-9), elapsed_s });
+        sink.on_step(&StepMetrics {
+            step,
+            epoch: loader.epoch(),
+            loss: last_loss,
+            lr,
+            grad_norm,
+            tokens: batch.n_supervised,
+            tokens_per_s: tokens as f64 / elapsed_s.max(1e-9),
+            elapsed_s,
+        });
         if cfg.eval_every > 0 && step % cfg.eval_every == 0 && step < cfg.steps {
             let stats = teacher_forced(model, batches(&data.valid, cfg.batch_size), &dev)?;
             tracing::info!(step, valid_loss = stats.loss(), "evaluated");
@@ -129,7 +144,12 @@ pub fn train(model: &Seq2Seq, store: &ParamStore, data: &Splits, cfg: &TrainConf
         }
     }
     let elapsed_s = start.elapsed().as_secs_f64();
-    Ok(TrainOutcome { steps: cfg.steps, final_loss: last_loss, tokens_per_s: tokens as f64 / elapsed_s.max(1e-9), elapsed_s })
+    Ok(TrainOutcome {
+        steps: cfg.steps,
+        final_loss: last_loss,
+        tokens_per_s: tokens as f64 / elapsed_s.max(1e-9),
+        elapsed_s,
+    })
 }
 
 /// The factor that brings the gradient norm down to `max_norm` (1 if it is

@@ -52,7 +52,7 @@ impl OptimizerConfig {
                 return Err(Error::config(f, format!("must be in [0, 1), got {v}")));
             }
         }
-        if !(self.eps > 0.0) || !(self.weight_decay >= 0.0) {
+        if self.eps.is_nan() || self.eps <= 0.0 || self.weight_decay.is_nan() || self.weight_decay < 0.0 {
             return Err(Error::config("train.optimizer", "eps must be > 0 and weight_decay >= 0"));
         }
         Ok(())
@@ -61,7 +61,11 @@ impl OptimizerConfig {
 
 /// Whether a parameter gets weight decay, by its name.
 pub fn decays(name: &str) -> bool {
-    !(name.ends_with("bias") || name.contains("bias_") || name.contains("embedding") || name.contains("norm") || name.contains("ln_"))
+    !(name.ends_with("bias")
+        || name.contains("bias_")
+        || name.contains("embedding")
+        || name.contains("norm")
+        || name.contains("ln_"))
 }
 
 struct Slot {
@@ -129,7 +133,11 @@ impl Optimizer {
                     (theta - s.m.affine(lr, 0.0)?)?
                 }
                 OptimizerKind::Adam | OptimizerKind::Adamw => {
-                    let theta = if c.kind == OptimizerKind::Adamw && wd > 0.0 { theta.affine(1.0 - lr * wd, 0.0)? } else { theta.clone() };
+                    let theta = if c.kind == OptimizerKind::Adamw && wd > 0.0 {
+                        theta.affine(1.0 - lr * wd, 0.0)?
+                    } else {
+                        theta.clone()
+                    };
                     if c.kind == OptimizerKind::Adam && wd > 0.0 {
                         g = (g + theta.affine(wd, 0.0)?)?;
                     }
@@ -147,7 +155,10 @@ impl Optimizer {
 
     /// The moments by name (`m.<param>`, `v.<param>`), for saving.
     pub fn state_tensors(&self) -> Vec<(String, Tensor)> {
-        self.slots.iter().flat_map(|s| [(format!("m.{}", s.name), s.m.clone()), (format!("v.{}", s.name), s.v.clone())]).collect()
+        self.slots
+            .iter()
+            .flat_map(|s| [(format!("m.{}", s.name), s.m.clone()), (format!("v.{}", s.name), s.v.clone())])
+            .collect()
     }
 }
 

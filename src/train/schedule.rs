@@ -40,7 +40,10 @@ impl Schedule {
             return Err(Error::config("train.schedule.min_lr_ratio", "must be in [0, 1]"));
         }
         if self.warmup_steps > steps {
-            return Err(Error::config("train.schedule.warmup_steps", format!("{} exceeds the run's {steps} steps", self.warmup_steps)));
+            return Err(Error::config(
+                "train.schedule.warmup_steps",
+                format!("{} exceeds the run's {steps} steps", self.warmup_steps),
+            ));
         }
         Ok(())
     }
