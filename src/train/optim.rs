@@ -167,23 +167,27 @@ mod tests {
     use super::*;
     use candle_core::Device;
 
-    /// PyTorch 2.x: p = torch.tensor([1., -2.], requires_grad=True);
-    /// opt = torch.optim.Adam([p], lr=0.1); for _ in range(3): loss = (p**2).sum();
-    /// opt.zero_grad(); loss.backward(); opt.step()  →  p = [0.7000, -1.7000]
-    /// (Adam's first steps move each coordinate by ≈ lr.)
-    #[test]
-    fn adam_matches_pytorch_on_a_quadratic() {
-        let dev = Device::Cpu;
-        let p = Var::from_vec(vec![1f32, -2.0], 2, &dev).unwrap();
-        let cfg = OptimizerConfig { lr: 0.1, ..Default::default() };
+    /// PyTorch 2.15: p = torch.tensor([1., -2.], requires_grad=True);
+    /// opt = torch.optim.Adam([p], lr=0.1)  (or AdamW(..., weight_decay=0.1));
+    /// for _ in range(3): loss = (p**2).sum(); opt.zero_grad(); loss.backward(); opt.step()
+    fn three_steps(kind: OptimizerKind, weight_decay: f64) -> Vec<f32> {
+        let p = Var::from_vec(vec![1f32, -2.0], 2, &Device::Cpu).unwrap();
+        let cfg = OptimizerConfig { kind, lr: 0.1, weight_decay, ..Default::default() };
         let mut opt = Optimizer::new(vec![("w".into(), p.clone())], cfg).unwrap();
         for _ in 0..3 {
-            let loss = p.as_tensor().sqr().unwrap().sum_all().unwrap();
-            let grads = loss.backward().unwrap();
+            let grads = p.as_tensor().sqr().unwrap().sum_all().unwrap().backward().unwrap();
             opt.step(&grads, 0.1, 1.0).unwrap();
         }
-        let v = p.as_tensor().to_vec1::<f32>().unwrap();
-        assert!((v[0] - 0.7).abs() < 1e-4 && (v[1] + 1.7).abs() < 1e-4, "{v:?}");
+        p.as_tensor().to_vec1::<f32>().unwrap()
+    }
+
+    #[test]
+    fn adam_and_adamw_match_pytorch_on_a_quadratic() {
+        let close = |a: &[f32], b: &[f32]| a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-6);
+        let adam = three_steps(OptimizerKind::Adam, 0.0);
+        assert!(close(&adam, &[0.701_586_3, -1.700_623_4]), "{adam:?}");
+        let adamw = three_steps(OptimizerKind::Adamw, 0.1);
+        assert!(close(&adamw, &[0.675_101_3, -1.644_368_6]), "{adamw:?}");
     }
 
     #[test]
