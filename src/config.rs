@@ -7,9 +7,9 @@ use crate::error::{Error, Result};
 use crate::model::seq2seq::AttentionKind;
 use crate::model::Seq2SeqConfig;
 use crate::nn::rnn::CellKind;
-use crate::train::{OptimizerConfig, Schedule, TrainConfig};
+use crate::train::{NonFinitePolicy, OptimizerConfig, Schedule, TrainConfig};
 use serde::{Deserialize, Serialize};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Which tokenizer to build for a data file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -74,11 +74,16 @@ impl RunConfig {
         let train = |steps, lr, eval_every| TrainConfig {
             steps,
             batch_size: 64,
+            grad_accum: 1,
             seed: 1337,
             optimizer: OptimizerConfig { lr, ..Default::default() },
             schedule: Schedule::default(),
             grad_clip: 1.0,
             eval_every,
+            save_every: 500,
+            keep_last: 3,
+            patience: 0,
+            on_nonfinite: NonFinitePolicy::Stop,
         };
         let (model, train, task) = match name {
             "small" => (
@@ -106,6 +111,49 @@ impl RunConfig {
         })
     }
 
+    /// Applies a TOML file (any subset of the config's keys; unknown keys are
+    /// an error) and then `--set key.path=value` overrides, in that order.
+    pub fn with_overrides(self, file: Option<&Path>, sets: &[String]) -> Result<Self> {
+        let mut v = serde_json::to_value(&self).expect("config serialises");
+        let mut source = String::from("config");
+        if let Some(path) = file {
+            source = path.display().to_string();
+            let text = crate::data::read_utf8(path)?;
+            let t: toml::Value = toml::from_str(&text)
+                .map_err(|e| Error::ConfigFile { source_name: source.clone(), msg: e.to_string() })?;
+            merge(&mut v, serde_json::to_value(t).expect("TOML maps to JSON"));
+        }
+        for s in sets {
+            let (key, raw) = s.split_once('=').ok_or_else(|| Error::ConfigFile {
+                source_name: format!("--set {s}"),
+                msg: "expected KEY=VALUE, e.g. train.optimizer.lr=0.003".into(),
+            })?;
+            // A TOML literal (number, bool, string in quotes, array); else a bare string.
+            let value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
+                .ok()
+                .and_then(|mut t| t.remove("v"))
+                .map(|t| serde_json::to_value(t).expect("TOML maps to JSON"))
+                .unwrap_or_else(|| serde_json::Value::String(raw.to_string()));
+            let mut slot = &mut v;
+            for part in key.trim().split('.') {
+                slot = slot
+                    .as_object_mut()
+                    .ok_or_else(|| Error::ConfigFile {
+                        source_name: format!("--set {s}"),
+                        msg: format!("'{part}' is inside a value, not a table"),
+                    })?
+                    .entry(part)
+                    .or_insert(serde_json::Value::Null);
+            }
+            *slot = value;
+            source = format!("--set {s}");
+        }
+        let cfg: RunConfig =
+            serde_json::from_value(v).map_err(|e| Error::ConfigFile { source_name: source, msg: e.to_string() })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
     /// Checks every field; the error names the first impossible one.
     pub fn validate(&self) -> Result<()> {
         self.model.validate()?;
@@ -123,9 +171,54 @@ impl RunConfig {
     }
 }
 
+/// Deep-merges `over` into `base`: tables merge key by key, anything else replaces.
+fn merge(base: &mut serde_json::Value, over: serde_json::Value) {
+    match (base, over) {
+        (serde_json::Value::Object(b), serde_json::Value::Object(o)) => {
+            for (k, v) in o {
+                match b.get_mut(&k) {
+                    Some(slot) => merge(slot, v),
+                    None => {
+                        b.insert(k, v);
+                    }
+                }
+            }
+        }
+        (b, o) => *b = o,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn toml_files_and_sets_override_presets_and_unknown_keys_fail() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("run.toml");
+        std::fs::write(&f, "[train]\nsteps = 42\n[train.optimizer]\nlr = 0.5\n[model]\ncell = \"gru\"\n").unwrap();
+        let c = RunConfig::preset("tiny")
+            .unwrap()
+            .with_overrides(Some(&f), &["train.batch_size=7".into(), "model.dropout=0.25".into()])
+            .unwrap();
+        assert_eq!((c.train.steps, c.train.optimizer.lr, c.train.batch_size), (42, 0.5, 7));
+        assert_eq!((c.model.cell, c.model.dropout), (CellKind::Gru, 0.25));
+        std::fs::write(&f, "[train]\nstepz = 42\n").unwrap();
+        let e = RunConfig::preset("tiny").unwrap().with_overrides(Some(&f), &[]).unwrap_err().to_string();
+        assert!(e.contains("run.toml") && e.contains("stepz"), "{e}");
+        std::fs::write(&f, "[train\n").unwrap();
+        let e = RunConfig::preset("tiny").unwrap().with_overrides(Some(&f), &[]).unwrap_err().to_string();
+        assert!(e.contains("run.toml") && e.contains("line 1"), "{e}");
+        let e = RunConfig::preset("tiny")
+            .unwrap()
+            .with_overrides(None, &["train.optimizr.lr=1".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("optimizr"), "{e}");
+        let e =
+            RunConfig::preset("tiny").unwrap().with_overrides(None, &["train.steps=0".into()]).unwrap_err().to_string();
+        assert!(e.contains("train.steps"), "{e}");
+    }
 
     #[test]
     fn presets_validate_and_round_trip_through_json() {

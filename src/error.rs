@@ -26,6 +26,9 @@ pub enum Error {
     /// A configuration value is impossible; `field` names it.
     #[error("invalid config: {field}: {msg}")]
     Config { field: String, msg: String },
+    /// A configuration file or `--set` override could not be applied.
+    #[error("{source_name}: {msg}")]
+    ConfigFile { source_name: String, msg: String },
     /// A name (task, preset, ...) is not one shiftlm knows.
     #[error("unknown {what} '{name}' (known: {known})")]
     Unknown { what: &'static str, name: String, known: String },

@@ -19,6 +19,7 @@ pub mod error;
 pub mod eval;
 pub mod model;
 pub mod nn;
+pub mod plot;
 pub mod rng;
 pub mod train;
 

@@ -14,7 +14,7 @@ use shiftlm::model::{Seq2Seq, Seq2SeqConfig};
 use shiftlm::nn::rnn::CellKind;
 use shiftlm::nn::ParamStore;
 use shiftlm::rng::Rng;
-use shiftlm::train::{train, LossHistory, OptimizerConfig, Schedule, TrainConfig};
+use shiftlm::train::{LossHistory, Trainer};
 
 fn cfg(cell: CellKind, attention: AttentionKind, n_layer: usize, dropout: f32) -> Seq2SeqConfig {
     Seq2SeqConfig { vocab_size: 12, emb_dim: 8, hidden: 10, n_layer, cell, attention, dropout, forget_bias: 1.0 }
@@ -100,27 +100,26 @@ fn backprop_agrees_with_finite_differences() {
     }
 }
 
-fn train_cfg(steps: usize, batch_size: usize, lr: f64) -> TrainConfig {
-    TrainConfig {
-        steps,
-        batch_size,
-        seed: 7,
-        optimizer: OptimizerConfig { lr, ..Default::default() },
-        schedule: Schedule::default(),
-        grad_clip: 1.0,
-        eval_every: 0,
-    }
+/// A run config for the tests: the tiny preset with `model` and a few steps.
+fn run_cfg(model: Seq2SeqConfig, steps: usize, batch_size: usize, lr: f64) -> RunConfig {
+    let mut rc = RunConfig::preset("tiny").unwrap();
+    rc.model = model;
+    rc.train.steps = steps;
+    rc.train.batch_size = batch_size;
+    rc.train.optimizer.lr = lr;
+    rc.train.seed = 7;
+    rc
 }
 
 #[test]
 fn overfits_one_batch() {
-    let dev = Device::Cpu;
     let data = shiftlm::data::Splits { train: pairs(8, 3), valid: pairs(2, 4) };
+    let tok = shiftlm::data::Tokenizer::Symbols { n: 8 };
     for c in [cfg(CellKind::Lstm, AttentionKind::None, 1, 0.0), cfg(CellKind::Gru, AttentionKind::Dot, 1, 0.0)] {
-        let store = ParamStore::new(1, &dev);
-        let model = Seq2Seq::new(&Seq2SeqConfig { hidden: 32, emb_dim: 16, ..c }, store.var_builder()).unwrap();
+        let rc = run_cfg(Seq2SeqConfig { hidden: 32, emb_dim: 16, ..c.clone() }, 300, 8, 1e-2);
+        let mut t = Trainer::new(rc, data.clone(), tok.clone(), None).unwrap();
         let mut hist = LossHistory::default();
-        train(&model, &store, &data, &train_cfg(300, 8, 1e-2), &mut hist).unwrap();
+        t.run(&mut hist).unwrap();
         let last = *hist.0.last().unwrap();
         assert!(hist.0[0] > 2.0 && last < 0.02, "{:?}: loss {} → {last}", c.cell, hist.0[0]);
     }
@@ -167,29 +166,28 @@ fn training_is_deterministic_and_checkpoints_round_trip() {
     rc.model.dropout = 0.1;
     let (splits, tok) = shiftlm::data::load(&rc.data, rc.train.seed, None).unwrap();
     rc.model.vocab_size = tok.vocab_size();
-    let run = || {
-        let store = ParamStore::new(rc.train.seed, &dev);
-        let model = Seq2Seq::new(&rc.model, store.var_builder()).unwrap();
+    let run = |dir: Option<std::path::PathBuf>| {
+        let mut t = Trainer::new(rc.clone(), splits.clone(), tok.clone(), dir).unwrap();
         let mut hist = LossHistory::default();
-        train(&model, &store, &splits, &rc.train, &mut hist).unwrap();
-        (store, model, hist.0)
+        t.run(&mut hist).unwrap();
+        (t, hist.0)
     };
-    let (s1, m1, l1) = run();
-    let (s2, _, l2) = run();
+    let dir = tempfile::tempdir().unwrap();
+    let (t1, l1) = run(Some(dir.path().to_path_buf()));
+    let (t2, l2) = run(None);
     assert_eq!(l1, l2, "same seed, same losses");
-    for ((n, a), (_, b)) in s1.vars().iter().zip(s2.vars()) {
+    for ((n, a), (_, b)) in t1.store.vars().iter().zip(t2.store.vars()) {
         let (a, b) =
             (a.flatten_all().unwrap().to_vec1::<f32>().unwrap(), b.flatten_all().unwrap().to_vec1::<f32>().unwrap());
         assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()), "{n} differs");
     }
 
-    let dir = tempfile::tempdir().unwrap();
-    shiftlm::checkpoint::save(dir.path(), &rc, &s1, &tok).unwrap();
     let ck = shiftlm::checkpoint::load(dir.path(), &dev).unwrap();
+    assert_eq!(ck.step, 30);
     assert_eq!(ck.config, rc);
     assert_eq!(ck.tokenizer, tok);
     let b = batch(&splits.valid[..4]).tensors(&dev).unwrap();
-    let x = m1.forward(&b, None).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let x = t1.model.forward(&b, None).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
     let y = ck.model.forward(&b, None).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
     assert_eq!(x, y);
 }

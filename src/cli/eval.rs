@@ -69,7 +69,7 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
     if a.json {
         println!(
             "{}",
-            json_line(&report, serde_json::json!({ "checkpoint": a.checkpoint, "steps": ck.config.train.steps }))
+            json_line(&report, serde_json::json!({ "checkpoint": a.checkpoint, "steps": ck.step, "loaded": ck.dir }))
         );
     }
     Ok(())

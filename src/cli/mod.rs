@@ -3,6 +3,7 @@
 mod data_preview;
 mod eval;
 mod generate;
+mod plot;
 mod progress;
 mod report;
 mod train;
@@ -19,6 +20,7 @@ Start here:
   shiftlm train                       train the default model on a built-in task (~2 min)
   shiftlm data preview --task rotate  see exactly what the decoder reads and predicts
   shiftlm eval --checkpoint runs/small-rotate
+  shiftlm plot runs/small-rotate
   shiftlm generate --checkpoint runs/small-rotate --input \"3 1 4 1 5\"";
 
 #[derive(Parser, Debug)]
@@ -42,6 +44,9 @@ pub enum Command {
     /// Decode new inputs with a checkpoint (greedy, sampling or beam search).
     #[command(long_about = generate::LONG_ABOUT)]
     Generate(generate::GenerateArgs),
+    /// Draw a run's training and validation loss curves (SVG).
+    #[command(long_about = plot::LONG_ABOUT)]
+    Plot(plot::PlotArgs),
     /// Inspect data the way the model sees it.
     #[command(subcommand)]
     Data(DataCommand),
@@ -125,6 +130,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Train(a) => train::run(a),
         Command::Eval(a) => eval::run(a),
         Command::Generate(a) => generate::run(a),
+        Command::Plot(a) => plot::run(a),
         Command::Data(DataCommand::Preview(a)) => data_preview::run(a),
     }
 }

@@ -1,24 +1,24 @@
 //! A progress bar fed by the library's metrics sink.
 
 use indicatif::{ProgressBar, ProgressStyle};
-use shiftlm::eval::TeacherForcedStats;
-use shiftlm::train::{MetricsSink, StepMetrics};
+use shiftlm::train::{EvalRecord, MetricsSink, StepMetrics};
+use std::path::Path;
 
 pub struct Progress {
     bar: ProgressBar,
     smoothed: Option<f32>,
-    pub evals: Vec<(usize, f64, f64)>,
 }
 
 impl Progress {
-    pub fn new(steps: usize) -> Self {
+    pub fn new(steps: usize, done: usize) -> Self {
         let bar = ProgressBar::new(steps as u64);
+        bar.set_position(done as u64);
         bar.set_style(
             ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg} ETA {eta}")
                 .expect("valid template")
                 .progress_chars("=> "),
         );
-        Self { bar, smoothed: None, evals: Vec::new() }
+        Self { bar, smoothed: None }
     }
 
     pub fn finish(&self) {
@@ -38,8 +38,14 @@ impl MetricsSink for Progress {
         self.bar.set_message(format!("loss {s:.4} lr {:.1e} |g| {:.2} {:.0} tok/s", m.lr, m.grad_norm, m.tokens_per_s));
     }
 
-    fn on_eval(&mut self, step: usize, m: &TeacherForcedStats) {
-        self.bar.println(format!("step {step:>6}  valid loss {:.4}  token acc {:.3}", m.loss(), m.accuracy()));
-        self.evals.push((step, m.loss(), m.accuracy()));
+    fn on_eval(&mut self, e: &EvalRecord) {
+        self.bar.println(format!(
+            "step {:>6}  valid loss {:.4}  token acc {:.3}",
+            e.step, e.valid_loss, e.valid_token_accuracy
+        ));
+    }
+
+    fn on_checkpoint(&mut self, step: usize, dir: &Path) {
+        tracing::info!(step, dir = %dir.display(), "checkpoint written");
     }
 }

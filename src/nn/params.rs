@@ -69,13 +69,26 @@ impl ParamStore {
         Ok(())
     }
 
+    /// Every tensor as the bytes of a safetensors file.
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        let tensors: Vec<(String, Tensor)> = self.vars().into_iter().map(|(k, v)| (k, v.as_tensor().clone())).collect();
+        safetensors_bytes(&tensors)
+    }
+
     /// Writes every tensor to a safetensors file.
     pub fn save(&self, path: &Path) -> Result<()> {
-        let tensors: Vec<(String, Tensor)> = self.vars().into_iter().map(|(k, v)| (k, v.as_tensor().clone())).collect();
-        let bytes = safetensors::serialize(tensors.iter().map(|(k, t)| (k.as_str(), t)), None).map_err(|e| {
-            Error::Checkpoint { path: path.to_path_buf(), msg: format!("cannot serialise tensors: {e}") }
-        })?;
-        crate::checkpoint::write_atomic(path, &bytes)
+        crate::checkpoint::write_atomic(path, &self.to_bytes()?)
+    }
+
+    /// Whether every value is finite (a checkpoint is never written otherwise).
+    pub fn all_finite(&self) -> Result<bool> {
+        for (_, v) in self.vars() {
+            let s = v.as_tensor().abs()?.sum_all()?.to_scalar::<f32>()?;
+            if !s.is_finite() {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
     /// Loads a safetensors file into the existing tensors. Every parameter
@@ -83,32 +96,10 @@ impl ParamStore {
     /// the error names the first offending tensor.
     pub fn load(&self, path: &Path) -> Result<()> {
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| Error::Checkpoint {
-            path: path.to_path_buf(),
-            msg: format!("not a valid safetensors file: {e}"),
-        })?;
-        let vars = self.vars();
-        for (name, var) in &vars {
-            let view =
-                st.tensor(name).map_err(|_| Error::MissingTensor { path: path.to_path_buf(), name: name.clone() })?;
-            let expected = var.dims().to_vec();
-            if view.shape() != expected.as_slice() || view.dtype() != safetensors::Dtype::F32 {
-                return Err(Error::TensorShape {
-                    path: path.to_path_buf(),
-                    name: name.clone(),
-                    expected,
-                    got: view.shape().to_vec(),
-                });
-            }
-            let values: Vec<f32> =
-                view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
-            var.set(&Tensor::from_vec(values, view.shape(), &self.device)?)?;
-        }
-        let known: std::collections::HashSet<&str> = vars.iter().map(|(k, _)| k.as_str()).collect();
-        let mut names: Vec<String> = st.names().into_iter().map(|s| s.to_string()).collect();
-        names.sort();
-        if let Some(extra) = names.into_iter().find(|n| !known.contains(n.as_str())) {
-            return Err(Error::UnexpectedTensor { path: path.to_path_buf(), name: extra });
+        let tensors = read_safetensors(&bytes, path)?;
+        let vars: Vec<(String, Tensor)> = self.vars().into_iter().map(|(k, v)| (k, v.as_tensor().clone())).collect();
+        for (name, t) in assign_strict(&vars, &tensors, path)? {
+            self.set(&name, &t)?;
         }
         Ok(())
     }
@@ -132,6 +123,61 @@ impl ParamStore {
             }
         }
     }
+}
+
+/// Tensors as the bytes of a safetensors file (f32).
+pub fn safetensors_bytes(tensors: &[(String, Tensor)]) -> Result<Vec<u8>> {
+    safetensors::serialize(tensors.iter().map(|(k, t)| (k.as_str(), t)), None)
+        .map_err(|e| Error::Checkpoint { path: "<memory>".into(), msg: format!("cannot serialise tensors: {e}") })
+}
+
+/// Every tensor of a safetensors file, as (name, shape, f32 values); any
+/// other dtype is an error naming the tensor.
+pub fn read_safetensors(bytes: &[u8], path: &Path) -> Result<BTreeMap<String, (Vec<usize>, Vec<f32>)>> {
+    let st = safetensors::SafeTensors::deserialize(bytes).map_err(|e| Error::Checkpoint {
+        path: path.to_path_buf(),
+        msg: format!("not a valid safetensors file: {e}"),
+    })?;
+    let mut out = BTreeMap::new();
+    for (name, view) in st.tensors() {
+        if view.dtype() != safetensors::Dtype::F32 {
+            return Err(Error::Checkpoint {
+                path: path.to_path_buf(),
+                msg: format!("tensor '{name}' is {:?}, expected F32", view.dtype()),
+            });
+        }
+        let values = view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+        out.insert(name.to_string(), (view.shape().to_vec(), values));
+    }
+    Ok(out)
+}
+
+/// Matches loaded tensors to `expected` by name and shape: every expected
+/// tensor must be there with its shape, and nothing else may be. The error
+/// names the first offending tensor.
+pub fn assign_strict(
+    expected: &[(String, Tensor)],
+    loaded: &BTreeMap<String, (Vec<usize>, Vec<f32>)>,
+    path: &Path,
+) -> Result<Vec<(String, Tensor)>> {
+    let mut out = Vec::with_capacity(expected.len());
+    for (name, t) in expected {
+        let (shape, values) =
+            loaded.get(name).ok_or_else(|| Error::MissingTensor { path: path.to_path_buf(), name: name.clone() })?;
+        if shape.as_slice() != t.dims() {
+            return Err(Error::TensorShape {
+                path: path.to_path_buf(),
+                name: name.clone(),
+                expected: t.dims().to_vec(),
+                got: shape.clone(),
+            });
+        }
+        out.push((name.clone(), Tensor::from_vec(values.clone(), shape.as_slice(), t.device())?));
+    }
+    if let Some(extra) = loaded.keys().find(|k| !expected.iter().any(|(n, _)| n == *k)) {
+        return Err(Error::UnexpectedTensor { path: path.to_path_buf(), name: extra.clone() });
+    }
+    Ok(out)
 }
 
 impl SimpleBackend for ParamStore {

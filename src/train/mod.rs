@@ -1,21 +1,44 @@
-//! The training loop: batch → forward → masked loss → backward → clip →
-//! step(lr(step)) → log → eval. The library never prints: progress and
-//! metrics go to a [`MetricsSink`].
+//! Training: a [`Trainer`] owns everything a run needs to continue exactly —
+//! weights, optimizer moments, the loader's position and random streams —
+//! and writes it all into each checkpoint. The loop:
+//! batch → forward → masked loss → backward → clip → step(lr(step)) → log →
+//! eval → checkpoint. The library never prints: it reports to a
+//! [`MetricsSink`].
 
+pub mod faults;
+pub mod metrics;
 pub mod optim;
 pub mod schedule;
+pub mod tensorboard;
 
-use crate::data::loader::{batches, Loader};
-use crate::data::Splits;
+use crate::checkpoint::{self, OPTIMIZER, TRAINER_STATE};
+use crate::config::RunConfig;
+use crate::data::loader::{batches, Loader, LoaderState};
+use crate::data::shift::Seq2SeqTensors;
+use crate::data::{Splits, Tokenizer};
 use crate::error::{Error, Result};
-use crate::eval::{teacher_forced, TeacherForcedStats};
+use crate::eval::teacher_forced;
 use crate::model::Seq2Seq;
 use crate::nn::ParamStore;
 use crate::rng::Rng;
+use candle_core::backprop::GradStore;
+use candle_core::{Device, Var};
+pub use metrics::{EvalRecord, LossHistory, MetricsSink, StepMetrics};
 pub use optim::{Optimizer, OptimizerConfig, OptimizerKind};
 pub use schedule::{Schedule, ScheduleKind};
 use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
 use std::time::Instant;
+
+/// What to do when a loss or gradient is NaN or infinite.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NonFinitePolicy {
+    /// Stop with an error naming the step (no checkpoint is written).
+    Stop,
+    /// Skip the update, count it, and go on.
+    Skip,
+}
 
 /// How to train. Saved in every checkpoint's `config.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -23,27 +46,39 @@ use std::time::Instant;
 pub struct TrainConfig {
     /// Optimizer steps, e.g. 2000.
     pub steps: usize,
-    /// Examples per batch, e.g. 64.
+    /// Examples per micro-batch, e.g. 64.
     pub batch_size: usize,
+    /// Micro-batches per optimizer step; the loss is averaged over all their
+    /// supervised tokens together, e.g. 1.
+    pub grad_accum: usize,
     /// Seed for initialisation, data order and dropout, e.g. 1337.
     pub seed: u64,
     /// Optimizer and its hyper-parameters.
     pub optimizer: OptimizerConfig,
     /// Learning-rate schedule.
     pub schedule: Schedule,
-    /// Clip the global gradient norm to this; 0 turns clipping off. E.g. 1.0.
+    /// Clip the global gradient norm to this; 0 turns clipping off, e.g. 1.0.
     pub grad_clip: f32,
-    /// Evaluate on the validation split every N steps (0: only at the end), e.g. 250.
+    /// Evaluate on the validation split every N steps (and always at the end), e.g. 250.
     pub eval_every: usize,
+    /// Write a checkpoint every N steps (and at the end, and at each new best), e.g. 500.
+    pub save_every: usize,
+    /// Checkpoints kept besides the best, newest first, e.g. 3.
+    pub keep_last: usize,
+    /// Stop after this many evaluations without a better validation loss (0: never), e.g. 5.
+    pub patience: usize,
+    /// `stop` or `skip` on a NaN/infinite loss or gradient.
+    pub on_nonfinite: NonFinitePolicy,
 }
 
 impl TrainConfig {
     pub fn validate(&self) -> Result<()> {
-        if self.steps == 0 {
-            return Err(Error::config("train.steps", "must be at least 1"));
-        }
-        if self.batch_size == 0 {
-            return Err(Error::config("train.batch_size", "must be at least 1"));
+        for (field, v) in
+            [("train.steps", self.steps), ("train.batch_size", self.batch_size), ("train.grad_accum", self.grad_accum)]
+        {
+            if v == 0 {
+                return Err(Error::config(field, "must be at least 1"));
+            }
         }
         if !(self.grad_clip >= 0.0 && self.grad_clip.is_finite()) {
             return Err(Error::config("train.grad_clip", "must be finite and >= 0"));
@@ -53,103 +88,280 @@ impl TrainConfig {
     }
 }
 
-/// One optimizer step, as reported to the sink.
-#[derive(Debug, Clone, Serialize)]
-pub struct StepMetrics {
+/// Everything about a run's progress that is not a tensor. Saved as
+/// `trainer_state.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainerState {
     pub step: usize,
-    pub epoch: usize,
-    /// Mean cross-entropy over this batch's supervised tokens.
-    pub loss: f32,
-    pub lr: f64,
-    /// Global gradient norm before clipping.
-    pub grad_norm: f32,
-    /// Supervised tokens in this batch.
-    pub tokens: usize,
-    /// Supervised tokens per second since the run started.
-    pub tokens_per_s: f64,
-    pub elapsed_s: f64,
+    pub optimizer_step: usize,
+    pub loader: LoaderState,
+    pub dropout_rng: Rng,
+    pub history: Vec<EvalRecord>,
+    pub best: Option<EvalRecord>,
+    pub evals_since_best: usize,
+    pub skipped_batches: usize,
+    pub tokens_seen: usize,
+    /// SHA-256 of the tokenized data, so a resume refuses changed data.
+    pub data_fingerprint: String,
 }
 
-/// Where training reports. The binary draws progress bars from it; tests
-/// collect losses.
-pub trait MetricsSink {
-    fn on_step(&mut self, _m: &StepMetrics) {}
-    fn on_eval(&mut self, _step: usize, _m: &TeacherForcedStats) {}
-}
-
-/// A sink that keeps every step's loss.
-#[derive(Debug, Default)]
-pub struct LossHistory(pub Vec<f32>);
-
-impl MetricsSink for LossHistory {
-    fn on_step(&mut self, m: &StepMetrics) {
-        self.0.push(m.loss);
-    }
-}
-
-/// What a finished run reports.
+/// What a finished (or stopped) run reports.
 #[derive(Debug, Clone, Serialize)]
 pub struct TrainOutcome {
     pub steps: usize,
     pub final_loss: f32,
     pub tokens_per_s: f64,
     pub elapsed_s: f64,
+    pub best: Option<EvalRecord>,
+    pub stopped_early: bool,
+    pub skipped_batches: usize,
 }
 
-/// Trains `model` (whose weights live in `store`) on `data.train`.
-pub fn train(
-    model: &Seq2Seq,
-    store: &ParamStore,
-    data: &Splits,
-    cfg: &TrainConfig,
-    sink: &mut dyn MetricsSink,
-) -> Result<TrainOutcome> {
-    cfg.validate()?;
-    let dev = store.device().clone();
-    let mut loader = Loader::new(data.train.clone(), cfg.batch_size, cfg.seed);
-    let mut opt = Optimizer::new(store.vars(), cfg.optimizer.clone())?;
-    let mut dropout_rng = Rng::derive(cfg.seed, "dropout");
-    let (start, mut tokens, mut last_loss) = (Instant::now(), 0usize, f32::NAN);
-    for step in 1..=cfg.steps {
-        let batch = loader.next_batch().tensors(&dev)?;
-        let (loss_sum, _) = model.loss_sum(&batch, Some(&mut dropout_rng))?;
-        let loss = (loss_sum / batch.n_supervised as f64)?;
-        last_loss = loss.to_scalar::<f32>()?;
-        if !last_loss.is_finite() {
-            return Err(Error::NonFinite { what: "loss", step });
-        }
-        let grads = loss.backward()?;
-        let grad_norm = opt.grad_norm(&grads)?;
-        if !grad_norm.is_finite() {
-            return Err(Error::NonFinite { what: "gradient", step });
-        }
-        let lr = cfg.schedule.lr(cfg.optimizer.lr, step);
-        opt.step(&grads, lr, clip_scale(grad_norm, cfg.grad_clip))?;
-        tokens += batch.n_supervised;
-        let elapsed_s = start.elapsed().as_secs_f64();
-        sink.on_step(&StepMetrics {
-            step,
-            epoch: loader.epoch(),
-            loss: last_loss,
-            lr,
-            grad_norm,
-            tokens: batch.n_supervised,
-            tokens_per_s: tokens as f64 / elapsed_s.max(1e-9),
-            elapsed_s,
-        });
-        if cfg.eval_every > 0 && step % cfg.eval_every == 0 && step < cfg.steps {
-            let stats = teacher_forced(model, batches(&data.valid, cfg.batch_size), &dev)?;
-            tracing::info!(step, valid_loss = stats.loss(), "evaluated");
-            sink.on_eval(step, &stats);
+/// A training run in progress.
+pub struct Trainer {
+    pub cfg: RunConfig,
+    pub model: Seq2Seq,
+    pub store: ParamStore,
+    pub tokenizer: Tokenizer,
+    pub data: Splits,
+    pub state: TrainerState,
+    opt: Optimizer,
+    loader: Loader,
+    vars: Vec<(String, Var)>,
+    run_dir: Option<PathBuf>,
+    last_saved: Option<usize>,
+}
+
+fn fingerprint(data: &Splits) -> String {
+    let mut bytes = Vec::new();
+    for p in data.train.iter().chain(&data.valid) {
+        for ids in [&p.source, &p.target] {
+            bytes.extend((ids.len() as u32).to_le_bytes());
+            ids.iter().for_each(|i| bytes.extend(i.to_le_bytes()));
         }
     }
-    let elapsed_s = start.elapsed().as_secs_f64();
-    Ok(TrainOutcome {
-        steps: cfg.steps,
-        final_loss: last_loss,
-        tokens_per_s: tokens as f64 / elapsed_s.max(1e-9),
-        elapsed_s,
-    })
+    checkpoint::sha256_hex(&bytes)
+}
+
+impl Trainer {
+    /// A fresh run. `cfg.model.vocab_size` must match the tokenizer.
+    /// With `run_dir`, checkpoints go to `run_dir/checkpoint-<step>/`.
+    pub fn new(cfg: RunConfig, data: Splits, tokenizer: Tokenizer, run_dir: Option<PathBuf>) -> Result<Self> {
+        cfg.validate()?;
+        if cfg.model.vocab_size != tokenizer.vocab_size() {
+            return Err(Error::config(
+                "model.vocab_size",
+                format!("{} but the tokenizer has {} ids", cfg.model.vocab_size, tokenizer.vocab_size()),
+            ));
+        }
+        if data.train.is_empty() {
+            return Err(Error::config("data", "no training examples"));
+        }
+        let dev = Device::Cpu;
+        let seed = cfg.train.seed;
+        let store = ParamStore::new(seed, &dev);
+        let model = Seq2Seq::new(&cfg.model, store.var_builder())?;
+        let vars = store.vars();
+        let opt = Optimizer::new(vars.clone(), cfg.train.optimizer.clone())?;
+        let loader = Loader::new(data.train.clone(), cfg.train.batch_size, seed);
+        let state = TrainerState {
+            step: 0,
+            optimizer_step: 0,
+            loader: loader.state().clone(),
+            dropout_rng: Rng::derive(seed, "dropout"),
+            history: Vec::new(),
+            best: None,
+            evals_since_best: 0,
+            skipped_batches: 0,
+            tokens_seen: 0,
+            data_fingerprint: fingerprint(&data),
+        };
+        Ok(Self { cfg, model, store, tokenizer, data, state, opt, loader, vars, run_dir, last_saved: None })
+    }
+
+    /// Continues `run` from its newest complete checkpoint, exactly.
+    pub fn resume(run: &Path) -> Result<Self> {
+        let dir = checkpoint::newest_complete(run)?;
+        let manifest = checkpoint::verify(&dir)?;
+        let ck = checkpoint::load(&dir, &Device::Cpu)?;
+        let (data, tok) = crate::data::load(&ck.config.data, ck.config.train.seed, Some(&ck.tokenizer))?;
+        let mut t = Self::new(ck.config, data, tok, Some(run.to_path_buf()))?;
+        t.store.load(&dir.join(checkpoint::MODEL))?;
+        let state_path = dir.join(TRAINER_STATE);
+        if !manifest.files.contains_key(TRAINER_STATE) || !manifest.files.contains_key(OPTIMIZER) {
+            return Err(Error::Checkpoint {
+                path: dir,
+                msg: "holds a model only (no optimizer or trainer state): it cannot be resumed".into(),
+            });
+        }
+        let bytes = std::fs::read(&state_path).map_err(|e| Error::io(&state_path, e))?;
+        let state: TrainerState = serde_json::from_slice(&bytes).map_err(|e| Error::Checkpoint {
+            path: state_path.clone(),
+            msg: format!("unreadable trainer state: {e}"),
+        })?;
+        if state.data_fingerprint != t.state.data_fingerprint {
+            return Err(Error::Checkpoint { path: state_path, msg: "the training data changed since this checkpoint was written; resuming would not continue the same run".into() });
+        }
+        let opath = dir.join(OPTIMIZER);
+        t.opt.load_state(&std::fs::read(&opath).map_err(|e| Error::io(&opath, e))?, &opath, state.optimizer_step)?;
+        t.loader.set_state(state.loader.clone());
+        t.last_saved = Some(state.step);
+        t.state = state;
+        Ok(t)
+    }
+
+    pub fn run_dir(&self) -> Option<&Path> {
+        self.run_dir.as_deref()
+    }
+
+    /// Trains to the configured number of steps.
+    pub fn run(&mut self, sink: &mut dyn MetricsSink) -> Result<TrainOutcome> {
+        self.run_until(self.cfg.train.steps, sink)
+    }
+
+    /// Trains up to step `until` (at most the configured steps).
+    pub fn run_until(&mut self, until: usize, sink: &mut dyn MetricsSink) -> Result<TrainOutcome> {
+        let tc = self.cfg.train.clone();
+        let dev = self.store.device().clone();
+        let (start, tokens0) = (Instant::now(), self.state.tokens_seen);
+        let (mut last_loss, mut stopped_early) = (f32::NAN, false);
+        while self.state.step < until.min(tc.steps) && !stopped_early {
+            let step = self.state.step + 1;
+            let micro = (0..tc.grad_accum)
+                .map(|_| self.loader.next_batch().tensors(&dev))
+                .collect::<candle_core::Result<Vec<_>>>()?;
+            let (mut loss, grads, tokens) = accumulate(&self.model, &self.vars, &micro, &mut self.state.dropout_rng)?;
+            if faults::poison(step) {
+                loss = f32::NAN;
+            }
+            let grad_norm = self.opt.grad_norm(&grads)?;
+            self.state.step = step;
+            if loss.is_finite() && grad_norm.is_finite() {
+                let lr = tc.schedule.lr(tc.optimizer.lr, step);
+                self.opt.step(&grads, lr, clip_scale(grad_norm, tc.grad_clip))?;
+                self.state.tokens_seen += tokens;
+                last_loss = loss;
+                let elapsed_s = start.elapsed().as_secs_f64();
+                let tokens_per_s = (self.state.tokens_seen - tokens0) as f64 / elapsed_s.max(1e-9);
+                sink.on_step(&StepMetrics {
+                    step,
+                    epoch: self.loader.epoch(),
+                    loss,
+                    lr,
+                    grad_norm,
+                    tokens,
+                    tokens_per_s,
+                    elapsed_s,
+                });
+            } else {
+                let what = if loss.is_finite() { "gradient" } else { "loss" };
+                if tc.on_nonfinite == NonFinitePolicy::Stop {
+                    return Err(Error::NonFinite { what, step });
+                }
+                self.state.skipped_batches += 1;
+                tracing::warn!(step, what, "skipped a batch with a non-finite value");
+            }
+            let last = step == tc.steps;
+            let mut save = last || (tc.save_every > 0 && step % tc.save_every == 0);
+            if last || (tc.eval_every > 0 && step % tc.eval_every == 0) {
+                save |= self.evaluate(sink)?;
+                stopped_early = tc.patience > 0 && self.state.evals_since_best >= tc.patience;
+                save |= stopped_early;
+            }
+            if save && self.run_dir.is_some() {
+                self.save(sink)?;
+            }
+        }
+        let elapsed_s = start.elapsed().as_secs_f64();
+        Ok(TrainOutcome {
+            steps: self.state.step,
+            final_loss: last_loss,
+            tokens_per_s: (self.state.tokens_seen - tokens0) as f64 / elapsed_s.max(1e-9),
+            elapsed_s,
+            best: self.state.best.clone(),
+            stopped_early,
+            skipped_batches: self.state.skipped_batches,
+        })
+    }
+
+    /// Teacher-forced validation; returns whether it is a new best.
+    fn evaluate(&mut self, sink: &mut dyn MetricsSink) -> Result<bool> {
+        let st =
+            teacher_forced(&self.model, batches(&self.data.valid, self.cfg.train.batch_size), self.store.device())?;
+        let rec = EvalRecord { step: self.state.step, valid_loss: st.loss(), valid_token_accuracy: st.accuracy() };
+        tracing::info!(step = rec.step, valid_loss = rec.valid_loss, "evaluated");
+        sink.on_eval(&rec);
+        let improved = self.state.best.as_ref().is_none_or(|b| rec.valid_loss < b.valid_loss);
+        if improved {
+            self.state.best = Some(rec.clone());
+            self.state.evals_since_best = 0;
+        } else {
+            self.state.evals_since_best += 1;
+        }
+        self.state.history.push(rec);
+        Ok(improved)
+    }
+
+    /// Writes `RUN/checkpoint-<step>/` (never with non-finite weights), then
+    /// rotates old checkpoints.
+    pub fn save(&mut self, sink: &mut dyn MetricsSink) -> Result<PathBuf> {
+        let run = self.run_dir.clone().ok_or_else(|| Error::config("run_dir", "this trainer has no run folder"))?;
+        let step = self.state.step;
+        let dir = checkpoint::checkpoint_dir(&run, step);
+        if self.last_saved == Some(step) {
+            return Ok(dir);
+        }
+        if !self.store.all_finite()? {
+            return Err(Error::NonFinite { what: "weights (checkpoint not written)", step });
+        }
+        sink.flush()?;
+        self.state.loader = self.loader.state().clone();
+        self.state.optimizer_step = self.opt.steps();
+        let mut files = checkpoint::model_files(&self.cfg, &self.store, &self.tokenizer)?;
+        files.push((OPTIMIZER, self.opt.state_bytes()?));
+        files.push((TRAINER_STATE, serde_json::to_vec(&self.state).expect("state serialises")));
+        checkpoint::write_checkpoint(&dir, step, &files)?;
+        self.last_saved = Some(step);
+        checkpoint::rotate(&run, self.cfg.train.keep_last, self.state.best.as_ref().map(|b| b.step))?;
+        sink.on_checkpoint(step, &dir);
+        Ok(dir)
+    }
+}
+
+/// Forward and backward over micro-batches whose summed loss is divided by
+/// their total supervised-token count, so k micro-batches give the gradient
+/// of one batch holding them all. Returns the mean loss, the summed
+/// gradients and the token count.
+pub fn accumulate(
+    model: &Seq2Seq,
+    vars: &[(String, Var)],
+    micro: &[Seq2SeqTensors],
+    rng: &mut Rng,
+) -> Result<(f32, GradStore, usize)> {
+    let total: usize = micro.iter().map(|b| b.n_supervised).sum();
+    let (mut loss, mut acc): (f64, Option<GradStore>) = (0.0, None);
+    for b in micro {
+        let (sum, _) = model.loss_sum(b, Some(rng))?;
+        let scaled = (sum / total.max(1) as f64)?;
+        loss += scaled.to_scalar::<f32>()? as f64;
+        let g = scaled.backward()?;
+        acc = Some(match acc {
+            None => g,
+            Some(mut a) => {
+                for (_, v) in vars {
+                    if let Some(gi) = g.get(v.as_tensor()) {
+                        let sum = match a.get(v.as_tensor()) {
+                            Some(x) => (x + gi)?,
+                            None => gi.clone(),
+                        };
+                        a.insert(v.as_tensor(), sum);
+                    }
+                }
+                a
+            }
+        });
+    }
+    Ok((loss as f32, acc.expect("at least one micro-batch"), total))
 }
 
 /// The factor that brings the gradient norm down to `max_norm` (1 if it is

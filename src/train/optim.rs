@@ -160,6 +160,25 @@ impl Optimizer {
             .flat_map(|s| [(format!("m.{}", s.name), s.m.clone()), (format!("v.{}", s.name), s.v.clone())])
             .collect()
     }
+
+    /// `optimizer.safetensors`: the moments (the step count goes in the
+    /// trainer state).
+    pub fn state_bytes(&self) -> Result<Vec<u8>> {
+        crate::nn::params::safetensors_bytes(&self.state_tensors())
+    }
+
+    /// Restores moments saved by [`Optimizer::state_bytes`] and the step
+    /// count. Names and shapes must match exactly; the error names the tensor.
+    pub fn load_state(&mut self, bytes: &[u8], path: &std::path::Path, step: usize) -> Result<()> {
+        let loaded = crate::nn::params::read_safetensors(bytes, path)?;
+        let assigned = crate::nn::params::assign_strict(&self.state_tensors(), &loaded, path)?;
+        for (s, pair) in self.slots.iter_mut().zip(assigned.chunks(2)) {
+            s.m = pair[0].1.clone();
+            s.v = pair[1].1.clone();
+        }
+        self.step = step;
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,209 @@
+//! Loss curves as SVG: training loss (raw and smoothed) and validation loss
+//! on a log scale above, the learning rate below. Read from `metrics.jsonl`.
+
+use crate::train::metrics::Record;
+use std::fmt::Write;
+
+const W: f64 = 900.0;
+const PLOT_L: f64 = 80.0;
+const PLOT_R: f64 = 860.0;
+
+struct Panel {
+    top: f64,
+    bottom: f64,
+    y_min: f64,
+    y_max: f64,
+    log: bool,
+}
+
+impl Panel {
+    fn y(&self, v: f64) -> f64 {
+        let f = |v: f64| if self.log { v.max(1e-12).log10() } else { v };
+        let t = (f(v) - f(self.y_min)) / (f(self.y_max) - f(self.y_min)).max(1e-12);
+        self.bottom - t * (self.bottom - self.top)
+    }
+}
+
+fn nice_ticks(lo: f64, hi: f64, log: bool) -> Vec<f64> {
+    if log {
+        let (a, b) = (lo.log10().floor() as i32, hi.log10().ceil() as i32);
+        let mut t: Vec<f64> = Vec::new();
+        for e in a..=b {
+            for m in [1.0, 2.0, 5.0] {
+                let v = m * 10f64.powi(e);
+                if v >= lo * 0.999 && v <= hi * 1.001 {
+                    t.push(v);
+                }
+            }
+        }
+        return t;
+    }
+    let span = (hi - lo).max(1e-12);
+    let step = 10f64.powf((span / 4.0).log10().floor());
+    let step = [1.0, 2.0, 5.0, 10.0].iter().map(|m| m * step).find(|s| span / s <= 5.0).unwrap_or(step);
+    let mut v = (lo / step).ceil() * step;
+    let mut t = Vec::new();
+    while v <= hi + 1e-12 {
+        t.push(v);
+        v += step;
+    }
+    t
+}
+
+fn fmt_num(v: f64) -> String {
+    if v == 0.0 {
+        "0".into()
+    } else if !(1e-3..1e4).contains(&v.abs()) {
+        format!("{v:.0e}")
+    } else {
+        format!("{}", (v * 1e4).round() / 1e4)
+    }
+}
+
+fn polyline(out: &mut String, pts: &[(f64, f64)], color: &str, width: f64, opacity: f64) {
+    if pts.is_empty() {
+        return;
+    }
+    let p: Vec<String> = pts.iter().map(|(x, y)| format!("{x:.1},{y:.1}")).collect();
+    let _ = writeln!(
+        out,
+        r#"<polyline fill="none" stroke="{color}" stroke-width="{width}" stroke-opacity="{opacity}" points="{}"/>"#,
+        p.join(" ")
+    );
+}
+
+/// Renders the records of one run as an SVG document titled `title`.
+pub fn render_svg(records: &[Record], title: &str) -> String {
+    let train: Vec<(f64, f64, f64)> = records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Train(m) if m.loss.is_finite() => Some((m.step as f64, m.loss as f64, m.lr)),
+            _ => None,
+        })
+        .collect();
+    let valid: Vec<(f64, f64)> = records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Eval(e) => Some((e.step as f64, e.valid_loss)),
+            _ => None,
+        })
+        .collect();
+    let max_step = train.iter().map(|t| t.0).chain(valid.iter().map(|v| v.0)).fold(1.0, f64::max);
+    let x = |s: f64| PLOT_L + (s / max_step) * (PLOT_R - PLOT_L);
+    let losses = train.iter().map(|t| t.1).chain(valid.iter().map(|v| v.1)).filter(|v| *v > 0.0);
+    let (lo, hi) = losses.fold((f64::INFINITY, 0f64), |(a, b), v| (a.min(v), b.max(v)));
+    let (lo, hi) = if lo.is_finite() { (lo * 0.9, hi * 1.1) } else { (0.1, 10.0) };
+    let loss_panel = Panel { top: 50.0, bottom: 390.0, y_min: lo, y_max: hi, log: true };
+    let lr_hi = train.iter().map(|t| t.2).fold(0.0, f64::max).max(1e-12) * 1.1;
+    let lr_panel = Panel { top: 440.0, bottom: 560.0, y_min: 0.0, y_max: lr_hi, log: false };
+
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="620" viewBox="0 0 {W} 620" font-family="sans-serif" font-size="12">"#
+    );
+    let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
+    let _ =
+        writeln!(s, r#"<text x="{}" y="28" font-size="16" text-anchor="middle">{}</text>"#, W / 2.0, xml_escape(title));
+    for (p, label) in [(&loss_panel, "loss (log scale)"), (&lr_panel, "learning rate")] {
+        let _ = writeln!(
+            s,
+            r##"<rect x="{PLOT_L}" y="{}" width="{}" height="{}" fill="none" stroke="#444"/>"##,
+            p.top,
+            PLOT_R - PLOT_L,
+            p.bottom - p.top
+        );
+        for t in nice_ticks(p.y_min, p.y_max, p.log) {
+            let y = p.y(t);
+            let _ = writeln!(
+                s,
+                r##"<line x1="{PLOT_L}" x2="{PLOT_R}" y1="{y:.1}" y2="{y:.1}" stroke="#ddd"/><text x="{}" y="{:.1}" text-anchor="end">{}</text>"##,
+                PLOT_L - 6.0,
+                y + 4.0,
+                fmt_num(t)
+            );
+        }
+        let _ = writeln!(
+            s,
+            r#"<text transform="translate(18,{}) rotate(-90)" text-anchor="middle">{label}</text>"#,
+            (p.top + p.bottom) / 2.0
+        );
+    }
+    for t in nice_ticks(0.0, max_step, false) {
+        let _ = writeln!(s, r#"<text x="{:.1}" y="578" text-anchor="middle">{}</text>"#, x(t), fmt_num(t));
+    }
+    let _ = writeln!(s, r#"<text x="{}" y="605" text-anchor="middle">step</text>"#, (PLOT_L + PLOT_R) / 2.0);
+
+    let raw: Vec<(f64, f64)> = train.iter().map(|t| (x(t.0), loss_panel.y(t.1))).collect();
+    polyline(&mut s, &raw, "#1f77b4", 1.0, 0.3);
+    let mut ema = None;
+    let smooth: Vec<(f64, f64)> = train
+        .iter()
+        .map(|t| {
+            let e = ema.map_or(t.1, |e: f64| 0.95 * e + 0.05 * t.1);
+            ema = Some(e);
+            (x(t.0), loss_panel.y(e))
+        })
+        .collect();
+    polyline(&mut s, &smooth, "#1f77b4", 2.0, 1.0);
+    let vpts: Vec<(f64, f64)> = valid.iter().map(|v| (x(v.0), loss_panel.y(v.1))).collect();
+    polyline(&mut s, &vpts, "#d62728", 2.0, 1.0);
+    for (px, py) in &vpts {
+        let _ = writeln!(s, r##"<circle cx="{px:.1}" cy="{py:.1}" r="3.5" fill="#d62728"/>"##);
+    }
+    let lr: Vec<(f64, f64)> = train.iter().map(|t| (x(t.0), lr_panel.y(t.2))).collect();
+    polyline(&mut s, &lr, "#2ca02c", 2.0, 1.0);
+    let legend = [
+        ("#1f77b4", "train loss (smoothed; faint: per step)"),
+        ("#d62728", "validation loss"),
+        ("#2ca02c", "learning rate"),
+    ];
+    for (i, (c, name)) in legend.iter().enumerate() {
+        let y = 66.0 + 18.0 * i as f64;
+        let _ = writeln!(
+            s,
+            r#"<line x1="{}" x2="{}" y1="{y}" y2="{y}" stroke="{c}" stroke-width="3"/><text x="{}" y="{}">{name}</text>"#,
+            PLOT_R - 280.0,
+            PLOT_R - 255.0,
+            PLOT_R - 248.0,
+            y + 4.0
+        );
+    }
+    s.push_str("</svg>\n");
+    s
+}
+
+fn xml_escape(t: &str) -> String {
+    t.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::train::metrics::{EvalRecord, StepMetrics};
+
+    #[test]
+    fn renders_both_curves() {
+        let mut recs: Vec<Record> = (1..=100)
+            .map(|step| {
+                Record::Train(StepMetrics {
+                    step,
+                    epoch: 0,
+                    loss: 3.0 / step as f32,
+                    lr: 1e-3,
+                    grad_norm: 1.0,
+                    tokens: 10,
+                    tokens_per_s: 1.0,
+                    elapsed_s: 1.0,
+                })
+            })
+            .collect();
+        recs.push(Record::Eval(EvalRecord { step: 50, valid_loss: 0.1, valid_token_accuracy: 0.9 }));
+        recs.push(Record::Eval(EvalRecord { step: 100, valid_loss: 0.05, valid_token_accuracy: 0.95 }));
+        let svg = render_svg(&recs, "run <x>");
+        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+        assert_eq!(svg.matches("<polyline").count(), 4);
+        assert_eq!(svg.matches("<circle").count(), 2);
+        assert!(svg.contains("run &lt;x&gt;"));
+    }
+}

@@ -1,0 +1,192 @@
+//! Where training reports: the [`MetricsSink`] trait and the sinks that write
+//! `RUN/metrics.jsonl` (one JSON object per step or evaluation) and
+//! TensorBoard scalars in `RUN/tb/`. The binary adds a progress bar.
+
+use super::tensorboard::TensorBoardWriter;
+use crate::error::{Error, Result};
+use serde::{Deserialize, Serialize};
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+
+/// One optimizer step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepMetrics {
+    pub step: usize,
+    pub epoch: usize,
+    /// Mean cross-entropy over this step's supervised tokens.
+    pub loss: f32,
+    pub lr: f64,
+    /// Global gradient norm before clipping.
+    pub grad_norm: f32,
+    /// Supervised tokens in this step (all micro-batches).
+    pub tokens: usize,
+    /// Supervised tokens per second since this process started training.
+    pub tokens_per_s: f64,
+    pub elapsed_s: f64,
+}
+
+/// One evaluation on the validation split (teacher forced).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvalRecord {
+    pub step: usize,
+    pub valid_loss: f64,
+    pub valid_token_accuracy: f64,
+}
+
+/// Receives training events. Every method has a no-op default.
+pub trait MetricsSink {
+    fn on_step(&mut self, _m: &StepMetrics) {}
+    fn on_eval(&mut self, _e: &EvalRecord) {}
+    fn on_checkpoint(&mut self, _step: usize, _dir: &Path) {}
+    /// Called before a checkpoint is written: make what was logged durable.
+    fn flush(&mut self) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Forwards every event to several sinks.
+pub struct Tee<'a>(pub Vec<&'a mut dyn MetricsSink>);
+
+impl MetricsSink for Tee<'_> {
+    fn on_step(&mut self, m: &StepMetrics) {
+        self.0.iter_mut().for_each(|s| s.on_step(m));
+    }
+    fn on_eval(&mut self, e: &EvalRecord) {
+        self.0.iter_mut().for_each(|s| s.on_eval(e));
+    }
+    fn on_checkpoint(&mut self, step: usize, dir: &Path) {
+        self.0.iter_mut().for_each(|s| s.on_checkpoint(step, dir));
+    }
+    fn flush(&mut self) -> Result<()> {
+        self.0.iter_mut().try_for_each(|s| s.flush())
+    }
+}
+
+/// Keeps every step's loss (for tests and the library's own checks).
+#[derive(Debug, Default)]
+pub struct LossHistory(pub Vec<f32>);
+
+impl MetricsSink for LossHistory {
+    fn on_step(&mut self, m: &StepMetrics) {
+        self.0.push(m.loss);
+    }
+}
+
+/// A line of `metrics.jsonl`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Record {
+    Train(StepMetrics),
+    Eval(EvalRecord),
+}
+
+impl Record {
+    pub fn step(&self) -> usize {
+        match self {
+            Record::Train(m) => m.step,
+            Record::Eval(e) => e.step,
+        }
+    }
+}
+
+/// Reads `metrics.jsonl`, skipping a torn last line (a crash mid-write).
+pub fn read_jsonl(path: &Path) -> Result<Vec<Record>> {
+    let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut out = Vec::new();
+    for line in std::io::BufReader::new(f).lines() {
+        let line = line.map_err(|e| Error::io(path, e))?;
+        if let Ok(r) = serde_json::from_str::<Record>(&line) {
+            out.push(r);
+        }
+    }
+    Ok(out)
+}
+
+/// Appends to `RUN/metrics.jsonl`.
+pub struct JsonlSink {
+    file: std::io::BufWriter<std::fs::File>,
+    path: PathBuf,
+    error: Option<Error>,
+}
+
+impl JsonlSink {
+    /// Opens `path` for appending. Records after `resume_step` (logged after
+    /// the checkpoint a run resumes from) are dropped first, so the log
+    /// matches the run that continues.
+    pub fn open(path: &Path, resume_step: usize) -> Result<Self> {
+        if path.exists() {
+            let kept: Vec<String> = read_jsonl(path)?
+                .into_iter()
+                .filter(|r| r.step() <= resume_step)
+                .map(|r| serde_json::to_string(&r).expect("record serialises"))
+                .collect();
+            let mut text = kept.join("\n");
+            if !text.is_empty() {
+                text.push('\n');
+            }
+            crate::checkpoint::write_atomic(path, text.as_bytes())?;
+        }
+        let f = std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(|e| Error::io(path, e))?;
+        Ok(Self { file: std::io::BufWriter::new(f), path: path.to_path_buf(), error: None })
+    }
+
+    fn write(&mut self, r: &Record) {
+        let mut line = serde_json::to_string(r).expect("record serialises");
+        line.push('\n');
+        if let Err(e) = self.file.write_all(line.as_bytes()) {
+            self.error.get_or_insert(Error::io(&self.path, e));
+        }
+    }
+}
+
+impl MetricsSink for JsonlSink {
+    fn on_step(&mut self, m: &StepMetrics) {
+        self.write(&Record::Train(m.clone()));
+    }
+    fn on_eval(&mut self, e: &EvalRecord) {
+        self.write(&Record::Eval(e.clone()));
+    }
+    fn flush(&mut self) -> Result<()> {
+        if let Some(e) = self.error.take() {
+            return Err(e);
+        }
+        self.file.flush().map_err(|e| Error::io(&self.path, e))
+    }
+}
+
+/// Scalars for TensorBoard: `train/loss`, `train/lr`, `train/grad_norm`,
+/// `valid/loss`, `valid/token_accuracy`.
+pub struct TensorBoardSink {
+    writer: TensorBoardWriter,
+    error: Option<Error>,
+}
+
+impl TensorBoardSink {
+    pub fn create(dir: &Path) -> Result<Self> {
+        Ok(Self { writer: TensorBoardWriter::create(dir)?, error: None })
+    }
+
+    fn put(&mut self, tag: &str, step: usize, v: f32) {
+        if let Err(e) = self.writer.scalar(tag, step, v) {
+            self.error.get_or_insert(e);
+        }
+    }
+}
+
+impl MetricsSink for TensorBoardSink {
+    fn on_step(&mut self, m: &StepMetrics) {
+        self.put("train/loss", m.step, m.loss);
+        self.put("train/lr", m.step, m.lr as f32);
+        self.put("train/grad_norm", m.step, m.grad_norm);
+    }
+    fn on_eval(&mut self, e: &EvalRecord) {
+        self.put("valid/loss", e.step, e.valid_loss as f32);
+        self.put("valid/token_accuracy", e.step, e.valid_token_accuracy as f32);
+    }
+    fn flush(&mut self) -> Result<()> {
+        if let Some(e) = self.error.take() {
+            return Err(e);
+        }
+        self.writer.flush()
+    }
+}
