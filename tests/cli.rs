@@ -82,9 +82,17 @@ fn train_eval_generate_round_trip_with_json() {
     }
     assert_eq!(j["steps"], 150);
     assert!(j["exact_match"].as_f64().unwrap() > 0.5, "tiny preset should learn: {j}");
-    for f in ["config.json", "model.safetensors", "tokenizer.json"] {
-        assert!(d.path("run").join(f).is_file(), "{f} missing");
+    for f in [
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "optimizer.safetensors",
+        "trainer_state.json",
+        "manifest.json",
+    ] {
+        assert!(d.path("run/checkpoint-150").join(f).is_file(), "{f} missing");
     }
+    assert!(d.path("run/metrics.jsonl").is_file());
 
     let o = d.run(&["eval", "--checkpoint", "run", "--json"]);
     ok(&o);
@@ -107,12 +115,13 @@ fn default_run_folders_are_never_overwritten() {
     for _ in 0..2 {
         ok(&d.run(&["train", "--preset", "tiny", "--steps", "3"]));
     }
-    assert!(d.path("runs/tiny-rotate/model.safetensors").is_file());
-    assert!(d.path("runs/tiny-rotate-2/model.safetensors").is_file());
-    let before = std::fs::read(d.path("runs/tiny-rotate/model.safetensors")).unwrap();
+    let model = "runs/tiny-rotate/checkpoint-3/model.safetensors";
+    assert!(d.path(model).is_file());
+    assert!(d.path("runs/tiny-rotate-2/checkpoint-3/model.safetensors").is_file());
+    let before = std::fs::read(d.path(model)).unwrap();
     let o = d.run(&["train", "--preset", "tiny", "--steps", "3", "--out", "runs/tiny-rotate"]);
-    fails_with(&o, &["runs/tiny-rotate", "already holds a model"]);
-    assert_eq!(before, std::fs::read(d.path("runs/tiny-rotate/model.safetensors")).unwrap());
+    fails_with(&o, &["runs/tiny-rotate", "already holds checkpoints", "--resume"]);
+    assert_eq!(before, std::fs::read(d.path(model)).unwrap());
 }
 
 #[test]
@@ -185,39 +194,76 @@ fn unknown_names_and_impossible_configs_are_refused() {
     fails_with(&d.run(&["train", "--preset", "tiny", "--lr=-1"]), &["lr"]);
 }
 
-fn corrupt_checkpoint(dir: &Dir, edit: impl Fn(&Path)) -> PathBuf {
-    let run = trained(dir);
-    edit(&run);
-    run
+/// Rewrites a checkpoint's manifest to match its files, as if a user had
+/// assembled the folder by hand: the loader must then catch what is wrong.
+fn reseal(dir: &Path) {
+    let mpath = dir.join("manifest.json");
+    let mut m: shiftlm::checkpoint::Manifest = serde_json::from_slice(&std::fs::read(&mpath).unwrap()).unwrap();
+    m.files.retain(|name, _| dir.join(name).exists());
+    for (name, e) in m.files.iter_mut() {
+        let bytes = std::fs::read(dir.join(name)).unwrap();
+        *e = shiftlm::checkpoint::FileEntry {
+            sha256: shiftlm::checkpoint::sha256_hex(&bytes),
+            bytes: bytes.len() as u64,
+        };
+    }
+    std::fs::write(&mpath, serde_json::to_vec(&m).unwrap()).unwrap();
 }
 
 #[test]
 fn broken_checkpoints_name_the_problem() {
     let d = Dir::new();
     fails_with(&d.run(&["eval", "--checkpoint", "nowhere"]), &["nowhere", "no such checkpoint"]);
-    let run = corrupt_checkpoint(&d, |run| std::fs::remove_file(run.join("tokenizer.json")).unwrap());
-    fails_with(&d.run(&["eval", "--checkpoint", run.to_str().unwrap()]), &["tokenizer.json", "missing"]);
+    trained(&d);
+    let ck = d.path("run/checkpoint-150");
+    let ckp = ck.to_str().unwrap();
+
+    // Tampered and truncated files are caught by the manifest.
+    let model = ck.join("model.safetensors");
+    let good = std::fs::read(&model).unwrap();
+    let mut bad = good.clone();
+    let n = bad.len();
+    bad[n - 3] ^= 0x40;
+    std::fs::write(&model, &bad).unwrap();
+    fails_with(&d.run(&["eval", "--checkpoint", ckp]), &["model.safetensors", "truncated or modified"]);
+    std::fs::write(&model, &good[..n / 2]).unwrap();
+    fails_with(
+        &d.run(&["generate", "--checkpoint", ckp, "--input", "1"]),
+        &["model.safetensors", "truncated or modified"],
+    );
+    std::fs::write(&model, &good).unwrap();
+    ok(&d.run(&["eval", "--checkpoint", ckp]));
+
+    // A missing file.
+    std::fs::remove_file(ck.join("tokenizer.json")).unwrap();
+    fails_with(&d.run(&["eval", "--checkpoint", ckp]), &["tokenizer.json"]);
+    reseal(&ck);
+    fails_with(&d.run(&["eval", "--checkpoint", ckp]), &["tokenizer.json", "missing"]);
 
     // A model file written for another shape: the tensor is named.
     let d2 = Dir::new();
-    let run = trained(&d2);
-    let other = d2.run(&["train", "--preset", "tiny", "--hidden", "8", "--steps", "1", "--out", "other"]);
-    ok(&other);
-    std::fs::copy(d2.path("other/model.safetensors"), run.join("model.safetensors")).unwrap();
+    trained(&d2);
+    ok(&d2.run(&["train", "--preset", "tiny", "--hidden", "8", "--steps", "1", "--out", "other"]));
+    let ck = d2.path("run/checkpoint-150");
+    std::fs::copy(d2.path("other/checkpoint-1/model.safetensors"), ck.join("model.safetensors")).unwrap();
+    reseal(&ck);
     fails_with(&d2.run(&["generate", "--checkpoint", "run", "--input", "1"]), &["model.safetensors", "shape", "[32"]);
 
     // A model file lacking a tensor.
     let d3 = Dir::new();
-    let run = trained(&d3);
-    let other = d3.run(&["train", "--preset", "tiny", "--attention", "none", "--steps", "1", "--out", "plain"]);
-    ok(&other);
-    std::fs::copy(d3.path("plain/model.safetensors"), run.join("model.safetensors")).unwrap();
+    trained(&d3);
+    ok(&d3.run(&["train", "--preset", "tiny", "--attention", "none", "--steps", "1", "--out", "plain"]));
+    let ck = d3.path("run/checkpoint-150");
+    std::fs::copy(d3.path("plain/checkpoint-1/model.safetensors"), ck.join("model.safetensors")).unwrap();
+    reseal(&ck);
     fails_with(&d3.run(&["eval", "--checkpoint", "run"]), &["missing tensor 'decoder.attn_combine.weight'"]);
 
-    // Garbage where the weights should be.
-    std::fs::write(run.join("model.safetensors"), b"not a model").unwrap();
+    // Garbage where the weights or the config should be.
+    std::fs::write(ck.join("model.safetensors"), b"not a model").unwrap();
+    reseal(&ck);
     fails_with(&d3.run(&["eval", "--checkpoint", "run"]), &["model.safetensors", "safetensors"]);
-    std::fs::write(run.join("config.json"), b"{\"preset\": 3}").unwrap();
+    std::fs::write(ck.join("config.json"), b"{\"preset\": 3}").unwrap();
+    reseal(&ck);
     fails_with(&d3.run(&["eval", "--checkpoint", "run"]), &["config.json"]);
 }
 
