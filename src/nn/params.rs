@@ -125,6 +125,9 @@ impl ParamStore {
     }
 }
 
+/// Tensors read from a file: name → (shape, f32 values).
+pub type RawTensors = BTreeMap<String, (Vec<usize>, Vec<f32>)>;
+
 /// Tensors as the bytes of a safetensors file (f32).
 pub fn safetensors_bytes(tensors: &[(String, Tensor)]) -> Result<Vec<u8>> {
     safetensors::serialize(tensors.iter().map(|(k, t)| (k.as_str(), t)), None)
@@ -133,7 +136,7 @@ pub fn safetensors_bytes(tensors: &[(String, Tensor)]) -> Result<Vec<u8>> {
 
 /// Every tensor of a safetensors file, as (name, shape, f32 values); any
 /// other dtype is an error naming the tensor.
-pub fn read_safetensors(bytes: &[u8], path: &Path) -> Result<BTreeMap<String, (Vec<usize>, Vec<f32>)>> {
+pub fn read_safetensors(bytes: &[u8], path: &Path) -> Result<RawTensors> {
     let st = safetensors::SafeTensors::deserialize(bytes).map_err(|e| Error::Checkpoint {
         path: path.to_path_buf(),
         msg: format!("not a valid safetensors file: {e}"),
@@ -155,11 +158,7 @@ pub fn read_safetensors(bytes: &[u8], path: &Path) -> Result<BTreeMap<String, (V
 /// Matches loaded tensors to `expected` by name and shape: every expected
 /// tensor must be there with its shape, and nothing else may be. The error
 /// names the first offending tensor.
-pub fn assign_strict(
-    expected: &[(String, Tensor)],
-    loaded: &BTreeMap<String, (Vec<usize>, Vec<f32>)>,
-    path: &Path,
-) -> Result<Vec<(String, Tensor)>> {
+pub fn assign_strict(expected: &[(String, Tensor)], loaded: &RawTensors, path: &Path) -> Result<Vec<(String, Tensor)>> {
     let mut out = Vec::with_capacity(expected.len());
     for (name, t) in expected {
         let (shape, values) =

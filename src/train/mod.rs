@@ -262,8 +262,8 @@ impl Trainer {
                 tracing::warn!(step, what, "skipped a batch with a non-finite value");
             }
             let last = step == tc.steps;
-            let mut save = last || (tc.save_every > 0 && step % tc.save_every == 0);
-            if last || (tc.eval_every > 0 && step % tc.eval_every == 0) {
+            let mut save = last || (tc.save_every > 0 && step.is_multiple_of(tc.save_every));
+            if last || (tc.eval_every > 0 && step.is_multiple_of(tc.eval_every)) {
                 save |= self.evaluate(sink)?;
                 stopped_early = tc.patience > 0 && self.state.evals_since_best >= tc.patience;
                 save |= stopped_early;
