@@ -37,7 +37,7 @@ pub struct Cli {
 pub enum Command {
     /// Train an encoder–decoder on a built-in task or your own pairs, then evaluate it.
     #[command(long_about = train::LONG_ABOUT)]
-    Train(train::TrainArgs),
+    Train(Box<train::TrainArgs>),
     /// Evaluate a checkpoint: loss, perplexity, token accuracy, macro F1 and free-running exact match.
     #[command(long_about = eval::LONG_ABOUT)]
     Eval(eval::EvalArgs),
@@ -127,7 +127,7 @@ impl DataArgs {
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Train(a) => train::run(a),
+        Command::Train(a) => train::run(*a),
         Command::Eval(a) => eval::run(a),
         Command::Generate(a) => generate::run(a),
         Command::Plot(a) => plot::run(a),
