@@ -11,7 +11,7 @@
 use crate::config::RunConfig;
 use crate::data::Tokenizer;
 use crate::error::{Error, Result};
-use crate::model::Seq2Seq;
+use crate::model::{Model, ModelConfig};
 use crate::nn::ParamStore;
 use crate::train::faults;
 use candle_core::Device;
@@ -166,12 +166,23 @@ pub fn newest_complete(run: &Path) -> Result<PathBuf> {
         .ok_or_else(|| Error::Checkpoint { path: run.to_path_buf(), msg: "holds no complete checkpoint".into() })
 }
 
-/// A checkpoint folder itself, or the newest complete one in a run folder.
+/// Whether `dir` is a model folder written by `transformers`
+/// (`config.json` with a `model_type`, no shiftlm manifest).
+pub fn is_hf_folder(dir: &Path) -> bool {
+    !dir.join(MANIFEST).exists()
+        && std::fs::read(dir.join(CONFIG))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .is_some_and(|v| v.get("model_type").is_some() && v.get("shiftlm").is_none())
+}
+
+/// A checkpoint folder itself, a Hugging Face model folder, or the newest
+/// complete checkpoint in a run folder.
 pub fn resolve(dir: &Path) -> Result<PathBuf> {
     if !dir.is_dir() {
         return Err(Error::Checkpoint { path: dir.to_path_buf(), msg: "no such checkpoint folder".into() });
     }
-    if dir.join(MANIFEST).exists() {
+    if dir.join(MANIFEST).exists() || is_hf_folder(dir) {
         Ok(dir.to_path_buf())
     } else if list(dir).is_empty() {
         Err(Error::Checkpoint {
@@ -199,19 +210,30 @@ pub fn rotate(run: &Path, keep_last: usize, best: Option<usize>) -> Result<()> {
     Ok(())
 }
 
-/// The inference files of a checkpoint: config, weights, tokenizer.
+/// The inference files of a checkpoint: config, weights, tokenizer. For a
+/// family with a `transformers` layout, `config.json` is that library's
+/// config with shiftlm's own under the key `shiftlm`, so the folder opens
+/// with `from_pretrained` as it is.
 pub fn model_files(cfg: &RunConfig, store: &ParamStore, tok: &Tokenizer) -> Result<Vec<(&'static str, Vec<u8>)>> {
+    let ours = serde_json::to_value(cfg).expect("config serialises");
+    let config = match cfg.model.to_hf() {
+        Some(mut hf) => {
+            hf["shiftlm"] = ours;
+            hf
+        }
+        None => ours,
+    };
     Ok(vec![
-        (CONFIG, serde_json::to_vec_pretty(cfg).expect("config serialises")),
+        (CONFIG, serde_json::to_vec_pretty(&config).expect("config serialises")),
         (MODEL, store.to_bytes()?),
-        (TOKENIZER, serde_json::to_vec_pretty(tok).expect("tokenizer serialises")),
+        (TOKENIZER, tok.to_json_bytes()),
     ])
 }
 
 /// A model loaded from a checkpoint.
 pub struct Loaded {
     pub config: RunConfig,
-    pub model: Seq2Seq,
+    pub model: Model,
     pub store: ParamStore,
     pub tokenizer: Tokenizer,
     /// The checkpoint folder actually loaded.
@@ -219,42 +241,79 @@ pub struct Loaded {
     pub step: usize,
 }
 
-fn read_json<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> Result<T> {
+/// Reads `config.json`: shiftlm's own, or a `transformers` one (GPT-2 or
+/// Llama), which becomes a run config for fine-tuning and decoding.
+pub fn read_config(path: &Path) -> Result<RunConfig> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    serde_json::from_slice(&bytes)
-        .map_err(|e| Error::Checkpoint { path: path.to_path_buf(), msg: format!("not a shiftlm {what}: {e}") })
+    let bad = |msg: String| Error::Checkpoint { path: path.to_path_buf(), msg };
+    let v: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| bad(format!("not valid JSON: {e}")))?;
+    let config = if let Some(ours) = v.get("shiftlm") {
+        serde_json::from_value(ours.clone()).map_err(|e| bad(format!("not a shiftlm config: {e}")))?
+    } else if let Some(kind) = v.get("model_type").and_then(|m| m.as_str()) {
+        let model = match kind {
+            "gpt2" => ModelConfig::Gpt2(crate::model::Gpt2Config::from_hf(&v).map_err(bad)?),
+            "llama" => ModelConfig::Llama(crate::model::LlamaConfig::from_hf(&v).map_err(bad)?),
+            other => return Err(bad(format!("model_type \"{other}\" is not supported (gpt2 and llama are)"))),
+        };
+        let mut cfg = RunConfig::preset(if kind == "llama" { "llama-tiny" } else { "gpt-tiny" })?;
+        cfg.preset = format!("hf-{kind}");
+        cfg.model = model;
+        cfg
+    } else {
+        serde_json::from_value(v).map_err(|e| bad(format!("not a shiftlm config: {e}")))?
+    };
+    config.validate().map_err(|e| bad(e.to_string()))?;
+    Ok(config)
 }
 
-/// Loads a checkpoint folder (or a run folder's newest complete checkpoint),
-/// verifying the manifest and every tensor's name and shape.
+/// Loads a checkpoint folder (or a run folder's newest complete checkpoint,
+/// or a `transformers` GPT-2/Llama folder), verifying the manifest where
+/// there is one and every tensor's name and shape.
 pub fn load(dir: &Path, dev: &Device) -> Result<Loaded> {
     let dir = resolve(dir)?;
-    let manifest = verify(&dir)?;
-    for need in [CONFIG, MODEL, TOKENIZER] {
-        if !manifest.files.contains_key(need) {
-            return Err(Error::Checkpoint { path: dir.join(need), msg: "missing from the checkpoint".into() });
+    let hf = is_hf_folder(&dir);
+    let step = if hf {
+        0
+    } else {
+        let manifest = verify(&dir)?;
+        for need in [CONFIG, MODEL, TOKENIZER] {
+            if !manifest.files.contains_key(need) {
+                return Err(Error::Checkpoint { path: dir.join(need), msg: "missing from the checkpoint".into() });
+            }
         }
-    }
-    let cfg_path = dir.join(CONFIG);
-    let config: RunConfig = read_json(&cfg_path, "config")?;
-    config.validate().map_err(|e| Error::Checkpoint { path: cfg_path.clone(), msg: e.to_string() })?;
-    let tokenizer: Tokenizer = read_json(&dir.join(TOKENIZER), "tokenizer")?;
-    if tokenizer.vocab_size() != config.model.vocab_size {
+        manifest.step
+    };
+    let config = read_config(&dir.join(CONFIG))?;
+    let tok_path = dir.join(TOKENIZER);
+    if !tok_path.exists() {
         return Err(Error::Checkpoint {
-            path: dir.join(TOKENIZER),
+            path: tok_path,
+            msg: "missing: decoding and evaluation need the tokenizer".into(),
+        });
+    }
+    let tokenizer = Tokenizer::load(&tok_path)?;
+    if tokenizer.vocab_size() > config.model.vocab_size() {
+        return Err(Error::Checkpoint {
+            path: tok_path,
             msg: format!(
-                "tokenizer has {} ids but the model expects {}",
+                "tokenizer has {} ids but the model only {}",
                 tokenizer.vocab_size(),
-                config.model.vocab_size
+                config.model.vocab_size()
             ),
         });
     }
-    let store = ParamStore::new(0, dev);
-    let model = Seq2Seq::new(&config.model, store.var_builder())?;
-    store.load(&dir.join(MODEL))?;
-    Ok(Loaded { config, model, store, tokenizer, dir, step: manifest.step })
+    let (model, store) = load_weights(&config.model, &dir.join(MODEL), dev)?;
+    Ok(Loaded { config, model, store, tokenizer, dir, step })
 }
 
+/// Builds a model for `cfg` and loads `path` into it (strictly, apart from
+/// the family's ignorable buffers).
+pub fn load_weights(cfg: &ModelConfig, path: &Path, dev: &Device) -> Result<(Model, ParamStore)> {
+    let store = ParamStore::new(0, dev);
+    let model = Model::new(cfg, store.var_builder())?;
+    store.load_except(path, |n| cfg.ignorable(n))?;
+    Ok((model, store))
+}
 #[cfg(test)]
 mod tests {
     use super::*;

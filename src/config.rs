@@ -3,11 +3,12 @@
 //! evaluation and decoding need nothing but the checkpoint folder.
 
 use crate::data::tasks::{TaskKind, TaskSpec};
+use crate::data::text::TextConfig;
 use crate::error::{Error, Result};
 use crate::model::seq2seq::AttentionKind;
-use crate::model::Seq2SeqConfig;
+use crate::model::{Gpt2Config, LlamaConfig, ModelConfig, Seq2SeqConfig};
 use crate::nn::rnn::CellKind;
-use crate::train::{NonFinitePolicy, OptimizerConfig, Schedule, TrainConfig};
+use crate::train::{NonFinitePolicy, OptimizerConfig, OptimizerKind, Schedule, ScheduleKind, TrainConfig};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -19,6 +20,8 @@ pub enum TokenizerKind {
     Char,
     /// One id per byte (never an unknown token).
     Byte,
+    /// Byte-level BPE trained on the data with the `tokenizers` crate.
+    Bpe,
 }
 
 /// Where the data comes from.
@@ -34,6 +37,8 @@ pub enum DataConfig {
         /// Fraction held out for validation, e.g. 0.1.
         valid_fraction: f64,
     },
+    /// Plain text files, for causal language models.
+    Text(TextConfig),
 }
 
 /// Everything about a run. Saved as `config.json` in the run directory.
@@ -42,7 +47,7 @@ pub enum DataConfig {
 pub struct RunConfig {
     /// The preset this config started from, e.g. `small`.
     pub preset: String,
-    pub model: Seq2SeqConfig,
+    pub model: ModelConfig,
     pub train: TrainConfig,
     pub data: DataConfig,
     /// Longest target (tokens) seen in training; decoding stops at twice this.
@@ -52,7 +57,7 @@ pub struct RunConfig {
 }
 
 impl RunConfig {
-    pub const PRESETS: &'static str = "small, seed, tiny";
+    pub const PRESETS: &'static str = "small, seed, tiny, gpt-baby, gpt-small, gpt-tiny, llama-baby, llama-tiny";
 
     /// A preset by name:
     /// - `small` (the default): rotate-by-1 over 20 symbols, lengths 4–12,
@@ -71,44 +76,168 @@ impl RunConfig {
             n_train,
             n_valid,
         };
-        let train = |steps, lr, eval_every| TrainConfig {
+        let train = |steps, batch_size, lr, eval_every| TrainConfig {
             steps,
-            batch_size: 64,
+            batch_size,
             grad_accum: 1,
             seed: 1337,
             optimizer: OptimizerConfig { lr, ..Default::default() },
             schedule: Schedule::default(),
             grad_clip: 1.0,
             eval_every,
+            eval_batches: 200,
             save_every: 500,
             keep_last: 3,
             patience: 0,
             on_nonfinite: NonFinitePolicy::Stop,
         };
-        let (model, train, task) = match name {
+        let seq2seq = |c: Seq2SeqConfig| ModelConfig::Seq2seq(Seq2SeqConfig { cell: CellKind::Lstm, ..c });
+        let (model, train, data, max_target_len) = match name {
             "small" => (
-                Seq2SeqConfig { emb_dim: 64, hidden: 128, attention: AttentionKind::Dot, ..Default::default() },
-                train(1500, 3e-3, 250),
-                task(20, 4, 12, 20_000, 500),
+                seq2seq(Seq2SeqConfig {
+                    emb_dim: 64,
+                    hidden: 128,
+                    attention: AttentionKind::Dot,
+                    ..Default::default()
+                }),
+                train(1500, 64, 3e-3, 250),
+                DataConfig::Task(task(20, 4, 12, 20_000, 500)),
+                12,
             ),
-            "seed" => (Seq2SeqConfig::default(), train(3000, 1e-3, 500), task(1000, 10, 10, 50_000, 1000)),
+            "seed" => (
+                seq2seq(Seq2SeqConfig::default()),
+                train(3000, 64, 1e-3, 500),
+                DataConfig::Task(task(1000, 10, 10, 50_000, 1000)),
+                10,
+            ),
             "tiny" => (
-                Seq2SeqConfig { emb_dim: 16, hidden: 32, attention: AttentionKind::Dot, ..Default::default() },
-                train(150, 1e-2, 0),
-                task(8, 2, 5, 2000, 100),
+                seq2seq(Seq2SeqConfig { emb_dim: 16, hidden: 32, attention: AttentionKind::Dot, ..Default::default() }),
+                train(150, 64, 1e-2, 0),
+                DataConfig::Task(task(8, 2, 5, 2000, 100)),
+                5,
             ),
+            // nanoGPT's CPU "baby GPT" (config/train_shakespeare_char.py with
+            // --block_size=64 --batch_size=12 --n_layer=4 --n_head=4
+            // --n_embd=128 --max_iters=2000 --lr_decay_iters=2000 --dropout=0.0).
+            "gpt-baby" | "gpt-small" | "gpt-tiny" | "llama-baby" | "llama-tiny" => {
+                let (layers, heads, width, ctx, batch, steps) = match name {
+                    "gpt-baby" | "llama-baby" => (4, 4, 128, 64, 12, 2000),
+                    "gpt-small" => (6, 6, 384, 256, 16, 5000),
+                    _ => (2, 2, 32, 16, 8, 100),
+                };
+                let model = if name.starts_with("llama") {
+                    ModelConfig::Llama(LlamaConfig {
+                        vocab_size: 260, // replaced by the tokenizer's size
+                        hidden_size: width,
+                        intermediate_size: (8 * width / 3).div_ceil(8) * 8,
+                        num_hidden_layers: layers,
+                        num_attention_heads: heads,
+                        num_key_value_heads: heads,
+                        max_position_embeddings: ctx,
+                        rms_norm_eps: 1e-5,
+                        rope_theta: 10000.0,
+                        tie_word_embeddings: true,
+                        dropout: 0.0,
+                        bos_token_id: crate::data::tokenizer::BOS,
+                        eos_token_id: crate::data::tokenizer::EOS,
+                    })
+                } else {
+                    ModelConfig::Gpt2(Gpt2Config {
+                        vocab_size: 260, // replaced by the tokenizer's size
+                        n_positions: ctx,
+                        n_embd: width,
+                        n_layer: layers,
+                        n_head: heads,
+                        layer_norm_epsilon: 1e-5,
+                        dropout: 0.0,
+                        bos_token_id: crate::data::tokenizer::EOS,
+                        eos_token_id: crate::data::tokenizer::EOS,
+                    })
+                };
+                let mut t = train(steps, batch, 1e-3, (steps / 8).max(1));
+                // nanoGPT: AdamW β₂ 0.99, weight decay 0.1, 100 warmup steps,
+                // cosine decay to lr/10 at the last step.
+                t.optimizer = OptimizerConfig {
+                    kind: OptimizerKind::Adamw,
+                    lr: 1e-3,
+                    beta1: 0.9,
+                    beta2: 0.99,
+                    eps: 1e-8,
+                    weight_decay: 0.1,
+                };
+                t.schedule = Schedule {
+                    kind: ScheduleKind::Cosine,
+                    warmup_steps: (steps / 20).min(100),
+                    min_lr_ratio: 0.1,
+                    decay_steps: steps,
+                };
+                t.save_every = (steps / 4).max(1);
+                let data = DataConfig::Text(TextConfig {
+                    paths: Vec::new(),
+                    tokenizer: TokenizerKind::Char,
+                    bpe_vocab_size: 4096,
+                    tokenizer_file: None,
+                    valid_fraction: 0.1,
+                    eot_id: None,
+                });
+                (model, t, data, 0)
+            }
             _ => {
                 return Err(Error::Unknown { what: "preset", name: name.to_string(), known: Self::PRESETS.to_string() })
             }
         };
         Ok(Self {
             preset: name.to_string(),
-            model: Seq2SeqConfig { cell: CellKind::Lstm, ..model },
+            model,
             train,
-            max_target_len: task.max_len,
-            data: DataConfig::Task(task),
+            data,
+            max_target_len,
             version: env!("CARGO_PKG_VERSION").to_string(),
         })
+    }
+
+    /// A causal model sized for `bytes` of training text: a small model for
+    /// a small file, nanoGPT's baby GPT up to a few megabytes, a wider one
+    /// (with byte-level BPE) beyond. `family` is `gpt2` or `llama`.
+    pub fn for_text(family: &str, bytes: u64) -> Result<Self> {
+        let fam = if family == "llama" { "llama" } else { "gpt" };
+        if bytes >= 5_000_000 && fam == "gpt" {
+            let mut c = Self::preset("gpt-small")?;
+            if let DataConfig::Text(t) = &mut c.data {
+                t.tokenizer = TokenizerKind::Bpe;
+            }
+            return Ok(c);
+        }
+        let mut c = Self::preset(&format!("{fam}-baby"))?;
+        if bytes < 50_000 {
+            // Little text: fewer, narrower layers and fewer steps overfit less.
+            match &mut c.model {
+                ModelConfig::Gpt2(m) => {
+                    m.n_layer = 2;
+                    m.n_embd = 64;
+                }
+                ModelConfig::Llama(m) => {
+                    m.num_hidden_layers = 2;
+                    m.hidden_size = 64;
+                    m.intermediate_size = 176;
+                }
+                ModelConfig::Seq2seq(_) => {}
+            }
+            c.train.steps = 1000;
+            c.train.schedule.decay_steps = 1000;
+            c.train.eval_every = 125;
+            c.train.save_every = 250;
+        }
+        Ok(c)
+    }
+
+    /// The id a causal model's text starts from and ends with.
+    pub fn model_eos(&self) -> u32 {
+        match &self.model {
+            ModelConfig::Gpt2(m) => m.eos_token_id,
+            ModelConfig::Llama(m) => m.eos_token_id,
+            ModelConfig::Seq2seq(_) => crate::data::tokenizer::EOS,
+        }
     }
 
     /// Applies a TOML file (any subset of the config's keys; unknown keys are
@@ -158,7 +287,24 @@ impl RunConfig {
     pub fn validate(&self) -> Result<()> {
         self.model.validate()?;
         self.train.validate()?;
+        let causal_data = matches!(self.data, DataConfig::Text(_));
+        if causal_data != self.model.is_causal() {
+            return Err(Error::config(
+                "data",
+                if causal_data {
+                    "plain text trains a causal model (gpt2 or llama), not an encoder–decoder"
+                } else {
+                    "paired data trains an encoder–decoder; a causal model needs plain text"
+                },
+            ));
+        }
         match &self.data {
+            DataConfig::Text(t) => {
+                if !(0.0..0.5).contains(&t.valid_fraction) {
+                    return Err(Error::config("data.valid_fraction", "must be in [0, 0.5)"));
+                }
+                Ok(())
+            }
             DataConfig::Task(t) => t.validate(),
             DataConfig::File { valid_fraction, .. } => {
                 if (0.0..1.0).contains(valid_fraction) {
@@ -202,7 +348,8 @@ mod tests {
             .with_overrides(Some(&f), &["train.batch_size=7".into(), "model.dropout=0.25".into()])
             .unwrap();
         assert_eq!((c.train.steps, c.train.optimizer.lr, c.train.batch_size), (42, 0.5, 7));
-        assert_eq!((c.model.cell, c.model.dropout), (CellKind::Gru, 0.25));
+        let ModelConfig::Seq2seq(m) = &c.model else { panic!("seq2seq") };
+        assert_eq!((m.cell, m.dropout), (CellKind::Gru, 0.25));
         std::fs::write(&f, "[train]\nstepz = 42\n").unwrap();
         let e = RunConfig::preset("tiny").unwrap().with_overrides(Some(&f), &[]).unwrap_err().to_string();
         assert!(e.contains("run.toml") && e.contains("stepz"), "{e}");
@@ -222,8 +369,9 @@ mod tests {
 
     #[test]
     fn presets_validate_and_round_trip_through_json() {
-        for name in ["small", "seed", "tiny"] {
-            let c = RunConfig::preset(name).unwrap();
+        for name in ["small", "seed", "tiny", "gpt-baby", "gpt-small", "gpt-tiny", "llama-baby", "llama-tiny"] {
+            let mut c = RunConfig::preset(name).unwrap();
+            c.model.set_vocab_size(65);
             c.validate().unwrap();
             let back: RunConfig = serde_json::from_str(&serde_json::to_string(&c).unwrap()).unwrap();
             assert_eq!(back, c);
@@ -234,7 +382,9 @@ mod tests {
     #[test]
     fn impossible_configs_are_named() {
         let mut c = RunConfig::preset("tiny").unwrap();
-        c.model.dropout = 1.5;
+        if let ModelConfig::Seq2seq(m) = &mut c.model {
+            m.dropout = 1.5;
+        }
         assert!(c.validate().unwrap_err().to_string().contains("model.dropout"));
         let mut c = RunConfig::preset("tiny").unwrap();
         c.train.steps = 0;

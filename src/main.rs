@@ -11,8 +11,15 @@ use clap::Parser;
 
 fn main() {
     let args = cli::Cli::parse();
-    if let Some(n) = args.threads {
-        // Read by candle's matrix products and rayon when they first start.
+    // Read by candle's matrix products and by rayon when they first start.
+    // Without it candle asks `num_cpus`, which can report the host's cores
+    // rather than this process's share and oversubscribe (3.6× slower
+    // measured on a 2-core container).
+    let threads = args.threads.or_else(|| {
+        let from_env = std::env::var("RAYON_NUM_THREADS").ok().and_then(|v| v.parse::<usize>().ok());
+        from_env.filter(|&n| n > 0).or_else(|| std::thread::available_parallelism().ok().map(|n| n.get()))
+    });
+    if let Some(n) = threads {
         std::env::set_var("RAYON_NUM_THREADS", n.to_string());
     }
     tracing_subscriber::fmt()

@@ -3,21 +3,22 @@
 
 use candle_core::Device;
 use shiftlm::config::RunConfig;
+use shiftlm::data::shift::BatchTensors;
 use shiftlm::data::shift::Seq2SeqBatch;
 use shiftlm::data::tokenizer::{BOS, EOS, PAD};
 use shiftlm::data::Pair;
-use shiftlm::model::Seq2Seq;
+use shiftlm::model::Model;
 use shiftlm::nn::ParamStore;
 use shiftlm::rng::Rng;
 use shiftlm::train::{accumulate, LossHistory, Trainer};
 use std::path::Path;
 
-fn tiny(steps: usize) -> (RunConfig, shiftlm::data::Splits, shiftlm::data::Tokenizer) {
+fn tiny(steps: usize) -> (RunConfig, shiftlm::data::Dataset, shiftlm::data::Tokenizer) {
     let mut rc = RunConfig::preset("tiny").unwrap();
     rc.train.steps = steps;
-    let (splits, tok) = shiftlm::data::load(&rc.data, rc.train.seed, None).unwrap();
-    rc.model.vocab_size = tok.vocab_size();
-    (rc, splits, tok)
+    let (data, tok) = shiftlm::data::load(&rc.data, rc.train.seed, None).unwrap();
+    rc.model.set_vocab_size(tok.vocab_size());
+    (rc, data, tok)
 }
 
 #[test]
@@ -25,14 +26,14 @@ fn k_micro_batches_give_the_gradient_of_one_batch() {
     let dev = Device::Cpu;
     let (rc, splits, _) = tiny(1);
     let store = ParamStore::new(1, &dev);
-    let model = Seq2Seq::new(&rc.model, store.var_builder()).unwrap();
+    let model = Model::new(&rc.model, store.var_builder()).unwrap();
     let vars = store.vars();
-    let ex: Vec<&Pair> = splits.train[..12].iter().collect();
-    let whole = [Seq2SeqBatch::new(&ex, PAD, BOS, EOS).tensors(&dev).unwrap()];
+    let ex: Vec<&Pair> = splits.pairs().unwrap().train[..12].iter().collect();
+    let whole = [BatchTensors::Pairs(Seq2SeqBatch::new(&ex, PAD, BOS, EOS).tensors(&dev).unwrap())];
     // Uneven micro-batches, each padded to its own length.
     let parts: Vec<_> = [&ex[..2], &ex[2..7], &ex[7..]]
         .iter()
-        .map(|p| Seq2SeqBatch::new(p, PAD, BOS, EOS).tensors(&dev).unwrap())
+        .map(|p| BatchTensors::Pairs(Seq2SeqBatch::new(p, PAD, BOS, EOS).tensors(&dev).unwrap()))
         .collect();
     let (l1, g1, n1) = accumulate(&model, &vars, &whole, &mut Rng::new(0)).unwrap();
     let (l2, g2, n2) = accumulate(&model, &vars, &parts, &mut Rng::new(0)).unwrap();
@@ -58,7 +59,9 @@ fn copy_dir(from: &Path, to: &Path) {
 #[test]
 fn resumed_runs_are_bit_identical_mid_epoch_across_epochs_with_accumulation_and_dropout() {
     let (mut rc, splits, tok) = tiny(40);
-    rc.model.dropout = 0.2;
+    if let shiftlm::model::ModelConfig::Seq2seq(m) = &mut rc.model {
+        m.dropout = 0.2;
+    }
     rc.train.grad_accum = 2;
     rc.train.batch_size = 48; // 2000 pairs / 96 per step: epochs end inside steps 21 and 42
     rc.train.save_every = 1;

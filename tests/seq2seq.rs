@@ -103,7 +103,7 @@ fn backprop_agrees_with_finite_differences() {
 /// A run config for the tests: the tiny preset with `model` and a few steps.
 fn run_cfg(model: Seq2SeqConfig, steps: usize, batch_size: usize, lr: f64) -> RunConfig {
     let mut rc = RunConfig::preset("tiny").unwrap();
-    rc.model = model;
+    rc.model = shiftlm::model::ModelConfig::Seq2seq(model);
     rc.train.steps = steps;
     rc.train.batch_size = batch_size;
     rc.train.optimizer.lr = lr;
@@ -113,7 +113,7 @@ fn run_cfg(model: Seq2SeqConfig, steps: usize, batch_size: usize, lr: f64) -> Ru
 
 #[test]
 fn overfits_one_batch() {
-    let data = shiftlm::data::Splits { train: pairs(8, 3), valid: pairs(2, 4) };
+    let data = shiftlm::data::Dataset::Pairs(shiftlm::data::Splits { train: pairs(8, 3), valid: pairs(2, 4) });
     let tok = shiftlm::data::Tokenizer::Symbols { n: 8 };
     for c in [cfg(CellKind::Lstm, AttentionKind::None, 1, 0.0), cfg(CellKind::Gru, AttentionKind::Dot, 1, 0.0)] {
         let rc = run_cfg(Seq2SeqConfig { hidden: 32, emb_dim: 16, ..c.clone() }, 300, 8, 1e-2);
@@ -163,11 +163,14 @@ fn training_is_deterministic_and_checkpoints_round_trip() {
     let dev = Device::Cpu;
     let mut rc = RunConfig::preset("tiny").unwrap();
     rc.train.steps = 30;
-    rc.model.dropout = 0.1;
-    let (splits, tok) = shiftlm::data::load(&rc.data, rc.train.seed, None).unwrap();
-    rc.model.vocab_size = tok.vocab_size();
+    if let shiftlm::model::ModelConfig::Seq2seq(m) = &mut rc.model {
+        m.dropout = 0.1;
+    }
+    let (data, tok) = shiftlm::data::load(&rc.data, rc.train.seed, None).unwrap();
+    rc.model.set_vocab_size(tok.vocab_size());
+    let splits = data.pairs().unwrap().clone();
     let run = |dir: Option<std::path::PathBuf>| {
-        let mut t = Trainer::new(rc.clone(), splits.clone(), tok.clone(), dir).unwrap();
+        let mut t = Trainer::new(rc.clone(), data.clone(), tok.clone(), dir).unwrap();
         let mut hist = LossHistory::default();
         t.run(&mut hist).unwrap();
         (t, hist.0)
@@ -187,8 +190,8 @@ fn training_is_deterministic_and_checkpoints_round_trip() {
     assert_eq!(ck.config, rc);
     assert_eq!(ck.tokenizer, tok);
     let b = batch(&splits.valid[..4]).tensors(&dev).unwrap();
-    let x = t1.model.forward(&b, None).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
-    let y = ck.model.forward(&b, None).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let x = t1.model.seq2seq().unwrap().forward(&b, None).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let y = ck.model.seq2seq().unwrap().forward(&b, None).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
     assert_eq!(x, y);
 }
 

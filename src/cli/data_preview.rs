@@ -1,7 +1,8 @@
 //! `shiftlm data preview`
 
 use super::DataArgs;
-use shiftlm::data::loader::Loader;
+use shiftlm::data::loader::{PairLoader, WindowLoader};
+use shiftlm::data::Dataset;
 
 pub const LONG_ABOUT: &str = "Print a few training batches the way a person checks a shift.
 
@@ -14,7 +15,8 @@ Every supervised label equals the decoder input one column to its right.
 Examples:
   shiftlm data preview
   shiftlm data preview --task sort --batches 1 --batch-size 3
-  shiftlm data preview --data pairs.tsv";
+  shiftlm data preview --data pairs.tsv
+  shiftlm data preview --model gpt --data input.txt     (inputs x[0..T], labels x[1..T+1])";
 
 #[derive(clap::Args, Debug)]
 pub struct PreviewArgs {
@@ -31,8 +33,36 @@ pub struct PreviewArgs {
 pub fn run(a: PreviewArgs) -> anyhow::Result<()> {
     let cfg = a.data.resolve()?;
     cfg.validate()?;
-    let (splits, tok) = shiftlm::data::load(&cfg.data, cfg.train.seed, None)?;
-    let mut loader = Loader::new(splits.train, a.batch_size.max(1), cfg.train.seed);
+    let (data, tok) = shiftlm::data::load(&cfg.data, cfg.train.seed, None)?;
+    let splits = match data {
+        Dataset::Pairs(s) => s,
+        Dataset::Text { train, .. } => {
+            let ctx = cfg.model.context().unwrap_or(16).min(16);
+            if train.len() <= ctx {
+                anyhow::bail!("the text has only {} tokens", train.len());
+            }
+            let mut loader = WindowLoader::new(train, a.batch_size.max(1), ctx, cfg.train.seed);
+            println!(
+                "vocabulary {} ids; windows of {ctx} tokens shown (the model's context is longer)",
+                tok.vocab_size()
+            );
+            for bi in 0..a.batches {
+                let b = loader.next_batch();
+                println!("\nbatch {}", bi + 1);
+                for i in 0..b.b {
+                    let row = |v: &[u32]| {
+                        v[i * b.t..(i + 1) * b.t]
+                            .iter()
+                            .map(|&id| format!("{:>4}", tok.token_str(id).escape_debug().to_string()))
+                            .collect::<String>()
+                    };
+                    println!("  window {}\n    inputs {}\n    labels {}", i + 1, row(&b.inputs), row(&b.labels));
+                }
+            }
+            return Ok(());
+        }
+    };
+    let mut loader = PairLoader::new(splits.train, a.batch_size.max(1), cfg.train.seed);
     println!("{} training pairs, vocabulary {} ids (0 <pad>, 1 <s>, 2 </s>, 3 <unk>)", loader.len(), tok.vocab_size());
     for bi in 0..a.batches {
         let batch = loader.next_batch();

@@ -1,29 +1,33 @@
 //! `shiftlm eval`
 
-use super::report::{json_line, print_examples, print_metrics};
+use super::report::{causal_report, json_line, json_value, print_causal, print_examples, print_metrics};
 use anyhow::Context;
 use shiftlm::config::DataConfig;
+use shiftlm::data::loader::windows;
+use shiftlm::data::Dataset;
 use shiftlm::decode::{DecodeOptions, Strategy};
 use std::path::PathBuf;
 
 pub const LONG_ABOUT: &str = "Evaluate a checkpoint on its validation split (or on --data FILE).
 
-Reports, over supervised tokens only (padding excluded):
-  loss, perplexity, token accuracy and macro F1 under teacher forcing, and
-  exact match and token accuracy of free-running decoding (the model reads
-  its own outputs), so the exposure-bias gap is visible.
+Reports, over supervised tokens only (padding excluded): loss, perplexity,
+token accuracy and macro F1 under teacher forcing. For an encoder–decoder also
+exact match and token accuracy of free-running decoding (the model reads its
+own outputs), so the exposure-bias gap is visible. For a language model,
+--data FILE is evaluated whole, window by window.
 
 Examples:
   shiftlm eval --checkpoint runs/small-rotate
   shiftlm eval --checkpoint runs/small-rotate --beam 4 --json
-  shiftlm eval --checkpoint runs/mine --data test.tsv";
+  shiftlm eval --checkpoint runs/mine --data test.tsv
+  shiftlm eval --checkpoint runs/gpt-baby-input --data held_out.txt --json";
 
 #[derive(clap::Args, Debug)]
 pub struct EvalArgs {
-    /// Run folder written by `shiftlm train`.
+    /// Run folder (newest complete checkpoint) or one checkpoint-<step> folder.
     #[arg(long, value_name = "DIR")]
     pub checkpoint: PathBuf,
-    /// Evaluate on every pair of this TSV/JSONL file instead of the validation split.
+    /// Evaluate on this file instead of the validation split (pairs, or text for a language model).
     #[arg(long, value_name = "FILE")]
     pub data: Option<PathBuf>,
     /// Beam width for free-running decoding (1: greedy).
@@ -44,6 +48,31 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
     let dev = candle_core::Device::Cpu;
     let ck = shiftlm::checkpoint::load(&a.checkpoint, &dev)
         .with_context(|| format!("loading checkpoint {}", a.checkpoint.display()))?;
+    let extra = serde_json::json!({ "checkpoint": a.checkpoint, "steps": ck.step, "loaded": ck.dir });
+    if let Some(ctx) = ck.config.model.context() {
+        let tokens = match &a.data {
+            Some(path) => ck.tokenizer.encode(&shiftlm::data::read_utf8(path)?),
+            None => match shiftlm::data::load(&ck.config.data, ck.config.train.seed, Some(&ck.tokenizer))
+                .context("loading the run's data (pass --data FILE to evaluate other text)")?
+                .0
+            {
+                Dataset::Text { valid, .. } => valid,
+                Dataset::Pairs(_) => anyhow::bail!("a language model checkpoint with paired data"),
+            },
+        };
+        if tokens.len() <= ctx {
+            anyhow::bail!("the evaluation text has {} tokens; it needs more than the context of {ctx}", tokens.len());
+        }
+        let batches = windows(&tokens, ck.config.train.batch_size, ctx, 0);
+        let stats = shiftlm::eval::teacher_forced(&ck.model, batches.into_iter(), &dev)?;
+        let report = causal_report(&stats);
+        print_causal(&report);
+        if a.json {
+            println!("{}", json_value(&report, extra));
+        }
+        return Ok(());
+    }
+    let model = ck.model.seq2seq().expect("not causal, so an encoder–decoder");
     let pairs = match &a.data {
         Some(path) => {
             let raw = shiftlm::data::pairs::read_pairs(path)?;
@@ -57,20 +86,20 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
                 }
                 d => d.clone(),
             };
-            shiftlm::data::load(&data, ck.config.train.seed, Some(&ck.tokenizer))?.0.valid
+            match shiftlm::data::load(&data, ck.config.train.seed, Some(&ck.tokenizer))?.0 {
+                Dataset::Pairs(s) => s.valid,
+                Dataset::Text { .. } => anyhow::bail!("an encoder–decoder checkpoint with text data"),
+            }
         }
     };
     let strategy =
         if a.beam > 1 { Strategy::Beam { width: a.beam, length_penalty: a.length_penalty } } else { Strategy::Greedy };
     let opts = DecodeOptions { strategy, max_len: 2 * ck.config.max_target_len + 2 };
-    let (report, outputs) = shiftlm::eval::evaluate(&ck.model, &pairs, 256, &opts, &dev)?;
+    let (report, outputs) = shiftlm::eval::evaluate(model, &pairs, 256, &opts, &dev)?;
     print_metrics(&report);
     print_examples(&ck.tokenizer, &pairs, &outputs, a.show);
     if a.json {
-        println!(
-            "{}",
-            json_line(&report, serde_json::json!({ "checkpoint": a.checkpoint, "steps": ck.step, "loaded": ck.dir }))
-        );
+        println!("{}", json_line(&report, extra));
     }
     Ok(())
 }

@@ -9,6 +9,8 @@ mod report;
 mod train;
 
 use clap::{Parser, Subcommand};
+use shiftlm::config::{DataConfig, RunConfig, TokenizerKind};
+use shiftlm::data::tasks::TaskKind;
 use std::path::PathBuf;
 
 const ABOUT: &str = "Train, evaluate and run sequence models that learn from shifted targets.
@@ -17,11 +19,12 @@ A decoder reads the target shifted right by one (a start token first) and is
 scored against the unshifted target; padding never counts.
 
 Start here:
-  shiftlm train                       train the default model on a built-in task (~2 min)
-  shiftlm data preview --task rotate  see exactly what the decoder reads and predicts
+  shiftlm train                            train the default encoder–decoder on a built-in task (~1 min)
+  shiftlm train --model gpt --data my.txt  train a GPT on your text
+  shiftlm data preview --task rotate       see exactly what the decoder reads and predicts
   shiftlm eval --checkpoint runs/small-rotate
-  shiftlm plot runs/small-rotate
-  shiftlm generate --checkpoint runs/small-rotate --input \"3 1 4 1 5\"";
+  shiftlm generate --checkpoint runs/small-rotate --input \"3 1 4 1 5\"
+  shiftlm plot runs/small-rotate";
 
 #[derive(Parser, Debug)]
 #[command(name = "shiftlm", version, about = "Train, evaluate and run sequence models that learn from shifted targets", long_about = ABOUT)]
@@ -35,13 +38,13 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Train an encoder–decoder on a built-in task or your own pairs, then evaluate it.
+    /// Train a model (encoder–decoder on pairs or tasks, GPT on text), then evaluate it.
     #[command(long_about = train::LONG_ABOUT)]
     Train(Box<train::TrainArgs>),
-    /// Evaluate a checkpoint: loss, perplexity, token accuracy, macro F1 and free-running exact match.
+    /// Evaluate a checkpoint: loss, perplexity, token accuracy, macro F1, exact match.
     #[command(long_about = eval::LONG_ABOUT)]
     Eval(eval::EvalArgs),
-    /// Decode new inputs with a checkpoint (greedy, sampling or beam search).
+    /// Generate with a checkpoint: continue a prompt, or decode an input sequence.
     #[command(long_about = generate::LONG_ABOUT)]
     Generate(generate::GenerateArgs),
     /// Draw a run's training and validation loss curves (SVG).
@@ -54,7 +57,7 @@ pub enum Command {
 
 #[derive(Subcommand, Debug)]
 pub enum DataCommand {
-    /// Print a few batches: source, decoder input and labels, column by column.
+    /// Print a few batches: inputs and labels, column by column.
     #[command(long_about = data_preview::LONG_ABOUT)]
     Preview(data_preview::PreviewArgs),
 }
@@ -62,18 +65,29 @@ pub enum DataCommand {
 /// Where the data comes from, shared by `train` and `data preview`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct DataArgs {
+    /// Model family: seq2seq (RNN encoder–decoder, the default), gpt (GPT-2 layout) or llama.
+    #[arg(long, value_name = "FAMILY", value_parser = ["seq2seq", "gpt", "gpt2", "llama"])]
+    pub model: Option<String>,
     /// Built-in task: rotate, copy, reverse or sort (default: the preset's, rotate).
     #[arg(long, value_name = "NAME", conflicts_with = "data")]
     pub task: Option<String>,
-    /// Your pairs: TSV (source<TAB>target) or JSONL ({"source": …, "target": …}).
+    /// Your data: pairs as TSV (source<TAB>target) or JSONL ({"source": …, "target": …});
+    /// with --model gpt/llama, plain UTF-8 text (repeat for several documents).
     #[arg(long, value_name = "FILE")]
-    pub data: Option<PathBuf>,
-    /// Preset to start from: small (default), seed (the Keras reference) or tiny.
-    #[arg(long, default_value = "small", value_name = "NAME")]
-    pub preset: String,
-    /// Tokenizer for --data: char (built from the data) or byte.
-    #[arg(long, value_name = "KIND", value_parser = ["char", "byte"])]
+    pub data: Vec<PathBuf>,
+    /// Preset to start from: small (default), seed (the Keras reference), tiny, or
+    /// gpt-baby, gpt-small, gpt-tiny, llama-baby, llama-tiny (default for text: sized to the data).
+    #[arg(long, value_name = "NAME")]
+    pub preset: Option<String>,
+    /// Tokenizer: char (built from the data), byte, or bpe (byte-level BPE trained on the data).
+    #[arg(long, value_name = "KIND", value_parser = ["char", "byte", "bpe"])]
     pub tokenizer: Option<String>,
+    /// Vocabulary size for --tokenizer bpe.
+    #[arg(long, value_name = "N")]
+    pub bpe_vocab: Option<usize>,
+    /// Use this tokenizer.json instead of building one (text only).
+    #[arg(long, value_name = "FILE")]
+    pub tokenizer_file: Option<PathBuf>,
     /// Symbols in a built-in task (e.g. 1000 for the seed preset).
     #[arg(long, value_name = "N")]
     pub vocab: Option<usize>,
@@ -90,20 +104,55 @@ pub struct DataArgs {
 
 impl DataArgs {
     /// The preset with these data choices applied.
-    pub fn resolve(&self) -> anyhow::Result<shiftlm::config::RunConfig> {
-        use shiftlm::config::{DataConfig, RunConfig, TokenizerKind};
-        use shiftlm::data::tasks::TaskKind;
-        let mut cfg = RunConfig::preset(&self.preset)?;
+    pub fn resolve(&self) -> anyhow::Result<RunConfig> {
+        let causal = matches!(self.model.as_deref(), Some("gpt" | "gpt2" | "llama"))
+            || self.preset.as_deref().is_some_and(|p| p.starts_with("gpt") || p.starts_with("llama"));
+        let kind = match self.tokenizer.as_deref() {
+            Some("byte") => Some(TokenizerKind::Byte),
+            Some("bpe") => Some(TokenizerKind::Bpe),
+            Some(_) => Some(TokenizerKind::Char),
+            None => None,
+        };
+        let mut cfg = if causal {
+            if self.data.is_empty() {
+                anyhow::bail!("a causal model trains on text: give --data FILE (UTF-8 text)");
+            }
+            let bytes = self.data.iter().map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)).sum();
+            let family = if self.model.as_deref() == Some("llama")
+                || self.preset.as_deref().is_some_and(|p| p.starts_with("llama"))
+            {
+                "llama"
+            } else {
+                "gpt2"
+            };
+            let mut cfg = match &self.preset {
+                Some(p) => RunConfig::preset(p)?,
+                None => RunConfig::for_text(family, bytes)?,
+            };
+            if let DataConfig::Text(t) = &mut cfg.data {
+                t.paths = self.data.iter().map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone())).collect();
+                t.tokenizer = kind.unwrap_or(t.tokenizer);
+                t.bpe_vocab_size = self.bpe_vocab.unwrap_or(t.bpe_vocab_size);
+                t.tokenizer_file = self.tokenizer_file.clone();
+            }
+            cfg
+        } else {
+            let mut cfg = RunConfig::preset(self.preset.as_deref().unwrap_or("small"))?;
+            match self.data.as_slice() {
+                [] => {}
+                [path] => {
+                    let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.clone());
+                    cfg.data =
+                        DataConfig::File { path, tokenizer: kind.unwrap_or(TokenizerKind::Char), valid_fraction: 0.1 };
+                }
+                _ => anyhow::bail!("an encoder–decoder takes one --data file of pairs"),
+            }
+            cfg
+        };
         if let Some(s) = self.seed {
             cfg.train.seed = s;
         }
-        if let Some(path) = &self.data {
-            let tokenizer = match self.tokenizer.as_deref() {
-                Some("byte") => TokenizerKind::Byte,
-                _ => TokenizerKind::Char,
-            };
-            cfg.data = DataConfig::File { path: path.clone(), tokenizer, valid_fraction: 0.1 };
-        } else if let DataConfig::Task(spec) = &mut cfg.data {
+        if let DataConfig::Task(spec) = &mut cfg.data {
             if let Some(t) = &self.task {
                 spec.kind = TaskKind::parse(t)?;
             }
@@ -120,6 +169,7 @@ impl DataArgs {
                     spec.min_len = spec.min_len.min(n);
                 }
             }
+            cfg.max_target_len = spec.max_len;
         }
         Ok(cfg)
     }

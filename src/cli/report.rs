@@ -24,6 +24,46 @@ pub fn print_examples(tok: &Tokenizer, pairs: &[Pair], outputs: &[Vec<u32>], n: 
     }
 }
 
+/// Teacher-forced metrics of a language model, as `eval` reports them.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CausalReport {
+    pub loss: f64,
+    pub perplexity: f64,
+    pub token_accuracy: f64,
+    pub macro_f1: f64,
+    /// Whole-sequence match has no meaning for free text.
+    pub exact_match: Option<f64>,
+    pub tokens: usize,
+}
+
+pub fn causal_report(st: &shiftlm::eval::TeacherForcedStats) -> CausalReport {
+    CausalReport {
+        loss: st.loss(),
+        perplexity: st.loss().exp(),
+        token_accuracy: st.accuracy(),
+        macro_f1: st.macro_f1(),
+        exact_match: None,
+        tokens: st.tokens,
+    }
+}
+
+pub fn print_causal(r: &CausalReport) {
+    println!("evaluation on {} held-out tokens:", r.tokens);
+    println!("  loss                      {:.4}", r.loss);
+    println!("  perplexity                {:.4}", r.perplexity);
+    println!("  next-token accuracy       {:.2}%", 100.0 * r.token_accuracy);
+    println!("  macro F1                  {:.4}", r.macro_f1);
+}
+
+/// Any serialisable report as one JSON object, plus extra fields.
+pub fn json_value<T: serde::Serialize>(r: &T, extra: serde_json::Value) -> String {
+    let mut v = serde_json::to_value(r).expect("report serialises");
+    if let (Some(obj), serde_json::Value::Object(more)) = (v.as_object_mut(), extra) {
+        obj.extend(more);
+    }
+    v.to_string()
+}
+
 /// The metrics as one JSON object, plus extra fields.
 pub fn json_line(r: &EvalReport, extra: serde_json::Value) -> String {
     let mut v = serde_json::to_value(r).expect("report serialises");

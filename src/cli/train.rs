@@ -5,8 +5,10 @@ use super::report::{json_line, print_examples, print_metrics};
 use super::DataArgs;
 use anyhow::Context;
 use shiftlm::config::DataConfig;
+use shiftlm::decode::causal::SampleOptions;
 use shiftlm::decode::{DecodeOptions, Strategy};
 use shiftlm::model::seq2seq::AttentionKind;
+use shiftlm::model::ModelConfig;
 use shiftlm::nn::rnn::CellKind;
 use shiftlm::train::metrics::{JsonlSink, Tee, TensorBoardSink};
 use shiftlm::train::{MetricsSink, Trainer};
@@ -36,6 +38,8 @@ Examples:
   shiftlm train --task reverse --steps 3000
   shiftlm train --preset seed --task rotate --json
   shiftlm train --data pairs.tsv --tokenizer char --attention dot --out runs/mine
+  shiftlm train --model gpt --data input.txt                  # sizes picked for the data
+  shiftlm train --model llama --data input.txt --preset llama-baby --tokenizer bpe
   shiftlm train --config run.toml --set train.optimizer.lr=0.003 --set train.grad_accum=4
   shiftlm train --resume runs/small-rotate";
 
@@ -70,15 +74,21 @@ pub struct TrainArgs {
     /// Attention over the encoder: none or dot (Luong).
     #[arg(long, value_parser = ["none", "dot"])]
     pub attention: Option<String>,
-    /// Stacked RNN layers.
+    /// Layers (RNN layers, or Transformer blocks).
     #[arg(long, value_name = "N")]
     pub layers: Option<usize>,
-    /// RNN hidden width.
+    /// Width (RNN hidden size, or Transformer model width).
     #[arg(long, value_name = "N")]
     pub hidden: Option<usize>,
-    /// Embedding width.
+    /// Embedding width (encoder–decoder).
     #[arg(long, value_name = "N")]
     pub emb: Option<usize>,
+    /// Attention heads (GPT, Llama).
+    #[arg(long, value_name = "N")]
+    pub heads: Option<usize>,
+    /// Context length in tokens (GPT, Llama).
+    #[arg(long, value_name = "N")]
+    pub context: Option<usize>,
     /// Dropout probability in [0, 1).
     #[arg(long, value_name = "P")]
     pub dropout: Option<f32>,
@@ -116,19 +126,17 @@ fn fresh_dir(name: &str) -> PathBuf {
 
 fn new_trainer(a: &TrainArgs) -> anyhow::Result<Trainer> {
     let mut cfg = a.data.resolve()?.with_overrides(a.config.as_deref(), &a.sets)?;
-    let m = &mut cfg.model;
-    if let Some(c) = &a.cell {
-        m.cell = if c == "gru" { CellKind::Gru } else { CellKind::Lstm };
-    }
-    if let Some(at) = &a.attention {
-        m.attention = if at == "dot" { AttentionKind::Dot } else { AttentionKind::None };
-    }
-    m.n_layer = a.layers.unwrap_or(m.n_layer);
-    m.hidden = a.hidden.unwrap_or(m.hidden);
-    m.emb_dim = a.emb.unwrap_or(m.emb_dim);
-    m.dropout = a.dropout.unwrap_or(m.dropout);
+    apply_model_flags(&mut cfg.model, a)?;
     let t = &mut cfg.train;
-    t.steps = a.steps.unwrap_or(t.steps);
+    if let Some(steps) = a.steps {
+        // A schedule that ended with the preset's run ends with this one.
+        if t.schedule.decay_steps == t.steps {
+            t.schedule.decay_steps = steps;
+        }
+        t.schedule.warmup_steps = t.schedule.warmup_steps.min(steps);
+        t.save_every = t.save_every.min(steps);
+        t.steps = steps;
+    }
     t.batch_size = a.batch_size.unwrap_or(t.batch_size);
     t.grad_accum = a.grad_accum.unwrap_or(t.grad_accum);
     t.optimizer.lr = a.lr.unwrap_or(t.optimizer.lr);
@@ -136,18 +144,19 @@ fn new_trainer(a: &TrainArgs) -> anyhow::Result<Trainer> {
     t.save_every = a.save_every.unwrap_or(t.save_every);
     t.keep_last = a.keep_last.unwrap_or(t.keep_last);
     t.patience = a.patience.unwrap_or(t.patience);
-    if let DataConfig::File { path, .. } = &mut cfg.data {
-        // Absolute, so `--resume` and `eval` work from any folder.
-        *path = std::fs::canonicalize(&*path).unwrap_or_else(|_| path.clone());
-    }
+    cfg.model.set_vocab_size(1); // set from the tokenizer below
     cfg.validate()?;
 
-    let (splits, tok) = shiftlm::data::load(&cfg.data, cfg.train.seed, None).context("loading data")?;
-    cfg.model.vocab_size = tok.vocab_size();
-    cfg.max_target_len = splits.train.iter().map(|p| p.target.len()).max().unwrap_or(1);
+    let (data, tok) = shiftlm::data::load(&cfg.data, cfg.train.seed, None).context("loading data")?;
+    cfg.model.set_vocab_size(tok.vocab_size());
+    if let Some(s) = data.pairs() {
+        cfg.max_target_len = s.train.iter().map(|p| p.target.len()).max().unwrap_or(1);
+    }
+    let stem = |p: &Path| p.file_stem().and_then(|s| s.to_str()).unwrap_or("data").to_string();
     let name = match &cfg.data {
         DataConfig::Task(s) => format!("{}-{}", cfg.preset, s.kind.name()),
-        DataConfig::File { path, .. } => path.file_stem().and_then(|s| s.to_str()).unwrap_or("data").to_string(),
+        DataConfig::File { path, .. } => stem(path),
+        DataConfig::Text(t) => format!("{}-{}", cfg.preset, t.paths.first().map(|p| stem(p)).unwrap_or_default()),
     };
     let out = a.out.clone().unwrap_or_else(|| fresh_dir(&name));
     if !shiftlm::checkpoint::list(&out).is_empty() {
@@ -157,7 +166,56 @@ fn new_trainer(a: &TrainArgs) -> anyhow::Result<Trainer> {
         );
     }
     std::fs::create_dir_all(&out).with_context(|| format!("creating run folder {}", out.display()))?;
-    Ok(Trainer::new(cfg, splits, tok, Some(out))?)
+    Ok(Trainer::new(cfg, data, tok, Some(out))?)
+}
+
+/// Applies --layers, --hidden, --emb, --heads, --context, --cell,
+/// --attention and --dropout to whichever family the config holds.
+fn apply_model_flags(model: &mut ModelConfig, a: &TrainArgs) -> anyhow::Result<()> {
+    let only = |flag: &str, family: &str| anyhow::anyhow!("{flag} applies to {family} models only");
+    match model {
+        ModelConfig::Seq2seq(m) => {
+            if a.heads.is_some() || a.context.is_some() {
+                return Err(only("--heads/--context", "GPT and Llama"));
+            }
+            if let Some(c) = &a.cell {
+                m.cell = if c == "gru" { CellKind::Gru } else { CellKind::Lstm };
+            }
+            if let Some(at) = &a.attention {
+                m.attention = if at == "dot" { AttentionKind::Dot } else { AttentionKind::None };
+            }
+            m.n_layer = a.layers.unwrap_or(m.n_layer);
+            m.hidden = a.hidden.unwrap_or(m.hidden);
+            m.emb_dim = a.emb.unwrap_or(m.emb_dim);
+            m.dropout = a.dropout.unwrap_or(m.dropout);
+        }
+        ModelConfig::Gpt2(_) | ModelConfig::Llama(_)
+            if a.cell.is_some() || a.attention.is_some() || a.emb.is_some() =>
+        {
+            return Err(only("--cell/--attention/--emb", "encoder–decoder"));
+        }
+        ModelConfig::Gpt2(m) => {
+            m.n_layer = a.layers.unwrap_or(m.n_layer);
+            m.n_embd = a.hidden.unwrap_or(m.n_embd);
+            m.n_head = a.heads.unwrap_or(m.n_head);
+            m.n_positions = a.context.unwrap_or(m.n_positions);
+            m.dropout = a.dropout.unwrap_or(m.dropout);
+        }
+        ModelConfig::Llama(m) => {
+            m.num_hidden_layers = a.layers.unwrap_or(m.num_hidden_layers);
+            if let Some(h) = a.hidden {
+                m.hidden_size = h;
+                m.intermediate_size = (8 * h / 3).div_ceil(8) * 8;
+            }
+            if let Some(h) = a.heads {
+                m.num_attention_heads = h;
+                m.num_key_value_heads = h;
+            }
+            m.max_position_embeddings = a.context.unwrap_or(m.max_position_embeddings);
+            m.dropout = a.dropout.unwrap_or(m.dropout);
+        }
+    }
+    Ok(())
 }
 
 fn resumed_trainer(a: &TrainArgs, run: &Path) -> anyhow::Result<Trainer> {
@@ -175,9 +233,14 @@ fn resumed_trainer(a: &TrainArgs, run: &Path) -> anyhow::Result<Trainer> {
         a.save_every.is_some(),
         a.keep_last.is_some(),
         a.patience.is_some(),
-        a.data.data.is_some(),
+        a.heads.is_some(),
+        a.context.is_some(),
+        !a.data.data.is_empty(),
         a.data.task.is_some(),
         a.data.seed.is_some(),
+        a.data.model.is_some(),
+        a.data.preset.is_some(),
+        a.data.tokenizer.is_some(),
     ];
     if overrides.iter().any(|&o| o) {
         anyhow::bail!(
@@ -202,10 +265,9 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
     };
     let out = trainer.run_dir().expect("the CLI always has a run folder").to_path_buf();
     eprintln!(
-        "training {} parameters on {} pairs ({} held out), {} steps of {}×{} → {}",
+        "training {} parameters on {}, {} steps of {}×{} → {}",
         trainer.store.num_params(),
-        trainer.data.train.len(),
-        trainer.data.valid.len(),
+        trainer.data.describe(),
         trainer.cfg.train.steps,
         trainer.cfg.train.grad_accum,
         trainer.cfg.train.batch_size,
@@ -239,25 +301,41 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
         );
     }
 
-    let cfg = &trainer.cfg;
-    let opts = DecodeOptions { strategy: Strategy::Greedy, max_len: 2 * cfg.max_target_len + 2 };
     let dev = trainer.store.device().clone();
-    let (report, outputs) = shiftlm::eval::evaluate(&trainer.model, &trainer.data.valid, 256, &opts, &dev)?;
-    print_metrics(&report);
-    print_examples(&trainer.tokenizer, &trainer.data.valid, &outputs, a.show);
+    let extra = serde_json::json!({
+        "steps": outcome.steps,
+        "train_loss": outcome.final_loss,
+        "tokens_per_s": outcome.tokens_per_s,
+        "elapsed_s": outcome.elapsed_s,
+        "checkpoint": final_dir,
+        "run": out,
+        "best_step": outcome.best.as_ref().map(|b| b.step),
+        "stopped_early": outcome.stopped_early,
+        "skipped_batches": outcome.skipped_batches,
+    });
+    let line = match (trainer.model.seq2seq(), trainer.data.pairs()) {
+        (Some(model), Some(pairs)) => {
+            let opts = DecodeOptions { strategy: Strategy::Greedy, max_len: 2 * trainer.cfg.max_target_len + 2 };
+            let (report, outputs) = shiftlm::eval::evaluate(model, &pairs.valid, 256, &opts, &dev)?;
+            print_metrics(&report);
+            print_examples(&trainer.tokenizer, &pairs.valid, &outputs, a.show);
+            json_line(&report, extra)
+        }
+        _ => {
+            let stats = shiftlm::eval::teacher_forced(&trainer.model, trainer.valid_batches().into_iter(), &dev)?;
+            let report = super::report::causal_report(&stats);
+            super::report::print_causal(&report);
+            if a.show > 0 {
+                let prompt = vec![trainer.cfg.model_eos()];
+                let o = SampleOptions { max_new_tokens: 40 * a.show, seed: 1, ..Default::default() };
+                let ids = shiftlm::decode::causal::generate(&trainer.model, &prompt, &o, &dev, |_| Ok(()))?;
+                println!("sample (temperature 0.8, seed 1):\n{}", trainer.tokenizer.decode(&ids));
+            }
+            super::report::json_value(&report, extra)
+        }
+    };
     if a.json {
-        let extra = serde_json::json!({
-            "steps": outcome.steps,
-            "train_loss": outcome.final_loss,
-            "tokens_per_s": outcome.tokens_per_s,
-            "elapsed_s": outcome.elapsed_s,
-            "checkpoint": final_dir,
-            "run": out,
-            "best_step": outcome.best.as_ref().map(|b| b.step),
-            "stopped_early": outcome.stopped_early,
-            "skipped_batches": outcome.skipped_batches,
-        });
-        println!("{}", json_line(&report, extra));
+        println!("{line}");
     }
     Ok(())
 }

@@ -2,7 +2,7 @@
 //! from the loader's own random stream; each batch is padded to its own
 //! longest sequence by the shift core.
 
-use super::shift::Seq2SeqBatch;
+use super::shift::{Batch, CausalBatch, Seq2SeqBatch};
 use super::tokenizer::{BOS, EOS, PAD};
 use super::Pair;
 use crate::rng::Rng;
@@ -19,13 +19,13 @@ pub struct LoaderState {
 
 /// Cuts shuffled, padded batches from a list of pairs.
 #[derive(Debug, Clone)]
-pub struct Loader {
+pub struct PairLoader {
     pairs: Vec<Pair>,
     batch_size: usize,
     state: LoaderState,
 }
 
-impl Loader {
+impl PairLoader {
     /// `batch_size` must be positive and `pairs` non-empty.
     pub fn new(pairs: Vec<Pair>, batch_size: usize, seed: u64) -> Self {
         assert!(batch_size > 0 && !pairs.is_empty());
@@ -72,6 +72,82 @@ impl Loader {
     }
 }
 
+/// Random windows of a token stream, nanoGPT's `get_batch`: each row starts
+/// at a uniformly drawn offset; the shift core cuts inputs and labels.
+#[derive(Debug, Clone)]
+pub struct WindowLoader {
+    tokens: Vec<u32>,
+    batch_size: usize,
+    block: usize,
+    state: LoaderState,
+}
+
+impl WindowLoader {
+    /// The stream must hold at least `block + 1` tokens.
+    pub fn new(tokens: Vec<u32>, batch_size: usize, block: usize, seed: u64) -> Self {
+        assert!(tokens.len() > block && batch_size > 0);
+        let state = LoaderState { epoch: 0, cursor: 0, order: Vec::new(), rng: Rng::derive(seed, "loader") };
+        Self { tokens, batch_size, block, state }
+    }
+
+    pub fn next_batch(&mut self) -> CausalBatch {
+        let span = self.tokens.len() - self.block;
+        let st = &mut self.state;
+        let starts: Vec<usize> = (0..self.batch_size).map(|_| st.rng.below(span)).collect();
+        st.cursor += 1;
+        // An "epoch" is as many windows as the stream has tokens.
+        st.epoch = st.cursor * self.batch_size * self.block / self.tokens.len();
+        CausalBatch::new(&self.tokens, &starts, self.block)
+    }
+}
+
+/// Either loader behind one interface.
+#[derive(Debug, Clone)]
+pub enum Loader {
+    Pairs(PairLoader),
+    Windows(WindowLoader),
+}
+
+impl Loader {
+    pub fn next_batch(&mut self) -> Batch {
+        match self {
+            Loader::Pairs(l) => Batch::Pairs(l.next_batch()),
+            Loader::Windows(l) => Batch::Causal(l.next_batch()),
+        }
+    }
+
+    pub fn epoch(&self) -> usize {
+        self.state().epoch
+    }
+
+    pub fn state(&self) -> &LoaderState {
+        match self {
+            Loader::Pairs(l) => l.state(),
+            Loader::Windows(l) => &l.state,
+        }
+    }
+
+    pub fn set_state(&mut self, state: LoaderState) {
+        match self {
+            Loader::Pairs(l) => l.set_state(state),
+            Loader::Windows(l) => l.state = state,
+        }
+    }
+}
+
+/// Consecutive, non-overlapping windows of a token stream, at most
+/// `max_batches` batches (0: all): a deterministic validation set.
+pub fn windows(tokens: &[u32], batch_size: usize, block: usize, max_batches: usize) -> Vec<Batch> {
+    let n = tokens.len().saturating_sub(1) / block.max(1);
+    let starts: Vec<usize> = (0..n).map(|i| i * block).collect();
+    let mut out: Vec<Batch> =
+        starts.chunks(batch_size.max(1)).map(|c| Batch::Causal(CausalBatch::new(tokens, c, block))).collect();
+    if max_batches > 0 {
+        out.truncate(max_batches);
+    }
+    out
+}
+
 /// Fixed-order batches over a whole split (for evaluation).
 pub fn batches(pairs: &[Pair], batch_size: usize) -> impl Iterator<Item = Seq2SeqBatch> + '_ {
     pairs.chunks(batch_size.max(1)).map(|chunk| {
@@ -90,8 +166,8 @@ mod tests {
 
     #[test]
     fn epoch_visits_every_example_once_and_is_seeded() {
-        let mut a = Loader::new(pairs(10), 3, 9);
-        let mut b = Loader::new(pairs(10), 3, 9);
+        let mut a = PairLoader::new(pairs(10), 3, 9);
+        let mut b = PairLoader::new(pairs(10), 3, 9);
         let mut seen = Vec::new();
         for _ in 0..4 {
             let x = a.next_batch();
@@ -106,12 +182,26 @@ mod tests {
     }
 
     #[test]
+    fn windows_are_seeded_and_in_range() {
+        let tokens: Vec<u32> = (0..100).collect();
+        let mut a = WindowLoader::new(tokens.clone(), 4, 8, 3);
+        let mut b = WindowLoader::new(tokens.clone(), 4, 8, 3);
+        for _ in 0..20 {
+            let x = a.next_batch();
+            assert_eq!(x, b.next_batch());
+            assert!(x.labels.iter().zip(&x.inputs).all(|(l, i)| *l == i + 1));
+        }
+        let v = windows(&tokens, 5, 8, 0);
+        assert_eq!(v.iter().map(|b| b.dims().0).sum::<usize>(), 12);
+    }
+
+    #[test]
     fn restored_state_continues_identically() {
-        let mut a = Loader::new(pairs(7), 2, 1);
+        let mut a = PairLoader::new(pairs(7), 2, 1);
         for _ in 0..5 {
             a.next_batch();
         }
-        let mut b = Loader::new(pairs(7), 2, 1);
+        let mut b = PairLoader::new(pairs(7), 2, 1);
         b.set_state(a.state().clone());
         for _ in 0..10 {
             assert_eq!(a.next_batch(), b.next_batch());

@@ -6,10 +6,11 @@ pub mod loader;
 pub mod pairs;
 pub mod shift;
 pub mod tasks;
+pub mod text;
 pub mod tokenizer;
 
 pub use loader::Loader;
-pub use shift::Seq2SeqBatch;
+pub use shift::{Batch, Seq2SeqBatch};
 pub use tokenizer::Tokenizer;
 
 /// One training example for an encoder–decoder: source and target token ids,
@@ -25,6 +26,33 @@ pub struct Pair {
 pub struct Splits {
     pub train: Vec<Pair>,
     pub valid: Vec<Pair>,
+}
+
+/// Training data of either kind.
+#[derive(Debug, Clone)]
+pub enum Dataset {
+    /// Source/target pairs, for encoder–decoders.
+    Pairs(Splits),
+    /// One token stream per split, for causal language models.
+    Text { train: Vec<u32>, valid: Vec<u32> },
+}
+
+impl Dataset {
+    /// The pairs, if this is paired data.
+    pub fn pairs(&self) -> Option<&Splits> {
+        match self {
+            Dataset::Pairs(s) => Some(s),
+            Dataset::Text { .. } => None,
+        }
+    }
+
+    /// A one-line summary for logs, e.g. "20000 pairs (500 held out)".
+    pub fn describe(&self) -> String {
+        match self {
+            Dataset::Pairs(s) => format!("{} pairs ({} held out)", s.train.len(), s.valid.len()),
+            Dataset::Text { train, valid } => format!("{} tokens ({} held out)", train.len(), valid.len()),
+        }
+    }
 }
 
 use crate::error::{Error, Result};
@@ -45,14 +73,14 @@ pub fn read_utf8(path: &Path) -> Result<String> {
 }
 
 /// Loads the data a config names: generates a task, or reads and splits a
-/// file. A file's tokenizer is built from its training split unless one is
-/// given (evaluating a checkpoint reuses the checkpoint's).
-pub fn load(cfg: &crate::config::DataConfig, seed: u64, tokenizer: Option<&Tokenizer>) -> Result<(Splits, Tokenizer)> {
+/// file. A tokenizer is built from the training split unless one is given
+/// (evaluating or resuming a checkpoint reuses the checkpoint's).
+pub fn load(cfg: &crate::config::DataConfig, seed: u64, tokenizer: Option<&Tokenizer>) -> Result<(Dataset, Tokenizer)> {
     use crate::config::{DataConfig, TokenizerKind};
     match cfg {
         DataConfig::Task(spec) => {
             let tok = tokenizer.cloned().unwrap_or_else(|| spec.tokenizer());
-            Ok((spec.generate(seed)?, tok))
+            Ok((Dataset::Pairs(spec.generate(seed)?), tok))
         }
         DataConfig::File { path, tokenizer: kind, valid_fraction } => {
             let (train, valid) = pairs::split(pairs::read_pairs(path)?, *valid_fraction);
@@ -62,8 +90,13 @@ pub fn load(cfg: &crate::config::DataConfig, seed: u64, tokenizer: Option<&Token
                 (None, TokenizerKind::Char) => {
                     Tokenizer::char_from_texts(train.iter().flat_map(|p| [p.source.as_str(), p.target.as_str()]))
                 }
+                (None, TokenizerKind::Bpe) => {
+                    let texts: Vec<String> = train.iter().flat_map(|p| [p.source.clone(), p.target.clone()]).collect();
+                    Tokenizer::train_bpe(&texts, 2000)?
+                }
             };
-            Ok((pairs::encode(&tok, &train, &valid), tok))
+            Ok((Dataset::Pairs(pairs::encode(&tok, &train, &valid)), tok))
         }
+        DataConfig::Text(t) => text::load(t, tokenizer),
     }
 }

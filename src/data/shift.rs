@@ -139,6 +139,105 @@ pub struct Seq2SeqTensors {
     pub n_supervised: usize,
 }
 
+/// A batch of causal-LM windows: inputs `x[s..s+T]`, labels `x[s+1..s+T+1]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CausalBatch {
+    pub b: usize,
+    pub t: usize,
+    /// (B, T) inputs.
+    pub inputs: Vec<u32>,
+    /// (B, T) labels: the inputs shifted left by one.
+    pub labels: Vec<u32>,
+    /// (B, T) all 1.0: every position of a window is supervised.
+    pub label_mask: Vec<f32>,
+}
+
+impl CausalBatch {
+    /// The windows of `tokens` starting at `starts`, each `t` long. Every
+    /// start must leave room for the shifted label (`start + t < len`).
+    pub fn new(tokens: &[u32], starts: &[usize], t: usize) -> Self {
+        let b = starts.len();
+        let mut inputs = Vec::with_capacity(b * t);
+        let mut labels = Vec::with_capacity(b * t);
+        for &s in starts {
+            let (x, y) = causal_window(tokens, s, t).expect("window inside the text");
+            inputs.extend_from_slice(x);
+            labels.extend_from_slice(y);
+        }
+        Self { b, t, inputs, labels, label_mask: vec![1.0; b * t] }
+    }
+
+    pub fn tensors(&self, dev: &Device) -> candle_core::Result<CausalTensors> {
+        Ok(CausalTensors {
+            inputs: Tensor::from_slice(&self.inputs, (self.b, self.t), dev)?,
+            labels: Tensor::from_slice(&self.labels, (self.b, self.t), dev)?,
+            n_supervised: self.b * self.t,
+        })
+    }
+}
+
+/// [`CausalBatch`] on a device.
+#[derive(Debug, Clone)]
+pub struct CausalTensors {
+    pub inputs: Tensor, // (B, T) u32
+    pub labels: Tensor, // (B, T) u32
+    pub n_supervised: usize,
+}
+
+/// A batch of either kind.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Batch {
+    Pairs(Seq2SeqBatch),
+    Causal(CausalBatch),
+}
+
+/// [`Batch`] on a device.
+#[derive(Debug, Clone)]
+pub enum BatchTensors {
+    Pairs(Seq2SeqTensors),
+    Causal(CausalTensors),
+}
+
+impl BatchTensors {
+    pub fn n_supervised(&self) -> usize {
+        match self {
+            BatchTensors::Pairs(b) => b.n_supervised,
+            BatchTensors::Causal(b) => b.n_supervised,
+        }
+    }
+}
+
+impl Batch {
+    pub fn tensors(&self, dev: &Device) -> candle_core::Result<BatchTensors> {
+        Ok(match self {
+            Batch::Pairs(b) => BatchTensors::Pairs(b.tensors(dev)?),
+            Batch::Causal(b) => BatchTensors::Causal(b.tensors(dev)?),
+        })
+    }
+
+    /// (B, T): rows and label positions per row.
+    pub fn dims(&self) -> (usize, usize) {
+        match self {
+            Batch::Pairs(b) => (b.b, b.t),
+            Batch::Causal(b) => (b.b, b.t),
+        }
+    }
+
+    pub fn labels(&self) -> &[u32] {
+        match self {
+            Batch::Pairs(b) => &b.labels,
+            Batch::Causal(b) => &b.labels,
+        }
+    }
+
+    pub fn label_mask(&self) -> &[f32] {
+        match self {
+            Batch::Pairs(b) => &b.label_mask,
+            Batch::Causal(b) => &b.label_mask,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -156,6 +255,14 @@ mod tests {
         let tf = teacher_forcing(&[7, 8, 9], 1, 2);
         assert_eq!(tf.decoder_input, vec![1, 7, 8, 9]);
         assert_eq!(tf.labels, vec![7, 8, 9, 2]);
+    }
+
+    #[test]
+    fn causal_batch_labels_are_inputs_shifted() {
+        let x: Vec<u32> = (10..30).collect();
+        let b = CausalBatch::new(&x, &[0, 5], 4);
+        assert_eq!(b.inputs, vec![10, 11, 12, 13, 15, 16, 17, 18]);
+        assert_eq!(b.labels, vec![11, 12, 13, 14, 16, 17, 18, 19]);
     }
 
     #[test]

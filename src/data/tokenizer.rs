@@ -1,9 +1,15 @@
-//! Tokenizers: text (or synthetic symbols) to ids and back. All share the same
-//! four special ids at the front of the vocabulary, so the shift core and the
-//! models never ask which tokenizer is in use.
+//! Tokenizers: text (or synthetic symbols) to ids and back.
+//!
+//! shiftlm's own tokenizers (character, byte, symbol) share four special ids
+//! at the front of the vocabulary, so the shift core never asks which one is
+//! in use; byte-level BPE is trained with the `tokenizers` crate, and any
+//! `tokenizer.json` can be loaded. Every tokenizer is saved as a
+//! `tokenizer.json` that the Hugging Face `tokenizers` library loads and that
+//! encodes text to the same ids: characters as a BPE model without merges,
+//! bytes as GPT-2's byte-level BPE without merges, symbols as a word-level model.
 
 use crate::error::{Error, Result};
-use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::path::Path;
 
@@ -11,7 +17,7 @@ use std::path::Path;
 pub const PAD: u32 = 0;
 /// Start of sequence: the first decoder input.
 pub const BOS: u32 = 1;
-/// End of sequence: the last label.
+/// End of sequence (and end of text between documents).
 pub const EOS: u32 = 2;
 /// A character the tokenizer has never seen.
 pub const UNK: u32 = 3;
@@ -20,8 +26,7 @@ pub const N_SPECIAL: u32 = 4;
 const SPECIAL_NAMES: [&str; 4] = ["<pad>", "<s>", "</s>", "<unk>"];
 
 /// A tokenizer, saved with the model as `tokenizer.json`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+#[derive(Debug, Clone)]
 pub enum Tokenizer {
     /// One id per character seen in the training data.
     Char { chars: Vec<char> },
@@ -29,6 +34,30 @@ pub enum Tokenizer {
     Byte,
     /// Synthetic tasks: `n` symbols written as space-separated integers.
     Symbols { n: usize },
+    /// Any other `tokenizer.json` (e.g. trained BPE, GPT-2's).
+    Hf(Box<tokenizers::Tokenizer>),
+}
+
+impl PartialEq for Tokenizer {
+    fn eq(&self, other: &Self) -> bool {
+        self.to_json() == other.to_json()
+    }
+}
+
+/// GPT-2's reversible map from bytes to printable characters.
+fn bytes_to_unicode() -> Vec<char> {
+    let mut table = vec!['\0'; 256];
+    let mut n = 0;
+    for b in 0..256u32 {
+        let printable = (33..=126).contains(&b) || (161..=172).contains(&b) || (174..=255).contains(&b);
+        table[b as usize] = if printable {
+            char::from_u32(b).expect("valid")
+        } else {
+            n += 1;
+            char::from_u32(255 + n).expect("valid")
+        };
+    }
+    table
 }
 
 impl Tokenizer {
@@ -39,14 +68,42 @@ impl Tokenizer {
         Tokenizer::Char { chars: set.into_iter().collect() }
     }
 
+    /// Byte-level BPE (GPT-2 style) trained on `texts` with the `tokenizers`
+    /// crate, with shiftlm's four specials first. Deterministic for the same
+    /// texts and size.
+    pub fn train_bpe(texts: &[String], vocab_size: usize) -> Result<Self> {
+        use tokenizers::models::bpe::{BpeTrainerBuilder, BPE};
+        use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+        use tokenizers::{AddedToken, NormalizerWrapper, PostProcessorWrapper, TokenizerBuilder};
+        let err = |e: tokenizers::Error| Error::config("data.tokenizer", format!("BPE training failed: {e}"));
+        let mut trainer = BpeTrainerBuilder::new()
+            .show_progress(false)
+            .vocab_size(vocab_size)
+            .min_frequency(2)
+            .special_tokens(SPECIAL_NAMES.iter().map(|s| AddedToken::from(*s, true)).collect())
+            .initial_alphabet(ByteLevel::alphabet().into_iter().collect())
+            .build();
+        let mut tok = TokenizerBuilder::<BPE, NormalizerWrapper, ByteLevel, PostProcessorWrapper, ByteLevel>::new()
+            .with_model(BPE::default())
+            .with_normalizer(None)
+            .with_pre_tokenizer(Some(ByteLevel::default().add_prefix_space(false)))
+            .with_post_processor(None)
+            .with_decoder(Some(ByteLevel::default()))
+            .build()
+            .map_err(err)?;
+        tok.train(&mut trainer, texts.iter()).map_err(err)?;
+        let json = tok.to_string(false).map_err(err)?;
+        Self::from_json_str(&json, Path::new("<trained BPE>"))
+    }
+
     /// Total ids, specials included.
     pub fn vocab_size(&self) -> usize {
-        N_SPECIAL as usize
-            + match self {
-                Tokenizer::Char { chars } => chars.len(),
-                Tokenizer::Byte => 256,
-                Tokenizer::Symbols { n } => *n,
-            }
+        match self {
+            Tokenizer::Char { chars } => N_SPECIAL as usize + chars.len(),
+            Tokenizer::Byte => N_SPECIAL as usize + 256,
+            Tokenizer::Symbols { n } => N_SPECIAL as usize + n,
+            Tokenizer::Hf(t) => t.get_vocab_size(true),
+        }
     }
 
     /// Text to ids (no BOS/EOS).
@@ -67,6 +124,7 @@ impl Tokenizer {
                     _ => UNK,
                 })
                 .collect(),
+            Tokenizer::Hf(t) => t.encode(text, false).map(|e| e.get_ids().to_vec()).unwrap_or_default(),
         }
     }
 
@@ -90,11 +148,15 @@ impl Tokenizer {
             Tokenizer::Char { .. } => {
                 ids.iter().filter(|&&i| i >= N_SPECIAL || i == UNK).map(|&i| self.token_str(i)).collect()
             }
+            Tokenizer::Hf(t) => t.decode(ids, true).unwrap_or_default(),
         }
     }
 
     /// How one id prints on its own (specials by name), for previews.
     pub fn token_str(&self, id: u32) -> String {
+        if let Tokenizer::Hf(t) = self {
+            return t.id_to_token(id).unwrap_or_else(|| format!("<{id}?>"));
+        }
         if id < N_SPECIAL {
             return if id == UNK { "\u{FFFD}".to_string() } else { SPECIAL_NAMES[id as usize].to_string() };
         }
@@ -110,26 +172,130 @@ impl Tokenizer {
                 }
             }),
             Tokenizer::Symbols { n } => (k < *n).then(|| k.to_string()),
+            Tokenizer::Hf(_) => unreachable!("handled above"),
         }
         .unwrap_or_else(|| format!("<{id}?>"))
     }
 
-    /// Whether ids are printed with spaces between them.
-    pub fn spaced(&self) -> bool {
-        matches!(self, Tokenizer::Symbols { .. })
+    /// The id of a special token by its text, if the vocabulary has it.
+    pub fn token_id(&self, token: &str) -> Option<u32> {
+        match self {
+            Tokenizer::Hf(t) => t.token_to_id(token),
+            _ => SPECIAL_NAMES.iter().position(|s| *s == token).map(|i| i as u32),
+        }
+    }
+
+    /// The `tokenizer.json` document (Hugging Face format).
+    pub fn to_json(&self) -> Value {
+        let added: Vec<Value> = SPECIAL_NAMES
+            .iter()
+            .enumerate()
+            .map(|(i, s)| json!({"id": i, "content": s, "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true}))
+            .collect();
+        let mut vocab = serde_json::Map::new();
+        for (i, s) in SPECIAL_NAMES.iter().enumerate() {
+            vocab.insert(s.to_string(), json!(i));
+        }
+        let bpe = |vocab: serde_json::Map<String, Value>| json!({"type": "BPE", "dropout": null, "unk_token": "<unk>", "continuing_subword_prefix": null, "end_of_word_suffix": null, "fuse_unk": false, "byte_fallback": false, "ignore_merges": false, "vocab": vocab, "merges": []});
+        let doc = |pre: Value, decoder: Value, model: Value| json!({"version": "1.0", "truncation": null, "padding": null, "added_tokens": added, "normalizer": null, "pre_tokenizer": pre, "post_processor": null, "decoder": decoder, "model": model});
+        match self {
+            Tokenizer::Char { chars } => {
+                for (i, c) in chars.iter().enumerate() {
+                    vocab.insert(c.to_string(), json!(i as u32 + N_SPECIAL));
+                }
+                doc(Value::Null, json!({"type": "Fuse"}), bpe(vocab))
+            }
+            Tokenizer::Byte => {
+                for (b, c) in bytes_to_unicode().into_iter().enumerate() {
+                    vocab.insert(c.to_string(), json!(b as u32 + N_SPECIAL));
+                }
+                let bl =
+                    json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true});
+                doc(bl.clone(), bl, bpe(vocab))
+            }
+            Tokenizer::Symbols { n } => {
+                for k in 0..*n {
+                    vocab.insert(k.to_string(), json!(k as u32 + N_SPECIAL));
+                }
+                doc(
+                    json!({"type": "WhitespaceSplit"}),
+                    Value::Null,
+                    json!({"type": "WordLevel", "vocab": vocab, "unk_token": "<unk>"}),
+                )
+            }
+            Tokenizer::Hf(t) => serde_json::from_str(&t.to_string(false).unwrap_or_default()).unwrap_or(Value::Null),
+        }
+    }
+
+    /// Recognises shiftlm's own tokenizers (so encoding stays exact and
+    /// fast); anything else is handed to the `tokenizers` crate.
+    fn from_json_str(text: &str, path: &Path) -> Result<Self> {
+        let bad = |msg: String| Error::Checkpoint { path: path.to_path_buf(), msg };
+        let v: Value = serde_json::from_str(text).map_err(|e| bad(format!("not valid JSON: {e}")))?;
+        let ours = v["added_tokens"].as_array().is_some_and(|a| {
+            a.len() == 4
+                && a.iter().enumerate().all(|(i, t)| t["id"] == json!(i) && t["content"] == json!(SPECIAL_NAMES[i]))
+        });
+        let model = &v["model"];
+        let no_merges = model["merges"].as_array().is_some_and(|m| m.is_empty());
+        let ordered = |vocab: &serde_json::Map<String, Value>| -> Option<Vec<String>> {
+            let mut toks = vec![String::new(); vocab.len()];
+            for (k, id) in vocab {
+                *toks.get_mut(id.as_u64()? as usize)? = k.clone();
+            }
+            (toks[..4] == SPECIAL_NAMES).then(|| toks[4..].to_vec())
+        };
+        if ours {
+            if let Some(toks) = model["vocab"].as_object().and_then(ordered) {
+                match (model["type"].as_str(), v["pre_tokenizer"]["type"].as_str()) {
+                    (Some("BPE"), None) if no_merges && v["decoder"]["type"] == "Fuse" => {
+                        let chars: Option<Vec<char>> = toks
+                            .iter()
+                            .map(|t| {
+                                let mut c = t.chars();
+                                match (c.next(), c.next()) {
+                                    (Some(ch), None) => Some(ch),
+                                    _ => None,
+                                }
+                            })
+                            .collect();
+                        if let Some(chars) = chars.filter(|c| c.windows(2).all(|w| w[0] < w[1])) {
+                            return Ok(Tokenizer::Char { chars });
+                        }
+                    }
+                    (Some("BPE"), Some("ByteLevel"))
+                        if no_merges
+                            && toks == bytes_to_unicode().iter().map(|c| c.to_string()).collect::<Vec<_>>() =>
+                    {
+                        return Ok(Tokenizer::Byte)
+                    }
+                    (Some("WordLevel"), Some("WhitespaceSplit"))
+                        if toks.iter().enumerate().all(|(i, t)| *t == i.to_string()) =>
+                    {
+                        return Ok(Tokenizer::Symbols { n: toks.len() })
+                    }
+                    _ => {}
+                }
+            }
+        }
+        let t: tokenizers::Tokenizer =
+            text.parse().map_err(|e| bad(format!("not a tokenizer.json the tokenizers library accepts: {e}")))?;
+        Ok(Tokenizer::Hf(Box::new(t)))
     }
 
     /// Writes `tokenizer.json`.
     pub fn save(&self, path: &Path) -> Result<()> {
-        let json = serde_json::to_vec_pretty(self).expect("tokenizer serialises");
-        crate::checkpoint::write_atomic(path, &json)
+        crate::checkpoint::write_atomic(path, self.to_json_bytes().as_slice())
     }
 
-    /// Reads `tokenizer.json`.
+    pub fn to_json_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec_pretty(&self.to_json()).expect("JSON serialises")
+    }
+
+    /// Reads any `tokenizer.json`.
     pub fn load(path: &Path) -> Result<Self> {
-        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        serde_json::from_slice(&bytes)
-            .map_err(|e| Error::Checkpoint { path: path.to_path_buf(), msg: format!("not a shiftlm tokenizer: {e}") })
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        Self::from_json_str(&text, path)
     }
 }
 
@@ -166,5 +332,38 @@ mod tests {
         let t = Tokenizer::char_from_texts(["abc"]);
         assert_eq!(t.encode("az"), vec![N_SPECIAL, UNK]);
         assert_eq!(t.vocab_size(), 7);
+    }
+
+    /// Our tokenizer.json files load in the `tokenizers` library and encode
+    /// to the same ids, and load back here as the same tokenizer.
+    #[test]
+    fn saved_json_is_a_real_tokenizer_json() {
+        let text = "Hello, wörld!\n  tabs\tand ünïcode ☃ 123";
+        for t in [Tokenizer::char_from_texts([text]), Tokenizer::Byte, Tokenizer::Symbols { n: 200 }] {
+            let json = serde_json::to_string(&t.to_json()).unwrap();
+            let hf: tokenizers::Tokenizer = json.parse().unwrap();
+            let input = if matches!(t, Tokenizer::Symbols { .. }) { "1 22 199 7" } else { text };
+            assert_eq!(hf.encode(input, false).unwrap().get_ids(), t.encode(input).as_slice(), "{t:?}");
+            assert_eq!(hf.decode(&t.encode(input), true).unwrap(), input, "{t:?}");
+            let back = Tokenizer::from_json_str(&json, Path::new("x")).unwrap();
+            assert!(!matches!(back, Tokenizer::Hf(_)));
+            assert_eq!(back.encode(input), t.encode(input));
+        }
+    }
+
+    #[test]
+    fn bpe_training_is_deterministic_and_round_trips() {
+        let texts: Vec<String> =
+            (0..200).map(|i| format!("the quick brown fox {i} jumps over the lazy dog; the end.\n")).collect();
+        let a = Tokenizer::train_bpe(&texts, 300).unwrap();
+        let b = Tokenizer::train_bpe(&texts, 300).unwrap();
+        assert_eq!(a, b);
+        assert!(matches!(a, Tokenizer::Hf(_)));
+        assert!(a.vocab_size() <= 300 && a.vocab_size() > 260);
+        assert_eq!(a.token_id("</s>"), Some(EOS));
+        let s = "the lazy fox jumps ünïcode";
+        let ids = a.encode(s);
+        assert!(ids.len() < s.len());
+        assert_eq!(a.decode(&ids), s);
     }
 }

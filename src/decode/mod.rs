@@ -1,6 +1,8 @@
 //! Decoding without the target: encode once, then step the decoder carrying
 //! its state. Greedy, temperature sampling and beam search with a length
-//! penalty.
+//! penalty. Causal language models sample through [`causal`].
+
+pub mod causal;
 
 use crate::data::shift::Seq2SeqBatch;
 use crate::data::tokenizer::{BOS, EOS, PAD};

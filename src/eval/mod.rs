@@ -3,11 +3,11 @@
 //! with no help from the target, so the gap between the two (exposure bias)
 //! is visible side by side.
 
-use crate::data::shift::Seq2SeqBatch;
+use crate::data::shift::Batch;
 use crate::data::Pair;
 use crate::decode::{decode_batch, DecodeOptions};
 use crate::error::Result;
-use crate::model::Seq2Seq;
+use crate::model::{Model, Seq2Seq};
 use candle_core::{Device, D};
 use serde::Serialize;
 
@@ -44,27 +44,28 @@ impl TeacherForcedStats {
     }
 }
 
-/// Teacher-forced pass over `batches`.
-pub fn teacher_forced(
-    model: &Seq2Seq,
-    batches: impl Iterator<Item = Seq2SeqBatch>,
-    dev: &Device,
-) -> Result<TeacherForcedStats> {
-    let v = model.config().vocab_size;
-    let mut st = TeacherForcedStats { per_class: vec![[0; 3]; v], ..Default::default() };
+/// Teacher-forced pass over `batches` (pairs or text windows).
+pub fn teacher_forced(model: &Model, batches: impl Iterator<Item = Batch>, dev: &Device) -> Result<TeacherForcedStats> {
+    let mut st = TeacherForcedStats::default();
     for batch in batches {
         let t = batch.tensors(dev)?;
         let (loss, logits) = model.loss_sum(&t, None)?;
         st.loss_sum += loss.to_scalar::<f32>()? as f64;
+        let v = logits.dim(D::Minus1)?;
+        if st.per_class.len() < v {
+            st.per_class.resize(v, [0; 3]);
+        }
         let pred = logits.argmax(D::Minus1)?.flatten_all()?.to_vec1::<u32>()?;
-        for row in 0..batch.b {
+        let (b, tt) = batch.dims();
+        let (labels, mask) = (batch.labels(), batch.label_mask());
+        for row in 0..b {
             let mut all = true;
-            for j in 0..batch.t {
-                let k = row * batch.t + j;
-                if batch.label_mask[k] == 0.0 {
+            for j in 0..tt {
+                let k = row * tt + j;
+                if mask[k] == 0.0 {
                     continue;
                 }
-                let (p, y) = (pred[k] as usize, batch.labels[k] as usize);
+                let (p, y) = (pred[k] as usize, labels[k] as usize);
                 st.tokens += 1;
                 if p == y {
                     st.correct += 1;
@@ -112,7 +113,8 @@ pub fn evaluate(
     opts: &DecodeOptions,
     dev: &Device,
 ) -> Result<(EvalReport, Vec<Vec<u32>>)> {
-    let tf = teacher_forced(model, crate::data::loader::batches(pairs, batch_size), dev)?;
+    let wrapped = Model::Seq2seq(model.clone());
+    let tf = teacher_forced(&wrapped, crate::data::loader::batches(pairs, batch_size).map(Batch::Pairs), dev)?;
     let mut outputs = Vec::with_capacity(pairs.len());
     for chunk in pairs.chunks(batch_size.max(1)) {
         let sources: Vec<&[u32]> = chunk.iter().map(|p| p.source.as_slice()).collect();

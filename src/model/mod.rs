@@ -1,6 +1,165 @@
 //! Models. Each is built with `Model::new(&cfg, vb)`, where the dotted
-//! `vb.pp(..)` names are the safetensors keys (a test guards them).
+//! `vb.pp(..)` names are the safetensors keys (tests guard them).
+//! [`ModelConfig`] and [`Model`] put every family behind one interface for
+//! the trainer, the checkpoint code and the decoders.
 
+pub mod gpt2;
+pub mod llama;
 pub mod seq2seq;
 
+pub use gpt2::{Gpt2, Gpt2Config};
+pub use llama::{Llama, LlamaConfig};
 pub use seq2seq::{Seq2Seq, Seq2SeqConfig};
+
+use crate::data::shift::BatchTensors;
+use crate::error::{Error, Result};
+use crate::nn::causal_attention::KvCache;
+use crate::nn::loss::masked_cross_entropy_sum;
+use crate::rng::Rng;
+use candle_core::Tensor;
+use candle_nn::VarBuilder;
+use serde::{Deserialize, Serialize};
+
+/// Which model, and its shape. Saved in every checkpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "family", rename_all = "snake_case")]
+pub enum ModelConfig {
+    /// RNN encoder–decoder (LSTM/GRU, optional attention).
+    Seq2seq(Seq2SeqConfig),
+    /// Decoder-only Transformer, GPT-2 layout.
+    Gpt2(Gpt2Config),
+    /// Decoder-only Transformer, Llama layout.
+    Llama(LlamaConfig),
+}
+
+impl ModelConfig {
+    pub fn validate(&self) -> Result<()> {
+        match self {
+            ModelConfig::Seq2seq(c) => c.validate(),
+            ModelConfig::Gpt2(c) => c.validate(),
+            ModelConfig::Llama(c) => c.validate(),
+        }
+    }
+
+    pub fn vocab_size(&self) -> usize {
+        match self {
+            ModelConfig::Seq2seq(c) => c.vocab_size,
+            ModelConfig::Gpt2(c) => c.vocab_size,
+            ModelConfig::Llama(c) => c.vocab_size,
+        }
+    }
+
+    pub fn set_vocab_size(&mut self, v: usize) {
+        match self {
+            ModelConfig::Seq2seq(c) => c.vocab_size = v,
+            ModelConfig::Gpt2(c) => c.vocab_size = v,
+            ModelConfig::Llama(c) => c.vocab_size = v,
+        }
+    }
+
+    /// Whether the model reads one stream of text (decoder-only).
+    pub fn is_causal(&self) -> bool {
+        !matches!(self, ModelConfig::Seq2seq(_))
+    }
+
+    /// Context length of a causal model.
+    pub fn context(&self) -> Option<usize> {
+        match self {
+            ModelConfig::Gpt2(c) => Some(c.n_positions),
+            ModelConfig::Llama(c) => Some(c.max_position_embeddings),
+            ModelConfig::Seq2seq(_) => None,
+        }
+    }
+
+    /// `config.json` fields for `transformers`, when the family has a layout there.
+    pub fn to_hf(&self) -> Option<serde_json::Value> {
+        match self {
+            ModelConfig::Gpt2(c) => Some(c.to_hf()),
+            ModelConfig::Llama(c) => Some(c.to_hf()),
+            ModelConfig::Seq2seq(_) => None,
+        }
+    }
+
+    /// Tensor names in a safetensors file that belong to no parameter but
+    /// are harmless (buffers some `transformers` versions save).
+    pub fn ignorable(&self, name: &str) -> bool {
+        match self {
+            ModelConfig::Gpt2(_) => {
+                name.ends_with(".attn.bias") || name.ends_with(".attn.masked_bias") || name == "lm_head.weight"
+            }
+            ModelConfig::Llama(c) => {
+                name.ends_with("rotary_emb.inv_freq") || (c.tie_word_embeddings && name == "lm_head.weight")
+            }
+            ModelConfig::Seq2seq(_) => false,
+        }
+    }
+}
+
+/// A model of any family.
+#[derive(Debug, Clone)]
+pub enum Model {
+    Seq2seq(Seq2Seq),
+    Gpt2(Gpt2),
+    Llama(Llama),
+}
+
+impl Model {
+    pub fn new(cfg: &ModelConfig, vb: VarBuilder) -> Result<Self> {
+        Ok(match cfg {
+            ModelConfig::Seq2seq(c) => Model::Seq2seq(Seq2Seq::new(c, vb)?),
+            ModelConfig::Gpt2(c) => Model::Gpt2(Gpt2::new(c, vb)?),
+            ModelConfig::Llama(c) => Model::Llama(Llama::new(c, vb)?),
+        })
+    }
+
+    /// The encoder–decoder, if this is one.
+    pub fn seq2seq(&self) -> Option<&Seq2Seq> {
+        match self {
+            Model::Seq2seq(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    /// Causal forward: `ids` (B, T) → logits (B, T, V), continuing `cache`.
+    /// `None` for an encoder–decoder.
+    pub fn causal_forward(
+        &self,
+        ids: &Tensor,
+        cache: Option<&mut [KvCache]>,
+        rng: Option<&mut Rng>,
+    ) -> Option<Result<Tensor>> {
+        match self {
+            Model::Gpt2(m) => Some(m.forward(ids, cache, rng)),
+            Model::Llama(m) => Some(m.forward(ids, cache, rng)),
+            Model::Seq2seq(_) => None,
+        }
+    }
+
+    /// Summed cross-entropy over the batch's supervised tokens, and the
+    /// logits (B, T, V). `rng` enables dropout.
+    pub fn loss_sum(&self, batch: &BatchTensors, rng: Option<&mut Rng>) -> Result<(Tensor, Tensor)> {
+        match (self, batch) {
+            (Model::Seq2seq(m), BatchTensors::Pairs(b)) => m.loss_sum(b, rng),
+            (_, BatchTensors::Causal(b)) => {
+                let logits = self
+                    .causal_forward(&b.inputs, None, rng)
+                    .ok_or_else(|| Error::config("model", "an encoder–decoder cannot train on plain text"))??;
+                let (bb, t, v) = logits.dims3()?;
+                let mask = Tensor::ones(bb * t, candle_core::DType::F32, logits.device())?;
+                let loss = masked_cross_entropy_sum(&logits.reshape((bb * t, v))?, &b.labels.flatten_all()?, &mask)?;
+                Ok((loss, logits))
+            }
+            _ => Err(Error::config("model", "a causal language model cannot train on pairs")),
+        }
+    }
+
+    /// An empty key/value cache, one entry per block.
+    pub fn new_cache(&self) -> Vec<KvCache> {
+        let n = match self {
+            Model::Gpt2(m) => m.n_layer(),
+            Model::Llama(m) => m.n_layer(),
+            Model::Seq2seq(_) => 0,
+        };
+        vec![KvCache::default(); n]
+    }
+}

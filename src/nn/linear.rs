@@ -20,6 +20,41 @@ pub fn linear(in_dim: usize, out_dim: usize, bias: bool, vb: VarBuilder) -> Resu
     Ok(Linear { weight, bias })
 }
 
+/// A linear layer with an explicit initialisation for the weight (the
+/// bias, if any, starts at zero), e.g. GPT-style normal(0, 0.02).
+pub fn linear_init(in_dim: usize, out_dim: usize, bias: bool, init: Init, vb: VarBuilder) -> Result<Linear> {
+    let weight = vb.get_with_hints((out_dim, in_dim), "weight", init)?;
+    let bias = if bias { Some(vb.get_with_hints(out_dim, "bias", Init::Const(0.0))?) } else { None };
+    Ok(Linear { weight, bias })
+}
+
+/// GPT-2's `Conv1D`: a linear layer whose weight is stored (in, out), as in
+/// the original TensorFlow checkpoints, so `y = x W + b`.
+#[derive(Debug, Clone)]
+pub struct Conv1D {
+    weight: Tensor, // (in, out)
+    bias: Tensor,   // (out)
+}
+
+pub fn conv1d(in_dim: usize, out_dim: usize, init: Init, vb: VarBuilder) -> Result<Conv1D> {
+    Ok(Conv1D {
+        weight: vb.get_with_hints((in_dim, out_dim), "weight", init)?,
+        bias: vb.get_with_hints(out_dim, "bias", Init::Const(0.0))?,
+    })
+}
+
+impl Module for Conv1D {
+    /// (..., in) → (..., out)
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let mut dims = x.dims().to_vec();
+        let in_dim = *dims.last().expect("at least one dimension");
+        let rows = x.elem_count() / in_dim.max(1);
+        let y = x.reshape((rows, in_dim))?.matmul(&self.weight)?.broadcast_add(&self.bias)?;
+        *dims.last_mut().expect("non-empty") = self.weight.dim(1)?;
+        y.reshape(dims)
+    }
+}
+
 impl Linear {
     pub fn weight(&self) -> &Tensor {
         &self.weight

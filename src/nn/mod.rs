@@ -14,3 +14,6 @@ pub mod rnn;
 pub mod softmax;
 
 pub use params::ParamStore;
+pub mod causal_attention;
+pub mod layer_norm;
+pub mod rope;

@@ -95,8 +95,15 @@ impl ParamStore {
     /// must be present with the right shape, and nothing else may be there:
     /// the error names the first offending tensor.
     pub fn load(&self, path: &Path) -> Result<()> {
+        self.load_except(path, |_| false)
+    }
+
+    /// [`ParamStore::load`], silently skipping file tensors for which
+    /// `ignorable` holds (buffers such as GPT-2's `attn.bias`).
+    pub fn load_except(&self, path: &Path, ignorable: impl Fn(&str) -> bool) -> Result<()> {
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        let tensors = read_safetensors(&bytes, path)?;
+        let mut tensors = read_safetensors(&bytes, path)?;
+        tensors.retain(|name, _| !ignorable(name) || self.get(name).is_some());
         let vars: Vec<(String, Tensor)> = self.vars().into_iter().map(|(k, v)| (k, v.as_tensor().clone())).collect();
         for (name, t) in assign_strict(&vars, &tensors, path)? {
             self.set(&name, &t)?;

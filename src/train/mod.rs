@@ -13,12 +13,12 @@ pub mod tensorboard;
 
 use crate::checkpoint::{self, OPTIMIZER, TRAINER_STATE};
 use crate::config::RunConfig;
-use crate::data::loader::{batches, Loader, LoaderState};
-use crate::data::shift::Seq2SeqTensors;
-use crate::data::{Splits, Tokenizer};
+use crate::data::loader::{batches, windows, Loader, LoaderState, PairLoader, WindowLoader};
+use crate::data::shift::{Batch, BatchTensors};
+use crate::data::{Dataset, Tokenizer};
 use crate::error::{Error, Result};
 use crate::eval::teacher_forced;
-use crate::model::Seq2Seq;
+use crate::model::Model;
 use crate::nn::ParamStore;
 use crate::rng::Rng;
 use candle_core::backprop::GradStore;
@@ -61,6 +61,8 @@ pub struct TrainConfig {
     pub grad_clip: f32,
     /// Evaluate on the validation split every N steps (and always at the end), e.g. 250.
     pub eval_every: usize,
+    /// Most validation batches per evaluation of text data (0: all), e.g. 200.
+    pub eval_batches: usize,
     /// Write a checkpoint every N steps (and at the end, and at each new best), e.g. 500.
     pub save_every: usize,
     /// Checkpoints kept besides the best, newest first, e.g. 3.
@@ -120,10 +122,10 @@ pub struct TrainOutcome {
 /// A training run in progress.
 pub struct Trainer {
     pub cfg: RunConfig,
-    pub model: Seq2Seq,
+    pub model: Model,
     pub store: ParamStore,
     pub tokenizer: Tokenizer,
-    pub data: Splits,
+    pub data: Dataset,
     pub state: TrainerState,
     opt: Optimizer,
     loader: Loader,
@@ -132,12 +134,20 @@ pub struct Trainer {
     last_saved: Option<usize>,
 }
 
-fn fingerprint(data: &Splits) -> String {
+fn fingerprint(data: &Dataset) -> String {
     let mut bytes = Vec::new();
-    for p in data.train.iter().chain(&data.valid) {
-        for ids in [&p.source, &p.target] {
-            bytes.extend((ids.len() as u32).to_le_bytes());
-            ids.iter().for_each(|i| bytes.extend(i.to_le_bytes()));
+    let mut put = |ids: &[u32]| {
+        bytes.extend((ids.len() as u32).to_le_bytes());
+        ids.iter().for_each(|i| bytes.extend(i.to_le_bytes()));
+    };
+    match data {
+        Dataset::Pairs(s) => s.train.iter().chain(&s.valid).for_each(|p| {
+            put(&p.source);
+            put(&p.target);
+        }),
+        Dataset::Text { train, valid } => {
+            put(train);
+            put(valid);
         }
     }
     checkpoint::sha256_hex(&bytes)
@@ -146,24 +156,38 @@ fn fingerprint(data: &Splits) -> String {
 impl Trainer {
     /// A fresh run. `cfg.model.vocab_size` must match the tokenizer.
     /// With `run_dir`, checkpoints go to `run_dir/checkpoint-<step>/`.
-    pub fn new(cfg: RunConfig, data: Splits, tokenizer: Tokenizer, run_dir: Option<PathBuf>) -> Result<Self> {
+    pub fn new(cfg: RunConfig, data: Dataset, tokenizer: Tokenizer, run_dir: Option<PathBuf>) -> Result<Self> {
         cfg.validate()?;
-        if cfg.model.vocab_size != tokenizer.vocab_size() {
+        if cfg.model.vocab_size() < tokenizer.vocab_size() {
             return Err(Error::config(
                 "model.vocab_size",
-                format!("{} but the tokenizer has {} ids", cfg.model.vocab_size, tokenizer.vocab_size()),
+                format!("{} but the tokenizer has {} ids", cfg.model.vocab_size(), tokenizer.vocab_size()),
             ));
-        }
-        if data.train.is_empty() {
-            return Err(Error::config("data", "no training examples"));
         }
         let dev = Device::Cpu;
         let seed = cfg.train.seed;
+        let bs = cfg.train.batch_size;
+        let loader = match (&data, cfg.model.context()) {
+            (Dataset::Pairs(s), _) if !s.train.is_empty() => Loader::Pairs(PairLoader::new(s.train.clone(), bs, seed)),
+            (Dataset::Text { train, valid }, Some(ctx)) if train.len() > ctx && valid.len() > ctx => {
+                Loader::Windows(WindowLoader::new(train.clone(), bs, ctx, seed))
+            }
+            (Dataset::Text { train, valid }, Some(ctx)) => {
+                return Err(Error::config(
+                    "data",
+                    format!(
+                        "the text has {} training and {} validation tokens; each split needs more than the context of {ctx}",
+                        train.len(),
+                        valid.len()
+                    ),
+                ))
+            }
+            _ => return Err(Error::config("data", "no training examples")),
+        };
         let store = ParamStore::new(seed, &dev);
-        let model = Seq2Seq::new(&cfg.model, store.var_builder())?;
+        let model = Model::new(&cfg.model, store.var_builder())?;
         let vars = store.vars();
         let opt = Optimizer::new(vars.clone(), cfg.train.optimizer.clone())?;
-        let loader = Loader::new(data.train.clone(), cfg.train.batch_size, seed);
         let state = TrainerState {
             step: 0,
             optimizer_step: 0,
@@ -285,9 +309,19 @@ impl Trainer {
     }
 
     /// Teacher-forced validation; returns whether it is a new best.
+    /// The validation batches: every pair, or consecutive text windows.
+    pub fn valid_batches(&self) -> Vec<Batch> {
+        let bs = self.cfg.train.batch_size;
+        match &self.data {
+            Dataset::Pairs(s) => batches(&s.valid, bs).map(Batch::Pairs).collect(),
+            Dataset::Text { valid, .. } => {
+                windows(valid, bs, self.cfg.model.context().unwrap_or(1), self.cfg.train.eval_batches)
+            }
+        }
+    }
+
     fn evaluate(&mut self, sink: &mut dyn MetricsSink) -> Result<bool> {
-        let st =
-            teacher_forced(&self.model, batches(&self.data.valid, self.cfg.train.batch_size), self.store.device())?;
+        let st = teacher_forced(&self.model, self.valid_batches().into_iter(), self.store.device())?;
         let rec = EvalRecord { step: self.state.step, valid_loss: st.loss(), valid_token_accuracy: st.accuracy() };
         tracing::info!(step = rec.step, valid_loss = rec.valid_loss, "evaluated");
         sink.on_eval(&rec);
@@ -333,12 +367,12 @@ impl Trainer {
 /// of one batch holding them all. Returns the mean loss, the summed
 /// gradients and the token count.
 pub fn accumulate(
-    model: &Seq2Seq,
+    model: &Model,
     vars: &[(String, Var)],
-    micro: &[Seq2SeqTensors],
+    micro: &[BatchTensors],
     rng: &mut Rng,
 ) -> Result<(f32, GradStore, usize)> {
-    let total: usize = micro.iter().map(|b| b.n_supervised).sum();
+    let total: usize = micro.iter().map(|b| b.n_supervised()).sum();
     let (mut loss, mut acc): (f64, Option<GradStore>) = (0.0, None);
     for b in micro {
         let (sum, _) = model.loss_sum(b, Some(rng))?;

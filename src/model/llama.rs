@@ -1,0 +1,294 @@
+//! GPT in the Llama layout (Touvron et al. 2023): RMSNorm, rotary positions,
+//! SwiGLU MLP, grouped-query attention, optionally untied head. Parameter
+//! names and `config.json` are those of Hugging Face's `LlamaForCausalLM`.
+
+use crate::error::{Error, Result};
+use crate::nn::causal_attention::{attend, split_heads, KvCache};
+use crate::nn::dropout::dropout;
+use crate::nn::layer_norm::{rms_norm, RmsNorm};
+use crate::nn::linear::{linear_init, Linear};
+use crate::nn::rope::Rope;
+use crate::rng::Rng;
+use candle_core::{Module, Tensor};
+use candle_nn::{Init, VarBuilder};
+use serde::{Deserialize, Serialize};
+
+/// The shape of a Llama model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LlamaConfig {
+    pub vocab_size: usize,
+    /// Width, e.g. 128.
+    pub hidden_size: usize,
+    /// SwiGLU inner width, e.g. 344 (≈ 8/3 · width, rounded).
+    pub intermediate_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    /// Key/value heads (grouped-query attention when fewer than query heads).
+    pub num_key_value_heads: usize,
+    /// Context length, e.g. 64.
+    pub max_position_embeddings: usize,
+    /// e.g. 1e-5.
+    pub rms_norm_eps: f64,
+    /// e.g. 10000.
+    pub rope_theta: f64,
+    /// Whether the output head reuses the embedding matrix.
+    pub tie_word_embeddings: bool,
+    /// Dropout on the residual branches, e.g. 0.0.
+    pub dropout: f32,
+    pub bos_token_id: u32,
+    pub eos_token_id: u32,
+}
+
+impl LlamaConfig {
+    pub fn head_dim(&self) -> usize {
+        self.hidden_size / self.num_attention_heads
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        for (f, v) in [
+            ("model.vocab_size", self.vocab_size),
+            ("model.hidden_size", self.hidden_size),
+            ("model.num_hidden_layers", self.num_hidden_layers),
+            ("model.num_attention_heads", self.num_attention_heads),
+            ("model.num_key_value_heads", self.num_key_value_heads),
+            ("model.intermediate_size", self.intermediate_size),
+            ("model.max_position_embeddings", self.max_position_embeddings),
+        ] {
+            if v == 0 {
+                return Err(Error::config(f, "must be at least 1"));
+            }
+        }
+        if self.hidden_size % self.num_attention_heads != 0 || self.head_dim() % 2 != 0 {
+            return Err(Error::config("model.hidden_size", "must split into heads of even width"));
+        }
+        if self.num_attention_heads % self.num_key_value_heads != 0 {
+            return Err(Error::config("model.num_key_value_heads", "must divide num_attention_heads"));
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return Err(Error::config("model.dropout", "must be in [0, 1)"));
+        }
+        Ok(())
+    }
+
+    /// `config.json` as `transformers` writes it for `LlamaForCausalLM`.
+    pub fn to_hf(&self) -> serde_json::Value {
+        serde_json::json!({
+            "model_type": "llama",
+            "architectures": ["LlamaForCausalLM"],
+            "vocab_size": self.vocab_size,
+            "hidden_size": self.hidden_size,
+            "intermediate_size": self.intermediate_size,
+            "num_hidden_layers": self.num_hidden_layers,
+            "num_attention_heads": self.num_attention_heads,
+            "num_key_value_heads": self.num_key_value_heads,
+            "head_dim": self.head_dim(),
+            "max_position_embeddings": self.max_position_embeddings,
+            "rms_norm_eps": self.rms_norm_eps,
+            "rope_theta": self.rope_theta,
+            "rope_parameters": {"rope_theta": self.rope_theta, "rope_type": "default"},
+            "tie_word_embeddings": self.tie_word_embeddings,
+            "hidden_act": "silu",
+            "attention_bias": false,
+            "mlp_bias": false,
+            "attention_dropout": 0.0,
+            "initializer_range": 0.02,
+            "pretraining_tp": 1,
+            "use_cache": true,
+            "bos_token_id": self.bos_token_id,
+            "eos_token_id": self.eos_token_id,
+            "dtype": "float32",
+        })
+    }
+
+    /// Reads a `transformers` Llama `config.json`, refusing what shiftlm
+    /// cannot reproduce exactly.
+    pub fn from_hf(v: &serde_json::Value) -> std::result::Result<Self, String> {
+        let u = |k: &str| {
+            v.get(k)
+                .and_then(|x| x.as_u64())
+                .map(|x| x as usize)
+                .ok_or_else(|| format!("missing or non-integer \"{k}\""))
+        };
+        let heads = u("num_attention_heads")?;
+        let hidden = u("hidden_size")?;
+        if let Some(hd) = v.get("head_dim").and_then(|x| x.as_u64()) {
+            if hd as usize != hidden / heads {
+                return Err(format!("head_dim {hd} differs from hidden_size / num_attention_heads; not supported"));
+            }
+        }
+        if v.get("rope_scaling").is_some_and(|r| !r.is_null()) {
+            return Err("rope_scaling is not supported".into());
+        }
+        // transformers 5 writes the base inside rope_parameters; older files at the top.
+        let rope = v.get("rope_parameters").filter(|r| !r.is_null());
+        if let Some(kind) = rope.and_then(|r| r.get("rope_type")).and_then(|t| t.as_str()) {
+            if kind != "default" {
+                return Err(format!("rope_type \"{kind}\" is not supported (default is)"));
+            }
+        }
+        let rope_theta = rope
+            .and_then(|r| r.get("rope_theta"))
+            .or_else(|| v.get("rope_theta"))
+            .and_then(|x| x.as_f64())
+            .unwrap_or(10000.0);
+        for k in ["attention_bias", "mlp_bias"] {
+            if v.get(k).and_then(|x| x.as_bool()) == Some(true) {
+                return Err(format!("{k} = true is not supported"));
+            }
+        }
+        let act = v.get("hidden_act").and_then(|a| a.as_str()).unwrap_or("silu");
+        if act != "silu" {
+            return Err(format!("hidden_act \"{act}\" is not supported (silu is)"));
+        }
+        let id = |k: &str, d: u64| match v.get(k) {
+            Some(serde_json::Value::Array(a)) => a.first().and_then(|x| x.as_u64()).unwrap_or(d) as u32,
+            Some(x) => x.as_u64().unwrap_or(d) as u32,
+            None => d as u32,
+        };
+        Ok(Self {
+            vocab_size: u("vocab_size")?,
+            hidden_size: hidden,
+            intermediate_size: u("intermediate_size")?,
+            num_hidden_layers: u("num_hidden_layers")?,
+            num_attention_heads: heads,
+            num_key_value_heads: v
+                .get("num_key_value_heads")
+                .and_then(|x| x.as_u64())
+                .map(|x| x as usize)
+                .unwrap_or(heads),
+            max_position_embeddings: u("max_position_embeddings")?,
+            rms_norm_eps: v.get("rms_norm_eps").and_then(|x| x.as_f64()).unwrap_or(1e-6),
+            rope_theta,
+            tie_word_embeddings: v.get("tie_word_embeddings").and_then(|x| x.as_bool()).unwrap_or(false),
+            dropout: 0.0,
+            bos_token_id: id("bos_token_id", 1),
+            eos_token_id: id("eos_token_id", 2),
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Block {
+    input_layernorm: RmsNorm,
+    q_proj: Linear,
+    k_proj: Linear,
+    v_proj: Linear,
+    o_proj: Linear,
+    post_attention_layernorm: RmsNorm,
+    gate_proj: Linear,
+    up_proj: Linear,
+    down_proj: Linear,
+    n_head: usize,
+    n_kv_head: usize,
+    dropout: f32,
+}
+
+impl Block {
+    fn new(cfg: &LlamaConfig, vb: VarBuilder) -> candle_core::Result<Self> {
+        let (c, hd) = (cfg.hidden_size, cfg.head_dim());
+        let w = Init::Randn { mean: 0.0, stdev: 0.02 };
+        let a = vb.pp("self_attn");
+        let m = vb.pp("mlp");
+        Ok(Self {
+            input_layernorm: rms_norm(c, cfg.rms_norm_eps, vb.pp("input_layernorm"))?,
+            q_proj: linear_init(c, cfg.num_attention_heads * hd, false, w, a.pp("q_proj"))?,
+            k_proj: linear_init(c, cfg.num_key_value_heads * hd, false, w, a.pp("k_proj"))?,
+            v_proj: linear_init(c, cfg.num_key_value_heads * hd, false, w, a.pp("v_proj"))?,
+            o_proj: linear_init(cfg.num_attention_heads * hd, c, false, w, a.pp("o_proj"))?,
+            post_attention_layernorm: rms_norm(c, cfg.rms_norm_eps, vb.pp("post_attention_layernorm"))?,
+            gate_proj: linear_init(c, cfg.intermediate_size, false, w, m.pp("gate_proj"))?,
+            up_proj: linear_init(c, cfg.intermediate_size, false, w, m.pp("up_proj"))?,
+            down_proj: linear_init(cfg.intermediate_size, c, false, w, m.pp("down_proj"))?,
+            n_head: cfg.num_attention_heads,
+            n_kv_head: cfg.num_key_value_heads,
+            dropout: cfg.dropout,
+        })
+    }
+
+    fn forward(
+        &self,
+        x: &Tensor,
+        rope: &Rope,
+        cache: Option<&mut KvCache>,
+        mut rng: Option<&mut Rng>,
+    ) -> candle_core::Result<Tensor> {
+        let h = self.input_layernorm.forward(x)?;
+        let offset = cache.as_ref().map_or(0, |c| c.len());
+        let q = rope.apply(&split_heads(&self.q_proj.forward(&h)?, self.n_head)?.contiguous()?, offset)?;
+        let k = rope.apply(&split_heads(&self.k_proj.forward(&h)?, self.n_kv_head)?.contiguous()?, offset)?;
+        let v = split_heads(&self.v_proj.forward(&h)?, self.n_kv_head)?.contiguous()?;
+        let (k, v) = match cache {
+            Some(c) => c.append(k, v)?,
+            None => (k, v),
+        };
+        let y = self.o_proj.forward(&attend(&q, &k, &v, offset)?)?;
+        let x = (x + dropout(&y, self.dropout, rng.as_deref_mut())?)?;
+        let h = self.post_attention_layernorm.forward(&x)?;
+        let g = (self.gate_proj.forward(&h)?.silu()? * self.up_proj.forward(&h)?)?; // SwiGLU (Shazeer 2020)
+        x + dropout(&self.down_proj.forward(&g)?, self.dropout, rng)?
+    }
+}
+
+/// Llama.
+#[derive(Debug, Clone)]
+pub struct Llama {
+    cfg: LlamaConfig,
+    embed_tokens: Tensor, // (V, C)
+    blocks: Vec<Block>,
+    norm: RmsNorm,
+    lm_head: Tensor, // (V, C): the embedding when tied
+    rope: Rope,
+}
+
+impl Llama {
+    pub fn new(cfg: &LlamaConfig, vb: VarBuilder) -> Result<Self> {
+        cfg.validate()?;
+        let m = vb.pp("model");
+        let w = Init::Randn { mean: 0.0, stdev: 0.02 };
+        let embed_tokens = m.pp("embed_tokens").get_with_hints((cfg.vocab_size, cfg.hidden_size), "weight", w)?;
+        let blocks = (0..cfg.num_hidden_layers)
+            .map(|i| Block::new(cfg, m.pp("layers").pp(i)))
+            .collect::<candle_core::Result<_>>()?;
+        let norm = rms_norm(cfg.hidden_size, cfg.rms_norm_eps, m.pp("norm"))?;
+        let lm_head = if cfg.tie_word_embeddings {
+            embed_tokens.clone()
+        } else {
+            vb.pp("lm_head").get_with_hints((cfg.vocab_size, cfg.hidden_size), "weight", w)?
+        };
+        let rope = Rope::new(cfg.head_dim(), cfg.max_position_embeddings, cfg.rope_theta, vb.device())?;
+        Ok(Self { cfg: cfg.clone(), embed_tokens, blocks, norm, lm_head, rope })
+    }
+
+    pub fn config(&self) -> &LlamaConfig {
+        &self.cfg
+    }
+
+    /// `ids` (B, T) → logits (B, T, V), continuing `cache` if given.
+    pub fn forward(
+        &self,
+        ids: &Tensor,
+        mut cache: Option<&mut [KvCache]>,
+        mut rng: Option<&mut Rng>,
+    ) -> Result<Tensor> {
+        let (b, t) = ids.dims2()?;
+        let offset = cache.as_ref().map_or(0, |c| c[0].len());
+        if offset + t > self.cfg.max_position_embeddings {
+            return Err(Error::config(
+                "model.max_position_embeddings",
+                format!("{} positions requested, the model has {}", offset + t, self.cfg.max_position_embeddings),
+            ));
+        }
+        let c = self.cfg.hidden_size;
+        let mut x = self.embed_tokens.index_select(&ids.flatten_all()?, 0)?.reshape((b, t, c))?; // (B, T, C)
+        for (i, block) in self.blocks.iter().enumerate() {
+            x = block.forward(&x, &self.rope, cache.as_deref_mut().map(|c| &mut c[i]), rng.as_deref_mut())?;
+        }
+        let x = self.norm.forward(&x)?;
+        Ok(x.reshape((b * t, c))?.matmul(&self.lm_head.t()?)?.reshape((b, t, self.cfg.vocab_size))?)
+    }
+
+    pub fn n_layer(&self) -> usize {
+        self.cfg.num_hidden_layers
+    }
+}

@@ -1,0 +1,51 @@
+//! Rotary position embeddings (Su et al. 2021) in the Hugging Face Llama
+//! convention: `x·cos + rotate_half(x)·sin`, where rotate_half swaps the two
+//! halves of the head dimension with a sign, and cos/sin repeat the
+//! frequencies over both halves. Composite ops, so gradients flow
+//! (`candle_nn::rotary_emb` has no backward pass).
+
+use candle_core::{Device, Result, Tensor, D};
+
+/// Cos and sin tables for positions `0..max_pos`.
+#[derive(Debug, Clone)]
+pub struct Rope {
+    cos: Tensor, // (P, D)
+    sin: Tensor, // (P, D)
+}
+
+impl Rope {
+    pub fn new(head_dim: usize, max_pos: usize, theta: f64, dev: &Device) -> Result<Self> {
+        let half = head_dim / 2;
+        let inv: Vec<f64> = (0..half).map(|i| 1.0 / theta.powf(2.0 * i as f64 / head_dim as f64)).collect();
+        let mut cos = Vec::with_capacity(max_pos * head_dim);
+        let mut sin = Vec::with_capacity(max_pos * head_dim);
+        for p in 0..max_pos {
+            for _half in 0..2 {
+                for f in &inv {
+                    let a = p as f64 * f;
+                    cos.push(a.cos() as f32);
+                    sin.push(a.sin() as f32);
+                }
+            }
+        }
+        Ok(Self {
+            cos: Tensor::from_vec(cos, (max_pos, head_dim), dev)?,
+            sin: Tensor::from_vec(sin, (max_pos, head_dim), dev)?,
+        })
+    }
+
+    /// `x` (B, H, T, D) at positions `offset..offset+T`.
+    pub fn apply(&self, x: &Tensor, offset: usize) -> Result<Tensor> {
+        let (_b, _h, t, d) = x.dims4()?;
+        let cos = self.cos.narrow(0, offset, t)?.to_dtype(x.dtype())?;
+        let sin = self.sin.narrow(0, offset, t)?.to_dtype(x.dtype())?;
+        let x1 = x.narrow(D::Minus1, 0, d / 2)?;
+        let x2 = x.narrow(D::Minus1, d / 2, d / 2)?;
+        let rotated = Tensor::cat(&[&x2.neg()?, &x1], D::Minus1)?;
+        x.broadcast_mul(&cos)? + rotated.broadcast_mul(&sin)?
+    }
+
+    pub fn max_positions(&self) -> usize {
+        self.cos.dim(0).unwrap_or(0)
+    }
+}
