@@ -6,7 +6,7 @@ use crate::data::tasks::{TaskKind, TaskSpec};
 use crate::data::text::TextConfig;
 use crate::error::{Error, Result};
 use crate::model::seq2seq::AttentionKind;
-use crate::model::{Gpt2Config, LlamaConfig, ModelConfig, Seq2SeqConfig};
+use crate::model::{Gpt2Config, LlamaConfig, ModelConfig, Seq2SeqConfig, TransformerConfig};
 use crate::nn::rnn::CellKind;
 use crate::train::{NonFinitePolicy, OptimizerConfig, OptimizerKind, Schedule, ScheduleKind, TrainConfig};
 use serde::{Deserialize, Serialize};
@@ -57,7 +57,8 @@ pub struct RunConfig {
 }
 
 impl RunConfig {
-    pub const PRESETS: &'static str = "small, seed, tiny, gpt-baby, gpt-small, gpt-tiny, llama-baby, llama-tiny";
+    pub const PRESETS: &'static str =
+        "small, seed, tiny, transformer, transformer-tiny, gpt-baby, gpt-small, gpt-tiny, llama-baby, llama-tiny";
 
     /// A preset by name:
     /// - `small` (the default): rotate-by-1 over 20 symbols, lengths 4–12,
@@ -116,6 +117,32 @@ impl RunConfig {
                 DataConfig::Task(task(8, 2, 5, 2000, 100)),
                 5,
             ),
+            "transformer" | "transformer-tiny" => {
+                let tiny = name == "transformer-tiny";
+                let (c, layers, steps) = if tiny { (32, 1, 200) } else { (128, 2, 1500) };
+                let model = ModelConfig::Transformer(TransformerConfig {
+                    vocab_size: 1004,
+                    d_model: c,
+                    n_head: if tiny { 2 } else { 4 },
+                    n_encoder_layer: layers,
+                    n_decoder_layer: layers,
+                    d_ff: 4 * c,
+                    max_positions: 64,
+                    dropout: 0.0,
+                    share_embeddings: true,
+                });
+                let mut t = train(steps, 64, if tiny { 3e-3 } else { 1e-3 }, if tiny { 0 } else { 250 });
+                t.optimizer.kind = OptimizerKind::Adamw;
+                t.schedule = Schedule {
+                    kind: ScheduleKind::Cosine,
+                    warmup_steps: steps / 10,
+                    min_lr_ratio: 0.1,
+                    decay_steps: steps,
+                };
+                let data = if tiny { task(8, 2, 5, 2000, 100) } else { task(20, 4, 12, 20_000, 500) };
+                let max = data.max_len;
+                (model, t, DataConfig::Task(data), max)
+            }
             // nanoGPT's CPU "baby GPT" (config/train_shakespeare_char.py with
             // --block_size=64 --batch_size=12 --n_layer=4 --n_head=4
             // --n_embd=128 --max_iters=2000 --lr_decay_iters=2000 --dropout=0.0).
@@ -221,7 +248,7 @@ impl RunConfig {
                     m.hidden_size = 64;
                     m.intermediate_size = 176;
                 }
-                ModelConfig::Seq2seq(_) => {}
+                _ => {}
             }
             c.train.steps = 1000;
             c.train.schedule.decay_steps = 1000;
@@ -236,7 +263,7 @@ impl RunConfig {
         match &self.model {
             ModelConfig::Gpt2(m) => m.eos_token_id,
             ModelConfig::Llama(m) => m.eos_token_id,
-            ModelConfig::Seq2seq(_) => crate::data::tokenizer::EOS,
+            _ => crate::data::tokenizer::EOS,
         }
     }
 
@@ -369,7 +396,18 @@ mod tests {
 
     #[test]
     fn presets_validate_and_round_trip_through_json() {
-        for name in ["small", "seed", "tiny", "gpt-baby", "gpt-small", "gpt-tiny", "llama-baby", "llama-tiny"] {
+        for name in [
+            "small",
+            "seed",
+            "tiny",
+            "transformer",
+            "transformer-tiny",
+            "gpt-baby",
+            "gpt-small",
+            "gpt-tiny",
+            "llama-baby",
+            "llama-tiny",
+        ] {
             let mut c = RunConfig::preset(name).unwrap();
             c.model.set_vocab_size(65);
             c.validate().unwrap();

@@ -125,37 +125,107 @@ fn overfits_one_batch() {
     }
 }
 
+fn transformer(share_embeddings: bool, dropout: f32) -> shiftlm::model::ModelConfig {
+    shiftlm::model::ModelConfig::Transformer(shiftlm::model::TransformerConfig {
+        vocab_size: 12,
+        d_model: 16,
+        n_head: 2,
+        n_encoder_layer: 2,
+        n_decoder_layer: 2,
+        d_ff: 32,
+        max_positions: 16,
+        dropout,
+        share_embeddings,
+    })
+}
+
 #[test]
 fn stepwise_decoding_matches_the_teacher_forced_pass() {
     let dev = Device::Cpu;
-    for c in variants() {
+    let configs: Vec<shiftlm::model::ModelConfig> = variants()
+        .into_iter()
+        .map(shiftlm::model::ModelConfig::Seq2seq)
+        .chain([transformer(true, 0.1), transformer(false, 0.0)])
+        .collect();
+    for c in configs {
         let store = ParamStore::new(11, &dev);
-        let model = Seq2Seq::new(&c, store.var_builder()).unwrap();
+        let model = shiftlm::model::Model::new(&c, store.var_builder()).unwrap();
+        let ed = model.encoder_decoder().unwrap();
         let ps = pairs(5, 6);
         let sources: Vec<&[u32]> = ps.iter().map(|p| p.source.as_slice()).collect();
         let greedy = DecodeOptions { strategy: Strategy::Greedy, max_len: 7 };
-        let outs = decode_batch(&model, &sources, &greedy, &dev).unwrap();
+        let outs = decode_batch(ed, &sources, &greedy, &dev).unwrap();
         for (p, out) in ps.iter().zip(&outs) {
             // Feed the decoded sequence back with teacher forcing: its argmax
             // at every step must be the token greedy decoding chose.
             let b = batch(&[Pair { source: p.source.clone(), target: out.clone() }]);
-            let logits = model.forward(&b.tensors(&dev).unwrap(), None).unwrap();
+            let t = shiftlm::data::shift::BatchTensors::Pairs(b.tensors(&dev).unwrap());
+            let (_, logits) = model.loss_sum(&t, None).unwrap();
             let am = logits.argmax(D::Minus1).unwrap().flatten_all().unwrap().to_vec1::<u32>().unwrap();
             assert_eq!(&am[..out.len()], out.as_slice(), "{c:?}");
             if out.len() < 7 {
                 assert_eq!(am[out.len()], EOS);
             }
+            // And the cached step-by-step logits equal the full pass's.
+            let mut state = ed.start(&[p.source.as_slice()], &dev).unwrap();
+            let mut last = BOS;
+            for (j, &tok) in out.iter().enumerate() {
+                let row = ed.step(&[last], &mut state, &dev).unwrap().remove(0);
+                let full = logits.get(0).unwrap().get(j).unwrap().to_vec1::<f32>().unwrap();
+                let diff = row.iter().zip(&full).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+                assert!(diff < 1e-5, "{c:?}: step {j} differs by {diff}");
+                last = tok;
+            }
         }
         // A beam of one is greedy search.
         let beam1 = DecodeOptions { strategy: Strategy::Beam { width: 1, length_penalty: 0.0 }, max_len: 7 };
-        assert_eq!(decode_batch(&model, &sources, &beam1, &dev).unwrap(), outs);
+        assert_eq!(decode_batch(ed, &sources, &beam1, &dev).unwrap(), outs);
+        // Wider beams never find a less likely sequence than greedy (no length penalty).
+        let beam4 = DecodeOptions { strategy: Strategy::Beam { width: 4, length_penalty: 0.0 }, max_len: 7 };
+        assert_eq!(decode_batch(ed, &sources, &beam4, &dev).unwrap().len(), outs.len());
         // Sampling is seeded.
         let s = DecodeOptions { strategy: Strategy::Sample { temperature: 1.0, seed: 3 }, max_len: 7 };
-        assert_eq!(
-            decode_batch(&model, &sources, &s, &dev).unwrap(),
-            decode_batch(&model, &sources, &s, &dev).unwrap()
-        );
+        assert_eq!(decode_batch(ed, &sources, &s, &dev).unwrap(), decode_batch(ed, &sources, &s, &dev).unwrap());
     }
+}
+
+#[test]
+fn transformer_gets_finite_nonzero_gradients_and_overfits() {
+    let dev = Device::Cpu;
+    let b = batch(&pairs(6, 1));
+    for c in [transformer(true, 0.1), transformer(false, 0.0)] {
+        let store = ParamStore::new(3, &dev);
+        let model = shiftlm::model::Model::new(&c, store.var_builder()).unwrap();
+        let t = shiftlm::data::shift::BatchTensors::Pairs(b.tensors(&dev).unwrap());
+        let (loss, _) = model.loss_sum(&t, Some(&mut Rng::new(1))).unwrap();
+        let grads = loss.backward().unwrap();
+        for (name, var) in store.vars() {
+            let v = grads
+                .get(var.as_tensor())
+                .unwrap_or_else(|| panic!("{name}: no gradient"))
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap();
+            assert!(v.iter().all(|x| x.is_finite()) && v.iter().any(|&x| x != 0.0), "{name}");
+        }
+    }
+    let data = shiftlm::data::Dataset::Pairs(shiftlm::data::Splits { train: pairs(8, 3), valid: pairs(2, 4) });
+    let mut rc = RunConfig::preset("transformer-tiny").unwrap();
+    rc.model = transformer(true, 0.0);
+    rc.train.steps = 300;
+    rc.train.batch_size = 8;
+    rc.train.optimizer.lr = 3e-3;
+    rc.train.schedule = shiftlm::train::Schedule::default();
+    let mut t = Trainer::new(rc, data, shiftlm::data::Tokenizer::Symbols { n: 8 }, None).unwrap();
+    let mut hist = LossHistory::default();
+    t.run(&mut hist).unwrap();
+    assert!(
+        hist.0[0] > 2.0 && *hist.0.last().unwrap() < 0.02,
+        "transformer: {} → {}",
+        hist.0[0],
+        hist.0.last().unwrap()
+    );
 }
 
 #[test]

@@ -72,7 +72,6 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    let model = ck.model.seq2seq().expect("not causal, so an encoder–decoder");
     let pairs = match &a.data {
         Some(path) => {
             let raw = shiftlm::data::pairs::read_pairs(path)?;
@@ -95,7 +94,7 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
     let strategy =
         if a.beam > 1 { Strategy::Beam { width: a.beam, length_penalty: a.length_penalty } } else { Strategy::Greedy };
     let opts = DecodeOptions { strategy, max_len: 2 * ck.config.max_target_len + 2 };
-    let (report, outputs) = shiftlm::eval::evaluate(model, &pairs, 256, &opts, &dev)?;
+    let (report, outputs) = shiftlm::eval::evaluate(&ck.model, &pairs, 256, &opts, &dev)?;
     print_metrics(&report);
     print_examples(&ck.tokenizer, &pairs, &outputs, a.show);
     if a.json {

@@ -107,7 +107,7 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
         writeln!(out)?;
         return Ok(());
     }
-    let model = ck.model.seq2seq().expect("not causal, so an encoder–decoder");
+    let model = ck.model.encoder_decoder().expect("not causal, so an encoder–decoder");
     let inputs: Vec<String> = if a.prompt.is_empty() {
         std::io::stdin().lock().lines().collect::<Result<_, _>>().context("reading standard input")?
     } else {

@@ -65,8 +65,9 @@ pub enum DataCommand {
 /// Where the data comes from, shared by `train` and `data preview`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct DataArgs {
-    /// Model family: seq2seq (RNN encoder–decoder, the default), gpt (GPT-2 layout) or llama.
-    #[arg(long, value_name = "FAMILY", value_parser = ["seq2seq", "gpt", "gpt2", "llama"])]
+    /// Model family: seq2seq (RNN encoder–decoder, the default), transformer (Transformer
+    /// encoder–decoder), gpt (GPT-2 layout) or llama.
+    #[arg(long, value_name = "FAMILY", value_parser = ["seq2seq", "transformer", "gpt", "gpt2", "llama"])]
     pub model: Option<String>,
     /// Built-in task: rotate, copy, reverse or sort (default: the preset's, rotate).
     #[arg(long, value_name = "NAME", conflicts_with = "data")]
@@ -137,7 +138,8 @@ impl DataArgs {
             }
             cfg
         } else {
-            let mut cfg = RunConfig::preset(self.preset.as_deref().unwrap_or("small"))?;
+            let default = if self.model.as_deref() == Some("transformer") { "transformer" } else { "small" };
+            let mut cfg = RunConfig::preset(self.preset.as_deref().unwrap_or(default))?;
             match self.data.as_slice() {
                 [] => {}
                 [path] => {

@@ -38,6 +38,7 @@ Examples:
   shiftlm train --task reverse --steps 3000
   shiftlm train --preset seed --task rotate --json
   shiftlm train --data pairs.tsv --tokenizer char --attention dot --out runs/mine
+  shiftlm train --model transformer --task reverse             # Transformer encoder–decoder
   shiftlm train --model gpt --data input.txt                  # sizes picked for the data
   shiftlm train --model llama --data input.txt --preset llama-baby --tokenizer bpe
   shiftlm train --config run.toml --set train.optimizer.lr=0.003 --set train.grad_accum=4
@@ -151,6 +152,12 @@ fn new_trainer(a: &TrainArgs) -> anyhow::Result<Trainer> {
     cfg.model.set_vocab_size(tok.vocab_size());
     if let Some(s) = data.pairs() {
         cfg.max_target_len = s.train.iter().map(|p| p.target.len()).max().unwrap_or(1);
+        if let ModelConfig::Transformer(m) = &mut cfg.model {
+            // Room for the longest source, and for decoding twice the longest target.
+            let longest =
+                s.train.iter().chain(&s.valid).map(|p| p.source.len().max(2 * p.target.len() + 3)).max().unwrap_or(1);
+            m.max_positions = m.max_positions.max(longest.next_power_of_two());
+        }
     }
     let stem = |p: &Path| p.file_stem().and_then(|s| s.to_str()).unwrap_or("data").to_string();
     let name = match &cfg.data {
@@ -189,10 +196,23 @@ fn apply_model_flags(model: &mut ModelConfig, a: &TrainArgs) -> anyhow::Result<(
             m.emb_dim = a.emb.unwrap_or(m.emb_dim);
             m.dropout = a.dropout.unwrap_or(m.dropout);
         }
-        ModelConfig::Gpt2(_) | ModelConfig::Llama(_)
-            if a.cell.is_some() || a.attention.is_some() || a.emb.is_some() =>
-        {
-            return Err(only("--cell/--attention/--emb", "encoder–decoder"));
+        _ if a.cell.is_some() || a.attention.is_some() || a.emb.is_some() => {
+            return Err(only("--cell/--attention/--emb", "RNN encoder–decoder"));
+        }
+        ModelConfig::Transformer(m) => {
+            if a.context.is_some() {
+                return Err(only("--context", "GPT and Llama"));
+            }
+            if let Some(l) = a.layers {
+                m.n_encoder_layer = l;
+                m.n_decoder_layer = l;
+            }
+            if let Some(h) = a.hidden {
+                m.d_model = h;
+                m.d_ff = 4 * h;
+            }
+            m.n_head = a.heads.unwrap_or(m.n_head);
+            m.dropout = a.dropout.unwrap_or(m.dropout);
         }
         ModelConfig::Gpt2(m) => {
             m.n_layer = a.layers.unwrap_or(m.n_layer);
@@ -313,10 +333,10 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
         "stopped_early": outcome.stopped_early,
         "skipped_batches": outcome.skipped_batches,
     });
-    let line = match (trainer.model.seq2seq(), trainer.data.pairs()) {
-        (Some(model), Some(pairs)) => {
+    let line = match (trainer.model.encoder_decoder(), trainer.data.pairs()) {
+        (Some(_), Some(pairs)) => {
             let opts = DecodeOptions { strategy: Strategy::Greedy, max_len: 2 * trainer.cfg.max_target_len + 2 };
-            let (report, outputs) = shiftlm::eval::evaluate(model, &pairs.valid, 256, &opts, &dev)?;
+            let (report, outputs) = shiftlm::eval::evaluate(&trainer.model, &pairs.valid, 256, &opts, &dev)?;
             print_metrics(&report);
             print_examples(&trainer.tokenizer, &pairs.valid, &outputs, a.show);
             json_line(&report, extra)

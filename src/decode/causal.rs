@@ -113,9 +113,7 @@ pub fn generate(
     let ctx = match model {
         Model::Gpt2(m) => m.config().n_positions,
         Model::Llama(m) => m.config().max_position_embeddings,
-        Model::Seq2seq(_) => {
-            return Err(Error::config("model", "an encoder–decoder decodes from a source, not a prompt"))
-        }
+        _ => return Err(Error::config("model", "an encoder–decoder decodes from a source, not a prompt")),
     };
     if prompt.is_empty() {
         return Err(Error::config("prompt", "is empty: give at least one token"));

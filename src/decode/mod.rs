@@ -1,6 +1,7 @@
 //! Decoding without the target: encode once, then step the decoder carrying
 //! its state. Greedy, temperature sampling and beam search with a length
-//! penalty. Causal language models sample through [`causal`].
+//! penalty, for both encoder–decoders (RNN and Transformer) through
+//! [`EncDec`]. Causal language models sample through [`causal`].
 
 pub mod causal;
 
@@ -9,7 +10,9 @@ use crate::data::tokenizer::{BOS, EOS, PAD};
 use crate::data::Pair;
 use crate::error::Result;
 use crate::model::seq2seq::Encoded;
-use crate::model::Seq2Seq;
+use crate::model::transformer::TransformerState;
+use crate::model::{Seq2Seq, TransformerSeq2Seq};
+use crate::nn::rnn::RnnState;
 use crate::rng::Rng;
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
@@ -34,16 +37,72 @@ pub struct DecodeOptions {
     pub max_len: usize,
 }
 
-/// Encodes a batch of sources.
-fn encode(model: &Seq2Seq, sources: &[&[u32]], dev: &Device) -> Result<Encoded> {
-    let pairs: Vec<Pair> = sources.iter().map(|s| Pair { source: s.to_vec(), target: vec![] }).collect();
-    let refs: Vec<&Pair> = pairs.iter().collect();
-    let t = Seq2SeqBatch::new(&refs, PAD, BOS, EOS).tensors(dev)?;
-    model.encode(&t.src, t.src_has_pad.then_some(&t.src_mask), None)
+/// An encoder–decoder of either kind.
+#[derive(Debug, Clone, Copy)]
+pub enum EncDec<'a> {
+    Rnn(&'a Seq2Seq),
+    Transformer(&'a TransformerSeq2Seq),
+}
+
+/// What the decoder carries from step to step, one row per hypothesis.
+#[derive(Debug, Clone)]
+pub enum DecState {
+    Rnn { enc: Encoded, states: Vec<RnnState> },
+    Transformer(TransformerState),
+}
+
+impl DecState {
+    /// Rows `idx` of the state (beam search reorders and copies hypotheses).
+    pub fn select(&self, idx: &Tensor) -> Result<Self> {
+        Ok(match self {
+            DecState::Rnn { enc, states } => DecState::Rnn {
+                enc: enc.select(idx)?,
+                states: states.iter().map(|s| s.select(idx)).collect::<candle_core::Result<_>>()?,
+            },
+            DecState::Transformer(s) => DecState::Transformer(s.select(idx)?),
+        })
+    }
+}
+
+impl EncDec<'_> {
+    /// Encodes a batch of sources.
+    pub fn start(&self, sources: &[&[u32]], dev: &Device) -> Result<DecState> {
+        let pairs: Vec<Pair> = sources.iter().map(|s| Pair { source: s.to_vec(), target: vec![] }).collect();
+        let refs: Vec<&Pair> = pairs.iter().collect();
+        let t = Seq2SeqBatch::new(&refs, PAD, BOS, EOS).tensors(dev)?;
+        let mask = t.src_has_pad.then_some(&t.src_mask);
+        Ok(match self {
+            EncDec::Rnn(m) => {
+                let enc = m.encode(&t.src, mask, None)?;
+                DecState::Rnn { states: enc.states.clone(), enc }
+            }
+            EncDec::Transformer(m) => DecState::Transformer(m.start(&t.src, mask, None)?),
+        })
+    }
+
+    /// Feeds one token per row and returns each row's next-token logits.
+    pub fn step(&self, tokens: &[u32], state: &mut DecState, dev: &Device) -> Result<Vec<Vec<f32>>> {
+        let inp = Tensor::from_slice(tokens, (tokens.len(), 1), dev)?;
+        let logits = match (self, state) {
+            (EncDec::Rnn(m), DecState::Rnn { enc, states }) => {
+                let (logits, next) = m.decode(enc, &inp, states, None)?;
+                *states = next;
+                logits
+            }
+            (EncDec::Transformer(m), DecState::Transformer(s)) => m.decode(&inp, s, None)?,
+            _ => unreachable!("a state always comes from its own model"),
+        };
+        Ok(logits.squeeze(1)?.to_vec2::<f32>()?)
+    }
 }
 
 /// Decodes each source; outputs are ids without the final EOS.
-pub fn decode_batch(model: &Seq2Seq, sources: &[&[u32]], opts: &DecodeOptions, dev: &Device) -> Result<Vec<Vec<u32>>> {
+pub fn decode_batch(
+    model: EncDec<'_>,
+    sources: &[&[u32]],
+    opts: &DecodeOptions,
+    dev: &Device,
+) -> Result<Vec<Vec<u32>>> {
     match opts.strategy {
         Strategy::Beam { width, length_penalty } => {
             sources.iter().map(|s| beam(model, s, width.max(1), length_penalty, opts.max_len, dev)).collect()
@@ -58,23 +117,19 @@ pub fn decode_batch(model: &Seq2Seq, sources: &[&[u32]], opts: &DecodeOptions, d
 
 /// Greedy (no sampler) or sampled decoding of a whole batch at once.
 fn stepwise(
-    model: &Seq2Seq,
+    model: EncDec<'_>,
     sources: &[&[u32]],
     max_len: usize,
     mut sampler: Option<(f32, &mut Rng)>,
     dev: &Device,
 ) -> Result<Vec<Vec<u32>>> {
     let b = sources.len();
-    let enc = encode(model, sources, dev)?;
-    let mut states = enc.states.clone();
+    let mut state = model.start(sources, dev)?;
     let mut last = vec![BOS; b];
     let mut out = vec![Vec::new(); b];
     let mut done = vec![false; b];
     for _ in 0..=max_len {
-        let inp = Tensor::from_slice(&last, (b, 1), dev)?;
-        let (logits, next) = model.decode(&enc, &inp, &states, None)?;
-        states = next;
-        let rows = logits.squeeze(1)?.to_vec2::<f32>()?; // (B, V)
+        let rows = model.step(&last, &mut state, dev)?; // (B, V)
         for (i, row) in rows.iter().enumerate() {
             if done[i] {
                 last[i] = PAD;
@@ -129,18 +184,15 @@ fn log_softmax_row(row: &[f32]) -> Vec<f32> {
 }
 
 /// Beam search for one source.
-fn beam(model: &Seq2Seq, source: &[u32], width: usize, alpha: f32, max_len: usize, dev: &Device) -> Result<Vec<u32>> {
-    let enc1 = encode(model, &[source], dev)?;
+fn beam(model: EncDec<'_>, source: &[u32], width: usize, alpha: f32, max_len: usize, dev: &Device) -> Result<Vec<u32>> {
     let penalty = |len: usize| ((5.0 + len as f32) / 6.0).powf(alpha);
     // Alive hypotheses: tokens so far and summed log-probability.
     let mut alive: Vec<(Vec<u32>, f32)> = vec![(Vec::new(), 0.0)];
     let mut finished: Vec<(Vec<u32>, f32)> = Vec::new();
-    let mut states = enc1.states.clone();
-    let mut enc = enc1.clone();
+    let mut state = model.start(&[source], dev)?;
     for step in 0..=max_len {
         let last: Vec<u32> = alive.iter().map(|(t, _)| *t.last().unwrap_or(&BOS)).collect();
-        let (logits, next) = model.decode(&enc, &Tensor::from_slice(&last, (last.len(), 1), dev)?, &states, None)?;
-        let rows = logits.squeeze(1)?.to_vec2::<f32>()?;
+        let rows = model.step(&last, &mut state, dev)?;
         let mut cands: Vec<(f32, usize, u32)> = Vec::new();
         for (i, row) in rows.iter().enumerate() {
             for (v, lp) in log_softmax_row(row).into_iter().enumerate() {
@@ -174,11 +226,7 @@ fn beam(model: &Seq2Seq, source: &[u32], width: usize, alpha: f32, max_len: usiz
         if new_alive.is_empty() || finished.len() >= width || best_done > best_alive {
             break;
         }
-        let idx = Tensor::from_slice(&parents, parents.len(), dev)?;
-        states = next.iter().map(|s| s.select(&idx)).collect::<candle_core::Result<_>>()?;
-        if enc.outputs.dim(0)? != parents.len() {
-            enc = enc1.select(&Tensor::zeros(parents.len(), candle_core::DType::U32, dev)?)?;
-        }
+        state = state.select(&Tensor::from_slice(&parents, parents.len(), dev)?)?;
         alive = new_alive;
     }
     let best = finished

@@ -7,7 +7,7 @@ use crate::data::shift::Batch;
 use crate::data::Pair;
 use crate::decode::{decode_batch, DecodeOptions};
 use crate::error::Result;
-use crate::model::{Model, Seq2Seq};
+use crate::model::Model;
 use candle_core::{Device, D};
 use serde::Serialize;
 
@@ -107,18 +107,20 @@ pub struct EvalReport {
 /// Full evaluation of `pairs`: teacher forced, then decoded with `opts`.
 /// Returns the report and the decoded outputs (ids, EOS removed).
 pub fn evaluate(
-    model: &Seq2Seq,
+    model: &Model,
     pairs: &[Pair],
     batch_size: usize,
     opts: &DecodeOptions,
     dev: &Device,
 ) -> Result<(EvalReport, Vec<Vec<u32>>)> {
-    let wrapped = Model::Seq2seq(model.clone());
-    let tf = teacher_forced(&wrapped, crate::data::loader::batches(pairs, batch_size).map(Batch::Pairs), dev)?;
+    let ed = model
+        .encoder_decoder()
+        .ok_or_else(|| crate::error::Error::config("model", "free-running evaluation needs an encoder–decoder"))?;
+    let tf = teacher_forced(model, crate::data::loader::batches(pairs, batch_size).map(Batch::Pairs), dev)?;
     let mut outputs = Vec::with_capacity(pairs.len());
     for chunk in pairs.chunks(batch_size.max(1)) {
         let sources: Vec<&[u32]> = chunk.iter().map(|p| p.source.as_slice()).collect();
-        outputs.extend(decode_batch(model, &sources, opts, dev)?);
+        outputs.extend(decode_batch(ed, &sources, opts, dev)?);
     }
     let (mut exact, mut right, mut total) = (0usize, 0usize, 0usize);
     for (p, out) in pairs.iter().zip(&outputs) {

@@ -48,7 +48,7 @@ impl Gpt2Config {
                 return Err(Error::config(f, "must be at least 1"));
             }
         }
-        if self.n_embd % self.n_head != 0 {
+        if !self.n_embd.is_multiple_of(self.n_head) {
             return Err(Error::config(
                 "model.n_embd",
                 format!("{} is not divisible by n_head {}", self.n_embd, self.n_head),

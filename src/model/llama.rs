@@ -59,10 +59,10 @@ impl LlamaConfig {
                 return Err(Error::config(f, "must be at least 1"));
             }
         }
-        if self.hidden_size % self.num_attention_heads != 0 || self.head_dim() % 2 != 0 {
+        if !self.hidden_size.is_multiple_of(self.num_attention_heads) || !self.head_dim().is_multiple_of(2) {
             return Err(Error::config("model.hidden_size", "must split into heads of even width"));
         }
-        if self.num_attention_heads % self.num_key_value_heads != 0 {
+        if !self.num_attention_heads.is_multiple_of(self.num_key_value_heads) {
             return Err(Error::config("model.num_key_value_heads", "must divide num_attention_heads"));
         }
         if !(0.0..1.0).contains(&self.dropout) {

@@ -6,10 +6,12 @@
 pub mod gpt2;
 pub mod llama;
 pub mod seq2seq;
+pub mod transformer;
 
 pub use gpt2::{Gpt2, Gpt2Config};
 pub use llama::{Llama, LlamaConfig};
 pub use seq2seq::{Seq2Seq, Seq2SeqConfig};
+pub use transformer::{TransformerConfig, TransformerSeq2Seq};
 
 use crate::data::shift::BatchTensors;
 use crate::error::{Error, Result};
@@ -30,6 +32,8 @@ pub enum ModelConfig {
     Gpt2(Gpt2Config),
     /// Decoder-only Transformer, Llama layout.
     Llama(LlamaConfig),
+    /// Transformer encoder–decoder.
+    Transformer(TransformerConfig),
 }
 
 impl ModelConfig {
@@ -38,6 +42,7 @@ impl ModelConfig {
             ModelConfig::Seq2seq(c) => c.validate(),
             ModelConfig::Gpt2(c) => c.validate(),
             ModelConfig::Llama(c) => c.validate(),
+            ModelConfig::Transformer(c) => c.validate(),
         }
     }
 
@@ -46,6 +51,7 @@ impl ModelConfig {
             ModelConfig::Seq2seq(c) => c.vocab_size,
             ModelConfig::Gpt2(c) => c.vocab_size,
             ModelConfig::Llama(c) => c.vocab_size,
+            ModelConfig::Transformer(c) => c.vocab_size,
         }
     }
 
@@ -54,12 +60,13 @@ impl ModelConfig {
             ModelConfig::Seq2seq(c) => c.vocab_size = v,
             ModelConfig::Gpt2(c) => c.vocab_size = v,
             ModelConfig::Llama(c) => c.vocab_size = v,
+            ModelConfig::Transformer(c) => c.vocab_size = v,
         }
     }
 
     /// Whether the model reads one stream of text (decoder-only).
     pub fn is_causal(&self) -> bool {
-        !matches!(self, ModelConfig::Seq2seq(_))
+        matches!(self, ModelConfig::Gpt2(_) | ModelConfig::Llama(_))
     }
 
     /// Context length of a causal model.
@@ -67,7 +74,7 @@ impl ModelConfig {
         match self {
             ModelConfig::Gpt2(c) => Some(c.n_positions),
             ModelConfig::Llama(c) => Some(c.max_position_embeddings),
-            ModelConfig::Seq2seq(_) => None,
+            ModelConfig::Seq2seq(_) | ModelConfig::Transformer(_) => None,
         }
     }
 
@@ -76,7 +83,7 @@ impl ModelConfig {
         match self {
             ModelConfig::Gpt2(c) => Some(c.to_hf()),
             ModelConfig::Llama(c) => Some(c.to_hf()),
-            ModelConfig::Seq2seq(_) => None,
+            ModelConfig::Seq2seq(_) | ModelConfig::Transformer(_) => None,
         }
     }
 
@@ -90,7 +97,7 @@ impl ModelConfig {
             ModelConfig::Llama(c) => {
                 name.ends_with("rotary_emb.inv_freq") || (c.tie_word_embeddings && name == "lm_head.weight")
             }
-            ModelConfig::Seq2seq(_) => false,
+            ModelConfig::Seq2seq(_) | ModelConfig::Transformer(_) => false,
         }
     }
 }
@@ -101,6 +108,7 @@ pub enum Model {
     Seq2seq(Seq2Seq),
     Gpt2(Gpt2),
     Llama(Llama),
+    Transformer(TransformerSeq2Seq),
 }
 
 impl Model {
@@ -109,13 +117,23 @@ impl Model {
             ModelConfig::Seq2seq(c) => Model::Seq2seq(Seq2Seq::new(c, vb)?),
             ModelConfig::Gpt2(c) => Model::Gpt2(Gpt2::new(c, vb)?),
             ModelConfig::Llama(c) => Model::Llama(Llama::new(c, vb)?),
+            ModelConfig::Transformer(c) => Model::Transformer(TransformerSeq2Seq::new(c, vb)?),
         })
     }
 
-    /// The encoder–decoder, if this is one.
+    /// The RNN encoder–decoder, if this is one.
     pub fn seq2seq(&self) -> Option<&Seq2Seq> {
         match self {
             Model::Seq2seq(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    /// Either encoder–decoder, for the decoders.
+    pub fn encoder_decoder(&self) -> Option<crate::decode::EncDec<'_>> {
+        match self {
+            Model::Seq2seq(m) => Some(crate::decode::EncDec::Rnn(m)),
+            Model::Transformer(m) => Some(crate::decode::EncDec::Transformer(m)),
             _ => None,
         }
     }
@@ -131,7 +149,7 @@ impl Model {
         match self {
             Model::Gpt2(m) => Some(m.forward(ids, cache, rng)),
             Model::Llama(m) => Some(m.forward(ids, cache, rng)),
-            Model::Seq2seq(_) => None,
+            Model::Seq2seq(_) | Model::Transformer(_) => None,
         }
     }
 
@@ -140,6 +158,7 @@ impl Model {
     pub fn loss_sum(&self, batch: &BatchTensors, rng: Option<&mut Rng>) -> Result<(Tensor, Tensor)> {
         match (self, batch) {
             (Model::Seq2seq(m), BatchTensors::Pairs(b)) => m.loss_sum(b, rng),
+            (Model::Transformer(m), BatchTensors::Pairs(b)) => m.loss_sum(b, rng),
             (_, BatchTensors::Causal(b)) => {
                 let logits = self
                     .causal_forward(&b.inputs, None, rng)
@@ -158,7 +177,7 @@ impl Model {
         let n = match self {
             Model::Gpt2(m) => m.n_layer(),
             Model::Llama(m) => m.n_layer(),
-            Model::Seq2seq(_) => 0,
+            Model::Seq2seq(_) | Model::Transformer(_) => 0,
         };
         vec![KvCache::default(); n]
     }

@@ -43,9 +43,21 @@ pub fn causal_mask(t: usize, offset: usize, dev: &candle_core::Device) -> Result
     Tensor::from_vec(m, (t, s), dev)
 }
 
-/// softmax(q kᵀ / √D + mask) v. `q` (B, H, T, D); `k`, `v` (B, H_kv, S, D)
-/// with H a multiple of H_kv. Returns (B, T, H·D).
+/// softmax(q kᵀ / √D + mask) v with the causal mask for queries after
+/// `offset` cached positions. See [`attend_with_bias`].
 pub fn attend(q: &Tensor, k: &Tensor, v: &Tensor, offset: usize) -> Result<Tensor> {
+    let t = q.dim(2)?;
+    if t > 1 || offset > 0 {
+        attend_with_bias(q, k, v, Some(&causal_mask(t, offset, q.device())?))
+    } else {
+        attend_with_bias(q, k, v, None)
+    }
+}
+
+/// softmax(q kᵀ / √D + bias) v. `q` (B, H, T, D); `k`, `v` (B, H_kv, S, D)
+/// with H a multiple of H_kv; `bias` broadcasts to (B, H, T, S) (−∞ where a
+/// query must not look). Returns (B, T, H·D).
+pub fn attend_with_bias(q: &Tensor, k: &Tensor, v: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
     let (b, h, t, d) = q.dims4()?;
     let h_kv = k.dim(1)?;
     let (k, v) = if h_kv != h {
@@ -60,7 +72,10 @@ pub fn attend(q: &Tensor, k: &Tensor, v: &Tensor, offset: usize) -> Result<Tenso
         (k.clone(), v.clone())
     };
     let scores = (q.contiguous()?.matmul(&k.t()?.contiguous()?)? / (d as f64).sqrt())?; // (B, H, T, S)
-    let scores = if t > 1 || offset > 0 { scores.broadcast_add(&causal_mask(t, offset, q.device())?)? } else { scores };
+    let scores = match bias {
+        Some(b) => scores.broadcast_add(b)?,
+        None => scores,
+    };
     let y = softmax(&scores)?.matmul(&v.contiguous()?)?; // (B, H, T, D)
     y.transpose(1, 2)?.reshape((b, t, h * d))
 }

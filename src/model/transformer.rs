@@ -1,0 +1,319 @@
+//! The Transformer encoder–decoder (Vaswani et al. 2017) in the pre-LN
+//! arrangement (Xiong et al. 2020): a bidirectional encoder over the source
+//! and a decoder with causal self-attention and cross-attention, trained on
+//! the teacher-forcing shift `[BOS] + y → y + [EOS]`. Learned positions,
+//! GELU (tanh) feed-forward, a final LayerNorm on each side, and the output
+//! head tied to the decoder embedding. Names follow BART's layout
+//! (`encoder.layers.0.self_attn.q_proj`, …).
+
+use crate::data::shift::Seq2SeqTensors;
+use crate::error::{Error, Result};
+use crate::nn::causal_attention::{attend, attend_with_bias, split_heads, KvCache};
+use crate::nn::dropout::dropout;
+use crate::nn::layer_norm::{layer_norm, LayerNorm};
+use crate::nn::linear::{linear_init, Linear};
+use crate::nn::loss::masked_cross_entropy_sum;
+use crate::rng::Rng;
+use candle_core::{Module, Tensor};
+use candle_nn::{Init, VarBuilder};
+use serde::{Deserialize, Serialize};
+
+/// The shape of a Transformer encoder–decoder.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransformerConfig {
+    /// Ids in the shared vocabulary, specials included.
+    pub vocab_size: usize,
+    /// Width, e.g. 128.
+    pub d_model: usize,
+    /// Attention heads, e.g. 4.
+    pub n_head: usize,
+    /// Encoder blocks, e.g. 2.
+    pub n_encoder_layer: usize,
+    /// Decoder blocks, e.g. 2.
+    pub n_decoder_layer: usize,
+    /// Feed-forward width, e.g. 512.
+    pub d_ff: usize,
+    /// Longest source or target (positions), e.g. 64.
+    pub max_positions: usize,
+    /// Dropout on embeddings and residual branches, e.g. 0.1.
+    pub dropout: f32,
+    /// One embedding for source, target and output head (true), or separate
+    /// source and target embeddings (false; the head stays tied to the target's).
+    pub share_embeddings: bool,
+}
+
+impl TransformerConfig {
+    pub fn validate(&self) -> Result<()> {
+        for (f, v) in [
+            ("model.vocab_size", self.vocab_size),
+            ("model.d_model", self.d_model),
+            ("model.n_head", self.n_head),
+            ("model.n_encoder_layer", self.n_encoder_layer),
+            ("model.n_decoder_layer", self.n_decoder_layer),
+            ("model.d_ff", self.d_ff),
+            ("model.max_positions", self.max_positions),
+        ] {
+            if v == 0 {
+                return Err(Error::config(f, "must be at least 1"));
+            }
+        }
+        if !self.d_model.is_multiple_of(self.n_head) {
+            return Err(Error::config("model.d_model", "must be divisible by n_head"));
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return Err(Error::config("model.dropout", "must be in [0, 1)"));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Attention {
+    q_proj: Linear,
+    k_proj: Linear,
+    v_proj: Linear,
+    out_proj: Linear,
+    n_head: usize,
+}
+
+impl Attention {
+    fn new(c: usize, n_head: usize, vb: VarBuilder) -> candle_core::Result<Self> {
+        let w = Init::Randn { mean: 0.0, stdev: 0.02 };
+        Ok(Self {
+            q_proj: linear_init(c, c, true, w, vb.pp("q_proj"))?,
+            k_proj: linear_init(c, c, true, w, vb.pp("k_proj"))?,
+            v_proj: linear_init(c, c, true, w, vb.pp("v_proj"))?,
+            out_proj: linear_init(c, c, true, w, vb.pp("out_proj"))?,
+            n_head,
+        })
+    }
+
+    /// Keys and values of `x` (B, S, C) as heads (B, H, S, D).
+    fn kv(&self, x: &Tensor) -> candle_core::Result<(Tensor, Tensor)> {
+        Ok((
+            split_heads(&self.k_proj.forward(x)?, self.n_head)?.contiguous()?,
+            split_heads(&self.v_proj.forward(x)?, self.n_head)?.contiguous()?,
+        ))
+    }
+
+    fn q(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        split_heads(&self.q_proj.forward(x)?, self.n_head)?.contiguous()
+    }
+}
+
+#[derive(Debug, Clone)]
+struct FeedForward {
+    fc1: Linear,
+    fc2: Linear,
+}
+
+impl FeedForward {
+    fn new(c: usize, ff: usize, vb: &VarBuilder) -> candle_core::Result<Self> {
+        let w = Init::Randn { mean: 0.0, stdev: 0.02 };
+        Ok(Self { fc1: linear_init(c, ff, true, w, vb.pp("fc1"))?, fc2: linear_init(ff, c, true, w, vb.pp("fc2"))? })
+    }
+
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        self.fc2.forward(&self.fc1.forward(x)?.gelu()?)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct EncoderLayer {
+    self_attn: Attention,
+    self_attn_layer_norm: LayerNorm,
+    ff: FeedForward,
+    final_layer_norm: LayerNorm,
+}
+
+#[derive(Debug, Clone)]
+struct DecoderLayer {
+    self_attn: Attention,
+    self_attn_layer_norm: LayerNorm,
+    encoder_attn: Attention,
+    encoder_attn_layer_norm: LayerNorm,
+    ff: FeedForward,
+    final_layer_norm: LayerNorm,
+}
+
+/// Decoding state: the encoder's output and, per decoder layer, the
+/// self-attention cache and the cross-attention keys and values.
+#[derive(Debug, Clone)]
+pub struct TransformerState {
+    /// (B, 1, 1, S): 0 on real source tokens, −∞ on padding.
+    pub src_bias: Option<Tensor>,
+    pub self_cache: Vec<KvCache>,
+    pub cross_kv: Vec<(Tensor, Tensor)>,
+}
+
+impl TransformerState {
+    /// Rows `idx` of everything (beam search reorders hypotheses with it).
+    pub fn select(&self, idx: &Tensor) -> candle_core::Result<Self> {
+        let sel = |t: &Tensor| t.index_select(idx, 0);
+        Ok(Self {
+            src_bias: self.src_bias.as_ref().map(sel).transpose()?,
+            self_cache: self
+                .self_cache
+                .iter()
+                .map(|c| Ok(KvCache { k: c.k.as_ref().map(sel).transpose()?, v: c.v.as_ref().map(sel).transpose()? }))
+                .collect::<candle_core::Result<_>>()?,
+            cross_kv: self.cross_kv.iter().map(|(k, v)| Ok((sel(k)?, sel(v)?))).collect::<candle_core::Result<_>>()?,
+        })
+    }
+}
+
+/// The Transformer encoder–decoder.
+#[derive(Debug, Clone)]
+pub struct TransformerSeq2Seq {
+    cfg: TransformerConfig,
+    enc_embed: Tensor, // (V, C)
+    dec_embed: Tensor, // (V, C), also the output head
+    enc_pos: Tensor,   // (P, C)
+    dec_pos: Tensor,   // (P, C)
+    encoder: Vec<EncoderLayer>,
+    enc_norm: LayerNorm,
+    decoder: Vec<DecoderLayer>,
+    dec_norm: LayerNorm,
+}
+
+impl TransformerSeq2Seq {
+    pub fn new(cfg: &TransformerConfig, vb: VarBuilder) -> Result<Self> {
+        cfg.validate()?;
+        let (c, v, p) = (cfg.d_model, cfg.vocab_size, cfg.max_positions);
+        let w = Init::Randn { mean: 0.0, stdev: 0.02 };
+        let (enc_embed, dec_embed) = if cfg.share_embeddings {
+            let e = vb.pp("shared").get_with_hints((v, c), "weight", w)?;
+            (e.clone(), e)
+        } else {
+            (
+                vb.pp("encoder").pp("embed_tokens").get_with_hints((v, c), "weight", w)?,
+                vb.pp("decoder").pp("embed_tokens").get_with_hints((v, c), "weight", w)?,
+            )
+        };
+        let enc = vb.pp("encoder");
+        let dec = vb.pp("decoder");
+        let ln = |vb: VarBuilder| layer_norm(c, 1e-5, vb);
+        let encoder = (0..cfg.n_encoder_layer)
+            .map(|i| {
+                let l = enc.pp("layers").pp(i);
+                Ok(EncoderLayer {
+                    self_attn: Attention::new(c, cfg.n_head, l.pp("self_attn"))?,
+                    self_attn_layer_norm: ln(l.pp("self_attn_layer_norm"))?,
+                    ff: FeedForward::new(c, cfg.d_ff, &l)?,
+                    final_layer_norm: ln(l.pp("final_layer_norm"))?,
+                })
+            })
+            .collect::<candle_core::Result<_>>()?;
+        let decoder = (0..cfg.n_decoder_layer)
+            .map(|i| {
+                let l = dec.pp("layers").pp(i);
+                Ok(DecoderLayer {
+                    self_attn: Attention::new(c, cfg.n_head, l.pp("self_attn"))?,
+                    self_attn_layer_norm: ln(l.pp("self_attn_layer_norm"))?,
+                    encoder_attn: Attention::new(c, cfg.n_head, l.pp("encoder_attn"))?,
+                    encoder_attn_layer_norm: ln(l.pp("encoder_attn_layer_norm"))?,
+                    ff: FeedForward::new(c, cfg.d_ff, &l)?,
+                    final_layer_norm: ln(l.pp("final_layer_norm"))?,
+                })
+            })
+            .collect::<candle_core::Result<_>>()?;
+        Ok(Self {
+            cfg: cfg.clone(),
+            enc_embed,
+            dec_embed,
+            enc_pos: enc.pp("embed_positions").get_with_hints((p, c), "weight", w)?,
+            dec_pos: dec.pp("embed_positions").get_with_hints((p, c), "weight", w)?,
+            encoder,
+            enc_norm: ln(enc.pp("layer_norm"))?,
+            decoder,
+            dec_norm: ln(dec.pp("layer_norm"))?,
+        })
+    }
+
+    pub fn config(&self) -> &TransformerConfig {
+        &self.cfg
+    }
+
+    fn embed(&self, table: &Tensor, pos: &Tensor, ids: &Tensor, offset: usize) -> Result<Tensor> {
+        let (b, t) = ids.dims2()?;
+        if offset + t > self.cfg.max_positions {
+            return Err(Error::config(
+                "model.max_positions",
+                format!("{} positions requested, the model has {}", offset + t, self.cfg.max_positions),
+            ));
+        }
+        let x = table.index_select(&ids.flatten_all()?, 0)?.reshape((b, t, self.cfg.d_model))?;
+        Ok(x.broadcast_add(&pos.narrow(0, offset, t)?.unsqueeze(0)?)?)
+    }
+
+    /// Encodes `src` (B, S) with `src_mask` (B, S; 0 on padding) and
+    /// returns the decoder's starting state.
+    pub fn start(
+        &self,
+        src: &Tensor,
+        src_mask: Option<&Tensor>,
+        mut rng: Option<&mut Rng>,
+    ) -> Result<TransformerState> {
+        let p = self.cfg.dropout;
+        let src_bias = match src_mask {
+            // 0 → −1e9 rather than −∞, so a fully padded row stays finite.
+            Some(m) => Some(m.affine(1e9, -1e9)?.unsqueeze(1)?.unsqueeze(1)?), // (B, 1, 1, S)
+            None => None,
+        };
+        let mut x = dropout(&self.embed(&self.enc_embed, &self.enc_pos, src, 0)?, p, rng.as_deref_mut())?;
+        for l in &self.encoder {
+            let h = l.self_attn_layer_norm.forward(&x)?;
+            let (k, v) = l.self_attn.kv(&h)?;
+            let y = l.self_attn.out_proj.forward(&attend_with_bias(&l.self_attn.q(&h)?, &k, &v, src_bias.as_ref())?)?;
+            x = (x + dropout(&y, p, rng.as_deref_mut())?)?;
+            let y = l.ff.forward(&l.final_layer_norm.forward(&x)?)?;
+            x = (x + dropout(&y, p, rng.as_deref_mut())?)?;
+        }
+        let memory = self.enc_norm.forward(&x)?; // (B, S, C)
+        let cross_kv = self.decoder.iter().map(|l| l.encoder_attn.kv(&memory)).collect::<candle_core::Result<_>>()?;
+        Ok(TransformerState { src_bias, self_cache: vec![KvCache::default(); self.decoder.len()], cross_kv })
+    }
+
+    /// Decoder over `dec_in` (B, T), continuing `state` → logits (B, T, V).
+    pub fn decode(&self, dec_in: &Tensor, state: &mut TransformerState, mut rng: Option<&mut Rng>) -> Result<Tensor> {
+        let p = self.cfg.dropout;
+        let offset = state.self_cache.first().map_or(0, |c| c.len());
+        let mut x = dropout(&self.embed(&self.dec_embed, &self.dec_pos, dec_in, offset)?, p, rng.as_deref_mut())?;
+        for (i, l) in self.decoder.iter().enumerate() {
+            let h = l.self_attn_layer_norm.forward(&x)?;
+            let (k, v) = l.self_attn.kv(&h)?;
+            let (k, v) = state.self_cache[i].append(k, v)?;
+            let y = l.self_attn.out_proj.forward(&attend(&l.self_attn.q(&h)?, &k, &v, offset)?)?;
+            x = (x + dropout(&y, p, rng.as_deref_mut())?)?;
+            let h = l.encoder_attn_layer_norm.forward(&x)?;
+            let (ck, cv) = &state.cross_kv[i];
+            let y = l.encoder_attn.out_proj.forward(&attend_with_bias(
+                &l.encoder_attn.q(&h)?,
+                ck,
+                cv,
+                state.src_bias.as_ref(),
+            )?)?;
+            x = (x + dropout(&y, p, rng.as_deref_mut())?)?;
+            let y = l.ff.forward(&l.final_layer_norm.forward(&x)?)?;
+            x = (x + dropout(&y, p, rng.as_deref_mut())?)?;
+        }
+        let x = self.dec_norm.forward(&x)?;
+        let (b, t, c) = x.dims3()?;
+        Ok(x.reshape((b * t, c))?.matmul(&self.dec_embed.t()?)?.reshape((b, t, self.cfg.vocab_size))?)
+    }
+
+    /// Summed cross-entropy over supervised tokens, and the logits.
+    pub fn loss_sum(&self, batch: &Seq2SeqTensors, mut rng: Option<&mut Rng>) -> Result<(Tensor, Tensor)> {
+        let mask = batch.src_has_pad.then_some(&batch.src_mask);
+        let mut state = self.start(&batch.src, mask, rng.as_deref_mut())?;
+        let logits = self.decode(&batch.dec_in, &mut state, rng)?;
+        let (b, t, v) = logits.dims3()?;
+        let loss = masked_cross_entropy_sum(
+            &logits.reshape((b * t, v))?,
+            &batch.labels.flatten_all()?,
+            &batch.label_mask.flatten_all()?,
+        )?;
+        Ok((loss, logits))
+    }
+}
