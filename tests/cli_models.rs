@@ -125,6 +125,27 @@ fn transformer_encoder_decoder_trains_and_beam_searches() {
     assert!(e["exact_match"].as_f64().unwrap() > 0.3);
     let out = ok(&run(dir, &["generate", "--checkpoint", "t", "--input", "1 2 3", "--beam", "3"]));
     assert_eq!(out.lines().count(), 1);
+    let sampled = |seed: &str| {
+        ok(&run(
+            dir,
+            &[
+                "generate",
+                "--checkpoint",
+                "t",
+                "--input",
+                "1 2 3",
+                "--temperature",
+                "0.9",
+                "--top-k",
+                "3",
+                "--top-p",
+                "0.9",
+                "--seed",
+                seed,
+            ],
+        ))
+    };
+    assert_eq!(sampled("4"), sampled("4"));
 }
 
 #[test]

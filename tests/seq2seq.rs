@@ -184,8 +184,17 @@ fn stepwise_decoding_matches_the_teacher_forced_pass() {
         let beam4 = DecodeOptions { strategy: Strategy::Beam { width: 4, length_penalty: 0.0 }, max_len: 7 };
         assert_eq!(decode_batch(ed, &sources, &beam4, &dev).unwrap().len(), outs.len());
         // Sampling is seeded.
-        let s = DecodeOptions { strategy: Strategy::Sample { temperature: 1.0, seed: 3 }, max_len: 7 };
+        let opts = |temperature, top_k| shiftlm::decode::causal::SampleOptions {
+            temperature,
+            top_k,
+            seed: 3,
+            ..Default::default()
+        };
+        let s = DecodeOptions { strategy: Strategy::Sample(opts(1.0, 0)), max_len: 7 };
         assert_eq!(decode_batch(ed, &sources, &s, &dev).unwrap(), decode_batch(ed, &sources, &s, &dev).unwrap());
+        // Top-1 sampling is greedy.
+        let top1 = DecodeOptions { strategy: Strategy::Sample(opts(2.0, 1)), max_len: 7 };
+        assert_eq!(decode_batch(ed, &sources, &top1, &dev).unwrap(), outs);
     }
 }
 

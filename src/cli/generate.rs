@@ -117,10 +117,19 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
     if !(temperature >= 0.0 && temperature.is_finite()) {
         anyhow::bail!("--temperature must be >= 0, got {temperature}");
     }
+    let sampling = temperature > 0.0 || a.top_k > 0 || a.top_p < 1.0 || a.repetition_penalty != 1.0;
     let strategy = if a.beam > 1 {
         Strategy::Beam { width: a.beam, length_penalty: a.length_penalty }
-    } else if temperature > 0.0 {
-        Strategy::Sample { temperature, seed: a.seed }
+    } else if sampling {
+        Strategy::Sample(SampleOptions {
+            max_new_tokens: 0,
+            temperature,
+            top_k: a.top_k,
+            top_p: a.top_p,
+            repetition_penalty: a.repetition_penalty,
+            stop: Vec::new(),
+            seed: a.seed,
+        })
     } else {
         Strategy::Greedy
     };

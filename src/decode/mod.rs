@@ -23,8 +23,9 @@ use serde::{Deserialize, Serialize};
 pub enum Strategy {
     /// The most likely token.
     Greedy,
-    /// Sample from softmax(logits / temperature), seeded.
-    Sample { temperature: f32, seed: u64 },
+    /// Sample with temperature, top-k, top-p and repetition penalty,
+    /// seeded (the same options as a language model's sampler).
+    Sample(causal::SampleOptions),
     /// Keep the `width` best hypotheses; rank finished ones by
     /// log p / ((5 + len) / 6)^length_penalty (Wu et al. 2016, GNMT).
     Beam { width: usize, length_penalty: f32 },
@@ -108,9 +109,10 @@ pub fn decode_batch(
             sources.iter().map(|s| beam(model, s, width.max(1), length_penalty, opts.max_len, dev)).collect()
         }
         Strategy::Greedy => stepwise(model, sources, opts.max_len, None, dev),
-        Strategy::Sample { temperature, seed } => {
-            let mut rng = Rng::derive(seed, "sample");
-            stepwise(model, sources, opts.max_len, Some((temperature, &mut rng)), dev)
+        Strategy::Sample(ref o) => {
+            o.validate()?;
+            let mut rng = Rng::derive(o.seed, "sample");
+            stepwise(model, sources, opts.max_len, Some((o, &mut rng)), dev)
         }
     }
 }
@@ -120,7 +122,7 @@ fn stepwise(
     model: EncDec<'_>,
     sources: &[&[u32]],
     max_len: usize,
-    mut sampler: Option<(f32, &mut Rng)>,
+    mut sampler: Option<(&causal::SampleOptions, &mut Rng)>,
     dev: &Device,
 ) -> Result<Vec<Vec<u32>>> {
     let b = sources.len();
@@ -136,8 +138,8 @@ fn stepwise(
                 continue;
             }
             let tok = match sampler.as_mut() {
-                Some((temp, rng)) if *temp > 0.0 => sample(row, *temp, rng),
-                _ => argmax(row),
+                Some((o, rng)) => causal::pick(&mut row.clone(), &out[i], o, rng),
+                None => argmax(row),
             };
             if tok == EOS || out[i].len() == max_len {
                 done[i] = true;
@@ -161,20 +163,6 @@ pub fn argmax(row: &[f32]) -> u32 {
         }
     }
     best as u32
-}
-
-/// Draws from softmax(row / temperature).
-pub fn sample(row: &[f32], temperature: f32, rng: &mut Rng) -> u32 {
-    let max = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
-    let w: Vec<f64> = row.iter().map(|&v| (((v - max) / temperature) as f64).exp()).collect();
-    let mut u = rng.next_f64() * w.iter().sum::<f64>();
-    for (i, &wi) in w.iter().enumerate() {
-        u -= wi;
-        if u <= 0.0 {
-            return i as u32;
-        }
-    }
-    (w.len() - 1) as u32
 }
 
 fn log_softmax_row(row: &[f32]) -> Vec<f32> {
