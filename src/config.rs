@@ -6,7 +6,7 @@ use crate::data::tasks::{TaskKind, TaskSpec};
 use crate::data::text::TextConfig;
 use crate::error::{Error, Result};
 use crate::model::seq2seq::AttentionKind;
-use crate::model::{Gpt2Config, LlamaConfig, ModelConfig, Seq2SeqConfig, TransformerConfig};
+use crate::model::{Gpt2Config, GptActivation, LlamaConfig, ModelConfig, Seq2SeqConfig, TransformerConfig};
 use crate::nn::rnn::CellKind;
 use crate::train::{NonFinitePolicy, OptimizerConfig, OptimizerKind, Schedule, ScheduleKind, TrainConfig};
 use serde::{Deserialize, Serialize};
@@ -177,6 +177,8 @@ impl RunConfig {
                         n_head: heads,
                         layer_norm_epsilon: 1e-5,
                         dropout: 0.0,
+                        // nanoGPT's MLP uses the exact GELU; transformers calls it "gelu".
+                        activation: GptActivation::Gelu,
                         bos_token_id: crate::data::tokenizer::EOS,
                         eos_token_id: crate::data::tokenizer::EOS,
                     })

@@ -1,10 +1,10 @@
 //! Checkpoints written by `shiftlm train --model gpt|llama` open in Hugging
 //! Face `transformers` and `tokenizers` with the same ids and logits.
 //!
-//! `tests/fixtures/export/{gpt2,llama}` are shiftlm checkpoints (gpt-tiny and
-//! llama-tiny, 40 steps on 30 kB of tiny Shakespeare, char and byte
-//! tokenizers). `python3 tools/check_hf_export.py tests/fixtures/export/gpt2
-//! tests/fixtures/export/llama` loaded each with
+//! `tests/fixtures/export/{gpt2,gpt2_gelu,llama}` are shiftlm checkpoints
+//! (gpt-tiny with GELU-tanh and exact GELU, and llama-tiny; 40 steps on 30 kB
+//! of tiny Shakespeare, char and byte tokenizers). `python3 tools/check_hf_export.py tests/fixtures/export/gpt2
+//! tests/fixtures/export/gpt2_gelu tests/fixtures/export/llama` loaded each with
 //! `AutoModelForCausalLM.from_pretrained` and `PreTrainedTokenizerFast` and
 //! wrote the ids and logits of a fixed text to `*.hf.safetensors`.
 
@@ -38,4 +38,9 @@ fn gpt2_checkpoint_opens_in_transformers_with_the_same_logits() {
 #[test]
 fn llama_checkpoint_opens_in_transformers_with_the_same_logits() {
     check("llama");
+}
+
+#[test]
+fn gpt2_with_exact_gelu_opens_in_transformers_with_the_same_logits() {
+    check("gpt2_gelu");
 }

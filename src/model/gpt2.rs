@@ -13,6 +13,17 @@ use candle_core::{Module, Tensor};
 use candle_nn::{Init, VarBuilder};
 use serde::{Deserialize, Serialize};
 
+/// The MLP's activation.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GptActivation {
+    /// GELU, tanh approximation: GPT-2's own (`gelu_new` in transformers).
+    #[default]
+    GeluNew,
+    /// Exact GELU (erf), as nanoGPT's `nn.GELU()` (`gelu` in transformers).
+    Gelu,
+}
+
 /// The shape of a GPT-2 model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -31,6 +42,9 @@ pub struct Gpt2Config {
     pub layer_norm_epsilon: f64,
     /// Dropout on embeddings, attention output and MLP output, e.g. 0.0.
     pub dropout: f32,
+    /// `gelu_new` (GPT-2) or `gelu` (exact; nanoGPT).
+    #[serde(default)]
+    pub activation: GptActivation,
     pub bos_token_id: u32,
     pub eos_token_id: u32,
 }
@@ -72,7 +86,10 @@ impl Gpt2Config {
             "n_layer": self.n_layer,
             "n_head": self.n_head,
             "n_inner": null,
-            "activation_function": "gelu_new",
+            "activation_function": match self.activation {
+                GptActivation::GeluNew => "gelu_new",
+                GptActivation::Gelu => "gelu",
+            },
             "resid_pdrop": self.dropout,
             "embd_pdrop": self.dropout,
             "attn_pdrop": self.dropout,
@@ -96,10 +113,11 @@ impl Gpt2Config {
                 .map(|x| x as usize)
                 .ok_or_else(|| format!("missing or non-integer \"{k}\""))
         };
-        let act = v.get("activation_function").and_then(|a| a.as_str()).unwrap_or("gelu_new");
-        if !matches!(act, "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast") {
-            return Err(format!("activation_function \"{act}\" is not supported (gelu_new is)"));
-        }
+        let activation = match v.get("activation_function").and_then(|a| a.as_str()).unwrap_or("gelu_new") {
+            "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => GptActivation::GeluNew,
+            "gelu" => GptActivation::Gelu,
+            act => return Err(format!("activation_function \"{act}\" is not supported (gelu_new and gelu are)")),
+        };
         let n_embd = u("n_embd")?;
         if let Some(inner) = v.get("n_inner").and_then(|x| x.as_u64()) {
             if inner as usize != 4 * n_embd {
@@ -117,6 +135,7 @@ impl Gpt2Config {
             n_head: u("n_head")?,
             layer_norm_epsilon: v.get("layer_norm_epsilon").and_then(|x| x.as_f64()).unwrap_or(1e-5),
             dropout: v.get("resid_pdrop").and_then(|x| x.as_f64()).unwrap_or(0.0) as f32,
+            activation,
             bos_token_id: v.get("bos_token_id").and_then(|x| x.as_u64()).unwrap_or(0) as u32,
             eos_token_id: v.get("eos_token_id").and_then(|x| x.as_u64()).unwrap_or(0) as u32,
         })
@@ -133,6 +152,7 @@ struct Block {
     mlp_proj: Conv1D,
     n_head: usize,
     dropout: f32,
+    activation: GptActivation,
 }
 
 impl Block {
@@ -150,6 +170,7 @@ impl Block {
             mlp_proj: conv1d(4 * c, c, w_proj, vb.pp("mlp").pp("c_proj"))?,
             n_head: cfg.n_head,
             dropout: cfg.dropout,
+            activation: cfg.activation,
         })
     }
 
@@ -174,7 +195,12 @@ impl Block {
         };
         let y = self.attn_proj.forward(&attend(&q, &k, &v, offset)?)?;
         let x = (x + dropout(&y, self.dropout, rng.as_deref_mut())?)?;
-        let h = self.mlp_proj.forward(&self.c_fc.forward(&self.ln_2.forward(&x)?)?.gelu()?)?;
+        let h = self.c_fc.forward(&self.ln_2.forward(&x)?)?;
+        let h = match self.activation {
+            GptActivation::GeluNew => h.gelu()?,
+            GptActivation::Gelu => h.gelu_erf()?,
+        };
+        let h = self.mlp_proj.forward(&h)?;
         x + dropout(&h, self.dropout, rng)?
     }
 }

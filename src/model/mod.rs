@@ -8,7 +8,7 @@ pub mod llama;
 pub mod seq2seq;
 pub mod transformer;
 
-pub use gpt2::{Gpt2, Gpt2Config};
+pub use gpt2::{Gpt2, Gpt2Config, GptActivation};
 pub use llama::{Llama, LlamaConfig};
 pub use seq2seq::{Seq2Seq, Seq2SeqConfig};
 pub use transformer::{TransformerConfig, TransformerSeq2Seq};
