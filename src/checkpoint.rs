@@ -195,8 +195,15 @@ pub fn resolve(dir: &Path) -> Result<PathBuf> {
 }
 
 /// Keeps the newest `keep_last` complete checkpoints and `best`; removes the
-/// rest, and incomplete folders older than the newest complete one.
-pub fn rotate(run: &Path, keep_last: usize, best: Option<usize>) -> Result<()> {
+/// rest, incomplete folders older than the newest complete one, and any
+/// folder past `current` (left by an abandoned run that a resume skipped
+/// because it was incomplete or corrupt).
+pub fn rotate(run: &Path, keep_last: usize, best: Option<usize>, current: usize) -> Result<()> {
+    for (step, path) in list(run) {
+        if step > current {
+            std::fs::remove_dir_all(&path).map_err(|e| Error::io(&path, e))?;
+        }
+    }
     let all = list(run);
     let complete: Vec<usize> = all.iter().filter(|(_, p)| p.join(MANIFEST).exists()).map(|(s, _)| *s).collect();
     let newest = complete.last().copied().unwrap_or(0);
@@ -327,7 +334,7 @@ mod tests {
         std::fs::create_dir_all(checkpoint_dir(run.path(), 3)).unwrap(); // a crash leftover
         std::fs::create_dir_all(checkpoint_dir(run.path(), 200)).unwrap(); // a save in progress
         assert_eq!(newest_complete(run.path()).unwrap(), checkpoint_dir(run.path(), 100));
-        rotate(run.path(), 2, Some(5)).unwrap();
+        rotate(run.path(), 2, Some(5), 200).unwrap();
         let left: Vec<usize> = list(run.path()).into_iter().map(|(s, _)| s).collect();
         assert_eq!(left, vec![5, 20, 100, 200]);
 

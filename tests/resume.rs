@@ -125,3 +125,37 @@ fn early_stopping_stops_after_patience_evaluations_without_improvement() {
     assert_eq!(out.steps, 3);
     assert_eq!(out.best.unwrap().step, 1);
 }
+
+#[test]
+fn gpt_resume_is_bit_identical_with_random_windows() {
+    let mut rc = RunConfig::preset("gpt-tiny").unwrap();
+    rc.train.steps = 12;
+    rc.train.save_every = 1;
+    rc.train.keep_last = 100;
+    rc.train.eval_every = 4;
+    rc.train.grad_accum = 2;
+    rc.train.schedule.decay_steps = 12;
+    if let shiftlm::model::ModelConfig::Gpt2(m) = &mut rc.model {
+        m.dropout = 0.1;
+    }
+    let tok = shiftlm::data::Tokenizer::Byte;
+    rc.model.set_vocab_size(tok.vocab_size());
+    let text = "It is the east, and Juliet is the sun. Arise, fair sun, and kill the envious moon. ".repeat(8);
+    let ids = tok.encode(&text);
+    let cut = ids.len() * 9 / 10;
+    let data = shiftlm::data::Dataset::Text { train: ids[..cut].to_vec(), valid: ids[cut..].to_vec() };
+    let full = tempfile::tempdir().unwrap();
+    let mut t = Trainer::new(rc.clone(), data.clone(), tok.clone(), Some(full.path().to_path_buf())).unwrap();
+    let mut all = LossHistory::default();
+    t.run(&mut all).unwrap();
+    let final_weights = std::fs::read(full.path().join("checkpoint-12/model.safetensors")).unwrap();
+    for m in [5, 8] {
+        let run = tempfile::tempdir().unwrap();
+        copy_dir(&full.path().join(format!("checkpoint-{m}")), &run.path().join(format!("checkpoint-{m}")));
+        let mut r = Trainer::resume(run.path()).unwrap();
+        let mut rest = LossHistory::default();
+        r.run(&mut rest).unwrap();
+        assert_eq!(rest.0, all.0[m..], "losses after resuming at step {m}");
+        assert!(std::fs::read(run.path().join("checkpoint-12/model.safetensors")).unwrap() == final_weights);
+    }
+}

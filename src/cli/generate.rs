@@ -97,10 +97,12 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
             new.push(id);
             // Print what decodes completely (a byte-level character may span tokens).
             let text = ck.tokenizer.decode(&new);
-            if !text.ends_with('\u{FFFD}') && text.len() > shown {
-                let _ = write!(out, "{}", &text[shown..]);
-                let _ = out.flush();
-                shown = text.len();
+            if !text.ends_with('\u{FFFD}') {
+                if let Some(fresh) = text.get(shown..).filter(|f| !f.is_empty()) {
+                    let _ = write!(out, "{fresh}");
+                    let _ = out.flush();
+                    shown = text.len();
+                }
             }
             Ok(())
         })?;

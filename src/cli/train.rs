@@ -150,6 +150,10 @@ fn new_trainer(a: &TrainArgs) -> anyhow::Result<Trainer> {
 
     let (data, tok) = shiftlm::data::load(&cfg.data, cfg.train.seed, None).context("loading data")?;
     cfg.model.set_vocab_size(tok.vocab_size());
+    if let Some(eot) = tok.token_id("</s>").or_else(|| tok.token_id("<|endoftext|>")) {
+        // The same end-of-text id that separates documents in the data.
+        cfg.model.set_special_ids(tok.token_id("<s>").unwrap_or(eot), eot);
+    }
     if let Some(s) = data.pairs() {
         cfg.max_target_len = s.train.iter().map(|p| p.target.len()).max().unwrap_or(1);
         if let ModelConfig::Transformer(m) = &mut cfg.model {

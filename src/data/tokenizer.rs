@@ -243,8 +243,12 @@ impl Tokenizer {
             for (k, id) in vocab {
                 *toks.get_mut(id.as_u64()? as usize)? = k.clone();
             }
-            (toks[..4] == SPECIAL_NAMES).then(|| toks[4..].to_vec())
+            (toks.get(..4)? == SPECIAL_NAMES).then(|| toks[4..].to_vec())
         };
+        // Only a document identical to what shiftlm writes takes the fast
+        // path; anything else (a normalizer, other pre-tokenizer settings…)
+        // goes to the `tokenizers` crate, which then decides the ids.
+        let exact = |t: Tokenizer| (t.to_json() == v).then_some(t);
         if ours {
             if let Some(toks) = model["vocab"].as_object().and_then(ordered) {
                 match (model["type"].as_str(), v["pre_tokenizer"]["type"].as_str()) {
@@ -259,20 +263,27 @@ impl Tokenizer {
                                 }
                             })
                             .collect();
-                        if let Some(chars) = chars.filter(|c| c.windows(2).all(|w| w[0] < w[1])) {
-                            return Ok(Tokenizer::Char { chars });
+                        if let Some(t) = chars
+                            .filter(|c| c.windows(2).all(|w| w[0] < w[1]))
+                            .and_then(|chars| exact(Tokenizer::Char { chars }))
+                        {
+                            return Ok(t);
                         }
                     }
                     (Some("BPE"), Some("ByteLevel"))
                         if no_merges
                             && toks == bytes_to_unicode().iter().map(|c| c.to_string()).collect::<Vec<_>>() =>
                     {
-                        return Ok(Tokenizer::Byte)
+                        if let Some(t) = exact(Tokenizer::Byte) {
+                            return Ok(t);
+                        }
                     }
                     (Some("WordLevel"), Some("WhitespaceSplit"))
                         if toks.iter().enumerate().all(|(i, t)| *t == i.to_string()) =>
                     {
-                        return Ok(Tokenizer::Symbols { n: toks.len() })
+                        if let Some(t) = exact(Tokenizer::Symbols { n: toks.len() }) {
+                            return Ok(t);
+                        }
                     }
                     _ => {}
                 }
@@ -348,6 +359,11 @@ mod tests {
             let back = Tokenizer::from_json_str(&json, Path::new("x")).unwrap();
             assert!(!matches!(back, Tokenizer::Hf(_)));
             assert_eq!(back.encode(input), t.encode(input));
+            // With a normalizer it is no longer ours: the tokenizers crate decides.
+            let mut v = t.to_json();
+            v["normalizer"] = serde_json::json!({"type": "Lowercase"});
+            let other = Tokenizer::from_json_str(&v.to_string(), Path::new("x")).unwrap();
+            assert!(matches!(other, Tokenizer::Hf(_)), "{t:?}");
         }
     }
 

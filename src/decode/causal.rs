@@ -126,10 +126,10 @@ pub fn generate(
     let mut feed: Vec<u32> = tokens[tokens.len().saturating_sub(ctx)..].to_vec();
     for _ in 0..o.max_new_tokens {
         if cache[0].len() + feed.len() > ctx {
-            // The window is full: start again from the last ctx − 1 tokens,
-            // as nanoGPT crops its context.
+            // The window is full: condition on the last ctx tokens only, as
+            // nanoGPT crops its context (recomputed without the cache).
             cache = model.new_cache();
-            feed = tokens[tokens.len() - (ctx - 1).min(tokens.len())..].to_vec();
+            feed = tokens[tokens.len() - ctx.min(tokens.len())..].to_vec();
         }
         let ids = Tensor::from_slice(&feed, (1, feed.len()), dev)?;
         let logits = model.causal_forward(&ids, Some(&mut cache), None).expect("causal model")?;

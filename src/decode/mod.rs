@@ -105,6 +105,9 @@ pub fn decode_batch(
     dev: &Device,
 ) -> Result<Vec<Vec<u32>>> {
     match opts.strategy {
+        Strategy::Beam { length_penalty, .. } if length_penalty < 0.0 => {
+            Err(crate::error::Error::config("length_penalty", "must be >= 0"))
+        }
         Strategy::Beam { width, length_penalty } => {
             sources.iter().map(|s| beam(model, s, width.max(1), length_penalty, opts.max_len, dev)).collect()
         }
@@ -181,6 +184,14 @@ fn beam(model: EncDec<'_>, source: &[u32], width: usize, alpha: f32, max_len: us
     for step in 0..=max_len {
         let last: Vec<u32> = alive.iter().map(|(t, _)| *t.last().unwrap_or(&BOS)).collect();
         let rows = model.step(&last, &mut state, dev)?;
+        if step == max_len {
+            // Out of room: every alive hypothesis ends here, once, with EOS.
+            for (i, row) in rows.iter().enumerate() {
+                let score = alive[i].1 + log_softmax_row(row)[EOS as usize];
+                finished.push((alive[i].0.clone(), score / penalty(alive[i].0.len() + 1)));
+            }
+            break;
+        }
         let mut cands: Vec<(f32, usize, u32)> = Vec::new();
         for (i, row) in rows.iter().enumerate() {
             for (v, lp) in log_softmax_row(row).into_iter().enumerate() {
@@ -194,7 +205,7 @@ fn beam(model: EncDec<'_>, source: &[u32], width: usize, alpha: f32, max_len: us
             if new_alive.len() == width {
                 break;
             }
-            if v == EOS || step == max_len {
+            if v == EOS {
                 if finished.len() < width {
                     let toks = alive[i].0.clone();
                     let len = toks.len() + 1;

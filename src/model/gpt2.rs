@@ -92,7 +92,7 @@ impl Gpt2Config {
             },
             "resid_pdrop": self.dropout,
             "embd_pdrop": self.dropout,
-            "attn_pdrop": self.dropout,
+            "attn_pdrop": 0.0, // shiftlm applies no dropout to attention probabilities
             "layer_norm_epsilon": self.layer_norm_epsilon,
             "initializer_range": 0.02,
             "scale_attn_weights": true,
@@ -124,6 +124,15 @@ impl Gpt2Config {
                 return Err(format!("n_inner {inner} is not supported (only 4 × n_embd)"));
             }
         }
+        let flag = |k: &str| v.get(k).and_then(|x| x.as_bool());
+        if flag("scale_attn_weights") == Some(false) || flag("scale_attn_by_inverse_layer_idx") == Some(true) {
+            return Err(
+                "scale_attn_weights = false and scale_attn_by_inverse_layer_idx = true are not supported".into()
+            );
+        }
+        if flag("add_cross_attention") == Some(true) {
+            return Err("add_cross_attention = true is not supported".into());
+        }
         if v.get("tie_word_embeddings").and_then(|x| x.as_bool()) == Some(false) {
             return Err("untied GPT-2 heads are not supported".into());
         }
@@ -136,8 +145,9 @@ impl Gpt2Config {
             layer_norm_epsilon: v.get("layer_norm_epsilon").and_then(|x| x.as_f64()).unwrap_or(1e-5),
             dropout: v.get("resid_pdrop").and_then(|x| x.as_f64()).unwrap_or(0.0) as f32,
             activation,
-            bos_token_id: v.get("bos_token_id").and_then(|x| x.as_u64()).unwrap_or(0) as u32,
-            eos_token_id: v.get("eos_token_id").and_then(|x| x.as_u64()).unwrap_or(0) as u32,
+            // GPT-2's own <|endoftext|> when the config does not say.
+            bos_token_id: v.get("bos_token_id").and_then(|x| x.as_u64()).unwrap_or(50256) as u32,
+            eos_token_id: v.get("eos_token_id").and_then(|x| x.as_u64()).unwrap_or(50256) as u32,
         })
     }
 }

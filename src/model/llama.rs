@@ -112,6 +112,9 @@ impl LlamaConfig {
         };
         let heads = u("num_attention_heads")?;
         let hidden = u("hidden_size")?;
+        if heads == 0 {
+            return Err("num_attention_heads must be at least 1".into());
+        }
         if let Some(hd) = v.get("head_dim").and_then(|x| x.as_u64()) {
             if hd as usize != hidden / heads {
                 return Err(format!("head_dim {hd} differs from hidden_size / num_attention_heads; not supported"));

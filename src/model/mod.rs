@@ -64,6 +64,16 @@ impl ModelConfig {
         }
     }
 
+    /// Sets a language model's start and end-of-text ids (from its tokenizer).
+    pub fn set_special_ids(&mut self, bos: u32, eos: u32) {
+        match self {
+            // GPT-2 starts and ends documents with the same <|endoftext|>.
+            ModelConfig::Gpt2(c) => (c.bos_token_id, c.eos_token_id) = (eos, eos),
+            ModelConfig::Llama(c) => (c.bos_token_id, c.eos_token_id) = (bos, eos),
+            ModelConfig::Seq2seq(_) | ModelConfig::Transformer(_) => {}
+        }
+    }
+
     /// Whether the model reads one stream of text (decoder-only).
     pub fn is_causal(&self) -> bool {
         matches!(self, ModelConfig::Gpt2(_) | ModelConfig::Llama(_))

@@ -356,7 +356,7 @@ impl Trainer {
         files.push((TRAINER_STATE, serde_json::to_vec(&self.state).expect("state serialises")));
         checkpoint::write_checkpoint(&dir, step, &files)?;
         self.last_saved = Some(step);
-        checkpoint::rotate(&run, self.cfg.train.keep_last, self.state.best.as_ref().map(|b| b.step))?;
+        checkpoint::rotate(&run, self.cfg.train.keep_last, self.state.best.as_ref().map(|b| b.step), step)?;
         sink.on_checkpoint(step, &dir);
         Ok(dir)
     }

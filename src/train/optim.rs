@@ -61,11 +61,9 @@ impl OptimizerConfig {
 
 /// Whether a parameter gets weight decay, by its name.
 pub fn decays(name: &str) -> bool {
-    !(name.ends_with("bias")
-        || name.contains("bias_")
-        || name.contains("embedding")
-        || name.contains("norm")
-        || name.contains("ln_"))
+    let embedding =
+        ["embedding", "embed_", "transformer.wte.", "transformer.wpe.", "shared."].iter().any(|k| name.contains(k));
+    !(name.ends_with("bias") || name.contains("bias_") || embedding || name.contains("norm") || name.contains("ln_"))
 }
 
 struct Slot {
@@ -234,5 +232,19 @@ mod tests {
         assert!(!decays("decoder.out.bias"));
         assert!(!decays("encoder.rnn.bias_ih_l0"));
         assert!(!decays("encoder.embedding.weight"));
+        for name in [
+            "transformer.wte.weight",
+            "transformer.wpe.weight",
+            "model.embed_tokens.weight",
+            "shared.weight",
+            "decoder.embed_positions.weight",
+            "transformer.h.0.ln_1.weight",
+            "model.norm.weight",
+        ] {
+            assert!(!decays(name), "{name}");
+        }
+        for name in ["transformer.h.0.attn.c_attn.weight", "model.layers.0.mlp.up_proj.weight", "lm_head.weight"] {
+            assert!(decays(name), "{name}");
+        }
     }
 }
