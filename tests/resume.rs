@@ -138,13 +138,19 @@ fn gpt_resume_is_bit_identical_with_random_windows() {
     if let shiftlm::model::ModelConfig::Gpt2(m) = &mut rc.model {
         m.dropout = 0.1;
     }
-    let tok = shiftlm::data::Tokenizer::Byte;
-    rc.model.set_vocab_size(tok.vocab_size());
-    let text = "It is the east, and Juliet is the sun. Arise, fair sun, and kill the envious moon. ".repeat(8);
-    let ids = tok.encode(&text);
-    let cut = ids.len() * 9 / 10;
-    let data = shiftlm::data::Dataset::Text { train: ids[..cut].to_vec(), valid: ids[cut..].to_vec() };
     let full = tempfile::tempdir().unwrap();
+    let text_file = full.path().join("play.txt");
+    std::fs::write(
+        &text_file,
+        "It is the east, and Juliet is the sun. Arise, fair sun, and kill the envious moon. ".repeat(8),
+    )
+    .unwrap();
+    if let shiftlm::config::DataConfig::Text(t) = &mut rc.data {
+        t.paths = vec![text_file];
+        t.tokenizer = shiftlm::config::TokenizerKind::Byte;
+    }
+    let (data, tok) = shiftlm::data::load(&rc.data, rc.train.seed, None).unwrap();
+    rc.model.set_vocab_size(tok.vocab_size());
     let mut t = Trainer::new(rc.clone(), data.clone(), tok.clone(), Some(full.path().to_path_buf())).unwrap();
     let mut all = LossHistory::default();
     t.run(&mut all).unwrap();
