@@ -11,6 +11,7 @@
 //! The library never prints; it emits `tracing` events and reports metrics
 //! through [`train::MetricsSink`].
 
+pub mod bench;
 pub mod checkpoint;
 pub mod config;
 pub mod data;

@@ -166,3 +166,22 @@ fn foreign_and_mismatched_requests_are_refused_clearly() {
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gpt2_tiny");
     fails(&run(dir, &["generate", "--checkpoint", fixture.to_str().unwrap(), "--prompt", "x"]), &["tokenizer.json"]);
 }
+
+#[test]
+fn bench_lists_and_times_a_configuration() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    let list = ok(&run(dir, &["bench", "--list"]));
+    for name in ["baby-gpt", "seed-lstm", "gpt-6x384", "gpt2-30m"] {
+        assert!(list.contains(name), "{list}");
+    }
+    let j = json(&ok(&run(
+        dir,
+        &["--threads", "1", "bench", "--config", "baby-gpt", "--steps", "2", "--warmup", "1", "--json"],
+    )));
+    for k in ["ms_per_step", "tokens_per_s", "gflops", "peak_gflops", "peak_fraction"] {
+        assert!(j[k].as_f64().unwrap() > 0.0, "{k}: {j}");
+    }
+    assert_eq!(j["threads"], 1);
+    fails(&run(dir, &["bench", "--config", "gpt-9000"]), &["gpt-9000", "baby-gpt"]);
+}

@@ -54,11 +54,14 @@ class Seq2Seq(nn.Module):
 
     def forward(self, src, src_len, dec_in):
         b, s = src.shape
-        packed = nn.utils.rnn.pack_padded_sequence(
-            self.encoder.embedding(src), src_len, batch_first=True, enforce_sorted=False
-        )
-        enc_out, state = self.encoder.rnn(packed)
-        enc_out, _ = nn.utils.rnn.pad_packed_sequence(enc_out, batch_first=True, total_length=s)
+        if int(src_len.min()) == s:  # no padding: the plain (faster) path
+            enc_out, state = self.encoder.rnn(self.encoder.embedding(src))
+        else:
+            packed = nn.utils.rnn.pack_padded_sequence(
+                self.encoder.embedding(src), src_len, batch_first=True, enforce_sorted=False
+            )
+            enc_out, state = self.encoder.rnn(packed)
+            enc_out, _ = nn.utils.rnn.pad_packed_sequence(enc_out, batch_first=True, total_length=s)
         dec_out, _ = self.decoder.rnn(self.decoder.embedding(dec_in), state)
         h = dec_out
         if self.attention == "dot":

@@ -1,5 +1,6 @@
 //! Command-line interface: argument definitions and dispatch.
 
+mod bench;
 mod data_preview;
 mod eval;
 mod generate;
@@ -53,6 +54,9 @@ pub enum Command {
     /// Inspect data the way the model sees it.
     #[command(subcommand)]
     Data(DataCommand),
+    /// Time training steps of named configurations (ms/step, tokens/s, GFLOP/s).
+    #[command(long_about = bench::LONG_ABOUT)]
+    Bench(bench::BenchArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -178,7 +182,9 @@ impl DataArgs {
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
+    let threads = std::env::var("RAYON_NUM_THREADS").ok().and_then(|v| v.parse().ok()).unwrap_or(1);
     match cli.command {
+        Command::Bench(a) => bench::run(a, threads),
         Command::Train(a) => train::run(*a),
         Command::Eval(a) => eval::run(a),
         Command::Generate(a) => generate::run(a),

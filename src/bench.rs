@@ -1,0 +1,197 @@
+//! Training-speed benchmarks: named model configurations trained on
+//! synthetic tokens, timed per step (forward + loss + backward + clip +
+//! AdamW), with achieved GFLOP/s against this machine's measured
+//! matrix-product peak. The PyTorch side is `tools/bench_torch.py`.
+
+use crate::config::RunConfig;
+use crate::data::{Dataset, Pair, Splits, Tokenizer};
+use crate::error::{Error, Result};
+use crate::model::{Gpt2Config, GptActivation, ModelConfig, Seq2SeqConfig};
+use crate::rng::Rng;
+use crate::train::{MetricsSink, StepMetrics, Trainer};
+use candle_core::{Device, Tensor};
+use serde::Serialize;
+use std::time::Instant;
+
+/// A benchmark configuration.
+#[derive(Debug, Clone)]
+pub struct BenchConfig {
+    pub name: &'static str,
+    pub about: &'static str,
+    pub model: ModelConfig,
+    pub batch_size: usize,
+    /// Tokens per example (context, or target length for encoder–decoders).
+    pub seq_len: usize,
+}
+
+fn gpt(vocab: usize, layers: usize, heads: usize, width: usize, ctx: usize) -> ModelConfig {
+    ModelConfig::Gpt2(Gpt2Config {
+        vocab_size: vocab,
+        n_positions: ctx,
+        n_embd: width,
+        n_layer: layers,
+        n_head: heads,
+        layer_norm_epsilon: 1e-5,
+        dropout: 0.0,
+        activation: GptActivation::Gelu,
+        bos_token_id: 2,
+        eos_token_id: 2,
+    })
+}
+
+/// Every named configuration.
+pub fn configs() -> Vec<BenchConfig> {
+    vec![
+        BenchConfig {
+            name: "baby-gpt",
+            about: "GPT, vocab 65, 4 layers, 4 heads, 128 wide, context 64, batch 12 (nanoGPT's CPU baby GPT)",
+            model: gpt(65, 4, 4, 128, 64),
+            batch_size: 12,
+            seq_len: 64,
+        },
+        BenchConfig {
+            name: "seed-lstm",
+            about: "LSTM seq2seq, vocab 1000, embedding 256, LSTM 128, length 10, batch 64 (the Keras reference)",
+            model: ModelConfig::Seq2seq(Seq2SeqConfig::default()),
+            batch_size: 64,
+            seq_len: 10,
+        },
+        BenchConfig {
+            name: "gpt-6x384",
+            about: "GPT, vocab 512, 6 layers, 6 heads, 384 wide, context 256, batch 16",
+            model: gpt(512, 6, 6, 384, 256),
+            batch_size: 16,
+            seq_len: 256,
+        },
+        BenchConfig {
+            name: "gpt2-30m",
+            about: "GPT-2 layout, ~30M parameters: vocab 8192, 8 layers, 8 heads, 512 wide, context 128, batch 8",
+            model: gpt(8192, 8, 8, 512, 128),
+            batch_size: 8,
+            seq_len: 128,
+        },
+    ]
+}
+
+pub fn config(name: &str) -> Result<BenchConfig> {
+    configs().into_iter().find(|c| c.name == name).ok_or_else(|| Error::Unknown {
+        what: "benchmark configuration",
+        name: name.into(),
+        known: configs().iter().map(|c| c.name).collect::<Vec<_>>().join(", "),
+    })
+}
+
+/// Matrix-product FLOPs of one training step (forward + backward ≈ 3 × forward).
+pub fn flops_per_step(c: &BenchConfig) -> f64 {
+    let (b, t) = (c.batch_size as f64, c.seq_len as f64);
+    match &c.model {
+        ModelConfig::Gpt2(m) => {
+            let (l, d, v) = (m.n_layer as f64, m.n_embd as f64, m.vocab_size as f64);
+            // Per token: 12·d² per layer in the projections and MLP, 2·t·d per layer in
+            // attention scores and values (causal: half of the square, ×2 for QKᵀ and AV),
+            // and d·v for the head; ×2 for multiply-add, ×3 for the backward pass.
+            let per_token = l * (12.0 * d * d + 2.0 * t * d) + d * v;
+            6.0 * per_token * b * t
+        }
+        ModelConfig::Seq2seq(m) => {
+            let (e, h, v) = (m.emb_dim as f64, m.hidden as f64, m.vocab_size as f64);
+            let g = 4.0 * h;
+            // Encoder (t steps) and decoder (t + 1 steps): input and recurrent
+            // projections; then the output layer over t + 1 positions.
+            let steps = t + (t + 1.0);
+            let per_example = steps * (e * g + h * g) + (t + 1.0) * h * v;
+            6.0 * per_example * b
+        }
+        _ => 0.0,
+    }
+}
+
+/// The best of a few large f32 matrix products, in GFLOP/s.
+pub fn matmul_peak_gflops(n: usize) -> Result<f64> {
+    let dev = Device::Cpu;
+    let a = Tensor::randn(0f32, 1.0, (n, n), &dev)?;
+    let b = Tensor::randn(0f32, 1.0, (n, n), &dev)?;
+    let _ = a.matmul(&b)?; // warm up threads and caches
+    let mut best = f64::INFINITY;
+    for _ in 0..5 {
+        let t0 = Instant::now();
+        let c = a.matmul(&b)?;
+        let _ = c.dims();
+        best = best.min(t0.elapsed().as_secs_f64());
+    }
+    Ok(2.0 * (n as f64).powi(3) / best / 1e9)
+}
+
+/// What one benchmark reports.
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchReport {
+    pub config: String,
+    pub threads: usize,
+    pub steps: usize,
+    pub params: usize,
+    pub ms_per_step: f64,
+    pub tokens_per_s: f64,
+    pub gflops: f64,
+    pub peak_gflops: f64,
+    pub peak_fraction: f64,
+}
+
+struct Times(Vec<f64>);
+
+impl MetricsSink for Times {
+    fn on_step(&mut self, m: &StepMetrics) {
+        self.0.push(m.elapsed_s);
+    }
+}
+
+/// Trains `c` for `warmup + steps` steps on random tokens and reports the
+/// median step after warmup.
+pub fn run(c: &BenchConfig, steps: usize, warmup: usize, threads: usize, peak_gflops: f64) -> Result<BenchReport> {
+    let mut rng = Rng::new(7);
+    let v = c.model.vocab_size();
+    let mut rc = RunConfig::preset(if c.model.is_causal() { "gpt-tiny" } else { "seed" })?;
+    rc.model = c.model.clone();
+    rc.train.steps = warmup + steps;
+    rc.train.batch_size = c.batch_size;
+    rc.train.eval_every = 0;
+    rc.train.eval_batches = 1;
+    rc.train.schedule.warmup_steps = 0;
+    rc.train.schedule.decay_steps = rc.train.steps;
+    let symbols = v.saturating_sub(4).max(1);
+    let (data, tok) = if c.model.is_causal() {
+        let n = (c.seq_len + 1) * 64;
+        let mut draw = |k| (0..k).map(|_| rng.below(v) as u32).collect::<Vec<_>>();
+        (Dataset::Text { train: draw(n), valid: draw(c.seq_len * 2) }, Tokenizer::Symbols { n: symbols })
+    } else {
+        let mut pair = || {
+            let source: Vec<u32> = (0..c.seq_len).map(|_| 4 + rng.below(symbols) as u32).collect();
+            Pair { target: crate::data::shift::rotate_left(&source, 1), source }
+        };
+        let train = (0..c.batch_size * 8).map(|_| pair()).collect();
+        let valid = (0..c.batch_size).map(|_| pair()).collect();
+        (Dataset::Pairs(Splits { train, valid }), Tokenizer::Symbols { n: symbols })
+    };
+    let mut t = Trainer::new(rc, data, tok, None)?;
+    let params = t.store.num_params();
+    let mut times = Times(Vec::new());
+    t.run(&mut times)?;
+    let mut d: Vec<f64> = times.0.windows(2).skip(warmup.saturating_sub(1)).map(|w| w[1] - w[0]).collect();
+    if d.is_empty() {
+        return Err(Error::config("steps", "need at least one timed step"));
+    }
+    d.sort_by(f64::total_cmp);
+    let s = d[d.len() / 2];
+    let tokens = (c.batch_size * c.seq_len) as f64;
+    let gflops = flops_per_step(c) / s / 1e9;
+    Ok(BenchReport {
+        config: c.name.into(),
+        threads,
+        steps,
+        params,
+        ms_per_step: 1e3 * s,
+        tokens_per_s: tokens / s,
+        gflops,
+        peak_gflops,
+        peak_fraction: gflops / peak_gflops.max(1e-9),
+    })
+}

@@ -1,0 +1,80 @@
+//! `shiftlm bench`
+
+use shiftlm::bench;
+
+pub const LONG_ABOUT: &str = "Time training steps of named model configurations.
+
+Each step is forward + loss + backward + clipping + AdamW on random tokens.
+Reports the median ms/step after a warmup, tokens/s, the achieved GFLOP/s of
+the matrix products, and that as a share of this machine's matrix-product
+peak (measured first with a 1024×1024 product). Compare with PyTorch on the
+same machine: tools/bench_torch.py runs the same configurations.
+
+Examples:
+  shiftlm bench --list
+  shiftlm bench --config baby-gpt --threads 2 --steps 30 --json
+  shiftlm bench                                  (every configuration)";
+
+#[derive(clap::Args, Debug)]
+pub struct BenchArgs {
+    /// Configuration to run (repeatable; default: all). See --list.
+    #[arg(long, value_name = "NAME")]
+    pub config: Vec<String>,
+    /// List the configurations and exit.
+    #[arg(long)]
+    pub list: bool,
+    /// Timed steps per configuration.
+    #[arg(long, default_value_t = 30, value_name = "N")]
+    pub steps: usize,
+    /// Untimed steps first.
+    #[arg(long, default_value_t = 3, value_name = "N")]
+    pub warmup: usize,
+    /// End with one JSON line (the last configuration's figures, or all of them in "results").
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(a: BenchArgs, threads: usize) -> anyhow::Result<()> {
+    if a.list {
+        for c in bench::configs() {
+            println!("{:<12} {}", c.name, c.about);
+        }
+        return Ok(());
+    }
+    let configs = if a.config.is_empty() {
+        bench::configs()
+    } else {
+        a.config.iter().map(|n| bench::config(n)).collect::<shiftlm::Result<Vec<_>>>()?
+    };
+    if a.steps == 0 {
+        anyhow::bail!("--steps must be at least 1");
+    }
+    let peak = bench::matmul_peak_gflops(1024)?;
+    eprintln!("matrix-product peak: {peak:.1} GFLOP/s on {threads} thread(s)");
+    println!(
+        "{:<12} {:>10} {:>12} {:>9} {:>8} {:>10}",
+        "config", "ms/step", "tokens/s", "GFLOP/s", "of peak", "params"
+    );
+    let mut reports = Vec::new();
+    for c in &configs {
+        let r = bench::run(c, a.steps, a.warmup, threads, peak)?;
+        println!(
+            "{:<12} {:>10.1} {:>12.0} {:>9.1} {:>7.1}% {:>10}",
+            r.config,
+            r.ms_per_step,
+            r.tokens_per_s,
+            r.gflops,
+            100.0 * r.peak_fraction,
+            r.params
+        );
+        reports.push(r);
+    }
+    if a.json {
+        let mut v = serde_json::to_value(reports.last().expect("at least one configuration"))?;
+        if reports.len() > 1 {
+            v["results"] = serde_json::to_value(&reports)?;
+        }
+        println!("{v}");
+    }
+    Ok(())
+}

@@ -1,0 +1,120 @@
+#!/usr/bin/env python3
+"""PyTorch side of `shiftlm bench`: the same configurations, shapes and
+initialisation scheme (normal 0.02, scaled residual projections; PyTorch's
+defaults for the LSTM), timed the same way: forward + loss + backward +
+clip(1.0) + AdamW per step on random tokens, median over the timed steps.
+
+  python3 tools/bench_torch.py --config baby-gpt --threads 2 --steps 30
+Prints one JSON line: config, threads, ms_per_step, tokens_per_s.
+"""
+import argparse
+import json
+import math
+import pathlib
+import sys
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from make_seq2seq_fixtures import Seq2Seq, batch  # noqa: E402
+
+GPT = {  # name: (vocab, layers, heads, width, context, batch)
+    "baby-gpt": (65, 4, 4, 128, 64, 12),
+    "gpt-6x384": (512, 6, 6, 384, 256, 16),
+    "gpt2-30m": (8192, 8, 8, 512, 128, 8),
+}
+
+
+class Block(nn.Module):
+    def __init__(self, c, h, n_layer):
+        super().__init__()
+        self.h = h
+        self.ln_1, self.ln_2 = nn.LayerNorm(c), nn.LayerNorm(c)
+        self.c_attn, self.attn_proj = nn.Linear(c, 3 * c), nn.Linear(c, c)
+        self.c_fc, self.mlp_proj = nn.Linear(c, 4 * c), nn.Linear(4 * c, c)
+        for p in (self.attn_proj.weight, self.mlp_proj.weight):
+            nn.init.normal_(p, std=0.02 / math.sqrt(2 * n_layer))
+
+    def forward(self, x):
+        b, t, c = x.shape
+        q, k, v = self.c_attn(self.ln_1(x)).split(c, 2)
+        q, k, v = (z.view(b, t, self.h, c // self.h).transpose(1, 2) for z in (q, k, v))
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True).transpose(1, 2).reshape(b, t, c)
+        x = x + self.attn_proj(y)
+        return x + self.mlp_proj(F.gelu(self.c_fc(self.ln_2(x))))
+
+
+class Gpt(nn.Module):
+    def __init__(self, v, layers, heads, c, ctx):
+        super().__init__()
+        self.wte, self.wpe = nn.Embedding(v, c), nn.Embedding(ctx, c)
+        self.blocks = nn.ModuleList(Block(c, heads, layers) for _ in range(layers))
+        self.ln_f = nn.LayerNorm(c)
+        for m in self.modules():
+            if isinstance(m, (nn.Linear, nn.Embedding)) and m.weight.std() > 0.02:
+                nn.init.normal_(m.weight, std=0.02)
+            if isinstance(m, nn.Linear):
+                nn.init.zeros_(m.bias)
+
+    def forward(self, idx):
+        x = self.wte(idx) + self.wpe.weight[: idx.shape[1]]
+        for blk in self.blocks:
+            x = blk(x)
+        return self.ln_f(x) @ self.wte.weight.T
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--config", required=True)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--steps", type=int, default=30)
+    ap.add_argument("--warmup", type=int, default=3)
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(7)
+    if a.config == "seed-lstm":
+        model = Seq2Seq({"vocab_size": 1004, "emb_dim": 256, "hidden": 128, "n_layer": 1, "cell": "lstm", "attention": "none"})
+        b, t = 64, 10
+        pairs = []
+        for _ in range(b):
+            x = (torch.randint(0, 1000, (t,)) + 4).tolist()
+            pairs.append((x, x[1:] + x[:1]))
+
+        def step_loss():
+            src, src_len, dec_in, labels, mask = batch(pairs)
+            logits = model(src, src_len, dec_in)
+            return F.cross_entropy(logits.reshape(-1, 1004), labels.masked_fill(mask == 0, -100).reshape(-1), ignore_index=-100)
+    else:
+        v, layers, heads, c, ctx, b = GPT[a.config]
+        t = ctx
+        model = Gpt(v, layers, heads, c, ctx)
+        data = torch.randint(0, v, (64 * (ctx + 1),))
+
+        def step_loss():
+            ix = torch.randint(len(data) - ctx - 1, (b,))
+            x = torch.stack([data[i : i + ctx] for i in ix])
+            y = torch.stack([data[i + 1 : i + 1 + ctx] for i in ix])
+            return F.cross_entropy(model(x).reshape(-1, v), y.reshape(-1))
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}], lr=1e-3, betas=(0.9, 0.99))
+    times = []
+    for i in range(a.warmup + a.steps):
+        t0 = time.perf_counter()
+        loss = step_loss()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        if i >= a.warmup:
+            times.append(time.perf_counter() - t0)
+    times.sort()
+    s = times[len(times) // 2]
+    print(json.dumps({"config": a.config, "framework": f"torch {torch.__version__}", "threads": a.threads, "ms_per_step": 1000 * s, "tokens_per_s": b * t / s}))
+
+
+if __name__ == "__main__":
+    main()
