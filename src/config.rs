@@ -63,7 +63,7 @@ impl RunConfig {
     /// A preset by name:
     /// - `small` (the default): rotate-by-1 over 20 symbols, lengths 4–12,
     ///   a 1-layer LSTM of 128 with Luong attention; trains to ≥ 95% exact
-    ///   match in about two minutes on two cores.
+    ///   match in about a minute on two cores.
     /// - `seed`: the Keras teacher-forcing reference: vocabulary 1000,
     ///   length 10, Embedding 256 → LSTM 128, no attention, Adam 1e-3, batch 64.
     /// - `tiny`: a seconds-long run for tests and smoke checks.
