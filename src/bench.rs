@@ -6,7 +6,7 @@
 use crate::config::RunConfig;
 use crate::data::{Dataset, Pair, Splits, Tokenizer};
 use crate::error::{Error, Result};
-use crate::model::{Gpt2Config, GptActivation, ModelConfig, Seq2SeqConfig};
+use crate::model::{Gpt2Config, ModelConfig, Seq2SeqConfig};
 use crate::rng::Rng;
 use crate::train::{MetricsSink, StepMetrics, Trainer};
 use candle_core::{Device, Tensor};
@@ -25,18 +25,7 @@ pub struct BenchConfig {
 }
 
 fn gpt(vocab: usize, layers: usize, heads: usize, width: usize, ctx: usize) -> ModelConfig {
-    ModelConfig::Gpt2(Gpt2Config {
-        vocab_size: vocab,
-        n_positions: ctx,
-        n_embd: width,
-        n_layer: layers,
-        n_head: heads,
-        layer_norm_epsilon: 1e-5,
-        dropout: 0.0,
-        activation: GptActivation::Gelu,
-        bos_token_id: 2,
-        eos_token_id: 2,
-    })
+    ModelConfig::Gpt2(Gpt2Config::nano(vocab, layers, heads, width, ctx))
 }
 
 /// Every named configuration.

@@ -6,7 +6,7 @@ use crate::data::tasks::{TaskKind, TaskSpec};
 use crate::data::text::TextConfig;
 use crate::error::{Error, Result};
 use crate::model::seq2seq::AttentionKind;
-use crate::model::{Gpt2Config, GptActivation, LlamaConfig, ModelConfig, Seq2SeqConfig, TransformerConfig};
+use crate::model::{Gpt2Config, LlamaConfig, ModelConfig, Seq2SeqConfig, TransformerConfig};
 use crate::nn::rnn::CellKind;
 use crate::train::{NonFinitePolicy, OptimizerConfig, OptimizerKind, Schedule, ScheduleKind, TrainConfig};
 use serde::{Deserialize, Serialize};
@@ -169,19 +169,8 @@ impl RunConfig {
                         eos_token_id: crate::data::tokenizer::EOS,
                     })
                 } else {
-                    ModelConfig::Gpt2(Gpt2Config {
-                        vocab_size: 260, // replaced by the tokenizer's size
-                        n_positions: ctx,
-                        n_embd: width,
-                        n_layer: layers,
-                        n_head: heads,
-                        layer_norm_epsilon: 1e-5,
-                        dropout: 0.0,
-                        // nanoGPT's MLP uses the exact GELU; transformers calls it "gelu".
-                        activation: GptActivation::Gelu,
-                        bos_token_id: crate::data::tokenizer::EOS,
-                        eos_token_id: crate::data::tokenizer::EOS,
-                    })
+                    // The vocabulary size is replaced by the tokenizer's.
+                    ModelConfig::Gpt2(Gpt2Config::nano(260, layers, heads, width, ctx))
                 };
                 let mut t = train(steps, batch, 1e-3, (steps / 8).max(1));
                 // nanoGPT: AdamW β₂ 0.99, weight decay 0.1, 100 warmup steps,

@@ -50,6 +50,23 @@ pub struct Gpt2Config {
 }
 
 impl Gpt2Config {
+    /// A nanoGPT-style model: exact GELU (nanoGPT's `nn.GELU()`, "gelu" in
+    /// transformers), no dropout, shiftlm's end-of-text id for bos and eos.
+    pub fn nano(vocab_size: usize, n_layer: usize, n_head: usize, n_embd: usize, n_positions: usize) -> Self {
+        Self {
+            vocab_size,
+            n_positions,
+            n_embd,
+            n_layer,
+            n_head,
+            layer_norm_epsilon: 1e-5,
+            dropout: 0.0,
+            activation: GptActivation::Gelu,
+            bos_token_id: crate::data::tokenizer::EOS,
+            eos_token_id: crate::data::tokenizer::EOS,
+        }
+    }
+
     pub fn validate(&self) -> Result<()> {
         for (f, v) in [
             ("model.vocab_size", self.vocab_size),

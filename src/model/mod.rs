@@ -16,7 +16,7 @@ pub use transformer::{TransformerConfig, TransformerSeq2Seq};
 use crate::data::shift::BatchTensors;
 use crate::error::{Error, Result};
 use crate::nn::causal_attention::KvCache;
-use crate::nn::loss::masked_cross_entropy_sum;
+use crate::nn::loss::sequence_loss_sum;
 use crate::rng::Rng;
 use candle_core::Tensor;
 use candle_nn::VarBuilder;
@@ -173,9 +173,7 @@ impl Model {
                 let logits = self
                     .causal_forward(&b.inputs, None, rng)
                     .ok_or_else(|| Error::config("model", "an encoder–decoder cannot train on plain text"))??;
-                let (bb, t, v) = logits.dims3()?;
-                let mask = Tensor::ones(bb * t, candle_core::DType::F32, logits.device())?;
-                let loss = masked_cross_entropy_sum(&logits.reshape((bb * t, v))?, &b.labels.flatten_all()?, &mask)?;
+                let loss = sequence_loss_sum(&logits, &b.labels, None)?;
                 Ok((loss, logits))
             }
             _ => Err(Error::config("model", "a causal language model cannot train on pairs")),

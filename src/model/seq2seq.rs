@@ -12,7 +12,7 @@ use crate::nn::attention::LuongAttention;
 use crate::nn::dropout::dropout;
 use crate::nn::embedding::{embedding, Embedding};
 use crate::nn::linear::{linear, Linear};
-use crate::nn::loss::masked_cross_entropy_sum;
+use crate::nn::loss::sequence_loss_sum;
 use crate::nn::rnn::{CellKind, Rnn, RnnState};
 use crate::rng::Rng;
 use candle_core::{Module, Tensor};
@@ -188,12 +188,7 @@ impl Seq2Seq {
     /// Summed cross-entropy over supervised tokens, and the logits.
     pub fn loss_sum(&self, batch: &Seq2SeqTensors, rng: Option<&mut Rng>) -> Result<(Tensor, Tensor)> {
         let logits = self.forward(batch, rng)?;
-        let (b, t, v) = logits.dims3()?;
-        let loss = masked_cross_entropy_sum(
-            &logits.reshape((b * t, v))?,
-            &batch.labels.flatten_all()?,
-            &batch.label_mask.flatten_all()?,
-        )?;
+        let loss = sequence_loss_sum(&logits, &batch.labels, Some(&batch.label_mask))?;
         Ok((loss, logits))
     }
 }

@@ -12,7 +12,7 @@ use crate::nn::causal_attention::{attend, attend_with_bias, split_heads, KvCache
 use crate::nn::dropout::dropout;
 use crate::nn::layer_norm::{layer_norm, LayerNorm};
 use crate::nn::linear::{linear_init, Linear};
-use crate::nn::loss::masked_cross_entropy_sum;
+use crate::nn::loss::sequence_loss_sum;
 use crate::rng::Rng;
 use candle_core::{Module, Tensor};
 use candle_nn::{Init, VarBuilder};
@@ -308,12 +308,7 @@ impl TransformerSeq2Seq {
         let mask = batch.src_has_pad.then_some(&batch.src_mask);
         let mut state = self.start(&batch.src, mask, rng.as_deref_mut())?;
         let logits = self.decode(&batch.dec_in, &mut state, rng)?;
-        let (b, t, v) = logits.dims3()?;
-        let loss = masked_cross_entropy_sum(
-            &logits.reshape((b * t, v))?,
-            &batch.labels.flatten_all()?,
-            &batch.label_mask.flatten_all()?,
-        )?;
+        let loss = sequence_loss_sum(&logits, &batch.labels, Some(&batch.label_mask))?;
         Ok((loss, logits))
     }
 }

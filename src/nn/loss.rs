@@ -15,6 +15,18 @@ pub fn masked_cross_entropy_sum(logits: &Tensor, labels: &Tensor, mask: &Tensor)
     picked.mul(mask)?.sum_all()?.neg()
 }
 
+/// [`masked_cross_entropy_sum`] over a whole batch of sequences: `logits`
+/// (B, T, V), `labels` (B, T), `mask` (B, T) or `None` when every position
+/// is supervised (language-model windows).
+pub fn sequence_loss_sum(logits: &Tensor, labels: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+    let (b, t, v) = logits.dims3()?;
+    let mask = match mask {
+        Some(m) => m.flatten_all()?,
+        None => Tensor::ones(b * t, candle_core::DType::F32, logits.device())?,
+    };
+    masked_cross_entropy_sum(&logits.reshape((b * t, v))?, &labels.flatten_all()?, &mask)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
