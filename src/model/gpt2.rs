@@ -6,6 +6,7 @@
 use crate::error::{Error, Result};
 use crate::nn::causal_attention::{attend, split_heads, KvCache};
 use crate::nn::dropout::dropout;
+use crate::nn::embedding::{embedding_init, Embedding};
 use crate::nn::layer_norm::{layer_norm, LayerNorm};
 use crate::nn::linear::{conv1d, Conv1D};
 use crate::rng::Rng;
@@ -236,8 +237,8 @@ impl Block {
 #[derive(Debug, Clone)]
 pub struct Gpt2 {
     cfg: Gpt2Config,
-    wte: Tensor, // (V, C), also the output head
-    wpe: Tensor, // (P, C)
+    wte: Embedding, // (V, C), also the output head
+    wpe: Tensor,    // (P, C)
     blocks: Vec<Block>,
     ln_f: LayerNorm,
 }
@@ -249,7 +250,7 @@ impl Gpt2 {
         let w = Init::Randn { mean: 0.0, stdev: 0.02 };
         Ok(Self {
             cfg: cfg.clone(),
-            wte: t.pp("wte").get_with_hints((cfg.vocab_size, cfg.n_embd), "weight", w)?,
+            wte: embedding_init(cfg.vocab_size, cfg.n_embd, w, t.pp("wte"))?,
             wpe: t.pp("wpe").get_with_hints((cfg.n_positions, cfg.n_embd), "weight", w)?,
             blocks: (0..cfg.n_layer).map(|i| Block::new(cfg, t.pp("h").pp(i))).collect::<candle_core::Result<_>>()?,
             ln_f: layer_norm(cfg.n_embd, cfg.layer_norm_epsilon, t.pp("ln_f"))?,
@@ -268,23 +269,17 @@ impl Gpt2 {
         mut cache: Option<&mut [KvCache]>,
         mut rng: Option<&mut Rng>,
     ) -> Result<Tensor> {
-        let (b, t) = ids.dims2()?;
+        let (_b, t) = ids.dims2()?;
         let offset = cache.as_ref().map_or(0, |c| c[0].len());
-        if offset + t > self.cfg.n_positions {
-            return Err(Error::config(
-                "model.n_positions",
-                format!("{} positions requested, the model has {}", offset + t, self.cfg.n_positions),
-            ));
-        }
-        let c = self.cfg.n_embd;
-        let tok = self.wte.index_select(&ids.flatten_all()?, 0)?.reshape((b, t, c))?;
+        super::check_positions("model.n_positions", offset + t, self.cfg.n_positions)?;
+        let tok = self.wte.forward(ids)?;
         let pos = self.wpe.narrow(0, offset, t)?.unsqueeze(0)?;
         let mut x = dropout(&tok.broadcast_add(&pos)?, self.cfg.dropout, rng.as_deref_mut())?; // (B, T, C)
         for (i, block) in self.blocks.iter().enumerate() {
             x = block.forward(&x, cache.as_deref_mut().map(|c| &mut c[i]), rng.as_deref_mut())?;
         }
         let x = self.ln_f.forward(&x)?;
-        Ok(x.reshape((b * t, c))?.matmul(&self.wte.t()?)?.reshape((b, t, self.cfg.vocab_size))?)
+        Ok(self.wte.project(&x)?)
     }
 
     pub fn n_layer(&self) -> usize {

@@ -5,6 +5,7 @@
 use crate::error::{Error, Result};
 use crate::nn::causal_attention::{attend, split_heads, KvCache};
 use crate::nn::dropout::dropout;
+use crate::nn::embedding::{embedding_init, Embedding};
 use crate::nn::layer_norm::{rms_norm, RmsNorm};
 use crate::nn::linear::{linear_init, Linear};
 use crate::nn::rope::Rope;
@@ -237,10 +238,10 @@ impl Block {
 #[derive(Debug, Clone)]
 pub struct Llama {
     cfg: LlamaConfig,
-    embed_tokens: Tensor, // (V, C)
+    embed_tokens: Embedding, // (V, C)
     blocks: Vec<Block>,
     norm: RmsNorm,
-    lm_head: Tensor, // (V, C): the embedding when tied
+    lm_head: Embedding, // (V, C): the embedding itself when tied
     rope: Rope,
 }
 
@@ -249,7 +250,7 @@ impl Llama {
         cfg.validate()?;
         let m = vb.pp("model");
         let w = Init::Randn { mean: 0.0, stdev: 0.02 };
-        let embed_tokens = m.pp("embed_tokens").get_with_hints((cfg.vocab_size, cfg.hidden_size), "weight", w)?;
+        let embed_tokens = embedding_init(cfg.vocab_size, cfg.hidden_size, w, m.pp("embed_tokens"))?;
         let blocks = (0..cfg.num_hidden_layers)
             .map(|i| Block::new(cfg, m.pp("layers").pp(i)))
             .collect::<candle_core::Result<_>>()?;
@@ -257,7 +258,7 @@ impl Llama {
         let lm_head = if cfg.tie_word_embeddings {
             embed_tokens.clone()
         } else {
-            vb.pp("lm_head").get_with_hints((cfg.vocab_size, cfg.hidden_size), "weight", w)?
+            embedding_init(cfg.vocab_size, cfg.hidden_size, w, vb.pp("lm_head"))?
         };
         let rope = Rope::new(cfg.head_dim(), cfg.max_position_embeddings, cfg.rope_theta, vb.device())?;
         Ok(Self { cfg: cfg.clone(), embed_tokens, blocks, norm, lm_head, rope })
@@ -274,21 +275,15 @@ impl Llama {
         mut cache: Option<&mut [KvCache]>,
         mut rng: Option<&mut Rng>,
     ) -> Result<Tensor> {
-        let (b, t) = ids.dims2()?;
+        let (_b, t) = ids.dims2()?;
         let offset = cache.as_ref().map_or(0, |c| c[0].len());
-        if offset + t > self.cfg.max_position_embeddings {
-            return Err(Error::config(
-                "model.max_position_embeddings",
-                format!("{} positions requested, the model has {}", offset + t, self.cfg.max_position_embeddings),
-            ));
-        }
-        let c = self.cfg.hidden_size;
-        let mut x = self.embed_tokens.index_select(&ids.flatten_all()?, 0)?.reshape((b, t, c))?; // (B, T, C)
+        super::check_positions("model.max_position_embeddings", offset + t, self.cfg.max_position_embeddings)?;
+        let mut x = self.embed_tokens.forward(ids)?; // (B, T, C)
         for (i, block) in self.blocks.iter().enumerate() {
             x = block.forward(&x, &self.rope, cache.as_deref_mut().map(|c| &mut c[i]), rng.as_deref_mut())?;
         }
         let x = self.norm.forward(&x)?;
-        Ok(x.reshape((b * t, c))?.matmul(&self.lm_head.t()?)?.reshape((b, t, self.cfg.vocab_size))?)
+        Ok(self.lm_head.project(&x)?)
     }
 
     pub fn n_layer(&self) -> usize {

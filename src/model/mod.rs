@@ -22,6 +22,14 @@ use candle_core::Tensor;
 use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
+/// Refuses a forward pass that needs more positions than the model has.
+pub(crate) fn check_positions(field: &str, needed: usize, max: usize) -> Result<()> {
+    if needed > max {
+        return Err(Error::config(field, format!("{needed} positions requested, the model has {max}")));
+    }
+    Ok(())
+}
+
 /// Which model, and its shape. Saved in every checkpoint.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "family", rename_all = "snake_case")]

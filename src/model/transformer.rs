@@ -10,6 +10,7 @@ use crate::data::shift::Seq2SeqTensors;
 use crate::error::{Error, Result};
 use crate::nn::causal_attention::{attend, attend_with_bias, split_heads, KvCache};
 use crate::nn::dropout::dropout;
+use crate::nn::embedding::{embedding_init, Embedding};
 use crate::nn::layer_norm::{layer_norm, LayerNorm};
 use crate::nn::linear::{linear_init, Linear};
 use crate::nn::loss::sequence_loss_sum;
@@ -167,10 +168,10 @@ impl TransformerState {
 #[derive(Debug, Clone)]
 pub struct TransformerSeq2Seq {
     cfg: TransformerConfig,
-    enc_embed: Tensor, // (V, C)
-    dec_embed: Tensor, // (V, C), also the output head
-    enc_pos: Tensor,   // (P, C)
-    dec_pos: Tensor,   // (P, C)
+    enc_embed: Embedding, // (V, C)
+    dec_embed: Embedding, // (V, C), also the output head
+    enc_pos: Tensor,      // (P, C)
+    dec_pos: Tensor,      // (P, C)
     encoder: Vec<EncoderLayer>,
     enc_norm: LayerNorm,
     decoder: Vec<DecoderLayer>,
@@ -183,12 +184,12 @@ impl TransformerSeq2Seq {
         let (c, v, p) = (cfg.d_model, cfg.vocab_size, cfg.max_positions);
         let w = Init::Randn { mean: 0.0, stdev: 0.02 };
         let (enc_embed, dec_embed) = if cfg.share_embeddings {
-            let e = vb.pp("shared").get_with_hints((v, c), "weight", w)?;
+            let e = embedding_init(v, c, w, vb.pp("shared"))?;
             (e.clone(), e)
         } else {
             (
-                vb.pp("encoder").pp("embed_tokens").get_with_hints((v, c), "weight", w)?,
-                vb.pp("decoder").pp("embed_tokens").get_with_hints((v, c), "weight", w)?,
+                embedding_init(v, c, w, vb.pp("encoder").pp("embed_tokens"))?,
+                embedding_init(v, c, w, vb.pp("decoder").pp("embed_tokens"))?,
             )
         };
         let enc = vb.pp("encoder");
@@ -235,15 +236,10 @@ impl TransformerSeq2Seq {
         &self.cfg
     }
 
-    fn embed(&self, table: &Tensor, pos: &Tensor, ids: &Tensor, offset: usize) -> Result<Tensor> {
-        let (b, t) = ids.dims2()?;
-        if offset + t > self.cfg.max_positions {
-            return Err(Error::config(
-                "model.max_positions",
-                format!("{} positions requested, the model has {}", offset + t, self.cfg.max_positions),
-            ));
-        }
-        let x = table.index_select(&ids.flatten_all()?, 0)?.reshape((b, t, self.cfg.d_model))?;
+    fn embed(&self, table: &Embedding, pos: &Tensor, ids: &Tensor, offset: usize) -> Result<Tensor> {
+        let (_b, t) = ids.dims2()?;
+        super::check_positions("model.max_positions", offset + t, self.cfg.max_positions)?;
+        let x = table.forward(ids)?;
         Ok(x.broadcast_add(&pos.narrow(0, offset, t)?.unsqueeze(0)?)?)
     }
 
@@ -298,9 +294,7 @@ impl TransformerSeq2Seq {
             let y = l.ff.forward(&l.final_layer_norm.forward(&x)?)?;
             x = (x + dropout(&y, p, rng.as_deref_mut())?)?;
         }
-        let x = self.dec_norm.forward(&x)?;
-        let (b, t, c) = x.dims3()?;
-        Ok(x.reshape((b * t, c))?.matmul(&self.dec_embed.t()?)?.reshape((b, t, self.cfg.vocab_size))?)
+        Ok(self.dec_embed.project(&self.dec_norm.forward(&x)?)?)
     }
 
     /// Summed cross-entropy over supervised tokens, and the logits.

@@ -10,11 +10,23 @@ pub struct Embedding {
 }
 
 pub fn embedding(vocab_size: usize, dim: usize, vb: VarBuilder) -> Result<Embedding> {
-    let weight = vb.get_with_hints((vocab_size, dim), "weight", Init::Randn { mean: 0.0, stdev: 1.0 })?;
-    Ok(Embedding { weight })
+    embedding_init(vocab_size, dim, Init::Randn { mean: 0.0, stdev: 1.0 }, vb)
+}
+
+/// An embedding with an explicit initialisation (GPT-style normal(0, 0.02)).
+pub fn embedding_init(vocab_size: usize, dim: usize, init: Init, vb: VarBuilder) -> Result<Embedding> {
+    Ok(Embedding { weight: vb.get_with_hints((vocab_size, dim), "weight", init)? })
 }
 
 impl Embedding {
+    /// The output projection that reuses this table (weight tying, Press &
+    /// Wolf 2017), or an untied head stored the same way: (B, T, C) → (B, T, V).
+    pub fn project(&self, x: &Tensor) -> Result<Tensor> {
+        let (b, t, c) = x.dims3()?;
+        let v = self.weight.dim(0)?;
+        x.reshape((b * t, c))?.matmul(&self.weight.t()?)?.reshape((b, t, v))
+    }
+
     /// (B, T) ids → (B, T, C)
     pub fn forward(&self, ids: &Tensor) -> Result<Tensor> {
         let (b, t) = ids.dims2()?;
