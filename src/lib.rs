@@ -20,6 +20,7 @@ pub mod error;
 pub mod eval;
 pub mod model;
 pub mod nn;
+pub mod ops;
 pub mod plot;
 pub mod rng;
 pub mod train;

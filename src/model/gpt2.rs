@@ -210,23 +210,24 @@ impl Block {
     ) -> candle_core::Result<Tensor> {
         let c = x.dim(2)?;
         let qkv = self.c_attn.forward(&self.ln_1.forward(x)?)?; // (B, T, 3C)
-        let q = split_heads(&qkv.narrow(2, 0, c)?, self.n_head)?;
-        let k = split_heads(&qkv.narrow(2, c, c)?, self.n_head)?;
-        let v = split_heads(&qkv.narrow(2, 2 * c, c)?, self.n_head)?;
-        let (offset, k, v) = match cache {
+        let att = match cache {
+            // Training and whole-sequence scoring: one fused op.
+            None => crate::ops::attention::causal_self_attention(&qkv, self.n_head)?,
             Some(cache) => {
+                let q = split_heads(&qkv.narrow(2, 0, c)?, self.n_head)?;
+                let k = split_heads(&qkv.narrow(2, c, c)?, self.n_head)?;
+                let v = split_heads(&qkv.narrow(2, 2 * c, c)?, self.n_head)?;
                 let offset = cache.len();
                 let (k, v) = cache.append(k.contiguous()?, v.contiguous()?)?;
-                (offset, k, v)
+                attend(&q, &k, &v, offset)?
             }
-            None => (0, k, v),
-        };
-        let y = self.attn_proj.forward(&attend(&q, &k, &v, offset)?)?;
+        }; // (B, T, C)
+        let y = self.attn_proj.forward(&att)?;
         let x = (x + dropout(&y, self.dropout, rng.as_deref_mut())?)?;
         let h = self.c_fc.forward(&self.ln_2.forward(&x)?)?;
         let h = match self.activation {
-            GptActivation::GeluNew => h.gelu()?,
-            GptActivation::Gelu => h.gelu_erf()?,
+            GptActivation::GeluNew => crate::ops::gelu::gelu_tanh(&h)?,
+            GptActivation::Gelu => crate::ops::gelu::gelu_erf(&h)?,
         };
         let h = self.mlp_proj.forward(&h)?;
         x + dropout(&h, self.dropout, rng)?

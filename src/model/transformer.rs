@@ -116,7 +116,7 @@ impl FeedForward {
     }
 
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        self.fc2.forward(&self.fc1.forward(x)?.gelu()?)
+        self.fc2.forward(&crate::ops::gelu::gelu_tanh(&self.fc1.forward(x)?)?)
     }
 }
 

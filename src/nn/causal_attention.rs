@@ -1,6 +1,7 @@
 //! Multi-head causal self-attention with grouped key/value heads and a
-//! key/value cache for incremental decoding. Scores use our composite
-//! softmax, so gradients flow; the mask is additive (−∞ above the diagonal).
+//! key/value cache for incremental decoding. Scores go through our fused
+//! softmax (it has a backward pass); the causal mask and the 1/√D scale are
+//! fused into it.
 
 use super::softmax::softmax;
 use candle_core::{Result, Tensor};
@@ -45,13 +46,30 @@ pub fn causal_mask(t: usize, offset: usize, dev: &candle_core::Device) -> Result
 
 /// softmax(q kᵀ / √D + mask) v with the causal mask for queries after
 /// `offset` cached positions. See [`attend_with_bias`].
+/// The mask and the 1/√D scale are fused into the softmax
+/// ([`crate::ops::softmax::causal_softmax`]).
 pub fn attend(q: &Tensor, k: &Tensor, v: &Tensor, offset: usize) -> Result<Tensor> {
-    let t = q.dim(2)?;
-    if t > 1 || offset > 0 {
-        attend_with_bias(q, k, v, Some(&causal_mask(t, offset, q.device())?))
-    } else {
-        attend_with_bias(q, k, v, None)
+    let (b, h, t, d) = q.dims4()?;
+    let (k, v) = repeat_kv(k, v, h)?;
+    let scores = q.contiguous()?.matmul(&k.t()?.contiguous()?)?; // (B, H, T, S)
+    let p = crate::ops::softmax::causal_softmax(&scores, 1.0 / (d as f64).sqrt(), offset)?;
+    let y = p.matmul(&v.contiguous()?)?; // (B, H, T, D)
+    y.transpose(1, 2)?.reshape((b, t, h * d))
+}
+
+/// Grouped-query attention: each of H_kv key/value heads serves H / H_kv
+/// query heads. (B, H_kv, S, D) → (B, H, S, D).
+fn repeat_kv(k: &Tensor, v: &Tensor, h: usize) -> Result<(Tensor, Tensor)> {
+    let h_kv = k.dim(1)?;
+    if h_kv == h {
+        return Ok((k.clone(), v.clone()));
     }
+    let rep = h / h_kv;
+    let expand = |x: &Tensor| -> Result<Tensor> {
+        let (b, hk, s, d) = x.dims4()?;
+        x.unsqueeze(2)?.expand((b, hk, rep, s, d))?.reshape((b, hk * rep, s, d))
+    };
+    Ok((expand(k)?, expand(v)?))
 }
 
 /// softmax(q kᵀ / √D + bias) v. `q` (B, H, T, D); `k`, `v` (B, H_kv, S, D)
@@ -59,24 +77,13 @@ pub fn attend(q: &Tensor, k: &Tensor, v: &Tensor, offset: usize) -> Result<Tenso
 /// query must not look). Returns (B, T, H·D).
 pub fn attend_with_bias(q: &Tensor, k: &Tensor, v: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
     let (b, h, t, d) = q.dims4()?;
-    let h_kv = k.dim(1)?;
-    let (k, v) = if h_kv != h {
-        // Grouped-query attention: each kv head serves h / h_kv query heads.
-        let rep = h / h_kv;
-        let expand = |x: &Tensor| -> Result<Tensor> {
-            let (b, hk, s, d) = x.dims4()?;
-            x.unsqueeze(2)?.expand((b, hk, rep, s, d))?.reshape((b, hk * rep, s, d))
-        };
-        (expand(k)?, expand(v)?)
-    } else {
-        (k.clone(), v.clone())
+    let (k, v) = repeat_kv(k, v, h)?;
+    let scores = q.contiguous()?.matmul(&k.t()?.contiguous()?)?; // (B, H, T, S)
+    let p = match bias {
+        Some(bias) => softmax(&(scores / (d as f64).sqrt())?.broadcast_add(bias)?)?,
+        None => crate::ops::softmax::scaled_softmax(&scores, 1.0 / (d as f64).sqrt())?,
     };
-    let scores = (q.contiguous()?.matmul(&k.t()?.contiguous()?)? / (d as f64).sqrt())?; // (B, H, T, S)
-    let scores = match bias {
-        Some(b) => scores.broadcast_add(b)?,
-        None => scores,
-    };
-    let y = softmax(&scores)?.matmul(&v.contiguous()?)?; // (B, H, T, D)
+    let y = p.matmul(&v.contiguous()?)?; // (B, H, T, D)
     y.transpose(1, 2)?.reshape((b, t, h * d))
 }
 

@@ -1,9 +1,10 @@
-//! LayerNorm and RMSNorm as composite ops so that gradients flow (candle's
-//! fused `layer_norm`/`rms_norm` and the fast path of `candle_nn::LayerNorm`
-//! have no backward pass: candle issues #3011, #3752). Statistics are taken
-//! over the last dimension in f32, as PyTorch does.
+//! LayerNorm and RMSNorm layers over our fused ops ([`crate::ops::norm`]),
+//! which have a backward pass (candle's fused `layer_norm`/`rms_norm` and
+//! the fast path of `candle_nn::LayerNorm` do not: candle issues #3011,
+//! #3752). Statistics are taken over the last dimension in f32, as PyTorch
+//! does.
 
-use candle_core::{Result, Tensor, D};
+use candle_core::{Result, Tensor};
 use candle_nn::{Init, VarBuilder};
 
 /// `y = (x − mean) / √(var + ε) · weight + bias` (GPT-2's `ln_*`).
@@ -25,11 +26,7 @@ pub fn layer_norm(dim: usize, eps: f64, vb: VarBuilder) -> Result<LayerNorm> {
 impl LayerNorm {
     /// (..., C) → (..., C)
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let mean = x.mean_keepdim(D::Minus1)?;
-        let xc = x.broadcast_sub(&mean)?;
-        let var = xc.sqr()?.mean_keepdim(D::Minus1)?;
-        let xn = xc.broadcast_div(&(var + self.eps)?.sqrt()?)?;
-        xn.broadcast_mul(&self.weight)?.broadcast_add(&self.bias)
+        crate::ops::norm::layer_norm(x, &self.weight, &self.bias, self.eps)
     }
 }
 
@@ -47,8 +44,7 @@ pub fn rms_norm(dim: usize, eps: f64, vb: VarBuilder) -> Result<RmsNorm> {
 impl RmsNorm {
     /// (..., C) → (..., C)
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let ms = x.sqr()?.mean_keepdim(D::Minus1)?;
-        x.broadcast_div(&(ms + self.eps)?.sqrt()?)?.broadcast_mul(&self.weight)
+        crate::ops::norm::rms_norm(x, &self.weight, self.eps)
     }
 }
 

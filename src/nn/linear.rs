@@ -49,7 +49,8 @@ impl Module for Conv1D {
         let mut dims = x.dims().to_vec();
         let in_dim = *dims.last().expect("at least one dimension");
         let rows = x.elem_count() / in_dim.max(1);
-        let y = x.reshape((rows, in_dim))?.matmul(&self.weight)?.broadcast_add(&self.bias)?;
+        let y = x.reshape((rows, in_dim))?.matmul(&self.weight)?;
+        let y = crate::ops::bias::bias_add(&y, &self.bias)?;
         *dims.last_mut().expect("non-empty") = self.weight.dim(1)?;
         y.reshape(dims)
     }
@@ -69,7 +70,7 @@ impl Module for Linear {
         let rows = x.elem_count() / in_dim.max(1);
         let y = x.reshape((rows, in_dim))?.matmul(&self.weight.t()?)?;
         let y = match &self.bias {
-            Some(b) => y.broadcast_add(b)?,
+            Some(b) => crate::ops::bias::bias_add(&y, b)?,
             None => y,
         };
         let mut out = dims;

@@ -3,16 +3,13 @@
 //! that gradient accumulation can divide by the token count of all
 //! micro-batches together.
 
-use super::softmax::log_softmax;
 use candle_core::{Result, Tensor};
 
 /// Σ over supervised positions of −log p(label). `logits` (N, V), `labels`
 /// (N) u32, `mask` (N) f32 (1 supervised, 0 ignored). Returns a scalar.
 pub fn masked_cross_entropy_sum(logits: &Tensor, labels: &Tensor, mask: &Tensor) -> Result<Tensor> {
-    let picked = log_softmax(logits)?
-        .gather(&labels.unsqueeze(1)?, 1)? // (N, 1)
-        .squeeze(1)?; // (N)
-    picked.mul(mask)?.sum_all()?.neg()
+    crate::ops::cross_entropy::cross_entropy(logits, labels)?.mul(mask)?.sum_all()
+    // (N) → ()
 }
 
 /// [`masked_cross_entropy_sum`] over a whole batch of sequences: `logits`
@@ -20,11 +17,11 @@ pub fn masked_cross_entropy_sum(logits: &Tensor, labels: &Tensor, mask: &Tensor)
 /// is supervised (language-model windows).
 pub fn sequence_loss_sum(logits: &Tensor, labels: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
     let (b, t, v) = logits.dims3()?;
-    let mask = match mask {
-        Some(m) => m.flatten_all()?,
-        None => Tensor::ones(b * t, candle_core::DType::F32, logits.device())?,
-    };
-    masked_cross_entropy_sum(&logits.reshape((b * t, v))?, &labels.flatten_all()?, &mask)
+    let (logits, labels) = (logits.reshape((b * t, v))?, labels.flatten_all()?);
+    match mask {
+        Some(m) => masked_cross_entropy_sum(&logits, &labels, &m.flatten_all()?),
+        None => crate::ops::cross_entropy::cross_entropy(&logits, &labels)?.sum_all(),
+    }
 }
 
 #[cfg(test)]

@@ -108,10 +108,7 @@ impl RnnLayer {
                 0,
             )?,
         };
-        let xproj = x
-            .reshape((b * t, in_dim))?
-            .matmul(&self.w_ih.t()?)?
-            .broadcast_add(&bias)?
+        let xproj = crate::ops::bias::bias_add(&x.reshape((b * t, in_dim))?.matmul(&self.w_ih.t()?)?, &bias)?
             .reshape((b, t, g))?
             .transpose(0, 1)?
             .contiguous()?; // (T, B, G*H)
@@ -125,52 +122,53 @@ impl RnnLayer {
             None => self.zero_state(b, x)?,
         };
         let mask_t = mask.map(|m| m.t()?.contiguous()).transpose()?; // (T, B)
+        if self.kind == CellKind::Lstm {
+            return self.forward_lstm(&xproj, &w_hh_t, state, mask_t.as_ref());
+        }
         let mut outputs = Vec::with_capacity(t);
         for step in 0..t {
             let xp = xproj.get(step)?; // (B, G*H)
             let hp = state.h.matmul(&w_hh_t)?; // (B, G*H)
-            let next = match self.kind {
-                CellKind::Lstm => {
-                    let gates = (xp + hp)?;
-                    let sig = candle_nn::ops::sigmoid(&gates)?;
-                    let i = sig.narrow(1, 0, hd)?;
-                    let f = sig.narrow(1, hd, hd)?;
-                    let o = sig.narrow(1, 3 * hd, hd)?;
-                    let gg = gates.narrow(1, 2 * hd, hd)?.tanh()?;
-                    let c_prev = state.c.as_ref().expect("LSTM state has c");
-                    let c = ((f * c_prev)? + (i * gg)?)?;
-                    let h = (o * c.tanh()?)?;
-                    RnnState { h, c: Some(c) }
-                }
-                CellKind::Gru => {
-                    let rz = candle_nn::ops::sigmoid(&(xp.narrow(1, 0, 2 * hd)? + hp.narrow(1, 0, 2 * hd)?)?)?;
-                    let r = rz.narrow(1, 0, hd)?;
-                    let z = rz.narrow(1, hd, hd)?;
-                    let hn = hp.narrow(1, 2 * hd, hd)?.broadcast_add(b_hn.as_ref().expect("GRU"))?;
-                    let n = (xp.narrow(1, 2 * hd, hd)? + (r * hn)?)?.tanh()?;
-                    // h' = (1 - z) n + z h = n + z (h - n)
-                    let h = (&n + (z * (&state.h - &n)?)?)?;
-                    RnnState { h, c: None }
-                }
-            };
+                                               // GRU
+            let rz = candle_nn::ops::sigmoid(&(xp.narrow(1, 0, 2 * hd)? + hp.narrow(1, 0, 2 * hd)?)?)?;
+            let r = rz.narrow(1, 0, hd)?;
+            let z = rz.narrow(1, hd, hd)?;
+            let hn = hp.narrow(1, 2 * hd, hd)?.broadcast_add(b_hn.as_ref().expect("GRU"))?;
+            let n = (xp.narrow(1, 2 * hd, hd)? + (r * hn)?)?.tanh()?;
+            // h' = (1 - z) n + z h = n + z (h - n)
+            let next = (&n + (z * (&state.h - &n)?)?)?;
             state = match &mask_t {
                 Some(m) => {
                     let m = m.get(step)?.unsqueeze(1)?; // (B, 1)
-                    let keep =
-                        |new: &Tensor, old: &Tensor| -> Result<Tensor> { old + new.sub(old)?.broadcast_mul(&m)? };
-                    RnnState {
-                        h: keep(&next.h, &state.h)?,
-                        c: match (&next.c, &state.c) {
-                            (Some(n), Some(o)) => Some(keep(n, o)?),
-                            _ => None,
-                        },
-                    }
+                    RnnState { h: (&state.h + next.sub(&state.h)?.broadcast_mul(&m)?)?, c: None }
                 }
-                None => next,
+                None => RnnState { h: next, c: None },
             };
             outputs.push(state.h.clone());
         }
         Ok((Tensor::stack(&outputs, 1)?, state)) // (B, T, H)
+    }
+
+    /// The LSTM recurrence: one fused op over the whole sequence
+    /// ([`crate::ops::lstm`]).
+    fn forward_lstm(
+        &self,
+        xproj: &Tensor, // (T, B, 4H)
+        w_hh_t: &Tensor,
+        init: RnnState,
+        mask_t: Option<&Tensor>, // (T, B)
+    ) -> Result<(Tensor, RnnState)> {
+        let t = xproj.dim(0)?;
+        let hd = self.hidden;
+        let c0 = init.c.as_ref().expect("LSTM state has c");
+        let packed = Tensor::cat(&[&init.h, c0], 1)?; // (B, 2H) = [h | c]
+        let mask = mask_t.map(|m| m.flatten_all()?.to_vec1::<f32>()).transpose()?;
+        let states = crate::ops::lstm::lstm(xproj, &w_hh_t.t()?, &packed, mask)?; // (T, B, 2H)
+        let last = states.get(t - 1)?;
+        let state =
+            RnnState { h: last.narrow(1, 0, hd)?.contiguous()?, c: Some(last.narrow(1, hd, hd)?.contiguous()?) };
+        let outputs = states.narrow(2, 0, hd)?.transpose(0, 1)?.contiguous()?;
+        Ok((outputs, state)) // (B, T, H)
     }
 }
 

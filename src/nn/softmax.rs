@@ -4,8 +4,14 @@
 
 use candle_core::{Result, Tensor, D};
 
-/// Softmax over the last dimension.
+/// Softmax over the last dimension (the fused op, [`crate::ops::softmax`]).
 pub fn softmax(xs: &Tensor) -> Result<Tensor> {
+    crate::ops::softmax::softmax(xs)
+}
+
+/// Softmax over the last dimension from composite candle ops (the reference
+/// for the fused op's parity test).
+pub fn softmax_composite(xs: &Tensor) -> Result<Tensor> {
     let max = xs.max_keepdim(D::Minus1)?.detach();
     let e = xs.broadcast_sub(&max)?.exp()?;
     e.broadcast_div(&e.sum_keepdim(D::Minus1)?)

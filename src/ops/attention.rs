@@ -1,0 +1,203 @@
+//! Fused causal self-attention over GPT-2's packed `qkv` (B, T, 3C):
+//! `y = softmax(q kᵀ / √D + causal mask) v` for every head, written straight
+//! into (B, T, C) with the heads side by side. One op replaces the split
+//! into heads, two batched matrix products, the mask, the softmax and the
+//! merge of heads, and their backward passes (which in candle pad every
+//! slice of qkv with zeros and add them up).
+//!
+//! Heads run in parallel, one (batch, head) per task, each with
+//! single-threaded matrix products; the result does not depend on the
+//! thread count. The backward pass recomputes the attention probabilities
+//! instead of storing them (memory: one T×T buffer per running task).
+
+use super::f32_slice;
+use candle_core::{bail, CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
+use gemm::{gemm, Parallelism};
+use rayon::prelude::*;
+
+struct CausalAttentionOp {
+    n_head: usize,
+}
+
+/// A raw pointer that tasks may share: they write disjoint parts.
+#[derive(Clone, Copy)]
+struct SharedMut(*mut f32);
+unsafe impl Send for SharedMut {}
+unsafe impl Sync for SharedMut {}
+
+/// `dst (m×n) = lhs (m×k) · rhs (k×n)` (overwrite) or `+=` (accumulate),
+/// on strided matrices: (column stride, row stride) for each.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+unsafe fn matmul(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: *mut f32,
+    dst_s: (isize, isize),
+    lhs: *const f32,
+    lhs_s: (isize, isize),
+    rhs: *const f32,
+    rhs_s: (isize, isize),
+) {
+    gemm(
+        m,
+        n,
+        k,
+        dst,
+        dst_s.0,
+        dst_s.1,
+        false,
+        lhs,
+        lhs_s.0,
+        lhs_s.1,
+        rhs,
+        rhs_s.0,
+        rhs_s.1,
+        0.0,
+        1.0,
+        false,
+        false,
+        false,
+        Parallelism::None,
+    )
+}
+
+/// Scaled causal softmax of a T×T score matrix, in place (row i keeps j ≤ i).
+fn causal_softmax_rows(s: &mut [f32], t: usize, scale: f32) {
+    for (i, row) in s.chunks_exact_mut(t).enumerate() {
+        let (vis, hidden) = row.split_at_mut(i + 1);
+        let m = super::max(vis) * scale; // scale > 0
+        vis.iter_mut().for_each(|v| *v = super::exp(*v * scale - m));
+        let inv = 1.0 / super::sum(vis);
+        vis.iter_mut().for_each(|v| *v *= inv);
+        hidden.iter_mut().for_each(|v| *v = 0.0);
+    }
+}
+
+impl CausalAttentionOp {
+    fn dims(&self, l: &Layout) -> Result<(usize, usize, usize, usize)> {
+        let (b, t, c3) = l.shape().dims3()?;
+        if c3 % (3 * self.n_head) != 0 {
+            bail!("causal_attention: qkv width {c3} is not 3 × {} heads × head size", self.n_head);
+        }
+        Ok((b, t, c3 / 3, c3 / 3 / self.n_head))
+    }
+}
+
+impl CustomOp1 for CausalAttentionOp {
+    fn name(&self) -> &'static str {
+        "shiftlm-causal-attention"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout) -> Result<(CpuStorage, Shape)> {
+        let qkv = f32_slice(s1, l1, "causal_attention")?;
+        let (b, t, c, d) = self.dims(l1)?;
+        let h = self.n_head;
+        let scale = 1.0 / (d as f32).sqrt();
+        let mut y = vec![0f32; b * t * c];
+        let out = SharedMut(y.as_mut_ptr());
+        let c3 = (3 * c) as isize;
+        (0..b * h).into_par_iter().for_each_init(
+            || vec![0f32; t * t],
+            |s, bh| {
+                let (bi, hi) = (bh / h, bh % h);
+                let base = qkv[bi * t * 3 * c..].as_ptr();
+                // SAFETY: every pointer stays inside its (B, T, ·) tensor; each
+                // task writes only its own head's columns of `y`.
+                unsafe {
+                    let (q, k, v) = (base.add(hi * d), base.add(c + hi * d), base.add(2 * c + hi * d));
+                    matmul(t, t, d, s.as_mut_ptr(), (1, t as isize), q, (1, c3), k, (c3, 1)); // S = Q Kᵀ
+                    causal_softmax_rows(s, t, scale);
+                    let dst = { out }.0.add(bi * t * c + hi * d);
+                    matmul(t, d, t, dst, (1, c as isize), s.as_ptr(), (1, t as isize), v, (1, c3));
+                    // Y = P V
+                }
+            },
+        );
+        Ok((CpuStorage::F32(y), Shape::from((b, t, c))))
+    }
+
+    fn bwd(&self, qkv_t: &Tensor, _res: &Tensor, g: &Tensor) -> Result<Option<Tensor>> {
+        let (b, t, c, d) = self.dims(qkv_t.layout())?;
+        let h = self.n_head;
+        let scale = 1.0 / (d as f32).sqrt();
+        let dqkv = super::with_f32(qkv_t, "causal_attention", |qkv| {
+            super::with_f32(g, "causal_attention", |g| {
+                let mut dqkv = vec![0f32; qkv.len()];
+                let out = SharedMut(dqkv.as_mut_ptr());
+                let c3 = (3 * c) as isize;
+                let (ts, cs) = (t as isize, c as isize);
+                (0..b * h).into_par_iter().for_each_init(
+                    || (vec![0f32; t * t], vec![0f32; t * t]),
+                    |(p, dp), bh| {
+                        let (bi, hi) = (bh / h, bh % h);
+                        let base = qkv[bi * t * 3 * c..].as_ptr();
+                        let gh = g[bi * t * c + hi * d..].as_ptr();
+                        // SAFETY: as in the forward pass; each task writes only
+                        // its own head's q, k and v columns of `dqkv`.
+                        unsafe {
+                            let (q, k, v) = (base.add(hi * d), base.add(c + hi * d), base.add(2 * c + hi * d));
+                            let dbase = { out }.0.add(bi * t * 3 * c);
+                            let (dq, dk, dv) = (dbase.add(hi * d), dbase.add(c + hi * d), dbase.add(2 * c + hi * d));
+                            matmul(t, t, d, p.as_mut_ptr(), (1, ts), q, (1, c3), k, (c3, 1)); // S = Q Kᵀ
+                            causal_softmax_rows(p, t, scale);
+                            matmul(t, d, t, dv, (1, c3), p.as_ptr(), (ts, 1), gh, (1, cs)); // dV = Pᵀ G
+                            matmul(t, t, d, dp.as_mut_ptr(), (1, ts), gh, (1, cs), v, (c3, 1)); // dP = G Vᵀ
+                                                                                                // dS = scale · P ⊙ (dP − Σⱼ dP P), row by row (0 above the diagonal).
+                            for (i, (pr, dr)) in p.chunks_exact(t).zip(dp.chunks_exact_mut(t)).enumerate() {
+                                let n = i + 1;
+                                let dot = super::dot(&pr[..n], &dr[..n]);
+                                for j in 0..n {
+                                    dr[j] = scale * pr[j] * (dr[j] - dot);
+                                }
+                                dr[n..].iter_mut().for_each(|x| *x = 0.0);
+                            }
+                            matmul(t, d, t, dq, (1, c3), dp.as_ptr(), (1, ts), k, (1, c3)); // dQ = dS K
+                            matmul(t, d, t, dk, (1, c3), dp.as_ptr(), (ts, 1), q, (1, c3));
+                            // dK = dSᵀ Q
+                        }
+                    },
+                );
+                dqkv
+            })
+        })??;
+        Ok(Some(Tensor::from_vec(dqkv, qkv_t.shape(), qkv_t.device())?))
+    }
+}
+
+/// Causal multi-head self-attention of packed `qkv` (B, T, 3C) (q, k and v
+/// side by side, each C = n_head · D wide) → (B, T, C), heads side by side.
+pub fn causal_self_attention(qkv: &Tensor, n_head: usize) -> Result<Tensor> {
+    qkv.contiguous()?.apply_op1(CausalAttentionOp { n_head })
+}
+
+/// The composite version: split heads, `attend`, merge (the reference).
+pub fn causal_self_attention_composite(qkv: &Tensor, n_head: usize) -> Result<Tensor> {
+    use crate::nn::causal_attention::{attend, split_heads};
+    let c = qkv.dim(2)? / 3;
+    let q = split_heads(&qkv.narrow(2, 0, c)?, n_head)?;
+    let k = split_heads(&qkv.narrow(2, c, c)?, n_head)?;
+    let v = split_heads(&qkv.narrow(2, 2 * c, c)?, n_head)?;
+    attend(&q, &k, &v, 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::gradcheck::{check, parity, randn};
+
+    #[test]
+    fn causal_attention_gradients_and_parity() {
+        let inputs = [randn(1, &[2, 5, 3 * 6])];
+        let f = |x: &[Tensor]| causal_self_attention(&x[0], 2);
+        check("causal_attention", f, &inputs, &[0]);
+        let c = |x: &[Tensor]| causal_self_attention_composite(&x[0], 2);
+        parity("causal_attention", f, c, &inputs, &[0], 2e-6);
+        // Larger, with several tasks per thread.
+        let inputs = [randn(2, &[3, 17, 3 * 16])];
+        let f = |x: &[Tensor]| causal_self_attention(&x[0], 4);
+        let c = |x: &[Tensor]| causal_self_attention_composite(&x[0], 4);
+        parity("causal_attention", f, c, &inputs, &[0], 5e-6);
+    }
+}

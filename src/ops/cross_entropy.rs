@@ -1,0 +1,124 @@
+//! Fused cross-entropy: −log softmax(logits)[label] per row, one pass
+//! forward (log-sum-exp) and one backward (softmax − one-hot). Which rows
+//! count is the caller's mask (padding never counts; see `nn::loss`).
+
+use super::{exp, f32_slice, with_f32, ROW_BLOCK};
+use candle_core::{bail, CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
+
+struct CrossEntropyOp;
+
+/// log Σ exp(row).
+#[inline]
+fn log_sum_exp(row: &[f32]) -> f32 {
+    let m = super::max(row);
+    let mut acc = [0f32; 8];
+    let chunks = row.chunks_exact(8);
+    let rest: f32 = chunks.remainder().iter().map(|&v| exp(v - m)).sum();
+    for c in chunks {
+        for k in 0..8 {
+            acc[k] += exp(c[k] - m);
+        }
+    }
+    m + (acc.iter().sum::<f32>() + rest).ln()
+}
+
+fn labels(s: &CpuStorage, l: &Layout) -> Result<Vec<usize>> {
+    let (a, b) =
+        l.contiguous_offsets().ok_or_else(|| candle_core::Error::Msg("cross_entropy: strided labels".into()))?;
+    Ok(match s {
+        CpuStorage::U32(v) => v[a..b].iter().map(|&x| x as usize).collect(),
+        CpuStorage::I64(v) => v[a..b].iter().map(|&x| x.max(0) as usize).collect(),
+        _ => bail!("cross_entropy: labels must be u32 or i64"),
+    })
+}
+
+impl CustomOp2 for CrossEntropyOp {
+    fn name(&self) -> &'static str {
+        "shiftlm-cross-entropy"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        let x = f32_slice(s1, l1, "cross_entropy")?;
+        let (n, v) = l1.shape().dims2()?;
+        let y = labels(s2, l2)?;
+        if y.len() != n {
+            bail!("cross_entropy: {} labels for {n} rows", y.len());
+        }
+        if let Some((row, &bad)) = y.iter().enumerate().find(|(_, &l)| l >= v) {
+            bail!("cross_entropy: label {bad} at row {row} is outside the vocabulary of {v}");
+        }
+        let mut out = vec![0f32; n];
+        out.par_chunks_mut(ROW_BLOCK).zip(x.par_chunks(ROW_BLOCK * v)).enumerate().for_each(|(blk, (ob, xb))| {
+            for (k, (o, row)) in ob.iter_mut().zip(xb.chunks_exact(v)).enumerate() {
+                *o = log_sum_exp(row) - row[y[blk * ROW_BLOCK + k]];
+            }
+        });
+        Ok((CpuStorage::F32(out), Shape::from(n)))
+    }
+
+    fn bwd(&self, x: &Tensor, y: &Tensor, _res: &Tensor, g: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let (_n, v) = x.dims2()?;
+        let y: Vec<usize> =
+            y.to_dtype(candle_core::DType::U32)?.to_vec1::<u32>()?.into_iter().map(|l| l as usize).collect();
+        let g = g.to_vec1::<f32>()?;
+        let dx = with_f32(x, "cross_entropy", |x| {
+            let mut dx = vec![0f32; x.len()];
+            dx.par_chunks_mut(ROW_BLOCK * v).zip(x.par_chunks(ROW_BLOCK * v)).enumerate().for_each(
+                |(blk, (db, xb))| {
+                    for (k, (dr, row)) in db.chunks_exact_mut(v).zip(xb.chunks_exact(v)).enumerate() {
+                        let r = blk * ROW_BLOCK + k;
+                        let gr = g[r];
+                        if gr == 0.0 {
+                            continue; // a masked row: its gradient is exactly 0
+                        }
+                        let lse = log_sum_exp(row);
+                        for (d, &xv) in dr.iter_mut().zip(row) {
+                            *d = gr * exp(xv - lse);
+                        }
+                        dr[y[r]] -= gr;
+                    }
+                },
+            );
+            dx
+        })?;
+        Ok((Some(Tensor::from_vec(dx, x.shape(), x.device())?), None))
+    }
+}
+
+/// −log softmax(logits)[label] per row: `logits` (N, V) f32, `labels` (N)
+/// u32 → (N).
+pub fn cross_entropy(logits: &Tensor, labels: &Tensor) -> Result<Tensor> {
+    logits.contiguous()?.apply_op2(&labels.contiguous()?, CrossEntropyOp)
+}
+
+/// The composite version that [`cross_entropy`] replaces (the reference).
+pub fn cross_entropy_composite(logits: &Tensor, labels: &Tensor) -> Result<Tensor> {
+    crate::nn::softmax::log_softmax(logits)?.gather(&labels.unsqueeze(1)?, 1)?.squeeze(1)?.neg()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::gradcheck::{check, parity, randn};
+
+    #[test]
+    fn cross_entropy_gradients_and_parity() {
+        let labels =
+            Tensor::new(&[3u32, 0, 6, 6, 1, 2, 5, 4, 0, 1, 2, 3, 4, 5, 6, 0, 1, 2, 3], &candle_core::Device::Cpu)
+                .unwrap();
+        let logits = (randn(1, &[19, 7]) * 3.0).unwrap();
+        let inputs = [logits];
+        let f = |t: &[Tensor]| cross_entropy(&t[0], &labels);
+        check("cross_entropy", f, &inputs, &[0]);
+        let c = |t: &[Tensor]| cross_entropy_composite(&t[0], &labels);
+        parity("cross_entropy", f, c, &inputs, &[0], 2e-6);
+    }
+
+    #[test]
+    fn labels_outside_the_vocabulary_are_an_error() {
+        let labels = Tensor::new(&[7u32], &candle_core::Device::Cpu).unwrap();
+        let err = cross_entropy(&randn(1, &[1, 7]), &labels).unwrap_err().to_string();
+        assert!(err.contains("label 7"), "{err}");
+    }
+}

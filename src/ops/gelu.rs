@@ -1,0 +1,120 @@
+//! Fused GELU, exact (erf) or with the tanh approximation, one pass forward
+//! and one backward. The exact form uses an erf accurate to 1.5e-7
+//! (Abramowitz & Stegun 7.1.26), vectorisable unlike libm's.
+
+use super::{exp, f32_slice, with_f32, ELEM_BLOCK};
+use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
+
+const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+const FRAC_1_SQRT_2: f32 = std::f32::consts::FRAC_1_SQRT_2;
+const FRAC_1_SQRT_2PI: f32 = 0.398_942_3;
+
+/// erf(x), absolute error ≤ 1.5e-7.
+#[inline(always)]
+fn erf(x: f32) -> f32 {
+    let a = x.abs();
+    let t = 1.0 / (1.0 + 0.327_591_1 * a);
+    let poly = t * (0.254_829_6 + t * (-0.284_496_74 + t * (1.421_413_7 + t * (-1.453_152_1 + t * 1.061_405_4))));
+    let r = 1.0 - poly * exp(-a * a);
+    r.copysign(x)
+}
+
+/// tanh(u) = 1 − 2 / (e^{2u} + 1).
+#[inline(always)]
+fn tanh(u: f32) -> f32 {
+    1.0 - 2.0 / (exp(2.0 * u) + 1.0)
+}
+
+#[derive(Clone, Copy)]
+struct GeluOp {
+    /// The tanh approximation (GPT-2's `gelu_new`) instead of erf.
+    tanh: bool,
+}
+
+impl GeluOp {
+    #[inline(always)]
+    fn value(&self, x: f32) -> f32 {
+        if self.tanh {
+            0.5 * x * (1.0 + tanh(SQRT_2_OVER_PI * (x + 0.044_715 * x * x * x)))
+        } else {
+            0.5 * x * (1.0 + erf(x * FRAC_1_SQRT_2))
+        }
+    }
+
+    #[inline(always)]
+    fn derivative(&self, x: f32) -> f32 {
+        if self.tanh {
+            let t = tanh(SQRT_2_OVER_PI * (x + 0.044_715 * x * x * x));
+            0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * SQRT_2_OVER_PI * (1.0 + 3.0 * 0.044_715 * x * x)
+        } else {
+            0.5 * (1.0 + erf(x * FRAC_1_SQRT_2)) + x * FRAC_1_SQRT_2PI * exp(-0.5 * x * x)
+        }
+    }
+}
+
+impl CustomOp1 for GeluOp {
+    fn name(&self) -> &'static str {
+        "shiftlm-gelu"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout) -> Result<(CpuStorage, Shape)> {
+        let x = f32_slice(s1, l1, "gelu")?;
+        let mut y = vec![0f32; x.len()];
+        y.par_chunks_mut(ELEM_BLOCK).zip(x.par_chunks(ELEM_BLOCK)).for_each(|(yb, xb)| {
+            yb.iter_mut().zip(xb).for_each(|(o, &v)| *o = self.value(v));
+        });
+        Ok((CpuStorage::F32(y), l1.shape().clone()))
+    }
+
+    fn bwd(&self, x: &Tensor, _res: &Tensor, g: &Tensor) -> Result<Option<Tensor>> {
+        let dx = with_f32(x, "gelu", |x| {
+            with_f32(g, "gelu", |g| {
+                let mut dx = vec![0f32; x.len()];
+                dx.par_chunks_mut(ELEM_BLOCK).zip(x.par_chunks(ELEM_BLOCK).zip(g.par_chunks(ELEM_BLOCK))).for_each(
+                    |(db, (xb, gb))| {
+                        for ((d, &v), &gv) in db.iter_mut().zip(xb).zip(gb) {
+                            *d = gv * self.derivative(v);
+                        }
+                    },
+                );
+                dx
+            })
+        })??;
+        Ok(Some(Tensor::from_vec(dx, x.shape(), x.device())?))
+    }
+}
+
+/// GELU with the tanh approximation (`gelu_new`, `gelu_pytorch_tanh`).
+pub fn gelu_tanh(x: &Tensor) -> Result<Tensor> {
+    x.contiguous()?.apply_op1(GeluOp { tanh: true })
+}
+
+/// Exact GELU, `x Φ(x)` (PyTorch's `nn.GELU()`).
+pub fn gelu_erf(x: &Tensor) -> Result<Tensor> {
+    x.contiguous()?.apply_op1(GeluOp { tanh: false })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::gradcheck::{check, parity, randn};
+
+    #[test]
+    fn erf_is_accurate() {
+        for i in -600..600 {
+            let x = i as f32 / 100.0;
+            let want = candle_core::cpu::erf::erf_f64(x as f64);
+            assert!((erf(x) as f64 - want).abs() < 5e-7, "erf({x}) = {} vs {want}", erf(x));
+        }
+    }
+
+    #[test]
+    fn gelu_gradients_and_parity() {
+        let inputs = [(randn(1, &[5, 9]) * 2.0).unwrap()];
+        check("gelu_tanh", |t| gelu_tanh(&t[0]), &inputs, &[0]);
+        check("gelu_erf", |t| gelu_erf(&t[0]), &inputs, &[0]);
+        parity("gelu_tanh", |t| gelu_tanh(&t[0]), |t| t[0].gelu(), &inputs, &[0], 1e-6);
+        parity("gelu_erf", |t| gelu_erf(&t[0]), |t| t[0].gelu_erf(), &inputs, &[0], 1e-6);
+    }
+}

@@ -1,0 +1,302 @@
+//! The whole LSTM recurrence over a sequence as one op (PyTorch's gate
+//! order i, f, g, o). The input projection `x Wᵢₕᵀ + b` of every step is
+//! computed before, as one matrix product; this op runs
+//! `gates = xprojₜ + hₜ₋₁ Wₕₕᵀ` and the cell for each step, and the whole
+//! backpropagation through time in its backward pass. It stores the gates
+//! of every step (T·B·4H floats) for the backward pass.
+//!
+//! A per-row mask carries the old state where it is 0, so the final state
+//! of a right-padded sequence is the one at its last real token.
+
+use super::f32_slice;
+use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
+use gemm::{gemm, Parallelism};
+use rayon::prelude::*;
+use std::sync::Mutex;
+
+#[inline(always)]
+fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + super::exp(-x))
+}
+
+#[inline(always)]
+fn tanh(x: f32) -> f32 {
+    1.0 - 2.0 / (super::exp(2.0 * x) + 1.0)
+}
+
+/// One row of the cell: gates (4H), prev [h | c] (2H) → out [h | c] (2H).
+#[inline]
+fn cell_row(g: &[f32], p: &[f32], out: &mut [f32], m: f32, h: usize) {
+    let (gi, gf, gg, go) = (&g[..h], &g[h..2 * h], &g[2 * h..3 * h], &g[3 * h..4 * h]);
+    let (hp, cp) = (&p[..h], &p[h..2 * h]);
+    let (oh, oc) = out.split_at_mut(h);
+    for j in 0..h {
+        let (i, f, gg, og) = (sigmoid(gi[j]), sigmoid(gf[j]), tanh(gg[j]), sigmoid(go[j]));
+        let c = f * cp[j] + i * gg;
+        oh[j] = hp[j] + m * (og * tanh(c) - hp[j]);
+        oc[j] = cp[j] + m * (c - cp[j]);
+    }
+}
+
+/// Backward of one row: d[h | c] of the output (2H) → d gates (4H) and the
+/// part of d prev (2H) that does not go through Wₕₕ.
+#[inline]
+fn cell_row_bwd(g: &[f32], p: &[f32], d_out: &[f32], dg: &mut [f32], dp: &mut [f32], m: f32, h: usize) {
+    let (gi, gf, gg, go) = (&g[..h], &g[h..2 * h], &g[2 * h..3 * h], &g[3 * h..4 * h]);
+    let cp = &p[h..2 * h];
+    let (doh, doc) = (&d_out[..h], &d_out[h..2 * h]);
+    let (dgi, rest) = dg.split_at_mut(h);
+    let (dgf, rest) = rest.split_at_mut(h);
+    let (dgg, dgo) = rest.split_at_mut(h);
+    let (dph, dpc) = dp.split_at_mut(h);
+    for j in 0..h {
+        let (i, f, gg, og) = (sigmoid(gi[j]), sigmoid(gf[j]), tanh(gg[j]), sigmoid(go[j]));
+        let c = f * cp[j] + i * gg;
+        let tc = tanh(c);
+        let (gh, gc) = (m * doh[j], m * doc[j]);
+        let dc = gc + gh * og * (1.0 - tc * tc);
+        dgi[j] = dc * gg * i * (1.0 - i);
+        dgf[j] = dc * cp[j] * f * (1.0 - f);
+        dgg[j] = dc * i * (1.0 - gg * gg);
+        dgo[j] = gh * tc * og * (1.0 - og);
+        dph[j] = (1.0 - m) * doh[j];
+        dpc[j] = dc * f + (1.0 - m) * doc[j];
+    }
+}
+
+/// `dst (m×n) (+)= lhs (m×k) · rhs (k×n)` on strided matrices, with
+/// (column stride, row stride) for each.
+#[allow(clippy::too_many_arguments)]
+unsafe fn matmul(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: *mut f32,
+    dst_s: (isize, isize),
+    accumulate: bool,
+    lhs: *const f32,
+    lhs_s: (isize, isize),
+    rhs: *const f32,
+    rhs_s: (isize, isize),
+) {
+    let threads = rayon::current_num_threads();
+    let par = if threads > 1 && m * n * k >= 64 * 64 * 64 { Parallelism::Rayon(threads) } else { Parallelism::None };
+    let alpha = if accumulate { 1.0 } else { 0.0 };
+    gemm(
+        m, n, k, dst, dst_s.0, dst_s.1, accumulate, lhs, lhs_s.0, lhs_s.1, rhs, rhs_s.0, rhs_s.1, alpha, 1.0, false,
+        false, false, par,
+    )
+}
+
+/// Batch rows handed to one parallel task.
+const ROWS: usize = 8;
+
+struct LstmOp {
+    /// Per step and row (T·B): 1 steps, 0 carries the old state.
+    mask: Option<Vec<f32>>,
+    /// The gates of every step, kept by the forward pass for the backward.
+    gates: Mutex<Vec<f32>>,
+}
+
+impl LstmOp {
+    fn mask(&self, t: usize, b: usize) -> &[f32] {
+        self.mask.as_ref().map_or(&[][..], |m| &m[t * b..(t + 1) * b])
+    }
+}
+
+impl CustomOp3 for LstmOp {
+    fn name(&self) -> &'static str {
+        "shiftlm-lstm"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (xproj, w, init) = (f32_slice(s1, l1, "lstm")?, f32_slice(s2, l2, "lstm")?, f32_slice(s3, l3, "lstm")?);
+        let (t, b, g4) = l1.shape().dims3()?;
+        let h = g4 / 4;
+        if g4 != 4 * h || l2.shape().dims2()? != (g4, h) || l3.shape().dims2()? != (b, 2 * h) {
+            bail!("lstm: xproj {:?}, w_hh {:?} and state {:?} do not fit", l1.dims(), l2.dims(), l3.dims());
+        }
+        if self.mask.as_ref().is_some_and(|m| m.len() != t * b) {
+            bail!("lstm: mask does not cover {t} steps × {b} rows");
+        }
+        let mut gates = xproj.to_vec(); // (T, B, 4H); h Wₕₕᵀ is added step by step
+        let mut states = vec![0f32; t * b * 2 * h]; // (T, B, 2H)
+        for step in 0..t {
+            let (done, rest) = states.split_at_mut(step * b * 2 * h);
+            let prev = if step == 0 { init } else { &done[(step - 1) * b * 2 * h..] };
+            let gs = &mut gates[step * b * 4 * h..(step + 1) * b * 4 * h];
+            // SAFETY: shapes checked above; prev rows are 2H apart.
+            unsafe {
+                matmul(
+                    b,
+                    4 * h,
+                    h,
+                    gs.as_mut_ptr(),
+                    (1, 4 * h as isize),
+                    true,
+                    prev.as_ptr(),
+                    (1, 2 * h as isize),
+                    w.as_ptr(),
+                    (h as isize, 1),
+                );
+            }
+            let mask = self.mask(step, b);
+            rest[..b * 2 * h]
+                .par_chunks_mut(ROWS * 2 * h)
+                .zip(gs.par_chunks(ROWS * 4 * h).zip(prev[..b * 2 * h].par_chunks(ROWS * 2 * h)))
+                .enumerate()
+                .for_each(|(blk, (ob, (gb, pb)))| {
+                    for (k, ((o, g), p)) in
+                        ob.chunks_exact_mut(2 * h).zip(gb.chunks_exact(4 * h)).zip(pb.chunks_exact(2 * h)).enumerate()
+                    {
+                        cell_row(g, p, o, mask.get(blk * ROWS + k).copied().unwrap_or(1.0), h);
+                    }
+                });
+        }
+        *self.gates.lock().expect("lstm gates") = gates;
+        Ok((CpuStorage::F32(states), Shape::from((t, b, 2 * h))))
+    }
+
+    fn bwd(
+        &self,
+        xproj: &Tensor,
+        w: &Tensor,
+        init: &Tensor,
+        states: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (t, b, g4) = xproj.dims3()?;
+        let h = g4 / 4;
+        let gates = self.gates.lock().expect("lstm gates");
+        let w = w.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
+        let init = init.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
+        let states = states.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
+        let grad = grad.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
+        let mut dgates = vec![0f32; t * b * 4 * h]; // = d xproj
+        let mut dw = vec![0f32; 4 * h * h];
+        let mut carry = vec![0f32; b * 2 * h]; // d state after this step, from later steps
+        let mut dprev = vec![0f32; b * 2 * h];
+        for step in (0..t).rev() {
+            let prev = if step == 0 { &init[..] } else { &states[(step - 1) * b * 2 * h..step * b * 2 * h] };
+            let gs = &gates[step * b * 4 * h..(step + 1) * b * 4 * h];
+            let d_out: Vec<f32> =
+                grad[step * b * 2 * h..(step + 1) * b * 2 * h].iter().zip(&carry).map(|(a, c)| a + c).collect();
+            let dg = &mut dgates[step * b * 4 * h..(step + 1) * b * 4 * h];
+            let mask = self.mask(step, b);
+            dg.par_chunks_mut(ROWS * 4 * h)
+                .zip(dprev.par_chunks_mut(ROWS * 2 * h))
+                .zip(gs.par_chunks(ROWS * 4 * h).zip(prev.par_chunks(ROWS * 2 * h)))
+                .zip(d_out.par_chunks(ROWS * 2 * h))
+                .enumerate()
+                .for_each(|(blk, (((dgb, dpb), (gb, pb)), db))| {
+                    let rows = dgb
+                        .chunks_exact_mut(4 * h)
+                        .zip(dpb.chunks_exact_mut(2 * h))
+                        .zip(gb.chunks_exact(4 * h))
+                        .zip(pb.chunks_exact(2 * h))
+                        .zip(db.chunks_exact(2 * h));
+                    for (k, ((((dg, dp), g), p), d)) in rows.enumerate() {
+                        cell_row_bwd(g, p, d, dg, dp, mask.get(blk * ROWS + k).copied().unwrap_or(1.0), h);
+                    }
+                });
+            // SAFETY: all buffers are sized from the checked shapes.
+            unsafe {
+                // d hₜ₋₁ += d gates · Wₕₕ   (B, 4H)·(4H, H)
+                matmul(
+                    b,
+                    h,
+                    4 * h,
+                    dprev.as_mut_ptr(),
+                    (1, 2 * h as isize),
+                    true,
+                    dg.as_ptr(),
+                    (1, 4 * h as isize),
+                    w.as_ptr(),
+                    (1, h as isize),
+                );
+                // d Wₕₕ += d gatesᵀ · hₜ₋₁   (4H, B)·(B, H)
+                matmul(
+                    4 * h,
+                    h,
+                    b,
+                    dw.as_mut_ptr(),
+                    (1, h as isize),
+                    true,
+                    dg.as_ptr(),
+                    (4 * h as isize, 1),
+                    prev.as_ptr(),
+                    (1, 2 * h as isize),
+                );
+            }
+            std::mem::swap(&mut carry, &mut dprev);
+        }
+        let dev = xproj.device();
+        Ok((
+            Some(Tensor::from_vec(dgates, (t, b, 4 * h), dev)?),
+            Some(Tensor::from_vec(dw, (4 * h, h), dev)?),
+            Some(Tensor::from_vec(carry, (b, 2 * h), dev)?),
+        ))
+    }
+}
+
+/// Runs the LSTM recurrence: `xproj` (T, B, 4H) the input projections
+/// with both biases, `w_hh` (4H, H), `init` (B, 2H) = [h₀ | c₀], `mask`
+/// T·B values (step-major) or `None`. Returns every step's [h | c]:
+/// (T, B, 2H).
+pub fn lstm(xproj: &Tensor, w_hh: &Tensor, init: &Tensor, mask: Option<Vec<f32>>) -> Result<Tensor> {
+    xproj.contiguous()?.apply_op3(
+        &w_hh.contiguous()?,
+        &init.contiguous()?,
+        LstmOp { mask, gates: Mutex::new(Vec::new()) },
+    )
+}
+
+/// The composite version, one step at a time (the reference).
+pub fn lstm_composite(xproj: &Tensor, w_hh: &Tensor, init: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+    let hd = init.dim(1)? / 2;
+    let mut prev = init.clone();
+    let mut out = Vec::new();
+    for step in 0..xproj.dim(0)? {
+        let gates = (xproj.get(step)? + prev.narrow(1, 0, hd)?.matmul(&w_hh.t()?)?)?;
+        let sig = candle_nn::ops::sigmoid(&gates)?;
+        let (i, f, o) = (sig.narrow(1, 0, hd)?, sig.narrow(1, hd, hd)?, sig.narrow(1, 3 * hd, hd)?);
+        let gg = gates.narrow(1, 2 * hd, hd)?.tanh()?;
+        let c = ((f * prev.narrow(1, hd, hd)?)? + (i * gg)?)?;
+        let h = (o * c.tanh()?)?;
+        let next = Tensor::cat(&[&h, &c], 1)?;
+        prev = match mask {
+            Some(m) => (&prev + (next - &prev)?.broadcast_mul(&m.get(step)?.unsqueeze(1)?)?)?,
+            None => next,
+        };
+        out.push(prev.clone());
+    }
+    Tensor::stack(&out, 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::gradcheck::{check, parity, randn};
+
+    #[test]
+    fn lstm_gradients_and_parity() {
+        let (t, b, h) = (4, 11, 3);
+        let inputs = [randn(1, &[t, b, 4 * h]), (randn(2, &[4 * h, h]) * 0.5).unwrap(), randn(3, &[b, 2 * h])];
+        let m: Vec<f32> = (0..t * b).map(|i| if i % 5 == 3 { 0.0 } else { 1.0 }).collect();
+        let mt = Tensor::from_vec(m.clone(), (t, b), &candle_core::Device::Cpu).unwrap();
+        for mask in [None, Some(m.clone())] {
+            let f = |x: &[Tensor]| lstm(&x[0], &x[1], &x[2], mask.clone());
+            check("lstm", f, &inputs, &[0, 1, 2]);
+            let c = |x: &[Tensor]| lstm_composite(&x[0], &x[1], &x[2], mask.as_ref().map(|_| &mt));
+            parity("lstm", f, c, &inputs, &[0, 1, 2], 5e-6);
+        }
+    }
+}
