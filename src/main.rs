@@ -42,7 +42,15 @@ fn main() {
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("SHIFTLM_LOG").unwrap_or_else(|_| "warn".into()))
         .with_writer(std::io::stderr)
         .init();
-    if let Err(e) = cli::run(args) {
+    // Run everything on a worker of rayon's pool, so that the parallel parts
+    // of each op (ours and gemm's) start on the calling thread instead of
+    // being handed across threads and waited for.
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads.unwrap_or(0))
+        .stack_size(64 << 20) // candle's backward pass walks the graph recursively
+        .build()
+        .expect("rayon thread pool");
+    if let Err(e) = pool.install(|| cli::run(args)) {
         eprintln!("error: {e:#}");
         std::process::exit(2);
     }

@@ -22,9 +22,8 @@ impl Embedding {
     /// The output projection that reuses this table (weight tying, Press &
     /// Wolf 2017), or an untied head stored the same way: (B, T, C) → (B, T, V).
     pub fn project(&self, x: &Tensor) -> Result<Tensor> {
-        let (b, t, c) = x.dims3()?;
-        let v = self.weight.dim(0)?;
-        x.reshape((b * t, c))?.matmul(&self.weight.t()?)?.reshape((b, t, v))
+        use crate::ops::linear::{linear, WeightLayout};
+        linear(x, &self.weight, None, WeightLayout::OutIn)
     }
 
     /// (B, T) ids → (B, T, C)

@@ -2,6 +2,7 @@
 //! (`weight` (out, in), `bias` (out)) and PyTorch's default initialisation
 //! (uniform in ±1/√in for both).
 
+use crate::ops::linear::{linear as linear_op, WeightLayout};
 use candle_core::{Module, Result, Tensor};
 use candle_nn::{Init, VarBuilder};
 
@@ -46,13 +47,7 @@ pub fn conv1d(in_dim: usize, out_dim: usize, init: Init, vb: VarBuilder) -> Resu
 impl Module for Conv1D {
     /// (..., in) → (..., out)
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let mut dims = x.dims().to_vec();
-        let in_dim = *dims.last().expect("at least one dimension");
-        let rows = x.elem_count() / in_dim.max(1);
-        let y = x.reshape((rows, in_dim))?.matmul(&self.weight)?;
-        let y = crate::ops::bias::bias_add(&y, &self.bias)?;
-        *dims.last_mut().expect("non-empty") = self.weight.dim(1)?;
-        y.reshape(dims)
+        linear_op(x, &self.weight, Some(&self.bias), WeightLayout::InOut)
     }
 }
 
@@ -65,16 +60,6 @@ impl Linear {
 impl Module for Linear {
     /// (..., in) → (..., out)
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let dims = x.dims().to_vec();
-        let in_dim = *dims.last().expect("at least one dimension");
-        let rows = x.elem_count() / in_dim.max(1);
-        let y = x.reshape((rows, in_dim))?.matmul(&self.weight.t()?)?;
-        let y = match &self.bias {
-            Some(b) => crate::ops::bias::bias_add(&y, b)?,
-            None => y,
-        };
-        let mut out = dims;
-        *out.last_mut().expect("non-empty") = self.weight.dim(0)?;
-        y.reshape(out)
+        linear_op(x, &self.weight, self.bias.as_ref(), WeightLayout::OutIn)
     }
 }

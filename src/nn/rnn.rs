@@ -94,9 +94,8 @@ impl RnnLayer {
     /// state of a right-padded sequence is the one at its last real token.
     /// Returns the outputs (B, T, H) and the final state.
     pub fn forward(&self, x: &Tensor, init: Option<&RnnState>, mask: Option<&Tensor>) -> Result<(Tensor, RnnState)> {
-        let (b, t, in_dim) = x.dims3()?;
+        let (b, t, _) = x.dims3()?;
         let hd = self.hidden;
-        let g = self.kind.gates() * hd;
         // Biases that sit outside the reset gate fold into the projection.
         let bias = match self.kind {
             CellKind::Lstm => (&self.b_ih + &self.b_hh)?,
@@ -108,10 +107,8 @@ impl RnnLayer {
                 0,
             )?,
         };
-        let xproj = crate::ops::bias::bias_add(&x.reshape((b * t, in_dim))?.matmul(&self.w_ih.t()?)?, &bias)?
-            .reshape((b, t, g))?
-            .transpose(0, 1)?
-            .contiguous()?; // (T, B, G*H)
+        use crate::ops::linear::{linear, WeightLayout};
+        let xproj = linear(x, &self.w_ih, Some(&bias), WeightLayout::OutIn)?.transpose(0, 1)?.contiguous()?; // (T, B, G*H)
         let w_hh_t = self.w_hh.t()?;
         let b_hn = match self.kind {
             CellKind::Gru => Some(self.b_hh.narrow(0, 2 * hd, hd)?),

@@ -16,6 +16,7 @@ pub mod attention;
 pub mod bias;
 pub mod cross_entropy;
 pub mod gelu;
+pub mod linear;
 pub mod lstm;
 pub mod norm;
 pub mod softmax;
