@@ -6,7 +6,10 @@ use super::{exp, f32_slice, with_f32, ROW_BLOCK};
 use candle_core::{bail, CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-struct CrossEntropyOp;
+struct CrossEntropyOp {
+    /// log Σ exp of every row, kept by the forward pass for the backward.
+    lse: std::sync::Mutex<Vec<f32>>,
+}
 
 /// log Σ exp(row).
 #[inline]
@@ -48,12 +51,14 @@ impl CustomOp2 for CrossEntropyOp {
         if let Some((row, &bad)) = y.iter().enumerate().find(|(_, &l)| l >= v) {
             bail!("cross_entropy: label {bad} at row {row} is outside the vocabulary of {v}");
         }
-        let mut out = vec![0f32; n];
-        out.par_chunks_mut(ROW_BLOCK).zip(x.par_chunks(ROW_BLOCK * v)).enumerate().for_each(|(blk, (ob, xb))| {
-            for (k, (o, row)) in ob.iter_mut().zip(xb.chunks_exact(v)).enumerate() {
-                *o = log_sum_exp(row) - row[y[blk * ROW_BLOCK + k]];
+        let mut lse = vec![0f32; n];
+        lse.par_chunks_mut(ROW_BLOCK).zip(x.par_chunks(ROW_BLOCK * v)).for_each(|(lb, xb)| {
+            for (l, row) in lb.iter_mut().zip(xb.chunks_exact(v)) {
+                *l = log_sum_exp(row);
             }
         });
+        let out: Vec<f32> = (0..n).map(|r| lse[r] - x[r * v + y[r]]).collect();
+        *self.lse.lock().expect("cross_entropy lse") = lse;
         Ok((CpuStorage::F32(out), Shape::from(n)))
     }
 
@@ -62,6 +67,8 @@ impl CustomOp2 for CrossEntropyOp {
         let y: Vec<usize> =
             y.to_dtype(candle_core::DType::U32)?.to_vec1::<u32>()?.into_iter().map(|l| l as usize).collect();
         let g = g.to_vec1::<f32>()?;
+        let guard = self.lse.lock().expect("cross_entropy lse");
+        let lse: &[f32] = &guard;
         let dx = with_f32(x, "cross_entropy", |x| {
             let mut dx = vec![0f32; x.len()];
             dx.par_chunks_mut(ROW_BLOCK * v).zip(x.par_chunks(ROW_BLOCK * v)).enumerate().for_each(
@@ -72,9 +79,9 @@ impl CustomOp2 for CrossEntropyOp {
                         if gr == 0.0 {
                             continue; // a masked row: its gradient is exactly 0
                         }
-                        let lse = log_sum_exp(row);
+                        let l = lse[r];
                         for (d, &xv) in dr.iter_mut().zip(row) {
-                            *d = gr * exp(xv - lse);
+                            *d = gr * exp(xv - l);
                         }
                         dr[y[r]] -= gr;
                     }
@@ -89,7 +96,7 @@ impl CustomOp2 for CrossEntropyOp {
 /// −log softmax(logits)[label] per row: `logits` (N, V) f32, `labels` (N)
 /// u32 → (N).
 pub fn cross_entropy(logits: &Tensor, labels: &Tensor) -> Result<Tensor> {
-    logits.contiguous()?.apply_op2(&labels.contiguous()?, CrossEntropyOp)
+    logits.contiguous()?.apply_op2(&labels.contiguous()?, CrossEntropyOp { lse: Default::default() })
 }
 
 /// The composite version that [`cross_entropy`] replaces (the reference).

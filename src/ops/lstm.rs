@@ -25,42 +25,61 @@ fn tanh(x: f32) -> f32 {
 }
 
 /// One row of the cell: gates (4H), prev [h | c] (2H) → out [h | c] (2H).
+/// The gates are replaced by their activations (i, f, g, o) for the
+/// backward pass.
 #[inline]
-fn cell_row(g: &[f32], p: &[f32], out: &mut [f32], m: f32, h: usize) {
-    let (gi, gf, gg, go) = (&g[..h], &g[h..2 * h], &g[2 * h..3 * h], &g[3 * h..4 * h]);
-    let (hp, cp) = (&p[..h], &p[h..2 * h]);
+fn cell_row(g: &mut [f32], p: &[f32], out: &mut [f32], m: f32, h: usize) {
+    // Activations first, each a simple loop the compiler vectorises.
+    g[..2 * h].iter_mut().for_each(|v| *v = sigmoid(*v));
+    g[2 * h..3 * h].iter_mut().for_each(|v| *v = tanh(*v));
+    g[3 * h..4 * h].iter_mut().for_each(|v| *v = sigmoid(*v));
+    let (i, f, gg, o) = (&g[..h], &g[h..2 * h], &g[2 * h..3 * h], &g[3 * h..4 * h]);
+    let cp = &p[h..2 * h];
     let (oh, oc) = out.split_at_mut(h);
-    for j in 0..h {
-        let (i, f, gg, og) = (sigmoid(gi[j]), sigmoid(gf[j]), tanh(gg[j]), sigmoid(go[j]));
-        let c = f * cp[j] + i * gg;
-        oh[j] = hp[j] + m * (og * tanh(c) - hp[j]);
-        oc[j] = cp[j] + m * (c - cp[j]);
+    let gates = i.iter().zip(f).zip(gg).zip(o).zip(cp);
+    for (((((&i, &f), &g), &o), &cp), (oh, oc)) in gates.zip(oh.iter_mut().zip(oc.iter_mut())) {
+        let c = f * cp + i * g;
+        *oc = c;
+        *oh = o * tanh(c);
+    }
+    if m != 1.0 {
+        // Blend with the carried state: m = 0 keeps prev.
+        for (o, &pv) in out.iter_mut().zip(p) {
+            *o = pv + m * (*o - pv);
+        }
     }
 }
 
-/// Backward of one row: d[h | c] of the output (2H) → d gates (4H) and the
-/// part of d prev (2H) that does not go through Wₕₕ.
+/// Backward of one row: activations `a` (i, f, g, o; 4H), prev [h | c],
+/// d[h | c] of the output (2H) → d gates (4H, pre-activation) and the part
+/// of d prev (2H) that does not go through Wₕₕ.
 #[inline]
-fn cell_row_bwd(g: &[f32], p: &[f32], d_out: &[f32], dg: &mut [f32], dp: &mut [f32], m: f32, h: usize) {
-    let (gi, gf, gg, go) = (&g[..h], &g[h..2 * h], &g[2 * h..3 * h], &g[3 * h..4 * h]);
+fn cell_row_bwd(a: &[f32], p: &[f32], d_out: &[f32], dg: &mut [f32], dp: &mut [f32], m: f32, h: usize) {
+    let (ai, af, ag, ao) = (&a[..h], &a[h..2 * h], &a[2 * h..3 * h], &a[3 * h..4 * h]);
     let cp = &p[h..2 * h];
     let (doh, doc) = (&d_out[..h], &d_out[h..2 * h]);
     let (dgi, rest) = dg.split_at_mut(h);
     let (dgf, rest) = rest.split_at_mut(h);
     let (dgg, dgo) = rest.split_at_mut(h);
     let (dph, dpc) = dp.split_at_mut(h);
-    for j in 0..h {
-        let (i, f, gg, og) = (sigmoid(gi[j]), sigmoid(gf[j]), tanh(gg[j]), sigmoid(go[j]));
-        let c = f * cp[j] + i * gg;
+    let acts = ai.iter().zip(af).zip(ag).zip(ao).zip(cp).zip(doh.iter().zip(doc));
+    let outs = dgi
+        .iter_mut()
+        .zip(dgf.iter_mut())
+        .zip(dgg.iter_mut())
+        .zip(dgo.iter_mut())
+        .zip(dph.iter_mut().zip(dpc.iter_mut()));
+    for ((((((&i, &f), &gg), &og), &cp), (&doh, &doc)), ((((dgi, dgf), dgg), dgo), (dph, dpc))) in acts.zip(outs) {
+        let c = f * cp + i * gg;
         let tc = tanh(c);
-        let (gh, gc) = (m * doh[j], m * doc[j]);
+        let (gh, gc) = (m * doh, m * doc);
         let dc = gc + gh * og * (1.0 - tc * tc);
-        dgi[j] = dc * gg * i * (1.0 - i);
-        dgf[j] = dc * cp[j] * f * (1.0 - f);
-        dgg[j] = dc * i * (1.0 - gg * gg);
-        dgo[j] = gh * tc * og * (1.0 - og);
-        dph[j] = (1.0 - m) * doh[j];
-        dpc[j] = dc * f + (1.0 - m) * doc[j];
+        *dgi = dc * gg * i * (1.0 - i);
+        *dgf = dc * cp * f * (1.0 - f);
+        *dgg = dc * i * (1.0 - gg * gg);
+        *dgo = gh * tc * og * (1.0 - og);
+        *dph = (1.0 - m) * doh;
+        *dpc = dc * f + (1.0 - m) * doc;
     }
 }
 
@@ -94,7 +113,7 @@ const ROWS: usize = 8;
 struct LstmOp {
     /// Per step and row (T·B): 1 steps, 0 carries the old state.
     mask: Option<Vec<f32>>,
-    /// The gates of every step, kept by the forward pass for the backward.
+    /// The gate activations of every step, kept for the backward pass.
     gates: Mutex<Vec<f32>>,
 }
 
@@ -151,11 +170,14 @@ impl CustomOp3 for LstmOp {
             let mask = self.mask(step, b);
             rest[..b * 2 * h]
                 .par_chunks_mut(ROWS * 2 * h)
-                .zip(gs.par_chunks(ROWS * 4 * h).zip(prev[..b * 2 * h].par_chunks(ROWS * 2 * h)))
+                .zip(gs.par_chunks_mut(ROWS * 4 * h).zip(prev[..b * 2 * h].par_chunks(ROWS * 2 * h)))
                 .enumerate()
                 .for_each(|(blk, (ob, (gb, pb)))| {
-                    for (k, ((o, g), p)) in
-                        ob.chunks_exact_mut(2 * h).zip(gb.chunks_exact(4 * h)).zip(pb.chunks_exact(2 * h)).enumerate()
+                    for (k, ((o, g), p)) in ob
+                        .chunks_exact_mut(2 * h)
+                        .zip(gb.chunks_exact_mut(4 * h))
+                        .zip(pb.chunks_exact(2 * h))
+                        .enumerate()
                     {
                         cell_row(g, p, o, mask.get(blk * ROWS + k).copied().unwrap_or(1.0), h);
                     }
@@ -222,21 +244,41 @@ impl CustomOp3 for LstmOp {
                     w.as_ptr(),
                     (1, h as isize),
                 );
-                // d Wₕₕ += d gatesᵀ · hₜ₋₁   (4H, B)·(B, H)
+            }
+            std::mem::swap(&mut carry, &mut dprev);
+        }
+        // d Wₕₕ = Σₜ d gatesₜᵀ · hₜ₋₁: two products over all steps at once
+        // (4H, T·B)·(T·B, H), rather than T small ones.
+        // SAFETY: all buffers are sized from the checked shapes.
+        unsafe {
+            let (g4, h2) = (4 * h as isize, 2 * h as isize);
+            matmul(
+                4 * h,
+                h,
+                b,
+                dw.as_mut_ptr(),
+                (1, h as isize),
+                false,
+                dgates.as_ptr(),
+                (g4, 1),
+                init.as_ptr(),
+                (1, h2),
+            );
+            if t > 1 {
+                let rest = dgates[b * 4 * h..].as_ptr();
                 matmul(
                     4 * h,
                     h,
-                    b,
+                    (t - 1) * b,
                     dw.as_mut_ptr(),
                     (1, h as isize),
                     true,
-                    dg.as_ptr(),
-                    (4 * h as isize, 1),
-                    prev.as_ptr(),
-                    (1, 2 * h as isize),
+                    rest,
+                    (g4, 1),
+                    states.as_ptr(),
+                    (1, h2),
                 );
             }
-            std::mem::swap(&mut carry, &mut dprev);
         }
         let dev = xproj.device();
         Ok((
