@@ -11,13 +11,18 @@ const FRAC_1_SQRT_2: f32 = std::f32::consts::FRAC_1_SQRT_2;
 const FRAC_1_SQRT_2PI: f32 = 0.398_942_3;
 
 /// erf(x), absolute error ≤ 1.5e-7.
-#[inline(always)]
+#[cfg(test)]
 fn erf(x: f32) -> f32 {
+    erf_with(x, exp(-x * x))
+}
+
+/// erf(x) given e = exp(−x²), which GELU's derivative needs as well.
+#[inline(always)]
+fn erf_with(x: f32, e: f32) -> f32 {
     let a = x.abs();
     let t = 1.0 / (1.0 + 0.327_591_1 * a);
     let poly = t * (0.254_829_6 + t * (-0.284_496_74 + t * (1.421_413_7 + t * (-1.453_152_1 + t * 1.061_405_4))));
-    let r = 1.0 - poly * exp(-a * a);
-    r.copysign(x)
+    (1.0 - poly * e).copysign(x)
 }
 
 /// tanh(u) = 1 − 2 / (e^{2u} + 1).
@@ -34,21 +39,22 @@ struct GeluOp {
 
 impl GeluOp {
     #[inline(always)]
-    fn value(&self, x: f32) -> f32 {
-        if self.tanh {
+    fn value<const TANH: bool>(x: f32) -> f32 {
+        if TANH {
             0.5 * x * (1.0 + tanh(SQRT_2_OVER_PI * (x + 0.044_715 * x * x * x)))
         } else {
-            0.5 * x * (1.0 + erf(x * FRAC_1_SQRT_2))
+            0.5 * x * (1.0 + erf_with(x * FRAC_1_SQRT_2, exp(-0.5 * x * x)))
         }
     }
 
     #[inline(always)]
-    fn derivative(&self, x: f32) -> f32 {
-        if self.tanh {
+    fn derivative<const TANH: bool>(x: f32) -> f32 {
+        if TANH {
             let t = tanh(SQRT_2_OVER_PI * (x + 0.044_715 * x * x * x));
             0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * SQRT_2_OVER_PI * (1.0 + 3.0 * 0.044_715 * x * x)
         } else {
-            0.5 * (1.0 + erf(x * FRAC_1_SQRT_2)) + x * FRAC_1_SQRT_2PI * exp(-0.5 * x * x)
+            let e = exp(-0.5 * x * x); // e^{−x²/2}: both erf(x/√2) and φ(x) need it
+            0.5 * (1.0 + erf_with(x * FRAC_1_SQRT_2, e)) + x * FRAC_1_SQRT_2PI * e
         }
     }
 }
@@ -61,20 +67,30 @@ impl CustomOp1 for GeluOp {
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout) -> Result<(CpuStorage, Shape)> {
         let x = f32_slice(s1, l1, "gelu")?;
         let mut y = vec![0f32; x.len()];
+        let tanh = self.tanh;
         y.par_chunks_mut(ELEM_BLOCK).zip(x.par_chunks(ELEM_BLOCK)).for_each(|(yb, xb)| {
-            yb.iter_mut().zip(xb).for_each(|(o, &v)| *o = self.value(v));
+            // One loop per form, so that each is a branch-free vector loop.
+            if tanh {
+                yb.iter_mut().zip(xb).for_each(|(o, &v)| *o = GeluOp::value::<true>(v));
+            } else {
+                yb.iter_mut().zip(xb).for_each(|(o, &v)| *o = GeluOp::value::<false>(v));
+            }
         });
         Ok((CpuStorage::F32(y), l1.shape().clone()))
     }
 
     fn bwd(&self, x: &Tensor, _res: &Tensor, g: &Tensor) -> Result<Option<Tensor>> {
+        let tanh = self.tanh;
         let dx = with_f32(x, "gelu", |x| {
             with_f32(g, "gelu", |g| {
                 let mut dx = vec![0f32; x.len()];
                 dx.par_chunks_mut(ELEM_BLOCK).zip(x.par_chunks(ELEM_BLOCK).zip(g.par_chunks(ELEM_BLOCK))).for_each(
                     |(db, (xb, gb))| {
-                        for ((d, &v), &gv) in db.iter_mut().zip(xb).zip(gb) {
-                            *d = gv * self.derivative(v);
+                        let it = db.iter_mut().zip(xb).zip(gb);
+                        if tanh {
+                            it.for_each(|((d, &v), &gv)| *d = gv * GeluOp::derivative::<true>(v));
+                        } else {
+                            it.for_each(|((d, &v), &gv)| *d = gv * GeluOp::derivative::<false>(v));
                         }
                     },
                 );

@@ -129,8 +129,9 @@ pub(crate) fn add_parts(parts: Vec<Vec<f32>>, n: usize) -> Vec<f32> {
 #[inline(always)]
 pub(crate) fn exp(x: f32) -> f32 {
     let xc = x.clamp(-87.3, 88.72);
-    // Round to nearest by adding and subtracting 1.5·2²³ (`f32::round` is a
-    // libm call on baseline x86-64; this stays in vector registers).
+    let xc = if xc.is_nan() { 0.0 } else { xc }; // NaN is handled at the end
+                                                 // Round to nearest by adding and subtracting 1.5·2²³ (`f32::round` is a
+                                                 // libm call on baseline x86-64; this stays in vector registers).
     const MAGIC: f32 = 12_582_912.0;
     let k = (xc * std::f32::consts::LOG2_E + MAGIC) - MAGIC;
     // r = x − k·ln2, with ln2 split in two for accuracy; |r| ≤ ln2/2.
@@ -140,11 +141,18 @@ pub(crate) fn exp(x: f32) -> f32 {
             + r * (0.5
                 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0 + r * (1.0 / 5040.0)))))));
     // 2^k in two halves, so k = 128 (just below f32::MAX) stays finite.
-    let k = k as i32;
-    let (k1, k2) = (k / 2, k - k / 2);
+    // SAFETY: k is an integer in [−126, 128] after the clamp, so the
+    // conversion is exact (and, unlike `as`, compiles to one vector
+    // instruction).
+    let k: i32 = unsafe { k.to_int_unchecked() };
+    let (k1, k2) = (k >> 1, k - (k >> 1));
     let v = p * f32::from_bits(((k1 + 127) as u32) << 23) * f32::from_bits(((k2 + 127) as u32) << 23);
     if x < -87.3 {
         0.0
+    } else if x > 88.72 {
+        f32::INFINITY
+    } else if x.is_nan() {
+        x
     } else {
         v
     }
@@ -165,5 +173,8 @@ mod tests {
         assert!(worst < 4e-7, "worst relative error {worst}");
         assert_eq!(super::exp(-200.0), 0.0);
         assert_eq!(super::exp(f32::NEG_INFINITY), 0.0);
+        assert_eq!(super::exp(f32::INFINITY), f32::INFINITY);
+        assert_eq!(super::exp(90.0), f32::INFINITY);
+        assert!(super::exp(f32::NAN).is_nan());
     }
 }
