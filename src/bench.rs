@@ -133,14 +133,13 @@ impl MetricsSink for Times {
     }
 }
 
-/// Trains `c` for `warmup + steps` steps on random tokens and reports the
-/// median step after warmup.
-pub fn run(c: &BenchConfig, steps: usize, warmup: usize, threads: usize, peak_gflops: f64) -> Result<BenchReport> {
+/// A trainer for `c` on random tokens, set up for `steps` steps.
+fn trainer(c: &BenchConfig, steps: usize) -> Result<Trainer> {
     let mut rng = Rng::new(7);
     let v = c.model.vocab_size();
     let mut rc = RunConfig::preset(if c.model.is_causal() { "gpt-tiny" } else { "seed" })?;
     rc.model = c.model.clone();
-    rc.train.steps = warmup + steps;
+    rc.train.steps = steps;
     rc.train.batch_size = c.batch_size;
     rc.train.eval_every = 0;
     rc.train.eval_batches = 1;
@@ -160,7 +159,13 @@ pub fn run(c: &BenchConfig, steps: usize, warmup: usize, threads: usize, peak_gf
         let valid = (0..c.batch_size).map(|_| pair()).collect();
         (Dataset::Pairs(Splits { train, valid }), Tokenizer::Symbols { n: symbols })
     };
-    let mut t = Trainer::new(rc, data, tok, None)?;
+    Trainer::new(rc, data, tok, None)
+}
+
+/// Trains `c` for `warmup + steps` steps on random tokens and reports the
+/// median step after warmup.
+pub fn run(c: &BenchConfig, steps: usize, warmup: usize, threads: usize, peak_gflops: f64) -> Result<BenchReport> {
+    let mut t = trainer(c, warmup + steps)?;
     let params = t.store.num_params();
     let mut times = Times(Vec::new());
     t.run(&mut times)?;
@@ -183,4 +188,56 @@ pub fn run(c: &BenchConfig, steps: usize, warmup: usize, threads: usize, peak_gf
         peak_gflops,
         peak_fraction: gflops / peak_gflops.max(1e-9),
     })
+}
+
+/// What one generation benchmark reports.
+#[derive(Debug, Clone, Serialize)]
+pub struct GenerateReport {
+    pub config: String,
+    pub threads: usize,
+    /// New tokens per run, from a one-token prompt, batch 1.
+    pub new_tokens: usize,
+    /// The median of `repeats` runs.
+    pub ms_per_token: f64,
+    pub tokens_per_s: f64,
+}
+
+/// Times KV-cached sampling (temperature 1, no filtering) of `new_tokens`
+/// tokens (at most the context less one) with the freshly initialised model
+/// of causal configuration `c`; the median of `repeats` runs. With `save`,
+/// first writes the model there as a folder that `transformers` opens, so
+/// that `tools/bench_generate_torch.py` can time the same weights.
+pub fn generate(
+    c: &BenchConfig,
+    new_tokens: usize,
+    repeats: usize,
+    threads: usize,
+    save: Option<&std::path::Path>,
+) -> Result<GenerateReport> {
+    use crate::decode::causal::{generate, SampleOptions};
+    if !c.model.is_causal() {
+        return Err(Error::config("config", format!("{} is not a language model; generation needs one", c.name)));
+    }
+    let t = trainer(c, 1)?;
+    if let Some(dir) = save {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        for (name, bytes) in crate::checkpoint::model_files(&t.cfg, &t.store, &t.tokenizer)? {
+            crate::checkpoint::write_atomic(&dir.join(name), &bytes)?;
+        }
+    }
+    let n = new_tokens.clamp(1, c.seq_len.saturating_sub(1).max(1));
+    let o = SampleOptions { max_new_tokens: n, temperature: 1.0, top_k: 0, top_p: 1.0, ..Default::default() };
+    let mut times = Vec::new();
+    for r in 0..repeats.max(1) + 1 {
+        let t0 = Instant::now();
+        let out =
+            generate(&t.model, &[0], &SampleOptions { seed: r as u64, ..o.clone() }, t.store.device(), |_| Ok(()))?;
+        if r > 0 {
+            // the first run warms up
+            times.push(t0.elapsed().as_secs_f64() / out.len().max(1) as f64);
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    let s = times[times.len() / 2];
+    Ok(GenerateReport { config: c.name.into(), threads, new_tokens: n, ms_per_token: 1e3 * s, tokens_per_s: 1.0 / s })
 }

@@ -1,25 +1,54 @@
 #!/usr/bin/env bash
-# shiftlm vs PyTorch, per configuration and thread count, alternating the two
-# programs in one run. Usage: bash tools/bench_compare.sh PYTHON [STEPS] [CONFIG...]
-#   PYTHON  a python with torch (e.g. .venv/bin/python; see README)
-# Prints ms/step of both and the time ratio shiftlm/PyTorch (< 1 means shiftlm is faster).
+# shiftlm vs PyTorch on this machine, in one run, alternating the two programs:
+# training (ms/step) per configuration at 1 and 2 threads, then generation
+# (ms/token, KV-cached sampling) of the language models beside transformers'
+# `generate` on the same weights. Prints each pair and the time ratio
+# shiftlm/PyTorch (< 1 means shiftlm is faster).
+#
+# Usage: bash tools/bench_compare.sh [--setup] [PYTHON] [STEPS] [CONFIG...]
+#   --setup  first create .venv with torch and transformers (about 1 GB from PyPI)
+#   PYTHON   a python with torch and transformers (default .venv/bin/python)
+#   STEPS    timed training steps per run (default 20)
+#   CONFIG   configurations (default: all; see `shiftlm bench --list`)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-py=${1:?usage: bench_compare.sh PYTHON [STEPS] [CONFIG...]}
+if [ "${1:-}" = "--setup" ]; then
+  shift
+  python3 -m venv .venv
+  .venv/bin/pip install --quiet torch transformers safetensors numpy
+fi
+py=${1:-.venv/bin/python}
 steps=${2:-20}
-shift $(( $# >= 2 ? 2 : 1 ))
+shift $(( $# >= 2 ? 2 : $# ))
 configs=("$@")
 [ ${#configs[@]} -gt 0 ] || configs=(baby-gpt seed-lstm gpt-6x384 gpt2-30m)
+[ -x "$py" ] || { echo "no python at $py: run with --setup, or give one with torch" >&2; exit 2; }
 cargo build --release -q
-printf '%-10s %7s %14s %14s %8s\n' config threads shiftlm_ms pytorch_ms ratio
+bin=./target/release/shiftlm
+ratio() {  # JSON of shiftlm, JSON of PyTorch, key, label
+  python3 - "$1" "$2" "$3" "$4" <<'PY'
+import json, sys
+s, p, k, label = json.loads(sys.argv[1]), json.loads(sys.argv[2]), sys.argv[3], sys.argv[4]
+print(f"{label:<22} {s[k]:>12.3f} {p[k]:>12.3f} {s[k] / p[k]:>8.2f}")
+PY
+}
+printf '%-22s %12s %12s %8s\n' "training (threads)" shiftlm_ms pytorch_ms ratio
 for c in "${configs[@]}"; do
   for t in 1 2; do
-    s=$(./target/release/shiftlm --threads "$t" bench --config "$c" --steps "$steps" --json 2>/dev/null | tail -1)
+    s=$($bin --threads "$t" bench --config "$c" --steps "$steps" --json 2>/dev/null | tail -1)
     p=$(OMP_NUM_THREADS=$t "$py" tools/bench_torch.py --config "$c" --threads "$t" --steps "$steps" | tail -1)
-    python3 - "$s" "$p" "$c" "$t" <<'PY'
-import json, sys
-s, p, c, t = json.loads(sys.argv[1]), json.loads(sys.argv[2]), sys.argv[3], sys.argv[4]
-print(f"{c:<10} {t:>7} {s['ms_per_step']:>14.1f} {p['ms_per_step']:>14.1f} {s['ms_per_step'] / p['ms_per_step']:>8.2f}")
-PY
+    ratio "$s" "$p" ms_per_step "$c ($t)"
+  done
+done
+printf '\n%-22s %12s %12s %8s\n' "generation (threads)" shiftlm_ms/tok hf_ms/tok ratio
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+for c in "${configs[@]}"; do
+  [ "$c" = seed-lstm ] && continue
+  for t in 1 2; do
+    s=$($bin --threads "$t" bench --config "$c" --generate 1000 --save "$tmp/$c" --steps 5 --json 2>/dev/null | tail -1)
+    n=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["new_tokens"])' "$s")
+    p=$(OMP_NUM_THREADS=$t "$py" tools/bench_generate_torch.py "$tmp/$c" "$n" "$t" 5 2>/dev/null | tail -1)
+    ratio "$s" "$p" ms_per_token "$c ($t)"
   done
 done

@@ -10,10 +10,16 @@ the matrix products, and that as a share of this machine's matrix-product
 peak (measured first with a 1024×1024 product). Compare with PyTorch on the
 same machine: tools/bench_torch.py runs the same configurations.
 
+With --generate N it times generation instead: KV-cached sampling of N new
+tokens (at most the context less one) from a one-token prompt, batch 1,
+with the freshly initialised model; --save DIR first writes that model as a
+folder that transformers opens, for tools/bench_generate_torch.py.
+
 Examples:
   shiftlm bench --list
   shiftlm bench --config baby-gpt --threads 2 --steps 30 --json
-  shiftlm bench                                  (every configuration)";
+  shiftlm bench                                  (every configuration)
+  shiftlm bench --config gpt2-30m --generate 127 --save /tmp/gpt2-30m --json";
 
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
@@ -29,6 +35,12 @@ pub struct BenchArgs {
     /// Untimed steps first.
     #[arg(long, default_value_t = 3, value_name = "N")]
     pub warmup: usize,
+    /// Time generation of N new tokens instead of training (language models).
+    #[arg(long, value_name = "N")]
+    pub generate: Option<usize>,
+    /// With --generate: write the model to DIR first (a transformers folder).
+    #[arg(long, value_name = "DIR", requires = "generate")]
+    pub save: Option<std::path::PathBuf>,
     /// End with one JSON line (the last configuration's figures, or all of them in "results").
     #[arg(long)]
     pub json: bool,
@@ -48,6 +60,9 @@ pub fn run(a: BenchArgs, threads: usize) -> anyhow::Result<()> {
     };
     if a.steps == 0 {
         anyhow::bail!("--steps must be at least 1");
+    }
+    if let Some(n) = a.generate {
+        return run_generate(&a, &configs, n, threads);
     }
     let peak = bench::matmul_peak_gflops(1024)?;
     eprintln!("matrix-product peak: {peak:.1} GFLOP/s on {threads} thread(s)");
@@ -71,6 +86,28 @@ pub fn run(a: BenchArgs, threads: usize) -> anyhow::Result<()> {
     }
     if a.json {
         let mut v = serde_json::to_value(reports.last().expect("at least one configuration"))?;
+        if reports.len() > 1 {
+            v["results"] = serde_json::to_value(&reports)?;
+        }
+        println!("{v}");
+    }
+    Ok(())
+}
+
+fn run_generate(a: &BenchArgs, configs: &[bench::BenchConfig], n: usize, threads: usize) -> anyhow::Result<()> {
+    if a.save.is_some() && configs.len() != 1 {
+        anyhow::bail!("--save needs exactly one --config");
+    }
+    println!("{:<12} {:>10} {:>12} {:>10}", "config", "new tokens", "ms/token", "tokens/s");
+    let mut reports = Vec::new();
+    for c in configs.iter().filter(|c| c.model.is_causal()) {
+        let r = bench::generate(c, n, a.steps.min(10), threads, a.save.as_deref())?;
+        println!("{:<12} {:>10} {:>12.3} {:>10.1}", r.config, r.new_tokens, r.ms_per_token, r.tokens_per_s);
+        reports.push(r);
+    }
+    let Some(last) = reports.last() else { anyhow::bail!("no language-model configuration chosen") };
+    if a.json {
+        let mut v = serde_json::to_value(last)?;
         if reports.len() > 1 {
             v["results"] = serde_json::to_value(&reports)?;
         }
