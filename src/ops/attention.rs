@@ -25,8 +25,8 @@ struct SharedMut(*mut f32);
 unsafe impl Send for SharedMut {}
 unsafe impl Sync for SharedMut {}
 
-/// `dst (m×n) = lhs (m×k) · rhs (k×n)` (overwrite) or `+=` (accumulate),
-/// on strided matrices: (column stride, row stride) for each.
+/// `dst (m×n) = lhs (m×k) · rhs (k×n)`, or `+=` with `acc`, on strided
+/// matrices: (column stride, row stride) for each.
 #[allow(clippy::too_many_arguments)]
 #[inline]
 unsafe fn matmul(
@@ -39,7 +39,9 @@ unsafe fn matmul(
     lhs_s: (isize, isize),
     rhs: *const f32,
     rhs_s: (isize, isize),
+    acc: bool,
 ) {
+    let alpha = if acc { 1.0 } else { 0.0 };
     gemm(
         m,
         n,
@@ -47,14 +49,14 @@ unsafe fn matmul(
         dst,
         dst_s.0,
         dst_s.1,
-        false,
+        acc,
         lhs,
         lhs_s.0,
         lhs_s.1,
         rhs,
         rhs_s.0,
         rhs_s.1,
-        0.0,
+        alpha,
         1.0,
         false,
         false,
@@ -63,10 +65,15 @@ unsafe fn matmul(
     )
 }
 
-/// Scaled causal softmax of a T×T score matrix, in place (row i keeps j ≤ i).
-fn causal_softmax_rows(s: &mut [f32], t: usize, scale: f32) {
-    for (i, row) in s.chunks_exact_mut(t).enumerate() {
-        let (vis, hidden) = row.split_at_mut(i + 1);
+/// Query rows per block: block i needs keys 0..(i+1)·QB only, so the
+/// products skip the masked upper triangle a block at a time.
+const QB: usize = 64;
+
+/// Scaled causal softmax, in place, of the score rows `r0..r0 + rows` (row
+/// stride `t`): row i keeps keys j ≤ i and zeroes i < j < `kend`.
+fn causal_softmax_rows(s: &mut [f32], t: usize, r0: usize, rows: usize, kend: usize, scale: f32) {
+    for (k, row) in s.chunks_mut(t).take(rows).enumerate() {
+        let (vis, hidden) = row[..kend].split_at_mut(r0 + k + 1);
         let m = super::max(vis) * scale; // scale > 0
         vis.iter_mut().for_each(|v| *v = super::exp(*v * scale - m));
         let inv = 1.0 / super::sum(vis);
@@ -95,7 +102,7 @@ impl CustomOp1 for CausalAttentionOp {
         let (b, t, c, d) = self.dims(l1)?;
         let h = self.n_head;
         let scale = 1.0 / (d as f32).sqrt();
-        let mut y = vec![0f32; b * t * c];
+        let mut y = super::output(b * t * c); // every head's columns are written by Y = P V
         let out = SharedMut(y.as_mut_ptr());
         let c3 = (3 * c) as isize;
         (0..b * h).into_par_iter().for_each_init(
@@ -107,11 +114,28 @@ impl CustomOp1 for CausalAttentionOp {
                 // task writes only its own head's columns of `y`.
                 unsafe {
                     let (q, k, v) = (base.add(hi * d), base.add(c + hi * d), base.add(2 * c + hi * d));
-                    matmul(t, t, d, s.as_mut_ptr(), (1, t as isize), q, (1, c3), k, (c3, 1)); // S = Q Kᵀ
-                    causal_softmax_rows(s, t, scale);
                     let dst = { out }.0.add(bi * t * c + hi * d);
-                    matmul(t, d, t, dst, (1, c as isize), s.as_ptr(), (1, t as isize), v, (1, c3));
-                    // Y = P V
+                    for r0 in (0..t).step_by(QB) {
+                        let (rows, kend) = (QB.min(t - r0), (r0 + QB).min(t));
+                        let sb = s[r0 * t..].as_mut_ptr();
+                        // S = Q Kᵀ for this block's queries and the keys they see.
+                        matmul(rows, kend, d, sb, (1, t as isize), q.add(r0 * 3 * c), (1, c3), k, (c3, 1), false);
+                        causal_softmax_rows(&mut s[r0 * t..], t, r0, rows, kend, scale);
+                        // Y = P V
+                        let y = dst.add(r0 * c);
+                        matmul(
+                            rows,
+                            d,
+                            kend,
+                            y,
+                            (1, c as isize),
+                            s[r0 * t..].as_ptr(),
+                            (1, t as isize),
+                            v,
+                            (1, c3),
+                            false,
+                        );
+                    }
                 }
             },
         );
@@ -140,22 +164,29 @@ impl CustomOp1 for CausalAttentionOp {
                             let (q, k, v) = (base.add(hi * d), base.add(c + hi * d), base.add(2 * c + hi * d));
                             let dbase = { out }.0.add(bi * t * 3 * c);
                             let (dq, dk, dv) = (dbase.add(hi * d), dbase.add(c + hi * d), dbase.add(2 * c + hi * d));
-                            matmul(t, t, d, p.as_mut_ptr(), (1, ts), q, (1, c3), k, (c3, 1)); // S = Q Kᵀ
-                            causal_softmax_rows(p, t, scale);
-                            matmul(t, d, t, dv, (1, c3), p.as_ptr(), (ts, 1), gh, (1, cs)); // dV = Pᵀ G
-                            matmul(t, t, d, dp.as_mut_ptr(), (1, ts), gh, (1, cs), v, (c3, 1)); // dP = G Vᵀ
-                                                                                                // dS = scale · P ⊙ (dP − Σⱼ dP P), row by row (0 above the diagonal).
-                            for (i, (pr, dr)) in p.chunks_exact(t).zip(dp.chunks_exact_mut(t)).enumerate() {
-                                let n = i + 1;
-                                let dot = super::dot(&pr[..n], &dr[..n]);
-                                for j in 0..n {
-                                    dr[j] = scale * pr[j] * (dr[j] - dot);
+                            for r0 in (0..t).step_by(QB) {
+                                let (rows, kend) = (QB.min(t - r0), (r0 + QB).min(t));
+                                let (pb, dpb) = (p[r0 * t..].as_mut_ptr(), dp[r0 * t..].as_mut_ptr());
+                                let (qb, gb) = (q.add(r0 * 3 * c), gh.add(r0 * c));
+                                matmul(rows, kend, d, pb, (1, ts), qb, (1, c3), k, (c3, 1), false); // S = Q Kᵀ
+                                causal_softmax_rows(&mut p[r0 * t..], t, r0, rows, kend, scale);
+                                matmul(kend, d, rows, dv, (1, c3), pb, (ts, 1), gb, (1, cs), true); // dV += Pᵀ G
+                                matmul(rows, kend, d, dpb, (1, ts), gb, (1, cs), v, (c3, 1), false); // dP = G Vᵀ
+                                                                                                     // dS = scale · P ⊙ (dP − Σⱼ dP P), row by row (0 past the diagonal).
+                                let blk = p[r0 * t..].chunks(t).zip(dp[r0 * t..].chunks_mut(t)).take(rows);
+                                for (i, (pr, dr)) in blk.enumerate() {
+                                    let n = r0 + i + 1;
+                                    let dot = super::dot(&pr[..n], &dr[..n]);
+                                    for j in 0..n {
+                                        dr[j] = scale * pr[j] * (dr[j] - dot);
+                                    }
+                                    dr[n..kend].iter_mut().for_each(|x| *x = 0.0);
                                 }
-                                dr[n..].iter_mut().for_each(|x| *x = 0.0);
+                                let dpb = dp[r0 * t..].as_ptr();
+                                matmul(rows, d, kend, dq.add(r0 * 3 * c), (1, c3), dpb, (1, ts), k, (1, c3), false); // dQ = dS K
+                                matmul(kend, d, rows, dk, (1, c3), dpb, (ts, 1), qb, (1, c3), true);
+                                // dK += dSᵀ Q
                             }
-                            matmul(t, d, t, dq, (1, c3), dp.as_ptr(), (1, ts), k, (1, c3)); // dQ = dS K
-                            matmul(t, d, t, dk, (1, c3), dp.as_ptr(), (ts, 1), q, (1, c3));
-                            // dK = dSᵀ Q
                         }
                     },
                 );
@@ -199,5 +230,11 @@ mod tests {
         let f = |x: &[Tensor]| causal_self_attention(&x[0], 4);
         let c = |x: &[Tensor]| causal_self_attention_composite(&x[0], 4);
         parity("causal_attention", f, c, &inputs, &[0], 5e-6);
+        // Longer than one query block (QB = 64), the last block partial.
+        let inputs = [randn(3, &[2, 150, 3 * 8])];
+        let f = |x: &[Tensor]| causal_self_attention(&x[0], 2);
+        check("causal_attention (3 blocks)", f, &inputs, &[0]);
+        let c = |x: &[Tensor]| causal_self_attention_composite(&x[0], 2);
+        parity("causal_attention (3 blocks)", f, c, &inputs, &[0], 5e-6);
     }
 }

@@ -19,7 +19,7 @@ impl CustomOp2 for BiasAddOp {
         if l1.dims().last() != Some(&c) {
             bail!("bias_add: bias of {c} for input {:?}", l1.dims());
         }
-        let mut y = vec![0f32; x.len()];
+        let mut y = super::output(x.len()); // written row by row
         let block = (ELEM_BLOCK / c).max(1) * c;
         y.par_chunks_mut(block).zip(x.par_chunks(block)).for_each(|(yb, xb)| {
             for (yr, xr) in yb.chunks_exact_mut(c).zip(xb.chunks_exact(c)) {

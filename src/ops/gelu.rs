@@ -66,7 +66,7 @@ impl CustomOp1 for GeluOp {
 
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout) -> Result<(CpuStorage, Shape)> {
         let x = f32_slice(s1, l1, "gelu")?;
-        let mut y = vec![0f32; x.len()];
+        let mut y = super::output(x.len()); // written element by element
         let tanh = self.tanh;
         y.par_chunks_mut(ELEM_BLOCK).zip(x.par_chunks(ELEM_BLOCK)).for_each(|(yb, xb)| {
             // One loop per form, so that each is a branch-free vector loop.
@@ -83,7 +83,7 @@ impl CustomOp1 for GeluOp {
         let tanh = self.tanh;
         let dx = with_f32(x, "gelu", |x| {
             with_f32(g, "gelu", |g| {
-                let mut dx = vec![0f32; x.len()];
+                let mut dx = super::output(x.len()); // written element by element
                 dx.par_chunks_mut(ELEM_BLOCK).zip(x.par_chunks(ELEM_BLOCK).zip(g.par_chunks(ELEM_BLOCK))).for_each(
                     |(db, (xb, gb))| {
                         let it = db.iter_mut().zip(xb).zip(gb);

@@ -76,8 +76,8 @@ impl LinearOp {
             bail!("linear: input {:?} does not fit weight {:?}", xl.dims(), wl.dims());
         }
         let rows = x.len() / n_in.max(1);
-        let mut y = vec![0f32; rows * n_out];
-        // SAFETY: sizes checked above.
+        let mut y = super::output(rows * n_out); // overwritten by the product
+                                                 // SAFETY: sizes checked above.
         unsafe {
             matmul(
                 rows,
@@ -112,8 +112,8 @@ impl LinearOp {
             with_f32(w, "linear", |w| {
                 with_f32(g, "linear", |g| {
                     let rows = x.len() / n_in.max(1);
-                    let mut dx = vec![0f32; rows * n_in];
-                    let mut dw = vec![0f32; n_in * n_out];
+                    let mut dx = super::output(rows * n_in); // overwritten by the products
+                    let mut dw = super::output(n_in * n_out);
                     let (ni, no) = (n_in as isize, n_out as isize);
                     // SAFETY: every buffer is sized from the shapes above.
                     unsafe {

@@ -147,7 +147,7 @@ impl CustomOp3 for LstmOp {
             bail!("lstm: mask does not cover {t} steps × {b} rows");
         }
         let mut gates = xproj.to_vec(); // (T, B, 4H); h Wₕₕᵀ is added step by step
-        let mut states = vec![0f32; t * b * 2 * h]; // (T, B, 2H)
+        let mut states = super::output(t * b * 2 * h); // (T, B, 2H), written step by step
         for step in 0..t {
             let (done, rest) = states.split_at_mut(step * b * 2 * h);
             let prev = if step == 0 { init } else { &done[(step - 1) * b * 2 * h..] };
@@ -202,7 +202,7 @@ impl CustomOp3 for LstmOp {
         let init = init.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
         let states = states.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
         let grad = grad.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
-        let mut dgates = vec![0f32; t * b * 4 * h]; // = d xproj
+        let mut dgates = super::output(t * b * 4 * h); // = d xproj, written step by step
         let mut dw = vec![0f32; 4 * h * h];
         let mut carry = vec![0f32; b * 2 * h]; // d state after this step, from later steps
         let mut dprev = vec![0f32; b * 2 * h];

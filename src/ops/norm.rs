@@ -50,7 +50,7 @@ impl CustomOp3 for LayerNormOp {
         let (x, w, b) =
             (f32_slice(s1, l1, "layer_norm")?, f32_slice(s2, l2, "layer_norm")?, f32_slice(s3, l3, "layer_norm")?);
         let c = w.len();
-        let mut y = vec![0f32; x.len()];
+        let mut y = super::output(x.len()); // written row by row
         y.par_chunks_mut(ROW_BLOCK * c).zip(x.par_chunks(ROW_BLOCK * c)).for_each(|(yb, xb)| {
             for (yr, xr) in yb.chunks_exact_mut(c).zip(xb.chunks_exact(c)) {
                 let (mean, rstd) = moments(xr, self.eps);
@@ -74,7 +74,7 @@ impl CustomOp3 for LayerNormOp {
         let wv = w.flatten_all()?.to_vec1::<f32>()?;
         let (dx, dw, db) = with_f32(x, "layer_norm", |x| {
             with_f32(g, "layer_norm", |g| {
-                let mut dx = vec![0f32; x.len()];
+                let mut dx = super::output(x.len()); // written row by row
                 let parts: Vec<(Vec<f32>, Vec<f32>)> = dx
                     .par_chunks_mut(ROW_BLOCK * c)
                     .zip(x.par_chunks(ROW_BLOCK * c).zip(g.par_chunks(ROW_BLOCK * c)))
@@ -139,7 +139,7 @@ impl CustomOp2 for RmsNormOp {
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
         let (x, w) = (f32_slice(s1, l1, "rms_norm")?, f32_slice(s2, l2, "rms_norm")?);
         let c = w.len();
-        let mut y = vec![0f32; x.len()];
+        let mut y = super::output(x.len()); // written row by row
         y.par_chunks_mut(ROW_BLOCK * c).zip(x.par_chunks(ROW_BLOCK * c)).for_each(|(yb, xb)| {
             for (yr, xr) in yb.chunks_exact_mut(c).zip(xb.chunks_exact(c)) {
                 let r = rms(xr, self.eps);
@@ -156,7 +156,7 @@ impl CustomOp2 for RmsNormOp {
         let wv = w.flatten_all()?.to_vec1::<f32>()?;
         let (dx, dw) = with_f32(x, "rms_norm", |x| {
             with_f32(g, "rms_norm", |g| {
-                let mut dx = vec![0f32; x.len()];
+                let mut dx = super::output(x.len()); // written row by row
                 let parts: Vec<Vec<f32>> = dx
                     .par_chunks_mut(ROW_BLOCK * c)
                     .zip(x.par_chunks(ROW_BLOCK * c).zip(g.par_chunks(ROW_BLOCK * c)))
