@@ -108,7 +108,15 @@ impl RnnLayer {
             )?,
         };
         use crate::ops::linear::{linear, WeightLayout};
-        let xproj = linear(x, &self.w_ih, Some(&bias), WeightLayout::OutIn)?.transpose(0, 1)?.contiguous()?; // (T, B, G*H)
+        let xproj = linear(x, &self.w_ih, Some(&bias), WeightLayout::OutIn)?; // (B, T, G*H)
+        if self.kind == CellKind::Lstm {
+            let state = match init {
+                Some(s) => s.clone(),
+                None => self.zero_state(b, x)?,
+            };
+            return self.forward_lstm(&xproj, &self.w_hh.t()?, state, mask);
+        }
+        let xproj = xproj.transpose(0, 1)?.contiguous()?; // (T, B, G*H)
         let w_hh_t = self.w_hh.t()?;
         let b_hn = match self.kind {
             CellKind::Gru => Some(self.b_hh.narrow(0, 2 * hd, hd)?),
@@ -119,9 +127,6 @@ impl RnnLayer {
             None => self.zero_state(b, x)?,
         };
         let mask_t = mask.map(|m| m.t()?.contiguous()).transpose()?; // (T, B)
-        if self.kind == CellKind::Lstm {
-            return self.forward_lstm(&xproj, &w_hh_t, state, mask_t.as_ref());
-        }
         let mut outputs = Vec::with_capacity(t);
         for step in 0..t {
             let xp = xproj.get(step)?; // (B, G*H)
@@ -150,21 +155,21 @@ impl RnnLayer {
     /// ([`crate::ops::lstm`]).
     fn forward_lstm(
         &self,
-        xproj: &Tensor, // (T, B, 4H)
+        xproj: &Tensor, // (B, T, 4H)
         w_hh_t: &Tensor,
         init: RnnState,
-        mask_t: Option<&Tensor>, // (T, B)
+        mask: Option<&Tensor>, // (B, T)
     ) -> Result<(Tensor, RnnState)> {
-        let t = xproj.dim(0)?;
+        let t = xproj.dim(1)?;
         let hd = self.hidden;
         let c0 = init.c.as_ref().expect("LSTM state has c");
         let packed = Tensor::cat(&[&init.h, c0], 1)?; // (B, 2H) = [h | c]
-        let mask = mask_t.map(|m| m.flatten_all()?.to_vec1::<f32>()).transpose()?;
-        let states = crate::ops::lstm::lstm(xproj, &w_hh_t.t()?, &packed, mask)?; // (T, B, 2H)
-        let last = states.get(t - 1)?;
+        let mask = mask.map(|m| m.flatten_all()?.to_vec1::<f32>()).transpose()?;
+        let states = crate::ops::lstm::lstm(xproj, &w_hh_t.t()?, &packed, mask)?; // (B, T, 2H)
+        let last = states.narrow(1, t - 1, 1)?.squeeze(1)?; // (B, 2H)
         let state =
             RnnState { h: last.narrow(1, 0, hd)?.contiguous()?, c: Some(last.narrow(1, hd, hd)?.contiguous()?) };
-        let outputs = states.narrow(2, 0, hd)?.transpose(0, 1)?.contiguous()?;
+        let outputs = states.narrow(2, 0, hd)?.contiguous()?;
         Ok((outputs, state)) // (B, T, H)
     }
 }

@@ -55,32 +55,40 @@ fn cell_row(g: &mut [f32], p: &[f32], out: &mut [f32], m: f32, h: usize) {
 /// of d prev (2H) that does not go through Wₕₕ.
 #[inline]
 fn cell_row_bwd(a: &[f32], p: &[f32], d_out: &[f32], dg: &mut [f32], dp: &mut [f32], m: f32, h: usize) {
+    // Every slice exactly h long, so the loop has no bounds checks and vectorises.
     let (ai, af, ag, ao) = (&a[..h], &a[h..2 * h], &a[2 * h..3 * h], &a[3 * h..4 * h]);
     let cp = &p[h..2 * h];
     let (doh, doc) = (&d_out[..h], &d_out[h..2 * h]);
     let (dgi, rest) = dg.split_at_mut(h);
     let (dgf, rest) = rest.split_at_mut(h);
     let (dgg, dgo) = rest.split_at_mut(h);
+    let (dgf, dgg, dgo) = (&mut dgf[..h], &mut dgg[..h], &mut dgo[..h]);
     let (dph, dpc) = dp.split_at_mut(h);
-    let acts = ai.iter().zip(af).zip(ag).zip(ao).zip(cp).zip(doh.iter().zip(doc));
-    let outs = dgi
-        .iter_mut()
-        .zip(dgf.iter_mut())
-        .zip(dgg.iter_mut())
-        .zip(dgo.iter_mut())
-        .zip(dph.iter_mut().zip(dpc.iter_mut()));
-    for ((((((&i, &f), &gg), &og), &cp), (&doh, &doc)), ((((dgi, dgf), dgg), dgo), (dph, dpc))) in acts.zip(outs) {
-        let c = f * cp + i * gg;
+    let dpc = &mut dpc[..h];
+    for j in 0..h {
+        let (i, f, gg, og) = (ai[j], af[j], ag[j], ao[j]);
+        let c = f * cp[j] + i * gg;
         let tc = tanh(c);
-        let (gh, gc) = (m * doh, m * doc);
+        let (gh, gc) = (m * doh[j], m * doc[j]);
         let dc = gc + gh * og * (1.0 - tc * tc);
-        *dgi = dc * gg * i * (1.0 - i);
-        *dgf = dc * cp * f * (1.0 - f);
-        *dgg = dc * i * (1.0 - gg * gg);
-        *dgo = gh * tc * og * (1.0 - og);
-        *dph = (1.0 - m) * doh;
-        *dpc = dc * f + (1.0 - m) * doc;
+        dgi[j] = dc * gg * i * (1.0 - i);
+        dgf[j] = dc * cp[j] * f * (1.0 - f);
+        dgg[j] = dc * i * (1.0 - gg * gg);
+        dgo[j] = gh * tc * og * (1.0 - og);
+        dph[j] = (1.0 - m) * doh[j];
+        dpc[j] = dc * f + (1.0 - m) * doc[j];
     }
+}
+
+/// (D0, D1, X) → (D1, D0, X): batch-major ↔ step-major.
+fn swap01(src: &[f32], d0: usize, d1: usize, x: usize) -> Vec<f32> {
+    let mut out = super::output(src.len()); // every (i, j) row is copied
+    for i in 0..d0 {
+        for j in 0..d1 {
+            out[(j * d0 + i) * x..(j * d0 + i + 1) * x].copy_from_slice(&src[(i * d1 + j) * x..(i * d1 + j + 1) * x]);
+        }
+    }
+    out
 }
 
 /// `dst (m×n) (+)= lhs (m×k) · rhs (k×n)` on strided matrices, with
@@ -113,8 +121,10 @@ const ROWS: usize = 8;
 struct LstmOp {
     /// Per step and row (T·B): 1 steps, 0 carries the old state.
     mask: Option<Vec<f32>>,
-    /// The gate activations of every step, kept for the backward pass.
+    /// The gate activations and states of every step (step-major), kept for
+    /// the backward pass.
     gates: Mutex<Vec<f32>>,
+    states: Mutex<Vec<f32>>,
 }
 
 impl LstmOp {
@@ -138,7 +148,7 @@ impl CustomOp3 for LstmOp {
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let (xproj, w, init) = (f32_slice(s1, l1, "lstm")?, f32_slice(s2, l2, "lstm")?, f32_slice(s3, l3, "lstm")?);
-        let (t, b, g4) = l1.shape().dims3()?;
+        let (b, t, g4) = l1.shape().dims3()?;
         let h = g4 / 4;
         if g4 != 4 * h || l2.shape().dims2()? != (g4, h) || l3.shape().dims2()? != (b, 2 * h) {
             bail!("lstm: xproj {:?}, w_hh {:?} and state {:?} do not fit", l1.dims(), l2.dims(), l3.dims());
@@ -146,7 +156,7 @@ impl CustomOp3 for LstmOp {
         if self.mask.as_ref().is_some_and(|m| m.len() != t * b) {
             bail!("lstm: mask does not cover {t} steps × {b} rows");
         }
-        let mut gates = xproj.to_vec(); // (T, B, 4H); h Wₕₕᵀ is added step by step
+        let mut gates = swap01(xproj, b, t, 4 * h); // (T, B, 4H); h Wₕₕᵀ is added step by step
         let mut states = super::output(t * b * 2 * h); // (T, B, 2H), written step by step
         for step in 0..t {
             let (done, rest) = states.split_at_mut(step * b * 2 * h);
@@ -184,7 +194,9 @@ impl CustomOp3 for LstmOp {
                 });
         }
         *self.gates.lock().expect("lstm gates") = gates;
-        Ok((CpuStorage::F32(states), Shape::from((t, b, 2 * h))))
+        let out = swap01(&states, t, b, 2 * h); // (B, T, 2H)
+        *self.states.lock().expect("lstm states") = states;
+        Ok((CpuStorage::F32(out), Shape::from((b, t, 2 * h))))
     }
 
     fn bwd(
@@ -192,16 +204,16 @@ impl CustomOp3 for LstmOp {
         xproj: &Tensor,
         w: &Tensor,
         init: &Tensor,
-        states: &Tensor,
+        _res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let (t, b, g4) = xproj.dims3()?;
+        let (b, t, g4) = xproj.dims3()?;
         let h = g4 / 4;
         let gates = self.gates.lock().expect("lstm gates");
+        let states = self.states.lock().expect("lstm states");
         let w = w.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
         let init = init.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
-        let states = states.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
-        let grad = grad.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
+        let grad = super::with_f32(grad, "lstm", |g| swap01(g, b, t, 2 * h))?; // (T, B, 2H)
         let mut dgates = super::output(t * b * 4 * h); // = d xproj, written step by step
         let mut dw = vec![0f32; 4 * h * h];
         let mut carry = vec![0f32; b * 2 * h]; // d state after this step, from later steps
@@ -282,22 +294,28 @@ impl CustomOp3 for LstmOp {
         }
         let dev = xproj.device();
         Ok((
-            Some(Tensor::from_vec(dgates, (t, b, 4 * h), dev)?),
+            Some(Tensor::from_vec(swap01(&dgates, t, b, 4 * h), (b, t, 4 * h), dev)?),
             Some(Tensor::from_vec(dw, (4 * h, h), dev)?),
             Some(Tensor::from_vec(carry, (b, 2 * h), dev)?),
         ))
     }
 }
 
-/// Runs the LSTM recurrence: `xproj` (T, B, 4H) the input projections
+/// Runs the LSTM recurrence: `xproj` (B, T, 4H) the input projections
 /// with both biases, `w_hh` (4H, H), `init` (B, 2H) = [h₀ | c₀], `mask`
-/// T·B values (step-major) or `None`. Returns every step's [h | c]:
-/// (T, B, 2H).
+/// (B, T) values (1 steps, 0 carries the state) or `None`. Returns every
+/// step's [h | c]: (B, T, 2H).
 pub fn lstm(xproj: &Tensor, w_hh: &Tensor, init: &Tensor, mask: Option<Vec<f32>>) -> Result<Tensor> {
+    let (b, t, _) = xproj.dims3()?;
+    if mask.as_ref().is_some_and(|m| m.len() != b * t) {
+        bail!("lstm: mask does not cover {b} rows × {t} steps");
+    }
+    // Step-major inside: mask[step · B + row].
+    let mask = mask.map(|m| (0..t).flat_map(|s| (0..b).map(move |r| (s, r))).map(|(s, r)| m[r * t + s]).collect());
     xproj.contiguous()?.apply_op3(
         &w_hh.contiguous()?,
         &init.contiguous()?,
-        LstmOp { mask, gates: Mutex::new(Vec::new()) },
+        LstmOp { mask, gates: Mutex::new(Vec::new()), states: Mutex::new(Vec::new()) },
     )
 }
 
@@ -306,8 +324,8 @@ pub fn lstm_composite(xproj: &Tensor, w_hh: &Tensor, init: &Tensor, mask: Option
     let hd = init.dim(1)? / 2;
     let mut prev = init.clone();
     let mut out = Vec::new();
-    for step in 0..xproj.dim(0)? {
-        let gates = (xproj.get(step)? + prev.narrow(1, 0, hd)?.matmul(&w_hh.t()?)?)?;
+    for step in 0..xproj.dim(1)? {
+        let gates = (xproj.narrow(1, step, 1)?.squeeze(1)? + prev.narrow(1, 0, hd)?.matmul(&w_hh.t()?)?)?;
         let sig = candle_nn::ops::sigmoid(&gates)?;
         let (i, f, o) = (sig.narrow(1, 0, hd)?, sig.narrow(1, hd, hd)?, sig.narrow(1, 3 * hd, hd)?);
         let gg = gates.narrow(1, 2 * hd, hd)?.tanh()?;
@@ -315,12 +333,12 @@ pub fn lstm_composite(xproj: &Tensor, w_hh: &Tensor, init: &Tensor, mask: Option
         let h = (o * c.tanh()?)?;
         let next = Tensor::cat(&[&h, &c], 1)?;
         prev = match mask {
-            Some(m) => (&prev + (next - &prev)?.broadcast_mul(&m.get(step)?.unsqueeze(1)?)?)?,
+            Some(m) => (&prev + (next - &prev)?.broadcast_mul(&m.narrow(1, step, 1)?)?)?,
             None => next,
         };
         out.push(prev.clone());
     }
-    Tensor::stack(&out, 0)
+    Tensor::stack(&out, 1)
 }
 
 #[cfg(test)]
@@ -331,9 +349,9 @@ mod tests {
     #[test]
     fn lstm_gradients_and_parity() {
         let (t, b, h) = (4, 11, 3);
-        let inputs = [randn(1, &[t, b, 4 * h]), (randn(2, &[4 * h, h]) * 0.5).unwrap(), randn(3, &[b, 2 * h])];
-        let m: Vec<f32> = (0..t * b).map(|i| if i % 5 == 3 { 0.0 } else { 1.0 }).collect();
-        let mt = Tensor::from_vec(m.clone(), (t, b), &candle_core::Device::Cpu).unwrap();
+        let inputs = [randn(1, &[b, t, 4 * h]), (randn(2, &[4 * h, h]) * 0.5).unwrap(), randn(3, &[b, 2 * h])];
+        let m: Vec<f32> = (0..b * t).map(|i| if i % 5 == 3 { 0.0 } else { 1.0 }).collect();
+        let mt = Tensor::from_vec(m.clone(), (b, t), &candle_core::Device::Cpu).unwrap();
         for mask in [None, Some(m.clone())] {
             let f = |x: &[Tensor]| lstm(&x[0], &x[1], &x[2], mask.clone());
             check("lstm", f, &inputs, &[0, 1, 2]);
