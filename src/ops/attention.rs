@@ -12,7 +12,6 @@
 
 use super::f32_slice;
 use candle_core::{bail, CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
-use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
 
 struct CausalAttentionOp {
@@ -41,28 +40,7 @@ unsafe fn matmul(
     rhs_s: (isize, isize),
     acc: bool,
 ) {
-    let alpha = if acc { 1.0 } else { 0.0 };
-    gemm(
-        m,
-        n,
-        k,
-        dst,
-        dst_s.0,
-        dst_s.1,
-        acc,
-        lhs,
-        lhs_s.0,
-        lhs_s.1,
-        rhs,
-        rhs_s.0,
-        rhs_s.1,
-        alpha,
-        1.0,
-        false,
-        false,
-        false,
-        Parallelism::None,
-    )
+    super::sgemm::sgemm(m, n, k, dst, dst_s, acc, lhs, lhs_s, rhs, rhs_s, 1) // heads run in parallel already
 }
 
 /// Query rows per block: block i needs keys 0..(i+1)·QB only, so the

@@ -7,7 +7,6 @@
 
 use super::{column_sums, f32_slice, with_f32};
 use candle_core::{bail, CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
-use gemm::{gemm, Parallelism};
 
 /// How the weight is stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,7 +18,7 @@ pub enum WeightLayout {
 }
 
 /// `dst (m×n) = lhs (m×k) · rhs (k×n)` with (column, row) strides, on all
-/// of rayon's threads.
+/// of rayon's threads ([`super::sgemm`]).
 #[allow(clippy::too_many_arguments)]
 unsafe fn matmul(
     m: usize,
@@ -32,12 +31,7 @@ unsafe fn matmul(
     rhs: *const f32,
     rhs_s: (isize, isize),
 ) {
-    let threads = rayon::current_num_threads();
-    let par = if threads > 1 { Parallelism::Rayon(threads) } else { Parallelism::None };
-    gemm(
-        m, n, k, dst, dst_s.0, dst_s.1, false, lhs, lhs_s.0, lhs_s.1, rhs, rhs_s.0, rhs_s.1, 0.0, 1.0, false, false,
-        false, par,
-    )
+    super::sgemm::sgemm(m, n, k, dst, dst_s, false, lhs, lhs_s, rhs, rhs_s, rayon::current_num_threads())
 }
 
 #[derive(Clone, Copy)]

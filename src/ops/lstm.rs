@@ -10,7 +10,6 @@
 
 use super::f32_slice;
 use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
-use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
 use std::sync::Mutex;
 
@@ -106,13 +105,7 @@ unsafe fn matmul(
     rhs: *const f32,
     rhs_s: (isize, isize),
 ) {
-    let threads = rayon::current_num_threads();
-    let par = if threads > 1 && m * n * k >= 64 * 64 * 64 { Parallelism::Rayon(threads) } else { Parallelism::None };
-    let alpha = if accumulate { 1.0 } else { 0.0 };
-    gemm(
-        m, n, k, dst, dst_s.0, dst_s.1, accumulate, lhs, lhs_s.0, lhs_s.1, rhs, rhs_s.0, rhs_s.1, alpha, 1.0, false,
-        false, false, par,
-    )
+    super::sgemm::sgemm(m, n, k, dst, dst_s, accumulate, lhs, lhs_s, rhs, rhs_s, rayon::current_num_threads())
 }
 
 /// Batch rows handed to one parallel task.

@@ -19,6 +19,7 @@ pub mod gelu;
 pub mod linear;
 pub mod lstm;
 pub mod norm;
+pub mod sgemm;
 pub mod softmax;
 
 #[cfg(test)]
