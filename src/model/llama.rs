@@ -229,7 +229,7 @@ impl Block {
         let y = self.o_proj.forward(&attend(&q, &k, &v, offset)?)?;
         let x = (x + dropout(&y, self.dropout, rng.as_deref_mut())?)?;
         let h = self.post_attention_layernorm.forward(&x)?;
-        let g = (self.gate_proj.forward(&h)?.silu()? * self.up_proj.forward(&h)?)?; // SwiGLU (Shazeer 2020)
+        let g = crate::ops::swiglu::swiglu(&self.gate_proj.forward(&h)?, &self.up_proj.forward(&h)?)?; // SwiGLU (Shazeer 2020)
         x + dropout(&self.down_proj.forward(&g)?, self.dropout, rng)?
     }
 }

@@ -28,8 +28,7 @@ impl Embedding {
 
     /// (B, T) ids → (B, T, C)
     pub fn forward(&self, ids: &Tensor) -> Result<Tensor> {
-        let (b, t) = ids.dims2()?;
-        let c = self.weight.dim(1)?;
-        self.weight.index_select(&ids.flatten_all()?, 0)?.reshape((b, t, c))
+        let _ = ids.dims2()?;
+        crate::ops::embedding::embedding(&self.weight, ids)
     }
 }

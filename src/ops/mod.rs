@@ -15,12 +15,14 @@
 pub mod attention;
 pub mod bias;
 pub mod cross_entropy;
+pub mod embedding;
 pub mod gelu;
 pub mod linear;
 pub mod lstm;
 pub mod norm;
 pub mod sgemm;
 pub mod softmax;
+pub mod swiglu;
 
 #[cfg(test)]
 pub(crate) mod gradcheck;
