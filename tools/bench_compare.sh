@@ -5,21 +5,28 @@
 # `generate` on the same weights. Prints each pair and the time ratio
 # shiftlm/PyTorch (< 1 means shiftlm is faster).
 #
-# Usage: bash tools/bench_compare.sh [--setup] [PYTHON] [STEPS] [CONFIG...]
-#   --setup  first create .venv with torch and transformers (about 1 GB from PyPI)
-#   PYTHON   a python with torch and transformers (default .venv/bin/python)
+# Usage: bash tools/bench_compare.sh --setup [STEPS] [CONFIG...]
+#        bash tools/bench_compare.sh PYTHON [STEPS] [CONFIG...]
+#   --setup  create .venv with torch and transformers first (about 1 GB from PyPI)
+#            and use it
+#   PYTHON   a python with torch and transformers
 #   STEPS    timed training steps per run (default 20)
 #   CONFIG   configurations (default: all; see `shiftlm bench --list`)
+# With KERAS_PY set to a python with tensorflow-cpu, seed-lstm is also timed in
+# Keras (tools/bench_seed_keras.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+py=.venv/bin/python
 if [ "${1:-}" = "--setup" ]; then
   shift
   python3 -m venv .venv
   .venv/bin/pip install --quiet torch transformers safetensors numpy
+elif [ $# -gt 0 ]; then
+  py=$1
+  shift
 fi
-py=${1:-.venv/bin/python}
-steps=${2:-20}
-shift $(( $# >= 2 ? 2 : $# ))
+steps=${1:-20}
+[ $# -gt 0 ] && shift
 configs=("$@")
 [ ${#configs[@]} -gt 0 ] || configs=(baby-gpt seed-lstm gpt-6x384 gpt2-30m)
 [ -x "$py" ] || { echo "no python at $py: run with --setup, or give one with torch" >&2; exit 2; }
@@ -38,6 +45,10 @@ for c in "${configs[@]}"; do
     s=$($bin --threads "$t" bench --config "$c" --steps "$steps" --json 2>/dev/null | tail -1)
     p=$(OMP_NUM_THREADS=$t "$py" tools/bench_torch.py --config "$c" --threads "$t" --steps "$steps" | tail -1)
     ratio "$s" "$p" ms_per_step "$c ($t)"
+    if [ "$c" = seed-lstm ] && [ -n "${KERAS_PY:-}" ]; then
+      k=$("$KERAS_PY" tools/bench_seed_keras.py --threads "$t" --steps "$steps" 2>/dev/null | tail -1)
+      ratio "$s" "$k" ms_per_step "$c vs Keras ($t)"
+    fi
   done
 done
 printf '\n%-22s %12s %12s %8s\n' "generation (threads)" shiftlm_ms/tok hf_ms/tok ratio

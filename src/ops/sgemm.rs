@@ -60,7 +60,10 @@ pub unsafe fn sgemm(
         return;
     }
     #[cfg(target_arch = "x86_64")]
-    if k > 0 && std::arch::is_x86_feature_detected!("avx512f") {
+    // Packing costs a pass over both operands, which only pays when each
+    // packed value is used many times: thin products (decoding one token
+    // at a time is a matrix-vector product) go to the `gemm` crate.
+    if m >= 16 && n >= 16 && k >= 16 && std::arch::is_x86_feature_detected!("avx512f") {
         let a = Mat { ptr: lhs, rs: lhs_s.1, cs: lhs_s.0 };
         let b = Mat { ptr: rhs, rs: rhs_s.1, cs: rhs_s.0 };
         let c = MatMut(dst, dst_s.1, dst_s.0);
