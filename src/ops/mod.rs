@@ -13,7 +13,6 @@
 //! kept next to each op).
 
 pub mod attention;
-pub mod bias;
 pub mod cross_entropy;
 pub mod embedding;
 pub mod gelu;
