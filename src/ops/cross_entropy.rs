@@ -26,16 +26,6 @@ fn log_sum_exp(row: &[f32]) -> f32 {
     m + (acc.iter().sum::<f32>() + rest).ln()
 }
 
-fn labels(s: &CpuStorage, l: &Layout) -> Result<Vec<usize>> {
-    let (a, b) =
-        l.contiguous_offsets().ok_or_else(|| candle_core::Error::Msg("cross_entropy: strided labels".into()))?;
-    Ok(match s {
-        CpuStorage::U32(v) => v[a..b].iter().map(|&x| x as usize).collect(),
-        CpuStorage::I64(v) => v[a..b].iter().map(|&x| x.max(0) as usize).collect(),
-        _ => bail!("cross_entropy: labels must be u32 or i64"),
-    })
-}
-
 impl CustomOp2 for CrossEntropyOp {
     fn name(&self) -> &'static str {
         "shiftlm-cross-entropy"
@@ -44,7 +34,7 @@ impl CustomOp2 for CrossEntropyOp {
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
         let x = f32_slice(s1, l1, "cross_entropy")?;
         let (n, v) = l1.shape().dims2()?;
-        let y = labels(s2, l2)?;
+        let y = super::indices(s2, l2, "cross_entropy")?;
         if y.len() != n {
             bail!("cross_entropy: {} labels for {n} rows", y.len());
         }

@@ -10,15 +10,6 @@ use rayon::prelude::*;
 
 struct EmbeddingOp;
 
-fn ids(s: &CpuStorage, l: &Layout) -> Result<Vec<usize>> {
-    let Some((a, b)) = l.contiguous_offsets() else { bail!("embedding: strided ids") };
-    Ok(match s {
-        CpuStorage::U32(v) => v[a..b].iter().map(|&x| x as usize).collect(),
-        CpuStorage::I64(v) => v[a..b].iter().map(|&x| x.max(0) as usize).collect(),
-        _ => bail!("embedding: ids must be u32 or i64"),
-    })
-}
-
 impl CustomOp2 for EmbeddingOp {
     fn name(&self) -> &'static str {
         "shiftlm-embedding"
@@ -27,7 +18,7 @@ impl CustomOp2 for EmbeddingOp {
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
         let w = f32_slice(s1, l1, "embedding")?;
         let (v, c) = l1.shape().dims2()?;
-        let ids = ids(s2, l2)?;
+        let ids = super::indices(s2, l2, "embedding")?;
         if let Some((pos, &bad)) = ids.iter().enumerate().find(|(_, &i)| i >= v) {
             bail!("embedding: id {bad} at position {pos} is outside the vocabulary of {v}");
         }

@@ -5,6 +5,7 @@
 //! (transposed for (out, in)), `db = Σ g`. The transposes are strides
 //! given to the matrix-product kernel, never copies.
 
+use super::sgemm::matmul;
 use super::{column_sums, f32_slice, with_f32};
 use candle_core::{bail, CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 
@@ -15,23 +16,6 @@ pub enum WeightLayout {
     OutIn,
     /// (in, out), as GPT-2's `Conv1D`: y = x W.
     InOut,
-}
-
-/// `dst (m×n) = lhs (m×k) · rhs (k×n)` with (column, row) strides, on all
-/// of rayon's threads ([`super::sgemm`]).
-#[allow(clippy::too_many_arguments)]
-unsafe fn matmul(
-    m: usize,
-    n: usize,
-    k: usize,
-    dst: *mut f32,
-    dst_s: (isize, isize),
-    lhs: *const f32,
-    lhs_s: (isize, isize),
-    rhs: *const f32,
-    rhs_s: (isize, isize),
-) {
-    super::sgemm::sgemm(m, n, k, dst, dst_s, false, lhs, lhs_s, rhs, rhs_s, rayon::current_num_threads())
 }
 
 #[derive(Clone, Copy)]
@@ -79,6 +63,7 @@ impl LinearOp {
                 n_in,
                 y.as_mut_ptr(),
                 (1, n_out as isize),
+                false,
                 x.as_ptr(),
                 (1, n_in as isize),
                 w.as_ptr(),
@@ -116,7 +101,7 @@ impl LinearOp {
                             WeightLayout::InOut => (no, 1),
                             WeightLayout::OutIn => (1, ni),
                         };
-                        matmul(rows, n_in, n_out, dx.as_mut_ptr(), (1, ni), g.as_ptr(), (1, no), w.as_ptr(), wt);
+                        matmul(rows, n_in, n_out, dx.as_mut_ptr(), (1, ni), false, g.as_ptr(), (1, no), w.as_ptr(), wt);
                         match self.layout {
                             // dW (in × out) = xᵀ g
                             WeightLayout::InOut => matmul(
@@ -125,6 +110,7 @@ impl LinearOp {
                                 rows,
                                 dw.as_mut_ptr(),
                                 (1, no),
+                                false,
                                 x.as_ptr(),
                                 (ni, 1),
                                 g.as_ptr(),
@@ -137,6 +123,7 @@ impl LinearOp {
                                 rows,
                                 dw.as_mut_ptr(),
                                 (1, ni),
+                                false,
                                 g.as_ptr(),
                                 (no, 1),
                                 x.as_ptr(),

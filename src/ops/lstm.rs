@@ -9,6 +9,7 @@
 //! of a right-padded sequence is the one at its last real token.
 
 use super::f32_slice;
+use super::sgemm::matmul;
 use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 use std::sync::Mutex;
@@ -88,24 +89,6 @@ fn swap01(src: &[f32], d0: usize, d1: usize, x: usize) -> Vec<f32> {
         }
     }
     out
-}
-
-/// `dst (m×n) (+)= lhs (m×k) · rhs (k×n)` on strided matrices, with
-/// (column stride, row stride) for each.
-#[allow(clippy::too_many_arguments)]
-unsafe fn matmul(
-    m: usize,
-    n: usize,
-    k: usize,
-    dst: *mut f32,
-    dst_s: (isize, isize),
-    accumulate: bool,
-    lhs: *const f32,
-    lhs_s: (isize, isize),
-    rhs: *const f32,
-    rhs_s: (isize, isize),
-) {
-    super::sgemm::sgemm(m, n, k, dst, dst_s, accumulate, lhs, lhs_s, rhs, rhs_s, rayon::current_num_threads())
 }
 
 /// Batch rows handed to one parallel task.

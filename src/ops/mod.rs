@@ -60,6 +60,16 @@ pub(crate) fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, op: &str) -> Result<&
     }
 }
 
+/// The ids in an integer CPU storage (u32, or i64 as PyTorch writes them).
+pub(crate) fn indices(s: &CpuStorage, l: &Layout, op: &str) -> Result<Vec<usize>> {
+    let Some((a, b)) = l.contiguous_offsets() else { bail!("{op}: expects contiguous ids") };
+    Ok(match s {
+        CpuStorage::U32(v) => v[a..b].iter().map(|&x| x as usize).collect(),
+        CpuStorage::I64(v) => v[a..b].iter().map(|&x| x.max(0) as usize).collect(),
+        _ => bail!("{op}: ids must be u32 or i64"),
+    })
+}
+
 /// Runs `f` on the contiguous f32 data of `t` (copied first if strided).
 pub(crate) fn with_f32<R>(t: &Tensor, op: &str, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
     let t = t.contiguous()?;

@@ -72,6 +72,26 @@ pub unsafe fn sgemm(
     portable(m, n, k, dst, dst_s, acc, lhs, lhs_s, rhs, rhs_s, threads)
 }
 
+/// [`sgemm`] on all of rayon's threads.
+///
+/// # Safety
+/// As for [`sgemm`].
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn matmul(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: *mut f32,
+    dst_s: (isize, isize),
+    acc: bool,
+    lhs: *const f32,
+    lhs_s: (isize, isize),
+    rhs: *const f32,
+    rhs_s: (isize, isize),
+) {
+    sgemm(m, n, k, dst, dst_s, acc, lhs, lhs_s, rhs, rhs_s, rayon::current_num_threads())
+}
+
 /// The same product with the `gemm` crate (CPUs without AVX-512F).
 #[allow(clippy::too_many_arguments)]
 unsafe fn portable(
