@@ -309,8 +309,51 @@ pub fn load(dir: &Path, dev: &Device) -> Result<Loaded> {
             ),
         });
     }
-    let (model, store) = load_weights(&config.model, &dir.join(MODEL), dev)?;
+    let files = if hf { hf_weight_files(&dir)? } else { vec![dir.join(MODEL)] };
+    let store = ParamStore::new(0, dev);
+    let model = Model::new(&config.model, store.var_builder())?;
+    store.load_files_except(&files, |n| config.model.ignorable(n))?;
     Ok(Loaded { config, model, store, tokenizer, dir, step })
+}
+
+/// The weight files of a `transformers` folder: `model.safetensors`, or the
+/// shards that `model.safetensors.index.json` lists (each checked to exist).
+pub fn hf_weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let single = dir.join(MODEL);
+    if single.exists() {
+        return Ok(vec![single]);
+    }
+    let index = dir.join("model.safetensors.index.json");
+    let bytes = std::fs::read(&index).map_err(|_| Error::Checkpoint {
+        path: dir.to_path_buf(),
+        msg: "has neither model.safetensors nor model.safetensors.index.json (shiftlm reads safetensors only)".into(),
+    })?;
+    let bad = |msg: String| Error::Checkpoint { path: index.clone(), msg };
+    let v: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| bad(format!("not valid JSON: {e}")))?;
+    let map =
+        v.get("weight_map").and_then(|m| m.as_object()).ok_or_else(|| bad("has no \"weight_map\" object".into()))?;
+    let mut files: Vec<PathBuf> = Vec::new();
+    for (name, file) in map {
+        let file = file.as_str().ok_or_else(|| bad(format!("weight_map entry '{name}' is not a file name")))?;
+        if file.contains('/') || file.contains('\\') || file == ".." {
+            return Err(bad(format!("weight_map entry '{name}' points outside the folder: {file}")));
+        }
+        let path = dir.join(file);
+        if !files.contains(&path) {
+            if !path.exists() {
+                return Err(Error::Checkpoint {
+                    path,
+                    msg: format!("shard listed in the index (for '{name}') is missing"),
+                });
+            }
+            files.push(path);
+        }
+    }
+    if files.is_empty() {
+        return Err(bad("lists no weights".into()));
+    }
+    files.sort();
+    Ok(files)
 }
 
 /// Builds a model for `cfg` and loads `path` into it (strictly, apart from

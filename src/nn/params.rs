@@ -101,8 +101,25 @@ impl ParamStore {
     /// [`ParamStore::load`], silently skipping file tensors for which
     /// `ignorable` holds (buffers such as GPT-2's `attn.bias`).
     pub fn load_except(&self, path: &Path, ignorable: impl Fn(&str) -> bool) -> Result<()> {
-        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        let mut tensors = read_safetensors(&bytes, path)?;
+        self.load_files_except(&[path.to_path_buf()], ignorable)
+    }
+
+    /// [`ParamStore::load_except`] from several files together (the shards
+    /// of a `transformers` folder). Errors name the first file.
+    pub fn load_files_except(&self, paths: &[std::path::PathBuf], ignorable: impl Fn(&str) -> bool) -> Result<()> {
+        let mut tensors = RawTensors::new();
+        for path in paths {
+            let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+            for (name, t) in read_safetensors(&bytes, path)? {
+                if tensors.insert(name.clone(), t).is_some() {
+                    return Err(Error::Checkpoint {
+                        path: path.clone(),
+                        msg: format!("tensor '{name}' is in two shards"),
+                    });
+                }
+            }
+        }
+        let path = paths.first().map(|p| p.as_path()).unwrap_or(Path::new("<no files>"));
         tensors.retain(|name, _| !ignorable(name) || self.get(name).is_some());
         let vars: Vec<(String, Tensor)> = self.vars().into_iter().map(|(k, v)| (k, v.as_tensor().clone())).collect();
         for (name, t) in assign_strict(&vars, &tensors, path)? {
@@ -141,7 +158,8 @@ pub fn safetensors_bytes(tensors: &[(String, Tensor)]) -> Result<Vec<u8>> {
         .map_err(|e| Error::Checkpoint { path: "<memory>".into(), msg: format!("cannot serialise tensors: {e}") })
 }
 
-/// Every tensor of a safetensors file, as (name, shape, f32 values); any
+/// Every tensor of a safetensors file, as (name, shape, f32 values). F16
+/// and BF16 tensors (as `transformers` often saves) are widened to f32; any
 /// other dtype is an error naming the tensor.
 pub fn read_safetensors(bytes: &[u8], path: &Path) -> Result<RawTensors> {
     let st = safetensors::SafeTensors::deserialize(bytes).map_err(|e| Error::Checkpoint {
@@ -150,13 +168,24 @@ pub fn read_safetensors(bytes: &[u8], path: &Path) -> Result<RawTensors> {
     })?;
     let mut out = BTreeMap::new();
     for (name, view) in st.tensors() {
-        if view.dtype() != safetensors::Dtype::F32 {
-            return Err(Error::Checkpoint {
-                path: path.to_path_buf(),
-                msg: format!("tensor '{name}' is {:?}, expected F32", view.dtype()),
-            });
-        }
-        let values = view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+        let d = view.data();
+        let values: Vec<f32> = match view.dtype() {
+            safetensors::Dtype::F32 => {
+                d.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+            }
+            safetensors::Dtype::BF16 => {
+                d.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect()
+            }
+            safetensors::Dtype::F16 => {
+                d.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect()
+            }
+            other => {
+                return Err(Error::Checkpoint {
+                    path: path.to_path_buf(),
+                    msg: format!("tensor '{name}' is {other:?}; shiftlm reads F32, F16 and BF16"),
+                })
+            }
+        };
         out.insert(name.to_string(), (view.shape().to_vec(), values));
     }
     Ok(out)
