@@ -3,6 +3,7 @@
 mod bench;
 mod data_preview;
 mod eval;
+mod finetune;
 mod generate;
 mod plot;
 mod progress;
@@ -22,6 +23,7 @@ scored against the unshifted target; padding never counts.
 Start here:
   shiftlm train                            train the default encoder–decoder on a built-in task (~1 min)
   shiftlm train --model gpt --data my.txt  train a GPT on your text
+  shiftlm finetune --from DIR --data my.txt  fine-tune a checkpoint or a transformers folder
   shiftlm data preview --task rotate       see exactly what the decoder reads and predicts
   shiftlm eval --checkpoint runs/small-rotate
   shiftlm generate --checkpoint runs/small-rotate --input \"3 1 4 1 5\"
@@ -42,6 +44,9 @@ pub enum Command {
     /// Train a model (encoder–decoder on pairs or tasks, GPT on text), then evaluate it.
     #[command(long_about = train::LONG_ABOUT)]
     Train(Box<train::TrainArgs>),
+    /// Fine-tune a shiftlm checkpoint or a transformers GPT-2/Llama folder on your data.
+    #[command(long_about = finetune::LONG_ABOUT)]
+    Finetune(Box<finetune::FinetuneArgs>),
     /// Evaluate a checkpoint: loss, perplexity, token accuracy, macro F1, exact match.
     #[command(long_about = eval::LONG_ABOUT)]
     Eval(eval::EvalArgs),
@@ -186,6 +191,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Bench(a) => bench::run(a, threads),
         Command::Train(a) => train::run(*a),
+        Command::Finetune(a) => finetune::run(*a),
         Command::Eval(a) => eval::run(a),
         Command::Generate(a) => generate::run(a),
         Command::Plot(a) => plot::run(a),

@@ -117,7 +117,7 @@ pub struct TrainArgs {
 }
 
 /// `runs/<name>`, or `runs/<name>-2`, … if taken: never overwrite a run.
-fn fresh_dir(name: &str) -> PathBuf {
+pub(super) fn fresh_dir(name: &str) -> PathBuf {
     let base = Path::new("runs").join(name);
     (1..)
         .map(|i| if i == 1 { base.clone() } else { PathBuf::from(format!("{}-{i}", base.display())) })

@@ -1,0 +1,148 @@
+//! `shiftlm finetune`
+
+use super::progress::Progress;
+use super::report::{causal_report, CausalReport};
+use anyhow::Context;
+use shiftlm::config::{DataConfig, TokenizerKind};
+use shiftlm::data::text::TextConfig;
+use shiftlm::train::metrics::{JsonlSink, Tee};
+use shiftlm::train::{MetricsSink, Trainer};
+use std::path::PathBuf;
+
+pub const LONG_ABOUT: &str = "Fine-tune a model on your data, starting from its weights.
+
+--from is a shiftlm checkpoint or run folder, or a Hugging Face GPT-2 or Llama
+folder (config.json, model.safetensors or sharded model-0000x-of-0000y.safetensors
+with model.safetensors.index.json, tokenizer.json). Only local files are read;
+F16/BF16 weights are widened to f32. The model keeps its tokenizer, so --data is
+tokenized the way the model was trained.
+
+--data is plain UTF-8 text for a language model (continued pretraining: inputs
+x[0..T], labels x[1..T+1]), or TSV/JSONL pairs for an encoder–decoder (decoder
+input [BOS]+y, labels y+[EOS]). The last tenth is held out and the held-out loss
+and perplexity are measured before and after, in the same run.
+
+The run folder holds ordinary shiftlm checkpoints: `shiftlm eval`, `generate`
+and `train --resume` work on it, and GPT-2/Llama checkpoints open in
+transformers with from_pretrained.
+
+Examples:
+  shiftlm finetune --from runs/gpt-baby-input --data more.txt --steps 300
+  shiftlm finetune --from ./gpt2-hf-folder --data notes.txt --lr 1e-4 --out runs/notes --json";
+
+#[derive(clap::Args, Debug)]
+pub struct FinetuneArgs {
+    /// A shiftlm checkpoint or run folder, or a transformers GPT-2/Llama folder.
+    #[arg(long, value_name = "DIR")]
+    pub from: PathBuf,
+    /// Text (language models) or TSV/JSONL pairs (encoder–decoders).
+    #[arg(long, value_name = "FILE")]
+    pub data: PathBuf,
+    /// Optimizer steps.
+    #[arg(long, default_value_t = 200, value_name = "N")]
+    pub steps: usize,
+    /// Peak learning rate (cosine decay to a tenth of it, 10% warmup).
+    #[arg(long, default_value_t = 1e-4, value_name = "LR")]
+    pub lr: f64,
+    /// Examples per batch (default: the model's training config).
+    #[arg(long, value_name = "N")]
+    pub batch_size: Option<usize>,
+    /// Run folder (must not hold checkpoints already; default runs/finetune-<data>).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// End with one JSON line: held-out loss and perplexity before and after.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn measure(t: &Trainer) -> anyhow::Result<CausalReport> {
+    let dev = t.store.device().clone();
+    Ok(causal_report(&shiftlm::eval::teacher_forced(&t.model, t.valid_batches().into_iter(), &dev)?))
+}
+
+pub fn run(a: FinetuneArgs) -> anyhow::Result<()> {
+    let dev = candle_core::Device::Cpu;
+    let from = shiftlm::checkpoint::load(&a.from, &dev)?;
+    if a.steps == 0 {
+        anyhow::bail!("--steps must be at least 1");
+    }
+    let mut cfg = from.config.clone();
+    cfg.data = if cfg.model.is_causal() {
+        DataConfig::Text(TextConfig {
+            paths: vec![a.data.clone()],
+            tokenizer: TokenizerKind::Byte, // unused: the model's tokenizer is passed below
+            bpe_vocab_size: 0,
+            tokenizer_file: None,
+            valid_fraction: 0.1,
+            eot_id: Some(cfg.model_eos()),
+        })
+    } else {
+        DataConfig::File { path: a.data.clone(), tokenizer: TokenizerKind::Char, valid_fraction: 0.1 }
+    };
+    let t = &mut cfg.train;
+    t.steps = a.steps;
+    t.optimizer.lr = a.lr;
+    t.schedule.warmup_steps = a.steps / 10;
+    t.schedule.decay_steps = a.steps;
+    t.save_every = t.save_every.min(a.steps);
+    t.eval_every = 0; // measured before and after instead
+    t.batch_size = a.batch_size.unwrap_or(t.batch_size);
+    cfg.validate()?;
+    let (data, tok) =
+        shiftlm::data::load(&cfg.data, cfg.train.seed, Some(&from.tokenizer)).context("loading --data")?;
+    let stem = a.data.file_stem().and_then(|s| s.to_str()).unwrap_or("data").to_string();
+    let out = a.out.clone().unwrap_or_else(|| super::train::fresh_dir(&format!("finetune-{stem}")));
+    if !shiftlm::checkpoint::list(&out).is_empty() {
+        anyhow::bail!("{}: already holds checkpoints; choose another --out (nothing was overwritten)", out.display());
+    }
+    std::fs::create_dir_all(&out).with_context(|| format!("creating run folder {}", out.display()))?;
+    let mut trainer = Trainer::new(cfg, data, tok, Some(out.clone()))?;
+    // Start from the loaded weights, not a fresh initialisation.
+    for (name, var) in from.store.vars() {
+        trainer.store.set(&name, var.as_tensor())?;
+    }
+    eprintln!(
+        "fine-tuning {} parameters from {} on {}, {} steps of {} → {}",
+        trainer.store.num_params(),
+        from.dir.display(),
+        trainer.data.describe(),
+        a.steps,
+        trainer.cfg.train.batch_size,
+        out.display()
+    );
+    let before = measure(&trainer)?;
+    let mut progress = Progress::new(a.steps, 0);
+    let mut jsonl = JsonlSink::open(&out.join("metrics.jsonl"), 0)?;
+    let outcome = {
+        let mut sinks = Tee(vec![&mut progress, &mut jsonl]);
+        let r = trainer.run(&mut sinks);
+        sinks.flush().and(r)
+    };
+    progress.finish();
+    let outcome = outcome.with_context(|| format!("fine-tuning {}", out.display()))?;
+    let after = measure(&trainer)?;
+    println!("held-out ({} tokens)   before     after    change", after.tokens);
+    println!("  loss              {:>9.4} {:>9.4} {:>+9.4}", before.loss, after.loss, after.loss - before.loss);
+    println!(
+        "  perplexity        {:>9.3} {:>9.3} {:>+9.3}",
+        before.perplexity,
+        after.perplexity,
+        after.perplexity - before.perplexity
+    );
+    let checkpoint = shiftlm::checkpoint::checkpoint_dir(&out, outcome.steps);
+    eprintln!("checkpoint: {}", checkpoint.display());
+    if a.json {
+        let line = serde_json::json!({
+            "before": {"loss": before.loss, "perplexity": before.perplexity},
+            "after": {"loss": after.loss, "perplexity": after.perplexity},
+            "loss_change": after.loss - before.loss,
+            "held_out_tokens": after.tokens,
+            "steps": outcome.steps,
+            "tokens_per_s": outcome.tokens_per_s,
+            "checkpoint": checkpoint,
+            "run": out,
+        });
+        println!("{line}");
+    }
+    Ok(())
+}

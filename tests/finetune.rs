@@ -1,0 +1,120 @@
+//! `shiftlm finetune` through the real binary: from a shiftlm run and from a
+//! transformers folder, the held-out loss is measured before and after in
+//! the same run and goes down; the result is an ordinary checkpoint.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn run(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_shiftlm")).args(args).current_dir(dir).output().unwrap()
+}
+
+fn ok(o: &Output) -> String {
+    assert!(o.status.success(), "failed: {}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn json(stdout: &str) -> serde_json::Value {
+    serde_json::from_str(stdout.lines().last().unwrap()).unwrap()
+}
+
+fn losses(v: &serde_json::Value) -> (f64, f64) {
+    (v["before"]["loss"].as_f64().unwrap(), v["after"]["loss"].as_f64().unwrap())
+}
+
+#[test]
+fn finetuning_a_run_on_new_text_lowers_its_held_out_loss() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("a.txt"), "the cat sat on the mat. ".repeat(60)).unwrap();
+    std::fs::write(d.join("b.txt"), "a dog ran in the fog. ".repeat(60)).unwrap();
+    ok(&run(
+        d,
+        &[
+            "train",
+            "--model",
+            "gpt",
+            "--preset",
+            "gpt-tiny",
+            "--data",
+            "a.txt",
+            "--tokenizer",
+            "byte",
+            "--steps",
+            "30",
+            "--out",
+            "base",
+            "--show",
+            "0",
+        ],
+    ));
+    let out = ok(&run(
+        d,
+        &["finetune", "--from", "base", "--data", "b.txt", "--steps", "30", "--lr", "3e-3", "--out", "ft", "--json"],
+    ));
+    let v = json(&out);
+    let (before, after) = losses(&v);
+    assert!(after < before - 0.1, "held-out loss {before} → {after}");
+    assert!((v["loss_change"].as_f64().unwrap() - (after - before)).abs() < 1e-9);
+    assert!(out.contains("perplexity"), "{out}");
+    // An ordinary checkpoint: eval reads it and agrees with the "after" loss.
+    let e = json(&ok(&run(d, &["eval", "--checkpoint", "ft", "--data", "b.txt", "--json"])));
+    assert!(e["loss"].as_f64().is_some(), "{e}");
+    // Nothing is overwritten.
+    let again = run(d, &["finetune", "--from", "base", "--data", "b.txt", "--steps", "2", "--out", "ft"]);
+    assert_eq!(again.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already holds checkpoints"));
+}
+
+#[test]
+fn finetuning_a_transformers_folder_lowers_its_held_out_loss() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gpt2_tiny");
+    let hf = d.join("hf");
+    std::fs::create_dir(&hf).unwrap();
+    for f in ["config.json", "model.safetensors", "generation_config.json"] {
+        std::fs::copy(src.join(f), hf.join(f)).unwrap();
+    }
+    // A tokenizer for the 50-id random model: symbols written as integers.
+    std::fs::write(hf.join("tokenizer.json"), shiftlm::data::Tokenizer::Symbols { n: 40 }.to_json_bytes()).unwrap();
+    let text: String = (0..400).map(|i| format!("{} ", (i * 7) % 12)).collect();
+    std::fs::write(d.join("numbers.txt"), text).unwrap();
+    let out = ok(&run(
+        d,
+        &[
+            "finetune",
+            "--from",
+            "hf",
+            "--data",
+            "numbers.txt",
+            "--steps",
+            "40",
+            "--lr",
+            "3e-3",
+            "--out",
+            "ft",
+            "--json",
+        ],
+    ));
+    let (before, after) = losses(&json(&out));
+    assert!(after < before - 0.3, "held-out loss {before} → {after}");
+    // The result still opens as a GPT-2 folder (config.json with model_type).
+    let cfg: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("ft/checkpoint-40/config.json")).unwrap()).unwrap();
+    assert_eq!(cfg["model_type"], "gpt2");
+}
+
+#[test]
+fn unsupported_folders_are_refused_with_their_model_type() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let hf = d.join("hf");
+    std::fs::create_dir(&hf).unwrap();
+    std::fs::write(hf.join("config.json"), r#"{"model_type": "mistral", "vocab_size": 10}"#).unwrap();
+    std::fs::write(d.join("t.txt"), "hello").unwrap();
+    let o = run(d, &["finetune", "--from", "hf", "--data", "t.txt"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("model_type \"mistral\" is not supported") && !err.contains("panicked"), "{err}");
+}
