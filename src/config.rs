@@ -167,6 +167,7 @@ impl RunConfig {
                         dropout: 0.0,
                         bos_token_id: crate::data::tokenizer::BOS,
                         eos_token_id: crate::data::tokenizer::EOS,
+                        lora: None,
                     })
                 } else {
                     // The vocabulary size is replaced by the tokenizer's.

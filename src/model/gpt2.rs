@@ -48,6 +48,9 @@ pub struct Gpt2Config {
     pub activation: GptActivation,
     pub bos_token_id: u32,
     pub eos_token_id: u32,
+    /// LoRA adapters on these layers (fine-tuning); none by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lora: Option<crate::nn::lora::LoraConfig>,
 }
 
 impl Gpt2Config {
@@ -65,6 +68,7 @@ impl Gpt2Config {
             activation: GptActivation::Gelu,
             bos_token_id: crate::data::tokenizer::EOS,
             eos_token_id: crate::data::tokenizer::EOS,
+            lora: None,
         }
     }
 
@@ -166,6 +170,7 @@ impl Gpt2Config {
             // GPT-2's own <|endoftext|> when the config does not say.
             bos_token_id: v.get("bos_token_id").and_then(|x| x.as_u64()).unwrap_or(50256) as u32,
             eos_token_id: v.get("eos_token_id").and_then(|x| x.as_u64()).unwrap_or(50256) as u32,
+            lora: None,
         })
     }
 }
@@ -189,13 +194,14 @@ impl Block {
         let w = Init::Randn { mean: 0.0, stdev: 0.02 };
         // Residual projections start smaller: 0.02/√(2·n_layer) (GPT-2 paper §2.3).
         let w_proj = Init::Randn { mean: 0.0, stdev: 0.02 / (2.0 * cfg.n_layer as f64).sqrt() };
+        let l = cfg.lora.as_ref();
         Ok(Self {
             ln_1: layer_norm(c, cfg.layer_norm_epsilon, vb.pp("ln_1"))?,
-            c_attn: conv1d(c, 3 * c, w, vb.pp("attn").pp("c_attn"))?,
-            attn_proj: conv1d(c, c, w_proj, vb.pp("attn").pp("c_proj"))?,
+            c_attn: conv1d(c, 3 * c, w, l, vb.pp("attn").pp("c_attn"))?,
+            attn_proj: conv1d(c, c, w_proj, l, vb.pp("attn").pp("c_proj"))?,
             ln_2: layer_norm(c, cfg.layer_norm_epsilon, vb.pp("ln_2"))?,
-            c_fc: conv1d(c, 4 * c, w, vb.pp("mlp").pp("c_fc"))?,
-            mlp_proj: conv1d(4 * c, c, w_proj, vb.pp("mlp").pp("c_proj"))?,
+            c_fc: conv1d(c, 4 * c, w, l, vb.pp("mlp").pp("c_fc"))?,
+            mlp_proj: conv1d(4 * c, c, w_proj, l, vb.pp("mlp").pp("c_proj"))?,
             n_head: cfg.n_head,
             dropout: cfg.dropout,
             activation: cfg.activation,

@@ -7,7 +7,7 @@ use crate::nn::causal_attention::{attend, split_heads, KvCache};
 use crate::nn::dropout::dropout;
 use crate::nn::embedding::{embedding_init, Embedding};
 use crate::nn::layer_norm::{rms_norm, RmsNorm};
-use crate::nn::linear::{linear_init, Linear};
+use crate::nn::linear::{linear_lora, Linear};
 use crate::nn::rope::Rope;
 use crate::rng::Rng;
 use candle_core::{Module, Tensor};
@@ -39,6 +39,9 @@ pub struct LlamaConfig {
     pub dropout: f32,
     pub bos_token_id: u32,
     pub eos_token_id: u32,
+    /// LoRA adapters on these layers (fine-tuning); none by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lora: Option<crate::nn::lora::LoraConfig>,
 }
 
 impl LlamaConfig {
@@ -168,6 +171,7 @@ impl LlamaConfig {
             dropout: 0.0,
             bos_token_id: id("bos_token_id", 1),
             eos_token_id: id("eos_token_id", 2),
+            lora: None,
         })
     }
 }
@@ -194,16 +198,17 @@ impl Block {
         let w = Init::Randn { mean: 0.0, stdev: 0.02 };
         let a = vb.pp("self_attn");
         let m = vb.pp("mlp");
+        let l = cfg.lora.as_ref();
         Ok(Self {
             input_layernorm: rms_norm(c, cfg.rms_norm_eps, vb.pp("input_layernorm"))?,
-            q_proj: linear_init(c, cfg.num_attention_heads * hd, false, w, a.pp("q_proj"))?,
-            k_proj: linear_init(c, cfg.num_key_value_heads * hd, false, w, a.pp("k_proj"))?,
-            v_proj: linear_init(c, cfg.num_key_value_heads * hd, false, w, a.pp("v_proj"))?,
-            o_proj: linear_init(cfg.num_attention_heads * hd, c, false, w, a.pp("o_proj"))?,
+            q_proj: linear_lora(c, cfg.num_attention_heads * hd, false, w, l, a.pp("q_proj"))?,
+            k_proj: linear_lora(c, cfg.num_key_value_heads * hd, false, w, l, a.pp("k_proj"))?,
+            v_proj: linear_lora(c, cfg.num_key_value_heads * hd, false, w, l, a.pp("v_proj"))?,
+            o_proj: linear_lora(cfg.num_attention_heads * hd, c, false, w, l, a.pp("o_proj"))?,
             post_attention_layernorm: rms_norm(c, cfg.rms_norm_eps, vb.pp("post_attention_layernorm"))?,
-            gate_proj: linear_init(c, cfg.intermediate_size, false, w, m.pp("gate_proj"))?,
-            up_proj: linear_init(c, cfg.intermediate_size, false, w, m.pp("up_proj"))?,
-            down_proj: linear_init(cfg.intermediate_size, c, false, w, m.pp("down_proj"))?,
+            gate_proj: linear_lora(c, cfg.intermediate_size, false, w, l, m.pp("gate_proj"))?,
+            up_proj: linear_lora(c, cfg.intermediate_size, false, w, l, m.pp("up_proj"))?,
+            down_proj: linear_lora(cfg.intermediate_size, c, false, w, l, m.pp("down_proj"))?,
             n_head: cfg.num_attention_heads,
             n_kv_head: cfg.num_key_value_heads,
             dropout: cfg.dropout,

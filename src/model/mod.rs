@@ -97,6 +97,26 @@ impl ModelConfig {
     }
 
     /// `config.json` fields for `transformers`, when the family has a layout there.
+    /// The LoRA adapters this model carries, if any.
+    pub fn lora(&self) -> Option<&crate::nn::lora::LoraConfig> {
+        match self {
+            ModelConfig::Gpt2(c) => c.lora.as_ref(),
+            ModelConfig::Llama(c) => c.lora.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// Sets (or removes) the LoRA adapters; only GPT-2 and Llama take them.
+    pub fn set_lora(&mut self, lora: Option<crate::nn::lora::LoraConfig>) -> crate::Result<()> {
+        match self {
+            ModelConfig::Gpt2(c) => c.lora = lora,
+            ModelConfig::Llama(c) => c.lora = lora,
+            _ if lora.is_none() => {}
+            _ => return Err(crate::Error::config("lora", "LoRA applies to GPT-2 and Llama models")),
+        }
+        Ok(())
+    }
+
     pub fn to_hf(&self) -> Option<serde_json::Value> {
         match self {
             ModelConfig::Gpt2(c) => Some(c.to_hf()),

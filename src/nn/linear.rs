@@ -2,6 +2,7 @@
 //! (`weight` (out, in), `bias` (out)) and PyTorch's default initialisation
 //! (uniform in ±1/√in for both).
 
+use super::lora::{lora, Lora, LoraConfig};
 use crate::ops::linear::{linear as linear_op, WeightLayout};
 use candle_core::{Module, Result, Tensor};
 use candle_nn::{Init, VarBuilder};
@@ -10,6 +11,7 @@ use candle_nn::{Init, VarBuilder};
 pub struct Linear {
     weight: Tensor,       // (out, in)
     bias: Option<Tensor>, // (out)
+    lora: Option<Lora>,
 }
 
 /// A linear layer from `in_dim` to `out_dim`, with or without bias.
@@ -18,7 +20,7 @@ pub fn linear(in_dim: usize, out_dim: usize, bias: bool, vb: VarBuilder) -> Resu
     let init = Init::Uniform { lo: -bound, up: bound };
     let weight = vb.get_with_hints((out_dim, in_dim), "weight", init)?;
     let bias = if bias { Some(vb.get_with_hints(out_dim, "bias", init)?) } else { None };
-    Ok(Linear { weight, bias })
+    Ok(Linear { weight, bias, lora: None })
 }
 
 /// A linear layer with an explicit initialisation for the weight (the
@@ -26,7 +28,20 @@ pub fn linear(in_dim: usize, out_dim: usize, bias: bool, vb: VarBuilder) -> Resu
 pub fn linear_init(in_dim: usize, out_dim: usize, bias: bool, init: Init, vb: VarBuilder) -> Result<Linear> {
     let weight = vb.get_with_hints((out_dim, in_dim), "weight", init)?;
     let bias = if bias { Some(vb.get_with_hints(out_dim, "bias", Init::Const(0.0))?) } else { None };
-    Ok(Linear { weight, bias })
+    Ok(Linear { weight, bias, lora: None })
+}
+
+/// [`linear_init`] with a LoRA adapter where `lora` targets this module.
+pub fn linear_lora(
+    in_dim: usize,
+    out_dim: usize,
+    bias: bool,
+    init: Init,
+    lora_cfg: Option<&LoraConfig>,
+    vb: VarBuilder,
+) -> Result<Linear> {
+    let adapter = lora(in_dim, out_dim, lora_cfg, &vb)?;
+    Ok(Linear { lora: adapter, ..linear_init(in_dim, out_dim, bias, init, vb)? })
 }
 
 /// GPT-2's `Conv1D`: a linear layer whose weight is stored (in, out), as in
@@ -35,10 +50,19 @@ pub fn linear_init(in_dim: usize, out_dim: usize, bias: bool, init: Init, vb: Va
 pub struct Conv1D {
     weight: Tensor, // (in, out)
     bias: Tensor,   // (out)
+    lora: Option<Lora>,
 }
 
-pub fn conv1d(in_dim: usize, out_dim: usize, init: Init, vb: VarBuilder) -> Result<Conv1D> {
+/// A Conv1D, with a LoRA adapter where `lora_cfg` targets this module.
+pub fn conv1d(
+    in_dim: usize,
+    out_dim: usize,
+    init: Init,
+    lora_cfg: Option<&LoraConfig>,
+    vb: VarBuilder,
+) -> Result<Conv1D> {
     Ok(Conv1D {
+        lora: lora(in_dim, out_dim, lora_cfg, &vb)?,
         weight: vb.get_with_hints((in_dim, out_dim), "weight", init)?,
         bias: vb.get_with_hints(out_dim, "bias", Init::Const(0.0))?,
     })
@@ -47,7 +71,11 @@ pub fn conv1d(in_dim: usize, out_dim: usize, init: Init, vb: VarBuilder) -> Resu
 impl Module for Conv1D {
     /// (..., in) → (..., out)
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        linear_op(x, &self.weight, Some(&self.bias), WeightLayout::InOut)
+        let y = linear_op(x, &self.weight, Some(&self.bias), WeightLayout::InOut)?;
+        match &self.lora {
+            Some(l) => y + l.delta(x)?,
+            None => Ok(y),
+        }
     }
 }
 
@@ -60,6 +88,10 @@ impl Linear {
 impl Module for Linear {
     /// (..., in) → (..., out)
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        linear_op(x, &self.weight, self.bias.as_ref(), WeightLayout::OutIn)
+        let y = linear_op(x, &self.weight, self.bias.as_ref(), WeightLayout::OutIn)?;
+        match &self.lora {
+            Some(l) => y + l.delta(x)?,
+            None => Ok(y),
+        }
     }
 }

@@ -8,6 +8,7 @@ pub mod attention;
 pub mod dropout;
 pub mod embedding;
 pub mod linear;
+pub mod lora;
 pub mod loss;
 pub mod params;
 pub mod rnn;

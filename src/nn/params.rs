@@ -12,9 +12,13 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
+/// Which parameters are frozen, by name.
+type Frozen = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+
 struct Inner {
     vars: BTreeMap<String, Var>,
     rng: Rng,
+    frozen: Option<Frozen>,
 }
 
 /// Named trainable tensors. Cloning shares the same tensors.
@@ -28,7 +32,7 @@ impl ParamStore {
     /// An empty store whose new tensors are initialised from `seed`.
     pub fn new(seed: u64, device: &Device) -> Self {
         Self {
-            inner: Arc::new(Mutex::new(Inner { vars: BTreeMap::new(), rng: Rng::derive(seed, "init") })),
+            inner: Arc::new(Mutex::new(Inner { vars: BTreeMap::new(), rng: Rng::derive(seed, "init"), frozen: None })),
             device: device.clone(),
         }
     }
@@ -44,6 +48,23 @@ impl ParamStore {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Freezes the parameters whose names `frozen` accepts, for models built
+    /// after this call: they reach the model as constants, so backprop gives
+    /// them no gradient and [`ParamStore::trainable_vars`] leaves them out
+    /// (no optimizer state either). Loading and saving still cover them.
+    pub fn freeze(&self, frozen: impl Fn(&str) -> bool + Send + Sync + 'static) {
+        self.lock().frozen = Some(Arc::new(frozen));
+    }
+
+    pub fn is_frozen(&self, name: &str) -> bool {
+        self.lock().frozen.as_ref().is_some_and(|f| f(name))
+    }
+
+    /// The variables that train, sorted by name.
+    pub fn trainable_vars(&self) -> Vec<(String, Var)> {
+        self.vars().into_iter().filter(|(k, _)| !self.is_frozen(k)).collect()
     }
 
     /// Every variable, sorted by name.
@@ -218,16 +239,20 @@ pub fn assign_strict(expected: &[(String, Tensor)], loaded: &RawTensors, path: &
 impl SimpleBackend for ParamStore {
     fn get(&self, s: Shape, name: &str, h: Init, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
         let mut inner = self.lock();
+        let frozen = inner.frozen.as_ref().is_some_and(|f| f(name));
+        // A frozen parameter reaches the model detached: same storage (so
+        // loading still updates it), but no gradient is tracked.
+        let hand_out = |v: &Var| if frozen { v.as_tensor().detach() } else { v.as_tensor().clone() };
         if let Some(v) = inner.vars.get(name) {
             if v.shape() != &s {
                 candle_core::bail!("parameter {name} requested with shape {s:?}, has {:?}", v.shape());
             }
-            return Ok(v.as_tensor().clone());
+            return Ok(hand_out(v));
         }
         let data = Self::init(&mut inner.rng, &s, h);
         let var = Var::from_vec(data, s, dev)?;
         let var = if var.dtype() != dtype { Var::from_tensor(&var.as_tensor().to_dtype(dtype)?)? } else { var };
-        let t = var.as_tensor().clone();
+        let t = hand_out(&var);
         inner.vars.insert(name.to_string(), var);
         Ok(t)
     }

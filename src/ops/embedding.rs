@@ -36,6 +36,9 @@ impl CustomOp2 for EmbeddingOp {
     }
 
     fn bwd(&self, w: &Tensor, ids_t: &Tensor, _res: &Tensor, g: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        if !w.track_op() {
+            return Ok((None, None)); // a frozen table
+        }
         let (v, c) = w.dims2()?;
         let ids: Vec<usize> = ids_t
             .flatten_all()?

@@ -84,24 +84,45 @@ impl LinearOp {
         Ok((CpuStorage::F32(y), Shape::from(dims)))
     }
 
-    /// (dx, dW, db).
-    fn backward(&self, x: &Tensor, w: &Tensor, g: &Tensor, bias: bool) -> Result<(Tensor, Tensor, Option<Tensor>)> {
+    /// (dx, dW, db), each only where that input is tracked (frozen weights
+    /// and their biases get no gradient and cost no product).
+    fn backward(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        b: Option<&Tensor>,
+        g: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let (n_in, n_out) = self.in_out(w.dims())?;
-        let (dx, dw, db) = with_f32(x, "linear", |x| {
-            with_f32(w, "linear", |w| {
+        let (ni, no) = (n_in as isize, n_out as isize);
+        let dev = x.device();
+        let rows = x.elem_count() / n_in.max(1);
+        let dx = if x.track_op() {
+            let dx = with_f32(w, "linear", |w| {
                 with_f32(g, "linear", |g| {
-                    let rows = x.len() / n_in.max(1);
-                    let mut dx = super::output(rows * n_in); // overwritten by the products
-                    let mut dw = super::output(n_in * n_out);
-                    let (ni, no) = (n_in as isize, n_out as isize);
+                    let mut dx = super::output(rows * n_in); // overwritten by the product
+                                                             // dx (rows × in) = g (rows × out) · Wᵀ, Wᵀ the (out × in) view.
+                    let wt = match self.layout {
+                        WeightLayout::InOut => (no, 1),
+                        WeightLayout::OutIn => (1, ni),
+                    };
                     // SAFETY: every buffer is sized from the shapes above.
                     unsafe {
-                        // dx (rows × in) = g (rows × out) · Wᵀ, Wᵀ the (out × in) view.
-                        let wt = match self.layout {
-                            WeightLayout::InOut => (no, 1),
-                            WeightLayout::OutIn => (1, ni),
-                        };
-                        matmul(rows, n_in, n_out, dx.as_mut_ptr(), (1, ni), false, g.as_ptr(), (1, no), w.as_ptr(), wt);
+                        matmul(rows, n_in, n_out, dx.as_mut_ptr(), (1, ni), false, g.as_ptr(), (1, no), w.as_ptr(), wt)
+                    };
+                    dx
+                })
+            })??;
+            Some(Tensor::from_vec(dx, x.shape(), dev)?)
+        } else {
+            None
+        };
+        let dw = if w.track_op() {
+            let dw = with_f32(x, "linear", |x| {
+                with_f32(g, "linear", |g| {
+                    let mut dw = super::output(n_in * n_out); // overwritten by the product
+                                                              // SAFETY: every buffer is sized from the shapes above.
+                    unsafe {
                         match self.layout {
                             // dW (in × out) = xᵀ g
                             WeightLayout::InOut => matmul(
@@ -131,17 +152,20 @@ impl LinearOp {
                             ),
                         }
                     }
-                    let db = bias.then(|| column_sums(g, n_out));
-                    (dx, dw, db)
+                    dw
                 })
-            })
-        })???;
-        let dev = x.device();
-        Ok((
-            Tensor::from_vec(dx, x.shape(), dev)?,
-            Tensor::from_vec(dw, w.shape(), dev)?,
-            db.map(|db| Tensor::from_vec(db, n_out, dev)).transpose()?,
-        ))
+            })??;
+            Some(Tensor::from_vec(dw, w.shape(), dev)?)
+        } else {
+            None
+        };
+        let db = match b {
+            Some(b) if b.track_op() => {
+                Some(Tensor::from_vec(with_f32(g, "linear", |g| column_sums(g, n_out))?, n_out, dev)?)
+            }
+            _ => None,
+        };
+        Ok((dx, dw, db))
     }
 }
 
@@ -169,12 +193,11 @@ impl CustomOp3 for LinearBiasOp {
         &self,
         x: &Tensor,
         w: &Tensor,
-        _b: &Tensor,
+        b: &Tensor,
         _res: &Tensor,
         g: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let (dx, dw, db) = self.0.backward(x, w, g, true)?;
-        Ok((Some(dx), Some(dw), db))
+        self.0.backward(x, w, Some(b), g)
     }
 }
 
@@ -190,8 +213,8 @@ impl CustomOp2 for LinearNoBiasOp {
     }
 
     fn bwd(&self, x: &Tensor, w: &Tensor, _res: &Tensor, g: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let (dx, dw, _) = self.0.backward(x, w, g, false)?;
-        Ok((Some(dx), Some(dw)))
+        let (dx, dw, _) = self.0.backward(x, w, None, g)?;
+        Ok((dx, dw))
     }
 }
 

@@ -185,8 +185,12 @@ impl Trainer {
             _ => return Err(Error::config("data", "no training examples")),
         };
         let store = ParamStore::new(seed, &dev);
+        if cfg.model.lora().is_some() {
+            // LoRA: only the adapters train.
+            store.freeze(|name| !name.contains(".lora_"));
+        }
         let model = Model::new(&cfg.model, store.var_builder())?;
-        let vars = store.vars();
+        let vars = store.trainable_vars();
         let opt = Optimizer::new(vars.clone(), cfg.train.optimizer.clone())?;
         let state = TrainerState {
             step: 0,

@@ -1,0 +1,75 @@
+//! LoRA (Hu et al. 2021): a frozen weight W plus a trainable low-rank update,
+//! `y = x W' + (α/r) · x Aᵀ Bᵀ`, with A (r, in) and B (out, r). B starts at
+//! zero, so an untrained adapter leaves the model's output unchanged. The
+//! names follow PEFT: `<module>.lora_A.weight`, `<module>.lora_B.weight`.
+
+use crate::ops::linear::{linear, WeightLayout};
+use candle_core::{Result, Tensor};
+use candle_nn::{Init, VarBuilder};
+use serde::{Deserialize, Serialize};
+
+/// Which linear layers get adapters, and their shape.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoraConfig {
+    /// Rank, e.g. 8.
+    pub r: usize,
+    /// Scale numerator: the update is multiplied by alpha / r, e.g. 16.
+    pub alpha: f64,
+    /// Module names (the last part of the dotted path), e.g. ["c_attn"] for
+    /// GPT-2 or ["q_proj", "v_proj"] for Llama.
+    pub targets: Vec<String>,
+}
+
+impl LoraConfig {
+    pub fn scale(&self) -> f64 {
+        self.alpha / self.r.max(1) as f64
+    }
+
+    /// Whether the module at dotted `path` gets an adapter.
+    pub fn applies_to(&self, path: &str) -> bool {
+        let last = path.rsplit('.').next().unwrap_or(path);
+        self.targets.iter().any(|t| t == last || t == path)
+    }
+
+    pub fn validate(&self) -> crate::Result<()> {
+        if self.r == 0 {
+            return Err(crate::Error::config("lora.r", "must be at least 1"));
+        }
+        if !(self.alpha > 0.0 && self.alpha.is_finite()) {
+            return Err(crate::Error::config("lora.alpha", "must be positive"));
+        }
+        if self.targets.is_empty() {
+            return Err(crate::Error::config("lora.targets", "name at least one module, e.g. c_attn"));
+        }
+        Ok(())
+    }
+}
+
+/// One adapter.
+#[derive(Debug, Clone)]
+pub struct Lora {
+    a: Tensor, // (r, in)
+    b: Tensor, // (out, r)
+    scale: f64,
+}
+
+/// The adapter of the module at `vb` (in → out), if `cfg` targets it.
+/// A starts as PEFT's (uniform in ±1/√in), B at zero.
+pub fn lora(in_dim: usize, out_dim: usize, cfg: Option<&LoraConfig>, vb: &VarBuilder) -> Result<Option<Lora>> {
+    let Some(cfg) = cfg.filter(|c| c.applies_to(&vb.prefix())) else { return Ok(None) };
+    let bound = 1.0 / (in_dim as f64).sqrt();
+    Ok(Some(Lora {
+        a: vb.pp("lora_A").get_with_hints((cfg.r, in_dim), "weight", Init::Uniform { lo: -bound, up: bound })?,
+        b: vb.pp("lora_B").get_with_hints((out_dim, cfg.r), "weight", Init::Const(0.0))?,
+        scale: cfg.scale(),
+    }))
+}
+
+impl Lora {
+    /// (α/r) · x Aᵀ Bᵀ: (..., in) → (..., out).
+    pub fn delta(&self, x: &Tensor) -> Result<Tensor> {
+        let h = linear(x, &self.a, None, WeightLayout::OutIn)?;
+        linear(&h, &self.b, None, WeightLayout::OutIn)? * self.scale
+    }
+}
