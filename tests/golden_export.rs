@@ -40,6 +40,13 @@ fn llama_checkpoint_opens_in_transformers_with_the_same_logits() {
     check("llama");
 }
 
+/// LoRA fine-tuned (c_attn, c_fc; rank 4) and merged by `shiftlm merge`:
+/// `bash tools/make_lora_fixture.sh PYTHON tinyshakespeare.txt`.
+#[test]
+fn lora_merged_gpt2_opens_in_transformers_with_the_same_logits() {
+    check("gpt2_lora_merged");
+}
+
 #[test]
 fn gpt2_with_exact_gelu_opens_in_transformers_with_the_same_logits() {
     check("gpt2_gelu");

@@ -50,6 +50,21 @@ pub struct FinetuneArgs {
     /// Run folder (must not hold checkpoints already; default runs/finetune-<data>).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+    /// Train LoRA adapters only; the base weights stay frozen (no gradients, no
+    /// optimizer state). The adapters are also written alone in PEFT's layout
+    /// to RUN/adapter; `shiftlm merge` folds them into a plain model.
+    #[arg(long)]
+    pub lora: bool,
+    /// LoRA rank.
+    #[arg(long, default_value_t = 8, value_name = "R", requires = "lora")]
+    pub lora_r: usize,
+    /// LoRA scale numerator (the update is scaled by alpha / r).
+    #[arg(long, default_value_t = 16.0, value_name = "A", requires = "lora")]
+    pub lora_alpha: f64,
+    /// Layers to adapt, by name, comma-separated (default: c_attn for GPT-2,
+    /// q_proj,v_proj for Llama, as PEFT does).
+    #[arg(long, value_name = "NAMES", value_delimiter = ',', requires = "lora")]
+    pub lora_targets: Vec<String>,
     /// End with one JSON line: held-out loss and perplexity before and after.
     #[arg(long)]
     pub json: bool,
@@ -79,6 +94,18 @@ pub fn run(a: FinetuneArgs) -> anyhow::Result<()> {
     } else {
         DataConfig::File { path: a.data.clone(), tokenizer: TokenizerKind::Char, valid_fraction: 0.1 }
     };
+    if a.lora {
+        let targets = if !a.lora_targets.is_empty() {
+            a.lora_targets.clone()
+        } else if matches!(cfg.model, shiftlm::model::ModelConfig::Llama(_)) {
+            vec!["q_proj".into(), "v_proj".into()]
+        } else {
+            vec!["c_attn".into()]
+        };
+        let lora = shiftlm::nn::lora::LoraConfig { r: a.lora_r, alpha: a.lora_alpha, targets };
+        lora.validate()?;
+        cfg.model.set_lora(Some(lora))?;
+    }
     let t = &mut cfg.train;
     t.steps = a.steps;
     t.optimizer.lr = a.lr;
@@ -101,8 +128,12 @@ pub fn run(a: FinetuneArgs) -> anyhow::Result<()> {
     for (name, var) in from.store.vars() {
         trainer.store.set(&name, var.as_tensor())?;
     }
+    let trainable: usize = trainer.store.trainable_vars().iter().map(|(_, v)| v.as_tensor().elem_count()).sum();
+    if trainer.cfg.model.lora().is_some() && trainable == 0 {
+        anyhow::bail!("--lora-targets matched no layer of this model (GPT-2: c_attn, c_proj, c_fc; Llama: q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj)");
+    }
     eprintln!(
-        "fine-tuning {} parameters from {} on {}, {} steps of {} → {}",
+        "fine-tuning {trainable} of {} parameters from {} on {}, {} steps of {} → {}",
         trainer.store.num_params(),
         from.dir.display(),
         trainer.data.describe(),
@@ -131,6 +162,22 @@ pub fn run(a: FinetuneArgs) -> anyhow::Result<()> {
     );
     let checkpoint = shiftlm::checkpoint::checkpoint_dir(&out, outcome.steps);
     eprintln!("checkpoint: {}", checkpoint.display());
+    let adapter = if trainer.cfg.model.lora().is_some() {
+        let dir = out.join("adapter");
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let base = from.dir.display().to_string();
+        for (name, bytes) in shiftlm::nn::lora::peft_files(&trainer.cfg.model, &trainer.store, &base)? {
+            shiftlm::checkpoint::write_atomic(&dir.join(name), &bytes)?;
+        }
+        eprintln!(
+            "LoRA adapter (PEFT layout): {}; fold it in with: shiftlm merge --from {} --out DIR",
+            dir.display(),
+            out.display()
+        );
+        Some(dir)
+    } else {
+        None
+    };
     if a.json {
         let line = serde_json::json!({
             "before": {"loss": before.loss, "perplexity": before.perplexity},
@@ -141,6 +188,8 @@ pub fn run(a: FinetuneArgs) -> anyhow::Result<()> {
             "tokens_per_s": outcome.tokens_per_s,
             "checkpoint": checkpoint,
             "run": out,
+            "trainable_parameters": trainable,
+            "adapter": adapter,
         });
         println!("{line}");
     }

@@ -5,6 +5,7 @@ mod data_preview;
 mod eval;
 mod finetune;
 mod generate;
+mod merge;
 mod plot;
 mod progress;
 mod report;
@@ -47,6 +48,9 @@ pub enum Command {
     /// Fine-tune a shiftlm checkpoint or a transformers GPT-2/Llama folder on your data.
     #[command(long_about = finetune::LONG_ABOUT)]
     Finetune(Box<finetune::FinetuneArgs>),
+    /// Fold LoRA adapters into the base weights: a plain model folder.
+    #[command(long_about = merge::LONG_ABOUT)]
+    Merge(merge::MergeArgs),
     /// Evaluate a checkpoint: loss, perplexity, token accuracy, macro F1, exact match.
     #[command(long_about = eval::LONG_ABOUT)]
     Eval(eval::EvalArgs),
@@ -192,6 +196,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(a) => bench::run(a, threads),
         Command::Train(a) => train::run(*a),
         Command::Finetune(a) => finetune::run(*a),
+        Command::Merge(a) => merge::run(a),
         Command::Eval(a) => eval::run(a),
         Command::Generate(a) => generate::run(a),
         Command::Plot(a) => plot::run(a),

@@ -73,3 +73,74 @@ impl Lora {
         linear(&h, &self.b, None, WeightLayout::OutIn)? * self.scale
     }
 }
+
+/// The base weights with every adapter folded in, `W + (α/r)·B·A` (its
+/// transpose for GPT-2's (in, out) Conv1D weights), under the base names:
+/// a plain model that computes what the adapted one does.
+pub fn merged_weights(
+    model: &crate::model::ModelConfig,
+    store: &crate::nn::ParamStore,
+) -> crate::Result<Vec<(String, Tensor)>> {
+    let Some(cfg) = model.lora() else {
+        return Err(crate::Error::config("lora", "this model has no LoRA adapters to merge"));
+    };
+    let in_out = matches!(model, crate::model::ModelConfig::Gpt2(_));
+    let vars = store.vars();
+    let get = |n: &str| vars.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_tensor().clone());
+    let mut out = Vec::new();
+    for (name, var) in vars.iter().filter(|(k, _)| !k.contains(".lora_")) {
+        let mut w = var.as_tensor().clone();
+        if let Some(module) = name.strip_suffix(".weight") {
+            if let (Some(a), Some(b)) =
+                (get(&format!("{module}.lora_A.weight")), get(&format!("{module}.lora_B.weight")))
+            {
+                let delta = (b.matmul(&a)? * cfg.scale())?; // (out, in)
+                let delta = if in_out { delta.t()?.contiguous()? } else { delta };
+                w = (w + delta)?;
+            }
+        }
+        out.push((name.clone(), w));
+    }
+    Ok(out)
+}
+
+/// The adapters alone in PEFT's layout: `adapter_config.json` and
+/// `adapter_model.safetensors` with PEFT's tensor names
+/// (`base_model.model.<module>.lora_A.weight`, …), which
+/// `PeftModel.from_pretrained(base, DIR)` loads.
+pub fn peft_files(
+    model: &crate::model::ModelConfig,
+    store: &crate::nn::ParamStore,
+    base: &str,
+) -> crate::Result<Vec<(&'static str, Vec<u8>)>> {
+    let Some(cfg) = model.lora() else {
+        return Err(crate::Error::config("lora", "this model has no LoRA adapters"));
+    };
+    let tensors: Vec<(String, Tensor)> = store
+        .vars()
+        .into_iter()
+        .filter(|(k, _)| k.contains(".lora_"))
+        .map(|(k, v)| (format!("base_model.model.{k}"), v.as_tensor().clone()))
+        .collect();
+    let config = serde_json::json!({
+        "peft_type": "LORA",
+        "task_type": "CAUSAL_LM",
+        "base_model_name_or_path": base,
+        "r": cfg.r,
+        "lora_alpha": cfg.alpha,
+        "lora_dropout": 0.0,
+        "target_modules": cfg.targets,
+        // GPT-2's Conv1D stores (in, out), which PEFT calls fan_in_fan_out.
+        "fan_in_fan_out": matches!(model, crate::model::ModelConfig::Gpt2(_)),
+        "bias": "none",
+        "inference_mode": true,
+        "init_lora_weights": true,
+        "modules_to_save": null,
+        "use_rslora": false,
+        "use_dora": false,
+    });
+    Ok(vec![
+        ("adapter_config.json", serde_json::to_vec_pretty(&config).expect("config serialises")),
+        ("adapter_model.safetensors", crate::nn::params::safetensors_bytes(&tensors)?),
+    ])
+}
