@@ -316,6 +316,81 @@ pub fn load(dir: &Path, dev: &Device) -> Result<Loaded> {
     Ok(Loaded { config, model, store, tokenizer, dir, step })
 }
 
+/// A base model (as [`load`] reads it) with a PEFT LoRA adapter folder
+/// (`adapter_config.json`, `adapter_model.safetensors`, as
+/// `PeftModel.save_pretrained` or `shiftlm finetune --lora` writes them).
+/// Adapter settings shiftlm cannot reproduce exactly are refused by name.
+pub fn load_with_adapter(base: &Path, adapter: &Path, dev: &Device) -> Result<Loaded> {
+    let base = load(base, dev)?;
+    let cfg_path = adapter.join("adapter_config.json");
+    let bytes = std::fs::read(&cfg_path).map_err(|e| Error::io(&cfg_path, e))?;
+    let bad = |msg: String| Error::Checkpoint { path: cfg_path.clone(), msg };
+    let v: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| bad(format!("not valid JSON: {e}")))?;
+    if v.get("peft_type").and_then(|t| t.as_str()) != Some("LORA") {
+        return Err(bad(format!(
+            "peft_type {} is not supported (LORA is)",
+            v.get("peft_type").unwrap_or(&serde_json::Value::Null)
+        )));
+    }
+    for (key, ok) in [
+        ("use_dora", v.get("use_dora").is_none_or(|x| x == false)),
+        ("use_rslora", v.get("use_rslora").is_none_or(|x| x == false)),
+        ("bias", v.get("bias").is_none_or(|x| x == "none")),
+        ("modules_to_save", v.get("modules_to_save").is_none_or(|x| x.is_null())),
+        ("rank_pattern", v.get("rank_pattern").is_none_or(|x| x.as_object().is_some_and(|o| o.is_empty()))),
+        ("alpha_pattern", v.get("alpha_pattern").is_none_or(|x| x.as_object().is_some_and(|o| o.is_empty()))),
+    ] {
+        if !ok {
+            return Err(bad(format!("\"{key}\" = {} is not supported", v[key])));
+        }
+    }
+    let r = v.get("r").and_then(|x| x.as_u64()).ok_or_else(|| bad("missing \"r\"".into()))? as usize;
+    let alpha = v.get("lora_alpha").and_then(|x| x.as_f64()).ok_or_else(|| bad("missing \"lora_alpha\"".into()))?;
+    let targets: Vec<String> = v
+        .get("target_modules")
+        .and_then(|x| x.as_array())
+        .ok_or_else(|| bad("\"target_modules\" must be a list of module names".into()))?
+        .iter()
+        .map(|x| {
+            x.as_str().map(String::from).ok_or_else(|| bad("\"target_modules\" must be a list of module names".into()))
+        })
+        .collect::<Result<_>>()?;
+    let gpt2 = matches!(base.config.model, ModelConfig::Gpt2(_));
+    if v.get("fan_in_fan_out").and_then(|x| x.as_bool()).unwrap_or(false) != gpt2 {
+        return Err(bad(format!(
+            "\"fan_in_fan_out\" must be {gpt2} for this {} model",
+            if gpt2 { "GPT-2" } else { "Llama" }
+        )));
+    }
+    let lora = crate::nn::lora::LoraConfig { r, alpha, targets };
+    lora.validate().map_err(|e| bad(e.to_string()))?;
+    let mut config = base.config.clone();
+    config.model.set_lora(Some(lora))?;
+    let store = ParamStore::new(0, dev);
+    let model = Model::new(&config.model, store.var_builder())?;
+    for (name, var) in base.store.vars() {
+        store.set(&name, var.as_tensor())?;
+    }
+    let w_path = adapter.join("adapter_model.safetensors");
+    let raw =
+        crate::nn::params::read_safetensors(&std::fs::read(&w_path).map_err(|e| Error::io(&w_path, e))?, &w_path)?;
+    let raw: crate::nn::params::RawTensors =
+        raw.into_iter().map(|(k, t)| (k.strip_prefix("base_model.model.").unwrap_or(&k).to_string(), t)).collect();
+    let expected: Vec<(String, candle_core::Tensor)> = store
+        .vars()
+        .into_iter()
+        .filter(|(k, _)| k.contains(".lora_"))
+        .map(|(k, v)| (k, v.as_tensor().clone()))
+        .collect();
+    if expected.is_empty() {
+        return Err(bad("target_modules match no layer of the base model".into()));
+    }
+    for (name, t) in crate::nn::params::assign_strict(&expected, &raw, &w_path)? {
+        store.set(&name, &t)?;
+    }
+    Ok(Loaded { config, model, store, tokenizer: base.tokenizer, dir: base.dir, step: base.step })
+}
+
 /// The weight files of a `transformers` folder: `model.safetensors`, or the
 /// shards that `model.safetensors.index.json` lists (each checked to exist).
 pub fn hf_weight_files(dir: &Path) -> Result<Vec<PathBuf>> {

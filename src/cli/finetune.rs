@@ -35,6 +35,9 @@ pub struct FinetuneArgs {
     /// A shiftlm checkpoint or run folder, or a transformers GPT-2/Llama folder.
     #[arg(long, value_name = "DIR")]
     pub from: PathBuf,
+    /// A PEFT LoRA adapter folder on top of --from, to train further.
+    #[arg(long, value_name = "DIR")]
+    pub adapter: Option<PathBuf>,
     /// Text (language models) or TSV/JSONL pairs (encoder–decoders).
     #[arg(long, value_name = "FILE")]
     pub data: PathBuf,
@@ -77,7 +80,13 @@ fn measure(t: &Trainer) -> anyhow::Result<CausalReport> {
 
 pub fn run(a: FinetuneArgs) -> anyhow::Result<()> {
     let dev = candle_core::Device::Cpu;
-    let from = shiftlm::checkpoint::load(&a.from, &dev)?;
+    let from = match &a.adapter {
+        Some(adapter) => shiftlm::checkpoint::load_with_adapter(&a.from, adapter, &dev)?,
+        None => shiftlm::checkpoint::load(&a.from, &dev)?,
+    };
+    if a.adapter.is_some() && a.lora {
+        anyhow::bail!("--adapter already brings LoRA adapters; drop --lora (or its settings) to train them further");
+    }
     if a.steps == 0 {
         anyhow::bail!("--steps must be at least 1");
     }

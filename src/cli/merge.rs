@@ -11,8 +11,12 @@ whose weights are W + (alpha/r)·B·A. It computes the same logits as the adapte
 model, needs no adapter code, and opens in transformers with from_pretrained
 (GPT-2 and Llama) as well as in every shiftlm command.
 
+With --adapter, --from is a base model (shiftlm checkpoint or transformers
+folder) and the adapter a PEFT folder, e.g. one trained with PEFT in Python.
+
 Examples:
   shiftlm merge --from runs/finetune-notes --out merged
+  shiftlm merge --from ./gpt2-folder --adapter ./peft-adapter --out merged
   python3 -c \"from transformers import AutoModelForCausalLM as M; M.from_pretrained('merged')\"";
 
 #[derive(clap::Args, Debug)]
@@ -20,6 +24,9 @@ pub struct MergeArgs {
     /// A run or checkpoint with LoRA adapters.
     #[arg(long, value_name = "DIR")]
     pub from: PathBuf,
+    /// A PEFT LoRA adapter folder to fold into --from (a base model folder).
+    #[arg(long, value_name = "DIR")]
+    pub adapter: Option<PathBuf>,
     /// The folder to write (must not exist yet, or be empty).
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
@@ -30,7 +37,10 @@ pub struct MergeArgs {
 
 pub fn run(a: MergeArgs) -> anyhow::Result<()> {
     let dev = candle_core::Device::Cpu;
-    let l = shiftlm::checkpoint::load(&a.from, &dev)?;
+    let l = match &a.adapter {
+        Some(adapter) => shiftlm::checkpoint::load_with_adapter(&a.from, adapter, &dev)?,
+        None => shiftlm::checkpoint::load(&a.from, &dev)?,
+    };
     let Some(lora) = l.config.model.lora().cloned() else {
         anyhow::bail!("{}: has no LoRA adapters to merge (train some with shiftlm finetune --lora)", l.dir.display());
     };
