@@ -225,10 +225,15 @@ pub fn generate(
     }
     let t = trainer(c, 1)?;
     if let Some(dir) = save {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        for (name, bytes) in crate::checkpoint::model_files(&t.cfg, &t.store, &t.tokenizer)? {
-            crate::checkpoint::write_atomic(&dir.join(name), &bytes)?;
+        if std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_some()) {
+            return Err(Error::Checkpoint {
+                path: dir.to_path_buf(),
+                msg: "exists and is not empty (nothing was overwritten)".into(),
+            });
         }
+        // A shiftlm checkpoint (with manifest) that transformers also opens.
+        let files = crate::checkpoint::model_files(&t.cfg, &t.store, &t.tokenizer)?;
+        crate::checkpoint::write_checkpoint(dir, 0, &files)?;
     }
     let n = new_tokens.clamp(1, c.seq_len.saturating_sub(1).max(1));
     let o = SampleOptions { max_new_tokens: n, temperature: 1.0, top_k: 0, top_p: 1.0, ..Default::default() };
