@@ -307,7 +307,9 @@ impl RunConfig {
         self.model.validate()?;
         self.train.validate()?;
         let causal_data = matches!(self.data, DataConfig::Text(_));
-        if causal_data != self.model.is_causal() {
+        // A causal model also takes a file of prompt/response pairs.
+        let prompts = self.model.is_causal() && matches!(self.data, DataConfig::File { .. });
+        if causal_data != self.model.is_causal() && !prompts {
             return Err(Error::config(
                 "data",
                 if causal_data {

@@ -118,3 +118,60 @@ fn unsupported_folders_are_refused_with_their_model_type() {
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(err.contains("model_type \"mistral\" is not supported") && !err.contains("panicked"), "{err}");
 }
+
+#[test]
+fn prompt_response_jsonl_trains_the_response() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("a.txt"), "the cat sat on the mat. ".repeat(60)).unwrap();
+    ok(&run(
+        d,
+        &[
+            "train",
+            "--model",
+            "gpt",
+            "--preset",
+            "gpt-tiny",
+            "--data",
+            "a.txt",
+            "--tokenizer",
+            "byte",
+            "--steps",
+            "10",
+            "--out",
+            "base",
+            "--show",
+            "0",
+        ],
+    ));
+    // Random prompts, one fixed answer: only the answer is learnable, and only it is scored.
+    let lines: String =
+        (0..120).map(|i| format!("{{\"prompt\": \"q{} \", \"response\": \"yes.\"}}\n", (i * 7919) % 1000)).collect();
+    std::fs::write(d.join("chat.jsonl"), lines).unwrap();
+    let out = ok(&run(
+        d,
+        &[
+            "finetune",
+            "--from",
+            "base",
+            "--data",
+            "chat.jsonl",
+            "--steps",
+            "40",
+            "--lr",
+            "3e-3",
+            "--out",
+            "ft",
+            "--json",
+        ],
+    ));
+    let v = json(&out);
+    let (before, after) = losses(&v);
+    assert!(after < 0.5 * before, "held-out response loss {before} → {after}");
+    // A bad line is named.
+    std::fs::write(d.join("bad.jsonl"), "{\"prompt\": \"a\", \"response\": \"b\"}\n{\"prompt\": \"c\"}\n").unwrap();
+    let o = run(d, &["finetune", "--from", "base", "--data", "bad.jsonl", "--steps", "2", "--out", "ft2"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("bad.jsonl:2") && err.contains("response"), "{err}");
+}

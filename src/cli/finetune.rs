@@ -18,9 +18,13 @@ F16/BF16 weights are widened to f32. The model keeps its tokenizer, so --data is
 tokenized the way the model was trained.
 
 --data is plain UTF-8 text for a language model (continued pretraining: inputs
-x[0..T], labels x[1..T+1]), or TSV/JSONL pairs for an encoder–decoder (decoder
-input [BOS]+y, labels y+[EOS]). The last tenth is held out and the held-out loss
-and perplexity are measured before and after, in the same run.
+x[0..T], labels x[1..T+1]); or a .jsonl file of {\"prompt\": …, \"response\": …}
+lines (or a .tsv of prompt<TAB>response) for a language model, which reads
+prompt+response+EOS but is scored on the response and EOS only (the prompt's
+labels are masked by the shift core); or TSV/JSONL pairs for an encoder–decoder
+(decoder input [BOS]+y, labels y+[EOS]). A tenth is held out (the end of a text;
+a hash-chosen tenth of pairs) and the held-out loss and perplexity are measured
+before and after, in the same run.
 
 The run folder holds ordinary shiftlm checkpoints: `shiftlm eval`, `generate`
 and `train --resume` work on it, and GPT-2/Llama checkpoints open in
@@ -28,6 +32,7 @@ transformers with from_pretrained.
 
 Examples:
   shiftlm finetune --from runs/gpt-baby-input --data more.txt --steps 300
+  shiftlm finetune --from ./gpt2-hf-folder --data chat.jsonl --lora      # {\"prompt\":…,\"response\":…}
   shiftlm finetune --from ./gpt2-hf-folder --data notes.txt --lr 1e-4 --out runs/notes --json";
 
 #[derive(clap::Args, Debug)]
@@ -91,7 +96,12 @@ pub fn run(a: FinetuneArgs) -> anyhow::Result<()> {
         anyhow::bail!("--steps must be at least 1");
     }
     let mut cfg = from.config.clone();
-    cfg.data = if cfg.model.is_causal() {
+    let pairs = a
+        .data
+        .extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case("jsonl") || e.eq_ignore_ascii_case("tsv"));
+    cfg.data = if cfg.model.is_causal() && !pairs {
         DataConfig::Text(TextConfig {
             paths: vec![a.data.clone()],
             tokenizer: TokenizerKind::Byte, // unused: the model's tokenizer is passed below

@@ -38,6 +38,16 @@ impl PairLoader {
     /// The next batch; a new shuffled epoch starts when one runs out. The
     /// last batch of an epoch may be smaller.
     pub fn next_batch(&mut self) -> Seq2SeqBatch {
+        Seq2SeqBatch::new(&self.next_pairs(), PAD, BOS, EOS)
+    }
+
+    /// The next batch as prompt/response rows for a language model with
+    /// context `t` (see [`CausalBatch::prompt_response`]).
+    pub fn next_prompt_batch(&mut self, t: usize, eos: u32) -> CausalBatch {
+        CausalBatch::prompt_response(&self.next_pairs(), t, eos)
+    }
+
+    fn next_pairs(&mut self) -> Vec<&Pair> {
         let st = &mut self.state;
         if st.cursor >= st.order.len() {
             st.rng.shuffle(&mut st.order);
@@ -47,7 +57,7 @@ impl PairLoader {
         let end = (st.cursor + self.batch_size).min(st.order.len());
         let batch: Vec<&Pair> = st.order[st.cursor..end].iter().map(|&i| &self.pairs[i as usize]).collect();
         st.cursor = end;
-        Seq2SeqBatch::new(&batch, PAD, BOS, EOS)
+        batch
     }
 
     /// Completed epochs.
@@ -106,6 +116,8 @@ impl WindowLoader {
 pub enum Loader {
     Pairs(PairLoader),
     Windows(WindowLoader),
+    /// Prompt/response pairs for a language model: (loader, context, EOS id).
+    Prompts(PairLoader, usize, u32),
 }
 
 impl Loader {
@@ -113,6 +125,7 @@ impl Loader {
         match self {
             Loader::Pairs(l) => Batch::Pairs(l.next_batch()),
             Loader::Windows(l) => Batch::Causal(l.next_batch()),
+            Loader::Prompts(l, t, eos) => Batch::Causal(l.next_prompt_batch(*t, *eos)),
         }
     }
 
@@ -122,14 +135,14 @@ impl Loader {
 
     pub fn state(&self) -> &LoaderState {
         match self {
-            Loader::Pairs(l) => l.state(),
+            Loader::Pairs(l) | Loader::Prompts(l, ..) => l.state(),
             Loader::Windows(l) => &l.state,
         }
     }
 
     pub fn set_state(&mut self, state: LoaderState) {
         match self {
-            Loader::Pairs(l) => l.set_state(state),
+            Loader::Pairs(l) | Loader::Prompts(l, ..) => l.set_state(state),
             Loader::Windows(l) => l.state = state,
         }
     }

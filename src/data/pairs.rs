@@ -71,7 +71,12 @@ pub fn read_pairs(path: &Path) -> Result<Vec<TextPair>> {
                         None => Err(bad(line, format!("missing key \"{k}\""))),
                     }
                 };
-                (field("source")?, field("target")?)
+                // {"prompt": …, "response": …} (instruction tuning) reads the same way.
+                if obj.contains_key("prompt") || obj.contains_key("response") {
+                    (field("prompt")?, field("response")?)
+                } else {
+                    (field("source")?, field("target")?)
+                }
             }
         };
         out.push(TextPair { source, target, line });

@@ -148,7 +148,8 @@ pub struct CausalBatch {
     pub inputs: Vec<u32>,
     /// (B, T) labels: the inputs shifted left by one.
     pub labels: Vec<u32>,
-    /// (B, T) all 1.0: every position of a window is supervised.
+    /// (B, T): 1.0 where the label is supervised (every position of a text
+    /// window; the response part of a prompt/response row).
     pub label_mask: Vec<f32>,
 }
 
@@ -167,11 +168,48 @@ impl CausalBatch {
         Self { b, t, inputs, labels, label_mask: vec![1.0; b * t] }
     }
 
+    /// Prompt/response examples for a language model: each row reads
+    /// `prompt ++ response ++ [EOS]` shifted as any text (labels are the
+    /// inputs one to the left), but only the labels that are response tokens
+    /// or the closing EOS are supervised; the prompt's, and the padding's,
+    /// are masked. Rows keep their first `t + 1` tokens and are padded (with
+    /// `eos`, masked) to the longest row.
+    pub fn prompt_response(pairs: &[&super::Pair], t: usize, eos: u32) -> Self {
+        let seqs: Vec<(Vec<u32>, usize)> = pairs
+            .iter()
+            .map(|p| {
+                let mut s: Vec<u32> = p.source.iter().chain(&p.target).copied().collect();
+                s.push(eos);
+                s.truncate(t + 1);
+                (s, p.source.len())
+            })
+            .collect();
+        let b = seqs.len();
+        let width = seqs.iter().map(|(s, _)| s.len().saturating_sub(1)).max().unwrap_or(0).max(1);
+        let (mut inputs, mut labels, mut label_mask) =
+            (vec![eos; b * width], vec![eos; b * width], vec![0f32; b * width]);
+        for (row, (s, prompt_len)) in seqs.iter().enumerate() {
+            for i in 0..s.len().saturating_sub(1) {
+                let k = row * width + i;
+                inputs[k] = s[i];
+                labels[k] = s[i + 1];
+                // Label i is token i + 1: supervised once it is past the prompt.
+                label_mask[k] = if i + 1 >= *prompt_len { 1.0 } else { 0.0 };
+            }
+        }
+        Self { b, t: width, inputs, labels, label_mask }
+    }
+
     pub fn tensors(&self, dev: &Device) -> candle_core::Result<CausalTensors> {
+        let n_supervised = self.label_mask.iter().filter(|&&m| m > 0.0).count();
+        let mask = (n_supervised < self.label_mask.len())
+            .then(|| Tensor::from_slice(&self.label_mask, (self.b, self.t), dev))
+            .transpose()?;
         Ok(CausalTensors {
             inputs: Tensor::from_slice(&self.inputs, (self.b, self.t), dev)?,
             labels: Tensor::from_slice(&self.labels, (self.b, self.t), dev)?,
-            n_supervised: self.b * self.t,
+            mask,
+            n_supervised,
         })
     }
 }
@@ -179,8 +217,9 @@ impl CausalBatch {
 /// [`CausalBatch`] on a device.
 #[derive(Debug, Clone)]
 pub struct CausalTensors {
-    pub inputs: Tensor, // (B, T) u32
-    pub labels: Tensor, // (B, T) u32
+    pub inputs: Tensor,       // (B, T) u32
+    pub labels: Tensor,       // (B, T) u32
+    pub mask: Option<Tensor>, // (B, T) f32, or None when every label counts
     pub n_supervised: usize,
 }
 
@@ -242,6 +281,37 @@ impl Batch {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn prompt_response_rows_supervise_only_the_response_and_eos() {
+        let p1 = Pair { source: vec![10, 11, 12], target: vec![20, 21] };
+        let p2 = Pair { source: vec![13], target: vec![22] };
+        let b = CausalBatch::prompt_response(&[&p1, &p2], 16, 2);
+        // Row 1 reads 10 11 12 20 21 and predicts 11 12 20 21 </s>.
+        assert_eq!((b.b, b.t), (2, 5));
+        assert_eq!(&b.inputs[..5], &[10, 11, 12, 20, 21]);
+        assert_eq!(&b.labels[..5], &[11, 12, 20, 21, 2]);
+        assert_eq!(&b.label_mask[..5], &[0.0, 0.0, 1.0, 1.0, 1.0]);
+        // Row 2 (13 → 22 </s>) is padded; padding is never supervised.
+        assert_eq!(&b.inputs[5..7], &[13, 22]);
+        assert_eq!(&b.labels[5..7], &[22, 2]);
+        assert_eq!(&b.label_mask[5..], &[1.0, 1.0, 0.0, 0.0, 0.0]);
+        // Every supervised label is the next input of its row.
+        for row in 0..2 {
+            for i in 0..4 {
+                if b.label_mask[row * 5 + i + 1] > 0.0 {
+                    assert_eq!(b.labels[row * 5 + i], b.inputs[row * 5 + i + 1]);
+                }
+            }
+        }
+        // Truncated to the context: the first t + 1 tokens.
+        let c = CausalBatch::prompt_response(&[&p1], 3, 2);
+        assert_eq!(
+            (c.inputs.clone(), c.labels.clone(), c.label_mask.clone()),
+            (vec![10, 11, 12], vec![11, 12, 20], vec![0.0, 0.0, 1.0])
+        );
+        assert_eq!(b.tensors(&Device::Cpu).unwrap().n_supervised, 5);
+    }
 
     #[test]
     fn seed_rotate_example() {

@@ -201,7 +201,7 @@ impl Model {
                 let logits = self
                     .causal_forward(&b.inputs, None, rng)
                     .ok_or_else(|| Error::config("model", "an encoder–decoder cannot train on plain text"))??;
-                let loss = sequence_loss_sum(&logits, &b.labels, None)?;
+                let loss = sequence_loss_sum(&logits, &b.labels, b.mask.as_ref())?;
                 Ok((loss, logits))
             }
             _ => Err(Error::config("model", "a causal language model cannot train on pairs")),

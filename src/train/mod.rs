@@ -168,6 +168,10 @@ impl Trainer {
         let seed = cfg.train.seed;
         let bs = cfg.train.batch_size;
         let loader = match (&data, cfg.model.context()) {
+            // Prompt/response pairs for a language model: only responses are supervised.
+            (Dataset::Pairs(s), Some(ctx)) if !s.train.is_empty() => {
+                Loader::Prompts(PairLoader::new(s.train.clone(), bs, seed), ctx, cfg.model_eos())
+            }
             (Dataset::Pairs(s), _) if !s.train.is_empty() => Loader::Pairs(PairLoader::new(s.train.clone(), bs, seed)),
             (Dataset::Text { train, valid }, Some(ctx)) if train.len() > ctx && valid.len() > ctx => {
                 Loader::Windows(WindowLoader::new(train.clone(), bs, ctx, seed))
@@ -317,7 +321,17 @@ impl Trainer {
     pub fn valid_batches(&self) -> Vec<Batch> {
         let bs = self.cfg.train.batch_size;
         match &self.data {
-            Dataset::Pairs(s) => batches(&s.valid, bs).map(Batch::Pairs).collect(),
+            Dataset::Pairs(s) => match self.cfg.model.context() {
+                Some(t) => s
+                    .valid
+                    .chunks(bs.max(1))
+                    .map(|c| {
+                        let refs: Vec<&crate::data::Pair> = c.iter().collect();
+                        Batch::Causal(crate::data::shift::CausalBatch::prompt_response(&refs, t, self.cfg.model_eos()))
+                    })
+                    .collect(),
+                None => batches(&s.valid, bs).map(Batch::Pairs).collect(),
+            },
             Dataset::Text { valid, .. } => {
                 windows(valid, bs, self.cfg.model.context().unwrap_or(1), self.cfg.train.eval_batches)
             }
