@@ -91,6 +91,7 @@ impl RunConfig {
             keep_last: 3,
             patience: 0,
             on_nonfinite: NonFinitePolicy::Stop,
+            freeze: Default::default(),
         };
         let seq2seq = |c: Seq2SeqConfig| ModelConfig::Seq2seq(Seq2SeqConfig { cell: CellKind::Lstm, ..c });
         let (model, train, data, max_target_len) = match name {

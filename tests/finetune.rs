@@ -175,3 +175,49 @@ fn prompt_response_jsonl_trains_the_response() {
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(err.contains("bad.jsonl:2") && err.contains("response"), "{err}");
 }
+
+#[test]
+fn frozen_parameters_do_not_move_and_hold_no_optimizer_state() {
+    use candle_core::{Device, Tensor};
+    use std::collections::HashMap;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gpt2_tiny");
+    std::fs::create_dir(d.join("hf")).unwrap();
+    for f in ["config.json", "model.safetensors"] {
+        std::fs::copy(src.join(f), d.join("hf").join(f)).unwrap();
+    }
+    std::fs::write(d.join("hf/tokenizer.json"), shiftlm::data::Tokenizer::Symbols { n: 40 }.to_json_bytes()).unwrap();
+    let text: String = (0..400).map(|i| format!("{} ", (i * 7) % 12)).collect();
+    std::fs::write(d.join("numbers.txt"), text).unwrap();
+    let load = |p: &Path| -> HashMap<String, Tensor> { candle_core::safetensors::load(p, &Device::Cpu).unwrap() };
+    let orig = load(&d.join("hf/model.safetensors"));
+    let same =
+        |a: &Tensor, b: &Tensor| (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap() == 0.0;
+    let embeddings_and_block0 = |k: &str| k.contains(".wte.") || k.contains(".wpe.") || k.contains(".h.0.");
+    let all_but_head = |k: &str| !(k.contains("ln_f") || k.contains(".wte."));
+    let cases: [(&[&str], &dyn Fn(&str) -> bool); 2] = [
+        (&["--freeze-embeddings", "--freeze-blocks", "1"], &embeddings_and_block0),
+        (&["--freeze-all-but-head"], &all_but_head),
+    ];
+    for (flags, frozen) in cases {
+        let out = d.join(format!("ft{}", flags.len()));
+        let mut args =
+            vec!["finetune", "--from", "hf", "--data", "numbers.txt", "--steps", "5", "--lr", "1e-2", "--out"];
+        args.push(out.to_str().unwrap());
+        args.extend_from_slice(flags);
+        ok(&run(d, &args));
+        let saved = load(&out.join("checkpoint-5/model.safetensors"));
+        let opt = load(&out.join("checkpoint-5/optimizer.safetensors"));
+        for (k, t) in orig.iter().filter(|(k, _)| !k.contains("attn.bias") && !k.contains("masked_bias")) {
+            if frozen(k) {
+                assert!(same(&saved[k], t), "{flags:?}: frozen {k} moved");
+                assert!(!opt.contains_key(&format!("m.{k}")), "{flags:?}: optimizer state for frozen {k}");
+            } else if k.ends_with("weight") && !k.contains("ln_") {
+                assert!(!same(&saved[k], t), "{flags:?}: {k} did not train");
+            }
+        }
+    }
+    let o = run(d, &["finetune", "--from", "hf", "--data", "numbers.txt", "--freeze-blocks", "3", "--out", "x"]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("but the model has 2 blocks"));
+}

@@ -73,6 +73,15 @@ pub struct FinetuneArgs {
     /// q_proj,v_proj for Llama, as PEFT does).
     #[arg(long, value_name = "NAMES", value_delimiter = ',', requires = "lora")]
     pub lora_targets: Vec<String>,
+    /// Freeze the token (and position) embeddings.
+    #[arg(long, conflicts_with = "lora")]
+    pub freeze_embeddings: bool,
+    /// Freeze the first N blocks (GPT-2, Llama).
+    #[arg(long, value_name = "N", conflicts_with = "lora")]
+    pub freeze_blocks: Option<usize>,
+    /// Train only the head (final norm and output projection; a tied head is the token embedding).
+    #[arg(long, conflicts_with = "lora")]
+    pub freeze_all_but_head: bool,
     /// End with one JSON line: held-out loss and perplexity before and after.
     #[arg(long)]
     pub json: bool,
@@ -126,6 +135,11 @@ pub fn run(a: FinetuneArgs) -> anyhow::Result<()> {
         cfg.model.set_lora(Some(lora))?;
     }
     let t = &mut cfg.train;
+    t.freeze = shiftlm::train::Freeze {
+        embeddings: a.freeze_embeddings,
+        blocks: a.freeze_blocks.unwrap_or(0),
+        all_but_head: a.freeze_all_but_head,
+    };
     t.steps = a.steps;
     t.optimizer.lr = a.lr;
     t.schedule.warmup_steps = a.steps / 10;
@@ -148,6 +162,9 @@ pub fn run(a: FinetuneArgs) -> anyhow::Result<()> {
         trainer.store.set(&name, var.as_tensor())?;
     }
     let trainable: usize = trainer.store.trainable_vars().iter().map(|(_, v)| v.as_tensor().elem_count()).sum();
+    if trainable == 0 && !trainer.cfg.train.freeze.is_none() {
+        anyhow::bail!("the --freeze options leave nothing to train");
+    }
     if trainer.cfg.model.lora().is_some() && trainable == 0 {
         anyhow::bail!("--lora-targets matched no layer of this model (GPT-2: c_attn, c_proj, c_fc; Llama: q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj)");
     }

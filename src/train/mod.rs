@@ -71,6 +71,71 @@ pub struct TrainConfig {
     pub patience: usize,
     /// `stop` or `skip` on a NaN/infinite loss or gradient.
     pub on_nonfinite: NonFinitePolicy,
+    /// Parameters that do not train (fine-tuning); nothing by default.
+    #[serde(default, skip_serializing_if = "Freeze::is_none")]
+    pub freeze: Freeze,
+}
+
+/// What a fine-tune leaves frozen: no gradient, no optimizer state.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Freeze {
+    /// Token (and learned position) embeddings.
+    #[serde(default)]
+    pub embeddings: bool,
+    /// The first N blocks (GPT-2, Llama).
+    #[serde(default)]
+    pub blocks: usize,
+    /// Everything but the head: the final norm and the output projection
+    /// (for a tied GPT-2/Llama head, the token embedding that serves as it).
+    #[serde(default)]
+    pub all_but_head: bool,
+}
+
+impl Freeze {
+    pub fn is_none(&self) -> bool {
+        *self == Freeze::default()
+    }
+
+    /// Whether parameter `name` of `model` is frozen.
+    pub fn freezes(&self, model: &crate::model::ModelConfig, name: &str) -> bool {
+        use crate::model::ModelConfig;
+        let embedding =
+            name.contains("embed") || name.contains(".wte.") || name.contains(".wpe.") || name.starts_with("shared.");
+        let block = |i: usize| match model {
+            ModelConfig::Gpt2(_) => name.starts_with(&format!("transformer.h.{i}.")),
+            ModelConfig::Llama(_) => name.starts_with(&format!("model.layers.{i}.")),
+            _ => false,
+        };
+        let head = match model {
+            ModelConfig::Gpt2(_) => name.starts_with("transformer.ln_f.") || name == "transformer.wte.weight",
+            ModelConfig::Llama(c) => {
+                name == "model.norm.weight"
+                    || name == "lm_head.weight"
+                    || (c.tie_word_embeddings && name == "model.embed_tokens.weight")
+            }
+            _ => name.contains(".out.") || name.starts_with("out."),
+        };
+        (self.all_but_head && !head) || (self.embeddings && embedding) || (0..self.blocks).any(block)
+    }
+
+    pub fn validate(&self, model: &crate::model::ModelConfig) -> Result<()> {
+        let n_blocks = match model {
+            crate::model::ModelConfig::Gpt2(c) => c.n_layer,
+            crate::model::ModelConfig::Llama(c) => c.num_hidden_layers,
+            _ if self.blocks > 0 => {
+                return Err(Error::config("train.freeze.blocks", "applies to GPT-2 and Llama models"))
+            }
+            _ => 0,
+        };
+        if self.blocks > n_blocks {
+            return Err(Error::config(
+                "train.freeze.blocks",
+                format!("{} but the model has {n_blocks} blocks", self.blocks),
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl TrainConfig {
@@ -189,9 +254,13 @@ impl Trainer {
             _ => return Err(Error::config("data", "no training examples")),
         };
         let store = ParamStore::new(seed, &dev);
+        cfg.train.freeze.validate(&cfg.model)?;
         if cfg.model.lora().is_some() {
             // LoRA: only the adapters train.
             store.freeze(|name| !name.contains(".lora_"));
+        } else if !cfg.train.freeze.is_none() {
+            let (freeze, model) = (cfg.train.freeze.clone(), cfg.model.clone());
+            store.freeze(move |name| freeze.freezes(&model, name));
         }
         let model = Model::new(&cfg.model, store.var_builder())?;
         let vars = store.trainable_vars();
