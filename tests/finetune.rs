@@ -196,7 +196,8 @@ fn frozen_parameters_do_not_move_and_hold_no_optimizer_state() {
         |a: &Tensor, b: &Tensor| (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap() == 0.0;
     let embeddings_and_block0 = |k: &str| k.contains(".wte.") || k.contains(".wpe.") || k.contains(".h.0.");
     let all_but_head = |k: &str| !(k.contains("ln_f") || k.contains(".wte."));
-    let cases: [(&[&str], &dyn Fn(&str) -> bool); 2] = [
+    type IsFrozen<'a> = &'a dyn Fn(&str) -> bool;
+    let cases: [(&[&str], IsFrozen); 2] = [
         (&["--freeze-embeddings", "--freeze-blocks", "1"], &embeddings_and_block0),
         (&["--freeze-all-but-head"], &all_but_head),
     ];
