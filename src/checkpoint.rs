@@ -362,7 +362,8 @@ pub fn load_with_adapter(base: &Path, adapter: &Path, dev: &Device) -> Result<Lo
             if gpt2 { "GPT-2" } else { "Llama" }
         )));
     }
-    let lora = crate::nn::lora::LoraConfig { r, alpha, targets };
+    let dropout = v.get("lora_dropout").and_then(|x| x.as_f64()).unwrap_or(0.0) as f32;
+    let lora = crate::nn::lora::LoraConfig { r, alpha, targets, dropout };
     lora.validate().map_err(|e| bad(e.to_string()))?;
     let mut config = base.config.clone();
     config.model.set_lora(Some(lora))?;

@@ -67,22 +67,27 @@ fn finetuning_a_run_on_new_text_lowers_its_held_out_loss() {
 }
 
 #[test]
-fn finetuning_a_transformers_folder_lowers_its_held_out_loss() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gpt2_tiny");
-    let hf = d.join("hf");
-    std::fs::create_dir(&hf).unwrap();
-    for f in ["config.json", "model.safetensors", "generation_config.json"] {
-        std::fs::copy(src.join(f), hf.join(f)).unwrap();
-    }
-    // A tokenizer for the 50-id random model: symbols written as integers.
-    std::fs::write(hf.join("tokenizer.json"), shiftlm::data::Tokenizer::Symbols { n: 40 }.to_json_bytes()).unwrap();
-    let text: String = (0..400).map(|i| format!("{} ", (i * 7) % 12)).collect();
-    std::fs::write(d.join("numbers.txt"), text).unwrap();
-    let out = ok(&run(
-        d,
-        &[
+fn finetuning_transformers_folders_lowers_their_held_out_loss() {
+    // Both families, full and LoRA fine-tunes, from from_pretrained folders.
+    for (name, kind, lora) in [
+        ("gpt2_tiny", "gpt2", None),
+        ("llama_tiny", "llama", None),
+        ("llama_tiny", "llama", Some("q_proj,v_proj,down_proj")),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
+        let hf = d.join("hf");
+        std::fs::create_dir(&hf).unwrap();
+        for f in ["config.json", "model.safetensors", "generation_config.json"] {
+            std::fs::copy(src.join(f), hf.join(f)).unwrap();
+        }
+        // A tokenizer for the 50-id random model: symbols written as integers.
+        std::fs::write(hf.join("tokenizer.json"), shiftlm::data::Tokenizer::Symbols { n: 40 }.to_json_bytes()).unwrap();
+        let text: String = (0..400).map(|i| format!("{} ", (i * 7) % 12)).collect();
+        std::fs::write(d.join("numbers.txt"), text).unwrap();
+        let lr = if lora.is_some() { "2e-2" } else { "3e-3" };
+        let mut args = vec![
             "finetune",
             "--from",
             "hf",
@@ -91,18 +96,21 @@ fn finetuning_a_transformers_folder_lowers_its_held_out_loss() {
             "--steps",
             "40",
             "--lr",
-            "3e-3",
+            lr,
             "--out",
             "ft",
             "--json",
-        ],
-    ));
-    let (before, after) = losses(&json(&out));
-    assert!(after < before - 0.3, "held-out loss {before} → {after}");
-    // The result still opens as a GPT-2 folder (config.json with model_type).
-    let cfg: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(d.join("ft/checkpoint-40/config.json")).unwrap()).unwrap();
-    assert_eq!(cfg["model_type"], "gpt2");
+        ];
+        if let Some(targets) = lora {
+            args.extend(["--lora", "--lora-r", "4", "--lora-targets", targets]);
+        }
+        let (before, after) = losses(&json(&ok(&run(d, &args))));
+        assert!(after < before - 0.3, "{name} (LoRA {lora:?}): held-out loss {before} → {after}");
+        // The result still opens as a transformers folder (config.json with model_type).
+        let cfg: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(d.join("ft/checkpoint-40/config.json")).unwrap()).unwrap();
+        assert_eq!(cfg["model_type"], kind);
+    }
 }
 
 #[test]

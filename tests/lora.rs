@@ -46,7 +46,7 @@ fn an_untrained_adapter_leaves_the_output_unchanged() {
     let want = base.model.causal_forward(&ids(), None, None).unwrap().unwrap();
     let mut cfg = base.config.model.clone();
     let targets = ["c_attn", "c_proj", "c_fc"].map(String::from).to_vec();
-    cfg.set_lora(Some(LoraConfig { r: 4, alpha: 8.0, targets })).unwrap();
+    cfg.set_lora(Some(LoraConfig { r: 4, alpha: 8.0, targets, dropout: 0.1 })).unwrap();
     let store = shiftlm::nn::ParamStore::new(3, &Device::Cpu);
     let model = shiftlm::model::Model::new(&cfg, store.var_builder()).unwrap();
     for (name, var) in base.store.vars() {
@@ -78,6 +78,8 @@ fn lora_finetune_trains_only_adapters_and_merges_to_the_same_logits() {
             "4",
             "--lora-targets",
             "c_attn,c_fc",
+            "--lora-dropout",
+            "0.1",
             "--steps",
             "40",
             "--lr",
@@ -116,6 +118,7 @@ fn lora_finetune_trains_only_adapters_and_merges_to_the_same_logits() {
         (cfg["peft_type"].as_str(), cfg["r"].as_u64(), cfg["fan_in_fan_out"].as_bool()),
         (Some("LORA"), Some(4), Some(true))
     );
+    assert!((cfg["lora_dropout"].as_f64().unwrap() - 0.1).abs() < 1e-6, "{cfg}");
     let adapter: HashMap<String, Tensor> =
         candle_core::safetensors::load(d.join("ft/adapter/adapter_model.safetensors"), &Device::Cpu).unwrap();
     assert_eq!(adapter["base_model.model.transformer.h.0.attn.c_attn.lora_A.weight"].dims(), &[4, 32]);

@@ -69,8 +69,13 @@ pub struct FinetuneArgs {
     /// LoRA scale numerator (the update is scaled by alpha / r).
     #[arg(long, default_value_t = 16.0, value_name = "A", requires = "lora")]
     pub lora_alpha: f64,
-    /// Layers to adapt, by name, comma-separated (default: c_attn for GPT-2,
-    /// q_proj,v_proj for Llama, as PEFT does).
+    /// Dropout on the adapters' inputs during training.
+    #[arg(long, default_value_t = 0.0, value_name = "P", requires = "lora")]
+    pub lora_dropout: f32,
+    /// Layers to adapt, comma-separated, as PEFT's target_modules: a name matches
+    /// a layer whose dotted path ends with it (c_attn, attn.c_proj), `*` is a
+    /// wildcard over the whole path (transformer.h.1.*). Default: c_attn for
+    /// GPT-2, q_proj,v_proj for Llama, as PEFT does.
     #[arg(long, value_name = "NAMES", value_delimiter = ',', requires = "lora")]
     pub lora_targets: Vec<String>,
     /// Freeze the token (and position) embeddings.
@@ -130,7 +135,7 @@ pub fn run(a: FinetuneArgs) -> anyhow::Result<()> {
         } else {
             vec!["c_attn".into()]
         };
-        let lora = shiftlm::nn::lora::LoraConfig { r: a.lora_r, alpha: a.lora_alpha, targets };
+        let lora = shiftlm::nn::lora::LoraConfig { r: a.lora_r, alpha: a.lora_alpha, targets, dropout: a.lora_dropout };
         lora.validate()?;
         cfg.model.set_lora(Some(lora))?;
     }

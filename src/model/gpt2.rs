@@ -10,7 +10,7 @@ use crate::nn::embedding::{embedding_init, Embedding};
 use crate::nn::layer_norm::{layer_norm, LayerNorm};
 use crate::nn::linear::{conv1d, Conv1D};
 use crate::rng::Rng;
-use candle_core::{Module, Tensor};
+use candle_core::Tensor;
 use candle_nn::{Init, VarBuilder};
 use serde::{Deserialize, Serialize};
 
@@ -215,7 +215,7 @@ impl Block {
         mut rng: Option<&mut Rng>,
     ) -> candle_core::Result<Tensor> {
         let c = x.dim(2)?;
-        let qkv = self.c_attn.forward(&self.ln_1.forward(x)?)?; // (B, T, 3C)
+        let qkv = self.c_attn.forward_t(&self.ln_1.forward(x)?, rng.as_deref_mut())?; // (B, T, 3C)
         let att = match cache {
             // Training and whole-sequence scoring: one fused op.
             None => crate::ops::attention::causal_self_attention(&qkv, self.n_head)?,
@@ -228,14 +228,14 @@ impl Block {
                 attend(&q, &k, &v, offset)?
             }
         }; // (B, T, C)
-        let y = self.attn_proj.forward(&att)?;
+        let y = self.attn_proj.forward_t(&att, rng.as_deref_mut())?;
         let x = (x + dropout(&y, self.dropout, rng.as_deref_mut())?)?;
-        let h = self.c_fc.forward(&self.ln_2.forward(&x)?)?;
+        let h = self.c_fc.forward_t(&self.ln_2.forward(&x)?, rng.as_deref_mut())?;
         let h = match self.activation {
             GptActivation::GeluNew => crate::ops::gelu::gelu_tanh(&h)?,
             GptActivation::Gelu => crate::ops::gelu::gelu_erf(&h)?,
         };
-        let h = self.mlp_proj.forward(&h)?;
+        let h = self.mlp_proj.forward_t(&h, rng.as_deref_mut())?;
         x + dropout(&h, self.dropout, rng)?
     }
 }

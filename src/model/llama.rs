@@ -10,7 +10,7 @@ use crate::nn::layer_norm::{rms_norm, RmsNorm};
 use crate::nn::linear::{linear_lora, Linear};
 use crate::nn::rope::Rope;
 use crate::rng::Rng;
-use candle_core::{Module, Tensor};
+use candle_core::Tensor;
 use candle_nn::{Init, VarBuilder};
 use serde::{Deserialize, Serialize};
 
@@ -224,18 +224,25 @@ impl Block {
     ) -> candle_core::Result<Tensor> {
         let h = self.input_layernorm.forward(x)?;
         let offset = cache.as_ref().map_or(0, |c| c.len());
-        let q = rope.apply(&split_heads(&self.q_proj.forward(&h)?, self.n_head)?.contiguous()?, offset)?;
-        let k = rope.apply(&split_heads(&self.k_proj.forward(&h)?, self.n_kv_head)?.contiguous()?, offset)?;
-        let v = split_heads(&self.v_proj.forward(&h)?, self.n_kv_head)?.contiguous()?;
+        let q = rope
+            .apply(&split_heads(&self.q_proj.forward_t(&h, rng.as_deref_mut())?, self.n_head)?.contiguous()?, offset)?;
+        let k = rope.apply(
+            &split_heads(&self.k_proj.forward_t(&h, rng.as_deref_mut())?, self.n_kv_head)?.contiguous()?,
+            offset,
+        )?;
+        let v = split_heads(&self.v_proj.forward_t(&h, rng.as_deref_mut())?, self.n_kv_head)?.contiguous()?;
         let (k, v) = match cache {
             Some(c) => c.append(k, v)?,
             None => (k, v),
         };
-        let y = self.o_proj.forward(&attend(&q, &k, &v, offset)?)?;
+        let y = self.o_proj.forward_t(&attend(&q, &k, &v, offset)?, rng.as_deref_mut())?;
         let x = (x + dropout(&y, self.dropout, rng.as_deref_mut())?)?;
         let h = self.post_attention_layernorm.forward(&x)?;
-        let g = crate::ops::swiglu::swiglu(&self.gate_proj.forward(&h)?, &self.up_proj.forward(&h)?)?; // SwiGLU (Shazeer 2020)
-        x + dropout(&self.down_proj.forward(&g)?, self.dropout, rng)?
+        let g = crate::ops::swiglu::swiglu(
+            &self.gate_proj.forward_t(&h, rng.as_deref_mut())?,
+            &self.up_proj.forward_t(&h, rng.as_deref_mut())?,
+        )?; // SwiGLU (Shazeer 2020)
+        x + dropout(&self.down_proj.forward_t(&g, rng.as_deref_mut())?, self.dropout, rng)?
     }
 }
 

@@ -68,14 +68,22 @@ pub fn conv1d(
     })
 }
 
+impl Conv1D {
+    /// The layer with its LoRA adapter, if any; `rng` enables the adapter's
+    /// dropout (training).
+    pub fn forward_t(&self, x: &Tensor, rng: Option<&mut crate::rng::Rng>) -> Result<Tensor> {
+        let y = linear_op(x, &self.weight, Some(&self.bias), WeightLayout::InOut)?;
+        match &self.lora {
+            Some(l) => y + l.delta(x, rng)?,
+            None => Ok(y),
+        }
+    }
+}
+
 impl Module for Conv1D {
     /// (..., in) → (..., out)
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = linear_op(x, &self.weight, Some(&self.bias), WeightLayout::InOut)?;
-        match &self.lora {
-            Some(l) => y + l.delta(x)?,
-            None => Ok(y),
-        }
+        self.forward_t(x, None)
     }
 }
 
@@ -85,13 +93,21 @@ impl Linear {
     }
 }
 
+impl Linear {
+    /// The layer with its LoRA adapter, if any; `rng` enables the adapter's
+    /// dropout (training).
+    pub fn forward_t(&self, x: &Tensor, rng: Option<&mut crate::rng::Rng>) -> Result<Tensor> {
+        let y = linear_op(x, &self.weight, self.bias.as_ref(), WeightLayout::OutIn)?;
+        match &self.lora {
+            Some(l) => y + l.delta(x, rng)?,
+            None => Ok(y),
+        }
+    }
+}
+
 impl Module for Linear {
     /// (..., in) → (..., out)
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = linear_op(x, &self.weight, self.bias.as_ref(), WeightLayout::OutIn)?;
-        match &self.lora {
-            Some(l) => y + l.delta(x)?,
-            None => Ok(y),
-        }
+        self.forward_t(x, None)
     }
 }
