@@ -230,3 +230,39 @@ fn frozen_parameters_do_not_move_and_hold_no_optimizer_state() {
     let o = run(d, &["finetune", "--from", "hf", "--data", "numbers.txt", "--freeze-blocks", "3", "--out", "x"]);
     assert!(String::from_utf8_lossy(&o.stderr).contains("but the model has 2 blocks"));
 }
+
+#[test]
+fn an_encoder_decoder_finetunes_on_pairs() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // Trained on rotate-left; fine-tuned on rotate-right pairs of the same symbols.
+    ok(&run(d, &["train", "--preset", "tiny", "--task", "rotate", "--steps", "30", "--out", "base", "--show", "0"]));
+    let pairs: String = (0..300)
+        .map(|i| {
+            let s: Vec<String> = (0..5).map(|j| ((i * 7 + j * 3) % 9).to_string()).collect();
+            let mut t = s.clone();
+            t.rotate_right(1);
+            format!("{}\t{}\n", s.join(" "), t.join(" "))
+        })
+        .collect();
+    std::fs::write(d.join("right.tsv"), pairs).unwrap();
+    let v = json(&ok(&run(
+        d,
+        &[
+            "finetune",
+            "--from",
+            "base",
+            "--data",
+            "right.tsv",
+            "--steps",
+            "60",
+            "--lr",
+            "3e-3",
+            "--out",
+            "ft",
+            "--json",
+        ],
+    )));
+    let (before, after) = losses(&v);
+    assert!(after < before - 0.2, "held-out loss {before} → {after}");
+}
