@@ -22,7 +22,7 @@ A decoder reads the target shifted right by one (a start token first) and is
 scored against the unshifted target; padding never counts.
 
 Start here:
-  shiftlm train                            train the default encoder–decoder on a built-in task (~1 min)
+  shiftlm train                            train the default encoder–decoder on a built-in task (~15 s)
   shiftlm train --model gpt --data my.txt  train a GPT on your text
   shiftlm finetune --from DIR --data my.txt  fine-tune a checkpoint or a transformers folder
   shiftlm data preview --task rotate       see exactly what the decoder reads and predicts
