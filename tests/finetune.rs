@@ -18,6 +18,14 @@ fn json(stdout: &str) -> serde_json::Value {
     serde_json::from_str(stdout.lines().last().unwrap()).unwrap()
 }
 
+/// A byte-level gpt-tiny trained `steps` steps on a.txt, in `d/base`.
+fn gpt_base(d: &Path, steps: usize) {
+    std::fs::write(d.join("a.txt"), "the cat sat on the mat. ".repeat(60)).unwrap();
+    let steps = steps.to_string();
+    let args = ["train", "--model", "gpt", "--preset", "gpt-tiny", "--data", "a.txt", "--tokenizer", "byte"];
+    ok(&run(d, &[&args[..], &["--steps", &steps, "--out", "base", "--show", "0"]].concat()));
+}
+
 fn losses(v: &serde_json::Value) -> (f64, f64) {
     (v["before"]["loss"].as_f64().unwrap(), v["after"]["loss"].as_f64().unwrap())
 }
@@ -26,28 +34,8 @@ fn losses(v: &serde_json::Value) -> (f64, f64) {
 fn finetuning_a_run_on_new_text_lowers_its_held_out_loss() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    std::fs::write(d.join("a.txt"), "the cat sat on the mat. ".repeat(60)).unwrap();
     std::fs::write(d.join("b.txt"), "a dog ran in the fog. ".repeat(60)).unwrap();
-    ok(&run(
-        d,
-        &[
-            "train",
-            "--model",
-            "gpt",
-            "--preset",
-            "gpt-tiny",
-            "--data",
-            "a.txt",
-            "--tokenizer",
-            "byte",
-            "--steps",
-            "30",
-            "--out",
-            "base",
-            "--show",
-            "0",
-        ],
-    ));
+    gpt_base(d, 30);
     let out = ok(&run(
         d,
         &["finetune", "--from", "base", "--data", "b.txt", "--steps", "30", "--lr", "3e-3", "--out", "ft", "--json"],
@@ -131,27 +119,7 @@ fn unsupported_folders_are_refused_with_their_model_type() {
 fn prompt_response_jsonl_trains_the_response() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    std::fs::write(d.join("a.txt"), "the cat sat on the mat. ".repeat(60)).unwrap();
-    ok(&run(
-        d,
-        &[
-            "train",
-            "--model",
-            "gpt",
-            "--preset",
-            "gpt-tiny",
-            "--data",
-            "a.txt",
-            "--tokenizer",
-            "byte",
-            "--steps",
-            "10",
-            "--out",
-            "base",
-            "--show",
-            "0",
-        ],
-    ));
+    gpt_base(d, 10);
     // Random prompts, one fixed answer: only the answer is learnable, and only it is scored.
     let lines: String =
         (0..120).map(|i| format!("{{\"prompt\": \"q{} \", \"response\": \"yes.\"}}\n", (i * 7919) % 1000)).collect();
