@@ -4,6 +4,7 @@
 
 pub mod loader;
 pub mod pairs;
+pub mod series;
 pub mod shift;
 pub mod tasks;
 pub mod text;

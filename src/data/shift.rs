@@ -7,6 +7,10 @@
 //! - [`causal_window`]: language models read `x[s..s+T]` and are scored on
 //!   `x[s+1..s+T+1]`;
 //! - [`rotate_left`]: the seed's own "shift" example, used as a data transform;
+//! - [`forecast_window`] and [`numeric_teacher_forcing`]: forecasters read a
+//!   window of the past and are scored on the `H` values that follow it; a
+//!   decoder rolled out over the horizon reads the last observed value and
+//!   then the targets shifted right by one;
 //! - [`Seq2SeqBatch::new`]: pads a batch and builds the masks, so padding is
 //!   never supervised and EOS always is (masks come from lengths, never from
 //!   token values, so a tokenizer whose pad id equals its EOS id is safe).
@@ -40,6 +44,32 @@ pub fn teacher_forcing(target: &[u32], bos: u32, eos: u32) -> TeacherForced {
 pub fn causal_window(x: &[u32], start: usize, t: usize) -> Option<(&[u32], &[u32])> {
     let end = start.checked_add(t)?.checked_add(1)?;
     (end <= x.len()).then(|| (&x[start..start + t], &x[start + 1..end]))
+}
+
+/// The forecasting window starting at `start`: the past `x[start..start+L]`
+/// and the `h` values after it, `x[start+L..start+L+H]`. `None` when the
+/// series is too short.
+pub fn forecast_window(x: &[f32], start: usize, l: usize, h: usize) -> Option<(&[f32], &[f32])> {
+    let end = start.checked_add(l)?.checked_add(h)?;
+    (l > 0 && h > 0 && end <= x.len()).then(|| (&x[start..start + l], &x[start + l..end]))
+}
+
+/// Every window start of a series of `len` values, `stride` apart, each
+/// with room for `l` past and `h` future values.
+pub fn forecast_starts(len: usize, l: usize, h: usize, stride: usize) -> Vec<usize> {
+    match len.checked_sub(l + h) {
+        Some(last) if l > 0 && h > 0 => (0..=last).step_by(stride.max(1)).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Teacher forcing over a numeric horizon: the decoder reads the last
+/// observed value and then the targets shifted right by one
+/// (`[x_last, y₀, …, y_{H−2}]`) and is scored against `y` itself.
+pub fn numeric_teacher_forcing(past: &[f32], future: &[f32]) -> (Vec<f32>, Vec<f32>) {
+    let start = past.last().copied().unwrap_or(0.0);
+    let dec_in = std::iter::once(start).chain(future.iter().copied()).take(future.len()).collect();
+    (dec_in, future.to_vec())
 }
 
 /// The seed's shift: rotate a sequence left by `k` (`[1,2,3,4,5]`, k=1 →
@@ -281,6 +311,19 @@ impl Batch {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn forecast_windows_shift_the_series() {
+        let x: Vec<f32> = (0..10).map(|v| v as f32).collect();
+        let (past, fut) = forecast_window(&x, 2, 3, 2).unwrap();
+        assert_eq!((past, fut), (&[2.0, 3.0, 4.0][..], &[5.0, 6.0][..]));
+        assert!(forecast_window(&x, 6, 3, 2).is_none());
+        assert_eq!(forecast_starts(10, 3, 2, 2), vec![0, 2, 4]);
+        assert_eq!(forecast_starts(10, 3, 2, 1).last(), Some(&5));
+        assert!(forecast_starts(4, 3, 2, 1).is_empty());
+        let (dec_in, labels) = numeric_teacher_forcing(past, fut);
+        assert_eq!((dec_in, labels), (vec![4.0, 5.0], vec![5.0, 6.0]));
+    }
 
     #[test]
     fn prompt_response_rows_supervise_only_the_response_and_eos() {

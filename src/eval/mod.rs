@@ -3,6 +3,8 @@
 //! with no help from the target, so the gap between the two (exposure bias)
 //! is visible side by side.
 
+pub mod forecast;
+
 use crate::data::shift::Batch;
 use crate::data::Pair;
 use crate::decode::{decode_batch, DecodeOptions};

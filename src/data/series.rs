@@ -1,0 +1,278 @@
+//! Numeric series for forecasting: a CSV file with a header (target
+//! columns, optional covariates and timestamp), a chronological split (never
+//! shuffled across time), and scalers fitted on the training split only.
+
+use crate::error::{Error, Result};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// What to do with a missing or non-numeric cell.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FillPolicy {
+    /// An error naming the row and column (the default).
+    #[default]
+    Error,
+    /// The previous row's value (the first row has none: still an error).
+    Forward,
+    /// Zero.
+    Zero,
+}
+
+/// Which columns of a CSV file to read.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeriesSpec {
+    pub path: PathBuf,
+    /// Columns to forecast, e.g. ["load"].
+    pub targets: Vec<String>,
+    /// Extra input columns, e.g. ["temperature"].
+    #[serde(default)]
+    pub covariates: Vec<String>,
+    /// A column carried to the output as is, e.g. "date".
+    #[serde(default)]
+    pub timestamp: Option<String>,
+    #[serde(default)]
+    pub fill: FillPolicy,
+}
+
+/// The columns read: targets first, then covariates, each one value per row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Series {
+    pub names: Vec<String>,
+    pub columns: Vec<Vec<f32>>,
+    pub timestamps: Option<Vec<String>>,
+}
+
+impl Series {
+    pub fn len(&self) -> usize {
+        self.columns.first().map_or(0, |c| c.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Splits one CSV line into fields (RFC 4180 quoting: `"a,b"`, `""`).
+fn fields(line: &str) -> Vec<String> {
+    let (mut out, mut cur, mut quoted, mut chars) = (Vec::new(), String::new(), false, line.chars().peekable());
+    while let Some(c) = chars.next() {
+        match c {
+            '"' if quoted && chars.peek() == Some(&'"') => {
+                cur.push('"');
+                chars.next();
+            }
+            '"' => quoted = !quoted,
+            ',' if !quoted => out.push(std::mem::take(&mut cur)),
+            c => cur.push(c),
+        }
+    }
+    out.push(cur);
+    out.into_iter().map(|f| f.trim().to_string()).collect()
+}
+
+/// Reads the chosen columns. Errors name the file, the line and the column.
+pub fn read_csv(spec: &SeriesSpec) -> Result<Series> {
+    let text = super::read_utf8(&spec.path)?;
+    let path = &spec.path;
+    let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
+    let (_, header) = lines.next().ok_or_else(|| Error::EmptyFile { path: path.clone() })?;
+    let header = fields(header.strip_suffix('\r').unwrap_or(header));
+    let find = |name: &str| -> Result<usize> {
+        header.iter().position(|h| h == name).ok_or_else(|| Error::BadLine {
+            path: path.clone(),
+            line: 1,
+            msg: format!("no column '{name}' in the header (columns: {})", header.join(", ")),
+        })
+    };
+    if spec.targets.is_empty() {
+        return Err(Error::config("data.targets", "name at least one target column"));
+    }
+    let names: Vec<String> = spec.targets.iter().chain(&spec.covariates).cloned().collect();
+    let idx: Vec<usize> = names.iter().map(|n| find(n)).collect::<Result<_>>()?;
+    let ts = spec.timestamp.as_deref().map(find).transpose()?;
+    let mut columns = vec![Vec::new(); names.len()];
+    let mut stamps = ts.map(|_| Vec::new());
+    for (i, raw) in lines {
+        let line = i + 1;
+        let f = fields(raw.strip_suffix('\r').unwrap_or(raw));
+        for (c, (&k, name)) in idx.iter().zip(&names).enumerate() {
+            let cell = f.get(k).map(String::as_str).unwrap_or("");
+            let value = match cell.parse::<f32>() {
+                Ok(v) if v.is_finite() => v,
+                _ => {
+                    let what =
+                        if cell.is_empty() { "is missing".to_string() } else { format!("'{cell}' is not a number") };
+                    match (spec.fill, columns[c].last()) {
+                        (FillPolicy::Zero, _) => 0.0,
+                        (FillPolicy::Forward, Some(&prev)) => prev,
+                        _ => {
+                            return Err(Error::BadLine {
+                                path: path.clone(),
+                                line,
+                                msg: format!("column '{name}' {what} (choose a fill policy: forward or zero)"),
+                            })
+                        }
+                    }
+                }
+            };
+            columns[c].push(value);
+        }
+        if let (Some(k), Some(s)) = (ts, stamps.as_mut()) {
+            s.push(f.get(k).cloned().unwrap_or_default());
+        }
+    }
+    if columns[0].is_empty() {
+        return Err(Error::EmptyFile { path: path.clone() });
+    }
+    Ok(Series { names, columns, timestamps: stamps })
+}
+
+/// Chronological split of `len` rows: the first part trains, then
+/// validation, then test (fractions of the whole, from the end).
+pub fn split(
+    len: usize,
+    valid: f64,
+    test: f64,
+) -> (std::ops::Range<usize>, std::ops::Range<usize>, std::ops::Range<usize>) {
+    let n_test = ((len as f64) * test).round() as usize;
+    let n_valid = ((len as f64) * valid).round() as usize;
+    let train_end = len.saturating_sub(n_test + n_valid);
+    let valid_end = len.saturating_sub(n_test);
+    (0..train_end, train_end..valid_end, valid_end..len)
+}
+
+/// How values are scaled before the model sees them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScalerKind {
+    /// (x − mean) / std
+    #[default]
+    ZScore,
+    /// (x − min) / (max − min)
+    MinMax,
+}
+
+/// A per-column affine scaling `(x − shift) / scale`, fitted on the training
+/// rows only (so no test-period information leaks in) and saved with the model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Scaler {
+    pub kind: ScalerKind,
+    pub shift: Vec<f32>,
+    pub scale: Vec<f32>,
+}
+
+impl Scaler {
+    /// Fits on `rows` of every column.
+    pub fn fit(kind: ScalerKind, columns: &[Vec<f32>], rows: std::ops::Range<usize>) -> Self {
+        let (mut shift, mut scale) = (Vec::new(), Vec::new());
+        for col in columns {
+            let xs = &col[rows.clone()];
+            let n = xs.len().max(1) as f64;
+            let (a, b) = match kind {
+                ScalerKind::ZScore => {
+                    let mean = xs.iter().map(|&v| v as f64).sum::<f64>() / n;
+                    let var = xs.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
+                    (mean, var.sqrt())
+                }
+                ScalerKind::MinMax => {
+                    let lo = xs.iter().copied().fold(f32::INFINITY, f32::min) as f64;
+                    let hi = xs.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+                    (lo, hi - lo)
+                }
+            };
+            shift.push(a as f32);
+            scale.push(if b > 1e-12 { b as f32 } else { 1.0 }); // a constant column stays finite
+        }
+        Self { kind, shift, scale }
+    }
+
+    pub fn transform(&self, column: usize, x: f32) -> f32 {
+        (x - self.shift[column]) / self.scale[column]
+    }
+
+    pub fn inverse(&self, column: usize, y: f32) -> f32 {
+        y * self.scale[column] + self.shift[column]
+    }
+}
+
+/// The built-in series: `len` hourly values with a trend, daily (24) and
+/// weekly (168) seasonality and Gaussian noise, seeded.
+pub fn synthetic(len: usize, seed: u64) -> Vec<f32> {
+    let mut rng = crate::rng::Rng::derive(seed, "series");
+    (0..len)
+        .map(|t| {
+            let t = t as f32;
+            let daily = (2.0 * std::f32::consts::PI * t / 24.0).sin();
+            let weekly = 0.5 * (2.0 * std::f32::consts::PI * t / 168.0).sin();
+            10.0 + 0.002 * t + 2.0 * daily + weekly + 0.3 * rng.normal()
+        })
+        .collect()
+}
+
+/// Whether `path` names a CSV file (forecasting data).
+pub fn is_csv(path: &Path) -> bool {
+    path.extension().and_then(|e| e.to_str()).is_some_and(|e| e.eq_ignore_ascii_case("csv"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(dir: &Path, text: &str, fill: FillPolicy) -> SeriesSpec {
+        let path = dir.join("s.csv");
+        std::fs::write(&path, text).unwrap();
+        SeriesSpec {
+            path,
+            targets: vec!["load".into()],
+            covariates: vec!["temp".into()],
+            timestamp: Some("date".into()),
+            fill,
+        }
+    }
+
+    #[test]
+    fn reads_columns_and_names_bad_cells_by_row_and_column() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = "date,temp,load\n2024-01-01,\"1,5\",10\n2024-01-02,2.5,11\n2024-01-03,3,x\n";
+        let e = read_csv(&spec(dir.path(), text, FillPolicy::Error)).unwrap_err().to_string();
+        assert!(e.contains("s.csv:2") && e.contains("column 'temp'") && e.contains("'1,5'"), "{e}");
+        let text = "date,temp,load\n2024-01-01,1.5,10\n2024-01-02,2.5,11\n2024-01-03,3,x\n";
+        let e = read_csv(&spec(dir.path(), text, FillPolicy::Error)).unwrap_err().to_string();
+        assert!(e.contains("s.csv:4") && e.contains("column 'load'") && e.contains("'x' is not a number"), "{e}");
+        let s = read_csv(&spec(dir.path(), text, FillPolicy::Forward)).unwrap();
+        assert_eq!(s.columns, vec![vec![10.0, 11.0, 11.0], vec![1.5, 2.5, 3.0]]);
+        assert_eq!(s.timestamps.as_ref().unwrap()[2], "2024-01-03");
+        let s = read_csv(&spec(dir.path(), text, FillPolicy::Zero)).unwrap();
+        assert_eq!(s.columns[0][2], 0.0);
+        let e = read_csv(&spec(dir.path(), "date,temp\n1,2\n", FillPolicy::Error)).unwrap_err().to_string();
+        assert!(e.contains("no column 'load'") && e.contains("date, temp"), "{e}");
+        let e = read_csv(&spec(dir.path(), "date,temp,load\n", FillPolicy::Error)).unwrap_err().to_string();
+        assert!(e.contains("empty"), "{e}");
+    }
+
+    #[test]
+    fn the_scaler_sees_only_the_training_rows() {
+        let mut col: Vec<f32> = (0..100).map(|v| v as f32).collect();
+        let (train, _, test) = split(col.len(), 0.1, 0.2);
+        assert_eq!((train.clone(), test.clone()), (0..70, 80..100));
+        let a = Scaler::fit(ScalerKind::ZScore, &[col.clone()], train.clone());
+        // Changing the test period changes nothing the scaler knows.
+        col[test].iter_mut().for_each(|v| *v *= 1000.0);
+        let b = Scaler::fit(ScalerKind::ZScore, &[col.clone()], train.clone());
+        assert_eq!(a, b);
+        assert!((a.shift[0] - 34.5).abs() < 1e-4);
+        let m = Scaler::fit(ScalerKind::MinMax, &[col], train);
+        assert_eq!((m.transform(0, 0.0), m.transform(0, 69.0)), (0.0, 1.0));
+        assert!((m.inverse(0, m.transform(0, 12.5)) - 12.5).abs() < 1e-5);
+    }
+
+    #[test]
+    fn the_synthetic_series_is_seeded_and_seasonal() {
+        assert_eq!(synthetic(50, 1), synthetic(50, 1));
+        assert_ne!(synthetic(50, 1), synthetic(50, 2));
+        let x = synthetic(24 * 200, 3);
+        assert_eq!(crate::eval::forecast::infer_season(&x, 200), 24);
+    }
+}

@@ -1,0 +1,152 @@
+//! Forecast accuracy: MAE, RMSE, MAPE, sMAPE and MASE, and the two baselines
+//! every forecaster is compared with, computed on the same windows: naive
+//! (repeat the last observed value) and seasonal naive (the value one season
+//! earlier).
+
+use serde::Serialize;
+
+/// Errors of a set of forecasts against the actual values.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ForecastMetrics {
+    pub mae: f64,
+    pub rmse: f64,
+    /// Mean absolute percentage error, in percent, over non-zero actuals
+    /// (`None` when every actual is zero).
+    pub mape: Option<f64>,
+    /// Symmetric MAPE in percent (terms with |y| + |ŷ| = 0 count as 0).
+    pub smape: f64,
+    /// MAE divided by the in-sample MAE of the seasonal-naive forecast on the
+    /// training split (Hyndman & Koehler 2006); below 1 beats it there.
+    pub mase: f64,
+    pub n: usize,
+}
+
+/// The in-sample one-season-ahead naive MAE of `train` (season `m`, at least 1):
+/// MASE's denominator.
+pub fn mase_scale(train: &[f32], m: usize) -> f64 {
+    let m = m.max(1);
+    if train.len() <= m {
+        return f64::NAN;
+    }
+    let d: f64 = train.windows(m + 1).map(|w| (w[m] as f64 - w[0] as f64).abs()).sum();
+    d / (train.len() - m) as f64
+}
+
+/// Metrics of `pred` against `actual` (same length), MASE scaled by `scale`.
+pub fn metrics(pred: &[f32], actual: &[f32], scale: f64) -> ForecastMetrics {
+    let n = pred.len().min(actual.len());
+    let (mut abs, mut sq, mut pct, mut n_pct, mut sym) = (0f64, 0f64, 0f64, 0usize, 0f64);
+    for (&p, &y) in pred.iter().zip(actual).take(n) {
+        let (p, y) = (p as f64, y as f64);
+        let e = (p - y).abs();
+        abs += e;
+        sq += e * e;
+        if y != 0.0 {
+            pct += e / y.abs();
+            n_pct += 1;
+        }
+        let denom = p.abs() + y.abs();
+        if denom > 0.0 {
+            sym += 2.0 * e / denom;
+        }
+    }
+    let nf = n.max(1) as f64;
+    let mae = abs / nf;
+    ForecastMetrics {
+        mae,
+        rmse: (sq / nf).sqrt(),
+        mape: (n_pct > 0).then(|| 100.0 * pct / n_pct as f64),
+        smape: 100.0 * sym / nf,
+        mase: mae / scale,
+        n,
+    }
+}
+
+/// The naive forecast of `h` values: the last observed value, repeated.
+pub fn naive(past: &[f32], h: usize) -> Vec<f32> {
+    vec![past.last().copied().unwrap_or(0.0); h]
+}
+
+/// The seasonal-naive forecast of `h` values with season `m`: each step
+/// repeats the value one (or more) whole seasons before it. Falls back to
+/// naive when the past is shorter than a season.
+pub fn seasonal_naive(past: &[f32], h: usize, m: usize) -> Vec<f32> {
+    let l = past.len();
+    if m == 0 || l < m {
+        return naive(past, h);
+    }
+    (0..h).map(|i| past[l - m + i % m]).collect()
+}
+
+/// The season length of `x`: the shortest lag in 2..=`max_lag` whose
+/// autocorrelation (of the differenced series) peaks within 90% of the
+/// strongest, if that is clearly positive (> 0.3); else 1 (no season).
+pub fn infer_season(x: &[f32], max_lag: usize) -> usize {
+    let n = x.len();
+    if n < 4 {
+        return 1;
+    }
+    // Autocorrelation of the first difference, so that a trend does not
+    // make every lag look seasonal.
+    let d: Vec<f64> = x.windows(2).map(|w| w[1] as f64 - w[0] as f64).collect();
+    let dm = d.iter().sum::<f64>() / d.len() as f64;
+    let var: f64 = d.iter().map(|v| (v - dm).powi(2)).sum();
+    if var <= 0.0 {
+        return 1;
+    }
+    let max_lag = max_lag.min(d.len() / 2);
+    if max_lag < 2 {
+        return 1;
+    }
+    let r: Vec<f64> = (0..=max_lag + 1)
+        .map(|lag| {
+            if lag < 2 || lag >= d.len() {
+                f64::NEG_INFINITY
+            } else {
+                (lag..d.len()).map(|i| (d[i] - dm) * (d[i - lag] - dm)).sum::<f64>() / var
+            }
+        })
+        .collect();
+    let best = r[2..=max_lag].iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    if best <= 0.3 {
+        return 1;
+    }
+    // The shortest lag that is a local peak nearly as strong as the best:
+    // multiples of the season correlate almost as well, and noise can tip them.
+    (2..=max_lag).find(|&l| r[l] >= 0.9 * best && r[l] >= r[l - 1] && r[l] >= r[l + 1]).unwrap_or(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_match_hand_computed_values() {
+        let m = metrics(&[2.0, 4.0, 0.0], &[1.0, 4.0, 2.0], 2.0);
+        assert!((m.mae - 1.0).abs() < 1e-12);
+        assert!((m.rmse - (5.0f64 / 3.0).sqrt()).abs() < 1e-12);
+        assert!((m.mape.unwrap() - 100.0 * (1.0 + 0.0 + 1.0) / 3.0).abs() < 1e-9);
+        assert!((m.smape - 100.0 * (2.0 / 3.0 + 0.0 + 2.0) / 3.0).abs() < 1e-9);
+        assert!((m.mase - 0.5).abs() < 1e-12);
+        assert_eq!(metrics(&[1.0], &[0.0], 1.0).mape, None);
+        assert!((mase_scale(&[1.0, 2.0, 4.0, 7.0], 1) - 2.0).abs() < 1e-12);
+        assert!((mase_scale(&[1.0, 2.0, 4.0, 7.0], 2) - 4.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn baselines_repeat_the_last_value_and_the_last_season() {
+        let past = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
+        assert_eq!(naive(&past, 3), vec![6.0; 3]);
+        assert_eq!(seasonal_naive(&past, 5, 3), vec![4.0, 5.0, 6.0, 4.0, 5.0]);
+        assert_eq!(seasonal_naive(&past, 2, 10), vec![6.0, 6.0]);
+        // A purely seasonal series is forecast exactly by seasonal naive.
+        let x: Vec<f32> = (0..40).map(|t| [3.0, 1.0, 4.0, 1.0, 5.0][t % 5]).collect();
+        let f = seasonal_naive(&x[..30], 10, 5);
+        assert_eq!(metrics(&f, &x[30..], mase_scale(&x[..30], 5).max(1e-9)).mae, 0.0);
+        assert_eq!(infer_season(&x, 12), 5);
+        assert_eq!(infer_season(&(0..50).map(|t| t as f32).collect::<Vec<_>>(), 10), 1);
+        for n in 0..8 {
+            assert_eq!(infer_season(&vec![1.0; n], 10), 1); // short or flat: no season, no panic
+        }
+    }
+}
