@@ -48,6 +48,12 @@ fn finetuning_a_run_on_new_text_lowers_its_held_out_loss() {
     // An ordinary checkpoint: eval reads it and agrees with the "after" loss.
     let e = json(&ok(&run(d, &["eval", "--checkpoint", "ft", "--data", "b.txt", "--json"])));
     assert!(e["loss"].as_f64().is_some(), "{e}");
+    // LoRA targets that match nothing: an error, and no run folder left behind.
+    let o =
+        run(d, &["finetune", "--from", "base", "--data", "b.txt", "--lora", "--lora-targets", "foo", "--out", "none"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("matched no layer"));
+    assert!(!d.join("none").exists());
     // Nothing is overwritten.
     let again = run(d, &["finetune", "--from", "base", "--data", "b.txt", "--steps", "2", "--out", "ft"]);
     assert_eq!(again.status.code(), Some(2));

@@ -160,18 +160,26 @@ pub fn run(a: FinetuneArgs) -> anyhow::Result<()> {
     if !shiftlm::checkpoint::list(&out).is_empty() {
         anyhow::bail!("{}: already holds checkpoints; choose another --out (nothing was overwritten)", out.display());
     }
+    let created = !out.exists();
     std::fs::create_dir_all(&out).with_context(|| format!("creating run folder {}", out.display()))?;
-    let mut trainer = Trainer::new(cfg, data, tok, Some(out.clone()))?;
+    // Errors before training leave no empty run folder behind.
+    let abandon = |e: anyhow::Error| -> anyhow::Error {
+        if created {
+            let _ = std::fs::remove_dir_all(&out);
+        }
+        e
+    };
+    let mut trainer = Trainer::new(cfg, data, tok, Some(out.clone())).map_err(|e| abandon(e.into()))?;
     // Start from the loaded weights, not a fresh initialisation.
     for (name, var) in from.store.vars() {
         trainer.store.set(&name, var.as_tensor())?;
     }
     let trainable: usize = trainer.store.trainable_vars().iter().map(|(_, v)| v.as_tensor().elem_count()).sum();
     if trainable == 0 && !trainer.cfg.train.freeze.is_none() {
-        anyhow::bail!("the --freeze options leave nothing to train");
+        return Err(abandon(anyhow::anyhow!("the --freeze options leave nothing to train")));
     }
     if trainer.cfg.model.lora().is_some() && trainable == 0 {
-        anyhow::bail!("--lora-targets matched no layer of this model (GPT-2: c_attn, c_proj, c_fc; Llama: q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj)");
+        return Err(abandon(anyhow::anyhow!("--lora-targets matched no layer of this model (GPT-2: c_attn, c_proj, c_fc; Llama: q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj)")));
     }
     eprintln!(
         "fine-tuning {trainable} of {} parameters from {} on {}, {} steps of {} → {}",
