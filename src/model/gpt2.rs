@@ -129,12 +129,7 @@ impl Gpt2Config {
     /// Reads a `transformers` GPT-2 `config.json`, refusing what shiftlm
     /// cannot reproduce exactly.
     pub fn from_hf(v: &serde_json::Value) -> std::result::Result<Self, String> {
-        let u = |k: &str| {
-            v.get(k)
-                .and_then(|x| x.as_u64())
-                .map(|x| x as usize)
-                .ok_or_else(|| format!("missing or non-integer \"{k}\""))
-        };
+        let u = |k: &str| super::hf_usize(v, k);
         let activation = match v.get("activation_function").and_then(|a| a.as_str()).unwrap_or("gelu_new") {
             "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => GptActivation::GeluNew,
             "gelu" => GptActivation::Gelu,

@@ -108,12 +108,7 @@ impl LlamaConfig {
     /// Reads a `transformers` Llama `config.json`, refusing what shiftlm
     /// cannot reproduce exactly.
     pub fn from_hf(v: &serde_json::Value) -> std::result::Result<Self, String> {
-        let u = |k: &str| {
-            v.get(k)
-                .and_then(|x| x.as_u64())
-                .map(|x| x as usize)
-                .ok_or_else(|| format!("missing or non-integer \"{k}\""))
-        };
+        let u = |k: &str| super::hf_usize(v, k);
         let heads = u("num_attention_heads")?;
         let hidden = u("hidden_size")?;
         if heads == 0 {

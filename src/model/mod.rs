@@ -218,3 +218,8 @@ impl Model {
         vec![KvCache::default(); n]
     }
 }
+
+/// An integer field of a `transformers` `config.json`, or an error naming it.
+pub(crate) fn hf_usize(v: &serde_json::Value, k: &str) -> std::result::Result<usize, String> {
+    v.get(k).and_then(|x| x.as_u64()).map(|x| x as usize).ok_or_else(|| format!("missing or non-integer \"{k}\""))
+}

@@ -68,15 +68,28 @@ pub fn conv1d(
     })
 }
 
+/// `x W (+ b)` plus the LoRA adapter's update, if any; `rng` enables the
+/// adapter's dropout (training). Both layer kinds forward through it.
+fn adapted(
+    x: &Tensor,
+    w: &Tensor,
+    b: Option<&Tensor>,
+    layout: WeightLayout,
+    adapter: Option<&Lora>,
+    rng: Option<&mut crate::rng::Rng>,
+) -> Result<Tensor> {
+    let y = linear_op(x, w, b, layout)?;
+    match adapter {
+        Some(l) => y + l.delta(x, rng)?,
+        None => Ok(y),
+    }
+}
+
 impl Conv1D {
     /// The layer with its LoRA adapter, if any; `rng` enables the adapter's
     /// dropout (training).
     pub fn forward_t(&self, x: &Tensor, rng: Option<&mut crate::rng::Rng>) -> Result<Tensor> {
-        let y = linear_op(x, &self.weight, Some(&self.bias), WeightLayout::InOut)?;
-        match &self.lora {
-            Some(l) => y + l.delta(x, rng)?,
-            None => Ok(y),
-        }
+        adapted(x, &self.weight, Some(&self.bias), WeightLayout::InOut, self.lora.as_ref(), rng)
     }
 }
 
@@ -91,17 +104,11 @@ impl Linear {
     pub fn weight(&self) -> &Tensor {
         &self.weight
     }
-}
 
-impl Linear {
     /// The layer with its LoRA adapter, if any; `rng` enables the adapter's
     /// dropout (training).
     pub fn forward_t(&self, x: &Tensor, rng: Option<&mut crate::rng::Rng>) -> Result<Tensor> {
-        let y = linear_op(x, &self.weight, self.bias.as_ref(), WeightLayout::OutIn)?;
-        match &self.lora {
-            Some(l) => y + l.delta(x, rng)?,
-            None => Ok(y),
-        }
+        adapted(x, &self.weight, self.bias.as_ref(), WeightLayout::OutIn, self.lora.as_ref(), rng)
     }
 }
 

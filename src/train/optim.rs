@@ -123,7 +123,6 @@ impl Optimizer {
         let (bc1, bc2) = (1.0 - c.beta1.powi(t), 1.0 - c.beta2.powi(t));
         for s in &mut self.slots {
             let Some(g) = grads.get(s.var.as_tensor()) else { continue };
-            let g = g.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
             let wd = if s.decay { c.weight_decay } else { 0.0 };
             let h = Hyper {
                 kind: c.kind,
@@ -139,8 +138,11 @@ impl Optimizer {
                 step_size: (lr / bc1) as f32,
                 inv_sqrt_bc2: (1.0 / bc2.sqrt()) as f32,
             };
-            let update = FusedUpdate { h, g: &g, m: RefCell::new(&mut s.m), v: RefCell::new(&mut s.v) };
-            s.var.as_tensor().inplace_op1(&update)?;
+            let (var, m, v) = (&s.var, &mut s.m, &mut s.v);
+            // The gradient is read in place, not copied.
+            crate::ops::with_f32(g, "optimizer", |g| {
+                var.as_tensor().inplace_op1(&FusedUpdate { h, g, m: RefCell::new(m), v: RefCell::new(v) })
+            })??;
         }
         Ok(())
     }
