@@ -230,11 +230,12 @@ pub fn model_files(cfg: &RunConfig, store: &ParamStore, tok: &Tokenizer) -> Resu
         }
         None => ours,
     };
-    Ok(vec![
-        (CONFIG, serde_json::to_vec_pretty(&config).expect("config serialises")),
-        (MODEL, store.to_bytes()?),
-        (TOKENIZER, tok.to_json_bytes()),
-    ])
+    let mut files =
+        vec![(CONFIG, serde_json::to_vec_pretty(&config).expect("config serialises")), (MODEL, store.to_bytes()?)];
+    if *tok != Tokenizer::Values {
+        files.push((TOKENIZER, tok.to_json_bytes()));
+    }
+    Ok(files)
 }
 
 /// A model loaded from a checkpoint.
@@ -273,6 +274,11 @@ pub fn read_config(path: &Path) -> Result<RunConfig> {
     Ok(config)
 }
 
+/// Whether the checkpoint in `dir` holds a forecaster (which has no tokenizer).
+fn forecaster_config(dir: &Path) -> bool {
+    read_config(&dir.join(CONFIG)).is_ok_and(|c| c.model.is_forecaster())
+}
+
 /// Loads a checkpoint folder (or a run folder's newest complete checkpoint,
 /// or a `transformers` GPT-2/Llama folder), verifying the manifest where
 /// there is one and every tensor's name and shape.
@@ -284,7 +290,7 @@ pub fn load(dir: &Path, dev: &Device) -> Result<Loaded> {
     } else {
         let manifest = verify(&dir)?;
         for need in [CONFIG, MODEL, TOKENIZER] {
-            if !manifest.files.contains_key(need) {
+            if !manifest.files.contains_key(need) && !(need == TOKENIZER && forecaster_config(&dir)) {
                 return Err(Error::Checkpoint { path: dir.join(need), msg: "missing from the checkpoint".into() });
             }
         }
@@ -292,6 +298,10 @@ pub fn load(dir: &Path, dev: &Device) -> Result<Loaded> {
     };
     let config = read_config(&dir.join(CONFIG))?;
     let tok_path = dir.join(TOKENIZER);
+    if config.model.is_forecaster() {
+        let (model, store) = load_weights(&config.model, &dir.join(MODEL), dev)?;
+        return Ok(Loaded { config, model, store, tokenizer: Tokenizer::Values, dir, step });
+    }
     if !tok_path.exists() {
         return Err(Error::Checkpoint {
             path: tok_path,

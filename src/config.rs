@@ -39,6 +39,8 @@ pub enum DataConfig {
     },
     /// Plain text files, for causal language models.
     Text(TextConfig),
+    /// A numeric series (CSV or built-in), for forecasters.
+    Series(crate::data::series::SeriesConfig),
 }
 
 /// Everything about a run. Saved as `config.json` in the run directory.
@@ -58,7 +60,7 @@ pub struct RunConfig {
 
 impl RunConfig {
     pub const PRESETS: &'static str =
-        "small, seed, tiny, transformer, transformer-tiny, gpt-baby, gpt-small, gpt-tiny, llama-baby, llama-tiny";
+        "small, seed, tiny, transformer, transformer-tiny, gpt-baby, gpt-small, gpt-tiny, llama-baby, llama-tiny, series, series-tiny";
 
     /// A preset by name:
     /// - `small` (the default): rotate-by-1 over 20 symbols, lengths 4–12,
@@ -202,6 +204,31 @@ impl RunConfig {
                 });
                 (model, t, data, 0)
             }
+            // Forecasting: an LSTM encoder–decoder reading a week of hourly
+            // values and forecasting the next day, on the built-in series.
+            "series" | "series-tiny" => {
+                let tiny = name == "series-tiny";
+                let model = ModelConfig::Forecaster(crate::model::ForecasterConfig {
+                    hidden: if tiny { 16 } else { 64 },
+                    context: if tiny { 48 } else { 168 },
+                    horizon: if tiny { 12 } else { 24 },
+                    ..Default::default()
+                });
+                let steps = if tiny { 100 } else { 1200 };
+                let mut t = train(steps, 32, 3e-3, if tiny { 0 } else { 200 });
+                t.schedule = Schedule {
+                    kind: ScheduleKind::Cosine,
+                    warmup_steps: steps / 20,
+                    min_lr_ratio: 0.1,
+                    decay_steps: steps,
+                };
+                t.eval_batches = 0;
+                let data = crate::data::series::SeriesConfig {
+                    synthetic_len: if tiny { 24 * 7 * 4 } else { 24 * 7 * 24 },
+                    ..Default::default()
+                };
+                (model, t, DataConfig::Series(data), 0)
+            }
             _ => {
                 return Err(Error::Unknown { what: "preset", name: name.to_string(), known: Self::PRESETS.to_string() })
             }
@@ -307,10 +334,21 @@ impl RunConfig {
     pub fn validate(&self) -> Result<()> {
         self.model.validate()?;
         self.train.validate()?;
+        let series_data = matches!(self.data, DataConfig::Series(_));
+        if series_data != self.model.is_forecaster() {
+            return Err(Error::config(
+                "data",
+                if series_data {
+                    "a numeric series trains a forecaster (family \"forecaster\")"
+                } else {
+                    "a forecaster trains on a numeric series (a CSV file or the built-in series)"
+                },
+            ));
+        }
         let causal_data = matches!(self.data, DataConfig::Text(_));
         // A causal model also takes a file of prompt/response pairs.
         let prompts = self.model.is_causal() && matches!(self.data, DataConfig::File { .. });
-        if causal_data != self.model.is_causal() && !prompts {
+        if causal_data != self.model.is_causal() && !prompts && !series_data {
             return Err(Error::config(
                 "data",
                 if causal_data {
@@ -328,6 +366,7 @@ impl RunConfig {
                 Ok(())
             }
             DataConfig::Task(t) => t.validate(),
+            DataConfig::Series(s) => s.validate(),
             DataConfig::File { valid_fraction, .. } => {
                 if (0.0..1.0).contains(valid_fraction) {
                     Ok(())
@@ -402,6 +441,8 @@ mod tests {
             "gpt-tiny",
             "llama-baby",
             "llama-tiny",
+            "series",
+            "series-tiny",
         ] {
             let mut c = RunConfig::preset(name).unwrap();
             c.model.set_vocab_size(65);

@@ -35,6 +35,7 @@ pub fn run(a: PreviewArgs) -> anyhow::Result<()> {
     cfg.validate()?;
     let (data, tok) = shiftlm::data::load(&cfg.data, cfg.train.seed, None)?;
     let splits = match data {
+        Dataset::Series(s) => return preview_series(&cfg, &s, &a),
         Dataset::Pairs(s) => s,
         Dataset::Text { train, .. } => {
             let ctx = cfg.model.context().unwrap_or(16).min(16);
@@ -100,6 +101,36 @@ pub fn run(a: PreviewArgs) -> anyhow::Result<()> {
                 println!("    {name:<10}{}", line.trim_end());
             }
         }
+    }
+    Ok(())
+}
+
+/// Forecasting windows as the model sees them (scaled): the end of the past,
+/// the decoder's shifted input and the values it is scored on.
+fn preview_series(
+    cfg: &shiftlm::config::RunConfig,
+    s: &shiftlm::data::series::SeriesData,
+    a: &PreviewArgs,
+) -> anyhow::Result<()> {
+    let shiftlm::model::ModelConfig::Forecaster(m) = &cfg.model else { anyhow::bail!("not a forecasting config") };
+    let (l, h) = (m.context, m.horizon);
+    println!("{}", s.describe());
+    println!(
+        "columns {} (targets first: {}); values scaled with the training rows' {:?}",
+        s.series.names.join(", "),
+        s.n_targets,
+        s.scaler.kind
+    );
+    let starts = s.starts(&s.train, l, h, 1);
+    let shown = (a.batches * a.batch_size).max(1);
+    let f = |v: &[f32]| v.iter().map(|x| format!("{x:>7.3}")).collect::<String>();
+    for &st in starts.iter().step_by((starts.len() / shown).max(1)).take(shown) {
+        let b = shiftlm::data::shift::ForecastBatch::new(&s.scaled[..1], 1, &[st], l, h, true);
+        let k = h.min(6);
+        println!("\nwindow at row {st}: past {l} steps, horizon {h} (first {k} shown)");
+        println!("  past (last {k})  {}", f(&b.past[l - k..]));
+        println!("  decoder reads   {}", f(&b.dec_in.as_deref().unwrap_or_default()[..k]));
+        println!("  scored on       {}", f(&b.labels[..k]));
     }
     Ok(())
 }

@@ -16,11 +16,22 @@ exact match and token accuracy of free-running decoding (the model reads its
 own outputs), so the exposure-bias gap is visible. For a language model,
 --data FILE is evaluated whole, window by window.
 
+For a forecaster: MAE, RMSE, MAPE, sMAPE and MASE of the model's forecasts
+(rolling origins one step apart, horizon H each, free-running) beside the
+naive (last value) and seasonal-naive (one season ago) baselines on the same
+windows. --data FILE.csv is read with the columns the model was trained on
+(`value` for a model of the built-in series) and split as in training; the
+test split is scored unless --split says otherwise. In --json the model's
+metrics are top-level (`mase`, `rmse`, …) and the baselines' are under
+`baselines.naive` and `baselines.seasonal_naive`.
+
 Examples:
   shiftlm eval --checkpoint runs/small-rotate
   shiftlm eval --checkpoint runs/small-rotate --beam 4 --json
   shiftlm eval --checkpoint runs/mine --data test.tsv
-  shiftlm eval --checkpoint runs/gpt-baby-input --data held_out.txt --json";
+  shiftlm eval --checkpoint runs/gpt-baby-input --data held_out.txt --json
+  shiftlm eval --checkpoint runs/series-synthetic --json
+  shiftlm eval --checkpoint runs/series-load --data load-2025.csv --season 24 --json";
 
 #[derive(clap::Args, Debug)]
 pub struct EvalArgs {
@@ -42,6 +53,40 @@ pub struct EvalArgs {
     /// End with one JSON line of metrics on standard output.
     #[arg(long)]
     pub json: bool,
+    /// Forecasting: season length for seasonal naive and MASE (default: the run's, or inferred).
+    #[arg(long, value_name = "N", help_heading = "Forecasting")]
+    pub season: Option<usize>,
+    /// Forecasting: which rows' forecasts to score: test (default), valid, or all.
+    #[arg(long, value_name = "SPLIT", value_parser = ["test", "valid", "all"], default_value = "test", help_heading = "Forecasting")]
+    pub split: String,
+}
+
+/// The series a forecaster checkpoint is evaluated or run on: its own data,
+/// or `file` read with the columns it was trained on, scaled with its scaler.
+pub(super) fn checkpoint_series(
+    ck: &shiftlm::checkpoint::Loaded,
+    file: Option<&std::path::Path>,
+    season: Option<usize>,
+) -> anyhow::Result<shiftlm::data::series::SeriesData> {
+    use shiftlm::data::series::{SeriesData, SeriesSpec};
+    let (DataConfig::Series(d), Some(m)) = (&ck.config.data, ck.model.forecaster()) else {
+        anyhow::bail!("{}: not a forecaster checkpoint", ck.dir.display());
+    };
+    let mut d = d.clone();
+    if let Some(path) = file {
+        let spec = d.csv.clone().unwrap_or(SeriesSpec {
+            path: path.to_path_buf(),
+            targets: vec!["value".into()],
+            covariates: Vec::new(),
+            timestamp: None,
+            fill: Default::default(),
+        });
+        d.csv = Some(SeriesSpec { path: path.to_path_buf(), ..spec });
+    } else if let Some(spec) = d.csv.as_ref().filter(|s| !s.path.exists()) {
+        anyhow::bail!("{}: the training data file is gone; pass --data FILE.csv", spec.path.display());
+    }
+    d.season = season.or(d.season);
+    Ok(SeriesData::load(&d, ck.config.train.seed, m.config().scaler.as_ref())?)
 }
 
 pub fn run(a: EvalArgs) -> anyhow::Result<()> {
@@ -49,6 +94,31 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
     let ck = shiftlm::checkpoint::load(&a.checkpoint, &dev)
         .with_context(|| format!("loading checkpoint {}", a.checkpoint.display()))?;
     let extra = serde_json::json!({ "checkpoint": a.checkpoint, "steps": ck.step, "loaded": ck.dir });
+    if let Some(model) = ck.model.forecaster() {
+        let s = checkpoint_series(&ck, a.data.as_deref(), a.season)?;
+        let rows = match a.split.as_str() {
+            "valid" => s.valid.clone(),
+            "all" => 0..s.series.len(),
+            _ => s.test.clone(),
+        };
+        let report = shiftlm::eval::forecast::evaluate(model, &s, &rows, &dev)?;
+        if report.windows == 0 {
+            anyhow::bail!(
+                "the {} split has no window of context {} + horizon {}",
+                a.split,
+                model.config().context,
+                report.horizon
+            );
+        }
+        super::report::print_forecast(&report, &format!("{} split", a.split));
+        if a.json {
+            println!("{}", json_value(&report, extra));
+        }
+        return Ok(());
+    }
+    if a.season.is_some() {
+        anyhow::bail!("--season applies to forecasters");
+    }
     if let Some(ctx) = ck.config.model.context() {
         let tokens = match &a.data {
             Some(path) => ck.tokenizer.encode(&shiftlm::data::read_utf8(path)?),
@@ -57,7 +127,7 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
                 .0
             {
                 Dataset::Text { valid, .. } => valid,
-                Dataset::Pairs(_) => anyhow::bail!("a language model checkpoint with paired data"),
+                Dataset::Pairs(_) | Dataset::Series(_) => anyhow::bail!("a language model checkpoint with paired data"),
             },
         };
         if tokens.len() <= ctx {
@@ -87,7 +157,9 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
             };
             match shiftlm::data::load(&data, ck.config.train.seed, Some(&ck.tokenizer))?.0 {
                 Dataset::Pairs(s) => s.valid,
-                Dataset::Text { .. } => anyhow::bail!("an encoder–decoder checkpoint with text data"),
+                Dataset::Text { .. } | Dataset::Series(_) => {
+                    anyhow::bail!("an encoder–decoder checkpoint with text data")
+                }
             }
         }
     };

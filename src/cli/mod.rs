@@ -24,6 +24,8 @@ scored against the unshifted target; padding never counts.
 Start here:
   shiftlm train                            train the default encoder–decoder on a built-in task (~15 s)
   shiftlm train --model gpt --data my.txt  train a GPT on your text
+  shiftlm train --data sales.csv --target units   forecast a numeric series (see `train --help`)
+  shiftlm forecast --checkpoint runs/series-sales --data sales.csv
   shiftlm finetune --from DIR --data my.txt  fine-tune a checkpoint or a transformers folder
   shiftlm data preview --task rotate       see exactly what the decoder reads and predicts
   shiftlm eval --checkpoint runs/small-rotate
@@ -79,10 +81,12 @@ pub enum DataCommand {
 #[derive(clap::Args, Debug, Clone)]
 pub struct DataArgs {
     /// Model family: seq2seq (RNN encoder–decoder, the default), transformer (Transformer
-    /// encoder–decoder), gpt (GPT-2 layout) or llama.
+    /// encoder–decoder), gpt (GPT-2 layout) or llama. For forecasting: seq2seq (an LSTM/GRU
+    /// encoder with a decoder rolled out over the horizon) or transformer (encoder + direct head).
     #[arg(long, value_name = "FAMILY", value_parser = ["seq2seq", "transformer", "gpt", "gpt2", "llama"])]
     pub model: Option<String>,
-    /// Built-in task: rotate, copy, reverse or sort (default: the preset's, rotate).
+    /// Built-in task: rotate, copy, reverse or sort (default: the preset's, rotate), or
+    /// series: a synthetic hourly series with trend, daily and weekly seasons, to forecast.
     #[arg(long, value_name = "NAME", conflicts_with = "data")]
     pub task: Option<String>,
     /// Your data: pairs as TSV (source<TAB>target) or JSONL ({"source": …, "target": …});
@@ -114,11 +118,100 @@ pub struct DataArgs {
     /// Random seed for data, initialisation, order and dropout.
     #[arg(long, value_name = "S")]
     pub seed: Option<u64>,
+    /// Forecasting: the CSV column to forecast (repeat for several). A .csv --data file
+    /// is forecasting data.
+    #[arg(long, value_name = "COLUMN", help_heading = "Forecasting")]
+    pub target: Vec<String>,
+    /// Forecasting: an extra input column read over the past window (repeatable).
+    #[arg(long, value_name = "COLUMN", help_heading = "Forecasting")]
+    pub covariate: Vec<String>,
+    /// Forecasting: a column carried to the output as is (e.g. a date).
+    #[arg(long, value_name = "COLUMN", help_heading = "Forecasting")]
+    pub timestamp: Option<String>,
+    /// Forecasting: what a missing or non-numeric cell becomes: error (default; names the
+    /// row and column), forward (the previous row's value) or zero.
+    #[arg(long, value_name = "POLICY", value_parser = ["error", "forward", "zero"], help_heading = "Forecasting")]
+    pub fill: Option<String>,
+    /// Forecasting: scaling fitted on the training rows: zscore (default) or minmax.
+    #[arg(long, value_name = "KIND", value_parser = ["zscore", "minmax"], help_heading = "Forecasting")]
+    pub scaler: Option<String>,
+    /// Forecasting: season length for seasonal naive and MASE (default: inferred).
+    #[arg(long, value_name = "N", help_heading = "Forecasting")]
+    pub season: Option<usize>,
+    /// Forecasting: steps between training windows (default 1).
+    #[arg(long, value_name = "N", help_heading = "Forecasting")]
+    pub stride: Option<usize>,
 }
 
 impl DataArgs {
+    /// Whether these choices describe forecasting: `--task series`, a CSV
+    /// file, or a target column.
+    pub fn is_series(&self) -> bool {
+        self.task.as_deref() == Some("series")
+            || !self.target.is_empty()
+            || self.data.iter().any(|p| shiftlm::data::series::is_csv(p))
+            || self.preset.as_deref().is_some_and(|p| p.starts_with("series"))
+    }
+
+    /// A forecasting config: the `series` preset with the data choices applied.
+    fn resolve_series(&self) -> anyhow::Result<RunConfig> {
+        use shiftlm::data::series::{FillPolicy, ScalerKind, SeriesSpec};
+        let mut cfg = RunConfig::preset(self.preset.as_deref().unwrap_or("series"))?;
+        let DataConfig::Series(d) = &mut cfg.data else {
+            anyhow::bail!("preset {} is not a forecasting preset", cfg.preset)
+        };
+        match self.data.as_slice() {
+            [] if self.target.is_empty() => {}
+            [] => anyhow::bail!("--target names a column of a CSV file: give --data FILE.csv"),
+            [path] => {
+                if self.target.is_empty() {
+                    anyhow::bail!(
+                        "{}: a CSV file is forecasting data; name the column to forecast with --target COLUMN",
+                        path.display()
+                    );
+                }
+                d.csv = Some(SeriesSpec {
+                    path: std::fs::canonicalize(path).unwrap_or_else(|_| path.clone()),
+                    targets: self.target.clone(),
+                    covariates: self.covariate.clone(),
+                    timestamp: self.timestamp.clone(),
+                    fill: match self.fill.as_deref() {
+                        Some("forward") => FillPolicy::Forward,
+                        Some("zero") => FillPolicy::Zero,
+                        _ => FillPolicy::Error,
+                    },
+                });
+            }
+            _ => anyhow::bail!("forecasting takes one --data CSV file"),
+        }
+        if let Some(k) = &self.scaler {
+            d.scaler = if k == "minmax" { ScalerKind::MinMax } else { ScalerKind::ZScore };
+        }
+        d.season = self.season.or(d.season);
+        d.stride = self.stride.unwrap_or(d.stride);
+        if let Some(s) = self.seed {
+            cfg.train.seed = s;
+        }
+        if let (Some("transformer"), shiftlm::model::ModelConfig::Forecaster(m)) =
+            (self.model.as_deref(), &mut cfg.model)
+        {
+            m.kind = shiftlm::model::ForecasterKind::Transformer;
+        } else if matches!(self.model.as_deref(), Some("gpt" | "gpt2" | "llama")) {
+            anyhow::bail!("forecasting uses --model seq2seq (an RNN encoder–decoder, the default) or transformer");
+        }
+        Ok(cfg)
+    }
+
     /// The preset with these data choices applied.
     pub fn resolve(&self) -> anyhow::Result<RunConfig> {
+        if self.is_series() {
+            return self.resolve_series();
+        }
+        if !self.covariate.is_empty() || self.timestamp.is_some() || self.fill.is_some() || self.season.is_some() {
+            anyhow::bail!(
+                "--covariate, --timestamp, --fill and --season apply to forecasting (a .csv --data file with --target)"
+            );
+        }
         let causal = matches!(self.model.as_deref(), Some("gpt" | "gpt2" | "llama"))
             || self.preset.as_deref().is_some_and(|p| p.starts_with("gpt") || p.starts_with("llama"));
         let kind = match self.tokenizer.as_deref() {

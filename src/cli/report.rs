@@ -72,3 +72,23 @@ pub fn json_line(r: &EvalReport, extra: serde_json::Value) -> String {
     }
     v.to_string()
 }
+
+/// A forecaster's metrics beside the naive and seasonal-naive baselines.
+pub fn print_forecast(r: &shiftlm::eval::forecast::ForecastReport, what: &str) {
+    let b = &r.baselines;
+    println!(
+        "forecast accuracy on the {what}: {} windows × horizon {} (season {}; MASE < 1 beats seasonal naive in-sample)",
+        r.windows, r.horizon, r.season
+    );
+    println!("  {:<16}{:>10}{:>10}{:>10}{:>10}{:>10}", "", "MASE", "MAE", "RMSE", "sMAPE %", "MAPE %");
+    for (name, m) in [("model", &r.model), ("naive", &b.naive), ("seasonal naive", &b.seasonal_naive)] {
+        let mape = m.mape.map_or("-".to_string(), |v| format!("{v:.2}"));
+        println!("  {name:<16}{:>10.4}{:>10.4}{:>10.4}{:>10.2}{mape:>10}", m.mase, m.mae, m.rmse, m.smape);
+    }
+    let best = b.naive.mase.min(b.seasonal_naive.mase);
+    if r.model.mase < best {
+        println!("  the model beats both baselines (MASE {:.3} vs {:.3})", r.model.mase, best);
+    } else {
+        println!("  the model does NOT beat the better baseline (MASE {:.3} vs {:.3})", r.model.mase, best);
+    }
+}

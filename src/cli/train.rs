@@ -87,9 +87,22 @@ pub struct TrainArgs {
     /// Attention heads (GPT, Llama).
     #[arg(long, value_name = "N")]
     pub heads: Option<usize>,
-    /// Context length in tokens (GPT, Llama).
+    /// Context length in tokens (GPT, Llama), or past steps a forecaster reads.
     #[arg(long, value_name = "N")]
     pub context: Option<usize>,
+    /// Forecasting: future steps to predict (default 24).
+    #[arg(long, value_name = "N", help_heading = "Forecasting")]
+    pub horizon: Option<usize>,
+    /// Forecasting: training loss on scaled values: mse (default), mae or huber.
+    #[arg(long, value_name = "LOSS", value_parser = ["mse", "mae", "huber"], help_heading = "Forecasting")]
+    pub loss: Option<String>,
+    /// Forecasting: Huber's δ, on scaled values (default 1.0).
+    #[arg(long, value_name = "D", help_heading = "Forecasting")]
+    pub huber_delta: Option<f32>,
+    /// Forecasting: probability that an RNN decoder step reads its own previous prediction
+    /// instead of the true value in training (scheduled sampling; default 0).
+    #[arg(long, value_name = "P", help_heading = "Forecasting")]
+    pub scheduled_sampling: Option<f32>,
     /// Dropout probability in [0, 1).
     #[arg(long, value_name = "P")]
     pub dropout: Option<f32>,
@@ -165,6 +178,10 @@ fn new_trainer(a: &TrainArgs) -> anyhow::Result<Trainer> {
     }
     let stem = |p: &Path| p.file_stem().and_then(|s| s.to_str()).unwrap_or("data").to_string();
     let name = match &cfg.data {
+        DataConfig::Series(s) => match &s.csv {
+            Some(spec) => format!("series-{}", stem(&spec.path)),
+            None => "series-synthetic".to_string(),
+        },
         DataConfig::Task(s) => format!("{}-{}", cfg.preset, s.kind.name()),
         DataConfig::File { path, .. } => stem(path),
         DataConfig::Text(t) => format!("{}-{}", cfg.preset, t.paths.first().map(|p| stem(p)).unwrap_or_default()),
@@ -184,7 +201,43 @@ fn new_trainer(a: &TrainArgs) -> anyhow::Result<Trainer> {
 /// --attention and --dropout to whichever family the config holds.
 fn apply_model_flags(model: &mut ModelConfig, a: &TrainArgs) -> anyhow::Result<()> {
     let only = |flag: &str, family: &str| anyhow::anyhow!("{flag} applies to {family} models only");
+    if !model.is_forecaster()
+        && (a.horizon.is_some() || a.loss.is_some() || a.huber_delta.is_some() || a.scheduled_sampling.is_some())
+    {
+        return Err(only("--horizon/--loss/--huber-delta/--scheduled-sampling", "forecasting"));
+    }
     match model {
+        ModelConfig::Forecaster(m) => {
+            use shiftlm::model::ForecasterKind;
+            use shiftlm::nn::loss::RegressionLoss;
+            if a.attention.is_some() || a.emb.is_some() {
+                return Err(only("--attention/--emb", "RNN encoder–decoder (token)"));
+            }
+            match (a.cell.as_deref(), m.kind) {
+                (Some(_), ForecasterKind::Transformer) => return Err(only("--cell", "RNN")),
+                (Some("gru"), _) => m.kind = ForecasterKind::Gru,
+                (Some(_), _) => m.kind = ForecasterKind::Lstm,
+                _ => {}
+            }
+            m.n_layer = a.layers.unwrap_or(m.n_layer);
+            if let Some(h) = a.hidden {
+                m.hidden = h;
+                m.d_ff = 2 * h;
+            }
+            m.n_head = a.heads.unwrap_or(m.n_head);
+            m.context = a.context.unwrap_or(m.context);
+            m.horizon = a.horizon.unwrap_or(m.horizon);
+            m.dropout = a.dropout.unwrap_or(m.dropout);
+            m.scheduled_sampling = a.scheduled_sampling.unwrap_or(m.scheduled_sampling);
+            let delta = a.huber_delta.unwrap_or(1.0);
+            m.loss = match a.loss.as_deref() {
+                Some("mae") => RegressionLoss::Mae,
+                Some("huber") => RegressionLoss::Huber { delta },
+                Some(_) => RegressionLoss::Mse,
+                None if a.huber_delta.is_some() => RegressionLoss::Huber { delta },
+                None => m.loss,
+            };
+        }
         ModelConfig::Seq2seq(m) => {
             if a.heads.is_some() || a.context.is_some() {
                 return Err(only("--heads/--context", "GPT and Llama"));
@@ -265,6 +318,17 @@ fn resumed_trainer(a: &TrainArgs, run: &Path) -> anyhow::Result<Trainer> {
         a.data.model.is_some(),
         a.data.preset.is_some(),
         a.data.tokenizer.is_some(),
+        !a.data.target.is_empty(),
+        !a.data.covariate.is_empty(),
+        a.data.timestamp.is_some(),
+        a.data.fill.is_some(),
+        a.data.scaler.is_some(),
+        a.data.season.is_some(),
+        a.data.stride.is_some(),
+        a.horizon.is_some(),
+        a.loss.is_some(),
+        a.huber_delta.is_some(),
+        a.scheduled_sampling.is_some(),
     ];
     if overrides.iter().any(|&o| o) {
         anyhow::bail!(
@@ -338,6 +402,16 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
         "skipped_batches": outcome.skipped_batches,
     });
     let line = match (trainer.model.encoder_decoder(), trainer.data.pairs()) {
+        _ if trainer.model.forecaster().is_some() => {
+            let (model, shiftlm::data::Dataset::Series(s)) =
+                (trainer.model.forecaster().expect("checked"), &trainer.data)
+            else {
+                anyhow::bail!("a forecaster without a series")
+            };
+            let report = shiftlm::eval::forecast::evaluate(model, s, &s.test, &dev)?;
+            super::report::print_forecast(&report, "test split");
+            super::report::json_value(&report, extra)
+        }
         (Some(_), Some(pairs)) => {
             let opts = DecodeOptions { strategy: Strategy::Greedy, max_len: 2 * trainer.cfg.max_target_len + 2 };
             let (report, outputs) = shiftlm::eval::evaluate(&trainer.model, &pairs.valid, 256, &opts, &dev)?;

@@ -2,7 +2,7 @@
 //! from the loader's own random stream; each batch is padded to its own
 //! longest sequence by the shift core.
 
-use super::shift::{Batch, CausalBatch, Seq2SeqBatch};
+use super::shift::{Batch, CausalBatch, ForecastBatch, Seq2SeqBatch};
 use super::tokenizer::{BOS, EOS, PAD};
 use super::Pair;
 use crate::rng::Rng;
@@ -17,6 +17,29 @@ pub struct LoaderState {
     pub rng: Rng,
 }
 
+impl LoaderState {
+    /// A shuffled order of `n` examples from the loader's own stream.
+    fn shuffled(n: usize, seed: u64) -> Self {
+        let mut rng = Rng::derive(seed, "loader");
+        let mut order: Vec<u32> = (0..n as u32).collect();
+        rng.shuffle(&mut order);
+        Self { epoch: 0, cursor: 0, order, rng }
+    }
+
+    /// The next `batch_size` example indices; a new shuffled epoch starts
+    /// when the order runs out (the last batch of an epoch may be smaller).
+    fn next_indices(&mut self, batch_size: usize) -> &[u32] {
+        if self.cursor >= self.order.len() {
+            self.rng.shuffle(&mut self.order);
+            self.cursor = 0;
+            self.epoch += 1;
+        }
+        let (start, end) = (self.cursor, (self.cursor + batch_size).min(self.order.len()));
+        self.cursor = end;
+        &self.order[start..end]
+    }
+}
+
 /// Cuts shuffled, padded batches from a list of pairs.
 #[derive(Debug, Clone)]
 pub struct PairLoader {
@@ -29,10 +52,8 @@ impl PairLoader {
     /// `batch_size` must be positive and `pairs` non-empty.
     pub fn new(pairs: Vec<Pair>, batch_size: usize, seed: u64) -> Self {
         assert!(batch_size > 0 && !pairs.is_empty());
-        let mut rng = Rng::derive(seed, "loader");
-        let mut order: Vec<u32> = (0..pairs.len() as u32).collect();
-        rng.shuffle(&mut order);
-        Self { pairs, batch_size, state: LoaderState { epoch: 0, cursor: 0, order, rng } }
+        let state = LoaderState::shuffled(pairs.len(), seed);
+        Self { pairs, batch_size, state }
     }
 
     /// The next batch; a new shuffled epoch starts when one runs out. The
@@ -48,16 +69,7 @@ impl PairLoader {
     }
 
     fn next_pairs(&mut self) -> Vec<&Pair> {
-        let st = &mut self.state;
-        if st.cursor >= st.order.len() {
-            st.rng.shuffle(&mut st.order);
-            st.cursor = 0;
-            st.epoch += 1;
-        }
-        let end = (st.cursor + self.batch_size).min(st.order.len());
-        let batch: Vec<&Pair> = st.order[st.cursor..end].iter().map(|&i| &self.pairs[i as usize]).collect();
-        st.cursor = end;
-        batch
+        self.state.next_indices(self.batch_size).iter().map(|&i| &self.pairs[i as usize]).collect()
     }
 
     /// Completed epochs.
@@ -111,6 +123,43 @@ impl WindowLoader {
     }
 }
 
+/// Shuffled forecasting windows: each epoch visits every training window
+/// (a start index into the series) once.
+#[derive(Debug, Clone)]
+pub struct ForecastLoader {
+    columns: Vec<Vec<f32>>,
+    n_targets: usize,
+    starts: Vec<usize>,
+    l: usize,
+    h: usize,
+    batch_size: usize,
+    state: LoaderState,
+}
+
+impl ForecastLoader {
+    /// `columns` are whole scaled series (targets first); `starts` must be
+    /// non-empty and leave room for `l + h` values each.
+    pub fn new(
+        columns: Vec<Vec<f32>>,
+        n_targets: usize,
+        starts: Vec<usize>,
+        (l, h): (usize, usize),
+        batch_size: usize,
+        seed: u64,
+    ) -> Self {
+        assert!(batch_size > 0 && !starts.is_empty());
+        let state = LoaderState::shuffled(starts.len(), seed);
+        Self { columns, n_targets, starts, l, h, batch_size, state }
+    }
+
+    /// The next batch, with the decoder's teacher-forced input.
+    pub fn next_batch(&mut self) -> ForecastBatch {
+        let starts: Vec<usize> =
+            self.state.next_indices(self.batch_size).iter().map(|&i| self.starts[i as usize]).collect();
+        ForecastBatch::new(&self.columns, self.n_targets, &starts, self.l, self.h, true)
+    }
+}
+
 /// Either loader behind one interface.
 #[derive(Debug, Clone)]
 pub enum Loader {
@@ -118,6 +167,7 @@ pub enum Loader {
     Windows(WindowLoader),
     /// Prompt/response pairs for a language model: (loader, context, EOS id).
     Prompts(PairLoader, usize, u32),
+    Forecast(ForecastLoader),
 }
 
 impl Loader {
@@ -126,6 +176,7 @@ impl Loader {
             Loader::Pairs(l) => Batch::Pairs(l.next_batch()),
             Loader::Windows(l) => Batch::Causal(l.next_batch()),
             Loader::Prompts(l, t, eos) => Batch::Causal(l.next_prompt_batch(*t, *eos)),
+            Loader::Forecast(l) => Batch::Forecast(l.next_batch()),
         }
     }
 
@@ -137,6 +188,7 @@ impl Loader {
         match self {
             Loader::Pairs(l) | Loader::Prompts(l, ..) => l.state(),
             Loader::Windows(l) => &l.state,
+            Loader::Forecast(l) => &l.state,
         }
     }
 
@@ -144,6 +196,7 @@ impl Loader {
         match self {
             Loader::Pairs(l) | Loader::Prompts(l, ..) => l.set_state(state),
             Loader::Windows(l) => l.state = state,
+            Loader::Forecast(l) => l.state = state,
         }
     }
 }

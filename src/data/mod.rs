@@ -36,6 +36,8 @@ pub enum Dataset {
     Pairs(Splits),
     /// One token stream per split, for causal language models.
     Text { train: Vec<u32>, valid: Vec<u32> },
+    /// A numeric series, for forecasters.
+    Series(series::SeriesData),
 }
 
 impl Dataset {
@@ -43,7 +45,7 @@ impl Dataset {
     pub fn pairs(&self) -> Option<&Splits> {
         match self {
             Dataset::Pairs(s) => Some(s),
-            Dataset::Text { .. } => None,
+            Dataset::Text { .. } | Dataset::Series(_) => None,
         }
     }
 
@@ -52,6 +54,7 @@ impl Dataset {
         match self {
             Dataset::Pairs(s) => format!("{} pairs ({} held out)", s.train.len(), s.valid.len()),
             Dataset::Text { train, valid } => format!("{} tokens ({} held out)", train.len(), valid.len()),
+            Dataset::Series(s) => s.describe(),
         }
     }
 }
@@ -99,5 +102,7 @@ pub fn load(cfg: &crate::config::DataConfig, seed: u64, tokenizer: Option<&Token
             Ok((Dataset::Pairs(pairs::encode(&tok, &train, &valid)), tok))
         }
         DataConfig::Text(t) => text::load(t, tokenizer),
+        // Forecasters read values: no tokenizer (the scaler plays its part).
+        DataConfig::Series(s) => Ok((Dataset::Series(series::SeriesData::load(s, seed, None)?), Tokenizer::Values)),
     }
 }

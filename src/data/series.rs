@@ -129,6 +129,154 @@ pub fn read_csv(spec: &SeriesSpec) -> Result<Series> {
     Ok(Series { names, columns, timestamps: stamps })
 }
 
+/// Forecasting data: a CSV file's columns or the built-in series, cut into
+/// windows and split chronologically. Saved in the run's `config.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeriesConfig {
+    /// A CSV file and its columns; `None` is the built-in synthetic series.
+    #[serde(default)]
+    pub csv: Option<SeriesSpec>,
+    /// Length of the built-in hourly series, e.g. 4032 (24 weeks).
+    pub synthetic_len: usize,
+    /// Steps between consecutive training windows, e.g. 1.
+    pub stride: usize,
+    /// Fraction of rows (after training) for validation, e.g. 0.1.
+    pub valid_fraction: f64,
+    /// Fraction of rows at the end for the test, e.g. 0.2.
+    pub test_fraction: f64,
+    /// `z_score` or `min_max`, fitted on the training rows.
+    pub scaler: ScalerKind,
+    /// Season length for seasonal naive and MASE; `None`: inferred from the
+    /// training rows.
+    #[serde(default)]
+    pub season: Option<usize>,
+}
+
+impl Default for SeriesConfig {
+    fn default() -> Self {
+        Self {
+            csv: None,
+            synthetic_len: 24 * 7 * 24,
+            stride: 1,
+            valid_fraction: 0.1,
+            test_fraction: 0.2,
+            scaler: ScalerKind::ZScore,
+            season: None,
+        }
+    }
+}
+
+impl SeriesConfig {
+    pub fn validate(&self) -> Result<()> {
+        if self.stride == 0 {
+            return Err(Error::config("data.stride", "must be at least 1"));
+        }
+        let ok = |f: f64| (0.0..0.5).contains(&f);
+        if !ok(self.valid_fraction) || !ok(self.test_fraction) || self.valid_fraction + self.test_fraction >= 0.8 {
+            return Err(Error::config(
+                "data.valid_fraction",
+                "validation and test fractions must each be in [0, 0.5) and leave training rows",
+            ));
+        }
+        if self.season == Some(0) {
+            return Err(Error::config("data.season", "must be at least 1 (1: no season)"));
+        }
+        Ok(())
+    }
+
+    /// The targets' and covariates' names.
+    pub fn names(&self) -> (Vec<String>, Vec<String>) {
+        match &self.csv {
+            Some(s) => (s.targets.clone(), s.covariates.clone()),
+            None => (vec!["value".into()], Vec::new()),
+        }
+    }
+}
+
+/// A loaded series: raw and scaled columns, the split, the scaler and season.
+#[derive(Debug, Clone)]
+pub struct SeriesData {
+    /// The columns as read (targets first).
+    pub series: Series,
+    pub n_targets: usize,
+    /// The columns after scaling.
+    pub scaled: Vec<Vec<f32>>,
+    pub scaler: Scaler,
+    pub train: std::ops::Range<usize>,
+    pub valid: std::ops::Range<usize>,
+    pub test: std::ops::Range<usize>,
+    /// Season length (1: none).
+    pub season: usize,
+}
+
+impl SeriesData {
+    /// Reads (or generates) the series and splits it. The scaler is fitted
+    /// on the training rows unless one is given (a checkpoint's).
+    pub fn load(cfg: &SeriesConfig, seed: u64, scaler: Option<&Scaler>) -> Result<Self> {
+        cfg.validate()?;
+        let series = match &cfg.csv {
+            Some(spec) => read_csv(spec)?,
+            None => Series {
+                names: vec!["value".into()],
+                columns: vec![synthetic(cfg.synthetic_len, seed)],
+                timestamps: None,
+            },
+        };
+        let n_targets = cfg.csv.as_ref().map_or(1, |s| s.targets.len());
+        Self::from_series(series, n_targets, cfg, scaler)
+    }
+
+    /// Splits and scales columns already read.
+    pub fn from_series(series: Series, n_targets: usize, cfg: &SeriesConfig, scaler: Option<&Scaler>) -> Result<Self> {
+        let (train, valid, test) = split(series.len(), cfg.valid_fraction, cfg.test_fraction);
+        let scaler = match scaler {
+            Some(s) if s.shift.len() != series.columns.len() => {
+                return Err(Error::config(
+                    "model.scaler",
+                    format!("has {} columns, the data {}", s.shift.len(), series.columns.len()),
+                ))
+            }
+            Some(s) => s.clone(),
+            None => Scaler::fit(cfg.scaler, &series.columns, train.clone()),
+        };
+        let scaled = series
+            .columns
+            .iter()
+            .enumerate()
+            .map(|(c, col)| col.iter().map(|&x| scaler.transform(c, x)).collect())
+            .collect();
+        let season = cfg.season.unwrap_or_else(|| {
+            let x = &series.columns[0][train.clone()];
+            crate::eval::forecast::infer_season(x, (x.len() / 3).min(500))
+        });
+        Ok(Self { series, n_targets, scaled, scaler, train, valid, test, season })
+    }
+
+    /// Starts of the windows whose `h` future values lie inside `rows`
+    /// (their past may reach back before it), `stride` apart.
+    pub fn starts(&self, rows: &std::ops::Range<usize>, l: usize, h: usize, stride: usize) -> Vec<usize> {
+        let first = rows.start.saturating_sub(l);
+        match rows.end.checked_sub(l + h) {
+            Some(last) if last >= first => (first..=last).step_by(stride.max(1)).collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// A one-line summary for logs.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} rows × {} columns ({} train, {} validation, {} test; season {})",
+            self.series.len(),
+            self.series.columns.len(),
+            self.train.len(),
+            self.valid.len(),
+            self.test.len(),
+            self.season
+        )
+    }
+}
+
 /// Chronological split of `len` rows: the first part trains, then
 /// validation, then test (fractions of the whole, from the end).
 pub fn split(
@@ -263,9 +411,19 @@ mod tests {
         let b = Scaler::fit(ScalerKind::ZScore, &[col.clone()], train.clone());
         assert_eq!(a, b);
         assert!((a.shift[0] - 34.5).abs() < 1e-4);
-        let m = Scaler::fit(ScalerKind::MinMax, &[col], train);
+        let m = Scaler::fit(ScalerKind::MinMax, &[col.clone()], train);
         assert_eq!((m.transform(0, 0.0), m.transform(0, 69.0)), (0.0, 1.0));
         assert!((m.inverse(0, m.transform(0, 12.5)) - 12.5).abs() < 1e-5);
+        // The loaded dataset scales with the training rows only, and its
+        // windows keep their futures inside their own split.
+        let cfg = SeriesConfig::default();
+        let series = Series { names: vec!["v".into()], columns: vec![col], timestamps: None };
+        let d = SeriesData::from_series(series, 1, &cfg, None).unwrap();
+        assert_eq!(d.scaler, a);
+        let starts = d.starts(&d.test, 10, 3, 1);
+        assert_eq!((starts[0], *starts.last().unwrap()), (70, 87));
+        assert!(d.starts(&d.train, 10, 3, 1).iter().all(|s| s + 13 <= 70));
+        assert!(d.starts(&(0..12), 10, 3, 1).is_empty());
     }
 
     #[test]

@@ -253,11 +253,80 @@ pub struct CausalTensors {
     pub n_supervised: usize,
 }
 
-/// A batch of either kind.
+/// A batch of forecasting windows, row-major: the past `x[s..s+L]` of every
+/// column and the `H` target values after it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ForecastBatch {
+    pub b: usize,
+    /// Past steps L.
+    pub l: usize,
+    /// Horizon H.
+    pub h: usize,
+    /// Values per past step F (targets, then covariates).
+    pub f: usize,
+    /// Targets N (the first N columns).
+    pub n: usize,
+    /// (B, L, F) the past.
+    pub past: Vec<f32>,
+    /// (B, H, N) the decoder's teacher-forced input `[x_last, y₀, …]`, for
+    /// training; `None` for evaluation, where it reads its own predictions.
+    pub dec_in: Option<Vec<f32>>,
+    /// (B, H, N) the values that follow the window.
+    pub labels: Vec<f32>,
+}
+
+impl ForecastBatch {
+    /// Windows of `columns` (each a whole series, targets first; `n`
+    /// targets) starting at `starts`, each with room for `l + h` values.
+    pub fn new(columns: &[Vec<f32>], n: usize, starts: &[usize], l: usize, h: usize, teacher_forced: bool) -> Self {
+        let (b, f) = (starts.len(), columns.len());
+        let mut past = vec![0f32; b * l * f];
+        let mut dec_in = vec![0f32; b * h * n];
+        let mut labels = vec![0f32; b * h * n];
+        for (row, &s) in starts.iter().enumerate() {
+            for (c, col) in columns.iter().enumerate() {
+                let (x, y) = forecast_window(col, s, l, h).expect("window inside the series");
+                for (i, &v) in x.iter().enumerate() {
+                    past[(row * l + i) * f + c] = v;
+                }
+                if c < n {
+                    let (d, y) = numeric_teacher_forcing(x, y);
+                    for i in 0..h {
+                        dec_in[(row * h + i) * n + c] = d[i];
+                        labels[(row * h + i) * n + c] = y[i];
+                    }
+                }
+            }
+        }
+        Self { b, l, h, f, n, past, dec_in: teacher_forced.then_some(dec_in), labels }
+    }
+
+    pub fn tensors(&self, dev: &Device) -> candle_core::Result<ForecastTensors> {
+        let (b, h, n) = (self.b, self.h, self.n);
+        Ok(ForecastTensors {
+            past: Tensor::from_slice(&self.past, (b, self.l, self.f), dev)?,
+            dec_in: self.dec_in.as_ref().map(|d| Tensor::from_slice(d, (b, h, n), dev)).transpose()?,
+            labels: Tensor::from_slice(&self.labels, (b, h, n), dev)?,
+            n_supervised: b * h * n,
+        })
+    }
+}
+
+/// [`ForecastBatch`] on a device.
+#[derive(Debug, Clone)]
+pub struct ForecastTensors {
+    pub past: Tensor,           // (B, L, F)
+    pub dec_in: Option<Tensor>, // (B, H, N)
+    pub labels: Tensor,         // (B, H, N)
+    pub n_supervised: usize,
+}
+
+/// A batch of any kind.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Batch {
     Pairs(Seq2SeqBatch),
     Causal(CausalBatch),
+    Forecast(ForecastBatch),
 }
 
 /// [`Batch`] on a device.
@@ -265,13 +334,16 @@ pub enum Batch {
 pub enum BatchTensors {
     Pairs(Seq2SeqTensors),
     Causal(CausalTensors),
+    Forecast(ForecastTensors),
 }
 
 impl BatchTensors {
+    /// Supervised tokens, or forecast values.
     pub fn n_supervised(&self) -> usize {
         match self {
             BatchTensors::Pairs(b) => b.n_supervised,
             BatchTensors::Causal(b) => b.n_supervised,
+            BatchTensors::Forecast(b) => b.n_supervised,
         }
     }
 }
@@ -281,28 +353,34 @@ impl Batch {
         Ok(match self {
             Batch::Pairs(b) => BatchTensors::Pairs(b.tensors(dev)?),
             Batch::Causal(b) => BatchTensors::Causal(b.tensors(dev)?),
+            Batch::Forecast(b) => BatchTensors::Forecast(b.tensors(dev)?),
         })
     }
 
-    /// (B, T): rows and label positions per row.
+    /// (B, T): rows and label positions per row (T = H for forecasts).
     pub fn dims(&self) -> (usize, usize) {
         match self {
             Batch::Pairs(b) => (b.b, b.t),
             Batch::Causal(b) => (b.b, b.t),
+            Batch::Forecast(b) => (b.b, b.h),
         }
     }
 
+    /// Token labels (B·T); empty for forecasts, whose labels are values.
     pub fn labels(&self) -> &[u32] {
         match self {
             Batch::Pairs(b) => &b.labels,
             Batch::Causal(b) => &b.labels,
+            Batch::Forecast(_) => &[],
         }
     }
 
+    /// 1.0 where a token label is supervised; empty for forecasts.
     pub fn label_mask(&self) -> &[f32] {
         match self {
             Batch::Pairs(b) => &b.label_mask,
             Batch::Causal(b) => &b.label_mask,
+            Batch::Forecast(_) => &[],
         }
     }
 }
@@ -323,6 +401,14 @@ mod tests {
         assert!(forecast_starts(4, 3, 2, 1).is_empty());
         let (dec_in, labels) = numeric_teacher_forcing(past, fut);
         assert_eq!((dec_in, labels), (vec![4.0, 5.0], vec![5.0, 6.0]));
+        // Two columns (a target and a covariate), two windows.
+        let cov: Vec<f32> = x.iter().map(|v| -v).collect();
+        let b = ForecastBatch::new(&[x.clone(), cov], 1, &[0, 4], 3, 2, true);
+        assert_eq!(&b.past[..6], &[0.0, -0.0, 1.0, -1.0, 2.0, -2.0]);
+        assert_eq!(&b.past[6..], &[4.0, -4.0, 5.0, -5.0, 6.0, -6.0]);
+        assert_eq!(b.labels, vec![3.0, 4.0, 7.0, 8.0]);
+        assert_eq!(b.dec_in, Some(vec![2.0, 3.0, 6.0, 7.0]));
+        assert_eq!(ForecastBatch::new(&[x], 1, &[0], 3, 2, false).dec_in, None);
     }
 
     #[test]

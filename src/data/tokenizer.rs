@@ -36,6 +36,9 @@ pub enum Tokenizer {
     Symbols { n: usize },
     /// Any other `tokenizer.json` (e.g. trained BPE, GPT-2's).
     Hf(Box<tokenizers::Tokenizer>),
+    /// No tokens: a forecaster reads numbers. Checkpoints write no
+    /// `tokenizer.json` for it.
+    Values,
 }
 
 impl PartialEq for Tokenizer {
@@ -103,6 +106,7 @@ impl Tokenizer {
             Tokenizer::Byte => N_SPECIAL as usize + 256,
             Tokenizer::Symbols { n } => N_SPECIAL as usize + n,
             Tokenizer::Hf(t) => t.get_vocab_size(true),
+            Tokenizer::Values => 0,
         }
     }
 
@@ -125,6 +129,7 @@ impl Tokenizer {
                 })
                 .collect(),
             Tokenizer::Hf(t) => t.encode(text, false).map(|e| e.get_ids().to_vec()).unwrap_or_default(),
+            Tokenizer::Values => Vec::new(),
         }
     }
 
@@ -149,6 +154,7 @@ impl Tokenizer {
                 ids.iter().filter(|&&i| i >= N_SPECIAL || i == UNK).map(|&i| self.token_str(i)).collect()
             }
             Tokenizer::Hf(t) => t.decode(ids, true).unwrap_or_default(),
+            Tokenizer::Values => String::new(),
         }
     }
 
@@ -173,6 +179,7 @@ impl Tokenizer {
             }),
             Tokenizer::Symbols { n } => (k < *n).then(|| k.to_string()),
             Tokenizer::Hf(_) => unreachable!("handled above"),
+            Tokenizer::Values => None,
         }
         .unwrap_or_else(|| format!("<{id}?>"))
     }
@@ -224,6 +231,7 @@ impl Tokenizer {
                 )
             }
             Tokenizer::Hf(t) => serde_json::from_str(&t.to_string(false).unwrap_or_default()).unwrap_or(Value::Null),
+            Tokenizer::Values => Value::Null,
         }
     }
 

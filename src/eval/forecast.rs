@@ -3,6 +3,11 @@
 //! (repeat the last observed value) and seasonal naive (the value one season
 //! earlier).
 
+use crate::data::series::SeriesData;
+use crate::data::shift::ForecastBatch;
+use crate::error::Result;
+use crate::model::Forecaster;
+use candle_core::Device;
 use serde::Serialize;
 
 /// Errors of a set of forecasts against the actual values.
@@ -114,6 +119,95 @@ pub fn infer_season(x: &[f32], max_lag: usize) -> usize {
     // The shortest lag that is a local peak nearly as strong as the best:
     // multiples of the season correlate almost as well, and noise can tip them.
     (2..=max_lag).find(|&l| r[l] >= 0.9 * best && r[l] >= r[l - 1] && r[l] >= r[l + 1]).unwrap_or(1)
+}
+
+/// The mean of per-target metrics (a single target's are returned as they are).
+pub fn average(ms: &[ForecastMetrics]) -> ForecastMetrics {
+    let k = ms.len().max(1) as f64;
+    let mean = |f: fn(&ForecastMetrics) -> f64| ms.iter().map(f).sum::<f64>() / k;
+    let mapes: Vec<f64> = ms.iter().filter_map(|m| m.mape).collect();
+    ForecastMetrics {
+        mae: mean(|m| m.mae),
+        rmse: mean(|m| m.rmse),
+        mape: (!mapes.is_empty()).then(|| mapes.iter().sum::<f64>() / mapes.len() as f64),
+        smape: mean(|m| m.smape),
+        mase: mean(|m| m.mase),
+        n: ms.iter().map(|m| m.n).sum(),
+    }
+}
+
+/// The two baselines' metrics, on the same windows as the model's.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Baselines {
+    pub naive: ForecastMetrics,
+    pub seasonal_naive: ForecastMetrics,
+}
+
+/// A forecaster's accuracy on one split, beside the baselines. In JSON the
+/// model's metrics sit at the top level (`mase`, `rmse`, …).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ForecastReport {
+    #[serde(flatten)]
+    pub model: ForecastMetrics,
+    pub baselines: Baselines,
+    /// Season length used by seasonal naive and MASE.
+    pub season: usize,
+    /// Forecast origins evaluated (rolling, one step apart).
+    pub windows: usize,
+    pub horizon: usize,
+}
+
+/// Forecasts, in the data's own units, from each window start in `starts`
+/// (origin `start + L`): `[window][step][target]` flattened to
+/// (W, H, N).
+pub fn predict(model: &Forecaster, s: &SeriesData, starts: &[usize], batch: usize, dev: &Device) -> Result<Vec<f32>> {
+    let m = model.config();
+    let mut out = Vec::with_capacity(starts.len() * m.horizon * s.n_targets);
+    for chunk in starts.chunks(batch.max(1)) {
+        let b = ForecastBatch::new(&s.scaled, s.n_targets, chunk, m.context, m.horizon, false).tensors(dev)?;
+        let pred = model.forward(&b.past, None, None)?.flatten_all()?.to_vec1::<f32>()?;
+        out.extend(pred.iter().enumerate().map(|(i, &v)| s.scaler.inverse(i % s.n_targets, v)));
+    }
+    Ok(out)
+}
+
+/// The model's and the baselines' metrics over every window whose horizon
+/// lies in `rows` (e.g. the test split). MASE is scaled by the seasonal
+/// naive in-sample error on the training rows; the baselines see the whole
+/// history before each origin.
+pub fn evaluate(
+    model: &Forecaster,
+    s: &SeriesData,
+    rows: &std::ops::Range<usize>,
+    dev: &Device,
+) -> Result<ForecastReport> {
+    let (l, h, n) = (model.config().context, model.config().horizon, s.n_targets);
+    let starts = s.starts(rows, l, h, 1);
+    let pred = predict(model, s, &starts, 256, dev)?;
+    let (mut ours, mut naives, mut seasonals) = (Vec::new(), Vec::new(), Vec::new());
+    for c in 0..n {
+        let col = &s.series.columns[c];
+        let scale = mase_scale(&col[s.train.clone()], s.season);
+        let (mut p, mut y, mut nv, mut sn) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for (w, &st) in starts.iter().enumerate() {
+            let origin = st + l;
+            let history = &col[..origin];
+            y.extend_from_slice(&col[origin..origin + h]);
+            p.extend((0..h).map(|i| pred[(w * h + i) * n + c]));
+            nv.extend(naive(history, h));
+            sn.extend(seasonal_naive(history, h, s.season));
+        }
+        ours.push(metrics(&p, &y, scale));
+        naives.push(metrics(&nv, &y, scale));
+        seasonals.push(metrics(&sn, &y, scale));
+    }
+    Ok(ForecastReport {
+        model: average(&ours),
+        baselines: Baselines { naive: average(&naives), seasonal_naive: average(&seasonals) },
+        season: s.season,
+        windows: starts.len(),
+        horizon: h,
+    })
 }
 
 #[cfg(test)]

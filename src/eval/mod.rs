@@ -53,6 +53,11 @@ pub fn teacher_forced(model: &Model, batches: impl Iterator<Item = Batch>, dev: 
         let t = batch.tensors(dev)?;
         let (loss, logits) = model.loss_sum(&t, None)?;
         st.loss_sum += loss.to_scalar::<f32>()? as f64;
+        if let Batch::Forecast(_) = batch {
+            // Values, not tokens: the loss is all there is.
+            st.tokens += t.n_supervised();
+            continue;
+        }
         let v = logits.dim(D::Minus1)?;
         if st.per_class.len() < v {
             st.per_class.resize(v, [0; 3]);

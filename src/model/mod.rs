@@ -3,11 +3,13 @@
 //! [`ModelConfig`] and [`Model`] put every family behind one interface for
 //! the trainer, the checkpoint code and the decoders.
 
+pub mod forecaster;
 pub mod gpt2;
 pub mod llama;
 pub mod seq2seq;
 pub mod transformer;
 
+pub use forecaster::{Forecaster, ForecasterConfig, ForecasterKind};
 pub use gpt2::{Gpt2, Gpt2Config, GptActivation};
 pub use llama::{Llama, LlamaConfig};
 pub use seq2seq::{Seq2Seq, Seq2SeqConfig};
@@ -42,6 +44,8 @@ pub enum ModelConfig {
     Llama(LlamaConfig),
     /// Transformer encoder–decoder.
     Transformer(TransformerConfig),
+    /// Numeric forecaster (RNN encoder–decoder or Transformer encoder).
+    Forecaster(ForecasterConfig),
 }
 
 impl ModelConfig {
@@ -51,6 +55,7 @@ impl ModelConfig {
             ModelConfig::Gpt2(c) => c.validate(),
             ModelConfig::Llama(c) => c.validate(),
             ModelConfig::Transformer(c) => c.validate(),
+            ModelConfig::Forecaster(c) => c.validate(),
         }
     }
 
@@ -60,6 +65,7 @@ impl ModelConfig {
             ModelConfig::Gpt2(c) => c.vocab_size,
             ModelConfig::Llama(c) => c.vocab_size,
             ModelConfig::Transformer(c) => c.vocab_size,
+            ModelConfig::Forecaster(_) => 0,
         }
     }
 
@@ -69,6 +75,7 @@ impl ModelConfig {
             ModelConfig::Gpt2(c) => c.vocab_size = v,
             ModelConfig::Llama(c) => c.vocab_size = v,
             ModelConfig::Transformer(c) => c.vocab_size = v,
+            ModelConfig::Forecaster(_) => {}
         }
     }
 
@@ -78,7 +85,7 @@ impl ModelConfig {
             // GPT-2 starts and ends documents with the same <|endoftext|>.
             ModelConfig::Gpt2(c) => (c.bos_token_id, c.eos_token_id) = (eos, eos),
             ModelConfig::Llama(c) => (c.bos_token_id, c.eos_token_id) = (bos, eos),
-            ModelConfig::Seq2seq(_) | ModelConfig::Transformer(_) => {}
+            ModelConfig::Seq2seq(_) | ModelConfig::Transformer(_) | ModelConfig::Forecaster(_) => {}
         }
     }
 
@@ -87,12 +94,17 @@ impl ModelConfig {
         matches!(self, ModelConfig::Gpt2(_) | ModelConfig::Llama(_))
     }
 
+    /// Whether the model forecasts numbers.
+    pub fn is_forecaster(&self) -> bool {
+        matches!(self, ModelConfig::Forecaster(_))
+    }
+
     /// Context length of a causal model.
     pub fn context(&self) -> Option<usize> {
         match self {
             ModelConfig::Gpt2(c) => Some(c.n_positions),
             ModelConfig::Llama(c) => Some(c.max_position_embeddings),
-            ModelConfig::Seq2seq(_) | ModelConfig::Transformer(_) => None,
+            _ => None,
         }
     }
 
@@ -121,7 +133,7 @@ impl ModelConfig {
         match self {
             ModelConfig::Gpt2(c) => Some(c.to_hf()),
             ModelConfig::Llama(c) => Some(c.to_hf()),
-            ModelConfig::Seq2seq(_) | ModelConfig::Transformer(_) => None,
+            _ => None,
         }
     }
 
@@ -135,7 +147,7 @@ impl ModelConfig {
             ModelConfig::Llama(c) => {
                 name.ends_with("rotary_emb.inv_freq") || (c.tie_word_embeddings && name == "lm_head.weight")
             }
-            ModelConfig::Seq2seq(_) | ModelConfig::Transformer(_) => false,
+            _ => false,
         }
     }
 }
@@ -147,6 +159,7 @@ pub enum Model {
     Gpt2(Gpt2),
     Llama(Llama),
     Transformer(TransformerSeq2Seq),
+    Forecaster(Forecaster),
 }
 
 impl Model {
@@ -156,6 +169,7 @@ impl Model {
             ModelConfig::Gpt2(c) => Model::Gpt2(Gpt2::new(c, vb)?),
             ModelConfig::Llama(c) => Model::Llama(Llama::new(c, vb)?),
             ModelConfig::Transformer(c) => Model::Transformer(TransformerSeq2Seq::new(c, vb)?),
+            ModelConfig::Forecaster(c) => Model::Forecaster(Forecaster::new(c, vb)?),
         })
     }
 
@@ -187,16 +201,29 @@ impl Model {
         match self {
             Model::Gpt2(m) => Some(m.forward(ids, cache, rng)),
             Model::Llama(m) => Some(m.forward(ids, cache, rng)),
-            Model::Seq2seq(_) | Model::Transformer(_) => None,
+            _ => None,
+        }
+    }
+
+    /// The forecaster, if this is one.
+    pub fn forecaster(&self) -> Option<&Forecaster> {
+        match self {
+            Model::Forecaster(m) => Some(m),
+            _ => None,
         }
     }
 
     /// Summed cross-entropy over the batch's supervised tokens, and the
-    /// logits (B, T, V). `rng` enables dropout.
+    /// logits (B, T, V); for a forecaster, the summed regression loss over
+    /// the forecast values, and the forecast (B, H, N). `rng` enables dropout.
     pub fn loss_sum(&self, batch: &BatchTensors, rng: Option<&mut Rng>) -> Result<(Tensor, Tensor)> {
         match (self, batch) {
             (Model::Seq2seq(m), BatchTensors::Pairs(b)) => m.loss_sum(b, rng),
             (Model::Transformer(m), BatchTensors::Pairs(b)) => m.loss_sum(b, rng),
+            (Model::Forecaster(m), BatchTensors::Forecast(b)) => m.loss_sum(b, rng),
+            (Model::Forecaster(_), _) | (_, BatchTensors::Forecast(_)) => {
+                Err(Error::config("model", "forecasters train on numeric series, and only forecasters do"))
+            }
             (_, BatchTensors::Causal(b)) => {
                 let logits = self
                     .causal_forward(&b.inputs, None, rng)
@@ -213,7 +240,7 @@ impl Model {
         let n = match self {
             Model::Gpt2(m) => m.n_layer(),
             Model::Llama(m) => m.n_layer(),
-            Model::Seq2seq(_) | Model::Transformer(_) => 0,
+            _ => 0,
         };
         vec![KvCache::default(); n]
     }

@@ -120,12 +120,43 @@ impl FeedForward {
     }
 }
 
+/// A pre-LN encoder block: self-attention, then feed-forward, each added
+/// back to the residual stream. Shared with the Transformer forecaster.
 #[derive(Debug, Clone)]
-struct EncoderLayer {
+pub(crate) struct EncoderLayer {
     self_attn: Attention,
     self_attn_layer_norm: LayerNorm,
     ff: FeedForward,
     final_layer_norm: LayerNorm,
+}
+
+impl EncoderLayer {
+    /// Block of width `c` with `n_head` heads and feed-forward width `ff`;
+    /// `vb` is the block's prefix (e.g. `encoder.layers.0`).
+    pub(crate) fn new(c: usize, n_head: usize, ff: usize, vb: VarBuilder) -> candle_core::Result<Self> {
+        Ok(Self {
+            self_attn: Attention::new(c, n_head, vb.pp("self_attn"))?,
+            self_attn_layer_norm: layer_norm(c, 1e-5, vb.pp("self_attn_layer_norm"))?,
+            ff: FeedForward::new(c, ff, &vb)?,
+            final_layer_norm: layer_norm(c, 1e-5, vb.pp("final_layer_norm"))?,
+        })
+    }
+
+    /// `x` (B, S, C) → (B, S, C); `bias` (B, 1, 1, S) masks padded keys.
+    pub(crate) fn forward(
+        &self,
+        x: &Tensor,
+        bias: Option<&Tensor>,
+        p: f32,
+        mut rng: Option<&mut Rng>,
+    ) -> candle_core::Result<Tensor> {
+        let h = self.self_attn_layer_norm.forward(x)?;
+        let (k, v) = self.self_attn.kv(&h)?;
+        let y = self.self_attn.out_proj.forward(&attend_with_bias(&self.self_attn.q(&h)?, &k, &v, bias)?)?;
+        let x = (x + dropout(&y, p, rng.as_deref_mut())?)?;
+        let y = self.ff.forward(&self.final_layer_norm.forward(&x)?)?;
+        x + dropout(&y, p, rng)?
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -196,15 +227,7 @@ impl TransformerSeq2Seq {
         let dec = vb.pp("decoder");
         let ln = |vb: VarBuilder| layer_norm(c, 1e-5, vb);
         let encoder = (0..cfg.n_encoder_layer)
-            .map(|i| {
-                let l = enc.pp("layers").pp(i);
-                Ok(EncoderLayer {
-                    self_attn: Attention::new(c, cfg.n_head, l.pp("self_attn"))?,
-                    self_attn_layer_norm: ln(l.pp("self_attn_layer_norm"))?,
-                    ff: FeedForward::new(c, cfg.d_ff, &l)?,
-                    final_layer_norm: ln(l.pp("final_layer_norm"))?,
-                })
-            })
+            .map(|i| EncoderLayer::new(c, cfg.n_head, cfg.d_ff, enc.pp("layers").pp(i)))
             .collect::<candle_core::Result<_>>()?;
         let decoder = (0..cfg.n_decoder_layer)
             .map(|i| {
@@ -259,12 +282,7 @@ impl TransformerSeq2Seq {
         };
         let mut x = dropout(&self.embed(&self.enc_embed, &self.enc_pos, src, 0)?, p, rng.as_deref_mut())?;
         for l in &self.encoder {
-            let h = l.self_attn_layer_norm.forward(&x)?;
-            let (k, v) = l.self_attn.kv(&h)?;
-            let y = l.self_attn.out_proj.forward(&attend_with_bias(&l.self_attn.q(&h)?, &k, &v, src_bias.as_ref())?)?;
-            x = (x + dropout(&y, p, rng.as_deref_mut())?)?;
-            let y = l.ff.forward(&l.final_layer_norm.forward(&x)?)?;
-            x = (x + dropout(&y, p, rng.as_deref_mut())?)?;
+            x = l.forward(&x, src_bias.as_ref(), p, rng.as_deref_mut())?;
         }
         let memory = self.enc_norm.forward(&x)?; // (B, S, C)
         let cross_kv = self.decoder.iter().map(|l| l.encoder_attn.kv(&memory)).collect::<candle_core::Result<_>>()?;

@@ -24,10 +24,57 @@ pub fn sequence_loss_sum(logits: &Tensor, labels: &Tensor, mask: Option<&Tensor>
     }
 }
 
+/// The loss a forecaster is trained with, on scaled values.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RegressionLoss {
+    /// Squared error (the default).
+    #[default]
+    Mse,
+    /// Absolute error.
+    Mae,
+    /// Squared below `delta`, linear above (PyTorch's `HuberLoss`).
+    Huber { delta: f32 },
+}
+
+/// Σ of the element-wise loss between `pred` and `target` (same shape).
+/// Returns a scalar; divide by the element count for PyTorch's mean.
+pub fn regression_loss_sum(pred: &Tensor, target: &Tensor, kind: RegressionLoss) -> Result<Tensor> {
+    let e = (pred - target)?;
+    match kind {
+        RegressionLoss::Mse => e.sqr()?.sum_all(),
+        RegressionLoss::Mae => e.abs()?.sum_all(),
+        RegressionLoss::Huber { delta } => {
+            // 0.5 q² + δ (|e| − q) with q = min(|e|, δ): both pieces of
+            // Huber's loss in one differentiable expression.
+            let a = e.abs()?;
+            let q = a.minimum(delta as f64)?;
+            ((q.sqr()? * 0.5)? + ((a - &q)? * delta as f64)?)?.sum_all()
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use candle_core::Device;
+
+    #[test]
+    fn regression_losses_match_hand_values_and_finite_differences() {
+        let dev = Device::Cpu;
+        let p = Tensor::new(&[0.5f32, -2.0, 3.0], &dev).unwrap();
+        let y = Tensor::new(&[0f32, 0.0, 3.5], &dev).unwrap();
+        let v = |k| regression_loss_sum(&p, &y, k).unwrap().to_scalar::<f32>().unwrap();
+        assert!((v(RegressionLoss::Mse) - (0.25 + 4.0 + 0.25)).abs() < 1e-6);
+        assert!((v(RegressionLoss::Mae) - 3.0).abs() < 1e-6);
+        // δ = 1: 0.5·0.25, 1·(2 − 0.5), 0.5·0.25
+        assert!((v(RegressionLoss::Huber { delta: 1.0 }) - (0.125 + 1.5 + 0.125)).abs() < 1e-6);
+        for k in [RegressionLoss::Mse, RegressionLoss::Mae, RegressionLoss::Huber { delta: 0.7 }] {
+            let y = Tensor::new(&[[0.3f32, -0.2, 0.9, 1.4, -1.1]; 3], &dev).unwrap();
+            let f = |xs: &[Tensor]| regression_loss_sum(&xs[0], &y, k);
+            crate::ops::gradcheck::check("regression loss", f, &[crate::ops::gradcheck::randn(5, &[3, 5])], &[0]);
+        }
+    }
 
     #[test]
     fn ignores_masked_positions() {

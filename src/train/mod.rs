@@ -13,7 +13,7 @@ pub mod tensorboard;
 
 use crate::checkpoint::{self, OPTIMIZER, TRAINER_STATE};
 use crate::config::RunConfig;
-use crate::data::loader::{batches, windows, Loader, LoaderState, PairLoader, WindowLoader};
+use crate::data::loader::{batches, windows, ForecastLoader, Loader, LoaderState, PairLoader, WindowLoader};
 use crate::data::shift::{Batch, BatchTensors};
 use crate::data::{Dataset, Tokenizer};
 use crate::error::{Error, Result};
@@ -214,14 +214,21 @@ fn fingerprint(data: &Dataset) -> String {
             put(train);
             put(valid);
         }
+        Dataset::Series(s) => s.scaled.iter().for_each(|c| put(&c.iter().map(|v| v.to_bits()).collect::<Vec<_>>())),
     }
     checkpoint::sha256_hex(&bytes)
 }
 
 impl Trainer {
-    /// A fresh run. `cfg.model.vocab_size` must match the tokenizer.
-    /// With `run_dir`, checkpoints go to `run_dir/checkpoint-<step>/`.
-    pub fn new(cfg: RunConfig, data: Dataset, tokenizer: Tokenizer, run_dir: Option<PathBuf>) -> Result<Self> {
+    /// A fresh run. `cfg.model.vocab_size` must match the tokenizer; a
+    /// forecaster takes its input and target counts and its scaler from the
+    /// data. With `run_dir`, checkpoints go to `run_dir/checkpoint-<step>/`.
+    pub fn new(mut cfg: RunConfig, data: Dataset, tokenizer: Tokenizer, run_dir: Option<PathBuf>) -> Result<Self> {
+        if let (crate::model::ModelConfig::Forecaster(m), Dataset::Series(s)) = (&mut cfg.model, &data) {
+            m.n_inputs = s.scaled.len();
+            m.n_targets = s.n_targets;
+            m.scaler = Some(s.scaler.clone());
+        }
         cfg.validate()?;
         if cfg.model.vocab_size() < tokenizer.vocab_size() {
             return Err(Error::config(
@@ -250,6 +257,29 @@ impl Trainer {
                         valid.len()
                     ),
                 ))
+            }
+            (Dataset::Series(s), _) => {
+                let crate::model::ModelConfig::Forecaster(m) = &cfg.model else {
+                    return Err(Error::config("model", "a numeric series trains a forecaster"));
+                };
+                let stride = match &cfg.data {
+                    crate::config::DataConfig::Series(d) => d.stride,
+                    _ => 1,
+                };
+                let (l, h) = (m.context, m.horizon);
+                let starts = s.starts(&s.train, l, h, stride);
+                let (n_valid, n_test) = (s.starts(&s.valid, l, h, 1).len(), s.starts(&s.test, l, h, 1).len());
+                if starts.is_empty() || n_valid == 0 || n_test == 0 {
+                    return Err(Error::config(
+                        "data",
+                        format!(
+                            "{}: every split needs a window of context {l} + horizon {h}; there are {} training, {n_valid} validation and {n_test} test windows (use a longer series, or a shorter context or horizon)",
+                            s.describe(),
+                            starts.len()
+                        ),
+                    ));
+                }
+                Loader::Forecast(ForecastLoader::new(s.scaled.clone(), s.n_targets, starts, (l, h), bs, seed))
             }
             _ => return Err(Error::config("data", "no training examples")),
         };
@@ -404,6 +434,10 @@ impl Trainer {
             Dataset::Text { valid, .. } => {
                 windows(valid, bs, self.cfg.model.context().unwrap_or(1), self.cfg.train.eval_batches)
             }
+            Dataset::Series(s) => match &self.cfg.model {
+                crate::model::ModelConfig::Forecaster(m) => forecast_batches(s, &s.valid, m, bs),
+                _ => Vec::new(),
+            },
         }
     }
 
@@ -447,6 +481,30 @@ impl Trainer {
         sink.on_checkpoint(step, &dir);
         Ok(dir)
     }
+}
+
+/// Free-running forecast batches (no teacher forcing) over the windows
+/// whose futures lie in `rows`, one step apart.
+pub fn forecast_batches(
+    s: &crate::data::series::SeriesData,
+    rows: &std::ops::Range<usize>,
+    m: &crate::model::ForecasterConfig,
+    batch_size: usize,
+) -> Vec<Batch> {
+    let starts = s.starts(rows, m.context, m.horizon, 1);
+    starts
+        .chunks(batch_size.max(1))
+        .map(|c| {
+            Batch::Forecast(crate::data::shift::ForecastBatch::new(
+                &s.scaled,
+                s.n_targets,
+                c,
+                m.context,
+                m.horizon,
+                false,
+            ))
+        })
+        .collect()
 }
 
 /// Forward and backward over micro-batches whose summed loss is divided by

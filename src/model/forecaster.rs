@@ -1,0 +1,295 @@
+//! Forecasters: a window of the past, (B, L, F) scaled values (targets
+//! first, then covariates), predicts the next H values of the targets,
+//! (B, H, N). Both kinds read each window relative to its last observed
+//! target value and predict changes from it (as NLinear does), so an
+//! untrained model starts near the naive forecast and a trend that leaves
+//! the training range changes nothing the network sees.
+//!
+//! - `lstm` / `gru`: an RNN encoder reads the past; its final state starts
+//!   an RNN decoder rolled out H steps. Step t reads the previous value and
+//!   predicts `previous + head(h_t)`. In training it reads the targets
+//!   shifted right by one, the last observed value first (the shift core's
+//!   [`numeric_teacher_forcing`](crate::data::shift::numeric_teacher_forcing));
+//!   with scheduled sampling each row reads its own previous prediction
+//!   instead with probability p. Evaluation and forecasting always read the
+//!   model's own predictions.
+//! - `transformer`: the Transformer encoder (pre-LN blocks of the
+//!   encoder–decoder) over the projected past with learned positions, and a
+//!   direct multi-step head on the last position: `last + head(z)`.
+//!
+//! Names: `encoder.weight_ih_l0`, `decoder.…`, `head.weight` (PyTorch's
+//! `nn.LSTM`/`nn.GRU`/`nn.Linear`); `input_proj`, `embed_positions.weight`,
+//! `encoder.layers.{i}.…`, `layer_norm`, `head` for the Transformer.
+
+use crate::data::series::Scaler;
+use crate::data::shift::ForecastTensors;
+use crate::error::{Error, Result};
+use crate::nn::dropout::dropout;
+use crate::nn::layer_norm::{layer_norm, LayerNorm};
+use crate::nn::linear::{linear, linear_init, Linear};
+use crate::nn::loss::{regression_loss_sum, RegressionLoss};
+use crate::nn::rnn::{CellKind, Rnn};
+use crate::rng::Rng;
+use candle_core::{Module, Tensor};
+use candle_nn::{Init, VarBuilder};
+use serde::{Deserialize, Serialize};
+
+use super::transformer::EncoderLayer;
+
+/// Which forecaster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ForecasterKind {
+    Lstm,
+    Gru,
+    Transformer,
+}
+
+/// A forecaster's shape and loss. Saved in every checkpoint's `config.json`,
+/// with the scaler fitted on the training split.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForecasterConfig {
+    /// `lstm`, `gru` or `transformer`.
+    pub kind: ForecasterKind,
+    /// Values per past step: the targets, then the covariates (set from the data).
+    pub n_inputs: usize,
+    /// Target columns forecast together (set from the data).
+    pub n_targets: usize,
+    /// Past steps the model reads (L), e.g. 168.
+    pub context: usize,
+    /// Future steps it predicts (H), e.g. 24.
+    pub horizon: usize,
+    /// RNN width, or the Transformer's model width, e.g. 64.
+    pub hidden: usize,
+    /// RNN layers (encoder and decoder each), or Transformer blocks, e.g. 1.
+    pub n_layer: usize,
+    /// Attention heads (Transformer), e.g. 4.
+    pub n_head: usize,
+    /// Feed-forward width (Transformer), e.g. 128.
+    pub d_ff: usize,
+    /// Dropout between layers and before the head, e.g. 0.1.
+    pub dropout: f32,
+    /// `mse` (default), `mae`, or `{ huber = { delta = 1.0 } }`, on scaled values.
+    pub loss: RegressionLoss,
+    /// Probability that a decoder step reads its own previous prediction
+    /// instead of the true value in training (RNN kinds), e.g. 0.25.
+    pub scheduled_sampling: f32,
+    /// The scaler fitted on the training split; set by the trainer.
+    #[serde(default)]
+    pub scaler: Option<Scaler>,
+}
+
+impl Default for ForecasterConfig {
+    /// One LSTM layer of 64 reading a week of hourly values (168) and
+    /// forecasting a day (24).
+    fn default() -> Self {
+        Self {
+            kind: ForecasterKind::Lstm,
+            n_inputs: 1,
+            n_targets: 1,
+            context: 168,
+            horizon: 24,
+            hidden: 64,
+            n_layer: 1,
+            n_head: 4,
+            d_ff: 128,
+            dropout: 0.0,
+            loss: RegressionLoss::Mse,
+            scheduled_sampling: 0.0,
+            scaler: None,
+        }
+    }
+}
+
+impl ForecasterConfig {
+    pub fn validate(&self) -> Result<()> {
+        for (f, v) in [
+            ("model.n_inputs", self.n_inputs),
+            ("model.n_targets", self.n_targets),
+            ("model.context", self.context),
+            ("model.horizon", self.horizon),
+            ("model.hidden", self.hidden),
+            ("model.n_layer", self.n_layer),
+            ("model.n_head", self.n_head),
+            ("model.d_ff", self.d_ff),
+        ] {
+            if v == 0 {
+                return Err(Error::config(f, "must be at least 1"));
+            }
+        }
+        if self.n_targets > self.n_inputs {
+            return Err(Error::config("model.n_inputs", "must count the targets and the covariates"));
+        }
+        if self.kind == ForecasterKind::Transformer && !self.hidden.is_multiple_of(self.n_head) {
+            return Err(Error::config(
+                "model.hidden",
+                format!("{} is not divisible by n_head {}", self.hidden, self.n_head),
+            ));
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return Err(Error::config("model.dropout", "must be in [0, 1)"));
+        }
+        if !(0.0..=1.0).contains(&self.scheduled_sampling) {
+            return Err(Error::config("model.scheduled_sampling", "must be in [0, 1]"));
+        }
+        if let RegressionLoss::Huber { delta } = self.loss {
+            if !(delta > 0.0 && delta.is_finite()) {
+                return Err(Error::config("model.loss.huber.delta", "must be positive"));
+            }
+        }
+        if let Some(s) = &self.scaler {
+            if s.shift.len() != self.n_inputs || s.scale.len() != self.n_inputs {
+                return Err(Error::config("model.scaler", format!("must have {} columns", self.n_inputs)));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Net {
+    Rnn {
+        encoder: Rnn,
+        decoder: Rnn,
+    },
+    Transformer {
+        input_proj: Linear,
+        positions: Tensor, // (L, C)
+        layers: Vec<EncoderLayer>,
+        norm: LayerNorm,
+    },
+}
+
+/// A forecaster of either kind.
+#[derive(Debug, Clone)]
+pub struct Forecaster {
+    cfg: ForecasterConfig,
+    net: Net,
+    head: Linear,
+}
+
+impl Forecaster {
+    pub fn new(cfg: &ForecasterConfig, vb: VarBuilder) -> Result<Self> {
+        cfg.validate()?;
+        let (c, n) = (cfg.hidden, cfg.n_targets);
+        let (net, head) = match cfg.kind {
+            ForecasterKind::Lstm | ForecasterKind::Gru => {
+                let cell = if cfg.kind == ForecasterKind::Lstm { CellKind::Lstm } else { CellKind::Gru };
+                let rnn = |inputs, vb| Rnn::new(cell, inputs, c, cfg.n_layer, cfg.dropout, 1.0, vb);
+                let net =
+                    Net::Rnn { encoder: rnn(cfg.n_inputs, vb.pp("encoder"))?, decoder: rnn(n, vb.pp("decoder"))? };
+                (net, linear(c, n, true, vb.pp("head"))?)
+            }
+            ForecasterKind::Transformer => {
+                let w = Init::Randn { mean: 0.0, stdev: 0.02 };
+                let layers = (0..cfg.n_layer)
+                    .map(|i| EncoderLayer::new(c, cfg.n_head, cfg.d_ff, vb.pp("encoder").pp("layers").pp(i)))
+                    .collect::<candle_core::Result<_>>()?;
+                let net = Net::Transformer {
+                    input_proj: linear(cfg.n_inputs, c, true, vb.pp("input_proj"))?,
+                    positions: vb.pp("embed_positions").get_with_hints((cfg.context, c), "weight", w)?,
+                    layers,
+                    norm: layer_norm(c, 1e-5, vb.pp("layer_norm"))?,
+                };
+                (net, linear_init(c, cfg.horizon * n, true, w, vb.pp("head"))?)
+            }
+        };
+        Ok(Self { cfg: cfg.clone(), net, head })
+    }
+
+    pub fn config(&self) -> &ForecasterConfig {
+        &self.cfg
+    }
+
+    /// `past` (B, L, F) → forecast (B, H, N), scaled. With `dec_in` (B, H, N)
+    /// an RNN decoder is teacher-forced (scheduled sampling applies when
+    /// `rng` is given); without it the decoder reads its own predictions.
+    pub fn forward(&self, past: &Tensor, dec_in: Option<&Tensor>, rng: Option<&mut Rng>) -> Result<Tensor> {
+        let (b, l, f) = past.dims3()?;
+        let (h, n, p) = (self.cfg.horizon, self.cfg.n_targets, self.cfg.dropout);
+        if l != self.cfg.context || f != self.cfg.n_inputs {
+            return Err(Error::config(
+                "model.context",
+                format!(
+                    "the model reads windows of {} steps × {} values, got {l} × {f}",
+                    self.cfg.context, self.cfg.n_inputs
+                ),
+            ));
+        }
+        let last = past.narrow(1, l - 1, 1)?.narrow(2, 0, n)?.contiguous()?; // (B, 1, N)
+                                                                             // Targets relative to the last observed value; covariates as they are.
+        let offset = if f > n {
+            Tensor::cat(&[&last, &last.zeros_like()?.narrow(2, 0, 1)?.repeat((1, 1, f - n))?], 2)?
+        } else {
+            last.clone()
+        };
+        let past = &past.broadcast_sub(&offset)?; // (B, L, F)
+        let dec_in = dec_in.map(|d| d.broadcast_sub(&last)).transpose()?;
+        let dec_in = dec_in.as_ref();
+        Ok(self.relative(past, dec_in, rng, (b, l, h, n, p))?.broadcast_add(&last)?)
+    }
+
+    /// [`Self::forward`] on windows relative to their last value: returns
+    /// the forecast relative to it.
+    fn relative(
+        &self,
+        past: &Tensor,
+        dec_in: Option<&Tensor>,
+        mut rng: Option<&mut Rng>,
+        (b, l, h, n, p): (usize, usize, usize, usize, f32),
+    ) -> Result<Tensor> {
+        let last = Tensor::zeros((b, 1, n), past.dtype(), past.device())?;
+        match &self.net {
+            Net::Transformer { input_proj, positions, layers, norm } => {
+                let x = input_proj.forward(past)?.broadcast_add(&positions.unsqueeze(0)?)?; // (B, L, C)
+                let mut x = dropout(&x, p, rng.as_deref_mut())?;
+                for layer in layers {
+                    x = layer.forward(&x, None, p, rng.as_deref_mut())?;
+                }
+                let z = norm.forward(&x.narrow(1, l - 1, 1)?)?; // (B, 1, C)
+                let z = dropout(&z, p, rng.as_deref_mut())?;
+                Ok(self.head.forward(&z)?.reshape((b, h, n))?) // (B, H, N)
+            }
+            Net::Rnn { encoder, decoder } => {
+                let (_, mut states) = encoder.forward(past, None, None, rng.as_deref_mut())?;
+                let sampling = self.cfg.scheduled_sampling > 0.0 && rng.is_some();
+                if let (Some(d), false) = (dec_in, sampling) {
+                    // Teacher forcing: the whole shifted horizon in one pass.
+                    let (out, _) = decoder.forward(d, Some(&states), None, rng.as_deref_mut())?; // (B, H, C)
+                    let out = dropout(&out, p, rng.as_deref_mut())?;
+                    return Ok((d + self.head.forward(&out)?)?);
+                }
+                let mut prev = last;
+                let mut steps = Vec::with_capacity(h);
+                for t in 0..h {
+                    let (out, next) = decoder.forward(&prev, Some(&states), None, rng.as_deref_mut())?; // (B, 1, C)
+                    states = next;
+                    let out = dropout(&out, p, rng.as_deref_mut())?;
+                    let y = (&prev + self.head.forward(&out)?)?; // (B, 1, N)
+                    prev = match (dec_in, rng.as_deref_mut()) {
+                        // Scheduled sampling: each row reads its own (detached)
+                        // prediction with probability p, else the true value.
+                        (Some(d), Some(r)) if t + 1 < h => {
+                            let own: Vec<f32> = (0..b)
+                                .map(|_| if r.next_f32() < self.cfg.scheduled_sampling { 1.0 } else { 0.0 })
+                                .collect();
+                            let own = Tensor::from_vec(own, (b, 1, 1), past.device())?;
+                            let truth = d.narrow(1, t + 1, 1)?;
+                            (&truth + y.detach().sub(&truth)?.broadcast_mul(&own)?)?
+                        }
+                        _ => y.clone(),
+                    };
+                    steps.push(y);
+                }
+                Ok(Tensor::cat(&steps, 1)?) // (B, H, N)
+            }
+        }
+    }
+
+    /// Summed loss over the batch's values, and the forecast (B, H, N).
+    pub fn loss_sum(&self, batch: &ForecastTensors, rng: Option<&mut Rng>) -> Result<(Tensor, Tensor)> {
+        let pred = self.forward(&batch.past, batch.dec_in.as_ref(), rng)?;
+        Ok((regression_loss_sum(&pred, &batch.labels, self.cfg.loss)?, pred))
+    }
+}
