@@ -12,6 +12,7 @@
 //! through [`train::MetricsSink`].
 
 pub mod bench;
+pub mod chart;
 pub mod checkpoint;
 pub mod config;
 pub mod data;

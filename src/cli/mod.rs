@@ -4,6 +4,7 @@ mod bench;
 mod data_preview;
 mod eval;
 mod finetune;
+mod forecast;
 mod generate;
 mod merge;
 mod plot;
@@ -56,6 +57,9 @@ pub enum Command {
     /// Evaluate a checkpoint: loss, perplexity, token accuracy, macro F1, exact match.
     #[command(long_about = eval::LONG_ABOUT)]
     Eval(eval::EvalArgs),
+    /// Forecast the next values of a series with a forecaster: a CSV and a PNG.
+    #[command(long_about = forecast::LONG_ABOUT)]
+    Forecast(forecast::ForecastArgs),
     /// Generate with a checkpoint: continue a prompt, or decode an input sequence.
     #[command(long_about = generate::LONG_ABOUT)]
     Generate(generate::GenerateArgs),
@@ -292,6 +296,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Merge(a) => merge::run(a),
         Command::Eval(a) => eval::run(a),
         Command::Generate(a) => generate::run(a),
+        Command::Forecast(a) => forecast::run(a),
         Command::Plot(a) => plot::run(a),
         Command::Data(DataCommand::Preview(a)) => data_preview::run(a),
     }

@@ -359,6 +359,83 @@ pub fn synthetic(len: usize, seed: u64) -> Vec<f32> {
         .collect()
 }
 
+/// `k` timestamps continuing `known` at its last interval, in the same
+/// layout: numbers (`17`, `2.5`), dates (`2024-03-01`) and date-times
+/// (`2024-03-01 13:00`, `2024-03-01T13:00:00`). Empty strings when the last
+/// two are not in one of these layouts.
+pub fn extrapolate_timestamps(known: &[String], k: usize) -> Vec<String> {
+    let n = known.len();
+    if n < 2 {
+        return vec![String::new(); k];
+    }
+    let (a, b) = (known[n - 2].as_str(), known[n - 1].as_str());
+    if let (Ok(x), Ok(y)) = (a.parse::<i64>(), b.parse::<i64>()) {
+        return (1..=k as i64).map(|i| (y + i * (y - x)).to_string()).collect();
+    }
+    if let (Ok(x), Ok(y)) = (a.parse::<f64>(), b.parse::<f64>()) {
+        return (1..=k).map(|i| format!("{}", y + i as f64 * (y - x))).collect();
+    }
+    match (parse_datetime(a), parse_datetime(b)) {
+        (Some(x), Some(y)) if y.0 > x.0 => {
+            (1..=k as i64).map(|i| format_datetime(y.0 + i * (y.0 - x.0), y.1, y.2)).collect()
+        }
+        _ => vec![String::new(); k],
+    }
+}
+
+/// Seconds since 1970-01-01 of `YYYY-MM-DD[( |T)HH:MM[:SS]]`, with the
+/// date-time separator and whether seconds were written.
+fn parse_datetime(s: &str) -> Option<(i64, Option<char>, bool)> {
+    let num = |r: std::ops::Range<usize>| {
+        s.get(r).filter(|t| t.bytes().all(|c| c.is_ascii_digit())).and_then(|t| t.parse::<i64>().ok())
+    };
+    if s.len() < 10 || s.as_bytes()[4] != b'-' || s.as_bytes()[7] != b'-' {
+        return None;
+    }
+    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+        return None;
+    }
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let (yy, mm) = if m <= 2 { (y - 1, m + 9) } else { (y, m - 3) };
+    let era = yy.div_euclid(400);
+    let yoe = yy - era * 400;
+    let doy = (153 * mm + 2) / 5 + d - 1;
+    let days = era * 146097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719468;
+    let (sep, secs, with_s) = match s.len() {
+        10 => (None, 0, false),
+        16 | 19 => {
+            let sep = s.as_bytes()[10] as char;
+            if !(sep == ' ' || sep == 'T') || &s[13..14] != ":" {
+                return None;
+            }
+            let sec = if s.len() == 19 { num(17..19)? } else { 0 };
+            (Some(sep), num(11..13)? * 3600 + num(14..16)? * 60 + sec, s.len() == 19)
+        }
+        _ => return None,
+    };
+    Some((days * 86400 + secs, sep, with_s))
+}
+
+fn format_datetime(t: i64, sep: Option<char>, with_s: bool) -> String {
+    let (days, secs) = (t.div_euclid(86400), t.rem_euclid(86400));
+    let z = days + 719468;
+    let era = z.div_euclid(146097);
+    let doe = z - era * 146097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    let date = format!("{y:04}-{m:02}-{d:02}");
+    match sep {
+        None => date,
+        Some(c) if with_s => format!("{date}{c}{:02}:{:02}:{:02}", secs / 3600, secs % 3600 / 60, secs % 60),
+        Some(c) => format!("{date}{c}{:02}:{:02}", secs / 3600, secs % 3600 / 60),
+    }
+}
+
 /// Whether `path` names a CSV file (forecasting data).
 pub fn is_csv(path: &Path) -> bool {
     path.extension().and_then(|e| e.to_str()).is_some_and(|e| e.eq_ignore_ascii_case("csv"))
@@ -424,6 +501,24 @@ mod tests {
         assert_eq!((starts[0], *starts.last().unwrap()), (70, 87));
         assert!(d.starts(&d.train, 10, 3, 1).iter().all(|s| s + 13 <= 70));
         assert!(d.starts(&(0..12), 10, 3, 1).is_empty());
+    }
+
+    #[test]
+    fn timestamps_continue_at_their_last_interval() {
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert_eq!(extrapolate_timestamps(&s(&["3", "5"]), 2), s(&["7", "9"]));
+        assert_eq!(extrapolate_timestamps(&s(&["2024-02-27", "2024-02-28"]), 2), s(&["2024-02-29", "2024-03-01"]));
+        assert_eq!(extrapolate_timestamps(&s(&["2001-12-22", "2001-12-29"]), 1), s(&["2002-01-05"]));
+        assert_eq!(
+            extrapolate_timestamps(&s(&["2024-03-31 22:00", "2024-03-31 23:00"]), 2),
+            s(&["2024-04-01 00:00", "2024-04-01 01:00"])
+        );
+        assert_eq!(
+            extrapolate_timestamps(&s(&["1969-12-31T23:59:30", "1969-12-31T23:59:45"]), 1),
+            s(&["1970-01-01T00:00:00"])
+        );
+        assert_eq!(extrapolate_timestamps(&s(&["mon", "tue"]), 1), s(&[""]));
+        assert_eq!(extrapolate_timestamps(&s(&["x"]), 1), s(&[""]));
     }
 
     #[test]

@@ -105,20 +105,26 @@ pub fn infer_season(x: &[f32], max_lag: usize) -> usize {
     }
     let r: Vec<f64> = (0..=max_lag + 1)
         .map(|lag| {
-            if lag < 2 || lag >= d.len() {
+            if lag >= d.len() {
                 f64::NEG_INFINITY
             } else {
                 (lag..d.len()).map(|i| (d[i] - dm) * (d[i - lag] - dm)).sum::<f64>() / var
             }
         })
         .collect();
-    let best = r[2..=max_lag].iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    // Seasonal peaks come after the autocorrelation first turns negative
+    // (a smooth season stays correlated at short lags). Of those, the
+    // shortest local peak nearly as strong as the best: multiples of the
+    // season correlate almost as well, and noise can tip them.
+    let Some(z) = (1..=max_lag).find(|&l| r[l] < 0.0) else {
+        return 1;
+    };
+    let from = z.max(2);
+    let best = r[from..=max_lag].iter().copied().fold(f64::NEG_INFINITY, f64::max);
     if best <= 0.3 {
         return 1;
     }
-    // The shortest lag that is a local peak nearly as strong as the best:
-    // multiples of the season correlate almost as well, and noise can tip them.
-    (2..=max_lag).find(|&l| r[l] >= 0.9 * best && r[l] >= r[l - 1] && r[l] >= r[l + 1]).unwrap_or(1)
+    (from..=max_lag).find(|&l| r[l] >= 0.9 * best && r[l] >= r[l - 1] && r[l] >= r[l + 1]).unwrap_or(1)
 }
 
 /// The mean of per-target metrics (a single target's are returned as they are).
@@ -169,6 +175,27 @@ pub fn predict(model: &Forecaster, s: &SeriesData, starts: &[usize], batch: usiz
         out.extend(pred.iter().enumerate().map(|(i, &v)| s.scaler.inverse(i % s.n_targets, v)));
     }
     Ok(out)
+}
+
+/// The forecast of the `H` values after row `origin` (exclusive: rows
+/// `..origin` are the history; `origin` may be the series' length, to
+/// forecast the unknown future), in the data's own units, `[step][target]`
+/// flattened to (H, N). The history must hold at least the model's context.
+pub fn forecast_at(model: &Forecaster, s: &SeriesData, origin: usize, dev: &Device) -> Result<Vec<f32>> {
+    let (l, h) = (model.config().context, model.config().horizon);
+    if origin < l || origin > s.series.len() {
+        return Err(crate::Error::config(
+            "origin",
+            format!("row {origin}: a forecast needs {l} rows of history before it, within the {} rows", s.series.len()),
+        ));
+    }
+    // The future is not read (the decoder runs free); pad it so the window is whole.
+    let mut padded = s.clone();
+    padded.scaled.iter_mut().for_each(|c| {
+        c.truncate(origin);
+        c.resize(origin + h, 0.0);
+    });
+    predict(model, &padded, &[origin - l], 1, dev)
 }
 
 /// The model's and the baselines' metrics over every window whose horizon

@@ -1,0 +1,138 @@
+#!/usr/bin/env python3
+"""Golden fixtures for shiftlm's forecasters (tests/golden_forecast.rs).
+
+Plain PyTorch forecasters with the parameter names shiftlm uses:
+
+- lstm / gru: nn.LSTM/nn.GRU encoder (batch_first) over the past, read
+  relative to its last target value (covariates as they are); its final
+  state starts an nn.LSTM/nn.GRU decoder; nn.Linear head; each step predicts
+  previous + head(h). Teacher-forced: the decoder reads [x_last, y0, ...]
+  (the targets shifted right by one). Free-running: it reads its own output.
+- transformer: nn.Linear input projection + learned positions, pre-LN
+  encoder blocks (BART names, GELU tanh), final LayerNorm, and a direct head
+  on the last position: last + head(z).reshape(H, N).
+
+Each runs one batch (2 targets + 1 covariate) in float64 and writes
+tests/fixtures/forecast_<kind>.{json,safetensors} with param.*, input.*,
+expected.* (forced and free forecasts; MSE, MAE and Huber sums) and grad.*
+(of the MSE sum of the teacher-forced forecast, and for the transformer of
+its direct forecast).
+
+  python3 tools/make_forecast_fixtures.py       (needs torch, safetensors)
+"""
+import json
+import pathlib
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from safetensors.torch import save_file
+
+from make_transformer_fixture import Layer
+
+OUT = pathlib.Path(__file__).resolve().parent.parent / "tests" / "fixtures"
+B, L, H, FEAT, N = 3, 6, 4, 3, 2
+
+
+def base_cfg(kind, layers):
+    return {"family": "forecaster", "kind": kind, "n_inputs": FEAT, "n_targets": N, "context": L, "horizon": H,
+            "hidden": 8, "n_layer": layers, "n_head": 2, "d_ff": 12, "dropout": 0.0, "loss": "mse",
+            "scheduled_sampling": 0.0, "scaler": None}
+
+
+def relative(past):
+    last = past[:, -1:, :N]
+    off = torch.cat([last, torch.zeros_like(past[:, -1:, N:])], 2)
+    return past - off, last
+
+
+class RnnForecaster(nn.Module):
+    def __init__(self, cell, c, layers):
+        super().__init__()
+        rnn = {"lstm": nn.LSTM, "gru": nn.GRU}[cell]
+        self.encoder = rnn(FEAT, c, layers, batch_first=True)
+        self.decoder = rnn(N, c, layers, batch_first=True)
+        self.head = nn.Linear(c, N)
+
+    def forward(self, past, dec_in=None):
+        x, last = relative(past)
+        _, state = self.encoder(x)
+        if dec_in is not None:
+            d = dec_in - last
+            out, _ = self.decoder(d, state)
+            return d + self.head(out) + last
+        prev, steps = torch.zeros_like(last), []
+        for _ in range(H):
+            out, state = self.decoder(prev, state)
+            prev = prev + self.head(out)
+            steps.append(prev)
+        return torch.cat(steps, 1) + last
+
+
+class TransformerForecaster(nn.Module):
+    def __init__(self, c, layers, heads, ff):
+        super().__init__()
+        self.input_proj = nn.Linear(FEAT, c)
+        self.embed_positions = nn.Embedding(L, c)
+        self.encoder = nn.Module()
+        self.encoder.layers = nn.ModuleList(Layer(c, heads, ff, False) for _ in range(layers))
+        self.layer_norm = nn.LayerNorm(c)
+        self.head = nn.Linear(c, H * N)
+
+    def forward(self, past, dec_in=None):
+        x, last = relative(past)
+        x = self.input_proj(x) + self.embed_positions.weight
+        nobias = torch.zeros(1, dtype=x.dtype)
+        for l in self.encoder.layers:
+            h = l.self_attn_layer_norm(x)
+            x = x + l.self_attn(h, h, nobias)
+            x = x + l.ffn(x)
+        z = self.layer_norm(x[:, -1:])
+        return self.head(z).reshape(-1, H, N) + last
+
+
+def batch():
+    g = torch.Generator().manual_seed(11)
+    series = torch.randn(B, L + H, FEAT, generator=g, dtype=torch.float64).cumsum(1) * 0.5
+    past, future = series[:, :L], series[:, L:, :N]
+    # The shift: the decoder reads the last observed value, then the targets shifted right by one.
+    dec_in = torch.cat([past[:, -1:, :N], future[:, :-1]], 1)
+    return past, dec_in, future
+
+
+def make(name, cfg, model):
+    torch.manual_seed(5)
+    with torch.no_grad():
+        for k, p in model.named_parameters():
+            if "layer_norm" in k and k.endswith("weight"):
+                p.uniform_(0.8, 1.2)
+            else:
+                p.uniform_(-0.5, 0.5)
+    params = {k: v.detach().float().clone() for k, v in model.state_dict().items()}
+    model = model.double()
+    past, dec_in, labels = batch()
+    forced = model(past, dec_in)
+    with torch.no_grad():
+        free = model(past)
+    mse = F.mse_loss(forced, labels, reduction="sum")
+    mse.backward()
+    tensors = {f"param.{k}": v.contiguous() for k, v in params.items()}
+    tensors.update({
+        "input.past": past.float(), "input.dec_in": dec_in.float(), "input.labels": labels.float(),
+        "expected.forced": forced.detach().float(), "expected.free": free.float(),
+        "expected.mse": mse.detach().float().reshape(1),
+        "expected.mae": F.l1_loss(forced, labels, reduction="sum").detach().float().reshape(1),
+        "expected.huber": F.huber_loss(forced, labels, reduction="sum", delta=0.5).detach().float().reshape(1),
+    })
+    for k, p in model.named_parameters():
+        tensors[f"grad.{k}"] = p.grad.float().contiguous()
+    save_file(tensors, str(OUT / f"forecast_{name}.safetensors"))
+    meta = {"generator": "tools/make_forecast_fixtures.py", "torch": torch.__version__, "model": cfg, "huber_delta": 0.5}
+    (OUT / f"forecast_{name}.json").write_text(json.dumps(meta, indent=1) + "\n")
+    print(f"{name}: mse {mse.item():.6f}, {len(params)} tensors")
+
+
+if __name__ == "__main__":
+    make("lstm", base_cfg("lstm", 2), RnnForecaster("lstm", 8, 2))
+    make("gru", base_cfg("gru", 1), RnnForecaster("gru", 8, 1))
+    make("transformer", base_cfg("transformer", 2), TransformerForecaster(8, 2, 2, 12))
