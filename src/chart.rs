@@ -1,21 +1,576 @@
-//! TEMPORARY STUB (being replaced by the real rasterizer).
+//! Line charts of numeric series rendered straight to PNG bytes with std only: a "nice"-tick grid with labels, title,
+//! axis labels and legend drawn in an embedded 5×8 bitmap font, anti-aliased 2 px lines, and a small PNG encoder
+//! (one fixed-Huffman DEFLATE block whose LZ77 matches look back one pixel or one row).
+
+/// One line of a chart: points (x, y) drawn in order; NaN y values break the line.
 pub struct Series<'a> {
+    /// Name shown in the legend.
     pub label: &'a str,
+    /// Points in drawing order; a non-finite x or y breaks the line there.
     pub points: Vec<(f64, f64)>,
+    /// RGB colour, e.g. [31, 119, 180].
     pub color: [u8; 3],
+    /// Draw small square markers at each point as well as the line.
     pub markers: bool,
 }
+
+/// A line chart: series over shared axes, plus optional vertical marker lines.
 pub struct Chart<'a> {
+    /// Title drawn centred above the plot.
     pub title: &'a str,
+    /// Label under the x axis.
     pub x_label: &'a str,
+    /// Label beside the y axis, read bottom to top.
     pub y_label: &'a str,
+    /// The lines, drawn in order (later ones on top) and listed in the legend.
     pub series: Vec<Series<'a>>,
+    /// x positions of vertical dashed grey lines (e.g. the forecast origin).
     pub vlines: Vec<f64>,
+    /// Image width in pixels, clamped to 100..=4096.
     pub width: usize,
+    /// Image height in pixels, clamped to 80..=4096.
     pub height: usize,
 }
+
+const GRID: [u8; 3] = [228; 3];
+const FRAME: [u8; 3] = [60; 3];
+const INK: [u8; 3] = [25; 3];
+const DASH: [u8; 3] = [120; 3];
+
+/// Glyphs for ASCII 32..=126, 5 columns × 8 rows each: the top row is the most significant byte, the left column
+/// bit 4 of each row; the last row holds descenders.
+#[rustfmt::skip]
+const FONT: [u64; 95] = [
+    0x0000000000000000, 0x0404040404000400, 0x0A0A0A0000000000, 0x0A0A1F0A1F0A0A00, 0x040F140E051E0400, //  !"#$
+    0x1819020408130300, 0x0C12140815120D00, 0x0404080000000000, 0x0204080808040200, 0x0804020202040800, // %&'()
+    0x0004150E15040000, 0x0004041F04040000, 0x00000000000C0C08, 0x0000001F00000000, 0x00000000000C0C00, // *+,-.
+    0x0001020408100000, 0x0E11131519110E00, 0x040C040404040E00, 0x0E11010204081F00, 0x1F02040201110E00, // /0123
+    0x02060A121F020200, 0x1F101E0101110E00, 0x0608101E11110E00, 0x1F01020408080800, 0x0E11110E11110E00, // 45678
+    0x0E11110F01020C00, 0x000C0C000C0C0000, 0x000C0C000C0C0800, 0x0204081008040200, 0x00001F001F000000, // 9:;<=
+    0x0804020102040800, 0x0E11010204000400, 0x0E11010D15150E00, 0x0E11111F11111100, 0x1E11111E11111E00, // >?@AB
+    0x0E11101010110E00, 0x1C12111111121C00, 0x1F10101E10101F00, 0x1F10101E10101000, 0x0E11101711110F00, // CDEFG
+    0x1111111F11111100, 0x0E04040404040E00, 0x0702020202120C00, 0x1112141814121100, 0x1010101010101F00, // HIJKL
+    0x111B151511111100, 0x1111191513111100, 0x0E11111111110E00, 0x1E11111E10101000, 0x0E11111115120D00, // MNOPQ
+    0x1E11111E14121100, 0x0F10100E01011E00, 0x1F04040404040400, 0x1111111111110E00, 0x11111111110A0400, // RSTUV
+    0x1111111515150A00, 0x11110A040A111100, 0x11110A0404040400, 0x1F01020408101F00, 0x0E08080808080E00, // WXYZ[
+    0x0010080402010000, 0x0E02020202020E00, 0x040A110000000000, 0x000000000000001F, 0x0804020000000000, // \]^_`
+    0x00000E010F110F00, 0x1010161911111E00, 0x00000E1010110E00, 0x01010D1311110F00, 0x00000E111F100E00, // abcde
+    0x0609081C08080800, 0x00000E11110F010E, 0x1010161911111100, 0x04000C0404040E00, 0x020006020202120C, // fghij
+    0x1010121418141200, 0x0C04040404040E00, 0x00001A1515111100, 0x0000161911111100, 0x00000E1111110E00, // klmno
+    0x00001E11111E1010, 0x00000F11110F0101, 0x0000161910101000, 0x00000F100E011E00, 0x08081C0808090600, // pqrst
+    0x0000111111130D00, 0x00001111110A0400, 0x0000111115150A00, 0x0000110A040A1100, 0x00001111110F010E, // uvwxy
+    0x00001F0204081F00, 0x0304040804040300, 0x0404040404040400, 0x1804040204041800, 0x0000081502000000, // z{|}~
+];
+
+/// An RGB pixel buffer; writes outside it are ignored.
+struct Canvas {
+    w: usize,
+    h: usize,
+    px: Vec<u8>,
+}
+
+impl Canvas {
+    fn blend(&mut self, x: i64, y: i64, c: [u8; 3], a: f64) {
+        if x < 0 || y < 0 || x >= self.w as i64 || y >= self.h as i64 {
+            return;
+        }
+        let (i, a) = ((y as usize * self.w + x as usize) * 3, a.clamp(0.0, 1.0));
+        for (p, &c) in self.px[i..i + 3].iter_mut().zip(&c) {
+            *p = (f64::from(*p) * (1.0 - a) + f64::from(c) * a).round() as u8;
+        }
+    }
+
+    fn rect(&mut self, x: i64, y: i64, w: i64, h: i64, c: [u8; 3]) {
+        for yy in y..y + h {
+            for xx in x..x + w {
+                self.blend(xx, yy, c, 1.0);
+            }
+        }
+    }
+
+    /// Draws `s` at `scale` from its top-left corner, or, when `up`, reading upwards from its bottom-left corner.
+    fn text(&mut self, s: &str, x: i64, y: i64, scale: i64, up: bool, c: [u8; 3]) {
+        for (k, ch) in s.chars().enumerate() {
+            let g = FONT[(ch as usize).checked_sub(32).filter(|&i| i < 95).unwrap_or(31)];
+            for (row, col) in (0..8).flat_map(|r| (0..5).map(move |c| (r, c))) {
+                if g >> ((7 - row) * 8 + 4 - col) & 1 == 1 {
+                    let u = k as i64 * 6 + col;
+                    let (px, py) =
+                        if up { (x + row * scale, y - (u + 1) * scale) } else { (x + u * scale, y + row * scale) };
+                    self.rect(px, py, scale, scale, c);
+                }
+            }
+        }
+    }
+}
+
+fn text_w(s: &str, scale: i64) -> i64 {
+    (s.chars().count() as i64 * 6 - 1).max(0) * scale
+}
+
+/// Per-series coverage (0..=1) inside the plot rectangle, so overlapping segments of one line don't double-blend.
+struct Mask {
+    w: usize,
+    clip: [i64; 4],
+    v: Vec<f32>,
+}
+
+impl Mask {
+    fn cover(&mut self, x0: f64, y0: f64, x1: f64, y1: f64, f: impl Fn(f64, f64) -> f64) {
+        let [cx0, cy0, cx1, cy1] = self.clip;
+        let (xa, xb) = ((x0.floor() as i64).max(cx0), (x1.ceil() as i64).min(cx1));
+        for y in (y0.floor() as i64).max(cy0)..=(y1.ceil() as i64).min(cy1) {
+            for x in xa..=xb {
+                let m = &mut self.v[y as usize * self.w + x as usize];
+                *m = m.max(f(x as f64 + 0.5, y as f64 + 0.5) as f32);
+            }
+        }
+    }
+
+    /// A segment of half-width `r` (round caps), coverage from the distance of each pixel centre.
+    fn segment(&mut self, a: (f64, f64), b: (f64, f64), r: f64) {
+        let (dx, dy) = (b.0 - a.0, b.1 - a.1);
+        let l2 = dx * dx + dy * dy;
+        let e = r + 1.0;
+        self.cover(a.0.min(b.0) - e, a.1.min(b.1) - e, a.0.max(b.0) + e, a.1.max(b.1) + e, |px, py| {
+            let t = if l2 > 0.0 { (((px - a.0) * dx + (py - a.1) * dy) / l2).clamp(0.0, 1.0) } else { 0.0 };
+            (r + 0.5 - (px - a.0 - t * dx).hypot(py - a.1 - t * dy)).clamp(0.0, 1.0)
+        });
+    }
+
+    /// A filled square of half-side `r` centred on `p`, coverage from its overlap with each pixel.
+    fn square(&mut self, p: (f64, f64), r: f64) {
+        let ov = |c: f64, q: f64| ((q + 0.5).min(c + r) - (q - 0.5).max(c - r)).clamp(0.0, 1.0);
+        self.cover(p.0 - r - 1.0, p.1 - r - 1.0, p.0 + r + 1.0, p.1 + r + 1.0, |px, py| ov(p.0, px) * ov(p.1, py));
+    }
+}
+
+/// Finite min and max of `vals`, widened by `pad` of the span (a lone value gets a span of its own).
+fn range(vals: impl Iterator<Item = f64>, pad: f64) -> (f64, f64) {
+    let (lo, hi) =
+        vals.filter(|v| v.is_finite()).fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
+    if lo > hi {
+        return (0.0, 1.0);
+    }
+    let (lo, hi) = (lo.max(-1e300), hi.min(1e300));
+    if hi - lo <= 1e-9 * lo.abs().max(hi.abs()) {
+        let d = if lo == 0.0 { 1.0 } else { lo.abs() * 0.1 };
+        return (lo - d, hi + d);
+    }
+    (lo - (hi - lo) * pad, hi + (hi - lo) * pad)
+}
+
+/// Tick values at 1, 2 or 5 × 10^k steps inside `lo..=hi`, about 6 of them, and the step.
+fn ticks(lo: f64, hi: f64) -> (Vec<f64>, f64) {
+    let e = ((hi - lo) / 6.0).log10().floor() as i32;
+    let count = |s: f64| (hi / s).floor() - (lo / s).ceil() + 1.0;
+    let steps = (e - 1..=e + 1).flat_map(|k| [1.0, 2.0, 5.0].map(|m| m * 10f64.powi(k)));
+    let step = steps.min_by(|a, b| (count(*a) - 6.5).abs().total_cmp(&(count(*b) - 6.5).abs())).unwrap_or(1.0);
+    if !(step > 0.0 && step.is_finite() && count(step) <= 20.0) {
+        return (Vec::new(), 1.0);
+    }
+    let first = (lo / step).ceil();
+    let t = (0..20).map(|i| (first + f64::from(i)) * step).take_while(|&v| v <= hi + step * 1e-9);
+    (t.map(|v| if v.abs() < step * 1e-9 { 0.0 } else { v }).collect(), step)
+}
+
+/// Formats a tick value compactly (`0`, `2.5`, `1200`, `1e6`, `-0.3`) with just the decimals its step needs.
+fn fmt_num(v: f64, step: f64) -> String {
+    let trim = |s: String| if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.').to_string() } else { s };
+    let sd = -(step.log10() + 1e-9).floor() as i32;
+    let a = v.abs();
+    if v == 0.0 {
+        "0".into()
+    } else if (1e-3..1e5).contains(&a) {
+        trim(format!("{v:.*}", sd.clamp(0, 10) as usize))
+    } else {
+        let mut e = a.log10().floor() as i32;
+        let mut m = v / 10f64.powi(e);
+        if m.abs() >= 10.0 {
+            (m, e) = (m / 10.0, e + 1);
+        }
+        format!("{}e{e}", trim(format!("{m:.*}", (e + sd).clamp(0, 8) as usize)))
+    }
+}
+
+/// Maps data values linearly onto pixel coordinates.
+struct Axis {
+    lo: f64,
+    hi: f64,
+    p0: f64,
+    p1: f64,
+}
+
+impl Axis {
+    fn px(&self, v: f64) -> f64 {
+        self.p0 + (v - self.lo) / (self.hi - self.lo) * (self.p1 - self.p0)
+    }
+}
+
 impl Chart<'_> {
+    /// Renders the chart as a PNG file's bytes.
     pub fn to_png(&self) -> Vec<u8> {
-        b"\x89PNG\r\n\x1a\n".to_vec()
+        let (w, h) = (self.width.clamp(100, 4096), self.height.clamp(80, 4096));
+        let mut cv = Canvas { w, h, px: vec![255; w * h * 3] };
+        let pts = || self.series.iter().flat_map(|s| s.points.iter()).filter(|p| p.0.is_finite() && p.1.is_finite());
+        let (x0, x1) = range(pts().map(|p| p.0), 0.0);
+        let (y0, y1) = range(pts().map(|p| p.1), 0.05);
+        let ((xt, xs), (yt, ys)) = (ticks(x0, x1), ticks(y0, y1));
+        let ylabs: Vec<String> = yt.iter().map(|&v| fmt_num(v, ys)).collect();
+        let xlabs: Vec<String> = xt.iter().map(|&v| fmt_num(v, xs)).collect();
+        let (wi, hi) = (w as i64, h as i64);
+        let ylw = ylabs.iter().map(|s| text_w(s, 2)).max().unwrap_or(0);
+        let left = 16 + ylw + if self.y_label.is_empty() { 0 } else { 30 };
+        let top = if self.title.is_empty() { 16 } else { 56 };
+        let right = (wi - 12 - xlabs.last().map_or(0, |s| text_w(s, 2) / 2)).max(left + 20);
+        let bottom = (hi - 34 - if self.x_label.is_empty() { 0 } else { 26 }).max(top + 20);
+        let xa = Axis { lo: x0, hi: x1, p0: left as f64, p1: right as f64 };
+        let ya = Axis { lo: y0, hi: y1, p0: bottom as f64, p1: top as f64 };
+
+        for (v, s) in xt.iter().zip(&xlabs) {
+            let x = xa.px(*v).round() as i64;
+            cv.rect(x, top, 1, bottom - top, GRID);
+            cv.rect(x, bottom, 1, 5, FRAME);
+            cv.text(s, x - text_w(s, 2) / 2, bottom + 9, 2, false, INK);
+        }
+        for (v, s) in yt.iter().zip(&ylabs) {
+            let y = ya.px(*v).round() as i64;
+            cv.rect(left, y, right - left, 1, GRID);
+            cv.rect(left - 5, y, 5, 1, FRAME);
+            cv.text(s, left - 9 - text_w(s, 2), y - 7, 2, false, INK);
+        }
+        for &v in self.vlines.iter().filter(|v| v.is_finite() && (x0..=x1).contains(*v)) {
+            let x = xa.px(v).round() as i64;
+            for y in (top..bottom).step_by(10) {
+                cv.rect(x - 1, y, 2, 6.min(bottom - y), DASH);
+            }
+        }
+
+        let mut mask = Mask { w, clip: [left, top, right, bottom], v: vec![0.0; w * h] };
+        for s in &self.series {
+            mask.v.fill(0.0);
+            let p: Vec<Option<(f64, f64)>> =
+                s.points.iter().map(|&(x, y)| (x.is_finite() && y.is_finite()).then(|| (xa.px(x), ya.px(y)))).collect();
+            for (i, q) in p.iter().enumerate() {
+                let Some(q) = *q else { continue };
+                let (prev, next) = (if i > 0 { p[i - 1] } else { None }, p.get(i + 1).copied().flatten());
+                match prev {
+                    Some(o) => mask.segment(o, q, 1.1),
+                    None if next.is_none() => mask.segment(q, q, 1.6),
+                    None => {}
+                }
+                if s.markers {
+                    mask.square(q, 2.5);
+                }
+            }
+            for (i, &m) in mask.v.iter().enumerate().filter(|(_, m)| **m > 0.0) {
+                cv.blend((i % w) as i64, (i / w) as i64, s.color, f64::from(m));
+            }
+        }
+
+        let (pw, ph) = (right - left, bottom - top);
+        for (x, y, rw, rh) in
+            [(left, top, pw + 1, 1), (left, bottom, pw + 1, 1), (left, top, 1, ph), (right, top, 1, ph)]
+        {
+            cv.rect(x, y, rw, rh, FRAME);
+        }
+        if !self.series.is_empty() {
+            let lw = self.series.iter().map(|s| text_w(s.label, 2)).max().unwrap_or(0) + 52;
+            let (lx, ly, lh) = (left + 10, top + 10, self.series.len() as i64 * 22 + 8);
+            cv.rect(lx, ly, lw, lh, [170; 3]);
+            cv.rect(lx + 1, ly + 1, lw - 2, lh - 2, [255; 3]);
+            for (k, s) in self.series.iter().enumerate() {
+                let y = ly + 8 + k as i64 * 22;
+                cv.rect(lx + 8, y + 6, 26, 3, s.color);
+                if s.markers {
+                    cv.rect(lx + 18, y + 4, 6, 7, s.color);
+                }
+                cv.text(s.label, lx + 42, y, 2, false, INK);
+            }
+        }
+        let scale = [3, 2].into_iter().find(|&k| text_w(self.title, k) <= wi - 20).unwrap_or(1);
+        cv.text(self.title, (wi - text_w(self.title, scale)) / 2, 14, scale, false, INK);
+        cv.text(self.x_label, (left + right - text_w(self.x_label, 2)) / 2, hi - 26, 2, false, INK);
+        cv.text(self.y_label, 10, (top + bottom + text_w(self.y_label, 2)) / 2, 2, true, INK);
+        png(w, h, &cv.px)
+    }
+}
+
+const fn crc_table() -> [u32; 256] {
+    let mut t = [0u32; 256];
+    let mut i = 0;
+    while i < 256 {
+        let mut c = i as u32;
+        let mut k = 0;
+        while k < 8 {
+            c = if c & 1 == 1 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
+            k += 1;
+        }
+        t[i] = c;
+        i += 1;
+    }
+    t
+}
+
+const CRC_TABLE: [u32; 256] = crc_table();
+
+fn crc32(data: &[u8]) -> u32 {
+    !data.iter().fold(!0u32, |c, &b| CRC_TABLE[((c ^ u32::from(b)) & 0xFF) as usize] ^ (c >> 8))
+}
+
+fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
+    out.extend((data.len() as u32).to_be_bytes());
+    let start = out.len();
+    out.extend(kind);
+    out.extend(data);
+    let crc = crc32(&out[start..]);
+    out.extend(crc.to_be_bytes());
+}
+
+/// Encodes RGB8 pixels as a PNG: filter type 0 on every row, one IDAT holding the zlib stream.
+fn png(w: usize, h: usize, rgb: &[u8]) -> Vec<u8> {
+    let mut raw = Vec::with_capacity((w * 3 + 1) * h);
+    for row in rgb.chunks(w * 3) {
+        raw.push(0);
+        raw.extend_from_slice(row);
+    }
+    let mut ihdr = Vec::with_capacity(13);
+    ihdr.extend((w as u32).to_be_bytes());
+    ihdr.extend((h as u32).to_be_bytes());
+    ihdr.extend([8, 2, 0, 0, 0]);
+    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+    chunk(&mut out, b"IHDR", &ihdr);
+    chunk(&mut out, b"IDAT", &zlib(&raw, w * 3 + 1));
+    chunk(&mut out, b"IEND", &[]);
+    out
+}
+
+const LEN_BASE: [u16; 29] =
+    [3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 15, 17, 19, 23, 27, 31, 35, 43, 51, 59, 67, 83, 99, 115, 131, 163, 195, 227, 258];
+const LEN_EXTRA: [u8; 29] = [0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 0];
+const DIST_BASE: [u16; 30] = [
+    1, 2, 3, 4, 5, 7, 9, 13, 17, 25, 33, 49, 65, 97, 129, 193, 257, 385, 513, 769, 1025, 1537, 2049, 3073, 4097, 6145,
+    8193, 12289, 16385, 24577,
+];
+const DIST_EXTRA: [u8; 30] =
+    [0, 0, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7, 8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13];
+
+/// LSB-first bit writer for DEFLATE.
+struct Bits {
+    out: Vec<u8>,
+    acc: u64,
+    n: u32,
+}
+
+impl Bits {
+    fn put(&mut self, v: u32, n: u8) {
+        self.acc |= u64::from(v) << self.n;
+        self.n += u32::from(n);
+        while self.n >= 8 {
+            self.out.push(self.acc as u8);
+            (self.acc, self.n) = (self.acc >> 8, self.n - 8);
+        }
+    }
+
+    /// A Huffman code, which DEFLATE packs most significant bit first.
+    fn code(&mut self, c: u32, n: u8) {
+        self.put(c.reverse_bits() >> (32 - n), n);
+    }
+
+    /// A literal/length symbol in the fixed Huffman code.
+    fn sym(&mut self, s: u32) {
+        match s {
+            0..=143 => self.code(0x30 + s, 8),
+            144..=255 => self.code(0x190 + s - 144, 9),
+            256..=279 => self.code(s - 256, 7),
+            _ => self.code(0xC0 + s - 280, 8),
+        }
+    }
+}
+
+/// A zlib stream of one fixed-Huffman block; LZ77 matches only at distance 3 (one pixel) and `stride` (one row).
+fn zlib(data: &[u8], stride: usize) -> Vec<u8> {
+    let mut b = Bits { out: vec![0x78, 0x01], acc: 0, n: 0 };
+    b.put(0b011, 3); // BFINAL = 1, BTYPE = 01 (fixed Huffman)
+    let mut i = 0;
+    while i < data.len() {
+        let run = |d: usize| data[i..].iter().zip(&data[i - d..]).take(258).take_while(|(x, y)| x == y).count();
+        let (n, d) =
+            [3, stride].iter().filter(|&&d| d <= i && d <= 32768).map(|&d| (run(d), d)).max().unwrap_or((0, 0));
+        if n >= 3 {
+            let k = LEN_BASE.iter().rposition(|&l| usize::from(l) <= n).unwrap_or(0);
+            b.sym(257 + k as u32);
+            b.put((n - usize::from(LEN_BASE[k])) as u32, LEN_EXTRA[k]);
+            let k = DIST_BASE.iter().rposition(|&l| usize::from(l) <= d).unwrap_or(0);
+            b.code(k as u32, 5);
+            b.put((d - usize::from(DIST_BASE[k])) as u32, DIST_EXTRA[k]);
+            i += n;
+        } else {
+            b.sym(u32::from(data[i]));
+            i += 1;
+        }
+    }
+    b.sym(256);
+    b.put(0, 7);
+    let mut out = b.out;
+    out.extend(adler32(data).to_be_bytes());
+    out
+}
+
+fn adler32(data: &[u8]) -> u32 {
+    let (a, s) = data.iter().fold((1u32, 0), |(a, s), &x| ((a + u32::from(x)) % 65521, (s + a + u32::from(x)) % 65521));
+    (s << 16) | a
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Splits a PNG into (kind, data) chunks, checking the signature and every CRC.
+    fn chunks(png: &[u8]) -> Vec<([u8; 4], Vec<u8>)> {
+        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+        let (mut out, mut i) = (Vec::new(), 8);
+        while i < png.len() {
+            let n = u32::from_be_bytes(png[i..i + 4].try_into().unwrap()) as usize;
+            let crc = u32::from_be_bytes(png[i + 8 + n..i + 12 + n].try_into().unwrap());
+            assert_eq!(crc32(&png[i + 4..i + 8 + n]), crc, "chunk CRC");
+            out.push((png[i + 4..i + 8].try_into().unwrap(), png[i + 8..i + 8 + n].to_vec()));
+            i += 12 + n;
+        }
+        out
+    }
+
+    /// LSB-first bit reader over a DEFLATE stream.
+    struct Rd<'a>(&'a [u8], usize);
+
+    impl Rd<'_> {
+        fn bits(&mut self, n: u8) -> usize {
+            let p = self.1;
+            self.1 += usize::from(n);
+            (0..usize::from(n)).map(|i| usize::from(self.0[(p + i) / 8] >> ((p + i) % 8) & 1) << i).sum()
+        }
+
+        /// A Huffman code, read most significant bit first.
+        fn code(&mut self, n: u8, mut c: usize) -> usize {
+            for _ in 0..n {
+                c = (c << 1) | self.bits(1);
+            }
+            c
+        }
+    }
+
+    /// A tiny inflater for exactly what `zlib` emits: one final fixed-Huffman block.
+    fn inflate(z: &[u8]) -> Vec<u8> {
+        assert_eq!(((u32::from(z[0]) << 8) | u32::from(z[1])) % 31, 0);
+        let mut r = Rd(&z[2..], 0);
+        assert_eq!(r.bits(3), 0b011);
+        let mut out: Vec<u8> = Vec::new();
+        loop {
+            let c = r.code(7, 0);
+            let sym = match c {
+                0..=0x17 => 256 + c,
+                _ => match r.code(1, c) {
+                    c @ 0x30..=0xBF => c - 0x30,
+                    c @ 0xC0..=0xC7 => c - 0xC0 + 280,
+                    c => r.code(1, c) - 0x190 + 144,
+                },
+            };
+            if sym < 256 {
+                out.push(sym as u8);
+                continue;
+            } else if sym == 256 {
+                break;
+            }
+            let n = usize::from(LEN_BASE[sym - 257]) + r.bits(LEN_EXTRA[sym - 257]);
+            let dc = r.code(5, 0);
+            let d = usize::from(DIST_BASE[dc]) + r.bits(DIST_EXTRA[dc]);
+            for _ in 0..n {
+                out.push(out[out.len() - d]);
+            }
+        }
+        assert_eq!(z[z.len() - 4..], adler32(&out).to_be_bytes(), "Adler-32");
+        out
+    }
+
+    /// Decodes a PNG written by `png` to (width, height, RGB pixels).
+    fn decode(png: &[u8]) -> (usize, usize, Vec<u8>) {
+        let c = chunks(png);
+        assert_eq!(c.iter().map(|c| c.0).collect::<Vec<_>>(), [*b"IHDR", *b"IDAT", *b"IEND"]);
+        let w = u32::from_be_bytes(c[0].1[..4].try_into().unwrap()) as usize;
+        let h = u32::from_be_bytes(c[0].1[4..8].try_into().unwrap()) as usize;
+        assert_eq!(c[0].1[8..], [8, 2, 0, 0, 0]);
+        let raw = inflate(&c[1].1);
+        assert_eq!(raw.len(), (w * 3 + 1) * h);
+        assert!(raw.chunks(w * 3 + 1).all(|r| r[0] == 0));
+        (w, h, raw.chunks(w * 3 + 1).flat_map(|r| r[1..].to_vec()).collect())
+    }
+
+    fn chart(series: Vec<Series<'_>>, width: usize, height: usize) -> Chart<'_> {
+        let vlines = vec![5.0, f64::NAN];
+        Chart { title: "Test", x_label: "step", y_label: "value", series, vlines, width, height }
+    }
+
+    #[test]
+    fn crc_known_values() {
+        assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
+        assert_eq!(crc32(b"IEND"), 0xAE42_6082);
+    }
+
+    #[test]
+    fn renders_valid_png_with_expected_pixels() {
+        let points = (0..=10).map(|i| (f64::from(i), 5.0)).collect();
+        let line = Series { label: "flat", points, color: [200, 0, 0], markers: false };
+        let (w, h, px) = decode(&chart(vec![line], 400, 300).to_png());
+        assert_eq!((w, h), (400, 300));
+        assert_eq!(px[..3], [255, 255, 255], "top-left corner is background");
+        let col: Vec<usize> = (0..h).filter(|&y| px[(y * w + 300) * 3..][..3] == [200, 0, 0]).collect();
+        assert!(!col.is_empty() && col.len() <= 3, "a 2 px line crosses column 300: {col:?}");
+        assert!(col.iter().all(|&y| y.abs_diff(h / 2) < 40), "near the middle: {col:?}");
+    }
+
+    #[test]
+    fn zlib_round_trips_arbitrary_bytes() {
+        let data: Vec<u8> =
+            (0..5000u32).map(|i| if i % 700 < 300 { (i * 7 % 13) as u8 } else { (i / 3) as u8 }).collect();
+        assert_eq!(inflate(&zlib(&data, 401)), data);
+    }
+
+    #[test]
+    fn degenerate_inputs_do_not_panic() {
+        let s = |points: Vec<(f64, f64)>| Series { label: "s", points, color: [0, 0, 255], markers: true };
+        let nan = f64::NAN;
+        let cases = vec![
+            vec![],
+            vec![s(vec![])],
+            vec![s(vec![(1.0, 2.0)])],
+            vec![s(vec![(0.0, 3.0), (1.0, 3.0), (2.0, 3.0)])],
+            vec![s(vec![(nan, nan), (1.0, f64::INFINITY), (f64::NEG_INFINITY, 0.0)])],
+            vec![s(vec![(0.0, 1.0), (1.0, nan), (2.0, 3.0), (3.0, 4.0), (4.0, nan), (5.0, 0.0)])],
+            vec![s(vec![(-1e308, -1e308), (1e308, 1e308), (0.0, 0.0)]), s(vec![(0.0, 1e-300), (1e-300, 0.0)])],
+            vec![s(vec![(0.0, 1e-320), (1.0, 2e-320)]), s(vec![(5.0, 1e6), (5.0, 1e6 + 1.0)])],
+        ];
+        for (k, series) in cases.into_iter().enumerate() {
+            for (w, h) in [(0, 0), (1000, 500), (150, 5000)] {
+                let mut c = chart(series.iter().map(|x| s(x.points.clone())).collect(), w, h);
+                c.title =
+                    if k % 2 == 0 { "" } else { "héllo ünïcode – a long title that can't fit in a small image" };
+                let (dw, dh, _) = decode(&c.to_png());
+                assert_eq!((dw, dh), (w.clamp(100, 4096), h.clamp(80, 4096)));
+            }
+        }
+    }
+
+    #[test]
+    fn tick_labels_are_compact() {
+        assert_eq!(fmt_num(0.0, 0.5), "0");
+        assert_eq!(fmt_num(2.5, 0.5), "2.5");
+        assert_eq!(fmt_num(1200.0, 200.0), "1200");
+        assert_eq!(fmt_num(1e6, 2e5), "1e6");
+        assert_eq!(fmt_num(1.2e6, 2e5), "1.2e6");
+        assert_eq!(fmt_num(-0.30000000000000004, 0.1), "-0.3");
+        assert_eq!(fmt_num(5e-4, 1e-4), "5e-4");
+        let (t, step) = ticks(-0.05, 1.05);
+        assert_eq!((t.len(), step), (6, 0.2));
+        assert!(ticks(0.0, 1234.0).0.len() >= 5 && ticks(0.0, 1234.0).0.len() <= 8);
     }
 }

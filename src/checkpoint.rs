@@ -274,11 +274,6 @@ pub fn read_config(path: &Path) -> Result<RunConfig> {
     Ok(config)
 }
 
-/// Whether the checkpoint in `dir` holds a forecaster (which has no tokenizer).
-fn forecaster_config(dir: &Path) -> bool {
-    read_config(&dir.join(CONFIG)).is_ok_and(|c| c.model.is_forecaster())
-}
-
 /// Loads a checkpoint folder (or a run folder's newest complete checkpoint,
 /// or a `transformers` GPT-2/Llama folder), verifying the manifest where
 /// there is one and every tensor's name and shape.
@@ -289,8 +284,10 @@ pub fn load(dir: &Path, dev: &Device) -> Result<Loaded> {
         0
     } else {
         let manifest = verify(&dir)?;
+        // A forecaster reads values and has no tokenizer.
+        let tokenizer = !read_config(&dir.join(CONFIG)).is_ok_and(|c| c.model.is_forecaster());
         for need in [CONFIG, MODEL, TOKENIZER] {
-            if !manifest.files.contains_key(need) && !(need == TOKENIZER && forecaster_config(&dir)) {
+            if !manifest.files.contains_key(need) && (need != TOKENIZER || tokenizer) {
                 return Err(Error::Checkpoint { path: dir.join(need), msg: "missing from the checkpoint".into() });
             }
         }

@@ -104,7 +104,8 @@ pub fn run(a: ForecastArgs) -> anyhow::Result<()> {
     shiftlm::checkpoint::write_atomic(&out, csv.as_bytes())?;
 
     let history = a.history.unwrap_or(l.max(3 * h)).min(origin);
-    let mut lines: Vec<(String, Vec<(f64, f64)>, [u8; 3])> = Vec::new();
+    type Line = (String, Vec<(f64, f64)>, [u8; 3]); // label, points, colour
+    let mut lines: Vec<Line> = Vec::new();
     for (c, name) in names.iter().enumerate() {
         let col = &s.series.columns[c];
         let name = if n > 1 { format!(" ({name})") } else { String::new() };
@@ -118,15 +119,11 @@ pub fn run(a: ForecastArgs) -> anyhow::Result<()> {
             lines.push((format!("actual{name}"), (origin..origin + known).map(point).collect(), [31, 119, 180]));
         }
     }
-    let at = s
-        .series
-        .timestamps
-        .as_ref()
-        .and_then(|t| t.get(origin - 1))
-        .map_or(String::new(), |t| format!(", last observed {t}"));
+    let at = s.series.timestamps.as_ref().and_then(|t| t.get(origin - 1)).map_or(String::new(), |t| format!(" ({t})"));
+    let kind = format!("{:?}", model.config().kind).to_lowercase();
     let chart = Chart {
-        title: &format!("{} forecast of {}: {h} steps after row {origin}{at}", ck.config.preset, names.join(", ")),
-        x_label: "row",
+        title: &format!("{}: {kind} forecast of {h} steps after row {origin}{at}", names.join(", ")),
+        x_label: "row of the data",
         y_label: &names.join(", "),
         series: lines
             .iter()

@@ -78,7 +78,7 @@ pub enum Command {
 pub enum DataCommand {
     /// Print a few batches: inputs and labels, column by column.
     #[command(long_about = data_preview::LONG_ABOUT)]
-    Preview(data_preview::PreviewArgs),
+    Preview(Box<data_preview::PreviewArgs>),
 }
 
 /// Where the data comes from, shared by `train` and `data preview`.
@@ -298,6 +298,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Generate(a) => generate::run(a),
         Command::Forecast(a) => forecast::run(a),
         Command::Plot(a) => plot::run(a),
-        Command::Data(DataCommand::Preview(a)) => data_preview::run(a),
+        Command::Data(DataCommand::Preview(a)) => data_preview::run(*a),
     }
 }

@@ -39,10 +39,8 @@ impl MetricsSink for Progress {
     }
 
     fn on_eval(&mut self, e: &EvalRecord) {
-        self.bar.println(format!(
-            "step {:>6}  valid loss {:.4}  token acc {:.3}",
-            e.step, e.valid_loss, e.valid_token_accuracy
-        ));
+        let acc = e.valid_token_accuracy.map_or(String::new(), |a| format!("  token acc {a:.3}"));
+        self.bar.println(format!("step {:>6}  valid loss {:.4}{acc}", e.step, e.valid_loss));
     }
 
     fn on_checkpoint(&mut self, step: usize, dir: &Path) {

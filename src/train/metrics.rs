@@ -25,12 +25,14 @@ pub struct StepMetrics {
     pub elapsed_s: f64,
 }
 
-/// One evaluation on the validation split (teacher forced).
+/// One evaluation on the validation split (teacher forced; a forecaster's
+/// runs free, and its loss is over scaled values).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EvalRecord {
     pub step: usize,
     pub valid_loss: f64,
-    pub valid_token_accuracy: f64,
+    /// Next-token accuracy; `None` for a forecaster, which predicts values.
+    pub valid_token_accuracy: Option<f64>,
 }
 
 /// Receives training events. Every method has a no-op default.
@@ -181,7 +183,9 @@ impl MetricsSink for TensorBoardSink {
     }
     fn on_eval(&mut self, e: &EvalRecord) {
         self.put("valid/loss", e.step, e.valid_loss as f32);
-        self.put("valid/token_accuracy", e.step, e.valid_token_accuracy as f32);
+        if let Some(a) = e.valid_token_accuracy {
+            self.put("valid/token_accuracy", e.step, a as f32);
+        }
     }
     fn flush(&mut self) -> Result<()> {
         if let Some(e) = self.error.take() {

@@ -443,7 +443,8 @@ impl Trainer {
 
     fn evaluate(&mut self, sink: &mut dyn MetricsSink) -> Result<bool> {
         let st = teacher_forced(&self.model, self.valid_batches().into_iter(), self.store.device())?;
-        let rec = EvalRecord { step: self.state.step, valid_loss: st.loss(), valid_token_accuracy: st.accuracy() };
+        let accuracy = (!self.cfg.model.is_forecaster()).then(|| st.accuracy());
+        let rec = EvalRecord { step: self.state.step, valid_loss: st.loss(), valid_token_accuracy: accuracy };
         tracing::info!(step = rec.step, valid_loss = rec.valid_loss, "evaluated");
         sink.on_eval(&rec);
         let improved = self.state.best.as_ref().is_none_or(|b| rec.valid_loss < b.valid_loss);
