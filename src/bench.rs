@@ -6,7 +6,7 @@
 use crate::config::RunConfig;
 use crate::data::{Dataset, Pair, Splits, Tokenizer};
 use crate::error::{Error, Result};
-use crate::model::{Gpt2Config, ModelConfig, Seq2SeqConfig};
+use crate::model::{ForecasterConfig, ForecasterKind, Gpt2Config, ModelConfig, Seq2SeqConfig};
 use crate::rng::Rng;
 use crate::train::{MetricsSink, StepMetrics, Trainer};
 use serde::Serialize;
@@ -58,6 +58,23 @@ pub fn configs() -> Vec<BenchConfig> {
             batch_size: 8,
             seq_len: 128,
         },
+        BenchConfig {
+            name: "forecast-lstm",
+            about: "LSTM forecaster, hidden 64, context 168, horizon 24, batch 32 (the series preset)",
+            model: ModelConfig::Forecaster(ForecasterConfig::default()),
+            batch_size: 32,
+            seq_len: 168,
+        },
+        BenchConfig {
+            name: "forecast-transformer",
+            about: "Transformer forecaster, 1 block of 64 wide, 4 heads, context 168, horizon 24, batch 32",
+            model: ModelConfig::Forecaster(ForecasterConfig {
+                kind: ForecasterKind::Transformer,
+                ..Default::default()
+            }),
+            batch_size: 32,
+            seq_len: 168,
+        },
     ]
 }
 
@@ -88,6 +105,24 @@ pub fn flops_per_step(c: &BenchConfig) -> f64 {
             // projections; then the output layer over t + 1 positions.
             let steps = t + (t + 1.0);
             let per_example = steps * (e * g + h * g) + (t + 1.0) * h * v;
+            6.0 * per_example * b
+        }
+        ModelConfig::Forecaster(m) => {
+            let (l, h, c, f, n) =
+                (m.context as f64, m.horizon as f64, m.hidden as f64, m.n_inputs as f64, m.n_targets as f64);
+            let per_example = match m.kind {
+                // Encoder over L steps, decoder over H steps, head per step (LSTM: 4 gates, GRU: 3).
+                ForecasterKind::Lstm | ForecasterKind::Gru => {
+                    let g = if m.kind == ForecasterKind::Lstm { 4.0 } else { 3.0 } * c;
+                    l * (f * g + c * g) + h * (n * g + c * g + c * n)
+                }
+                // Input projection, per block q/k/v/out (4c²) + feed-forward (2·c·ff) per
+                // position and attention (2·l·c per position), then the head.
+                ForecasterKind::Transformer => {
+                    let ff = m.d_ff as f64;
+                    l * f * c + m.n_layer as f64 * l * (4.0 * c * c + 2.0 * c * ff + 2.0 * l * c) + c * h * n
+                }
+            };
             6.0 * per_example * b
         }
         _ => 0.0,
@@ -140,6 +175,18 @@ impl MetricsSink for Times {
 
 /// A trainer for `c` on random tokens, set up for `steps` steps.
 fn trainer(c: &BenchConfig, steps: usize) -> Result<Trainer> {
+    if c.model.is_forecaster() {
+        // The built-in series, windows of the configured context and horizon.
+        let mut rc = RunConfig::preset("series")?;
+        rc.model = c.model.clone();
+        rc.train.steps = steps;
+        rc.train.batch_size = c.batch_size;
+        rc.train.eval_every = 0;
+        rc.train.schedule.warmup_steps = 0;
+        rc.train.schedule.decay_steps = steps;
+        let (data, tok) = crate::data::load(&rc.data, rc.train.seed, None)?;
+        return Trainer::new(rc, data, tok, None);
+    }
     let mut rng = Rng::new(7);
     let v = c.model.vocab_size();
     let mut rc = RunConfig::preset(if c.model.is_causal() { "gpt-tiny" } else { "seed" })?;

@@ -196,6 +196,9 @@ fn trains_on_a_csv_evaluates_against_baselines_and_forecasts() {
     assert!(csv.starts_with("step,timestamp,load,actual_load\n1,2024-01-26 00:00,"), "{csv}");
     assert!(d.join("back.png").exists());
     fails(&run(d, &["forecast", "--checkpoint", "run", "--origin", "10"]), &["--origin 10", "48 rows of history"]);
+    // Commands for text say what to use instead.
+    fails(&run(d, &["generate", "--checkpoint", "run", "--input", "1 2"]), &["is a forecaster", "shiftlm forecast"]);
+    fails(&run(d, &["finetune", "--from", "run", "--data", "load.csv"]), &["is a forecaster", "--resume"]);
 }
 
 #[test]

@@ -66,6 +66,39 @@ class Gpt(nn.Module):
         return self.ln_f(x) @ self.wte.weight.T
 
 
+class TorchForecaster(nn.Module):
+    """shiftlm's forecasters as a PyTorch user would write them: nn.LSTM encoder and
+    decoder (teacher-forced, one pass) or nn.TransformerEncoder (pre-LN, GELU tanh) with
+    a direct head; windows relative to their last value, as in shiftlm."""
+
+    def __init__(self, kind, c=64, ctx=168, horizon=24, heads=4, ff=128):
+        super().__init__()
+        self.kind, self.h = kind, horizon
+        if kind == "lstm":
+            self.encoder = nn.LSTM(1, c, batch_first=True)
+            self.decoder = nn.LSTM(1, c, batch_first=True)
+            self.head = nn.Linear(c, 1)
+        else:
+            self.input_proj = nn.Linear(1, c)
+            self.pos = nn.Parameter(torch.randn(ctx, c) * 0.02)
+            layer = nn.TransformerEncoderLayer(c, heads, ff, dropout=0.0, activation=lambda x: F.gelu(x, approximate="tanh"),
+                                               batch_first=True, norm_first=True)
+            self.encoder = nn.TransformerEncoder(layer, 1, enable_nested_tensor=False)
+            self.norm = nn.LayerNorm(c)
+            self.head = nn.Linear(c, horizon)
+
+    def forward(self, past, dec_in):
+        last = past[:, -1:]
+        x = past - last
+        if self.kind == "lstm":
+            _, state = self.encoder(x)
+            d = dec_in - last
+            out, _ = self.decoder(d, state)
+            return d + self.head(out) + last
+        z = self.norm(self.encoder(self.input_proj(x) + self.pos)[:, -1])
+        return self.head(z).unsqueeze(-1) + last
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--config", required=True)
@@ -75,7 +108,23 @@ def main():
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(7)
-    if a.config == "seed-lstm":
+    if a.config.startswith("forecast-"):
+        # The built-in series (trend + daily and weekly seasons + noise), z-scored.
+        ctx, hz, b = 168, 24, 32
+        t = ctx
+        n = 24 * 7 * 24
+        tt = torch.arange(n, dtype=torch.float32)
+        series = 10 + 0.002 * tt + 2 * torch.sin(2 * math.pi * tt / 24) + 0.5 * torch.sin(2 * math.pi * tt / 168) + 0.3 * torch.randn(n)
+        series = ((series - series.mean()) / series.std()).unsqueeze(-1)
+        model = TorchForecaster(a.config.removeprefix("forecast-"))
+
+        def step_loss():
+            ix = torch.randint(int(n * 0.7) - ctx - hz, (b,))
+            w = torch.stack([series[i : i + ctx + hz] for i in ix])  # (B, L + H, 1)
+            past, future = w[:, :ctx], w[:, ctx:]
+            dec_in = torch.cat([past[:, -1:], future[:, :-1]], 1)  # the shift
+            return F.mse_loss(model(past, dec_in), future)
+    elif a.config == "seed-lstm":
         model = Seq2Seq({"vocab_size": 1004, "emb_dim": 256, "hidden": 128, "n_layer": 1, "cell": "lstm", "attention": "none"})
         b, t = 64, 10
         pairs = []
@@ -101,6 +150,8 @@ def main():
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}], lr=1e-3, betas=(0.9, 0.99))
+    if a.config.startswith("forecast-"):
+        opt = torch.optim.Adam(model.parameters(), lr=3e-3)  # the series preset's optimizer
     times = []
     for i in range(a.warmup + a.steps):
         t0 = time.perf_counter()

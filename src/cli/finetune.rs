@@ -103,6 +103,12 @@ pub fn run(a: FinetuneArgs) -> anyhow::Result<()> {
         Some(adapter) => shiftlm::checkpoint::load_with_adapter(&a.from, adapter, &dev)?,
         None => shiftlm::checkpoint::load(&a.from, &dev)?,
     };
+    if from.config.model.is_forecaster() {
+        anyhow::bail!(
+            "{} is a forecaster; fine-tuning covers language models and encoder–decoders. Continue its training with `shiftlm train --resume RUN --steps N`, or train a forecaster on the new CSV with `shiftlm train --data FILE.csv --target COLUMN`",
+            from.dir.display()
+        );
+    }
     if a.adapter.is_some() && a.lora {
         anyhow::bail!("--adapter already brings LoRA adapters; drop --lora (or its settings) to train them further");
     }

@@ -67,6 +67,13 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
     let dev = candle_core::Device::Cpu;
     let ck = shiftlm::checkpoint::load(&a.checkpoint, &dev)
         .with_context(|| format!("loading checkpoint {}", a.checkpoint.display()))?;
+    if ck.config.model.is_forecaster() {
+        anyhow::bail!(
+            "{} is a forecaster: it forecasts numbers, not text (use `shiftlm forecast --checkpoint {}`)",
+            ck.dir.display(),
+            a.checkpoint.display()
+        );
+    }
     if ck.config.model.is_causal() {
         let eos = ck.config.model_eos();
         let mut stop = vec![eos];

@@ -9,7 +9,7 @@
 //! of a right-padded sequence is the one at its last real token.
 
 use super::f32_slice;
-use super::sgemm::matmul;
+use super::sgemm::{matmul, matmul_packed, PackedRhs};
 use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 use std::sync::Mutex;
@@ -134,24 +134,15 @@ impl CustomOp3 for LstmOp {
         }
         let mut gates = swap01(xproj, b, t, 4 * h); // (T, B, 4H); h Wₕₕᵀ is added step by step
         let mut states = super::output(t * b * 2 * h); // (T, B, 2H), written step by step
+                                                       // SAFETY: w is (4H, H), alive for the whole loop; Wₕₕᵀ is packed once for all steps.
+        let w_t = unsafe { PackedRhs::new(h, 4 * h, w.as_ptr(), (h as isize, 1)) };
         for step in 0..t {
             let (done, rest) = states.split_at_mut(step * b * 2 * h);
             let prev = if step == 0 { init } else { &done[(step - 1) * b * 2 * h..] };
             let gs = &mut gates[step * b * 4 * h..(step + 1) * b * 4 * h];
             // SAFETY: shapes checked above; prev rows are 2H apart.
             unsafe {
-                matmul(
-                    b,
-                    4 * h,
-                    h,
-                    gs.as_mut_ptr(),
-                    (1, 4 * h as isize),
-                    true,
-                    prev.as_ptr(),
-                    (1, 2 * h as isize),
-                    w.as_ptr(),
-                    (h as isize, 1),
-                );
+                matmul_packed(b, gs.as_mut_ptr(), (1, 4 * h as isize), true, prev.as_ptr(), (1, 2 * h as isize), &w_t);
             }
             let mask = self.mask(step, b);
             rest[..b * 2 * h]
@@ -194,6 +185,8 @@ impl CustomOp3 for LstmOp {
         let mut dw = vec![0f32; 4 * h * h];
         let mut carry = vec![0f32; b * 2 * h]; // d state after this step, from later steps
         let mut dprev = vec![0f32; b * 2 * h];
+        // SAFETY: w is (4H, H), alive for the whole loop; packed once for all steps.
+        let w_packed = unsafe { PackedRhs::new(4 * h, h, w.as_ptr(), (1, h as isize)) };
         for step in (0..t).rev() {
             let prev = if step == 0 { &init[..] } else { &states[(step - 1) * b * 2 * h..step * b * 2 * h] };
             let gs = &gates[step * b * 4 * h..(step + 1) * b * 4 * h];
@@ -220,17 +213,14 @@ impl CustomOp3 for LstmOp {
             // SAFETY: all buffers are sized from the checked shapes.
             unsafe {
                 // d hₜ₋₁ += d gates · Wₕₕ   (B, 4H)·(4H, H)
-                matmul(
+                matmul_packed(
                     b,
-                    h,
-                    4 * h,
                     dprev.as_mut_ptr(),
                     (1, 2 * h as isize),
                     true,
                     dg.as_ptr(),
                     (1, 4 * h as isize),
-                    w.as_ptr(),
-                    (1, h as isize),
+                    &w_packed,
                 );
             }
             std::mem::swap(&mut carry, &mut dprev);

@@ -92,6 +92,61 @@ pub unsafe fn matmul(
     sgemm(m, n, k, dst, dst_s, acc, lhs, lhs_s, rhs, rhs_s, rayon::current_num_threads())
 }
 
+/// A right-hand side packed once for many products with different left-hand
+/// sides: a recurrence multiplies by the same weights at every step, and
+/// packing them each time would cost as much as the product itself.
+pub struct PackedRhs {
+    k: usize,
+    n: usize,
+    /// The packed KC × NC blocks in the kernel's order, when the AVX-512
+    /// path takes products of this shape.
+    blocks: Option<Vec<Vec<f32>>>,
+    rhs: *const f32,
+    rhs_s: (isize, isize),
+}
+
+impl PackedRhs {
+    /// Packs `rhs` (k×n, strides as in [`sgemm`]).
+    ///
+    /// # Safety
+    /// `rhs` must be valid for the k×n matrix for as long as the packed
+    /// value is used (products too small for packing read it directly).
+    pub unsafe fn new(k: usize, n: usize, rhs: *const f32, rhs_s: (isize, isize)) -> Self {
+        #[allow(unused_mut)]
+        let mut blocks = None;
+        #[cfg(target_arch = "x86_64")]
+        if n >= 16 && k >= 16 && std::arch::is_x86_feature_detected!("avx512f") {
+            blocks = Some(avx512::pack_all(k, n, Mat { ptr: rhs, rs: rhs_s.1, cs: rhs_s.0 }));
+        }
+        Self { k, n, blocks, rhs, rhs_s }
+    }
+}
+
+/// [`matmul`] with a packed right-hand side: `dst (m×n) (+)= lhs (m×k) · rhs`.
+/// The result is bit-identical to [`matmul`]'s.
+///
+/// # Safety
+/// As for [`sgemm`]; the packed matrix must still be valid.
+pub unsafe fn matmul_packed(
+    m: usize,
+    dst: *mut f32,
+    dst_s: (isize, isize),
+    acc: bool,
+    lhs: *const f32,
+    lhs_s: (isize, isize),
+    rhs: &PackedRhs,
+) {
+    let (n, k) = (rhs.n, rhs.k);
+    #[cfg(target_arch = "x86_64")]
+    if let (Some(blocks), true) = (&rhs.blocks, m >= 16) {
+        let a = Mat { ptr: lhs, rs: lhs_s.1, cs: lhs_s.0 };
+        let b = Mat { ptr: rhs.rhs, rs: rhs.rhs_s.1, cs: rhs.rhs_s.0 };
+        let c = MatMut(dst, dst_s.1, dst_s.0);
+        return avx512::gemm_with(m, n, k, c, acc, a, b, Some(blocks), rayon::current_num_threads());
+    }
+    matmul(m, n, k, dst, dst_s, acc, lhs, lhs_s, rhs.rhs, rhs.rhs_s)
+}
+
 /// The same product with the `gemm` crate (CPUs without AVX-512F).
 #[allow(clippy::too_many_arguments)]
 unsafe fn portable(
@@ -210,7 +265,22 @@ mod avx512 {
         }
     }
 
-    /// Rows `i0..i1` of C.
+    /// Every KC × NC block of B, packed, in the order [`rows`] visits them.
+    pub(super) unsafe fn pack_all(k: usize, n: usize, b: Mat) -> Vec<Vec<f32>> {
+        let mut out = Vec::new();
+        for jc in (0..n).step_by(NC) {
+            let nc = NC.min(n - jc);
+            for pc in (0..k).step_by(KC) {
+                let kc = KC.min(k - pc);
+                let mut block = vec![0f32; kc * nc.div_ceil(NR) * NR];
+                pack_b(b, pc, jc, kc, nc, &mut block);
+                out.push(block);
+            }
+        }
+        out
+    }
+
+    /// Rows `i0..i1` of C; B's blocks are packed here unless `packed` holds them.
     #[allow(clippy::too_many_arguments)]
     unsafe fn rows(
         i0: usize,
@@ -221,15 +291,24 @@ mod avx512 {
         acc: bool,
         a: Mat,
         b: Mat,
-        bpack: &mut Vec<f32>,
+        packed: Option<&[Vec<f32>]>,
         apack: &mut Vec<f32>,
     ) {
+        let mut own = Vec::new();
+        let mut block_index = 0;
         for jc in (0..n).step_by(NC) {
             let nc = NC.min(n - jc);
             for pc in (0..k).step_by(KC) {
                 let kc = KC.min(k - pc);
-                bpack.resize(kc * nc.div_ceil(NR) * NR, 0.0);
-                pack_b(b, pc, jc, kc, nc, bpack);
+                let bpack: &[f32] = match packed {
+                    Some(blocks) => &blocks[block_index],
+                    None => {
+                        own.resize(kc * nc.div_ceil(NR) * NR, 0.0);
+                        pack_b(b, pc, jc, kc, nc, &mut own);
+                        &own
+                    }
+                };
+                block_index += 1;
                 let first = pc == 0;
                 for ic in (i0..i1).step_by(MC) {
                     let mc = MC.min(i1 - ic);
@@ -251,17 +330,33 @@ mod avx512 {
 
     #[allow(clippy::too_many_arguments)]
     pub unsafe fn gemm(m: usize, n: usize, k: usize, c: MatMut, acc: bool, a: Mat, b: Mat, threads: usize) {
+        gemm_with(m, n, k, c, acc, a, b, None, threads)
+    }
+
+    /// [`gemm`] with B's blocks already packed (or packed here when `None`).
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn gemm_with(
+        m: usize,
+        n: usize,
+        k: usize,
+        c: MatMut,
+        acc: bool,
+        a: Mat,
+        b: Mat,
+        packed: Option<&[Vec<f32>]>,
+        threads: usize,
+    ) {
         // Enough rows per task to amortise packing B; tasks split rows only.
         let tasks = if threads > 1 && m * n * k >= 1 << 18 { threads.min(m.div_ceil(MR)) } else { 1 };
         if tasks <= 1 {
-            rows(0, m, n, k, c, acc, a, b, &mut Vec::new(), &mut Vec::new());
+            rows(0, m, n, k, c, acc, a, b, packed, &mut Vec::new());
             return;
         }
         let per = m.div_ceil(tasks).div_ceil(MR) * MR;
         (0..tasks).into_par_iter().for_each(|t| {
             let (i0, i1) = (t * per, ((t + 1) * per).min(m));
             if i0 < i1 {
-                rows(i0, i1, n, k, c, acc, a, b, &mut Vec::new(), &mut Vec::new());
+                rows(i0, i1, n, k, c, acc, a, b, packed, &mut Vec::new());
             }
         });
     }
@@ -335,6 +430,37 @@ mod tests {
                         }
                     }
                 }
+            }
+        }
+    }
+
+    /// A packed right-hand side gives exactly the unpacked product, on the
+    /// AVX-512 path (large blocks, both strides) and on the fallback (m < 16).
+    #[test]
+    fn packed_rhs_is_bit_identical() {
+        let mut rng = crate::rng::Rng::new(9);
+        for &(m, n, k) in &[(32, 256, 64), (32, 64, 256), (40, 2100, 300), (8, 64, 32)] {
+            let a: Vec<f32> = (0..m * k).map(|_| rng.normal()).collect();
+            let b: Vec<f32> = (0..k * n).map(|_| rng.normal()).collect();
+            for b_s in [(1, n as isize), (k as isize, 1)] {
+                let packed = unsafe { PackedRhs::new(k, n, b.as_ptr(), b_s) };
+                let (mut want, mut got) = (vec![0.5f32; m * n], vec![0.5f32; m * n]);
+                unsafe {
+                    matmul(
+                        m,
+                        n,
+                        k,
+                        want.as_mut_ptr(),
+                        (1, n as isize),
+                        true,
+                        a.as_ptr(),
+                        (1, k as isize),
+                        b.as_ptr(),
+                        b_s,
+                    );
+                    matmul_packed(m, got.as_mut_ptr(), (1, n as isize), true, a.as_ptr(), (1, k as isize), &packed);
+                }
+                assert_eq!(want, got, "({m},{n},{k}) strides {b_s:?}");
             }
         }
     }
