@@ -23,7 +23,7 @@ A decoder reads the target shifted right by one (a start token first) and is
 scored against the unshifted target; padding never counts.
 
 Start here:
-  shiftlm train                            train the default encoder–decoder on a built-in task (~15 s)
+  shiftlm train                            train the default encoder–decoder on a built-in task (~13 s)
   shiftlm train --model gpt --data my.txt  train a GPT on your text
   shiftlm train --data sales.csv --target units   forecast a numeric series (see `train --help`)
   shiftlm forecast --checkpoint runs/series-sales --data sales.csv
