@@ -66,6 +66,13 @@ pub fn configs() -> Vec<BenchConfig> {
             seq_len: 168,
         },
         BenchConfig {
+            name: "forecast-gru",
+            about: "GRU forecaster, hidden 64, context 168, horizon 24, batch 32",
+            model: ModelConfig::Forecaster(ForecasterConfig { kind: ForecasterKind::Gru, ..Default::default() }),
+            batch_size: 32,
+            seq_len: 168,
+        },
+        BenchConfig {
             name: "forecast-transformer",
             about: "Transformer forecaster, 1 block of 64 wide, 4 heads, context 168, horizon 24, batch 32",
             model: ModelConfig::Forecaster(ForecasterConfig {

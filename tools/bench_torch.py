@@ -67,16 +67,17 @@ class Gpt(nn.Module):
 
 
 class TorchForecaster(nn.Module):
-    """shiftlm's forecasters as a PyTorch user would write them: nn.LSTM encoder and
+    """shiftlm's forecasters as a PyTorch user would write them: nn.LSTM/nn.GRU encoder and
     decoder (teacher-forced, one pass) or nn.TransformerEncoder (pre-LN, GELU tanh) with
     a direct head; windows relative to their last value, as in shiftlm."""
 
     def __init__(self, kind, c=64, ctx=168, horizon=24, heads=4, ff=128):
         super().__init__()
         self.kind, self.h = kind, horizon
-        if kind == "lstm":
-            self.encoder = nn.LSTM(1, c, batch_first=True)
-            self.decoder = nn.LSTM(1, c, batch_first=True)
+        if kind in ("lstm", "gru"):
+            rnn = nn.LSTM if kind == "lstm" else nn.GRU
+            self.encoder = rnn(1, c, batch_first=True)
+            self.decoder = rnn(1, c, batch_first=True)
             self.head = nn.Linear(c, 1)
         else:
             self.input_proj = nn.Linear(1, c)
@@ -90,7 +91,7 @@ class TorchForecaster(nn.Module):
     def forward(self, past, dec_in):
         last = past[:, -1:]
         x = past - last
-        if self.kind == "lstm":
+        if self.kind in ("lstm", "gru"):
             _, state = self.encoder(x)
             d = dec_in - last
             out, _ = self.decoder(d, state)

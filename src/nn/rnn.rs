@@ -116,39 +116,17 @@ impl RnnLayer {
             };
             return self.forward_lstm(&xproj, &self.w_hh.t()?, state, mask);
         }
-        let xproj = xproj.transpose(0, 1)?.contiguous()?; // (T, B, G*H)
-        let w_hh_t = self.w_hh.t()?;
-        let b_hn = match self.kind {
-            CellKind::Gru => Some(self.b_hh.narrow(0, 2 * hd, hd)?),
-            CellKind::Lstm => None,
+        // GRU: one fused op over the whole sequence (crate::ops::gru); b_hn
+        // rides in the augmented weight's last column.
+        let init = match init {
+            Some(s) => s.h.clone(),
+            None => self.zero_state(b, x)?.h,
         };
-        let mut state = match init {
-            Some(s) => s.clone(),
-            None => self.zero_state(b, x)?,
-        };
-        let mask_t = mask.map(|m| m.t()?.contiguous()).transpose()?; // (T, B)
-        let mut outputs = Vec::with_capacity(t);
-        for step in 0..t {
-            let xp = xproj.get(step)?; // (B, G*H)
-            let hp = state.h.matmul(&w_hh_t)?; // (B, G*H)
-                                               // GRU
-            let rz = candle_nn::ops::sigmoid(&(xp.narrow(1, 0, 2 * hd)? + hp.narrow(1, 0, 2 * hd)?)?)?;
-            let r = rz.narrow(1, 0, hd)?;
-            let z = rz.narrow(1, hd, hd)?;
-            let hn = hp.narrow(1, 2 * hd, hd)?.broadcast_add(b_hn.as_ref().expect("GRU"))?;
-            let n = (xp.narrow(1, 2 * hd, hd)? + (r * hn)?)?.tanh()?;
-            // h' = (1 - z) n + z h = n + z (h - n)
-            let next = (&n + (z * (&state.h - &n)?)?)?;
-            state = match &mask_t {
-                Some(m) => {
-                    let m = m.get(step)?.unsqueeze(1)?; // (B, 1)
-                    RnnState { h: (&state.h + next.sub(&state.h)?.broadcast_mul(&m)?)?, c: None }
-                }
-                None => RnnState { h: next, c: None },
-            };
-            outputs.push(state.h.clone());
-        }
-        Ok((Tensor::stack(&outputs, 1)?, state)) // (B, T, H)
+        let w_aug = crate::ops::gru::augment(&self.w_hh, &self.b_hh.narrow(0, 2 * hd, hd)?)?;
+        let mask = mask.map(|m| m.flatten_all()?.to_vec1::<f32>()).transpose()?;
+        let outputs = crate::ops::gru::gru(&xproj, &w_aug, &init, mask)?; // (B, T, H)
+        let last = outputs.narrow(1, t - 1, 1)?.squeeze(1)?.contiguous()?;
+        Ok((outputs, RnnState { h: last, c: None }))
     }
 
     /// The LSTM recurrence: one fused op over the whole sequence

@@ -14,15 +14,7 @@ use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 use std::sync::Mutex;
 
-#[inline(always)]
-fn sigmoid(x: f32) -> f32 {
-    1.0 / (1.0 + super::exp(-x))
-}
-
-#[inline(always)]
-fn tanh(x: f32) -> f32 {
-    1.0 - 2.0 / (super::exp(2.0 * x) + 1.0)
-}
+use super::{sigmoid, tanh, wide_cell, Rows};
 
 /// One row of the cell: gates (4H), prev [h | c] (2H) → out [h | c] (2H).
 /// The gates are replaced by their activations (i, f, g, o) for the
@@ -104,14 +96,6 @@ mod wide {
     }
 }
 
-/// Whether the AVX-512 cell can run here.
-fn wide_cell() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    return std::arch::is_x86_feature_detected!("avx512f");
-    #[cfg(not(target_arch = "x86_64"))]
-    false
-}
-
 /// [`cell_row`], on AVX-512 when `wide`.
 #[inline(always)]
 fn cell(wide: bool, g: &mut [f32], p: &[f32], out: &mut [f32], m: f32, h: usize) {
@@ -139,22 +123,6 @@ fn cell_bwd(wide: bool, a: &[f32], p: &[f32], d_out: &[f32], dg: &mut [f32], dp:
 
 /// Batch rows handed to one parallel task.
 const ROWS: usize = 8;
-
-/// A buffer shared by the parallel row tasks of one step; each task
-/// touches only its own rows.
-#[derive(Clone, Copy)]
-struct Rows(*mut f32);
-unsafe impl Send for Rows {}
-unsafe impl Sync for Rows {}
-
-impl Rows {
-    /// # Safety
-    /// `at..at + n` must lie inside the buffer, and no other task may use it.
-    #[allow(clippy::mut_from_ref)]
-    unsafe fn get(&self, at: usize, n: usize) -> &mut [f32] {
-        std::slice::from_raw_parts_mut(self.0.add(at), n)
-    }
-}
 
 struct LstmOp {
     /// Per step and row (T·B): 1 steps, 0 carries the old state.

@@ -16,6 +16,7 @@ pub mod attention;
 pub mod cross_entropy;
 pub mod embedding;
 pub mod gelu;
+pub mod gru;
 pub mod linear;
 pub mod lstm;
 pub mod norm;
@@ -77,6 +78,41 @@ pub(crate) fn with_f32<R>(t: &Tensor, op: &str, f: impl FnOnce(&[f32]) -> R) -> 
     match &*storage {
         Storage::Cpu(s) => Ok(f(f32_slice(s, layout, op)?)),
         _ => bail!("{op}: only the CPU is supported"),
+    }
+}
+
+#[inline(always)]
+pub(crate) fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + exp(-x))
+}
+
+#[inline(always)]
+pub(crate) fn tanh(x: f32) -> f32 {
+    1.0 - 2.0 / (exp(2.0 * x) + 1.0)
+}
+
+/// Whether the recurrent cells' AVX-512 builds can run here (x86-64 builds
+/// target AVX2; the cells are also compiled for AVX-512 and chosen at run time).
+pub(crate) fn wide_cell() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return std::arch::is_x86_feature_detected!("avx512f");
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
+/// A buffer shared by the parallel row tasks of one recurrent step; each
+/// task touches only its own rows.
+#[derive(Clone, Copy)]
+pub(crate) struct Rows(pub(crate) *mut f32);
+unsafe impl Send for Rows {}
+unsafe impl Sync for Rows {}
+
+impl Rows {
+    /// # Safety
+    /// `at..at + n` must lie inside the buffer, and no other task may use it.
+    #[allow(clippy::mut_from_ref)]
+    pub(crate) unsafe fn get(&self, at: usize, n: usize) -> &mut [f32] {
+        std::slice::from_raw_parts_mut(self.0.add(at), n)
     }
 }
 
