@@ -16,7 +16,7 @@
 //! Wₕₕ packed once, and the cell compiled for AVX-512 where the CPU has it.
 
 use super::sgemm::{matmul, matmul_packed, PackedRhs};
-use super::{f32_slice, sigmoid, tanh, wide_cell, Rows};
+use super::{f32_slice, sigmoid, tanh, wide_cell, Rows, StepMask, RECURRENT_ROWS};
 use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 use std::sync::Mutex;
@@ -132,20 +132,10 @@ fn cell_bwd(
     cell_row_bwd(s, p, d, dx, dhp, dp, m, h)
 }
 
-/// Batch rows handed to one parallel task.
-const ROWS: usize = 8;
-
 struct GruOp {
-    /// Per step and row (T·B): 1 steps, 0 carries the old state.
-    mask: Option<Vec<f32>>,
+    mask: StepMask,
     /// r, z, n and hn of every step (B, T, 4H), for the backward pass.
     saved: Mutex<Vec<f32>>,
-}
-
-impl GruOp {
-    fn mask(&self, t: usize, b: usize) -> &[f32] {
-        self.mask.as_ref().map_or(&[][..], |m| &m[t * b..(t + 1) * b])
-    }
 }
 
 impl CustomOp3 for GruOp {
@@ -168,9 +158,6 @@ impl CustomOp3 for GruOp {
         if g3 != 3 * h || l2.shape().dims2()? != (g3, h + 1) || l3.shape().dims2()? != (b, h) {
             bail!("gru: xproj {:?}, augmented w_hh {:?} and state {:?} do not fit", l1.dims(), l2.dims(), l3.dims());
         }
-        if self.mask.as_ref().is_some_and(|m| m.len() != t * b) {
-            bail!("gru: mask does not cover {t} steps × {b} rows");
-        }
         let bn: Vec<f32> = (2 * h..3 * h).map(|g| w[g * (h + 1) + h]).collect();
         let mut saved = super::output(b * t * 4 * h); // written step by step
         let mut states = super::output(b * t * h); // (B, T, H), written step by step
@@ -188,8 +175,7 @@ impl CustomOp3 for GruOp {
                     if step == 0 { (init.as_ptr(), h) } else { (ss.0.add((step - 1) * h).cast_const(), t * h) };
                 matmul_packed(b, hp.as_mut_ptr(), (1, 3 * h as isize), false, prev, (1, prev_rs as isize), &w_t);
             }
-            let mask = self.mask(step, b);
-            hp.par_chunks(3 * h).enumerate().with_min_len(ROWS).for_each(|(r, hpr)| {
+            hp.par_chunks(3 * h).enumerate().with_min_len(RECURRENT_ROWS).for_each(|(r, hpr)| {
                 let at = r * t + step;
                 // SAFETY: each task owns row r of this step; the previous step is only read.
                 let (o, s) = unsafe { (ss.get(at * h, h), sv.get(at * 4 * h, 4 * h)) };
@@ -197,7 +183,7 @@ impl CustomOp3 for GruOp {
                     0 => &init[r * h..(r + 1) * h],
                     _ => unsafe { ss.get((at - 1) * h, h) },
                 };
-                cell(wide, &xproj[at * 3 * h..], hpr, &bn, p, o, s, mask.get(r).copied().unwrap_or(1.0), h);
+                cell(wide, &xproj[at * 3 * h..], hpr, &bn, p, o, s, self.mask.at(step, r), h);
             });
         }
         *self.saved.lock().expect("gru saved") = saved;
@@ -230,9 +216,8 @@ impl CustomOp3 for GruOp {
             super::with_f32(&grad, "gru", |grad| {
                 let (dxs, dhs) = (Rows(dx.as_mut_ptr()), Rows(dhp.as_mut_ptr()));
                 for step in (0..t).rev() {
-                    let mask = self.mask(step, b);
                     let carried = &carry;
-                    let rows = dprev.par_chunks_mut(h).enumerate().with_min_len(ROWS);
+                    let rows = dprev.par_chunks_mut(h).enumerate().with_min_len(RECURRENT_ROWS);
                     rows.for_each_init(
                         || vec![0f32; h],
                         |d, (r, dp)| {
@@ -247,7 +232,7 @@ impl CustomOp3 for GruOp {
                             // SAFETY: each task owns row r of this step's gradients.
                             let (dxr, dhr) = unsafe { (dxs.get(at * 3 * h, 3 * h), dhs.get(at * 3 * h, 3 * h)) };
                             let s = &saved[at * 4 * h..(at + 1) * 4 * h];
-                            cell_bwd(wide, s, p, d, dxr, dhr, dp, mask.get(r).copied().unwrap_or(1.0), h);
+                            cell_bwd(wide, s, p, d, dxr, dhr, dp, self.mask.at(step, r), h);
                         },
                     );
                     // SAFETY: all buffers are sized from the checked shapes.
@@ -312,10 +297,7 @@ pub fn augment(w_hh: &Tensor, b_hn: &Tensor) -> Result<Tensor> {
 /// state) or `None`. Returns every step's h: (B, T, H).
 pub fn gru(xproj: &Tensor, w_aug: &Tensor, init: &Tensor, mask: Option<Vec<f32>>) -> Result<Tensor> {
     let (b, t, _) = xproj.dims3()?;
-    if mask.as_ref().is_some_and(|m| m.len() != b * t) {
-        bail!("gru: mask does not cover {b} rows × {t} steps");
-    }
-    let mask = mask.map(|m| (0..t).flat_map(|s| (0..b).map(move |r| (s, r))).map(|(s, r)| m[r * t + s]).collect());
+    let mask = StepMask::new(mask, b, t, "gru")?;
     xproj.contiguous()?.apply_op3(
         &w_aug.contiguous()?,
         &init.contiguous()?,

@@ -14,7 +14,7 @@ use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 use std::sync::Mutex;
 
-use super::{sigmoid, tanh, wide_cell, Rows};
+use super::{sigmoid, tanh, wide_cell, Rows, StepMask, RECURRENT_ROWS};
 
 /// One row of the cell: gates (4H), prev [h | c] (2H) → out [h | c] (2H).
 /// The gates are replaced by their activations (i, f, g, o) for the
@@ -121,21 +121,11 @@ fn cell_bwd(wide: bool, a: &[f32], p: &[f32], d_out: &[f32], dg: &mut [f32], dp:
     cell_row_bwd(a, p, d_out, dg, dp, m, h)
 }
 
-/// Batch rows handed to one parallel task.
-const ROWS: usize = 8;
-
 struct LstmOp {
-    /// Per step and row (T·B): 1 steps, 0 carries the old state.
-    mask: Option<Vec<f32>>,
+    mask: StepMask,
     /// The gate activations of every step (B, T, 4H), kept for the
     /// backward pass (the states are the op's output).
     gates: Mutex<Vec<f32>>,
-}
-
-impl LstmOp {
-    fn mask(&self, t: usize, b: usize) -> &[f32] {
-        self.mask.as_ref().map_or(&[][..], |m| &m[t * b..(t + 1) * b])
-    }
 }
 
 // Everything stays batch-major, (B, T, ·), as the caller lays it out: step
@@ -161,9 +151,6 @@ impl CustomOp3 for LstmOp {
         if g4 != 4 * h || l2.shape().dims2()? != (g4, h) || l3.shape().dims2()? != (b, 2 * h) {
             bail!("lstm: xproj {:?}, w_hh {:?} and state {:?} do not fit", l1.dims(), l2.dims(), l3.dims());
         }
-        if self.mask.as_ref().is_some_and(|m| m.len() != t * b) {
-            bail!("lstm: mask does not cover {t} steps × {b} rows");
-        }
         let mut gates = xproj.to_vec(); // (B, T, 4H); h Wₕₕᵀ is added step by step
         let mut states = super::output(b * t * 2 * h); // (B, T, 2H), written step by step
                                                        // SAFETY: w is (4H, H), alive for the whole loop; Wₕₕᵀ is packed once for all steps.
@@ -182,15 +169,14 @@ impl CustomOp3 for LstmOp {
                 let dst = gs.0.add(step * 4 * h);
                 matmul_packed(b, dst, (1, (t * 4 * h) as isize), true, prev, (1, prev_rs as isize), &w_t);
             }
-            let mask = self.mask(step, b);
-            (0..b).into_par_iter().with_min_len(ROWS).for_each(|r| {
+            (0..b).into_par_iter().with_min_len(RECURRENT_ROWS).for_each(|r| {
                 // SAFETY: each task owns row r of this step; the previous step is only read.
                 let (g, o) = unsafe { (gs.get((r * t + step) * 4 * h, 4 * h), ss.get((r * t + step) * 2 * h, 2 * h)) };
                 let p: &[f32] = match step {
                     0 => &init[r * 2 * h..(r + 1) * 2 * h],
                     _ => unsafe { ss.get((r * t + step - 1) * 2 * h, 2 * h) },
                 };
-                cell(wide, g, p, o, mask.get(r).copied().unwrap_or(1.0), h);
+                cell(wide, g, p, o, self.mask.at(step, r), h);
             });
         }
         *self.gates.lock().expect("lstm gates") = gates;
@@ -223,9 +209,8 @@ impl CustomOp3 for LstmOp {
             super::with_f32(&grad, "lstm", |grad| {
                 let dgs = Rows(dgates.as_mut_ptr());
                 for step in (0..t).rev() {
-                    let mask = self.mask(step, b);
                     let carried = &carry;
-                    let rows = dprev.par_chunks_mut(2 * h).enumerate().with_min_len(ROWS);
+                    let rows = dprev.par_chunks_mut(2 * h).enumerate().with_min_len(RECURRENT_ROWS);
                     rows.for_each_init(
                         || vec![0f32; 2 * h],
                         |d, (r, dp)| {
@@ -241,7 +226,7 @@ impl CustomOp3 for LstmOp {
                             let g = &gates[(r * t + step) * 4 * h..(r * t + step + 1) * 4 * h];
                             // SAFETY: each task owns row r of this step's d gates.
                             let dg = unsafe { dgs.get((r * t + step) * 4 * h, 4 * h) };
-                            cell_bwd(wide, g, p, d, dg, dp, mask.get(r).copied().unwrap_or(1.0), h);
+                            cell_bwd(wide, g, p, d, dg, dp, self.mask.at(step, r), h);
                         },
                     );
                     // SAFETY: all buffers are sized from the checked shapes.
@@ -304,11 +289,7 @@ impl CustomOp3 for LstmOp {
 /// step's [h | c]: (B, T, 2H).
 pub fn lstm(xproj: &Tensor, w_hh: &Tensor, init: &Tensor, mask: Option<Vec<f32>>) -> Result<Tensor> {
     let (b, t, _) = xproj.dims3()?;
-    if mask.as_ref().is_some_and(|m| m.len() != b * t) {
-        bail!("lstm: mask does not cover {b} rows × {t} steps");
-    }
-    // Step-major inside: mask[step · B + row].
-    let mask = mask.map(|m| (0..t).flat_map(|s| (0..b).map(move |r| (s, r))).map(|(s, r)| m[r * t + s]).collect());
+    let mask = StepMask::new(mask, b, t, "lstm")?;
     xproj.contiguous()?.apply_op3(
         &w_hh.contiguous()?,
         &init.contiguous()?,

@@ -100,6 +100,30 @@ pub(crate) fn wide_cell() -> bool {
     false
 }
 
+/// Batch rows handed to one parallel task of a recurrent step.
+pub(crate) const RECURRENT_ROWS: usize = 8;
+
+/// A recurrence's per-row mask (1 steps, 0 carries the old state), kept
+/// step-major so one step's values are together.
+pub(crate) struct StepMask(Option<Vec<f32>>, usize);
+
+impl StepMask {
+    /// From (B, T) values as callers lay them out, or `None` (every step counts).
+    pub(crate) fn new(mask: Option<Vec<f32>>, b: usize, t: usize, op: &str) -> candle_core::Result<Self> {
+        if mask.as_ref().is_some_and(|m| m.len() != b * t) {
+            bail!("{op}: mask does not cover {b} rows × {t} steps");
+        }
+        let m = mask.map(|m| (0..t).flat_map(|s| (0..b).map(move |r| (s, r))).map(|(s, r)| m[r * t + s]).collect());
+        Ok(Self(m, b))
+    }
+
+    /// Row `r`'s value at `step`.
+    #[inline]
+    pub(crate) fn at(&self, step: usize, r: usize) -> f32 {
+        self.0.as_ref().map_or(1.0, |m| m[step * self.1 + r])
+    }
+}
+
 /// A buffer shared by the parallel row tasks of one recurrent step; each
 /// task touches only its own rows.
 #[derive(Clone, Copy)]
