@@ -202,6 +202,20 @@ fn trains_on_a_csv_evaluates_against_baselines_and_forecasts() {
 }
 
 #[test]
+fn a_constant_series_has_no_mase_but_still_reports() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let csv: String = std::iter::once("t,v\n".to_string()).chain((0..200).map(|i| format!("{i},5\n"))).collect();
+    std::fs::write(d.join("flat.csv"), csv).unwrap();
+    let o =
+        run(d, &["train", "--data", "flat.csv", "--target", "v", "--preset", "series-tiny", "--steps", "5", "--json"]);
+    let v = json(&ok(&o));
+    assert!(v["mase"].is_null() && v["baselines"]["naive"]["mase"].is_null(), "{v}");
+    assert_eq!(v["baselines"]["naive"]["mae"], 0.0);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("MASE is undefined"));
+}
+
+#[test]
 fn bad_csv_files_name_the_row_and_column() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();

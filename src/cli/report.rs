@@ -83,12 +83,17 @@ pub fn print_forecast(r: &shiftlm::eval::forecast::ForecastReport, what: &str) {
     println!("  {:<16}{:>10}{:>10}{:>10}{:>10}{:>10}", "", "MASE", "MAE", "RMSE", "sMAPE %", "MAPE %");
     for (name, m) in [("model", &r.model), ("naive", &b.naive), ("seasonal naive", &b.seasonal_naive)] {
         let mape = m.mape.map_or("-".to_string(), |v| format!("{v:.2}"));
-        println!("  {name:<16}{:>10.4}{:>10.4}{:>10.4}{:>10.2}{mape:>10}", m.mase, m.mae, m.rmse, m.smape);
+        let mase = m.mase.map_or("-".to_string(), |v| format!("{v:.4}"));
+        println!("  {name:<16}{mase:>10}{:>10.4}{:>10.4}{:>10.2}{mape:>10}", m.mae, m.rmse, m.smape);
     }
-    let best = b.naive.mase.min(b.seasonal_naive.mase);
-    if r.model.mase < best {
-        println!("  the model beats both baselines (MASE {:.3} vs {:.3})", r.model.mase, best);
-    } else {
-        println!("  the model does NOT beat the better baseline (MASE {:.3} vs {:.3})", r.model.mase, best);
+    // Compared on MAE, which is MASE times the same scale (and defined when MASE is not).
+    let best = b.naive.mae.min(b.seasonal_naive.mae);
+    let verdict = if r.model.mae < best { "beats both baselines" } else { "does NOT beat the better baseline" };
+    match (r.model.mase, b.naive.mase.zip(b.seasonal_naive.mase)) {
+        (Some(m), Some((n, s))) => println!("  the model {verdict} (MASE {m:.3} vs {:.3})", n.min(s)),
+        _ => println!(
+            "  the model {verdict} (MAE {:.4} vs {best:.4}; MASE is undefined: the training rows' seasonal differences are all 0)",
+            r.model.mae
+        ),
     }
 }

@@ -22,7 +22,9 @@ pub struct ForecastMetrics {
     pub smape: f64,
     /// MAE divided by the in-sample MAE of the seasonal-naive forecast on the
     /// training split (Hyndman & Koehler 2006); below 1 beats it there.
-    pub mase: f64,
+    /// `None` when that error is 0 (a constant or exactly periodic training
+    /// series), where MASE is undefined.
+    pub mase: Option<f64>,
     pub n: usize,
 }
 
@@ -62,7 +64,7 @@ pub fn metrics(pred: &[f32], actual: &[f32], scale: f64) -> ForecastMetrics {
         rmse: (sq / nf).sqrt(),
         mape: (n_pct > 0).then(|| 100.0 * pct / n_pct as f64),
         smape: 100.0 * sym / nf,
-        mase: mae / scale,
+        mase: (scale > 0.0 && scale.is_finite()).then(|| mae / scale),
         n,
     }
 }
@@ -165,7 +167,7 @@ pub fn average(ms: &[ForecastMetrics]) -> ForecastMetrics {
         rmse: mean(|m| m.rmse),
         mape: (!mapes.is_empty()).then(|| mapes.iter().sum::<f64>() / mapes.len() as f64),
         smape: mean(|m| m.smape),
-        mase: mean(|m| m.mase),
+        mase: ms.iter().map(|m| m.mase).sum::<Option<f64>>().map(|s| s / k),
         n: ms.iter().map(|m| m.n).sum(),
     }
 }
@@ -276,7 +278,8 @@ mod tests {
         assert!((m.rmse - (5.0f64 / 3.0).sqrt()).abs() < 1e-12);
         assert!((m.mape.unwrap() - 100.0 * (1.0 + 0.0 + 1.0) / 3.0).abs() < 1e-9);
         assert!((m.smape - 100.0 * (2.0 / 3.0 + 0.0 + 2.0) / 3.0).abs() < 1e-9);
-        assert!((m.mase - 0.5).abs() < 1e-12);
+        assert!((m.mase.unwrap() - 0.5).abs() < 1e-12);
+        assert_eq!(metrics(&[1.0], &[1.0], 0.0).mase, None);
         assert_eq!(metrics(&[1.0], &[0.0], 1.0).mape, None);
         assert!((mase_scale(&[1.0, 2.0, 4.0, 7.0], 1) - 2.0).abs() < 1e-12);
         assert!((mase_scale(&[1.0, 2.0, 4.0, 7.0], 2) - 4.0).abs() < 1e-12);
