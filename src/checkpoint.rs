@@ -232,7 +232,7 @@ pub fn model_files(cfg: &RunConfig, store: &ParamStore, tok: &Tokenizer) -> Resu
     };
     let mut files =
         vec![(CONFIG, serde_json::to_vec_pretty(&config).expect("config serialises")), (MODEL, store.to_bytes()?)];
-    if *tok != Tokenizer::Values {
+    if !matches!(tok, Tokenizer::Values) {
         files.push((TOKENIZER, tok.to_json_bytes()));
     }
     Ok(files)

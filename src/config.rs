@@ -222,7 +222,7 @@ impl RunConfig {
                     min_lr_ratio: 0.1,
                     decay_steps: steps,
                 };
-                t.eval_batches = 0;
+                t.eval_batches = 20; // validation windows beyond 20 batches are evenly sampled
                 let data = crate::data::series::SeriesConfig {
                     synthetic_len: if tiny { 24 * 7 * 4 } else { 24 * 7 * 24 },
                     ..Default::default()

@@ -229,6 +229,8 @@ fn bad_csv_files_name_the_row_and_column() {
     std::fs::write(d.join("gap.csv"), "date,load\n1,10\n2,\n").unwrap();
     fails(&train("gap.csv", &[]), &["gap.csv:3", "column 'load' is missing"]);
     fails(&train("gap.csv", &["--fill", "forward"]), &["every split needs a window"]);
+    std::fs::write(d.join("first.csv"), "date,load\n1,\n2,11\n").unwrap();
+    fails(&train("first.csv", &["--fill", "forward"]), &["first.csv:2", "no earlier value", "--fill zero"]);
     std::fs::write(d.join("cols.csv"), "date,demand\n1,10\n").unwrap();
     fails(&train("cols.csv", &[]), &["cols.csv:1", "no column 'load'", "date, demand"]);
     std::fs::write(d.join("empty.csv"), "").unwrap();
@@ -240,4 +242,16 @@ fn bad_csv_files_name_the_row_and_column() {
     fails(&run(d, &["train", "--data", "load.csv"]), &["load.csv", "--target COLUMN"]);
     fails(&train("load.csv", &["--context", "500"]), &["context 500"]);
     fails(&train("load.csv", &["--set", "model.dropout=2"]), &["model.dropout"]);
+    fails(&train("load.csv", &["--loss", "mae", "--huber-delta", "0.5"]), &["--huber-delta", "mae"]);
+    fails(&run(d, &["train", "--preset", "tiny", "--stride", "2"]), &["--stride apply to forecasting"]);
+    fails(&train("load.csv", &["--set", "data.series.test_fraction=0"]), &["test fractions must be above 0"]);
+    // A spreadsheet's byte-order mark is not part of the first column's name.
+    let mut bom = b"\xef\xbb\xbf".to_vec();
+    bom.extend(std::fs::read(d.join("load.csv")).unwrap());
+    std::fs::write(d.join("bom.csv"), bom).unwrap();
+    let o = run(
+        d,
+        &["data", "preview", "--data", "bom.csv", "--target", "load", "--timestamp", "date", "--preset", "series-tiny"],
+    );
+    ok(&o);
 }

@@ -20,8 +20,9 @@ For a forecaster: MAE, RMSE, MAPE, sMAPE and MASE of the model's forecasts
 (rolling origins one step apart, horizon H each, free-running) beside the
 naive (last value) and seasonal-naive (one season ago) baselines on the same
 windows. --data FILE.csv is read with the columns the model was trained on
-(`value` for a model of the built-in series) and split as in training; the
-test split is scored unless --split says otherwise. In --json the model's
+(`value` for a model of the built-in series) and scored whole (--split all;
+MASE is scaled by its first 70% of rows, as in training); without it, the
+run's test split is scored. In --json the model's
 metrics are top-level (`mase`, `rmse`, …) and the baselines' are under
 `baselines.naive` and `baselines.seasonal_naive`.
 
@@ -56,9 +57,10 @@ pub struct EvalArgs {
     /// Forecasting: season length for seasonal naive and MASE (default: the run's, or inferred).
     #[arg(long, value_name = "N", help_heading = "Forecasting")]
     pub season: Option<usize>,
-    /// Forecasting: which rows' forecasts to score: test (default), valid, or all.
-    #[arg(long, value_name = "SPLIT", value_parser = ["test", "valid", "all"], default_value = "test", help_heading = "Forecasting")]
-    pub split: String,
+    /// Forecasting: which rows' forecasts to score: test, valid, or all (default: test for
+    /// the run's own data, all for --data FILE.csv).
+    #[arg(long, value_name = "SPLIT", value_parser = ["test", "valid", "all"], help_heading = "Forecasting")]
+    pub split: Option<String>,
 }
 
 /// The series a forecaster checkpoint is evaluated or run on: its own data,
@@ -96,7 +98,8 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
     let extra = serde_json::json!({ "checkpoint": a.checkpoint, "steps": ck.step, "loaded": ck.dir });
     if let Some(model) = ck.model.forecaster() {
         let s = checkpoint_series(&ck, a.data.as_deref(), a.season)?;
-        let rows = match a.split.as_str() {
+        let split = a.split.clone().unwrap_or_else(|| if a.data.is_some() { "all" } else { "test" }.into());
+        let rows = match split.as_str() {
             "valid" => s.valid.clone(),
             "all" => 0..s.series.len(),
             _ => s.test.clone(),
@@ -104,20 +107,19 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
         let report = shiftlm::eval::forecast::evaluate(model, &s, &rows, &dev)?;
         if report.windows == 0 {
             anyhow::bail!(
-                "the {} split has no window of context {} + horizon {}",
-                a.split,
+                "the {split} split has no window of context {} + horizon {}",
                 model.config().context,
                 report.horizon
             );
         }
-        super::report::print_forecast(&report, &format!("{} split", a.split));
+        super::report::print_forecast(&report, &format!("{split} split (rows {}..{})", rows.start, rows.end));
         if a.json {
             println!("{}", json_value(&report, extra));
         }
         return Ok(());
     }
-    if a.season.is_some() {
-        anyhow::bail!("--season applies to forecasters");
+    if a.season.is_some() || a.split.is_some() {
+        anyhow::bail!("--season and --split apply to forecasters");
     }
     if let Some(ctx) = ck.config.model.context() {
         let tokens = match &a.data {

@@ -211,9 +211,15 @@ impl DataArgs {
         if self.is_series() {
             return self.resolve_series();
         }
-        if !self.covariate.is_empty() || self.timestamp.is_some() || self.fill.is_some() || self.season.is_some() {
+        if !self.covariate.is_empty()
+            || self.timestamp.is_some()
+            || self.fill.is_some()
+            || self.season.is_some()
+            || self.scaler.is_some()
+            || self.stride.is_some()
+        {
             anyhow::bail!(
-                "--covariate, --timestamp, --fill and --season apply to forecasting (a .csv --data file with --target)"
+                "--covariate, --timestamp, --fill, --scaler, --season and --stride apply to forecasting (a .csv --data file with --target)"
             );
         }
         let causal = matches!(self.model.as_deref(), Some("gpt" | "gpt2" | "llama"))

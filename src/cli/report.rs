@@ -86,14 +86,18 @@ pub fn print_forecast(r: &shiftlm::eval::forecast::ForecastReport, what: &str) {
         let mase = m.mase.map_or("-".to_string(), |v| format!("{v:.4}"));
         println!("  {name:<16}{mase:>10}{:>10.4}{:>10.4}{:>10.2}{mape:>10}", m.mae, m.rmse, m.smape);
     }
-    // Compared on MAE, which is MASE times the same scale (and defined when MASE is not).
-    let best = b.naive.mae.min(b.seasonal_naive.mae);
-    let verdict = if r.model.mae < best { "beats both baselines" } else { "does NOT beat the better baseline" };
+    let verdict = |beats: bool| if beats { "beats both baselines" } else { "does NOT beat the better baseline" };
     match (r.model.mase, b.naive.mase.zip(b.seasonal_naive.mase)) {
-        (Some(m), Some((n, s))) => println!("  the model {verdict} (MASE {m:.3} vs {:.3})", n.min(s)),
-        _ => println!(
-            "  the model {verdict} (MAE {:.4} vs {best:.4}; MASE is undefined: the training rows' seasonal differences are all 0)",
-            r.model.mae
-        ),
+        (Some(m), Some((n, s))) => println!("  the model {} (MASE {m:.3} vs {:.3})", verdict(m < n.min(s)), n.min(s)),
+        _ => {
+            // MASE's scale is undefined: compare MAE, its numerator.
+            let best = b.naive.mae.min(b.seasonal_naive.mae);
+            println!(
+                "  the model {} (MAE {:.4} vs {best:.4}); MASE is undefined: the training rows are no longer than the season ({}) or do not change over it",
+                verdict(r.model.mae < best),
+                r.model.mae,
+                r.season
+            );
+        }
     }
 }

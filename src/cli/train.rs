@@ -230,6 +230,9 @@ fn apply_model_flags(model: &mut ModelConfig, a: &TrainArgs) -> anyhow::Result<(
             m.dropout = a.dropout.unwrap_or(m.dropout);
             m.scheduled_sampling = a.scheduled_sampling.unwrap_or(m.scheduled_sampling);
             let delta = a.huber_delta.unwrap_or(1.0);
+            if let (Some(l), Some(_)) = (a.loss.as_deref().filter(|l| *l != "huber"), a.huber_delta) {
+                anyhow::bail!("--huber-delta applies to --loss huber, not {l}");
+            }
             m.loss = match a.loss.as_deref() {
                 Some("mae") => RegressionLoss::Mae,
                 Some("huber") => RegressionLoss::Huber { delta },

@@ -75,6 +75,7 @@ fn fields(line: &str) -> Vec<String> {
 /// Reads the chosen columns. Errors name the file, the line and the column.
 pub fn read_csv(spec: &SeriesSpec) -> Result<Series> {
     let text = super::read_utf8(&spec.path)?;
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text); // the byte-order mark spreadsheets write
     let path = &spec.path;
     let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
     let (_, header) = lines.next().ok_or_else(|| Error::EmptyFile { path: path.clone() })?;
@@ -111,7 +112,12 @@ pub fn read_csv(spec: &SeriesSpec) -> Result<Series> {
                             return Err(Error::BadLine {
                                 path: path.clone(),
                                 line,
-                                msg: format!("column '{name}' {what} (choose a fill policy: forward or zero)"),
+                                msg: match spec.fill {
+                                    FillPolicy::Forward => format!(
+                                        "column '{name}' {what} in the first row, which has no earlier value to carry forward (use --fill zero, or fix the row)"
+                                    ),
+                                    _ => format!("column '{name}' {what} (choose a fill policy: forward or zero)"),
+                                },
                             })
                         }
                     }
@@ -169,6 +175,12 @@ impl Default for SeriesConfig {
 
 impl SeriesConfig {
     pub fn validate(&self) -> Result<()> {
+        if self.valid_fraction <= 0.0 || self.test_fraction <= 0.0 {
+            return Err(Error::config(
+                "data.valid_fraction",
+                "validation and test fractions must be above 0: training watches the validation windows and reports on the test windows",
+            ));
+        }
         if self.stride == 0 {
             return Err(Error::config("data.stride", "must be at least 1"));
         }
@@ -256,11 +268,10 @@ impl SeriesData {
     /// Starts of the windows whose `h` future values lie inside `rows`
     /// (their past may reach back before it), `stride` apart.
     pub fn starts(&self, rows: &std::ops::Range<usize>, l: usize, h: usize, stride: usize) -> Vec<usize> {
+        // The shift core's starts over rows first..end, moved to start at `first`.
         let first = rows.start.saturating_sub(l);
-        match rows.end.checked_sub(l + h) {
-            Some(last) if last >= first => (first..=last).step_by(stride.max(1)).collect(),
-            _ => Vec::new(),
-        }
+        let len = rows.end.saturating_sub(first);
+        crate::data::shift::forecast_starts(len, l, h, stride).into_iter().map(|s| s + first).collect()
     }
 
     /// A one-line summary for logs.
@@ -361,8 +372,10 @@ pub fn synthetic(len: usize, seed: u64) -> Vec<f32> {
 
 /// `k` timestamps continuing `known` at its last interval, in the same
 /// layout: numbers (`17`, `2.5`), dates (`2024-03-01`) and date-times
-/// (`2024-03-01 13:00`, `2024-03-01T13:00:00`). Empty strings when the last
-/// two are not in one of these layouts.
+/// (`2024-03-01 13:00`, `2024-03-01T13:00:00`). Dates a whole number of
+/// months apart (monthly, quarterly, yearly data; month ends stay month
+/// ends) continue in calendar months, others by the same number of seconds.
+/// Empty strings when the last two are not in one of these layouts.
 pub fn extrapolate_timestamps(known: &[String], k: usize) -> Vec<String> {
     let n = known.len();
     if n < 2 {
@@ -375,46 +388,94 @@ pub fn extrapolate_timestamps(known: &[String], k: usize) -> Vec<String> {
     if let (Ok(x), Ok(y)) = (a.parse::<f64>(), b.parse::<f64>()) {
         return (1..=k).map(|i| format!("{}", y + i as f64 * (y - x))).collect();
     }
-    match (parse_datetime(a), parse_datetime(b)) {
-        (Some(x), Some(y)) if y.0 > x.0 => {
-            (1..=k as i64).map(|i| format_datetime(y.0 + i * (y.0 - x.0), y.1, y.2)).collect()
+    let (Some(x), Some(y)) = (DateTime::parse(a), DateTime::parse(b)) else {
+        return vec![String::new(); k];
+    };
+    let months = (y.y * 12 + y.m) - (x.y * 12 + x.m);
+    let month_end = |d: &DateTime| d.d == days_in_month(d.y, d.m);
+    let calendar = x.secs == y.secs && months > 0 && (x.d == y.d || (month_end(&x) && month_end(&y)));
+    let step = y.seconds() - x.seconds();
+    (1..=k as i64)
+        .map(|i| {
+            if calendar {
+                let mi = y.y * 12 + (y.m - 1) + i * months;
+                let (yy, mm) = (mi.div_euclid(12), mi.rem_euclid(12) + 1);
+                let last = days_in_month(yy, mm);
+                let dd = if month_end(&y) { last } else { y.d.min(last) };
+                format_datetime(days_from_civil(yy, mm, dd) * 86400 + y.secs, y.sep, y.with_s)
+            } else if step > 0 {
+                format_datetime(y.seconds() + i * step, y.sep, y.with_s)
+            } else {
+                String::new()
+            }
+        })
+        .collect()
+}
+
+/// `YYYY-MM-DD[( |T)HH:MM[:SS]]`, and how it was written.
+struct DateTime {
+    y: i64,
+    m: i64,
+    d: i64,
+    /// Seconds into the day.
+    secs: i64,
+    sep: Option<char>,
+    with_s: bool,
+}
+
+impl DateTime {
+    fn parse(s: &str) -> Option<Self> {
+        let b = s.as_bytes();
+        // Digits only, read as bytes: no slicing inside a multi-byte character.
+        let num = |r: std::ops::Range<usize>| {
+            b.get(r)
+                .filter(|t| t.iter().all(|c| c.is_ascii_digit()))
+                .map(|t| t.iter().fold(0i64, |acc, c| acc * 10 + (c - b'0') as i64))
+        };
+        if b.len() < 10 || b[4] != b'-' || b[7] != b'-' {
+            return None;
         }
-        _ => vec![String::new(); k],
+        let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+        if !(1..=12).contains(&m) || !(1..=days_in_month(y, m)).contains(&d) {
+            return None;
+        }
+        let (sep, secs, with_s) = match b.len() {
+            10 => (None, 0, false),
+            16 | 19 => {
+                let sep = b[10] as char;
+                if !(sep == ' ' || sep == 'T') || b[13] != b':' || (b.len() == 19 && b[16] != b':') {
+                    return None;
+                }
+                let sec = if b.len() == 19 { num(17..19)? } else { 0 };
+                (Some(sep), num(11..13)? * 3600 + num(14..16)? * 60 + sec, b.len() == 19)
+            }
+            _ => return None,
+        };
+        Some(Self { y, m, d, secs, sep, with_s })
+    }
+
+    /// Seconds since 1970-01-01.
+    fn seconds(&self) -> i64 {
+        days_from_civil(self.y, self.m, self.d) * 86400 + self.secs
     }
 }
 
-/// Seconds since 1970-01-01 of `YYYY-MM-DD[( |T)HH:MM[:SS]]`, with the
-/// date-time separator and whether seconds were written.
-fn parse_datetime(s: &str) -> Option<(i64, Option<char>, bool)> {
-    let num = |r: std::ops::Range<usize>| {
-        s.get(r).filter(|t| t.bytes().all(|c| c.is_ascii_digit())).and_then(|t| t.parse::<i64>().ok())
-    };
-    if s.len() < 10 || s.as_bytes()[4] != b'-' || s.as_bytes()[7] != b'-' {
-        return None;
+fn days_in_month(y: i64, m: i64) -> i64 {
+    match m {
+        2 if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
     }
-    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
-        return None;
-    }
-    // Days from the civil date (Howard Hinnant's algorithm).
+}
+
+/// Days since 1970-01-01 of a civil date (Howard Hinnant's algorithm).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     let (yy, mm) = if m <= 2 { (y - 1, m + 9) } else { (y, m - 3) };
     let era = yy.div_euclid(400);
     let yoe = yy - era * 400;
     let doy = (153 * mm + 2) / 5 + d - 1;
-    let days = era * 146097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719468;
-    let (sep, secs, with_s) = match s.len() {
-        10 => (None, 0, false),
-        16 | 19 => {
-            let sep = s.as_bytes()[10] as char;
-            if !(sep == ' ' || sep == 'T') || &s[13..14] != ":" {
-                return None;
-            }
-            let sec = if s.len() == 19 { num(17..19)? } else { 0 };
-            (Some(sep), num(11..13)? * 3600 + num(14..16)? * 60 + sec, s.len() == 19)
-        }
-        _ => return None,
-    };
-    Some((days * 86400 + secs, sep, with_s))
+    era * 146097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719468
 }
 
 fn format_datetime(t: i64, sep: Option<char>, with_s: bool) -> String {
@@ -518,6 +579,14 @@ mod tests {
             s(&["1970-01-01T00:00:00"])
         );
         assert_eq!(extrapolate_timestamps(&s(&["mon", "tue"]), 1), s(&[""]));
+        // Calendar months: monthly, month ends, quarterly, yearly.
+        assert_eq!(extrapolate_timestamps(&s(&["2024-01-01", "2024-02-01"]), 2), s(&["2024-03-01", "2024-04-01"]));
+        assert_eq!(extrapolate_timestamps(&s(&["2024-01-31", "2024-02-29"]), 2), s(&["2024-03-31", "2024-04-30"]));
+        assert_eq!(extrapolate_timestamps(&s(&["2023-11-15", "2024-02-15"]), 1), s(&["2024-05-15"]));
+        assert_eq!(extrapolate_timestamps(&s(&["2020-01-01", "2021-01-01"]), 1), s(&["2022-01-01"]));
+        // Never a panic on odd text, and no half-parsed layouts.
+        assert_eq!(extrapolate_timestamps(&s(&["2024-01-01 1時0", "2024-01-01 1時0"]), 1), s(&[""]));
+        assert_eq!(extrapolate_timestamps(&s(&["2024-01-01 13:00.05", "2024-01-01 14:00.05"]), 1), s(&[""]));
         assert_eq!(extrapolate_timestamps(&s(&["x"]), 1), s(&[""]));
     }
 

@@ -164,7 +164,7 @@ impl CustomOp3 for GruOp {
         let mut hp = vec![0f32; b * 3 * h];
         // SAFETY: w is (3H, H + 1), alive for the whole loop; Wₕₕᵀ (its first H
         // columns, transposed) is packed once for all steps.
-        let w_t = unsafe { PackedRhs::new(h, 3 * h, w.as_ptr(), ((h + 1) as isize, 1)) };
+        let w_t = unsafe { PackedRhs::new(b, h, 3 * h, w.as_ptr(), ((h + 1) as isize, 1)) };
         let wide = wide_cell();
         let (sv, ss) = (Rows(saved.as_mut_ptr()), Rows(states.as_mut_ptr()));
         for step in 0..t {
@@ -210,7 +210,7 @@ impl CustomOp3 for GruOp {
         let mut carry = vec![0f32; b * h];
         let mut dprev = vec![0f32; b * h];
         // SAFETY: w is (3H, H + 1), alive for the whole loop; packed once for all steps.
-        let w_packed = unsafe { PackedRhs::new(3 * h, h, w.as_ptr(), (1, (h + 1) as isize)) };
+        let w_packed = unsafe { PackedRhs::new(b, 3 * h, h, w.as_ptr(), (1, (h + 1) as isize)) };
         let wide = wide_cell();
         super::with_f32(&res, "gru", |states| {
             super::with_f32(&grad, "gru", |grad| {

@@ -154,7 +154,7 @@ impl CustomOp3 for LstmOp {
         let mut gates = xproj.to_vec(); // (B, T, 4H); h Wₕₕᵀ is added step by step
         let mut states = super::output(b * t * 2 * h); // (B, T, 2H), written step by step
                                                        // SAFETY: w is (4H, H), alive for the whole loop; Wₕₕᵀ is packed once for all steps.
-        let w_t = unsafe { PackedRhs::new(h, 4 * h, w.as_ptr(), (h as isize, 1)) };
+        let w_t = unsafe { PackedRhs::new(b, h, 4 * h, w.as_ptr(), (h as isize, 1)) };
         let wide = wide_cell();
         let (gs, ss) = (Rows(gates.as_mut_ptr()), Rows(states.as_mut_ptr()));
         for step in 0..t {
@@ -203,7 +203,7 @@ impl CustomOp3 for LstmOp {
         let mut carry = vec![0f32; b * 2 * h]; // d state after this step, from later steps
         let mut dprev = vec![0f32; b * 2 * h];
         // SAFETY: w is (4H, H), alive for the whole loop; packed once for all steps.
-        let w_packed = unsafe { PackedRhs::new(4 * h, h, w.as_ptr(), (1, h as isize)) };
+        let w_packed = unsafe { PackedRhs::new(b, 4 * h, h, w.as_ptr(), (1, h as isize)) };
         let wide = wide_cell();
         super::with_f32(&res, "lstm", |states| {
             super::with_f32(&grad, "lstm", |grad| {

@@ -106,16 +106,18 @@ pub struct PackedRhs {
 }
 
 impl PackedRhs {
-    /// Packs `rhs` (k×n, strides as in [`sgemm`]).
+    /// Packs `rhs` (k×n, strides as in [`sgemm`]) for products with `m`
+    /// rows of left-hand side; when they are too small to use packed panels
+    /// (m, n or k below 16, or no AVX-512) nothing is packed.
     ///
     /// # Safety
     /// `rhs` must be valid for the k×n matrix for as long as the packed
     /// value is used (products too small for packing read it directly).
-    pub unsafe fn new(k: usize, n: usize, rhs: *const f32, rhs_s: (isize, isize)) -> Self {
+    pub unsafe fn new(m: usize, k: usize, n: usize, rhs: *const f32, rhs_s: (isize, isize)) -> Self {
         #[allow(unused_mut)]
         let mut blocks = None;
         #[cfg(target_arch = "x86_64")]
-        if n >= 16 && k >= 16 && std::arch::is_x86_feature_detected!("avx512f") {
+        if m >= 16 && n >= 16 && k >= 16 && std::arch::is_x86_feature_detected!("avx512f") {
             blocks = Some(avx512::pack_all(k, n, Mat { ptr: rhs, rs: rhs_s.1, cs: rhs_s.0 }));
         }
         Self { k, n, blocks, rhs, rhs_s }
@@ -443,7 +445,7 @@ mod tests {
             let a: Vec<f32> = (0..m * k).map(|_| rng.normal()).collect();
             let b: Vec<f32> = (0..k * n).map(|_| rng.normal()).collect();
             for b_s in [(1, n as isize), (k as isize, 1)] {
-                let packed = unsafe { PackedRhs::new(k, n, b.as_ptr(), b_s) };
+                let packed = unsafe { PackedRhs::new(m, k, n, b.as_ptr(), b_s) };
                 let (mut want, mut got) = (vec![0.5f32; m * n], vec![0.5f32; m * n]);
                 unsafe {
                     matmul(

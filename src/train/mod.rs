@@ -435,7 +435,9 @@ impl Trainer {
                 windows(valid, bs, self.cfg.model.context().unwrap_or(1), self.cfg.train.eval_batches)
             }
             Dataset::Series(s) => match &self.cfg.model {
-                crate::model::ModelConfig::Forecaster(m) => forecast_batches(s, &s.valid, m, bs),
+                crate::model::ModelConfig::Forecaster(m) => {
+                    forecast_batches(s, &s.valid, m, bs, self.cfg.train.eval_batches)
+                }
                 _ => Vec::new(),
             },
         }
@@ -485,14 +487,19 @@ impl Trainer {
 }
 
 /// Free-running forecast batches (no teacher forcing) over the windows
-/// whose futures lie in `rows`, one step apart.
+/// whose futures lie in `rows`, one step apart, or evenly spaced so that
+/// there are at most `max_batches` batches (0: all).
 pub fn forecast_batches(
     s: &crate::data::series::SeriesData,
     rows: &std::ops::Range<usize>,
     m: &crate::model::ForecasterConfig,
     batch_size: usize,
+    max_batches: usize,
 ) -> Vec<Batch> {
-    let starts = s.starts(rows, m.context, m.horizon, 1);
+    let all = s.starts(rows, m.context, m.horizon, 1);
+    let cap = max_batches * batch_size.max(1);
+    let every = if max_batches > 0 && all.len() > cap { all.len().div_ceil(cap) } else { 1 };
+    let starts: Vec<usize> = all.into_iter().step_by(every).collect();
     starts
         .chunks(batch_size.max(1))
         .map(|c| {
