@@ -15,8 +15,8 @@
 //! in [`super::lstm`]: batch-major throughout, one product per step with
 //! Wₕₕ packed once, and the cell compiled for AVX-512 where the CPU has it.
 
-use super::sgemm::{matmul, matmul_packed, PackedRhs};
-use super::{f32_slice, sigmoid, tanh, wide_cell, Rows, StepMask, RECURRENT_ROWS};
+use super::sgemm::{matmul_packed, PackedRhs};
+use super::{f32_slice, sigmoid, tanh, wide_cell, Rows, StepMask, Strided, RECURRENT_ROWS};
 use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 use std::sync::Mutex;
@@ -244,29 +244,12 @@ impl CustomOp3 for GruOp {
                     }
                     std::mem::swap(&mut carry, &mut dprev);
                 }
-                // d Wₕₕ = Σ d hpᵀ · h_prev, computed as its transpose written into the
-                // first H columns of the augmented weight's gradient, as in the LSTM.
+                // d Wₕₕ = Σ d hpᵀ · h_prev, into the first H columns of the augmented
+                // weight's gradient.
                 // SAFETY: all buffers are sized from the checked shapes.
                 unsafe {
-                    let (dst, g3) = (((h + 1) as isize, 1), 3 * h as isize);
-                    let first = (1, t as isize * g3);
-                    matmul(
-                        h,
-                        3 * h,
-                        b,
-                        dw.as_mut_ptr(),
-                        dst,
-                        false,
-                        init.as_ptr(),
-                        (h as isize, 1),
-                        dhp.as_ptr(),
-                        first,
-                    );
-                    for r in (0..b).filter(|_| t > 1) {
-                        let hp = states.as_ptr().add(r * t * h);
-                        let dh = dhp.as_ptr().add((r * t + 1) * 3 * h);
-                        matmul(h, 3 * h, t - 1, dw.as_mut_ptr(), dst, true, hp, (h as isize, 1), dh, (1, g3));
-                    }
+                    let (hs, gs) = (Strided(&init, h), Strided(states, h));
+                    super::recurrent_weight_grad(b, t, h, 3 * h, hs, gs, &dhp, &mut dw, h + 1);
                 }
                 // The bias column: b_hn's gradient is Σ d hp_n over every row and
                 // step; the r and z entries are not read, so theirs is 0.

