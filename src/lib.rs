@@ -11,6 +11,7 @@
 //! The library never prints; it emits `tracing` events and reports metrics
 //! through [`train::MetricsSink`].
 
+pub mod api;
 pub mod bench;
 pub mod chart;
 pub mod checkpoint;
@@ -19,9 +20,12 @@ pub mod data;
 pub mod decode;
 pub mod error;
 pub mod eval;
+pub mod faults;
+pub mod io;
 pub mod model;
 pub mod nn;
 pub mod ops;
+pub mod optim;
 pub mod plot;
 pub mod rng;
 pub mod train;

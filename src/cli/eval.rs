@@ -1,11 +1,8 @@
 //! `shiftlm eval`
 
-use super::report::{causal_report, json_line, json_value, print_causal, print_examples, print_metrics};
+use super::report::{json_value, print_causal, print_examples, print_forecast, print_metrics};
 use anyhow::Context;
-use shiftlm::config::DataConfig;
-use shiftlm::data::loader::windows;
-use shiftlm::data::Dataset;
-use shiftlm::decode::{DecodeOptions, Strategy};
+use shiftlm::api::{self, EvalJob, EvalOutcome, Split};
 use std::path::PathBuf;
 
 pub const LONG_ABOUT: &str = "Evaluate a checkpoint on its validation split (or on --data FILE).
@@ -63,116 +60,39 @@ pub struct EvalArgs {
     pub split: Option<String>,
 }
 
-/// The series a forecaster checkpoint is evaluated or run on: its own data,
-/// or `file` read with the columns it was trained on, scaled with its scaler.
-pub(super) fn checkpoint_series(
-    ck: &shiftlm::checkpoint::Loaded,
-    file: Option<&std::path::Path>,
-    season: Option<usize>,
-) -> anyhow::Result<shiftlm::data::series::SeriesData> {
-    use shiftlm::data::series::{SeriesData, SeriesSpec};
-    let (DataConfig::Series(d), Some(m)) = (&ck.config.data, ck.model.forecaster()) else {
-        anyhow::bail!("{}: not a forecaster checkpoint", ck.dir.display());
-    };
-    let mut d = d.clone();
-    if let Some(path) = file {
-        let spec = d.csv.clone().unwrap_or(SeriesSpec {
-            path: path.to_path_buf(),
-            targets: vec!["value".into()],
-            covariates: Vec::new(),
-            timestamp: None,
-            fill: Default::default(),
-        });
-        d.csv = Some(SeriesSpec { path: path.to_path_buf(), ..spec });
-    } else if let Some(spec) = d.csv.as_ref().filter(|s| !s.path.exists()) {
-        anyhow::bail!("{}: the training data file is gone; pass --data FILE.csv", spec.path.display());
-    }
-    d.season = season.or(d.season);
-    Ok(SeriesData::load(&d, ck.config.train.seed, m.config().scaler.as_ref())?)
-}
-
 pub fn run(a: EvalArgs) -> anyhow::Result<()> {
-    let dev = candle_core::Device::Cpu;
-    let ck = shiftlm::checkpoint::load(&a.checkpoint, &dev)
-        .with_context(|| format!("loading checkpoint {}", a.checkpoint.display()))?;
-    let extra = serde_json::json!({ "checkpoint": a.checkpoint, "steps": ck.step, "loaded": ck.dir });
-    if let Some(model) = ck.model.forecaster() {
-        let s = checkpoint_series(&ck, a.data.as_deref(), a.season)?;
-        let split = a.split.clone().unwrap_or_else(|| if a.data.is_some() { "all" } else { "test" }.into());
-        let rows = match split.as_str() {
-            "valid" => s.valid.clone(),
-            "all" => 0..s.series.len(),
-            _ => s.test.clone(),
-        };
-        let report = shiftlm::eval::forecast::evaluate(model, &s, &rows, &dev)?;
-        if report.windows == 0 {
-            anyhow::bail!(
-                "the {split} split has no window of context {} + horizon {}",
-                model.config().context,
-                report.horizon
-            );
+    let job = EvalJob {
+        checkpoint: a.checkpoint.clone(),
+        data: a.data.clone(),
+        beam: a.beam,
+        length_penalty: a.length_penalty,
+        show: a.show,
+        season: a.season,
+        split: a.split.as_deref().map(|s| match s {
+            "valid" => Split::Valid,
+            "all" => Split::All,
+            _ => Split::Test,
+        }),
+    };
+    let r = api::evaluate(&job).with_context(|| format!("evaluating {}", a.checkpoint.display()))?;
+    let extra = serde_json::json!({ "checkpoint": a.checkpoint, "steps": r.step, "loaded": r.dir });
+    let line = match &r.outcome {
+        EvalOutcome::Forecast { report, split, rows } => {
+            print_forecast(report, &format!("{} split (rows {}..{})", split.name(), rows.start, rows.end));
+            json_value(report, extra)
         }
-        super::report::print_forecast(&report, &format!("{split} split (rows {}..{})", rows.start, rows.end));
-        if a.json {
-            println!("{}", json_value(&report, extra));
+        EvalOutcome::Causal(report) => {
+            print_causal(report);
+            json_value(report, extra)
         }
-        return Ok(());
-    }
-    if a.season.is_some() || a.split.is_some() {
-        anyhow::bail!("--season and --split apply to forecasters");
-    }
-    if let Some(ctx) = ck.config.model.context() {
-        let tokens = match &a.data {
-            Some(path) => ck.tokenizer.encode(&shiftlm::data::read_utf8(path)?),
-            None => match shiftlm::data::load(&ck.config.data, ck.config.train.seed, Some(&ck.tokenizer))
-                .context("loading the run's data (pass --data FILE to evaluate other text)")?
-                .0
-            {
-                Dataset::Text { valid, .. } => valid,
-                Dataset::Pairs(_) | Dataset::Series(_) => anyhow::bail!("a language model checkpoint with paired data"),
-            },
-        };
-        if tokens.len() <= ctx {
-            anyhow::bail!("the evaluation text has {} tokens; it needs more than the context of {ctx}", tokens.len());
-        }
-        let batches = windows(&tokens, ck.config.train.batch_size, ctx, 0);
-        let stats = shiftlm::eval::teacher_forced(&ck.model, batches.into_iter(), &dev)?;
-        let report = causal_report(&stats);
-        print_causal(&report);
-        if a.json {
-            println!("{}", json_value(&report, extra));
-        }
-        return Ok(());
-    }
-    let pairs = match &a.data {
-        Some(path) => {
-            let raw = shiftlm::data::pairs::read_pairs(path)?;
-            shiftlm::data::pairs::encode(&ck.tokenizer, &raw, &[]).train
-        }
-        None => {
-            let data = match &ck.config.data {
-                // A file the run was trained on may have moved; say so clearly.
-                DataConfig::File { path, .. } if !path.exists() => {
-                    anyhow::bail!("{}: the training data file is gone; pass --data FILE", path.display())
-                }
-                d => d.clone(),
-            };
-            match shiftlm::data::load(&data, ck.config.train.seed, Some(&ck.tokenizer))?.0 {
-                Dataset::Pairs(s) => s.valid,
-                Dataset::Text { .. } | Dataset::Series(_) => {
-                    anyhow::bail!("an encoder–decoder checkpoint with text data")
-                }
-            }
+        EvalOutcome::Pairs { report, examples } => {
+            print_metrics(report);
+            print_examples(examples);
+            json_value(report, extra)
         }
     };
-    let strategy =
-        if a.beam > 1 { Strategy::Beam { width: a.beam, length_penalty: a.length_penalty } } else { Strategy::Greedy };
-    let opts = DecodeOptions { strategy, max_len: 2 * ck.config.max_target_len + 2 };
-    let (report, outputs) = shiftlm::eval::evaluate(&ck.model, &pairs, 256, &opts, &dev)?;
-    print_metrics(&report);
-    print_examples(&ck.tokenizer, &pairs, &outputs, a.show);
     if a.json {
-        println!("{}", json_line(&report, extra));
+        println!("{line}");
     }
     Ok(())
 }

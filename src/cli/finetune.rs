@@ -1,12 +1,8 @@
 //! `shiftlm finetune`
 
 use super::progress::Progress;
-use super::report::{causal_report, CausalReport};
 use anyhow::Context;
-use shiftlm::config::{DataConfig, TokenizerKind};
-use shiftlm::data::text::TextConfig;
-use shiftlm::train::metrics::{JsonlSink, Tee};
-use shiftlm::train::{MetricsSink, Trainer};
+use shiftlm::api::{self, FinetuneJob};
 use std::path::PathBuf;
 
 pub const LONG_ABOUT: &str = "Fine-tune a model on your data, starting from its weights.
@@ -92,121 +88,33 @@ pub struct FinetuneArgs {
     pub json: bool,
 }
 
-fn measure(t: &Trainer) -> anyhow::Result<CausalReport> {
-    let dev = t.store.device().clone();
-    Ok(causal_report(&shiftlm::eval::teacher_forced(&t.model, t.valid_batches().into_iter(), &dev)?))
-}
-
 pub fn run(a: FinetuneArgs) -> anyhow::Result<()> {
-    let dev = candle_core::Device::Cpu;
-    let from = match &a.adapter {
-        Some(adapter) => shiftlm::checkpoint::load_with_adapter(&a.from, adapter, &dev)?,
-        None => shiftlm::checkpoint::load(&a.from, &dev)?,
+    let lora = a.lora.then(|| shiftlm::nn::lora::LoraConfig {
+        r: a.lora_r,
+        alpha: a.lora_alpha,
+        targets: a.lora_targets.clone(), // empty: PEFT's defaults for the family
+        dropout: a.lora_dropout,
+    });
+    let job = FinetuneJob {
+        from: a.from.clone(),
+        adapter: a.adapter.clone(),
+        data: a.data.clone(),
+        steps: a.steps,
+        lr: a.lr,
+        batch_size: a.batch_size,
+        out: a.out.clone().unwrap_or_else(|| api::finetune::default_out(&a.data)),
+        lora,
+        freeze: shiftlm::train::Freeze {
+            embeddings: a.freeze_embeddings,
+            blocks: a.freeze_blocks.unwrap_or(0),
+            all_but_head: a.freeze_all_but_head,
+        },
     };
-    if from.config.model.is_forecaster() {
-        anyhow::bail!(
-            "{} is a forecaster; fine-tuning covers language models and encoder–decoders. Continue its training with `shiftlm train --resume RUN --steps N`, or train a forecaster on the new CSV with `shiftlm train --data FILE.csv --target COLUMN`",
-            from.dir.display()
-        );
-    }
-    if a.adapter.is_some() && a.lora {
-        anyhow::bail!("--adapter already brings LoRA adapters; drop --lora (or its settings) to train them further");
-    }
-    if a.steps == 0 {
-        anyhow::bail!("--steps must be at least 1");
-    }
-    let mut cfg = from.config.clone();
-    let pairs = a
-        .data
-        .extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| e.eq_ignore_ascii_case("jsonl") || e.eq_ignore_ascii_case("tsv"));
-    cfg.data = if cfg.model.is_causal() && !pairs {
-        DataConfig::Text(TextConfig {
-            paths: vec![a.data.clone()],
-            tokenizer: TokenizerKind::Byte, // unused: the model's tokenizer is passed below
-            bpe_vocab_size: 0,
-            tokenizer_file: None,
-            valid_fraction: 0.1,
-            eot_id: Some(cfg.model_eos()),
-        })
-    } else {
-        DataConfig::File { path: a.data.clone(), tokenizer: TokenizerKind::Char, valid_fraction: 0.1 }
-    };
-    if a.lora {
-        let targets = if !a.lora_targets.is_empty() {
-            a.lora_targets.clone()
-        } else if matches!(cfg.model, shiftlm::model::ModelConfig::Llama(_)) {
-            vec!["q_proj".into(), "v_proj".into()]
-        } else {
-            vec!["c_attn".into()]
-        };
-        let lora = shiftlm::nn::lora::LoraConfig { r: a.lora_r, alpha: a.lora_alpha, targets, dropout: a.lora_dropout };
-        lora.validate()?;
-        cfg.model.set_lora(Some(lora))?;
-    }
-    let t = &mut cfg.train;
-    t.freeze = shiftlm::train::Freeze {
-        embeddings: a.freeze_embeddings,
-        blocks: a.freeze_blocks.unwrap_or(0),
-        all_but_head: a.freeze_all_but_head,
-    };
-    t.steps = a.steps;
-    t.optimizer.lr = a.lr;
-    t.schedule.warmup_steps = a.steps / 10;
-    t.schedule.decay_steps = a.steps;
-    t.save_every = t.save_every.min(a.steps);
-    t.eval_every = 0; // measured before and after instead
-    t.batch_size = a.batch_size.unwrap_or(t.batch_size);
-    cfg.validate()?;
-    let (data, tok) =
-        shiftlm::data::load(&cfg.data, cfg.train.seed, Some(&from.tokenizer)).context("loading --data")?;
-    let stem = a.data.file_stem().and_then(|s| s.to_str()).unwrap_or("data").to_string();
-    let out = a.out.clone().unwrap_or_else(|| super::train::fresh_dir(&format!("finetune-{stem}")));
-    if !shiftlm::checkpoint::list(&out).is_empty() {
-        anyhow::bail!("{}: already holds checkpoints; choose another --out (nothing was overwritten)", out.display());
-    }
-    let created = !out.exists();
-    std::fs::create_dir_all(&out).with_context(|| format!("creating run folder {}", out.display()))?;
-    // Errors before training leave no empty run folder behind.
-    let abandon = |e: anyhow::Error| -> anyhow::Error {
-        if created {
-            let _ = std::fs::remove_dir_all(&out);
-        }
-        e
-    };
-    let mut trainer = Trainer::new(cfg, data, tok, Some(out.clone())).map_err(|e| abandon(e.into()))?;
-    // Start from the loaded weights, not a fresh initialisation.
-    for (name, var) in from.store.vars() {
-        trainer.store.set(&name, var.as_tensor())?;
-    }
-    let trainable: usize = trainer.store.trainable_vars().iter().map(|(_, v)| v.as_tensor().elem_count()).sum();
-    if trainable == 0 && !trainer.cfg.train.freeze.is_none() {
-        return Err(abandon(anyhow::anyhow!("the --freeze options leave nothing to train")));
-    }
-    if trainer.cfg.model.lora().is_some() && trainable == 0 {
-        return Err(abandon(anyhow::anyhow!("--lora-targets matched no layer of this model (GPT-2: c_attn, c_proj, c_fc; Llama: q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj)")));
-    }
-    eprintln!(
-        "fine-tuning {trainable} of {} parameters from {} on {}, {} steps of {} → {}",
-        trainer.store.num_params(),
-        from.dir.display(),
-        trainer.data.describe(),
-        a.steps,
-        trainer.cfg.train.batch_size,
-        out.display()
-    );
-    let before = measure(&trainer)?;
-    let mut progress = Progress::new(a.steps, 0);
-    let mut jsonl = JsonlSink::open(&out.join("metrics.jsonl"), 0)?;
-    let outcome = {
-        let mut sinks = Tee(vec![&mut progress, &mut jsonl]);
-        let r = trainer.run(&mut sinks);
-        sinks.flush().and(r)
-    };
+    let mut progress = Progress::default();
+    let r = api::finetune(&job, &mut progress);
     progress.finish();
-    let outcome = outcome.with_context(|| format!("fine-tuning {}", out.display()))?;
-    let after = measure(&trainer)?;
+    let r = r.with_context(|| format!("fine-tuning {}", a.from.display()))?;
+    let (before, after) = (&r.before, &r.after);
     println!("held-out ({} tokens)   before     after    change", after.tokens);
     println!("  loss              {:>9.4} {:>9.4} {:>+9.4}", before.loss, after.loss, after.loss - before.loss);
     println!(
@@ -215,36 +123,26 @@ pub fn run(a: FinetuneArgs) -> anyhow::Result<()> {
         after.perplexity,
         after.perplexity - before.perplexity
     );
-    let checkpoint = shiftlm::checkpoint::checkpoint_dir(&out, outcome.steps);
-    eprintln!("checkpoint: {}", checkpoint.display());
-    let adapter = if trainer.cfg.model.lora().is_some() {
-        let dir = out.join("adapter");
-        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        let base = from.dir.display().to_string();
-        for (name, bytes) in shiftlm::nn::lora::peft_files(&trainer.cfg.model, &trainer.store, &base)? {
-            shiftlm::checkpoint::write_atomic(&dir.join(name), &bytes)?;
-        }
+    eprintln!("checkpoint: {}", r.checkpoint.display());
+    if let Some(dir) = &r.adapter {
         eprintln!(
             "LoRA adapter (PEFT layout): {}; fold it in with: shiftlm merge --from {} --out DIR",
             dir.display(),
-            out.display()
+            r.run.display()
         );
-        Some(dir)
-    } else {
-        None
-    };
+    }
     if a.json {
         let line = serde_json::json!({
             "before": {"loss": before.loss, "perplexity": before.perplexity},
             "after": {"loss": after.loss, "perplexity": after.perplexity},
             "loss_change": after.loss - before.loss,
             "held_out_tokens": after.tokens,
-            "steps": outcome.steps,
-            "tokens_per_s": outcome.tokens_per_s,
-            "checkpoint": checkpoint,
-            "run": out,
-            "trainable_parameters": trainable,
-            "adapter": adapter,
+            "steps": r.outcome.steps,
+            "tokens_per_s": r.outcome.tokens_per_s,
+            "checkpoint": r.checkpoint,
+            "run": r.run,
+            "trainable_parameters": r.trainable_parameters,
+            "adapter": r.adapter,
         });
         println!("{line}");
     }

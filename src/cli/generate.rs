@@ -1,8 +1,8 @@
 //! `shiftlm generate`
 
 use anyhow::Context;
-use shiftlm::decode::causal::{generate, SampleOptions};
-use shiftlm::decode::{decode_batch, DecodeOptions, Strategy};
+use shiftlm::api::generate::generate_with;
+use shiftlm::api::GenerateJob;
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
 
@@ -64,92 +64,40 @@ pub struct GenerateArgs {
 }
 
 pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
-    let dev = candle_core::Device::Cpu;
-    let ck = shiftlm::checkpoint::load(&a.checkpoint, &dev)
+    let ck = shiftlm::checkpoint::load(&a.checkpoint, &candle_core::Device::Cpu)
         .with_context(|| format!("loading checkpoint {}", a.checkpoint.display()))?;
-    if ck.config.model.is_forecaster() {
-        anyhow::bail!(
-            "{} is a forecaster: it forecasts numbers, not text (use `shiftlm forecast --checkpoint {}`)",
-            ck.dir.display(),
-            a.checkpoint.display()
-        );
-    }
-    if ck.config.model.is_causal() {
-        let eos = ck.config.model_eos();
-        let mut stop = vec![eos];
-        for s in &a.stop {
-            match ck.tokenizer.encode(s).as_slice() {
-                [id] => stop.push(*id),
-                _ => anyhow::bail!("--stop {s:?} is not a single token of this tokenizer"),
-            }
-        }
-        let prompt = a.prompt.join("\n");
-        let mut ids = ck.tokenizer.encode(&prompt);
-        if ids.is_empty() {
-            ids.push(eos); // no prompt: start from end-of-text, as after a document
-        }
-        let o = SampleOptions {
-            max_new_tokens: a.max_new_tokens,
-            temperature: a.temperature.unwrap_or(0.8),
-            top_k: a.top_k,
-            top_p: a.top_p,
-            repetition_penalty: a.repetition_penalty,
-            stop,
-            seed: a.seed,
-        };
-        let mut out = std::io::stdout().lock();
-        write!(out, "{prompt}")?;
-        let (mut new, mut shown) = (Vec::new(), 0usize);
-        generate(&ck.model, &ids, &o, &dev, |id| {
-            new.push(id);
-            // Print what decodes completely (a byte-level character may span tokens).
-            let text = ck.tokenizer.decode(&new);
-            if !text.ends_with('\u{FFFD}') {
-                if let Some(fresh) = text.get(shown..).filter(|f| !f.is_empty()) {
-                    let _ = write!(out, "{fresh}");
-                    let _ = out.flush();
-                    shown = text.len();
-                }
-            }
-            Ok(())
-        })?;
-        writeln!(out)?;
-        return Ok(());
-    }
-    let model = ck.model.encoder_decoder().expect("not causal, so an encoder–decoder");
-    let inputs: Vec<String> = if a.prompt.is_empty() {
+    let causal = ck.config.model.is_causal();
+    let prompts: Vec<String> = if a.prompt.is_empty() && !causal && !ck.config.model.is_forecaster() {
         std::io::stdin().lock().lines().collect::<Result<_, _>>().context("reading standard input")?
     } else {
         a.prompt.clone()
     };
-    let temperature = a.temperature.unwrap_or(0.0);
-    if !(temperature >= 0.0 && temperature.is_finite()) {
-        anyhow::bail!("--temperature must be >= 0, got {temperature}");
-    }
-    let sampling = temperature > 0.0 || a.top_k > 0 || a.top_p < 1.0 || a.repetition_penalty != 1.0;
-    let strategy = if a.beam > 1 {
-        Strategy::Beam { width: a.beam, length_penalty: a.length_penalty }
-    } else if sampling {
-        Strategy::Sample(SampleOptions {
-            max_new_tokens: 0,
-            temperature,
-            top_k: a.top_k,
-            top_p: a.top_p,
-            repetition_penalty: a.repetition_penalty,
-            stop: Vec::new(),
-            seed: a.seed,
-        })
-    } else {
-        Strategy::Greedy
+    let job = GenerateJob {
+        checkpoint: a.checkpoint.clone(),
+        prompts,
+        max_new_tokens: a.max_new_tokens,
+        temperature: a.temperature,
+        top_k: a.top_k,
+        top_p: a.top_p,
+        repetition_penalty: a.repetition_penalty,
+        stop: a.stop.clone(),
+        beam: a.beam,
+        length_penalty: a.length_penalty,
+        seed: a.seed,
+        max_len: a.max_len,
     };
-    let opts = DecodeOptions { strategy, max_len: a.max_len.unwrap_or(2 * ck.config.max_target_len + 2) };
-    for text in &inputs {
-        let ids = ck.tokenizer.encode(text);
-        if ids.contains(&shiftlm::data::tokenizer::UNK) {
-            tracing::warn!(input = %text, "input holds symbols the tokenizer does not know");
-        }
-        let out = decode_batch(model, &[ids.as_slice()], &opts, &dev)?;
-        println!("{}", ck.tokenizer.decode(&out[0]));
+    let mut out = std::io::stdout().lock();
+    if causal {
+        // The prompt, then the continuation as it streams.
+        write!(out, "{}", job.prompts.join("\n"))?;
+        out.flush()?;
+    }
+    generate_with(&ck, &job, &mut |text| {
+        let _ = if causal { write!(out, "{text}") } else { writeln!(out, "{text}") };
+        let _ = out.flush();
+    })?;
+    if causal {
+        writeln!(out)?;
     }
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! `shiftlm merge`
 
 use anyhow::Context;
+use shiftlm::api::{self, MergeJob};
 use std::path::PathBuf;
 
 pub const LONG_ABOUT: &str = "Fold LoRA adapters into the base weights.
@@ -36,41 +37,20 @@ pub struct MergeArgs {
 }
 
 pub fn run(a: MergeArgs) -> anyhow::Result<()> {
-    let dev = candle_core::Device::Cpu;
-    let l = match &a.adapter {
-        Some(adapter) => shiftlm::checkpoint::load_with_adapter(&a.from, adapter, &dev)?,
-        None => shiftlm::checkpoint::load(&a.from, &dev)?,
-    };
-    let Some(lora) = l.config.model.lora().cloned() else {
-        anyhow::bail!("{}: has no LoRA adapters to merge (train some with shiftlm finetune --lora)", l.dir.display());
-    };
-    if a.out.exists() && std::fs::read_dir(&a.out).map(|mut d| d.next().is_some()).unwrap_or(true) {
-        anyhow::bail!("{}: exists and is not empty (nothing was overwritten)", a.out.display());
-    }
-    let merged = shiftlm::nn::lora::merged_weights(&l.config.model, &l.store)?;
-    let mut cfg = l.config.clone();
-    cfg.model.set_lora(None)?;
-    // Build the plain model so that every name and shape is checked.
-    let store = shiftlm::nn::ParamStore::new(0, &dev);
-    shiftlm::model::Model::new(&cfg.model, store.var_builder())?;
-    for (name, w) in &merged {
-        store.set(name, w)?;
-    }
-    let files = shiftlm::checkpoint::model_files(&cfg, &store, &l.tokenizer)?;
-    shiftlm::checkpoint::write_checkpoint(&a.out, l.step, &files)
-        .with_context(|| format!("writing {}", a.out.display()))?;
+    let job = MergeJob { from: a.from.clone(), adapter: a.adapter.clone(), out: a.out.clone() };
+    let r = api::merge(&job).with_context(|| format!("merging into {}", a.out.display()))?;
     eprintln!(
         "merged {} adapters (rank {}, alpha {}) from {} into {}",
-        lora.targets.join(", "),
-        lora.r,
-        lora.alpha,
-        l.dir.display(),
-        a.out.display()
+        r.lora.targets.join(", "),
+        r.lora.r,
+        r.lora.alpha,
+        r.from.display(),
+        r.out.display()
     );
     if a.json {
         println!(
             "{}",
-            serde_json::json!({"from": l.dir, "out": a.out, "r": lora.r, "alpha": lora.alpha, "targets": lora.targets})
+            serde_json::json!({"from": r.from, "out": r.out, "r": r.lora.r, "alpha": r.lora.alpha, "targets": r.lora.targets})
         );
     }
     Ok(())

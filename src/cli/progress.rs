@@ -1,32 +1,62 @@
-//! A progress bar fed by the library's metrics sink.
+//! A progress bar fed by the library's metrics sink; it also announces the
+//! run when it starts.
 
 use indicatif::{ProgressBar, ProgressStyle};
-use shiftlm::train::{EvalRecord, MetricsSink, StepMetrics};
+use shiftlm::train::{EvalRecord, MetricsSink, RunStart, StepMetrics};
 use std::path::Path;
 
+#[derive(Default)]
 pub struct Progress {
-    bar: ProgressBar,
+    bar: Option<ProgressBar>,
     smoothed: Option<f32>,
 }
 
 impl Progress {
-    pub fn new(steps: usize, done: usize) -> Self {
-        let bar = ProgressBar::new(steps as u64);
-        bar.set_position(done as u64);
+    pub fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+impl MetricsSink for Progress {
+    fn on_start(&mut self, r: &RunStart) {
+        match &r.from {
+            Some(from) => eprintln!(
+                "fine-tuning {} of {} parameters from {} on {}, {} steps of {} → {}",
+                r.trainable,
+                r.params,
+                from.display(),
+                r.data,
+                r.steps,
+                r.batch_size,
+                r.run.display()
+            ),
+            None => {
+                if r.step > 0 {
+                    eprintln!("resuming {} at step {} of {}", r.run.display(), r.step, r.steps);
+                }
+                eprintln!(
+                    "training {} parameters on {}, {} steps of {}×{} → {}",
+                    r.params,
+                    r.data,
+                    r.steps,
+                    r.grad_accum,
+                    r.batch_size,
+                    r.run.display()
+                );
+            }
+        }
+        let bar = ProgressBar::new(r.steps as u64);
+        bar.set_position(r.step as u64);
         bar.set_style(
             ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg} ETA {eta}")
                 .expect("valid template")
                 .progress_chars("=> "),
         );
-        Self { bar, smoothed: None }
+        self.bar = Some(bar);
     }
 
-    pub fn finish(&self) {
-        self.bar.finish_and_clear();
-    }
-}
-
-impl MetricsSink for Progress {
     fn on_step(&mut self, m: &StepMetrics) {
         // An exponential moving average reads better than a noisy batch loss.
         let s = match self.smoothed {
@@ -34,13 +64,19 @@ impl MetricsSink for Progress {
             None => m.loss,
         };
         self.smoothed = Some(s);
-        self.bar.set_position(m.step as u64);
-        self.bar.set_message(format!("loss {s:.4} lr {:.1e} |g| {:.2} {:.0} tok/s", m.lr, m.grad_norm, m.tokens_per_s));
+        if let Some(bar) = &self.bar {
+            bar.set_position(m.step as u64);
+            bar.set_message(format!("loss {s:.4} lr {:.1e} |g| {:.2} {:.0} tok/s", m.lr, m.grad_norm, m.tokens_per_s));
+        }
     }
 
     fn on_eval(&mut self, e: &EvalRecord) {
         let acc = e.valid_token_accuracy.map_or(String::new(), |a| format!("  token acc {a:.3}"));
-        self.bar.println(format!("step {:>6}  valid loss {:.4}{acc}", e.step, e.valid_loss));
+        let line = format!("step {:>6}  valid loss {:.4}{acc}", e.step, e.valid_loss);
+        match &self.bar {
+            Some(bar) => bar.println(line),
+            None => eprintln!("{line}"),
+        }
     }
 
     fn on_checkpoint(&mut self, step: usize, dir: &Path) {

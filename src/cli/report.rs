@@ -1,7 +1,7 @@
 //! Human-readable reports: a metrics table and decoded examples.
 
-use shiftlm::data::{Pair, Tokenizer};
-use shiftlm::eval::EvalReport;
+use shiftlm::api::Example;
+use shiftlm::eval::{CausalReport, EvalReport};
 
 pub fn print_metrics(r: &EvalReport) {
     println!("evaluation on {} examples ({} supervised tokens):", r.examples, r.tokens);
@@ -14,36 +14,16 @@ pub fn print_metrics(r: &EvalReport) {
     println!("  exact match (free)        {:.2}%", 100.0 * r.exact_match);
 }
 
-pub fn print_examples(tok: &Tokenizer, pairs: &[Pair], outputs: &[Vec<u32>], n: usize) {
-    println!("examples (free-running decoding):");
-    for (p, out) in pairs.iter().zip(outputs).take(n) {
-        let mark = if *out == p.target { "ok  " } else { "MISS" };
-        println!("  {mark} source {}", tok.decode(&p.source));
-        println!("       target {}", tok.decode(&p.target));
-        println!("       output {}", tok.decode(out));
+pub fn print_examples(examples: &[Example]) {
+    if examples.is_empty() {
+        return;
     }
-}
-
-/// Teacher-forced metrics of a language model, as `eval` reports them.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct CausalReport {
-    pub loss: f64,
-    pub perplexity: f64,
-    pub token_accuracy: f64,
-    pub macro_f1: f64,
-    /// Whole-sequence match has no meaning for free text.
-    pub exact_match: Option<f64>,
-    pub tokens: usize,
-}
-
-pub fn causal_report(st: &shiftlm::eval::TeacherForcedStats) -> CausalReport {
-    CausalReport {
-        loss: st.loss(),
-        perplexity: st.loss().exp(),
-        token_accuracy: st.accuracy(),
-        macro_f1: st.macro_f1(),
-        exact_match: None,
-        tokens: st.tokens,
+    println!("examples (free-running decoding):");
+    for e in examples {
+        let mark = if e.correct { "ok  " } else { "MISS" };
+        println!("  {mark} source {}", e.source);
+        println!("       target {}", e.target);
+        println!("       output {}", e.output);
     }
 }
 
@@ -57,15 +37,6 @@ pub fn print_causal(r: &CausalReport) {
 
 /// Any serialisable report as one JSON object, plus extra fields.
 pub fn json_value<T: serde::Serialize>(r: &T, extra: serde_json::Value) -> String {
-    let mut v = serde_json::to_value(r).expect("report serialises");
-    if let (Some(obj), serde_json::Value::Object(more)) = (v.as_object_mut(), extra) {
-        obj.extend(more);
-    }
-    v.to_string()
-}
-
-/// The metrics as one JSON object, plus extra fields.
-pub fn json_line(r: &EvalReport, extra: serde_json::Value) -> String {
     let mut v = serde_json::to_value(r).expect("report serialises");
     if let (Some(obj), serde_json::Value::Object(more)) = (v.as_object_mut(), extra) {
         obj.extend(more);

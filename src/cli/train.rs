@@ -1,18 +1,13 @@
 //! `shiftlm train`
 
 use super::progress::Progress;
-use super::report::{json_line, print_examples, print_metrics};
-use super::DataArgs;
+use super::{report, DataArgs};
 use anyhow::Context;
-use shiftlm::config::DataConfig;
-use shiftlm::decode::causal::SampleOptions;
-use shiftlm::decode::{DecodeOptions, Strategy};
+use shiftlm::api::{self, Evaluation, TrainJob};
 use shiftlm::model::seq2seq::AttentionKind;
 use shiftlm::model::ModelConfig;
 use shiftlm::nn::rnn::CellKind;
-use shiftlm::train::metrics::{JsonlSink, Tee, TensorBoardSink};
-use shiftlm::train::{MetricsSink, Trainer};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 pub const LONG_ABOUT: &str = "Train an encoder–decoder, checkpoint it, evaluate it and show decoded examples.
 
@@ -129,16 +124,9 @@ pub struct TrainArgs {
     pub json: bool,
 }
 
-/// `runs/<name>`, or `runs/<name>-2`, … if taken: never overwrite a run.
-pub(super) fn fresh_dir(name: &str) -> PathBuf {
-    let base = Path::new("runs").join(name);
-    (1..)
-        .map(|i| if i == 1 { base.clone() } else { PathBuf::from(format!("{}-{i}", base.display())) })
-        .find(|p| !p.exists())
-        .expect("some name is free")
-}
-
-fn new_trainer(a: &TrainArgs) -> anyhow::Result<Trainer> {
+/// The config the flags describe: a preset (or one sized for the data)
+/// with the data choices, a TOML file, `--set` overrides and the flags applied.
+fn job(a: &TrainArgs) -> anyhow::Result<TrainJob> {
     let mut cfg = a.data.resolve()?.with_overrides(a.config.as_deref(), &a.sets)?;
     apply_model_flags(&mut cfg.model, a)?;
     let t = &mut cfg.train;
@@ -158,43 +146,8 @@ fn new_trainer(a: &TrainArgs) -> anyhow::Result<Trainer> {
     t.save_every = a.save_every.unwrap_or(t.save_every);
     t.keep_last = a.keep_last.unwrap_or(t.keep_last);
     t.patience = a.patience.unwrap_or(t.patience);
-    cfg.model.set_vocab_size(1); // set from the tokenizer below
-    cfg.validate()?;
-
-    let (data, tok) = shiftlm::data::load(&cfg.data, cfg.train.seed, None).context("loading data")?;
-    cfg.model.set_vocab_size(tok.vocab_size());
-    if let Some(eot) = tok.token_id("</s>").or_else(|| tok.token_id("<|endoftext|>")) {
-        // The same end-of-text id that separates documents in the data.
-        cfg.model.set_special_ids(tok.token_id("<s>").unwrap_or(eot), eot);
-    }
-    if let Some(s) = data.pairs() {
-        cfg.max_target_len = s.train.iter().map(|p| p.target.len()).max().unwrap_or(1);
-        if let ModelConfig::Transformer(m) = &mut cfg.model {
-            // Room for the longest source, and for decoding twice the longest target.
-            let longest =
-                s.train.iter().chain(&s.valid).map(|p| p.source.len().max(2 * p.target.len() + 3)).max().unwrap_or(1);
-            m.max_positions = m.max_positions.max(longest.next_power_of_two());
-        }
-    }
-    let stem = |p: &Path| p.file_stem().and_then(|s| s.to_str()).unwrap_or("data").to_string();
-    let name = match &cfg.data {
-        DataConfig::Series(s) => match &s.csv {
-            Some(spec) => format!("series-{}", stem(&spec.path)),
-            None => "series-synthetic".to_string(),
-        },
-        DataConfig::Task(s) => format!("{}-{}", cfg.preset, s.kind.name()),
-        DataConfig::File { path, .. } => stem(path),
-        DataConfig::Text(t) => format!("{}-{}", cfg.preset, t.paths.first().map(|p| stem(p)).unwrap_or_default()),
-    };
-    let out = a.out.clone().unwrap_or_else(|| fresh_dir(&name));
-    if !shiftlm::checkpoint::list(&out).is_empty() {
-        anyhow::bail!(
-            "{}: already holds checkpoints; use --resume {0} or choose another --out (nothing was overwritten)",
-            out.display()
-        );
-    }
-    std::fs::create_dir_all(&out).with_context(|| format!("creating run folder {}", out.display()))?;
-    Ok(Trainer::new(cfg, data, tok, Some(out))?)
+    let out = a.out.clone().unwrap_or_else(|| api::train::fresh_dir(&api::train::run_name(&cfg)));
+    Ok(TrainJob { config: cfg, out, show: a.show })
 }
 
 /// Applies --layers, --hidden, --emb, --heads, --context, --cell,
@@ -298,7 +251,8 @@ fn apply_model_flags(model: &mut ModelConfig, a: &TrainArgs) -> anyhow::Result<(
     Ok(())
 }
 
-fn resumed_trainer(a: &TrainArgs, run: &Path) -> anyhow::Result<Trainer> {
+/// Refuses flags that would change a resumed run.
+fn check_resume_flags(a: &TrainArgs) -> anyhow::Result<()> {
     let overrides = [
         a.batch_size.is_some(),
         a.grad_accum.is_some(),
@@ -338,105 +292,67 @@ fn resumed_trainer(a: &TrainArgs, run: &Path) -> anyhow::Result<Trainer> {
             "--resume continues a run with its saved config; only --steps may change (drop the other options)"
         );
     }
-    let mut t = Trainer::resume(run).with_context(|| format!("resuming {}", run.display()))?;
-    if let Some(steps) = a.steps {
-        if steps < t.state.step {
-            anyhow::bail!("--steps {steps} is before the checkpoint's step {}", t.state.step);
-        }
-        t.cfg.train.steps = steps;
-    }
-    eprintln!("resuming {} at step {} of {}", run.display(), t.state.step, t.cfg.train.steps);
-    Ok(t)
+    Ok(())
 }
 
 pub fn run(a: TrainArgs) -> anyhow::Result<()> {
     let mut trainer = match &a.resume {
-        Some(run) => resumed_trainer(&a, run)?,
-        None => new_trainer(&a)?,
+        Some(run) => {
+            check_resume_flags(&a)?;
+            api::train::prepare_resume(run, a.steps).with_context(|| format!("resuming {}", run.display()))?
+        }
+        None => {
+            let job = job(&a)?;
+            api::train::prepare(&job).context("preparing the run")?
+        }
     };
-    let out = trainer.run_dir().expect("the CLI always has a run folder").to_path_buf();
-    eprintln!(
-        "training {} parameters on {}, {} steps of {}×{} → {}",
-        trainer.store.num_params(),
-        trainer.data.describe(),
-        trainer.cfg.train.steps,
-        trainer.cfg.train.grad_accum,
-        trainer.cfg.train.batch_size,
-        out.display()
-    );
-    let mut progress = Progress::new(trainer.cfg.train.steps, trainer.state.step);
-    let mut jsonl = JsonlSink::open(&out.join("metrics.jsonl"), trainer.state.step)?;
-    let mut tb = TensorBoardSink::create(&out.join("tb"))?;
-    let outcome = {
-        let mut sinks = Tee(vec![&mut progress, &mut jsonl, &mut tb]);
-        let r = trainer.run(&mut sinks);
-        sinks.flush().and(r)
-    };
+    let mut progress = Progress::default();
+    let report = api::train::run(&mut trainer, None, a.show, &mut progress);
     progress.finish();
-    let outcome = outcome.with_context(|| format!("training {}", out.display()))?;
-    let final_dir = shiftlm::checkpoint::checkpoint_dir(&out, outcome.steps);
+    let r = report.context("training")?;
+    let o = &r.outcome;
     eprintln!(
         "trained to step {} in {:.1}s ({:.0} tokens/s){}; checkpoints in {}",
-        outcome.steps,
-        outcome.elapsed_s,
-        outcome.tokens_per_s,
-        if outcome.stopped_early { ", stopped early" } else { "" },
-        out.display()
+        o.steps,
+        o.elapsed_s,
+        o.tokens_per_s,
+        if o.stopped_early { ", stopped early" } else { "" },
+        r.run.display()
     );
-    if let Some(b) = &outcome.best {
+    if let Some(b) = &o.best {
         eprintln!(
             "best validation loss {:.4} at step {} ({})",
             b.valid_loss,
             b.step,
-            shiftlm::checkpoint::checkpoint_dir(&out, b.step).display()
+            shiftlm::checkpoint::checkpoint_dir(&r.run, b.step).display()
         );
     }
-
-    let dev = trainer.store.device().clone();
-    let extra = serde_json::json!({
-        "steps": outcome.steps,
-        "train_loss": outcome.final_loss,
-        "tokens_per_s": outcome.tokens_per_s,
-        "elapsed_s": outcome.elapsed_s,
-        "checkpoint": final_dir,
-        "run": out,
-        "best_step": outcome.best.as_ref().map(|b| b.step),
-        "stopped_early": outcome.stopped_early,
-        "skipped_batches": outcome.skipped_batches,
-    });
-    let line = match (trainer.model.encoder_decoder(), trainer.data.pairs()) {
-        _ if trainer.model.forecaster().is_some() => {
-            let (model, shiftlm::data::Dataset::Series(s)) =
-                (trainer.model.forecaster().expect("checked"), &trainer.data)
-            else {
-                anyhow::bail!("a forecaster without a series")
-            };
-            let report = shiftlm::eval::forecast::evaluate(model, s, &s.test, &dev)?;
-            super::report::print_forecast(&report, "test split");
-            super::report::json_value(&report, extra)
+    match &r.evaluation {
+        Evaluation::Forecast(report) => report::print_forecast(report, "test split"),
+        Evaluation::Pairs { report, examples } => {
+            report::print_metrics(report);
+            report::print_examples(examples);
         }
-        (Some(_), Some(pairs)) => {
-            let opts = DecodeOptions { strategy: Strategy::Greedy, max_len: 2 * trainer.cfg.max_target_len + 2 };
-            let (report, outputs) = shiftlm::eval::evaluate(&trainer.model, &pairs.valid, 256, &opts, &dev)?;
-            print_metrics(&report);
-            print_examples(&trainer.tokenizer, &pairs.valid, &outputs, a.show);
-            json_line(&report, extra)
-        }
-        _ => {
-            let stats = shiftlm::eval::teacher_forced(&trainer.model, trainer.valid_batches().into_iter(), &dev)?;
-            let report = super::report::causal_report(&stats);
-            super::report::print_causal(&report);
-            if a.show > 0 {
-                let prompt = vec![trainer.cfg.model_eos()];
-                let o = SampleOptions { max_new_tokens: 40 * a.show, seed: 1, ..Default::default() };
-                let ids = shiftlm::decode::causal::generate(&trainer.model, &prompt, &o, &dev, |_| Ok(()))?;
-                println!("sample (temperature 0.8, seed 1):\n{}", trainer.tokenizer.decode(&ids));
+        Evaluation::Causal { report, sample } => {
+            report::print_causal(report);
+            if let Some(text) = sample {
+                println!("sample (temperature 0.8, seed 1):\n{text}");
             }
-            super::report::json_value(&report, extra)
         }
-    };
+    }
     if a.json {
-        println!("{line}");
+        let extra = serde_json::json!({
+            "steps": o.steps,
+            "train_loss": o.final_loss,
+            "tokens_per_s": o.tokens_per_s,
+            "elapsed_s": o.elapsed_s,
+            "checkpoint": r.checkpoint,
+            "run": r.run,
+            "best_step": o.best.as_ref().map(|b| b.step),
+            "stopped_early": o.stopped_early,
+            "skipped_batches": o.skipped_batches,
+        });
+        println!("{}", report::json_value(&r.evaluation, extra));
     }
     Ok(())
 }

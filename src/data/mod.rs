@@ -2,14 +2,17 @@
 //! `pairs`), the shift core turns targets into decoder inputs and labels
 //! (`shift`), and the loader cuts seeded, padded batches (`loader`).
 
+pub mod config;
 pub mod loader;
 pub mod pairs;
+pub mod season;
 pub mod series;
 pub mod shift;
 pub mod tasks;
 pub mod text;
 pub mod tokenizer;
 
+pub use config::{DataConfig, TokenizerKind};
 pub use loader::Loader;
 pub use shift::{Batch, Seq2SeqBatch};
 pub use tokenizer::Tokenizer;
@@ -79,8 +82,7 @@ pub fn read_utf8(path: &Path) -> Result<String> {
 /// Loads the data a config names: generates a task, or reads and splits a
 /// file. A tokenizer is built from the training split unless one is given
 /// (evaluating or resuming a checkpoint reuses the checkpoint's).
-pub fn load(cfg: &crate::config::DataConfig, seed: u64, tokenizer: Option<&Tokenizer>) -> Result<(Dataset, Tokenizer)> {
-    use crate::config::{DataConfig, TokenizerKind};
+pub fn load(cfg: &DataConfig, seed: u64, tokenizer: Option<&Tokenizer>) -> Result<(Dataset, Tokenizer)> {
     match cfg {
         DataConfig::Task(spec) => {
             let tok = tokenizer.cloned().unwrap_or_else(|| spec.tokenizer());

@@ -260,7 +260,7 @@ impl SeriesData {
             .collect();
         let season = cfg.season.unwrap_or_else(|| {
             let x = &series.columns[0][train.clone()];
-            crate::eval::forecast::infer_season(x, (x.len() / 3).min(500))
+            super::season::infer_season(x, (x.len() / 3).min(500))
         });
         Ok(Self { series, n_targets, scaled, scaler, train, valid, test, season })
     }
@@ -595,6 +595,6 @@ mod tests {
         assert_eq!(synthetic(50, 1), synthetic(50, 1));
         assert_ne!(synthetic(50, 1), synthetic(50, 2));
         let x = synthetic(24 * 200, 3);
-        assert_eq!(crate::eval::forecast::infer_season(&x, 200), 24);
+        assert_eq!(crate::data::season::infer_season(&x, 200), 24);
     }
 }

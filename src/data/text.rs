@@ -14,7 +14,7 @@ pub struct TextConfig {
     /// Text files, e.g. ["input.txt"].
     pub paths: Vec<PathBuf>,
     /// `char`, `byte` or `bpe`.
-    pub tokenizer: crate::config::TokenizerKind,
+    pub tokenizer: super::TokenizerKind,
     /// Vocabulary size for `bpe`, e.g. 4096.
     pub bpe_vocab_size: usize,
     /// An existing `tokenizer.json` to use instead of building one.
@@ -36,9 +36,9 @@ pub fn load(cfg: &TextConfig, tokenizer: Option<&Tokenizer>) -> Result<(Dataset,
         (Some(t), _) => t.clone(),
         (None, Some(f)) => Tokenizer::load(f)?,
         (None, None) => match cfg.tokenizer {
-            crate::config::TokenizerKind::Char => Tokenizer::char_from_texts(texts.iter().map(|t| t.as_str())),
-            crate::config::TokenizerKind::Byte => Tokenizer::Byte,
-            crate::config::TokenizerKind::Bpe => Tokenizer::train_bpe(&texts, cfg.bpe_vocab_size)?,
+            super::TokenizerKind::Char => Tokenizer::char_from_texts(texts.iter().map(|t| t.as_str())),
+            super::TokenizerKind::Byte => Tokenizer::Byte,
+            super::TokenizerKind::Bpe => Tokenizer::train_bpe(&texts, cfg.bpe_vocab_size)?,
         },
     };
     let eot = cfg.eot_id.or_else(|| tok.token_id("</s>")).or_else(|| tok.token_id("<|endoftext|>"));

@@ -304,7 +304,7 @@ impl Tokenizer {
 
     /// Writes `tokenizer.json`.
     pub fn save(&self, path: &Path) -> Result<()> {
-        crate::checkpoint::write_atomic(path, self.to_json_bytes().as_slice())
+        crate::io::write_atomic(path, self.to_json_bytes().as_slice())
     }
 
     pub fn to_json_bytes(&self) -> Vec<u8> {
@@ -313,8 +313,14 @@ impl Tokenizer {
 
     /// Reads any `tokenizer.json`.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        Self::from_json_str(&text, path)
+        Self::from_json_bytes(&crate::io::read(path)?, path)
+    }
+
+    /// Reads a `tokenizer.json` already in memory; errors name `path`.
+    pub fn from_json_bytes(bytes: &[u8], path: &Path) -> Result<Self> {
+        let text = std::str::from_utf8(bytes)
+            .map_err(|e| Error::Checkpoint { path: path.to_path_buf(), msg: format!("not valid UTF-8: {e}") })?;
+        Self::from_json_str(text, path)
     }
 }
 

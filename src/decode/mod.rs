@@ -5,14 +5,9 @@
 
 pub mod causal;
 
-use crate::data::shift::Seq2SeqBatch;
 use crate::data::tokenizer::{BOS, EOS, PAD};
-use crate::data::Pair;
 use crate::error::Result;
-use crate::model::seq2seq::Encoded;
-use crate::model::transformer::TransformerState;
-use crate::model::{Seq2Seq, TransformerSeq2Seq};
-use crate::nn::rnn::RnnState;
+pub use crate::model::{DecState, EncDec};
 use crate::rng::Rng;
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
@@ -36,65 +31,6 @@ pub struct DecodeOptions {
     pub strategy: Strategy,
     /// Most tokens to emit (EOS excluded), e.g. 2 × the longest training target.
     pub max_len: usize,
-}
-
-/// An encoder–decoder of either kind.
-#[derive(Debug, Clone, Copy)]
-pub enum EncDec<'a> {
-    Rnn(&'a Seq2Seq),
-    Transformer(&'a TransformerSeq2Seq),
-}
-
-/// What the decoder carries from step to step, one row per hypothesis.
-#[derive(Debug, Clone)]
-pub enum DecState {
-    Rnn { enc: Encoded, states: Vec<RnnState> },
-    Transformer(TransformerState),
-}
-
-impl DecState {
-    /// Rows `idx` of the state (beam search reorders and copies hypotheses).
-    pub fn select(&self, idx: &Tensor) -> Result<Self> {
-        Ok(match self {
-            DecState::Rnn { enc, states } => DecState::Rnn {
-                enc: enc.select(idx)?,
-                states: states.iter().map(|s| s.select(idx)).collect::<candle_core::Result<_>>()?,
-            },
-            DecState::Transformer(s) => DecState::Transformer(s.select(idx)?),
-        })
-    }
-}
-
-impl EncDec<'_> {
-    /// Encodes a batch of sources.
-    pub fn start(&self, sources: &[&[u32]], dev: &Device) -> Result<DecState> {
-        let pairs: Vec<Pair> = sources.iter().map(|s| Pair { source: s.to_vec(), target: vec![] }).collect();
-        let refs: Vec<&Pair> = pairs.iter().collect();
-        let t = Seq2SeqBatch::new(&refs, PAD, BOS, EOS).tensors(dev)?;
-        let mask = t.src_has_pad.then_some(&t.src_mask);
-        Ok(match self {
-            EncDec::Rnn(m) => {
-                let enc = m.encode(&t.src, mask, None)?;
-                DecState::Rnn { states: enc.states.clone(), enc }
-            }
-            EncDec::Transformer(m) => DecState::Transformer(m.start(&t.src, mask, None)?),
-        })
-    }
-
-    /// Feeds one token per row and returns each row's next-token logits.
-    pub fn step(&self, tokens: &[u32], state: &mut DecState, dev: &Device) -> Result<Vec<Vec<f32>>> {
-        let inp = Tensor::from_slice(tokens, (tokens.len(), 1), dev)?;
-        let logits = match (self, state) {
-            (EncDec::Rnn(m), DecState::Rnn { enc, states }) => {
-                let (logits, next) = m.decode(enc, &inp, states, None)?;
-                *states = next;
-                logits
-            }
-            (EncDec::Transformer(m), DecState::Transformer(s)) => m.decode(&inp, s, None)?,
-            _ => unreachable!("a state always comes from its own model"),
-        };
-        Ok(logits.squeeze(1)?.to_vec2::<f32>()?)
-    }
 }
 
 /// Decodes each source; outputs are ids without the final EOS.

@@ -111,6 +111,32 @@ pub struct EvalReport {
     pub tokens: usize,
 }
 
+/// Teacher-forced metrics of a language model, as `eval` reports them.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CausalReport {
+    pub loss: f64,
+    pub perplexity: f64,
+    pub token_accuracy: f64,
+    pub macro_f1: f64,
+    /// Whole-sequence match has no meaning for free text.
+    pub exact_match: Option<f64>,
+    pub tokens: usize,
+}
+
+impl CausalReport {
+    /// The report of teacher-forced statistics.
+    pub fn new(st: &TeacherForcedStats) -> Self {
+        Self {
+            loss: st.loss(),
+            perplexity: st.loss().exp(),
+            token_accuracy: st.accuracy(),
+            macro_f1: st.macro_f1(),
+            exact_match: None,
+            tokens: st.tokens,
+        }
+    }
+}
+
 /// Full evaluation of `pairs`: teacher forced, then decoded with `opts`.
 /// Returns the report and the decoded outputs (ids, EOS removed).
 pub fn evaluate(

@@ -3,12 +3,14 @@
 //! [`ModelConfig`] and [`Model`] put every family behind one interface for
 //! the trainer, the checkpoint code and the decoders.
 
+pub mod encdec;
 pub mod forecaster;
 pub mod gpt2;
 pub mod llama;
 pub mod seq2seq;
 pub mod transformer;
 
+pub use encdec::{DecState, EncDec};
 pub use forecaster::{Forecaster, ForecasterConfig, ForecasterKind};
 pub use gpt2::{Gpt2, Gpt2Config, GptActivation};
 pub use llama::{Llama, LlamaConfig};
@@ -182,10 +184,10 @@ impl Model {
     }
 
     /// Either encoder–decoder, for the decoders.
-    pub fn encoder_decoder(&self) -> Option<crate::decode::EncDec<'_>> {
+    pub fn encoder_decoder(&self) -> Option<EncDec<'_>> {
         match self {
-            Model::Seq2seq(m) => Some(crate::decode::EncDec::Rnn(m)),
-            Model::Transformer(m) => Some(crate::decode::EncDec::Transformer(m)),
+            Model::Seq2seq(m) => Some(EncDec::Rnn(m)),
+            Model::Transformer(m) => Some(EncDec::Transformer(m)),
             _ => None,
         }
     }

@@ -35,14 +35,7 @@ impl KvCache {
     }
 }
 
-/// The additive causal mask for `t` new queries after `offset` cached
-/// positions: (T, offset+T), 0 where query i may see key j (j ≤ offset+i).
-pub fn causal_mask(t: usize, offset: usize, dev: &candle_core::Device) -> Result<Tensor> {
-    let s = offset + t;
-    let m: Vec<f32> =
-        (0..t).flat_map(|i| (0..s).map(move |j| if j <= offset + i { 0.0 } else { f32::NEG_INFINITY })).collect();
-    Tensor::from_vec(m, (t, s), dev)
-}
+pub use crate::ops::reference::causal_mask;
 
 /// softmax(q kᵀ / √D + mask) v with the causal mask for queries after
 /// `offset` cached positions. See [`attend_with_bias`].
@@ -91,4 +84,35 @@ pub fn attend_with_bias(q: &Tensor, k: &Tensor, v: &Tensor, bias: Option<&Tensor
 pub fn split_heads(x: &Tensor, n_head: usize) -> Result<Tensor> {
     let (b, t, c) = x.dims3()?;
     x.reshape((b, t, n_head, c / n_head))?.transpose(1, 2)
+}
+
+/// Causal multi-head self-attention of packed `qkv` (B, T, 3C) from split
+/// heads and [`attend`]: the reference for the fused
+/// [`crate::ops::attention::causal_self_attention`].
+pub fn causal_self_attention_composite(qkv: &Tensor, n_head: usize) -> Result<Tensor> {
+    let c = qkv.dim(2)? / 3;
+    let q = split_heads(&qkv.narrow(2, 0, c)?, n_head)?;
+    let k = split_heads(&qkv.narrow(2, c, c)?, n_head)?;
+    let v = split_heads(&qkv.narrow(2, 2 * c, c)?, n_head)?;
+    attend(&q, &k, &v, 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::attention::causal_self_attention;
+    use crate::ops::gradcheck::{parity, randn};
+
+    #[test]
+    fn fused_causal_attention_matches_the_composite() {
+        for (seed, dims, n_head, tol) in
+            [(1, [2, 5, 3 * 6], 2, 2e-6), (2, [3, 17, 3 * 16], 4, 5e-6), (3, [2, 150, 3 * 8], 2, 5e-6)]
+        {
+            // The last case is longer than one query block (QB = 64), the last block partial.
+            let inputs = [randn(seed, &dims)];
+            let f = |x: &[Tensor]| causal_self_attention(&x[0], n_head);
+            let c = |x: &[Tensor]| causal_self_attention_composite(&x[0], n_head);
+            parity("causal_attention", f, c, &inputs, &[0], tol);
+        }
+    }
 }

@@ -98,7 +98,7 @@ impl ParamStore {
 
     /// Writes every tensor to a safetensors file.
     pub fn save(&self, path: &Path) -> Result<()> {
-        crate::checkpoint::write_atomic(path, &self.to_bytes()?)
+        crate::io::write_atomic(path, &self.to_bytes()?)
     }
 
     /// Whether every value is finite (a checkpoint is never written otherwise).
@@ -128,19 +128,26 @@ impl ParamStore {
     /// [`ParamStore::load_except`] from several files together (the shards
     /// of a `transformers` folder). Errors name the first file.
     pub fn load_files_except(&self, paths: &[std::path::PathBuf], ignorable: impl Fn(&str) -> bool) -> Result<()> {
+        let files = paths.iter().map(|p| Ok((p.clone(), crate::io::read(p)?))).collect::<Result<Vec<_>>>()?;
+        let refs: Vec<(&Path, &[u8])> = files.iter().map(|(p, b)| (p.as_path(), b.as_slice())).collect();
+        self.load_bytes_except(&refs, ignorable)
+    }
+
+    /// [`ParamStore::load_files_except`] from bytes already read (each with
+    /// the path its errors name).
+    pub fn load_bytes_except(&self, files: &[(&Path, &[u8])], ignorable: impl Fn(&str) -> bool) -> Result<()> {
         let mut tensors = RawTensors::new();
-        for path in paths {
-            let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-            for (name, t) in read_safetensors(&bytes, path)? {
+        for (path, bytes) in files {
+            for (name, t) in read_safetensors(bytes, path)? {
                 if tensors.insert(name.clone(), t).is_some() {
                     return Err(Error::Checkpoint {
-                        path: path.clone(),
+                        path: path.to_path_buf(),
                         msg: format!("tensor '{name}' is in two shards"),
                     });
                 }
             }
         }
-        let path = paths.first().map(|p| p.as_path()).unwrap_or(Path::new("<no files>"));
+        let path = files.first().map(|(p, _)| *p).unwrap_or(Path::new("<no files>"));
         tensors.retain(|name, _| !ignorable(name) || self.get(name).is_some());
         let vars: Vec<(String, Tensor)> = self.vars().into_iter().map(|(k, v)| (k, v.as_tensor().clone())).collect();
         for (name, t) in assign_strict(&vars, &tensors, path)? {

@@ -2,28 +2,14 @@
 //! fused `candle_nn::ops::softmax_last_dim` has no backward pass). The row
 //! maximum is detached: it only keeps `exp` in range and its gradient is zero.
 
-use candle_core::{Result, Tensor, D};
+use candle_core::{Result, Tensor};
 
 /// Softmax over the last dimension (the fused op, [`crate::ops::softmax`]).
 pub fn softmax(xs: &Tensor) -> Result<Tensor> {
     crate::ops::softmax::softmax(xs)
 }
 
-/// Softmax over the last dimension from composite candle ops (the reference
-/// for the fused op's parity test).
-pub fn softmax_composite(xs: &Tensor) -> Result<Tensor> {
-    let max = xs.max_keepdim(D::Minus1)?.detach();
-    let e = xs.broadcast_sub(&max)?.exp()?;
-    e.broadcast_div(&e.sum_keepdim(D::Minus1)?)
-}
-
-/// Log-softmax over the last dimension.
-pub fn log_softmax(xs: &Tensor) -> Result<Tensor> {
-    let max = xs.max_keepdim(D::Minus1)?.detach();
-    let shifted = xs.broadcast_sub(&max)?;
-    let lse = shifted.exp()?.sum_keepdim(D::Minus1)?.log()?;
-    shifted.broadcast_sub(&lse)
-}
+pub use crate::ops::reference::{log_softmax, softmax_composite};
 
 #[cfg(test)]
 mod tests {

@@ -91,7 +91,7 @@ pub fn cross_entropy(logits: &Tensor, labels: &Tensor) -> Result<Tensor> {
 
 /// The composite version that [`cross_entropy`] replaces (the reference).
 pub fn cross_entropy_composite(logits: &Tensor, labels: &Tensor) -> Result<Tensor> {
-    crate::nn::softmax::log_softmax(logits)?.gather(&labels.unsqueeze(1)?, 1)?.squeeze(1)?.neg()
+    super::reference::log_softmax(logits)?.gather(&labels.unsqueeze(1)?, 1)?.squeeze(1)?.neg()
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@ pub mod gru;
 pub mod linear;
 pub mod lstm;
 pub mod norm;
+pub mod reference;
 pub mod sgemm;
 pub mod softmax;
 pub mod swiglu;

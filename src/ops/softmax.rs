@@ -100,7 +100,7 @@ mod tests {
     fn softmax_gradients_and_parity() {
         let inputs = [randn(1, &[2, 3, 5, 7])];
         check("softmax", |t| softmax(&t[0]), &inputs, &[0]);
-        let composite = |t: &[Tensor]| crate::nn::softmax::softmax_composite(&t[0]);
+        let composite = |t: &[Tensor]| crate::ops::reference::softmax_composite(&t[0]);
         parity("softmax", |t| softmax(&t[0]), composite, &inputs, &[0], 1e-6);
     }
 
@@ -112,9 +112,9 @@ mod tests {
             let scale = 0.37;
             let f = |x: &[Tensor]| causal_softmax(&x[0], scale, offset);
             check("causal_softmax", f, &inputs, &[0]);
-            let mask = crate::nn::causal_attention::causal_mask(t, offset, &candle_core::Device::Cpu).unwrap();
+            let mask = crate::ops::reference::causal_mask(t, offset, &candle_core::Device::Cpu).unwrap();
             let composite =
-                |x: &[Tensor]| crate::nn::softmax::softmax_composite(&(&x[0] * scale)?.broadcast_add(&mask)?);
+                |x: &[Tensor]| crate::ops::reference::softmax_composite(&(&x[0] * scale)?.broadcast_add(&mask)?);
             parity("causal_softmax", f, composite, &inputs, &[0], 1e-6);
             let y = f(&inputs).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
             for (r, row) in y.chunks(s).enumerate() {

@@ -35,8 +35,29 @@ pub struct EvalRecord {
     pub valid_token_accuracy: Option<f64>,
 }
 
+/// What a run is about to do, reported once before its first step.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunStart {
+    /// Every parameter of the model.
+    pub params: usize,
+    /// The parameters that train (fewer when some are frozen or LoRA is on).
+    pub trainable: usize,
+    /// A one-line summary of the data, e.g. "20000 pairs (500 held out)".
+    pub data: String,
+    /// The step the run starts from (0 unless resumed).
+    pub step: usize,
+    pub steps: usize,
+    pub grad_accum: usize,
+    pub batch_size: usize,
+    /// The run folder.
+    pub run: PathBuf,
+    /// The model a fine-tune starts from.
+    pub from: Option<PathBuf>,
+}
+
 /// Receives training events. Every method has a no-op default.
 pub trait MetricsSink {
+    fn on_start(&mut self, _r: &RunStart) {}
     fn on_step(&mut self, _m: &StepMetrics) {}
     fn on_eval(&mut self, _e: &EvalRecord) {}
     fn on_checkpoint(&mut self, _step: usize, _dir: &Path) {}
@@ -50,6 +71,9 @@ pub trait MetricsSink {
 pub struct Tee<'a>(pub Vec<&'a mut dyn MetricsSink>);
 
 impl MetricsSink for Tee<'_> {
+    fn on_start(&mut self, r: &RunStart) {
+        self.0.iter_mut().for_each(|s| s.on_start(r));
+    }
     fn on_step(&mut self, m: &StepMetrics) {
         self.0.iter_mut().for_each(|s| s.on_step(m));
     }
@@ -126,7 +150,7 @@ impl JsonlSink {
             if !text.is_empty() {
                 text.push('\n');
             }
-            crate::checkpoint::write_atomic(path, text.as_bytes())?;
+            crate::io::write_atomic(path, text.as_bytes())?;
         }
         let f = std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(|e| Error::io(path, e))?;
         Ok(Self { file: std::io::BufWriter::new(f), path: path.to_path_buf(), error: None })

@@ -5,155 +5,27 @@
 //! eval → checkpoint. The library never prints: it reports to a
 //! [`MetricsSink`].
 
-pub mod faults;
 pub mod metrics;
-pub mod optim;
-pub mod schedule;
 pub mod tensorboard;
 
 use crate::checkpoint::{self, OPTIMIZER, TRAINER_STATE};
-use crate::config::RunConfig;
+pub use crate::config::{Freeze, NonFinitePolicy, RunConfig, TrainConfig};
 use crate::data::loader::{batches, windows, ForecastLoader, Loader, LoaderState, PairLoader, WindowLoader};
 use crate::data::shift::{Batch, BatchTensors};
 use crate::data::{Dataset, Tokenizer};
 use crate::error::{Error, Result};
 use crate::eval::teacher_forced;
+use crate::faults;
 use crate::model::Model;
 use crate::nn::ParamStore;
+pub use crate::optim::{Optimizer, OptimizerConfig, OptimizerKind, Schedule, ScheduleKind};
 use crate::rng::Rng;
 use candle_core::backprop::GradStore;
 use candle_core::{Device, Var};
-pub use metrics::{EvalRecord, LossHistory, MetricsSink, StepMetrics};
-pub use optim::{Optimizer, OptimizerConfig, OptimizerKind};
-pub use schedule::{Schedule, ScheduleKind};
+pub use metrics::{EvalRecord, LossHistory, MetricsSink, RunStart, StepMetrics};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-
-/// What to do when a loss or gradient is NaN or infinite.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum NonFinitePolicy {
-    /// Stop with an error naming the step (no checkpoint is written).
-    Stop,
-    /// Skip the update, count it, and go on.
-    Skip,
-}
-
-/// How to train. Saved in every checkpoint's `config.json`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TrainConfig {
-    /// Optimizer steps, e.g. 2000.
-    pub steps: usize,
-    /// Examples per micro-batch, e.g. 64.
-    pub batch_size: usize,
-    /// Micro-batches per optimizer step; the loss is averaged over all their
-    /// supervised tokens together, e.g. 1.
-    pub grad_accum: usize,
-    /// Seed for initialisation, data order and dropout, e.g. 1337.
-    pub seed: u64,
-    /// Optimizer and its hyper-parameters.
-    pub optimizer: OptimizerConfig,
-    /// Learning-rate schedule.
-    pub schedule: Schedule,
-    /// Clip the global gradient norm to this; 0 turns clipping off, e.g. 1.0.
-    pub grad_clip: f32,
-    /// Evaluate on the validation split every N steps (and always at the end), e.g. 250.
-    pub eval_every: usize,
-    /// Most validation batches per evaluation of text data (0: all), e.g. 200.
-    pub eval_batches: usize,
-    /// Write a checkpoint every N steps (and at the end, and at each new best), e.g. 500.
-    pub save_every: usize,
-    /// Checkpoints kept besides the best, newest first, e.g. 3.
-    pub keep_last: usize,
-    /// Stop after this many evaluations without a better validation loss (0: never), e.g. 5.
-    pub patience: usize,
-    /// `stop` or `skip` on a NaN/infinite loss or gradient.
-    pub on_nonfinite: NonFinitePolicy,
-    /// Parameters that do not train (fine-tuning); nothing by default.
-    #[serde(default, skip_serializing_if = "Freeze::is_none")]
-    pub freeze: Freeze,
-}
-
-/// What a fine-tune leaves frozen: no gradient, no optimizer state.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Freeze {
-    /// Token (and learned position) embeddings.
-    #[serde(default)]
-    pub embeddings: bool,
-    /// The first N blocks (GPT-2, Llama).
-    #[serde(default)]
-    pub blocks: usize,
-    /// Everything but the head: the final norm and the output projection
-    /// (for a tied GPT-2/Llama head, the token embedding that serves as it).
-    #[serde(default)]
-    pub all_but_head: bool,
-}
-
-impl Freeze {
-    pub fn is_none(&self) -> bool {
-        *self == Freeze::default()
-    }
-
-    /// Whether parameter `name` of `model` is frozen.
-    pub fn freezes(&self, model: &crate::model::ModelConfig, name: &str) -> bool {
-        use crate::model::ModelConfig;
-        let embedding =
-            name.contains("embed") || name.contains(".wte.") || name.contains(".wpe.") || name.starts_with("shared.");
-        let block = |i: usize| match model {
-            ModelConfig::Gpt2(_) => name.starts_with(&format!("transformer.h.{i}.")),
-            ModelConfig::Llama(_) => name.starts_with(&format!("model.layers.{i}.")),
-            _ => false,
-        };
-        let head = match model {
-            ModelConfig::Gpt2(_) => name.starts_with("transformer.ln_f.") || name == "transformer.wte.weight",
-            ModelConfig::Llama(c) => {
-                name == "model.norm.weight"
-                    || name == "lm_head.weight"
-                    || (c.tie_word_embeddings && name == "model.embed_tokens.weight")
-            }
-            _ => name.contains(".out.") || name.starts_with("out."),
-        };
-        (self.all_but_head && !head) || (self.embeddings && embedding) || (0..self.blocks).any(block)
-    }
-
-    pub fn validate(&self, model: &crate::model::ModelConfig) -> Result<()> {
-        let n_blocks = match model {
-            crate::model::ModelConfig::Gpt2(c) => c.n_layer,
-            crate::model::ModelConfig::Llama(c) => c.num_hidden_layers,
-            _ if self.blocks > 0 => {
-                return Err(Error::config("train.freeze.blocks", "applies to GPT-2 and Llama models"))
-            }
-            _ => 0,
-        };
-        if self.blocks > n_blocks {
-            return Err(Error::config(
-                "train.freeze.blocks",
-                format!("{} but the model has {n_blocks} blocks", self.blocks),
-            ));
-        }
-        Ok(())
-    }
-}
-
-impl TrainConfig {
-    pub fn validate(&self) -> Result<()> {
-        for (field, v) in
-            [("train.steps", self.steps), ("train.batch_size", self.batch_size), ("train.grad_accum", self.grad_accum)]
-        {
-            if v == 0 {
-                return Err(Error::config(field, "must be at least 1"));
-            }
-        }
-        if !(self.grad_clip >= 0.0 && self.grad_clip.is_finite()) {
-            return Err(Error::config("train.grad_clip", "must be finite and >= 0"));
-        }
-        self.optimizer.validate()?;
-        self.schedule.validate(self.steps)
-    }
-}
 
 /// Everything about a run's progress that is not a tensor. Saved as
 /// `trainer_state.json`.
@@ -216,7 +88,7 @@ fn fingerprint(data: &Dataset) -> String {
         }
         Dataset::Series(s) => s.scaled.iter().for_each(|c| put(&c.iter().map(|v| v.to_bits()).collect::<Vec<_>>())),
     }
-    checkpoint::sha256_hex(&bytes)
+    crate::io::sha256_hex(&bytes)
 }
 
 impl Trainer {
@@ -310,31 +182,29 @@ impl Trainer {
         Ok(Self { cfg, model, store, tokenizer, data, state, opt, loader, vars, run_dir, last_saved: None })
     }
 
-    /// Continues `run` from its newest complete checkpoint, exactly.
+    /// Continues `run` from its newest complete checkpoint, exactly. Each
+    /// file of the checkpoint is read and verified once.
     pub fn resume(run: &Path) -> Result<Self> {
-        let dir = checkpoint::newest_complete(run)?;
-        let manifest = checkpoint::verify(&dir)?;
-        let ck = checkpoint::load(&dir, &Device::Cpu)?;
-        let (data, tok) = crate::data::load(&ck.config.data, ck.config.train.seed, Some(&ck.tokenizer))?;
-        let mut t = Self::new(ck.config, data, tok, Some(run.to_path_buf()))?;
-        t.store.load(&dir.join(checkpoint::MODEL))?;
-        let state_path = dir.join(TRAINER_STATE);
-        if !manifest.files.contains_key(TRAINER_STATE) || !manifest.files.contains_key(OPTIMIZER) {
+        let files = checkpoint::newest_verified(run)?;
+        if !files.has(TRAINER_STATE) || !files.has(OPTIMIZER) {
             return Err(Error::Checkpoint {
-                path: dir,
+                path: files.dir.clone(),
                 msg: "holds a model only (no optimizer or trainer state): it cannot be resumed".into(),
             });
         }
-        let bytes = std::fs::read(&state_path).map_err(|e| Error::io(&state_path, e))?;
-        let state: TrainerState = serde_json::from_slice(&bytes).map_err(|e| Error::Checkpoint {
+        let (config, tokenizer) = checkpoint::config_and_tokenizer(&files)?;
+        let (data, tok) = crate::data::load(&config.data, config.train.seed, Some(&tokenizer))?;
+        let mut t = Self::new(config, data, tok, Some(run.to_path_buf()))?;
+        checkpoint::load_model_bytes(&files, &t.store, &t.cfg.model)?;
+        let state_path = files.path(TRAINER_STATE);
+        let state: TrainerState = serde_json::from_slice(files.get(TRAINER_STATE)?).map_err(|e| Error::Checkpoint {
             path: state_path.clone(),
             msg: format!("unreadable trainer state: {e}"),
         })?;
         if state.data_fingerprint != t.state.data_fingerprint {
             return Err(Error::Checkpoint { path: state_path, msg: "the training data changed since this checkpoint was written; resuming would not continue the same run".into() });
         }
-        let opath = dir.join(OPTIMIZER);
-        t.opt.load_state(&std::fs::read(&opath).map_err(|e| Error::io(&opath, e))?, &opath, state.optimizer_step)?;
+        t.opt.load_state(files.get(OPTIMIZER)?, &files.path(OPTIMIZER), state.optimizer_step)?;
         t.loader.set_state(state.loader.clone());
         t.last_saved = Some(state.step);
         t.state = state;

@@ -8,40 +8,14 @@ use crate::error::{Error, Result};
 use crate::model::seq2seq::AttentionKind;
 use crate::model::{Gpt2Config, LlamaConfig, ModelConfig, Seq2SeqConfig, TransformerConfig};
 use crate::nn::rnn::CellKind;
-use crate::train::{NonFinitePolicy, OptimizerConfig, OptimizerKind, Schedule, ScheduleKind, TrainConfig};
+use crate::optim::{OptimizerConfig, OptimizerKind, Schedule, ScheduleKind};
+
+pub mod train;
 use serde::{Deserialize, Serialize};
-use std::path::{Path, PathBuf};
+use std::path::Path;
+pub use train::{Freeze, NonFinitePolicy, TrainConfig};
 
-/// Which tokenizer to build for a data file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TokenizerKind {
-    /// One id per character seen in the data.
-    Char,
-    /// One id per byte (never an unknown token).
-    Byte,
-    /// Byte-level BPE trained on the data with the `tokenizers` crate.
-    Bpe,
-}
-
-/// Where the data comes from.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", deny_unknown_fields)]
-pub enum DataConfig {
-    /// A built-in synthetic task.
-    Task(TaskSpec),
-    /// A TSV or JSONL file of pairs.
-    File {
-        path: PathBuf,
-        tokenizer: TokenizerKind,
-        /// Fraction held out for validation, e.g. 0.1.
-        valid_fraction: f64,
-    },
-    /// Plain text files, for causal language models.
-    Text(TextConfig),
-    /// A numeric series (CSV or built-in), for forecasters.
-    Series(crate::data::series::SeriesConfig),
-}
+pub use crate::data::{DataConfig, TokenizerKind};
 
 /// Everything about a run. Saved as `config.json` in the run directory.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -1,0 +1,230 @@
+//! Evaluation jobs: a checkpoint scored on its own held-out data or on a
+//! file. Encoder–decoders are decoded free-running beside the
+//! teacher-forced metrics, language models are scored window by window,
+//! forecasters against the naive baselines.
+
+use crate::checkpoint::Loaded;
+use crate::config::DataConfig;
+use crate::data::loader::windows;
+use crate::data::series::{SeriesData, SeriesSpec};
+use crate::data::{Dataset, Pair, Tokenizer};
+use crate::decode::{DecodeOptions, Strategy};
+use crate::error::{Error, Result};
+use crate::eval::forecast::ForecastReport;
+use crate::eval::{CausalReport, EvalReport};
+use candle_core::Device;
+use serde::Serialize;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+/// What to evaluate, and how.
+#[derive(Debug, Clone)]
+pub struct EvalJob {
+    /// A run folder (its newest complete checkpoint) or one checkpoint folder.
+    pub checkpoint: PathBuf,
+    /// A file to score instead of the run's held-out split.
+    pub data: Option<PathBuf>,
+    /// Beam width for free-running decoding (1: greedy).
+    pub beam: usize,
+    /// Beam length penalty α.
+    pub length_penalty: f32,
+    /// Decoded examples to return (encoder–decoders).
+    pub show: usize,
+    /// Forecasters: the season of seasonal naive and MASE (default: the run's, or inferred).
+    pub season: Option<usize>,
+    /// Forecasters: which rows to score (default: the test split, or all of `data`).
+    pub split: Option<Split>,
+}
+
+impl EvalJob {
+    /// Greedy decoding of the run's own held-out data.
+    pub fn new(checkpoint: impl Into<PathBuf>) -> Self {
+        Self {
+            checkpoint: checkpoint.into(),
+            data: None,
+            beam: 1,
+            length_penalty: 0.6,
+            show: 0,
+            season: None,
+            split: None,
+        }
+    }
+}
+
+/// Rows of a series whose forecasts are scored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Split {
+    Test,
+    Valid,
+    All,
+}
+
+impl Split {
+    pub fn name(self) -> &'static str {
+        match self {
+            Split::Test => "test",
+            Split::Valid => "valid",
+            Split::All => "all",
+        }
+    }
+}
+
+/// A decoded example, as text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Example {
+    pub source: String,
+    pub target: String,
+    pub output: String,
+    /// Whether the output equals the target.
+    pub correct: bool,
+}
+
+/// What an evaluation found.
+#[derive(Debug, Clone)]
+pub enum EvalOutcome {
+    /// An encoder–decoder.
+    Pairs { report: EvalReport, examples: Vec<Example> },
+    /// A language model.
+    Causal(CausalReport),
+    /// A forecaster, on rows `rows` of the split named `split`.
+    Forecast { report: ForecastReport, split: Split, rows: Range<usize> },
+}
+
+/// The first `n` pairs with their decoded outputs, as text.
+pub fn decoded_examples(tok: &Tokenizer, pairs: &[Pair], outputs: &[Vec<u32>], n: usize) -> Vec<Example> {
+    pairs
+        .iter()
+        .zip(outputs)
+        .take(n)
+        .map(|(p, out)| Example {
+            source: tok.decode(&p.source),
+            target: tok.decode(&p.target),
+            output: tok.decode(out),
+            correct: *out == p.target,
+        })
+        .collect()
+}
+
+/// The series a forecaster checkpoint is evaluated or run on: its own data,
+/// or `file` read with the columns it was trained on, scaled with its scaler.
+pub fn checkpoint_series(ck: &Loaded, file: Option<&Path>, season: Option<usize>) -> Result<SeriesData> {
+    let (DataConfig::Series(d), Some(m)) = (&ck.config.data, ck.model.forecaster()) else {
+        return Err(Error::Checkpoint { path: ck.dir.clone(), msg: "not a forecaster checkpoint".into() });
+    };
+    let mut d = d.clone();
+    if let Some(path) = file {
+        let spec = d.csv.clone().unwrap_or(SeriesSpec {
+            path: path.to_path_buf(),
+            targets: vec!["value".into()],
+            covariates: Vec::new(),
+            timestamp: None,
+            fill: Default::default(),
+        });
+        d.csv = Some(SeriesSpec { path: path.to_path_buf(), ..spec });
+    } else if let Some(spec) = d.csv.as_ref().filter(|s| !s.path.exists()) {
+        return Err(Error::Checkpoint {
+            path: spec.path.clone(),
+            msg: "the training data file is gone; pass --data FILE.csv".into(),
+        });
+    }
+    d.season = season.or(d.season);
+    SeriesData::load(&d, ck.config.train.seed, m.config().scaler.as_ref())
+}
+
+/// An evaluation and the checkpoint it scored.
+#[derive(Debug, Clone)]
+pub struct Evaluated {
+    /// The checkpoint folder loaded (a run folder's newest complete one).
+    pub dir: PathBuf,
+    /// Its training step.
+    pub step: usize,
+    pub outcome: EvalOutcome,
+}
+
+/// Evaluates a checkpoint.
+pub fn evaluate(job: &EvalJob) -> Result<Evaluated> {
+    let ck = crate::checkpoint::load(&job.checkpoint, &Device::Cpu)?;
+    let outcome = evaluate_loaded(&ck, job)?;
+    Ok(Evaluated { dir: ck.dir, step: ck.step, outcome })
+}
+
+fn evaluate_loaded(ck: &Loaded, job: &EvalJob) -> Result<EvalOutcome> {
+    let dev = Device::Cpu;
+    if let Some(model) = ck.model.forecaster() {
+        let s = checkpoint_series(ck, job.data.as_deref(), job.season)?;
+        let split = job.split.unwrap_or(if job.data.is_some() { Split::All } else { Split::Test });
+        let rows = match split {
+            Split::Valid => s.valid.clone(),
+            Split::All => 0..s.series.len(),
+            Split::Test => s.test.clone(),
+        };
+        let report = crate::eval::forecast::evaluate(model, &s, &rows, &dev)?;
+        if report.windows == 0 {
+            return Err(Error::config(
+                "split",
+                format!(
+                    "the {} split has no window of context {} + horizon {}",
+                    split.name(),
+                    model.config().context,
+                    report.horizon
+                ),
+            ));
+        }
+        return Ok(EvalOutcome::Forecast { report, split, rows });
+    }
+    if job.season.is_some() || job.split.is_some() {
+        return Err(Error::config("season", "--season and --split apply to forecasters"));
+    }
+    if let Some(ctx) = ck.config.model.context() {
+        let tokens = match &job.data {
+            Some(path) => ck.tokenizer.encode(&crate::data::read_utf8(path)?),
+            None => match crate::data::load(&ck.config.data, ck.config.train.seed, Some(&ck.tokenizer))?.0 {
+                Dataset::Text { valid, .. } => valid,
+                Dataset::Pairs(_) | Dataset::Series(_) => {
+                    return Err(Error::config("data", "a language model checkpoint with paired data"))
+                }
+            },
+        };
+        if tokens.len() <= ctx {
+            return Err(Error::config(
+                "data",
+                format!("the evaluation text has {} tokens; it needs more than the context of {ctx}", tokens.len()),
+            ));
+        }
+        let batches = windows(&tokens, ck.config.train.batch_size, ctx, 0);
+        let stats = crate::eval::teacher_forced(&ck.model, batches.into_iter(), &dev)?;
+        return Ok(EvalOutcome::Causal(CausalReport::new(&stats)));
+    }
+    let pairs = match &job.data {
+        Some(path) => {
+            let raw = crate::data::pairs::read_pairs(path)?;
+            crate::data::pairs::encode(&ck.tokenizer, &raw, &[]).train
+        }
+        None => {
+            if let DataConfig::File { path, .. } = &ck.config.data {
+                // A file the run was trained on may have moved; say so clearly.
+                if !path.exists() {
+                    return Err(Error::Checkpoint {
+                        path: path.clone(),
+                        msg: "the training data file is gone; pass --data FILE".into(),
+                    });
+                }
+            }
+            match crate::data::load(&ck.config.data, ck.config.train.seed, Some(&ck.tokenizer))?.0 {
+                Dataset::Pairs(s) => s.valid,
+                Dataset::Text { .. } | Dataset::Series(_) => {
+                    return Err(Error::config("data", "an encoder–decoder checkpoint with text data"))
+                }
+            }
+        }
+    };
+    let strategy = if job.beam > 1 {
+        Strategy::Beam { width: job.beam, length_penalty: job.length_penalty }
+    } else {
+        Strategy::Greedy
+    };
+    let opts = DecodeOptions { strategy, max_len: 2 * ck.config.max_target_len + 2 };
+    let (report, outputs) = crate::eval::evaluate(&ck.model, &pairs, 256, &opts, &dev)?;
+    let examples = decoded_examples(&ck.tokenizer, &pairs, &outputs, job.show);
+    Ok(EvalOutcome::Pairs { report, examples })
+}

@@ -1,0 +1,165 @@
+//! Generation jobs: a language model continues a prompt, streaming its text
+//! as it comes; an encoder–decoder decodes each input (greedy, sampled or
+//! by beam search).
+
+use crate::checkpoint::Loaded;
+use crate::decode::causal::SampleOptions;
+use crate::decode::{decode_batch, DecodeOptions, Strategy};
+use crate::error::{Error, Result};
+use candle_core::Device;
+use serde::Serialize;
+use std::path::PathBuf;
+
+/// What to generate, and how.
+#[derive(Debug, Clone)]
+pub struct GenerateJob {
+    /// A run folder, a checkpoint folder or a `transformers` GPT-2/Llama folder.
+    pub checkpoint: PathBuf,
+    /// Language models: the text to continue (several are joined by newlines).
+    /// Encoder–decoders: the inputs to decode, one output each.
+    pub prompts: Vec<String>,
+    /// Most new tokens (language models).
+    pub max_new_tokens: usize,
+    /// Sampling temperature; 0 is greedy (default: 0.8 for language models,
+    /// 0 for encoder–decoders).
+    pub temperature: Option<f32>,
+    pub top_k: usize,
+    pub top_p: f32,
+    pub repetition_penalty: f32,
+    /// Texts that stop generation, each one token of the tokenizer (language
+    /// models; the end-of-text token always stops).
+    pub stop: Vec<String>,
+    /// Beam width (encoder–decoders; 1: no beam search).
+    pub beam: usize,
+    pub length_penalty: f32,
+    pub seed: u64,
+    /// Most tokens an encoder–decoder emits (default: twice the longest training target).
+    pub max_len: Option<usize>,
+}
+
+impl GenerateJob {
+    /// Default settings for `checkpoint` and `prompts`.
+    pub fn new(checkpoint: impl Into<PathBuf>, prompts: Vec<String>) -> Self {
+        Self {
+            checkpoint: checkpoint.into(),
+            prompts,
+            max_new_tokens: 200,
+            temperature: None,
+            top_k: 0,
+            top_p: 1.0,
+            repetition_penalty: 1.0,
+            stop: Vec::new(),
+            beam: 1,
+            length_penalty: 0.6,
+            seed: 0,
+            max_len: None,
+        }
+    }
+}
+
+/// One output: its token ids and text.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Output {
+    /// The prompt or input it answers.
+    pub input: String,
+    pub ids: Vec<u32>,
+    pub text: String,
+}
+
+/// Loads `job.checkpoint` and generates. A language model's text is also
+/// passed to `on_text` piece by piece as it is generated (whole characters
+/// only); an encoder–decoder's outputs are passed whole, one per input.
+pub fn generate(job: &GenerateJob, on_text: &mut dyn FnMut(&str)) -> Result<Vec<Output>> {
+    let ck = crate::checkpoint::load(&job.checkpoint, &Device::Cpu)?;
+    generate_with(&ck, job, on_text)
+}
+
+/// [`generate`] with a model already loaded.
+pub fn generate_with(ck: &Loaded, job: &GenerateJob, on_text: &mut dyn FnMut(&str)) -> Result<Vec<Output>> {
+    let dev = Device::Cpu;
+    if ck.config.model.is_forecaster() {
+        return Err(Error::Checkpoint {
+            path: ck.dir.clone(),
+            msg: format!(
+                "is a forecaster: it forecasts numbers, not text (use `shiftlm forecast --checkpoint {}`)",
+                job.checkpoint.display()
+            ),
+        });
+    }
+    if ck.config.model.is_causal() {
+        let eos = ck.config.model_eos();
+        let mut stop = vec![eos];
+        for s in &job.stop {
+            match ck.tokenizer.encode(s).as_slice() {
+                [id] => stop.push(*id),
+                _ => {
+                    return Err(Error::config("stop", format!("--stop {s:?} is not a single token of this tokenizer")))
+                }
+            }
+        }
+        let prompt = job.prompts.join("\n");
+        let mut ids = ck.tokenizer.encode(&prompt);
+        if ids.is_empty() {
+            ids.push(eos); // no prompt: start from end-of-text, as after a document
+        }
+        let o = SampleOptions {
+            max_new_tokens: job.max_new_tokens,
+            temperature: job.temperature.unwrap_or(0.8),
+            top_k: job.top_k,
+            top_p: job.top_p,
+            repetition_penalty: job.repetition_penalty,
+            stop,
+            seed: job.seed,
+        };
+        let (mut new, mut shown) = (Vec::new(), 0usize);
+        crate::decode::causal::generate(&ck.model, &ids, &o, &dev, |id| {
+            new.push(id);
+            // Pass on what decodes completely (a byte-level character may span tokens).
+            let text = ck.tokenizer.decode(&new);
+            if !text.ends_with('\u{FFFD}') {
+                if let Some(fresh) = text.get(shown..).filter(|f| !f.is_empty()) {
+                    on_text(fresh);
+                    shown = text.len();
+                }
+            }
+            Ok(())
+        })?;
+        let text = ck.tokenizer.decode(&new);
+        return Ok(vec![Output { input: prompt, ids: new, text }]);
+    }
+    let model =
+        ck.model.encoder_decoder().ok_or_else(|| Error::config("model", "neither causal nor an encoder–decoder"))?;
+    let temperature = job.temperature.unwrap_or(0.0);
+    if !(temperature >= 0.0 && temperature.is_finite()) {
+        return Err(Error::config("temperature", format!("--temperature must be >= 0, got {temperature}")));
+    }
+    let sampling = temperature > 0.0 || job.top_k > 0 || job.top_p < 1.0 || job.repetition_penalty != 1.0;
+    let strategy = if job.beam > 1 {
+        Strategy::Beam { width: job.beam, length_penalty: job.length_penalty }
+    } else if sampling {
+        Strategy::Sample(SampleOptions {
+            max_new_tokens: 0,
+            temperature,
+            top_k: job.top_k,
+            top_p: job.top_p,
+            repetition_penalty: job.repetition_penalty,
+            stop: Vec::new(),
+            seed: job.seed,
+        })
+    } else {
+        Strategy::Greedy
+    };
+    let opts = DecodeOptions { strategy, max_len: job.max_len.unwrap_or(2 * ck.config.max_target_len + 2) };
+    let mut outputs = Vec::new();
+    for input in &job.prompts {
+        let ids = ck.tokenizer.encode(input);
+        if ids.contains(&crate::data::tokenizer::UNK) {
+            tracing::warn!(input = %input, "input holds symbols the tokenizer does not know");
+        }
+        let out = decode_batch(model, &[ids.as_slice()], &opts, &dev)?.swap_remove(0);
+        let text = ck.tokenizer.decode(&out);
+        on_text(&text);
+        outputs.push(Output { input: input.clone(), ids: out, text });
+    }
+    Ok(outputs)
+}

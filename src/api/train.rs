@@ -1,0 +1,228 @@
+//! Training jobs: a fresh run from a resolved config, or a resumed one. The
+//! job prepares the data and the model, writes checkpoints, `metrics.jsonl`
+//! and TensorBoard scalars into the run folder, reports every step to the
+//! caller's sink, and ends with an evaluation on held-out data.
+
+use super::evaluate::{decoded_examples, Example};
+use crate::checkpoint;
+use crate::config::{DataConfig, RunConfig};
+use crate::decode::causal::SampleOptions;
+use crate::decode::{DecodeOptions, Strategy};
+use crate::error::{Error, Result};
+use crate::eval::forecast::ForecastReport;
+use crate::eval::{CausalReport, EvalReport};
+use crate::model::ModelConfig;
+use crate::train::metrics::{JsonlSink, Tee, TensorBoardSink};
+use crate::train::{MetricsSink, RunStart, TrainOutcome, Trainer};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+/// A fresh training run: a resolved config (a preset with the user's
+/// changes; the model's vocabulary is sized from the tokenizer) and the run
+/// folder, which must not hold checkpoints yet.
+#[derive(Debug, Clone)]
+pub struct TrainJob {
+    pub config: RunConfig,
+    pub out: PathBuf,
+    /// Decoded examples (or sampled characters, ×40, for a language model)
+    /// to return with the final evaluation; 0 for none.
+    pub show: usize,
+}
+
+/// How a model did on held-out data after training.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum Evaluation {
+    /// An encoder–decoder: teacher-forced and free-running metrics, and
+    /// the first decoded validation examples.
+    Pairs {
+        #[serde(flatten)]
+        report: EvalReport,
+        #[serde(skip)]
+        examples: Vec<Example>,
+    },
+    /// A language model: held-out loss and perplexity, and a sample.
+    Causal {
+        #[serde(flatten)]
+        report: CausalReport,
+        #[serde(skip)]
+        sample: Option<String>,
+    },
+    /// A forecaster: its errors beside the naive baselines on the test split.
+    Forecast(ForecastReport),
+}
+
+/// What a finished training job reports.
+#[derive(Debug, Clone)]
+pub struct TrainReport {
+    pub outcome: TrainOutcome,
+    /// The run folder.
+    pub run: PathBuf,
+    /// The last checkpoint written.
+    pub checkpoint: PathBuf,
+    pub evaluation: Evaluation,
+}
+
+/// `runs/<name>`, or `runs/<name>-2`, … if taken: never overwrite a run.
+pub fn fresh_dir(name: &str) -> PathBuf {
+    let base = Path::new("runs").join(name);
+    (1..)
+        .map(|i| if i == 1 { base.clone() } else { PathBuf::from(format!("{}-{i}", base.display())) })
+        .find(|p| !p.exists())
+        .expect("some name is free")
+}
+
+/// The default run folder name for a config: the preset and the task, the
+/// data file's stem, or `series-<stem>`.
+pub fn run_name(cfg: &RunConfig) -> String {
+    let stem = |p: &Path| p.file_stem().and_then(|s| s.to_str()).unwrap_or("data").to_string();
+    match &cfg.data {
+        DataConfig::Series(s) => match &s.csv {
+            Some(spec) => format!("series-{}", stem(&spec.path)),
+            None => "series-synthetic".to_string(),
+        },
+        DataConfig::Task(s) => format!("{}-{}", cfg.preset, s.kind.name()),
+        DataConfig::File { path, .. } => stem(path),
+        DataConfig::Text(t) => format!("{}-{}", cfg.preset, t.paths.first().map(|p| stem(p)).unwrap_or_default()),
+    }
+}
+
+/// Loads the job's data, sizes the model for it (vocabulary, special ids,
+/// longest target, Transformer positions), creates the run folder and
+/// returns a trainer at step 0.
+pub fn prepare(job: &TrainJob) -> Result<Trainer> {
+    let mut cfg = job.config.clone();
+    cfg.model.set_vocab_size(1); // set from the tokenizer below
+    cfg.validate()?;
+    let (data, tok) = crate::data::load(&cfg.data, cfg.train.seed, None)?;
+    cfg.model.set_vocab_size(tok.vocab_size());
+    if let Some(eot) = tok.token_id("</s>").or_else(|| tok.token_id("<|endoftext|>")) {
+        // The same end-of-text id that separates documents in the data.
+        cfg.model.set_special_ids(tok.token_id("<s>").unwrap_or(eot), eot);
+    }
+    if let Some(s) = data.pairs() {
+        cfg.max_target_len = s.train.iter().map(|p| p.target.len()).max().unwrap_or(1);
+        if let ModelConfig::Transformer(m) = &mut cfg.model {
+            // Room for the longest source, and for decoding twice the longest target.
+            let longest =
+                s.train.iter().chain(&s.valid).map(|p| p.source.len().max(2 * p.target.len() + 3)).max().unwrap_or(1);
+            m.max_positions = m.max_positions.max(longest.next_power_of_two());
+        }
+    }
+    refuse_existing_run(&job.out, "use --resume {0} or choose another --out")?;
+    std::fs::create_dir_all(&job.out).map_err(|e| Error::io(&job.out, e))?;
+    Trainer::new(cfg, data, tok, Some(job.out.clone()))
+}
+
+/// An error if `out` already holds checkpoints (nothing is overwritten).
+/// `hint` may name the folder as `{0}`.
+pub(super) fn refuse_existing_run(out: &Path, hint: &str) -> Result<()> {
+    if checkpoint::list(out).is_empty() {
+        return Ok(());
+    }
+    Err(Error::Checkpoint {
+        path: out.to_path_buf(),
+        msg: format!(
+            "already holds checkpoints; {} (nothing was overwritten)",
+            hint.replace("{0}", &out.display().to_string())
+        ),
+    })
+}
+
+/// Trains a fresh run to the end, then evaluates it.
+pub fn train(job: &TrainJob, sink: &mut dyn MetricsSink) -> Result<TrainReport> {
+    let mut trainer = prepare(job)?;
+    run(&mut trainer, None, job.show, sink)
+}
+
+/// Continues `run` from its newest complete checkpoint, exactly, to `steps`
+/// (default: the configured steps), then evaluates it.
+pub fn resume(run_dir: &Path, steps: Option<usize>, show: usize, sink: &mut dyn MetricsSink) -> Result<TrainReport> {
+    let mut trainer = prepare_resume(run_dir, steps)?;
+    run(&mut trainer, None, show, sink)
+}
+
+/// The trainer [`resume`] continues, at its checkpoint's step.
+pub fn prepare_resume(run_dir: &Path, steps: Option<usize>) -> Result<Trainer> {
+    let mut t = Trainer::resume(run_dir)?;
+    if let Some(steps) = steps {
+        if steps < t.state.step {
+            return Err(Error::config(
+                "train.steps",
+                format!("--steps {steps} is before the checkpoint's step {}", t.state.step),
+            ));
+        }
+        t.cfg.train.steps = steps;
+    }
+    Ok(t)
+}
+
+/// Runs `trainer` to its configured steps with the run folder's JSONL and
+/// TensorBoard sinks beside `sink`, then evaluates. `from` is the model a
+/// fine-tune started from (reported in [`RunStart`]).
+pub fn run(trainer: &mut Trainer, from: Option<&Path>, show: usize, sink: &mut dyn MetricsSink) -> Result<TrainReport> {
+    let out =
+        trainer.run_dir().ok_or_else(|| Error::config("run_dir", "a training job needs a run folder"))?.to_path_buf();
+    let outcome = train_logged(trainer, from, sink, true)?;
+    let evaluation = evaluate(trainer, show)?;
+    Ok(TrainReport { checkpoint: checkpoint::checkpoint_dir(&out, outcome.steps), run: out, outcome, evaluation })
+}
+
+/// Runs `trainer` with `metrics.jsonl` (and, with `tensorboard`, `tb/`)
+/// written beside `sink`.
+pub(super) fn train_logged(
+    trainer: &mut Trainer,
+    from: Option<&Path>,
+    sink: &mut dyn MetricsSink,
+    tensorboard: bool,
+) -> Result<TrainOutcome> {
+    let out =
+        trainer.run_dir().ok_or_else(|| Error::config("run_dir", "a training job needs a run folder"))?.to_path_buf();
+    let start = RunStart {
+        params: trainer.store.num_params(),
+        trainable: trainer.store.trainable_vars().iter().map(|(_, v)| v.as_tensor().elem_count()).sum(),
+        data: trainer.data.describe(),
+        step: trainer.state.step,
+        steps: trainer.cfg.train.steps,
+        grad_accum: trainer.cfg.train.grad_accum,
+        batch_size: trainer.cfg.train.batch_size,
+        run: out.clone(),
+        from: from.map(Path::to_path_buf),
+    };
+    let mut jsonl = JsonlSink::open(&out.join("metrics.jsonl"), trainer.state.step)?;
+    let mut tb = if tensorboard { Some(TensorBoardSink::create(&out.join("tb"))?) } else { None };
+    let mut sinks: Vec<&mut dyn MetricsSink> = vec![sink, &mut jsonl];
+    if let Some(tb) = tb.as_mut() {
+        sinks.push(tb);
+    }
+    let mut sinks = Tee(sinks);
+    sinks.on_start(&start);
+    let r = trainer.run(&mut sinks);
+    sinks.flush().and(r)
+}
+
+/// Held-out evaluation of a trained model: free-running decoding for an
+/// encoder–decoder, teacher-forced perplexity (and a sample) for a language
+/// model, the test split against baselines for a forecaster.
+pub fn evaluate(trainer: &Trainer, show: usize) -> Result<Evaluation> {
+    let dev = trainer.store.device().clone();
+    if let (Some(model), crate::data::Dataset::Series(s)) = (trainer.model.forecaster(), &trainer.data) {
+        return Ok(Evaluation::Forecast(crate::eval::forecast::evaluate(model, s, &s.test, &dev)?));
+    }
+    if let (Some(_), Some(pairs)) = (trainer.model.encoder_decoder(), trainer.data.pairs()) {
+        let opts = DecodeOptions { strategy: Strategy::Greedy, max_len: 2 * trainer.cfg.max_target_len + 2 };
+        let (report, outputs) = crate::eval::evaluate(&trainer.model, &pairs.valid, 256, &opts, &dev)?;
+        let examples = decoded_examples(&trainer.tokenizer, &pairs.valid, &outputs, show);
+        return Ok(Evaluation::Pairs { report, examples });
+    }
+    let stats = crate::eval::teacher_forced(&trainer.model, trainer.valid_batches().into_iter(), &dev)?;
+    let sample = if show > 0 {
+        let prompt = vec![trainer.cfg.model_eos()];
+        let o = SampleOptions { max_new_tokens: 40 * show, seed: 1, ..Default::default() };
+        let ids = crate::decode::causal::generate(&trainer.model, &prompt, &o, &dev, |_| Ok(()))?;
+        Some(trainer.tokenizer.decode(&ids))
+    } else {
+        None
+    };
+    Ok(Evaluation::Causal { report: CausalReport::new(&stats), sample })
+}

@@ -1,0 +1,223 @@
+//! Checkpoint folders: `RUN/checkpoint-<step>/` holding `config.json`,
+//! `model.safetensors`, `tokenizer.json` and, for training checkpoints,
+//! `optimizer.safetensors` and `trainer_state.json`; then `manifest.json`,
+//! written last, with the SHA-256 and size of every file.
+//!
+//! A checkpoint without a valid manifest does not exist: loaders skip it and
+//! the next save removes it. Every file is written atomically
+//! ([`crate::io`]); a failed save removes its own folder, so earlier
+//! checkpoints are never touched and no temporary file is left. Reading
+//! verifies each file once and keeps its bytes ([`Files`]), so nothing is
+//! read twice.
+
+use crate::error::{Error, Result};
+use crate::faults;
+use crate::io::{self, sha256_hex};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+pub const CONFIG: &str = "config.json";
+pub const MODEL: &str = "model.safetensors";
+pub const TOKENIZER: &str = "tokenizer.json";
+pub const OPTIMIZER: &str = "optimizer.safetensors";
+pub const TRAINER_STATE: &str = "trainer_state.json";
+pub const MANIFEST: &str = "manifest.json";
+const FORMAT: &str = "shiftlm-checkpoint-1";
+
+/// One file's entry in the manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileEntry {
+    pub sha256: String,
+    pub bytes: u64,
+}
+
+/// `manifest.json`: what a complete checkpoint holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub format: String,
+    pub step: usize,
+    pub files: BTreeMap<String, FileEntry>,
+}
+
+/// A verified checkpoint in memory: its manifest and the bytes of every
+/// file it lists, each read once and checked against its hash.
+#[derive(Debug, Clone)]
+pub struct Files {
+    pub dir: PathBuf,
+    pub manifest: Manifest,
+    bytes: BTreeMap<String, Vec<u8>>,
+}
+
+impl Files {
+    /// The bytes of `name`, or an error naming the missing file.
+    pub fn get(&self, name: &str) -> Result<&[u8]> {
+        self.bytes
+            .get(name)
+            .map(|b| b.as_slice())
+            .ok_or_else(|| Error::Checkpoint { path: self.dir.join(name), msg: "missing from the checkpoint".into() })
+    }
+
+    /// Whether the checkpoint holds `name`.
+    pub fn has(&self, name: &str) -> bool {
+        self.bytes.contains_key(name)
+    }
+
+    /// The path of `name`, for error messages.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+}
+
+/// `RUN/checkpoint-<step>`.
+pub fn checkpoint_dir(run: &Path, step: usize) -> PathBuf {
+    run.join(format!("checkpoint-{step}"))
+}
+
+/// Writes a checkpoint folder: every file, then the manifest. On failure the
+/// folder is removed and the error names the file that failed.
+pub fn write_checkpoint(dir: &Path, step: usize, files: &[(&str, Vec<u8>)]) -> Result<()> {
+    if dir.exists() {
+        // Left by a crash (no manifest) or an earlier save of the same step.
+        std::fs::remove_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    }
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let result = (|| {
+        let mut entries = BTreeMap::new();
+        for (name, bytes) in files {
+            io::write_atomic_or_fail(&dir.join(name), bytes, faults::fail_save(step, name))?;
+            entries.insert(name.to_string(), FileEntry { sha256: sha256_hex(bytes), bytes: bytes.len() as u64 });
+            faults::after_file(step, name);
+        }
+        let manifest = Manifest { format: FORMAT.into(), step, files: entries };
+        io::write_atomic(&dir.join(MANIFEST), &serde_json::to_vec_pretty(&manifest).expect("manifest serialises"))
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    if let Some(parent) = dir.parent() {
+        io::sync_dir(parent);
+    }
+    result
+}
+
+/// Reads a checkpoint's manifest and every file it lists, checking each
+/// against its size and SHA-256.
+pub fn read_verified(dir: &Path) -> Result<Files> {
+    let mpath = dir.join(MANIFEST);
+    let bytes = std::fs::read(&mpath).map_err(|_| Error::Checkpoint {
+        path: dir.to_path_buf(),
+        msg: "no manifest.json: not a complete checkpoint".into(),
+    })?;
+    let manifest: Manifest = serde_json::from_slice(&bytes)
+        .map_err(|e| Error::Checkpoint { path: mpath.clone(), msg: format!("unreadable manifest: {e}") })?;
+    let mut files = BTreeMap::new();
+    for (name, entry) in &manifest.files {
+        let p = dir.join(name);
+        let data = io::read(&p)?;
+        if data.len() as u64 != entry.bytes || sha256_hex(&data) != entry.sha256 {
+            return Err(Error::Checkpoint {
+                path: p,
+                msg: format!(
+                    "does not match manifest.json ({} bytes, expected {}; SHA-256 differs): truncated or modified",
+                    data.len(),
+                    entry.bytes
+                ),
+            });
+        }
+        files.insert(name.clone(), data);
+    }
+    Ok(Files { dir: dir.to_path_buf(), manifest, bytes: files })
+}
+
+/// Reads a checkpoint's manifest and checks every file against it.
+pub fn verify(dir: &Path) -> Result<Manifest> {
+    read_verified(dir).map(|f| f.manifest)
+}
+
+/// Every `checkpoint-<step>` folder in `run`, complete or not, by step number.
+pub fn list(run: &Path) -> Vec<(usize, PathBuf)> {
+    let mut out: Vec<(usize, PathBuf)> = std::fs::read_dir(run)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let step = name.strip_prefix("checkpoint-")?.parse().ok()?;
+            e.path().is_dir().then(|| (step, e.path()))
+        })
+        .collect();
+    out.sort_by_key(|(s, _)| *s);
+    out
+}
+
+/// The newest checkpoint of `run` whose manifest verifies, read.
+pub fn newest_verified(run: &Path) -> Result<Files> {
+    list(run)
+        .into_iter()
+        .rev()
+        .find_map(|(_, p)| read_verified(&p).ok())
+        .ok_or_else(|| Error::Checkpoint { path: run.to_path_buf(), msg: "holds no complete checkpoint".into() })
+}
+
+/// The newest checkpoint of `run` whose manifest verifies.
+pub fn newest_complete(run: &Path) -> Result<PathBuf> {
+    newest_verified(run).map(|f| f.dir)
+}
+
+/// Keeps the newest `keep_last` complete checkpoints and `best`; removes the
+/// rest, incomplete folders older than the newest complete one, and any
+/// folder past `current` (left by an abandoned run that a resume skipped
+/// because it was incomplete or corrupt).
+pub fn rotate(run: &Path, keep_last: usize, best: Option<usize>, current: usize) -> Result<()> {
+    for (step, path) in list(run) {
+        if step > current {
+            std::fs::remove_dir_all(&path).map_err(|e| Error::io(&path, e))?;
+        }
+    }
+    let all = list(run);
+    let complete: Vec<usize> = all.iter().filter(|(_, p)| p.join(MANIFEST).exists()).map(|(s, _)| *s).collect();
+    let newest = complete.last().copied().unwrap_or(0);
+    let keep: Vec<usize> = complete.iter().rev().take(keep_last.max(1)).copied().chain(best).collect();
+    for (step, path) in all {
+        let incomplete = !path.join(MANIFEST).exists();
+        if (incomplete && step < newest) || (!incomplete && !keep.contains(&step)) {
+            std::fs::remove_dir_all(&path).map_err(|e| Error::io(&path, e))?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manifest_guards_every_file_and_rotation_sorts_numerically() {
+        let run = tempfile::tempdir().unwrap();
+        for step in [5, 10, 100, 20] {
+            write_checkpoint(&checkpoint_dir(run.path(), step), step, &[("a.bin", vec![step as u8; 10])]).unwrap();
+        }
+        std::fs::create_dir_all(checkpoint_dir(run.path(), 3)).unwrap(); // a crash leftover
+        std::fs::create_dir_all(checkpoint_dir(run.path(), 200)).unwrap(); // a save in progress
+        assert_eq!(newest_complete(run.path()).unwrap(), checkpoint_dir(run.path(), 100));
+        rotate(run.path(), 2, Some(5), 200).unwrap();
+        let left: Vec<usize> = list(run.path()).into_iter().map(|(s, _)| s).collect();
+        assert_eq!(left, vec![5, 20, 100, 200]);
+
+        let f = checkpoint_dir(run.path(), 100).join("a.bin");
+        std::fs::write(&f, vec![1u8; 9]).unwrap();
+        let e = verify(&checkpoint_dir(run.path(), 100)).unwrap_err().to_string();
+        assert!(e.contains("a.bin") && e.contains("truncated or modified"), "{e}");
+        assert_eq!(newest_complete(run.path()).unwrap(), checkpoint_dir(run.path(), 20));
+        let read = newest_verified(run.path()).unwrap();
+        assert_eq!((read.manifest.step, read.get("a.bin").unwrap()), (20, &[20u8; 10][..]));
+        assert!(read.get("b.bin").unwrap_err().to_string().contains("b.bin"));
+        let names: Vec<String> = std::fs::read_dir(checkpoint_dir(run.path(), 20))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert!(names.iter().all(|n| !n.ends_with(".tmp")), "{names:?}");
+    }
+}

@@ -1,0 +1,217 @@
+//! Checkpoints on disk, in three parts:
+//! - [`folder`]: shiftlm's checkpoint folders (manifest, verification,
+//!   rotation), each file read and verified once;
+//! - [`hf`]: Hugging Face interop (`transformers` configs and shards, PEFT
+//!   adapters);
+//! - this file: loading a model, its config and tokenizer from either kind
+//!   of folder ([`load`]), and the inference files a checkpoint holds
+//!   ([`model_files`]).
+//!
+//! Atomic writes and hashes are [`crate::io`]'s.
+
+pub mod folder;
+pub mod hf;
+
+pub use crate::io::{sha256_hex, write_atomic};
+pub use folder::{
+    checkpoint_dir, list, newest_complete, newest_verified, read_verified, rotate, verify, write_checkpoint, FileEntry,
+    Files, Manifest, CONFIG, MANIFEST, MODEL, OPTIMIZER, TOKENIZER, TRAINER_STATE,
+};
+pub use hf::{hf_weight_files, is_hf_folder};
+
+use crate::config::RunConfig;
+use crate::data::Tokenizer;
+use crate::error::{Error, Result};
+use crate::model::{Model, ModelConfig};
+use crate::nn::ParamStore;
+use candle_core::Device;
+use std::path::{Path, PathBuf};
+
+/// A checkpoint folder itself, a Hugging Face model folder, or the newest
+/// complete checkpoint in a run folder.
+pub fn resolve(dir: &Path) -> Result<PathBuf> {
+    match open(dir)? {
+        Opened::Hf(dir) => Ok(dir),
+        Opened::Checkpoint(files) => Ok(files.dir),
+    }
+}
+
+/// A folder [`open`] found.
+enum Opened {
+    /// A `transformers` model folder (read file by file as needed).
+    Hf(PathBuf),
+    /// A shiftlm checkpoint, verified and in memory.
+    Checkpoint(Files),
+}
+
+fn open(dir: &Path) -> Result<Opened> {
+    if !dir.is_dir() {
+        return Err(Error::Checkpoint { path: dir.to_path_buf(), msg: "no such checkpoint folder".into() });
+    }
+    if dir.join(MANIFEST).exists() {
+        Ok(Opened::Checkpoint(read_verified(dir)?))
+    } else if is_hf_folder(dir) {
+        Ok(Opened::Hf(dir.to_path_buf()))
+    } else if list(dir).is_empty() {
+        Err(Error::Checkpoint {
+            path: dir.to_path_buf(),
+            msg: "neither a checkpoint (no manifest.json) nor a run folder (no checkpoint-<step>/)".into(),
+        })
+    } else {
+        Ok(Opened::Checkpoint(newest_verified(dir)?))
+    }
+}
+
+/// The inference files of a checkpoint: config, weights, tokenizer. For a
+/// family with a `transformers` layout, `config.json` is that library's
+/// config with shiftlm's own under the key `shiftlm`, so the folder opens
+/// with `from_pretrained` as it is.
+pub fn model_files(cfg: &RunConfig, store: &ParamStore, tok: &Tokenizer) -> Result<Vec<(&'static str, Vec<u8>)>> {
+    let mut files = vec![(CONFIG, hf::config_json(cfg)), (MODEL, store.to_bytes()?)];
+    if !matches!(tok, Tokenizer::Values) {
+        files.push((TOKENIZER, tok.to_json_bytes()));
+    }
+    Ok(files)
+}
+
+/// A model loaded from a checkpoint.
+pub struct Loaded {
+    pub config: RunConfig,
+    pub model: Model,
+    pub store: ParamStore,
+    pub tokenizer: Tokenizer,
+    /// The checkpoint folder actually loaded.
+    pub dir: PathBuf,
+    pub step: usize,
+}
+
+/// Reads `config.json`: shiftlm's own, or a `transformers` one (GPT-2 or
+/// Llama), which becomes a run config for fine-tuning and decoding.
+pub fn read_config(path: &Path) -> Result<RunConfig> {
+    config_from_bytes(&crate::io::read(path)?, path)
+}
+
+/// [`read_config`] of bytes already read; errors name `path`.
+pub fn config_from_bytes(bytes: &[u8], path: &Path) -> Result<RunConfig> {
+    let bad = |msg: String| Error::Checkpoint { path: path.to_path_buf(), msg };
+    let v: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| bad(format!("not valid JSON: {e}")))?;
+    let config = if let Some(ours) = v.get("shiftlm") {
+        serde_json::from_value(ours.clone()).map_err(|e| bad(format!("not a shiftlm config: {e}")))?
+    } else if let Some(kind) = v.get("model_type").and_then(|m| m.as_str()) {
+        hf::config_from_hf(&v, kind, bad)?
+    } else {
+        serde_json::from_value(v).map_err(|e| bad(format!("not a shiftlm config: {e}")))?
+    };
+    config.validate().map_err(|e| bad(e.to_string()))?;
+    Ok(config)
+}
+
+/// Loads a checkpoint folder (or a run folder's newest complete checkpoint,
+/// or a `transformers` GPT-2/Llama folder), verifying the manifest where
+/// there is one and every tensor's name and shape. Each file is read once.
+pub fn load(dir: &Path, dev: &Device) -> Result<Loaded> {
+    match open(dir)? {
+        Opened::Checkpoint(files) => load_files(&files, dev),
+        Opened::Hf(dir) => {
+            let config = read_config(&dir.join(CONFIG))?;
+            let tok_path = dir.join(TOKENIZER);
+            if !tok_path.exists() {
+                return Err(missing_tokenizer(tok_path));
+            }
+            let tokenizer = Tokenizer::load(&tok_path)?;
+            check_vocab(&tokenizer, &config, &tok_path)?;
+            let store = ParamStore::new(0, dev);
+            let model = Model::new(&config.model, store.var_builder())?;
+            store.load_files_except(&hf_weight_files(&dir)?, |n| config.model.ignorable(n))?;
+            Ok(Loaded { config, model, store, tokenizer, dir, step: 0 })
+        }
+    }
+}
+
+/// [`load`] of a verified checkpoint already in memory.
+pub fn load_files(files: &Files, dev: &Device) -> Result<Loaded> {
+    let (config, tokenizer) = config_and_tokenizer(files)?;
+    let store = ParamStore::new(0, dev);
+    let model = Model::new(&config.model, store.var_builder())?;
+    load_model_bytes(files, &store, &config.model)?;
+    Ok(Loaded { config, model, store, tokenizer, dir: files.dir.clone(), step: files.manifest.step })
+}
+
+/// The run config and tokenizer of a verified checkpoint (a forecaster,
+/// which reads values, has no tokenizer: [`Tokenizer::Values`]).
+pub fn config_and_tokenizer(files: &Files) -> Result<(RunConfig, Tokenizer)> {
+    let config = config_from_bytes(files.get(CONFIG)?, &files.path(CONFIG))?;
+    if config.model.is_forecaster() {
+        return Ok((config, Tokenizer::Values));
+    }
+    let bytes = files.get(TOKENIZER).map_err(|_| missing_tokenizer(files.path(TOKENIZER)))?;
+    let tokenizer = Tokenizer::from_json_bytes(bytes, &files.path(TOKENIZER))?;
+    check_vocab(&tokenizer, &config, &files.path(TOKENIZER))?;
+    Ok((config, tokenizer))
+}
+
+/// Loads a verified checkpoint's `model.safetensors` into `store`, whose
+/// model was built for `model` (strictly, but for ignorable buffers).
+pub fn load_model_bytes(files: &Files, store: &ParamStore, model: &ModelConfig) -> Result<()> {
+    store.load_bytes_except(&[(&files.path(MODEL), files.get(MODEL)?)], |n| model.ignorable(n))
+}
+
+fn missing_tokenizer(path: PathBuf) -> Error {
+    Error::Checkpoint { path, msg: "missing: decoding and evaluation need the tokenizer".into() }
+}
+
+fn check_vocab(tokenizer: &Tokenizer, config: &RunConfig, path: &Path) -> Result<()> {
+    if tokenizer.vocab_size() > config.model.vocab_size() {
+        return Err(Error::Checkpoint {
+            path: path.to_path_buf(),
+            msg: format!(
+                "tokenizer has {} ids but the model only {}",
+                tokenizer.vocab_size(),
+                config.model.vocab_size()
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// A base model (as [`load`] reads it) with a PEFT LoRA adapter folder
+/// (`adapter_config.json`, `adapter_model.safetensors`, as
+/// `PeftModel.save_pretrained` or `shiftlm finetune --lora` writes them).
+/// Adapter settings shiftlm cannot reproduce exactly are refused by name.
+pub fn load_with_adapter(base: &Path, adapter: &Path, dev: &Device) -> Result<Loaded> {
+    let base = load(base, dev)?;
+    let lora = hf::read_adapter_config(adapter, &base.config.model)?;
+    let mut config = base.config.clone();
+    config.model.set_lora(Some(lora))?;
+    let store = ParamStore::new(0, dev);
+    let model = Model::new(&config.model, store.var_builder())?;
+    for (name, var) in base.store.vars() {
+        store.set(&name, var.as_tensor())?;
+    }
+    let (w_path, raw) = hf::read_adapter_tensors(adapter)?;
+    let expected: Vec<(String, candle_core::Tensor)> = store
+        .vars()
+        .into_iter()
+        .filter(|(k, _)| k.contains(".lora_"))
+        .map(|(k, v)| (k, v.as_tensor().clone()))
+        .collect();
+    if expected.is_empty() {
+        return Err(Error::Checkpoint {
+            path: adapter.join(hf::ADAPTER_CONFIG),
+            msg: "target_modules match no layer of the base model".into(),
+        });
+    }
+    for (name, t) in crate::nn::params::assign_strict(&expected, &raw, &w_path)? {
+        store.set(&name, &t)?;
+    }
+    Ok(Loaded { config, model, store, tokenizer: base.tokenizer, dir: base.dir, step: base.step })
+}
+
+/// Builds a model for `cfg` and loads `path` into it (strictly, apart from
+/// the family's ignorable buffers).
+pub fn load_weights(cfg: &ModelConfig, path: &Path, dev: &Device) -> Result<(Model, ParamStore)> {
+    let store = ParamStore::new(0, dev);
+    let model = Model::new(cfg, store.var_builder())?;
+    store.load_except(path, |n| cfg.ignorable(n))?;
+    Ok((model, store))
+}

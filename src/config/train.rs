@@ -1,0 +1,132 @@
+//! How to train: the `train` table of a run config (steps, batch, optimizer,
+//! schedule, evaluation and checkpoint cadence, what stays frozen). Plain
+//! serde data, saved in every checkpoint's `config.json`.
+
+use crate::error::{Error, Result};
+use crate::model::ModelConfig;
+use crate::optim::{OptimizerConfig, Schedule};
+use serde::{Deserialize, Serialize};
+
+/// What to do when a loss or gradient is NaN or infinite.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NonFinitePolicy {
+    /// Stop with an error naming the step (no checkpoint is written).
+    Stop,
+    /// Skip the update, count it, and go on.
+    Skip,
+}
+
+/// How to train. Saved in every checkpoint's `config.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    /// Optimizer steps, e.g. 2000.
+    pub steps: usize,
+    /// Examples per micro-batch, e.g. 64.
+    pub batch_size: usize,
+    /// Micro-batches per optimizer step; the loss is averaged over all their
+    /// supervised tokens together, e.g. 1.
+    pub grad_accum: usize,
+    /// Seed for initialisation, data order and dropout, e.g. 1337.
+    pub seed: u64,
+    /// Optimizer and its hyper-parameters.
+    pub optimizer: OptimizerConfig,
+    /// Learning-rate schedule.
+    pub schedule: Schedule,
+    /// Clip the global gradient norm to this; 0 turns clipping off, e.g. 1.0.
+    pub grad_clip: f32,
+    /// Evaluate on the validation split every N steps (and always at the end), e.g. 250.
+    pub eval_every: usize,
+    /// Most validation batches per evaluation of text data (0: all), e.g. 200.
+    pub eval_batches: usize,
+    /// Write a checkpoint every N steps (and at the end, and at each new best), e.g. 500.
+    pub save_every: usize,
+    /// Checkpoints kept besides the best, newest first, e.g. 3.
+    pub keep_last: usize,
+    /// Stop after this many evaluations without a better validation loss (0: never), e.g. 5.
+    pub patience: usize,
+    /// `stop` or `skip` on a NaN/infinite loss or gradient.
+    pub on_nonfinite: NonFinitePolicy,
+    /// Parameters that do not train (fine-tuning); nothing by default.
+    #[serde(default, skip_serializing_if = "Freeze::is_none")]
+    pub freeze: Freeze,
+}
+
+/// What a fine-tune leaves frozen: no gradient, no optimizer state.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Freeze {
+    /// Token (and learned position) embeddings.
+    #[serde(default)]
+    pub embeddings: bool,
+    /// The first N blocks (GPT-2, Llama).
+    #[serde(default)]
+    pub blocks: usize,
+    /// Everything but the head: the final norm and the output projection
+    /// (for a tied GPT-2/Llama head, the token embedding that serves as it).
+    #[serde(default)]
+    pub all_but_head: bool,
+}
+
+impl Freeze {
+    pub fn is_none(&self) -> bool {
+        *self == Freeze::default()
+    }
+
+    /// Whether parameter `name` of `model` is frozen.
+    pub fn freezes(&self, model: &ModelConfig, name: &str) -> bool {
+        let embedding =
+            name.contains("embed") || name.contains(".wte.") || name.contains(".wpe.") || name.starts_with("shared.");
+        let block = |i: usize| match model {
+            ModelConfig::Gpt2(_) => name.starts_with(&format!("transformer.h.{i}.")),
+            ModelConfig::Llama(_) => name.starts_with(&format!("model.layers.{i}.")),
+            _ => false,
+        };
+        let head = match model {
+            ModelConfig::Gpt2(_) => name.starts_with("transformer.ln_f.") || name == "transformer.wte.weight",
+            ModelConfig::Llama(c) => {
+                name == "model.norm.weight"
+                    || name == "lm_head.weight"
+                    || (c.tie_word_embeddings && name == "model.embed_tokens.weight")
+            }
+            _ => name.contains(".out.") || name.starts_with("out."),
+        };
+        (self.all_but_head && !head) || (self.embeddings && embedding) || (0..self.blocks).any(block)
+    }
+
+    pub fn validate(&self, model: &ModelConfig) -> Result<()> {
+        let n_blocks = match model {
+            ModelConfig::Gpt2(c) => c.n_layer,
+            ModelConfig::Llama(c) => c.num_hidden_layers,
+            _ if self.blocks > 0 => {
+                return Err(Error::config("train.freeze.blocks", "applies to GPT-2 and Llama models"))
+            }
+            _ => 0,
+        };
+        if self.blocks > n_blocks {
+            return Err(Error::config(
+                "train.freeze.blocks",
+                format!("{} but the model has {n_blocks} blocks", self.blocks),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl TrainConfig {
+    pub fn validate(&self) -> Result<()> {
+        for (field, v) in
+            [("train.steps", self.steps), ("train.batch_size", self.batch_size), ("train.grad_accum", self.grad_accum)]
+        {
+            if v == 0 {
+                return Err(Error::config(field, "must be at least 1"));
+            }
+        }
+        if !(self.grad_clip >= 0.0 && self.grad_clip.is_finite()) {
+            return Err(Error::config("train.grad_clip", "must be finite and >= 0"));
+        }
+        self.optimizer.validate()?;
+        self.schedule.validate(self.steps)
+    }
+}

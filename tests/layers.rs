@@ -1,0 +1,128 @@
+//! The library's modules import only downward. Each top-level module of
+//! `src/` has a layer (the table below, also drawn in `src/lib.rs` and
+//! `docs/ARCHITECTURE.md`); a module may name `crate::m` only for an `m` in
+//! its own layer or a lower one. The binary (`src/main.rs`, `src/cli/`) sits
+//! above everything and reaches the library as `shiftlm::…`.
+//!
+//! The check reads the sources, so it also covers test modules and paths
+//! written out in full (`crate::model::ModelConfig::Gpt2(..)`), not only `use`
+//! lines.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Bottom first. Modules on one line share a layer and must not import each
+/// other in a cycle (checked below as well).
+const LAYERS: &[&[&str]] = &[
+    &["error", "rng", "io", "faults", "chart"],
+    &["ops"],
+    &["nn"],
+    &["optim"],
+    &["data"],
+    &["model"],
+    &["decode"],
+    &["eval"],
+    &["config"],
+    &["checkpoint"],
+    &["train"],
+    &["plot"],
+    &["bench"],
+    &["api"],
+];
+
+fn layer_of(module: &str) -> Option<usize> {
+    LAYERS.iter().position(|l| l.contains(&module))
+}
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            rust_files(&p, out);
+        } else if p.extension().is_some_and(|x| x == "rs") {
+            out.push(p);
+        }
+    }
+}
+
+/// Every `crate::name` the source mentions, including inside `use crate::{a, b::c}`.
+fn crate_refs(src: &str) -> Vec<String> {
+    let mut refs = Vec::new();
+    let ident = |s: &str| s.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect::<String>();
+    let mut rest = src;
+    while let Some(i) = rest.find("crate::") {
+        let before = rest[..i].chars().last();
+        rest = &rest[i + "crate::".len()..];
+        if before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_') {
+            continue; // e.g. `shiftlm_crate::`
+        }
+        if let Some(group) = rest.strip_prefix('{') {
+            // use crate::{a::X, b};
+            let end = group.find('}').unwrap_or(group.len());
+            for item in group[..end].split(',') {
+                let name = ident(item.trim());
+                if !name.is_empty() {
+                    refs.push(name);
+                }
+            }
+        } else {
+            refs.push(ident(rest));
+        }
+    }
+    refs
+}
+
+#[test]
+fn library_modules_import_only_downward() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let mut edges: BTreeMap<(String, String), PathBuf> = BTreeMap::new();
+    let mut problems = Vec::new();
+    for f in &files {
+        let rel = f.strip_prefix(&src).unwrap();
+        let top = rel.components().next().unwrap().as_os_str().to_str().unwrap().trim_end_matches(".rs").to_string();
+        if top == "main" || top == "cli" || top == "lib" {
+            continue;
+        }
+        let Some(own) = layer_of(&top) else {
+            problems.push(format!("src/{}: module '{top}' has no layer in tests/layers.rs", rel.display()));
+            continue;
+        };
+        let text = std::fs::read_to_string(f).unwrap();
+        for name in crate_refs(&text) {
+            if name == top || name == "Result" || name == "Error" {
+                continue; // the crate-root re-exports of error::{Error, Result}
+            }
+            match layer_of(&name) {
+                None => problems.push(format!("src/{}: crate::{name} is not a layered module", rel.display())),
+                Some(l) if l > own => problems.push(format!(
+                    "src/{}: '{top}' (layer {own}) imports '{name}' (layer {l}), which is above it",
+                    rel.display()
+                )),
+                Some(_) => {
+                    edges.entry((top.clone(), name)).or_insert_with(|| rel.to_path_buf());
+                }
+            }
+        }
+    }
+    // Modules sharing a layer: no two may import each other.
+    for ((a, b), file) in &edges {
+        if let Some(back) = edges.get(&(b.clone(), a.clone())) {
+            if a < b {
+                problems.push(format!(
+                    "'{a}' and '{b}' import each other (src/{}, src/{})",
+                    file.display(),
+                    back.display()
+                ));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "upward or cyclic imports:\n  {}", problems.join("\n  "));
+}
+
+#[test]
+fn the_reference_scanner_sees_grouped_and_inline_paths() {
+    let refs = crate_refs("use crate::{data::X, model};\nlet y = crate::nn::f();\nuse shiftlm_crate::z;");
+    assert_eq!(refs, vec!["data", "model", "nn"]);
+}
