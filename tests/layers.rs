@@ -121,6 +121,36 @@ fn library_modules_import_only_downward() {
     assert!(problems.is_empty(), "upward or cyclic imports:\n  {}", problems.join("\n  "));
 }
 
+/// The binary's own crates: optional dependencies behind the `cli` feature.
+const CLI_ONLY: &[&str] = &["anyhow", "clap", "indicatif", "mimalloc", "libmimalloc-sys", "tracing-subscriber"];
+
+#[test]
+fn cli_only_crates_are_optional_and_unused_by_the_library() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let manifest: toml::Table = std::fs::read_to_string(root.join("Cargo.toml")).unwrap().parse().unwrap();
+    let deps = manifest["dependencies"].as_table().unwrap();
+    for name in CLI_ONLY {
+        let optional = deps.get(*name).and_then(|d| d.get("optional")).and_then(|o| o.as_bool()) == Some(true);
+        assert!(optional, "{name} must be an optional dependency (feature \"cli\"), not the library's");
+    }
+    let mut files = Vec::new();
+    rust_files(&root.join("src"), &mut files);
+    for f in files {
+        let rel = f.strip_prefix(root).unwrap();
+        if rel.starts_with("src/cli") || rel == Path::new("src/main.rs") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&f).unwrap();
+        for name in CLI_ONLY {
+            let path = format!("{}::", name.replace('-', "_"));
+            let used = text
+                .match_indices(&path)
+                .any(|(i, _)| !text[..i].ends_with(|c: char| c.is_ascii_alphanumeric() || c == '_' || c == ':'));
+            assert!(!used, "{}: the library uses {name}, which only the binary may", rel.display());
+        }
+    }
+}
+
 #[test]
 fn the_reference_scanner_sees_grouped_and_inline_paths() {
     let refs = crate_refs("use crate::{data::X, model};\nlet y = crate::nn::f();\nuse shiftlm_crate::z;");
