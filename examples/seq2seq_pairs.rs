@@ -19,7 +19,7 @@ struct EveryFifty;
 
 impl MetricsSink for EveryFifty {
     fn on_step(&mut self, m: &StepMetrics) {
-        if m.step % 50 == 0 {
+        if m.step.is_multiple_of(50) {
             println!("step {:>4}  loss {:.4}", m.step, m.loss);
         }
     }
