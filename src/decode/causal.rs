@@ -111,8 +111,7 @@ pub fn generate(
 ) -> Result<Vec<u32>> {
     o.validate()?;
     let ctx = match model {
-        Model::Gpt2(m) => m.config().n_positions,
-        Model::Llama(m) => m.config().max_position_embeddings,
+        Model::Causal(m) => m.max_positions(),
         _ => return Err(Error::config("model", "an encoder–decoder decodes from a source, not a prompt")),
     };
     if prompt.is_empty() {

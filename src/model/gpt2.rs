@@ -3,14 +3,11 @@
 //! embeddings. Parameter names and `config.json` are those of Hugging Face's
 //! `GPT2LMHeadModel`, so folders move both ways.
 
+use super::causal_lm::{Attention, Block, CausalLm, Mlp, Norm, Positions, Proj, Qkv};
 use crate::error::{Error, Result};
-use crate::nn::causal_attention::{attend, split_heads, KvCache};
-use crate::nn::dropout::dropout;
-use crate::nn::embedding::{embedding_init, Embedding};
-use crate::nn::layer_norm::{layer_norm, LayerNorm};
-use crate::nn::linear::{conv1d, Conv1D};
-use crate::rng::Rng;
-use candle_core::Tensor;
+use crate::nn::embedding::embedding_init;
+use crate::nn::layer_norm::layer_norm;
+use crate::nn::linear::conv1d;
 use candle_nn::{Init, VarBuilder};
 use serde::{Deserialize, Serialize};
 
@@ -170,121 +167,49 @@ impl Gpt2Config {
     }
 }
 
-#[derive(Debug, Clone)]
-struct Block {
-    ln_1: LayerNorm,
-    c_attn: Conv1D, // (C, 3C): q, k, v along the output
-    attn_proj: Conv1D,
-    ln_2: LayerNorm,
-    c_fc: Conv1D, // (C, 4C)
-    mlp_proj: Conv1D,
-    n_head: usize,
-    dropout: f32,
-    activation: GptActivation,
-}
+/// GPT-2: the decoder-only skeleton with learned positions, LayerNorm,
+/// one packed q/k/v Conv1D, a GELU MLP and the head tied to the embedding.
+pub type Gpt2 = CausalLm;
 
-impl Block {
-    fn new(cfg: &Gpt2Config, vb: VarBuilder) -> candle_core::Result<Self> {
-        let c = cfg.n_embd;
-        let w = Init::Randn { mean: 0.0, stdev: 0.02 };
-        // Residual projections start smaller: 0.02/√(2·n_layer) (GPT-2 paper §2.3).
-        let w_proj = Init::Randn { mean: 0.0, stdev: 0.02 / (2.0 * cfg.n_layer as f64).sqrt() };
-        let l = cfg.lora.as_ref();
-        Ok(Self {
-            ln_1: layer_norm(c, cfg.layer_norm_epsilon, vb.pp("ln_1"))?,
-            c_attn: conv1d(c, 3 * c, w, l, vb.pp("attn").pp("c_attn"))?,
-            attn_proj: conv1d(c, c, w_proj, l, vb.pp("attn").pp("c_proj"))?,
-            ln_2: layer_norm(c, cfg.layer_norm_epsilon, vb.pp("ln_2"))?,
-            c_fc: conv1d(c, 4 * c, w, l, vb.pp("mlp").pp("c_fc"))?,
-            mlp_proj: conv1d(4 * c, c, w_proj, l, vb.pp("mlp").pp("c_proj"))?,
-            n_head: cfg.n_head,
+/// Builds GPT-2 in `transformers`' layout (`transformer.h.{i}.attn.c_attn`, …).
+/// Parameters are created (and initialised) in the order nanoGPT declares them.
+pub fn gpt2(cfg: &Gpt2Config, vb: VarBuilder) -> Result<CausalLm> {
+    cfg.validate()?;
+    let t = vb.pp("transformer");
+    let c = cfg.n_embd;
+    let w = Init::Randn { mean: 0.0, stdev: 0.02 };
+    // Residual projections start smaller: 0.02/√(2·n_layer) (GPT-2 paper §2.3).
+    let w_proj = Init::Randn { mean: 0.0, stdev: 0.02 / (2.0 * cfg.n_layer as f64).sqrt() };
+    let l = cfg.lora.as_ref();
+    let wte = embedding_init(cfg.vocab_size, c, w, t.pp("wte"))?;
+    let wpe = t.pp("wpe").get_with_hints((cfg.n_positions, c), "weight", w)?; // (P, C)
+    let block = |vb: VarBuilder| -> candle_core::Result<Block> {
+        let (a, m) = (vb.pp("attn"), vb.pp("mlp"));
+        Ok(Block {
+            norm_1: Norm::Layer(layer_norm(c, cfg.layer_norm_epsilon, vb.pp("ln_1"))?),
+            attn: Attention {
+                qkv: Qkv::Packed(Proj::Conv(conv1d(c, 3 * c, w, l, a.pp("c_attn"))?)), // (C, 3C): q, k, v
+                out: Proj::Conv(conv1d(c, c, w_proj, l, a.pp("c_proj"))?),
+                n_head: cfg.n_head,
+                n_kv_head: cfg.n_head,
+            },
+            norm_2: Norm::Layer(layer_norm(c, cfg.layer_norm_epsilon, vb.pp("ln_2"))?),
+            mlp: Mlp::Gelu {
+                fc: Proj::Conv(conv1d(c, 4 * c, w, l, m.pp("c_fc"))?), // (C, 4C)
+                proj: Proj::Conv(conv1d(4 * c, c, w_proj, l, m.pp("c_proj"))?),
+                tanh: cfg.activation == GptActivation::GeluNew,
+            },
             dropout: cfg.dropout,
-            activation: cfg.activation,
         })
-    }
-
-    fn forward(
-        &self,
-        x: &Tensor,
-        cache: Option<&mut KvCache>,
-        mut rng: Option<&mut Rng>,
-    ) -> candle_core::Result<Tensor> {
-        let c = x.dim(2)?;
-        let qkv = self.c_attn.forward_t(&self.ln_1.forward(x)?, rng.as_deref_mut())?; // (B, T, 3C)
-        let att = match cache {
-            // Training and whole-sequence scoring: one fused op.
-            None => crate::ops::attention::causal_self_attention(&qkv, self.n_head)?,
-            Some(cache) => {
-                let q = split_heads(&qkv.narrow(2, 0, c)?, self.n_head)?;
-                let k = split_heads(&qkv.narrow(2, c, c)?, self.n_head)?;
-                let v = split_heads(&qkv.narrow(2, 2 * c, c)?, self.n_head)?;
-                let offset = cache.len();
-                let (k, v) = cache.append(k.contiguous()?, v.contiguous()?)?;
-                attend(&q, &k, &v, offset)?
-            }
-        }; // (B, T, C)
-        let y = self.attn_proj.forward_t(&att, rng.as_deref_mut())?;
-        let x = (x + dropout(&y, self.dropout, rng.as_deref_mut())?)?;
-        let h = self.c_fc.forward_t(&self.ln_2.forward(&x)?, rng.as_deref_mut())?;
-        let h = match self.activation {
-            GptActivation::GeluNew => crate::ops::gelu::gelu_tanh(&h)?,
-            GptActivation::Gelu => crate::ops::gelu::gelu_erf(&h)?,
-        };
-        let h = self.mlp_proj.forward_t(&h, rng.as_deref_mut())?;
-        x + dropout(&h, self.dropout, rng)?
-    }
-}
-
-/// GPT-2.
-#[derive(Debug, Clone)]
-pub struct Gpt2 {
-    cfg: Gpt2Config,
-    wte: Embedding, // (V, C), also the output head
-    wpe: Tensor,    // (P, C)
-    blocks: Vec<Block>,
-    ln_f: LayerNorm,
-}
-
-impl Gpt2 {
-    pub fn new(cfg: &Gpt2Config, vb: VarBuilder) -> Result<Self> {
-        cfg.validate()?;
-        let t = vb.pp("transformer");
-        let w = Init::Randn { mean: 0.0, stdev: 0.02 };
-        Ok(Self {
-            cfg: cfg.clone(),
-            wte: embedding_init(cfg.vocab_size, cfg.n_embd, w, t.pp("wte"))?,
-            wpe: t.pp("wpe").get_with_hints((cfg.n_positions, cfg.n_embd), "weight", w)?,
-            blocks: (0..cfg.n_layer).map(|i| Block::new(cfg, t.pp("h").pp(i))).collect::<candle_core::Result<_>>()?,
-            ln_f: layer_norm(cfg.n_embd, cfg.layer_norm_epsilon, t.pp("ln_f"))?,
-        })
-    }
-
-    pub fn config(&self) -> &Gpt2Config {
-        &self.cfg
-    }
-
-    /// `ids` (B, T) → logits (B, T, V). With `cache` (one per block), the
-    /// ids continue the cached positions.
-    pub fn forward(
-        &self,
-        ids: &Tensor,
-        mut cache: Option<&mut [KvCache]>,
-        mut rng: Option<&mut Rng>,
-    ) -> Result<Tensor> {
-        let (_b, t) = ids.dims2()?;
-        let offset = cache.as_ref().map_or(0, |c| c[0].len());
-        super::check_positions("model.n_positions", offset + t, self.cfg.n_positions)?;
-        let tok = self.wte.forward(ids)?;
-        let pos = self.wpe.narrow(0, offset, t)?.unsqueeze(0)?;
-        let mut x = dropout(&tok.broadcast_add(&pos)?, self.cfg.dropout, rng.as_deref_mut())?; // (B, T, C)
-        for (i, block) in self.blocks.iter().enumerate() {
-            x = block.forward(&x, cache.as_deref_mut().map(|c| &mut c[i]), rng.as_deref_mut())?;
-        }
-        let x = self.ln_f.forward(&x)?;
-        Ok(self.wte.project(&x)?)
-    }
-
-    pub fn n_layer(&self) -> usize {
-        self.cfg.n_layer
-    }
+    };
+    let blocks = (0..cfg.n_layer).map(|i| block(t.pp("h").pp(i))).collect::<candle_core::Result<_>>()?;
+    Ok(CausalLm {
+        head: wte.clone(),
+        embed: wte,
+        positions: Positions::Learned(wpe),
+        embed_dropout: cfg.dropout,
+        blocks,
+        norm_f: Norm::Layer(layer_norm(c, cfg.layer_norm_epsilon, t.pp("ln_f"))?),
+        max_positions: (cfg.n_positions, "model.n_positions"),
+    })
 }

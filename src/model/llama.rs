@@ -2,15 +2,12 @@
 //! SwiGLU MLP, grouped-query attention, optionally untied head. Parameter
 //! names and `config.json` are those of Hugging Face's `LlamaForCausalLM`.
 
+use super::causal_lm::{Attention, Block, CausalLm, Mlp, Norm, Positions, Proj, Qkv};
 use crate::error::{Error, Result};
-use crate::nn::causal_attention::{attend, split_heads, KvCache};
-use crate::nn::dropout::dropout;
-use crate::nn::embedding::{embedding_init, Embedding};
-use crate::nn::layer_norm::{rms_norm, RmsNorm};
-use crate::nn::linear::{linear_lora, Linear};
+use crate::nn::embedding::embedding_init;
+use crate::nn::layer_norm::rms_norm;
+use crate::nn::linear::linear_lora;
 use crate::nn::rope::Rope;
-use crate::rng::Rng;
-use candle_core::Tensor;
 use candle_nn::{Init, VarBuilder};
 use serde::{Deserialize, Serialize};
 
@@ -171,129 +168,61 @@ impl LlamaConfig {
     }
 }
 
-#[derive(Debug, Clone)]
-struct Block {
-    input_layernorm: RmsNorm,
-    q_proj: Linear,
-    k_proj: Linear,
-    v_proj: Linear,
-    o_proj: Linear,
-    post_attention_layernorm: RmsNorm,
-    gate_proj: Linear,
-    up_proj: Linear,
-    down_proj: Linear,
-    n_head: usize,
-    n_kv_head: usize,
-    dropout: f32,
-}
+/// Llama: the decoder-only skeleton with rotary positions, RMSNorm,
+/// separate q/k/v projections over fewer key/value heads, a SwiGLU MLP and
+/// a head that is tied to the embedding or its own.
+pub type Llama = CausalLm;
 
-impl Block {
-    fn new(cfg: &LlamaConfig, vb: VarBuilder) -> candle_core::Result<Self> {
-        let (c, hd) = (cfg.hidden_size, cfg.head_dim());
-        let w = Init::Randn { mean: 0.0, stdev: 0.02 };
-        let a = vb.pp("self_attn");
-        let m = vb.pp("mlp");
-        let l = cfg.lora.as_ref();
-        Ok(Self {
-            input_layernorm: rms_norm(c, cfg.rms_norm_eps, vb.pp("input_layernorm"))?,
-            q_proj: linear_lora(c, cfg.num_attention_heads * hd, false, w, l, a.pp("q_proj"))?,
-            k_proj: linear_lora(c, cfg.num_key_value_heads * hd, false, w, l, a.pp("k_proj"))?,
-            v_proj: linear_lora(c, cfg.num_key_value_heads * hd, false, w, l, a.pp("v_proj"))?,
-            o_proj: linear_lora(cfg.num_attention_heads * hd, c, false, w, l, a.pp("o_proj"))?,
-            post_attention_layernorm: rms_norm(c, cfg.rms_norm_eps, vb.pp("post_attention_layernorm"))?,
-            gate_proj: linear_lora(c, cfg.intermediate_size, false, w, l, m.pp("gate_proj"))?,
-            up_proj: linear_lora(c, cfg.intermediate_size, false, w, l, m.pp("up_proj"))?,
-            down_proj: linear_lora(cfg.intermediate_size, c, false, w, l, m.pp("down_proj"))?,
-            n_head: cfg.num_attention_heads,
-            n_kv_head: cfg.num_key_value_heads,
+/// Builds Llama in `transformers`' layout (`model.layers.{i}.self_attn.q_proj`, …).
+pub fn llama(cfg: &LlamaConfig, vb: VarBuilder) -> Result<CausalLm> {
+    cfg.validate()?;
+    let m = vb.pp("model");
+    let (c, hd) = (cfg.hidden_size, cfg.head_dim());
+    let w = Init::Randn { mean: 0.0, stdev: 0.02 };
+    let l = cfg.lora.as_ref();
+    let embed_tokens = embedding_init(cfg.vocab_size, c, w, m.pp("embed_tokens"))?;
+    let lin = |i: usize, o: usize, vb: VarBuilder| -> candle_core::Result<Proj> {
+        Ok(Proj::Linear(linear_lora(i, o, false, w, l, vb)?))
+    };
+    let block = |vb: VarBuilder| -> candle_core::Result<Block> {
+        let (a, mlp) = (vb.pp("self_attn"), vb.pp("mlp"));
+        let (q, kv) = (cfg.num_attention_heads * hd, cfg.num_key_value_heads * hd);
+        Ok(Block {
+            norm_1: Norm::Rms(rms_norm(c, cfg.rms_norm_eps, vb.pp("input_layernorm"))?),
+            attn: Attention {
+                qkv: Qkv::Split {
+                    q: lin(c, q, a.pp("q_proj"))?,
+                    k: lin(c, kv, a.pp("k_proj"))?,
+                    v: lin(c, kv, a.pp("v_proj"))?,
+                },
+                out: lin(q, c, a.pp("o_proj"))?,
+                n_head: cfg.num_attention_heads,
+                n_kv_head: cfg.num_key_value_heads,
+            },
+            norm_2: Norm::Rms(rms_norm(c, cfg.rms_norm_eps, vb.pp("post_attention_layernorm"))?),
+            mlp: Mlp::SwiGlu {
+                gate: lin(c, cfg.intermediate_size, mlp.pp("gate_proj"))?,
+                up: lin(c, cfg.intermediate_size, mlp.pp("up_proj"))?,
+                down: lin(cfg.intermediate_size, c, mlp.pp("down_proj"))?,
+            },
             dropout: cfg.dropout,
         })
-    }
-
-    fn forward(
-        &self,
-        x: &Tensor,
-        rope: &Rope,
-        cache: Option<&mut KvCache>,
-        mut rng: Option<&mut Rng>,
-    ) -> candle_core::Result<Tensor> {
-        let h = self.input_layernorm.forward(x)?;
-        let offset = cache.as_ref().map_or(0, |c| c.len());
-        let q = rope
-            .apply(&split_heads(&self.q_proj.forward_t(&h, rng.as_deref_mut())?, self.n_head)?.contiguous()?, offset)?;
-        let k = rope.apply(
-            &split_heads(&self.k_proj.forward_t(&h, rng.as_deref_mut())?, self.n_kv_head)?.contiguous()?,
-            offset,
-        )?;
-        let v = split_heads(&self.v_proj.forward_t(&h, rng.as_deref_mut())?, self.n_kv_head)?.contiguous()?;
-        let (k, v) = match cache {
-            Some(c) => c.append(k, v)?,
-            None => (k, v),
-        };
-        let y = self.o_proj.forward_t(&attend(&q, &k, &v, offset)?, rng.as_deref_mut())?;
-        let x = (x + dropout(&y, self.dropout, rng.as_deref_mut())?)?;
-        let h = self.post_attention_layernorm.forward(&x)?;
-        let g = crate::ops::swiglu::swiglu(
-            &self.gate_proj.forward_t(&h, rng.as_deref_mut())?,
-            &self.up_proj.forward_t(&h, rng.as_deref_mut())?,
-        )?; // SwiGLU (Shazeer 2020)
-        x + dropout(&self.down_proj.forward_t(&g, rng.as_deref_mut())?, self.dropout, rng)?
-    }
-}
-
-/// Llama.
-#[derive(Debug, Clone)]
-pub struct Llama {
-    cfg: LlamaConfig,
-    embed_tokens: Embedding, // (V, C)
-    blocks: Vec<Block>,
-    norm: RmsNorm,
-    lm_head: Embedding, // (V, C): the embedding itself when tied
-    rope: Rope,
-}
-
-impl Llama {
-    pub fn new(cfg: &LlamaConfig, vb: VarBuilder) -> Result<Self> {
-        cfg.validate()?;
-        let m = vb.pp("model");
-        let w = Init::Randn { mean: 0.0, stdev: 0.02 };
-        let embed_tokens = embedding_init(cfg.vocab_size, cfg.hidden_size, w, m.pp("embed_tokens"))?;
-        let blocks = (0..cfg.num_hidden_layers)
-            .map(|i| Block::new(cfg, m.pp("layers").pp(i)))
-            .collect::<candle_core::Result<_>>()?;
-        let norm = rms_norm(cfg.hidden_size, cfg.rms_norm_eps, m.pp("norm"))?;
-        let lm_head = if cfg.tie_word_embeddings {
-            embed_tokens.clone()
-        } else {
-            embedding_init(cfg.vocab_size, cfg.hidden_size, w, vb.pp("lm_head"))?
-        };
-        let rope = Rope::new(cfg.head_dim(), cfg.max_position_embeddings, cfg.rope_theta, vb.device())?;
-        Ok(Self { cfg: cfg.clone(), embed_tokens, blocks, norm, lm_head, rope })
-    }
-
-    pub fn config(&self) -> &LlamaConfig {
-        &self.cfg
-    }
-
-    /// `ids` (B, T) → logits (B, T, V), continuing `cache` if given.
-    pub fn forward(
-        &self,
-        ids: &Tensor,
-        mut cache: Option<&mut [KvCache]>,
-        mut rng: Option<&mut Rng>,
-    ) -> Result<Tensor> {
-        let (_b, t) = ids.dims2()?;
-        let offset = cache.as_ref().map_or(0, |c| c[0].len());
-        super::check_positions("model.max_position_embeddings", offset + t, self.cfg.max_position_embeddings)?;
-        let mut x = self.embed_tokens.forward(ids)?; // (B, T, C)
-        for (i, block) in self.blocks.iter().enumerate() {
-            x = block.forward(&x, &self.rope, cache.as_deref_mut().map(|c| &mut c[i]), rng.as_deref_mut())?;
-        }
-        let x = self.norm.forward(&x)?;
-        Ok(self.lm_head.project(&x)?)
-    }
-
-    pub fn n_layer(&self) -> usize {
-        self.cfg.num_hidden_layers
-    }
+    };
+    let blocks = (0..cfg.num_hidden_layers).map(|i| block(m.pp("layers").pp(i))).collect::<candle_core::Result<_>>()?;
+    let norm = rms_norm(c, cfg.rms_norm_eps, m.pp("norm"))?;
+    let head = if cfg.tie_word_embeddings {
+        embed_tokens.clone()
+    } else {
+        embedding_init(cfg.vocab_size, c, w, vb.pp("lm_head"))?
+    };
+    let rope = Rope::new(hd, cfg.max_position_embeddings, cfg.rope_theta, vb.device())?;
+    Ok(CausalLm {
+        embed: embed_tokens,
+        positions: Positions::Rotary(rope),
+        embed_dropout: 0.0,
+        blocks,
+        norm_f: Norm::Rms(norm),
+        head,
+        max_positions: (cfg.max_position_embeddings, "model.max_position_embeddings"),
+    })
 }

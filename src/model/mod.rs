@@ -3,6 +3,7 @@
 //! [`ModelConfig`] and [`Model`] put every family behind one interface for
 //! the trainer, the checkpoint code and the decoders.
 
+pub mod causal_lm;
 pub mod encdec;
 pub mod forecaster;
 pub mod gpt2;
@@ -10,10 +11,11 @@ pub mod llama;
 pub mod seq2seq;
 pub mod transformer;
 
+pub use causal_lm::CausalLm;
 pub use encdec::{DecState, EncDec};
 pub use forecaster::{Forecaster, ForecasterConfig, ForecasterKind};
-pub use gpt2::{Gpt2, Gpt2Config, GptActivation};
-pub use llama::{Llama, LlamaConfig};
+pub use gpt2::{gpt2, Gpt2, Gpt2Config, GptActivation};
+pub use llama::{llama, Llama, LlamaConfig};
 pub use seq2seq::{Seq2Seq, Seq2SeqConfig};
 pub use transformer::{TransformerConfig, TransformerSeq2Seq};
 
@@ -158,8 +160,8 @@ impl ModelConfig {
 #[derive(Debug, Clone)]
 pub enum Model {
     Seq2seq(Seq2Seq),
-    Gpt2(Gpt2),
-    Llama(Llama),
+    /// GPT-2 or Llama.
+    Causal(CausalLm),
     Transformer(TransformerSeq2Seq),
     Forecaster(Forecaster),
 }
@@ -168,8 +170,8 @@ impl Model {
     pub fn new(cfg: &ModelConfig, vb: VarBuilder) -> Result<Self> {
         Ok(match cfg {
             ModelConfig::Seq2seq(c) => Model::Seq2seq(Seq2Seq::new(c, vb)?),
-            ModelConfig::Gpt2(c) => Model::Gpt2(Gpt2::new(c, vb)?),
-            ModelConfig::Llama(c) => Model::Llama(Llama::new(c, vb)?),
+            ModelConfig::Gpt2(c) => Model::Causal(gpt2(c, vb)?),
+            ModelConfig::Llama(c) => Model::Causal(llama(c, vb)?),
             ModelConfig::Transformer(c) => Model::Transformer(TransformerSeq2Seq::new(c, vb)?),
             ModelConfig::Forecaster(c) => Model::Forecaster(Forecaster::new(c, vb)?),
         })
@@ -201,8 +203,7 @@ impl Model {
         rng: Option<&mut Rng>,
     ) -> Option<Result<Tensor>> {
         match self {
-            Model::Gpt2(m) => Some(m.forward(ids, cache, rng)),
-            Model::Llama(m) => Some(m.forward(ids, cache, rng)),
+            Model::Causal(m) => Some(m.forward(ids, cache, rng)),
             _ => None,
         }
     }
@@ -240,8 +241,7 @@ impl Model {
     /// An empty key/value cache, one entry per block.
     pub fn new_cache(&self) -> Vec<KvCache> {
         let n = match self {
-            Model::Gpt2(m) => m.n_layer(),
-            Model::Llama(m) => m.n_layer(),
+            Model::Causal(m) => m.n_layer(),
             _ => 0,
         };
         vec![KvCache::default(); n]

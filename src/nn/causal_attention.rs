@@ -89,29 +89,35 @@ pub fn split_heads(x: &Tensor, n_head: usize) -> Result<Tensor> {
 /// Causal multi-head self-attention of packed `qkv` (B, T, 3C) from split
 /// heads and [`attend`]: the reference for the fused
 /// [`crate::ops::attention::causal_self_attention`].
-pub fn causal_self_attention_composite(qkv: &Tensor, n_head: usize) -> Result<Tensor> {
-    let c = qkv.dim(2)? / 3;
+pub fn causal_self_attention_composite(qkv: &Tensor, n_head: usize, n_kv_head: usize) -> Result<Tensor> {
+    let d = qkv.dim(2)? / (n_head + 2 * n_kv_head);
+    let (c, c_kv) = (n_head * d, n_kv_head * d);
     let q = split_heads(&qkv.narrow(2, 0, c)?, n_head)?;
-    let k = split_heads(&qkv.narrow(2, c, c)?, n_head)?;
-    let v = split_heads(&qkv.narrow(2, 2 * c, c)?, n_head)?;
+    let k = split_heads(&qkv.narrow(2, c, c_kv)?, n_kv_head)?;
+    let v = split_heads(&qkv.narrow(2, c + c_kv, c_kv)?, n_kv_head)?;
     attend(&q, &k, &v, 0)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ops::attention::causal_self_attention;
+    use crate::ops::attention::grouped_causal_self_attention;
     use crate::ops::gradcheck::{parity, randn};
 
     #[test]
     fn fused_causal_attention_matches_the_composite() {
-        for (seed, dims, n_head, tol) in
-            [(1, [2, 5, 3 * 6], 2, 2e-6), (2, [3, 17, 3 * 16], 4, 5e-6), (3, [2, 150, 3 * 8], 2, 5e-6)]
-        {
-            // The last case is longer than one query block (QB = 64), the last block partial.
+        for (seed, dims, n_head, n_kv_head, tol) in [
+            (1, [2, 5, 3 * 6], 2, 2, 2e-6),
+            (2, [3, 17, 3 * 16], 4, 4, 5e-6),
+            // Longer than one query block (QB = 64), the last block partial.
+            (3, [2, 150, 3 * 8], 2, 2, 5e-6),
+            // Grouped-query: 6 query heads over 2 and over 3 key/value heads.
+            (4, [2, 9, (6 + 2 * 2) * 4], 6, 2, 5e-6),
+            (5, [1, 80, (6 + 2 * 3) * 4], 6, 3, 5e-6),
+        ] {
             let inputs = [randn(seed, &dims)];
-            let f = |x: &[Tensor]| causal_self_attention(&x[0], n_head);
-            let c = |x: &[Tensor]| causal_self_attention_composite(&x[0], n_head);
+            let f = |x: &[Tensor]| grouped_causal_self_attention(&x[0], n_head, n_kv_head);
+            let c = |x: &[Tensor]| causal_self_attention_composite(&x[0], n_head, n_kv_head);
             parity("causal_attention", f, c, &inputs, &[0], tol);
         }
     }

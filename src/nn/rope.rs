@@ -45,7 +45,42 @@ impl Rope {
         x.broadcast_mul(&cos)? + rotated.broadcast_mul(&sin)?
     }
 
+    /// `x` (B, T, H·D), heads side by side as a projection writes them, at
+    /// positions `offset..offset+T`: the same values as [`Rope::apply`] on
+    /// the split heads, without moving the heads first.
+    pub fn apply_packed(&self, x: &Tensor, n_head: usize, offset: usize) -> Result<Tensor> {
+        let (b, t, c) = x.dims3()?;
+        let d = c / n_head;
+        let x = x.reshape((b, t, n_head, d))?;
+        let cos = self.cos.narrow(0, offset, t)?.to_dtype(x.dtype())?.reshape((t, 1, d))?;
+        let sin = self.sin.narrow(0, offset, t)?.to_dtype(x.dtype())?.reshape((t, 1, d))?;
+        let x1 = x.narrow(D::Minus1, 0, d / 2)?;
+        let x2 = x.narrow(D::Minus1, d / 2, d / 2)?;
+        let rotated = Tensor::cat(&[&x2.neg()?, &x1], D::Minus1)?;
+        (x.broadcast_mul(&cos)? + rotated.broadcast_mul(&sin)?)?.reshape((b, t, c))
+    }
+
     pub fn max_positions(&self) -> usize {
         self.cos.dim(0).unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn packed_heads_rotate_exactly_as_split_heads() {
+        let dev = Device::Cpu;
+        let rope = Rope::new(4, 10, 10000.0, &dev).unwrap();
+        let x = crate::ops::gradcheck::randn(1, &[2, 3, 3 * 4]); // (B, T, H·D), H = 3
+        let packed = rope.apply_packed(&x, 3, 5).unwrap();
+        let split = x.reshape((2, 3, 3, 4)).unwrap().transpose(1, 2).unwrap().contiguous().unwrap();
+        let want = rope.apply(&split, 5).unwrap().transpose(1, 2).unwrap().reshape((2, 3, 12)).unwrap();
+        let (a, b) = (
+            packed.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            want.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+        );
+        assert_eq!(a, b);
     }
 }
