@@ -11,15 +11,13 @@
 //! `b_hn` sits inside the reset gate, so it cannot be folded into the input
 //! projection; it travels as the last column of an augmented weight
 //! `[Wₕₕ | (0, 0, b_hn)]` (3H, H + 1), which keeps the op at three inputs
-//! and gives `b_hn` its gradient through that column. Layout and masking as
-//! in [`super::lstm`]: batch-major throughout, one product per step with
-//! Wₕₕ packed once, and the cell compiled for AVX-512 where the CPU has it.
+//! and gives `b_hn` its gradient through that column. The loops over steps
+//! are the shared recurrence op's ([`super::recurrence`]); this file is the
+//! cell, compiled for AVX-512 as well where the CPU has it.
 
-use super::sgemm::{matmul_packed, PackedRhs};
-use super::{f32_slice, sigmoid, tanh, wide_cell, Rows, StepMask, Strided, RECURRENT_ROWS};
-use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
-use rayon::prelude::*;
-use std::sync::Mutex;
+use super::recurrence::Cell;
+use super::{sigmoid, tanh};
+use candle_core::{Result, Tensor};
 
 /// One row of the cell: input pre-activations `x` (3H), `hp = h Wₕₕᵀ` (3H,
 /// no bias), `bn` = b_hn (H), the previous `p` (H) → `out` (H). Saves
@@ -132,138 +130,60 @@ fn cell_bwd(
     cell_row_bwd(s, p, d, dx, dhp, dp, m, h)
 }
 
-struct GruOp {
-    mask: StepMask,
-    /// r, z, n and hn of every step (B, T, 4H), for the backward pass.
-    saved: Mutex<Vec<f32>>,
+/// The GRU cell for [`super::recurrence`]: the state is h; the recurrent
+/// product has its own buffer, since `b_hn` sits inside the reset gate.
+pub(crate) struct GruCell {
+    /// b_hn (H), the last column of the augmented weight's n rows.
+    bn: Vec<f32>,
 }
 
-impl CustomOp3 for GruOp {
-    fn name(&self) -> &'static str {
-        "shiftlm-gru"
+impl Cell for GruCell {
+    const NAME: &'static str = "gru";
+    const GATES: usize = 3;
+    const STATE: usize = 1;
+    const SAVED: usize = 4;
+    const EXTRA_COLS: usize = 1;
+    const FOLDED: bool = false;
+
+    fn new(w: &[f32], h: usize) -> Self {
+        GruCell { bn: (2 * h..3 * h).map(|g| w[g * (h + 1) + h]).collect() }
     }
 
-    fn cpu_fwd(
+    fn forward_row(
         &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let (xproj, w, init) = (f32_slice(s1, l1, "gru")?, f32_slice(s2, l2, "gru")?, f32_slice(s3, l3, "gru")?);
-        let (b, t, g3) = l1.shape().dims3()?;
-        let h = g3 / 3;
-        if g3 != 3 * h || l2.shape().dims2()? != (g3, h + 1) || l3.shape().dims2()? != (b, h) {
-            bail!("gru: xproj {:?}, augmented w_hh {:?} and state {:?} do not fit", l1.dims(), l2.dims(), l3.dims());
-        }
-        let bn: Vec<f32> = (2 * h..3 * h).map(|g| w[g * (h + 1) + h]).collect();
-        let mut saved = super::output(b * t * 4 * h); // written step by step
-        let mut states = super::output(b * t * h); // (B, T, H), written step by step
-        let mut hp = vec![0f32; b * 3 * h];
-        // SAFETY: w is (3H, H + 1), alive for the whole loop; Wₕₕᵀ (its first H
-        // columns, transposed) is packed once for all steps.
-        let w_t = unsafe { PackedRhs::new(b, h, 3 * h, w.as_ptr(), ((h + 1) as isize, 1)) };
-        let wide = wide_cell();
-        let (sv, ss) = (Rows(saved.as_mut_ptr()), Rows(states.as_mut_ptr()));
-        for step in 0..t {
-            // SAFETY: shapes checked above; row r of step s is at (r·T + s)·H in the
-            // states, and the previous step's rows are complete.
-            unsafe {
-                let (prev, prev_rs) =
-                    if step == 0 { (init.as_ptr(), h) } else { (ss.0.add((step - 1) * h).cast_const(), t * h) };
-                matmul_packed(b, hp.as_mut_ptr(), (1, 3 * h as isize), false, prev, (1, prev_rs as isize), &w_t);
-            }
-            hp.par_chunks(3 * h).enumerate().with_min_len(RECURRENT_ROWS).for_each(|(r, hpr)| {
-                let at = r * t + step;
-                // SAFETY: each task owns row r of this step; the previous step is only read.
-                let (o, s) = unsafe { (ss.get(at * h, h), sv.get(at * 4 * h, 4 * h)) };
-                let p: &[f32] = match step {
-                    0 => &init[r * h..(r + 1) * h],
-                    _ => unsafe { ss.get((at - 1) * h, h) },
-                };
-                cell(wide, &xproj[at * 3 * h..], hpr, &bn, p, o, s, self.mask.at(step, r), h);
-            });
-        }
-        *self.saved.lock().expect("gru saved") = saved;
-        Ok((CpuStorage::F32(states), Shape::from((b, t, h))))
+        wide: bool,
+        x: &[f32],
+        hp: &[f32],
+        p: &[f32],
+        out: &mut [f32],
+        save: &mut [f32],
+        m: f32,
+        h: usize,
+    ) {
+        cell(wide, x, hp, &self.bn, p, out, save, m, h)
     }
 
-    fn bwd(
+    fn backward_row(
         &self,
-        xproj: &Tensor,
-        w: &Tensor,
-        init: &Tensor,
-        res: &Tensor,
-        grad: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let (b, t, g3) = xproj.dims3()?;
-        let h = g3 / 3;
-        let saved = self.saved.lock().expect("gru saved");
-        let w = w.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
-        let init = init.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
-        let (res, grad) = (res.contiguous()?, grad.contiguous()?);
-        let mut dx = super::output(b * t * 3 * h); // d xproj (B, T, 3H), written step by step
-        let mut dhp = super::output(b * t * 3 * h); // d (h Wₕₕᵀ + b), written step by step
-        let mut dw = vec![0f32; 3 * h * (h + 1)];
-        let mut carry = vec![0f32; b * h];
-        let mut dprev = vec![0f32; b * h];
-        // SAFETY: w is (3H, H + 1), alive for the whole loop; packed once for all steps.
-        let w_packed = unsafe { PackedRhs::new(b, 3 * h, h, w.as_ptr(), (1, (h + 1) as isize)) };
-        let wide = wide_cell();
-        super::with_f32(&res, "gru", |states| {
-            super::with_f32(&grad, "gru", |grad| {
-                let (dxs, dhs) = (Rows(dx.as_mut_ptr()), Rows(dhp.as_mut_ptr()));
-                for step in (0..t).rev() {
-                    let carried = &carry;
-                    let rows = dprev.par_chunks_mut(h).enumerate().with_min_len(RECURRENT_ROWS);
-                    rows.for_each_init(
-                        || vec![0f32; h],
-                        |d, (r, dp)| {
-                            let at = r * t + step;
-                            for ((d, a), c) in d.iter_mut().zip(&grad[at * h..(at + 1) * h]).zip(&carried[r * h..]) {
-                                *d = a + c;
-                            }
-                            let p = match step {
-                                0 => &init[r * h..(r + 1) * h],
-                                _ => &states[(at - 1) * h..at * h],
-                            };
-                            // SAFETY: each task owns row r of this step's gradients.
-                            let (dxr, dhr) = unsafe { (dxs.get(at * 3 * h, 3 * h), dhs.get(at * 3 * h, 3 * h)) };
-                            let s = &saved[at * 4 * h..(at + 1) * 4 * h];
-                            cell_bwd(wide, s, p, d, dxr, dhr, dp, self.mask.at(step, r), h);
-                        },
-                    );
-                    // SAFETY: all buffers are sized from the checked shapes.
-                    unsafe {
-                        // d hₜ₋₁ += d hp · Wₕₕ   (B, 3H)·(3H, H), rows T·3H apart
-                        let dh = dhs.0.add(step * 3 * h).cast_const();
-                        let rs = (t * 3 * h) as isize;
-                        matmul_packed(b, dprev.as_mut_ptr(), (1, h as isize), true, dh, (1, rs), &w_packed);
-                    }
-                    std::mem::swap(&mut carry, &mut dprev);
-                }
-                // d Wₕₕ = Σ d hpᵀ · h_prev, into the first H columns of the augmented
-                // weight's gradient.
-                // SAFETY: all buffers are sized from the checked shapes.
-                unsafe {
-                    let (hs, gs) = (Strided(&init, h), Strided(states, h));
-                    super::recurrent_weight_grad(b, t, h, 3 * h, hs, gs, &dhp, &mut dw, h + 1);
-                }
-                // The bias column: b_hn's gradient is Σ d hp_n over every row and
-                // step; the r and z entries are not read, so theirs is 0.
-                for (g, v) in super::column_sums(&dhp, 3 * h).into_iter().enumerate() {
-                    dw[g * (h + 1) + h] = if g >= 2 * h { v } else { 0.0 };
-                }
-            })
-        })??;
-        let dev = xproj.device();
-        Ok((
-            Some(Tensor::from_vec(dx, (b, t, 3 * h), dev)?),
-            Some(Tensor::from_vec(dw, (3 * h, h + 1), dev)?),
-            Some(Tensor::from_vec(carry, (b, h), dev)?),
-        ))
+        wide: bool,
+        save: &[f32],
+        p: &[f32],
+        d: &[f32],
+        dx: &mut [f32],
+        dhp: &mut [f32],
+        dp: &mut [f32],
+        m: f32,
+        h: usize,
+    ) {
+        cell_bwd(wide, save, p, d, dx, dhp, dp, m, h)
+    }
+
+    /// The bias column: b_hn's gradient is Σ d hp_n over every row and step;
+    /// the r and z entries are not read, so theirs is 0.
+    fn finish_weight_grad(&self, dhp: &[f32], dw: &mut [f32], h: usize) {
+        for (g, v) in super::column_sums(dhp, 3 * h).into_iter().enumerate() {
+            dw[g * (h + 1) + h] = if g >= 2 * h { v } else { 0.0 };
+        }
     }
 }
 
@@ -279,13 +199,7 @@ pub fn augment(w_hh: &Tensor, b_hn: &Tensor) -> Result<Tensor> {
 /// [`augment`], `init` (B, H), `mask` (B, T) values (1 steps, 0 carries the
 /// state) or `None`. Returns every step's h: (B, T, H).
 pub fn gru(xproj: &Tensor, w_aug: &Tensor, init: &Tensor, mask: Option<Vec<f32>>) -> Result<Tensor> {
-    let (b, t, _) = xproj.dims3()?;
-    let mask = StepMask::new(mask, b, t, "gru")?;
-    xproj.contiguous()?.apply_op3(
-        &w_aug.contiguous()?,
-        &init.contiguous()?,
-        GruOp { mask, saved: Mutex::new(Vec::new()) },
-    )
+    super::recurrence::run::<GruCell>(xproj, w_aug, init, mask)
 }
 
 /// The composite version, one step at a time (the reference).
@@ -315,6 +229,7 @@ pub fn gru_composite(xproj: &Tensor, w_aug: &Tensor, init: &Tensor, mask: Option
 mod tests {
     use super::*;
     use crate::ops::gradcheck::{check, parity, randn};
+    use crate::ops::recurrence::wide_cell;
 
     #[test]
     fn gru_gradients_and_parity() {

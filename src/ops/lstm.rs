@@ -1,20 +1,11 @@
-//! The whole LSTM recurrence over a sequence as one op (PyTorch's gate
-//! order i, f, g, o). The input projection `x Wᵢₕᵀ + b` of every step is
-//! computed before, as one matrix product; this op runs
-//! `gates = xprojₜ + hₜ₋₁ Wₕₕᵀ` and the cell for each step, and the whole
-//! backpropagation through time in its backward pass. It stores the gates
-//! of every step (T·B·4H floats) for the backward pass.
-//!
-//! A per-row mask carries the old state where it is 0, so the final state
-//! of a right-padded sequence is the one at its last real token.
+//! The LSTM cell (PyTorch's gate order i, f, g, o) for the shared
+//! recurrence op ([`super::recurrence`]): `gates = xprojₜ + hₜ₋₁ Wₕₕᵀ`,
+//! then `c = f·c₋₁ + i·g`, `h = o·tanh(c)`. The op keeps the gate
+//! activations of every step (T·B·4H floats) for the backward pass.
 
-use super::f32_slice;
-use super::sgemm::{matmul_packed, PackedRhs};
-use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
-use rayon::prelude::*;
-use std::sync::Mutex;
-
-use super::{sigmoid, tanh, wide_cell, Rows, StepMask, Strided, RECURRENT_ROWS};
+use super::recurrence::Cell;
+use super::{sigmoid, tanh};
+use candle_core::{Result, Tensor};
 
 /// One row of the cell: gates (4H), prev [h | c] (2H) → out [h | c] (2H).
 /// The gates are replaced by their activations (i, f, g, o) for the
@@ -121,144 +112,50 @@ fn cell_bwd(wide: bool, a: &[f32], p: &[f32], d_out: &[f32], dg: &mut [f32], dp:
     cell_row_bwd(a, p, d_out, dg, dp, m, h)
 }
 
-struct LstmOp {
-    mask: StepMask,
-    /// The gate activations of every step (B, T, 4H), kept for the
-    /// backward pass (the states are the op's output).
-    gates: Mutex<Vec<f32>>,
-}
+/// The LSTM cell for [`super::recurrence`]: the state is [h | c], the
+/// recurrent product adds into the saved gates, which the cell replaces by
+/// their activations.
+pub(crate) struct LstmCell;
 
-// Everything stays batch-major, (B, T, ·), as the caller lays it out: step
-// t's rows are T·4H (gates) or T·2H (states) floats apart, which the matrix
-// products take as strides, so nothing is transposed.
-impl CustomOp3 for LstmOp {
-    fn name(&self) -> &'static str {
-        "shiftlm-lstm"
+impl Cell for LstmCell {
+    const NAME: &'static str = "lstm";
+    const GATES: usize = 4;
+    const STATE: usize = 2;
+    const SAVED: usize = 4;
+    const EXTRA_COLS: usize = 0;
+    const FOLDED: bool = true;
+
+    fn new(_w: &[f32], _h: usize) -> Self {
+        LstmCell
     }
 
-    fn cpu_fwd(
+    fn forward_row(
         &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let (xproj, w, init) = (f32_slice(s1, l1, "lstm")?, f32_slice(s2, l2, "lstm")?, f32_slice(s3, l3, "lstm")?);
-        let (b, t, g4) = l1.shape().dims3()?;
-        let h = g4 / 4;
-        if g4 != 4 * h || l2.shape().dims2()? != (g4, h) || l3.shape().dims2()? != (b, 2 * h) {
-            bail!("lstm: xproj {:?}, w_hh {:?} and state {:?} do not fit", l1.dims(), l2.dims(), l3.dims());
-        }
-        let mut gates = xproj.to_vec(); // (B, T, 4H); h Wₕₕᵀ is added step by step
-        let mut states = super::output(b * t * 2 * h); // (B, T, 2H), written step by step
-                                                       // SAFETY: w is (4H, H), alive for the whole loop; Wₕₕᵀ is packed once for all steps.
-        let w_t = unsafe { PackedRhs::new(b, h, 4 * h, w.as_ptr(), (h as isize, 1)) };
-        let wide = wide_cell();
-        let (gs, ss) = (Rows(gates.as_mut_ptr()), Rows(states.as_mut_ptr()));
-        for step in 0..t {
-            // SAFETY: shapes checked above; row r of step s is at (r·T + s)·4H in the
-            // gates and (r·T + s)·2H in the states; the previous step's rows are complete.
-            unsafe {
-                let (prev, prev_rs) = if step == 0 {
-                    (init.as_ptr(), 2 * h)
-                } else {
-                    (ss.0.add((step - 1) * 2 * h).cast_const(), t * 2 * h)
-                };
-                let dst = gs.0.add(step * 4 * h);
-                matmul_packed(b, dst, (1, (t * 4 * h) as isize), true, prev, (1, prev_rs as isize), &w_t);
-            }
-            (0..b).into_par_iter().with_min_len(RECURRENT_ROWS).for_each(|r| {
-                // SAFETY: each task owns row r of this step; the previous step is only read.
-                let (g, o) = unsafe { (gs.get((r * t + step) * 4 * h, 4 * h), ss.get((r * t + step) * 2 * h, 2 * h)) };
-                let p: &[f32] = match step {
-                    0 => &init[r * 2 * h..(r + 1) * 2 * h],
-                    _ => unsafe { ss.get((r * t + step - 1) * 2 * h, 2 * h) },
-                };
-                cell(wide, g, p, o, self.mask.at(step, r), h);
-            });
-        }
-        *self.gates.lock().expect("lstm gates") = gates;
-        Ok((CpuStorage::F32(states), Shape::from((b, t, 2 * h))))
+        wide: bool,
+        _x: &[f32],
+        _hp: &[f32],
+        p: &[f32],
+        out: &mut [f32],
+        save: &mut [f32],
+        m: f32,
+        h: usize,
+    ) {
+        cell(wide, save, p, out, m, h)
     }
 
-    fn bwd(
+    fn backward_row(
         &self,
-        xproj: &Tensor,
-        w: &Tensor,
-        init: &Tensor,
-        res: &Tensor,
-        grad: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let (b, t, g4) = xproj.dims3()?;
-        let h = g4 / 4;
-        let gates = self.gates.lock().expect("lstm gates");
-        let w = w.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
-        let init = init.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
-        let res = res.contiguous()?;
-        let grad = grad.contiguous()?;
-        let mut dgates = super::output(b * t * 4 * h); // = d xproj (B, T, 4H), written step by step
-        let mut dw = vec![0f32; 4 * h * h];
-        let mut carry = vec![0f32; b * 2 * h]; // d state after this step, from later steps
-        let mut dprev = vec![0f32; b * 2 * h];
-        // SAFETY: w is (4H, H), alive for the whole loop; packed once for all steps.
-        let w_packed = unsafe { PackedRhs::new(b, 4 * h, h, w.as_ptr(), (1, h as isize)) };
-        let wide = wide_cell();
-        super::with_f32(&res, "lstm", |states| {
-            super::with_f32(&grad, "lstm", |grad| {
-                let dgs = Rows(dgates.as_mut_ptr());
-                for step in (0..t).rev() {
-                    let carried = &carry;
-                    let rows = dprev.par_chunks_mut(2 * h).enumerate().with_min_len(RECURRENT_ROWS);
-                    rows.for_each_init(
-                        || vec![0f32; 2 * h],
-                        |d, (r, dp)| {
-                            let at = (r * t + step) * 2 * h;
-                            // d of this step's output: from the loss, and from later steps.
-                            for ((d, a), c) in d.iter_mut().zip(&grad[at..at + 2 * h]).zip(&carried[r * 2 * h..]) {
-                                *d = a + c;
-                            }
-                            let p = match step {
-                                0 => &init[r * 2 * h..(r + 1) * 2 * h],
-                                _ => &states[at - 2 * h..at],
-                            };
-                            let g = &gates[(r * t + step) * 4 * h..(r * t + step + 1) * 4 * h];
-                            // SAFETY: each task owns row r of this step's d gates.
-                            let dg = unsafe { dgs.get((r * t + step) * 4 * h, 4 * h) };
-                            cell_bwd(wide, g, p, d, dg, dp, self.mask.at(step, r), h);
-                        },
-                    );
-                    // SAFETY: all buffers are sized from the checked shapes.
-                    unsafe {
-                        // d hₜ₋₁ += d gates · Wₕₕ   (B, 4H)·(4H, H), gate rows T·4H apart
-                        let dg = dgs.0.add(step * 4 * h).cast_const();
-                        matmul_packed(
-                            b,
-                            dprev.as_mut_ptr(),
-                            (1, 2 * h as isize),
-                            true,
-                            dg,
-                            (1, (t * 4 * h) as isize),
-                            &w_packed,
-                        );
-                    }
-                    std::mem::swap(&mut carry, &mut dprev);
-                }
-                // d Wₕₕ = Σ d gatesᵀ · h_prev over every row and step.
-                // SAFETY: all buffers are sized from the checked shapes.
-                unsafe {
-                    let (hs, gs) = (Strided(&init, 2 * h), Strided(states, 2 * h));
-                    super::recurrent_weight_grad(b, t, h, 4 * h, hs, gs, &dgates, &mut dw, h);
-                }
-            })
-        })??;
-        let dev = xproj.device();
-        Ok((
-            Some(Tensor::from_vec(dgates, (b, t, 4 * h), dev)?),
-            Some(Tensor::from_vec(dw, (4 * h, h), dev)?),
-            Some(Tensor::from_vec(carry, (b, 2 * h), dev)?),
-        ))
+        wide: bool,
+        save: &[f32],
+        p: &[f32],
+        d: &[f32],
+        dx: &mut [f32],
+        _dhp: &mut [f32],
+        dp: &mut [f32],
+        m: f32,
+        h: usize,
+    ) {
+        cell_bwd(wide, save, p, d, dx, dp, m, h)
     }
 }
 
@@ -267,13 +164,7 @@ impl CustomOp3 for LstmOp {
 /// (B, T) values (1 steps, 0 carries the state) or `None`. Returns every
 /// step's [h | c]: (B, T, 2H).
 pub fn lstm(xproj: &Tensor, w_hh: &Tensor, init: &Tensor, mask: Option<Vec<f32>>) -> Result<Tensor> {
-    let (b, t, _) = xproj.dims3()?;
-    let mask = StepMask::new(mask, b, t, "lstm")?;
-    xproj.contiguous()?.apply_op3(
-        &w_hh.contiguous()?,
-        &init.contiguous()?,
-        LstmOp { mask, gates: Mutex::new(Vec::new()) },
-    )
+    super::recurrence::run::<LstmCell>(xproj, w_hh, init, mask)
 }
 
 /// The composite version, one step at a time (the reference).
@@ -302,6 +193,7 @@ pub fn lstm_composite(xproj: &Tensor, w_hh: &Tensor, init: &Tensor, mask: Option
 mod tests {
     use super::*;
     use crate::ops::gradcheck::{check, parity, randn};
+    use crate::ops::recurrence::wide_cell;
 
     #[test]
     fn lstm_gradients_and_parity() {

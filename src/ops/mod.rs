@@ -20,6 +20,7 @@ pub mod gru;
 pub mod linear;
 pub mod lstm;
 pub mod norm;
+pub mod recurrence;
 pub mod reference;
 pub mod sgemm;
 pub mod softmax;
@@ -90,91 +91,6 @@ pub(crate) fn sigmoid(x: f32) -> f32 {
 #[inline(always)]
 pub(crate) fn tanh(x: f32) -> f32 {
     1.0 - 2.0 / (exp(2.0 * x) + 1.0)
-}
-
-/// Whether the recurrent cells' AVX-512 builds can run here (x86-64 builds
-/// target AVX2; the cells are also compiled for AVX-512 and chosen at run time).
-pub(crate) fn wide_cell() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    return std::arch::is_x86_feature_detected!("avx512f");
-    #[cfg(not(target_arch = "x86_64"))]
-    false
-}
-
-/// Batch rows handed to one parallel task of a recurrent step.
-pub(crate) const RECURRENT_ROWS: usize = 8;
-
-/// A recurrence's per-row mask (1 steps, 0 carries the old state), kept
-/// step-major so one step's values are together.
-pub(crate) struct StepMask(Option<Vec<f32>>, usize);
-
-impl StepMask {
-    /// From (B, T) values as callers lay them out, or `None` (every step counts).
-    pub(crate) fn new(mask: Option<Vec<f32>>, b: usize, t: usize, op: &str) -> candle_core::Result<Self> {
-        if mask.as_ref().is_some_and(|m| m.len() != b * t) {
-            bail!("{op}: mask does not cover {b} rows × {t} steps");
-        }
-        let m = mask.map(|m| (0..t).flat_map(|s| (0..b).map(move |r| (s, r))).map(|(s, r)| m[r * t + s]).collect());
-        Ok(Self(m, b))
-    }
-
-    /// Row `r`'s value at `step`.
-    #[inline]
-    pub(crate) fn at(&self, step: usize, r: usize) -> f32 {
-        self.0.as_ref().map_or(1.0, |m| m[step * self.1 + r])
-    }
-}
-
-/// Rows of h: (values, floats from one row's h to the next step's or row's).
-pub(crate) struct Strided<'a>(pub(crate) &'a [f32], pub(crate) usize);
-
-/// The recurrent weight's gradient `d W = Σ dᵀ · h_prev` over every row and
-/// step of a batch-major recurrence: `d` (B, T, G) the gradients of `h Wᵀ`,
-/// `init` the initial h (B rows) and `states` (B, T, ·) the h of every step.
-/// Computed as its transpose `Σ h_prevᵀ · d`, (H, ·)·(·, G), so that the wide
-/// operand is packed once for all H rows (1.5× faster at H = 64): one product
-/// for the first steps (whose h_prev is `init`), then one per row over its
-/// later steps. Written into `dw` (G rows `dw_rs` apart, first H columns).
-///
-/// # Safety
-/// The buffers must hold the shapes above.
-#[allow(clippy::too_many_arguments)]
-pub(crate) unsafe fn recurrent_weight_grad(
-    b: usize,
-    t: usize,
-    h: usize,
-    g: usize,
-    init: Strided,
-    states: Strided,
-    d: &[f32],
-    dw: &mut [f32],
-    dw_rs: usize,
-) {
-    use sgemm::matmul;
-    let dst = (dw_rs as isize, 1);
-    let first = (1, (t * g) as isize); // row r's step 0 is r·T·G in
-    matmul(h, g, b, dw.as_mut_ptr(), dst, false, init.0.as_ptr(), (init.1 as isize, 1), d.as_ptr(), first);
-    for r in (0..b).filter(|_| t > 1) {
-        let hp = states.0.as_ptr().add(r * t * states.1); // h of steps 0..T-1 of row r
-        let dr = d.as_ptr().add((r * t + 1) * g); // d of steps 1..T
-        matmul(h, g, t - 1, dw.as_mut_ptr(), dst, true, hp, (states.1 as isize, 1), dr, (1, g as isize));
-    }
-}
-
-/// A buffer shared by the parallel row tasks of one recurrent step; each
-/// task touches only its own rows.
-#[derive(Clone, Copy)]
-pub(crate) struct Rows(pub(crate) *mut f32);
-unsafe impl Send for Rows {}
-unsafe impl Sync for Rows {}
-
-impl Rows {
-    /// # Safety
-    /// `at..at + n` must lie inside the buffer, and no other task may use it.
-    #[allow(clippy::mut_from_ref)]
-    pub(crate) unsafe fn get(&self, at: usize, n: usize) -> &mut [f32] {
-        std::slice::from_raw_parts_mut(self.0.add(at), n)
-    }
 }
 
 /// Σ a, eight lanes at a time so that the compiler vectorises it.

@@ -1,0 +1,343 @@
+//! The recurrence op that LSTM and GRU share: the whole sequence as one op,
+//! with the forward loop over steps and the backpropagation through time
+//! written once, over a [`Cell`] that supplies what differs (the gate
+//! arithmetic of one row, forward and backward).
+//!
+//! The input projection `x Wᵢₕᵀ + b` of every step is computed before, as
+//! one matrix product. Each step then runs one product `h Wₕₕᵀ` for all rows
+//! (Wₕₕᵀ packed once for all steps) and the cell on every row in parallel.
+//! The backward pass walks the steps in reverse, one product `d · Wₕₕ` per
+//! step, and ends with `d Wₕₕ` as one pass over all rows and steps.
+//!
+//! Everything stays batch-major, (B, T, ·), as the caller lays it out: step
+//! t's rows are T·G (gates) or T·S (states) floats apart, which the matrix
+//! products take as strides, so nothing is transposed. A per-row mask
+//! carries the old state where it is 0, so the final state of a
+//! right-padded sequence is the one at its last real token.
+
+use super::sgemm::{matmul_packed, PackedRhs};
+use super::{f32_slice, sgemm};
+use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
+use std::sync::Mutex;
+
+/// What a recurrent cell is: the sizes of its pieces (in multiples of the
+/// hidden size H) and the arithmetic of one row.
+pub(crate) trait Cell: Sync + Sized + 'static {
+    /// The op's name, for errors.
+    const NAME: &'static str;
+    /// Gate pre-activations per row (LSTM 4, GRU 3): G = GATES·H.
+    const GATES: usize;
+    /// The state per row (LSTM 2, [h | c]; GRU 1, h): S = STATE·H. Its first
+    /// H values are the h that Wₕₕ multiplies.
+    const STATE: usize;
+    /// Floats kept per row and step for the backward pass: SAVED·H.
+    const SAVED: usize;
+    /// Columns of the recurrent weight beyond its H (GRU's b_hn column).
+    const EXTRA_COLS: usize;
+    /// Whether `h Wₕₕᵀ` adds straight into the saved pre-activations (the
+    /// input projection is copied there first), so that d xproj is also d
+    /// (h Wₕₕᵀ) (LSTM); otherwise it goes to a buffer of its own (GRU).
+    const FOLDED: bool;
+
+    /// The cell for the recurrent weight `w` (G, H + EXTRA_COLS).
+    fn new(w: &[f32], h: usize) -> Self;
+
+    /// One row, forward: the input pre-activations `x` (G) and `hp = h Wₕₕᵀ`
+    /// (G; both empty when FOLDED, where `save` holds their sum on entry),
+    /// the previous state `p` (S) → `out` (S) and what the backward pass
+    /// needs in `save` (SAVED·H). `m` blends with `p` (0 keeps it).
+    #[allow(clippy::too_many_arguments)]
+    fn forward_row(
+        &self,
+        wide: bool,
+        x: &[f32],
+        hp: &[f32],
+        p: &[f32],
+        out: &mut [f32],
+        save: &mut [f32],
+        m: f32,
+        h: usize,
+    );
+
+    /// One row, backward: `save`, the previous state `p` and the gradient
+    /// `d` of the output (S) → `dx` (G, of the input pre-activations), `dhp`
+    /// (G, of `h Wₕₕᵀ` and any bias inside it; empty when FOLDED, where it is
+    /// `dx`) and the part of d prev that does not go through Wₕₕ, `dp` (S).
+    #[allow(clippy::too_many_arguments)]
+    fn backward_row(
+        &self,
+        wide: bool,
+        save: &[f32],
+        p: &[f32],
+        d: &[f32],
+        dx: &mut [f32],
+        dhp: &mut [f32],
+        dp: &mut [f32],
+        m: f32,
+        h: usize,
+    );
+
+    /// Completes d w (G, H + EXTRA_COLS) beyond its first H columns, from
+    /// the gradients of `h Wₕₕᵀ` (B·T rows of G).
+    fn finish_weight_grad(&self, _dhp: &[f32], _dw: &mut [f32], _h: usize) {}
+}
+
+struct RecurrenceOp<C> {
+    mask: StepMask,
+    /// What the cell keeps of every step (B, T, SAVED·H), for the backward pass.
+    saved: Mutex<Vec<f32>>,
+    cell: std::marker::PhantomData<fn() -> C>,
+}
+
+impl<C: Cell> RecurrenceOp<C> {
+    /// (B, T, H) of `xproj` (B, T, G) after checking that the weight and the
+    /// initial state fit it.
+    fn dims(l1: &Layout, l2: &Layout, l3: &Layout) -> Result<(usize, usize, usize)> {
+        let (b, t, g) = l1.shape().dims3()?;
+        let h = g / C::GATES;
+        if g != C::GATES * h
+            || l2.shape().dims2()? != (g, h + C::EXTRA_COLS)
+            || l3.shape().dims2()? != (b, C::STATE * h)
+        {
+            bail!("{}: xproj {:?}, w_hh {:?} and state {:?} do not fit", C::NAME, l1.dims(), l2.dims(), l3.dims());
+        }
+        Ok((b, t, h))
+    }
+}
+
+impl<C: Cell> CustomOp3 for RecurrenceOp<C> {
+    fn name(&self) -> &'static str {
+        C::NAME
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (xproj, w, init) = (f32_slice(s1, l1, C::NAME)?, f32_slice(s2, l2, C::NAME)?, f32_slice(s3, l3, C::NAME)?);
+        let (b, t, h) = Self::dims(l1, l2, l3)?;
+        let (g, sw, vw) = (C::GATES * h, C::STATE * h, C::SAVED * h);
+        let cell = C::new(w, h);
+        // FOLDED: the pre-activations, h Wₕₕᵀ added step by step; else written step by step.
+        let mut saved = if C::FOLDED { xproj.to_vec() } else { super::output(b * t * vw) };
+        let mut states = super::output(b * t * sw); // (B, T, S), written step by step
+        let mut hp = if C::FOLDED { Vec::new() } else { vec![0f32; b * g] };
+        // SAFETY: w is (G, H + EXTRA_COLS), alive for the whole loop; Wₕₕᵀ (its
+        // first H columns, transposed) is packed once for all steps.
+        let w_t = unsafe { PackedRhs::new(b, h, g, w.as_ptr(), ((h + C::EXTRA_COLS) as isize, 1)) };
+        let wide = wide_cell();
+        let (sv, ss) = (Rows(saved.as_mut_ptr()), Rows(states.as_mut_ptr()));
+        for step in 0..t {
+            // SAFETY: shapes checked above; row r of step s is at (r·T + s)·S in the
+            // states, and the previous step's rows are complete.
+            unsafe {
+                let (prev, prev_rs) =
+                    if step == 0 { (init.as_ptr(), sw) } else { (ss.0.add((step - 1) * sw).cast_const(), t * sw) };
+                let prev_s = (1, prev_rs as isize);
+                if C::FOLDED {
+                    let dst = sv.0.add(step * g);
+                    matmul_packed(b, dst, (1, (t * g) as isize), true, prev, prev_s, &w_t);
+                } else {
+                    matmul_packed(b, hp.as_mut_ptr(), (1, g as isize), false, prev, prev_s, &w_t);
+                }
+            }
+            let hp = &hp;
+            (0..b).into_par_iter().with_min_len(RECURRENT_ROWS).for_each(|r| {
+                let at = r * t + step;
+                // SAFETY: each task owns row r of this step; the previous step is only read.
+                let (o, s) = unsafe { (ss.get(at * sw, sw), sv.get(at * vw, vw)) };
+                let p: &[f32] = match step {
+                    0 => &init[r * sw..(r + 1) * sw],
+                    _ => unsafe { ss.get((at - 1) * sw, sw) },
+                };
+                let (x, hpr) = if C::FOLDED {
+                    (&[][..], &[][..])
+                } else {
+                    (&xproj[at * g..(at + 1) * g], &hp[r * g..(r + 1) * g])
+                };
+                cell.forward_row(wide, x, hpr, p, o, s, self.mask.at(step, r), h);
+            });
+        }
+        *self.saved.lock().unwrap_or_else(|e| e.into_inner()) = saved;
+        Ok((CpuStorage::F32(states), Shape::from((b, t, sw))))
+    }
+
+    fn bwd(
+        &self,
+        xproj: &Tensor,
+        w: &Tensor,
+        init: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (b, t, h) = Self::dims(xproj.layout(), w.layout(), init.layout())?;
+        let (g, sw, vw, wcols) = (C::GATES * h, C::STATE * h, C::SAVED * h, h + C::EXTRA_COLS);
+        let saved = self.saved.lock().unwrap_or_else(|e| e.into_inner());
+        let w = w.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
+        let init = init.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
+        let (res, grad) = (res.contiguous()?, grad.contiguous()?);
+        let cell = C::new(&w, h);
+        let mut dx = super::output(b * t * g); // d xproj (B, T, G), written step by step
+        let mut dhp = if C::FOLDED { Vec::new() } else { super::output(b * t * g) }; // d (h Wₕₕᵀ + bias)
+        let mut dw = vec![0f32; g * wcols];
+        let mut carry = vec![0f32; b * sw]; // d state after this step, from later steps
+        let mut dprev = vec![0f32; b * sw];
+        // SAFETY: w is (G, H + EXTRA_COLS), alive for the whole loop; packed once for all steps.
+        let w_packed = unsafe { PackedRhs::new(b, g, h, w.as_ptr(), (1, wcols as isize)) };
+        let wide = wide_cell();
+        super::with_f32(&res, C::NAME, |states| {
+            super::with_f32(&grad, C::NAME, |grad| {
+                let dxs = Rows(dx.as_mut_ptr());
+                let dhs = if C::FOLDED { dxs } else { Rows(dhp.as_mut_ptr()) };
+                for step in (0..t).rev() {
+                    let carried = &carry;
+                    let rows = dprev.par_chunks_mut(sw).enumerate().with_min_len(RECURRENT_ROWS);
+                    rows.for_each_init(
+                        || vec![0f32; sw],
+                        |d, (r, dp)| {
+                            let at = r * t + step;
+                            // d of this step's output: from the loss, and from later steps.
+                            for ((d, a), c) in d.iter_mut().zip(&grad[at * sw..(at + 1) * sw]).zip(&carried[r * sw..]) {
+                                *d = a + c;
+                            }
+                            let p = match step {
+                                0 => &init[r * sw..(r + 1) * sw],
+                                _ => &states[(at - 1) * sw..at * sw],
+                            };
+                            // SAFETY: each task owns row r of this step's gradients.
+                            let dxr = unsafe { dxs.get(at * g, g) };
+                            let dhr = if C::FOLDED { &mut [][..] } else { unsafe { dhs.get(at * g, g) } };
+                            let s = &saved[at * vw..(at + 1) * vw];
+                            cell.backward_row(wide, s, p, d, dxr, dhr, dp, self.mask.at(step, r), h);
+                        },
+                    );
+                    // SAFETY: all buffers are sized from the checked shapes.
+                    unsafe {
+                        // d hₜ₋₁ += d hp · Wₕₕ   (B, G)·(G, H), rows T·G apart
+                        let dh = dhs.0.add(step * g).cast_const();
+                        let rs = (t * g) as isize;
+                        matmul_packed(b, dprev.as_mut_ptr(), (1, sw as isize), true, dh, (1, rs), &w_packed);
+                    }
+                    std::mem::swap(&mut carry, &mut dprev);
+                }
+                let dh: &[f32] = if C::FOLDED { &dx } else { &dhp };
+                // d Wₕₕ = Σ d hpᵀ · h_prev over every row and step, into the
+                // first H columns of d w.
+                // SAFETY: all buffers are sized from the checked shapes.
+                unsafe {
+                    let (hs, gs) = (Strided(&init, sw), Strided(states, sw));
+                    recurrent_weight_grad(b, t, h, g, hs, gs, dh, &mut dw, wcols);
+                }
+                cell.finish_weight_grad(dh, &mut dw, h);
+            })
+        })??;
+        let dev = xproj.device();
+        Ok((
+            Some(Tensor::from_vec(dx, (b, t, g), dev)?),
+            Some(Tensor::from_vec(dw, (g, wcols), dev)?),
+            Some(Tensor::from_vec(carry, (b, sw), dev)?),
+        ))
+    }
+}
+
+/// Runs the recurrence of cell `C`: `xproj` (B, T, G) the input
+/// projections, `w` (G, H + EXTRA_COLS) the recurrent weight, `init` (B, S)
+/// the first state, `mask` (B, T) values (1 steps, 0 carries the state) or
+/// `None`. Returns every step's state: (B, T, S).
+pub(crate) fn run<C: Cell>(xproj: &Tensor, w: &Tensor, init: &Tensor, mask: Option<Vec<f32>>) -> Result<Tensor> {
+    let (b, t, _) = xproj.dims3()?;
+    let mask = StepMask::new(mask, b, t, C::NAME)?;
+    let op = RecurrenceOp::<C> { mask, saved: Mutex::new(Vec::new()), cell: std::marker::PhantomData };
+    xproj.contiguous()?.apply_op3(&w.contiguous()?, &init.contiguous()?, op)
+}
+
+/// Whether the recurrent cells' AVX-512 builds can run here (x86-64 builds
+/// target AVX2; the cells are also compiled for AVX-512 and chosen at run time).
+pub(crate) fn wide_cell() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return std::arch::is_x86_feature_detected!("avx512f");
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
+/// Batch rows handed to one parallel task of a recurrent step.
+pub(crate) const RECURRENT_ROWS: usize = 8;
+
+/// A recurrence's per-row mask (1 steps, 0 carries the old state), kept
+/// step-major so one step's values are together.
+pub(crate) struct StepMask(Option<Vec<f32>>, usize);
+
+impl StepMask {
+    /// From (B, T) values as callers lay them out, or `None` (every step counts).
+    pub(crate) fn new(mask: Option<Vec<f32>>, b: usize, t: usize, op: &str) -> candle_core::Result<Self> {
+        if mask.as_ref().is_some_and(|m| m.len() != b * t) {
+            bail!("{op}: mask does not cover {b} rows × {t} steps");
+        }
+        let m = mask.map(|m| (0..t).flat_map(|s| (0..b).map(move |r| (s, r))).map(|(s, r)| m[r * t + s]).collect());
+        Ok(Self(m, b))
+    }
+
+    /// Row `r`'s value at `step`.
+    #[inline]
+    pub(crate) fn at(&self, step: usize, r: usize) -> f32 {
+        self.0.as_ref().map_or(1.0, |m| m[step * self.1 + r])
+    }
+}
+
+/// Rows of h: (values, floats from one row's h to the next step's or row's).
+pub(crate) struct Strided<'a>(pub(crate) &'a [f32], pub(crate) usize);
+
+/// The recurrent weight's gradient `d W = Σ dᵀ · h_prev` over every row and
+/// step of a batch-major recurrence: `d` (B, T, G) the gradients of `h Wᵀ`,
+/// `init` the initial h (B rows) and `states` (B, T, ·) the h of every step.
+/// Computed as its transpose `Σ h_prevᵀ · d`, (H, ·)·(·, G), so that the wide
+/// operand is packed once for all H rows (1.5× faster at H = 64): one product
+/// for the first steps (whose h_prev is `init`), then one per row over its
+/// later steps. Written into `dw` (G rows `dw_rs` apart, first H columns).
+///
+/// # Safety
+/// The buffers must hold the shapes above.
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn recurrent_weight_grad(
+    b: usize,
+    t: usize,
+    h: usize,
+    g: usize,
+    init: Strided,
+    states: Strided,
+    d: &[f32],
+    dw: &mut [f32],
+    dw_rs: usize,
+) {
+    use sgemm::matmul;
+    let dst = (dw_rs as isize, 1);
+    let first = (1, (t * g) as isize); // row r's step 0 is r·T·G in
+    matmul(h, g, b, dw.as_mut_ptr(), dst, false, init.0.as_ptr(), (init.1 as isize, 1), d.as_ptr(), first);
+    for r in (0..b).filter(|_| t > 1) {
+        let hp = states.0.as_ptr().add(r * t * states.1); // h of steps 0..T-1 of row r
+        let dr = d.as_ptr().add((r * t + 1) * g); // d of steps 1..T
+        matmul(h, g, t - 1, dw.as_mut_ptr(), dst, true, hp, (states.1 as isize, 1), dr, (1, g as isize));
+    }
+}
+
+/// A buffer shared by the parallel row tasks of one recurrent step; each
+/// task touches only its own rows.
+#[derive(Clone, Copy)]
+pub(crate) struct Rows(pub(crate) *mut f32);
+unsafe impl Send for Rows {}
+unsafe impl Sync for Rows {}
+
+impl Rows {
+    /// # Safety
+    /// `at..at + n` must lie inside the buffer, and no other task may use it.
+    #[allow(clippy::mut_from_ref)]
+    pub(crate) unsafe fn get(&self, at: usize, n: usize) -> &mut [f32] {
+        std::slice::from_raw_parts_mut(self.0.add(at), n)
+    }
+}
