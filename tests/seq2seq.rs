@@ -17,7 +17,17 @@ use shiftlm::rng::Rng;
 use shiftlm::train::{LossHistory, Trainer};
 
 fn cfg(cell: CellKind, attention: AttentionKind, n_layer: usize, dropout: f32) -> Seq2SeqConfig {
-    Seq2SeqConfig { vocab_size: 12, emb_dim: 8, hidden: 10, n_layer, cell, attention, dropout, forget_bias: 1.0 }
+    Seq2SeqConfig {
+        vocab_size: 12,
+        emb_dim: 8,
+        hidden: 10,
+        n_layer,
+        cell,
+        attention,
+        dropout,
+        forget_bias: 1.0,
+        input: None,
+    }
 }
 
 fn variants() -> Vec<Seq2SeqConfig> {
@@ -136,6 +146,7 @@ fn transformer(share_embeddings: bool, dropout: f32) -> shiftlm::model::ModelCon
         max_positions: 16,
         dropout,
         share_embeddings,
+        input: None,
     })
 }
 
@@ -296,4 +307,57 @@ fn parameter_names_are_stable() {
     }
     want.sort();
     assert_eq!(names, want);
+}
+
+/// The token batch with each source id replaced by a frame of three values
+/// (what an audio or image front-end would hand the encoder): (B, S, 3).
+fn as_frames(b: &Seq2SeqBatch, dev: &Device) -> shiftlm::data::shift::Seq2SeqTensors {
+    let mut t = b.tensors(dev).unwrap();
+    let frames: Vec<f32> =
+        b.src.iter().zip(&b.src_mask).flat_map(|(&id, &m)| [m * id as f32 / 8.0, m * (id % 2) as f32, m]).collect();
+    t.src = Tensor::from_vec(frames, (b.b, b.s, 3), dev).unwrap();
+    t
+}
+
+#[test]
+fn a_frames_front_end_plugs_into_both_encoder_decoders() {
+    use shiftlm::model::{FrontendConfig, Model, ModelConfig, TransformerConfig};
+    let dev = Device::Cpu;
+    let b = batch(&pairs(6, 5));
+    let frames = as_frames(&b, &dev);
+    let rnn = Seq2SeqConfig {
+        input: Some(FrontendConfig::Frames { features: 3, proj: Some(8) }),
+        ..cfg(CellKind::Lstm, AttentionKind::Dot, 1, 0.0)
+    };
+    let ModelConfig::Transformer(tr) = transformer(false, 0.0) else { unreachable!() };
+    let tr = TransformerConfig { input: Some(FrontendConfig::Frames { features: 3, proj: Some(16) }), ..tr };
+    for mc in [ModelConfig::Seq2seq(rnn), ModelConfig::Transformer(tr)] {
+        let store = ParamStore::new(3, &dev);
+        let model = Model::new(&mc, store.var_builder()).unwrap();
+        assert!(store.get("encoder.input_proj.weight").is_some(), "{mc:?}: the projection has its name");
+        let tables = ["encoder.embedding.weight", "encoder.embed_tokens.weight", "shared.weight"];
+        assert!(tables.iter().all(|n| store.get(n).is_none()), "no source token table");
+        let loss = |rng: Option<&mut Rng>| {
+            let (l, _) = model.loss_sum(&shiftlm::data::shift::BatchTensors::Pairs(frames.clone()), rng).unwrap();
+            l
+        };
+        let grads = loss(Some(&mut Rng::new(1))).backward().unwrap();
+        for (name, var) in store.vars() {
+            let g = grads.get(var.as_tensor()).unwrap_or_else(|| panic!("{name} has no gradient"));
+            let v = g.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            assert!(v.iter().all(|x| x.is_finite()) && v.iter().any(|&x| x != 0.0), "{name}: gradient {v:?}");
+        }
+        // It learns the batch through the frames alone.
+        let cfg = shiftlm::optim::OptimizerConfig { lr: 1e-2, ..Default::default() };
+        let mut opt = shiftlm::optim::Optimizer::new(store.trainable_vars(), cfg).unwrap();
+        let first = loss(None).to_scalar::<f32>().unwrap();
+        for _ in 0..150 {
+            opt.step(&loss(None).backward().unwrap(), 1e-2, 1.0).unwrap();
+        }
+        let last = loss(None).to_scalar::<f32>().unwrap();
+        assert!(last < 0.05 * first, "{mc:?}: loss {first} → {last}");
+        // Token ids are refused by name.
+        let e = model.loss_sum(&shiftlm::data::shift::BatchTensors::Pairs(b.tensors(&dev).unwrap()), None).unwrap_err();
+        assert!(e.to_string().contains("model.input"), "{e}");
+    }
 }

@@ -107,6 +107,7 @@ impl RunConfig {
                     max_positions: 64,
                     dropout: 0.0,
                     share_embeddings: true,
+                    input: None,
                 });
                 let mut t = train(steps, 64, if tiny { 3e-3 } else { 1e-3 }, if tiny { 0 } else { 250 });
                 t.optimizer.kind = OptimizerKind::Adamw;

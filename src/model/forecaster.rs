@@ -21,6 +21,7 @@
 //! `nn.LSTM`/`nn.GRU`/`nn.Linear`); `input_proj`, `embed_positions.weight`,
 //! `encoder.layers.{i}.…`, `layer_norm`, `head` for the Transformer.
 
+use super::frontend::{Frontend, FrontendConfig};
 use crate::data::series::Scaler;
 use crate::data::shift::ForecastTensors;
 use crate::error::{Error, Result};
@@ -33,6 +34,7 @@ use crate::rng::Rng;
 use candle_core::{Module, Tensor};
 use candle_nn::{Init, VarBuilder};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 use super::transformer::EncoderLayer;
 
@@ -138,12 +140,22 @@ impl ForecasterConfig {
                 return Err(Error::config("model.loss.huber.delta", "must be positive"));
             }
         }
+        self.input().validate("model")?;
         if let Some(s) = &self.scaler {
             if s.shift.len() != self.n_inputs || s.scale.len() != self.n_inputs {
                 return Err(Error::config("model.scaler", format!("must have {} columns", self.n_inputs)));
             }
         }
         Ok(())
+    }
+}
+
+impl ForecasterConfig {
+    /// The encoder's front-end: the past's values as they are (RNN kinds),
+    /// or projected to the model width (Transformer).
+    pub fn input(&self) -> FrontendConfig {
+        let proj = (self.kind == ForecasterKind::Transformer).then_some(self.hidden);
+        FrontendConfig::Frames { features: self.n_inputs, proj }
     }
 }
 
@@ -154,7 +166,6 @@ enum Net {
         decoder: Rnn,
     },
     Transformer {
-        input_proj: Linear,
         positions: Tensor, // (L, C)
         layers: Vec<EncoderLayer>,
         norm: LayerNorm,
@@ -165,6 +176,8 @@ enum Net {
 #[derive(Debug, Clone)]
 pub struct Forecaster {
     cfg: ForecasterConfig,
+    /// The past (B, L, F) → the encoder's frames.
+    input: Arc<dyn Frontend>,
     net: Net,
     head: Linear,
 }
@@ -173,29 +186,29 @@ impl Forecaster {
     pub fn new(cfg: &ForecasterConfig, vb: VarBuilder) -> Result<Self> {
         cfg.validate()?;
         let (c, n) = (cfg.hidden, cfg.n_targets);
-        let (net, head) = match cfg.kind {
+        let w = Init::Randn { mean: 0.0, stdev: 0.02 };
+        let (input, net, head) = match cfg.kind {
             ForecasterKind::Lstm | ForecasterKind::Gru => {
                 let cell = if cfg.kind == ForecasterKind::Lstm { CellKind::Lstm } else { CellKind::Gru };
+                let input = cfg.input().build(w, vb.pp("input_proj"))?; // no parameters: values as they are
                 let rnn = |inputs, vb| Rnn::new(cell, inputs, c, cfg.n_layer, cfg.dropout, 1.0, vb);
-                let net =
-                    Net::Rnn { encoder: rnn(cfg.n_inputs, vb.pp("encoder"))?, decoder: rnn(n, vb.pp("decoder"))? };
-                (net, linear(c, n, true, vb.pp("head"))?)
+                let net = Net::Rnn { encoder: rnn(input.dim(), vb.pp("encoder"))?, decoder: rnn(n, vb.pp("decoder"))? };
+                (input, net, linear(c, n, true, vb.pp("head"))?)
             }
             ForecasterKind::Transformer => {
-                let w = Init::Randn { mean: 0.0, stdev: 0.02 };
                 let layers = (0..cfg.n_layer)
                     .map(|i| EncoderLayer::new(c, cfg.n_head, cfg.d_ff, vb.pp("encoder").pp("layers").pp(i)))
                     .collect::<candle_core::Result<_>>()?;
+                let input = cfg.input().build(w, vb.pp("input_proj"))?;
                 let net = Net::Transformer {
-                    input_proj: linear(cfg.n_inputs, c, true, vb.pp("input_proj"))?,
                     positions: vb.pp("embed_positions").get_with_hints((cfg.context, c), "weight", w)?,
                     layers,
                     norm: layer_norm(c, 1e-5, vb.pp("layer_norm"))?,
                 };
-                (net, linear_init(c, cfg.horizon * n, true, w, vb.pp("head"))?)
+                (input, net, linear_init(c, cfg.horizon * n, true, w, vb.pp("head"))?)
             }
         };
-        Ok(Self { cfg: cfg.clone(), net, head })
+        Ok(Self { cfg: cfg.clone(), input, net, head })
     }
 
     pub fn config(&self) -> &ForecasterConfig {
@@ -241,8 +254,8 @@ impl Forecaster {
     ) -> Result<Tensor> {
         let last = Tensor::zeros((b, 1, n), past.dtype(), past.device())?;
         match &self.net {
-            Net::Transformer { input_proj, positions, layers, norm } => {
-                let x = input_proj.forward(past)?.broadcast_add(&positions.unsqueeze(0)?)?; // (B, L, C)
+            Net::Transformer { positions, layers, norm } => {
+                let x = self.input.forward(past)?.broadcast_add(&positions.unsqueeze(0)?)?; // (B, L, C)
                 let mut x = dropout(&x, p, rng.as_deref_mut())?;
                 for layer in layers {
                     x = layer.forward(&x, None, p, rng.as_deref_mut())?;
@@ -252,7 +265,7 @@ impl Forecaster {
                 Ok(self.head.forward(&z)?.reshape((b, h, n))?) // (B, H, N)
             }
             Net::Rnn { encoder, decoder } => {
-                let (_, mut states) = encoder.forward(past, None, None, rng.as_deref_mut())?;
+                let (_, mut states) = encoder.forward(&self.input.forward(past)?, None, None, rng.as_deref_mut())?;
                 let sampling = self.cfg.scheduled_sampling > 0.0 && rng.is_some();
                 if let (Some(d), false) = (dec_in, sampling) {
                     // Teacher forcing: the whole shifted horizon in one pass.
@@ -291,5 +304,15 @@ impl Forecaster {
     pub fn loss_sum(&self, batch: &ForecastTensors, rng: Option<&mut Rng>) -> Result<(Tensor, Tensor)> {
         let pred = self.forward(&batch.past, batch.dec_in.as_ref(), rng)?;
         Ok((regression_loss_sum(&pred, &batch.labels, self.cfg.loss)?, pred))
+    }
+}
+
+impl super::Family for ForecasterConfig {
+    fn validate(&self) -> Result<()> {
+        ForecasterConfig::validate(self)
+    }
+
+    fn build(&self, vb: VarBuilder) -> Result<super::Model> {
+        Ok(super::Model::Forecaster(Forecaster::new(self, vb)?))
     }
 }

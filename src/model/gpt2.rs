@@ -213,3 +213,48 @@ pub fn gpt2(cfg: &Gpt2Config, vb: VarBuilder) -> Result<CausalLm> {
         max_positions: (cfg.n_positions, "model.n_positions"),
     })
 }
+
+impl super::Family for Gpt2Config {
+    fn validate(&self) -> Result<()> {
+        Gpt2Config::validate(self)
+    }
+
+    fn build(&self, vb: VarBuilder) -> Result<super::Model> {
+        Ok(super::Model::Causal(gpt2(self, vb)?))
+    }
+
+    fn vocab_size(&self) -> usize {
+        self.vocab_size
+    }
+
+    fn set_vocab_size(&mut self, v: usize) {
+        self.vocab_size = v;
+    }
+
+    /// GPT-2 starts and ends documents with the same `<|endoftext|>`.
+    fn set_special_ids(&mut self, _bos: u32, eos: u32) {
+        (self.bos_token_id, self.eos_token_id) = (eos, eos);
+    }
+
+    fn context(&self) -> Option<usize> {
+        Some(self.n_positions)
+    }
+
+    fn lora(&self) -> Option<&crate::nn::lora::LoraConfig> {
+        self.lora.as_ref()
+    }
+
+    fn set_lora(&mut self, lora: Option<crate::nn::lora::LoraConfig>) -> Result<()> {
+        self.lora = lora;
+        Ok(())
+    }
+
+    fn to_hf(&self) -> Option<serde_json::Value> {
+        Some(Gpt2Config::to_hf(self))
+    }
+
+    /// The attention mask buffers and the tied head older `transformers` save.
+    fn ignorable(&self, name: &str) -> bool {
+        name.ends_with(".attn.bias") || name.ends_with(".attn.masked_bias") || name == "lm_head.weight"
+    }
+}

@@ -226,3 +226,47 @@ pub fn llama(cfg: &LlamaConfig, vb: VarBuilder) -> Result<CausalLm> {
         max_positions: (cfg.max_position_embeddings, "model.max_position_embeddings"),
     })
 }
+
+impl super::Family for LlamaConfig {
+    fn validate(&self) -> Result<()> {
+        LlamaConfig::validate(self)
+    }
+
+    fn build(&self, vb: VarBuilder) -> Result<super::Model> {
+        Ok(super::Model::Causal(llama(self, vb)?))
+    }
+
+    fn vocab_size(&self) -> usize {
+        self.vocab_size
+    }
+
+    fn set_vocab_size(&mut self, v: usize) {
+        self.vocab_size = v;
+    }
+
+    fn set_special_ids(&mut self, bos: u32, eos: u32) {
+        (self.bos_token_id, self.eos_token_id) = (bos, eos);
+    }
+
+    fn context(&self) -> Option<usize> {
+        Some(self.max_position_embeddings)
+    }
+
+    fn lora(&self) -> Option<&crate::nn::lora::LoraConfig> {
+        self.lora.as_ref()
+    }
+
+    fn set_lora(&mut self, lora: Option<crate::nn::lora::LoraConfig>) -> Result<()> {
+        self.lora = lora;
+        Ok(())
+    }
+
+    fn to_hf(&self) -> Option<serde_json::Value> {
+        Some(LlamaConfig::to_hf(self))
+    }
+
+    /// The rotary frequencies some versions save, and a tied head.
+    fn ignorable(&self, name: &str) -> bool {
+        name.ends_with("rotary_emb.inv_freq") || (self.tie_word_embeddings && name == "lm_head.weight")
+    }
+}

@@ -6,6 +6,7 @@
 pub mod causal_lm;
 pub mod encdec;
 pub mod forecaster;
+pub mod frontend;
 pub mod gpt2;
 pub mod llama;
 pub mod seq2seq;
@@ -14,6 +15,7 @@ pub mod transformer;
 pub use causal_lm::CausalLm;
 pub use encdec::{DecState, EncDec};
 pub use forecaster::{Forecaster, ForecasterConfig, ForecasterKind};
+pub use frontend::{Frontend, FrontendConfig};
 pub use gpt2::{gpt2, Gpt2, Gpt2Config, GptActivation};
 pub use llama::{llama, Llama, LlamaConfig};
 pub use seq2seq::{Seq2Seq, Seq2SeqConfig};
@@ -22,6 +24,7 @@ pub use transformer::{TransformerConfig, TransformerSeq2Seq};
 use crate::data::shift::BatchTensors;
 use crate::error::{Error, Result};
 use crate::nn::causal_attention::KvCache;
+use crate::nn::lora::LoraConfig;
 use crate::nn::loss::sequence_loss_sum;
 use crate::rng::Rng;
 use candle_core::Tensor;
@@ -52,50 +55,94 @@ pub enum ModelConfig {
     Forecaster(ForecasterConfig),
 }
 
+/// What every family's config answers. [`ModelConfig`] dispatches to it in
+/// one place, [`ModelConfig::family`]: a new family is a variant there, a
+/// config implementing this trait and the model it builds.
+pub trait Family {
+    /// Checks every field; the error names the first impossible one.
+    fn validate(&self) -> Result<()>;
+    /// The model this config describes, its parameters created under `vb`.
+    fn build(&self, vb: VarBuilder) -> Result<Model>;
+    /// Ids in the vocabulary; 0 for a family that reads values.
+    fn vocab_size(&self) -> usize {
+        0
+    }
+    /// Sizes the vocabulary from the tokenizer.
+    fn set_vocab_size(&mut self, _v: usize) {}
+    /// A language model's start and end-of-text ids (from its tokenizer).
+    fn set_special_ids(&mut self, _bos: u32, _eos: u32) {}
+    /// A causal language model's context length.
+    fn context(&self) -> Option<usize> {
+        None
+    }
+    /// The LoRA adapters this model carries, if any.
+    fn lora(&self) -> Option<&LoraConfig> {
+        None
+    }
+    /// Sets (or removes) LoRA adapters, where the family takes them.
+    fn set_lora(&mut self, lora: Option<LoraConfig>) -> Result<()> {
+        match lora {
+            None => Ok(()),
+            Some(_) => Err(Error::config("lora", "LoRA applies to GPT-2 and Llama models")),
+        }
+    }
+    /// `config.json` fields for `transformers`, when the family has a layout there.
+    fn to_hf(&self) -> Option<serde_json::Value> {
+        None
+    }
+    /// Tensor names in a safetensors file that belong to no parameter but
+    /// are harmless (buffers some `transformers` versions save).
+    fn ignorable(&self, _name: &str) -> bool {
+        false
+    }
+}
+
 impl ModelConfig {
+    /// The family's config behind the common interface: the registry.
+    pub fn family(&self) -> &dyn Family {
+        match self {
+            ModelConfig::Seq2seq(c) => c,
+            ModelConfig::Gpt2(c) => c,
+            ModelConfig::Llama(c) => c,
+            ModelConfig::Transformer(c) => c,
+            ModelConfig::Forecaster(c) => c,
+        }
+    }
+
+    /// [`ModelConfig::family`], to change.
+    pub fn family_mut(&mut self) -> &mut dyn Family {
+        match self {
+            ModelConfig::Seq2seq(c) => c,
+            ModelConfig::Gpt2(c) => c,
+            ModelConfig::Llama(c) => c,
+            ModelConfig::Transformer(c) => c,
+            ModelConfig::Forecaster(c) => c,
+        }
+    }
+
+    /// Checks every field; the error names the first impossible one.
     pub fn validate(&self) -> Result<()> {
-        match self {
-            ModelConfig::Seq2seq(c) => c.validate(),
-            ModelConfig::Gpt2(c) => c.validate(),
-            ModelConfig::Llama(c) => c.validate(),
-            ModelConfig::Transformer(c) => c.validate(),
-            ModelConfig::Forecaster(c) => c.validate(),
-        }
+        self.family().validate()
     }
 
+    /// Ids in the vocabulary (0 for a forecaster).
     pub fn vocab_size(&self) -> usize {
-        match self {
-            ModelConfig::Seq2seq(c) => c.vocab_size,
-            ModelConfig::Gpt2(c) => c.vocab_size,
-            ModelConfig::Llama(c) => c.vocab_size,
-            ModelConfig::Transformer(c) => c.vocab_size,
-            ModelConfig::Forecaster(_) => 0,
-        }
+        self.family().vocab_size()
     }
 
+    /// Sizes the vocabulary from the tokenizer.
     pub fn set_vocab_size(&mut self, v: usize) {
-        match self {
-            ModelConfig::Seq2seq(c) => c.vocab_size = v,
-            ModelConfig::Gpt2(c) => c.vocab_size = v,
-            ModelConfig::Llama(c) => c.vocab_size = v,
-            ModelConfig::Transformer(c) => c.vocab_size = v,
-            ModelConfig::Forecaster(_) => {}
-        }
+        self.family_mut().set_vocab_size(v)
     }
 
     /// Sets a language model's start and end-of-text ids (from its tokenizer).
     pub fn set_special_ids(&mut self, bos: u32, eos: u32) {
-        match self {
-            // GPT-2 starts and ends documents with the same <|endoftext|>.
-            ModelConfig::Gpt2(c) => (c.bos_token_id, c.eos_token_id) = (eos, eos),
-            ModelConfig::Llama(c) => (c.bos_token_id, c.eos_token_id) = (bos, eos),
-            ModelConfig::Seq2seq(_) | ModelConfig::Transformer(_) | ModelConfig::Forecaster(_) => {}
-        }
+        self.family_mut().set_special_ids(bos, eos)
     }
 
     /// Whether the model reads one stream of text (decoder-only).
     pub fn is_causal(&self) -> bool {
-        matches!(self, ModelConfig::Gpt2(_) | ModelConfig::Llama(_))
+        self.family().context().is_some()
     }
 
     /// Whether the model forecasts numbers.
@@ -105,54 +152,28 @@ impl ModelConfig {
 
     /// Context length of a causal model.
     pub fn context(&self) -> Option<usize> {
-        match self {
-            ModelConfig::Gpt2(c) => Some(c.n_positions),
-            ModelConfig::Llama(c) => Some(c.max_position_embeddings),
-            _ => None,
-        }
+        self.family().context()
     }
 
-    /// `config.json` fields for `transformers`, when the family has a layout there.
     /// The LoRA adapters this model carries, if any.
-    pub fn lora(&self) -> Option<&crate::nn::lora::LoraConfig> {
-        match self {
-            ModelConfig::Gpt2(c) => c.lora.as_ref(),
-            ModelConfig::Llama(c) => c.lora.as_ref(),
-            _ => None,
-        }
+    pub fn lora(&self) -> Option<&LoraConfig> {
+        self.family().lora()
     }
 
     /// Sets (or removes) the LoRA adapters; only GPT-2 and Llama take them.
-    pub fn set_lora(&mut self, lora: Option<crate::nn::lora::LoraConfig>) -> crate::Result<()> {
-        match self {
-            ModelConfig::Gpt2(c) => c.lora = lora,
-            ModelConfig::Llama(c) => c.lora = lora,
-            _ if lora.is_none() => {}
-            _ => return Err(crate::Error::config("lora", "LoRA applies to GPT-2 and Llama models")),
-        }
-        Ok(())
+    pub fn set_lora(&mut self, lora: Option<LoraConfig>) -> Result<()> {
+        self.family_mut().set_lora(lora)
     }
 
+    /// `config.json` fields for `transformers`, when the family has a layout there.
     pub fn to_hf(&self) -> Option<serde_json::Value> {
-        match self {
-            ModelConfig::Gpt2(c) => Some(c.to_hf()),
-            ModelConfig::Llama(c) => Some(c.to_hf()),
-            _ => None,
-        }
+        self.family().to_hf()
     }
 
     /// Tensor names in a safetensors file that belong to no parameter but
     /// are harmless (buffers some `transformers` versions save).
     pub fn ignorable(&self, name: &str) -> bool {
-        match self {
-            ModelConfig::Gpt2(_) => {
-                name.ends_with(".attn.bias") || name.ends_with(".attn.masked_bias") || name == "lm_head.weight"
-            }
-            ModelConfig::Llama(c) => {
-                name.ends_with("rotary_emb.inv_freq") || (c.tie_word_embeddings && name == "lm_head.weight")
-            }
-            _ => false,
-        }
+        self.family().ignorable(name)
     }
 }
 
@@ -167,14 +188,10 @@ pub enum Model {
 }
 
 impl Model {
+    /// The model `cfg` describes, its parameters created under `vb` (whose
+    /// dotted names are the safetensors keys).
     pub fn new(cfg: &ModelConfig, vb: VarBuilder) -> Result<Self> {
-        Ok(match cfg {
-            ModelConfig::Seq2seq(c) => Model::Seq2seq(Seq2Seq::new(c, vb)?),
-            ModelConfig::Gpt2(c) => Model::Causal(gpt2(c, vb)?),
-            ModelConfig::Llama(c) => Model::Causal(llama(c, vb)?),
-            ModelConfig::Transformer(c) => Model::Transformer(TransformerSeq2Seq::new(c, vb)?),
-            ModelConfig::Forecaster(c) => Model::Forecaster(Forecaster::new(c, vb)?),
-        })
+        cfg.family().build(vb)
     }
 
     /// The RNN encoder–decoder, if this is one.

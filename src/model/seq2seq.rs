@@ -6,6 +6,7 @@
 //! Inference is split as in the reference: [`Seq2Seq::encode`] once, then
 //! [`Seq2Seq::decode`] one step at a time, carrying the decoder state.
 
+use super::frontend::{Frontend, FrontendConfig};
 use crate::data::shift::Seq2SeqTensors;
 use crate::error::{Error, Result};
 use crate::nn::attention::LuongAttention;
@@ -16,8 +17,9 @@ use crate::nn::loss::sequence_loss_sum;
 use crate::nn::rnn::{CellKind, Rnn, RnnState};
 use crate::rng::Rng;
 use candle_core::{Module, Tensor};
-use candle_nn::VarBuilder;
+use candle_nn::{Init, VarBuilder};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 /// Attention over encoder outputs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -49,6 +51,10 @@ pub struct Seq2SeqConfig {
     pub dropout: f32,
     /// Initial LSTM forget-gate bias added to PyTorch's init, e.g. 1.0.
     pub forget_bias: f32,
+    /// What the encoder reads; by default (`None`) token ids of the shared
+    /// vocabulary through an `emb_dim` table.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input: Option<FrontendConfig>,
 }
 
 impl Default for Seq2SeqConfig {
@@ -63,6 +69,7 @@ impl Default for Seq2SeqConfig {
             attention: AttentionKind::None,
             dropout: 0.0,
             forget_bias: 1.0,
+            input: None,
         }
     }
 }
@@ -83,7 +90,12 @@ impl Seq2SeqConfig {
         if !(0.0..1.0).contains(&self.dropout) {
             return Err(Error::config("model.dropout", format!("must be in [0, 1), got {}", self.dropout)));
         }
-        Ok(())
+        self.input().validate("model.input")
+    }
+
+    /// The encoder's front-end.
+    pub fn input(&self) -> FrontendConfig {
+        self.input.clone().unwrap_or(FrontendConfig::Tokens { vocab_size: self.vocab_size, dim: self.emb_dim })
     }
 }
 
@@ -113,7 +125,7 @@ impl Encoded {
 #[derive(Debug, Clone)]
 pub struct Seq2Seq {
     cfg: Seq2SeqConfig,
-    enc_emb: Embedding,
+    enc_input: Arc<dyn Frontend>,
     enc_rnn: Rnn,
     dec_emb: Embedding,
     dec_rnn: Rnn,
@@ -125,15 +137,19 @@ impl Seq2Seq {
     pub fn new(cfg: &Seq2SeqConfig, vb: VarBuilder) -> Result<Self> {
         cfg.validate()?;
         let (e, h, v) = (cfg.emb_dim, cfg.hidden, cfg.vocab_size);
-        let rnn = |vb: VarBuilder| Rnn::new(cfg.cell, e, h, cfg.n_layer, cfg.dropout, cfg.forget_bias, vb.pp("rnn"));
+        let rnn = |i, vb: VarBuilder| Rnn::new(cfg.cell, i, h, cfg.n_layer, cfg.dropout, cfg.forget_bias, vb.pp("rnn"));
         let enc = vb.pp("encoder");
         let dec = vb.pp("decoder");
+        let input = cfg.input();
+        let at = if matches!(input, FrontendConfig::Tokens { .. }) { "embedding" } else { "input_proj" };
+        // PyTorch's nn.Embedding initialisation: standard normal.
+        let enc_input = input.build(Init::Randn { mean: 0.0, stdev: 1.0 }, enc.pp(at))?;
         Ok(Self {
             cfg: cfg.clone(),
-            enc_emb: embedding(v, e, enc.pp("embedding"))?,
-            enc_rnn: rnn(enc)?,
+            enc_rnn: rnn(enc_input.dim(), enc)?,
+            enc_input,
             dec_emb: embedding(v, e, dec.pp("embedding"))?,
-            dec_rnn: rnn(dec.clone())?,
+            dec_rnn: rnn(e, dec.clone())?,
             attn: match cfg.attention {
                 AttentionKind::Dot => Some(LuongAttention::new(h, dec.clone())?),
                 AttentionKind::None => None,
@@ -146,10 +162,10 @@ impl Seq2Seq {
         &self.cfg
     }
 
-    /// `src` (B, S) ids; `src_mask` (B, S), 0 on padding, or `None` if the
-    /// batch has no padding.
+    /// `src` (B, S) ids (or what the front-end reads); `src_mask` (B, S), 0
+    /// on padding, or `None` if the batch has no padding.
     pub fn encode(&self, src: &Tensor, src_mask: Option<&Tensor>, mut rng: Option<&mut Rng>) -> Result<Encoded> {
-        let x = dropout(&self.enc_emb.forward(src)?, self.cfg.dropout, rng.as_deref_mut())?; // (B, S, E)
+        let x = dropout(&self.enc_input.forward(src)?, self.cfg.dropout, rng.as_deref_mut())?; // (B, S, E)
         let (outputs, states) = self.enc_rnn.forward(&x, None, src_mask, rng)?;
         let bias = match src_mask {
             Some(m) => Some((m.affine(1e9, -1e9)?).unsqueeze(1)?), // (B, 1, S): 0 real, −1e9 pad
@@ -190,5 +206,23 @@ impl Seq2Seq {
         let logits = self.forward(batch, rng)?;
         let loss = sequence_loss_sum(&logits, &batch.labels, Some(&batch.label_mask))?;
         Ok((loss, logits))
+    }
+}
+
+impl super::Family for Seq2SeqConfig {
+    fn validate(&self) -> Result<()> {
+        Seq2SeqConfig::validate(self)
+    }
+
+    fn build(&self, vb: VarBuilder) -> Result<super::Model> {
+        Ok(super::Model::Seq2seq(Seq2Seq::new(self, vb)?))
+    }
+
+    fn vocab_size(&self) -> usize {
+        self.vocab_size
+    }
+
+    fn set_vocab_size(&mut self, v: usize) {
+        self.vocab_size = v;
     }
 }

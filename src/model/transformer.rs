@@ -6,6 +6,7 @@
 //! head tied to the decoder embedding. Names follow BART's layout
 //! (`encoder.layers.0.self_attn.q_proj`, …).
 
+use super::frontend::{Frontend, FrontendConfig, TokenEmbedding};
 use crate::data::shift::Seq2SeqTensors;
 use crate::error::{Error, Result};
 use crate::nn::causal_attention::{attend, attend_with_bias, split_heads, KvCache};
@@ -18,6 +19,7 @@ use crate::rng::Rng;
 use candle_core::{Module, Tensor};
 use candle_nn::{Init, VarBuilder};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 /// The shape of a Transformer encoder–decoder.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -42,6 +44,10 @@ pub struct TransformerConfig {
     /// One embedding for source, target and output head (true), or separate
     /// source and target embeddings (false; the head stays tied to the target's).
     pub share_embeddings: bool,
+    /// What the encoder reads, projected to `d_model`; by default (`None`)
+    /// token ids of the shared vocabulary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input: Option<FrontendConfig>,
 }
 
 impl TransformerConfig {
@@ -64,6 +70,18 @@ impl TransformerConfig {
         }
         if !(0.0..1.0).contains(&self.dropout) {
             return Err(Error::config("model.dropout", "must be in [0, 1)"));
+        }
+        if let Some(input) = &self.input {
+            input.validate("model.input")?;
+            if input.dim() != self.d_model {
+                return Err(Error::config(
+                    "model.input",
+                    format!("frames of {} for a model of {}", input.dim(), self.d_model),
+                ));
+            }
+            if self.share_embeddings && !matches!(input, FrontendConfig::Tokens { .. }) {
+                return Err(Error::config("model.share_embeddings", "the source is not tokens: nothing to share"));
+            }
         }
         Ok(())
     }
@@ -199,10 +217,10 @@ impl TransformerState {
 #[derive(Debug, Clone)]
 pub struct TransformerSeq2Seq {
     cfg: TransformerConfig,
-    enc_embed: Embedding, // (V, C)
-    dec_embed: Embedding, // (V, C), also the output head
-    enc_pos: Tensor,      // (P, C)
-    dec_pos: Tensor,      // (P, C)
+    enc_input: Arc<dyn Frontend>, // → (B, S, C)
+    dec_embed: Embedding,         // (V, C), also the output head
+    enc_pos: Tensor,              // (P, C)
+    dec_pos: Tensor,              // (P, C)
     encoder: Vec<EncoderLayer>,
     enc_norm: LayerNorm,
     decoder: Vec<DecoderLayer>,
@@ -214,14 +232,22 @@ impl TransformerSeq2Seq {
         cfg.validate()?;
         let (c, v, p) = (cfg.d_model, cfg.vocab_size, cfg.max_positions);
         let w = Init::Randn { mean: 0.0, stdev: 0.02 };
-        let (enc_embed, dec_embed) = if cfg.share_embeddings {
-            let e = embedding_init(v, c, w, vb.pp("shared"))?;
-            (e.clone(), e)
-        } else {
-            (
-                embedding_init(v, c, w, vb.pp("encoder").pp("embed_tokens"))?,
+        let (enc_input, dec_embed): (Arc<dyn Frontend>, _) = match &cfg.input {
+            None if cfg.share_embeddings => {
+                let e = embedding_init(v, c, w, vb.pp("shared"))?;
+                (Arc::new(TokenEmbedding(e.clone())), e)
+            }
+            None => (
+                Arc::new(TokenEmbedding(embedding_init(v, c, w, vb.pp("encoder").pp("embed_tokens"))?)),
                 embedding_init(v, c, w, vb.pp("decoder").pp("embed_tokens"))?,
-            )
+            ),
+            Some(input) => {
+                let at = if matches!(input, FrontendConfig::Tokens { .. }) { "embed_tokens" } else { "input_proj" };
+                (
+                    input.build(w, vb.pp("encoder").pp(at))?,
+                    embedding_init(v, c, w, vb.pp("decoder").pp("embed_tokens"))?,
+                )
+            }
         };
         let enc = vb.pp("encoder");
         let dec = vb.pp("decoder");
@@ -244,7 +270,7 @@ impl TransformerSeq2Seq {
             .collect::<candle_core::Result<_>>()?;
         Ok(Self {
             cfg: cfg.clone(),
-            enc_embed,
+            enc_input,
             dec_embed,
             enc_pos: enc.pp("embed_positions").get_with_hints((p, c), "weight", w)?,
             dec_pos: dec.pp("embed_positions").get_with_hints((p, c), "weight", w)?,
@@ -259,10 +285,10 @@ impl TransformerSeq2Seq {
         &self.cfg
     }
 
-    fn embed(&self, table: &Embedding, pos: &Tensor, ids: &Tensor, offset: usize) -> Result<Tensor> {
-        let (_b, t) = ids.dims2()?;
+    /// Frames (B, T, C) plus the positions `offset..offset+T`.
+    fn positioned(&self, x: Tensor, pos: &Tensor, offset: usize) -> Result<Tensor> {
+        let t = x.dim(1)?;
         super::check_positions("model.max_positions", offset + t, self.cfg.max_positions)?;
-        let x = table.forward(ids)?;
         Ok(x.broadcast_add(&pos.narrow(0, offset, t)?.unsqueeze(0)?)?)
     }
 
@@ -280,7 +306,8 @@ impl TransformerSeq2Seq {
             Some(m) => Some(m.affine(1e9, -1e9)?.unsqueeze(1)?.unsqueeze(1)?), // (B, 1, 1, S)
             None => None,
         };
-        let mut x = dropout(&self.embed(&self.enc_embed, &self.enc_pos, src, 0)?, p, rng.as_deref_mut())?;
+        let x = self.positioned(self.enc_input.forward(src)?, &self.enc_pos, 0)?;
+        let mut x = dropout(&x, p, rng.as_deref_mut())?;
         for l in &self.encoder {
             x = l.forward(&x, src_bias.as_ref(), p, rng.as_deref_mut())?;
         }
@@ -293,7 +320,9 @@ impl TransformerSeq2Seq {
     pub fn decode(&self, dec_in: &Tensor, state: &mut TransformerState, mut rng: Option<&mut Rng>) -> Result<Tensor> {
         let p = self.cfg.dropout;
         let offset = state.self_cache.first().map_or(0, |c| c.len());
-        let mut x = dropout(&self.embed(&self.dec_embed, &self.dec_pos, dec_in, offset)?, p, rng.as_deref_mut())?;
+        let _ = dec_in.dims2()?;
+        let x = self.positioned(self.dec_embed.forward(dec_in)?, &self.dec_pos, offset)?;
+        let mut x = dropout(&x, p, rng.as_deref_mut())?;
         for (i, l) in self.decoder.iter().enumerate() {
             let h = l.self_attn_layer_norm.forward(&x)?;
             let (k, v) = l.self_attn.kv(&h)?;
@@ -322,5 +351,23 @@ impl TransformerSeq2Seq {
         let logits = self.decode(&batch.dec_in, &mut state, rng)?;
         let loss = sequence_loss_sum(&logits, &batch.labels, Some(&batch.label_mask))?;
         Ok((loss, logits))
+    }
+}
+
+impl super::Family for TransformerConfig {
+    fn validate(&self) -> Result<()> {
+        TransformerConfig::validate(self)
+    }
+
+    fn build(&self, vb: VarBuilder) -> Result<super::Model> {
+        Ok(super::Model::Transformer(TransformerSeq2Seq::new(self, vb)?))
+    }
+
+    fn vocab_size(&self) -> usize {
+        self.vocab_size
+    }
+
+    fn set_vocab_size(&mut self, v: usize) {
+        self.vocab_size = v;
     }
 }

@@ -26,6 +26,11 @@ impl Embedding {
         linear(x, &self.weight, None, WeightLayout::OutIn)
     }
 
+    /// The width of a row, C.
+    pub fn dim(&self) -> usize {
+        self.weight.dim(1).unwrap_or(0)
+    }
+
     /// (B, T) ids → (B, T, C)
     pub fn forward(&self, ids: &Tensor) -> Result<Tensor> {
         let _ = ids.dims2()?;

@@ -1,0 +1,166 @@
+//! Encoder front-ends: what an encoder–decoder reads, and how it becomes
+//! the encoder's input frames (B, S, E). An encoder–decoder is a front-end,
+//! an encoder and a decoder trained with the shift; the front-end is the
+//! only part that knows the kind of input.
+//!
+//! | front-end | reads | frames | used by |
+//! |---|---|---|---|
+//! | [`FrontendConfig::Tokens`] | ids (B, S) u32 | an embedding table | text pairs |
+//! | [`FrontendConfig::Frames`] | values (B, S, F) f32 | as they are, or a linear projection | forecasting |
+//!
+//! A new kind of input (image patches, audio features) is a new variant
+//! of [`FrontendConfig`], a struct implementing [`Frontend`], and one arm in
+//! [`FrontendConfig::build`], the registry. The models, the trainer, the
+//! checkpoint code and the CLI take any front-end as it is.
+
+use crate::error::{Error, Result};
+use crate::nn::embedding::{embedding_init, Embedding};
+use crate::nn::linear::{linear, Linear};
+use candle_core::{DType, Module, Tensor};
+use candle_nn::{Init, VarBuilder};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// Turns what the encoder reads into frames.
+pub trait Frontend: std::fmt::Debug + Send + Sync {
+    /// `src` (B, S, ...) → frames (B, S, [`Frontend::dim`]).
+    fn forward(&self, src: &Tensor) -> Result<Tensor>;
+    /// The width of a frame.
+    fn dim(&self) -> usize;
+}
+
+/// Which front-end, and its shape.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum FrontendConfig {
+    /// Token ids (B, S) through an embedding table (V, dim).
+    Tokens {
+        /// Ids in the vocabulary, e.g. 1004.
+        vocab_size: usize,
+        /// Embedding width, e.g. 256.
+        dim: usize,
+    },
+    /// Numeric frames (B, S, F): fed as they are, or projected to `proj`
+    /// values by a linear layer (weight (proj, F), bias).
+    Frames {
+        /// Values per frame (F), e.g. 3 for a target and two covariates.
+        features: usize,
+        /// Width after the projection, e.g. 64; `None` feeds frames as they are.
+        proj: Option<usize>,
+    },
+}
+
+impl FrontendConfig {
+    /// The width of a frame.
+    pub fn dim(&self) -> usize {
+        match self {
+            FrontendConfig::Tokens { dim, .. } => *dim,
+            FrontendConfig::Frames { features, proj } => proj.unwrap_or(*features),
+        }
+    }
+
+    /// Checks every size; errors name `field` (e.g. `model.input`).
+    pub fn validate(&self, field: &str) -> Result<()> {
+        let sizes = match self {
+            FrontendConfig::Tokens { vocab_size, dim } => [("vocab_size", *vocab_size), ("dim", *dim)],
+            FrontendConfig::Frames { features, proj } => [("features", *features), ("proj", proj.unwrap_or(1))],
+        };
+        for (name, v) in sizes {
+            if v == 0 {
+                return Err(Error::config(&format!("{field}.{name}"), "must be at least 1"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The registry: builds the front-end with its parameters under `vb`
+    /// (`vb.weight` for a token table or a projection). `init` is the
+    /// table's initialisation (a projection keeps PyTorch's `nn.Linear` one).
+    pub fn build(&self, init: Init, vb: VarBuilder) -> Result<Arc<dyn Frontend>> {
+        Ok(match self {
+            FrontendConfig::Tokens { vocab_size, dim } => {
+                Arc::new(TokenEmbedding(embedding_init(*vocab_size, *dim, init, vb)?))
+            }
+            FrontendConfig::Frames { features, proj } => Arc::new(Frames {
+                features: *features,
+                proj: proj.map(|p| linear(*features, p, true, vb)).transpose()?,
+            }),
+        })
+    }
+}
+
+/// Token ids through an embedding table.
+#[derive(Debug, Clone)]
+pub struct TokenEmbedding(pub Embedding);
+
+impl Frontend for TokenEmbedding {
+    fn forward(&self, src: &Tensor) -> Result<Tensor> {
+        if src.dtype() != DType::U32 || src.rank() != 2 {
+            return Err(Error::config(
+                "model.input",
+                format!("token ids are (B, S) u32, got {:?} {:?}", src.dtype(), src.dims()),
+            ));
+        }
+        Ok(self.0.forward(src)?) // (B, S, E)
+    }
+
+    fn dim(&self) -> usize {
+        self.0.dim()
+    }
+}
+
+/// Numeric frames, as they are or projected.
+#[derive(Debug, Clone)]
+pub struct Frames {
+    features: usize,
+    proj: Option<Linear>,
+}
+
+impl Frontend for Frames {
+    fn forward(&self, src: &Tensor) -> Result<Tensor> {
+        if src.dtype() != DType::F32 || src.rank() != 3 {
+            return Err(Error::config(
+                "model.input",
+                format!("frames are (B, S, {}) f32, got {:?} {:?}", self.features, src.dtype(), src.dims()),
+            ));
+        }
+        let (_, _, f) = src.dims3()?;
+        if f != self.features {
+            return Err(Error::config("model.input.features", format!("{} values per frame, got {f}", self.features)));
+        }
+        Ok(match &self.proj {
+            Some(p) => p.forward(src)?,
+            None => src.clone(),
+        })
+    }
+
+    fn dim(&self) -> usize {
+        self.proj.as_ref().map_or(self.features, |p| p.weight().dim(0).unwrap_or(0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn each_front_end_makes_frames_and_refuses_the_wrong_input() {
+        let store = crate::nn::ParamStore::new(1, &Device::Cpu);
+        let w = Init::Randn { mean: 0.0, stdev: 0.02 };
+        let tok = FrontendConfig::Tokens { vocab_size: 7, dim: 5 }.build(w, store.var_builder().pp("emb")).unwrap();
+        let ids = Tensor::new(&[[1u32, 2, 3], [4, 5, 6]], &Device::Cpu).unwrap();
+        assert_eq!((tok.forward(&ids).unwrap().dims(), tok.dim()), (&[2, 3, 5][..], 5));
+        let values = Tensor::zeros((2, 3, 4), DType::F32, &Device::Cpu).unwrap();
+        assert!(tok.forward(&values).unwrap_err().to_string().contains("u32"));
+        let raw = FrontendConfig::Frames { features: 4, proj: None }.build(w, store.var_builder().pp("x")).unwrap();
+        assert_eq!((raw.forward(&values).unwrap().dims(), raw.dim()), (&[2, 3, 4][..], 4));
+        let proj = FrontendConfig::Frames { features: 4, proj: Some(6) };
+        let p = proj.build(w, store.var_builder().pp("input_proj")).unwrap();
+        assert_eq!((p.forward(&values).unwrap().dims(), p.dim(), proj.dim()), (&[2, 3, 6][..], 6, 6));
+        assert!(p.forward(&Tensor::zeros((2, 3, 5), DType::F32, &Device::Cpu).unwrap()).is_err());
+        assert!(store.get("input_proj.weight").is_some() && store.get("input_proj.bias").is_some());
+        let e = FrontendConfig::Frames { features: 0, proj: None }.validate("model.input").unwrap_err();
+        assert!(e.to_string().contains("model.input.features"), "{e}");
+    }
+}
