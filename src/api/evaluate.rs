@@ -149,52 +149,59 @@ pub fn evaluate(job: &EvalJob) -> Result<Evaluated> {
 }
 
 fn evaluate_loaded(ck: &Loaded, job: &EvalJob) -> Result<EvalOutcome> {
-    let dev = Device::Cpu;
     if let Some(model) = ck.model.forecaster() {
-        let s = checkpoint_series(ck, job.data.as_deref(), job.season)?;
-        let split = job.split.unwrap_or(if job.data.is_some() { Split::All } else { Split::Test });
-        let rows = match split {
-            Split::Valid => s.valid.clone(),
-            Split::All => 0..s.series.len(),
-            Split::Test => s.test.clone(),
-        };
-        let report = crate::eval::forecast::evaluate(model, &s, &rows, &dev)?;
-        if report.windows == 0 {
-            return Err(Error::config(
-                "split",
-                format!(
-                    "the {} split has no window of context {} + horizon {}",
-                    split.name(),
-                    model.config().context,
-                    report.horizon
-                ),
-            ));
-        }
-        return Ok(EvalOutcome::Forecast { report, split, rows });
+        return evaluate_forecaster(ck, model, job);
     }
     if job.season.is_some() || job.split.is_some() {
         return Err(Error::config("season", "--season and --split apply to forecasters"));
     }
-    if let Some(ctx) = ck.config.model.context() {
-        let tokens = match &job.data {
-            Some(path) => ck.tokenizer.encode(&crate::data::read_utf8(path)?),
-            None => match crate::data::load(&ck.config.data, ck.config.train.seed, Some(&ck.tokenizer))?.0 {
-                Dataset::Text { valid, .. } => valid,
-                Dataset::Pairs(_) | Dataset::Series(_) => {
-                    return Err(Error::config("data", "a language model checkpoint with paired data"))
-                }
-            },
-        };
-        if tokens.len() <= ctx {
-            return Err(Error::config(
-                "data",
-                format!("the evaluation text has {} tokens; it needs more than the context of {ctx}", tokens.len()),
-            ));
-        }
-        let batches = windows(&tokens, ck.config.train.batch_size, ctx, 0);
-        let stats = crate::eval::teacher_forced(&ck.model, batches.into_iter(), &dev)?;
-        return Ok(EvalOutcome::Causal(CausalReport::new(&stats)));
+    match ck.config.model.context() {
+        Some(ctx) => evaluate_causal(ck, ctx, job),
+        None => evaluate_pairs(ck, job),
     }
+}
+
+/// A forecaster's errors beside the baselines on a split of its series.
+fn evaluate_forecaster(ck: &Loaded, model: &crate::model::Forecaster, job: &EvalJob) -> Result<EvalOutcome> {
+    let s = checkpoint_series(ck, job.data.as_deref(), job.season)?;
+    let split = job.split.unwrap_or(if job.data.is_some() { Split::All } else { Split::Test });
+    let rows = match split {
+        Split::Valid => s.valid.clone(),
+        Split::All => 0..s.series.len(),
+        Split::Test => s.test.clone(),
+    };
+    let report = crate::eval::forecast::evaluate(model, &s, &rows, &Device::Cpu)?;
+    if report.windows == 0 {
+        let (context, horizon) = (model.config().context, report.horizon);
+        let msg = format!("the {} split has no window of context {context} + horizon {horizon}", split.name());
+        return Err(Error::config("split", msg));
+    }
+    Ok(EvalOutcome::Forecast { report, split, rows })
+}
+
+/// A language model on its held-out text (or `job.data`), window by window.
+fn evaluate_causal(ck: &Loaded, ctx: usize, job: &EvalJob) -> Result<EvalOutcome> {
+    let tokens = match &job.data {
+        Some(path) => ck.tokenizer.encode(&crate::data::read_utf8(path)?),
+        None => match crate::data::load(&ck.config.data, ck.config.train.seed, Some(&ck.tokenizer))?.0 {
+            Dataset::Text { valid, .. } => valid,
+            Dataset::Pairs(_) | Dataset::Series(_) => {
+                return Err(Error::config("data", "a language model checkpoint with paired data"))
+            }
+        },
+    };
+    if tokens.len() <= ctx {
+        let msg = format!("the evaluation text has {} tokens; it needs more than the context of {ctx}", tokens.len());
+        return Err(Error::config("data", msg));
+    }
+    let batches = windows(&tokens, ck.config.train.batch_size, ctx, 0);
+    let stats = crate::eval::teacher_forced(&ck.model, batches.into_iter(), &Device::Cpu)?;
+    Ok(EvalOutcome::Causal(CausalReport::new(&stats)))
+}
+
+/// An encoder–decoder on its held-out pairs (or `job.data`), teacher forced
+/// and decoded.
+fn evaluate_pairs(ck: &Loaded, job: &EvalJob) -> Result<EvalOutcome> {
     let pairs = match &job.data {
         Some(path) => {
             let raw = crate::data::pairs::read_pairs(path)?;
@@ -224,7 +231,7 @@ fn evaluate_loaded(ck: &Loaded, job: &EvalJob) -> Result<EvalOutcome> {
         Strategy::Greedy
     };
     let opts = DecodeOptions { strategy, max_len: 2 * ck.config.max_target_len + 2 };
-    let (report, outputs) = crate::eval::evaluate(&ck.model, &pairs, 256, &opts, &dev)?;
+    let (report, outputs) = crate::eval::evaluate(&ck.model, &pairs, 256, &opts, &Device::Cpu)?;
     let examples = decoded_examples(&ck.tokenizer, &pairs, &outputs, job.show);
     Ok(EvalOutcome::Pairs { report, examples })
 }

@@ -5,7 +5,7 @@
 
 use super::train::{refuse_existing_run, train_logged};
 use crate::checkpoint::{self, Loaded};
-use crate::config::{DataConfig, Freeze, TokenizerKind};
+use crate::config::{DataConfig, Freeze, RunConfig, TokenizerKind};
 use crate::data::text::TextConfig;
 use crate::error::{Error, Result};
 use crate::eval::CausalReport;
@@ -98,6 +98,37 @@ pub fn finetune(job: &FinetuneJob, sink: &mut dyn MetricsSink) -> Result<Finetun
 /// The trainer of a fine-tune, holding `from`'s weights. Errors before
 /// training leave no empty run folder behind.
 pub fn prepare(job: &FinetuneJob, from: &Loaded) -> Result<Trainer> {
+    let cfg = config(job, from)?;
+    let (data, tok) = crate::data::load(&cfg.data, cfg.train.seed, Some(&from.tokenizer))?;
+    let out = &job.out;
+    refuse_existing_run(out, "choose another --out")?;
+    let created = !out.exists();
+    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    let abandon = |e: Error| -> Error {
+        if created {
+            let _ = std::fs::remove_dir_all(out);
+        }
+        e
+    };
+    let trainer = Trainer::new(cfg, data, tok, Some(out.clone())).map_err(abandon)?;
+    // Start from the loaded weights, not a fresh initialisation.
+    for (name, var) in from.store.vars() {
+        trainer.store.set(&name, var.as_tensor())?;
+    }
+    let trainable: usize = trainer.store.trainable_vars().iter().map(|(_, v)| v.as_tensor().elem_count()).sum();
+    if trainable == 0 && !trainer.cfg.train.freeze.is_none() {
+        return Err(abandon(Error::config("train.freeze", "the --freeze options leave nothing to train")));
+    }
+    if trainer.cfg.model.lora().is_some() && trainable == 0 {
+        return Err(abandon(Error::config("lora.targets", "--lora-targets matched no layer of this model (GPT-2: c_attn, c_proj, c_fc; Llama: q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj)")));
+    }
+    Ok(trainer)
+}
+
+/// The run config of a fine-tune: the model's own, on the job's data
+/// (text, or prompt/response or source/target pairs), with its LoRA,
+/// freezing, steps and learning rate (10% warmup, decay to the last step).
+pub fn config(job: &FinetuneJob, from: &Loaded) -> Result<RunConfig> {
     let bad = |field: &str, msg: &str| Err(Error::config(field, msg));
     if from.config.model.is_forecaster() {
         return Err(Error::Checkpoint {
@@ -154,30 +185,7 @@ pub fn prepare(job: &FinetuneJob, from: &Loaded) -> Result<Trainer> {
     t.eval_every = 0; // measured before and after instead
     t.batch_size = job.batch_size.unwrap_or(t.batch_size);
     cfg.validate()?;
-    let (data, tok) = crate::data::load(&cfg.data, cfg.train.seed, Some(&from.tokenizer))?;
-    let out = &job.out;
-    refuse_existing_run(out, "choose another --out")?;
-    let created = !out.exists();
-    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
-    let abandon = |e: Error| -> Error {
-        if created {
-            let _ = std::fs::remove_dir_all(out);
-        }
-        e
-    };
-    let trainer = Trainer::new(cfg, data, tok, Some(out.clone())).map_err(abandon)?;
-    // Start from the loaded weights, not a fresh initialisation.
-    for (name, var) in from.store.vars() {
-        trainer.store.set(&name, var.as_tensor())?;
-    }
-    let trainable: usize = trainer.store.trainable_vars().iter().map(|(_, v)| v.as_tensor().elem_count()).sum();
-    if trainable == 0 && !trainer.cfg.train.freeze.is_none() {
-        return Err(abandon(Error::config("train.freeze", "the --freeze options leave nothing to train")));
-    }
-    if trainer.cfg.model.lora().is_some() && trainable == 0 {
-        return Err(abandon(Error::config("lora.targets", "--lora-targets matched no layer of this model (GPT-2: c_attn, c_proj, c_fc; Llama: q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj)")));
-    }
-    Ok(trainer)
+    Ok(cfg)
 }
 
 /// Teacher-forced metrics on the trainer's held-out batches.

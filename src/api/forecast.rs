@@ -3,8 +3,8 @@
 //! values where they are known) and drawn as a PNG.
 
 use super::evaluate::checkpoint_series;
-use crate::chart::{Chart, Series};
-use crate::data::series::extrapolate_timestamps;
+use crate::chart::{Chart, Series as ChartSeries};
+use crate::data::series::{extrapolate_timestamps, Series};
 use crate::error::{Error, Result};
 use candle_core::Device;
 use serde::Serialize;
@@ -75,25 +75,7 @@ pub fn forecast(job: &ForecastJob) -> Result<ForecastOutput> {
     };
     let names = &s.series.names[..n];
     let known = len.min(origin + h) - origin;
-    let mut csv = String::from("step,timestamp");
-    names.iter().for_each(|t| write!(csv, ",{}", quote(t)).unwrap());
-    if known > 0 {
-        names.iter().for_each(|t| write!(csv, ",{}", quote(&format!("actual_{t}"))).unwrap());
-    }
-    csv.push('\n');
-    for step in 0..h {
-        write!(csv, "{},{}", step + 1, quote(&stamps[step])).unwrap();
-        (0..n).for_each(|c| write!(csv, ",{}", pred[step * n + c]).unwrap());
-        if known > 0 {
-            for c in 0..n {
-                match s.series.columns[c].get(origin + step).filter(|_| step < known) {
-                    Some(v) => write!(csv, ",{v}").unwrap(),
-                    None => csv.push(','),
-                }
-            }
-        }
-        csv.push('\n');
-    }
+    let csv = forecast_csv(&s.series, names, &stamps, &pred, origin, known);
     let run =
         if ck.dir.join(crate::checkpoint::MANIFEST).exists() { ck.dir.parent().unwrap_or(&ck.dir) } else { &ck.dir };
     let out = job.out.clone().unwrap_or_else(|| run.join("forecast.csv"));
@@ -101,10 +83,67 @@ pub fn forecast(job: &ForecastJob) -> Result<ForecastOutput> {
     crate::io::write_atomic(&out, csv.as_bytes())?;
 
     let history = job.history.unwrap_or(l.max(3 * h)).min(origin);
+    let kind = format!("{:?}", model.config().kind).to_lowercase();
+    crate::io::write_atomic(&png, &forecast_png(&s.series, names, &pred, (origin, known, history), &kind))?;
+    Ok(ForecastOutput {
+        csv: out,
+        png,
+        origin,
+        horizon: h,
+        targets: names.to_vec(),
+        timestamps: stamps,
+        forecast: pred,
+        actual_known: known,
+    })
+}
+
+/// The forecast as CSV: `step,timestamp`, a column per target and, where
+/// any actual value is known, `actual_<target>` columns.
+fn forecast_csv(
+    series: &Series,
+    names: &[String],
+    stamps: &[String],
+    pred: &[f32],
+    origin: usize,
+    known: usize,
+) -> String {
+    let n = names.len();
+    let mut csv = String::from("step,timestamp");
+    names.iter().for_each(|t| write!(csv, ",{}", quote(t)).unwrap());
+    if known > 0 {
+        names.iter().for_each(|t| write!(csv, ",{}", quote(&format!("actual_{t}"))).unwrap());
+    }
+    csv.push('\n');
+    for (step, stamp) in stamps.iter().enumerate() {
+        write!(csv, "{},{}", step + 1, quote(stamp)).unwrap();
+        (0..n).for_each(|c| write!(csv, ",{}", pred[step * n + c]).unwrap());
+        if known > 0 {
+            for c in 0..n {
+                match series.columns[c].get(origin + step).filter(|_| step < known) {
+                    Some(v) => write!(csv, ",{v}").unwrap(),
+                    None => csv.push(','),
+                }
+            }
+        }
+        csv.push('\n');
+    }
+    csv
+}
+
+/// The history before `origin`, the forecast (from the last observed
+/// value) and the known actual values, per target, as a PNG.
+fn forecast_png(
+    series: &Series,
+    names: &[String],
+    pred: &[f32],
+    (origin, known, history): (usize, usize, usize),
+    kind: &str,
+) -> Vec<u8> {
+    let (n, h) = (names.len(), pred.len() / names.len().max(1));
     type Line = (String, Vec<(f64, f64)>, [u8; 3]); // label, points, colour
     let mut lines: Vec<Line> = Vec::new();
     for (c, name) in names.iter().enumerate() {
-        let col = &s.series.columns[c];
+        let col = &series.columns[c];
         let name = if n > 1 { format!(" ({name})") } else { String::new() };
         let point = |r: usize| (r as f64, col[r] as f64);
         lines.push((format!("history{name}"), (origin - history..origin).map(point).collect(), [90, 90, 90]));
@@ -116,15 +155,14 @@ pub fn forecast(job: &ForecastJob) -> Result<ForecastOutput> {
             lines.push((format!("actual{name}"), (origin..origin + known).map(point).collect(), [31, 119, 180]));
         }
     }
-    let at = s.series.timestamps.as_ref().and_then(|t| t.get(origin - 1)).map_or(String::new(), |t| format!(" ({t})"));
-    let kind = format!("{:?}", model.config().kind).to_lowercase();
+    let at = series.timestamps.as_ref().and_then(|t| t.get(origin - 1)).map_or(String::new(), |t| format!(" ({t})"));
     let chart = Chart {
         title: &format!("{}: {kind} forecast of {h} steps after row {origin}{at}", names.join(", ")),
         x_label: "row of the data",
         y_label: &names.join(", "),
         series: lines
             .iter()
-            .map(|(label, points, color)| Series {
+            .map(|(label, points, color)| ChartSeries {
                 label,
                 points: points.clone(),
                 color: *color,
@@ -135,17 +173,7 @@ pub fn forecast(job: &ForecastJob) -> Result<ForecastOutput> {
         width: 1000,
         height: 500,
     };
-    crate::io::write_atomic(&png, &chart.to_png())?;
-    Ok(ForecastOutput {
-        csv: out,
-        png,
-        origin,
-        horizon: h,
-        targets: names.to_vec(),
-        timestamps: stamps,
-        forecast: pred,
-        actual_known: known,
-    })
+    chart.to_png()
 }
 
 /// A CSV field, quoted when it holds a comma, quote or newline.

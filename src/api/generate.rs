@@ -6,6 +6,7 @@ use crate::checkpoint::Loaded;
 use crate::decode::causal::SampleOptions;
 use crate::decode::{decode_batch, DecodeOptions, Strategy};
 use crate::error::{Error, Result};
+use crate::model::EncDec;
 use candle_core::Device;
 use serde::Serialize;
 use std::path::PathBuf;
@@ -76,7 +77,6 @@ pub fn generate(job: &GenerateJob, on_text: &mut dyn FnMut(&str)) -> Result<Vec<
 
 /// [`generate`] with a model already loaded.
 pub fn generate_with(ck: &Loaded, job: &GenerateJob, on_text: &mut dyn FnMut(&str)) -> Result<Vec<Output>> {
-    let dev = Device::Cpu;
     if ck.config.model.is_forecaster() {
         return Err(Error::Checkpoint {
             path: ck.dir.clone(),
@@ -86,49 +86,57 @@ pub fn generate_with(ck: &Loaded, job: &GenerateJob, on_text: &mut dyn FnMut(&st
             ),
         });
     }
-    if ck.config.model.is_causal() {
-        let eos = ck.config.model_eos();
-        let mut stop = vec![eos];
-        for s in &job.stop {
-            match ck.tokenizer.encode(s).as_slice() {
-                [id] => stop.push(*id),
-                _ => {
-                    return Err(Error::config("stop", format!("--stop {s:?} is not a single token of this tokenizer")))
-                }
-            }
-        }
-        let prompt = job.prompts.join("\n");
-        let mut ids = ck.tokenizer.encode(&prompt);
-        if ids.is_empty() {
-            ids.push(eos); // no prompt: start from end-of-text, as after a document
-        }
-        let o = SampleOptions {
-            max_new_tokens: job.max_new_tokens,
-            temperature: job.temperature.unwrap_or(0.8),
-            top_k: job.top_k,
-            top_p: job.top_p,
-            repetition_penalty: job.repetition_penalty,
-            stop,
-            seed: job.seed,
-        };
-        let (mut new, mut shown) = (Vec::new(), 0usize);
-        crate::decode::causal::generate(&ck.model, &ids, &o, &dev, |id| {
-            new.push(id);
-            // Pass on what decodes completely (a byte-level character may span tokens).
-            let text = ck.tokenizer.decode(&new);
-            if !text.ends_with('\u{FFFD}') {
-                if let Some(fresh) = text.get(shown..).filter(|f| !f.is_empty()) {
-                    on_text(fresh);
-                    shown = text.len();
-                }
-            }
-            Ok(())
-        })?;
-        let text = ck.tokenizer.decode(&new);
-        return Ok(vec![Output { input: prompt, ids: new, text }]);
+    match ck.model.encoder_decoder() {
+        Some(model) => decode_inputs(ck, model, job, on_text),
+        None => continue_prompt(ck, job, on_text),
     }
-    let model =
-        ck.model.encoder_decoder().ok_or_else(|| Error::config("model", "neither causal nor an encoder–decoder"))?;
+}
+
+/// A language model continues the prompts (joined by newlines), passing on
+/// whole characters as they come.
+fn continue_prompt(ck: &Loaded, job: &GenerateJob, on_text: &mut dyn FnMut(&str)) -> Result<Vec<Output>> {
+    let eos = ck.config.model_eos();
+    let mut stop = vec![eos];
+    for s in &job.stop {
+        match ck.tokenizer.encode(s).as_slice() {
+            [id] => stop.push(*id),
+            _ => return Err(Error::config("stop", format!("--stop {s:?} is not a single token of this tokenizer"))),
+        }
+    }
+    let prompt = job.prompts.join("\n");
+    let mut ids = ck.tokenizer.encode(&prompt);
+    if ids.is_empty() {
+        ids.push(eos); // no prompt: start from end-of-text, as after a document
+    }
+    let o = SampleOptions {
+        max_new_tokens: job.max_new_tokens,
+        temperature: job.temperature.unwrap_or(0.8),
+        top_k: job.top_k,
+        top_p: job.top_p,
+        repetition_penalty: job.repetition_penalty,
+        stop,
+        seed: job.seed,
+    };
+    let (mut new, mut shown) = (Vec::new(), 0usize);
+    crate::decode::causal::generate(&ck.model, &ids, &o, &Device::Cpu, |id| {
+        new.push(id);
+        // Pass on what decodes completely (a byte-level character may span tokens).
+        let text = ck.tokenizer.decode(&new);
+        if !text.ends_with('\u{FFFD}') {
+            if let Some(fresh) = text.get(shown..).filter(|f| !f.is_empty()) {
+                on_text(fresh);
+                shown = text.len();
+            }
+        }
+        Ok(())
+    })?;
+    let text = ck.tokenizer.decode(&new);
+    Ok(vec![Output { input: prompt, ids: new, text }])
+}
+
+/// An encoder–decoder decodes each input: greedily, by sampling or by beam search.
+fn decode_inputs(ck: &Loaded, model: EncDec, job: &GenerateJob, on_text: &mut dyn FnMut(&str)) -> Result<Vec<Output>> {
+    let dev = Device::Cpu;
     let temperature = job.temperature.unwrap_or(0.0);
     if !(temperature >= 0.0 && temperature.is_finite()) {
         return Err(Error::config("temperature", format!("--temperature must be >= 0, got {temperature}")));

@@ -1,8 +1,9 @@
 //! `shiftlm data preview`
 
 use super::DataArgs;
+use shiftlm::config::RunConfig;
 use shiftlm::data::loader::{PairLoader, WindowLoader};
-use shiftlm::data::Dataset;
+use shiftlm::data::{Dataset, Splits, Tokenizer};
 
 pub const LONG_ABOUT: &str = "Print a few training batches the way a person checks a shift.
 
@@ -34,35 +35,39 @@ pub fn run(a: PreviewArgs) -> anyhow::Result<()> {
     let cfg = a.data.resolve()?;
     cfg.validate()?;
     let (data, tok) = shiftlm::data::load(&cfg.data, cfg.train.seed, None)?;
-    let splits = match data {
-        Dataset::Series(s) => return preview_series(&cfg, &s, &a),
-        Dataset::Pairs(s) => s,
-        Dataset::Text { train, .. } => {
-            let ctx = cfg.model.context().unwrap_or(16).min(16);
-            if train.len() <= ctx {
-                anyhow::bail!("the text has only {} tokens", train.len());
-            }
-            let mut loader = WindowLoader::new(train, a.batch_size.max(1), ctx, cfg.train.seed);
-            println!(
-                "vocabulary {} ids; windows of {ctx} tokens shown (the model's context is longer)",
-                tok.vocab_size()
-            );
-            for bi in 0..a.batches {
-                let b = loader.next_batch();
-                println!("\nbatch {}", bi + 1);
-                for i in 0..b.b {
-                    let row = |v: &[u32]| {
-                        v[i * b.t..(i + 1) * b.t]
-                            .iter()
-                            .map(|&id| format!("{:>4}", tok.token_str(id).escape_debug().to_string()))
-                            .collect::<String>()
-                    };
-                    println!("  window {}\n    inputs {}\n    labels {}", i + 1, row(&b.inputs), row(&b.labels));
-                }
-            }
-            return Ok(());
+    match data {
+        Dataset::Series(s) => preview_series(&cfg, &s, &a),
+        Dataset::Pairs(s) => preview_pairs(&cfg, s, &tok, &a),
+        Dataset::Text { train, .. } => preview_text(&cfg, train, &tok, &a),
+    }
+}
+
+/// Text windows: inputs x[0..T] over labels x[1..T+1].
+fn preview_text(cfg: &RunConfig, train: Vec<u32>, tok: &Tokenizer, a: &PreviewArgs) -> anyhow::Result<()> {
+    let ctx = cfg.model.context().unwrap_or(16).min(16);
+    if train.len() <= ctx {
+        anyhow::bail!("the text has only {} tokens", train.len());
+    }
+    let mut loader = WindowLoader::new(train, a.batch_size.max(1), ctx, cfg.train.seed);
+    println!("vocabulary {} ids; windows of {ctx} tokens shown (the model's context is longer)", tok.vocab_size());
+    for bi in 0..a.batches {
+        let b = loader.next_batch();
+        println!("\nbatch {}", bi + 1);
+        for i in 0..b.b {
+            let row = |v: &[u32]| {
+                v[i * b.t..(i + 1) * b.t]
+                    .iter()
+                    .map(|&id| format!("{:>4}", tok.token_str(id).escape_debug().to_string()))
+                    .collect::<String>()
+            };
+            println!("  window {}\n    inputs {}\n    labels {}", i + 1, row(&b.inputs), row(&b.labels));
         }
-    };
+    }
+    Ok(())
+}
+
+/// Pairs, column by column: source, decoder input and labels.
+fn preview_pairs(cfg: &RunConfig, splits: Splits, tok: &Tokenizer, a: &PreviewArgs) -> anyhow::Result<()> {
     let mut loader = PairLoader::new(splits.train, a.batch_size.max(1), cfg.train.seed);
     println!("{} training pairs, vocabulary {} ids (0 <pad>, 1 <s>, 2 </s>, 3 <unk>)", loader.len(), tok.vocab_size());
     for bi in 0..a.batches {

@@ -224,49 +224,7 @@ impl DataArgs {
         }
         let causal = matches!(self.model.as_deref(), Some("gpt" | "gpt2" | "llama"))
             || self.preset.as_deref().is_some_and(|p| p.starts_with("gpt") || p.starts_with("llama"));
-        let kind = match self.tokenizer.as_deref() {
-            Some("byte") => Some(TokenizerKind::Byte),
-            Some("bpe") => Some(TokenizerKind::Bpe),
-            Some(_) => Some(TokenizerKind::Char),
-            None => None,
-        };
-        let mut cfg = if causal {
-            if self.data.is_empty() {
-                anyhow::bail!("a causal model trains on text: give --data FILE (UTF-8 text)");
-            }
-            let bytes = self.data.iter().map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)).sum();
-            let family = if self.model.as_deref() == Some("llama")
-                || self.preset.as_deref().is_some_and(|p| p.starts_with("llama"))
-            {
-                "llama"
-            } else {
-                "gpt2"
-            };
-            let mut cfg = match &self.preset {
-                Some(p) => RunConfig::preset(p)?,
-                None => RunConfig::for_text(family, bytes)?,
-            };
-            if let DataConfig::Text(t) = &mut cfg.data {
-                t.paths = self.data.iter().map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone())).collect();
-                t.tokenizer = kind.unwrap_or(t.tokenizer);
-                t.bpe_vocab_size = self.bpe_vocab.unwrap_or(t.bpe_vocab_size);
-                t.tokenizer_file = self.tokenizer_file.clone();
-            }
-            cfg
-        } else {
-            let default = if self.model.as_deref() == Some("transformer") { "transformer" } else { "small" };
-            let mut cfg = RunConfig::preset(self.preset.as_deref().unwrap_or(default))?;
-            match self.data.as_slice() {
-                [] => {}
-                [path] => {
-                    let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.clone());
-                    cfg.data =
-                        DataConfig::File { path, tokenizer: kind.unwrap_or(TokenizerKind::Char), valid_fraction: 0.1 };
-                }
-                _ => anyhow::bail!("an encoder–decoder takes one --data file of pairs"),
-            }
-            cfg
-        };
+        let mut cfg = if causal { self.resolve_causal()? } else { self.resolve_pairs()? };
         if let Some(s) = self.seed {
             cfg.train.seed = s;
         }
@@ -288,6 +246,53 @@ impl DataArgs {
                 }
             }
             cfg.max_target_len = spec.max_len;
+        }
+        Ok(cfg)
+    }
+
+    /// `--tokenizer`, if given.
+    fn tokenizer_kind(&self) -> Option<TokenizerKind> {
+        match self.tokenizer.as_deref() {
+            Some("byte") => Some(TokenizerKind::Byte),
+            Some("bpe") => Some(TokenizerKind::Bpe),
+            Some(_) => Some(TokenizerKind::Char),
+            None => None,
+        }
+    }
+
+    /// A language model on text files: the preset, or one sized for the text.
+    fn resolve_causal(&self) -> anyhow::Result<RunConfig> {
+        if self.data.is_empty() {
+            anyhow::bail!("a causal model trains on text: give --data FILE (UTF-8 text)");
+        }
+        let bytes = self.data.iter().map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)).sum();
+        let llama =
+            self.model.as_deref() == Some("llama") || self.preset.as_deref().is_some_and(|p| p.starts_with("llama"));
+        let mut cfg = match &self.preset {
+            Some(p) => RunConfig::preset(p)?,
+            None => RunConfig::for_text(if llama { "llama" } else { "gpt2" }, bytes)?,
+        };
+        if let DataConfig::Text(t) = &mut cfg.data {
+            t.paths = self.data.iter().map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone())).collect();
+            t.tokenizer = self.tokenizer_kind().unwrap_or(t.tokenizer);
+            t.bpe_vocab_size = self.bpe_vocab.unwrap_or(t.bpe_vocab_size);
+            t.tokenizer_file = self.tokenizer_file.clone();
+        }
+        Ok(cfg)
+    }
+
+    /// An encoder–decoder on a built-in task or a file of pairs.
+    fn resolve_pairs(&self) -> anyhow::Result<RunConfig> {
+        let default = if self.model.as_deref() == Some("transformer") { "transformer" } else { "small" };
+        let mut cfg = RunConfig::preset(self.preset.as_deref().unwrap_or(default))?;
+        match self.data.as_slice() {
+            [] => {}
+            [path] => {
+                let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.clone());
+                let tokenizer = self.tokenizer_kind().unwrap_or(TokenizerKind::Char);
+                cfg.data = DataConfig::File { path, tokenizer, valid_fraction: 0.1 };
+            }
+            _ => anyhow::bail!("an encoder–decoder takes one --data file of pairs"),
         }
         Ok(cfg)
     }

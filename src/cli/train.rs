@@ -153,62 +153,14 @@ fn job(a: &TrainArgs) -> anyhow::Result<TrainJob> {
 /// Applies --layers, --hidden, --emb, --heads, --context, --cell,
 /// --attention and --dropout to whichever family the config holds.
 fn apply_model_flags(model: &mut ModelConfig, a: &TrainArgs) -> anyhow::Result<()> {
-    let only = |flag: &str, family: &str| anyhow::anyhow!("{flag} applies to {family} models only");
     if !model.is_forecaster()
         && (a.horizon.is_some() || a.loss.is_some() || a.huber_delta.is_some() || a.scheduled_sampling.is_some())
     {
         return Err(only("--horizon/--loss/--huber-delta/--scheduled-sampling", "forecasting"));
     }
     match model {
-        ModelConfig::Forecaster(m) => {
-            use shiftlm::model::ForecasterKind;
-            use shiftlm::nn::loss::RegressionLoss;
-            if a.attention.is_some() || a.emb.is_some() {
-                return Err(only("--attention/--emb", "RNN encoder–decoder (token)"));
-            }
-            match (a.cell.as_deref(), m.kind) {
-                (Some(_), ForecasterKind::Transformer) => return Err(only("--cell", "RNN")),
-                (Some("gru"), _) => m.kind = ForecasterKind::Gru,
-                (Some(_), _) => m.kind = ForecasterKind::Lstm,
-                _ => {}
-            }
-            m.n_layer = a.layers.unwrap_or(m.n_layer);
-            if let Some(h) = a.hidden {
-                m.hidden = h;
-                m.d_ff = 2 * h;
-            }
-            m.n_head = a.heads.unwrap_or(m.n_head);
-            m.context = a.context.unwrap_or(m.context);
-            m.horizon = a.horizon.unwrap_or(m.horizon);
-            m.dropout = a.dropout.unwrap_or(m.dropout);
-            m.scheduled_sampling = a.scheduled_sampling.unwrap_or(m.scheduled_sampling);
-            let delta = a.huber_delta.unwrap_or(1.0);
-            if let (Some(l), Some(_)) = (a.loss.as_deref().filter(|l| *l != "huber"), a.huber_delta) {
-                anyhow::bail!("--huber-delta applies to --loss huber, not {l}");
-            }
-            m.loss = match a.loss.as_deref() {
-                Some("mae") => RegressionLoss::Mae,
-                Some("huber") => RegressionLoss::Huber { delta },
-                Some(_) => RegressionLoss::Mse,
-                None if a.huber_delta.is_some() => RegressionLoss::Huber { delta },
-                None => m.loss,
-            };
-        }
-        ModelConfig::Seq2seq(m) => {
-            if a.heads.is_some() || a.context.is_some() {
-                return Err(only("--heads/--context", "GPT and Llama"));
-            }
-            if let Some(c) = &a.cell {
-                m.cell = if c == "gru" { CellKind::Gru } else { CellKind::Lstm };
-            }
-            if let Some(at) = &a.attention {
-                m.attention = if at == "dot" { AttentionKind::Dot } else { AttentionKind::None };
-            }
-            m.n_layer = a.layers.unwrap_or(m.n_layer);
-            m.hidden = a.hidden.unwrap_or(m.hidden);
-            m.emb_dim = a.emb.unwrap_or(m.emb_dim);
-            m.dropout = a.dropout.unwrap_or(m.dropout);
-        }
+        ModelConfig::Forecaster(m) => forecaster_flags(m, a)?,
+        ModelConfig::Seq2seq(m) => rnn_flags(m, a)?,
         _ if a.cell.is_some() || a.attention.is_some() || a.emb.is_some() => {
             return Err(only("--cell/--attention/--emb", "RNN encoder–decoder"));
         }
@@ -248,6 +200,65 @@ fn apply_model_flags(model: &mut ModelConfig, a: &TrainArgs) -> anyhow::Result<(
             m.dropout = a.dropout.unwrap_or(m.dropout);
         }
     }
+    Ok(())
+}
+
+fn only(flag: &str, family: &str) -> anyhow::Error {
+    anyhow::anyhow!("{flag} applies to {family} models only")
+}
+
+/// The RNN encoder–decoder's flags.
+fn rnn_flags(m: &mut shiftlm::model::Seq2SeqConfig, a: &TrainArgs) -> anyhow::Result<()> {
+    if a.heads.is_some() || a.context.is_some() {
+        return Err(only("--heads/--context", "GPT and Llama"));
+    }
+    if let Some(c) = &a.cell {
+        m.cell = if c == "gru" { CellKind::Gru } else { CellKind::Lstm };
+    }
+    if let Some(at) = &a.attention {
+        m.attention = if at == "dot" { AttentionKind::Dot } else { AttentionKind::None };
+    }
+    m.n_layer = a.layers.unwrap_or(m.n_layer);
+    m.hidden = a.hidden.unwrap_or(m.hidden);
+    m.emb_dim = a.emb.unwrap_or(m.emb_dim);
+    m.dropout = a.dropout.unwrap_or(m.dropout);
+    Ok(())
+}
+
+/// A forecaster's flags: its kind, shape, horizon and loss.
+fn forecaster_flags(m: &mut shiftlm::model::ForecasterConfig, a: &TrainArgs) -> anyhow::Result<()> {
+    use shiftlm::model::ForecasterKind;
+    use shiftlm::nn::loss::RegressionLoss;
+    if a.attention.is_some() || a.emb.is_some() {
+        return Err(only("--attention/--emb", "RNN encoder–decoder (token)"));
+    }
+    match (a.cell.as_deref(), m.kind) {
+        (Some(_), ForecasterKind::Transformer) => return Err(only("--cell", "RNN")),
+        (Some("gru"), _) => m.kind = ForecasterKind::Gru,
+        (Some(_), _) => m.kind = ForecasterKind::Lstm,
+        _ => {}
+    }
+    m.n_layer = a.layers.unwrap_or(m.n_layer);
+    if let Some(h) = a.hidden {
+        m.hidden = h;
+        m.d_ff = 2 * h;
+    }
+    m.n_head = a.heads.unwrap_or(m.n_head);
+    m.context = a.context.unwrap_or(m.context);
+    m.horizon = a.horizon.unwrap_or(m.horizon);
+    m.dropout = a.dropout.unwrap_or(m.dropout);
+    m.scheduled_sampling = a.scheduled_sampling.unwrap_or(m.scheduled_sampling);
+    let delta = a.huber_delta.unwrap_or(1.0);
+    if let (Some(l), Some(_)) = (a.loss.as_deref().filter(|l| *l != "huber"), a.huber_delta) {
+        anyhow::bail!("--huber-delta applies to --loss huber, not {l}");
+    }
+    m.loss = match a.loss.as_deref() {
+        Some("mae") => RegressionLoss::Mae,
+        Some("huber") => RegressionLoss::Huber { delta },
+        Some(_) => RegressionLoss::Mse,
+        None if a.huber_delta.is_some() => RegressionLoss::Huber { delta },
+        None => m.loss,
+    };
     Ok(())
 }
 

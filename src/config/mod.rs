@@ -2,14 +2,10 @@
 //! The resolved config is saved as `config.json` beside the weights, so that
 //! evaluation and decoding need nothing but the checkpoint folder.
 
-use crate::data::tasks::{TaskKind, TaskSpec};
-use crate::data::text::TextConfig;
 use crate::error::{Error, Result};
-use crate::model::seq2seq::AttentionKind;
-use crate::model::{Gpt2Config, LlamaConfig, ModelConfig, Seq2SeqConfig, TransformerConfig};
-use crate::nn::rnn::CellKind;
-use crate::optim::{OptimizerConfig, OptimizerKind, Schedule, ScheduleKind};
+use crate::model::ModelConfig;
 
+pub mod presets;
 pub mod train;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -33,181 +29,16 @@ pub struct RunConfig {
 }
 
 impl RunConfig {
+    /// The preset names, comma-separated (for messages).
     pub const PRESETS: &'static str =
         "small, seed, tiny, transformer, transformer-tiny, gpt-baby, gpt-small, gpt-tiny, llama-baby, llama-tiny, series, series-tiny";
 
-    /// A preset by name:
-    /// - `small` (the default): rotate-by-1 over 20 symbols, lengths 4–12,
-    ///   a 1-layer LSTM of 128 with Luong attention; trains to ≥ 95% exact
-    ///   match in about a minute on two cores.
-    /// - `seed`: the Keras teacher-forcing reference: vocabulary 1000,
-    ///   length 10, Embedding 256 → LSTM 128, no attention, Adam 1e-3, batch 64.
-    /// - `tiny`: a seconds-long run for tests and smoke checks.
+    /// A preset by name (see [`presets::PRESETS`] for each one's purpose).
     pub fn preset(name: &str) -> Result<Self> {
-        let task = |vocab, min_len, max_len, n_train, n_valid| TaskSpec {
-            kind: TaskKind::Rotate,
-            vocab,
-            min_len,
-            max_len,
-            shift: 1,
-            n_train,
-            n_valid,
+        let Some(p) = presets::PRESETS.iter().find(|p| p.name == name) else {
+            return Err(Error::Unknown { what: "preset", name: name.to_string(), known: Self::PRESETS.to_string() });
         };
-        let train = |steps, batch_size, lr, eval_every| TrainConfig {
-            steps,
-            batch_size,
-            grad_accum: 1,
-            seed: 1337,
-            optimizer: OptimizerConfig { lr, ..Default::default() },
-            schedule: Schedule::default(),
-            grad_clip: 1.0,
-            eval_every,
-            eval_batches: 200,
-            save_every: 500,
-            keep_last: 3,
-            patience: 0,
-            on_nonfinite: NonFinitePolicy::Stop,
-            freeze: Default::default(),
-        };
-        let seq2seq = |c: Seq2SeqConfig| ModelConfig::Seq2seq(Seq2SeqConfig { cell: CellKind::Lstm, ..c });
-        let (model, train, data, max_target_len) = match name {
-            "small" => (
-                seq2seq(Seq2SeqConfig {
-                    emb_dim: 64,
-                    hidden: 128,
-                    attention: AttentionKind::Dot,
-                    ..Default::default()
-                }),
-                train(1500, 64, 3e-3, 250),
-                DataConfig::Task(task(20, 4, 12, 20_000, 500)),
-                12,
-            ),
-            "seed" => (
-                seq2seq(Seq2SeqConfig::default()),
-                train(3000, 64, 1e-3, 500),
-                DataConfig::Task(task(1000, 10, 10, 50_000, 1000)),
-                10,
-            ),
-            "tiny" => (
-                seq2seq(Seq2SeqConfig { emb_dim: 16, hidden: 32, attention: AttentionKind::Dot, ..Default::default() }),
-                train(150, 64, 1e-2, 0),
-                DataConfig::Task(task(8, 2, 5, 2000, 100)),
-                5,
-            ),
-            "transformer" | "transformer-tiny" => {
-                let tiny = name == "transformer-tiny";
-                let (c, layers, steps) = if tiny { (32, 1, 200) } else { (128, 2, 1500) };
-                let model = ModelConfig::Transformer(TransformerConfig {
-                    vocab_size: 1004,
-                    d_model: c,
-                    n_head: if tiny { 2 } else { 4 },
-                    n_encoder_layer: layers,
-                    n_decoder_layer: layers,
-                    d_ff: 4 * c,
-                    max_positions: 64,
-                    dropout: 0.0,
-                    share_embeddings: true,
-                    input: None,
-                });
-                let mut t = train(steps, 64, if tiny { 3e-3 } else { 1e-3 }, if tiny { 0 } else { 250 });
-                t.optimizer.kind = OptimizerKind::Adamw;
-                t.schedule = Schedule {
-                    kind: ScheduleKind::Cosine,
-                    warmup_steps: steps / 10,
-                    min_lr_ratio: 0.1,
-                    decay_steps: steps,
-                };
-                let data = if tiny { task(8, 2, 5, 2000, 100) } else { task(20, 4, 12, 20_000, 500) };
-                let max = data.max_len;
-                (model, t, DataConfig::Task(data), max)
-            }
-            // nanoGPT's CPU "baby GPT" (config/train_shakespeare_char.py with
-            // --block_size=64 --batch_size=12 --n_layer=4 --n_head=4
-            // --n_embd=128 --max_iters=2000 --lr_decay_iters=2000 --dropout=0.0).
-            "gpt-baby" | "gpt-small" | "gpt-tiny" | "llama-baby" | "llama-tiny" => {
-                let (layers, heads, width, ctx, batch, steps) = match name {
-                    "gpt-baby" | "llama-baby" => (4, 4, 128, 64, 12, 2000),
-                    "gpt-small" => (6, 6, 384, 256, 16, 5000),
-                    _ => (2, 2, 32, 16, 8, 100),
-                };
-                let model = if name.starts_with("llama") {
-                    ModelConfig::Llama(LlamaConfig {
-                        vocab_size: 260, // replaced by the tokenizer's size
-                        hidden_size: width,
-                        intermediate_size: (8 * width / 3).div_ceil(8) * 8,
-                        num_hidden_layers: layers,
-                        num_attention_heads: heads,
-                        num_key_value_heads: heads,
-                        max_position_embeddings: ctx,
-                        rms_norm_eps: 1e-5,
-                        rope_theta: 10000.0,
-                        tie_word_embeddings: true,
-                        dropout: 0.0,
-                        bos_token_id: crate::data::tokenizer::BOS,
-                        eos_token_id: crate::data::tokenizer::EOS,
-                        lora: None,
-                    })
-                } else {
-                    // The vocabulary size is replaced by the tokenizer's.
-                    ModelConfig::Gpt2(Gpt2Config::nano(260, layers, heads, width, ctx))
-                };
-                let mut t = train(steps, batch, 1e-3, (steps / 8).max(1));
-                // nanoGPT: AdamW β₂ 0.99, weight decay 0.1, 100 warmup steps,
-                // cosine decay to lr/10 at the last step.
-                t.optimizer = OptimizerConfig {
-                    kind: OptimizerKind::Adamw,
-                    lr: 1e-3,
-                    beta1: 0.9,
-                    beta2: 0.99,
-                    eps: 1e-8,
-                    weight_decay: 0.1,
-                };
-                t.schedule = Schedule {
-                    kind: ScheduleKind::Cosine,
-                    warmup_steps: (steps / 20).min(100),
-                    min_lr_ratio: 0.1,
-                    decay_steps: steps,
-                };
-                t.save_every = (steps / 4).max(1);
-                let data = DataConfig::Text(TextConfig {
-                    paths: Vec::new(),
-                    tokenizer: TokenizerKind::Char,
-                    bpe_vocab_size: 4096,
-                    tokenizer_file: None,
-                    valid_fraction: 0.1,
-                    eot_id: None,
-                });
-                (model, t, data, 0)
-            }
-            // Forecasting: an LSTM encoder–decoder reading a week of hourly
-            // values and forecasting the next day, on the built-in series.
-            "series" | "series-tiny" => {
-                let tiny = name == "series-tiny";
-                let model = ModelConfig::Forecaster(crate::model::ForecasterConfig {
-                    hidden: if tiny { 16 } else { 64 },
-                    context: if tiny { 48 } else { 168 },
-                    horizon: if tiny { 12 } else { 24 },
-                    ..Default::default()
-                });
-                let steps = if tiny { 100 } else { 1200 };
-                let mut t = train(steps, 32, 3e-3, if tiny { 0 } else { 200 });
-                t.schedule = Schedule {
-                    kind: ScheduleKind::Cosine,
-                    warmup_steps: steps / 20,
-                    min_lr_ratio: 0.1,
-                    decay_steps: steps,
-                };
-                t.eval_batches = 20; // validation windows beyond 20 batches are evenly sampled
-                let data = crate::data::series::SeriesConfig {
-                    synthetic_len: if tiny { 24 * 7 * 4 } else { 24 * 7 * 24 },
-                    ..Default::default()
-                };
-                (model, t, DataConfig::Series(data), 0)
-            }
-            _ => {
-                return Err(Error::Unknown { what: "preset", name: name.to_string(), known: Self::PRESETS.to_string() })
-            }
-        };
+        let (model, train, data, max_target_len) = (p.build)();
         Ok(Self {
             preset: name.to_string(),
             model,
@@ -373,6 +204,13 @@ fn merge(base: &mut serde_json::Value, over: serde_json::Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::nn::rnn::CellKind;
+
+    #[test]
+    fn the_preset_list_names_the_table() {
+        let names: Vec<&str> = presets::PRESETS.iter().map(|p| p.name).collect();
+        assert_eq!(RunConfig::PRESETS, names.join(", "));
+    }
 
     #[test]
     fn toml_files_and_sets_override_presets_and_unknown_keys_fail() {

@@ -110,51 +110,7 @@ impl Trainer {
         }
         let dev = Device::Cpu;
         let seed = cfg.train.seed;
-        let bs = cfg.train.batch_size;
-        let loader = match (&data, cfg.model.context()) {
-            // Prompt/response pairs for a language model: only responses are supervised.
-            (Dataset::Pairs(s), Some(ctx)) if !s.train.is_empty() => {
-                Loader::Prompts(PairLoader::new(s.train.clone(), bs, seed), ctx, cfg.model_eos())
-            }
-            (Dataset::Pairs(s), _) if !s.train.is_empty() => Loader::Pairs(PairLoader::new(s.train.clone(), bs, seed)),
-            (Dataset::Text { train, valid }, Some(ctx)) if train.len() > ctx && valid.len() > ctx => {
-                Loader::Windows(WindowLoader::new(train.clone(), bs, ctx, seed))
-            }
-            (Dataset::Text { train, valid }, Some(ctx)) => {
-                return Err(Error::config(
-                    "data",
-                    format!(
-                        "the text has {} training and {} validation tokens; each split needs more than the context of {ctx}",
-                        train.len(),
-                        valid.len()
-                    ),
-                ))
-            }
-            (Dataset::Series(s), _) => {
-                let crate::model::ModelConfig::Forecaster(m) = &cfg.model else {
-                    return Err(Error::config("model", "a numeric series trains a forecaster"));
-                };
-                let stride = match &cfg.data {
-                    crate::config::DataConfig::Series(d) => d.stride,
-                    _ => 1,
-                };
-                let (l, h) = (m.context, m.horizon);
-                let starts = s.starts(&s.train, l, h, stride);
-                let (n_valid, n_test) = (s.starts(&s.valid, l, h, 1).len(), s.starts(&s.test, l, h, 1).len());
-                if starts.is_empty() || n_valid == 0 || n_test == 0 {
-                    return Err(Error::config(
-                        "data",
-                        format!(
-                            "{}: every split needs a window of context {l} + horizon {h}; there are {} training, {n_valid} validation and {n_test} test windows (use a longer series, or a shorter context or horizon)",
-                            s.describe(),
-                            starts.len()
-                        ),
-                    ));
-                }
-                Loader::Forecast(ForecastLoader::new(s.scaled.clone(), s.n_targets, starts, (l, h), bs, seed))
-            }
-            _ => return Err(Error::config("data", "no training examples")),
-        };
+        let loader = training_loader(&cfg, &data)?;
         let store = ParamStore::new(seed, &dev);
         cfg.train.freeze.validate(&cfg.model)?;
         if cfg.model.lora().is_some() {
@@ -354,6 +310,57 @@ impl Trainer {
         sink.on_checkpoint(step, &dir);
         Ok(dir)
     }
+}
+
+/// The loader of a run's training data: text windows, pairs (prompt and
+/// response pairs for a language model) or forecast windows, seeded. The
+/// error says why the data cannot train this model.
+fn training_loader(cfg: &RunConfig, data: &Dataset) -> Result<Loader> {
+    let (seed, bs) = (cfg.train.seed, cfg.train.batch_size);
+    Ok(match (data, cfg.model.context()) {
+        // Prompt/response pairs for a language model: only responses are supervised.
+        (Dataset::Pairs(s), Some(ctx)) if !s.train.is_empty() => {
+            Loader::Prompts(PairLoader::new(s.train.clone(), bs, seed), ctx, cfg.model_eos())
+        }
+        (Dataset::Pairs(s), _) if !s.train.is_empty() => Loader::Pairs(PairLoader::new(s.train.clone(), bs, seed)),
+        (Dataset::Text { train, valid }, Some(ctx)) if train.len() > ctx && valid.len() > ctx => {
+            Loader::Windows(WindowLoader::new(train.clone(), bs, ctx, seed))
+        }
+        (Dataset::Text { train, valid }, Some(ctx)) => {
+            return Err(Error::config(
+                "data",
+                format!(
+                "the text has {} training and {} validation tokens; each split needs more than the context of {ctx}",
+                train.len(),
+                valid.len()
+            ),
+            ))
+        }
+        (Dataset::Series(s), _) => {
+            let crate::model::ModelConfig::Forecaster(m) = &cfg.model else {
+                return Err(Error::config("model", "a numeric series trains a forecaster"));
+            };
+            let stride = match &cfg.data {
+                crate::config::DataConfig::Series(d) => d.stride,
+                _ => 1,
+            };
+            let (l, h) = (m.context, m.horizon);
+            let starts = s.starts(&s.train, l, h, stride);
+            let (n_valid, n_test) = (s.starts(&s.valid, l, h, 1).len(), s.starts(&s.test, l, h, 1).len());
+            if starts.is_empty() || n_valid == 0 || n_test == 0 {
+                return Err(Error::config(
+                    "data",
+                    format!(
+                        "{}: every split needs a window of context {l} + horizon {h}; there are {} training, {n_valid} validation and {n_test} test windows (use a longer series, or a shorter context or horizon)",
+                        s.describe(),
+                        starts.len()
+                    ),
+                ));
+            }
+            Loader::Forecast(ForecastLoader::new(s.scaled.clone(), s.n_targets, starts, (l, h), bs, seed))
+        }
+        _ => return Err(Error::config("data", "no training examples")),
+    })
 }
 
 /// Free-running forecast batches (no teacher forcing) over the windows

@@ -1,0 +1,231 @@
+//! The presets: named starting points for a run, one row of [`PRESETS`]
+//! each, with what it trains and a function that builds its model, training
+//! and data configs. `shiftlm train --preset NAME` starts from one; the
+//! flags, a TOML file and `--set` change it from there.
+
+use super::{DataConfig, NonFinitePolicy, TokenizerKind, TrainConfig};
+use crate::data::series::SeriesConfig;
+use crate::data::tasks::{TaskKind, TaskSpec};
+use crate::data::text::TextConfig;
+use crate::model::seq2seq::AttentionKind;
+use crate::model::{ForecasterConfig, Gpt2Config, LlamaConfig, ModelConfig, Seq2SeqConfig, TransformerConfig};
+use crate::nn::rnn::CellKind;
+use crate::optim::{OptimizerConfig, OptimizerKind, Schedule, ScheduleKind};
+
+/// What a preset sets: the model, how to train it, the data, and the
+/// longest target (for decoding limits; 0 where it does not apply).
+pub type Parts = (ModelConfig, TrainConfig, DataConfig, usize);
+
+/// One preset.
+pub struct Preset {
+    pub name: &'static str,
+    /// One line on what it trains.
+    pub about: &'static str,
+    pub build: fn() -> Parts,
+}
+
+/// Every preset, the default first.
+pub const PRESETS: &[Preset] = &[
+    Preset {
+        name: "small",
+        about: "rotate-by-1 over 20 symbols, lengths 4–12; a 1-layer LSTM of 128 with Luong attention (≥ 95% exact match in about a minute on two cores)",
+        build: small,
+    },
+    Preset {
+        name: "seed",
+        about: "the Keras teacher-forcing reference: vocabulary 1000, length 10, Embedding 256 → LSTM 128, no attention, Adam 1e-3, batch 64",
+        build: seed,
+    },
+    Preset { name: "tiny", about: "a seconds-long LSTM run for tests and smoke checks", build: tiny },
+    Preset { name: "transformer", about: "a 2+2-layer Transformer encoder–decoder of 128 on rotate", build: transformer },
+    Preset { name: "transformer-tiny", about: "a 1+1-layer Transformer of 32, seconds long", build: transformer_tiny },
+    Preset { name: "gpt-baby", about: "nanoGPT's CPU baby GPT: 4 layers, 4 heads, 128 wide, context 64", build: gpt_baby },
+    Preset { name: "gpt-small", about: "a 6-layer GPT of 384 with context 256", build: gpt_small },
+    Preset { name: "gpt-tiny", about: "a 2-layer GPT of 32 for tests", build: gpt_tiny },
+    Preset { name: "llama-baby", about: "the baby GPT's size in the Llama layout", build: llama_baby },
+    Preset { name: "llama-tiny", about: "a 2-layer Llama of 32 for tests", build: llama_tiny },
+    Preset {
+        name: "series",
+        about: "an LSTM forecaster reading a week of hourly values and forecasting a day, on the built-in series",
+        build: series,
+    },
+    Preset { name: "series-tiny", about: "a small forecaster of the built-in series, seconds long", build: series_tiny },
+];
+
+/// The rotate task: `vocab` symbols, lengths `min_len..=max_len`.
+fn rotate(vocab: usize, min_len: usize, max_len: usize, n_train: usize, n_valid: usize) -> TaskSpec {
+    TaskSpec { kind: TaskKind::Rotate, vocab, min_len, max_len, shift: 1, n_train, n_valid }
+}
+
+/// Adam at `lr`, a constant rate, clipping at 1.
+fn train(steps: usize, batch_size: usize, lr: f64, eval_every: usize) -> TrainConfig {
+    TrainConfig {
+        steps,
+        batch_size,
+        grad_accum: 1,
+        seed: 1337,
+        optimizer: OptimizerConfig { lr, ..Default::default() },
+        schedule: Schedule::default(),
+        grad_clip: 1.0,
+        eval_every,
+        eval_batches: 200,
+        save_every: 500,
+        keep_last: 3,
+        patience: 0,
+        on_nonfinite: NonFinitePolicy::Stop,
+        freeze: Default::default(),
+    }
+}
+
+/// Cosine decay to a tenth over the whole run, after `warmup_steps`.
+fn cosine(steps: usize, warmup_steps: usize) -> Schedule {
+    Schedule { kind: ScheduleKind::Cosine, warmup_steps, min_lr_ratio: 0.1, decay_steps: steps }
+}
+
+fn lstm(c: Seq2SeqConfig) -> ModelConfig {
+    ModelConfig::Seq2seq(Seq2SeqConfig { cell: CellKind::Lstm, ..c })
+}
+
+fn small() -> Parts {
+    let model = lstm(Seq2SeqConfig { emb_dim: 64, hidden: 128, attention: AttentionKind::Dot, ..Default::default() });
+    (model, train(1500, 64, 3e-3, 250), DataConfig::Task(rotate(20, 4, 12, 20_000, 500)), 12)
+}
+
+fn seed() -> Parts {
+    (
+        lstm(Seq2SeqConfig::default()),
+        train(3000, 64, 1e-3, 500),
+        DataConfig::Task(rotate(1000, 10, 10, 50_000, 1000)),
+        10,
+    )
+}
+
+fn tiny() -> Parts {
+    let model = lstm(Seq2SeqConfig { emb_dim: 16, hidden: 32, attention: AttentionKind::Dot, ..Default::default() });
+    (model, train(150, 64, 1e-2, 0), DataConfig::Task(rotate(8, 2, 5, 2000, 100)), 5)
+}
+
+/// A Transformer encoder–decoder of width `c` with `layers` each side,
+/// AdamW with cosine decay.
+fn transformer_of(
+    c: usize,
+    n_head: usize,
+    layers: usize,
+    steps: usize,
+    lr: f64,
+    eval_every: usize,
+    data: TaskSpec,
+) -> Parts {
+    let model = ModelConfig::Transformer(TransformerConfig {
+        vocab_size: 1004,
+        d_model: c,
+        n_head,
+        n_encoder_layer: layers,
+        n_decoder_layer: layers,
+        d_ff: 4 * c,
+        max_positions: 64,
+        dropout: 0.0,
+        share_embeddings: true,
+        input: None,
+    });
+    let mut t = train(steps, 64, lr, eval_every);
+    t.optimizer.kind = OptimizerKind::Adamw;
+    t.schedule = cosine(steps, steps / 10);
+    let max = data.max_len;
+    (model, t, DataConfig::Task(data), max)
+}
+
+fn transformer() -> Parts {
+    transformer_of(128, 4, 2, 1500, 1e-3, 250, rotate(20, 4, 12, 20_000, 500))
+}
+
+fn transformer_tiny() -> Parts {
+    transformer_of(32, 2, 1, 200, 3e-3, 0, rotate(8, 2, 5, 2000, 100))
+}
+
+/// A causal language model: nanoGPT's recipe (AdamW β₂ 0.99, weight decay
+/// 0.1, ≤ 100 warmup steps, cosine decay to lr/10 at the last step) on
+/// character-level text. The vocabulary size is replaced by the tokenizer's.
+fn causal(model: ModelConfig, steps: usize, batch: usize) -> Parts {
+    let mut t = train(steps, batch, 1e-3, (steps / 8).max(1));
+    t.optimizer =
+        OptimizerConfig { kind: OptimizerKind::Adamw, lr: 1e-3, beta1: 0.9, beta2: 0.99, eps: 1e-8, weight_decay: 0.1 };
+    t.schedule = cosine(steps, (steps / 20).min(100));
+    t.save_every = (steps / 4).max(1);
+    let data = DataConfig::Text(TextConfig {
+        paths: Vec::new(),
+        tokenizer: TokenizerKind::Char,
+        bpe_vocab_size: 4096,
+        tokenizer_file: None,
+        valid_fraction: 0.1,
+        eot_id: None,
+    });
+    (model, t, data, 0)
+}
+
+fn gpt(layers: usize, heads: usize, width: usize, ctx: usize) -> ModelConfig {
+    ModelConfig::Gpt2(Gpt2Config::nano(260, layers, heads, width, ctx))
+}
+
+/// nanoGPT's CPU "baby GPT" (config/train_shakespeare_char.py with
+/// --block_size=64 --batch_size=12 --n_layer=4 --n_head=4 --n_embd=128
+/// --max_iters=2000 --lr_decay_iters=2000 --dropout=0.0).
+fn gpt_baby() -> Parts {
+    causal(gpt(4, 4, 128, 64), 2000, 12)
+}
+
+fn gpt_small() -> Parts {
+    causal(gpt(6, 6, 384, 256), 5000, 16)
+}
+
+fn gpt_tiny() -> Parts {
+    causal(gpt(2, 2, 32, 16), 100, 8)
+}
+
+/// Llama at the given size: SwiGLU of ≈ 8/3 the width, every head its own
+/// keys and values, tied embeddings.
+fn llama_of(layers: usize, heads: usize, width: usize, ctx: usize) -> ModelConfig {
+    ModelConfig::Llama(LlamaConfig {
+        vocab_size: 260, // replaced by the tokenizer's size
+        hidden_size: width,
+        intermediate_size: (8 * width / 3).div_ceil(8) * 8,
+        num_hidden_layers: layers,
+        num_attention_heads: heads,
+        num_key_value_heads: heads,
+        max_position_embeddings: ctx,
+        rms_norm_eps: 1e-5,
+        rope_theta: 10000.0,
+        tie_word_embeddings: true,
+        dropout: 0.0,
+        bos_token_id: crate::data::tokenizer::BOS,
+        eos_token_id: crate::data::tokenizer::EOS,
+        lora: None,
+    })
+}
+
+fn llama_baby() -> Parts {
+    causal(llama_of(4, 4, 128, 64), 2000, 12)
+}
+
+fn llama_tiny() -> Parts {
+    causal(llama_of(2, 2, 32, 16), 100, 8)
+}
+
+/// Forecasting the built-in series: an LSTM encoder–decoder reading
+/// `context` hourly values and forecasting `horizon`, cosine decay.
+fn forecaster(hidden: usize, context: usize, horizon: usize, steps: usize, eval_every: usize, weeks: usize) -> Parts {
+    let model = ModelConfig::Forecaster(ForecasterConfig { hidden, context, horizon, ..Default::default() });
+    let mut t = train(steps, 32, 3e-3, eval_every);
+    t.schedule = cosine(steps, steps / 20);
+    t.eval_batches = 20; // validation windows beyond 20 batches are evenly sampled
+    let data = SeriesConfig { synthetic_len: 24 * 7 * weeks, ..Default::default() };
+    (model, t, DataConfig::Series(data), 0)
+}
+
+fn series() -> Parts {
+    forecaster(64, 168, 24, 1200, 200, 24)
+}
+
+fn series_tiny() -> Parts {
+    forecaster(16, 48, 12, 100, 0, 4)
+}
