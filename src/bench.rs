@@ -15,9 +15,13 @@ use std::time::Instant;
 /// A benchmark configuration.
 #[derive(Debug, Clone)]
 pub struct BenchConfig {
+    /// The name [`config()`] finds it by, e.g. `baby-gpt`.
     pub name: &'static str,
+    /// One line on the model and batch.
     pub about: &'static str,
+    /// The model trained.
     pub model: ModelConfig,
+    /// Examples per step, e.g. 12.
     pub batch_size: usize,
     /// Tokens per example (context, or target length for encoder–decoders).
     pub seq_len: usize,
@@ -85,6 +89,7 @@ pub fn configs() -> Vec<BenchConfig> {
     ]
 }
 
+/// The configuration named `name`, or an error listing the known names.
 pub fn config(name: &str) -> Result<BenchConfig> {
     configs().into_iter().find(|c| c.name == name).ok_or_else(|| Error::Unknown {
         what: "benchmark configuration",
@@ -161,14 +166,23 @@ pub fn matmul_peak_gflops(n: usize) -> Result<f64> {
 /// What one benchmark reports.
 #[derive(Debug, Clone, Serialize)]
 pub struct BenchReport {
+    /// Name of the configuration.
     pub config: String,
+    /// Threads the benchmark ran on.
     pub threads: usize,
+    /// Timed steps, after warmup.
     pub steps: usize,
+    /// Parameters of the model.
     pub params: usize,
+    /// Median milliseconds per training step.
     pub ms_per_step: f64,
+    /// Tokens per second at the median step (batch size × sequence length per step).
     pub tokens_per_s: f64,
+    /// Achieved matrix-product GFLOP/s at the median step ([`flops_per_step`]).
     pub gflops: f64,
+    /// The machine's measured peak in GFLOP/s ([`matmul_peak_gflops`]).
     pub peak_gflops: f64,
+    /// `gflops / peak_gflops`.
     pub peak_fraction: f64,
 }
 
@@ -252,12 +266,15 @@ pub fn run(c: &BenchConfig, steps: usize, warmup: usize, threads: usize, peak_gf
 /// What one generation benchmark reports.
 #[derive(Debug, Clone, Serialize)]
 pub struct GenerateReport {
+    /// Name of the configuration.
     pub config: String,
+    /// Threads the benchmark ran on.
     pub threads: usize,
     /// New tokens per run, from a one-token prompt, batch 1.
     pub new_tokens: usize,
     /// The median of `repeats` runs.
     pub ms_per_token: f64,
+    /// New tokens per second at the median run.
     pub tokens_per_s: f64,
 }
 

@@ -10,46 +10,115 @@ pub enum Error {
     /// A file could not be opened, read or written.
     #[error("{path}: {source}")]
     Io {
+        /// The file that failed.
         path: PathBuf,
+        /// The underlying I/O error.
         #[source]
         source: std::io::Error,
     },
     /// A file exists but holds nothing usable.
     #[error("{path}: the file is empty")]
-    EmptyFile { path: PathBuf },
+    EmptyFile {
+        /// The empty file.
+        path: PathBuf,
+    },
     /// A text file is not valid UTF-8.
     #[error("{path}:{line}: the file is not valid UTF-8 (invalid byte at offset {offset})")]
-    NotUtf8 { path: PathBuf, line: usize, offset: usize },
+    NotUtf8 {
+        /// The file.
+        path: PathBuf,
+        /// The 1-based line holding the first invalid byte.
+        line: usize,
+        /// Byte offset of the first invalid byte from the start of the file.
+        offset: usize,
+    },
     /// One line of a data file could not be parsed.
     #[error("{path}:{line}: {msg}")]
-    BadLine { path: PathBuf, line: usize, msg: String },
+    BadLine {
+        /// The data file.
+        path: PathBuf,
+        /// The 1-based line number.
+        line: usize,
+        /// What is wrong with the line.
+        msg: String,
+    },
     /// A configuration value is impossible; `field` names it.
     #[error("invalid config: {field}: {msg}")]
-    Config { field: String, msg: String },
+    Config {
+        /// The config field, e.g. "train.optimizer.lr".
+        field: String,
+        /// Why the value is impossible.
+        msg: String,
+    },
     /// A configuration file or `--set` override could not be applied.
     #[error("{source_name}: {msg}")]
-    ConfigFile { source_name: String, msg: String },
+    ConfigFile {
+        /// Where the config came from: a file path or the `--set KEY=VALUE` argument.
+        source_name: String,
+        /// Why it could not be applied.
+        msg: String,
+    },
     /// A name (task, preset, ...) is not one shiftlm knows.
     #[error("unknown {what} '{name}' (known: {known})")]
-    Unknown { what: &'static str, name: String, known: String },
+    Unknown {
+        /// The kind of name, e.g. "task" or "preset".
+        what: &'static str,
+        /// The name given.
+        name: String,
+        /// The known names, comma-separated.
+        known: String,
+    },
     /// A checkpoint lacks a tensor the model needs.
     #[error("{path}: missing tensor '{name}'")]
-    MissingTensor { path: PathBuf, name: String },
+    MissingTensor {
+        /// The checkpoint file.
+        path: PathBuf,
+        /// The name of the missing tensor.
+        name: String,
+    },
     /// A checkpoint holds a tensor the model does not have.
     #[error("{path}: unexpected tensor '{name}' (the model has no such parameter)")]
-    UnexpectedTensor { path: PathBuf, name: String },
+    UnexpectedTensor {
+        /// The checkpoint file.
+        path: PathBuf,
+        /// The name of the extra tensor.
+        name: String,
+    },
     /// A checkpoint tensor has the wrong shape or dtype.
     #[error("{path}: tensor '{name}' has shape {got:?}, the model expects {expected:?}")]
-    TensorShape { path: PathBuf, name: String, expected: Vec<usize>, got: Vec<usize> },
+    TensorShape {
+        /// The checkpoint file.
+        path: PathBuf,
+        /// The tensor's name.
+        name: String,
+        /// The shape the model expects.
+        expected: Vec<usize>,
+        /// The shape found in the checkpoint.
+        got: Vec<usize>,
+    },
     /// A checkpoint folder is incomplete or malformed.
     #[error("{path}: {msg}")]
-    Checkpoint { path: PathBuf, msg: String },
+    Checkpoint {
+        /// The checkpoint folder or file at fault.
+        path: PathBuf,
+        /// What is wrong with it.
+        msg: String,
+    },
     /// Training diverged.
     #[error("non-finite {what} at step {step}")]
-    NonFinite { what: &'static str, step: usize },
+    NonFinite {
+        /// What went non-finite, e.g. "loss" or "gradient".
+        what: &'static str,
+        /// The training step at which it happened.
+        step: usize,
+    },
     /// A tensor operation failed (a bug or an impossible shape).
     #[error(transparent)]
-    Candle(#[from] candle_core::Error),
+    Candle(
+        /// The tensor library's error.
+        #[from]
+        candle_core::Error,
+    ),
 }
 
 /// The library's result type.

@@ -5,11 +5,39 @@
 //! token first) and is scored against the unshifted target, padding never
 //! counting.
 //!
-//! Pipeline: data ([`data`]: tasks, pairs, tokenizers, the shift core) →
-//! model ([`model`], built from [`nn`] layers) → training ([`train`]) →
-//! checkpoint ([`checkpoint`]) → decoding ([`decode`]) → metrics ([`eval`]).
-//! The library never prints; it emits `tracing` events and reports metrics
-//! through [`train::MetricsSink`].
+//! Start with [`api`]: one typed entry point per job (train, resume,
+//! finetune, evaluate, generate, forecast, merge), each taking a plain job
+//! description and returning a typed report. The library never prints; it
+//! emits `tracing` events and reports training through a
+//! [`train::MetricsSink`].
+//!
+//! ## Layers
+//!
+//! Modules import only from their own layer or the ones below
+//! (`tests/layers.rs` checks it):
+//!
+//! ```text
+//!   api                 typed jobs (the binary calls these)
+//!   bench  plot         timed steps · loss curves
+//!   train               the Trainer: loop, exact resume, metrics sinks
+//!   checkpoint          folders and manifests · Hugging Face configs, shards, PEFT
+//!   config              RunConfig = model + train + data; the preset table
+//!   eval                metrics; forecast errors and baselines
+//!   decode              greedy, sampling, beam search, KV-cached sampling
+//!   model               Family, front-ends, encoder–decoders, the decoder-only skeleton, forecasters
+//!   data                the shift core, tokenizers, tasks, pairs, text, series, loaders
+//!   optim               optimizers with saveable state, schedules
+//!   nn                  layers with working gradients
+//!   ops                 fused CPU kernels with hand-written backward passes
+//!   error rng io        errors · seeded streams · atomic writes (and faults, chart)
+//! ```
+//!
+//! One batch's path: a file becomes ids ([`data`]), the shift core builds
+//! decoder inputs, labels and masks ([`data::shift`]), a model of
+//! [`model`] computes the masked loss, [`train`] backpropagates and steps
+//! [`optim`], and [`checkpoint`] writes everything a resume needs.
+
+#![warn(missing_docs)]
 
 pub mod api;
 pub mod bench;

@@ -54,12 +54,16 @@ impl EvalJob {
 /// Rows of a series whose forecasts are scored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Split {
+    /// The test split: the default for the run's own data.
     Test,
+    /// The validation split.
     Valid,
+    /// Every row: the default for a `data` file.
     All,
 }
 
 impl Split {
+    /// The split's name: `test`, `valid` or `all`.
     pub fn name(self) -> &'static str {
         match self {
             Split::Test => "test",
@@ -72,8 +76,11 @@ impl Split {
 /// A decoded example, as text.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Example {
+    /// The input, decoded.
     pub source: String,
+    /// The expected output, decoded.
     pub target: String,
+    /// The model's output, decoded.
     pub output: String,
     /// Whether the output equals the target.
     pub correct: bool,
@@ -83,11 +90,23 @@ pub struct Example {
 #[derive(Debug, Clone)]
 pub enum EvalOutcome {
     /// An encoder–decoder.
-    Pairs { report: EvalReport, examples: Vec<Example> },
+    Pairs {
+        /// Teacher-forced and free-running metrics.
+        report: EvalReport,
+        /// The first `show` decoded examples.
+        examples: Vec<Example>,
+    },
     /// A language model.
     Causal(CausalReport),
     /// A forecaster, on rows `rows` of the split named `split`.
-    Forecast { report: ForecastReport, split: Split, rows: Range<usize> },
+    Forecast {
+        /// The forecaster's errors beside the naive baselines.
+        report: ForecastReport,
+        /// The split scored.
+        split: Split,
+        /// The rows of the series in that split.
+        rows: Range<usize>,
+    },
 }
 
 /// The first `n` pairs with their decoded outputs, as text.
@@ -138,6 +157,7 @@ pub struct Evaluated {
     pub dir: PathBuf,
     /// Its training step.
     pub step: usize,
+    /// What the evaluation found.
     pub outcome: EvalOutcome,
 }
 

@@ -25,6 +25,7 @@ pub struct FinetuneJob {
     /// Text (language models), or `.jsonl`/`.tsv` pairs (prompt/response for
     /// a language model, source/target for an encoder–decoder).
     pub data: PathBuf,
+    /// Optimizer steps, e.g. 300.
     pub steps: usize,
     /// Peak learning rate: 10% warmup, then the model's schedule (cosine to
     /// a tenth for the GPT and Llama presets).
@@ -47,12 +48,15 @@ pub struct FinetuneReport {
     pub before: CausalReport,
     /// …and after.
     pub after: CausalReport,
+    /// How training went.
     pub outcome: TrainOutcome,
+    /// The run folder (`out`).
     pub run: PathBuf,
     /// The last checkpoint written.
     pub checkpoint: PathBuf,
     /// The adapters alone in PEFT's layout (`RUN/adapter`), after a LoRA fine-tune.
     pub adapter: Option<PathBuf>,
+    /// Parameters that trained: the LoRA adapters, or all that are not frozen.
     pub trainable_parameters: usize,
 }
 

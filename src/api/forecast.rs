@@ -31,10 +31,15 @@ pub struct ForecastJob {
 /// A forecast, as written.
 #[derive(Debug, Clone, Serialize)]
 pub struct ForecastOutput {
+    /// The CSV written.
     pub csv: PathBuf,
+    /// The chart written.
     pub png: PathBuf,
+    /// Rows of history before the forecast; it covers rows `origin..origin + horizon`.
     pub origin: usize,
+    /// Steps forecast (H).
     pub horizon: usize,
+    /// Names of the target columns (N).
     pub targets: Vec<String>,
     /// One per step: the file's own, then its last interval continued.
     pub timestamps: Vec<String>,

@@ -24,15 +24,20 @@ pub struct GenerateJob {
     /// Sampling temperature; 0 is greedy (default: 0.8 for language models,
     /// 0 for encoder–decoders).
     pub temperature: Option<f32>,
+    /// Keep only the k most likely tokens (0: all).
     pub top_k: usize,
+    /// Keep the smallest set of tokens whose probability reaches p (1: all).
     pub top_p: f32,
+    /// Above 1, discourages tokens already in the context (1: off).
     pub repetition_penalty: f32,
     /// Texts that stop generation, each one token of the tokenizer (language
     /// models; the end-of-text token always stops).
     pub stop: Vec<String>,
     /// Beam width (encoder–decoders; 1: no beam search).
     pub beam: usize,
+    /// Beam length penalty α, e.g. 0.6.
     pub length_penalty: f32,
+    /// Seed of the sampler's random stream; the same seed and inputs give the same tokens.
     pub seed: u64,
     /// Most tokens an encoder–decoder emits (default: twice the longest training target).
     pub max_len: Option<usize>,
@@ -63,7 +68,9 @@ impl GenerateJob {
 pub struct Output {
     /// The prompt or input it answers.
     pub input: String,
+    /// The generated token ids (a language model's new tokens only).
     pub ids: Vec<u32>,
+    /// `ids` decoded.
     pub text: String,
 }
 

@@ -24,7 +24,9 @@ pub struct MergeJob {
 pub struct MergeReport {
     /// The checkpoint the adapters came from.
     pub from: PathBuf,
+    /// The model folder written.
     pub out: PathBuf,
+    /// The configuration of the adapters merged.
     pub lora: LoraConfig,
 }
 

@@ -22,7 +22,9 @@ use std::path::{Path, PathBuf};
 /// folder, which must not hold checkpoints yet.
 #[derive(Debug, Clone)]
 pub struct TrainJob {
+    /// The resolved run config.
     pub config: RunConfig,
+    /// The run folder; it must not hold checkpoints yet.
     pub out: PathBuf,
     /// Decoded examples (or sampled characters, ×40, for a language model)
     /// to return with the final evaluation; 0 for none.
@@ -36,15 +38,19 @@ pub enum Evaluation {
     /// An encoder–decoder: teacher-forced and free-running metrics, and
     /// the first decoded validation examples.
     Pairs {
+        /// Teacher-forced and free-running metrics.
         #[serde(flatten)]
         report: EvalReport,
+        /// The first `show` decoded validation examples.
         #[serde(skip)]
         examples: Vec<Example>,
     },
     /// A language model: held-out loss and perplexity, and a sample.
     Causal {
+        /// Held-out loss and perplexity.
         #[serde(flatten)]
         report: CausalReport,
+        /// Text of up to `40 × show` tokens sampled after an end-of-text token; `None` when `show` is 0.
         #[serde(skip)]
         sample: Option<String>,
     },
@@ -55,11 +61,13 @@ pub enum Evaluation {
 /// What a finished training job reports.
 #[derive(Debug, Clone)]
 pub struct TrainReport {
+    /// How training went.
     pub outcome: TrainOutcome,
     /// The run folder.
     pub run: PathBuf,
     /// The last checkpoint written.
     pub checkpoint: PathBuf,
+    /// Held-out evaluation after training.
     pub evaluation: Evaluation,
 }
 

@@ -17,18 +17,26 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+/// File name of the run config.
 pub const CONFIG: &str = "config.json";
+/// File name of the weights.
 pub const MODEL: &str = "model.safetensors";
+/// File name of the tokenizer (not written for a forecaster).
 pub const TOKENIZER: &str = "tokenizer.json";
+/// File name of the optimizer's moments (training checkpoints only).
 pub const OPTIMIZER: &str = "optimizer.safetensors";
+/// File name of the trainer's state: step, loader position, random streams (training checkpoints only).
 pub const TRAINER_STATE: &str = "trainer_state.json";
+/// File name of the [`Manifest`], written last.
 pub const MANIFEST: &str = "manifest.json";
 const FORMAT: &str = "shiftlm-checkpoint-1";
 
 /// One file's entry in the manifest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileEntry {
+    /// SHA-256 of the file's bytes, lowercase hex.
     pub sha256: String,
+    /// The file's size in bytes.
     pub bytes: u64,
 }
 
@@ -36,8 +44,11 @@ pub struct FileEntry {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
+    /// Format tag, `shiftlm-checkpoint-1`.
     pub format: String,
+    /// The training step the checkpoint was written at.
     pub step: usize,
+    /// Every other file of the checkpoint, by name.
     pub files: BTreeMap<String, FileEntry>,
 }
 
@@ -45,7 +56,9 @@ pub struct Manifest {
 /// file it lists, each read once and checked against its hash.
 #[derive(Debug, Clone)]
 pub struct Files {
+    /// The checkpoint folder.
     pub dir: PathBuf,
+    /// Its manifest.
     pub manifest: Manifest,
     bytes: BTreeMap<String, Vec<u8>>,
 }

@@ -76,12 +76,17 @@ pub fn model_files(cfg: &RunConfig, store: &ParamStore, tok: &Tokenizer) -> Resu
 
 /// A model loaded from a checkpoint.
 pub struct Loaded {
+    /// The run config the checkpoint was saved with (or one built from a `transformers` config).
     pub config: RunConfig,
+    /// The model, built from `config` and holding the loaded weights.
     pub model: Model,
+    /// The model's parameters.
     pub store: ParamStore,
+    /// The tokenizer the model reads and writes.
     pub tokenizer: Tokenizer,
     /// The checkpoint folder actually loaded.
     pub dir: PathBuf,
+    /// The checkpoint's training step (0 for a `transformers` folder).
     pub step: usize,
 }
 

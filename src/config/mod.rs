@@ -19,8 +19,11 @@ pub use crate::data::{DataConfig, TokenizerKind};
 pub struct RunConfig {
     /// The preset this config started from, e.g. `small`.
     pub preset: String,
+    /// The model family and its size.
     pub model: ModelConfig,
+    /// How to train: steps, batch, optimizer, schedule, evaluation and checkpoint cadence.
     pub train: TrainConfig,
+    /// The data and its tokenizer.
     pub data: DataConfig,
     /// Longest target (tokens) seen in training; decoding stops at twice this.
     pub max_target_len: usize,

@@ -18,9 +18,11 @@ pub type Parts = (ModelConfig, TrainConfig, DataConfig, usize);
 
 /// One preset.
 pub struct Preset {
+    /// The name `--preset` takes, e.g. `small`.
     pub name: &'static str,
     /// One line on what it trains.
     pub about: &'static str,
+    /// Builds the preset's model, training and data configs.
     pub build: fn() -> Parts,
 }
 

@@ -70,6 +70,7 @@ pub struct Freeze {
 }
 
 impl Freeze {
+    /// Whether nothing is frozen.
     pub fn is_none(&self) -> bool {
         *self == Freeze::default()
     }
@@ -95,6 +96,7 @@ impl Freeze {
         (self.all_but_head && !head) || (self.embeddings && embedding) || (0..self.blocks).any(block)
     }
 
+    /// An error if `blocks` is set for a model without blocks, or exceeds the model's count.
     pub fn validate(&self, model: &ModelConfig) -> Result<()> {
         let n_blocks = match model {
             ModelConfig::Gpt2(c) => c.n_layer,
@@ -115,6 +117,8 @@ impl Freeze {
 }
 
 impl TrainConfig {
+    /// An error naming the first invalid field: zero steps, batch size or accumulation, a
+    /// negative or non-finite clip, or a bad optimizer or schedule.
     pub fn validate(&self) -> Result<()> {
         for (field, v) in
             [("train.steps", self.steps), ("train.batch_size", self.batch_size), ("train.grad_accum", self.grad_accum)]

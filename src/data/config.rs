@@ -27,7 +27,9 @@ pub enum DataConfig {
     Task(TaskSpec),
     /// A TSV or JSONL file of pairs.
     File {
+        /// The TSV or JSONL file (format detected from the extension, else the content).
         path: PathBuf,
+        /// The tokenizer to build from the training split.
         tokenizer: TokenizerKind,
         /// Fraction held out for validation, e.g. 0.1.
         valid_fraction: f64,

@@ -11,9 +11,13 @@ use serde::{Deserialize, Serialize};
 /// Where a loader stands: enough to continue exactly (saved on resume).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LoaderState {
+    /// Completed epochs (for a [`WindowLoader`], tokens drawn divided by the stream length).
     pub epoch: usize,
+    /// Position in `order` of the next example (for a [`WindowLoader`], batches drawn so far).
     pub cursor: usize,
+    /// This epoch's shuffled example indices (empty for a [`WindowLoader`]).
     pub order: Vec<u32>,
+    /// The loader's own random stream.
     pub rng: Rng,
 }
 
@@ -77,18 +81,22 @@ impl PairLoader {
         self.state.epoch
     }
 
+    /// Where the loader stands, for saving with a checkpoint.
     pub fn state(&self) -> &LoaderState {
         &self.state
     }
 
+    /// Restores a saved state, so the loader continues exactly where it was.
     pub fn set_state(&mut self, state: LoaderState) {
         self.state = state;
     }
 
+    /// The number of pairs.
     pub fn len(&self) -> usize {
         self.pairs.len()
     }
 
+    /// Whether there are no pairs.
     pub fn is_empty(&self) -> bool {
         self.pairs.is_empty()
     }
@@ -112,6 +120,7 @@ impl WindowLoader {
         Self { tokens, batch_size, block, state }
     }
 
+    /// The next `batch_size` windows of `block` tokens, each at a uniformly drawn offset.
     pub fn next_batch(&mut self) -> CausalBatch {
         let span = self.tokens.len() - self.block;
         let st = &mut self.state;
@@ -163,14 +172,18 @@ impl ForecastLoader {
 /// Either loader behind one interface.
 #[derive(Debug, Clone)]
 pub enum Loader {
+    /// Source/target pairs for an encoder–decoder.
     Pairs(PairLoader),
+    /// Random windows of a token stream for a language model.
     Windows(WindowLoader),
     /// Prompt/response pairs for a language model: (loader, context, EOS id).
     Prompts(PairLoader, usize, u32),
+    /// Forecasting windows of a numeric series.
     Forecast(ForecastLoader),
 }
 
 impl Loader {
+    /// The next batch from the loader inside.
     pub fn next_batch(&mut self) -> Batch {
         match self {
             Loader::Pairs(l) => Batch::Pairs(l.next_batch()),
@@ -180,10 +193,12 @@ impl Loader {
         }
     }
 
+    /// Completed epochs.
     pub fn epoch(&self) -> usize {
         self.state().epoch
     }
 
+    /// Where the loader stands, for saving with a checkpoint.
     pub fn state(&self) -> &LoaderState {
         match self {
             Loader::Pairs(l) | Loader::Prompts(l, ..) => l.state(),
@@ -192,6 +207,7 @@ impl Loader {
         }
     }
 
+    /// Restores a saved state, so the loader continues exactly where it was.
     pub fn set_state(&mut self, state: LoaderState) {
         match self {
             Loader::Pairs(l) | Loader::Prompts(l, ..) => l.set_state(state),

@@ -21,14 +21,18 @@ pub use tokenizer::Tokenizer;
 /// without BOS/EOS (the shift core adds them).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pair {
+    /// Source token ids, fed to the encoder.
     pub source: Vec<u32>,
+    /// Target token ids, which the decoder learns to produce.
     pub target: Vec<u32>,
 }
 
 /// A dataset split in two, deterministically.
 #[derive(Debug, Clone)]
 pub struct Splits {
+    /// The training pairs.
     pub train: Vec<Pair>,
+    /// The held-out validation pairs.
     pub valid: Vec<Pair>,
 }
 
@@ -38,7 +42,12 @@ pub enum Dataset {
     /// Source/target pairs, for encoder–decoders.
     Pairs(Splits),
     /// One token stream per split, for causal language models.
-    Text { train: Vec<u32>, valid: Vec<u32> },
+    Text {
+        /// The training token stream.
+        train: Vec<u32>,
+        /// The held-out validation token stream.
+        valid: Vec<u32>,
+    },
     /// A numeric series, for forecasters.
     Series(series::SeriesData),
 }

@@ -11,8 +11,11 @@ use std::path::Path;
 /// One pair of strings, with the line it came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TextPair {
+    /// The source text (the `prompt` of a prompt/response JSONL line).
     pub source: String,
+    /// The target text (the `response` of a prompt/response JSONL line).
     pub target: String,
+    /// The 1-based line of the file it came from.
     pub line: usize,
 }
 
@@ -20,7 +23,9 @@ pub struct TextPair {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PairFormat {
+    /// Tab-separated: `source<TAB>target`, further columns ignored.
     Tsv,
+    /// One JSON object per line with string `source` and `target` (or `prompt` and `response`).
     Jsonl,
 }
 

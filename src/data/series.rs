@@ -23,6 +23,7 @@ pub enum FillPolicy {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SeriesSpec {
+    /// The CSV file; its first non-blank line is the header.
     pub path: PathBuf,
     /// Columns to forecast, e.g. ["load"].
     pub targets: Vec<String>,
@@ -32,6 +33,7 @@ pub struct SeriesSpec {
     /// A column carried to the output as is, e.g. "date".
     #[serde(default)]
     pub timestamp: Option<String>,
+    /// What to do with a missing or non-numeric cell (default: error).
     #[serde(default)]
     pub fill: FillPolicy,
 }
@@ -39,16 +41,21 @@ pub struct SeriesSpec {
 /// The columns read: targets first, then covariates, each one value per row.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Series {
+    /// Column names, targets first, then covariates.
     pub names: Vec<String>,
+    /// One value per row for each column, in the order of `names`.
     pub columns: Vec<Vec<f32>>,
+    /// The timestamp column's text, one per row, if the spec names one.
     pub timestamps: Option<Vec<String>>,
 }
 
 impl Series {
+    /// The number of rows.
     pub fn len(&self) -> usize {
         self.columns.first().map_or(0, |c| c.len())
     }
 
+    /// Whether there are no rows.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -174,6 +181,7 @@ impl Default for SeriesConfig {
 }
 
 impl SeriesConfig {
+    /// Checks the fractions, stride and season, naming the first bad field.
     pub fn validate(&self) -> Result<()> {
         if self.valid_fraction <= 0.0 || self.test_fraction <= 0.0 {
             return Err(Error::config(
@@ -211,12 +219,17 @@ impl SeriesConfig {
 pub struct SeriesData {
     /// The columns as read (targets first).
     pub series: Series,
+    /// How many of the columns are targets (the first ones); the rest are covariates.
     pub n_targets: usize,
     /// The columns after scaling.
     pub scaled: Vec<Vec<f32>>,
+    /// The scaler, fitted on the training rows or taken from a checkpoint.
     pub scaler: Scaler,
+    /// Rows of the training split (the first part of the series).
     pub train: std::ops::Range<usize>,
+    /// Rows of the validation split (after training).
     pub valid: std::ops::Range<usize>,
+    /// Rows of the test split (the end of the series).
     pub test: std::ops::Range<usize>,
     /// Season length (1: none).
     pub season: usize,
@@ -317,8 +330,11 @@ pub enum ScalerKind {
 /// rows only (so no test-period information leaks in) and saved with the model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Scaler {
+    /// How it was fitted.
     pub kind: ScalerKind,
+    /// Per-column shift: the mean (z-score) or the minimum (min-max).
     pub shift: Vec<f32>,
+    /// Per-column scale: the std (z-score) or max − min (min-max); 1 for a constant column.
     pub scale: Vec<f32>,
 }
 
@@ -347,10 +363,12 @@ impl Scaler {
         Self { kind, shift, scale }
     }
 
+    /// Scales a raw value of `column`: `(x − shift) / scale`.
     pub fn transform(&self, column: usize, x: f32) -> f32 {
         (x - self.shift[column]) / self.scale[column]
     }
 
+    /// Maps a scaled value of `column` back to raw units: `y · scale + shift`.
     pub fn inverse(&self, column: usize, y: f32) -> f32 {
         y * self.scale[column] + self.shift[column]
     }

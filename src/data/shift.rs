@@ -160,19 +160,29 @@ impl Seq2SeqBatch {
 /// [`Seq2SeqBatch`] on a device.
 #[derive(Debug, Clone)]
 pub struct Seq2SeqTensors {
-    pub src: Tensor,        // (B, S) u32
-    pub src_mask: Tensor,   // (B, S) f32
-    pub src_has_pad: bool,  // whether any source is shorter than S
-    pub dec_in: Tensor,     // (B, T) u32
-    pub labels: Tensor,     // (B, T) u32
-    pub label_mask: Tensor, // (B, T) f32
+    /// (B, S) u32 source ids, or whatever the encoder's front-end reads
+    /// (numeric frames are (B, S, F) f32).
+    pub src: Tensor,
+    /// (B, S) f32, 1.0 on real source tokens, 0.0 on padding.
+    pub src_mask: Tensor,
+    /// Whether any source is shorter than S (so `src_mask` matters).
+    pub src_has_pad: bool,
+    /// (B, T) u32 decoder input `[BOS] + y`, padded.
+    pub dec_in: Tensor,
+    /// (B, T) u32 labels `y + [EOS]`, padded.
+    pub labels: Tensor,
+    /// (B, T) f32, 1.0 where a label is supervised.
+    pub label_mask: Tensor,
+    /// Number of supervised label positions.
     pub n_supervised: usize,
 }
 
 /// A batch of causal-LM windows: inputs `x[s..s+T]`, labels `x[s+1..s+T+1]`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CausalBatch {
+    /// Batch size B.
     pub b: usize,
+    /// Window length T.
     pub t: usize,
     /// (B, T) inputs.
     pub inputs: Vec<u32>,
@@ -230,6 +240,7 @@ impl CausalBatch {
         Self { b, t: width, inputs, labels, label_mask }
     }
 
+    /// The batch as tensors on `dev`; the mask is left out when every label is supervised.
     pub fn tensors(&self, dev: &Device) -> candle_core::Result<CausalTensors> {
         let n_supervised = self.label_mask.iter().filter(|&&m| m > 0.0).count();
         let mask = (n_supervised < self.label_mask.len())
@@ -247,9 +258,13 @@ impl CausalBatch {
 /// [`CausalBatch`] on a device.
 #[derive(Debug, Clone)]
 pub struct CausalTensors {
-    pub inputs: Tensor,       // (B, T) u32
-    pub labels: Tensor,       // (B, T) u32
-    pub mask: Option<Tensor>, // (B, T) f32, or None when every label counts
+    /// (B, T) u32 input ids.
+    pub inputs: Tensor,
+    /// (B, T) u32 labels: the inputs shifted left by one.
+    pub labels: Tensor,
+    /// (B, T) f32, 1.0 where a label is supervised; `None` when every label is.
+    pub mask: Option<Tensor>,
+    /// Number of supervised label positions.
     pub n_supervised: usize,
 }
 
@@ -257,6 +272,7 @@ pub struct CausalTensors {
 /// column and the `H` target values after it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ForecastBatch {
+    /// Batch size B.
     pub b: usize,
     /// Past steps L.
     pub l: usize,
@@ -301,6 +317,7 @@ impl ForecastBatch {
         Self { b, l, h, f, n, past, dec_in: teacher_forced.then_some(dec_in), labels }
     }
 
+    /// The batch as tensors on `dev`.
     pub fn tensors(&self, dev: &Device) -> candle_core::Result<ForecastTensors> {
         let (b, h, n) = (self.b, self.h, self.n);
         Ok(ForecastTensors {
@@ -315,25 +332,35 @@ impl ForecastBatch {
 /// [`ForecastBatch`] on a device.
 #[derive(Debug, Clone)]
 pub struct ForecastTensors {
-    pub past: Tensor,           // (B, L, F)
-    pub dec_in: Option<Tensor>, // (B, H, N)
-    pub labels: Tensor,         // (B, H, N)
+    /// (B, L, F) f32 past values of every column.
+    pub past: Tensor,
+    /// (B, H, N) f32 teacher-forced decoder input; `None` for evaluation.
+    pub dec_in: Option<Tensor>,
+    /// (B, H, N) f32 target values that follow the window.
+    pub labels: Tensor,
+    /// Number of supervised values, B·H·N.
     pub n_supervised: usize,
 }
 
 /// A batch of any kind.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Batch {
+    /// Padded source/target pairs for an encoder–decoder.
     Pairs(Seq2SeqBatch),
+    /// Token windows (or prompt/response rows) for a language model.
     Causal(CausalBatch),
+    /// Numeric windows for a forecaster.
     Forecast(ForecastBatch),
 }
 
 /// [`Batch`] on a device.
 #[derive(Debug, Clone)]
 pub enum BatchTensors {
+    /// An encoder–decoder batch.
     Pairs(Seq2SeqTensors),
+    /// A language-model batch.
     Causal(CausalTensors),
+    /// A forecasting batch.
     Forecast(ForecastTensors),
 }
 
@@ -349,6 +376,7 @@ impl BatchTensors {
 }
 
 impl Batch {
+    /// The batch as tensors on `dev`.
     pub fn tensors(&self, dev: &Device) -> candle_core::Result<BatchTensors> {
         Ok(match self {
             Batch::Pairs(b) => BatchTensors::Pairs(b.tensors(dev)?),

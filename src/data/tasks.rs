@@ -25,8 +25,10 @@ pub enum TaskKind {
 }
 
 impl TaskKind {
+    /// Every task name, comma-separated, for help and error messages.
     pub const NAMES: &'static str = "rotate, copy, reverse, sort";
 
+    /// The task named `name`, e.g. "rotate"; an [`Error::Unknown`] otherwise.
     pub fn parse(name: &str) -> Result<Self> {
         match name {
             "rotate" => Ok(TaskKind::Rotate),
@@ -37,6 +39,7 @@ impl TaskKind {
         }
     }
 
+    /// The task's name, as [`TaskKind::parse`] reads it.
     pub fn name(self) -> &'static str {
         match self {
             TaskKind::Rotate => "rotate",

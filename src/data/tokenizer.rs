@@ -29,11 +29,17 @@ const SPECIAL_NAMES: [&str; 4] = ["<pad>", "<s>", "</s>", "<unk>"];
 #[derive(Debug, Clone)]
 pub enum Tokenizer {
     /// One id per character seen in the training data.
-    Char { chars: Vec<char> },
+    Char {
+        /// The known characters, sorted; character i has id `N_SPECIAL + i`.
+        chars: Vec<char>,
+    },
     /// One id per byte: every string round-trips, nothing is unknown.
     Byte,
     /// Synthetic tasks: `n` symbols written as space-separated integers.
-    Symbols { n: usize },
+    Symbols {
+        /// Number of symbols; symbol k has id `N_SPECIAL + k`.
+        n: usize,
+    },
     /// Any other `tokenizer.json` (e.g. trained BPE, GPT-2's).
     Hf(Box<tokenizers::Tokenizer>),
     /// No tokens: a forecaster reads numbers. Checkpoints write no
@@ -307,6 +313,7 @@ impl Tokenizer {
         crate::io::write_atomic(path, self.to_json_bytes().as_slice())
     }
 
+    /// The `tokenizer.json` contents, pretty-printed.
     pub fn to_json_bytes(&self) -> Vec<u8> {
         serde_json::to_vec_pretty(&self.to_json()).expect("JSON serialises")
     }

@@ -10,6 +10,7 @@ use crate::rng::Rng;
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
+/// Options for sampling tokens: budget, temperature, filters, penalty, stop ids and seed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SampleOptions {
     /// Most tokens to generate, e.g. 200.
@@ -24,6 +25,7 @@ pub struct SampleOptions {
     pub repetition_penalty: f32,
     /// Stop after emitting any of these ids.
     pub stop: Vec<u32>,
+    /// Seed of the sampler's random stream, e.g. 0; the same seed and inputs give the same tokens.
     pub seed: u64,
 }
 
@@ -42,6 +44,7 @@ impl Default for SampleOptions {
 }
 
 impl SampleOptions {
+    /// Checks the options: temperature >= 0 and finite, top_p in (0, 1], repetition_penalty > 0 and finite.
     pub fn validate(&self) -> Result<()> {
         if !(self.temperature >= 0.0 && self.temperature.is_finite()) {
             return Err(Error::config("temperature", "must be >= 0"));

@@ -23,11 +23,18 @@ pub enum Strategy {
     Sample(causal::SampleOptions),
     /// Keep the `width` best hypotheses; rank finished ones by
     /// log p / ((5 + len) / 6)^length_penalty (Wu et al. 2016, GNMT).
-    Beam { width: usize, length_penalty: f32 },
+    Beam {
+        /// Hypotheses kept per step, e.g. 4 (0 is treated as 1).
+        width: usize,
+        /// Exponent of the length penalty, >= 0 (0: raw log p), e.g. 0.6.
+        length_penalty: f32,
+    },
 }
 
+/// How [`decode_batch`] decodes: the strategy and a length limit.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DecodeOptions {
+    /// How each token is chosen.
     pub strategy: Strategy,
     /// Most tokens to emit (EOS excluded), e.g. 2 × the longest training target.
     pub max_len: usize,
@@ -94,6 +101,7 @@ fn stepwise(
     Ok(out)
 }
 
+/// Index of the largest value in `row` (the first on ties; 0 if empty).
 pub fn argmax(row: &[f32]) -> u32 {
     let mut best = 0;
     for (i, &v) in row.iter().enumerate() {

@@ -13,7 +13,9 @@ use serde::Serialize;
 /// Errors of a set of forecasts against the actual values.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct ForecastMetrics {
+    /// Mean absolute error, in the data's units.
     pub mae: f64,
+    /// Root mean squared error, in the data's units.
     pub rmse: f64,
     /// Mean absolute percentage error, in percent, over non-zero actuals
     /// (`None` when every actual is zero).
@@ -25,6 +27,7 @@ pub struct ForecastMetrics {
     /// `None` when that error is 0 (a constant or exactly periodic training
     /// series), where MASE is undefined.
     pub mase: Option<f64>,
+    /// Number of forecast values compared.
     pub n: usize,
 }
 
@@ -105,7 +108,9 @@ pub fn average(ms: &[ForecastMetrics]) -> ForecastMetrics {
 /// The two baselines' metrics, on the same windows as the model's.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Baselines {
+    /// Repeat the last observed value.
     pub naive: ForecastMetrics,
+    /// Repeat the value one season earlier.
     pub seasonal_naive: ForecastMetrics,
 }
 
@@ -113,13 +118,16 @@ pub struct Baselines {
 /// model's metrics sit at the top level (`mase`, `rmse`, …).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ForecastReport {
+    /// The model's metrics, averaged over targets.
     #[serde(flatten)]
     pub model: ForecastMetrics,
+    /// The naive and seasonal-naive baselines on the same windows.
     pub baselines: Baselines,
     /// Season length used by seasonal naive and MASE.
     pub season: usize,
     /// Forecast origins evaluated (rolling, one step apart).
     pub windows: usize,
+    /// Steps forecast from each origin, H.
     pub horizon: usize,
 }
 

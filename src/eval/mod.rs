@@ -16,20 +16,27 @@ use serde::Serialize;
 /// Sums over supervised tokens, accumulated batch by batch.
 #[derive(Debug, Clone, Default)]
 pub struct TeacherForcedStats {
+    /// Summed loss: cross-entropy in nats per token, or the regression loss per forecast value.
     pub loss_sum: f64,
+    /// Supervised tokens (forecast values for a forecaster).
     pub tokens: usize,
+    /// Supervised tokens whose argmax prediction equals the label.
     pub correct: usize,
+    /// Rows seen (token batches only).
     pub sequences: usize,
+    /// Rows whose every supervised token is right.
     pub sequences_correct: usize,
     /// Per class: true positives, false positives, false negatives.
     pub per_class: Vec<[usize; 3]>,
 }
 
 impl TeacherForcedStats {
+    /// Mean loss per supervised token (or value).
     pub fn loss(&self) -> f64 {
         self.loss_sum / self.tokens.max(1) as f64
     }
 
+    /// Token accuracy, a fraction in [0, 1].
     pub fn accuracy(&self) -> f64 {
         self.correct as f64 / self.tokens.max(1) as f64
     }
@@ -95,6 +102,7 @@ pub fn teacher_forced(model: &Model, batches: impl Iterator<Item = Batch>, dev: 
 pub struct EvalReport {
     /// Mean cross-entropy per supervised token (teacher forced).
     pub loss: f64,
+    /// `exp(loss)`.
     pub perplexity: f64,
     /// Teacher-forced token accuracy.
     pub token_accuracy: f64,
@@ -107,19 +115,26 @@ pub struct EvalReport {
     /// Free-running token accuracy: target positions (EOS included) that the
     /// decoded sequence gets right.
     pub free_running_token_accuracy: f64,
+    /// Number of pairs evaluated.
     pub examples: usize,
+    /// Supervised target tokens (EOS included) under teacher forcing.
     pub tokens: usize,
 }
 
 /// Teacher-forced metrics of a language model, as `eval` reports them.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CausalReport {
+    /// Mean cross-entropy per supervised token, in nats.
     pub loss: f64,
+    /// `exp(loss)`.
     pub perplexity: f64,
+    /// Fraction of supervised tokens predicted right.
     pub token_accuracy: f64,
+    /// Macro F1 over token classes.
     pub macro_f1: f64,
     /// Whole-sequence match has no meaning for free text.
     pub exact_match: Option<f64>,
+    /// Supervised tokens evaluated.
     pub tokens: usize,
 }
 

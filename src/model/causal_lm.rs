@@ -2,7 +2,7 @@
 //! model.py): token embedding → pre-norm blocks of causal self-attention and
 //! an MLP, each added back to the residual stream → final norm → a head
 //! that projects onto the vocabulary. The families fill it with their own
-//! parts ([`super::gpt2`], [`super::llama`]):
+//! parts ([`gpt2`](mod@super::gpt2), [`llama`](mod@super::llama)):
 //!
 //! | part | GPT-2 | Llama |
 //! |---|---|---|

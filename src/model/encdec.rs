@@ -16,14 +16,23 @@ use candle_core::{Device, Tensor};
 /// An encoder–decoder of either kind.
 #[derive(Debug, Clone, Copy)]
 pub enum EncDec<'a> {
+    /// The RNN encoder–decoder.
     Rnn(&'a Seq2Seq),
+    /// The Transformer encoder–decoder.
     Transformer(&'a TransformerSeq2Seq),
 }
 
 /// What the decoder carries from step to step, one row per hypothesis.
 #[derive(Debug, Clone)]
 pub enum DecState {
-    Rnn { enc: Encoded, states: Vec<RnnState> },
+    /// State of the RNN encoder–decoder.
+    Rnn {
+        /// The encoder's outputs and padding bias, for attention.
+        enc: Encoded,
+        /// The decoder's current state, one per layer.
+        states: Vec<RnnState>,
+    },
+    /// State of the Transformer encoder–decoder: caches and cross-attention keys and values.
     Transformer(TransformerState),
 }
 

@@ -42,8 +42,11 @@ use super::transformer::EncoderLayer;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ForecasterKind {
+    /// An LSTM encoder whose final state starts an LSTM decoder rolled out H steps.
     Lstm,
+    /// A GRU encoder whose final state starts a GRU decoder rolled out H steps.
     Gru,
+    /// Transformer encoder with a direct multi-step head on the last position.
     Transformer,
 }
 
@@ -105,6 +108,9 @@ impl Default for ForecasterConfig {
 }
 
 impl ForecasterConfig {
+    /// Checks the shape and loss: sizes at least 1, `n_targets <= n_inputs`, `hidden` divisible by `n_head`
+    /// (Transformer), dropout in [0, 1), scheduled sampling in [0, 1], a positive Huber delta, and a scaler
+    /// with `n_inputs` columns.
     pub fn validate(&self) -> Result<()> {
         for (f, v) in [
             ("model.n_inputs", self.n_inputs),
@@ -183,6 +189,7 @@ pub struct Forecaster {
 }
 
 impl Forecaster {
+    /// Validates `cfg` and builds the forecaster, its parameters under `vb`.
     pub fn new(cfg: &ForecasterConfig, vb: VarBuilder) -> Result<Self> {
         cfg.validate()?;
         let (c, n) = (cfg.hidden, cfg.n_targets);
@@ -211,6 +218,7 @@ impl Forecaster {
         Ok(Self { cfg: cfg.clone(), input, net, head })
     }
 
+    /// The configuration it was built from.
     pub fn config(&self) -> &ForecasterConfig {
         &self.cfg
     }

@@ -43,7 +43,9 @@ pub struct Gpt2Config {
     /// `gelu_new` (GPT-2) or `gelu` (exact; nanoGPT).
     #[serde(default)]
     pub activation: GptActivation,
+    /// Start-of-text id, e.g. 50256; shiftlm sets it to `eos_token_id` (GPT-2 has one `<|endoftext|>`).
     pub bos_token_id: u32,
+    /// End-of-text id between documents, e.g. 50256 for GPT-2 (shiftlm's `EOS`, 2, for its own tokenizers).
     pub eos_token_id: u32,
     /// LoRA adapters on these layers (fine-tuning); none by default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -69,6 +71,7 @@ impl Gpt2Config {
         }
     }
 
+    /// Checks the shape: sizes at least 1, `n_embd` divisible by `n_head`, dropout in [0, 1).
     pub fn validate(&self) -> Result<()> {
         for (f, v) in [
             ("model.vocab_size", self.vocab_size),

@@ -15,12 +15,15 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LlamaConfig {
+    /// Token ids, e.g. 260 (set from the tokenizer's size).
     pub vocab_size: usize,
     /// Width, e.g. 128.
     pub hidden_size: usize,
     /// SwiGLU inner width, e.g. 344 (≈ 8/3 · width, rounded).
     pub intermediate_size: usize,
+    /// Blocks, e.g. 4.
     pub num_hidden_layers: usize,
+    /// Query heads, e.g. 4.
     pub num_attention_heads: usize,
     /// Key/value heads (grouped-query attention when fewer than query heads).
     pub num_key_value_heads: usize,
@@ -34,7 +37,9 @@ pub struct LlamaConfig {
     pub tie_word_embeddings: bool,
     /// Dropout on the residual branches, e.g. 0.0.
     pub dropout: f32,
+    /// Start-of-sequence id, e.g. 1 (shiftlm's `BOS`).
     pub bos_token_id: u32,
+    /// End-of-sequence id, also what generated text starts from, e.g. 2 (shiftlm's `EOS`).
     pub eos_token_id: u32,
     /// LoRA adapters on these layers (fine-tuning); none by default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -42,10 +47,13 @@ pub struct LlamaConfig {
 }
 
 impl LlamaConfig {
+    /// Width of one attention head: `hidden_size / num_attention_heads`.
     pub fn head_dim(&self) -> usize {
         self.hidden_size / self.num_attention_heads
     }
 
+    /// Checks the shape: sizes at least 1, heads of even width, `num_key_value_heads` dividing
+    /// `num_attention_heads`, dropout in [0, 1).
     pub fn validate(&self) -> Result<()> {
         for (f, v) in [
             ("model.vocab_size", self.vocab_size),

@@ -180,10 +180,13 @@ impl ModelConfig {
 /// A model of any family.
 #[derive(Debug, Clone)]
 pub enum Model {
+    /// The RNN encoder–decoder.
     Seq2seq(Seq2Seq),
     /// GPT-2 or Llama.
     Causal(CausalLm),
+    /// The Transformer encoder–decoder.
     Transformer(TransformerSeq2Seq),
+    /// A time-series forecaster (LSTM, GRU or Transformer).
     Forecaster(Forecaster),
 }
 

@@ -75,6 +75,7 @@ impl Default for Seq2SeqConfig {
 }
 
 impl Seq2SeqConfig {
+    /// Checks the shape: sizes at least 1, dropout in [0, 1), and a valid front-end.
     pub fn validate(&self) -> Result<()> {
         let positive = [
             ("model.vocab_size", self.vocab_size),
@@ -134,6 +135,7 @@ pub struct Seq2Seq {
 }
 
 impl Seq2Seq {
+    /// Validates `cfg` and builds the model, its parameters under `vb`.
     pub fn new(cfg: &Seq2SeqConfig, vb: VarBuilder) -> Result<Self> {
         cfg.validate()?;
         let (e, h, v) = (cfg.emb_dim, cfg.hidden, cfg.vocab_size);
@@ -158,6 +160,7 @@ impl Seq2Seq {
         })
     }
 
+    /// The configuration it was built from.
     pub fn config(&self) -> &Seq2SeqConfig {
         &self.cfg
     }

@@ -51,6 +51,8 @@ pub struct TransformerConfig {
 }
 
 impl TransformerConfig {
+    /// Checks the shape: sizes at least 1, `d_model` divisible by `n_head`, dropout in [0, 1), and a
+    /// front-end of width `d_model` (tokens only when `share_embeddings`).
     pub fn validate(&self) -> Result<()> {
         for (f, v) in [
             ("model.vocab_size", self.vocab_size),
@@ -193,7 +195,9 @@ struct DecoderLayer {
 pub struct TransformerState {
     /// (B, 1, 1, S): 0 on real source tokens, −∞ on padding.
     pub src_bias: Option<Tensor>,
+    /// Per decoder layer, the self-attention keys and values of the steps so far.
     pub self_cache: Vec<KvCache>,
+    /// Per decoder layer, cross-attention keys and values of the encoder output, (B, H, S, D) each.
     pub cross_kv: Vec<(Tensor, Tensor)>,
 }
 
@@ -228,6 +232,7 @@ pub struct TransformerSeq2Seq {
 }
 
 impl TransformerSeq2Seq {
+    /// Validates `cfg` and builds the model, its parameters under `vb`.
     pub fn new(cfg: &TransformerConfig, vb: VarBuilder) -> Result<Self> {
         cfg.validate()?;
         let (c, v, p) = (cfg.d_model, cfg.vocab_size, cfg.max_positions);
@@ -281,6 +286,7 @@ impl TransformerSeq2Seq {
         })
     }
 
+    /// The configuration it was built from.
     pub fn config(&self) -> &TransformerConfig {
         &self.cfg
     }

@@ -9,12 +9,15 @@ use super::softmax::softmax;
 use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
+/// Luong dot attention: the decoder outputs attend over the encoder outputs and
+/// are combined with their context through `attn_combine` (H, 2H), no bias.
 #[derive(Debug, Clone)]
 pub struct LuongAttention {
     combine: Linear, // (H, 2H), no bias
 }
 
 impl LuongAttention {
+    /// Attention for states of width `hidden`; its weight is `attn_combine.weight` under `vb`.
     pub fn new(hidden: usize, vb: VarBuilder) -> Result<Self> {
         Ok(Self { combine: linear(2 * hidden, hidden, false, vb.pp("attn_combine"))? })
     }

@@ -9,7 +9,9 @@ use candle_core::{Result, Tensor};
 /// Cached keys and values of one layer: (B, H_kv, S, D) each.
 #[derive(Debug, Clone, Default)]
 pub struct KvCache {
+    /// Keys (B, H_kv, S, D); `None` before the first step.
     pub k: Option<Tensor>,
+    /// Values (B, H_kv, S, D); `None` before the first step.
     pub v: Option<Tensor>,
 }
 
@@ -19,6 +21,7 @@ impl KvCache {
         self.k.as_ref().map_or(0, |k| k.dim(2).unwrap_or(0))
     }
 
+    /// Whether no position is cached yet.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -4,11 +4,13 @@
 use candle_core::{Result, Tensor};
 use candle_nn::{Init, VarBuilder};
 
+/// A (V, C) table of token vectors: ids (B, T) → (B, T, C).
 #[derive(Debug, Clone)]
 pub struct Embedding {
     weight: Tensor, // (V, C)
 }
 
+/// A (vocab_size, dim) embedding named `weight` under `vb`, initialised standard normal as in PyTorch.
 pub fn embedding(vocab_size: usize, dim: usize, vb: VarBuilder) -> Result<Embedding> {
     embedding_init(vocab_size, dim, Init::Randn { mean: 0.0, stdev: 1.0 }, vb)
 }

@@ -15,6 +15,7 @@ pub struct LayerNorm {
     eps: f64,
 }
 
+/// A LayerNorm over the last dimension of width `dim`: `weight` starts at 1, `bias` at 0; `eps` e.g. 1e-5.
 pub fn layer_norm(dim: usize, eps: f64, vb: VarBuilder) -> Result<LayerNorm> {
     Ok(LayerNorm {
         weight: vb.get_with_hints(dim, "weight", Init::Const(1.0))?,
@@ -37,6 +38,7 @@ pub struct RmsNorm {
     eps: f64,
 }
 
+/// An RMSNorm over the last dimension of width `dim`: `weight` starts at 1; `eps` e.g. 1e-5.
 pub fn rms_norm(dim: usize, eps: f64, vb: VarBuilder) -> Result<RmsNorm> {
     Ok(RmsNorm { weight: vb.get_with_hints(dim, "weight", Init::Const(1.0))?, eps })
 }

@@ -7,6 +7,7 @@ use crate::ops::linear::{linear as linear_op, WeightLayout};
 use candle_core::{Module, Result, Tensor};
 use candle_nn::{Init, VarBuilder};
 
+/// A fully connected layer, `y = x Wᵀ + b` with W (out, in), plus a LoRA adapter's update if it has one.
 #[derive(Debug, Clone)]
 pub struct Linear {
     weight: Tensor,       // (out, in)
@@ -101,6 +102,7 @@ impl Module for Conv1D {
 }
 
 impl Linear {
+    /// The weight, (out, in).
     pub fn weight(&self) -> &Tensor {
         &self.weight
     }

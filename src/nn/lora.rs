@@ -27,6 +27,7 @@ pub struct LoraConfig {
 }
 
 impl LoraConfig {
+    /// The update's scale, alpha / r (e.g. 16 / 8 = 2).
     pub fn scale(&self) -> f64 {
         self.alpha / self.r.max(1) as f64
     }
@@ -42,6 +43,7 @@ impl LoraConfig {
         })
     }
 
+    /// Checks the config: r at least 1, alpha positive, dropout in [0, 1), at least one target.
     pub fn validate(&self) -> crate::Result<()> {
         if self.r == 0 {
             return Err(crate::Error::config("lora.r", "must be at least 1"));

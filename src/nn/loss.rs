@@ -34,7 +34,10 @@ pub enum RegressionLoss {
     /// Absolute error.
     Mae,
     /// Squared below `delta`, linear above (PyTorch's `HuberLoss`).
-    Huber { delta: f32 },
+    Huber {
+        /// Where the loss turns from squared to linear, in scaled units, e.g. 1.0.
+        delta: f32,
+    },
 }
 
 /// Σ of the element-wise loss between `pred` and `target` (same shape).

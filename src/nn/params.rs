@@ -42,6 +42,7 @@ impl ParamStore {
         VarBuilder::from_backend(Box::new(self.clone()), DType::F32, self.device.clone())
     }
 
+    /// The device the store's tensors live on.
     pub fn device(&self) -> &Device {
         &self.device
     }
@@ -58,6 +59,7 @@ impl ParamStore {
         self.lock().frozen = Some(Arc::new(frozen));
     }
 
+    /// Whether the parameter `name` is frozen (see [`ParamStore::freeze`]).
     pub fn is_frozen(&self, name: &str) -> bool {
         self.lock().frozen.as_ref().is_some_and(|f| f(name))
     }

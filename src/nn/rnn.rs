@@ -16,7 +16,9 @@ use super::dropout::dropout;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CellKind {
+    /// Long short-term memory: four gates (i, f, g, o) and a cell state `c`.
     Lstm,
+    /// Gated recurrent unit: three gates (r, z, n), no cell state.
     Gru,
 }
 
@@ -32,7 +34,9 @@ impl CellKind {
 /// The state a layer carries between steps: `h` (B, H) and, for LSTM, `c`.
 #[derive(Debug, Clone)]
 pub struct RnnState {
+    /// Hidden state, (B, H).
     pub h: Tensor,
+    /// Cell state (B, H) for LSTM; `None` for GRU.
     pub c: Option<Tensor>,
 }
 
@@ -161,6 +165,8 @@ pub struct Rnn {
 }
 
 impl Rnn {
+    /// `n_layer` layers of `kind` and width `hidden` (the first reads `in_dim`), `dropout` between layers;
+    /// `forget_bias` as in [`RnnLayer::new`], `vb` the stack's prefix (e.g. `encoder.rnn`).
     pub fn new(
         kind: CellKind,
         in_dim: usize,

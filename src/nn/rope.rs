@@ -14,6 +14,8 @@ pub struct Rope {
 }
 
 impl Rope {
+    /// Tables for heads of width `head_dim` (even) and positions `0..max_pos`, frequencies
+    /// `theta^(−2i / head_dim)` with `theta` e.g. 10000.
     pub fn new(head_dim: usize, max_pos: usize, theta: f64, dev: &Device) -> Result<Self> {
         let half = head_dim / 2;
         let inv: Vec<f64> = (0..half).map(|i| 1.0 / theta.powf(2.0 * i as f64 / head_dim as f64)).collect();
@@ -60,6 +62,7 @@ impl Rope {
         (x.broadcast_mul(&cos)? + rotated.broadcast_mul(&sin)?)?.reshape((b, t, c))
     }
 
+    /// Positions the tables cover, P.
     pub fn max_positions(&self) -> usize {
         self.cos.dim(0).unwrap_or(0)
     }

@@ -1,4 +1,4 @@
-//! Fused cross-entropy: −log softmax(logits)[label] per row, one pass
+//! Fused cross-entropy: −log softmax(logits)\[label\] per row, one pass
 //! forward (log-sum-exp) and one backward (softmax − one-hot). Which rows
 //! count is the caller's mask (padding never counts; see `nn::loss`).
 
@@ -83,7 +83,7 @@ impl CustomOp2 for CrossEntropyOp {
     }
 }
 
-/// −log softmax(logits)[label] per row: `logits` (N, V) f32, `labels` (N)
+/// −log softmax(logits)\[label\] per row: `logits` (N, V) f32, `labels` (N)
 /// u32 → (N).
 pub fn cross_entropy(logits: &Tensor, labels: &Tensor) -> Result<Tensor> {
     logits.contiguous()?.apply_op2(&labels.contiguous()?, CrossEntropyOp { lse: Default::default() })

@@ -4,7 +4,7 @@
 //! (reductions over broadcast dimensions are the slowest); each op here is
 //! one pass forward and one pass backward, spread over rayon's threads.
 //!
-//! Determinism: rows are split into blocks of a fixed size ([`ROW_BLOCK`]),
+//! Determinism: rows are split into blocks of a fixed size (`ROW_BLOCK`),
 //! never into one block per thread, and partial sums are added in block
 //! order, so results are the same bit for bit on any number of threads.
 //!

@@ -1,6 +1,6 @@
 //! The recurrence op that LSTM and GRU share: the whole sequence as one op,
 //! with the forward loop over steps and the backpropagation through time
-//! written once, over a [`Cell`] that supplies what differs (the gate
+//! written once, over a `Cell` that supplies what differs (the gate
 //! arithmetic of one row, forward and backward).
 //!
 //! The input projection `x Wᵢₕᵀ + b` of every step is computed before, as

@@ -23,8 +23,11 @@ const NC: usize = 2048; // a multiple of NR
 /// A strided matrix view: element (i, j) at `ptr + i·rs + j·cs`.
 #[derive(Clone, Copy)]
 pub struct Mat {
+    /// Pointer to element (0, 0).
     pub ptr: *const f32,
+    /// Row stride, in elements.
     pub rs: isize,
+    /// Column stride, in elements (1 for a row-major matrix).
     pub cs: isize,
 }
 unsafe impl Send for Mat {}

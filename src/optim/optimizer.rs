@@ -12,6 +12,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
 
+/// The update rule of an [`Optimizer`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OptimizerKind {
@@ -23,9 +24,11 @@ pub enum OptimizerKind {
     Sgd,
 }
 
+/// An optimizer and its hyper-parameters: the `train.optimizer` table.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OptimizerConfig {
+    /// The update rule, e.g. `adam`.
     pub kind: OptimizerKind,
     /// Base learning rate, e.g. 1e-3.
     pub lr: f64,
@@ -47,6 +50,8 @@ impl Default for OptimizerConfig {
 }
 
 impl OptimizerConfig {
+    /// An error naming the first field out of range: `lr` must be positive and finite, the
+    /// betas in [0, 1), `eps` positive and `weight_decay` not negative.
     pub fn validate(&self) -> Result<()> {
         if !(self.lr > 0.0 && self.lr.is_finite()) {
             return Err(Error::config("train.optimizer.lr", format!("must be positive and finite, got {}", self.lr)));
@@ -86,6 +91,7 @@ pub struct Optimizer {
 }
 
 impl Optimizer {
+    /// An optimizer over `vars` with zeroed moments; an error if `cfg` is invalid.
     pub fn new(vars: Vec<(String, Var)>, cfg: OptimizerConfig) -> Result<Self> {
         cfg.validate()?;
         let slots = vars

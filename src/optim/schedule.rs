@@ -4,6 +4,7 @@
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 
+/// The shape of the learning rate after warmup.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ScheduleKind {
@@ -19,6 +20,7 @@ pub enum ScheduleKind {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Schedule {
+    /// The shape after warmup, e.g. `cosine`.
     pub kind: ScheduleKind,
     /// Steps of linear warmup from 0, e.g. 100.
     pub warmup_steps: usize,
@@ -35,6 +37,7 @@ impl Default for Schedule {
 }
 
 impl Schedule {
+    /// An error if `min_lr_ratio` is outside [0, 1] or `warmup_steps` exceeds the run's `steps`.
     pub fn validate(&self, steps: usize) -> Result<()> {
         if !(0.0..=1.0).contains(&self.min_lr_ratio) {
             return Err(Error::config("train.schedule.min_lr_ratio", "must be in [0, 1]"));

@@ -11,10 +11,13 @@ use std::path::{Path, PathBuf};
 /// One optimizer step.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StepMetrics {
+    /// The step, counting from 1.
     pub step: usize,
+    /// Completed passes over the training data.
     pub epoch: usize,
     /// Mean cross-entropy over this step's supervised tokens.
     pub loss: f32,
+    /// Learning rate of this step, after warmup and decay.
     pub lr: f64,
     /// Global gradient norm before clipping.
     pub grad_norm: f32,
@@ -22,6 +25,7 @@ pub struct StepMetrics {
     pub tokens: usize,
     /// Supervised tokens per second since this process started training.
     pub tokens_per_s: f64,
+    /// Seconds since this process started training.
     pub elapsed_s: f64,
 }
 
@@ -29,7 +33,10 @@ pub struct StepMetrics {
 /// runs free, and its loss is over scaled values).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EvalRecord {
+    /// The step evaluated at.
     pub step: usize,
+    /// Mean loss per supervised token on the validation split (a forecaster: per forecast
+    /// value, on scaled values).
     pub valid_loss: f64,
     /// Next-token accuracy; `None` for a forecaster, which predicts values.
     pub valid_token_accuracy: Option<f64>,
@@ -46,8 +53,11 @@ pub struct RunStart {
     pub data: String,
     /// The step the run starts from (0 unless resumed).
     pub step: usize,
+    /// The step the run trains to.
     pub steps: usize,
+    /// Micro-batches per optimizer step.
     pub grad_accum: usize,
+    /// Examples per micro-batch.
     pub batch_size: usize,
     /// The run folder.
     pub run: PathBuf,
@@ -57,9 +67,13 @@ pub struct RunStart {
 
 /// Receives training events. Every method has a no-op default.
 pub trait MetricsSink {
+    /// Called once, before the first step.
     fn on_start(&mut self, _r: &RunStart) {}
+    /// Called after each step that updated the weights (not for skipped batches).
     fn on_step(&mut self, _m: &StepMetrics) {}
+    /// Called after each evaluation on the validation split.
     fn on_eval(&mut self, _e: &EvalRecord) {}
+    /// Called after checkpoint `dir` of step `step` is written.
     fn on_checkpoint(&mut self, _step: usize, _dir: &Path) {}
     /// Called before a checkpoint is written: make what was logged durable.
     fn flush(&mut self) -> Result<()> {
@@ -102,11 +116,14 @@ impl MetricsSink for LossHistory {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Record {
+    /// A training step.
     Train(StepMetrics),
+    /// An evaluation.
     Eval(EvalRecord),
 }
 
 impl Record {
+    /// The step the record belongs to.
     pub fn step(&self) -> usize {
         match self {
             Record::Train(m) => m.step,
@@ -188,6 +205,7 @@ pub struct TensorBoardSink {
 }
 
 impl TensorBoardSink {
+    /// A sink writing a new event file in `dir` (created if needed).
     pub fn create(dir: &Path) -> Result<Self> {
         Ok(Self { writer: TensorBoardWriter::create(dir)?, error: None })
     }

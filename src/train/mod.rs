@@ -31,14 +31,24 @@ use std::time::Instant;
 /// `trainer_state.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainerState {
+    /// Steps taken so far, skipped batches included; the next step is `step + 1`.
     pub step: usize,
+    /// Updates the optimizer has applied (fewer than `step` after skipped batches); drives
+    /// Adam's bias correction.
     pub optimizer_step: usize,
+    /// Where the training loader stands: epoch, cursor, order and its random stream.
     pub loader: LoaderState,
+    /// The dropout random stream, derived from the seed.
     pub dropout_rng: Rng,
+    /// Every evaluation so far, oldest first.
     pub history: Vec<EvalRecord>,
+    /// The evaluation with the lowest validation loss so far.
     pub best: Option<EvalRecord>,
+    /// Evaluations since the best one, for early stopping (`train.patience`).
     pub evals_since_best: usize,
+    /// Batches skipped for a non-finite loss or gradient.
     pub skipped_batches: usize,
+    /// Supervised tokens of the steps that updated the weights.
     pub tokens_seen: usize,
     /// SHA-256 of the tokenized data, so a resume refuses changed data.
     pub data_fingerprint: String,
@@ -47,22 +57,35 @@ pub struct TrainerState {
 /// What a finished (or stopped) run reports.
 #[derive(Debug, Clone, Serialize)]
 pub struct TrainOutcome {
+    /// The step the run stopped at.
     pub steps: usize,
+    /// Loss of the last step that updated the weights in this call (NaN if none did).
     pub final_loss: f32,
+    /// Supervised tokens per second over this call's training.
     pub tokens_per_s: f64,
+    /// Seconds this call took, evaluations and checkpoints included.
     pub elapsed_s: f64,
+    /// The best evaluation of the whole run, if any.
     pub best: Option<EvalRecord>,
+    /// Whether `train.patience` evaluations without a better validation loss ended the run.
     pub stopped_early: bool,
+    /// Batches skipped for a non-finite value over the whole run.
     pub skipped_batches: usize,
 }
 
 /// A training run in progress.
 pub struct Trainer {
+    /// The run's config, with the model sized for the data.
     pub cfg: RunConfig,
+    /// The model being trained.
     pub model: Model,
+    /// The model's parameters (frozen ones included).
     pub store: ParamStore,
+    /// The tokenizer of the data.
     pub tokenizer: Tokenizer,
+    /// The run's data, tokenized (or scaled, for a series).
     pub data: Dataset,
+    /// Progress; saved as `trainer_state.json` in each checkpoint.
     pub state: TrainerState,
     opt: Optimizer,
     loader: Loader,
@@ -167,6 +190,7 @@ impl Trainer {
         Ok(t)
     }
 
+    /// The run folder checkpoints go to, if any.
     pub fn run_dir(&self) -> Option<&Path> {
         self.run_dir.as_deref()
     }
@@ -241,7 +265,6 @@ impl Trainer {
         })
     }
 
-    /// Teacher-forced validation; returns whether it is a new best.
     /// The validation batches: every pair, or consecutive text windows.
     pub fn valid_batches(&self) -> Vec<Batch> {
         let bs = self.cfg.train.batch_size;
@@ -269,6 +292,7 @@ impl Trainer {
         }
     }
 
+    /// Teacher-forced validation; returns whether it is a new best.
     fn evaluate(&mut self, sink: &mut dyn MetricsSink) -> Result<bool> {
         let st = teacher_forced(&self.model, self.valid_batches().into_iter(), self.store.device())?;
         let accuracy = (!self.cfg.model.is_forecaster()).then(|| st.accuracy());

@@ -84,6 +84,7 @@ impl TensorBoardWriter {
         Ok(w)
     }
 
+    /// The event file being written.
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -104,6 +105,7 @@ impl TensorBoardWriter {
         self.record(&event(wall.as_secs_f64(), step as i64, None, Some((tag, value))))
     }
 
+    /// Writes buffered events to the file.
     pub fn flush(&mut self) -> Result<()> {
         self.file.flush().map_err(|e| Error::io(&self.path, e))
     }
