@@ -105,7 +105,16 @@ pub fn render_svg(records: &[Record], title: &str) -> String {
     let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
     let _ =
         writeln!(s, r#"<text x="{}" y="28" font-size="16" text-anchor="middle">{}</text>"#, W / 2.0, xml_escape(title));
-    for (p, label) in [(&loss_panel, "loss (log scale)"), (&lr_panel, "learning rate")] {
+    axes(&mut s, [(&loss_panel, "loss (log scale)"), (&lr_panel, "learning rate")], max_step, &x);
+    curves(&mut s, &train, &valid, (&loss_panel, &lr_panel), &x);
+    legend(&mut s);
+    s.push_str("</svg>\n");
+    s
+}
+
+/// Each panel's frame, grid and y labels, and the step axis below them.
+fn axes(s: &mut String, panels: [(&Panel, &str); 2], max_step: f64, x: &dyn Fn(f64) -> f64) {
+    for (p, label) in panels {
         let _ = writeln!(
             s,
             r##"<rect x="{PLOT_L}" y="{}" width="{}" height="{}" fill="none" stroke="#444"/>"##,
@@ -133,9 +142,19 @@ pub fn render_svg(records: &[Record], title: &str) -> String {
         let _ = writeln!(s, r#"<text x="{:.1}" y="578" text-anchor="middle">{}</text>"#, x(t), fmt_num(t));
     }
     let _ = writeln!(s, r#"<text x="{}" y="605" text-anchor="middle">step</text>"#, (PLOT_L + PLOT_R) / 2.0);
+}
 
+/// Training loss (per step, faint, and smoothed) and validation loss above,
+/// the learning rate below.
+fn curves(
+    s: &mut String,
+    train: &[(f64, f64, f64)],
+    valid: &[(f64, f64)],
+    (loss_panel, lr_panel): (&Panel, &Panel),
+    x: &dyn Fn(f64) -> f64,
+) {
     let raw: Vec<(f64, f64)> = train.iter().map(|t| (x(t.0), loss_panel.y(t.1))).collect();
-    polyline(&mut s, &raw, "#1f77b4", 1.0, 0.3);
+    polyline(s, &raw, "#1f77b4", 1.0, 0.3);
     let mut ema = None;
     let smooth: Vec<(f64, f64)> = train
         .iter()
@@ -145,14 +164,18 @@ pub fn render_svg(records: &[Record], title: &str) -> String {
             (x(t.0), loss_panel.y(e))
         })
         .collect();
-    polyline(&mut s, &smooth, "#1f77b4", 2.0, 1.0);
+    polyline(s, &smooth, "#1f77b4", 2.0, 1.0);
     let vpts: Vec<(f64, f64)> = valid.iter().map(|v| (x(v.0), loss_panel.y(v.1))).collect();
-    polyline(&mut s, &vpts, "#d62728", 2.0, 1.0);
+    polyline(s, &vpts, "#d62728", 2.0, 1.0);
     for (px, py) in &vpts {
         let _ = writeln!(s, r##"<circle cx="{px:.1}" cy="{py:.1}" r="3.5" fill="#d62728"/>"##);
     }
     let lr: Vec<(f64, f64)> = train.iter().map(|t| (x(t.0), lr_panel.y(t.2))).collect();
-    polyline(&mut s, &lr, "#2ca02c", 2.0, 1.0);
+    polyline(s, &lr, "#2ca02c", 2.0, 1.0);
+}
+
+/// What each colour is.
+fn legend(s: &mut String) {
     let legend = [
         ("#1f77b4", "train loss (smoothed; faint: per step)"),
         ("#d62728", "validation loss"),
@@ -169,8 +192,6 @@ pub fn render_svg(records: &[Record], title: &str) -> String {
             y + 4.0
         );
     }
-    s.push_str("</svg>\n");
-    s
 }
 
 fn xml_escape(t: &str) -> String {
