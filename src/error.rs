@@ -58,6 +58,12 @@ pub enum Error {
         /// Why it could not be applied.
         msg: String,
     },
+    /// A job's setting is impossible; the message names the option (e.g. `--stop`).
+    #[error("{msg}")]
+    Setting {
+        /// What is wrong, naming the option.
+        msg: String,
+    },
     /// A name (task, preset, ...) is not one shiftlm knows.
     #[error("unknown {what} '{name}' (known: {known})")]
     Unknown {
@@ -131,5 +137,9 @@ impl Error {
 
     pub(crate) fn config(field: &str, msg: impl Into<String>) -> Self {
         Error::Config { field: field.to_string(), msg: msg.into() }
+    }
+
+    pub(crate) fn setting(msg: impl Into<String>) -> Self {
+        Error::Setting { msg: msg.into() }
     }
 }

@@ -48,7 +48,7 @@ pub mod data;
 pub mod decode;
 pub mod error;
 pub mod eval;
-pub mod faults;
+pub(crate) mod faults;
 pub mod io;
 pub mod model;
 pub mod nn;

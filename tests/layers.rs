@@ -45,31 +45,94 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// Every `crate::name` the source mentions, including inside `use crate::{a, b::c}`.
-fn crate_refs(src: &str) -> Vec<String> {
-    let mut refs = Vec::new();
+/// Every top-level module the source names: `crate::name`, inside
+/// `use crate::{a, b::{c, d}}` groups (nested ones too), and `super::name`
+/// where the `super`s climb to the crate root from a file `depth` modules
+/// down (1 for `src/io.rs` or `src/data/mod.rs`, 2 for `src/data/shift.rs`).
+fn crate_refs(src: &str, depth: usize) -> Vec<String> {
     let ident = |s: &str| s.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect::<String>();
-    let mut rest = src;
-    while let Some(i) = rest.find("crate::") {
-        let before = rest[..i].chars().last();
-        rest = &rest[i + "crate::".len()..];
-        if before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_') {
+    let mut refs = Vec::new();
+    let push_group = |rest: &str, refs: &mut Vec<String>| {
+        // The names at the top level of a `{…}` group.
+        let (mut level, mut at_start) = (0usize, true);
+        for (i, c) in rest.char_indices() {
+            match c {
+                '{' => level += 1,
+                '}' if level == 0 => break,
+                '}' => level -= 1,
+                ',' if level == 0 => at_start = true,
+                c if at_start && !c.is_whitespace() => {
+                    at_start = false;
+                    let name = ident(&rest[i..]);
+                    if !name.is_empty() && name != "self" {
+                        refs.push(name);
+                    }
+                }
+                _ => {}
+            }
+        }
+    };
+    for (i, _) in src.match_indices("crate::") {
+        if src[..i].ends_with(|c: char| c.is_ascii_alphanumeric() || c == '_' || c == '$') {
             continue; // e.g. `shiftlm_crate::`
         }
-        if let Some(group) = rest.strip_prefix('{') {
-            // use crate::{a::X, b};
-            let end = group.find('}').unwrap_or(group.len());
-            for item in group[..end].split(',') {
-                let name = ident(item.trim());
-                if !name.is_empty() {
-                    refs.push(name);
-                }
-            }
-        } else {
-            refs.push(ident(rest));
+        let rest = &src[i + "crate::".len()..];
+        match rest.strip_prefix('{') {
+            Some(group) => push_group(group, &mut refs),
+            None => refs.push(ident(rest)),
         }
     }
+    let inline = inline_modules(src);
+    for (i, _) in src.match_indices("super::") {
+        if src[..i].ends_with(|c: char| c.is_ascii_alphanumeric() || c == '_' || c == ':') {
+            continue; // inside a chain of supers, counted from its first
+        }
+        let supers = (0..).take_while(|k| src[i + 7 * k..].starts_with("super::")).count();
+        // An inline `mod tests { … }` is one more level down.
+        let levels = depth + inline.iter().filter(|r| r.contains(&i)).count();
+        if supers != levels {
+            continue; // stays inside the crate's modules (or is not a valid path)
+        }
+        let rest = &src[i + 7 * supers..];
+        match rest.strip_prefix('{') {
+            Some(group) => push_group(group, &mut refs),
+            None => refs.push(ident(rest)),
+        }
+    }
+    refs.retain(|r| !r.is_empty());
     refs
+}
+
+/// The spans of inline modules (`mod tests { … }`), by brace matching.
+fn inline_modules(src: &str) -> Vec<std::ops::Range<usize>> {
+    let mut spans = Vec::new();
+    let mut from = 0;
+    while let Some(at) = src[from..].find("mod ") {
+        let start = from + at;
+        from = start + 4;
+        let head: String = src[from..].chars().take_while(|c| *c != ';' && *c != '{').collect();
+        if !head.trim().chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            || src[from + head.len()..].starts_with(';')
+        {
+            continue; // `mod x;` (a file of its own), or not a module at all
+        }
+        let open = from + head.len();
+        let mut level = 0;
+        for (k, c) in src[open..].char_indices() {
+            match c {
+                '{' => level += 1,
+                '}' => {
+                    level -= 1;
+                    if level == 0 {
+                        spans.push(start..open + k);
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    spans
 }
 
 #[test]
@@ -90,7 +153,9 @@ fn library_modules_import_only_downward() {
             continue;
         };
         let text = std::fs::read_to_string(f).unwrap();
-        for name in crate_refs(&text) {
+        // Modules below the crate root: `src/io.rs` is one, `src/data/shift.rs` two.
+        let depth = rel.components().count() - usize::from(rel.ends_with("mod.rs"));
+        for name in crate_refs(&text, depth) {
             if name == top || name == "Result" || name == "Error" {
                 continue; // the crate-root re-exports of error::{Error, Result}
             }
@@ -152,7 +217,16 @@ fn cli_only_crates_are_optional_and_unused_by_the_library() {
 }
 
 #[test]
-fn the_reference_scanner_sees_grouped_and_inline_paths() {
-    let refs = crate_refs("use crate::{data::X, model};\nlet y = crate::nn::f();\nuse shiftlm_crate::z;");
+fn the_reference_scanner_sees_grouped_nested_inline_and_super_paths() {
+    let refs = crate_refs("use crate::{data::X, model};\nlet y = crate::nn::f();\nuse shiftlm_crate::z;", 2);
     assert_eq!(refs, vec!["data", "model", "nn"]);
+    let refs = crate_refs("use crate::{data::{X, Y}, train::Z, self};", 2);
+    assert_eq!(refs, vec!["data", "train"]);
+    // From src/io.rs (depth 1) `super::` is the crate root; from src/data/shift.rs
+    // it is `data`, and `super::super::` the root.
+    assert_eq!(crate_refs("use super::train::X;", 1), vec!["train"]);
+    assert_eq!(crate_refs("use super::loader::X;", 2), Vec::<String>::new());
+    assert_eq!(crate_refs("use super::super::{api, train::X};", 2), vec!["api", "train"]);
+    // In an inline test module, `super::` is the file's own module.
+    assert_eq!(crate_refs("mod tests {\n    use super::*;\n    use super::super::eval::f;\n}", 1), vec!["eval"]);
 }

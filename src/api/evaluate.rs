@@ -173,7 +173,7 @@ fn evaluate_loaded(ck: &Loaded, job: &EvalJob) -> Result<EvalOutcome> {
         return evaluate_forecaster(ck, model, job);
     }
     if job.season.is_some() || job.split.is_some() {
-        return Err(Error::config("season", "--season and --split apply to forecasters"));
+        return Err(Error::setting("--season and --split apply to forecasters"));
     }
     match ck.config.model.context() {
         Some(ctx) => evaluate_causal(ck, ctx, job),
@@ -194,7 +194,7 @@ fn evaluate_forecaster(ck: &Loaded, model: &crate::model::Forecaster, job: &Eval
     if report.windows == 0 {
         let (context, horizon) = (model.config().context, report.horizon);
         let msg = format!("the {} split has no window of context {context} + horizon {horizon}", split.name());
-        return Err(Error::config("split", msg));
+        return Err(Error::setting(msg));
     }
     Ok(EvalOutcome::Forecast { report, split, rows })
 }
@@ -203,20 +203,28 @@ fn evaluate_forecaster(ck: &Loaded, model: &crate::model::Forecaster, job: &Eval
 fn evaluate_causal(ck: &Loaded, ctx: usize, job: &EvalJob) -> Result<EvalOutcome> {
     let tokens = match &job.data {
         Some(path) => ck.tokenizer.encode(&crate::data::read_utf8(path)?),
-        None => match crate::data::load(&ck.config.data, ck.config.train.seed, Some(&ck.tokenizer))?.0 {
+        None => match run_data(ck)? {
             Dataset::Text { valid, .. } => valid,
             Dataset::Pairs(_) | Dataset::Series(_) => {
-                return Err(Error::config("data", "a language model checkpoint with paired data"))
+                return Err(Error::setting("a language model checkpoint with paired data"))
             }
         },
     };
     if tokens.len() <= ctx {
         let msg = format!("the evaluation text has {} tokens; it needs more than the context of {ctx}", tokens.len());
-        return Err(Error::config("data", msg));
+        return Err(Error::setting(msg));
     }
     let batches = windows(&tokens, ck.config.train.batch_size, ctx, 0);
     let stats = crate::eval::teacher_forced(&ck.model, batches.into_iter(), &Device::Cpu)?;
     Ok(EvalOutcome::Causal(CausalReport::new(&stats)))
+}
+
+/// The data the checkpoint's run trained on, tokenized with its tokenizer.
+fn run_data(ck: &Loaded) -> Result<Dataset> {
+    let loaded = crate::data::load(&ck.config.data, ck.config.train.seed, Some(&ck.tokenizer));
+    loaded
+        .map(|(data, _)| data)
+        .map_err(|e| Error::setting(format!("loading the run's data (pass --data FILE to evaluate other data): {e}")))
 }
 
 /// An encoder–decoder on its held-out pairs (or `job.data`), teacher forced
@@ -237,10 +245,10 @@ fn evaluate_pairs(ck: &Loaded, job: &EvalJob) -> Result<EvalOutcome> {
                     });
                 }
             }
-            match crate::data::load(&ck.config.data, ck.config.train.seed, Some(&ck.tokenizer))?.0 {
+            match run_data(ck)? {
                 Dataset::Pairs(s) => s.valid,
                 Dataset::Text { .. } | Dataset::Series(_) => {
-                    return Err(Error::config("data", "an encoder–decoder checkpoint with text data"))
+                    return Err(Error::setting("an encoder–decoder checkpoint with text data"))
                 }
             }
         }

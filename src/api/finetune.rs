@@ -3,7 +3,7 @@
 //! fully, partly frozen, or through LoRA adapters; held-out loss and
 //! perplexity are measured before and after, in the same run.
 
-use super::train::{refuse_existing_run, train_logged};
+use super::train::{fit, refuse_existing_run, run_start};
 use crate::checkpoint::{self, Loaded};
 use crate::config::{DataConfig, Freeze, RunConfig, TokenizerKind};
 use crate::data::text::TextConfig;
@@ -74,8 +74,9 @@ pub fn finetune(job: &FinetuneJob, sink: &mut dyn MetricsSink) -> Result<Finetun
     let from = load_base(job)?;
     let mut trainer = prepare(job, &from)?;
     let trainable = trainer.store.trainable_vars().iter().map(|(_, v)| v.as_tensor().elem_count()).sum();
+    sink.on_start(&run_start(&trainer, Some(&from.dir))?);
     let before = measure(&trainer)?;
-    let outcome = train_logged(&mut trainer, Some(&from.dir), sink, false)?;
+    let outcome = fit(&mut trainer, sink, false)?;
     let after = measure(&trainer)?;
     let adapter = if trainer.cfg.model.lora().is_some() {
         let dir = job.out.join("adapter");
@@ -121,10 +122,10 @@ pub fn prepare(job: &FinetuneJob, from: &Loaded) -> Result<Trainer> {
     }
     let trainable: usize = trainer.store.trainable_vars().iter().map(|(_, v)| v.as_tensor().elem_count()).sum();
     if trainable == 0 && !trainer.cfg.train.freeze.is_none() {
-        return Err(abandon(Error::config("train.freeze", "the --freeze options leave nothing to train")));
+        return Err(abandon(Error::setting("the --freeze options leave nothing to train")));
     }
     if trainer.cfg.model.lora().is_some() && trainable == 0 {
-        return Err(abandon(Error::config("lora.targets", "--lora-targets matched no layer of this model (GPT-2: c_attn, c_proj, c_fc; Llama: q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj)")));
+        return Err(abandon(Error::setting("--lora-targets matched no layer of this model (GPT-2: c_attn, c_proj, c_fc; Llama: q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj)")));
     }
     Ok(trainer)
 }
@@ -133,7 +134,7 @@ pub fn prepare(job: &FinetuneJob, from: &Loaded) -> Result<Trainer> {
 /// (text, or prompt/response or source/target pairs), with its LoRA,
 /// freezing, steps and learning rate (10% warmup, decay to the last step).
 pub fn config(job: &FinetuneJob, from: &Loaded) -> Result<RunConfig> {
-    let bad = |field: &str, msg: &str| Err(Error::config(field, msg));
+    let bad = |msg: &str| Err(Error::setting(msg));
     if from.config.model.is_forecaster() {
         return Err(Error::Checkpoint {
             path: from.dir.clone(),
@@ -141,13 +142,10 @@ pub fn config(job: &FinetuneJob, from: &Loaded) -> Result<RunConfig> {
         });
     }
     if job.adapter.is_some() && job.lora.is_some() {
-        return bad(
-            "lora",
-            "--adapter already brings LoRA adapters; drop --lora (or its settings) to train them further",
-        );
+        return bad("--adapter already brings LoRA adapters; drop --lora (or its settings) to train them further");
     }
     if job.steps == 0 {
-        return bad("train.steps", "--steps must be at least 1");
+        return bad("--steps must be at least 1");
     }
     let mut cfg = from.config.clone();
     let pairs = job

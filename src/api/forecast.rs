@@ -61,10 +61,9 @@ pub fn forecast(job: &ForecastJob) -> Result<ForecastOutput> {
     let (l, h, n, len) = (model.config().context, model.config().horizon, s.n_targets, s.series.len());
     let origin = job.origin.unwrap_or(len);
     if origin < l || origin > len {
-        return Err(Error::config(
-            "origin",
-            format!("--origin {origin}: the model needs {l} rows of history and the data has {len} rows"),
-        ));
+        return Err(Error::setting(format!(
+            "--origin {origin}: the model needs {l} rows of history and the data has {len} rows"
+        )));
     }
     let pred = crate::eval::forecast::forecast_at(model, &s, origin, &dev)?; // (H, N)
 

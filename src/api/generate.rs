@@ -107,7 +107,7 @@ fn continue_prompt(ck: &Loaded, job: &GenerateJob, on_text: &mut dyn FnMut(&str)
     for s in &job.stop {
         match ck.tokenizer.encode(s).as_slice() {
             [id] => stop.push(*id),
-            _ => return Err(Error::config("stop", format!("--stop {s:?} is not a single token of this tokenizer"))),
+            _ => return Err(Error::setting(format!("--stop {s:?} is not a single token of this tokenizer"))),
         }
     }
     let prompt = job.prompts.join("\n");
@@ -146,7 +146,7 @@ fn decode_inputs(ck: &Loaded, model: EncDec, job: &GenerateJob, on_text: &mut dy
     let dev = Device::Cpu;
     let temperature = job.temperature.unwrap_or(0.0);
     if !(temperature >= 0.0 && temperature.is_finite()) {
-        return Err(Error::config("temperature", format!("--temperature must be >= 0, got {temperature}")));
+        return Err(Error::setting(format!("--temperature must be >= 0, got {temperature}")));
     }
     let sampling = temperature > 0.0 || job.top_k > 0 || job.top_p < 1.0 || job.repetition_penalty != 1.0;
     let strategy = if job.beam > 1 {

@@ -26,7 +26,7 @@ pub struct TrainJob {
     pub config: RunConfig,
     /// The run folder; it must not hold checkpoints yet.
     pub out: PathBuf,
-    /// Decoded examples (or sampled characters, ×40, for a language model)
+    /// Decoded examples (or sampled tokens, ×40, for a language model)
     /// to return with the final evaluation; 0 for none.
     pub show: usize,
 }
@@ -155,10 +155,7 @@ pub fn prepare_resume(run_dir: &Path, steps: Option<usize>) -> Result<Trainer> {
     let mut t = Trainer::resume(run_dir)?;
     if let Some(steps) = steps {
         if steps < t.state.step {
-            return Err(Error::config(
-                "train.steps",
-                format!("--steps {steps} is before the checkpoint's step {}", t.state.step),
-            ));
+            return Err(Error::setting(format!("--steps {steps} is before the checkpoint's step {}", t.state.step)));
         }
         t.cfg.train.steps = steps;
     }
@@ -169,24 +166,22 @@ pub fn prepare_resume(run_dir: &Path, steps: Option<usize>) -> Result<Trainer> {
 /// TensorBoard sinks beside `sink`, then evaluates. `from` is the model a
 /// fine-tune started from (reported in [`RunStart`]).
 pub fn run(trainer: &mut Trainer, from: Option<&Path>, show: usize, sink: &mut dyn MetricsSink) -> Result<TrainReport> {
-    let out =
-        trainer.run_dir().ok_or_else(|| Error::config("run_dir", "a training job needs a run folder"))?.to_path_buf();
-    let outcome = train_logged(trainer, from, sink, true)?;
+    sink.on_start(&run_start(trainer, from)?);
+    let outcome = fit(trainer, sink, true)?;
     let evaluation = evaluate(trainer, show)?;
-    Ok(TrainReport { checkpoint: checkpoint::checkpoint_dir(&out, outcome.steps), run: out, outcome, evaluation })
+    let run = run_dir(trainer)?;
+    Ok(TrainReport { checkpoint: checkpoint::checkpoint_dir(&run, outcome.steps), run, outcome, evaluation })
 }
 
-/// Runs `trainer` with `metrics.jsonl` (and, with `tensorboard`, `tb/`)
-/// written beside `sink`.
-pub(super) fn train_logged(
-    trainer: &mut Trainer,
-    from: Option<&Path>,
-    sink: &mut dyn MetricsSink,
-    tensorboard: bool,
-) -> Result<TrainOutcome> {
-    let out =
-        trainer.run_dir().ok_or_else(|| Error::config("run_dir", "a training job needs a run folder"))?.to_path_buf();
-    let start = RunStart {
+fn run_dir(trainer: &Trainer) -> Result<PathBuf> {
+    let dir = trainer.run_dir().ok_or_else(|| Error::config("run_dir", "a training job needs a run folder"))?;
+    Ok(dir.to_path_buf())
+}
+
+/// What `trainer` is about to do, for [`MetricsSink::on_start`]; `from` is
+/// the model a fine-tune started from.
+pub fn run_start(trainer: &Trainer, from: Option<&Path>) -> Result<RunStart> {
+    Ok(RunStart {
         params: trainer.store.num_params(),
         trainable: trainer.store.trainable_vars().iter().map(|(_, v)| v.as_tensor().elem_count()).sum(),
         data: trainer.data.describe(),
@@ -194,9 +189,16 @@ pub(super) fn train_logged(
         steps: trainer.cfg.train.steps,
         grad_accum: trainer.cfg.train.grad_accum,
         batch_size: trainer.cfg.train.batch_size,
-        run: out.clone(),
+        run: run_dir(trainer)?,
         from: from.map(Path::to_path_buf),
-    };
+    })
+}
+
+/// Trains `trainer` to its configured steps, with `metrics.jsonl` (and,
+/// with `tensorboard`, `tb/`) written in the run folder beside `sink`.
+/// Announcing the run ([`run_start`]) is the caller's.
+pub fn fit(trainer: &mut Trainer, sink: &mut dyn MetricsSink, tensorboard: bool) -> Result<TrainOutcome> {
+    let out = run_dir(trainer)?;
     let mut jsonl = JsonlSink::open(&out.join("metrics.jsonl"), trainer.state.step)?;
     let mut tb = if tensorboard { Some(TensorBoardSink::create(&out.join("tb"))?) } else { None };
     let mut sinks: Vec<&mut dyn MetricsSink> = vec![sink, &mut jsonl];
@@ -204,7 +206,6 @@ pub(super) fn train_logged(
         sinks.push(tb);
     }
     let mut sinks = Tee(sinks);
-    sinks.on_start(&start);
     let r = trainer.run(&mut sinks);
     sinks.flush().and(r)
 }

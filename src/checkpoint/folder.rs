@@ -115,9 +115,18 @@ pub fn write_checkpoint(dir: &Path, step: usize, files: &[(&str, Vec<u8>)]) -> R
     result
 }
 
+/// Which of a checkpoint's verified files to keep in memory.
+pub type Keep<'a> = &'a dyn Fn(&str) -> bool;
+
+/// Every file (resuming needs them all).
+pub const ALL: Keep<'static> = &|_| true;
+
+/// The inference files: config, weights, tokenizer (not the optimizer state).
+pub const INFERENCE: Keep<'static> = &|name| [CONFIG, MODEL, TOKENIZER].contains(&name);
+
 /// Reads a checkpoint's manifest and every file it lists, checking each
-/// against its size and SHA-256.
-pub fn read_verified(dir: &Path) -> Result<Files> {
+/// against its size and SHA-256; keeps the bytes of the files `keep` names.
+pub fn read_verified(dir: &Path, keep: Keep) -> Result<Files> {
     let mpath = dir.join(MANIFEST);
     let bytes = std::fs::read(&mpath).map_err(|_| Error::Checkpoint {
         path: dir.to_path_buf(),
@@ -139,14 +148,16 @@ pub fn read_verified(dir: &Path) -> Result<Files> {
                 ),
             });
         }
-        files.insert(name.clone(), data);
+        if keep(name) {
+            files.insert(name.clone(), data);
+        }
     }
     Ok(Files { dir: dir.to_path_buf(), manifest, bytes: files })
 }
 
 /// Reads a checkpoint's manifest and checks every file against it.
 pub fn verify(dir: &Path) -> Result<Manifest> {
-    read_verified(dir).map(|f| f.manifest)
+    read_verified(dir, &|_| false).map(|f| f.manifest)
 }
 
 /// Every `checkpoint-<step>` folder in `run`, complete or not, by step number.
@@ -165,18 +176,19 @@ pub fn list(run: &Path) -> Vec<(usize, PathBuf)> {
     out
 }
 
-/// The newest checkpoint of `run` whose manifest verifies, read.
-pub fn newest_verified(run: &Path) -> Result<Files> {
+/// The newest checkpoint of `run` whose manifest verifies, read (the files
+/// `keep` names).
+pub fn newest_verified(run: &Path, keep: Keep) -> Result<Files> {
     list(run)
         .into_iter()
         .rev()
-        .find_map(|(_, p)| read_verified(&p).ok())
+        .find_map(|(_, p)| read_verified(&p, keep).ok())
         .ok_or_else(|| Error::Checkpoint { path: run.to_path_buf(), msg: "holds no complete checkpoint".into() })
 }
 
 /// The newest checkpoint of `run` whose manifest verifies.
 pub fn newest_complete(run: &Path) -> Result<PathBuf> {
-    newest_verified(run).map(|f| f.dir)
+    newest_verified(run, &|_| false).map(|f| f.dir)
 }
 
 /// Keeps the newest `keep_last` complete checkpoints and `best`; removes the
@@ -224,7 +236,7 @@ mod tests {
         let e = verify(&checkpoint_dir(run.path(), 100)).unwrap_err().to_string();
         assert!(e.contains("a.bin") && e.contains("truncated or modified"), "{e}");
         assert_eq!(newest_complete(run.path()).unwrap(), checkpoint_dir(run.path(), 20));
-        let read = newest_verified(run.path()).unwrap();
+        let read = newest_verified(run.path(), ALL).unwrap();
         assert_eq!((read.manifest.step, read.get("a.bin").unwrap()), (20, &[20u8; 10][..]));
         assert!(read.get("b.bin").unwrap_err().to_string().contains("b.bin"));
         let names: Vec<String> = std::fs::read_dir(checkpoint_dir(run.path(), 20))

@@ -28,9 +28,9 @@ use candle_core::Device;
 use std::path::{Path, PathBuf};
 
 /// A checkpoint folder itself, a Hugging Face model folder, or the newest
-/// complete checkpoint in a run folder.
+/// complete checkpoint in a run folder (verified, none of it kept in memory).
 pub fn resolve(dir: &Path) -> Result<PathBuf> {
-    match open(dir)? {
+    match open(dir, &|_| false)? {
         Opened::Hf(dir) => Ok(dir),
         Opened::Checkpoint(files) => Ok(files.dir),
     }
@@ -44,12 +44,12 @@ enum Opened {
     Checkpoint(Files),
 }
 
-fn open(dir: &Path) -> Result<Opened> {
+fn open(dir: &Path, keep: folder::Keep) -> Result<Opened> {
     if !dir.is_dir() {
         return Err(Error::Checkpoint { path: dir.to_path_buf(), msg: "no such checkpoint folder".into() });
     }
     if dir.join(MANIFEST).exists() {
-        Ok(Opened::Checkpoint(read_verified(dir)?))
+        Ok(Opened::Checkpoint(read_verified(dir, keep)?))
     } else if is_hf_folder(dir) {
         Ok(Opened::Hf(dir.to_path_buf()))
     } else if list(dir).is_empty() {
@@ -58,7 +58,7 @@ fn open(dir: &Path) -> Result<Opened> {
             msg: "neither a checkpoint (no manifest.json) nor a run folder (no checkpoint-<step>/)".into(),
         })
     } else {
-        Ok(Opened::Checkpoint(newest_verified(dir)?))
+        Ok(Opened::Checkpoint(newest_verified(dir, keep)?))
     }
 }
 
@@ -115,7 +115,7 @@ pub fn config_from_bytes(bytes: &[u8], path: &Path) -> Result<RunConfig> {
 /// or a `transformers` GPT-2/Llama folder), verifying the manifest where
 /// there is one and every tensor's name and shape. Each file is read once.
 pub fn load(dir: &Path, dev: &Device) -> Result<Loaded> {
-    match open(dir)? {
+    match open(dir, folder::INFERENCE)? {
         Opened::Checkpoint(files) => load_files(&files, dev),
         Opened::Hf(dir) => {
             let config = read_config(&dir.join(CONFIG))?;

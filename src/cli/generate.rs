@@ -87,16 +87,23 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
         max_len: a.max_len,
     };
     let mut out = std::io::stdout().lock();
-    if causal {
-        // The prompt, then the continuation as it streams.
-        write!(out, "{}", job.prompts.join("\n"))?;
-        out.flush()?;
-    }
+    // A language model's prompt goes first, then the continuation as it
+    // streams; nothing is printed before the job's settings are checked.
+    let prompt = job.prompts.join("\n");
+    let mut started = false;
     generate_with(&ck, &job, &mut |text| {
-        let _ = if causal { write!(out, "{text}") } else { writeln!(out, "{text}") };
+        let _ = match (causal, started) {
+            (true, false) => write!(out, "{prompt}{text}"),
+            (true, true) => write!(out, "{text}"),
+            (false, _) => writeln!(out, "{text}"),
+        };
+        started = true;
         let _ = out.flush();
     })?;
     if causal {
+        if !started {
+            write!(out, "{prompt}")?;
+        }
         writeln!(out)?;
     }
     Ok(())

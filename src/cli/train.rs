@@ -7,6 +7,7 @@ use shiftlm::api::{self, Evaluation, TrainJob};
 use shiftlm::model::seq2seq::AttentionKind;
 use shiftlm::model::ModelConfig;
 use shiftlm::nn::rnn::CellKind;
+use shiftlm::train::MetricsSink;
 use std::path::PathBuf;
 
 pub const LONG_ABOUT: &str = "Train an encoder–decoder, checkpoint it, evaluate it and show decoded examples.
@@ -318,27 +319,29 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
         }
     };
     let mut progress = Progress::default();
-    let report = api::train::run(&mut trainer, None, a.show, &mut progress);
+    progress.on_start(&api::train::run_start(&trainer, None)?);
+    let outcome = api::train::fit(&mut trainer, &mut progress, true);
     progress.finish();
-    let r = report.context("training")?;
-    let o = &r.outcome;
+    let o = outcome.context("training")?;
+    let run = trainer.run_dir().expect("prepared with a run folder").to_path_buf();
     eprintln!(
         "trained to step {} in {:.1}s ({:.0} tokens/s){}; checkpoints in {}",
         o.steps,
         o.elapsed_s,
         o.tokens_per_s,
         if o.stopped_early { ", stopped early" } else { "" },
-        r.run.display()
+        run.display()
     );
     if let Some(b) = &o.best {
         eprintln!(
             "best validation loss {:.4} at step {} ({})",
             b.valid_loss,
             b.step,
-            shiftlm::checkpoint::checkpoint_dir(&r.run, b.step).display()
+            shiftlm::checkpoint::checkpoint_dir(&run, b.step).display()
         );
     }
-    match &r.evaluation {
+    let evaluation = api::train::evaluate(&trainer, a.show).context("evaluating the trained model")?;
+    match &evaluation {
         Evaluation::Forecast(report) => report::print_forecast(report, "test split"),
         Evaluation::Pairs { report, examples } => {
             report::print_metrics(report);
@@ -357,13 +360,13 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
             "train_loss": o.final_loss,
             "tokens_per_s": o.tokens_per_s,
             "elapsed_s": o.elapsed_s,
-            "checkpoint": r.checkpoint,
-            "run": r.run,
+            "checkpoint": shiftlm::checkpoint::checkpoint_dir(&run, o.steps),
+            "run": run,
             "best_step": o.best.as_ref().map(|b| b.step),
             "stopped_early": o.stopped_early,
             "skipped_batches": o.skipped_batches,
         });
-        println!("{}", report::json_value(&r.evaluation, extra));
+        println!("{}", report::json_value(&evaluation, extra));
     }
     Ok(())
 }

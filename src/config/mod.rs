@@ -143,6 +143,14 @@ impl RunConfig {
     pub fn validate(&self) -> Result<()> {
         self.model.validate()?;
         self.train.validate()?;
+        let tokens = matches!(self.data, DataConfig::Task(_) | DataConfig::File { .. });
+        let input = self.model.family().encoder_input();
+        if tokens && input.is_some_and(|i| !matches!(i, crate::model::FrontendConfig::Tokens { .. })) {
+            return Err(Error::config(
+                "model.input",
+                "the built-in tasks and pair files give token ids; numeric frames need a data source that yields them",
+            ));
+        }
         let series_data = matches!(self.data, DataConfig::Series(_));
         if series_data != self.model.is_forecaster() {
             return Err(Error::config(
@@ -279,5 +287,16 @@ mod tests {
         let mut c = RunConfig::preset("tiny").unwrap();
         c.train.steps = 0;
         assert!(c.validate().unwrap_err().to_string().contains("train.steps"));
+        // A front-end the data cannot feed, and tokens spelled out, are refused by name.
+        use crate::model::FrontendConfig;
+        for input in
+            [FrontendConfig::Frames { features: 3, proj: Some(8) }, FrontendConfig::Tokens { vocab_size: 8, dim: 16 }]
+        {
+            let mut c = RunConfig::preset("tiny").unwrap();
+            if let ModelConfig::Seq2seq(m) = &mut c.model {
+                m.input = Some(input);
+            }
+            assert!(c.validate().unwrap_err().to_string().contains("model.input"));
+        }
     }
 }

@@ -20,38 +20,36 @@ pub type Parts = (ModelConfig, TrainConfig, DataConfig, usize);
 pub struct Preset {
     /// The name `--preset` takes, e.g. `small`.
     pub name: &'static str,
-    /// One line on what it trains.
-    pub about: &'static str,
     /// Builds the preset's model, training and data configs.
     pub build: fn() -> Parts,
 }
 
 /// Every preset, the default first.
 pub const PRESETS: &[Preset] = &[
-    Preset {
-        name: "small",
-        about: "rotate-by-1 over 20 symbols, lengths 4–12; a 1-layer LSTM of 128 with Luong attention (≥ 95% exact match in about a minute on two cores)",
-        build: small,
-    },
-    Preset {
-        name: "seed",
-        about: "the Keras teacher-forcing reference: vocabulary 1000, length 10, Embedding 256 → LSTM 128, no attention, Adam 1e-3, batch 64",
-        build: seed,
-    },
-    Preset { name: "tiny", about: "a seconds-long LSTM run for tests and smoke checks", build: tiny },
-    Preset { name: "transformer", about: "a 2+2-layer Transformer encoder–decoder of 128 on rotate", build: transformer },
-    Preset { name: "transformer-tiny", about: "a 1+1-layer Transformer of 32, seconds long", build: transformer_tiny },
-    Preset { name: "gpt-baby", about: "nanoGPT's CPU baby GPT: 4 layers, 4 heads, 128 wide, context 64", build: gpt_baby },
-    Preset { name: "gpt-small", about: "a 6-layer GPT of 384 with context 256", build: gpt_small },
-    Preset { name: "gpt-tiny", about: "a 2-layer GPT of 32 for tests", build: gpt_tiny },
-    Preset { name: "llama-baby", about: "the baby GPT's size in the Llama layout", build: llama_baby },
-    Preset { name: "llama-tiny", about: "a 2-layer Llama of 32 for tests", build: llama_tiny },
-    Preset {
-        name: "series",
-        about: "an LSTM forecaster reading a week of hourly values and forecasting a day, on the built-in series",
-        build: series,
-    },
-    Preset { name: "series-tiny", about: "a small forecaster of the built-in series, seconds long", build: series_tiny },
+    // rotate-by-1 over 20 symbols, lengths 4–12; a 1-layer LSTM of 128 with Luong attention (≥ 95% exact match in about a minute on two cores)
+    Preset { name: "small", build: small },
+    // the Keras teacher-forcing reference: vocabulary 1000, length 10, Embedding 256 → LSTM 128, no attention, Adam 1e-3, batch 64
+    Preset { name: "seed", build: seed },
+    // a seconds-long LSTM run for tests and smoke checks
+    Preset { name: "tiny", build: tiny },
+    // a 2+2-layer Transformer encoder–decoder of 128 on rotate
+    Preset { name: "transformer", build: transformer },
+    // a 1+1-layer Transformer of 32, seconds long
+    Preset { name: "transformer-tiny", build: transformer_tiny },
+    // nanoGPT's CPU baby GPT: 4 layers, 4 heads, 128 wide, context 64
+    Preset { name: "gpt-baby", build: gpt_baby },
+    // a 6-layer GPT of 384 with context 256
+    Preset { name: "gpt-small", build: gpt_small },
+    // a 2-layer GPT of 32 for tests
+    Preset { name: "gpt-tiny", build: gpt_tiny },
+    // the baby GPT's size in the Llama layout
+    Preset { name: "llama-baby", build: llama_baby },
+    // a 2-layer Llama of 32 for tests
+    Preset { name: "llama-tiny", build: llama_tiny },
+    // an LSTM forecaster reading a week of hourly values and forecasting a day, on the built-in series
+    Preset { name: "series", build: series },
+    // a small forecaster of the built-in series, seconds long
+    Preset { name: "series-tiny", build: series_tiny },
 ];
 
 /// The rotate task: `vocab` symbols, lengths `min_len..=max_len`.

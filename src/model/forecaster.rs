@@ -323,4 +323,8 @@ impl super::Family for ForecasterConfig {
     fn build(&self, vb: VarBuilder) -> Result<super::Model> {
         Ok(super::Model::Forecaster(Forecaster::new(self, vb)?))
     }
+
+    fn encoder_input(&self) -> Option<FrontendConfig> {
+        Some(self.input())
+    }
 }

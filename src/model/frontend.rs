@@ -9,9 +9,12 @@
 //! | [`FrontendConfig::Frames`] | values (B, S, F) f32 | as they are, or a linear projection | forecasting |
 //!
 //! A new kind of input (image patches, audio features) is a new variant
-//! of [`FrontendConfig`], a struct implementing [`Frontend`], and one arm in
-//! [`FrontendConfig::build`], the registry. The models, the trainer, the
-//! checkpoint code and the CLI take any front-end as it is.
+//! of [`FrontendConfig`], a struct implementing [`Frontend`], one arm in
+//! [`FrontendConfig::build`] (the registry), and a data source whose batches
+//! carry that input as their source tensor. The models, the trainer and the
+//! checkpoint code need no change. Today the data sources of encoder–decoders
+//! (built-in tasks and pair files) yield token ids, so a run config that asks
+//! for frames there is refused until one yields them.
 
 use crate::error::{Error, Result};
 use crate::nn::embedding::{embedding_init, Embedding};

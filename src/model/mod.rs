@@ -95,6 +95,10 @@ pub trait Family {
     fn ignorable(&self, _name: &str) -> bool {
         false
     }
+    /// What an encoder–decoder's encoder reads; `None` for a decoder-only model.
+    fn encoder_input(&self) -> Option<FrontendConfig> {
+        None
+    }
 }
 
 impl ModelConfig {

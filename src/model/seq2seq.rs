@@ -91,6 +91,9 @@ impl Seq2SeqConfig {
         if !(0.0..1.0).contains(&self.dropout) {
             return Err(Error::config("model.dropout", format!("must be in [0, 1), got {}", self.dropout)));
         }
+        if matches!(self.input, Some(FrontendConfig::Tokens { .. })) {
+            return Err(Error::config("model.input", "token ids are the default input: leave it unset"));
+        }
         self.input().validate("model.input")
     }
 
@@ -227,5 +230,9 @@ impl super::Family for Seq2SeqConfig {
 
     fn set_vocab_size(&mut self, v: usize) {
         self.vocab_size = v;
+    }
+
+    fn encoder_input(&self) -> Option<FrontendConfig> {
+        Some(self.input())
     }
 }

@@ -74,6 +74,9 @@ impl TransformerConfig {
             return Err(Error::config("model.dropout", "must be in [0, 1)"));
         }
         if let Some(input) = &self.input {
+            if matches!(input, FrontendConfig::Tokens { .. }) {
+                return Err(Error::config("model.input", "token ids are the default input: leave it unset"));
+            }
             input.validate("model.input")?;
             if input.dim() != self.d_model {
                 return Err(Error::config(
@@ -375,5 +378,9 @@ impl super::Family for TransformerConfig {
 
     fn set_vocab_size(&mut self, v: usize) {
         self.vocab_size = v;
+    }
+
+    fn encoder_input(&self) -> Option<FrontendConfig> {
+        Some(self.input.clone().unwrap_or(FrontendConfig::Tokens { vocab_size: self.vocab_size, dim: self.d_model }))
     }
 }

@@ -89,9 +89,10 @@ pub fn split_heads(x: &Tensor, n_head: usize) -> Result<Tensor> {
     x.reshape((b, t, n_head, c / n_head))?.transpose(1, 2)
 }
 
-/// Causal multi-head self-attention of packed `qkv` (B, T, 3C) from split
-/// heads and [`attend`]: the reference for the fused
-/// [`crate::ops::attention::causal_self_attention`].
+/// Causal self-attention of packed `qkv` (B, T, (H + 2·H_kv)·D), H query
+/// heads then H_kv key and H_kv value heads, from split heads and
+/// [`attend`]: the reference for the fused
+/// [`crate::ops::attention::grouped_causal_self_attention`].
 pub fn causal_self_attention_composite(qkv: &Tensor, n_head: usize, n_kv_head: usize) -> Result<Tensor> {
     let d = qkv.dim(2)? / (n_head + 2 * n_kv_head);
     let (c, c_kv) = (n_head * d, n_kv_head * d);

@@ -128,11 +128,13 @@ impl ParamStore {
     }
 
     /// [`ParamStore::load_except`] from several files together (the shards
-    /// of a `transformers` folder). Errors name the first file.
+    /// of a `transformers` folder), read one at a time. Errors name the first file.
     pub fn load_files_except(&self, paths: &[std::path::PathBuf], ignorable: impl Fn(&str) -> bool) -> Result<()> {
-        let files = paths.iter().map(|p| Ok((p.clone(), crate::io::read(p)?))).collect::<Result<Vec<_>>>()?;
-        let refs: Vec<(&Path, &[u8])> = files.iter().map(|(p, b)| (p.as_path(), b.as_slice())).collect();
-        self.load_bytes_except(&refs, ignorable)
+        let mut tensors = RawTensors::new();
+        for path in paths {
+            gather(&mut tensors, &crate::io::read(path)?, path)?;
+        }
+        self.assign(tensors, paths.first().map(|p| p.as_path()), ignorable)
     }
 
     /// [`ParamStore::load_files_except`] from bytes already read (each with
@@ -140,16 +142,15 @@ impl ParamStore {
     pub fn load_bytes_except(&self, files: &[(&Path, &[u8])], ignorable: impl Fn(&str) -> bool) -> Result<()> {
         let mut tensors = RawTensors::new();
         for (path, bytes) in files {
-            for (name, t) in read_safetensors(bytes, path)? {
-                if tensors.insert(name.clone(), t).is_some() {
-                    return Err(Error::Checkpoint {
-                        path: path.to_path_buf(),
-                        msg: format!("tensor '{name}' is in two shards"),
-                    });
-                }
-            }
+            gather(&mut tensors, bytes, path)?;
         }
-        let path = files.first().map(|(p, _)| *p).unwrap_or(Path::new("<no files>"));
+        self.assign(tensors, files.first().map(|(p, _)| *p), ignorable)
+    }
+
+    /// Sets every parameter from `tensors`, strictly (every parameter present
+    /// with its shape, nothing else but `ignorable` names).
+    fn assign(&self, mut tensors: RawTensors, path: Option<&Path>, ignorable: impl Fn(&str) -> bool) -> Result<()> {
+        let path = path.unwrap_or(Path::new("<no files>"));
         tensors.retain(|name, _| !ignorable(name) || self.get(name).is_some());
         let vars: Vec<(String, Tensor)> = self.vars().into_iter().map(|(k, v)| (k, v.as_tensor().clone())).collect();
         for (name, t) in assign_strict(&vars, &tensors, path)? {
@@ -177,6 +178,20 @@ impl ParamStore {
             }
         }
     }
+}
+
+/// Adds the tensors of one safetensors file (`bytes`, read from `path`) to
+/// `tensors`; a name already there (in an earlier shard) is an error.
+fn gather(tensors: &mut RawTensors, bytes: &[u8], path: &Path) -> Result<()> {
+    for (name, t) in read_safetensors(bytes, path)? {
+        if tensors.insert(name.clone(), t).is_some() {
+            return Err(Error::Checkpoint {
+                path: path.to_path_buf(),
+                msg: format!("tensor '{name}' is in two shards"),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Tensors read from a file: name → (shape, f32 values).

@@ -251,6 +251,8 @@ impl<C: Cell> CustomOp3 for RecurrenceOp<C> {
 /// the first state, `mask` (B, T) values (1 steps, 0 carries the state) or
 /// `None`. Returns every step's state: (B, T, S).
 pub(crate) fn run<C: Cell>(xproj: &Tensor, w: &Tensor, init: &Tensor, mask: Option<Vec<f32>>) -> Result<Tensor> {
+    // FOLDED keeps the gates' pre-activations in the saved buffer, in place.
+    const { assert!(!C::FOLDED || C::SAVED == C::GATES, "a folded cell saves its gates") };
     let (b, t, _) = xproj.dims3()?;
     let mask = StepMask::new(mask, b, t, C::NAME)?;
     let op = RecurrenceOp::<C> { mask, saved: Mutex::new(Vec::new()), cell: std::marker::PhantomData };

@@ -164,7 +164,7 @@ impl Trainer {
     /// Continues `run` from its newest complete checkpoint, exactly. Each
     /// file of the checkpoint is read and verified once.
     pub fn resume(run: &Path) -> Result<Self> {
-        let files = checkpoint::newest_verified(run)?;
+        let files = checkpoint::newest_verified(run, checkpoint::folder::ALL)?;
         if !files.has(TRAINER_STATE) || !files.has(OPTIMIZER) {
             return Err(Error::Checkpoint {
                 path: files.dir.clone(),
