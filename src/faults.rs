@@ -1,6 +1,8 @@
 //! Test-only fault injection, so integration tests can crash the real binary
-//! at the worst moment. Each hook reads one environment variable; with none
-//! set (always, outside tests) every hook is a no-op.
+//! at the worst moment. Compiled only with the `fault-injection` feature,
+//! which the tests turn on; otherwise every hook is a constant no-op and no
+//! environment variable is read. With the feature, each hook reads one
+//! environment variable:
 //!
 //! - `SHIFTLM_TEST_SLOW_SAVE=STEP:MS` sleeps MS milliseconds after writing
 //!   `model.safetensors` in the save at STEP (a window to `kill -9` in).
@@ -8,10 +10,12 @@
 //!   ENOSPC after half the bytes, as a full disk would.
 //! - `SHIFTLM_TEST_POISON_STEP=STEP` makes the loss at STEP NaN.
 
+#[cfg(feature = "fault-injection")]
 fn var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
+#[cfg(feature = "fault-injection")]
 fn step_and(name: &str) -> Option<(usize, String)> {
     let v = var(name)?;
     let (s, rest) = v.split_once(':')?;
@@ -19,6 +23,7 @@ fn step_and(name: &str) -> Option<(usize, String)> {
 }
 
 /// Called after each file of a checkpoint is written.
+#[cfg(feature = "fault-injection")]
 pub fn after_file(step: usize, file: &str) {
     if let Some((s, ms)) = step_and("SHIFTLM_TEST_SLOW_SAVE") {
         if s == step && file == "model.safetensors" {
@@ -28,11 +33,29 @@ pub fn after_file(step: usize, file: &str) {
 }
 
 /// Whether writing `file` at `step` should fail as on a full disk.
+#[cfg(feature = "fault-injection")]
 pub fn fail_save(step: usize, file: &str) -> bool {
     step_and("SHIFTLM_TEST_FAIL_SAVE").is_some_and(|(s, f)| s == step && f == file)
 }
 
 /// Whether the loss at `step` should be replaced by NaN.
+#[cfg(feature = "fault-injection")]
 pub fn poison(step: usize) -> bool {
     var("SHIFTLM_TEST_POISON_STEP").and_then(|v| v.parse::<usize>().ok()) == Some(step)
+}
+
+/// Without the feature: nothing to inject.
+#[cfg(not(feature = "fault-injection"))]
+pub fn after_file(_step: usize, _file: &str) {}
+
+/// Without the feature: no write fails on purpose.
+#[cfg(not(feature = "fault-injection"))]
+pub fn fail_save(_step: usize, _file: &str) -> bool {
+    false
+}
+
+/// Without the feature: no loss is poisoned.
+#[cfg(not(feature = "fault-injection"))]
+pub fn poison(_step: usize) -> bool {
+    false
 }

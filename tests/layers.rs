@@ -217,6 +217,20 @@ fn cli_only_crates_are_optional_and_unused_by_the_library() {
 }
 
 #[test]
+fn fault_hooks_are_only_in_test_builds() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let manifest: toml::Table = std::fs::read_to_string(root.join("Cargo.toml")).unwrap().parse().unwrap();
+    let features = manifest["features"].as_table().unwrap();
+    assert!(features.contains_key("fault-injection"));
+    let default = features["default"].as_array().unwrap();
+    assert!(!default.iter().any(|f| f.as_str() == Some("fault-injection")), "fault hooks in a normal build");
+    let own = &manifest["dev-dependencies"]["shiftlm"]["features"];
+    assert!(own.as_array().unwrap().iter().any(|f| f.as_str() == Some("fault-injection")), "the tests turn it on");
+    let faults = std::fs::read_to_string(root.join("src/faults.rs")).unwrap();
+    assert!(faults.contains("#[cfg(not(feature = \"fault-injection\"))]"), "no-op hooks without the feature");
+}
+
+#[test]
 fn the_reference_scanner_sees_grouped_nested_inline_and_super_paths() {
     let refs = crate_refs("use crate::{data::X, model};\nlet y = crate::nn::f();\nuse shiftlm_crate::z;", 2);
     assert_eq!(refs, vec!["data", "model", "nn"]);

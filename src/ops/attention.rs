@@ -48,6 +48,9 @@ impl Dims {
 /// A raw pointer that tasks may share: they write disjoint parts.
 #[derive(Clone, Copy)]
 struct SharedMut(*mut f32);
+// SAFETY: each task writes only its own heads' columns (of y, or of dqkv),
+// so no two threads write the same element, and the buffer outlives the
+// parallel loop that shares it.
 unsafe impl Send for SharedMut {}
 unsafe impl Sync for SharedMut {}
 
@@ -115,7 +118,7 @@ impl CustomOp1 for CausalAttentionOp {
         let (h, h_kv) = (self.n_head, self.n_kv_head);
         let scale = 1.0 / (d as f32).sqrt();
         let mut y = super::output(b * t * c); // every head's columns are written by Y = P V
-        let out = SharedMut(y.as_mut_ptr());
+        let out = SharedMut(y.as_mut_ptr().cast::<f32>());
         let rs = row as isize;
         (0..b * h_kv).into_par_iter().for_each_init(
             || vec![0f32; t * t],
@@ -144,7 +147,8 @@ impl CustomOp1 for CausalAttentionOp {
                 }
             },
         );
-        Ok((CpuStorage::F32(y), Shape::from((b, t, c))))
+        // SAFETY: every head's columns of every row were written by Y = P V.
+        Ok((CpuStorage::F32(unsafe { super::init(y) }), Shape::from((b, t, c))))
     }
 
     fn bwd(&self, qkv_t: &Tensor, _res: &Tensor, g: &Tensor) -> Result<Option<Tensor>> {

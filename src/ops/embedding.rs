@@ -27,12 +27,13 @@ impl CustomOp2 for EmbeddingOp {
         y.par_chunks_mut(rows * c).enumerate().for_each(|(blk, yb)| {
             for (k, row) in yb.chunks_exact_mut(c).enumerate() {
                 let id = ids[blk * rows + k];
-                row.copy_from_slice(&w[id * c..(id + 1) * c]);
+                row.iter_mut().zip(&w[id * c..(id + 1) * c]).for_each(|(o, &v)| _ = o.write(v));
             }
         });
         let mut dims = l2.dims().to_vec();
         dims.push(c);
-        Ok((CpuStorage::F32(y), Shape::from(dims)))
+        // SAFETY: every row was copied above.
+        Ok((CpuStorage::F32(unsafe { super::init(y) }), Shape::from(dims)))
     }
 
     fn bwd(&self, w: &Tensor, ids_t: &Tensor, _res: &Tensor, g: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {

@@ -71,12 +71,13 @@ impl CustomOp1 for GeluOp {
         y.par_chunks_mut(ELEM_BLOCK).zip(x.par_chunks(ELEM_BLOCK)).for_each(|(yb, xb)| {
             // One loop per form, so that each is a branch-free vector loop.
             if tanh {
-                yb.iter_mut().zip(xb).for_each(|(o, &v)| *o = GeluOp::value::<true>(v));
+                yb.iter_mut().zip(xb).for_each(|(o, &v)| _ = o.write(GeluOp::value::<true>(v)));
             } else {
-                yb.iter_mut().zip(xb).for_each(|(o, &v)| *o = GeluOp::value::<false>(v));
+                yb.iter_mut().zip(xb).for_each(|(o, &v)| _ = o.write(GeluOp::value::<false>(v)));
             }
         });
-        Ok((CpuStorage::F32(y), l1.shape().clone()))
+        // SAFETY: every element was written above.
+        Ok((CpuStorage::F32(unsafe { super::init(y) }), l1.shape().clone()))
     }
 
     fn bwd(&self, x: &Tensor, _res: &Tensor, g: &Tensor) -> Result<Option<Tensor>> {
@@ -88,13 +89,14 @@ impl CustomOp1 for GeluOp {
                     |(db, (xb, gb))| {
                         let it = db.iter_mut().zip(xb).zip(gb);
                         if tanh {
-                            it.for_each(|((d, &v), &gv)| *d = gv * GeluOp::derivative::<true>(v));
+                            it.for_each(|((d, &v), &gv)| _ = d.write(gv * GeluOp::derivative::<true>(v)));
                         } else {
-                            it.for_each(|((d, &v), &gv)| *d = gv * GeluOp::derivative::<false>(v));
+                            it.for_each(|((d, &v), &gv)| _ = d.write(gv * GeluOp::derivative::<false>(v)));
                         }
                     },
                 );
-                dx
+                // SAFETY: every element was written above.
+                unsafe { super::init(dx) }
             })
         })??;
         Ok(Some(Tensor::from_vec(dx, x.shape(), x.device())?))

@@ -16,6 +16,7 @@
 //! cell, compiled for AVX-512 as well where the CPU has it.
 
 use super::recurrence::Cell;
+use super::Uninit;
 use super::{sigmoid, tanh};
 use candle_core::{Result, Tensor};
 
@@ -24,7 +25,7 @@ use candle_core::{Result, Tensor};
 /// r, z, n and `hp_n + b_hn` (4H) for the backward pass.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn cell_row(x: &[f32], hp: &[f32], bn: &[f32], p: &[f32], out: &mut [f32], save: &mut [f32], m: f32, h: usize) {
+fn cell_row(x: &[f32], hp: &[f32], bn: &[f32], p: &[f32], out: &mut [Uninit], save: &mut [Uninit], m: f32, h: usize) {
     let (x, hp, bn, p, out) = (&x[..3 * h], &hp[..3 * h], &bn[..h], &p[..h], &mut out[..h]);
     let (sr, rest) = save.split_at_mut(h);
     let (sz, rest) = rest.split_at_mut(h);
@@ -35,10 +36,13 @@ fn cell_row(x: &[f32], hp: &[f32], bn: &[f32], p: &[f32], out: &mut [f32], save:
         let z = sigmoid(x[h + j] + hp[h + j]);
         let hn = hp[2 * h + j] + bn[j];
         let n = tanh(x[2 * h + j] + r * hn);
-        (sr[j], sz[j], sn[j], shn[j]) = (r, z, n, hn);
+        sr[j].write(r);
+        sz[j].write(z);
+        sn[j].write(n);
+        shn[j].write(hn);
         let next = n + z * (p[j] - n);
         // m = 0 keeps the previous state (padding); m = 1 is exactly `next`.
-        out[j] = if m == 1.0 { next } else { p[j] + m * (next - p[j]) };
+        out[j].write(if m == 1.0 { next } else { p[j] + m * (next - p[j]) });
     }
 }
 
@@ -48,7 +52,16 @@ fn cell_row(x: &[f32], hp: &[f32], bn: &[f32], p: &[f32], out: &mut [f32], save:
 /// not go through Wₕₕ (H).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn cell_row_bwd(s: &[f32], p: &[f32], d: &[f32], dx: &mut [f32], dhp: &mut [f32], dp: &mut [f32], m: f32, h: usize) {
+fn cell_row_bwd(
+    s: &[f32],
+    p: &[f32],
+    d: &[f32],
+    dx: &mut [Uninit],
+    dhp: &mut [Uninit],
+    dp: &mut [f32],
+    m: f32,
+    h: usize,
+) {
     let (r, z, n, hn) = (&s[..h], &s[h..2 * h], &s[2 * h..3 * h], &s[3 * h..4 * h]);
     let (p, d, dx, dhp, dp) = (&p[..h], &d[..h], &mut dx[..3 * h], &mut dhp[..3 * h], &mut dp[..h]);
     for j in 0..h {
@@ -56,8 +69,12 @@ fn cell_row_bwd(s: &[f32], p: &[f32], d: &[f32], dx: &mut [f32], dhp: &mut [f32]
         let dn = de * (1.0 - z[j]) * (1.0 - n[j] * n[j]);
         let dz = de * (p[j] - n[j]) * z[j] * (1.0 - z[j]);
         let dr = dn * hn[j] * r[j] * (1.0 - r[j]);
-        (dx[j], dx[h + j], dx[2 * h + j]) = (dr, dz, dn);
-        (dhp[j], dhp[h + j], dhp[2 * h + j]) = (dr, dz, dn * r[j]);
+        dx[j].write(dr);
+        dx[h + j].write(dz);
+        dx[2 * h + j].write(dn);
+        dhp[j].write(dr);
+        dhp[h + j].write(dz);
+        dhp[2 * h + j].write(dn * r[j]);
         dp[j] = (1.0 - m) * d[j] + de * z[j];
     }
 }
@@ -65,6 +82,8 @@ fn cell_row_bwd(s: &[f32], p: &[f32], d: &[f32], dx: &mut [f32], dhp: &mut [f32]
 /// The cell compiled for AVX-512; bit-identical to the AVX2 build.
 #[cfg(target_arch = "x86_64")]
 mod wide {
+    use super::Uninit;
+
     #[target_feature(enable = "avx512f")]
     #[allow(clippy::too_many_arguments)]
     pub(super) unsafe fn cell_row(
@@ -72,8 +91,8 @@ mod wide {
         hp: &[f32],
         bn: &[f32],
         p: &[f32],
-        out: &mut [f32],
-        save: &mut [f32],
+        out: &mut [Uninit],
+        save: &mut [Uninit],
         m: f32,
         h: usize,
     ) {
@@ -86,8 +105,8 @@ mod wide {
         s: &[f32],
         p: &[f32],
         d: &[f32],
-        dx: &mut [f32],
-        dhp: &mut [f32],
+        dx: &mut [Uninit],
+        dhp: &mut [Uninit],
         dp: &mut [f32],
         m: f32,
         h: usize,
@@ -98,7 +117,17 @@ mod wide {
 
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn cell(wide: bool, x: &[f32], hp: &[f32], bn: &[f32], p: &[f32], out: &mut [f32], save: &mut [f32], m: f32, h: usize) {
+fn cell(
+    wide: bool,
+    x: &[f32],
+    hp: &[f32],
+    bn: &[f32],
+    p: &[f32],
+    out: &mut [Uninit],
+    save: &mut [Uninit],
+    m: f32,
+    h: usize,
+) {
     #[cfg(target_arch = "x86_64")]
     if wide {
         // SAFETY: `wide` is true only where the CPU has AVX-512F.
@@ -115,8 +144,8 @@ fn cell_bwd(
     s: &[f32],
     p: &[f32],
     d: &[f32],
-    dx: &mut [f32],
-    dhp: &mut [f32],
+    dx: &mut [Uninit],
+    dhp: &mut [Uninit],
     dp: &mut [f32],
     m: f32,
     h: usize,
@@ -155,8 +184,8 @@ impl Cell for GruCell {
         x: &[f32],
         hp: &[f32],
         p: &[f32],
-        out: &mut [f32],
-        save: &mut [f32],
+        out: &mut [Uninit],
+        save: &mut [Uninit],
         m: f32,
         h: usize,
     ) {
@@ -169,8 +198,8 @@ impl Cell for GruCell {
         save: &[f32],
         p: &[f32],
         d: &[f32],
-        dx: &mut [f32],
-        dhp: &mut [f32],
+        dx: &mut [Uninit],
+        dhp: &mut [Uninit],
         dp: &mut [f32],
         m: f32,
         h: usize,
@@ -256,10 +285,15 @@ mod tests {
         let v = |seed, n| randn(seed, &[n]).flatten_all().unwrap().to_vec1::<f32>().unwrap();
         let (x, hp, bn, p, d) = (v(1, 3 * h), v(2, 3 * h), v(3, h), v(4, h), v(5, h));
         let run = |wide: bool, m: f32| {
-            let (mut o, mut s) = (vec![0f32; h], vec![0f32; 4 * h]);
+            use crate::ops::{init, output};
+            let (mut o, mut s) = (output(h), output(4 * h));
             cell(wide, &x, &hp, &bn, &p, &mut o, &mut s, m, h);
-            let (mut dx, mut dh, mut dp) = (vec![0f32; 3 * h], vec![0f32; 3 * h], vec![0f32; h]);
+            // SAFETY: the cell writes all of them.
+            let (o, s) = unsafe { (init(o), init(s)) };
+            let (mut dx, mut dh, mut dp) = (output(3 * h), output(3 * h), vec![0f32; h]);
             cell_bwd(wide, &s, &p, &d, &mut dx, &mut dh, &mut dp, m, h);
+            // SAFETY: the backward cell writes all of them.
+            let (dx, dh) = unsafe { (init(dx), init(dh)) };
             (o, s, dx, dh, dp)
         };
         for m in [1.0, 0.0] {

@@ -61,7 +61,7 @@ impl LinearOp {
                 rows,
                 n_out,
                 n_in,
-                y.as_mut_ptr(),
+                y.as_mut_ptr().cast::<f32>(),
                 (1, n_out as isize),
                 false,
                 x.as_ptr(),
@@ -70,6 +70,8 @@ impl LinearOp {
                 self.w_io(n_in, n_out),
             );
         }
+        // SAFETY: the product wrote every element.
+        let mut y = unsafe { super::init(y) };
         if let Some(b) = b {
             use rayon::prelude::*;
             let block = (super::ELEM_BLOCK / n_out.max(1)).max(1) * n_out;
@@ -108,9 +110,21 @@ impl LinearOp {
                     };
                     // SAFETY: every buffer is sized from the shapes above.
                     unsafe {
-                        matmul(rows, n_in, n_out, dx.as_mut_ptr(), (1, ni), false, g.as_ptr(), (1, no), w.as_ptr(), wt)
-                    };
-                    dx
+                        matmul(
+                            rows,
+                            n_in,
+                            n_out,
+                            dx.as_mut_ptr().cast(),
+                            (1, ni),
+                            false,
+                            g.as_ptr(),
+                            (1, no),
+                            w.as_ptr(),
+                            wt,
+                        );
+                        // SAFETY: the product wrote every element.
+                        super::init(dx)
+                    }
                 })
             })??;
             Some(Tensor::from_vec(dx, x.shape(), dev)?)
@@ -129,7 +143,7 @@ impl LinearOp {
                                 n_in,
                                 n_out,
                                 rows,
-                                dw.as_mut_ptr(),
+                                dw.as_mut_ptr().cast(),
                                 (1, no),
                                 false,
                                 x.as_ptr(),
@@ -142,7 +156,7 @@ impl LinearOp {
                                 n_out,
                                 n_in,
                                 rows,
-                                dw.as_mut_ptr(),
+                                dw.as_mut_ptr().cast(),
                                 (1, ni),
                                 false,
                                 g.as_ptr(),
@@ -152,7 +166,8 @@ impl LinearOp {
                             ),
                         }
                     }
-                    dw
+                    // SAFETY: the product wrote every element.
+                    unsafe { super::init(dw) }
                 })
             })??;
             Some(Tensor::from_vec(dw, w.shape(), dev)?)

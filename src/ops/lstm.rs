@@ -4,6 +4,7 @@
 //! activations of every step (T·B·4H floats) for the backward pass.
 
 use super::recurrence::Cell;
+use super::Uninit;
 use super::{sigmoid, tanh};
 use candle_core::{Result, Tensor};
 
@@ -11,7 +12,7 @@ use candle_core::{Result, Tensor};
 /// The gates are replaced by their activations (i, f, g, o) for the
 /// backward pass.
 #[inline(always)]
-fn cell_row(g: &mut [f32], p: &[f32], out: &mut [f32], m: f32, h: usize) {
+fn cell_row(g: &mut [f32], p: &[f32], out: &mut [Uninit], m: f32, h: usize) {
     // Activations first, each a simple loop the compiler vectorises.
     g[..2 * h].iter_mut().for_each(|v| *v = sigmoid(*v));
     g[2 * h..3 * h].iter_mut().for_each(|v| *v = tanh(*v));
@@ -22,13 +23,15 @@ fn cell_row(g: &mut [f32], p: &[f32], out: &mut [f32], m: f32, h: usize) {
     let gates = i.iter().zip(f).zip(gg).zip(o).zip(cp);
     for (((((&i, &f), &g), &o), &cp), (oh, oc)) in gates.zip(oh.iter_mut().zip(oc.iter_mut())) {
         let c = f * cp + i * g;
-        *oc = c;
-        *oh = o * tanh(c);
+        oc.write(c);
+        oh.write(o * tanh(c));
     }
     if m != 1.0 {
         // Blend with the carried state: m = 0 keeps prev.
         for (o, &pv) in out.iter_mut().zip(p) {
-            *o = pv + m * (*o - pv);
+            // SAFETY: written just above.
+            let v = unsafe { o.assume_init() };
+            o.write(pv + m * (v - pv));
         }
     }
 }
@@ -37,7 +40,7 @@ fn cell_row(g: &mut [f32], p: &[f32], out: &mut [f32], m: f32, h: usize) {
 /// d[h | c] of the output (2H) → d gates (4H, pre-activation) and the part
 /// of d prev (2H) that does not go through Wₕₕ.
 #[inline(always)]
-fn cell_row_bwd(a: &[f32], p: &[f32], d_out: &[f32], dg: &mut [f32], dp: &mut [f32], m: f32, h: usize) {
+fn cell_row_bwd(a: &[f32], p: &[f32], d_out: &[f32], dg: &mut [Uninit], dp: &mut [f32], m: f32, h: usize) {
     // Every slice exactly h long, so the loop has no bounds checks and vectorises.
     let (ai, af, ag, ao) = (&a[..h], &a[h..2 * h], &a[2 * h..3 * h], &a[3 * h..4 * h]);
     let cp = &p[h..2 * h];
@@ -54,10 +57,10 @@ fn cell_row_bwd(a: &[f32], p: &[f32], d_out: &[f32], dg: &mut [f32], dp: &mut [f
         let tc = tanh(c);
         let (gh, gc) = (m * doh[j], m * doc[j]);
         let dc = gc + gh * og * (1.0 - tc * tc);
-        dgi[j] = dc * gg * i * (1.0 - i);
-        dgf[j] = dc * cp[j] * f * (1.0 - f);
-        dgg[j] = dc * i * (1.0 - gg * gg);
-        dgo[j] = gh * tc * og * (1.0 - og);
+        dgi[j].write(dc * gg * i * (1.0 - i));
+        dgf[j].write(dc * cp[j] * f * (1.0 - f));
+        dgg[j].write(dc * i * (1.0 - gg * gg));
+        dgo[j].write(gh * tc * og * (1.0 - og));
         dph[j] = (1.0 - m) * doh[j];
         dpc[j] = dc * f + (1.0 - m) * doc[j];
     }
@@ -68,8 +71,10 @@ fn cell_row_bwd(a: &[f32], p: &[f32], d_out: &[f32], dg: &mut [f32], dp: &mut [f
 /// order: results are bit-identical to the AVX2 build's.
 #[cfg(target_arch = "x86_64")]
 mod wide {
+    use super::Uninit;
+
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn cell_row(g: &mut [f32], p: &[f32], out: &mut [f32], m: f32, h: usize) {
+    pub(super) unsafe fn cell_row(g: &mut [f32], p: &[f32], out: &mut [Uninit], m: f32, h: usize) {
         super::cell_row(g, p, out, m, h)
     }
 
@@ -78,7 +83,7 @@ mod wide {
         a: &[f32],
         p: &[f32],
         d_out: &[f32],
-        dg: &mut [f32],
+        dg: &mut [Uninit],
         dp: &mut [f32],
         m: f32,
         h: usize,
@@ -89,7 +94,7 @@ mod wide {
 
 /// [`cell_row`], on AVX-512 when `wide`.
 #[inline(always)]
-fn cell(wide: bool, g: &mut [f32], p: &[f32], out: &mut [f32], m: f32, h: usize) {
+fn cell(wide: bool, g: &mut [f32], p: &[f32], out: &mut [Uninit], m: f32, h: usize) {
     #[cfg(target_arch = "x86_64")]
     if wide {
         // SAFETY: `wide` is true only where the CPU has AVX-512F.
@@ -102,7 +107,7 @@ fn cell(wide: bool, g: &mut [f32], p: &[f32], out: &mut [f32], m: f32, h: usize)
 /// [`cell_row_bwd`], on AVX-512 when `wide`.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn cell_bwd(wide: bool, a: &[f32], p: &[f32], d_out: &[f32], dg: &mut [f32], dp: &mut [f32], m: f32, h: usize) {
+fn cell_bwd(wide: bool, a: &[f32], p: &[f32], d_out: &[f32], dg: &mut [Uninit], dp: &mut [f32], m: f32, h: usize) {
     #[cfg(target_arch = "x86_64")]
     if wide {
         // SAFETY: `wide` is true only where the CPU has AVX-512F.
@@ -135,12 +140,15 @@ impl Cell for LstmCell {
         _x: &[f32],
         _hp: &[f32],
         p: &[f32],
-        out: &mut [f32],
-        save: &mut [f32],
+        out: &mut [Uninit],
+        save: &mut [Uninit],
         m: f32,
         h: usize,
     ) {
-        cell(wide, save, p, out, m, h)
+        // SAFETY: a folded cell's saved gates are initialised: a copy of xproj
+        // with h Wₕₕᵀ added by the step's product.
+        let g = unsafe { &mut *(save as *mut [Uninit] as *mut [f32]) };
+        cell(wide, g, p, out, m, h)
     }
 
     fn backward_row(
@@ -149,8 +157,8 @@ impl Cell for LstmCell {
         save: &[f32],
         p: &[f32],
         d: &[f32],
-        dx: &mut [f32],
-        _dhp: &mut [f32],
+        dx: &mut [Uninit],
+        _dhp: &mut [Uninit],
         dp: &mut [f32],
         m: f32,
         h: usize,
@@ -224,10 +232,12 @@ mod tests {
         let v = |seed, n| randn(seed, &[n]).flatten_all().unwrap().to_vec1::<f32>().unwrap();
         let (g0, p, d) = (v(4, 4 * h), v(5, 2 * h), v(6, 2 * h));
         let run = |wide: bool, m: f32| {
-            let (mut g, mut out, mut dg, mut dp) =
-                (g0.clone(), vec![0f32; 2 * h], vec![0f32; 4 * h], vec![0f32; 2 * h]);
+            use crate::ops::{init, output};
+            let (mut g, mut out, mut dg, mut dp) = (g0.clone(), output(2 * h), output(4 * h), vec![0f32; 2 * h]);
             cell(wide, &mut g, &p, &mut out, m, h);
             cell_bwd(wide, &g, &p, &d, &mut dg, &mut dp, m, h);
+            // SAFETY: the cells write all of `out` and `dg`.
+            let (out, dg) = unsafe { (init(out), init(dg)) };
             (g, out, dg, dp)
         };
         for m in [1.0, 0.0] {

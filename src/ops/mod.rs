@@ -31,6 +31,7 @@ pub(crate) mod gradcheck;
 
 use candle_core::{bail, CpuStorage, Layout, Result, Storage, Tensor};
 use rayon::prelude::*;
+use std::mem::MaybeUninit;
 
 /// Rows handed to one parallel task (fixed, so sums never depend on the
 /// thread count).
@@ -39,16 +40,30 @@ pub(crate) const ROW_BLOCK: usize = 16;
 /// Elements handed to one parallel task by element-wise kernels.
 pub(crate) const ELEM_BLOCK: usize = 16 * 1024;
 
-/// A buffer of `n` floats for an op to overwrite entirely: allocated but not
-/// zeroed (zeroing large outputs cost 1-4% of a training step, measured).
-/// Only for outputs whose every element the op writes before anything reads.
-#[allow(clippy::uninit_vec)]
-pub(crate) fn output(n: usize) -> Vec<f32> {
+/// An element of an [`output`] buffer.
+pub(crate) type Uninit = MaybeUninit<f32>;
+
+/// A buffer of `n` floats for an op to overwrite entirely, left
+/// uninitialised: zeroing the outputs cost 5–14% of a training step
+/// (BENCHMARKS.md, "Reliability"). The op writes every element
+/// (`MaybeUninit::write`, or through `as_mut_ptr().cast::<f32>()`), then
+/// [`init`] hands the floats on.
+pub(crate) fn output(n: usize) -> Vec<MaybeUninit<f32>> {
     let mut v = Vec::with_capacity(n);
-    // SAFETY: f32 has no invalid bit patterns, and callers write every
-    // element before the buffer is read (each call site says how).
+    // SAFETY: a `MaybeUninit` needs no initialisation.
     unsafe { v.set_len(n) };
     v
+}
+
+/// The floats of an [`output`] buffer.
+///
+/// # Safety
+/// Every element must have been written.
+pub(crate) unsafe fn init(v: Vec<MaybeUninit<f32>>) -> Vec<f32> {
+    let mut v = std::mem::ManuallyDrop::new(v);
+    // SAFETY: `MaybeUninit<f32>` has f32's layout, the allocation is handed
+    // over whole, and the caller vouches that every element is initialised.
+    Vec::from_raw_parts(v.as_mut_ptr().cast::<f32>(), v.len(), v.capacity())
 }
 
 /// The contiguous f32 data behind a CPU storage.

@@ -2,7 +2,7 @@
 //! recomputes each row's mean and 1/σ from x instead of storing them.
 
 use super::{add_parts, dot, f32_slice, sum, with_f32, ROW_BLOCK};
-use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor, D};
+use candle_core::{bail, CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor, D};
 use rayon::prelude::*;
 
 /// (mean, 1/√(var + ε)) of one row.
@@ -50,16 +50,20 @@ impl CustomOp3 for LayerNormOp {
         let (x, w, b) =
             (f32_slice(s1, l1, "layer_norm")?, f32_slice(s2, l2, "layer_norm")?, f32_slice(s3, l3, "layer_norm")?);
         let c = w.len();
+        if l1.dims().last() != Some(&c) || b.len() != c {
+            bail!("layer_norm: input {:?}, weight ({c}) and bias ({}) do not fit", l1.dims(), b.len());
+        }
         let mut y = super::output(x.len()); // written row by row
         y.par_chunks_mut(ROW_BLOCK * c).zip(x.par_chunks(ROW_BLOCK * c)).for_each(|(yb, xb)| {
             for (yr, xr) in yb.chunks_exact_mut(c).zip(xb.chunks_exact(c)) {
                 let (mean, rstd) = moments(xr, self.eps);
                 for i in 0..c {
-                    yr[i] = (xr[i] - mean) * rstd * w[i] + b[i];
+                    yr[i].write((xr[i] - mean) * rstd * w[i] + b[i]);
                 }
             }
         });
-        Ok((CpuStorage::F32(y), l1.shape().clone()))
+        // SAFETY: the shapes were checked, so every row was written.
+        Ok((CpuStorage::F32(unsafe { super::init(y) }), l1.shape().clone()))
     }
 
     fn bwd(
@@ -93,14 +97,15 @@ impl CustomOp3 for LayerNormOp {
                             let a = sum(&dxhat) / c as f32;
                             let bb = dot(&dxhat, &xhat) / c as f32;
                             for i in 0..c {
-                                dxr[i] = rstd * (dxhat[i] - a - xhat[i] * bb);
+                                dxr[i].write(rstd * (dxhat[i] - a - xhat[i] * bb));
                             }
                         }
                         (dw, db)
                     })
                     .collect();
                 let (dws, dbs): (Vec<_>, Vec<_>) = parts.into_iter().unzip();
-                (dx, add_parts(dws, c), add_parts(dbs, c))
+                // SAFETY: every row was written (the forward pass checked the shapes).
+                (unsafe { super::init(dx) }, add_parts(dws, c), add_parts(dbs, c))
             })
         })??;
         let dev = x.device();
@@ -139,16 +144,20 @@ impl CustomOp2 for RmsNormOp {
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
         let (x, w) = (f32_slice(s1, l1, "rms_norm")?, f32_slice(s2, l2, "rms_norm")?);
         let c = w.len();
+        if l1.dims().last() != Some(&c) {
+            bail!("rms_norm: input {:?} does not fit the weight ({c})", l1.dims());
+        }
         let mut y = super::output(x.len()); // written row by row
         y.par_chunks_mut(ROW_BLOCK * c).zip(x.par_chunks(ROW_BLOCK * c)).for_each(|(yb, xb)| {
             for (yr, xr) in yb.chunks_exact_mut(c).zip(xb.chunks_exact(c)) {
                 let r = rms(xr, self.eps);
                 for i in 0..c {
-                    yr[i] = xr[i] * r * w[i];
+                    yr[i].write(xr[i] * r * w[i]);
                 }
             }
         });
-        Ok((CpuStorage::F32(y), l1.shape().clone()))
+        // SAFETY: the shapes were checked, so every row was written.
+        Ok((CpuStorage::F32(unsafe { super::init(y) }), l1.shape().clone()))
     }
 
     fn bwd(&self, x: &Tensor, w: &Tensor, _res: &Tensor, g: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
@@ -173,13 +182,14 @@ impl CustomOp2 for RmsNormOp {
                             }
                             let bb = dot(&dxhat, &xhat) / c as f32;
                             for i in 0..c {
-                                dxr[i] = r * (dxhat[i] - xhat[i] * bb);
+                                dxr[i].write(r * (dxhat[i] - xhat[i] * bb));
                             }
                         }
                         dw
                     })
                     .collect();
-                (dx, add_parts(parts, c))
+                // SAFETY: every row was written (the forward pass checked the shapes).
+                (unsafe { super::init(dx) }, add_parts(parts, c))
             })
         })??;
         let dev = x.device();
@@ -202,6 +212,19 @@ pub fn rms_norm_composite(x: &Tensor, weight: &Tensor, eps: f64) -> Result<Tenso
 mod tests {
     use super::*;
     use crate::ops::gradcheck::{check, parity, randn};
+
+    /// A weight that does not fit the last dimension used to leave rows of
+    /// the output unwritten (uninitialised memory); now it is an error.
+    #[test]
+    fn a_weight_of_the_wrong_width_is_an_error() {
+        let x = randn(1, &[4, 6]);
+        let e = layer_norm(&x, &randn(2, &[4]), &randn(3, &[4]), 1e-5).unwrap_err().to_string();
+        assert!(e.contains("layer_norm") && e.contains("do not fit"), "{e}");
+        let e = layer_norm(&x, &randn(2, &[6]), &randn(3, &[5]), 1e-5).unwrap_err().to_string();
+        assert!(e.contains("bias (5)"), "{e}");
+        let e = rms_norm(&x, &randn(2, &[4]), 1e-5).unwrap_err().to_string();
+        assert!(e.contains("rms_norm") && e.contains("does not fit"), "{e}");
+    }
 
     #[test]
     fn layer_norm_gradients_and_parity() {

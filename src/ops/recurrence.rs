@@ -16,7 +16,7 @@
 //! right-padded sequence is the one at its last real token.
 
 use super::sgemm::{matmul_packed, PackedRhs};
-use super::{f32_slice, sgemm};
+use super::{f32_slice, sgemm, Uninit};
 use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 use std::sync::Mutex;
@@ -54,8 +54,8 @@ pub(crate) trait Cell: Sync + Sized + 'static {
         x: &[f32],
         hp: &[f32],
         p: &[f32],
-        out: &mut [f32],
-        save: &mut [f32],
+        out: &mut [Uninit],
+        save: &mut [Uninit],
         m: f32,
         h: usize,
     );
@@ -71,8 +71,8 @@ pub(crate) trait Cell: Sync + Sized + 'static {
         save: &[f32],
         p: &[f32],
         d: &[f32],
-        dx: &mut [f32],
-        dhp: &mut [f32],
+        dx: &mut [Uninit],
+        dhp: &mut [Uninit],
         dp: &mut [f32],
         m: f32,
         h: usize,
@@ -125,23 +125,26 @@ impl<C: Cell> CustomOp3 for RecurrenceOp<C> {
         let (g, sw, vw) = (C::GATES * h, C::STATE * h, C::SAVED * h);
         let cell = C::new(w, h);
         // FOLDED: the pre-activations, h Wₕₕᵀ added step by step; else written step by step.
-        let mut saved = if C::FOLDED { xproj.to_vec() } else { super::output(b * t * vw) };
+        let mut saved =
+            if C::FOLDED { xproj.iter().map(|&v| Uninit::new(v)).collect() } else { super::output(b * t * vw) };
         let mut states = super::output(b * t * sw); // (B, T, S), written step by step
         let mut hp = if C::FOLDED { Vec::new() } else { vec![0f32; b * g] };
-        // SAFETY: w is (G, H + EXTRA_COLS), alive for the whole loop; Wₕₕᵀ (its
-        // first H columns, transposed) is packed once for all steps.
-        let w_t = unsafe { PackedRhs::new(b, h, g, w.as_ptr(), ((h + C::EXTRA_COLS) as isize, 1)) };
+        // Wₕₕᵀ (w's first H columns, transposed) is packed once for all steps.
+        let w_t = PackedRhs::new(b, h, g, w, ((h + C::EXTRA_COLS) as isize, 1));
         let wide = wide_cell();
         let (sv, ss) = (Rows(saved.as_mut_ptr()), Rows(states.as_mut_ptr()));
         for step in 0..t {
             // SAFETY: shapes checked above; row r of step s is at (r·T + s)·S in the
             // states, and the previous step's rows are complete.
             unsafe {
-                let (prev, prev_rs) =
-                    if step == 0 { (init.as_ptr(), sw) } else { (ss.0.add((step - 1) * sw).cast_const(), t * sw) };
+                let (prev, prev_rs) = if step == 0 {
+                    (init.as_ptr(), sw)
+                } else {
+                    (ss.0.add((step - 1) * sw).cast_const().cast::<f32>(), t * sw)
+                };
                 let prev_s = (1, prev_rs as isize);
                 if C::FOLDED {
-                    let dst = sv.0.add(step * g);
+                    let dst = sv.0.add(step * g).cast::<f32>();
                     matmul_packed(b, dst, (1, (t * g) as isize), true, prev, prev_s, &w_t);
                 } else {
                     matmul_packed(b, hp.as_mut_ptr(), (1, g as isize), false, prev, prev_s, &w_t);
@@ -154,7 +157,8 @@ impl<C: Cell> CustomOp3 for RecurrenceOp<C> {
                 let (o, s) = unsafe { (ss.get(at * sw, sw), sv.get(at * vw, vw)) };
                 let p: &[f32] = match step {
                     0 => &init[r * sw..(r + 1) * sw],
-                    _ => unsafe { ss.get((at - 1) * sw, sw) },
+                    // SAFETY: the previous step wrote it.
+                    _ => unsafe { ss.get_init((at - 1) * sw, sw) },
                 };
                 let (x, hpr) = if C::FOLDED {
                     (&[][..], &[][..])
@@ -164,6 +168,9 @@ impl<C: Cell> CustomOp3 for RecurrenceOp<C> {
                 cell.forward_row(wide, x, hpr, p, o, s, self.mask.at(step, r), h);
             });
         }
+        // SAFETY: the cells wrote every row of every step (FOLDED: the saved
+        // gates started as a copy of xproj).
+        let (saved, states) = unsafe { (super::init(saved), super::init(states)) };
         *self.saved.lock().unwrap_or_else(|e| e.into_inner()) = saved;
         Ok((CpuStorage::F32(states), Shape::from((b, t, sw))))
     }
@@ -188,10 +195,10 @@ impl<C: Cell> CustomOp3 for RecurrenceOp<C> {
         let mut dw = vec![0f32; g * wcols];
         let mut carry = vec![0f32; b * sw]; // d state after this step, from later steps
         let mut dprev = vec![0f32; b * sw];
-        // SAFETY: w is (G, H + EXTRA_COLS), alive for the whole loop; packed once for all steps.
-        let w_packed = unsafe { PackedRhs::new(b, g, h, w.as_ptr(), (1, wcols as isize)) };
+        // Packed once for all steps.
+        let w_packed = PackedRhs::new(b, g, h, &w, (1, wcols as isize));
         let wide = wide_cell();
-        super::with_f32(&res, C::NAME, |states| {
+        let dx = super::with_f32(&res, C::NAME, |states| {
             super::with_f32(&grad, C::NAME, |grad| {
                 let dxs = Rows(dx.as_mut_ptr());
                 let dhs = if C::FOLDED { dxs } else { Rows(dhp.as_mut_ptr()) };
@@ -220,12 +227,14 @@ impl<C: Cell> CustomOp3 for RecurrenceOp<C> {
                     // SAFETY: all buffers are sized from the checked shapes.
                     unsafe {
                         // d hₜ₋₁ += d hp · Wₕₕ   (B, G)·(G, H), rows T·G apart
-                        let dh = dhs.0.add(step * g).cast_const();
+                        let dh = dhs.0.add(step * g).cast_const().cast::<f32>();
                         let rs = (t * g) as isize;
                         matmul_packed(b, dprev.as_mut_ptr(), (1, sw as isize), true, dh, (1, rs), &w_packed);
                     }
                     std::mem::swap(&mut carry, &mut dprev);
                 }
+                // SAFETY: the cells wrote every row of every step.
+                let (dx, dhp) = unsafe { (super::init(dx), super::init(dhp)) };
                 let dh: &[f32] = if C::FOLDED { &dx } else { &dhp };
                 // d Wₕₕ = Σ d hpᵀ · h_prev over every row and step, into the
                 // first H columns of d w.
@@ -235,6 +244,7 @@ impl<C: Cell> CustomOp3 for RecurrenceOp<C> {
                     recurrent_weight_grad(b, t, h, g, hs, gs, dh, &mut dw, wcols);
                 }
                 cell.finish_weight_grad(dh, &mut dw, h);
+                dx
             })
         })??;
         let dev = xproj.device();
@@ -331,7 +341,9 @@ pub(crate) unsafe fn recurrent_weight_grad(
 /// A buffer shared by the parallel row tasks of one recurrent step; each
 /// task touches only its own rows.
 #[derive(Clone, Copy)]
-pub(crate) struct Rows(pub(crate) *mut f32);
+pub(crate) struct Rows(pub(crate) *mut Uninit);
+// SAFETY: the parallel tasks of a step each touch only their own rows
+// (`Rows::get`'s contract), and the buffer outlives the step.
 unsafe impl Send for Rows {}
 unsafe impl Sync for Rows {}
 
@@ -339,7 +351,13 @@ impl Rows {
     /// # Safety
     /// `at..at + n` must lie inside the buffer, and no other task may use it.
     #[allow(clippy::mut_from_ref)]
-    pub(crate) unsafe fn get(&self, at: usize, n: usize) -> &mut [f32] {
+    pub(crate) unsafe fn get(&self, at: usize, n: usize) -> &mut [Uninit] {
         std::slice::from_raw_parts_mut(self.0.add(at), n)
+    }
+
+    /// # Safety
+    /// As [`Rows::get`], and every element of `at..at + n` has been written.
+    pub(crate) unsafe fn get_init(&self, at: usize, n: usize) -> &[f32] {
+        std::slice::from_raw_parts(self.0.add(at).cast::<f32>(), n)
     }
 }

@@ -30,11 +30,17 @@ pub struct Mat {
     /// Column stride, in elements (1 for a row-major matrix).
     pub cs: isize,
 }
+// SAFETY: a `Mat` is only read, and the caller of `sgemm` keeps the matrix
+// alive and unchanged for the whole product (the function's contract), so
+// the threads that share it see the same valid memory.
 unsafe impl Send for Mat {}
 unsafe impl Sync for Mat {}
 
 #[derive(Clone, Copy)]
 struct MatMut(*mut f32, isize, isize);
+// SAFETY: the threads of one product write disjoint blocks of rows of the
+// destination (`gemm_with` hands each a range of rows), and the caller of
+// `sgemm` keeps it alive and otherwise untouched until the product returns.
 unsafe impl Send for MatMut {}
 unsafe impl Sync for MatMut {}
 
@@ -98,30 +104,36 @@ pub unsafe fn matmul(
 /// A right-hand side packed once for many products with different left-hand
 /// sides: a recurrence multiplies by the same weights at every step, and
 /// packing them each time would cost as much as the product itself.
-pub struct PackedRhs {
+pub struct PackedRhs<'a> {
     k: usize,
     n: usize,
     /// The packed KC × NC blocks in the kernel's order, when the AVX-512
     /// path takes products of this shape.
     blocks: Option<Vec<Vec<f32>>>,
-    rhs: *const f32,
+    /// The matrix itself (products too small for packing read it directly),
+    /// borrowed for as long as the packed value lives.
+    rhs: &'a [f32],
     rhs_s: (isize, isize),
 }
 
-impl PackedRhs {
-    /// Packs `rhs` (k×n, strides as in [`sgemm`]) for products with `m`
-    /// rows of left-hand side; when they are too small to use packed panels
-    /// (m, n or k below 16, or no AVX-512) nothing is packed.
-    ///
-    /// # Safety
-    /// `rhs` must be valid for the k×n matrix for as long as the packed
-    /// value is used (products too small for packing read it directly).
-    pub unsafe fn new(m: usize, k: usize, n: usize, rhs: *const f32, rhs_s: (isize, isize)) -> Self {
+impl<'a> PackedRhs<'a> {
+    /// Packs `rhs` (k×n, strides as in [`sgemm`], both non-negative) for
+    /// products with `m` rows of left-hand side; when they are too small to
+    /// use packed panels (m, n or k below 16, or no AVX-512) nothing is
+    /// packed. Panics if the strides reach past `rhs` (a bug in the caller).
+    pub fn new(m: usize, k: usize, n: usize, rhs: &'a [f32], rhs_s: (isize, isize)) -> Self {
+        let last = |count: usize, stride: isize| count.saturating_sub(1) as isize * stride;
+        let reach = last(n, rhs_s.0) + last(k, rhs_s.1);
+        assert!(
+            rhs_s.0 >= 0 && rhs_s.1 >= 0 && (k * n == 0 || (reach as usize) < rhs.len()),
+            "PackedRhs: strides reach past the matrix"
+        );
         #[allow(unused_mut)]
         let mut blocks = None;
         #[cfg(target_arch = "x86_64")]
         if m >= 16 && n >= 16 && k >= 16 && std::arch::is_x86_feature_detected!("avx512f") {
-            blocks = Some(avx512::pack_all(k, n, Mat { ptr: rhs, rs: rhs_s.1, cs: rhs_s.0 }));
+            // SAFETY: every element the strides reach lies inside `rhs` (checked above).
+            blocks = Some(unsafe { avx512::pack_all(k, n, Mat { ptr: rhs.as_ptr(), rs: rhs_s.1, cs: rhs_s.0 }) });
         }
         Self { k, n, blocks, rhs, rhs_s }
     }
@@ -131,7 +143,7 @@ impl PackedRhs {
 /// The result is bit-identical to [`matmul`]'s.
 ///
 /// # Safety
-/// As for [`sgemm`]; the packed matrix must still be valid.
+/// As for [`sgemm`] (the packed matrix is borrowed, so it is still valid).
 pub unsafe fn matmul_packed(
     m: usize,
     dst: *mut f32,
@@ -145,11 +157,11 @@ pub unsafe fn matmul_packed(
     #[cfg(target_arch = "x86_64")]
     if let (Some(blocks), true) = (&rhs.blocks, m >= 16) {
         let a = Mat { ptr: lhs, rs: lhs_s.1, cs: lhs_s.0 };
-        let b = Mat { ptr: rhs.rhs, rs: rhs.rhs_s.1, cs: rhs.rhs_s.0 };
+        let b = Mat { ptr: rhs.rhs.as_ptr(), rs: rhs.rhs_s.1, cs: rhs.rhs_s.0 };
         let c = MatMut(dst, dst_s.1, dst_s.0);
         return avx512::gemm_with(m, n, k, c, acc, a, b, Some(blocks), rayon::current_num_threads());
     }
-    matmul(m, n, k, dst, dst_s, acc, lhs, lhs_s, rhs.rhs, rhs.rhs_s)
+    matmul(m, n, k, dst, dst_s, acc, lhs, lhs_s, rhs.rhs.as_ptr(), rhs.rhs_s)
 }
 
 /// The same product with the `gemm` crate (CPUs without AVX-512F).
@@ -371,6 +383,15 @@ mod avx512 {
 mod tests {
     use super::*;
 
+    /// A packed matrix borrows its data, and strides that reach past it are refused.
+    #[test]
+    #[should_panic(expected = "strides reach past the matrix")]
+    fn packing_checks_the_strides() {
+        let b = vec![0f32; 4 * 3];
+        let _ = PackedRhs::new(1, 4, 3, &b, (1, 3)); // exactly fits
+        let _ = PackedRhs::new(1, 4, 3, &b, (1, 4)); // one row too far
+    }
+
     fn reference(
         m: usize,
         n: usize,
@@ -448,7 +469,7 @@ mod tests {
             let a: Vec<f32> = (0..m * k).map(|_| rng.normal()).collect();
             let b: Vec<f32> = (0..k * n).map(|_| rng.normal()).collect();
             for b_s in [(1, n as isize), (k as isize, 1)] {
-                let packed = unsafe { PackedRhs::new(m, k, n, b.as_ptr(), b_s) };
+                let packed = PackedRhs::new(m, k, n, &b, b_s);
                 let (mut want, mut got) = (vec![0.5f32; m * n], vec![0.5f32; m * n]);
                 unsafe {
                     matmul(

@@ -27,11 +27,12 @@ impl CustomOp2 for SwiGluOp {
         y.par_chunks_mut(ELEM_BLOCK).zip(gate.par_chunks(ELEM_BLOCK).zip(up.par_chunks(ELEM_BLOCK))).for_each(
             |(yb, (gb, ub))| {
                 for ((o, &g), &u) in yb.iter_mut().zip(gb).zip(ub) {
-                    *o = g * sigmoid(g) * u;
+                    o.write(g * sigmoid(g) * u);
                 }
             },
         );
-        Ok((CpuStorage::F32(y), l1.shape().clone()))
+        // SAFETY: every element was written above.
+        Ok((CpuStorage::F32(unsafe { super::init(y) }), l1.shape().clone()))
     }
 
     fn bwd(&self, gate: &Tensor, up: &Tensor, _res: &Tensor, g: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
@@ -47,11 +48,12 @@ impl CustomOp2 for SwiGluOp {
                             for i in 0..dgb.len() {
                                 let (x, u, gv) = (gb[i], ub[i], gr[i]);
                                 let s = sigmoid(x);
-                                dgb[i] = gv * u * s * (1.0 + x * (1.0 - s));
-                                dub[i] = gv * x * s;
+                                dgb[i].write(gv * u * s * (1.0 + x * (1.0 - s)));
+                                dub[i].write(gv * x * s);
                             }
                         });
-                    (dgate, dup)
+                    // SAFETY: every element of both was written above.
+                    unsafe { (super::init(dgate), super::init(dup)) }
                 })
             })
         })???;
