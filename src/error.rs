@@ -58,6 +58,12 @@ pub enum Error {
         /// Why it could not be applied.
         msg: String,
     },
+    /// A file the job would write is already there; it is left alone.
+    #[error("{path}: already exists; pass --force to replace it (nothing was written)")]
+    Exists {
+        /// The file that exists.
+        path: PathBuf,
+    },
     /// A job's setting is impossible; the message names the option (e.g. `--stop`).
     #[error("{msg}")]
     Setting {

@@ -115,7 +115,8 @@ pub fn prepare(job: &FinetuneJob, from: &Loaded) -> Result<Trainer> {
         }
         e
     };
-    let trainer = Trainer::new(cfg, data, tok, Some(out.clone())).map_err(abandon)?;
+    let mut trainer = Trainer::new(cfg, data, tok, Some(out.clone())).map_err(abandon)?;
+    trainer.lock_run_dir().map_err(abandon)?;
     // Start from the loaded weights, not a fresh initialisation.
     for (name, var) in from.store.vars() {
         trainer.store.set(&name, var.as_tensor())?;

@@ -26,6 +26,8 @@ pub struct ForecastJob {
     pub plot: Option<PathBuf>,
     /// History rows drawn before the origin (default: the larger of the context and 3 horizons).
     pub history: Option<usize>,
+    /// Replace the CSV and the PNG if they exist (never the data file itself).
+    pub force: bool,
 }
 
 /// A forecast, as written.
@@ -84,6 +86,16 @@ pub fn forecast(job: &ForecastJob) -> Result<ForecastOutput> {
         if ck.dir.join(crate::checkpoint::MANIFEST).exists() { ck.dir.parent().unwrap_or(&ck.dir) } else { &ck.dir };
     let out = job.out.clone().unwrap_or_else(|| run.join("forecast.csv"));
     let png = job.plot.clone().unwrap_or_else(|| out.with_extension("png"));
+    let data = job.data.clone().or_else(|| match &ck.config.data {
+        crate::config::DataConfig::Series(d) => d.csv.as_ref().map(|c| c.path.clone()),
+        _ => None,
+    });
+    let inputs: Vec<&std::path::Path> = data.iter().map(|p| p.as_path()).collect();
+    if out == png {
+        return Err(Error::setting(format!("{}: the CSV and the plot would be the same file", out.display())));
+    }
+    crate::io::check_new(&out, job.force, &inputs)?;
+    crate::io::check_new(&png, job.force, &inputs)?;
     crate::io::write_atomic(&out, csv.as_bytes())?;
 
     let history = job.history.unwrap_or(l.max(3 * h)).min(origin);

@@ -119,13 +119,22 @@ pub fn prepare(job: &TrainJob) -> Result<Trainer> {
     }
     refuse_existing_run(&job.out, "use --resume {0} or choose another --out")?;
     std::fs::create_dir_all(&job.out).map_err(|e| Error::io(&job.out, e))?;
-    Trainer::new(cfg, data, tok, Some(job.out.clone()))
+    let mut trainer = Trainer::new(cfg, data, tok, Some(job.out.clone()))?;
+    trainer.lock_run_dir()?;
+    Ok(trainer)
 }
 
 /// An error if `out` already holds checkpoints (nothing is overwritten).
 /// `hint` may name the folder as `{0}`.
 pub(super) fn refuse_existing_run(out: &Path, hint: &str) -> Result<()> {
     if checkpoint::list(out).is_empty() {
+        // A fresh run never writes into a folder that holds anything else.
+        if std::fs::read_dir(out).is_ok_and(|mut d| d.next().is_some()) {
+            return Err(Error::Checkpoint {
+                path: out.to_path_buf(),
+                msg: "exists and is not empty; a new run needs a new or empty folder (nothing was overwritten)".into(),
+            });
+        }
         return Ok(());
     }
     Err(Error::Checkpoint {
@@ -153,6 +162,7 @@ pub fn resume(run_dir: &Path, steps: Option<usize>, show: usize, sink: &mut dyn 
 /// The trainer [`resume`] continues, at its checkpoint's step.
 pub fn prepare_resume(run_dir: &Path, steps: Option<usize>) -> Result<Trainer> {
     let mut t = Trainer::resume(run_dir)?;
+    t.lock_run_dir()?;
     if let Some(steps) = steps {
         if steps < t.state.step {
             return Err(Error::setting(format!("--steps {steps} is before the checkpoint's step {}", t.state.step)));

@@ -89,11 +89,13 @@ pub fn checkpoint_dir(run: &Path, step: usize) -> PathBuf {
 }
 
 /// Writes a checkpoint folder: every file, then the manifest. On failure the
-/// folder is removed and the error names the file that failed.
+/// folder is removed and the error names the file that failed. A folder
+/// already there (left by a crash, or a corrupt save of the same step) is
+/// cleared of checkpoint files first; anything else in it is an error, and
+/// nothing is removed.
 pub fn write_checkpoint(dir: &Path, step: usize, files: &[(&str, Vec<u8>)]) -> Result<()> {
     if dir.exists() {
-        // Left by a crash (no manifest) or an earlier save of the same step.
-        std::fs::remove_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        clear_checkpoint_files(dir, files)?;
     }
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let result = (|| {
@@ -153,6 +155,32 @@ pub fn read_verified(dir: &Path, keep: Keep) -> Result<Files> {
         }
     }
     Ok(Files { dir: dir.to_path_buf(), manifest, bytes: files })
+}
+
+/// Removes what an earlier save of a checkpoint left in `dir` (the files
+/// `files` names, the manifest, temporary files), then `dir` itself, after
+/// checking that nothing else is there.
+fn clear_checkpoint_files(dir: &Path, files: &[(&str, Vec<u8>)]) -> Result<()> {
+    let ours = |name: &str| {
+        name == MANIFEST
+            || [CONFIG, MODEL, TOKENIZER, OPTIMIZER, TRAINER_STATE].contains(&name)
+            || files.iter().any(|(f, _)| *f == name)
+            || (name.starts_with('.') && name.ends_with(".tmp"))
+    };
+    let entries: Vec<std::fs::DirEntry> = std::fs::read_dir(dir)
+        .map_err(|e| Error::io(dir, e))?
+        .collect::<std::io::Result<_>>()
+        .map_err(|e| Error::io(dir, e))?;
+    if let Some(foreign) = entries.iter().find(|e| !e.file_name().to_str().is_some_and(ours)) {
+        return Err(Error::Checkpoint {
+            path: foreign.path(),
+            msg: "is not a checkpoint file; the checkpoint folder it is in was left alone".into(),
+        });
+    }
+    for e in entries {
+        std::fs::remove_file(e.path()).map_err(|err| Error::io(e.path(), err))?;
+    }
+    std::fs::remove_dir(dir).map_err(|e| Error::io(dir, e))
 }
 
 /// Reads a checkpoint's manifest and checks every file against it.
@@ -244,5 +272,20 @@ mod tests {
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .collect();
         assert!(names.iter().all(|n| !n.ends_with(".tmp")), "{names:?}");
+    }
+
+    #[test]
+    fn a_save_never_removes_what_is_not_a_checkpoint_file() {
+        let run = tempfile::tempdir().unwrap();
+        let dir = checkpoint_dir(run.path(), 7);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(MODEL), b"half a save").unwrap(); // a crash leftover: replaced
+        write_checkpoint(&dir, 7, &[(MODEL, vec![1; 4])]).unwrap();
+        assert_eq!(read_verified(&dir, ALL).unwrap().get(MODEL).unwrap(), &[1u8; 4][..]);
+        std::fs::write(dir.join("notes.txt"), b"mine").unwrap(); // a user's file: kept
+        let e = write_checkpoint(&dir, 7, &[(MODEL, vec![2; 4])]).unwrap_err().to_string();
+        assert!(e.contains("notes.txt") && e.contains("left alone"), "{e}");
+        assert_eq!(std::fs::read(dir.join("notes.txt")).unwrap(), b"mine");
+        assert_eq!(read_verified(&dir, ALL).unwrap().get(MODEL).unwrap(), &[1u8; 4][..]);
     }
 }

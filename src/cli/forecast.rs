@@ -48,6 +48,9 @@ pub struct ForecastArgs {
     /// End with one JSON line (paths, origin, forecast values) on standard output.
     #[arg(long)]
     pub json: bool,
+    /// Replace the CSV and PNG if they exist (without it, an existing file is an error; the data file is never replaced).
+    #[arg(long)]
+    pub force: bool,
 }
 
 pub fn run(a: ForecastArgs) -> anyhow::Result<()> {
@@ -58,6 +61,7 @@ pub fn run(a: ForecastArgs) -> anyhow::Result<()> {
         out: a.out.clone(),
         plot: a.plot.clone(),
         history: a.history,
+        force: a.force,
     };
     let f = api::forecast(&job).with_context(|| format!("forecasting with {}", a.checkpoint.display()))?;
     let (h, n) = (f.horizon, f.targets.len());

@@ -20,6 +20,9 @@ pub struct PlotArgs {
     /// Where to write the SVG (default RUN/loss.svg).
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
+    /// Replace the SVG if it exists (without it, an existing file is an error).
+    #[arg(long)]
+    pub force: bool,
 }
 
 pub fn run(a: PlotArgs) -> anyhow::Result<()> {
@@ -29,6 +32,7 @@ pub fn run(a: PlotArgs) -> anyhow::Result<()> {
         anyhow::bail!("{}: no metrics logged yet", path.display());
     }
     let out = a.out.unwrap_or_else(|| a.run.join("loss.svg"));
+    shiftlm::io::check_new(&out, a.force, &[&path])?;
     let svg = shiftlm::plot::render_svg(&records, &a.run.display().to_string());
     shiftlm::checkpoint::write_atomic(&out, svg.as_bytes())?;
     println!("{}", out.display());

@@ -89,6 +89,8 @@ pub struct Trainer {
     pub state: TrainerState,
     opt: Optimizer,
     loader: Loader,
+    /// The run folder's lock, once taken ([`Trainer::lock_run_dir`]).
+    lock: Option<crate::io::RunLock>,
     vars: Vec<(String, Var)>,
     run_dir: Option<PathBuf>,
     last_saved: Option<usize>,
@@ -158,7 +160,7 @@ impl Trainer {
             tokens_seen: 0,
             data_fingerprint: fingerprint(&data),
         };
-        Ok(Self { cfg, model, store, tokenizer, data, state, opt, loader, vars, run_dir, last_saved: None })
+        Ok(Self { cfg, model, store, tokenizer, data, state, opt, loader, vars, run_dir, last_saved: None, lock: None })
     }
 
     /// Continues `run` from its newest complete checkpoint, exactly. Each
@@ -188,6 +190,16 @@ impl Trainer {
         t.last_saved = Some(state.step);
         t.state = state;
         Ok(t)
+    }
+
+    /// Takes the run folder's advisory lock for as long as this trainer
+    /// lives: a second process training into the same folder is refused,
+    /// and the error names the first one.
+    pub fn lock_run_dir(&mut self) -> Result<()> {
+        if let (Some(dir), None) = (&self.run_dir, &self.lock) {
+            self.lock = Some(crate::io::RunLock::acquire(dir)?);
+        }
+        Ok(())
     }
 
     /// The run folder checkpoints go to, if any.
