@@ -53,15 +53,11 @@ fn main() -> shiftlm::Result<()> {
     let r = api::finetune(&job, &mut losses)?;
     let (first, last) = (losses.0.first().copied().unwrap_or(f32::NAN), losses.0.last().copied().unwrap_or(f32::NAN));
     println!("training loss {first:.4} → {last:.4} over {} steps", losses.0.len());
-    println!(
-        "{} trainable parameters; held-out loss {:.4} → {:.4} (perplexity {:.2} → {:.2}); adapter in {}",
-        r.trainable_parameters,
-        r.before.loss,
-        r.after.loss,
-        r.before.perplexity,
-        r.after.perplexity,
-        r.adapter.as_ref().map_or("-".into(), |d| d.display().to_string())
-    );
+    let adapter = r.adapter.as_ref().map_or("-".into(), |d| d.display().to_string());
+    println!("{} trainable parameters; adapter in {adapter}", r.trainable_parameters);
+    if let (Some(b), Some(a)) = (&r.before, &r.after) {
+        println!("held-out loss {:.4} → {:.4} (perplexity {:.2} → {:.2})", b.loss, a.loss, b.perplexity, a.perplexity);
+    }
 
     let mut gen = GenerateJob::new(&r.run, vec!["To shift".into()]);
     gen.max_new_tokens = 40;

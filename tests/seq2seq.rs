@@ -361,3 +361,16 @@ fn a_frames_front_end_plugs_into_both_encoder_decoders() {
         assert!(e.to_string().contains("model.input"), "{e}");
     }
 }
+
+/// With nothing held out there is no validation loss: evaluations are
+/// skipped (not reported as loss 0, perplexity 1) and no "best" is picked.
+#[test]
+fn an_empty_validation_split_is_not_a_perfect_score() {
+    let data = shiftlm::data::Dataset::Pairs(shiftlm::data::Splits { train: pairs(8, 3), valid: Vec::new() });
+    let tok = shiftlm::data::Tokenizer::Symbols { n: 8 };
+    let mut rc = run_cfg(cfg(CellKind::Lstm, AttentionKind::None, 1, 0.0), 10, 4, 1e-2);
+    rc.train.eval_every = 5;
+    let mut t = Trainer::new(rc, data, tok, None).unwrap();
+    t.run(&mut LossHistory::default()).unwrap();
+    assert!(t.state.history.is_empty() && t.state.best.is_none(), "{:?}", t.state.history);
+}

@@ -253,6 +253,9 @@ fn evaluate_pairs(ck: &Loaded, job: &EvalJob) -> Result<EvalOutcome> {
             }
         }
     };
+    if pairs.is_empty() {
+        return Err(Error::setting("there are no held-out pairs to evaluate (pass --data FILE)"));
+    }
     let strategy = if job.beam > 1 {
         Strategy::Beam { width: job.beam, length_penalty: job.length_penalty }
     } else {

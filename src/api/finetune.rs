@@ -44,10 +44,10 @@ pub struct FinetuneJob {
 /// What a fine-tune reports.
 #[derive(Debug, Clone)]
 pub struct FinetuneReport {
-    /// Held-out metrics before training…
-    pub before: CausalReport,
+    /// Held-out metrics before training (`None` when nothing is held out)…
+    pub before: Option<CausalReport>,
     /// …and after.
-    pub after: CausalReport,
+    pub after: Option<CausalReport>,
     /// How training went.
     pub outcome: TrainOutcome,
     /// The run folder (`out`).
@@ -192,9 +192,12 @@ pub fn config(job: &FinetuneJob, from: &Loaded) -> Result<RunConfig> {
 }
 
 /// Teacher-forced metrics on the trainer's held-out batches.
-fn measure(t: &Trainer) -> Result<CausalReport> {
+/// Teacher-forced metrics on the trainer's held-out batches, or `None` when
+/// the held-out split is empty (a loss of 0 would be a lie).
+fn measure(t: &Trainer) -> Result<Option<CausalReport>> {
     let dev = t.store.device().clone();
-    Ok(CausalReport::new(&crate::eval::teacher_forced(&t.model, t.valid_batches().into_iter(), &dev)?))
+    let stats = crate::eval::teacher_forced(&t.model, t.valid_batches().into_iter(), &dev)?;
+    Ok((stats.tokens > 0).then(|| CausalReport::new(&stats)))
 }
 
 /// `runs/finetune-<stem of data>` (or `-2`, … if taken).

@@ -56,6 +56,11 @@ pub enum Evaluation {
     },
     /// A forecaster: its errors beside the naive baselines on the test split.
     Forecast(ForecastReport),
+    /// Nothing was held out to evaluate on.
+    Skipped {
+        /// Why, e.g. "no held-out pairs".
+        skipped: String,
+    },
 }
 
 /// What a finished training job reports.
@@ -229,6 +234,9 @@ pub fn evaluate(trainer: &Trainer, show: usize) -> Result<Evaluation> {
         return Ok(Evaluation::Forecast(crate::eval::forecast::evaluate(model, s, &s.test, &dev)?));
     }
     if let (Some(_), Some(pairs)) = (trainer.model.encoder_decoder(), trainer.data.pairs()) {
+        if pairs.valid.is_empty() {
+            return Ok(Evaluation::Skipped { skipped: "no held-out pairs".into() });
+        }
         let opts = DecodeOptions { strategy: Strategy::Greedy, max_len: 2 * trainer.cfg.max_target_len + 2 };
         let (report, outputs) = crate::eval::evaluate(&trainer.model, &pairs.valid, 256, &opts, &dev)?;
         let examples = decoded_examples(&trainer.tokenizer, &pairs.valid, &outputs, show);

@@ -114,15 +114,19 @@ pub fn run(a: FinetuneArgs) -> anyhow::Result<()> {
     let r = api::finetune(&job, &mut progress);
     progress.finish();
     let r = r.with_context(|| format!("fine-tuning {}", a.from.display()))?;
-    let (before, after) = (&r.before, &r.after);
-    println!("held-out ({} tokens)   before     after    change", after.tokens);
-    println!("  loss              {:>9.4} {:>9.4} {:>+9.4}", before.loss, after.loss, after.loss - before.loss);
-    println!(
-        "  perplexity        {:>9.3} {:>9.3} {:>+9.3}",
-        before.perplexity,
-        after.perplexity,
-        after.perplexity - before.perplexity
-    );
+    match (&r.before, &r.after) {
+        (Some(before), Some(after)) => {
+            println!("held-out ({} tokens)   before     after    change", after.tokens);
+            println!("  loss              {:>9.4} {:>9.4} {:>+9.4}", before.loss, after.loss, after.loss - before.loss);
+            println!(
+                "  perplexity        {:>9.3} {:>9.3} {:>+9.3}",
+                before.perplexity,
+                after.perplexity,
+                after.perplexity - before.perplexity
+            );
+        }
+        _ => println!("nothing was held out of --data, so the loss before and after is not measured"),
+    }
     eprintln!("checkpoint: {}", r.checkpoint.display());
     if let Some(dir) = &r.adapter {
         eprintln!(
@@ -133,10 +137,10 @@ pub fn run(a: FinetuneArgs) -> anyhow::Result<()> {
     }
     if a.json {
         let line = serde_json::json!({
-            "before": {"loss": before.loss, "perplexity": before.perplexity},
-            "after": {"loss": after.loss, "perplexity": after.perplexity},
-            "loss_change": after.loss - before.loss,
-            "held_out_tokens": after.tokens,
+            "before": r.before.as_ref().map(|b| serde_json::json!({"loss": b.loss, "perplexity": b.perplexity})),
+            "after": r.after.as_ref().map(|a| serde_json::json!({"loss": a.loss, "perplexity": a.perplexity})),
+            "loss_change": r.before.as_ref().zip(r.after.as_ref()).map(|(b, a)| a.loss - b.loss),
+            "held_out_tokens": r.after.as_ref().map_or(0, |a| a.tokens),
             "steps": r.outcome.steps,
             "tokens_per_s": r.outcome.tokens_per_s,
             "checkpoint": r.checkpoint,

@@ -343,6 +343,7 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
     let evaluation = api::train::evaluate(&trainer, a.show).context("evaluating the trained model")?;
     match &evaluation {
         Evaluation::Forecast(report) => report::print_forecast(report, "test split"),
+        Evaluation::Skipped { skipped } => println!("evaluation skipped: {skipped}"),
         Evaluation::Pairs { report, examples } => {
             report::print_metrics(report);
             report::print_examples(examples);

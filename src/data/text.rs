@@ -42,6 +42,18 @@ pub fn load(cfg: &TextConfig, tokenizer: Option<&Tokenizer>) -> Result<(Dataset,
         },
     };
     let eot = cfg.eot_id.or_else(|| tok.token_id("</s>")).or_else(|| tok.token_id("<|endoftext|>"));
+    if eot.is_none() && texts.len() > 1 {
+        // Joining documents with nothing between them would teach the model
+        // that one runs straight into the next.
+        let at = cfg.tokenizer_file.as_ref().map_or("the tokenizer".to_string(), |f| f.display().to_string());
+        return Err(Error::config(
+            "data.paths",
+            format!(
+                "{at} has no end-of-text token (</s> or <|endoftext|>) to put between the {} documents; give one file or a tokenizer with one",
+                texts.len()
+            ),
+        ));
+    }
     let mut stream = Vec::new();
     for (i, t) in texts.iter().enumerate() {
         if i > 0 {
@@ -52,4 +64,32 @@ pub fn load(cfg: &TextConfig, tokenizer: Option<&Tokenizer>) -> Result<(Dataset,
     let n_valid = ((stream.len() as f64) * cfg.valid_fraction.clamp(0.0, 0.5)) as usize;
     let valid = stream.split_off(stream.len() - n_valid);
     Ok((Dataset::Text { train: stream, valid }, tok))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn documents_are_never_joined_without_an_end_of_text_token() {
+        let d = tempfile::tempdir().unwrap();
+        let tok = r#"{"version":"1.0","truncation":null,"padding":null,"added_tokens":[],"normalizer":null,
+            "pre_tokenizer":{"type":"Whitespace"},"post_processor":null,"decoder":null,
+            "model":{"type":"WordLevel","vocab":{"a":0,"b":1,"[UNK]":2},"unk_token":"[UNK]"}}"#;
+        std::fs::write(d.path().join("tokenizer.json"), tok).unwrap();
+        for (name, text) in [("one.txt", "a b a b a b"), ("two.txt", "b a b a b a")] {
+            std::fs::write(d.path().join(name), text).unwrap();
+        }
+        let cfg = |paths: &[&str]| TextConfig {
+            paths: paths.iter().map(|p| d.path().join(p)).collect(),
+            tokenizer: super::super::TokenizerKind::Char,
+            bpe_vocab_size: 0,
+            tokenizer_file: Some(d.path().join("tokenizer.json")),
+            valid_fraction: 0.1,
+            eot_id: None,
+        };
+        let e = load(&cfg(&["one.txt", "two.txt"]), None).unwrap_err().to_string();
+        assert!(e.contains("no end-of-text token") && e.contains("tokenizer.json"), "{e}");
+        load(&cfg(&["one.txt"]), None).unwrap(); // one document needs no separator
+    }
 }

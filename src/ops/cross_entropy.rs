@@ -113,6 +113,13 @@ mod tests {
     }
 
     #[test]
+    fn negative_labels_are_an_error_not_class_0() {
+        let labels = Tensor::new(&[2i64, -100], &candle_core::Device::Cpu).unwrap();
+        let err = cross_entropy(&randn(1, &[2, 7]), &labels).unwrap_err().to_string();
+        assert!(err.contains("-100") && err.contains("negative"), "{err}");
+    }
+
+    #[test]
     fn labels_outside_the_vocabulary_are_an_error() {
         let labels = Tensor::new(&[7u32], &candle_core::Device::Cpu).unwrap();
         let err = cross_entropy(&randn(1, &[1, 7]), &labels).unwrap_err().to_string();

@@ -83,7 +83,16 @@ pub(crate) fn indices(s: &CpuStorage, l: &Layout, op: &str) -> Result<Vec<usize>
     let Some((a, b)) = l.contiguous_offsets() else { bail!("{op}: expects contiguous ids") };
     Ok(match s {
         CpuStorage::U32(v) => v[a..b].iter().map(|&x| x as usize).collect(),
-        CpuStorage::I64(v) => v[a..b].iter().map(|&x| x.max(0) as usize).collect(),
+        // A negative id (PyTorch's -100 "ignore" label, say) is not a class:
+        // refuse it rather than read it as 0.
+        CpuStorage::I64(v) => v[a..b]
+            .iter()
+            .enumerate()
+            .map(|(i, &x)| match usize::try_from(x) {
+                Ok(x) => Ok(x),
+                Err(_) => bail!("{op}: id {x} at position {i} is negative (mask such positions out instead)"),
+            })
+            .collect::<Result<_>>()?,
         _ => bail!("{op}: ids must be u32 or i64"),
     })
 }

@@ -5,7 +5,7 @@
 use super::tensorboard::TensorBoardWriter;
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// One optimizer step.
@@ -132,14 +132,27 @@ impl Record {
     }
 }
 
-/// Reads `metrics.jsonl`, skipping a torn last line (a crash mid-write).
+/// Reads `metrics.jsonl`. A torn last line (a crash mid-write: no newline
+/// at its end) is skipped; any other line that is not a record is an error
+/// naming its line, so that nothing is silently dropped.
 pub fn read_jsonl(path: &Path) -> Result<Vec<Record>> {
-    let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let text = crate::io::read(path)?;
+    let text = String::from_utf8_lossy(&text);
+    let torn = !text.is_empty() && !text.ends_with('\n');
+    let lines: Vec<&str> = text.lines().collect();
     let mut out = Vec::new();
-    for line in std::io::BufReader::new(f).lines() {
-        let line = line.map_err(|e| Error::io(path, e))?;
-        if let Ok(r) = serde_json::from_str::<Record>(&line) {
-            out.push(r);
+    for (i, line) in lines.iter().enumerate() {
+        match serde_json::from_str::<Record>(line) {
+            Ok(r) => out.push(r),
+            Err(_) if torn && i + 1 == lines.len() => {}
+            Err(_) if line.trim().is_empty() => {}
+            Err(e) => {
+                return Err(Error::BadLine {
+                    path: path.to_path_buf(),
+                    line: i + 1,
+                    msg: format!("not a metrics record: {e}"),
+                })
+            }
         }
     }
     Ok(out)
@@ -234,5 +247,28 @@ impl MetricsSink for TensorBoardSink {
             return Err(e);
         }
         self.writer.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn eval_line(step: usize) -> String {
+        serde_json::to_string(&Record::Eval(EvalRecord { step, valid_loss: 1.0, valid_token_accuracy: None })).unwrap()
+    }
+
+    #[test]
+    fn only_a_torn_last_line_is_skipped_and_nothing_is_rewritten_away() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("metrics.jsonl");
+        std::fs::write(&p, format!("{}\n{}\n{{\"kind\":\"ev", eval_line(1), eval_line(2))).unwrap();
+        assert_eq!(read_jsonl(&p).unwrap().len(), 2); // a crash mid-write
+        let corrupt = format!("{}\nnot json\n{}\n", eval_line(1), eval_line(2));
+        std::fs::write(&p, &corrupt).unwrap();
+        let e = read_jsonl(&p).unwrap_err().to_string();
+        assert!(e.contains("metrics.jsonl:2"), "{e}");
+        assert!(JsonlSink::open(&p, 5).is_err());
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), corrupt, "the file is left as it was");
     }
 }

@@ -307,6 +307,11 @@ impl Trainer {
     /// Teacher-forced validation; returns whether it is a new best.
     fn evaluate(&mut self, sink: &mut dyn MetricsSink) -> Result<bool> {
         let st = teacher_forced(&self.model, self.valid_batches().into_iter(), self.store.device())?;
+        if st.tokens == 0 {
+            // Nothing held out: no loss to report, and no "best" to pick.
+            tracing::warn!(step = self.state.step, "the validation split is empty: evaluation skipped");
+            return Ok(false);
+        }
         let accuracy = (!self.cfg.model.is_forecaster()).then(|| st.accuracy());
         let rec = EvalRecord { step: self.state.step, valid_loss: st.loss(), valid_token_accuracy: accuracy };
         tracing::info!(step = rec.step, valid_loss = rec.valid_loss, "evaluated");
