@@ -50,7 +50,13 @@ fn main() -> shiftlm::Result<()> {
 
     // The `tiny` preset (an LSTM of 32 with attention) on the pairs file.
     let mut config = RunConfig::preset("tiny")?;
-    config.data = DataConfig::File { path: pairs, tokenizer: TokenizerKind::Char, valid_fraction: 0.1 };
+    config.data = DataConfig::File {
+        path: pairs,
+        tokenizer: TokenizerKind::Char,
+        valid_fraction: 0.1,
+        bpe_vocab_size: None,
+        tokenizer_file: None,
+    };
     config.train.steps = steps;
     let job = TrainJob { config, out: work.join("run"), show: 3 };
     let report = api::train(&job, &mut EveryFifty)?;

@@ -24,12 +24,12 @@ pub struct EvalJob {
     pub checkpoint: PathBuf,
     /// A file to score instead of the run's held-out split.
     pub data: Option<PathBuf>,
-    /// Beam width for free-running decoding (1: greedy).
-    pub beam: usize,
-    /// Beam length penalty α.
-    pub length_penalty: f32,
-    /// Decoded examples to return (encoder–decoders).
-    pub show: usize,
+    /// Encoder–decoders: beam width for free-running decoding (`None`: greedy).
+    pub beam: Option<usize>,
+    /// Encoder–decoders: beam length penalty α (`None`: 0.6).
+    pub length_penalty: Option<f32>,
+    /// Encoder–decoders: decoded examples to return (`None`: 5).
+    pub show: Option<usize>,
     /// Forecasters: the season of seasonal naive and MASE (default: the run's, or inferred).
     pub season: Option<usize>,
     /// Forecasters: which rows to score (default: the test split, or all of `data`).
@@ -42,9 +42,9 @@ impl EvalJob {
         Self {
             checkpoint: checkpoint.into(),
             data: None,
-            beam: 1,
-            length_penalty: 0.6,
-            show: 0,
+            beam: None,
+            length_penalty: None,
+            show: None,
             season: None,
             split: None,
         }
@@ -175,6 +175,11 @@ fn evaluate_loaded(ck: &Loaded, job: &EvalJob) -> Result<EvalOutcome> {
     if job.season.is_some() || job.split.is_some() {
         return Err(Error::setting("--season and --split apply to forecasters"));
     }
+    if ck.config.model.is_causal() && (job.beam.is_some() || job.length_penalty.is_some() || job.show.is_some()) {
+        return Err(Error::setting(
+            "--beam, --length-penalty and --show apply to encoder–decoders; a language model is scored teacher-forced",
+        ));
+    }
     match ck.config.model.context() {
         Some(ctx) => evaluate_causal(ck, ctx, job),
         None => evaluate_pairs(ck, job),
@@ -183,6 +188,11 @@ fn evaluate_loaded(ck: &Loaded, job: &EvalJob) -> Result<EvalOutcome> {
 
 /// A forecaster's errors beside the baselines on a split of its series.
 fn evaluate_forecaster(ck: &Loaded, model: &crate::model::Forecaster, job: &EvalJob) -> Result<EvalOutcome> {
+    if job.beam.is_some() || job.length_penalty.is_some() || job.show.is_some() {
+        return Err(Error::setting(
+            "--beam, --length-penalty and --show apply to encoder–decoders; a forecaster's forecasts are scored whole",
+        ));
+    }
     let s = checkpoint_series(ck, job.data.as_deref(), job.season)?;
     let split = job.split.unwrap_or(if job.data.is_some() { Split::All } else { Split::Test });
     let rows = match split {
@@ -202,7 +212,11 @@ fn evaluate_forecaster(ck: &Loaded, model: &crate::model::Forecaster, job: &Eval
 /// A language model on its held-out text (or `job.data`), window by window.
 fn evaluate_causal(ck: &Loaded, ctx: usize, job: &EvalJob) -> Result<EvalOutcome> {
     let tokens = match &job.data {
-        Some(path) => ck.tokenizer.encode(&crate::data::read_utf8(path)?),
+        Some(path) => {
+            let ids = ck.tokenizer.encode(&crate::data::read_utf8(path)?);
+            crate::data::warn_unknown(&ck.tokenizer, &ids, path);
+            ids
+        }
         None => match run_data(ck)? {
             Dataset::Text { valid, .. } => valid,
             Dataset::Pairs(_) | Dataset::Series(_) => {
@@ -233,7 +247,9 @@ fn evaluate_pairs(ck: &Loaded, job: &EvalJob) -> Result<EvalOutcome> {
     let pairs = match &job.data {
         Some(path) => {
             let raw = crate::data::pairs::read_pairs(path)?;
-            crate::data::pairs::encode(&ck.tokenizer, &raw, &[]).train
+            let pairs = crate::data::pairs::encode(&ck.tokenizer, &raw, &[]).train;
+            crate::data::warn_unknown(&ck.tokenizer, pairs.iter().flat_map(|p| p.source.iter().chain(&p.target)), path);
+            pairs
         }
         None => {
             if let DataConfig::File { path, .. } = &ck.config.data {
@@ -256,13 +272,12 @@ fn evaluate_pairs(ck: &Loaded, job: &EvalJob) -> Result<EvalOutcome> {
     if pairs.is_empty() {
         return Err(Error::setting("there are no held-out pairs to evaluate (pass --data FILE)"));
     }
-    let strategy = if job.beam > 1 {
-        Strategy::Beam { width: job.beam, length_penalty: job.length_penalty }
-    } else {
-        Strategy::Greedy
+    let strategy = match job.beam.filter(|&b| b > 1) {
+        Some(width) => Strategy::Beam { width, length_penalty: job.length_penalty.unwrap_or(0.6) },
+        None => Strategy::Greedy,
     };
     let opts = DecodeOptions { strategy, max_len: 2 * ck.config.max_target_len + 2 };
     let (report, outputs) = crate::eval::evaluate(&ck.model, &pairs, 256, &opts, &Device::Cpu)?;
-    let examples = decoded_examples(&ck.tokenizer, &pairs, &outputs, job.show);
+    let examples = decoded_examples(&ck.tokenizer, &pairs, &outputs, job.show.unwrap_or(5));
     Ok(EvalOutcome::Pairs { report, examples })
 }

@@ -164,7 +164,13 @@ pub fn config(job: &FinetuneJob, from: &Loaded) -> Result<RunConfig> {
             eot_id: Some(cfg.model_eos()),
         })
     } else {
-        DataConfig::File { path: job.data.clone(), tokenizer: TokenizerKind::Char, valid_fraction: 0.1 }
+        DataConfig::File {
+            path: job.data.clone(),
+            tokenizer: TokenizerKind::Char,
+            valid_fraction: 0.1,
+            bpe_vocab_size: None,
+            tokenizer_file: None,
+        }
     };
     if let Some(lora) = &job.lora {
         let mut lora = lora.clone();
@@ -182,6 +188,10 @@ pub fn config(job: &FinetuneJob, from: &Loaded) -> Result<RunConfig> {
     t.freeze = job.freeze.clone();
     t.steps = job.steps;
     t.optimizer.lr = job.lr;
+    // As `--lr` promises, whatever the model was trained with: 10% warmup,
+    // then cosine decay to a tenth at the last step.
+    t.schedule.kind = crate::optim::ScheduleKind::Cosine;
+    t.schedule.min_lr_ratio = 0.1;
     t.schedule.warmup_steps = job.steps / 10;
     t.schedule.decay_steps = job.steps;
     t.save_every = t.save_every.min(job.steps);

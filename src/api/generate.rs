@@ -124,21 +124,53 @@ fn continue_prompt(ck: &Loaded, job: &GenerateJob, on_text: &mut dyn FnMut(&str)
         stop,
         seed: job.seed,
     };
-    let (mut new, mut shown) = (Vec::new(), 0usize);
+    let mut stream = Stream::default();
     crate::decode::causal::generate(&ck.model, &ids, &o, &Device::Cpu, |id| {
-        new.push(id);
-        // Pass on what decodes completely (a byte-level character may span tokens).
-        let text = ck.tokenizer.decode(&new);
-        if !text.ends_with('\u{FFFD}') {
-            if let Some(fresh) = text.get(shown..).filter(|f| !f.is_empty()) {
-                on_text(fresh);
-                shown = text.len();
-            }
+        if let Some(fresh) = stream.push(&ck.tokenizer, id) {
+            on_text(&fresh);
         }
         Ok(())
     })?;
-    let text = ck.tokenizer.decode(&new);
-    Ok(vec![Output { input: prompt, ids: new, text }])
+    if let Some(tail) = stream.finish(&ck.tokenizer) {
+        on_text(&tail);
+    }
+    let text = ck.tokenizer.decode(&stream.ids);
+    Ok(vec![Output { input: prompt, ids: stream.ids, text }])
+}
+
+/// Generated ids decoded as they come, handed on in whole characters: a
+/// byte-level token may end inside a character, so text waits until the
+/// character completes. An incomplete tail at the end is handed on as
+/// U+FFFD, as `tokenizers` decodes it.
+#[derive(Debug, Default)]
+struct Stream {
+    ids: Vec<u32>,
+    /// Bytes of the decoded text already handed on.
+    shown: usize,
+}
+
+impl Stream {
+    /// Adds `id`; returns the text it completes, if any.
+    fn push(&mut self, tok: &crate::data::Tokenizer, id: u32) -> Option<String> {
+        self.ids.push(id);
+        let text = tok.decode(&self.ids);
+        if text.ends_with('\u{FFFD}') {
+            return None; // maybe a character still in the making
+        }
+        self.fresh(text)
+    }
+
+    /// What is left at the end, an unfinished character included.
+    fn finish(&mut self, tok: &crate::data::Tokenizer) -> Option<String> {
+        let text = tok.decode(&self.ids);
+        self.fresh(text)
+    }
+
+    fn fresh(&mut self, text: String) -> Option<String> {
+        let fresh = text.get(self.shown..).filter(|f| !f.is_empty())?.to_string();
+        self.shown = text.len();
+        Some(fresh)
+    }
 }
 
 /// An encoder–decoder decodes each input: greedily, by sampling or by beam search.
@@ -177,4 +209,25 @@ fn decode_inputs(ck: &Loaded, model: EncDec, job: &GenerateJob, on_text: &mut dy
         outputs.push(Output { input: input.clone(), ids: out, text });
     }
     Ok(outputs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::Tokenizer;
+
+    #[test]
+    fn streaming_waits_for_whole_characters_and_ends_with_an_unfinished_one_as_fffd() {
+        let tok = Tokenizer::Byte;
+        let id = |b: u8| tok.encode(&String::from_utf8_lossy(&[b]))[0];
+        let byte = |b: u8| b as u32 + 4; // byte ids follow the 4 specials
+        assert_eq!(id(b'a'), byte(b'a'));
+        let mut s = Stream::default();
+        assert_eq!(s.push(&tok, byte(b'a')).as_deref(), Some("a"));
+        assert_eq!(s.push(&tok, byte(0xC3)), None); // "é" is C3 A9
+        assert_eq!(s.push(&tok, byte(0xA9)).as_deref(), Some("é"));
+        assert_eq!(s.push(&tok, byte(0xE2)), None); // a 3-byte character cut short
+        assert_eq!(s.finish(&tok).as_deref(), Some("\u{FFFD}"));
+        assert_eq!(tok.decode(&s.ids), "aé\u{FFFD}");
+    }
 }

@@ -172,7 +172,14 @@ pub fn prepare_resume(run_dir: &Path, steps: Option<usize>) -> Result<Trainer> {
         if steps < t.state.step {
             return Err(Error::setting(format!("--steps {steps} is before the checkpoint's step {}", t.state.step)));
         }
-        t.cfg.train.steps = steps;
+        let train = &mut t.cfg.train;
+        // A schedule that decayed to the old last step decays to the new one
+        // (as `train --steps` does for a preset); a resume at the old end of a
+        // cosine run would otherwise sit at its floor.
+        if train.schedule.decay_steps == train.steps {
+            train.schedule.decay_steps = steps;
+        }
+        train.steps = steps;
     }
     Ok(t)
 }

@@ -48,7 +48,7 @@ fn preview_text(cfg: &RunConfig, train: Vec<u32>, tok: &Tokenizer, a: &PreviewAr
     if train.len() <= ctx {
         anyhow::bail!("the text has only {} tokens", train.len());
     }
-    let mut loader = WindowLoader::new(train, a.batch_size.max(1), ctx, cfg.train.seed);
+    let mut loader = WindowLoader::new(train, a.batch_size.max(1), ctx, cfg.train.seed)?;
     println!("vocabulary {} ids; windows of {ctx} tokens shown (the model's context is longer)", tok.vocab_size());
     for bi in 0..a.batches {
         let b = loader.next_batch();
@@ -68,7 +68,7 @@ fn preview_text(cfg: &RunConfig, train: Vec<u32>, tok: &Tokenizer, a: &PreviewAr
 
 /// Pairs, column by column: source, decoder input and labels.
 fn preview_pairs(cfg: &RunConfig, splits: Splits, tok: &Tokenizer, a: &PreviewArgs) -> anyhow::Result<()> {
-    let mut loader = PairLoader::new(splits.train, a.batch_size.max(1), cfg.train.seed);
+    let mut loader = PairLoader::new(splits.train, a.batch_size.max(1), cfg.train.seed)?;
     println!("{} training pairs, vocabulary {} ids (0 <pad>, 1 <s>, 2 </s>, 3 <unk>)", loader.len(), tok.vocab_size());
     for bi in 0..a.batches {
         let batch = loader.next_batch();

@@ -39,15 +39,15 @@ pub struct EvalArgs {
     /// Evaluate on this file instead of the validation split (pairs, or text for a language model).
     #[arg(long, value_name = "FILE")]
     pub data: Option<PathBuf>,
-    /// Beam width for free-running decoding (1: greedy).
-    #[arg(long, default_value_t = 1, value_name = "K")]
-    pub beam: usize,
-    /// Beam length penalty α (0: none; GNMT's ((5+len)/6)^α).
-    #[arg(long, default_value_t = 0.6, value_name = "A")]
-    pub length_penalty: f32,
-    /// Decoded examples to show.
-    #[arg(long, default_value_t = 5, value_name = "N")]
-    pub show: usize,
+    /// Encoder–decoders: beam width for free-running decoding (default 1: greedy).
+    #[arg(long, value_name = "K")]
+    pub beam: Option<usize>,
+    /// Encoder–decoders: beam length penalty α (0: none; GNMT's ((5+len)/6)^α; default 0.6).
+    #[arg(long, value_name = "A")]
+    pub length_penalty: Option<f32>,
+    /// Encoder–decoders: decoded examples to show (default 5).
+    #[arg(long, value_name = "N")]
+    pub show: Option<usize>,
     /// End with one JSON line of metrics on standard output.
     #[arg(long)]
     pub json: bool,

@@ -20,7 +20,8 @@ Examples:
   shiftlm generate --checkpoint runs/gpt-baby-input --prompt \"To be\" --top-k 20 --top-p 0.9 --seed 7
   shiftlm generate --checkpoint runs/small-rotate --input \"3 1 4 1 5 9\"
   shiftlm generate --checkpoint runs/small-rotate --input \"1 2 3\" --beam 4
-  echo \"hello\" | shiftlm generate --checkpoint runs/mine --temperature 0.8 --seed 7";
+  echo \"hello\" | shiftlm generate --checkpoint runs/mine --temperature 0.8 --seed 7
+  shiftlm generate --checkpoint ./gpt2-folder --prompt \"Hello\" --temperature 0 --json   # {\"outputs\":[{\"input\",\"ids\",\"text\"}]}";
 
 #[derive(clap::Args, Debug)]
 pub struct GenerateArgs {
@@ -31,9 +32,9 @@ pub struct GenerateArgs {
     /// Text to continue (language models), or an input to decode (encoder–decoders; repeatable).
     #[arg(long, alias = "input", value_name = "TEXT")]
     pub prompt: Vec<String>,
-    /// Most new tokens (language models; default 200).
-    #[arg(long, default_value_t = 200, value_name = "N")]
-    pub max_new_tokens: usize,
+    /// Language models: most new tokens (default 200).
+    #[arg(long, value_name = "N")]
+    pub max_new_tokens: Option<usize>,
     /// Sampling temperature; 0 means greedy (default: 0.8 for language models, 0 for encoder–decoders).
     #[arg(long, value_name = "T")]
     pub temperature: Option<f32>,
@@ -46,27 +47,42 @@ pub struct GenerateArgs {
     /// Penalise tokens already in the context (> 1; 1 is off).
     #[arg(long, default_value_t = 1.0, value_name = "R")]
     pub repetition_penalty: f32,
-    /// Stop when this text is generated as one token (repeatable; the end-of-text token always stops).
+    /// Language models: stop when this text is generated as one token (repeatable; the
+    /// end-of-text token always stops).
     #[arg(long, value_name = "TEXT")]
     pub stop: Vec<String>,
-    /// Beam width (encoder–decoders; 1: no beam search).
-    #[arg(long, default_value_t = 1, value_name = "K")]
-    pub beam: usize,
-    /// Beam length penalty α.
-    #[arg(long, default_value_t = 0.6, value_name = "A")]
-    pub length_penalty: f32,
+    /// Encoder–decoders: beam width (default 1: no beam search).
+    #[arg(long, value_name = "K")]
+    pub beam: Option<usize>,
+    /// Encoder–decoders: beam length penalty α (default 0.6).
+    #[arg(long, value_name = "A")]
+    pub length_penalty: Option<f32>,
     /// Seed for sampling.
     #[arg(long, default_value_t = 0, value_name = "S")]
     pub seed: u64,
     /// Most tokens to emit for an encoder–decoder (default: twice the longest training target).
     #[arg(long, value_name = "N")]
     pub max_len: Option<usize>,
+    /// Print only one JSON line: each output's input, token ids and text (to compare with
+    /// transformers token by token), instead of streaming text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
     let ck = shiftlm::checkpoint::load(&a.checkpoint, &candle_core::Device::Cpu)
         .with_context(|| format!("loading checkpoint {}", a.checkpoint.display()))?;
     let causal = ck.config.model.is_causal();
+    if causal && (a.beam.is_some() || a.length_penalty.is_some() || a.max_len.is_some()) {
+        anyhow::bail!(
+            "--beam, --length-penalty and --max-len apply to encoder–decoders; a language model samples up to --max-new-tokens (--temperature 0 is greedy)"
+        );
+    }
+    if !causal && (a.max_new_tokens.is_some() || !a.stop.is_empty()) {
+        anyhow::bail!(
+            "--max-new-tokens and --stop apply to language models; an encoder–decoder stops at its end token or at --max-len"
+        );
+    }
     let prompts: Vec<String> = if a.prompt.is_empty() && !causal && !ck.config.model.is_forecaster() {
         std::io::stdin().lock().lines().collect::<Result<_, _>>().context("reading standard input")?
     } else {
@@ -75,17 +91,22 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
     let job = GenerateJob {
         checkpoint: a.checkpoint.clone(),
         prompts,
-        max_new_tokens: a.max_new_tokens,
+        max_new_tokens: a.max_new_tokens.unwrap_or(200),
         temperature: a.temperature,
         top_k: a.top_k,
         top_p: a.top_p,
         repetition_penalty: a.repetition_penalty,
         stop: a.stop.clone(),
-        beam: a.beam,
-        length_penalty: a.length_penalty,
+        beam: a.beam.unwrap_or(1),
+        length_penalty: a.length_penalty.unwrap_or(0.6),
         seed: a.seed,
         max_len: a.max_len,
     };
+    if a.json {
+        let outputs = generate_with(&ck, &job, &mut |_| {})?;
+        println!("{}", serde_json::json!({ "outputs": outputs }));
+        return Ok(());
+    }
     let mut out = std::io::stdout().lock();
     // A language model's prompt goes first, then the continuation as it
     // streams; nothing is printed before the job's settings are checked.

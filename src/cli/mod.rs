@@ -228,7 +228,26 @@ impl DataArgs {
         if let Some(s) = self.seed {
             cfg.train.seed = s;
         }
+        let task_flags = self.vocab.is_some() || self.min_len.is_some() || self.max_len.is_some();
+        if task_flags && !matches!(cfg.data, DataConfig::Task(_)) {
+            anyhow::bail!("--vocab, --min-len and --max-len shape the built-in tasks; with --data the file decides");
+        }
+        let bpe = match &cfg.data {
+            DataConfig::Text(t) => t.tokenizer == TokenizerKind::Bpe && t.tokenizer_file.is_none(),
+            DataConfig::File { tokenizer, tokenizer_file, .. } => {
+                *tokenizer == TokenizerKind::Bpe && tokenizer_file.is_none()
+            }
+            _ => false,
+        };
+        if self.bpe_vocab.is_some() && !bpe {
+            anyhow::bail!(
+                "--bpe-vocab sizes a BPE tokenizer trained on the data (--tokenizer bpe, no --tokenizer-file)"
+            );
+        }
         if let DataConfig::Task(spec) = &mut cfg.data {
+            if self.bpe_vocab.is_some() || self.tokenizer_file.is_some() || self.tokenizer.is_some() {
+                anyhow::bail!("a built-in task has its own symbols: --tokenizer, --bpe-vocab and --tokenizer-file apply to --data files");
+            }
             if let Some(t) = &self.task {
                 spec.kind = TaskKind::parse(t)?;
             }
@@ -290,7 +309,13 @@ impl DataArgs {
             [path] => {
                 let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.clone());
                 let tokenizer = self.tokenizer_kind().unwrap_or(TokenizerKind::Char);
-                cfg.data = DataConfig::File { path, tokenizer, valid_fraction: 0.1 };
+                cfg.data = DataConfig::File {
+                    path,
+                    tokenizer,
+                    valid_fraction: 0.1,
+                    bpe_vocab_size: self.bpe_vocab,
+                    tokenizer_file: self.tokenizer_file.clone(),
+                };
             }
             _ => anyhow::bail!("an encoder–decoder takes one --data file of pairs"),
         }

@@ -33,6 +33,12 @@ pub enum DataConfig {
         tokenizer: TokenizerKind,
         /// Fraction held out for validation, e.g. 0.1.
         valid_fraction: f64,
+        /// Vocabulary size of a `bpe` tokenizer, e.g. 2000 (the default).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        bpe_vocab_size: Option<usize>,
+        /// An existing `tokenizer.json` to use instead of building one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tokenizer_file: Option<PathBuf>,
     },
     /// Plain text files, for causal language models.
     Text(TextConfig),

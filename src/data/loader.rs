@@ -5,6 +5,7 @@
 use super::shift::{Batch, CausalBatch, ForecastBatch, Seq2SeqBatch};
 use super::tokenizer::{BOS, EOS, PAD};
 use super::Pair;
+use crate::error::{Error, Result};
 use crate::rng::Rng;
 use serde::{Deserialize, Serialize};
 
@@ -54,10 +55,18 @@ pub struct PairLoader {
 
 impl PairLoader {
     /// `batch_size` must be positive and `pairs` non-empty.
-    pub fn new(pairs: Vec<Pair>, batch_size: usize, seed: u64) -> Self {
-        assert!(batch_size > 0 && !pairs.is_empty());
+    pub fn new(pairs: Vec<Pair>, batch_size: usize, seed: u64) -> Result<Self> {
+        if batch_size == 0 {
+            return Err(Error::config("train.batch_size", "must be at least 1"));
+        }
+        if pairs.is_empty() {
+            return Err(Error::config(
+                "data",
+                "no training pairs: every pair was held out for validation (a tenth of the pairs, chosen by a hash of each); give more pairs",
+            ));
+        }
         let state = LoaderState::shuffled(pairs.len(), seed);
-        Self { pairs, batch_size, state }
+        Ok(Self { pairs, batch_size, state })
     }
 
     /// The next batch; a new shuffled epoch starts when one runs out. The
@@ -114,10 +123,16 @@ pub struct WindowLoader {
 
 impl WindowLoader {
     /// The stream must hold at least `block + 1` tokens.
-    pub fn new(tokens: Vec<u32>, batch_size: usize, block: usize, seed: u64) -> Self {
-        assert!(tokens.len() > block && batch_size > 0);
+    pub fn new(tokens: Vec<u32>, batch_size: usize, block: usize, seed: u64) -> Result<Self> {
+        if batch_size == 0 {
+            return Err(Error::config("train.batch_size", "must be at least 1"));
+        }
+        if tokens.len() <= block {
+            let n = tokens.len();
+            return Err(Error::config("data", format!("{n} training tokens; a window of {block} needs more")));
+        }
         let state = LoaderState { epoch: 0, cursor: 0, order: Vec::new(), rng: Rng::derive(seed, "loader") };
-        Self { tokens, batch_size, block, state }
+        Ok(Self { tokens, batch_size, block, state })
     }
 
     /// The next `batch_size` windows of `block` tokens, each at a uniformly drawn offset.
@@ -155,10 +170,15 @@ impl ForecastLoader {
         (l, h): (usize, usize),
         batch_size: usize,
         seed: u64,
-    ) -> Self {
-        assert!(batch_size > 0 && !starts.is_empty());
+    ) -> Result<Self> {
+        if batch_size == 0 {
+            return Err(Error::config("train.batch_size", "must be at least 1"));
+        }
+        if starts.is_empty() {
+            return Err(Error::config("data", format!("no training window of context {l} + horizon {h}")));
+        }
         let state = LoaderState::shuffled(starts.len(), seed);
-        Self { columns, n_targets, starts, l, h, batch_size, state }
+        Ok(Self { columns, n_targets, starts, l, h, batch_size, state })
     }
 
     /// The next batch, with the decoder's teacher-forced input.
@@ -248,8 +268,8 @@ mod tests {
 
     #[test]
     fn epoch_visits_every_example_once_and_is_seeded() {
-        let mut a = PairLoader::new(pairs(10), 3, 9);
-        let mut b = PairLoader::new(pairs(10), 3, 9);
+        let mut a = PairLoader::new(pairs(10), 3, 9).unwrap();
+        let mut b = PairLoader::new(pairs(10), 3, 9).unwrap();
         let mut seen = Vec::new();
         for _ in 0..4 {
             let x = a.next_batch();
@@ -266,8 +286,8 @@ mod tests {
     #[test]
     fn windows_are_seeded_and_in_range() {
         let tokens: Vec<u32> = (0..100).collect();
-        let mut a = WindowLoader::new(tokens.clone(), 4, 8, 3);
-        let mut b = WindowLoader::new(tokens.clone(), 4, 8, 3);
+        let mut a = WindowLoader::new(tokens.clone(), 4, 8, 3).unwrap();
+        let mut b = WindowLoader::new(tokens.clone(), 4, 8, 3).unwrap();
         for _ in 0..20 {
             let x = a.next_batch();
             assert_eq!(x, b.next_batch());
@@ -279,11 +299,11 @@ mod tests {
 
     #[test]
     fn restored_state_continues_identically() {
-        let mut a = PairLoader::new(pairs(7), 2, 1);
+        let mut a = PairLoader::new(pairs(7), 2, 1).unwrap();
         for _ in 0..5 {
             a.next_batch();
         }
-        let mut b = PairLoader::new(pairs(7), 2, 1);
+        let mut b = PairLoader::new(pairs(7), 2, 1).unwrap();
         b.set_state(a.state().clone());
         for _ in 0..10 {
             assert_eq!(a.next_batch(), b.next_batch());

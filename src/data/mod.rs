@@ -88,6 +88,23 @@ pub fn read_utf8(path: &Path) -> Result<String> {
     })
 }
 
+/// Warns (a `tracing` event) when text read from `source` had symbols the
+/// tokenizer does not know, which became `<unk>`: a checkpoint's
+/// tokenizer reused on new data (eval, fine-tune) silently loses them
+/// otherwise. Only shiftlm's own tokenizers map unknown symbols to `<unk>`.
+pub fn warn_unknown<'a>(tok: &Tokenizer, ids: impl IntoIterator<Item = &'a u32>, source: &Path) {
+    if !matches!(tok, Tokenizer::Char { .. } | Tokenizer::Symbols { .. }) {
+        return;
+    }
+    let unknown = ids.into_iter().filter(|&&i| i == tokenizer::UNK).count();
+    if unknown > 0 {
+        tracing::warn!(
+            "{}: {unknown} symbol(s) are not in the tokenizer's vocabulary and became <unk>",
+            source.display()
+        );
+    }
+}
+
 /// Loads the data a config names: generates a task, or reads and splits a
 /// file. A tokenizer is built from the training split unless one is given
 /// (evaluating or resuming a checkpoint reuses the checkpoint's).
@@ -97,20 +114,26 @@ pub fn load(cfg: &DataConfig, seed: u64, tokenizer: Option<&Tokenizer>) -> Resul
             let tok = tokenizer.cloned().unwrap_or_else(|| spec.tokenizer());
             Ok((Dataset::Pairs(spec.generate(seed)?), tok))
         }
-        DataConfig::File { path, tokenizer: kind, valid_fraction } => {
+        DataConfig::File { path, tokenizer: kind, valid_fraction, bpe_vocab_size, tokenizer_file } => {
             let (train, valid) = pairs::split(pairs::read_pairs(path)?, *valid_fraction);
             let tok = match (tokenizer, kind) {
                 (Some(t), _) => t.clone(),
+                (None, _) if tokenizer_file.is_some() => Tokenizer::load(tokenizer_file.as_deref().expect("checked"))?,
                 (None, TokenizerKind::Byte) => Tokenizer::Byte,
                 (None, TokenizerKind::Char) => {
                     Tokenizer::char_from_texts(train.iter().flat_map(|p| [p.source.as_str(), p.target.as_str()]))
                 }
                 (None, TokenizerKind::Bpe) => {
                     let texts: Vec<String> = train.iter().flat_map(|p| [p.source.clone(), p.target.clone()]).collect();
-                    Tokenizer::train_bpe(&texts, 2000)?
+                    Tokenizer::train_bpe(&texts, bpe_vocab_size.unwrap_or(2000))?
                 }
             };
-            Ok((Dataset::Pairs(pairs::encode(&tok, &train, &valid)), tok))
+            let splits = pairs::encode(&tok, &train, &valid);
+            if tokenizer.is_some() {
+                let all = splits.train.iter().chain(&splits.valid);
+                warn_unknown(&tok, all.flat_map(|p| p.source.iter().chain(&p.target)), path);
+            }
+            Ok((Dataset::Pairs(splits), tok))
         }
         DataConfig::Text(t) => text::load(t, tokenizer),
         // Forecasters read values: no tokenizer (the scaler plays its part).

@@ -59,7 +59,11 @@ pub fn load(cfg: &TextConfig, tokenizer: Option<&Tokenizer>) -> Result<(Dataset,
         if i > 0 {
             stream.extend(eot);
         }
-        stream.extend(tok.encode(t));
+        let ids = tok.encode(t);
+        if tokenizer.is_some() {
+            super::warn_unknown(&tok, &ids, &cfg.paths[i]);
+        }
+        stream.extend(ids);
     }
     let n_valid = ((stream.len() as f64) * cfg.valid_fraction.clamp(0.0, 0.5)) as usize;
     let valid = stream.split_off(stream.len() - n_valid);

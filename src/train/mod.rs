@@ -360,12 +360,12 @@ fn training_loader(cfg: &RunConfig, data: &Dataset) -> Result<Loader> {
     let (seed, bs) = (cfg.train.seed, cfg.train.batch_size);
     Ok(match (data, cfg.model.context()) {
         // Prompt/response pairs for a language model: only responses are supervised.
-        (Dataset::Pairs(s), Some(ctx)) if !s.train.is_empty() => {
-            Loader::Prompts(PairLoader::new(s.train.clone(), bs, seed), ctx, cfg.model_eos())
+        (Dataset::Pairs(s), Some(ctx)) => {
+            Loader::Prompts(PairLoader::new(s.train.clone(), bs, seed)?, ctx, cfg.model_eos())
         }
-        (Dataset::Pairs(s), _) if !s.train.is_empty() => Loader::Pairs(PairLoader::new(s.train.clone(), bs, seed)),
+        (Dataset::Pairs(s), _) => Loader::Pairs(PairLoader::new(s.train.clone(), bs, seed)?),
         (Dataset::Text { train, valid }, Some(ctx)) if train.len() > ctx && valid.len() > ctx => {
-            Loader::Windows(WindowLoader::new(train.clone(), bs, ctx, seed))
+            Loader::Windows(WindowLoader::new(train.clone(), bs, ctx, seed)?)
         }
         (Dataset::Text { train, valid }, Some(ctx)) => {
             return Err(Error::config(
@@ -398,7 +398,7 @@ fn training_loader(cfg: &RunConfig, data: &Dataset) -> Result<Loader> {
                     ),
                 ));
             }
-            Loader::Forecast(ForecastLoader::new(s.scaled.clone(), s.n_targets, starts, (l, h), bs, seed))
+            Loader::Forecast(ForecastLoader::new(s.scaled.clone(), s.n_targets, starts, (l, h), bs, seed)?)
         }
         _ => return Err(Error::config("data", "no training examples")),
     })
