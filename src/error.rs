@@ -64,6 +64,12 @@ pub enum Error {
         /// The file that exists.
         path: PathBuf,
     },
+    /// A tokenizer could not encode, decode or write itself.
+    #[error("tokenizer: {msg}")]
+    Tokenizer {
+        /// What failed, with the `tokenizers` library's reason.
+        msg: String,
+    },
     /// A job's setting is impossible; the message names the option (e.g. `--stop`).
     #[error("{msg}")]
     Setting {

@@ -50,6 +50,7 @@ pub mod error;
 pub mod eval;
 pub(crate) mod faults;
 pub mod io;
+pub mod limits;
 pub mod model;
 pub mod nn;
 pub mod ops;

@@ -64,8 +64,15 @@ impl Rng {
 
     /// Uniform integer in [0, n). `n` must be positive.
     pub fn below(&mut self, n: usize) -> usize {
-        // Lemire's multiply-shift; the bias is below 2^-32 for our sizes.
-        (((self.next_u64() >> 32) * n as u64) >> 32) as usize
+        let x = self.next_u64();
+        if n as u64 <= 1 << 32 {
+            // Lemire's multiply-shift on 32 bits (the bias is below 2^-32 for
+            // our sizes); kept, so that every seeded stream stays as it was.
+            (((x >> 32) * n as u64) >> 32) as usize
+        } else {
+            // On 64 bits beyond 2^32, where the 32-bit product would overflow.
+            ((x as u128 * n as u128) >> 64) as usize
+        }
     }
 
     /// Uniform in [lo, hi).
@@ -92,6 +99,18 @@ impl Rng {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn below_stays_below_for_every_size() {
+        let mut r = Rng::new(3);
+        for n in [1usize, 7, 1 << 32, (1 << 32) + 1, 1 << 40, usize::MAX] {
+            for _ in 0..1000 {
+                assert!(r.below(n) < n, "{n}");
+            }
+        }
+        // Large ranges are covered, not folded into the first 2^32.
+        assert!((0..1000).any(|_| r.below(1 << 40) > 1 << 39));
+    }
 
     #[test]
     fn same_seed_same_stream_and_state_round_trips() {

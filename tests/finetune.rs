@@ -77,7 +77,8 @@ fn finetuning_transformers_folders_lowers_their_held_out_loss() {
             std::fs::copy(src.join(f), hf.join(f)).unwrap();
         }
         // A tokenizer for the 50-id random model: symbols written as integers.
-        std::fs::write(hf.join("tokenizer.json"), shiftlm::data::Tokenizer::Symbols { n: 40 }.to_json_bytes()).unwrap();
+        std::fs::write(hf.join("tokenizer.json"), shiftlm::data::Tokenizer::Symbols { n: 40 }.to_json_bytes().unwrap())
+            .unwrap();
         let text: String = (0..400).map(|i| format!("{} ", (i * 7) % 12)).collect();
         std::fs::write(d.join("numbers.txt"), text).unwrap();
         let lr = if lora.is_some() { "2e-2" } else { "3e-3" };
@@ -169,7 +170,8 @@ fn frozen_parameters_do_not_move_and_hold_no_optimizer_state() {
     for f in ["config.json", "model.safetensors"] {
         std::fs::copy(src.join(f), d.join("hf").join(f)).unwrap();
     }
-    std::fs::write(d.join("hf/tokenizer.json"), shiftlm::data::Tokenizer::Symbols { n: 40 }.to_json_bytes()).unwrap();
+    std::fs::write(d.join("hf/tokenizer.json"), shiftlm::data::Tokenizer::Symbols { n: 40 }.to_json_bytes().unwrap())
+        .unwrap();
     let text: String = (0..400).map(|i| format!("{} ", (i * 7) % 12)).collect();
     std::fs::write(d.join("numbers.txt"), text).unwrap();
     let load = |p: &Path| -> HashMap<String, Tensor> { candle_core::safetensors::load(p, &Device::Cpu).unwrap() };

@@ -190,3 +190,31 @@ fn json_output_unknown_symbols_and_plain_logs() {
     assert!(err.contains("new.tsv") && err.contains("2 symbol(s) are not in the tokenizer's vocabulary"), "{err}");
     assert!(!err.contains('\x1b'), "colour codes in a log file: {err:?}");
 }
+
+/// A config that asks for more than its weights hold is refused before
+/// anything is allocated, naming the field (a `vocab_size` of 10¹¹ used to
+/// hang `generate` while it allocated).
+#[test]
+fn sizes_in_config_json_are_checked_before_allocating() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gpt2_tiny");
+    let tok = shiftlm::data::Tokenizer::Symbols { n: 40 }.to_json_bytes().unwrap();
+    for (name, vocab, needle) in [
+        ("huge", 100_000_000_000u64, "model.vocab_size: 100000000000 is more than"),
+        ("big", 5000, "transformer.wte.weight"), // within bounds: the strict load names the tensor
+        ("vast", 3_000_000, "asks for far more values than the file holds (parameter transformer.wte.weight"),
+    ] {
+        let to = d.join(name);
+        std::fs::create_dir_all(&to).unwrap();
+        std::fs::copy(src.join("model.safetensors"), to.join("model.safetensors")).unwrap();
+        std::fs::write(to.join("tokenizer.json"), &tok).unwrap();
+        let mut cfg: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(src.join("config.json")).unwrap()).unwrap();
+        cfg["vocab_size"] = vocab.into();
+        std::fs::write(to.join("config.json"), serde_json::to_vec(&cfg).unwrap()).unwrap();
+        let start = std::time::Instant::now();
+        fails(&run(d, &["generate", "--checkpoint", name, "--prompt", "1 2"]), &[needle]);
+        assert!(start.elapsed().as_secs() < 20, "{name}: took {:?}", start.elapsed());
+    }
+}

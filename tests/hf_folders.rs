@@ -15,7 +15,7 @@ fn folder(name: &str) -> tempfile::TempDir {
         std::fs::copy(src.join(f), dir.path().join(f)).unwrap();
     }
     let tok = shiftlm::data::Tokenizer::Symbols { n: 40 };
-    std::fs::write(dir.path().join("tokenizer.json"), tok.to_json_bytes()).unwrap();
+    std::fs::write(dir.path().join("tokenizer.json"), tok.to_json_bytes().unwrap()).unwrap();
     dir
 }
 

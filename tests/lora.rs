@@ -27,7 +27,8 @@ fn hf_folder(to: &Path) {
     for f in ["config.json", "model.safetensors", "generation_config.json"] {
         std::fs::copy(src.join(f), to.join(f)).unwrap();
     }
-    std::fs::write(to.join("tokenizer.json"), shiftlm::data::Tokenizer::Symbols { n: 40 }.to_json_bytes()).unwrap();
+    std::fs::write(to.join("tokenizer.json"), shiftlm::data::Tokenizer::Symbols { n: 40 }.to_json_bytes().unwrap())
+        .unwrap();
 }
 
 fn ids() -> Tensor {

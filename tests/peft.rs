@@ -18,7 +18,8 @@ fn base(name: &str, to: &Path) {
     for f in ["config.json", "model.safetensors"] {
         std::fs::copy(fixtures().join(name).join(f), to.join(f)).unwrap();
     }
-    std::fs::write(to.join("tokenizer.json"), shiftlm::data::Tokenizer::Symbols { n: 40 }.to_json_bytes()).unwrap();
+    std::fs::write(to.join("tokenizer.json"), shiftlm::data::Tokenizer::Symbols { n: 40 }.to_json_bytes().unwrap())
+        .unwrap();
 }
 
 fn rel_err(got: &Tensor, want: &Tensor) -> f32 {

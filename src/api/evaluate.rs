@@ -110,16 +110,18 @@ pub enum EvalOutcome {
 }
 
 /// The first `n` pairs with their decoded outputs, as text.
-pub fn decoded_examples(tok: &Tokenizer, pairs: &[Pair], outputs: &[Vec<u32>], n: usize) -> Vec<Example> {
+pub fn decoded_examples(tok: &Tokenizer, pairs: &[Pair], outputs: &[Vec<u32>], n: usize) -> Result<Vec<Example>> {
     pairs
         .iter()
         .zip(outputs)
         .take(n)
-        .map(|(p, out)| Example {
-            source: tok.decode(&p.source),
-            target: tok.decode(&p.target),
-            output: tok.decode(out),
-            correct: *out == p.target,
+        .map(|(p, out)| {
+            Ok(Example {
+                source: tok.decode(&p.source)?,
+                target: tok.decode(&p.target)?,
+                output: tok.decode(out)?,
+                correct: *out == p.target,
+            })
         })
         .collect()
 }
@@ -213,7 +215,7 @@ fn evaluate_forecaster(ck: &Loaded, model: &crate::model::Forecaster, job: &Eval
 fn evaluate_causal(ck: &Loaded, ctx: usize, job: &EvalJob) -> Result<EvalOutcome> {
     let tokens = match &job.data {
         Some(path) => {
-            let ids = ck.tokenizer.encode(&crate::data::read_utf8(path)?);
+            let ids = ck.tokenizer.encode(&crate::data::read_utf8(path)?)?;
             crate::data::warn_unknown(&ck.tokenizer, &ids, path);
             ids
         }
@@ -247,7 +249,7 @@ fn evaluate_pairs(ck: &Loaded, job: &EvalJob) -> Result<EvalOutcome> {
     let pairs = match &job.data {
         Some(path) => {
             let raw = crate::data::pairs::read_pairs(path)?;
-            let pairs = crate::data::pairs::encode(&ck.tokenizer, &raw, &[]).train;
+            let pairs = crate::data::pairs::encode(&ck.tokenizer, &raw, &[])?.train;
             crate::data::warn_unknown(&ck.tokenizer, pairs.iter().flat_map(|p| p.source.iter().chain(&p.target)), path);
             pairs
         }
@@ -278,6 +280,6 @@ fn evaluate_pairs(ck: &Loaded, job: &EvalJob) -> Result<EvalOutcome> {
     };
     let opts = DecodeOptions { strategy, max_len: 2 * ck.config.max_target_len + 2 };
     let (report, outputs) = crate::eval::evaluate(&ck.model, &pairs, 256, &opts, &Device::Cpu)?;
-    let examples = decoded_examples(&ck.tokenizer, &pairs, &outputs, job.show.unwrap_or(5));
+    let examples = decoded_examples(&ck.tokenizer, &pairs, &outputs, job.show.unwrap_or(5))?;
     Ok(EvalOutcome::Pairs { report, examples })
 }

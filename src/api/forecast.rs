@@ -74,7 +74,7 @@ pub fn forecast(job: &ForecastJob) -> Result<ForecastOutput> {
         Some(ts) => {
             let mut v: Vec<String> = ts[origin..len.min(origin + h)].to_vec();
             let missing = h - v.len();
-            v.extend(extrapolate_timestamps(&ts[..len], missing));
+            v.extend(extrapolate_timestamps(&ts[..len], missing)?);
             v
         }
         None => (origin..origin + h).map(|r| r.to_string()).collect(),

@@ -105,13 +105,13 @@ fn continue_prompt(ck: &Loaded, job: &GenerateJob, on_text: &mut dyn FnMut(&str)
     let eos = ck.config.model_eos();
     let mut stop = vec![eos];
     for s in &job.stop {
-        match ck.tokenizer.encode(s).as_slice() {
+        match ck.tokenizer.encode(s)?.as_slice() {
             [id] => stop.push(*id),
             _ => return Err(Error::setting(format!("--stop {s:?} is not a single token of this tokenizer"))),
         }
     }
     let prompt = job.prompts.join("\n");
-    let mut ids = ck.tokenizer.encode(&prompt);
+    let mut ids = ck.tokenizer.encode(&prompt)?;
     if ids.is_empty() {
         ids.push(eos); // no prompt: start from end-of-text, as after a document
     }
@@ -126,15 +126,15 @@ fn continue_prompt(ck: &Loaded, job: &GenerateJob, on_text: &mut dyn FnMut(&str)
     };
     let mut stream = Stream::default();
     crate::decode::causal::generate(&ck.model, &ids, &o, &Device::Cpu, |id| {
-        if let Some(fresh) = stream.push(&ck.tokenizer, id) {
+        if let Some(fresh) = stream.push(&ck.tokenizer, id)? {
             on_text(&fresh);
         }
         Ok(())
     })?;
-    if let Some(tail) = stream.finish(&ck.tokenizer) {
+    if let Some(tail) = stream.finish(&ck.tokenizer)? {
         on_text(&tail);
     }
-    let text = ck.tokenizer.decode(&stream.ids);
+    let text = ck.tokenizer.decode(&stream.ids)?;
     Ok(vec![Output { input: prompt, ids: stream.ids, text }])
 }
 
@@ -151,19 +151,19 @@ struct Stream {
 
 impl Stream {
     /// Adds `id`; returns the text it completes, if any.
-    fn push(&mut self, tok: &crate::data::Tokenizer, id: u32) -> Option<String> {
+    fn push(&mut self, tok: &crate::data::Tokenizer, id: u32) -> Result<Option<String>> {
         self.ids.push(id);
-        let text = tok.decode(&self.ids);
+        let text = tok.decode(&self.ids)?;
         if text.ends_with('\u{FFFD}') {
-            return None; // maybe a character still in the making
+            return Ok(None); // maybe a character still in the making
         }
-        self.fresh(text)
+        Ok(self.fresh(text))
     }
 
     /// What is left at the end, an unfinished character included.
-    fn finish(&mut self, tok: &crate::data::Tokenizer) -> Option<String> {
-        let text = tok.decode(&self.ids);
-        self.fresh(text)
+    fn finish(&mut self, tok: &crate::data::Tokenizer) -> Result<Option<String>> {
+        let text = tok.decode(&self.ids)?;
+        Ok(self.fresh(text))
     }
 
     fn fresh(&mut self, text: String) -> Option<String> {
@@ -199,12 +199,12 @@ fn decode_inputs(ck: &Loaded, model: EncDec, job: &GenerateJob, on_text: &mut dy
     let opts = DecodeOptions { strategy, max_len: job.max_len.unwrap_or(2 * ck.config.max_target_len + 2) };
     let mut outputs = Vec::new();
     for input in &job.prompts {
-        let ids = ck.tokenizer.encode(input);
+        let ids = ck.tokenizer.encode(input)?;
         if ids.contains(&crate::data::tokenizer::UNK) {
             tracing::warn!(input = %input, "input holds symbols the tokenizer does not know");
         }
         let out = decode_batch(model, &[ids.as_slice()], &opts, &dev)?.swap_remove(0);
-        let text = ck.tokenizer.decode(&out);
+        let text = ck.tokenizer.decode(&out)?;
         on_text(&text);
         outputs.push(Output { input: input.clone(), ids: out, text });
     }
@@ -219,15 +219,15 @@ mod tests {
     #[test]
     fn streaming_waits_for_whole_characters_and_ends_with_an_unfinished_one_as_fffd() {
         let tok = Tokenizer::Byte;
-        let id = |b: u8| tok.encode(&String::from_utf8_lossy(&[b]))[0];
+        let id = |b: u8| tok.encode(&String::from_utf8_lossy(&[b])).unwrap()[0];
         let byte = |b: u8| b as u32 + 4; // byte ids follow the 4 specials
         assert_eq!(id(b'a'), byte(b'a'));
         let mut s = Stream::default();
-        assert_eq!(s.push(&tok, byte(b'a')).as_deref(), Some("a"));
-        assert_eq!(s.push(&tok, byte(0xC3)), None); // "é" is C3 A9
-        assert_eq!(s.push(&tok, byte(0xA9)).as_deref(), Some("é"));
-        assert_eq!(s.push(&tok, byte(0xE2)), None); // a 3-byte character cut short
-        assert_eq!(s.finish(&tok).as_deref(), Some("\u{FFFD}"));
-        assert_eq!(tok.decode(&s.ids), "aé\u{FFFD}");
+        assert_eq!(s.push(&tok, byte(b'a')).unwrap().as_deref(), Some("a"));
+        assert_eq!(s.push(&tok, byte(0xC3)).unwrap(), None); // "é" is C3 A9
+        assert_eq!(s.push(&tok, byte(0xA9)).unwrap().as_deref(), Some("é"));
+        assert_eq!(s.push(&tok, byte(0xE2)).unwrap(), None); // a 3-byte character cut short
+        assert_eq!(s.finish(&tok).unwrap().as_deref(), Some("\u{FFFD}"));
+        assert_eq!(tok.decode(&s.ids).unwrap(), "aé\u{FFFD}");
     }
 }

@@ -246,7 +246,7 @@ pub fn evaluate(trainer: &Trainer, show: usize) -> Result<Evaluation> {
         }
         let opts = DecodeOptions { strategy: Strategy::Greedy, max_len: 2 * trainer.cfg.max_target_len + 2 };
         let (report, outputs) = crate::eval::evaluate(&trainer.model, &pairs.valid, 256, &opts, &dev)?;
-        let examples = decoded_examples(&trainer.tokenizer, &pairs.valid, &outputs, show);
+        let examples = decoded_examples(&trainer.tokenizer, &pairs.valid, &outputs, show)?;
         return Ok(Evaluation::Pairs { report, examples });
     }
     let stats = crate::eval::teacher_forced(&trainer.model, trainer.valid_batches().into_iter(), &dev)?;
@@ -254,7 +254,7 @@ pub fn evaluate(trainer: &Trainer, show: usize) -> Result<Evaluation> {
         let prompt = vec![trainer.cfg.model_eos()];
         let o = SampleOptions { max_new_tokens: 40 * show, seed: 1, ..Default::default() };
         let ids = crate::decode::causal::generate(&trainer.model, &prompt, &o, &dev, |_| Ok(()))?;
-        Some(trainer.tokenizer.decode(&ids))
+        Some(trainer.tokenizer.decode(&ids)?)
     } else {
         None
     };

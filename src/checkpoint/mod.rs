@@ -69,7 +69,7 @@ fn open(dir: &Path, keep: folder::Keep) -> Result<Opened> {
 pub fn model_files(cfg: &RunConfig, store: &ParamStore, tok: &Tokenizer) -> Result<Vec<(&'static str, Vec<u8>)>> {
     let mut files = vec![(CONFIG, hf::config_json(cfg)), (MODEL, store.to_bytes()?)];
     if !matches!(tok, Tokenizer::Values) {
-        files.push((TOKENIZER, tok.to_json_bytes()));
+        files.push((TOKENIZER, tok.to_json_bytes()?));
     }
     Ok(files)
 }
@@ -125,9 +125,12 @@ pub fn load(dir: &Path, dev: &Device) -> Result<Loaded> {
             }
             let tokenizer = Tokenizer::load(&tok_path)?;
             check_vocab(&tokenizer, &config, &tok_path)?;
+            let files = hf_weight_files(&dir)?;
             let store = ParamStore::new(0, dev);
+            let held = files.iter().map(|f| crate::nn::params::safetensors_file_values(f)).sum::<Result<u64>>()?;
+            store.limit(held, &files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(", "));
             let model = Model::new(&config.model, store.var_builder())?;
-            store.load_files_except(&hf_weight_files(&dir)?, |n| config.model.ignorable(n))?;
+            store.load_files_except(&files, |n| config.model.ignorable(n))?;
             Ok(Loaded { config, model, store, tokenizer, dir, step: 0 })
         }
     }
@@ -137,6 +140,8 @@ pub fn load(dir: &Path, dev: &Device) -> Result<Loaded> {
 pub fn load_files(files: &Files, dev: &Device) -> Result<Loaded> {
     let (config, tokenizer) = config_and_tokenizer(files)?;
     let store = ParamStore::new(0, dev);
+    let path = files.path(MODEL);
+    store.limit(crate::nn::params::safetensors_values(files.get(MODEL)?, &path)?, &path.display().to_string());
     let model = Model::new(&config.model, store.var_builder())?;
     load_model_bytes(files, &store, &config.model)?;
     Ok(Loaded { config, model, store, tokenizer, dir: files.dir.clone(), step: files.manifest.step })
@@ -216,6 +221,7 @@ pub fn load_with_adapter(base: &Path, adapter: &Path, dev: &Device) -> Result<Lo
 /// the family's ignorable buffers).
 pub fn load_weights(cfg: &ModelConfig, path: &Path, dev: &Device) -> Result<(Model, ParamStore)> {
     let store = ParamStore::new(0, dev);
+    store.limit(crate::nn::params::safetensors_file_values(path)?, &path.display().to_string());
     let model = Model::new(cfg, store.var_builder())?;
     store.load_except(path, |n| cfg.ignorable(n))?;
     Ok((model, store))

@@ -143,6 +143,16 @@ impl RunConfig {
     pub fn validate(&self) -> Result<()> {
         self.model.validate()?;
         self.train.validate()?;
+        // A batch (and its activations) must fit before it is built: at most
+        // 2²⁸ positions.
+        let width = self.model.context().unwrap_or(self.max_target_len).max(1);
+        let (batch, limit) = (self.train.batch_size as u64, 1u64 << 28);
+        if batch.checked_mul(width as u64).is_none_or(|n| n > limit) {
+            return Err(Error::config(
+                "train.batch_size",
+                format!("{batch} rows of {width} positions is more than {limit} positions per batch"),
+            ));
+        }
         let tokens = matches!(self.data, DataConfig::Task(_) | DataConfig::File { .. });
         let input = self.model.family().encoder_input();
         if tokens && input.is_some_and(|i| !matches!(i, crate::model::FrontendConfig::Tokens { .. })) {

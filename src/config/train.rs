@@ -127,6 +127,7 @@ impl TrainConfig {
                 return Err(Error::config(field, "must be at least 1"));
             }
         }
+        crate::limits::check_sizes(&[("train.batch_size", self.batch_size), ("train.grad_accum", self.grad_accum)])?;
         if !(self.grad_clip >= 0.0 && self.grad_clip.is_finite()) {
             return Err(Error::config("train.grad_clip", "must be finite and >= 0"));
         }

@@ -128,7 +128,7 @@ pub fn load(cfg: &DataConfig, seed: u64, tokenizer: Option<&Tokenizer>) -> Resul
                     Tokenizer::train_bpe(&texts, bpe_vocab_size.unwrap_or(2000))?
                 }
             };
-            let splits = pairs::encode(&tok, &train, &valid);
+            let splits = pairs::encode(&tok, &train, &valid)?;
             if tokenizer.is_some() {
                 let all = splits.train.iter().chain(&splits.valid);
                 warn_unknown(&tok, all.flat_map(|p| p.source.iter().chain(&p.target)), path);

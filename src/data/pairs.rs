@@ -113,11 +113,11 @@ pub fn split(pairs: Vec<TextPair>, valid_fraction: f64) -> (Vec<TextPair>, Vec<T
 }
 
 /// Tokenizes both splits.
-pub fn encode(tok: &Tokenizer, train: &[TextPair], valid: &[TextPair]) -> Splits {
-    let enc = |ps: &[TextPair]| {
-        ps.iter().map(|p| Pair { source: tok.encode(&p.source), target: tok.encode(&p.target) }).collect()
+pub fn encode(tok: &Tokenizer, train: &[TextPair], valid: &[TextPair]) -> Result<Splits> {
+    let enc = |ps: &[TextPair]| -> Result<Vec<Pair>> {
+        ps.iter().map(|p| Ok(Pair { source: tok.encode(&p.source)?, target: tok.encode(&p.target)? })).collect()
     };
-    Splits { train: enc(train), valid: enc(valid) }
+    Ok(Splits { train: enc(train)?, valid: enc(valid)? })
 }
 
 #[cfg(test)]

@@ -394,38 +394,46 @@ pub fn synthetic(len: usize, seed: u64) -> Vec<f32> {
 /// months apart (monthly, quarterly, yearly data; month ends stay month
 /// ends) continue in calendar months, others by the same number of seconds.
 /// Empty strings when the last two are not in one of these layouts.
-pub fn extrapolate_timestamps(known: &[String], k: usize) -> Vec<String> {
+pub fn extrapolate_timestamps(known: &[String], k: usize) -> Result<Vec<String>> {
     let n = known.len();
     if n < 2 {
-        return vec![String::new(); k];
+        return Ok(vec![String::new(); k]);
     }
     let (a, b) = (known[n - 2].as_str(), known[n - 1].as_str());
+    let overflow = || Error::config("timestamp", format!("continuing {a}, {b} for {k} steps overflows"));
+    let k = i64::try_from(k).map_err(|_| overflow())?;
     if let (Ok(x), Ok(y)) = (a.parse::<i64>(), b.parse::<i64>()) {
-        return (1..=k as i64).map(|i| (y + i * (y - x)).to_string()).collect();
+        let step = y.checked_sub(x).ok_or_else(overflow)?;
+        return (1..=k)
+            .map(|i| Ok(i.checked_mul(step).and_then(|s| s.checked_add(y)).ok_or_else(overflow)?.to_string()))
+            .collect();
     }
     if let (Ok(x), Ok(y)) = (a.parse::<f64>(), b.parse::<f64>()) {
-        return (1..=k).map(|i| format!("{}", y + i as f64 * (y - x))).collect();
+        return Ok((1..=k).map(|i| format!("{}", y + i as f64 * (y - x))).collect());
     }
     let (Some(x), Some(y)) = (DateTime::parse(a), DateTime::parse(b)) else {
-        return vec![String::new(); k];
+        return Ok(vec![String::new(); k as usize]);
     };
     let months = (y.y * 12 + y.m) - (x.y * 12 + x.m);
     let month_end = |d: &DateTime| d.d == days_in_month(d.y, d.m);
     let calendar = x.secs == y.secs && months > 0 && (x.d == y.d || (month_end(&x) && month_end(&y)));
     let step = y.seconds() - x.seconds();
-    (1..=k as i64)
+    (1..=k)
         .map(|i| {
-            if calendar {
-                let mi = y.y * 12 + (y.m - 1) + i * months;
+            Ok(if calendar {
+                let mi =
+                    i.checked_mul(months).and_then(|m| m.checked_add(y.y * 12 + (y.m - 1))).ok_or_else(overflow)?;
                 let (yy, mm) = (mi.div_euclid(12), mi.rem_euclid(12) + 1);
                 let last = days_in_month(yy, mm);
                 let dd = if month_end(&y) { last } else { y.d.min(last) };
-                format_datetime(days_from_civil(yy, mm, dd) * 86400 + y.secs, y.sep, y.with_s)
+                let secs = days_from_civil(yy, mm, dd).checked_mul(86400).and_then(|s| s.checked_add(y.secs));
+                format_datetime(secs.ok_or_else(overflow)?, y.sep, y.with_s)
             } else if step > 0 {
-                format_datetime(y.seconds() + i * step, y.sep, y.with_s)
+                let secs = i.checked_mul(step).and_then(|s| s.checked_add(y.seconds())).ok_or_else(overflow)?;
+                format_datetime(secs, y.sep, y.with_s)
             } else {
                 String::new()
-            }
+            })
         })
         .collect()
 }
@@ -585,27 +593,39 @@ mod tests {
     #[test]
     fn timestamps_continue_at_their_last_interval() {
         let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
-        assert_eq!(extrapolate_timestamps(&s(&["3", "5"]), 2), s(&["7", "9"]));
-        assert_eq!(extrapolate_timestamps(&s(&["2024-02-27", "2024-02-28"]), 2), s(&["2024-02-29", "2024-03-01"]));
-        assert_eq!(extrapolate_timestamps(&s(&["2001-12-22", "2001-12-29"]), 1), s(&["2002-01-05"]));
+        assert_eq!(extrapolate_timestamps(&s(&["3", "5"]), 2).unwrap(), s(&["7", "9"]));
         assert_eq!(
-            extrapolate_timestamps(&s(&["2024-03-31 22:00", "2024-03-31 23:00"]), 2),
+            extrapolate_timestamps(&s(&["2024-02-27", "2024-02-28"]), 2).unwrap(),
+            s(&["2024-02-29", "2024-03-01"])
+        );
+        assert_eq!(extrapolate_timestamps(&s(&["2001-12-22", "2001-12-29"]), 1).unwrap(), s(&["2002-01-05"]));
+        assert_eq!(
+            extrapolate_timestamps(&s(&["2024-03-31 22:00", "2024-03-31 23:00"]), 2).unwrap(),
             s(&["2024-04-01 00:00", "2024-04-01 01:00"])
         );
         assert_eq!(
-            extrapolate_timestamps(&s(&["1969-12-31T23:59:30", "1969-12-31T23:59:45"]), 1),
+            extrapolate_timestamps(&s(&["1969-12-31T23:59:30", "1969-12-31T23:59:45"]), 1).unwrap(),
             s(&["1970-01-01T00:00:00"])
         );
-        assert_eq!(extrapolate_timestamps(&s(&["mon", "tue"]), 1), s(&[""]));
+        assert_eq!(extrapolate_timestamps(&s(&["mon", "tue"]), 1).unwrap(), s(&[""]));
         // Calendar months: monthly, month ends, quarterly, yearly.
-        assert_eq!(extrapolate_timestamps(&s(&["2024-01-01", "2024-02-01"]), 2), s(&["2024-03-01", "2024-04-01"]));
-        assert_eq!(extrapolate_timestamps(&s(&["2024-01-31", "2024-02-29"]), 2), s(&["2024-03-31", "2024-04-30"]));
-        assert_eq!(extrapolate_timestamps(&s(&["2023-11-15", "2024-02-15"]), 1), s(&["2024-05-15"]));
-        assert_eq!(extrapolate_timestamps(&s(&["2020-01-01", "2021-01-01"]), 1), s(&["2022-01-01"]));
+        assert_eq!(
+            extrapolate_timestamps(&s(&["2024-01-01", "2024-02-01"]), 2).unwrap(),
+            s(&["2024-03-01", "2024-04-01"])
+        );
+        assert_eq!(
+            extrapolate_timestamps(&s(&["2024-01-31", "2024-02-29"]), 2).unwrap(),
+            s(&["2024-03-31", "2024-04-30"])
+        );
+        assert_eq!(extrapolate_timestamps(&s(&["2023-11-15", "2024-02-15"]), 1).unwrap(), s(&["2024-05-15"]));
+        assert_eq!(extrapolate_timestamps(&s(&["2020-01-01", "2021-01-01"]), 1).unwrap(), s(&["2022-01-01"]));
         // Never a panic on odd text, and no half-parsed layouts.
-        assert_eq!(extrapolate_timestamps(&s(&["2024-01-01 1時0", "2024-01-01 1時0"]), 1), s(&[""]));
-        assert_eq!(extrapolate_timestamps(&s(&["2024-01-01 13:00.05", "2024-01-01 14:00.05"]), 1), s(&[""]));
-        assert_eq!(extrapolate_timestamps(&s(&["x"]), 1), s(&[""]));
+        assert_eq!(extrapolate_timestamps(&s(&["2024-01-01 1時0", "2024-01-01 1時0"]), 1).unwrap(), s(&[""]));
+        assert_eq!(extrapolate_timestamps(&s(&["2024-01-01 13:00.05", "2024-01-01 14:00.05"]), 1).unwrap(), s(&[""]));
+        assert_eq!(extrapolate_timestamps(&s(&["x"]), 1).unwrap(), s(&[""]));
+        // Overflow is an error naming the timestamps, not a wrapped number.
+        let e = extrapolate_timestamps(&s(&["0", "9223372036854775000"]), 3).unwrap_err().to_string();
+        assert!(e.contains("timestamp") && e.contains("overflows"), "{e}");
     }
 
     #[test]

@@ -76,6 +76,8 @@ impl TaskSpec {
         if self.vocab < 2 {
             return Err(Error::config("task.vocab", "needs at least 2 symbols"));
         }
+        // Symbol ids (after the 4 specials) are u32; a size cap keeps them there.
+        crate::limits::check_sizes(&[("task.vocab", self.vocab), ("task.max_len", self.max_len)])?;
         if self.min_len == 0 || self.min_len > self.max_len {
             return Err(Error::config(
                 "task.min_len",

@@ -59,7 +59,7 @@ pub fn load(cfg: &TextConfig, tokenizer: Option<&Tokenizer>) -> Result<(Dataset,
         if i > 0 {
             stream.extend(eot);
         }
-        let ids = tok.encode(t);
+        let ids = tok.encode(t)?;
         if tokenizer.is_some() {
             super::warn_unknown(&tok, &ids, &cfg.paths[i]);
         }

@@ -49,7 +49,10 @@ pub enum Tokenizer {
 
 impl PartialEq for Tokenizer {
     fn eq(&self, other: &Self) -> bool {
-        self.to_json() == other.to_json()
+        match (self, other) {
+            (Tokenizer::Values, Tokenizer::Values) => true,
+            _ => matches!((self.to_json(), other.to_json()), (Ok(a), Ok(b)) if a == b),
+        }
     }
 }
 
@@ -116,9 +119,10 @@ impl Tokenizer {
         }
     }
 
-    /// Text to ids (no BOS/EOS).
-    pub fn encode(&self, text: &str) -> Vec<u32> {
-        match self {
+    /// Text to ids (no BOS/EOS). Only a `tokenizers` tokenizer can fail;
+    /// its reason is kept.
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        Ok(match self {
             Tokenizer::Char { chars } => text
                 .chars()
                 .map(|c| match chars.binary_search(&c) {
@@ -134,14 +138,18 @@ impl Tokenizer {
                     _ => UNK,
                 })
                 .collect(),
-            Tokenizer::Hf(t) => t.encode(text, false).map(|e| e.get_ids().to_vec()).unwrap_or_default(),
+            Tokenizer::Hf(t) => t
+                .encode(text, false)
+                .map(|e| e.get_ids().to_vec())
+                .map_err(|e| Error::Tokenizer { msg: format!("cannot encode the text: {e}") })?,
             Tokenizer::Values => Vec::new(),
-        }
+        })
     }
 
-    /// Ids to text; special ids are dropped (UNK becomes U+FFFD).
-    pub fn decode(&self, ids: &[u32]) -> String {
-        match self {
+    /// Ids to text; special ids are dropped (UNK becomes U+FFFD). Only a
+    /// `tokenizers` tokenizer can fail; its reason is kept.
+    pub fn decode(&self, ids: &[u32]) -> Result<String> {
+        Ok(match self {
             Tokenizer::Byte => {
                 let bytes: Vec<u8> = ids
                     .iter()
@@ -159,9 +167,11 @@ impl Tokenizer {
             Tokenizer::Char { .. } => {
                 ids.iter().filter(|&&i| i >= N_SPECIAL || i == UNK).map(|&i| self.token_str(i)).collect()
             }
-            Tokenizer::Hf(t) => t.decode(ids, true).unwrap_or_default(),
+            Tokenizer::Hf(t) => t
+                .decode(ids, true)
+                .map_err(|e| Error::Tokenizer { msg: format!("cannot decode {} ids: {e}", ids.len()) })?,
             Tokenizer::Values => String::new(),
-        }
+        })
     }
 
     /// How one id prints on its own (specials by name), for previews.
@@ -199,7 +209,7 @@ impl Tokenizer {
     }
 
     /// The `tokenizer.json` document (Hugging Face format).
-    pub fn to_json(&self) -> Value {
+    pub fn to_json(&self) -> Result<Value> {
         let added: Vec<Value> = SPECIAL_NAMES
             .iter()
             .enumerate()
@@ -211,7 +221,7 @@ impl Tokenizer {
         }
         let bpe = |vocab: serde_json::Map<String, Value>| json!({"type": "BPE", "dropout": null, "unk_token": "<unk>", "continuing_subword_prefix": null, "end_of_word_suffix": null, "fuse_unk": false, "byte_fallback": false, "ignore_merges": false, "vocab": vocab, "merges": []});
         let doc = |pre: Value, decoder: Value, model: Value| json!({"version": "1.0", "truncation": null, "padding": null, "added_tokens": added, "normalizer": null, "pre_tokenizer": pre, "post_processor": null, "decoder": decoder, "model": model});
-        match self {
+        Ok(match self {
             Tokenizer::Char { chars } => {
                 for (i, c) in chars.iter().enumerate() {
                     vocab.insert(c.to_string(), json!(i as u32 + N_SPECIAL));
@@ -236,9 +246,15 @@ impl Tokenizer {
                     json!({"type": "WordLevel", "vocab": vocab, "unk_token": "<unk>"}),
                 )
             }
-            Tokenizer::Hf(t) => serde_json::from_str(&t.to_string(false).unwrap_or_default()).unwrap_or(Value::Null),
-            Tokenizer::Values => Value::Null,
-        }
+            Tokenizer::Hf(t) => {
+                let text =
+                    t.to_string(false).map_err(|e| Error::Tokenizer { msg: format!("cannot write itself: {e}") })?;
+                serde_json::from_str(&text).map_err(|e| Error::Tokenizer { msg: format!("wrote invalid JSON: {e}") })?
+            }
+            Tokenizer::Values => {
+                return Err(Error::Tokenizer { msg: "a forecaster reads values and has no tokenizer.json".into() })
+            }
+        })
     }
 
     /// Recognises shiftlm's own tokenizers (so encoding stays exact and
@@ -262,7 +278,7 @@ impl Tokenizer {
         // Only a document identical to what shiftlm writes takes the fast
         // path; anything else (a normalizer, other pre-tokenizer settings…)
         // goes to the `tokenizers` crate, which then decides the ids.
-        let exact = |t: Tokenizer| (t.to_json() == v).then_some(t);
+        let exact = |t: Tokenizer| t.to_json().is_ok_and(|j| j == v).then_some(t);
         if ours {
             if let Some(toks) = model["vocab"].as_object().and_then(ordered) {
                 match (model["type"].as_str(), v["pre_tokenizer"]["type"].as_str()) {
@@ -310,12 +326,12 @@ impl Tokenizer {
 
     /// Writes `tokenizer.json`.
     pub fn save(&self, path: &Path) -> Result<()> {
-        crate::io::write_atomic(path, self.to_json_bytes().as_slice())
+        crate::io::write_atomic(path, &self.to_json_bytes()?)
     }
 
     /// The `tokenizer.json` contents, pretty-printed.
-    pub fn to_json_bytes(&self) -> Vec<u8> {
-        serde_json::to_vec_pretty(&self.to_json()).expect("JSON serialises")
+    pub fn to_json_bytes(&self) -> Result<Vec<u8>> {
+        Ok(serde_json::to_vec_pretty(&self.to_json()?).expect("JSON serialises"))
     }
 
     /// Reads any `tokenizer.json`.
@@ -340,29 +356,29 @@ mod tests {
         #[test]
         fn byte_round_trips(s in any::<String>()) {
             let t = Tokenizer::Byte;
-            prop_assert_eq!(t.decode(&t.encode(&s)), s);
+            prop_assert_eq!(t.decode(&t.encode(&s).unwrap()).unwrap(), s);
         }
 
         #[test]
         fn char_round_trips_on_its_alphabet(s in any::<String>()) {
             let t = Tokenizer::char_from_texts([s.as_str()]);
-            let ids = t.encode(&s);
+            let ids = t.encode(&s).unwrap();
             prop_assert!(ids.iter().all(|&i| i >= N_SPECIAL && (i as usize) < t.vocab_size()));
-            prop_assert_eq!(t.decode(&ids), s);
+            prop_assert_eq!(t.decode(&ids).unwrap(), s);
         }
 
         #[test]
         fn symbols_round_trip(xs in proptest::collection::vec(0usize..50, 0..20)) {
             let t = Tokenizer::Symbols { n: 50 };
             let s = xs.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(" ");
-            prop_assert_eq!(t.decode(&t.encode(&s)), s);
+            prop_assert_eq!(t.decode(&t.encode(&s).unwrap()).unwrap(), s);
         }
     }
 
     #[test]
     fn unknown_chars_become_unk() {
         let t = Tokenizer::char_from_texts(["abc"]);
-        assert_eq!(t.encode("az"), vec![N_SPECIAL, UNK]);
+        assert_eq!(t.encode("az").unwrap(), vec![N_SPECIAL, UNK]);
         assert_eq!(t.vocab_size(), 7);
     }
 
@@ -372,16 +388,16 @@ mod tests {
     fn saved_json_is_a_real_tokenizer_json() {
         let text = "Hello, wörld!\n  tabs\tand ünïcode ☃ 123";
         for t in [Tokenizer::char_from_texts([text]), Tokenizer::Byte, Tokenizer::Symbols { n: 200 }] {
-            let json = serde_json::to_string(&t.to_json()).unwrap();
+            let json = serde_json::to_string(&t.to_json().unwrap()).unwrap();
             let hf: tokenizers::Tokenizer = json.parse().unwrap();
             let input = if matches!(t, Tokenizer::Symbols { .. }) { "1 22 199 7" } else { text };
-            assert_eq!(hf.encode(input, false).unwrap().get_ids(), t.encode(input).as_slice(), "{t:?}");
-            assert_eq!(hf.decode(&t.encode(input), true).unwrap(), input, "{t:?}");
+            assert_eq!(hf.encode(input, false).unwrap().get_ids(), t.encode(input).unwrap().as_slice(), "{t:?}");
+            assert_eq!(hf.decode(&t.encode(input).unwrap(), true).unwrap(), input, "{t:?}");
             let back = Tokenizer::from_json_str(&json, Path::new("x")).unwrap();
             assert!(!matches!(back, Tokenizer::Hf(_)));
-            assert_eq!(back.encode(input), t.encode(input));
+            assert_eq!(back.encode(input).unwrap(), t.encode(input).unwrap());
             // With a normalizer it is no longer ours: the tokenizers crate decides.
-            let mut v = t.to_json();
+            let mut v = t.to_json().unwrap();
             v["normalizer"] = serde_json::json!({"type": "Lowercase"});
             let other = Tokenizer::from_json_str(&v.to_string(), Path::new("x")).unwrap();
             assert!(matches!(other, Tokenizer::Hf(_)), "{t:?}");
@@ -399,8 +415,28 @@ mod tests {
         assert!(a.vocab_size() <= 300 && a.vocab_size() > 260);
         assert_eq!(a.token_id("</s>"), Some(EOS));
         let s = "the lazy fox jumps ünïcode";
-        let ids = a.encode(s);
+        let ids = a.encode(s).unwrap();
         assert!(ids.len() < s.len());
-        assert_eq!(a.decode(&ids), s);
+        assert_eq!(a.decode(&ids).unwrap(), s);
+    }
+
+    /// The `tokenizers` library's failures are errors, not empty ids.
+    #[test]
+    fn a_tokenizer_that_cannot_encode_says_so() {
+        // WordLevel whose unknown token is missing from its own vocabulary.
+        let json = r#"{"version":"1.0","truncation":null,"padding":null,"added_tokens":[],"normalizer":null,
+            "pre_tokenizer":{"type":"Whitespace"},"post_processor":null,"decoder":null,
+            "model":{"type":"WordLevel","vocab":{"a":0},"unk_token":"[UNK]"}}"#;
+        let t = Tokenizer::from_json_str(json, Path::new("tokenizer.json")).unwrap();
+        assert_eq!(t.encode("a a").unwrap(), vec![0, 0]);
+        let e = t.encode("a b").unwrap_err().to_string();
+        assert!(e.starts_with("tokenizer: cannot encode"), "{e}");
+    }
+
+    /// A forecaster has no tokenizer.json: writing one is an error, not `null`.
+    #[test]
+    fn a_values_tokenizer_writes_no_json() {
+        let e = Tokenizer::Values.to_json_bytes().unwrap_err().to_string();
+        assert!(e.contains("no tokenizer.json"), "{e}");
     }
 }

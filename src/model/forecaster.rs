@@ -112,7 +112,7 @@ impl ForecasterConfig {
     /// (Transformer), dropout in [0, 1), scheduled sampling in [0, 1], a positive Huber delta, and a scaler
     /// with `n_inputs` columns.
     pub fn validate(&self) -> Result<()> {
-        for (f, v) in [
+        super::check_sizes(&[
             ("model.n_inputs", self.n_inputs),
             ("model.n_targets", self.n_targets),
             ("model.context", self.context),
@@ -121,11 +121,14 @@ impl ForecasterConfig {
             ("model.n_layer", self.n_layer),
             ("model.n_head", self.n_head),
             ("model.d_ff", self.d_ff),
-        ] {
-            if v == 0 {
-                return Err(Error::config(f, "must be at least 1"));
-            }
-        }
+        ])?;
+        let (c, l) = (self.hidden, self.n_layer);
+        // Positions, per layer ≤ 8C² + 2C·F (or an RNN's 8C²), the head (H·N·C).
+        super::check_params(&[
+            ("model.context", &[self.context, c]),
+            ("model.n_layer", &[l, 8, c, c + self.d_ff]),
+            ("model.horizon", &[self.horizon, self.n_targets, c]),
+        ])?;
         if self.n_targets > self.n_inputs {
             return Err(Error::config("model.n_inputs", "must count the targets and the covariates"));
         }

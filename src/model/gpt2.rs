@@ -73,17 +73,20 @@ impl Gpt2Config {
 
     /// Checks the shape: sizes at least 1, `n_embd` divisible by `n_head`, dropout in [0, 1).
     pub fn validate(&self) -> Result<()> {
-        for (f, v) in [
+        super::check_sizes(&[
             ("model.vocab_size", self.vocab_size),
             ("model.n_positions", self.n_positions),
             ("model.n_embd", self.n_embd),
             ("model.n_layer", self.n_layer),
             ("model.n_head", self.n_head),
-        ] {
-            if v == 0 {
-                return Err(Error::config(f, "must be at least 1"));
-            }
-        }
+        ])?;
+        let (v, p, c, l) = (self.vocab_size, self.n_positions, self.n_embd, self.n_layer);
+        // wte, wpe, and per block the attention (4C²) and MLP (8C²) weights.
+        super::check_params(&[
+            ("model.vocab_size", &[v, c]),
+            ("model.n_positions", &[p, c]),
+            ("model.n_layer", &[l, 12, c, c]),
+        ])?;
         if !self.n_embd.is_multiple_of(self.n_head) {
             return Err(Error::config(
                 "model.n_embd",

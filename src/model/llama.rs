@@ -55,7 +55,7 @@ impl LlamaConfig {
     /// Checks the shape: sizes at least 1, heads of even width, `num_key_value_heads` dividing
     /// `num_attention_heads`, dropout in [0, 1).
     pub fn validate(&self) -> Result<()> {
-        for (f, v) in [
+        super::check_sizes(&[
             ("model.vocab_size", self.vocab_size),
             ("model.hidden_size", self.hidden_size),
             ("model.num_hidden_layers", self.num_hidden_layers),
@@ -63,11 +63,17 @@ impl LlamaConfig {
             ("model.num_key_value_heads", self.num_key_value_heads),
             ("model.intermediate_size", self.intermediate_size),
             ("model.max_position_embeddings", self.max_position_embeddings),
-        ] {
-            if v == 0 {
-                return Err(Error::config(f, "must be at least 1"));
-            }
-        }
+        ])?;
+        let (v, c, l, i) = (self.vocab_size, self.hidden_size, self.num_hidden_layers, self.intermediate_size);
+        let heads = if self.tie_word_embeddings { 1 } else { 2 };
+        // Embedding (and head), per block q/k/v/o (≤ 4C²) and the SwiGLU (3CI),
+        // and the rotary tables (2·P·D).
+        super::check_params(&[
+            ("model.vocab_size", &[heads, v, c]),
+            ("model.num_hidden_layers", &[l, 4, c, c]),
+            ("model.intermediate_size", &[l, 3, c, i]),
+            ("model.max_position_embeddings", &[2, self.max_position_embeddings, self.head_dim()]),
+        ])?;
         if !self.hidden_size.is_multiple_of(self.num_attention_heads) || !self.head_dim().is_multiple_of(2) {
             return Err(Error::config("model.hidden_size", "must split into heads of even width"));
         }

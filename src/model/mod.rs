@@ -31,6 +31,9 @@ use candle_core::Tensor;
 use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
+pub(crate) use crate::limits::{check_params, check_sizes};
+pub use crate::limits::{MAX_PARAMS, MAX_SIZE};
+
 /// Refuses a forward pass that needs more positions than the model has.
 pub(crate) fn check_positions(field: &str, needed: usize, max: usize) -> Result<()> {
     if needed > max {

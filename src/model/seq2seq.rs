@@ -77,17 +77,18 @@ impl Default for Seq2SeqConfig {
 impl Seq2SeqConfig {
     /// Checks the shape: sizes at least 1, dropout in [0, 1), and a valid front-end.
     pub fn validate(&self) -> Result<()> {
-        let positive = [
+        super::check_sizes(&[
             ("model.vocab_size", self.vocab_size),
             ("model.emb_dim", self.emb_dim),
             ("model.hidden", self.hidden),
             ("model.n_layer", self.n_layer),
-        ];
-        for (field, v) in positive {
-            if v == 0 {
-                return Err(Error::config(field, "must be at least 1"));
-            }
-        }
+        ])?;
+        let (v, e, h, l) = (self.vocab_size, self.emb_dim, self.hidden, self.n_layer);
+        // Two embeddings, the output layer, and per layer (both sides) 4H·(E + H) gates.
+        super::check_params(&[
+            ("model.vocab_size", &[3, v, e.max(h)]),
+            ("model.n_layer", &[2, l, 4, h, e.max(h) + h]),
+        ])?;
         if !(0.0..1.0).contains(&self.dropout) {
             return Err(Error::config("model.dropout", format!("must be in [0, 1), got {}", self.dropout)));
         }

@@ -54,7 +54,7 @@ impl TransformerConfig {
     /// Checks the shape: sizes at least 1, `d_model` divisible by `n_head`, dropout in [0, 1), and a
     /// front-end of width `d_model` (tokens only when `share_embeddings`).
     pub fn validate(&self) -> Result<()> {
-        for (f, v) in [
+        super::check_sizes(&[
             ("model.vocab_size", self.vocab_size),
             ("model.d_model", self.d_model),
             ("model.n_head", self.n_head),
@@ -62,11 +62,16 @@ impl TransformerConfig {
             ("model.n_decoder_layer", self.n_decoder_layer),
             ("model.d_ff", self.d_ff),
             ("model.max_positions", self.max_positions),
-        ] {
-            if v == 0 {
-                return Err(Error::config(f, "must be at least 1"));
-            }
-        }
+        ])?;
+        let (v, c, f) = (self.vocab_size, self.d_model, self.d_ff);
+        let layers = self.n_encoder_layer + self.n_decoder_layer;
+        // Embeddings and positions, and per layer ≤ 8C² of attention and 2CF of feed-forward.
+        super::check_params(&[
+            ("model.vocab_size", &[2, v, c]),
+            ("model.max_positions", &[2, self.max_positions, c]),
+            ("model.n_encoder_layer", &[layers, 8, c, c]),
+            ("model.d_ff", &[layers, 2, c, f]),
+        ])?;
         if !self.d_model.is_multiple_of(self.n_head) {
             return Err(Error::config("model.d_model", "must be divisible by n_head"));
         }

@@ -19,6 +19,10 @@ struct Inner {
     vars: BTreeMap<String, Var>,
     rng: Rng,
     frozen: Option<Frozen>,
+    /// Values the parameters may still take, when loading from files: a
+    /// model whose config asks for more than the files hold is refused
+    /// before it allocates (a `vocab_size` of 10¹¹ would otherwise try).
+    budget: Option<(u64, String)>,
 }
 
 /// Named trainable tensors. Cloning shares the same tensors.
@@ -32,9 +36,25 @@ impl ParamStore {
     /// An empty store whose new tensors are initialised from `seed`.
     pub fn new(seed: u64, device: &Device) -> Self {
         Self {
-            inner: Arc::new(Mutex::new(Inner { vars: BTreeMap::new(), rng: Rng::derive(seed, "init"), frozen: None })),
+            inner: Arc::new(Mutex::new(Inner {
+                vars: BTreeMap::new(),
+                rng: Rng::derive(seed, "init"),
+                frozen: None,
+                budget: None,
+            })),
             device: device.clone(),
         }
+    }
+
+    /// Limits what new parameters may allocate in all, when a model is
+    /// built to load `files` holding `values` values: a parameter past the
+    /// limit is an error naming it and the files, raised before anything is
+    /// allocated. The limit leaves room (4× the files, and at least 2²⁶
+    /// values) so that a model of merely the wrong shape is still reported
+    /// tensor by tensor by the strict load.
+    pub fn limit(&self, values: u64, files: &str) {
+        let budget = values.saturating_mul(4).max(1 << 26);
+        self.lock().budget = Some((budget, files.to_string()));
     }
 
     /// A builder that creates (or returns) tensors in this store.
@@ -194,6 +214,48 @@ fn gather(tensors: &mut RawTensors, bytes: &[u8], path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The number of values the tensors of a safetensors file hold, from its
+/// header alone (`bytes` need only reach past the header).
+pub fn safetensors_values(bytes: &[u8], path: &Path) -> Result<u64> {
+    let bad = |msg: String| Error::Checkpoint { path: path.to_path_buf(), msg };
+    let n = bytes.get(..8).map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")));
+    let header = n.and_then(|n| bytes.get(8..8usize.checked_add(usize::try_from(n).ok()?)?));
+    let header = header.ok_or_else(|| bad("not a valid safetensors file: shorter than its header".into()))?;
+    let v: serde_json::Value =
+        serde_json::from_slice(header).map_err(|e| bad(format!("not a valid safetensors file: header: {e}")))?;
+    let tensors =
+        v.as_object().ok_or_else(|| bad("not a valid safetensors file: the header is not an object".into()))?;
+    let mut total: u64 = 0;
+    for (name, info) in tensors.iter().filter(|(k, _)| *k != "__metadata__") {
+        let shape = info.get("shape").and_then(|s| s.as_array());
+        let shape = shape.ok_or_else(|| bad(format!("not a valid safetensors file: tensor '{name}' has no shape")))?;
+        let n = shape.iter().try_fold(1u64, |a, d| a.checked_mul(d.as_u64()?));
+        total = n
+            .and_then(|n| total.checked_add(n))
+            .ok_or_else(|| bad(format!("tensor '{name}' has an impossible shape")))?;
+    }
+    Ok(total)
+}
+
+/// [`safetensors_values`] of a file on disk, reading only its header.
+pub fn safetensors_file_values(path: &Path) -> Result<u64> {
+    use std::io::Read;
+    let bad = |msg: String| Error::Checkpoint { path: path.to_path_buf(), msg };
+    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let len = f.metadata().map_err(|e| Error::io(path, e))?.len();
+    let mut n = [0u8; 8];
+    f.read_exact(&mut n).map_err(|_| bad("not a valid safetensors file: shorter than its header".into()))?;
+    let n = u64::from_le_bytes(n);
+    // safetensors' own limit on a header is 100 MB.
+    if n > 100_000_000 || n + 8 > len {
+        return Err(bad(format!("not a valid safetensors file: a header of {n} bytes in a file of {len}")));
+    }
+    let mut head = vec![0u8; 8 + n as usize];
+    head[..8].copy_from_slice(&n.to_le_bytes());
+    f.read_exact(&mut head[8..]).map_err(|e| Error::io(path, e))?;
+    safetensors_values(&head, path)
+}
+
 /// Tensors read from a file: name → (shape, f32 values).
 pub type RawTensors = BTreeMap<String, (Vec<usize>, Vec<f32>)>;
 
@@ -272,6 +334,16 @@ impl SimpleBackend for ParamStore {
                 candle_core::bail!("parameter {name} requested with shape {s:?}, has {:?}", v.shape());
             }
             return Ok(hand_out(v));
+        }
+        if let Some((budget, files)) = inner.budget.take() {
+            let n = s.elem_count() as u64;
+            if n > budget {
+                candle_core::bail!(
+                    "{files}: the model's config asks for far more values than the file holds (parameter {name} of shape {:?}): a size in config.json does not match the weights",
+                    s.dims()
+                );
+            }
+            inner.budget = Some((budget - n, files));
         }
         let data = Self::init(&mut inner.rng, &s, h);
         let var = Var::from_vec(data, s, dev)?;
