@@ -1,6 +1,5 @@
-//! Line charts of numeric series rendered straight to PNG bytes with std only: a "nice"-tick grid with labels, title,
-//! axis labels and legend drawn in an embedded 5×8 bitmap font, anti-aliased 2 px lines, and a small PNG encoder
-//! (one fixed-Huffman DEFLATE block whose LZ77 matches look back one pixel or one row).
+//! Line charts of numeric series rendered to PNG bytes: a "nice"-tick grid with labels, title, axis labels and legend
+//! drawn in an embedded 5×8 bitmap font, anti-aliased 2 px lines, encoded by the `png` crate.
 
 /// One line of a chart: points (x, y) drawn in order; NaN y values break the line.
 pub struct Series<'a> {
@@ -296,224 +295,37 @@ impl Chart<'_> {
     }
 }
 
-const fn crc_table() -> [u32; 256] {
-    let mut t = [0u32; 256];
-    let mut i = 0;
-    while i < 256 {
-        let mut c = i as u32;
-        let mut k = 0;
-        while k < 8 {
-            c = if c & 1 == 1 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
-            k += 1;
-        }
-        t[i] = c;
-        i += 1;
-    }
-    t
-}
-
-const CRC_TABLE: [u32; 256] = crc_table();
-
-fn crc32(data: &[u8]) -> u32 {
-    !data.iter().fold(!0u32, |c, &b| CRC_TABLE[((c ^ u32::from(b)) & 0xFF) as usize] ^ (c >> 8))
-}
-
-fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
-    out.extend((data.len() as u32).to_be_bytes());
-    let start = out.len();
-    out.extend(kind);
-    out.extend(data);
-    let crc = crc32(&out[start..]);
-    out.extend(crc.to_be_bytes());
-}
-
-/// Encodes RGB8 pixels as a PNG: filter type 0 on every row, one IDAT holding the zlib stream.
+/// Encodes RGB8 pixels (`w × h × 3` bytes) as a PNG with the `png` crate.
 fn png(w: usize, h: usize, rgb: &[u8]) -> Vec<u8> {
-    let mut raw = Vec::with_capacity((w * 3 + 1) * h);
-    for row in rgb.chunks(w * 3) {
-        raw.push(0);
-        raw.extend_from_slice(row);
-    }
-    let mut ihdr = Vec::with_capacity(13);
-    ihdr.extend((w as u32).to_be_bytes());
-    ihdr.extend((h as u32).to_be_bytes());
-    ihdr.extend([8, 2, 0, 0, 0]);
-    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
-    chunk(&mut out, b"IHDR", &ihdr);
-    chunk(&mut out, b"IDAT", &zlib(&raw, w * 3 + 1));
-    chunk(&mut out, b"IEND", &[]);
+    let mut out = Vec::new();
+    let mut enc = png::Encoder::new(&mut out, w as u32, h as u32);
+    enc.set_color(png::ColorType::Rgb);
+    enc.set_depth(png::BitDepth::Eight);
+    // Writing to memory fails only on a size mismatch, which `to_png`'s
+    // canvas rules out (w, h clamped to 100..=4096 and 80..=4096).
+    let mut writer = enc.write_header().expect("PNG header for a clamped size");
+    writer.write_image_data(rgb).expect("a w × h × 3 canvas");
+    drop(writer);
     out
-}
-
-const LEN_BASE: [u16; 29] =
-    [3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 15, 17, 19, 23, 27, 31, 35, 43, 51, 59, 67, 83, 99, 115, 131, 163, 195, 227, 258];
-const LEN_EXTRA: [u8; 29] = [0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 0];
-const DIST_BASE: [u16; 30] = [
-    1, 2, 3, 4, 5, 7, 9, 13, 17, 25, 33, 49, 65, 97, 129, 193, 257, 385, 513, 769, 1025, 1537, 2049, 3073, 4097, 6145,
-    8193, 12289, 16385, 24577,
-];
-const DIST_EXTRA: [u8; 30] =
-    [0, 0, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7, 8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13];
-
-/// LSB-first bit writer for DEFLATE.
-struct Bits {
-    out: Vec<u8>,
-    acc: u64,
-    n: u32,
-}
-
-impl Bits {
-    fn put(&mut self, v: u32, n: u8) {
-        self.acc |= u64::from(v) << self.n;
-        self.n += u32::from(n);
-        while self.n >= 8 {
-            self.out.push(self.acc as u8);
-            (self.acc, self.n) = (self.acc >> 8, self.n - 8);
-        }
-    }
-
-    /// A Huffman code, which DEFLATE packs most significant bit first.
-    fn code(&mut self, c: u32, n: u8) {
-        self.put(c.reverse_bits() >> (32 - n), n);
-    }
-
-    /// A literal/length symbol in the fixed Huffman code.
-    fn sym(&mut self, s: u32) {
-        match s {
-            0..=143 => self.code(0x30 + s, 8),
-            144..=255 => self.code(0x190 + s - 144, 9),
-            256..=279 => self.code(s - 256, 7),
-            _ => self.code(0xC0 + s - 280, 8),
-        }
-    }
-}
-
-/// A zlib stream of one fixed-Huffman block; LZ77 matches only at distance 3 (one pixel) and `stride` (one row).
-fn zlib(data: &[u8], stride: usize) -> Vec<u8> {
-    let mut b = Bits { out: vec![0x78, 0x01], acc: 0, n: 0 };
-    b.put(0b011, 3); // BFINAL = 1, BTYPE = 01 (fixed Huffman)
-    let mut i = 0;
-    while i < data.len() {
-        let run = |d: usize| data[i..].iter().zip(&data[i - d..]).take(258).take_while(|(x, y)| x == y).count();
-        let (n, d) =
-            [3, stride].iter().filter(|&&d| d <= i && d <= 32768).map(|&d| (run(d), d)).max().unwrap_or((0, 0));
-        if n >= 3 {
-            let k = LEN_BASE.iter().rposition(|&l| usize::from(l) <= n).unwrap_or(0);
-            b.sym(257 + k as u32);
-            b.put((n - usize::from(LEN_BASE[k])) as u32, LEN_EXTRA[k]);
-            let k = DIST_BASE.iter().rposition(|&l| usize::from(l) <= d).unwrap_or(0);
-            b.code(k as u32, 5);
-            b.put((d - usize::from(DIST_BASE[k])) as u32, DIST_EXTRA[k]);
-            i += n;
-        } else {
-            b.sym(u32::from(data[i]));
-            i += 1;
-        }
-    }
-    b.sym(256);
-    b.put(0, 7);
-    let mut out = b.out;
-    out.extend(adler32(data).to_be_bytes());
-    out
-}
-
-fn adler32(data: &[u8]) -> u32 {
-    let (a, s) = data.iter().fold((1u32, 0), |(a, s), &x| ((a + u32::from(x)) % 65521, (s + a + u32::from(x)) % 65521));
-    (s << 16) | a
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// Splits a PNG into (kind, data) chunks, checking the signature and every CRC.
-    fn chunks(png: &[u8]) -> Vec<([u8; 4], Vec<u8>)> {
-        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
-        let (mut out, mut i) = (Vec::new(), 8);
-        while i < png.len() {
-            let n = u32::from_be_bytes(png[i..i + 4].try_into().unwrap()) as usize;
-            let crc = u32::from_be_bytes(png[i + 8 + n..i + 12 + n].try_into().unwrap());
-            assert_eq!(crc32(&png[i + 4..i + 8 + n]), crc, "chunk CRC");
-            out.push((png[i + 4..i + 8].try_into().unwrap(), png[i + 8..i + 8 + n].to_vec()));
-            i += 12 + n;
-        }
-        out
-    }
-
-    /// LSB-first bit reader over a DEFLATE stream.
-    struct Rd<'a>(&'a [u8], usize);
-
-    impl Rd<'_> {
-        fn bits(&mut self, n: u8) -> usize {
-            let p = self.1;
-            self.1 += usize::from(n);
-            (0..usize::from(n)).map(|i| usize::from(self.0[(p + i) / 8] >> ((p + i) % 8) & 1) << i).sum()
-        }
-
-        /// A Huffman code, read most significant bit first.
-        fn code(&mut self, n: u8, mut c: usize) -> usize {
-            for _ in 0..n {
-                c = (c << 1) | self.bits(1);
-            }
-            c
-        }
-    }
-
-    /// A tiny inflater for exactly what `zlib` emits: one final fixed-Huffman block.
-    fn inflate(z: &[u8]) -> Vec<u8> {
-        assert_eq!(((u32::from(z[0]) << 8) | u32::from(z[1])) % 31, 0);
-        let mut r = Rd(&z[2..], 0);
-        assert_eq!(r.bits(3), 0b011);
-        let mut out: Vec<u8> = Vec::new();
-        loop {
-            let c = r.code(7, 0);
-            let sym = match c {
-                0..=0x17 => 256 + c,
-                _ => match r.code(1, c) {
-                    c @ 0x30..=0xBF => c - 0x30,
-                    c @ 0xC0..=0xC7 => c - 0xC0 + 280,
-                    c => r.code(1, c) - 0x190 + 144,
-                },
-            };
-            if sym < 256 {
-                out.push(sym as u8);
-                continue;
-            } else if sym == 256 {
-                break;
-            }
-            let n = usize::from(LEN_BASE[sym - 257]) + r.bits(LEN_EXTRA[sym - 257]);
-            let dc = r.code(5, 0);
-            let d = usize::from(DIST_BASE[dc]) + r.bits(DIST_EXTRA[dc]);
-            for _ in 0..n {
-                out.push(out[out.len() - d]);
-            }
-        }
-        assert_eq!(z[z.len() - 4..], adler32(&out).to_be_bytes(), "Adler-32");
-        out
-    }
-
-    /// Decodes a PNG written by `png` to (width, height, RGB pixels).
-    fn decode(png: &[u8]) -> (usize, usize, Vec<u8>) {
-        let c = chunks(png);
-        assert_eq!(c.iter().map(|c| c.0).collect::<Vec<_>>(), [*b"IHDR", *b"IDAT", *b"IEND"]);
-        let w = u32::from_be_bytes(c[0].1[..4].try_into().unwrap()) as usize;
-        let h = u32::from_be_bytes(c[0].1[4..8].try_into().unwrap()) as usize;
-        assert_eq!(c[0].1[8..], [8, 2, 0, 0, 0]);
-        let raw = inflate(&c[1].1);
-        assert_eq!(raw.len(), (w * 3 + 1) * h);
-        assert!(raw.chunks(w * 3 + 1).all(|r| r[0] == 0));
-        (w, h, raw.chunks(w * 3 + 1).flat_map(|r| r[1..].to_vec()).collect())
+    /// Decodes a PNG to (width, height, RGB pixels) with the `png` crate.
+    fn decode(bytes: &[u8]) -> (usize, usize, Vec<u8>) {
+        let mut reader = png::Decoder::new(std::io::Cursor::new(bytes)).read_info().unwrap();
+        let mut px = vec![0; reader.output_buffer_size().unwrap()];
+        let info = reader.next_frame(&mut px).unwrap();
+        assert_eq!((info.color_type, info.bit_depth), (png::ColorType::Rgb, png::BitDepth::Eight));
+        px.truncate(info.buffer_size());
+        (info.width as usize, info.height as usize, px)
     }
 
     fn chart(series: Vec<Series<'_>>, width: usize, height: usize) -> Chart<'_> {
         let vlines = vec![5.0, f64::NAN];
         Chart { title: "Test", x_label: "step", y_label: "value", series, vlines, width, height }
-    }
-
-    #[test]
-    fn crc_known_values() {
-        assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
-        assert_eq!(crc32(b"IEND"), 0xAE42_6082);
     }
 
     #[test]
@@ -526,13 +338,6 @@ mod tests {
         let col: Vec<usize> = (0..h).filter(|&y| px[(y * w + 300) * 3..][..3] == [200, 0, 0]).collect();
         assert!(!col.is_empty() && col.len() <= 3, "a 2 px line crosses column 300: {col:?}");
         assert!(col.iter().all(|&y| y.abs_diff(h / 2) < 40), "near the middle: {col:?}");
-    }
-
-    #[test]
-    fn zlib_round_trips_arbitrary_bytes() {
-        let data: Vec<u8> =
-            (0..5000u32).map(|i| if i % 700 < 300 { (i * 7 % 13) as u8 } else { (i / 3) as u8 }).collect();
-        assert_eq!(inflate(&zlib(&data, 401)), data);
     }
 
     #[test]
