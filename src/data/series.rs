@@ -61,32 +61,50 @@ impl Series {
     }
 }
 
-/// Splits one CSV line into fields (RFC 4180 quoting: `"a,b"`, `""`).
-fn fields(line: &str) -> Vec<String> {
-    let (mut out, mut cur, mut quoted, mut chars) = (Vec::new(), String::new(), false, line.chars().peekable());
-    while let Some(c) = chars.next() {
+/// The delimiter of a CSV file: the one of `,`, `;` and tab that occurs
+/// most often in its header line (outside quotes), `,` when none does. A
+/// spreadsheet in a locale whose decimal mark is a comma writes `;`.
+fn sniff_delimiter(text: &str) -> u8 {
+    let header = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
+    let mut quoted = false;
+    let mut counts = [0usize; 3];
+    for c in header.chars() {
         match c {
-            '"' if quoted && chars.peek() == Some(&'"') => {
-                cur.push('"');
-                chars.next();
-            }
             '"' => quoted = !quoted,
-            ',' if !quoted => out.push(std::mem::take(&mut cur)),
-            c => cur.push(c),
+            ',' if !quoted => counts[0] += 1,
+            ';' if !quoted => counts[1] += 1,
+            '\t' if !quoted => counts[2] += 1,
+            _ => {}
         }
     }
-    out.push(cur);
-    out.into_iter().map(|f| f.trim().to_string()).collect()
+    let best = (0..3).max_by_key(|&i| (counts[i], std::cmp::Reverse(i))).unwrap_or(0);
+    if counts[best] == 0 {
+        b','
+    } else {
+        [b',', b';', b'\t'][best]
+    }
 }
 
-/// Reads the chosen columns. Errors name the file, the line and the column.
+/// Reads the chosen columns with the `csv` crate (RFC 4180 quoting, fields
+/// spanning lines, `,`/`;`/tab delimiters). Errors name the file, the line
+/// and the column.
 pub fn read_csv(spec: &SeriesSpec) -> Result<Series> {
     let text = super::read_utf8(&spec.path)?;
     let text = text.strip_prefix('\u{feff}').unwrap_or(&text); // the byte-order mark spreadsheets write
     let path = &spec.path;
-    let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
-    let (_, header) = lines.next().ok_or_else(|| Error::EmptyFile { path: path.clone() })?;
-    let header = fields(header.strip_suffix('\r').unwrap_or(header));
+    let mut reader = csv::ReaderBuilder::new()
+        .delimiter(sniff_delimiter(text))
+        .flexible(true) // a short row is reported by column, below
+        .trim(csv::Trim::All)
+        .from_reader(text.as_bytes());
+    let bad_csv = |e: csv::Error| {
+        let line = e.position().map_or(1, |p| p.line() as usize);
+        Error::BadLine { path: path.clone(), line, msg: format!("not valid CSV: {e}") }
+    };
+    let header: Vec<String> = reader.headers().map_err(bad_csv)?.iter().map(str::to_string).collect();
+    if header.iter().all(|h| h.is_empty()) {
+        return Err(Error::EmptyFile { path: path.clone() });
+    }
     let find = |name: &str| -> Result<usize> {
         header.iter().position(|h| h == name).ok_or_else(|| Error::BadLine {
             path: path.clone(),
@@ -102,11 +120,14 @@ pub fn read_csv(spec: &SeriesSpec) -> Result<Series> {
     let ts = spec.timestamp.as_deref().map(find).transpose()?;
     let mut columns = vec![Vec::new(); names.len()];
     let mut stamps = ts.map(|_| Vec::new());
-    for (i, raw) in lines {
-        let line = i + 1;
-        let f = fields(raw.strip_suffix('\r').unwrap_or(raw));
+    for record in reader.records() {
+        let f = record.map_err(bad_csv)?;
+        if f.iter().all(|c| c.is_empty()) {
+            continue; // a blank row
+        }
+        let line = f.position().map_or(0, |p| p.line() as usize);
         for (c, (&k, name)) in idx.iter().zip(&names).enumerate() {
-            let cell = f.get(k).map(String::as_str).unwrap_or("");
+            let cell = f.get(k).unwrap_or("");
             let value = match cell.parse::<f32>() {
                 Ok(v) if v.is_finite() => v,
                 _ => {
@@ -133,7 +154,7 @@ pub fn read_csv(spec: &SeriesSpec) -> Result<Series> {
             columns[c].push(value);
         }
         if let (Some(k), Some(s)) = (ts, stamps.as_mut()) {
-            s.push(f.get(k).cloned().unwrap_or_default());
+            s.push(f.get(k).unwrap_or_default().to_string());
         }
     }
     if columns[0].is_empty() {
@@ -390,10 +411,12 @@ pub fn synthetic(len: usize, seed: u64) -> Vec<f32> {
 
 /// `k` timestamps continuing `known` at its last interval, in the same
 /// layout: numbers (`17`, `2.5`), dates (`2024-03-01`) and date-times
-/// (`2024-03-01 13:00`, `2024-03-01T13:00:00`). Dates a whole number of
-/// months apart (monthly, quarterly, yearly data; month ends stay month
-/// ends) continue in calendar months, others by the same number of seconds.
-/// Empty strings when the last two are not in one of these layouts.
+/// (`2024-03-01 13:00`, `2024-03-01T13:00:00.250`, with `Z` or an offset
+/// such as `+02:00`, which is kept). Dates a whole number of months apart
+/// (monthly, quarterly, yearly data; month ends stay month ends) continue in
+/// calendar months, others by the same duration; the calendar is `jiff`'s.
+/// Empty strings when the last two are not in one of these layouts, and an
+/// error when the continuation leaves the calendar (or a number overflows).
 pub fn extrapolate_timestamps(known: &[String], k: usize) -> Result<Vec<String>> {
     let n = known.len();
     if n < 2 {
@@ -411,115 +434,117 @@ pub fn extrapolate_timestamps(known: &[String], k: usize) -> Result<Vec<String>>
     if let (Ok(x), Ok(y)) = (a.parse::<f64>(), b.parse::<f64>()) {
         return Ok((1..=k).map(|i| format!("{}", y + i as f64 * (y - x))).collect());
     }
-    let (Some(x), Some(y)) = (DateTime::parse(a), DateTime::parse(b)) else {
+    let (Some((x, _)), Some((y, layout))) = (Stamp::parse(a), Stamp::parse(b)) else {
         return Ok(vec![String::new(); k as usize]);
     };
-    let months = (y.y * 12 + y.m) - (x.y * 12 + x.m);
-    let month_end = |d: &DateTime| d.d == days_in_month(d.y, d.m);
-    let calendar = x.secs == y.secs && months > 0 && (x.d == y.d || (month_end(&x) && month_end(&y)));
-    let step = y.seconds() - x.seconds();
+    let months = (y.year() as i64 * 12 + y.month() as i64) - (x.year() as i64 * 12 + x.month() as i64);
+    let month_end = |d: &jiff::civil::DateTime| d.day() == d.days_in_month();
+    let calendar = x.time() == y.time() && months > 0 && (x.day() == y.day() || (month_end(&x) && month_end(&y)));
+    let step = y.duration_since(x);
     (1..=k)
         .map(|i| {
-            Ok(if calendar {
-                let mi =
-                    i.checked_mul(months).and_then(|m| m.checked_add(y.y * 12 + (y.m - 1))).ok_or_else(overflow)?;
-                let (yy, mm) = (mi.div_euclid(12), mi.rem_euclid(12) + 1);
-                let last = days_in_month(yy, mm);
-                let dd = if month_end(&y) { last } else { y.d.min(last) };
-                let secs = days_from_civil(yy, mm, dd).checked_mul(86400).and_then(|s| s.checked_add(y.secs));
-                format_datetime(secs.ok_or_else(overflow)?, y.sep, y.with_s)
-            } else if step > 0 {
-                let secs = i.checked_mul(step).and_then(|s| s.checked_add(y.seconds())).ok_or_else(overflow)?;
-                format_datetime(secs, y.sep, y.with_s)
+            let next = if calendar {
+                let span =
+                    i.checked_mul(months).and_then(|m| jiff::Span::new().try_months(m).ok()).ok_or_else(overflow)?;
+                let d = y.checked_add(span).map_err(|_| overflow())?;
+                if month_end(&y) {
+                    d.last_of_month()
+                } else {
+                    d
+                }
+            } else if step.is_positive() {
+                let total = step.checked_mul(i32::try_from(i).map_err(|_| overflow())?).ok_or_else(overflow)?;
+                y.checked_add(total).map_err(|_| overflow())?
             } else {
-                String::new()
-            })
+                return Ok(String::new());
+            };
+            Ok(layout.format(next))
         })
         .collect()
 }
 
-/// `YYYY-MM-DD[( |T)HH:MM[:SS]]`, and how it was written.
-struct DateTime {
-    y: i64,
-    m: i64,
-    d: i64,
-    /// Seconds into the day.
-    secs: i64,
+/// How a date-time was written, to write its continuation the same way.
+#[derive(Debug, Clone, PartialEq)]
+struct Layout {
+    /// `None` for a date alone; else `' '` or `'T'` before the time.
     sep: Option<char>,
-    with_s: bool,
+    /// Whether the time has seconds.
+    seconds: bool,
+    /// Digits after the decimal point of the seconds (0: none).
+    fraction: usize,
+    /// `Z`, an offset such as `+02:00`, or nothing: fixed, so kept as written.
+    suffix: String,
 }
 
-impl DateTime {
-    fn parse(s: &str) -> Option<Self> {
+/// `YYYY-MM-DD[( |T)HH:MM[:SS[.fff]]][Z|±HH:MM]`, parsed strictly.
+struct Stamp;
+
+impl Stamp {
+    fn parse(s: &str) -> Option<(jiff::civil::DateTime, Layout)> {
         let b = s.as_bytes();
         // Digits only, read as bytes: no slicing inside a multi-byte character.
         let num = |r: std::ops::Range<usize>| {
             b.get(r)
-                .filter(|t| t.iter().all(|c| c.is_ascii_digit()))
+                .filter(|t| !t.is_empty() && t.iter().all(|c| c.is_ascii_digit()))
                 .map(|t| t.iter().fold(0i64, |acc, c| acc * 10 + (c - b'0') as i64))
         };
         if b.len() < 10 || b[4] != b'-' || b[7] != b'-' {
             return None;
         }
-        let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-        if !(1..=12).contains(&m) || !(1..=days_in_month(y, m)).contains(&d) {
+        let date = jiff::civil::Date::new(num(0..4)? as i16, num(5..7)? as i8, num(8..10)? as i8).ok()?;
+        let mut layout = Layout { sep: None, seconds: false, fraction: 0, suffix: String::new() };
+        if b.len() == 10 {
+            return Some((date.to_datetime(jiff::civil::Time::midnight()), layout));
+        }
+        let sep = b[10] as char;
+        if !(sep == ' ' || sep == 'T') || b.get(13) != Some(&b':') {
             return None;
         }
-        let (sep, secs, with_s) = match b.len() {
-            10 => (None, 0, false),
-            16 | 19 => {
-                let sep = b[10] as char;
-                if !(sep == ' ' || sep == 'T') || b[13] != b':' || (b.len() == 19 && b[16] != b':') {
+        layout.sep = Some(sep);
+        let (hour, minute) = (num(11..13)?, num(14..16)?);
+        let (mut second, mut nanos, mut at) = (0, 0, 16);
+        if b.get(16) == Some(&b':') {
+            second = num(17..19)?;
+            layout.seconds = true;
+            at = 19;
+            if b.get(19) == Some(&b'.') {
+                let digits = b[20..].iter().take_while(|c| c.is_ascii_digit()).count();
+                if !(1..=9).contains(&digits) {
                     return None;
                 }
-                let sec = if b.len() == 19 { num(17..19)? } else { 0 };
-                (Some(sep), num(11..13)? * 3600 + num(14..16)? * 60 + sec, b.len() == 19)
+                nanos = num(20..20 + digits)? * 10i64.pow(9 - digits as u32);
+                layout.fraction = digits;
+                at = 20 + digits;
             }
-            _ => return None,
-        };
-        Some(Self { y, m, d, secs, sep, with_s })
-    }
-
-    /// Seconds since 1970-01-01.
-    fn seconds(&self) -> i64 {
-        days_from_civil(self.y, self.m, self.d) * 86400 + self.secs
-    }
-}
-
-fn days_in_month(y: i64, m: i64) -> i64 {
-    match m {
-        2 if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
+        }
+        let suffix = std::str::from_utf8(&b[at..]).ok()?;
+        let offset = suffix.as_bytes();
+        let is_offset = offset.len() == 6
+            && (offset[0] == b'+' || offset[0] == b'-')
+            && offset[3] == b':'
+            && [1, 2, 4, 5].iter().all(|&i| offset[i].is_ascii_digit());
+        if !(suffix.is_empty() || suffix == "Z" || is_offset) {
+            return None;
+        }
+        layout.suffix = suffix.to_string();
+        let time = jiff::civil::Time::new(hour as i8, minute as i8, second as i8, nanos as i32).ok()?;
+        Some((date.to_datetime(time), layout))
     }
 }
 
-/// Days since 1970-01-01 of a civil date (Howard Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let (yy, mm) = if m <= 2 { (y - 1, m + 9) } else { (y, m - 3) };
-    let era = yy.div_euclid(400);
-    let yoe = yy - era * 400;
-    let doy = (153 * mm + 2) / 5 + d - 1;
-    era * 146097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719468
-}
-
-fn format_datetime(t: i64, sep: Option<char>, with_s: bool) -> String {
-    let (days, secs) = (t.div_euclid(86400), t.rem_euclid(86400));
-    let z = days + 719468;
-    let era = z.div_euclid(146097);
-    let doe = z - era * 146097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    let date = format!("{y:04}-{m:02}-{d:02}");
-    match sep {
-        None => date,
-        Some(c) if with_s => format!("{date}{c}{:02}:{:02}:{:02}", secs / 3600, secs % 3600 / 60, secs % 60),
-        Some(c) => format!("{date}{c}{:02}:{:02}", secs / 3600, secs % 3600 / 60),
+impl Layout {
+    fn format(&self, t: jiff::civil::DateTime) -> String {
+        let date = format!("{:04}-{:02}-{:02}", t.year(), t.month(), t.day());
+        let Some(sep) = self.sep else { return date };
+        let mut s = format!("{date}{sep}{:02}:{:02}", t.hour(), t.minute());
+        if self.seconds {
+            s += &format!(":{:02}", t.second());
+            if self.fraction > 0 {
+                let nanos = format!("{:09}", t.subsec_nanosecond());
+                s += &format!(".{}", &nanos[..self.fraction]);
+            }
+        }
+        s + &self.suffix
     }
 }
 
@@ -531,6 +556,34 @@ pub fn is_csv(path: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Quoted fields with the delimiter or a newline inside, `;` and tab
+    /// delimiters: what the hand-written splitter got wrong.
+    #[test]
+    fn csv_quoting_and_delimiters_are_read_as_spreadsheets_write_them() {
+        let d = tempfile::tempdir().unwrap();
+        let spec = |name: &str, text: &str| {
+            let path = d.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            SeriesSpec {
+                path,
+                targets: vec!["sales".into()],
+                covariates: vec![],
+                timestamp: Some("note".into()),
+                fill: FillPolicy::Error,
+            }
+        };
+        let s = read_csv(&spec("q.csv", "note,sales\n\"a, b\",1.5\n\"two\nlines\",2\n\"say \"\"hi\"\"\",3\n")).unwrap();
+        assert_eq!(s.columns[0], vec![1.5, 2.0, 3.0]);
+        assert_eq!(s.timestamps.unwrap(), vec!["a, b", "two\nlines", "say \"hi\""]);
+        let s = read_csv(&spec("semi.csv", "note;sales\nx;1\ny;2\n")).unwrap();
+        assert_eq!(s.columns[0], vec![1.0, 2.0]);
+        let s = read_csv(&spec("tab.csv", "note\tsales\nx\t4\n")).unwrap();
+        assert_eq!(s.columns[0], vec![4.0]);
+        // A bad cell after a multi-line field is reported at its own line.
+        let e = read_csv(&spec("bad.csv", "note,sales\n\"a\nb\",1\nc,oops\n")).unwrap_err().to_string();
+        assert!(e.contains("bad.csv:4") && e.contains("'oops' is not a number"), "{e}");
+    }
 
     fn spec(dir: &Path, text: &str, fill: FillPolicy) -> SeriesSpec {
         let path = dir.join("s.csv");
@@ -623,6 +676,22 @@ mod tests {
         assert_eq!(extrapolate_timestamps(&s(&["2024-01-01 1時0", "2024-01-01 1時0"]), 1).unwrap(), s(&[""]));
         assert_eq!(extrapolate_timestamps(&s(&["2024-01-01 13:00.05", "2024-01-01 14:00.05"]), 1).unwrap(), s(&[""]));
         assert_eq!(extrapolate_timestamps(&s(&["x"]), 1).unwrap(), s(&[""]));
+        // UTC and offsets are kept, fractional seconds continue.
+        assert_eq!(
+            extrapolate_timestamps(&s(&["2024-12-31T23:00:00Z", "2024-12-31T23:30:00Z"]), 2).unwrap(),
+            s(&["2025-01-01T00:00:00Z", "2025-01-01T00:30:00Z"])
+        );
+        assert_eq!(
+            extrapolate_timestamps(&s(&["2024-03-01T12:00+02:00", "2024-03-01T13:00+02:00"]), 1).unwrap(),
+            s(&["2024-03-01T14:00+02:00"])
+        );
+        assert_eq!(
+            extrapolate_timestamps(&s(&["2024-03-01 12:00:00.250", "2024-03-01 12:00:00.750"]), 2).unwrap(),
+            s(&["2024-03-01 12:00:01.250", "2024-03-01 12:00:01.750"])
+        );
+        // Past the end of the calendar: an error, not a wrapped date.
+        let e = extrapolate_timestamps(&s(&["9000-01-01", "9999-01-01"]), 2).unwrap_err().to_string();
+        assert!(e.contains("overflows"), "{e}");
         // Overflow is an error naming the timestamps, not a wrapped number.
         let e = extrapolate_timestamps(&s(&["0", "9223372036854775000"]), 3).unwrap_err().to_string();
         assert!(e.contains("timestamp") && e.contains("overflows"), "{e}");
