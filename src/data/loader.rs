@@ -228,12 +228,36 @@ impl Loader {
     }
 
     /// Restores a saved state, so the loader continues exactly where it was.
-    pub fn set_state(&mut self, state: LoaderState) {
+    /// Restores a saved position, after checking that it fits this data
+    /// (the error says what does not); a bad one would index past the data.
+    pub fn set_state(&mut self, state: LoaderState) -> std::result::Result<(), String> {
+        let examples = match self {
+            Loader::Pairs(l) | Loader::Prompts(l, ..) => Some(l.len()),
+            Loader::Windows(_) => None,
+            Loader::Forecast(l) => Some(l.starts.len()),
+        };
+        match examples {
+            Some(n) => {
+                let mut seen = vec![false; n];
+                let permutation = state.order.len() == n
+                    && state.order.iter().all(|&i| (i as usize) < n && !std::mem::replace(&mut seen[i as usize], true));
+                if !permutation || state.cursor > n {
+                    return Err(format!(
+                        "the loader's position (order of {}, cursor {}) does not fit the {n} training examples",
+                        state.order.len(),
+                        state.cursor
+                    ));
+                }
+            }
+            None if !state.order.is_empty() => return Err("a text loader keeps no example order".into()),
+            None => {}
+        }
         match self {
             Loader::Pairs(l) | Loader::Prompts(l, ..) => l.set_state(state),
             Loader::Windows(l) => l.state = state,
             Loader::Forecast(l) => l.state = state,
         }
+        Ok(())
     }
 }
 

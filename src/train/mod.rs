@@ -186,7 +186,10 @@ impl Trainer {
             return Err(Error::Checkpoint { path: state_path, msg: "the training data changed since this checkpoint was written; resuming would not continue the same run".into() });
         }
         t.opt.load_state(files.get(OPTIMIZER)?, &files.path(OPTIMIZER), state.optimizer_step)?;
-        t.loader.set_state(state.loader.clone());
+        if state.optimizer_step > state.step {
+            return Err(Error::Checkpoint { path: state_path, msg: "optimizer_step is past step".into() });
+        }
+        t.loader.set_state(state.loader.clone()).map_err(|msg| Error::Checkpoint { path: state_path.clone(), msg })?;
         t.last_saved = Some(state.step);
         t.state = state;
         Ok(t)
