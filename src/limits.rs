@@ -53,3 +53,22 @@ pub fn check_params(terms: &[(&str, &[usize])]) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_products_that_would_overflow_are_errors() {
+        check_sizes(&[("model.n_embd", 768)]).unwrap();
+        let e = check_sizes(&[("model.n_embd", usize::MAX / 2)]).unwrap_err().to_string();
+        assert!(e.contains("model.n_embd") && e.contains("more than the largest size"), "{e}");
+        assert!(check_sizes(&[("model.n_layer", 0)]).unwrap_err().to_string().contains("at least 1"));
+        // A product past u64 is an error, not a wrapped small number.
+        let e = check_params(&[("model.vocab_size", &[usize::MAX, usize::MAX])]).unwrap_err().to_string();
+        assert!(e.contains("model.vocab_size") && e.contains("overflow"), "{e}");
+        let e = check_params(&[("model.n_layer", &[1 << 20, 1 << 20, 1 << 10])]).unwrap_err().to_string();
+        assert!(e.contains("model.n_layer"), "{e}");
+        check_params(&[("model.vocab_size", &[50257, 768])]).unwrap();
+    }
+}

@@ -230,6 +230,27 @@ fn fault_hooks_are_only_in_test_builds() {
     assert!(faults.contains("#[cfg(not(feature = \"fault-injection\"))]"), "no-op hooks without the feature");
 }
 
+/// Every `unsafe impl` says why it is sound, on the lines just above it.
+#[test]
+fn every_unsafe_impl_has_a_safety_note() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    rust_files(&root.join("src"), &mut files);
+    for f in files {
+        let text = std::fs::read_to_string(&f).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        for (i, l) in lines.iter().enumerate().filter(|(_, l)| l.trim_start().starts_with("unsafe impl")) {
+            // The note sits above the impl, or above its twin (Send above Sync).
+            let above = lines[..i]
+                .iter()
+                .rev()
+                .take_while(|a| a.trim_start().starts_with("//") || a.trim_start().starts_with("unsafe impl"));
+            let noted = above.clone().any(|a| a.contains("SAFETY:"));
+            assert!(noted, "{}:{}: `{}` has no // SAFETY: note above it", f.display(), i + 1, l.trim());
+        }
+    }
+}
+
 #[test]
 fn the_reference_scanner_sees_grouped_nested_inline_and_super_paths() {
     let refs = crate_refs("use crate::{data::X, model};\nlet y = crate::nn::f();\nuse shiftlm_crate::z;", 2);

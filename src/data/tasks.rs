@@ -154,6 +154,15 @@ impl TaskSpec {
 mod tests {
     use super::*;
 
+    /// Symbol ids are u32: a vocabulary past the size cap is refused, not cast.
+    #[test]
+    fn a_vocabulary_too_large_for_u32_ids_is_refused() {
+        let spec =
+            TaskSpec { kind: TaskKind::Copy, vocab: 1 << 33, min_len: 2, max_len: 4, shift: 1, n_train: 4, n_valid: 2 };
+        let e = spec.validate().unwrap_err().to_string();
+        assert!(e.contains("task.vocab"), "{e}");
+    }
+
     fn spec(kind: TaskKind) -> TaskSpec {
         TaskSpec { kind, vocab: 10, min_len: 3, max_len: 6, shift: 1, n_train: 200, n_valid: 20 }
     }
