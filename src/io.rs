@@ -108,7 +108,10 @@ impl RunLock {
                     ),
                 });
             }
-            Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(&path, e)),
+            Err(std::fs::TryLockError::Error(e)) => {
+                // A filesystem without advisory locks: train as before, unguarded.
+                tracing::warn!(path = %path.display(), error = %e, "cannot lock the run folder; a second trainer would not be refused");
+            }
         }
         let pid = std::process::id().to_string();
         let written = file.set_len(0).and_then(|_| file.rewind()).and_then(|_| file.write_all(pid.as_bytes()));

@@ -33,6 +33,11 @@ fn a_new_run_never_writes_into_a_folder_that_holds_something_else() {
     assert_eq!(std::fs::read_to_string(d.join("mine/metrics.jsonl")).unwrap(), "my own notes\n");
     std::fs::create_dir(d.join("empty")).unwrap();
     ok(&run(d, &["train", "--preset", "tiny", "--steps", "2", "--out", "empty", "--show", "0"]));
+    // What a run that died before its first checkpoint left (its lock marks it) is started over.
+    std::fs::create_dir_all(d.join("died/tb")).unwrap();
+    std::fs::write(d.join("died/.lock"), "12345").unwrap();
+    std::fs::write(d.join("died/metrics.jsonl"), "").unwrap();
+    ok(&run(d, &["train", "--preset", "tiny", "--steps", "2", "--out", "died", "--show", "0"]));
 }
 
 #[test]

@@ -224,8 +224,14 @@ fn fault_hooks_are_only_in_test_builds() {
     assert!(features.contains_key("fault-injection"));
     let default = features["default"].as_array().unwrap();
     assert!(!default.iter().any(|f| f.as_str() == Some("fault-injection")), "fault hooks in a normal build");
-    let own = &manifest["dev-dependencies"]["shiftlm"]["features"];
-    assert!(own.as_array().unwrap().iter().any(|f| f.as_str() == Some("fault-injection")), "the tests turn it on");
+    let own = &manifest["dev-dependencies"]["shiftlm"];
+    assert!(
+        own["features"].as_array().unwrap().iter().any(|f| f.as_str() == Some("fault-injection")),
+        "the tests turn it on"
+    );
+    // Without this, the dev-dependency would turn the default `cli` feature back on
+    // in every build of the tests and examples (cargo feature unification).
+    assert_eq!(own["default-features"].as_bool(), Some(false), "the tests' self-dependency adds no default features");
     let faults = std::fs::read_to_string(root.join("src/faults.rs")).unwrap();
     assert!(faults.contains("#[cfg(not(feature = \"fault-injection\"))]"), "no-op hooks without the feature");
 }

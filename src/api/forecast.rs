@@ -91,7 +91,11 @@ pub fn forecast(job: &ForecastJob) -> Result<ForecastOutput> {
         _ => None,
     });
     let inputs: Vec<&std::path::Path> = data.iter().map(|p| p.as_path()).collect();
-    if out == png {
+    let same = |a: &std::path::Path, b: &std::path::Path| match (std::path::absolute(a), std::path::absolute(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    };
+    if same(&out, &png) {
         return Err(Error::setting(format!("{}: the CSV and the plot would be the same file", out.display())));
     }
     crate::io::check_new(&out, job.force, &inputs)?;

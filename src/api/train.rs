@@ -133,8 +133,15 @@ pub fn prepare(job: &TrainJob) -> Result<Trainer> {
 /// `hint` may name the folder as `{0}`.
 pub(super) fn refuse_existing_run(out: &Path, hint: &str) -> Result<()> {
     if checkpoint::list(out).is_empty() {
-        // A fresh run never writes into a folder that holds anything else.
-        if std::fs::read_dir(out).is_ok_and(|mut d| d.next().is_some()) {
+        // A fresh run never writes into a folder that holds anything else; what a
+        // run that died before its first checkpoint left (its lock, metrics and
+        // TensorBoard log) is its own, and is started over.
+        // (Its lock file marks it: a user's own `metrics.jsonl` is never taken for one.)
+        let names: Vec<std::ffi::OsString> =
+            std::fs::read_dir(out).map(|d| d.flatten().map(|e| e.file_name()).collect()).unwrap_or_default();
+        let ours = names.iter().any(|n| n == ".lock")
+            && names.iter().all(|n| [".lock", "metrics.jsonl", "tb"].iter().any(|o| n == *o));
+        if !names.is_empty() && !ours {
             return Err(Error::Checkpoint {
                 path: out.to_path_buf(),
                 msg: "exists and is not empty; a new run needs a new or empty folder (nothing was overwritten)".into(),
@@ -250,6 +257,9 @@ pub fn evaluate(trainer: &Trainer, show: usize) -> Result<Evaluation> {
         return Ok(Evaluation::Pairs { report, examples });
     }
     let stats = crate::eval::teacher_forced(&trainer.model, trainer.valid_batches().into_iter(), &dev)?;
+    if stats.tokens == 0 {
+        return Ok(Evaluation::Skipped { skipped: "no held-out tokens".into() });
+    }
     let sample = if show > 0 {
         let prompt = vec![trainer.cfg.model_eos()];
         let o = SampleOptions { max_new_tokens: 40 * show, seed: 1, ..Default::default() };

@@ -33,6 +33,7 @@ pub struct PreviewArgs {
 
 pub fn run(a: PreviewArgs) -> anyhow::Result<()> {
     let cfg = a.data.resolve()?;
+    a.data.check_bpe_vocab(&cfg)?;
     cfg.validate()?;
     let (data, tok) = shiftlm::data::load(&cfg.data, cfg.train.seed, None)?;
     match data {

@@ -232,18 +232,6 @@ impl DataArgs {
         if task_flags && !matches!(cfg.data, DataConfig::Task(_)) {
             anyhow::bail!("--vocab, --min-len and --max-len shape the built-in tasks; with --data the file decides");
         }
-        let bpe = match &cfg.data {
-            DataConfig::Text(t) => t.tokenizer == TokenizerKind::Bpe && t.tokenizer_file.is_none(),
-            DataConfig::File { tokenizer, tokenizer_file, .. } => {
-                *tokenizer == TokenizerKind::Bpe && tokenizer_file.is_none()
-            }
-            _ => false,
-        };
-        if self.bpe_vocab.is_some() && !bpe {
-            anyhow::bail!(
-                "--bpe-vocab sizes a BPE tokenizer trained on the data (--tokenizer bpe, no --tokenizer-file)"
-            );
-        }
         if let DataConfig::Task(spec) = &mut cfg.data {
             if self.bpe_vocab.is_some() || self.tokenizer_file.is_some() || self.tokenizer.is_some() {
                 anyhow::bail!("a built-in task has its own symbols: --tokenizer, --bpe-vocab and --tokenizer-file apply to --data files");
@@ -267,6 +255,24 @@ impl DataArgs {
             cfg.max_target_len = spec.max_len;
         }
         Ok(cfg)
+    }
+
+    /// Refuses `--bpe-vocab` when the final config (after `--config` and
+    /// `--set`) trains no BPE tokenizer for it to size.
+    pub fn check_bpe_vocab(&self, cfg: &RunConfig) -> anyhow::Result<()> {
+        let bpe = match &cfg.data {
+            DataConfig::Text(t) => t.tokenizer == TokenizerKind::Bpe && t.tokenizer_file.is_none(),
+            DataConfig::File { tokenizer, tokenizer_file, .. } => {
+                *tokenizer == TokenizerKind::Bpe && tokenizer_file.is_none()
+            }
+            _ => false,
+        };
+        if self.bpe_vocab.is_some() && !bpe {
+            anyhow::bail!(
+                "--bpe-vocab sizes a BPE tokenizer trained on the data (--tokenizer bpe, no --tokenizer-file)"
+            );
+        }
+        Ok(())
     }
 
     /// `--tokenizer`, if given.

@@ -129,6 +129,7 @@ pub struct TrainArgs {
 /// with the data choices, a TOML file, `--set` overrides and the flags applied.
 fn job(a: &TrainArgs) -> anyhow::Result<TrainJob> {
     let mut cfg = a.data.resolve()?.with_overrides(a.config.as_deref(), &a.sets)?;
+    a.data.check_bpe_vocab(&cfg)?;
     apply_model_flags(&mut cfg.model, a)?;
     let t = &mut cfg.train;
     if let Some(steps) = a.steps {

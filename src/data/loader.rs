@@ -140,9 +140,10 @@ impl WindowLoader {
         let span = self.tokens.len() - self.block;
         let st = &mut self.state;
         let starts: Vec<usize> = (0..self.batch_size).map(|_| st.rng.below(span)).collect();
-        st.cursor += 1;
+        st.cursor = st.cursor.saturating_add(1);
         // An "epoch" is as many windows as the stream has tokens.
-        st.epoch = st.cursor * self.batch_size * self.block / self.tokens.len();
+        let drawn = (st.cursor as u128) * (self.batch_size as u128) * (self.block as u128);
+        st.epoch = usize::try_from(drawn / self.tokens.len() as u128).unwrap_or(usize::MAX);
         CausalBatch::new(&self.tokens, &starts, self.block)
     }
 }

@@ -77,7 +77,9 @@ fn sniff_delimiter(text: &str) -> u8 {
             _ => {}
         }
     }
-    let best = (0..3).max_by_key(|&i| (counts[i], std::cmp::Reverse(i))).unwrap_or(0);
+    // On a tie, tab and then `;` win: a comma inside a column name is likelier
+    // than a semicolon.
+    let best = (0..3).max_by_key(|&i| (counts[i], i)).unwrap_or(0);
     if counts[best] == 0 {
         b','
     } else {
@@ -122,8 +124,8 @@ pub fn read_csv(spec: &SeriesSpec) -> Result<Series> {
     let mut stamps = ts.map(|_| Vec::new());
     for record in reader.records() {
         let f = record.map_err(bad_csv)?;
-        if f.iter().all(|c| c.is_empty()) {
-            continue; // a blank row
+        if f.len() <= 1 && f.get(0).is_none_or(str::is_empty) {
+            continue; // a blank line (a row of empty cells is a row, filled or reported below)
         }
         let line = f.position().map_or(0, |p| p.line() as usize);
         for (c, (&k, name)) in idx.iter().zip(&names).enumerate() {
@@ -432,11 +434,19 @@ pub fn extrapolate_timestamps(known: &[String], k: usize) -> Result<Vec<String>>
             .collect();
     }
     if let (Ok(x), Ok(y)) = (a.parse::<f64>(), b.parse::<f64>()) {
-        return Ok((1..=k).map(|i| format!("{}", y + i as f64 * (y - x))).collect());
+        let next = |i: i64| Some(y + i as f64 * (y - x)).filter(|v| v.is_finite()).ok_or_else(overflow);
+        return (1..=k).map(|i| Ok(format!("{}", next(i)?))).collect();
     }
-    let (Some((x, _)), Some((y, layout))) = (Stamp::parse(a), Stamp::parse(b)) else {
+    let (Some((x, xl)), Some((y, mut layout))) = (Stamp::parse(a), Stamp::parse(b)) else {
         return Ok(vec![String::new(); k as usize]);
     };
+    if xl.suffix != layout.suffix {
+        // Two offsets (a daylight-saving change): the civil step would be wrong.
+        return Ok(vec![String::new(); k as usize]);
+    }
+    // Written as precisely as the more precise of the two (`…00.5`, `…01`).
+    layout.seconds |= xl.seconds;
+    layout.fraction = layout.fraction.max(xl.fraction);
     let months = (y.year() as i64 * 12 + y.month() as i64) - (x.year() as i64 * 12 + x.month() as i64);
     let month_end = |d: &jiff::civil::DateTime| d.day() == d.days_in_month();
     let calendar = x.time() == y.time() && months > 0 && (x.day() == y.day() || (month_end(&x) && month_end(&y)));
@@ -689,6 +699,14 @@ mod tests {
             extrapolate_timestamps(&s(&["2024-03-01 12:00:00.250", "2024-03-01 12:00:00.750"]), 2).unwrap(),
             s(&["2024-03-01 12:00:01.250", "2024-03-01 12:00:01.750"])
         );
+        assert_eq!(
+            extrapolate_timestamps(&s(&["2024-03-01 12:00:00.5", "2024-03-01 12:00:01"]), 2).unwrap(),
+            s(&["2024-03-01 12:00:01.5", "2024-03-01 12:00:02.0"])
+        );
+        // A change of offset: no continuation rather than a wrong one.
+        let dst = extrapolate_timestamps(&s(&["2024-03-31T01:00+01:00", "2024-03-31T03:00+02:00"]), 1).unwrap();
+        assert_eq!(dst, s(&[""]));
+        assert!(extrapolate_timestamps(&s(&["1e308", "1.7e308"]), 3).is_err());
         // Past the end of the calendar: an error, not a wrapped date.
         let e = extrapolate_timestamps(&s(&["9000-01-01", "9999-01-01"]), 2).unwrap_err().to_string();
         assert!(e.contains("overflows"), "{e}");

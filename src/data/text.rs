@@ -41,7 +41,8 @@ pub fn load(cfg: &TextConfig, tokenizer: Option<&Tokenizer>) -> Result<(Dataset,
             super::TokenizerKind::Bpe => Tokenizer::train_bpe(&texts, cfg.bpe_vocab_size)?,
         },
     };
-    let eot = cfg.eot_id.or_else(|| tok.token_id("</s>")).or_else(|| tok.token_id("<|endoftext|>"));
+    let eot =
+        cfg.eot_id.or_else(|| ["</s>", "<|endoftext|>", "<|end_of_text|>"].into_iter().find_map(|t| tok.token_id(t)));
     if eot.is_none() && texts.len() > 1 {
         // Joining documents with nothing between them would teach the model
         // that one runs straight into the next.
@@ -49,7 +50,7 @@ pub fn load(cfg: &TextConfig, tokenizer: Option<&Tokenizer>) -> Result<(Dataset,
         return Err(Error::config(
             "data.paths",
             format!(
-                "{at} has no end-of-text token (</s> or <|endoftext|>) to put between the {} documents; give one file or a tokenizer with one",
+                "{at} has no end-of-text token (</s>, <|endoftext|> or <|end_of_text|>) to put between the {} documents; give one file or a tokenizer with one",
                 texts.len()
             ),
         ));

@@ -66,11 +66,13 @@ impl LlamaConfig {
         ])?;
         let (v, c, l, i) = (self.vocab_size, self.hidden_size, self.num_hidden_layers, self.intermediate_size);
         let heads = if self.tie_word_embeddings { 1 } else { 2 };
-        // Embedding (and head), per block q/k/v/o (≤ 4C²) and the SwiGLU (3CI),
-        // and the rotary tables (2·P·D).
+        let kv = self.num_key_value_heads * self.head_dim();
+        // Embedding (and head), per block q and o (2C²), k and v (2·C·H_kv·D, fewer
+        // with grouped-query attention) and the SwiGLU (3CI), and the rotary tables (2·P·D).
         super::check_params(&[
             ("model.vocab_size", &[heads, v, c]),
-            ("model.num_hidden_layers", &[l, 4, c, c]),
+            ("model.num_hidden_layers", &[l, 2, c, c]),
+            ("model.num_key_value_heads", &[l, 2, c, kv]),
             ("model.intermediate_size", &[l, 3, c, i]),
             ("model.max_position_embeddings", &[2, self.max_position_embeddings, self.head_dim()]),
         ])?;
@@ -282,5 +284,35 @@ impl super::Family for LlamaConfig {
     /// The rotary frequencies some versions save, and a tied head.
     fn ignorable(&self, name: &str) -> bool {
         name.ends_with("rotary_emb.inv_freq") || (self.tie_word_embeddings && name == "lm_head.weight")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Meta-Llama-3-8B's shape (8.03 G parameters, grouped-query attention)
+    /// is within the size limits; ten times its width is not.
+    #[test]
+    fn a_real_large_model_validates_and_an_absurd_one_does_not() {
+        let cfg = LlamaConfig {
+            vocab_size: 128_256,
+            hidden_size: 4096,
+            intermediate_size: 14_336,
+            num_hidden_layers: 32,
+            num_attention_heads: 32,
+            num_key_value_heads: 8,
+            max_position_embeddings: 8192,
+            rms_norm_eps: 1e-5,
+            rope_theta: 500_000.0,
+            tie_word_embeddings: false,
+            dropout: 0.0,
+            bos_token_id: 128_000,
+            eos_token_id: 128_001,
+            lora: None,
+        };
+        cfg.validate().unwrap();
+        let e = LlamaConfig { hidden_size: 40_960, intermediate_size: 143_360, ..cfg }.validate().unwrap_err();
+        assert!(e.to_string().contains("more than"), "{e}");
     }
 }
