@@ -9,6 +9,9 @@
 //! - `SHIFTLM_TEST_FAIL_SAVE=STEP:FILE` fails the write of FILE at STEP with
 //!   ENOSPC after half the bytes, as a full disk would.
 //! - `SHIFTLM_TEST_POISON_STEP=STEP` makes the loss at STEP NaN.
+//! - `SHIFTLM_TEST_SLOW_OP=NAME:MS` sleeps MS milliseconds in every profiled
+//!   call of the op NAME (e.g. `gelu.fwd`), so a test can check that the
+//!   profiler puts it first.
 
 #[cfg(feature = "fault-injection")]
 fn var(name: &str) -> Option<String> {
@@ -43,6 +46,22 @@ pub fn fail_save(step: usize, file: &str) -> bool {
 pub fn poison(step: usize) -> bool {
     var("SHIFTLM_TEST_POISON_STEP").and_then(|v| v.parse::<usize>().ok()) == Some(step)
 }
+
+/// Called inside each profiled op call (only while the profiler records).
+#[cfg(feature = "fault-injection")]
+pub fn in_op(name: &str) {
+    if let Some((op, ms)) =
+        var("SHIFTLM_TEST_SLOW_OP").and_then(|v| v.split_once(':').map(|(a, b)| (a.to_string(), b.to_string())))
+    {
+        if op == name {
+            std::thread::sleep(std::time::Duration::from_millis(ms.parse().unwrap_or(0)));
+        }
+    }
+}
+
+/// Without the feature: no op is slowed.
+#[cfg(not(feature = "fault-injection"))]
+pub fn in_op(_name: &str) {}
 
 /// Without the feature: nothing to inject.
 #[cfg(not(feature = "fault-injection"))]

@@ -56,6 +56,7 @@ pub mod nn;
 pub mod ops;
 pub mod optim;
 pub mod plot;
+pub mod profile;
 pub mod rng;
 pub mod train;
 

@@ -185,3 +185,93 @@ fn bench_lists_and_times_a_configuration() {
     assert_eq!(j["threads"], 1);
     fails(&run(dir, &["bench", "--config", "gpt-9000"]), &["gpt-9000", "baby-gpt"]);
 }
+
+/// `--profile`: a Chrome trace and a per-op table of the asked steps; an op
+/// slowed on purpose (fault injection) comes first; existing files are kept.
+#[test]
+fn profile_finds_the_slow_op_and_writes_a_chrome_trace() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    corpus(dir);
+    let args = [
+        "train",
+        "--model",
+        "gpt",
+        "--preset",
+        "gpt-tiny",
+        "--data",
+        "play.txt",
+        "--steps",
+        "4",
+        "--show",
+        "0",
+        "--profile",
+        "p",
+        "--profile-steps",
+        "2..3",
+    ];
+    let slow = |out: &str| {
+        let mut a = args.to_vec();
+        a.extend(["--out", out]);
+        Command::new(env!("CARGO_BIN_EXE_shiftlm"))
+            .args(a)
+            .env("SHIFTLM_TEST_SLOW_OP", "gelu.fwd:15")
+            .current_dir(dir)
+            .output()
+            .unwrap()
+    };
+    ok(&slow("g"));
+    let p: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("p/profile.json")).unwrap()).unwrap();
+    assert_eq!(p["steps"], 2, "{p}");
+    let rows = p["rows"].as_array().unwrap();
+    assert_eq!(rows[0]["name"], "gelu.fwd", "the slowed op leads the table: {p}");
+    assert!(rows[0]["self_ms"].as_f64().unwrap() >= 2.0 * 2.0 * 15.0, "two layers × two steps × 15 ms: {p}");
+    let names: Vec<&str> = rows.iter().map(|r| r["name"].as_str().unwrap()).collect();
+    for n in ["step", "forward", "backward", "optimizer", "linear.fwd", "linear.bwd", "causal_attention.bwd"] {
+        assert!(names.contains(&n), "{n} missing from {names:?}");
+    }
+    let covered = p["covered_ms"].as_f64().unwrap() / p["step_ms"].as_f64().unwrap();
+    assert!(covered > 0.99 && covered <= 1.0 + 1e-9, "{p}");
+    let t: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("p/trace.json")).unwrap()).unwrap();
+    let events = t["traceEvents"].as_array().unwrap();
+    let x: Vec<_> = events.iter().filter(|e| e["ph"] == "X").collect();
+    assert_eq!(x.iter().filter(|e| e["name"] == "step").count(), 2);
+    for e in &x {
+        for k in ["name", "cat", "ts", "dur", "pid", "tid"] {
+            assert!(!e[k].is_null(), "{k} missing in {e}");
+        }
+        if e["cat"] == "op" {
+            assert!(e["args"]["shapes"].as_str().unwrap().starts_with('['), "{e}");
+        }
+    }
+    assert!(events.iter().any(|e| e["ph"] == "M" && e["name"] == "thread_name"));
+    // A second profile into the same folder is refused before training.
+    fails(&slow("g2"), &["trace.json"]);
+    assert!(!dir.join("g2").exists());
+}
+
+/// The profiler's FLOPs of baby-gpt's matrix products, per training step,
+/// are 6 · tokens · (12·d²·layers + d·vocab), as counted by hand.
+#[test]
+fn profile_counts_the_flops_of_the_matrix_products() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    ok(&run(dir, &["bench", "--config", "baby-gpt", "--steps", "2", "--warmup", "1", "--profile", "b"]));
+    let t: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("b/trace.json")).unwrap()).unwrap();
+    let x: Vec<_> = t["traceEvents"].as_array().unwrap().iter().filter(|e| e["ph"] == "X").cloned().collect();
+    let span =
+        |e: &serde_json::Value| (e["ts"].as_f64().unwrap(), e["ts"].as_f64().unwrap() + e["dur"].as_f64().unwrap());
+    let evals: Vec<_> = x.iter().filter(|e| e["name"] == "evaluation").map(span).collect();
+    let in_training = |e: &&serde_json::Value| !evals.iter().any(|&(a, b)| (a..=b).contains(&span(e).0));
+    let linear: f64 = x
+        .iter()
+        .filter(in_training)
+        .filter(|e| e["name"].as_str().unwrap().starts_with("linear."))
+        .map(|e| e["args"]["flops"].as_f64().unwrap())
+        .sum();
+    let steps = x.iter().filter(|e| e["name"] == "step").count() as f64;
+    assert_eq!(steps, 2.0);
+    let (tokens, d_model, layers, vocab) = (12.0 * 64.0, 128.0, 4.0, 65.0);
+    let expect = 6.0 * tokens * (12.0 * d_model * d_model * layers + d_model * vocab);
+    assert!((linear / steps / expect - 1.0).abs() < 1e-3, "{} vs {expect}", linear / steps);
+}

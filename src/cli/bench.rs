@@ -19,7 +19,8 @@ Examples:
   shiftlm bench --list
   shiftlm bench --config baby-gpt --threads 2 --steps 30 --json
   shiftlm bench                                  (every configuration)
-  shiftlm bench --config gpt2-30m --generate 127 --save /tmp/gpt2-30m --json";
+  shiftlm bench --config gpt2-30m --generate 127 --save /tmp/gpt2-30m --json
+  shiftlm bench --config baby-gpt --profile prof --profile-sort total";
 
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
@@ -44,6 +45,8 @@ pub struct BenchArgs {
     /// End with one JSON line (the last configuration's figures, or all of them in "results").
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub profiling: super::profiling::ProfileArgs,
 }
 
 pub fn run(a: BenchArgs, threads: usize) -> anyhow::Result<()> {
@@ -62,8 +65,16 @@ pub fn run(a: BenchArgs, threads: usize) -> anyhow::Result<()> {
         anyhow::bail!("--steps must be at least 1");
     }
     if let Some(n) = a.generate {
+        if a.profiling.profile.is_some() {
+            anyhow::bail!("--profile times training steps; drop --generate");
+        }
         return run_generate(&a, &configs, n, threads);
     }
+    if a.profiling.profile.is_some() && configs.len() != 1 {
+        anyhow::bail!("--profile: name one configuration with --config");
+    }
+    // By default the first five timed steps.
+    a.profiling.arm((a.warmup + 1, a.warmup + a.steps.min(5)))?;
     let peak = bench::matmul_peak_gflops(1024)?;
     eprintln!("matrix-product peak: {peak:.1} GFLOP/s on {threads} thread(s)");
     println!(
@@ -84,6 +95,7 @@ pub fn run(a: BenchArgs, threads: usize) -> anyhow::Result<()> {
         );
         reports.push(r);
     }
+    a.profiling.finish()?;
     if a.json {
         let mut v = serde_json::to_value(reports.last().expect("at least one configuration"))?;
         if reports.len() > 1 {

@@ -8,6 +8,7 @@ mod forecast;
 mod generate;
 mod merge;
 mod plot;
+mod profiling;
 mod progress;
 mod report;
 mod train;

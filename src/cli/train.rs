@@ -38,7 +38,8 @@ Examples:
   shiftlm train --model gpt --data input.txt                  # sizes picked for the data
   shiftlm train --model llama --data input.txt --preset llama-baby --tokenizer bpe
   shiftlm train --config run.toml --set train.optimizer.lr=0.003 --set train.grad_accum=4
-  shiftlm train --resume runs/small-rotate";
+  shiftlm train --resume runs/small-rotate
+  shiftlm train --model gpt --data input.txt --profile prof    # where a step's time goes";
 
 #[derive(clap::Args, Debug)]
 pub struct TrainArgs {
@@ -123,6 +124,8 @@ pub struct TrainArgs {
     /// End with one JSON line of final metrics on standard output.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub profiling: super::profiling::ProfileArgs,
 }
 
 /// The config the flags describe: a preset (or one sized for the data)
@@ -309,6 +312,7 @@ fn check_resume_flags(a: &TrainArgs) -> anyhow::Result<()> {
 }
 
 pub fn run(a: TrainArgs) -> anyhow::Result<()> {
+    a.profiling.check()?;
     let mut trainer = match &a.resume {
         Some(run) => {
             check_resume_flags(&a)?;
@@ -319,11 +323,16 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
             api::train::prepare(&job).context("preparing the run")?
         }
     };
+    // By default the profile skips the first step (allocations, caches) and
+    // records up to five more.
+    let (done, steps) = (trainer.state.step, trainer.cfg.train.steps);
+    a.profiling.arm(((done + 2).min(steps), (done + 6).min(steps)))?;
     let mut progress = Progress::default();
     progress.on_start(&api::train::run_start(&trainer, None)?);
     let outcome = api::train::fit(&mut trainer, &mut progress, true);
     progress.finish();
     let o = outcome.context("training")?;
+    a.profiling.finish()?;
     let run = trainer.run_dir().expect("prepared with a run folder").to_path_buf();
     eprintln!(
         "trained to step {} in {:.1}s ({:.0} tokens/s){}; checkpoints in {}",

@@ -112,6 +112,9 @@ impl CustomOp1 for CausalAttentionOp {
     }
 
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout) -> Result<(CpuStorage, Shape)> {
+        // Q Kᵀ and P V over the causal half: 2·T²·D per head.
+        let flops = |l: &Layout| self.dims(l).ok().map(|d| 2 * (d.b * self.n_head * d.t * d.t * d.d) as u64);
+        let _p = crate::profile::op("causal_attention.fwd", || (format!("{:?}", l1.dims()), flops(l1)));
         let qkv = f32_slice(s1, l1, "causal_attention")?;
         let dm = self.dims(l1)?;
         let Dims { b, t, d, c, row } = dm;
@@ -152,6 +155,9 @@ impl CustomOp1 for CausalAttentionOp {
     }
 
     fn bwd(&self, qkv_t: &Tensor, _res: &Tensor, g: &Tensor) -> Result<Option<Tensor>> {
+        // S recomputed, dV, dP, dQ and dK: 5·T²·D per head over the causal half.
+        let flops = |l: &Layout| self.dims(l).ok().map(|d| 5 * (d.b * self.n_head * d.t * d.t * d.d) as u64);
+        let _p = crate::profile::op("causal_attention.bwd", || (format!("{:?}", qkv_t.dims()), flops(qkv_t.layout())));
         let dm = self.dims(qkv_t.layout())?;
         let Dims { b, t, d, c, row } = dm;
         let (h, h_kv) = (self.n_head, self.n_kv_head);

@@ -32,6 +32,7 @@ impl CustomOp2 for CrossEntropyOp {
     }
 
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        let _p = crate::profile::op("cross_entropy.fwd", || (format!("{:?}", l1.dims()), None));
         let x = f32_slice(s1, l1, "cross_entropy")?;
         let (n, v) = l1.shape().dims2()?;
         let y = super::indices(s2, l2, "cross_entropy")?;
@@ -53,6 +54,7 @@ impl CustomOp2 for CrossEntropyOp {
     }
 
     fn bwd(&self, x: &Tensor, y: &Tensor, _res: &Tensor, g: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let _p = crate::profile::op("cross_entropy.bwd", || (format!("{:?}", x.dims()), None));
         let (_n, v) = x.dims2()?;
         let y: Vec<usize> =
             y.to_dtype(candle_core::DType::U32)?.to_vec1::<u32>()?.into_iter().map(|l| l as usize).collect();

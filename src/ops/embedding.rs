@@ -16,6 +16,7 @@ impl CustomOp2 for EmbeddingOp {
     }
 
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        let _p = crate::profile::op("embedding.fwd", || (format!("{:?}", l1.dims()), None));
         let w = f32_slice(s1, l1, "embedding")?;
         let (v, c) = l1.shape().dims2()?;
         let ids = super::indices(s2, l2, "embedding")?;
@@ -37,6 +38,7 @@ impl CustomOp2 for EmbeddingOp {
     }
 
     fn bwd(&self, w: &Tensor, ids_t: &Tensor, _res: &Tensor, g: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let _p = crate::profile::op("embedding.bwd", || (format!("{:?}", w.dims()), None));
         if !w.track_op() {
             return Ok((None, None)); // a frozen table
         }

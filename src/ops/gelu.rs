@@ -65,6 +65,7 @@ impl CustomOp1 for GeluOp {
     }
 
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout) -> Result<(CpuStorage, Shape)> {
+        let _p = crate::profile::op("gelu.fwd", || (format!("{:?}", l1.dims()), None));
         let x = f32_slice(s1, l1, "gelu")?;
         let mut y = super::output(x.len()); // written element by element
         let tanh = self.tanh;
@@ -81,6 +82,7 @@ impl CustomOp1 for GeluOp {
     }
 
     fn bwd(&self, x: &Tensor, _res: &Tensor, g: &Tensor) -> Result<Option<Tensor>> {
+        let _p = crate::profile::op("gelu.bwd", || (format!("{:?}", x.dims()), None));
         let tanh = self.tanh;
         let dx = with_f32(x, "gelu", |x| {
             with_f32(g, "gelu", |g| {

@@ -54,6 +54,9 @@ impl LinearOp {
             bail!("linear: input {:?} does not fit weight {:?}", xl.dims(), wl.dims());
         }
         let rows = x.len() / n_in.max(1);
+        let _p = crate::profile::op("linear.fwd", || {
+            (format!("{:?}·{:?}", xl.dims(), wl.dims()), Some(crate::profile::matmul_flops(rows, n_out, n_in)))
+        });
         let mut y = super::output(rows * n_out); // overwritten by the product
                                                  // SAFETY: sizes checked above.
         unsafe {
@@ -99,6 +102,11 @@ impl LinearOp {
         let (ni, no) = (n_in as isize, n_out as isize);
         let dev = x.device();
         let rows = x.elem_count() / n_in.max(1);
+        let _p = crate::profile::op("linear.bwd", || {
+            let products = u64::from(x.track_op()) + u64::from(w.track_op()); // dx, dW
+            let flops = products * crate::profile::matmul_flops(rows, n_out, n_in);
+            (format!("{:?}·{:?}", x.dims(), w.dims()), Some(flops))
+        });
         let dx = if x.track_op() {
             let dx = with_f32(w, "linear", |w| {
                 with_f32(g, "linear", |g| {

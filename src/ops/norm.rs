@@ -47,6 +47,7 @@ impl CustomOp3 for LayerNormOp {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
+        let _p = crate::profile::op("layer_norm.fwd", || (format!("{:?}", l1.dims()), None));
         let (x, w, b) =
             (f32_slice(s1, l1, "layer_norm")?, f32_slice(s2, l2, "layer_norm")?, f32_slice(s3, l3, "layer_norm")?);
         let c = w.len();
@@ -74,6 +75,7 @@ impl CustomOp3 for LayerNormOp {
         _res: &Tensor,
         g: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let _p = crate::profile::op("layer_norm.bwd", || (format!("{:?}", x.dims()), None));
         let c = w.elem_count();
         let wv = w.flatten_all()?.to_vec1::<f32>()?;
         let (dx, dw, db) = with_f32(x, "layer_norm", |x| {
@@ -142,6 +144,7 @@ impl CustomOp2 for RmsNormOp {
     }
 
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        let _p = crate::profile::op("rms_norm.fwd", || (format!("{:?}", l1.dims()), None));
         let (x, w) = (f32_slice(s1, l1, "rms_norm")?, f32_slice(s2, l2, "rms_norm")?);
         let c = w.len();
         if l1.dims().last() != Some(&c) {
@@ -161,6 +164,7 @@ impl CustomOp2 for RmsNormOp {
     }
 
     fn bwd(&self, x: &Tensor, w: &Tensor, _res: &Tensor, g: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let _p = crate::profile::op("rms_norm.bwd", || (format!("{:?}", x.dims()), None));
         let c = w.elem_count();
         let wv = w.flatten_all()?.to_vec1::<f32>()?;
         let (dx, dw) = with_f32(x, "rms_norm", |x| {

@@ -122,6 +122,11 @@ impl<C: Cell> CustomOp3 for RecurrenceOp<C> {
     ) -> Result<(CpuStorage, Shape)> {
         let (xproj, w, init) = (f32_slice(s1, l1, C::NAME)?, f32_slice(s2, l2, C::NAME)?, f32_slice(s3, l3, C::NAME)?);
         let (b, t, h) = Self::dims(l1, l2, l3)?;
+        let name = if C::NAME == "lstm" { "lstm.fwd" } else { "gru.fwd" };
+        // One (B×H)·(H×G) product per step.
+        let _p = crate::profile::op(name, || {
+            (format!("{:?}", l1.dims()), Some(crate::profile::matmul_flops(b * t, C::GATES * h, h)))
+        });
         let (g, sw, vw) = (C::GATES * h, C::STATE * h, C::SAVED * h);
         let cell = C::new(w, h);
         // FOLDED: the pre-activations, h Wₕₕᵀ added step by step; else written step by step.
@@ -184,6 +189,10 @@ impl<C: Cell> CustomOp3 for RecurrenceOp<C> {
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let (b, t, h) = Self::dims(xproj.layout(), w.layout(), init.layout())?;
+        let name = if C::NAME == "lstm" { "lstm.bwd" } else { "gru.bwd" };
+        // d h_prev per step, and d W over all rows and steps.
+        let flops = 2 * crate::profile::matmul_flops(b * t, C::GATES * h, h);
+        let _p = crate::profile::op(name, || (format!("{:?}", xproj.dims()), Some(flops)));
         let (g, sw, vw, wcols) = (C::GATES * h, C::STATE * h, C::SAVED * h, h + C::EXTRA_COLS);
         let saved = self.saved.lock().unwrap_or_else(|e| e.into_inner());
         let w = w.contiguous()?.flatten_all()?.to_vec1::<f32>()?;

@@ -31,6 +31,7 @@ impl CustomOp1 for SoftmaxOp {
     }
 
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout) -> Result<(CpuStorage, Shape)> {
+        let _p = crate::profile::op("softmax.fwd", || (format!("{:?}", l1.dims()), None));
         let x = f32_slice(s1, l1, "softmax")?;
         let s = l1.dims().last().copied().unwrap_or(1).max(1);
         let mut y = vec![0f32; x.len()];
@@ -48,6 +49,7 @@ impl CustomOp1 for SoftmaxOp {
     }
 
     fn bwd(&self, _x: &Tensor, y: &Tensor, g: &Tensor) -> Result<Option<Tensor>> {
+        let _p = crate::profile::op("softmax.bwd", || (format!("{:?}", _x.dims()), None));
         let s = y.dims().last().copied().unwrap_or(1).max(1);
         let dx = with_f32(y, "softmax", |y| {
             with_f32(g, "softmax", |g| {

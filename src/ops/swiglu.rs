@@ -19,6 +19,7 @@ impl CustomOp2 for SwiGluOp {
     }
 
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        let _p = crate::profile::op("swiglu.fwd", || (format!("{:?}", l1.dims()), None));
         let (gate, up) = (f32_slice(s1, l1, "swiglu")?, f32_slice(s2, l2, "swiglu")?);
         if l1.shape() != l2.shape() {
             bail!("swiglu: gate {:?} and up {:?} differ", l1.dims(), l2.dims());
@@ -36,6 +37,7 @@ impl CustomOp2 for SwiGluOp {
     }
 
     fn bwd(&self, gate: &Tensor, up: &Tensor, _res: &Tensor, g: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let _p = crate::profile::op("swiglu.bwd", || (format!("{:?}", gate.dims()), None));
         let (dgate, dup) = with_f32(gate, "swiglu", |gate| {
             with_f32(up, "swiglu", |up| {
                 with_f32(g, "swiglu", |g| {

@@ -223,17 +223,24 @@ impl Trainer {
         let (mut last_loss, mut stopped_early) = (f32::NAN, false);
         while self.state.step < until.min(tc.steps) && !stopped_early {
             let step = self.state.step + 1;
+            crate::profile::at_step(step);
+            let _step = crate::profile::phase("step");
+            let data = crate::profile::phase("data");
             let micro = (0..tc.grad_accum)
                 .map(|_| self.loader.next_batch().tensors(&dev))
                 .collect::<candle_core::Result<Vec<_>>>()?;
+            drop(data);
             let (mut loss, grads, tokens) = accumulate(&self.model, &self.vars, &micro, &mut self.state.dropout_rng)?;
             if faults::poison(step) {
                 loss = f32::NAN;
             }
+            let clip = crate::profile::phase("clip");
             let grad_norm = self.opt.grad_norm(&grads)?;
+            drop(clip);
             self.state.step = step;
             if loss.is_finite() && grad_norm.is_finite() {
                 let lr = tc.schedule.lr(tc.optimizer.lr, step);
+                let _opt = crate::profile::phase("optimizer");
                 self.opt.step(&grads, lr, clip_scale(grad_norm, tc.grad_clip))?;
                 self.state.tokens_seen += tokens;
                 last_loss = loss;
@@ -260,11 +267,13 @@ impl Trainer {
             let last = step == tc.steps;
             let mut save = last || (tc.save_every > 0 && step.is_multiple_of(tc.save_every));
             if last || (tc.eval_every > 0 && step.is_multiple_of(tc.eval_every)) {
+                let _eval = crate::profile::phase("evaluation");
                 save |= self.evaluate(sink)?;
                 stopped_early = tc.patience > 0 && self.state.evals_since_best >= tc.patience;
                 save |= stopped_early;
             }
             if save && self.run_dir.is_some() {
+                let _ck = crate::profile::phase("checkpoint");
                 self.save(sink)?;
             }
         }
@@ -449,9 +458,12 @@ pub fn accumulate(
     let total: usize = micro.iter().map(|b| b.n_supervised()).sum();
     let (mut loss, mut acc): (f64, Option<GradStore>) = (0.0, None);
     for b in micro {
+        let forward = crate::profile::phase("forward");
         let (sum, _) = model.loss_sum(b, Some(rng))?;
         let scaled = (sum / total.max(1) as f64)?;
         loss += scaled.to_scalar::<f32>()? as f64;
+        drop(forward);
+        let _backward = crate::profile::phase("backward");
         let g = scaled.backward()?;
         acc = Some(match acc {
             None => g,

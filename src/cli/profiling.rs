@@ -1,0 +1,141 @@
+//! `--profile DIR`: the profiler's flags, shared by `train` and `bench`, and
+//! what a profile leaves behind (trace.json, profile.json and a table).
+
+use anyhow::Context;
+use shiftlm::profile::{self, Kind, SortBy, Summary};
+use std::path::{Path, PathBuf};
+
+#[derive(clap::Args, Debug, Default)]
+#[command(next_help_heading = "Profiling")]
+pub struct ProfileArgs {
+    /// Profile some steps into DIR: trace.json (open it in ui.perfetto.dev or
+    /// chrome://tracing), profile.json (per op and phase: calls, total and self
+    /// ms, share of the step, GFLOP/s) and a table on standard error. DIR may
+    /// exist, but not the two files.
+    #[arg(long, value_name = "DIR")]
+    pub profile: Option<PathBuf>,
+    /// Steps to record, A..B (both included) or one step A; 1 is the first step
+    /// of the run. Default: train 2..6 (skipping the first step's warm-up),
+    /// bench the first 5 timed steps.
+    #[arg(long, value_name = "A..B", value_parser = parse_steps, requires = "profile")]
+    pub profile_steps: Option<(usize, usize)>,
+    /// Order of the table and profile.json: self (time outside nested events,
+    /// default), total, calls or name.
+    #[arg(long, value_name = "KEY", value_parser = ["self", "total", "calls", "name"], requires = "profile")]
+    pub profile_sort: Option<String>,
+}
+
+fn parse_steps(s: &str) -> Result<(usize, usize), String> {
+    let num = |t: &str| -> Result<usize, String> {
+        t.trim().parse::<usize>().map_err(|_| format!("{t:?} is not a step number; write A..B, e.g. 2..6"))
+    };
+    let (a, b) = match s.split_once("..") {
+        Some((a, b)) => (num(a)?, num(b.strip_prefix('=').unwrap_or(b))?),
+        None => (num(s)?, num(s)?),
+    };
+    if a == 0 || b < a {
+        return Err(format!("{s:?}: steps count from 1 and B must be at least A"));
+    }
+    Ok((a, b))
+}
+
+impl ProfileArgs {
+    /// Refuses an output folder that holds a profile already (call it before
+    /// anything is written).
+    pub fn check(&self) -> anyhow::Result<()> {
+        let Some(dir) = &self.profile else { return Ok(()) };
+        for f in ["trace.json", "profile.json"] {
+            shiftlm::io::check_new(&dir.join(f), false, &[])?;
+        }
+        Ok(())
+    }
+
+    /// Checks the output folder and arms the profiler for the asked window,
+    /// or `default` (steps `first..=last` of the run). No-op without --profile.
+    pub fn arm(&self, default: (usize, usize)) -> anyhow::Result<()> {
+        self.check()?;
+        if self.profile.is_none() {
+            return Ok(());
+        }
+        let (a, b) = self.profile_steps.unwrap_or(default);
+        profile::arm(a, b);
+        Ok(())
+    }
+
+    /// Stops recording and writes DIR/trace.json, DIR/profile.json and the
+    /// table. No-op without --profile.
+    pub fn finish(&self) -> anyhow::Result<Option<Summary>> {
+        let Some(dir) = &self.profile else { return Ok(None) };
+        let events = profile::finish();
+        let sort = match self.profile_sort.as_deref() {
+            Some("total") => SortBy::Total,
+            Some("calls") => SortBy::Calls,
+            Some("name") => SortBy::Name,
+            _ => SortBy::SelfTime,
+        };
+        let summary = profile::summarize(&events, sort);
+        if summary.steps == 0 {
+            anyhow::bail!(
+                "--profile: no step was recorded (the run has fewer steps than --profile-steps {}..{} asks)",
+                self.profile_steps.map_or(0, |s| s.0),
+                self.profile_steps.map_or(0, |s| s.1)
+            );
+        }
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        write_json(&dir.join("trace.json"), &profile::chrome_trace(&events))?;
+        write_json(&dir.join("profile.json"), &serde_json::to_value(&summary)?)?;
+        eprint!("{}", table(&summary));
+        eprintln!("profile written to {} (open trace.json in ui.perfetto.dev)", dir.display());
+        Ok(Some(summary))
+    }
+}
+
+fn write_json(path: &Path, v: &serde_json::Value) -> anyhow::Result<()> {
+    shiftlm::io::write_atomic(path, serde_json::to_string(v)?.as_bytes())?;
+    Ok(())
+}
+
+/// The summary as a table, phases and ops together, with how much of the
+/// steps' time the events account for.
+pub fn table(s: &Summary) -> String {
+    let mut out = format!(
+        "profile: {} step(s), {:.2} ms/step; events account for {:.1}% of it\n{:<22} {:>5} {:>7} {:>10} {:>10} {:>7} {:>9}\n",
+        s.steps,
+        s.step_ms / s.steps.max(1) as f64,
+        100.0 * s.covered_ms / s.step_ms.max(f64::MIN_POSITIVE),
+        "name",
+        "kind",
+        "calls",
+        "total ms",
+        "self ms",
+        "self %",
+        "GFLOP/s"
+    );
+    for r in &s.rows {
+        let kind = match r.kind {
+            Kind::Phase => "phase",
+            Kind::Op => "op",
+        };
+        let gflops = r.gflops.map_or_else(|| "-".to_string(), |g| format!("{g:.1}"));
+        out += &format!(
+            "{:<22} {:>5} {:>7} {:>10.3} {:>10.3} {:>6.1}% {:>9}\n",
+            r.name, kind, r.calls, r.total_ms, r.self_ms, r.percent, gflops
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_steps;
+
+    #[test]
+    fn step_windows() {
+        assert_eq!(parse_steps("2..6"), Ok((2, 6)));
+        assert_eq!(parse_steps("2..=6"), Ok((2, 6)));
+        assert_eq!(parse_steps("4"), Ok((4, 4)));
+        assert!(parse_steps("0..3").is_err());
+        assert!(parse_steps("5..3").is_err());
+        assert!(parse_steps("a..3").is_err());
+    }
+}
