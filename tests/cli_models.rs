@@ -248,6 +248,13 @@ fn profile_finds_the_slow_op_and_writes_a_chrome_trace() {
     // A second profile into the same folder is refused before training.
     fails(&slow("g2"), &["trace.json"]);
     assert!(!dir.join("g2").exists());
+    // Fine-tuning with LoRA: by default steps 2..3 of a 3-step run.
+    ok(&run(
+        dir,
+        &["finetune", "--from", "g", "--data", "play.txt", "--lora", "--steps", "3", "--out", "ft", "--profile", "pf"],
+    ));
+    let p: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("pf/profile.json")).unwrap()).unwrap();
+    assert_eq!(p["steps"], 2, "{p}");
 }
 
 /// The profiler's FLOPs of baby-gpt's matrix products, per training step,

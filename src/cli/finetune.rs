@@ -29,7 +29,8 @@ transformers with from_pretrained.
 Examples:
   shiftlm finetune --from runs/gpt-baby-input --data more.txt --steps 300
   shiftlm finetune --from ./gpt2-hf-folder --data chat.jsonl --lora      # {\"prompt\":…,\"response\":…}
-  shiftlm finetune --from ./gpt2-hf-folder --data notes.txt --lr 1e-4 --out runs/notes --json";
+  shiftlm finetune --from ./gpt2-hf-folder --data notes.txt --lr 1e-4 --out runs/notes --json
+  shiftlm finetune --from runs/gpt-baby-input --data more.txt --lora --profile prof   # where a step goes";
 
 #[derive(clap::Args, Debug)]
 pub struct FinetuneArgs {
@@ -86,6 +87,8 @@ pub struct FinetuneArgs {
     /// End with one JSON line: held-out loss and perplexity before and after.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub profiling: super::profiling::ProfileArgs,
 }
 
 pub fn run(a: FinetuneArgs) -> anyhow::Result<()> {
@@ -110,10 +113,13 @@ pub fn run(a: FinetuneArgs) -> anyhow::Result<()> {
             all_but_head: a.freeze_all_but_head,
         },
     };
+    // As train: skip the first step, then up to five.
+    a.profiling.arm((2.min(a.steps), 6.min(a.steps)))?;
     let mut progress = Progress::default();
     let r = api::finetune(&job, &mut progress);
     progress.finish();
     let r = r.with_context(|| format!("fine-tuning {}", a.from.display()))?;
+    a.profiling.finish()?;
     match (&r.before, &r.after) {
         (Some(before), Some(after)) => {
             println!("held-out ({} tokens)   before     after    change", after.tokens);

@@ -1,4 +1,4 @@
-//! `--profile DIR`: the profiler's flags, shared by `train` and `bench`, and
+//! `--profile DIR`: the profiler's flags, shared by `train`, `finetune` and `bench`, and
 //! what a profile leaves behind (trace.json, profile.json and a table).
 
 use anyhow::Context;
@@ -15,8 +15,8 @@ pub struct ProfileArgs {
     #[arg(long, value_name = "DIR")]
     pub profile: Option<PathBuf>,
     /// Steps to record, A..B (both included) or one step A; 1 is the first step
-    /// of the run. Default: train 2..6 (skipping the first step's warm-up),
-    /// bench the first 5 timed steps.
+    /// of the run. Default: train and finetune 2..6 (skipping the first step's
+    /// warm-up), bench the first 5 timed steps.
     #[arg(long, value_name = "A..B", value_parser = parse_steps, requires = "profile")]
     pub profile_steps: Option<(usize, usize)>,
     /// Order of the table and profile.json: self (time outside nested events,
