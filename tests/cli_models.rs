@@ -248,6 +248,11 @@ fn profile_finds_the_slow_op_and_writes_a_chrome_trace() {
     // A second profile into the same folder is refused before training.
     fails(&slow("g2"), &["trace.json"]);
     assert!(!dir.join("g2").exists());
+    // A window after the run's end is refused before training.
+    let late = ["train", "--model", "gpt", "--preset", "gpt-tiny", "--data", "play.txt", "--steps", "4"];
+    let late = [&late[..], &["--out", "g3", "--profile", "p3", "--profile-steps", "5..6"]].concat();
+    fails(&run(dir, &late), &["--profile-steps 5..6", "ends at step 4"]);
+    assert!(!dir.join("g3").exists());
     // Fine-tuning with LoRA: by default steps 2..3 of a 3-step run.
     ok(&run(
         dir,

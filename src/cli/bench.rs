@@ -74,7 +74,7 @@ pub fn run(a: BenchArgs, threads: usize) -> anyhow::Result<()> {
         anyhow::bail!("--profile: name one configuration with --config");
     }
     // By default the first five timed steps.
-    a.profiling.arm((a.warmup + 1, a.warmup + a.steps.min(5)))?;
+    a.profiling.arm((a.warmup + 1, a.warmup + a.steps.min(5)), a.warmup + a.steps)?;
     let peak = bench::matmul_peak_gflops(1024)?;
     eprintln!("matrix-product peak: {peak:.1} GFLOP/s on {threads} thread(s)");
     println!(

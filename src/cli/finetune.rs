@@ -114,7 +114,7 @@ pub fn run(a: FinetuneArgs) -> anyhow::Result<()> {
         },
     };
     // As train: skip the first step, then up to five.
-    a.profiling.arm((2.min(a.steps), 6.min(a.steps)))?;
+    a.profiling.arm((2.min(a.steps), 6.min(a.steps)), a.steps)?;
     let mut progress = Progress::default();
     let r = api::finetune(&job, &mut progress);
     progress.finish();

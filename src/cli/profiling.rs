@@ -50,13 +50,25 @@ impl ProfileArgs {
         Ok(())
     }
 
+    /// Refuses a --profile-steps window that starts after the run's `end` step.
+    pub fn check_window(&self, end: usize) -> anyhow::Result<()> {
+        match self.profile_steps {
+            Some((a, b)) if self.profile.is_some() && a > end => {
+                anyhow::bail!("--profile-steps {a}..{b}: the run ends at step {end}")
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Checks the output folder and arms the profiler for the asked window,
-    /// or `default` (steps `first..=last` of the run). No-op without --profile.
-    pub fn arm(&self, default: (usize, usize)) -> anyhow::Result<()> {
+    /// or `default` (steps `first..=last` of the run), refusing a window that
+    /// starts after the run's `end` step. No-op without --profile.
+    pub fn arm(&self, default: (usize, usize), end: usize) -> anyhow::Result<()> {
         self.check()?;
         if self.profile.is_none() {
             return Ok(());
         }
+        self.check_window(end)?;
         let (a, b) = self.profile_steps.unwrap_or(default);
         profile::arm(a, b);
         Ok(())

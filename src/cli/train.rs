@@ -320,13 +320,14 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
         }
         None => {
             let job = job(&a)?;
+            a.profiling.check_window(job.config.train.steps)?;
             api::train::prepare(&job).context("preparing the run")?
         }
     };
     // By default the profile skips the first step (allocations, caches) and
     // records up to five more.
     let (done, steps) = (trainer.state.step, trainer.cfg.train.steps);
-    a.profiling.arm(((done + 2).min(steps), (done + 6).min(steps)))?;
+    a.profiling.arm(((done + 2).min(steps), (done + 6).min(steps)), steps)?;
     let mut progress = Progress::default();
     progress.on_start(&api::train::run_start(&trainer, None)?);
     let outcome = api::train::fit(&mut trainer, &mut progress, true);
