@@ -1,5 +1,6 @@
 //! `--profile DIR`: the profiler's flags, shared by `train`, `finetune` and `bench`, and
-//! what a profile leaves behind (trace.json, profile.json and a table).
+//! what a profile leaves behind (trace.json, profile.json and a table on
+//! standard output, like `torch.profiler`'s `key_averages().table()`).
 
 use anyhow::Context;
 use shiftlm::profile::{self, Kind, SortBy, Summary};
@@ -10,7 +11,7 @@ use std::path::{Path, PathBuf};
 pub struct ProfileArgs {
     /// Profile some steps into DIR: trace.json (open it in ui.perfetto.dev or
     /// chrome://tracing), profile.json (per op and phase: calls, total and self
-    /// ms, share of the step, GFLOP/s) and a table on standard error. DIR may
+    /// ms, share of the step, GFLOP/s) and a table on standard output. DIR may
     /// exist, but not the two files.
     #[arg(long, value_name = "DIR")]
     pub profile: Option<PathBuf>,
@@ -96,7 +97,7 @@ impl ProfileArgs {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         write_json(&dir.join("trace.json"), &profile::chrome_trace(&events))?;
         write_json(&dir.join("profile.json"), &serde_json::to_value(&summary)?)?;
-        eprint!("{}", table(&summary));
+        print!("{}", table(&summary));
         eprintln!("profile written to {} (open trace.json in ui.perfetto.dev)", dir.display());
         Ok(Some(summary))
     }
