@@ -295,6 +295,107 @@ impl Chart<'_> {
     }
 }
 
+/// One interval of a [`Timeline`].
+#[derive(Debug, Clone)]
+pub struct Bar {
+    /// The lane, an index into [`Timeline::lanes`] (top first).
+    pub lane: usize,
+    /// Start and end on the x axis.
+    pub start: f64,
+    /// End on the x axis.
+    pub end: f64,
+    /// RGB fill.
+    pub color: [u8; 3],
+}
+
+/// Intervals in labelled lanes over a shared x axis (e.g. a profiled step's
+/// phases and ops), with a legend of colours underneath. The height follows
+/// from the lanes and the legend.
+#[derive(Debug, Clone)]
+pub struct Timeline {
+    /// Title drawn centred above the lanes.
+    pub title: String,
+    /// Label under the x axis.
+    pub x_label: String,
+    /// Lane labels, top first.
+    pub lanes: Vec<String>,
+    /// The x axis runs from 0 to `span`.
+    pub span: f64,
+    /// The intervals; a bar narrower than a pixel is drawn one pixel wide.
+    pub bars: Vec<Bar>,
+    /// Colour keys, laid out in rows under the axis.
+    pub legend: Vec<(String, [u8; 3])>,
+    /// Image width in pixels, clamped to 300..=4096.
+    pub width: usize,
+}
+
+impl Timeline {
+    /// Renders the timeline as a PNG file's bytes.
+    pub fn to_png(&self) -> Vec<u8> {
+        const LANE: i64 = 30;
+        let w = self.width.clamp(300, 4096);
+        let wi = w as i64;
+        let left = 20 + self.lanes.iter().map(|l| text_w(l, 2)).max().unwrap_or(0);
+        let span = if self.span.is_finite() && self.span > 0.0 { self.span } else { 1.0 };
+        let (xt, xs) = ticks(0.0, span);
+        let xlabs: Vec<String> = xt.iter().map(|&v| fmt_num(v, xs)).collect();
+        let right = (wi - 12 - xlabs.last().map_or(0, |s| text_w(s, 2) / 2)).max(left + 20);
+        let top = 56;
+        let bottom = top + LANE * self.lanes.len().max(1) as i64;
+        // Legend entries flow left to right in rows.
+        let (mut lx, mut rows, mut places) = (left, 1i64, Vec::new());
+        for (name, _) in &self.legend {
+            let ew = text_w(name, 2) + 40;
+            if lx + ew > wi - 10 && lx > left {
+                lx = left;
+                rows += 1;
+            }
+            places.push((lx, rows - 1));
+            lx += ew;
+        }
+        let legend_top = bottom + 64;
+        let h = (legend_top + rows * 22 + 12).clamp(80, 4096) as usize;
+        let mut cv = Canvas { w, h, px: vec![255; w * h * 3] };
+        let xa = Axis { lo: 0.0, hi: span, p0: left as f64, p1: right as f64 };
+        for (v, s) in xt.iter().zip(&xlabs) {
+            let x = xa.px(*v).round() as i64;
+            cv.rect(x, top, 1, bottom - top, GRID);
+            cv.rect(x, bottom, 1, 5, FRAME);
+            cv.text(s, x - text_w(s, 2) / 2, bottom + 9, 2, false, INK);
+        }
+        for (k, l) in self.lanes.iter().enumerate() {
+            let y = top + k as i64 * LANE;
+            cv.text(l, left - 8 - text_w(l, 2), y + LANE / 2 - 7, 2, false, INK);
+            if k > 0 {
+                cv.rect(left, y, right - left, 1, GRID);
+            }
+        }
+        for b in self.bars.iter().filter(|b| b.lane < self.lanes.len() && b.start.is_finite() && b.end.is_finite()) {
+            let (x0, x1) = (xa.px(b.start).round() as i64, xa.px(b.end).round() as i64);
+            let y = top + b.lane as i64 * LANE + 4;
+            let (x0, x1) = (x0.clamp(left, right), x1.clamp(left, right));
+            cv.rect(x0, y, (x1 - x0).max(1), LANE - 8, b.color);
+        }
+        for (x, y, rw, rh) in [
+            (left, top, right - left + 1, 1),
+            (left, bottom, right - left + 1, 1),
+            (left, top, 1, bottom - top),
+            (right, top, 1, bottom - top),
+        ] {
+            cv.rect(x, y, rw, rh, FRAME);
+        }
+        for ((name, c), &(x, row)) in self.legend.iter().zip(&places) {
+            let y = legend_top + row * 22;
+            cv.rect(x, y + 2, 26, 12, *c);
+            cv.text(name, x + 32, y, 2, false, INK);
+        }
+        let scale = [3, 2].into_iter().find(|&k| text_w(&self.title, k) <= wi - 20).unwrap_or(1);
+        cv.text(&self.title, (wi - text_w(&self.title, scale)) / 2, 14, scale, false, INK);
+        cv.text(&self.x_label, (left + right - text_w(&self.x_label, 2)) / 2, bottom + 34, 2, false, INK);
+        png(w, h, &cv.px)
+    }
+}
+
 /// Encodes RGB8 pixels (`w × h × 3` bytes) as a PNG with the `png` crate.
 fn png(w: usize, h: usize, rgb: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
@@ -338,6 +439,32 @@ mod tests {
         let col: Vec<usize> = (0..h).filter(|&y| px[(y * w + 300) * 3..][..3] == [200, 0, 0]).collect();
         assert!(!col.is_empty() && col.len() <= 3, "a 2 px line crosses column 300: {col:?}");
         assert!(col.iter().all(|&y| y.abs_diff(h / 2) < 40), "near the middle: {col:?}");
+    }
+
+    #[test]
+    fn timelines_draw_bars_in_their_lanes() {
+        let t = Timeline {
+            title: "step".into(),
+            x_label: "ms".into(),
+            lanes: vec!["phases".into(), "ops".into()],
+            span: 10.0,
+            bars: vec![
+                Bar { lane: 0, start: 0.0, end: 10.0, color: [200, 0, 0] },
+                Bar { lane: 1, start: 5.0, end: 5.0, color: [0, 0, 200] },
+                Bar { lane: 7, start: f64::NAN, end: 1.0, color: [0, 200, 0] },
+            ],
+            legend: vec![("forward".into(), [200, 0, 0]), ("linear.fwd".into(), [0, 0, 200])],
+            width: 10,
+        };
+        let (w, h, px) = decode(&t.to_png());
+        assert_eq!(w, 300);
+        let count = |c: [u8; 3]| px.chunks(3).filter(|p| *p == c).count();
+        assert!(count([200, 0, 0]) > 1000, "the phase bar spans the width");
+        assert!(count([0, 0, 200]) > 12 * 26, "a zero-width bar is still drawn, and its legend key");
+        assert_eq!(count([0, 200, 0]), 0, "a bar outside the lanes is skipped");
+        assert!(h > 56 + 60);
+        let empty = Timeline { lanes: vec![], bars: vec![], legend: vec![], span: 0.0, ..t };
+        assert!(!empty.to_png().is_empty());
     }
 
     #[test]

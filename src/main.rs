@@ -2,8 +2,38 @@
 //! printing over the library. Errors print their whole cause chain and exit
 //! with status 2.
 
+use std::alloc::{GlobalAlloc, Layout};
+
+/// mimalloc, with every allocation and free reported to the profiler, which
+/// counts them only while it records (`--profile`); otherwise a report is
+/// one relaxed atomic load.
+struct Counting(mimalloc::MiMalloc);
+
+// SAFETY: every call forwards to mimalloc unchanged; the reports only read
+// and add to atomics, and never allocate.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        shiftlm::profile::on_alloc(layout.size());
+        self.0.alloc(layout)
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        shiftlm::profile::on_alloc(layout.size());
+        self.0.alloc_zeroed(layout)
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        shiftlm::profile::on_free(layout.size());
+        self.0.dealloc(ptr, layout)
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // A move to a new block: the new size allocated, the old one freed.
+        shiftlm::profile::on_alloc(new_size);
+        shiftlm::profile::on_free(layout.size());
+        self.0.realloc(ptr, layout, new_size)
+    }
+}
+
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: Counting = Counting(mimalloc::MiMalloc);
 
 mod cli;
 
@@ -20,6 +50,7 @@ fn main() {
     // peak is resident anyway.
     // SAFETY: sets a global option; called once, before any other thread exists.
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
+    shiftlm::profile::count_allocations();
     let args = cli::Cli::parse();
     // Read by candle's matrix products and by rayon when they first start.
     // Without it candle asks `num_cpus`, which can report the host's cores

@@ -245,6 +245,55 @@ fn profile_finds_the_slow_op_and_writes_a_chrome_trace() {
         }
     }
     assert!(events.iter().any(|e| e["ph"] == "M" && e["name"] == "thread_name"));
+    // Memory: the forward pass leaves at least the logits for the backward
+    // pass (the cross-entropy's input, N × V floats).
+    assert_eq!(p["allocations_counted"], true, "{p}");
+    let ce = x.iter().find(|e| e["name"] == "cross_entropy.fwd").unwrap();
+    let dims: Vec<u64> = ce["args"]["shapes"].as_str().unwrap()[1..]
+        .split(']')
+        .next()
+        .unwrap()
+        .split(", ")
+        .map(|v| v.parse().unwrap())
+        .collect();
+    let logits = 4 * dims[0] * dims[1];
+    assert!(p["graph_bytes"].as_u64().unwrap() >= logits, "graph {} < logits {logits}: {p}", p["graph_bytes"]);
+    let row = |n: &str| rows.iter().find(|r| r["name"] == n).unwrap().clone();
+    assert!(row("linear.fwd")["self_alloc_bytes"].as_u64().unwrap() > 0, "{p}");
+    assert!(row("forward")["peak_rss_bytes"].as_u64().unwrap() > 1 << 20, "{p}");
+    // The timeline picture, and TensorBoard scalars per step in the profile
+    // folder and in the run's tb/.
+    let png = std::fs::read(dir.join("p/timeline.png")).unwrap();
+    assert_eq!(&png[1..4], b"PNG");
+    for tb in ["p", "g/tb"] {
+        let scalars: Vec<(String, i64, f32)> = std::fs::read_dir(dir.join(tb))
+            .unwrap()
+            .map(|f| f.unwrap().path())
+            .filter(|f| f.file_name().unwrap().to_string_lossy().starts_with("events.out.tfevents"))
+            .flat_map(|f| shiftlm::train::tensorboard::read_scalars(&f).unwrap())
+            .filter(|s| s.0 == "profile/gelu.fwd_ms")
+            .collect();
+        assert_eq!(scalars.iter().map(|s| s.1).collect::<Vec<_>>(), [2, 3], "{tb}: {scalars:?}");
+        assert!(scalars.iter().all(|s| s.2 >= 2.0 * 15.0), "{tb}: {scalars:?}");
+    }
+    // Generation: a step is a token, the first one with the prompt.
+    let o =
+        run(dir, &["generate", "--checkpoint", "g", "--prompt", "To be", "--max-new-tokens", "5", "--profile", "pg"]);
+    ok(&o);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("profile: 5 token(s)"), "{o:?}");
+    let p: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("pg/profile.json")).unwrap()).unwrap();
+    assert_eq!((p["unit"].as_str(), p["steps"].as_u64()), (Some("token"), Some(5)), "{p}");
+    let names: Vec<&str> = p["rows"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
+    for n in ["token", "forward", "sample", "linear.fwd", "softmax.fwd"] {
+        assert!(names.contains(&n), "{n} missing from {names:?}");
+    }
+    let args = ["generate", "--checkpoint", "g", "--prompt", "To be", "--max-new-tokens", "5", "--json"];
+    let o = run(dir, &[&args[..], &["--profile", "pg2", "--profile-steps", "2..3"]].concat());
+    ok(&o);
+    let p: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("pg2/profile.json")).unwrap()).unwrap();
+    assert_eq!(p["steps"], 2, "{p}");
+    let last = String::from_utf8_lossy(&o.stdout).lines().last().unwrap().to_string();
+    assert!(last.starts_with("{\"outputs\""), "the JSON line stays last: {last}");
     // A second profile into the same folder is refused before training.
     fails(&slow("g2"), &["trace.json"]);
     assert!(!dir.join("g2").exists());

@@ -95,7 +95,7 @@ pub fn run(a: BenchArgs, threads: usize) -> anyhow::Result<()> {
         );
         reports.push(r);
     }
-    a.profiling.finish()?;
+    a.profiling.finish(None)?;
     if a.json {
         let mut v = serde_json::to_value(reports.last().expect("at least one configuration"))?;
         if reports.len() > 1 {

@@ -119,7 +119,7 @@ pub fn run(a: FinetuneArgs) -> anyhow::Result<()> {
     let r = api::finetune(&job, &mut progress);
     progress.finish();
     let r = r.with_context(|| format!("fine-tuning {}", a.from.display()))?;
-    a.profiling.finish()?;
+    a.profiling.finish(None)?;
     match (&r.before, &r.after) {
         (Some(before), Some(after)) => {
             println!("held-out ({} tokens)   before     after    change", after.tokens);

@@ -21,6 +21,7 @@ Examples:
   shiftlm generate --checkpoint runs/small-rotate --input \"3 1 4 1 5 9\"
   shiftlm generate --checkpoint runs/small-rotate --input \"1 2 3\" --beam 4
   echo \"hello\" | shiftlm generate --checkpoint runs/mine --temperature 0.8 --seed 7
+  shiftlm generate --checkpoint runs/gpt-baby-input --prompt \"ROMEO:\" --profile prof   # time per token
   shiftlm generate --checkpoint ./gpt2-folder --prompt \"Hello\" --temperature 0 --json   # {\"outputs\":[{\"input\",\"ids\",\"text\"}]}";
 
 #[derive(clap::Args, Debug)]
@@ -63,6 +64,8 @@ pub struct GenerateArgs {
     /// Most tokens to emit for an encoder–decoder (default: twice the longest training target).
     #[arg(long, value_name = "N")]
     pub max_len: Option<usize>,
+    #[command(flatten)]
+    pub profiling: super::profiling::ProfileArgs,
     /// Print only one JSON line: each output's input, token ids and text (to compare with
     /// transformers token by token), instead of streaming text.
     #[arg(long)]
@@ -70,6 +73,7 @@ pub struct GenerateArgs {
 }
 
 pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
+    a.profiling.arm_tokens()?;
     let ck = shiftlm::checkpoint::load(&a.checkpoint, &candle_core::Device::Cpu)
         .with_context(|| format!("loading checkpoint {}", a.checkpoint.display()))?;
     let causal = ck.config.model.is_causal();
@@ -104,6 +108,7 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
     };
     if a.json {
         let outputs = generate_with(&ck, &job, &mut |_| {})?;
+        a.profiling.finish(None)?;
         println!("{}", serde_json::json!({ "outputs": outputs }));
         return Ok(());
     }
@@ -127,5 +132,7 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
         }
         writeln!(out)?;
     }
+    drop(out);
+    a.profiling.finish(None)?;
     Ok(())
 }

@@ -4,6 +4,7 @@
 
 use anyhow::Context;
 use shiftlm::profile::{self, Kind, SortBy, Summary};
+use shiftlm::train::tensorboard::TensorBoardWriter;
 use std::path::{Path, PathBuf};
 
 #[derive(clap::Args, Debug, Default)]
@@ -11,13 +12,16 @@ use std::path::{Path, PathBuf};
 pub struct ProfileArgs {
     /// Profile some steps into DIR: trace.json (open it in ui.perfetto.dev or
     /// chrome://tracing), profile.json (per op and phase: calls, total and self
-    /// ms, share of the step, GFLOP/s) and a table on standard output. DIR may
-    /// exist, but not the two files.
+    /// ms, share of the step, GFLOP/s, heap bytes allocated, peak resident
+    /// memory), timeline.png (the last step's phases and top ops), TensorBoard
+    /// scalars profile/<op>_ms, and a table on standard output. DIR may
+    /// exist, but not trace.json or profile.json in it.
     #[arg(long, value_name = "DIR")]
     pub profile: Option<PathBuf>,
     /// Steps to record, A..B (both included) or one step A; 1 is the first step
     /// of the run. Default: train and finetune 2..6 (skipping the first step's
-    /// warm-up), bench the first 5 timed steps.
+    /// warm-up), bench the first 5 timed steps, generate every token (a step
+    /// is one new token; the first one includes the prompt or the encoder).
     #[arg(long, value_name = "A..B", value_parser = parse_steps, requires = "profile")]
     pub profile_steps: Option<(usize, usize)>,
     /// Order of the table and profile.json: self (time outside nested events,
@@ -75,9 +79,22 @@ impl ProfileArgs {
         Ok(())
     }
 
-    /// Stops recording and writes DIR/trace.json, DIR/profile.json and the
-    /// table. No-op without --profile.
-    pub fn finish(&self) -> anyhow::Result<Option<Summary>> {
+    /// For generation: checks the output folder and arms the profiler for
+    /// the asked tokens, or all of them. No-op without --profile.
+    pub fn arm_tokens(&self) -> anyhow::Result<()> {
+        self.check()?;
+        if self.profile.is_some() {
+            let (a, b) = self.profile_steps.unwrap_or((1, usize::MAX));
+            profile::arm_tokens(a, b);
+        }
+        Ok(())
+    }
+
+    /// Stops recording and writes DIR/trace.json, DIR/profile.json,
+    /// DIR/timeline.png, TensorBoard scalars (`profile/<name>_ms`, self time
+    /// per step) in DIR and, for a training run, in its `tb/` folder `tb`;
+    /// prints the table. No-op without --profile.
+    pub fn finish(&self, tb: Option<&Path>) -> anyhow::Result<Option<Summary>> {
         let Some(dir) = &self.profile else { return Ok(None) };
         let events = profile::finish();
         let sort = match self.profile_sort.as_deref() {
@@ -87,9 +104,10 @@ impl ProfileArgs {
             _ => SortBy::SelfTime,
         };
         let summary = profile::summarize(&events, sort);
+        let unit = summary.unit;
         if summary.steps == 0 {
             anyhow::bail!(
-                "--profile: no step was recorded (the run has fewer steps than --profile-steps {}..{} asks)",
+                "--profile: no {unit} was recorded (the run has fewer than --profile-steps {}..{} asks)",
                 self.profile_steps.map_or(0, |s| s.0),
                 self.profile_steps.map_or(0, |s| s.1)
             );
@@ -97,8 +115,21 @@ impl ProfileArgs {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         write_json(&dir.join("trace.json"), &profile::chrome_trace(&events))?;
         write_json(&dir.join("profile.json"), &serde_json::to_value(&summary)?)?;
+        if let Some(t) = profile::timeline(&events, 8) {
+            shiftlm::io::write_atomic(&dir.join("timeline.png"), &t.to_png())?;
+        }
+        let per_step = profile::per_step(&events);
+        for d in std::iter::once(dir.as_path()).chain(tb) {
+            let mut w = TensorBoardWriter::create(d)?;
+            for (step, names) in per_step.iter().filter(|(s, _)| **s > 0) {
+                for (name, ms) in names {
+                    w.scalar(&format!("profile/{name}_ms"), *step, *ms as f32)?;
+                }
+            }
+            w.flush()?;
+        }
         print!("{}", table(&summary));
-        eprintln!("profile written to {} (open trace.json in ui.perfetto.dev)", dir.display());
+        eprintln!("profile written to {} (open trace.json in ui.perfetto.dev; timeline.png)", dir.display());
         Ok(Some(summary))
     }
 }
@@ -108,13 +139,18 @@ fn write_json(path: &Path, v: &serde_json::Value) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn mb(bytes: u64) -> f64 {
+    bytes as f64 / (1 << 20) as f64
+}
+
 /// The summary as a table, phases and ops together, with how much of the
-/// steps' time the events account for.
+/// steps' time the events account for and what memory they used.
 pub fn table(s: &Summary) -> String {
+    let unit = s.unit;
+    let per = s.step_ms / s.steps.max(1) as f64;
     let mut out = format!(
-        "profile: {} step(s), {:.2} ms/step; events account for {:.1}% of it\n{:<22} {:>5} {:>7} {:>10} {:>10} {:>7} {:>9}\n",
+        "profile: {} {unit}(s), {per:.2} ms/{unit}; events account for {:.1}% of it\n{:<22} {:>5} {:>7} {:>10} {:>10} {:>7} {:>9} {:>10} {:>8}\n",
         s.steps,
-        s.step_ms / s.steps.max(1) as f64,
         100.0 * s.covered_ms / s.step_ms.max(f64::MIN_POSITIVE),
         "name",
         "kind",
@@ -122,7 +158,9 @@ pub fn table(s: &Summary) -> String {
         "total ms",
         "self ms",
         "self %",
-        "GFLOP/s"
+        "GFLOP/s",
+        "self MB",
+        "peak MB"
     );
     for r in &s.rows {
         let kind = match r.kind {
@@ -130,10 +168,23 @@ pub fn table(s: &Summary) -> String {
             Kind::Op => "op",
         };
         let gflops = r.gflops.map_or_else(|| "-".to_string(), |g| format!("{g:.1}"));
+        let alloc = if s.allocations_counted { format!("{:.1}", mb(r.self_alloc_bytes)) } else { "-".into() };
+        let peak = r.peak_rss_bytes.map_or_else(|| "-".to_string(), |p| format!("{:.0}", mb(p)));
         out += &format!(
-            "{:<22} {:>5} {:>7} {:>10.3} {:>10.3} {:>6.1}% {:>9}\n",
-            r.name, kind, r.calls, r.total_ms, r.self_ms, r.percent, gflops
+            "{:<22} {:>5} {:>7} {:>10.3} {:>10.3} {:>6.1}% {:>9} {:>10} {:>8}\n",
+            r.name, kind, r.calls, r.total_ms, r.self_ms, r.percent, gflops, alloc, peak
         );
+    }
+    out += &format!(
+        "self MB: heap allocated outside nested events, all calls; peak MB: resident memory.\n\
+         the rest, {:.2} ms/{unit}: time between timed events (the trainer's bookkeeping, metrics, dropping tensors)\n",
+        (s.step_ms - s.covered_ms) / s.steps.max(1) as f64
+    );
+    if let Some(g) = s.graph_bytes {
+        out += &format!("autograd graph at the end of the forward pass: {:.1} MB\n", mb(g));
+    }
+    if let Some(p) = s.peak_rss_bytes {
+        out += &format!("peak resident memory: {:.0} MB\n", mb(p));
     }
     out
 }

@@ -333,8 +333,8 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
     let outcome = api::train::fit(&mut trainer, &mut progress, true);
     progress.finish();
     let o = outcome.context("training")?;
-    a.profiling.finish()?;
     let run = trainer.run_dir().expect("prepared with a run folder").to_path_buf();
+    a.profiling.finish(Some(&run.join("tb")))?;
     eprintln!(
         "trained to step {} in {:.1}s ({:.0} tokens/s){}; checkpoints in {}",
         o.steps,

@@ -126,17 +126,24 @@ pub fn generate(
     let mut out = Vec::new();
     // Feed the prompt (its last `ctx` tokens), then one token per step.
     let mut feed: Vec<u32> = tokens[tokens.len().saturating_sub(ctx)..].to_vec();
-    for _ in 0..o.max_new_tokens {
+    for step in 1..=o.max_new_tokens {
+        // A profiled step is one token; the first one reads the prompt too.
+        crate::profile::at_token(step);
+        let _step = crate::profile::phase("token");
         if cache[0].len() + feed.len() > ctx {
             // The window is full: condition on the last ctx tokens only, as
             // nanoGPT crops its context (recomputed without the cache).
             cache = model.new_cache();
             feed = tokens[tokens.len() - ctx.min(tokens.len())..].to_vec();
         }
+        let forward = crate::profile::phase("forward");
         let ids = Tensor::from_slice(&feed, (1, feed.len()), dev)?;
         let logits = model.causal_forward(&ids, Some(&mut cache), None).expect("causal model")?;
         let mut last = logits.get(0)?.get(feed.len() - 1)?.to_vec1::<f32>()?;
+        drop(forward);
+        let sample = crate::profile::phase("sample");
         let next = pick(&mut last, &tokens, o, &mut rng);
+        drop(sample);
         tokens.push(next);
         out.push(next);
         on_token(next)?;

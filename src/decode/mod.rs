@@ -63,6 +63,19 @@ pub fn decode_batch(
     }
 }
 
+/// The first step of decoding encodes the sources (a profiler phase).
+fn encode(model: EncDec<'_>, sources: &[&[u32]], dev: &Device) -> Result<DecState> {
+    let _encode = crate::profile::phase("encode");
+    model.start(sources, dev)
+}
+
+/// One decoder step, as a profiler phase: the logits (B, V) of the next
+/// token for each of `tokens`.
+fn decoder_step(model: EncDec<'_>, tokens: &[u32], state: &mut DecState, dev: &Device) -> Result<Vec<Vec<f32>>> {
+    let _forward = crate::profile::phase("forward");
+    model.step(tokens, state, dev)
+}
+
 /// Greedy (no sampler) or sampled decoding of a whole batch at once.
 fn stepwise(
     model: EncDec<'_>,
@@ -72,12 +85,20 @@ fn stepwise(
     dev: &Device,
 ) -> Result<Vec<Vec<u32>>> {
     let b = sources.len();
-    let mut state = model.start(sources, dev)?;
+    let mut state = None;
     let mut last = vec![BOS; b];
     let mut out = vec![Vec::new(); b];
     let mut done = vec![false; b];
-    for _ in 0..=max_len {
-        let rows = model.step(&last, &mut state, dev)?; // (B, V)
+    for step in 0..=max_len {
+        // A profiled step is one token; the first one encodes as well.
+        crate::profile::at_token(step + 1);
+        let _step = crate::profile::phase("token");
+        let state = match state.as_mut() {
+            Some(s) => s,
+            None => state.insert(encode(model, sources, dev)?),
+        };
+        let rows = decoder_step(model, &last, state, dev)?; // (B, V)
+        let _sample = crate::profile::phase("sample");
         for (i, row) in rows.iter().enumerate() {
             if done[i] {
                 last[i] = PAD;
@@ -124,10 +145,17 @@ fn beam(model: EncDec<'_>, source: &[u32], width: usize, alpha: f32, max_len: us
     // Alive hypotheses: tokens so far and summed log-probability.
     let mut alive: Vec<(Vec<u32>, f32)> = vec![(Vec::new(), 0.0)];
     let mut finished: Vec<(Vec<u32>, f32)> = Vec::new();
-    let mut state = model.start(&[source], dev)?;
+    let mut state = None;
     for step in 0..=max_len {
+        crate::profile::at_token(step + 1);
+        let _step = crate::profile::phase("token");
+        let st = match state.as_mut() {
+            Some(s) => s,
+            None => state.insert(encode(model, &[source], dev)?),
+        };
         let last: Vec<u32> = alive.iter().map(|(t, _)| *t.last().unwrap_or(&BOS)).collect();
-        let rows = model.step(&last, &mut state, dev)?;
+        let rows = decoder_step(model, &last, st, dev)?;
+        let _search = crate::profile::phase("sample");
         if step == max_len {
             // Out of room: every alive hypothesis ends here, once, with EOS.
             for (i, row) in rows.iter().enumerate() {
@@ -169,7 +197,7 @@ fn beam(model: EncDec<'_>, source: &[u32], width: usize, alpha: f32, max_len: us
         if new_alive.is_empty() || finished.len() >= width || best_done > best_alive {
             break;
         }
-        state = state.select(&Tensor::from_slice(&parents, parents.len(), dev)?)?;
+        state = Some(st.select(&Tensor::from_slice(&parents, parents.len(), dev)?)?);
         alive = new_alive;
     }
     let best = finished

@@ -16,6 +16,7 @@ pub fn masked_cross_entropy_sum(logits: &Tensor, labels: &Tensor, mask: &Tensor)
 /// (B, T, V), `labels` (B, T), `mask` (B, T) or `None` when every position
 /// is supervised (language-model windows).
 pub fn sequence_loss_sum(logits: &Tensor, labels: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+    let _loss = crate::profile::phase("loss");
     let (b, t, v) = logits.dims3()?;
     let (logits, labels) = (logits.reshape((b * t, v))?, labels.flatten_all()?);
     match mask {
@@ -43,6 +44,7 @@ pub enum RegressionLoss {
 /// Σ of the element-wise loss between `pred` and `target` (same shape).
 /// Returns a scalar; divide by the element count for PyTorch's mean.
 pub fn regression_loss_sum(pred: &Tensor, target: &Tensor, kind: RegressionLoss) -> Result<Tensor> {
+    let _loss = crate::profile::phase("loss");
     let e = (pred - target)?;
     match kind {
         RegressionLoss::Mse => e.sqr()?.sum_all(),
