@@ -140,11 +140,16 @@ fn mark(n: usize, tokens: bool) {
     }
 }
 
-/// Whether events are being recorded.
+/// Whether events are being recorded (never without the `profiler`
+/// feature: then every instrumented place compiles to nothing).
 #[inline]
 pub fn recording() -> bool {
-    RECORDING.load(Ordering::Relaxed)
+    cfg!(feature = "profiler") && RECORDING.load(Ordering::Relaxed)
 }
+
+/// Whether this build has the profiler (the `profiler` feature, on by
+/// default).
+pub const COMPILED_IN: bool = cfg!(feature = "profiler");
 
 /// Says that this program's allocator reports every allocation to
 /// [`on_alloc`] and every free to [`on_free`] (the `shiftlm` binary's does).
@@ -213,8 +218,9 @@ pub struct Span {
     start: Instant,
     shapes: Option<String>,
     flops: Option<u64>,
-    /// Heap counters at the start.
-    heap: (u64, i64),
+    /// Heap counters at the start; `None` for a worker's share, which runs
+    /// beside other events and cannot tell their allocations from its own.
+    heap: Option<(u64, i64)>,
     /// Whether the peak-resident counter was reset at the start.
     rss: bool,
 }
@@ -222,14 +228,20 @@ pub struct Span {
 impl Span {
     fn start(name: &'static str, kind: Kind, shapes: Option<String>, flops: Option<u64>) -> Self {
         let rss = kind == Kind::Phase && reset_peak_rss();
-        Span { name, kind, start: Instant::now(), shapes, flops, heap: heap(), rss }
+        Span { name, kind, start: Instant::now(), shapes, flops, heap: Some(heap()), rss }
     }
 }
 
 impl Drop for Span {
     fn drop(&mut self) {
         let end = Instant::now();
-        let (alloc, net) = heap();
+        let (alloc, net) = match self.heap {
+            Some((a0, n0)) => {
+                let (a, n) = heap();
+                (a - a0, n - n0)
+            }
+            None => (0, 0),
+        };
         let peak_rss_bytes = if self.rss { peak_rss() } else { None };
         let start_ns = self.start.duration_since(epoch()).as_nanos() as u64;
         let dur_ns = end.duration_since(self.start).as_nanos() as u64;
@@ -242,8 +254,8 @@ impl Drop for Span {
             shapes: self.shapes.take(),
             flops: self.flops,
             step: STEP.load(Ordering::Relaxed),
-            alloc_bytes: alloc - self.heap.0,
-            net_bytes: net - self.heap.1,
+            alloc_bytes: alloc,
+            net_bytes: net,
             peak_rss_bytes,
         };
         LOCAL.with(|l| {
@@ -274,6 +286,25 @@ pub fn op(name: &'static str, detail: impl FnOnce() -> (String, Option<u64>)) ->
     let (shapes, flops) = detail();
     let span = Span::start(name, Kind::Op, Some(shapes), flops);
     crate::faults::in_op(name);
+    Some(span)
+}
+
+/// Times a share of an op's work that rayon runs on another thread than the
+/// op's own (`caller`, its `rayon::current_thread_index()`), so that every
+/// worker gets a track; the share on the op's own thread is the op's time
+/// already.
+#[inline]
+pub fn worker(
+    name: &'static str,
+    caller: Option<usize>,
+    detail: impl FnOnce() -> (String, Option<u64>),
+) -> Option<Span> {
+    if !recording() || rayon::current_thread_index() == caller {
+        return None;
+    }
+    let (shapes, flops) = detail();
+    let mut span = Span::start(name, Kind::Op, Some(shapes), flops);
+    span.heap = None;
     Some(span)
 }
 
@@ -317,9 +348,15 @@ pub struct Summary {
     pub steps: usize,
     /// Their time (the `step` or `token` phases), in milliseconds.
     pub step_ms: f64,
-    /// Self time of every event inside the steps, in milliseconds: `step_ms`
-    /// less what no event accounts for.
+    /// Self time of every event inside the steps on the steps' own thread,
+    /// in milliseconds: `step_ms` less what no event accounts for. (Workers'
+    /// shares of an op run beside it and are not counted.)
     pub covered_ms: f64,
+    /// Time other threads (rayon workers) spent on the shares of ops that
+    /// are timed (matrix products), in milliseconds.
+    pub worker_ms: f64,
+    /// Threads other than the steps' own that recorded work.
+    pub workers: usize,
     /// Whether heap bytes were counted (the `*_bytes` of rows are 0 if not).
     pub allocations_counted: bool,
     /// Heap bytes the forward pass (loss included) left allocated, averaged
@@ -405,7 +442,11 @@ pub fn summarize(events: &[Event], sort: SortBy) -> Summary {
     let is_step = |e: &Event| e.name == unit;
     let steps: Vec<usize> = (0..events.len()).filter(|&i| is_step(&events[i])).collect();
     let step_ns: u64 = steps.iter().map(|&i| events[i].dur_ns).sum();
-    let covered: u64 = events.iter().zip(&own.ns).filter(|(e, _)| !is_step(e)).map(|(_, &s)| s).sum();
+    // Work on other threads (rayon workers' shares) runs beside the step's
+    // thread, so only the step's threads count towards covering it.
+    let step_tids: std::collections::BTreeSet<u64> = steps.iter().map(|&i| events[i].tid).collect();
+    let covered: u64 =
+        events.iter().zip(&own.ns).filter(|(e, _)| !is_step(e) && step_tids.contains(&e.tid)).map(|(_, &s)| s).sum();
     #[derive(Default)]
     struct Acc {
         calls: usize,
@@ -453,8 +494,16 @@ pub fn summarize(events: &[Event], sort: SortBy) -> Summary {
     let forwards: Vec<i64> = events.iter().filter(|e| e.name == "forward").map(|e| e.net_bytes).collect();
     let graph_bytes =
         (counted && !forwards.is_empty()).then(|| (forwards.iter().sum::<i64>() / forwards.len() as i64).max(0) as u64);
+    let others: std::collections::BTreeSet<u64> =
+        events.iter().map(|e| e.tid).filter(|t| !step_tids.contains(t)).collect();
+    let worker_ns: u64 = (0..events.len())
+        .filter(|&i| own.depth[i] == 0 && others.contains(&events[i].tid))
+        .map(|i| events[i].dur_ns)
+        .sum();
     Summary {
         unit,
+        worker_ms: worker_ns as f64 / 1e6,
+        workers: others.len(),
         steps: steps.len(),
         step_ms: step_ns as f64 / 1e6,
         covered_ms: covered.min(step_ns) as f64 / 1e6,
@@ -639,7 +688,7 @@ pub fn chrome_trace(events: &[Event]) -> serde_json::Value {
     serde_json::json!({ "traceEvents": out, "displayTimeUnit": "ms" })
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "profiler"))]
 mod tests {
     use super::*;
 

@@ -317,7 +317,8 @@ fn profile_finds_the_slow_op_and_writes_a_chrome_trace() {
 fn profile_counts_the_flops_of_the_matrix_products() {
     let d = tempfile::tempdir().unwrap();
     let dir = d.path();
-    ok(&run(dir, &["bench", "--config", "baby-gpt", "--steps", "2", "--warmup", "1", "--profile", "b"]));
+    let args = ["bench", "--config", "baby-gpt", "--steps", "2", "--warmup", "1", "--threads", "2", "--profile", "b"];
+    ok(&run(dir, &args));
     let t: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("b/trace.json")).unwrap()).unwrap();
     let x: Vec<_> = t["traceEvents"].as_array().unwrap().iter().filter(|e| e["ph"] == "X").cloned().collect();
     let span =
@@ -335,4 +336,15 @@ fn profile_counts_the_flops_of_the_matrix_products() {
     let (tokens, d_model, layers, vocab) = (12.0 * 64.0, 128.0, 4.0, 65.0);
     let expect = 6.0 * tokens * (12.0 * d_model * d_model * layers + d_model * vocab);
     assert!((linear / steps / expect - 1.0).abs() < 1e-3, "{} vs {expect}", linear / steps);
+    // Two threads: with shiftlm's AVX-512 kernel the second one gets a track
+    // of its shares of the matrix products, a part of their FLOPs.
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        let main = x.iter().find(|e| e["name"] == "step").unwrap()["tid"].clone();
+        let shares: Vec<_> = x.iter().filter(|e| e["name"] == "matmul.worker").collect();
+        assert!(!shares.is_empty() && shares.iter().all(|e| e["tid"] != main), "{shares:?}");
+        let share_flops: f64 =
+            shares.iter().copied().filter(in_training).map(|e| e["args"]["flops"].as_f64().unwrap()).sum();
+        assert!(share_flops > 0.1 * linear && share_flops < 0.9 * linear, "{share_flops} of {linear}");
+    }
 }

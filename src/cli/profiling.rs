@@ -49,6 +49,9 @@ impl ProfileArgs {
     /// anything is written).
     pub fn check(&self) -> anyhow::Result<()> {
         let Some(dir) = &self.profile else { return Ok(()) };
+        if !profile::COMPILED_IN {
+            anyhow::bail!("--profile: this shiftlm was built without the profiler (cargo feature `profiler`)");
+        }
         for f in ["trace.json", "profile.json"] {
             shiftlm::io::check_new(&dir.join(f), false, &[])?;
         }
@@ -177,9 +180,17 @@ pub fn table(s: &Summary) -> String {
     }
     out += &format!(
         "self MB: heap allocated outside nested events, all calls; peak MB: resident memory.\n\
+         *.worker: other threads' shares of an op, beside its own thread (so shares can sum past 100%).\n\
          the rest, {:.2} ms/{unit}: time between timed events (the trainer's bookkeeping, metrics, dropping tensors)\n",
         (s.step_ms - s.covered_ms) / s.steps.max(1) as f64
     );
+    if s.workers > 0 {
+        out += &format!(
+            "other threads ({}) spent {:.1}% of the {unit}s' time on shares of matrix products (other ops' parallel parts are not timed)\n",
+            s.workers,
+            100.0 * s.worker_ms / (s.step_ms * s.workers as f64).max(f64::MIN_POSITIVE)
+        );
+    }
     if let Some(g) = s.graph_bytes {
         out += &format!("autograd graph at the end of the forward pass: {:.1} MB\n", mb(g));
     }

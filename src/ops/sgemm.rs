@@ -370,9 +370,14 @@ mod avx512 {
             return;
         }
         let per = m.div_ceil(tasks).div_ceil(MR) * MR;
+        let caller = rayon::current_thread_index();
         (0..tasks).into_par_iter().for_each(|t| {
             let (i0, i1) = (t * per, ((t + 1) * per).min(m));
             if i0 < i1 {
+                // The profiler gives each other worker a track with its share.
+                let _share = crate::profile::worker("matmul.worker", caller, || {
+                    (format!("[{}, {k}]·[{k}, {n}]", i1 - i0), Some(crate::profile::matmul_flops(i1 - i0, n, k)))
+                });
                 rows(i0, i1, n, k, c, acc, a, b, packed, &mut Vec::new());
             }
         });
