@@ -396,6 +396,53 @@ impl Timeline {
     }
 }
 
+/// Grey-scale images in labelled rows (e.g. a data set's samples, each
+/// followed by augmented copies), scaled up with square pixels.
+#[derive(Debug, Clone)]
+pub struct ImageGrid {
+    /// Each row: its label, drawn at the left, and its images.
+    pub rows: Vec<(String, Vec<Vec<f32>>)>,
+    /// Width of every image in pixels.
+    pub width: usize,
+    /// Height of every image in pixels.
+    pub height: usize,
+    /// Screen pixels per image pixel, clamped to 1..=32.
+    pub scale: usize,
+    /// Title drawn above the grid.
+    pub title: String,
+}
+
+impl ImageGrid {
+    /// Renders the grid as a PNG file's bytes; values are clamped to [0, 1]
+    /// (1 is white). A grid too large for 4096×4096 is cut at the edges.
+    pub fn to_png(&self) -> Vec<u8> {
+        let k = self.scale.clamp(1, 32) as i64;
+        let (cw, ch) = (self.width as i64 * k, self.height as i64 * k);
+        let gap = 4;
+        let left = 12 + self.rows.iter().map(|r| text_w(&r.0, 2)).max().unwrap_or(0);
+        let top = 48;
+        let cols = self.rows.iter().map(|r| r.1.len()).max().unwrap_or(0) as i64;
+        let w = (left + cols * (cw + gap) + 8).clamp(100, 4096);
+        let h = (top + self.rows.len() as i64 * (ch + gap) + 8).clamp(80, 4096);
+        let mut cv = Canvas { w: w as usize, h: h as usize, px: vec![255; (w * h * 3) as usize] };
+        for (r, (label, images)) in self.rows.iter().enumerate() {
+            let y0 = top + r as i64 * (ch + gap);
+            cv.text(label, left - 8 - text_w(label, 2), y0 + ch / 2 - 7, 2, false, INK);
+            for (c, img) in images.iter().enumerate() {
+                let x0 = left + c as i64 * (cw + gap);
+                for (i, &v) in img.iter().take(self.width * self.height).enumerate() {
+                    let g = (v.clamp(0.0, 1.0) * 255.0).round() as u8;
+                    let (x, y) = ((i % self.width) as i64, (i / self.width) as i64);
+                    cv.rect(x0 + x * k, y0 + y * k, k, k, [g; 3]);
+                }
+            }
+        }
+        let scale = [3, 2].into_iter().find(|&s| text_w(&self.title, s) <= w - 20).unwrap_or(1);
+        cv.text(&self.title, (w - text_w(&self.title, scale)) / 2, 12, scale, false, INK);
+        png(w as usize, h as usize, &cv.px)
+    }
+}
+
 /// Encodes RGB8 pixels (`w × h × 3` bytes) as a PNG with the `png` crate.
 fn png(w: usize, h: usize, rgb: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
@@ -465,6 +512,24 @@ mod tests {
         assert!(h > 56 + 60);
         let empty = Timeline { lanes: vec![], bars: vec![], legend: vec![], span: 0.0, ..t };
         assert!(!empty.to_png().is_empty());
+    }
+
+    #[test]
+    fn image_grids_scale_their_pixels() {
+        let g = ImageGrid {
+            rows: vec![("a".into(), vec![vec![1.0, 0.0, 0.0, 1.0]; 2]), ("b".into(), vec![vec![2.0, -1.0, 0.5, 0.5]])],
+            width: 2,
+            height: 2,
+            scale: 10,
+            title: "t".into(),
+        };
+        let (w, h, px) = decode(&g.to_png());
+        assert!(w >= 100 && h >= 48 + 2 * 24);
+        let count = |c: [u8; 3]| px.chunks(3).filter(|p| *p == c).count();
+        // Row a: two white and two black 10×10 pixels per image, twice; row
+        // b: one of each (clamped) and two mid-grey.
+        assert!(count([0; 3]) >= 5 * 100, "{}", count([0; 3]));
+        assert_eq!(count([128; 3]), 2 * 100);
     }
 
     #[test]

@@ -42,6 +42,23 @@ pub enum Error {
         /// What is wrong with the line.
         msg: String,
     },
+    /// A binary data file (an IDX file, an image) is malformed; `msg` says
+    /// where (the entry, for a file of many) and what.
+    #[error("{path}: {msg}")]
+    BadFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, e.g. "image 17: label 12 is out of range 0..=9".
+        msg: String,
+    },
+    /// A data set that a Debian package provides is not installed.
+    #[error("{path} not found: it comes with Debian's {package} package (apt-get install {package})")]
+    MissingPackage {
+        /// Where the data was looked for.
+        path: PathBuf,
+        /// The package that provides it.
+        package: &'static str,
+    },
     /// A configuration value is impossible; `field` names it.
     #[error("invalid config: {field}: {msg}")]
     Config {
@@ -149,6 +166,10 @@ impl Error {
 
     pub(crate) fn config(field: &str, msg: impl Into<String>) -> Self {
         Error::Config { field: field.to_string(), msg: msg.into() }
+    }
+
+    pub(crate) fn bad_file(path: impl Into<PathBuf>, msg: impl Into<String>) -> Self {
+        Error::BadFile { path: path.into(), msg: msg.into() }
     }
 
     pub(crate) fn setting(msg: impl Into<String>) -> Self {

@@ -164,6 +164,62 @@ fn preview_shows_the_shift() {
     assert!(out.contains("source") && out.contains("labels") && out.contains("<s>"), "{out}");
 }
 
+/// Images: a PNG grid of samples and their augmented copies, from the
+/// embedded digits and from a folder of your own; bad image data is named.
+#[test]
+fn preview_draws_augmented_images() {
+    let d = Dir::new();
+    let o = d.run(&["data", "preview", "--task", "digits", "--augment", "shift=2,rotate=10", "--out", "g.png"]);
+    ok(&o);
+    assert!(stdout(&o).contains("digits: 1438 training and 359 test images of 8×8, 10 classes"), "{}", stdout(&o));
+    let png = std::fs::read(d.path("g.png")).unwrap();
+    assert_eq!(&png[1..4], b"PNG");
+    // An image folder: two classes of 4×3 PNGs.
+    for (class, v) in [("dog", 40u8), ("cat", 200)] {
+        std::fs::create_dir_all(d.path(&format!("imgs/{class}"))).unwrap();
+        for k in 0..3 {
+            let mut img = vec![v; 12];
+            img[k] = 255;
+            let p = d.path(&format!("imgs/{class}/{k}.png"));
+            let f = std::fs::File::create(p).unwrap();
+            let mut enc = png::Encoder::new(f, 4, 3);
+            enc.set_color(png::ColorType::Grayscale);
+            enc.write_header().unwrap().write_image_data(&img).unwrap();
+        }
+    }
+    let o = d.run(&["data", "preview", "--data", "imgs", "--out", "f.png"]);
+    ok(&o);
+    assert!(stdout(&o).contains("5 training and 1 test images of 4×3, 2 classes (cat, dog)"), "{}", stdout(&o));
+    std::fs::write(d.path("imgs/cat/9.png"), b"garbage").unwrap();
+    fails_with(&d.run(&["data", "preview", "--data", "imgs", "--out", "f.png"]), &["9.png", "not a readable image"]);
+    fails_with(&d.run(&["data", "preview", "--task", "digits", "--augment", "shift=x"]), &["augment", "shift=x"]);
+    fails_with(&d.run(&["data", "preview", "--task", "rotate", "--augment", "shift=1"]), &["--augment"]);
+    // A truncated IDX file names itself.
+    std::fs::create_dir(d.path("idx")).unwrap();
+    let mut b = vec![0u8, 0, 8, 3, 0, 0, 0, 2, 0, 0, 0, 2, 0, 0, 0, 2];
+    b.extend_from_slice(&[1, 2, 3]);
+    std::fs::write(d.path("idx/train-images-idx3-ubyte"), &b).unwrap();
+    std::fs::write(d.path("idx/train-labels-idx1-ubyte"), [0u8, 0, 8, 1, 0, 0, 0, 2, 0, 1]).unwrap();
+    let o = d.run(&["data", "preview", "--data", "idx"]);
+    fails_with(&o, &["train-images-idx3-ubyte", "truncated", "8 bytes", "holds 3"]);
+}
+
+/// Fashion-MNIST from Debian's package: 60,000 + 10,000 images of 28×28.
+#[test]
+fn fashion_mnist_from_the_debian_package() {
+    let dir = std::path::Path::new(shiftlm::data::images::FASHION_MNIST_DIR);
+    if !dir.exists() && std::env::var("CI").as_deref() != Ok("true") {
+        eprintln!("skipped: install Debian's dataset-fashion-mnist package to run this test");
+        return;
+    }
+    let s = shiftlm::data::images::fashion_mnist(None).unwrap();
+    assert_eq!((s.train.len(), s.test.len(), s.train.width, s.train.height), (60_000, 10_000, 28, 28));
+    let mut counts = [0; 10];
+    s.train.labels.iter().for_each(|&l| counts[l as usize] += 1);
+    assert_eq!(counts, [6000; 10]);
+    assert_eq!(s.train.classes[s.train.labels[0] as usize], "Ankle boot");
+}
+
 #[test]
 fn bad_data_files_name_file_and_line() {
     let d = Dir::new();

@@ -1,9 +1,13 @@
 //! `shiftlm data preview`
 
 use super::DataArgs;
+use anyhow::Context;
 use shiftlm::config::RunConfig;
+use shiftlm::data::augment::Augment;
+use shiftlm::data::images::{self, ImageSource};
 use shiftlm::data::loader::{PairLoader, WindowLoader};
 use shiftlm::data::{Dataset, Splits, Tokenizer};
+use std::path::PathBuf;
 
 pub const LONG_ABOUT: &str = "Print a few training batches the way a person checks a shift.
 
@@ -17,12 +21,23 @@ Examples:
   shiftlm data preview
   shiftlm data preview --task sort --batches 1 --batch-size 3
   shiftlm data preview --data pairs.tsv
-  shiftlm data preview --model gpt --data input.txt     (inputs x[0..T], labels x[1..T+1])";
+  shiftlm data preview --model gpt --data input.txt     (inputs x[0..T], labels x[1..T+1])
+
+Images (--task digits, --task fashion-mnist, or --data DIR) are drawn instead:
+a PNG grid with one training image per row, then copies of it as --augment
+perturbs them.
+  shiftlm data preview --task digits --augment shift=2,rotate=15 --out digits.png";
 
 #[derive(clap::Args, Debug)]
 pub struct PreviewArgs {
     #[command(flatten)]
     pub data: DataArgs,
+    /// Images: the augmentation to show, shift=K[,rotate=DEG][,mode=zero|wrap] (see train).
+    #[arg(long, value_name = "SPEC")]
+    pub augment: Option<String>,
+    /// Images: where to write the grid of samples (default preview.png).
+    #[arg(long, value_name = "FILE.png")]
+    pub out: Option<PathBuf>,
     /// Batches to show.
     #[arg(long, default_value_t = 2, value_name = "N")]
     pub batches: usize,
@@ -32,6 +47,12 @@ pub struct PreviewArgs {
 }
 
 pub fn run(a: PreviewArgs) -> anyhow::Result<()> {
+    if let Some(source) = a.data.image_source() {
+        return preview_images(&source, &a);
+    }
+    if a.augment.is_some() || a.out.is_some() {
+        anyhow::bail!("--augment and --out preview images: use --task digits, --task fashion-mnist or --data DIR");
+    }
     let cfg = a.data.resolve()?;
     a.data.check_bpe_vocab(&cfg)?;
     cfg.validate()?;
@@ -138,5 +159,44 @@ fn preview_series(
         println!("  decoder reads   {}", f(&b.dec_in.as_deref().unwrap_or_default()[..k]));
         println!("  scored on       {}", f(&b.labels[..k]));
     }
+    Ok(())
+}
+
+/// Images: a PNG grid, one training image per row followed by seven
+/// augmented copies of it.
+fn preview_images(source: &ImageSource, a: &PreviewArgs) -> anyhow::Result<()> {
+    let aug = Augment::parse(a.augment.as_deref().unwrap_or("none"))?;
+    let out = a.out.clone().unwrap_or_else(|| PathBuf::from("preview.png"));
+    shiftlm::io::check_new(&out, true, &[])?;
+    let sets = images::load(source)?;
+    let set = &sets.train;
+    let n = (a.batches * a.batch_size).clamp(1, 64).min(set.len());
+    let mut rng = shiftlm::rng::Rng::derive(a.data.seed.unwrap_or(0), "augment");
+    let (w, h) = (set.width, set.height);
+    let rows: Vec<(String, Vec<Vec<f32>>)> = (0..n)
+        .map(|i| {
+            let img = set.image_f32(i);
+            let copies = (0..7).map(|_| aug.apply(&img, w, h, &mut rng));
+            (set.classes[set.labels[i] as usize].clone(), std::iter::once(img.clone()).chain(copies).collect())
+        })
+        .collect();
+    let spec = if aug.is_identity() { "no augmentation".to_string() } else { a.augment.clone().unwrap_or_default() };
+    let grid = shiftlm::chart::ImageGrid {
+        title: format!("{}: each image, then 7 draws of {spec}", sets.source),
+        rows,
+        width: w,
+        height: h,
+        scale: (64 / w.max(h)).clamp(1, 8),
+    };
+    shiftlm::io::write_atomic(&out, &grid.to_png()).with_context(|| format!("writing {}", out.display()))?;
+    println!(
+        "{}: {} training and {} test images of {w}×{h}, {} classes ({})",
+        sets.source,
+        set.len(),
+        sets.test.len(),
+        set.classes.len(),
+        set.classes.join(", ")
+    );
+    println!("wrote {} ({n} images, each then 7 draws of {spec})", out.display());
     Ok(())
 }

@@ -15,6 +15,7 @@ mod train;
 
 use clap::{Parser, Subcommand};
 use shiftlm::config::{DataConfig, RunConfig, TokenizerKind};
+use shiftlm::data::images::ImageSource;
 use shiftlm::data::tasks::TaskKind;
 use std::path::PathBuf;
 
@@ -149,6 +150,17 @@ pub struct DataArgs {
 }
 
 impl DataArgs {
+    /// The images these choices name, if any: `--task digits`, `--task
+    /// fashion-mnist`, or a folder given to `--data`.
+    pub fn image_source(&self) -> Option<ImageSource> {
+        match (self.task.as_deref(), self.data.as_slice()) {
+            (Some("digits"), _) => Some(ImageSource::Digits),
+            (Some("fashion-mnist"), _) => Some(ImageSource::FashionMnist),
+            (None, [d]) if d.is_dir() => Some(ImageSource::Dir(d.clone())),
+            _ => None,
+        }
+    }
+
     /// Whether these choices describe forecasting: `--task series`, a CSV
     /// file, or a target column.
     pub fn is_series(&self) -> bool {

@@ -2,7 +2,9 @@
 //! `pairs`), the shift core turns targets into decoder inputs and labels
 //! (`shift`), and the loader cuts seeded, padded batches (`loader`).
 
+pub mod augment;
 pub mod config;
+pub mod images;
 pub mod loader;
 pub mod pairs;
 pub mod season;

@@ -11,6 +11,9 @@
 //!   window of the past and are scored on the `H` values that follow it; a
 //!   decoder rolled out over the horizon reads the last observed value and
 //!   then the targets shifted right by one;
+//! - [`translate_image`]: the input shift of image recognition, an image
+//!   moved by whole pixels (augmentation draws the offsets, `data::augment`;
+//!   evaluation measures accuracy against them);
 //! - [`Seq2SeqBatch::new`]: pads a batch and builds the masks, so padding is
 //!   never supervised and EOS always is (masks come from lengths, never from
 //!   token values, so a tokenizer whose pad id equals its EOS id is safe).
@@ -413,6 +416,44 @@ impl Batch {
     }
 }
 
+/// What fills the pixels an image shift brings in from outside.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Fill {
+    /// Black (0), like RandomCrop with zero padding.
+    #[default]
+    Zero,
+    /// The pixels pushed out on the other side (a circular shift).
+    Wrap,
+}
+
+/// An image (`h` rows of `w` pixels) moved `dx` pixels right and `dy` down
+/// (negative: left, up): output pixel (x, y) is input pixel (x − dx, y − dy),
+/// or `fill` where that is outside.
+pub fn translate_image<T: Copy + Default>(img: &[T], w: usize, h: usize, dx: i64, dy: i64, fill: Fill) -> Vec<T> {
+    let mut out = vec![T::default(); w * h];
+    let (wi, hi) = (w as i64, h as i64);
+    for y in 0..hi {
+        let sy = match fill {
+            Fill::Zero => y - dy,
+            Fill::Wrap => (y - dy).rem_euclid(hi.max(1)),
+        };
+        if !(0..hi).contains(&sy) {
+            continue;
+        }
+        for x in 0..wi {
+            let sx = match fill {
+                Fill::Zero => x - dx,
+                Fill::Wrap => (x - dx).rem_euclid(wi.max(1)),
+            };
+            if (0..wi).contains(&sx) {
+                out[(y * wi + x) as usize] = img[(sy * wi + sx) as usize];
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -578,5 +619,17 @@ mod tests {
             prop_assert_eq!(s1, s2);
             prop_assert_eq!(rotate_left(&r, b), rotate_left(&x, a + b));
         }
+    }
+
+    #[test]
+    fn images_shift_by_whole_pixels() {
+        // 3×2: rows [1 2 3] [4 5 6].
+        let img = [1, 2, 3, 4, 5, 6];
+        assert_eq!(translate_image(&img, 3, 2, 0, 0, Fill::Zero), img);
+        assert_eq!(translate_image(&img, 3, 2, 1, 0, Fill::Zero), [0, 1, 2, 0, 4, 5]);
+        assert_eq!(translate_image(&img, 3, 2, -1, 1, Fill::Zero), [0, 0, 0, 2, 3, 0]);
+        assert_eq!(translate_image(&img, 3, 2, 1, 0, Fill::Wrap), [3, 1, 2, 6, 4, 5]);
+        assert_eq!(translate_image(&img, 3, 2, -4, 3, Fill::Wrap), [5, 6, 4, 2, 3, 1]);
+        assert_eq!(translate_image(&img, 3, 2, 9, 0, Fill::Zero), [0; 6]);
     }
 }
