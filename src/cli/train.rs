@@ -191,6 +191,13 @@ fn apply_model_flags(model: &mut ModelConfig, a: &TrainArgs) -> anyhow::Result<(
             m.n_positions = a.context.unwrap_or(m.n_positions);
             m.dropout = a.dropout.unwrap_or(m.dropout);
         }
+        ModelConfig::Image(m) => {
+            if a.context.is_some() || a.heads.is_some() || a.layers.is_some() {
+                return Err(only("--context/--heads/--layers", "GPT, Llama and Transformer"));
+            }
+            m.hidden = a.hidden.unwrap_or(m.hidden);
+            m.dropout = a.dropout.unwrap_or(m.dropout);
+        }
         ModelConfig::Llama(m) => {
             m.num_hidden_layers = a.layers.unwrap_or(m.num_hidden_layers);
             if let Some(h) = a.hidden {

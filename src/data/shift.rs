@@ -354,6 +354,8 @@ pub enum Batch {
     Causal(CausalBatch),
     /// Numeric windows for a forecaster.
     Forecast(ForecastBatch),
+    /// Labelled images for a classifier.
+    Images(ImageBatch),
 }
 
 /// [`Batch`] on a device.
@@ -365,6 +367,8 @@ pub enum BatchTensors {
     Causal(CausalTensors),
     /// A forecasting batch.
     Forecast(ForecastTensors),
+    /// An image batch.
+    Images(ImageTensors),
 }
 
 impl BatchTensors {
@@ -374,6 +378,7 @@ impl BatchTensors {
             BatchTensors::Pairs(b) => b.n_supervised,
             BatchTensors::Causal(b) => b.n_supervised,
             BatchTensors::Forecast(b) => b.n_supervised,
+            BatchTensors::Images(b) => b.n_supervised,
         }
     }
 }
@@ -385,6 +390,7 @@ impl Batch {
             Batch::Pairs(b) => BatchTensors::Pairs(b.tensors(dev)?),
             Batch::Causal(b) => BatchTensors::Causal(b.tensors(dev)?),
             Batch::Forecast(b) => BatchTensors::Forecast(b.tensors(dev)?),
+            Batch::Images(b) => BatchTensors::Images(b.tensors(dev)?),
         })
     }
 
@@ -394,6 +400,7 @@ impl Batch {
             Batch::Pairs(b) => (b.b, b.t),
             Batch::Causal(b) => (b.b, b.t),
             Batch::Forecast(b) => (b.b, b.h),
+            Batch::Images(b) => (b.labels.len(), 1),
         }
     }
 
@@ -403,6 +410,7 @@ impl Batch {
             Batch::Pairs(b) => &b.labels,
             Batch::Causal(b) => &b.labels,
             Batch::Forecast(_) => &[],
+            Batch::Images(b) => &b.labels,
         }
     }
 
@@ -412,8 +420,56 @@ impl Batch {
             Batch::Pairs(b) => &b.label_mask,
             Batch::Causal(b) => &b.label_mask,
             Batch::Forecast(_) => &[],
+            Batch::Images(b) => &b.label_mask,
         }
     }
+}
+
+/// Images and their class labels: nothing is shifted in the labels; the
+/// input shift happened to the pixels (augmentation, or an evaluation's
+/// offsets).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageBatch {
+    /// Image height in pixels.
+    pub h: usize,
+    /// Image width in pixels.
+    pub w: usize,
+    /// B × H × W pixels in [0, 1].
+    pub pixels: Vec<f32>,
+    /// One class per image (B).
+    pub labels: Vec<u32>,
+    /// All ones (B): every label is supervised.
+    pub label_mask: Vec<f32>,
+}
+
+impl ImageBatch {
+    /// A batch of `labels.len()` images of `h`×`w`, `pixels` row by row.
+    pub fn new(h: usize, w: usize, pixels: Vec<f32>, labels: Vec<u32>) -> Self {
+        debug_assert_eq!(pixels.len(), labels.len() * h * w);
+        let label_mask = vec![1.0; labels.len()];
+        Self { h, w, pixels, labels, label_mask }
+    }
+
+    /// The batch as tensors on `dev`.
+    pub fn tensors(&self, dev: &Device) -> candle_core::Result<ImageTensors> {
+        let b = self.labels.len();
+        Ok(ImageTensors {
+            images: Tensor::from_slice(&self.pixels, (b, 1, self.h, self.w), dev)?,
+            labels: Tensor::from_slice(&self.labels, b, dev)?,
+            n_supervised: b,
+        })
+    }
+}
+
+/// [`ImageBatch`] on a device.
+#[derive(Debug, Clone)]
+pub struct ImageTensors {
+    /// (B, 1, H, W) f32 pixels in [0, 1].
+    pub images: Tensor,
+    /// (B) u32 classes.
+    pub labels: Tensor,
+    /// B.
+    pub n_supervised: usize,
 }
 
 /// What fills the pixels an image shift brings in from outside.

@@ -8,6 +8,7 @@ pub mod encdec;
 pub mod forecaster;
 pub mod frontend;
 pub mod gpt2;
+pub mod image;
 pub mod llama;
 pub mod seq2seq;
 pub mod transformer;
@@ -17,6 +18,7 @@ pub use encdec::{DecState, EncDec};
 pub use forecaster::{Forecaster, ForecasterConfig, ForecasterKind};
 pub use frontend::{Frontend, FrontendConfig};
 pub use gpt2::{gpt2, Gpt2, Gpt2Config, GptActivation};
+pub use image::{ImageClassifier, ImageConfig, ImageKind};
 pub use llama::{llama, Llama, LlamaConfig};
 pub use seq2seq::{Seq2Seq, Seq2SeqConfig};
 pub use transformer::{TransformerConfig, TransformerSeq2Seq};
@@ -56,6 +58,8 @@ pub enum ModelConfig {
     Transformer(TransformerConfig),
     /// Numeric forecaster (RNN encoder–decoder or Transformer encoder).
     Forecaster(ForecasterConfig),
+    /// Image classifier (CNN or row-RNN).
+    Image(ImageConfig),
 }
 
 /// What every family's config answers. [`ModelConfig`] dispatches to it in
@@ -113,6 +117,7 @@ impl ModelConfig {
             ModelConfig::Llama(c) => c,
             ModelConfig::Transformer(c) => c,
             ModelConfig::Forecaster(c) => c,
+            ModelConfig::Image(c) => c,
         }
     }
 
@@ -124,6 +129,7 @@ impl ModelConfig {
             ModelConfig::Llama(c) => c,
             ModelConfig::Transformer(c) => c,
             ModelConfig::Forecaster(c) => c,
+            ModelConfig::Image(c) => c,
         }
     }
 
@@ -150,6 +156,11 @@ impl ModelConfig {
     /// Whether the model reads one stream of text (decoder-only).
     pub fn is_causal(&self) -> bool {
         self.family().context().is_some()
+    }
+
+    /// Whether the model classifies images.
+    pub fn is_image(&self) -> bool {
+        matches!(self, ModelConfig::Image(_))
     }
 
     /// Whether the model forecasts numbers.
@@ -195,6 +206,8 @@ pub enum Model {
     Transformer(TransformerSeq2Seq),
     /// A time-series forecaster (LSTM, GRU or Transformer).
     Forecaster(Forecaster),
+    /// An image classifier.
+    Image(ImageClassifier),
 }
 
 impl Model {
@@ -251,6 +264,10 @@ impl Model {
             (Model::Seq2seq(m), BatchTensors::Pairs(b)) => m.loss_sum(b, rng),
             (Model::Transformer(m), BatchTensors::Pairs(b)) => m.loss_sum(b, rng),
             (Model::Forecaster(m), BatchTensors::Forecast(b)) => m.loss_sum(b, rng),
+            (Model::Image(m), BatchTensors::Images(b)) => m.loss_sum(b, rng),
+            (Model::Image(_), _) | (_, BatchTensors::Images(_)) => {
+                Err(Error::config("model", "image classifiers train on images, and only they do"))
+            }
             (Model::Forecaster(_), _) | (_, BatchTensors::Forecast(_)) => {
                 Err(Error::config("model", "forecasters train on numeric series, and only forecasters do"))
             }

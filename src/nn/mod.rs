@@ -11,6 +11,7 @@ pub mod linear;
 pub mod lora;
 pub mod loss;
 pub mod params;
+pub mod pool;
 pub mod rnn;
 pub mod softmax;
 

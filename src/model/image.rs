@@ -1,0 +1,296 @@
+//! Image classifiers: a grey-scale image (B, 1, H, W) to class logits (B, C).
+//!
+//! - `cnn`: blocks of 3×3 convolution (padding 1), ReLU and 2×2 max pooling
+//!   (stride 2, skipped once a side is odd), then a hidden linear layer with
+//!   ReLU and the class head. candle's CPU `conv2d` backward is correct, but
+//!   not its `max_pool2d` backward ([`max_pool_2x2`] says why and replaces
+//!   it). The gradient test below guards both.
+//! - `row_lstm` / `row_gru`: shiftlm's own reading of an image, its rows as a
+//!   sequence (H steps of W pixels) through the fused LSTM or GRU, the final
+//!   hidden state into the class head.
+//!
+//! Names follow PyTorch: `convs.{i}.weight`/`.bias` (`nn.Conv2d`),
+//! `hidden.weight`, `head.weight` (`nn.Linear`), `rnn.weight_ih_l0`, … (`nn.LSTM`).
+
+use crate::data::shift::ImageTensors;
+use crate::error::{Error, Result};
+use crate::nn::dropout::dropout;
+use crate::nn::linear::{linear, Linear};
+use crate::nn::pool::max_pool_2x2;
+use crate::nn::rnn::{CellKind, Rnn};
+use crate::rng::Rng;
+use candle_core::{Module, Tensor};
+use candle_nn::{Conv2d, Conv2dConfig, VarBuilder};
+use serde::{Deserialize, Serialize};
+
+/// Which classifier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ImageKind {
+    /// Convolutions, ReLU and max pooling, then two linear layers.
+    Cnn,
+    /// The rows as a sequence through an LSTM.
+    RowLstm,
+    /// The rows as a sequence through a GRU.
+    RowGru,
+}
+
+/// An image classifier's shape. Saved in every checkpoint's `config.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageConfig {
+    /// `cnn`, `row_lstm` or `row_gru`.
+    pub kind: ImageKind,
+    /// Image width in pixels (set from the data).
+    pub width: usize,
+    /// Image height in pixels (set from the data).
+    pub height: usize,
+    /// Number of classes (set from the data).
+    pub n_classes: usize,
+    /// CNN: output channels of each convolution block, e.g. [32, 64].
+    #[serde(default)]
+    pub channels: Vec<usize>,
+    /// Width of the hidden linear layer (CNN) or of the recurrent state.
+    pub hidden: usize,
+    /// Dropout before the class head during training.
+    #[serde(default)]
+    pub dropout: f32,
+}
+
+impl ImageConfig {
+    /// A small CNN or row-RNN for images of `width`×`height` in `n_classes` classes.
+    pub fn new(kind: ImageKind, width: usize, height: usize, n_classes: usize) -> Self {
+        let (channels, hidden) = match kind {
+            ImageKind::Cnn => (vec![32, 64], 128),
+            ImageKind::RowLstm | ImageKind::RowGru => (Vec::new(), 128),
+        };
+        Self { kind, width, height, n_classes, channels, hidden, dropout: 0.0 }
+    }
+
+    /// The feature map after the convolution blocks: (channels, height, width).
+    pub fn conv_output(&self) -> (usize, usize, usize) {
+        let (mut h, mut w) = (self.height, self.width);
+        for _ in &self.channels {
+            if h % 2 == 0 && w % 2 == 0 {
+                (h, w) = (h / 2, w / 2);
+            }
+        }
+        (self.channels.last().copied().unwrap_or(1), h, w)
+    }
+
+    /// Checks every field; the error names the first impossible one.
+    pub fn validate(&self) -> Result<()> {
+        super::check_sizes(&[
+            ("model.width", self.width),
+            ("model.height", self.height),
+            ("model.n_classes", self.n_classes),
+            ("model.hidden", self.hidden),
+        ])?;
+        if self.n_classes < 2 {
+            return Err(Error::config("model.n_classes", "a classifier needs at least 2 classes"));
+        }
+        match self.kind {
+            ImageKind::Cnn if self.channels.is_empty() => {
+                return Err(Error::config(
+                    "model.channels",
+                    "a CNN needs at least one convolution block, e.g. [32, 64]",
+                ))
+            }
+            ImageKind::Cnn => {
+                let named: Vec<(&str, usize)> = self.channels.iter().map(|&c| ("model.channels", c)).collect();
+                super::check_sizes(&named)?;
+            }
+            _ if !self.channels.is_empty() => {
+                return Err(Error::config("model.channels", "convolution channels apply to kind = \"cnn\""))
+            }
+            _ => {}
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return Err(Error::config("model.dropout", "must be in [0, 1)"));
+        }
+        let (c, h, w) = self.conv_output();
+        super::check_params(&[
+            ("model.hidden", &[c, h, w, self.hidden]),
+            ("model.hidden", &[4, self.hidden, self.hidden + self.width]),
+            ("model.channels", &[c, c, 9]),
+        ])
+    }
+}
+
+/// A built image classifier.
+#[derive(Debug, Clone)]
+pub struct ImageClassifier {
+    cfg: ImageConfig,
+    convs: Vec<Conv2d>,
+    hidden: Option<Linear>,
+    rnn: Option<Rnn>,
+    head: Linear,
+}
+
+impl ImageClassifier {
+    /// Parameters under `vb` (names as in the module docs).
+    pub fn new(cfg: &ImageConfig, vb: VarBuilder) -> Result<Self> {
+        cfg.validate()?;
+        let conv_cfg = Conv2dConfig { padding: 1, ..Default::default() };
+        let mut convs = Vec::new();
+        let mut in_c = 1;
+        for (i, &c) in cfg.channels.iter().enumerate() {
+            convs.push(candle_nn::conv2d(in_c, c, 3, conv_cfg, vb.pp(format!("convs.{i}")))?);
+            in_c = c;
+        }
+        let (hidden, rnn, head_in) = match cfg.kind {
+            ImageKind::Cnn => {
+                let (c, h, w) = cfg.conv_output();
+                (Some(linear(c * h * w, cfg.hidden, true, vb.pp("hidden"))?), None, cfg.hidden)
+            }
+            ImageKind::RowLstm | ImageKind::RowGru => {
+                let kind = if cfg.kind == ImageKind::RowLstm { CellKind::Lstm } else { CellKind::Gru };
+                (None, Some(Rnn::new(kind, cfg.width, cfg.hidden, 1, 0.0, 1.0, vb.pp("rnn"))?), cfg.hidden)
+            }
+        };
+        let head = linear(head_in, cfg.n_classes, true, vb.pp("head"))?;
+        Ok(Self { cfg: cfg.clone(), convs, hidden, rnn, head })
+    }
+
+    /// The config it was built from.
+    pub fn config(&self) -> &ImageConfig {
+        &self.cfg
+    }
+
+    /// Images (B, 1, H, W) in [0, 1] → logits (B, C); `rng` enables dropout.
+    pub fn forward(&self, x: &Tensor, mut rng: Option<&mut Rng>) -> Result<Tensor> {
+        let b = x.dim(0)?;
+        let z = match (&self.rnn, &self.hidden) {
+            (Some(rnn), _) => {
+                // (B, 1, H, W) → rows as steps (B, H, W) → last state (B, hidden).
+                let rows = x.squeeze(1)?;
+                let (_, states) = rnn.forward(&rows, None, None, rng.as_deref_mut())?;
+                states[0].h.clone()
+            }
+            (None, Some(hidden)) => {
+                let mut y = x.clone();
+                for conv in &self.convs {
+                    y = conv.forward(&y)?.relu()?; // (B, C, H, W)
+                    let (_, _, h, w) = y.dims4()?;
+                    if h % 2 == 0 && w % 2 == 0 {
+                        y = max_pool_2x2(&y)?; // (B, C, H/2, W/2)
+                    }
+                }
+                hidden.forward(&y.reshape((b, ()))?)?.relu()?
+            }
+            (None, None) => unreachable!("built with one of them"),
+        };
+        let z = dropout(&z, self.cfg.dropout, rng)?;
+        Ok(self.head.forward(&z)?)
+    }
+
+    /// Summed cross-entropy over the batch, and the logits (B, C).
+    pub fn loss_sum(&self, batch: &ImageTensors, rng: Option<&mut Rng>) -> Result<(Tensor, Tensor)> {
+        let logits = self.forward(&batch.images, rng)?;
+        let loss = {
+            let _loss = crate::profile::phase("loss");
+            crate::ops::cross_entropy::cross_entropy(&logits, &batch.labels)?.sum_all()?
+        };
+        Ok((loss, logits))
+    }
+}
+
+impl super::Family for ImageConfig {
+    fn validate(&self) -> Result<()> {
+        ImageConfig::validate(self)
+    }
+
+    fn build(&self, vb: VarBuilder) -> Result<super::Model> {
+        Ok(super::Model::Image(ImageClassifier::new(self, vb)?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{DType, Device};
+    use candle_nn::VarMap;
+
+    fn build(kind: ImageKind) -> (VarMap, ImageClassifier) {
+        let map = VarMap::new();
+        let vb = VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu);
+        let mut cfg = ImageConfig::new(kind, 8, 6, 3);
+        cfg.channels = if kind == ImageKind::Cnn { vec![4, 5] } else { Vec::new() };
+        cfg.hidden = 7;
+        (map, ImageClassifier::new(&cfg, vb).unwrap())
+    }
+
+    fn batch() -> ImageTensors {
+        let dev = Device::Cpu;
+        let px: Vec<f32> = (0..2 * 48).map(|i| ((i * 37) % 11) as f32 / 10.0).collect();
+        ImageTensors {
+            images: Tensor::from_vec(px, (2, 1, 6, 8), &dev).unwrap(),
+            labels: Tensor::new(&[2u32, 0], &dev).unwrap(),
+            n_supervised: 2,
+        }
+    }
+
+    /// Every trainable tensor gets a finite, nonzero gradient.
+    #[test]
+    fn every_parameter_gets_a_gradient() {
+        for kind in [ImageKind::Cnn, ImageKind::RowLstm, ImageKind::RowGru] {
+            let (map, m) = build(kind);
+            let (loss, logits) = m.loss_sum(&batch(), None).unwrap();
+            assert_eq!(logits.dims(), [2, 3]);
+            let g = loss.backward().unwrap();
+            for (name, v) in map.data().lock().unwrap().iter() {
+                let gv = g.get(v.as_tensor()).unwrap_or_else(|| panic!("{kind:?} {name}: no gradient"));
+                let a = gv.abs().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap();
+                assert!(a.is_finite() && a > 0.0, "{kind:?} {name}: {a}");
+            }
+        }
+    }
+
+    /// The CNN's gradients (convolutions and pooling included) match central
+    /// differences of the loss.
+    #[test]
+    fn cnn_gradients_match_finite_differences() {
+        let (map, m) = build(ImageKind::Cnn);
+        let b = batch();
+        let loss = |m: &ImageClassifier| m.loss_sum(&b, None).unwrap().0.to_scalar::<f32>().unwrap() as f64;
+        let g = m.loss_sum(&b, None).unwrap().0.backward().unwrap();
+        let vars = map.data().lock().unwrap().clone();
+        for name in ["convs.0.weight", "convs.1.bias", "convs.1.weight", "hidden.weight"] {
+            let v = &vars[name];
+            let analytic = g.get(v.as_tensor()).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            let base = v.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            for k in (0..base.len()).step_by(base.len().div_ceil(6)) {
+                let eps = 2e-3f32;
+                let mut at = |d: f32| {
+                    let mut w = base.clone();
+                    w[k] += d;
+                    v.set(&Tensor::from_vec(w, v.as_tensor().shape(), &Device::Cpu).unwrap()).unwrap();
+                    loss(&m)
+                };
+                let numeric = (at(eps) - at(-eps)) / (2.0 * eps as f64);
+                v.set(&Tensor::from_vec(base.clone(), v.as_tensor().shape(), &Device::Cpu).unwrap()).unwrap();
+                let a = analytic[k] as f64;
+                assert!(
+                    (a - numeric).abs() <= 2e-2 * numeric.abs().max(a.abs()) + 2e-3,
+                    "{name}[{k}]: {a} vs {numeric}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn impossible_shapes_are_refused() {
+        let mut c = ImageConfig::new(ImageKind::Cnn, 8, 8, 10);
+        c.channels.clear();
+        assert!(c.validate().unwrap_err().to_string().contains("model.channels"));
+        let mut c = ImageConfig::new(ImageKind::RowLstm, 8, 8, 1);
+        assert!(c.validate().unwrap_err().to_string().contains("model.n_classes"));
+        c.n_classes = 10;
+        c.channels = vec![4];
+        assert!(c.validate().unwrap_err().to_string().contains("kind = \"cnn\""));
+        assert_eq!(ImageConfig::new(ImageKind::Cnn, 28, 28, 10).conv_output(), (64, 7, 7));
+        let mut odd = ImageConfig::new(ImageKind::Cnn, 7, 7, 10);
+        odd.channels = vec![4, 4];
+        assert_eq!(odd.conv_output(), (4, 7, 7));
+    }
+}
