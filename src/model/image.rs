@@ -261,7 +261,7 @@ mod tests {
             let base = v.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap();
             for k in (0..base.len()).step_by(base.len().div_ceil(6)) {
                 let eps = 2e-3f32;
-                let mut at = |d: f32| {
+                let at = |d: f32| {
                     let mut w = base.clone();
                     w[k] += d;
                     v.set(&Tensor::from_vec(w, v.as_tensor().shape(), &Device::Cpu).unwrap()).unwrap();
