@@ -221,7 +221,7 @@ fn evaluate_causal(ck: &Loaded, ctx: usize, job: &EvalJob) -> Result<EvalOutcome
         }
         None => match run_data(ck)? {
             Dataset::Text { valid, .. } => valid,
-            Dataset::Pairs(_) | Dataset::Series(_) => {
+            Dataset::Pairs(_) | Dataset::Series(_) | Dataset::Images(_) => {
                 return Err(Error::setting("a language model checkpoint with paired data"))
             }
         },
@@ -265,7 +265,7 @@ fn evaluate_pairs(ck: &Loaded, job: &EvalJob) -> Result<EvalOutcome> {
             }
             match run_data(ck)? {
                 Dataset::Pairs(s) => s.valid,
-                Dataset::Text { .. } | Dataset::Series(_) => {
+                Dataset::Text { .. } | Dataset::Series(_) | Dataset::Images(_) => {
                     return Err(Error::setting("an encoder–decoder checkpoint with text data"))
                 }
             }

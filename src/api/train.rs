@@ -6,6 +6,7 @@
 use super::evaluate::{decoded_examples, Example};
 use crate::checkpoint;
 use crate::config::{DataConfig, RunConfig};
+use crate::data::images::ImageSource;
 use crate::decode::causal::SampleOptions;
 use crate::decode::{DecodeOptions, Strategy};
 use crate::error::{Error, Result};
@@ -56,6 +57,9 @@ pub enum Evaluation {
     },
     /// A forecaster: its errors beside the naive baselines on the test split.
     Forecast(ForecastReport),
+    /// An image classifier on the test set: accuracy, macro F1, confusion,
+    /// and robustness to shifts.
+    Image(crate::eval::image::ImageReport),
     /// Nothing was held out to evaluate on.
     Skipped {
         /// Why, e.g. "no held-out pairs".
@@ -97,6 +101,11 @@ pub fn run_name(cfg: &RunConfig) -> String {
         DataConfig::Task(s) => format!("{}-{}", cfg.preset, s.kind.name()),
         DataConfig::File { path, .. } => stem(path),
         DataConfig::Text(t) => format!("{}-{}", cfg.preset, t.paths.first().map(|p| stem(p)).unwrap_or_default()),
+        DataConfig::Images(c) => match &c.source {
+            ImageSource::Digits => format!("{}-digits", cfg.preset),
+            ImageSource::FashionMnist => format!("{}-fashion-mnist", cfg.preset),
+            ImageSource::Dir(d) => format!("{}-{}", cfg.preset, stem(d)),
+        },
     }
 }
 
@@ -239,11 +248,17 @@ pub fn fit(trainer: &mut Trainer, sink: &mut dyn MetricsSink, tensorboard: bool)
     sinks.flush().and(r)
 }
 
+/// The largest shift of an image classifier's shift curve (0..=6 pixels).
+pub const SHIFT_CURVE: usize = 6;
+
 /// Held-out evaluation of a trained model: free-running decoding for an
 /// encoder–decoder, teacher-forced perplexity (and a sample) for a language
 /// model, the test split against baselines for a forecaster.
 pub fn evaluate(trainer: &Trainer, show: usize) -> Result<Evaluation> {
     let dev = trainer.store.device().clone();
+    if let (Some(model), crate::data::Dataset::Images(d)) = (trainer.model.image(), &trainer.data) {
+        return Ok(Evaluation::Image(crate::eval::image::evaluate(model, &d.test, SHIFT_CURVE, &dev)?));
+    }
     if let (Some(model), crate::data::Dataset::Series(s)) = (trainer.model.forecaster(), &trainer.data) {
         return Ok(Evaluation::Forecast(crate::eval::forecast::evaluate(model, s, &s.test, &dev)?));
     }

@@ -148,10 +148,10 @@ pub fn load_files(files: &Files, dev: &Device) -> Result<Loaded> {
 }
 
 /// The run config and tokenizer of a verified checkpoint (a forecaster,
-/// which reads values, has no tokenizer: [`Tokenizer::Values`]).
+/// or an image classifier, which read values, have no tokenizer: [`Tokenizer::Values`]).
 pub fn config_and_tokenizer(files: &Files) -> Result<(RunConfig, Tokenizer)> {
     let config = config_from_bytes(files.get(CONFIG)?, &files.path(CONFIG))?;
-    if config.model.is_forecaster() {
+    if config.model.is_forecaster() || config.model.is_image() {
         return Ok((config, Tokenizer::Values));
     }
     let bytes = files.get(TOKENIZER).map_err(|_| missing_tokenizer(files.path(TOKENIZER)))?;

@@ -59,6 +59,10 @@ pub fn run(a: PreviewArgs) -> anyhow::Result<()> {
     let (data, tok) = shiftlm::data::load(&cfg.data, cfg.train.seed, None)?;
     match data {
         Dataset::Series(s) => preview_series(&cfg, &s, &a),
+        Dataset::Images(_) => match &cfg.data {
+            shiftlm::config::DataConfig::Images(c) => preview_images(&c.source, &a),
+            _ => unreachable!("images come from an images data config"),
+        },
         Dataset::Pairs(s) => preview_pairs(&cfg, s, &tok, &a),
         Dataset::Text { train, .. } => preview_text(&cfg, train, &tok, &a),
     }

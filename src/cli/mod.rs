@@ -89,10 +89,12 @@ pub struct DataArgs {
     /// Model family: seq2seq (RNN encoder–decoder, the default), transformer (Transformer
     /// encoder–decoder), gpt (GPT-2 layout) or llama. For forecasting: seq2seq (an LSTM/GRU
     /// encoder with a decoder rolled out over the horizon) or transformer (encoder + direct head).
-    #[arg(long, value_name = "FAMILY", value_parser = ["seq2seq", "transformer", "gpt", "gpt2", "llama"])]
+    #[arg(long, value_name = "FAMILY", value_parser = ["seq2seq", "transformer", "gpt", "gpt2", "llama", "cnn", "row-lstm", "row-gru"])]
     pub model: Option<String>,
-    /// Built-in task: rotate, copy, reverse or sort (default: the preset's, rotate), or
-    /// series: a synthetic hourly series with trend, daily and weekly seasons, to forecast.
+    /// Built-in task: rotate, copy, reverse or sort (default: the preset's, rotate);
+    /// series: a synthetic hourly series with trend, daily and weekly seasons, to forecast;
+    /// digits (embedded 8×8 handwritten digits) or fashion-mnist (Debian's
+    /// dataset-fashion-mnist package): images to recognise.
     #[arg(long, value_name = "NAME", conflicts_with = "data")]
     pub task: Option<String>,
     /// Your data: pairs as TSV (source<TAB>target) or JSONL ({"source": …, "target": …});
@@ -219,8 +221,68 @@ impl DataArgs {
         Ok(cfg)
     }
 
+    /// Whether these choices describe image recognition: an image task or
+    /// folder, an image model, or an image preset.
+    pub fn is_images(&self) -> bool {
+        self.image_source().is_some()
+            || matches!(self.model.as_deref(), Some("cnn" | "row-lstm" | "row-gru"))
+            || matches!(self.preset.as_deref(), Some("cnn" | "row-lstm" | "cnn-tiny"))
+    }
+
+    /// An image-recognition config: the `cnn` or `row-lstm` preset with the
+    /// data and model choices applied.
+    fn resolve_images(&self) -> anyhow::Result<RunConfig> {
+        use shiftlm::model::{ImageKind, ModelConfig};
+        let kind = match self.model.as_deref() {
+            None => None,
+            Some("cnn") => Some(ImageKind::Cnn),
+            Some("row-lstm") => Some(ImageKind::RowLstm),
+            Some("row-gru") => Some(ImageKind::RowGru),
+            Some(other) => anyhow::bail!("images train --model cnn, row-lstm or row-gru, not {other}"),
+        };
+        let preset = self.preset.as_deref().unwrap_or(match kind {
+            Some(ImageKind::RowLstm | ImageKind::RowGru) => "row-lstm",
+            _ => "cnn",
+        });
+        let mut cfg = RunConfig::preset(preset)?;
+        let DataConfig::Images(d) = &mut cfg.data else {
+            anyhow::bail!("preset {preset} is not an image preset (cnn, row-lstm, cnn-tiny)")
+        };
+        match (self.image_source(), self.data.as_slice(), self.task.as_deref()) {
+            (Some(s), _, _) => d.source = s,
+            (None, [p], _) => {
+                anyhow::bail!("{}: images come from a folder (IDX files or one subfolder per class)", p.display())
+            }
+            (None, [], Some(t)) => anyhow::bail!("--task {t} is not an image task: use digits or fashion-mnist"),
+            (None, [], None) => {}
+            (None, _, _) => anyhow::bail!("images come from one --data folder"),
+        }
+        if let (Some(kind), ModelConfig::Image(m)) = (kind, &mut cfg.model) {
+            if m.kind != kind {
+                let fresh = shiftlm::model::ImageConfig::new(kind, m.width, m.height, m.n_classes);
+                *m = fresh;
+            }
+        }
+        if self.tokenizer.is_some() || self.bpe_vocab.is_some() || self.tokenizer_file.is_some() || self.vocab.is_some()
+        {
+            anyhow::bail!(
+                "images have no tokenizer or vocabulary: drop --tokenizer, --bpe-vocab, --tokenizer-file and --vocab"
+            );
+        }
+        if self.min_len.is_some() || self.max_len.is_some() || !self.target.is_empty() {
+            anyhow::bail!("--min-len, --max-len and --target do not apply to images");
+        }
+        if let Some(s) = self.seed {
+            cfg.train.seed = s;
+        }
+        Ok(cfg)
+    }
+
     /// The preset with these data choices applied.
     pub fn resolve(&self) -> anyhow::Result<RunConfig> {
+        if self.is_images() {
+            return self.resolve_images();
+        }
         if self.is_series() {
             return self.resolve_series();
         }

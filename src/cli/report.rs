@@ -72,3 +72,24 @@ pub fn print_forecast(r: &shiftlm::eval::forecast::ForecastReport, what: &str) {
         }
     }
 }
+
+/// An image classifier's accuracy, confusion matrix and robustness to shifts.
+pub fn print_image(r: &shiftlm::eval::image::ImageReport, what: &str) {
+    println!(
+        "{what}: {} images, accuracy {:.2}%, macro F1 {:.4}, loss {:.4}",
+        r.images,
+        100.0 * r.accuracy,
+        r.macro_f1,
+        r.loss
+    );
+    let short: Vec<String> = r.classes.iter().map(|c| c.chars().take(6).collect()).collect();
+    println!("confusion (rows: true class, columns: predicted):");
+    println!("  {:>8} {}", "", short.iter().map(|c| format!("{c:>6}")).collect::<Vec<_>>().join(" "));
+    for (name, row) in short.iter().zip(&r.confusion) {
+        println!("  {name:>8} {}", row.iter().map(|n| format!("{n:>6}")).collect::<Vec<_>>().join(" "));
+    }
+    let curve: Vec<String> = r.shift_curve.iter().map(|p| format!("{}: {:.1}%", p.shift, 100.0 * p.accuracy)).collect();
+    println!("accuracy by shift (pixels, random direction): {}", curve.join(", "));
+    let cons: Vec<String> = r.consistency.iter().map(|(k, v)| format!("±{k}: {:.1}%", 100.0 * v)).collect();
+    println!("consistency (two random shifts agree): {}", cons.join(", "));
+}

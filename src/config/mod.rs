@@ -34,7 +34,7 @@ pub struct RunConfig {
 impl RunConfig {
     /// The preset names, comma-separated (for messages).
     pub const PRESETS: &'static str =
-        "small, seed, tiny, transformer, transformer-tiny, gpt-baby, gpt-small, gpt-tiny, llama-baby, llama-tiny, series, series-tiny";
+        "small, seed, tiny, transformer, transformer-tiny, gpt-baby, gpt-small, gpt-tiny, llama-baby, llama-tiny, series, series-tiny, cnn, row-lstm, cnn-tiny";
 
     /// A preset by name (see [`presets::PRESETS`] for each one's purpose).
     pub fn preset(name: &str) -> Result<Self> {
@@ -161,6 +161,17 @@ impl RunConfig {
                 "the built-in tasks and pair files give token ids; numeric frames need a data source that yields them",
             ));
         }
+        let image_data = matches!(self.data, DataConfig::Images(_));
+        if image_data != self.model.is_image() {
+            return Err(Error::config(
+                "data",
+                if image_data {
+                    "images train an image classifier (family \"image\": --model cnn, row-lstm or row-gru)"
+                } else {
+                    "an image classifier trains on images (--task digits, --task fashion-mnist or --data DIR)"
+                },
+            ));
+        }
         let series_data = matches!(self.data, DataConfig::Series(_));
         if series_data != self.model.is_forecaster() {
             return Err(Error::config(
@@ -194,6 +205,14 @@ impl RunConfig {
             }
             DataConfig::Task(t) => t.validate(),
             DataConfig::Series(s) => s.validate(),
+            DataConfig::Images(c) => {
+                c.augment.validate()?;
+                if (0.0..1.0).contains(&c.valid_fraction) {
+                    Ok(())
+                } else {
+                    Err(Error::config("data.valid_fraction", "must be in [0, 1)"))
+                }
+            }
             DataConfig::File { valid_fraction, .. } => {
                 if (0.0..1.0).contains(valid_fraction) {
                     Ok(())

@@ -4,11 +4,14 @@
 //! flags, a TOML file and `--set` change it from there.
 
 use super::{DataConfig, NonFinitePolicy, TokenizerKind, TrainConfig};
+use crate::data::images::{ImageDataConfig, ImageSource};
 use crate::data::series::SeriesConfig;
 use crate::data::tasks::{TaskKind, TaskSpec};
 use crate::data::text::TextConfig;
 use crate::model::seq2seq::AttentionKind;
-use crate::model::{ForecasterConfig, Gpt2Config, LlamaConfig, ModelConfig, Seq2SeqConfig, TransformerConfig};
+use crate::model::{
+    ForecasterConfig, Gpt2Config, ImageConfig, ImageKind, LlamaConfig, ModelConfig, Seq2SeqConfig, TransformerConfig,
+};
 use crate::nn::rnn::CellKind;
 use crate::optim::{OptimizerConfig, OptimizerKind, Schedule, ScheduleKind};
 
@@ -50,6 +53,12 @@ pub const PRESETS: &[Preset] = &[
     Preset { name: "series", build: series },
     // a small forecaster of the built-in series, seconds long
     Preset { name: "series-tiny", build: series_tiny },
+    // a CNN (two 3×3 conv blocks of 32 and 64, a hidden layer of 128) on the embedded 8×8 digits
+    Preset { name: "cnn", build: cnn },
+    // the rows of each image as a sequence through an LSTM of 128, on the embedded digits
+    Preset { name: "row-lstm", build: row_lstm },
+    // a seconds-long CNN run for tests
+    Preset { name: "cnn-tiny", build: cnn_tiny },
 ];
 
 /// The rotate task: `vocab` symbols, lengths `min_len..=max_len`.
@@ -224,6 +233,33 @@ fn forecaster(hidden: usize, context: usize, horizon: usize, steps: usize, eval_
 
 fn series() -> Parts {
     forecaster(64, 168, 24, 1200, 200, 24)
+}
+
+/// An image classifier of `kind` on the embedded digits, Adam with cosine
+/// decay. The sizes are the digits'; the data sets them for other images.
+fn image(kind: ImageKind, steps: usize, eval_every: usize) -> Parts {
+    let model = ModelConfig::Image(ImageConfig::new(kind, 8, 8, 10));
+    let mut t = train(steps, 64, 2e-3, eval_every);
+    t.schedule = cosine(steps, steps / 20);
+    let data = ImageDataConfig { source: ImageSource::Digits, augment: Default::default(), valid_fraction: 0.1 };
+    (model, t, DataConfig::Images(data), 0)
+}
+
+fn cnn() -> Parts {
+    image(ImageKind::Cnn, 600, 100)
+}
+
+fn row_lstm() -> Parts {
+    image(ImageKind::RowLstm, 600, 100)
+}
+
+fn cnn_tiny() -> Parts {
+    let (mut model, t, data, n) = image(ImageKind::Cnn, 30, 0);
+    if let ModelConfig::Image(m) = &mut model {
+        m.channels = vec![8];
+        m.hidden = 16;
+    }
+    (model, t, data, n)
 }
 
 fn series_tiny() -> Parts {

@@ -44,4 +44,6 @@ pub enum DataConfig {
     Text(TextConfig),
     /// A numeric series (CSV or built-in), for forecasters.
     Series(super::series::SeriesConfig),
+    /// Labelled images, for image classifiers.
+    Images(super::images::ImageDataConfig),
 }

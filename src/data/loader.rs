@@ -2,7 +2,9 @@
 //! from the loader's own random stream; each batch is padded to its own
 //! longest sequence by the shift core.
 
-use super::shift::{Batch, CausalBatch, ForecastBatch, Seq2SeqBatch};
+use super::augment::Augment;
+use super::images::Images;
+use super::shift::{Batch, CausalBatch, ForecastBatch, ImageBatch, Seq2SeqBatch};
 use super::tokenizer::{BOS, EOS, PAD};
 use super::Pair;
 use crate::error::{Error, Result};
@@ -201,6 +203,8 @@ pub enum Loader {
     Prompts(PairLoader, usize, u32),
     /// Forecasting windows of a numeric series.
     Forecast(ForecastLoader),
+    /// Labelled images, augmented.
+    Images(ImageLoader),
 }
 
 impl Loader {
@@ -211,6 +215,7 @@ impl Loader {
             Loader::Windows(l) => Batch::Causal(l.next_batch()),
             Loader::Prompts(l, t, eos) => Batch::Causal(l.next_prompt_batch(*t, *eos)),
             Loader::Forecast(l) => Batch::Forecast(l.next_batch()),
+            Loader::Images(l) => Batch::Images(l.next_batch()),
         }
     }
 
@@ -225,6 +230,7 @@ impl Loader {
             Loader::Pairs(l) | Loader::Prompts(l, ..) => l.state(),
             Loader::Windows(l) => &l.state,
             Loader::Forecast(l) => &l.state,
+            Loader::Images(l) => &l.state,
         }
     }
 
@@ -236,6 +242,7 @@ impl Loader {
             Loader::Pairs(l) | Loader::Prompts(l, ..) => Some(l.len()),
             Loader::Windows(_) => None,
             Loader::Forecast(l) => Some(l.starts.len()),
+            Loader::Images(l) => Some(l.images.len()),
         };
         match examples {
             Some(n) => {
@@ -257,9 +264,59 @@ impl Loader {
             Loader::Pairs(l) | Loader::Prompts(l, ..) => l.set_state(state),
             Loader::Windows(l) => l.state = state,
             Loader::Forecast(l) => l.state = state,
+            Loader::Images(l) => l.state = state,
         }
         Ok(())
     }
+}
+
+/// Shuffled batches of labelled images, each image perturbed by the
+/// augmentation with draws from the loader's own stream (so a resumed run
+/// draws the same offsets).
+#[derive(Debug, Clone)]
+pub struct ImageLoader {
+    images: Images,
+    augment: Augment,
+    batch_size: usize,
+    state: LoaderState,
+}
+
+impl ImageLoader {
+    /// `batch_size` must be positive and `images` non-empty.
+    pub fn new(images: Images, augment: Augment, batch_size: usize, seed: u64) -> Result<Self> {
+        if batch_size == 0 {
+            return Err(Error::config("train.batch_size", "must be at least 1"));
+        }
+        if images.is_empty() {
+            return Err(Error::config("data", "no training images"));
+        }
+        let state = LoaderState::shuffled(images.len(), seed);
+        Ok(Self { images, augment, batch_size, state })
+    }
+
+    /// The next batch; a new shuffled epoch starts when one runs out.
+    pub fn next_batch(&mut self) -> ImageBatch {
+        let (w, h) = (self.images.width, self.images.height);
+        let idx: Vec<u32> = self.state.next_indices(self.batch_size).to_vec();
+        let mut pixels = Vec::with_capacity(idx.len() * w * h);
+        for &i in &idx {
+            let img = self.images.image_f32(i as usize);
+            pixels.extend(self.augment.apply(&img, w, h, &mut self.state.rng));
+        }
+        ImageBatch::new(h, w, pixels, idx.iter().map(|&i| self.images.labels[i as usize]).collect())
+    }
+}
+
+/// Consecutive batches of images as they are (validation and test).
+pub fn image_batches(images: &Images, batch_size: usize) -> Vec<Batch> {
+    let idx: Vec<usize> = (0..images.len()).collect();
+    idx.chunks(batch_size.max(1))
+        .map(|c| {
+            let pixels = c.iter().flat_map(|&i| images.image_f32(i)).collect();
+            let labels = c.iter().map(|&i| images.labels[i]).collect();
+            Batch::Images(ImageBatch::new(images.height, images.width, pixels, labels))
+        })
+        .collect()
 }
 
 /// Consecutive, non-overlapping windows of a token stream, at most

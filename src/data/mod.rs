@@ -52,6 +52,8 @@ pub enum Dataset {
     },
     /// A numeric series, for forecasters.
     Series(series::SeriesData),
+    /// Labelled images, for image classifiers.
+    Images(images::ImageData),
 }
 
 impl Dataset {
@@ -59,7 +61,7 @@ impl Dataset {
     pub fn pairs(&self) -> Option<&Splits> {
         match self {
             Dataset::Pairs(s) => Some(s),
-            Dataset::Text { .. } | Dataset::Series(_) => None,
+            Dataset::Text { .. } | Dataset::Series(_) | Dataset::Images(_) => None,
         }
     }
 
@@ -69,6 +71,7 @@ impl Dataset {
             Dataset::Pairs(s) => format!("{} pairs ({} held out)", s.train.len(), s.valid.len()),
             Dataset::Text { train, valid } => format!("{} tokens ({} held out)", train.len(), valid.len()),
             Dataset::Series(s) => s.describe(),
+            Dataset::Images(d) => d.describe(),
         }
     }
 }
@@ -140,5 +143,7 @@ pub fn load(cfg: &DataConfig, seed: u64, tokenizer: Option<&Tokenizer>) -> Resul
         DataConfig::Text(t) => text::load(t, tokenizer),
         // Forecasters read values: no tokenizer (the scaler plays its part).
         DataConfig::Series(s) => Ok((Dataset::Series(series::SeriesData::load(s, seed, None)?), Tokenizer::Values)),
+        // Classifiers read pixels: no tokenizer.
+        DataConfig::Images(c) => Ok((Dataset::Images(images::ImageData::load(c)?), Tokenizer::Values)),
     }
 }

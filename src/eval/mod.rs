@@ -4,6 +4,7 @@
 //! is visible side by side.
 
 pub mod forecast;
+pub mod image;
 
 use crate::data::shift::Batch;
 use crate::data::Pair;

@@ -248,7 +248,15 @@ impl Model {
         }
     }
 
-    /// The forecaster, if this is one.
+    /// The image classifier inside, if this is one.
+    pub fn image(&self) -> Option<&ImageClassifier> {
+        match self {
+            Model::Image(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    /// The forecaster inside, if this is one.
     pub fn forecaster(&self) -> Option<&Forecaster> {
         match self {
             Model::Forecaster(m) => Some(m),

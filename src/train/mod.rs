@@ -112,6 +112,10 @@ fn fingerprint(data: &Dataset) -> String {
             put(valid);
         }
         Dataset::Series(s) => s.scaled.iter().for_each(|c| put(&c.iter().map(|v| v.to_bits()).collect::<Vec<_>>())),
+        Dataset::Images(d) => [&d.train, &d.valid, &d.test].into_iter().for_each(|s| {
+            put(&s.pixels.iter().map(|&p| u32::from(p)).collect::<Vec<_>>());
+            put(&s.labels);
+        }),
     }
     crate::io::sha256_hex(&bytes)
 }
@@ -121,6 +125,9 @@ impl Trainer {
     /// forecaster takes its input and target counts and its scaler from the
     /// data. With `run_dir`, checkpoints go to `run_dir/checkpoint-<step>/`.
     pub fn new(mut cfg: RunConfig, data: Dataset, tokenizer: Tokenizer, run_dir: Option<PathBuf>) -> Result<Self> {
+        if let (crate::model::ModelConfig::Image(m), Dataset::Images(d)) = (&mut cfg.model, &data) {
+            (m.width, m.height, m.n_classes) = (d.train.width, d.train.height, d.train.classes.len());
+        }
         if let (crate::model::ModelConfig::Forecaster(m), Dataset::Series(s)) = (&mut cfg.model, &data) {
             m.n_inputs = s.scaled.len();
             m.n_targets = s.n_targets;
@@ -313,6 +320,7 @@ impl Trainer {
                 }
                 _ => Vec::new(),
             },
+            Dataset::Images(d) => crate::data::loader::image_batches(&d.valid, bs),
         }
     }
 
@@ -411,6 +419,13 @@ fn training_loader(cfg: &RunConfig, data: &Dataset) -> Result<Loader> {
                 ));
             }
             Loader::Forecast(ForecastLoader::new(s.scaled.clone(), s.n_targets, starts, (l, h), bs, seed)?)
+        }
+        (Dataset::Images(d), _) => {
+            let augment = match &cfg.data {
+                crate::config::DataConfig::Images(c) => c.augment,
+                _ => Default::default(),
+            };
+            Loader::Images(crate::data::loader::ImageLoader::new(d.train.clone(), augment, bs, seed)?)
         }
         _ => return Err(Error::config("data", "no training examples")),
     })

@@ -110,6 +110,68 @@ pub enum ImageSource {
     Dir(PathBuf),
 }
 
+/// The `data` table of an image-recognition run.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageDataConfig {
+    /// Where the images come from.
+    pub source: ImageSource,
+    /// How training images are perturbed (`--augment`).
+    #[serde(default)]
+    pub augment: crate::data::augment::Augment,
+    /// Share of the training images held out for validation, e.g. 0.1.
+    pub valid_fraction: f64,
+}
+
+/// A run's images: training, validation (taken from the training set) and
+/// test.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageData {
+    /// Images to train on.
+    pub train: Images,
+    /// Held out of the training set for validation and early stopping.
+    pub valid: Images,
+    /// The test set, for the final report.
+    pub test: Images,
+    /// Where they came from, e.g. `digits`.
+    pub source: String,
+}
+
+impl ImageData {
+    /// Loads the source and holds out `valid_fraction` of its training set
+    /// (a fixed seeded split, like the test split).
+    pub fn load(cfg: &ImageDataConfig) -> Result<ImageData> {
+        if !(0.0..1.0).contains(&cfg.valid_fraction) {
+            return Err(Error::config("data.valid_fraction", "must be in [0, 1)"));
+        }
+        cfg.augment.validate()?;
+        let s = load(&cfg.source)?;
+        let (train, valid) = if cfg.valid_fraction > 0.0 {
+            split(&s.train, cfg.valid_fraction, 1)
+        } else {
+            (s.train.clone(), s.train.select(&[]))
+        };
+        if train.is_empty() || s.test.is_empty() {
+            return Err(Error::config("data", format!("{}: too few images to train and test on", s.source)));
+        }
+        Ok(ImageData { train, valid, test: s.test, source: s.source })
+    }
+
+    /// e.g. "1150 training, 288 validation and 359 test images of 8×8 in 10 classes (digits)".
+    pub fn describe(&self) -> String {
+        format!(
+            "{} training, {} validation and {} test images of {}×{} in {} classes ({})",
+            self.train.len(),
+            self.valid.len(),
+            self.test.len(),
+            self.train.width,
+            self.train.height,
+            self.train.classes.len(),
+            self.source
+        )
+    }
+}
+
 /// The share of a set held out for testing when it comes without a test set.
 pub const TEST_FRACTION: f64 = 0.2;
 
