@@ -275,7 +275,39 @@ impl Chart<'_> {
         }
         if !self.series.is_empty() {
             let lw = self.series.iter().map(|s| text_w(s.label, 2)).max().unwrap_or(0) + 52;
-            let (lx, ly, lh) = (left + 10, top + 10, self.series.len() as i64 * 22 + 8);
+            let lh = self.series.len() as i64 * 22 + 8;
+            // The corner of the plot that the lines cross least (top left on ties).
+            let corners = [
+                (left + 10, top + 10),
+                (right - 10 - lw, top + 10),
+                (left + 10, bottom - 10 - lh),
+                (right - 10 - lw, bottom - 10 - lh),
+            ];
+            let mut samples = Vec::new();
+            for s in &self.series {
+                let p: Vec<(f64, f64)> = s
+                    .points
+                    .iter()
+                    .filter(|(x, y)| x.is_finite() && y.is_finite())
+                    .map(|&(x, y)| (xa.px(x), ya.px(y)))
+                    .collect();
+                for w in p.windows(2) {
+                    samples.extend((0..=16).map(|k| {
+                        let t = f64::from(k) / 16.0;
+                        (w[0].0 + t * (w[1].0 - w[0].0), w[0].1 + t * (w[1].1 - w[0].1))
+                    }));
+                }
+                samples.extend(p.first().copied());
+            }
+            let crossing = |&(cx, cy): &(i64, i64)| {
+                samples
+                    .iter()
+                    .filter(|&&(x, y)| {
+                        x >= cx as f64 && x <= (cx + lw) as f64 && y >= cy as f64 && y <= (cy + lh) as f64
+                    })
+                    .count()
+            };
+            let (lx, ly) = corners.iter().min_by_key(|c| crossing(c)).copied().unwrap_or(corners[0]);
             cv.rect(lx, ly, lw, lh, [170; 3]);
             cv.rect(lx + 1, ly + 1, lw - 2, lh - 2, [255; 3]);
             for (k, s) in self.series.iter().enumerate() {

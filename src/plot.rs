@@ -1,8 +1,41 @@
 //! Loss curves as SVG: training loss (raw and smoothed) and validation loss
 //! on a log scale above, the learning rate below. Read from `metrics.jsonl`.
+//! And image classifiers' accuracy against the input shift, one line per
+//! run, as PNG ([`shift_curves_png`]).
 
+use crate::eval::image::ShiftPoint;
 use crate::train::metrics::Record;
 use std::fmt::Write;
+
+/// The file a trained image classifier's test report is kept in, in its run
+/// folder, for `shiftlm plot --shift-curve` to overlay runs.
+pub const SHIFT_REPORT: &str = "shift_curve.json";
+
+/// Accuracy (%) against shift (pixels) for each `(label, curve)`, as PNG.
+pub fn shift_curves_png(curves: &[(String, Vec<ShiftPoint>)], title: &str) -> Vec<u8> {
+    const COLORS: [[u8; 3]; 6] =
+        [[31, 119, 180], [214, 39, 40], [44, 160, 44], [255, 127, 14], [148, 103, 189], [127, 127, 127]];
+    let series = curves
+        .iter()
+        .enumerate()
+        .map(|(i, (label, pts))| crate::chart::Series {
+            label: label.as_str(),
+            points: pts.iter().map(|p| (p.shift as f64, 100.0 * p.accuracy)).collect(),
+            color: COLORS[i % COLORS.len()],
+            markers: true,
+        })
+        .collect();
+    crate::chart::Chart {
+        title,
+        x_label: "shift (pixels, random direction)",
+        y_label: "test accuracy (%)",
+        series,
+        vlines: Vec::new(),
+        width: 900,
+        height: 520,
+    }
+    .to_png()
+}
 
 const W: f64 = 900.0;
 const PLOT_L: f64 = 80.0;

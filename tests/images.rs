@@ -119,6 +119,37 @@ fn train_reports_accuracy_and_robustness_to_shifts() {
         assert_eq!(curve[0]["accuracy"], v["accuracy"]);
         assert!(v["consistency"]["2"].is_number() && v["consistency"]["4"].is_number(), "{v}");
     }
+    // eval reproduces the report from the checkpoint; plot overlays the runs.
+    let o = shiftlm(d.path(), &["eval", "--checkpoint", "plain", "--shift-curve", "0..3", "--json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    let e: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    assert_eq!(e["accuracy"], plain["accuracy"]);
+    assert_eq!(e["shift_curve"].as_array().unwrap()[..], plain["shift_curve"].as_array().unwrap()[..4]);
+    assert!(d.path().join("plain/shift_curve.png").exists());
+    let o = shiftlm(d.path(), &["plot", "--shift-curve", "plain", "shifted", "--out", "both.png"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(&std::fs::read(d.path().join("both.png")).unwrap()[1..4], b"PNG");
+    // eval on a folder of IDX files: 40 test digits, and one of the wrong size.
+    let digits = shiftlm::data::images::digits::all().unwrap();
+    std::fs::create_dir(d.path().join("idx")).unwrap();
+    let idx = |n: &str| d.path().join("idx").join(n);
+    shiftlm::data::images::idx::write(&idx("t10k-images-idx3-ubyte"), &[40, 8, 8], &digits.pixels[..40 * 64], false)
+        .unwrap();
+    let labels: Vec<u8> = digits.labels[..40].iter().map(|&l| l as u8).collect();
+    shiftlm::data::images::idx::write(&idx("t10k-labels-idx1-ubyte"), &[40], &labels, true).unwrap();
+    let o = shiftlm(d.path(), &["eval", "--checkpoint", "plain", "--data", "idx", "--json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    let e: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    assert_eq!(e["images"], 40);
+    std::fs::create_dir(d.path().join("big")).unwrap();
+    let big = |n: &str| d.path().join("big").join(n);
+    shiftlm::data::images::idx::write(&big("test-images-idx3-ubyte"), &[1, 9, 9], &[0; 81], false).unwrap();
+    shiftlm::data::images::idx::write(&big("test-labels-idx1-ubyte"), &[1], &[0], false).unwrap();
+    let o = shiftlm(d.path(), &["eval", "--checkpoint", "plain", "--data", "big"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.code() == Some(2) && err.contains("9×9") && err.contains("8×8"), "{err}");
     let at = |v: &serde_json::Value, k: usize| v["shift_curve"][k]["accuracy"].as_f64().unwrap();
     assert!(at(&shifted, 2) > at(&plain, 2) + 0.3, "{plain}\n{shifted}");
     let c2 = |v: &serde_json::Value| v["consistency"]["2"].as_f64().unwrap();

@@ -34,6 +34,8 @@ pub struct EvalJob {
     pub season: Option<usize>,
     /// Forecasters: which rows to score (default: the test split, or all of `data`).
     pub split: Option<Split>,
+    /// Image classifiers: the largest shift of the shift curve (`None`: 6).
+    pub shift_curve: Option<usize>,
 }
 
 impl EvalJob {
@@ -47,6 +49,7 @@ impl EvalJob {
             show: None,
             season: None,
             split: None,
+            shift_curve: None,
         }
     }
 }
@@ -107,6 +110,8 @@ pub enum EvalOutcome {
         /// The rows of the series in that split.
         rows: Range<usize>,
     },
+    /// An image classifier on the run's test set or `data`'s images.
+    Image(crate::eval::image::ImageReport),
 }
 
 /// The first `n` pairs with their decoded outputs, as text.
@@ -171,6 +176,12 @@ pub fn evaluate(job: &EvalJob) -> Result<Evaluated> {
 }
 
 fn evaluate_loaded(ck: &Loaded, job: &EvalJob) -> Result<EvalOutcome> {
+    if let Some(model) = ck.model.image() {
+        return evaluate_image(ck, model, job);
+    }
+    if job.shift_curve.is_some() {
+        return Err(Error::setting("--shift-curve applies to image classifiers"));
+    }
     if let Some(model) = ck.model.forecaster() {
         return evaluate_forecaster(ck, model, job);
     }
@@ -186,6 +197,36 @@ fn evaluate_loaded(ck: &Loaded, job: &EvalJob) -> Result<EvalOutcome> {
         Some(ctx) => evaluate_causal(ck, ctx, job),
         None => evaluate_pairs(ck, job),
     }
+}
+
+/// An image classifier on its run's test set, or on the images of a folder
+/// (its test set if it has one, otherwise every image).
+fn evaluate_image(ck: &Loaded, model: &crate::model::ImageClassifier, job: &EvalJob) -> Result<EvalOutcome> {
+    if job.beam.is_some() || job.length_penalty.is_some() || job.show.is_some() || job.season.is_some() {
+        return Err(Error::setting("--beam, --length-penalty, --show and --season do not apply to image classifiers"));
+    }
+    let images = match &job.data {
+        Some(dir) => {
+            let set = crate::data::images::load_for_eval(dir)?;
+            let m = model.config();
+            if (set.width, set.height) != (m.width, m.height) {
+                return Err(Error::bad_file(
+                    dir,
+                    format!("images are {}×{}; the model reads {}×{}", set.width, set.height, m.width, m.height),
+                ));
+            }
+            if let Some(&l) = set.labels.iter().max().filter(|&&l| l as usize >= m.n_classes) {
+                return Err(Error::bad_file(dir, format!("label {l}; the model knows {} classes", m.n_classes)));
+            }
+            set
+        }
+        None => match run_data(ck)? {
+            Dataset::Images(d) => d.test,
+            _ => return Err(Error::setting("an image classifier checkpoint without image data")),
+        },
+    };
+    let k = job.shift_curve.unwrap_or(crate::api::train::SHIFT_CURVE);
+    Ok(EvalOutcome::Image(crate::eval::image::evaluate(model, &images, k, &Device::Cpu)?))
 }
 
 /// A forecaster's errors beside the baselines on a split of its series.

@@ -29,14 +29,22 @@ Examples:
   shiftlm eval --checkpoint runs/mine --data test.tsv
   shiftlm eval --checkpoint runs/gpt-baby-input --data held_out.txt --json
   shiftlm eval --checkpoint runs/series-synthetic --json
-  shiftlm eval --checkpoint runs/series-load --data load-2025.csv --season 24 --json";
+  shiftlm eval --checkpoint runs/series-load --data load-2025.csv --season 24 --json
+  shiftlm eval --checkpoint runs/cnn-digits --shift-curve 0..6 --json
+
+For an image classifier: top-1 accuracy, macro F1 and the confusion matrix on
+the run's test set (or on --data DIR: its test/ or t10k set if it has one,
+else every image), `shift_curve` (accuracy with every image moved k pixels in
+a random direction, zero fill) and `consistency` (how often the predictions
+for two random shifts within ±2 and ±4 agree).";
 
 #[derive(clap::Args, Debug)]
 pub struct EvalArgs {
     /// Run folder (newest complete checkpoint) or one checkpoint-<step> folder.
     #[arg(long, value_name = "DIR")]
     pub checkpoint: PathBuf,
-    /// Evaluate on this file instead of the validation split (pairs, or text for a language model).
+    /// Evaluate on this file instead of the validation split (pairs, or text for a language
+    /// model; a folder of images for an image classifier).
     #[arg(long, value_name = "FILE")]
     pub data: Option<PathBuf>,
     /// Encoder–decoders: beam width for free-running decoding (default 1: greedy).
@@ -58,6 +66,19 @@ pub struct EvalArgs {
     /// the run's own data, all for --data FILE.csv).
     #[arg(long, value_name = "SPLIT", value_parser = ["test", "valid", "all"], help_heading = "Forecasting")]
     pub split: Option<String>,
+    /// Images: measure accuracy with every image moved 0..K pixels (a random direction
+    /// each; default 0..6).
+    #[arg(long, value_name = "0..K", value_parser = parse_curve, help_heading = "Images")]
+    pub shift_curve: Option<usize>,
+}
+
+fn parse_curve(s: &str) -> Result<usize, String> {
+    let k = s.strip_prefix("0..").map(|k| k.strip_prefix('=').unwrap_or(k)).unwrap_or(s);
+    k.trim()
+        .parse::<usize>()
+        .ok()
+        .filter(|&k| k <= shiftlm::data::augment::MAX_SHIFT)
+        .ok_or_else(|| format!("{s:?}: write 0..K with K a whole number of pixels up to 64, e.g. 0..6"))
 }
 
 pub fn run(a: EvalArgs) -> anyhow::Result<()> {
@@ -73,6 +94,7 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
             "all" => Split::All,
             _ => Split::Test,
         }),
+        shift_curve: a.shift_curve,
     };
     let r = api::evaluate(&job).with_context(|| format!("evaluating {}", a.checkpoint.display()))?;
     let extra = serde_json::json!({ "checkpoint": a.checkpoint, "steps": r.step, "loaded": r.dir });
@@ -88,6 +110,10 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
         EvalOutcome::Pairs { report, examples } => {
             print_metrics(report);
             print_examples(examples);
+            json_value(report, extra)
+        }
+        EvalOutcome::Image(report) => {
+            super::report::print_image(report, "test set");
             json_value(report, extra)
         }
     };

@@ -3,21 +3,32 @@
 use anyhow::Context;
 use std::path::PathBuf;
 
-pub const LONG_ABOUT: &str = "Draw a run's loss curves as an SVG image.
+pub const LONG_ABOUT: &str = "Draw a run's loss curves as an SVG image, or image classifiers' accuracy
+against the input shift.
 
 Reads RUN/metrics.jsonl and draws the training loss (per step, faint, and
 smoothed) and the validation loss on a log scale, with the learning rate below.
 Open the SVG in any browser. For live curves, point TensorBoard at RUN/tb.
 
+With --shift-curve, reads each RUN/shift_curve.json (written when an image
+classifier finishes training) and draws their test accuracy against the shift,
+one line per run, as PNG: compare runs with and without --augment.
+
 Examples:
   shiftlm plot runs/small-rotate                 # writes runs/small-rotate/loss.svg
-  shiftlm plot runs/small-rotate --out curves.svg";
+  shiftlm plot runs/small-rotate --out curves.svg
+  shiftlm plot --shift-curve runs/cnn-digits runs/cnn-digits-shift2 --out robustness.png";
 
 #[derive(clap::Args, Debug)]
 pub struct PlotArgs {
-    /// Run folder written by `shiftlm train`.
-    pub run: PathBuf,
-    /// Where to write the SVG (default RUN/loss.svg).
+    /// Run folder written by `shiftlm train` (several with --shift-curve).
+    #[arg(required = true)]
+    pub run: Vec<PathBuf>,
+    /// Overlay the runs' accuracy against the input shift (image classifiers), as PNG.
+    #[arg(long)]
+    pub shift_curve: bool,
+    /// Where to write the image (default RUN/loss.svg; with --shift-curve,
+    /// shift-curves.png).
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
     /// Replace the SVG if it exists (without it, an existing file is an error).
@@ -26,15 +37,45 @@ pub struct PlotArgs {
 }
 
 pub fn run(a: PlotArgs) -> anyhow::Result<()> {
-    let path = a.run.join("metrics.jsonl");
+    if a.shift_curve {
+        return shift_curves(&a);
+    }
+    let [run] = a.run.as_slice() else {
+        anyhow::bail!("the loss plot draws one run; --shift-curve overlays several");
+    };
+    let path = run.join("metrics.jsonl");
     let records = shiftlm::train::metrics::read_jsonl(&path).with_context(|| format!("reading {}", path.display()))?;
     if records.is_empty() {
         anyhow::bail!("{}: no metrics logged yet", path.display());
     }
-    let out = a.out.unwrap_or_else(|| a.run.join("loss.svg"));
+    let out = a.out.clone().unwrap_or_else(|| run.join("loss.svg"));
     shiftlm::io::check_new(&out, a.force, &[&path])?;
-    let svg = shiftlm::plot::render_svg(&records, &a.run.display().to_string());
+    let svg = shiftlm::plot::render_svg(&records, &run.display().to_string());
     shiftlm::checkpoint::write_atomic(&out, svg.as_bytes())?;
+    println!("{}", out.display());
+    Ok(())
+}
+
+/// Each run's test accuracy against the shift, overlaid in one PNG.
+fn shift_curves(a: &PlotArgs) -> anyhow::Result<()> {
+    let mut curves = Vec::new();
+    let mut inputs = Vec::new();
+    for run in &a.run {
+        let path = run.join(shiftlm::plot::SHIFT_REPORT);
+        let bytes = std::fs::read(&path).with_context(|| {
+            format!("reading {} (written when an image classifier finishes training)", path.display())
+        })?;
+        let r: shiftlm::eval::image::ImageReport =
+            serde_json::from_slice(&bytes).with_context(|| format!("{}: not a shift-curve report", path.display()))?;
+        let name = run.file_name().map_or_else(|| run.display().to_string(), |n| n.to_string_lossy().into_owned());
+        curves.push((format!("{name} (clean {:.1}%)", 100.0 * r.accuracy), r.shift_curve));
+        inputs.push(path);
+    }
+    let out = a.out.clone().unwrap_or_else(|| PathBuf::from("shift-curves.png"));
+    let refs: Vec<&std::path::Path> = inputs.iter().map(|p| p.as_path()).collect();
+    shiftlm::io::check_new(&out, a.force, &refs)?;
+    let png = shiftlm::plot::shift_curves_png(&curves, "test accuracy against the input shift");
+    shiftlm::io::write_atomic(&out, &png)?;
     println!("{}", out.display());
     Ok(())
 }

@@ -374,7 +374,15 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
     let evaluation = api::train::evaluate(&trainer, a.show).context("evaluating the trained model")?;
     match &evaluation {
         Evaluation::Forecast(report) => report::print_forecast(report, "test split"),
-        Evaluation::Image(report) => report::print_image(report, "test set"),
+        Evaluation::Image(r) => {
+            report::print_image(r, "test set");
+            // Kept beside the checkpoints for `shiftlm plot --shift-curve`.
+            let name = run.file_name().map_or_else(|| "run".into(), |n| n.to_string_lossy().into_owned());
+            shiftlm::io::write_atomic(&run.join(shiftlm::plot::SHIFT_REPORT), &serde_json::to_vec(r)?)?;
+            let png = shiftlm::plot::shift_curves_png(&[(name.clone(), r.shift_curve.clone())], &name);
+            shiftlm::io::write_atomic(&run.join("shift_curve.png"), &png)?;
+            println!("accuracy against shift drawn in {}", run.join("shift_curve.png").display());
+        }
         Evaluation::Skipped { skipped } => println!("evaluation skipped: {skipped}"),
         Evaluation::Pairs { report, examples } => {
             report::print_metrics(report);

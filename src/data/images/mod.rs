@@ -230,10 +230,27 @@ pub fn fashion_mnist(dir: Option<&Path>) -> Result<ImageSplits> {
 /// optionally under `train/` and `test/`). Without a test set, a seeded
 /// `test_fraction` of the images is held out.
 pub fn load_dir(dir: &Path, test_fraction: f64, seed: u64) -> Result<ImageSplits> {
+    let (train, test) = read_sets(dir)?;
+    splits_of(train, test, test_fraction, seed, dir.display().to_string())
+}
+
+/// The images of `dir` to evaluate a model on: its test set if it has one
+/// (`test/`, or an IDX file named `t10k`/`test`), otherwise all of them.
+pub fn load_for_eval(dir: &Path) -> Result<Images> {
+    match read_sets(dir)? {
+        (_, Some((_, test))) => Ok(test),
+        (Some((_, all)), None) => Ok(all),
+        (None, None) => unreachable!("read_sets finds at least one set"),
+    }
+}
+
+/// The training and test sets a folder holds (at least one of them).
+type Sets = (Option<(PathBuf, Images)>, Option<(PathBuf, Images)>);
+
+fn read_sets(dir: &Path) -> Result<Sets> {
     let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
     let mut names: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
     names.sort();
-    let source = dir.display().to_string();
     let image_files: Vec<&PathBuf> = names.iter().filter(|p| file_name(p).contains("images-idx3-ubyte")).collect();
     if !image_files.is_empty() {
         let mut train = None;
@@ -251,7 +268,7 @@ pub fn load_dir(dir: &Path, test_fraction: f64, seed: u64) -> Result<ImageSplits
             }
             *slot = Some((images.clone(), set));
         }
-        return splits_of(train, test, test_fraction, seed, source);
+        return Ok((train, test));
     }
     let sub = |n: &str| names.iter().find(|p| p.is_dir() && file_name(p) == n).cloned();
     if let (Some(tr), Some(te)) = (sub("train"), sub("test")) {
@@ -266,11 +283,10 @@ pub fn load_dir(dir: &Path, test_fraction: f64, seed: u64) -> Result<ImageSplits
                 ),
             ));
         }
-        return Ok(ImageSplits { train, test, source });
+        return Ok((Some((tr, train)), Some((te, test))));
     }
     if names.iter().any(|p| p.is_dir()) {
-        let all = folder::read(dir)?;
-        return splits_of(Some((dir.to_path_buf(), all)), None, test_fraction, seed, source);
+        return Ok((Some((dir.to_path_buf(), folder::read(dir)?)), None));
     }
     Err(Error::bad_file(
         dir,
@@ -302,12 +318,14 @@ fn splits_of(
                     ),
                 ));
             }
-            // Classes come from the labels seen in either file.
-            let n = train.classes.len().max(test.classes.len());
-            let classes: Vec<String> = (0..n).map(|i| i.to_string()).collect();
             let mut train = train;
-            train.classes.clone_from(&classes);
-            test.classes = classes;
+            if train.classes != test.classes {
+                // IDX labels are numbers: the classes are those seen in either file.
+                let n = train.classes.len().max(test.classes.len());
+                let classes: Vec<String> = (0..n).map(|i| i.to_string()).collect();
+                train.classes.clone_from(&classes);
+                test.classes = classes;
+            }
             Ok(ImageSplits { train, test, source })
         }
         (Some((_, all)), None) | (None, Some((_, all))) => {
