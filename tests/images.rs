@@ -150,6 +150,21 @@ fn train_reports_accuracy_and_robustness_to_shifts() {
     let o = shiftlm(d.path(), &["eval", "--checkpoint", "plain", "--data", "big"]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.code() == Some(2) && err.contains("9×9") && err.contains("8×8"), "{err}");
+    // generate --image: a digit as a PNG (0..16 scaled to 0..255), and one of the wrong size.
+    let px: Vec<u8> = digits.image(0).iter().map(|&v| (u32::from(v) * 255 / 16) as u8).collect();
+    image::GrayImage::from_raw(8, 8, px).unwrap().save(d.path().join("zero.png")).unwrap();
+    image::GrayImage::new(9, 8).save(d.path().join("wide.png")).unwrap();
+    let o = shiftlm(d.path(), &["generate", "--checkpoint", "plain", "--image", "zero.png", "--json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let g: serde_json::Value = serde_json::from_slice(o.stdout.trim_ascii_end()).unwrap();
+    let p = &g["outputs"][0];
+    let top = p["top"].as_array().unwrap();
+    assert_eq!(top.len(), 3, "{g}");
+    assert_eq!(p["class"], top[0][0], "{g}");
+    assert!(top[0][1].as_f64().unwrap() >= top[1][1].as_f64().unwrap(), "{g}");
+    let o = shiftlm(d.path(), &["generate", "--checkpoint", "plain", "--image", "wide.png"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.code() == Some(2) && err.contains("wide.png") && err.contains("9×8"), "{err}");
     let at = |v: &serde_json::Value, k: usize| v["shift_curve"][k]["accuracy"].as_f64().unwrap();
     assert!(at(&shifted, 2) > at(&plain, 2) + 0.3, "{plain}\n{shifted}");
     let c2 = |v: &serde_json::Value| v["consistency"]["2"].as_f64().unwrap();

@@ -231,3 +231,51 @@ mod tests {
         assert_eq!(tok.decode(&s.ids).unwrap(), "aé\u{FFFD}");
     }
 }
+
+/// An image classifier's answer for one image.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ImagePrediction {
+    /// The image file.
+    pub image: PathBuf,
+    /// The most likely class's index.
+    pub label: u32,
+    /// Its name.
+    pub class: String,
+    /// The three most likely classes with their probabilities, best first.
+    pub top: Vec<(String, f32)>,
+}
+
+/// Classifies image files with an image-classifier checkpoint. Each must be
+/// a PNG, JPEG or BMP of the size the model reads (it is converted to grey
+/// scale, not resized).
+pub fn classify(ck: &Loaded, images: &[PathBuf]) -> Result<Vec<ImagePrediction>> {
+    let Some(model) = ck.model.image() else {
+        return Err(Error::setting("--image needs an image-classifier checkpoint"));
+    };
+    let m = model.config();
+    let classes = &m.classes;
+    images
+        .iter()
+        .map(|path| {
+            let (w, h, px) = crate::data::images::folder::decode(path)?;
+            if (w, h) != (m.width, m.height) {
+                return Err(Error::bad_file(
+                    path,
+                    format!("is {w}×{h}; the model reads {}×{} images (resize it first)", m.width, m.height),
+                ));
+            }
+            let pixels: Vec<f32> = px.iter().map(|&p| f32::from(p) / 255.0).collect();
+            let x = candle_core::Tensor::from_vec(pixels, (1, 1, h, w), &Device::Cpu)?;
+            let probs = candle_nn::ops::softmax_last_dim(&model.forward(&x, None)?)?.squeeze(0)?.to_vec1::<f32>()?;
+            let mut order: Vec<usize> = (0..probs.len()).collect();
+            order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]));
+            let name = |i: usize| classes.get(i).cloned().unwrap_or_else(|| i.to_string());
+            Ok(ImagePrediction {
+                image: path.clone(),
+                label: order[0] as u32,
+                class: name(order[0]),
+                top: order.iter().take(3).map(|&i| (name(i), probs[i])).collect(),
+            })
+        })
+        .collect()
+}

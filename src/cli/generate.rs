@@ -22,6 +22,7 @@ Examples:
   shiftlm generate --checkpoint runs/small-rotate --input \"1 2 3\" --beam 4
   echo \"hello\" | shiftlm generate --checkpoint runs/mine --temperature 0.8 --seed 7
   shiftlm generate --checkpoint runs/gpt-baby-input --prompt \"ROMEO:\" --profile prof   # time per token
+  shiftlm generate --checkpoint runs/cnn-fashion-mnist --image shoe.png    # an image's class
   shiftlm generate --checkpoint ./gpt2-folder --prompt \"Hello\" --temperature 0 --json   # {\"outputs\":[{\"input\",\"ids\",\"text\"}]}";
 
 #[derive(clap::Args, Debug)]
@@ -64,6 +65,10 @@ pub struct GenerateArgs {
     /// Most tokens to emit for an encoder–decoder (default: twice the longest training target).
     #[arg(long, value_name = "N")]
     pub max_len: Option<usize>,
+    /// Image classifiers: the image file to classify (PNG, JPEG or BMP, the model's size;
+    /// repeatable). Prints its class and the three most likely.
+    #[arg(long, value_name = "FILE")]
+    pub image: Vec<PathBuf>,
     #[command(flatten)]
     pub profiling: super::profiling::ProfileArgs,
     /// Print only one JSON line: each output's input, token ids and text (to compare with
@@ -76,6 +81,25 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
     a.profiling.arm_tokens()?;
     let ck = shiftlm::checkpoint::load(&a.checkpoint, &candle_core::Device::Cpu)
         .with_context(|| format!("loading checkpoint {}", a.checkpoint.display()))?;
+    if ck.config.model.is_image() || !a.image.is_empty() {
+        if !a.prompt.is_empty() {
+            anyhow::bail!("an image classifier reads --image FILE, not --prompt");
+        }
+        if a.image.is_empty() {
+            anyhow::bail!("an image classifier needs --image FILE (repeatable)");
+        }
+        let preds = shiftlm::api::generate::classify(&ck, &a.image)?;
+        a.profiling.finish(None)?;
+        if a.json {
+            println!("{}", serde_json::json!({ "outputs": preds }));
+        } else {
+            for p in &preds {
+                let top: Vec<String> = p.top.iter().map(|(c, pr)| format!("{c} {:.1}%", 100.0 * pr)).collect();
+                println!("{}: {} ({})", p.image.display(), p.class, top.join(", "));
+            }
+        }
+        return Ok(());
+    }
     let causal = ck.config.model.is_causal();
     if causal && (a.beam.is_some() || a.length_penalty.is_some() || a.max_len.is_some()) {
         anyhow::bail!(

@@ -47,6 +47,9 @@ pub struct ImageConfig {
     pub height: usize,
     /// Number of classes (set from the data).
     pub n_classes: usize,
+    /// Their names, by label (set from the data; empty: the labels' numbers).
+    #[serde(default)]
+    pub classes: Vec<String>,
     /// CNN: output channels of each convolution block, e.g. [32, 64].
     #[serde(default)]
     pub channels: Vec<usize>,
@@ -64,7 +67,7 @@ impl ImageConfig {
             ImageKind::Cnn => (vec![32, 64], 128),
             ImageKind::RowLstm | ImageKind::RowGru => (Vec::new(), 128),
         };
-        Self { kind, width, height, n_classes, channels, hidden, dropout: 0.0 }
+        Self { kind, width, height, n_classes, classes: Vec::new(), channels, hidden, dropout: 0.0 }
     }
 
     /// The feature map after the convolution blocks: (channels, height, width).
@@ -88,6 +91,12 @@ impl ImageConfig {
         ])?;
         if self.n_classes < 2 {
             return Err(Error::config("model.n_classes", "a classifier needs at least 2 classes"));
+        }
+        if !self.classes.is_empty() && self.classes.len() != self.n_classes {
+            return Err(Error::config(
+                "model.classes",
+                format!("{} names for {} classes", self.classes.len(), self.n_classes),
+            ));
         }
         match self.kind {
             ImageKind::Cnn if self.channels.is_empty() => {

@@ -127,6 +127,7 @@ impl Trainer {
     pub fn new(mut cfg: RunConfig, data: Dataset, tokenizer: Tokenizer, run_dir: Option<PathBuf>) -> Result<Self> {
         if let (crate::model::ModelConfig::Image(m), Dataset::Images(d)) = (&mut cfg.model, &data) {
             (m.width, m.height, m.n_classes) = (d.train.width, d.train.height, d.train.classes.len());
+            m.classes.clone_from(&d.train.classes);
         }
         if let (crate::model::ModelConfig::Forecaster(m), Dataset::Series(s)) = (&mut cfg.model, &data) {
             m.n_inputs = s.scaled.len();

@@ -70,8 +70,9 @@ pub fn read(dir: &Path) -> Result<Images> {
     Ok(set)
 }
 
-/// One image as grey-scale bytes, its size checked before it is decoded.
-fn decode(path: &Path) -> Result<(usize, usize, Vec<u8>)> {
+/// One image file (PNG, JPEG or BMP) as grey-scale bytes: (width, height,
+/// pixels), its size checked before it is decoded.
+pub fn decode(path: &Path) -> Result<(usize, usize, Vec<u8>)> {
     let reader = image::ImageReader::open(path)
         .map_err(|e| Error::io(path, e))?
         .with_guessed_format()
