@@ -150,6 +150,30 @@ fn train_reports_accuracy_and_robustness_to_shifts() {
     let o = shiftlm(d.path(), &["eval", "--checkpoint", "plain", "--data", "big"]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.code() == Some(2) && err.contains("9×9") && err.contains("8×8"), "{err}");
+    // A folder whose subfolders are some of the model's classes is scored
+    // under the model's labels; an unknown class is refused.
+    for (k, &label) in digits.labels.iter().enumerate().take(60) {
+        if label == 3 || label == 7 {
+            let px: Vec<u8> = digits.image(k).iter().map(|&v| (u32::from(v) * 255 / 16) as u8).collect();
+            let dir = d.path().join(format!("sub/{label}"));
+            std::fs::create_dir_all(&dir).unwrap();
+            image::GrayImage::from_raw(8, 8, px).unwrap().save(dir.join(format!("{k}.png"))).unwrap();
+        }
+    }
+    let o = shiftlm(d.path(), &["eval", "--checkpoint", "plain", "--data", "sub", "--json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    let e: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    let conf = e["confusion"].as_array().unwrap();
+    assert_eq!(conf.len(), 10, "{e}");
+    let row_total = |k: usize| conf[k].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).sum::<u64>();
+    let n = e["images"].as_u64().unwrap();
+    assert!(n > 0 && row_total(3) + row_total(7) == n, "labels stay the model's 3 and 7: {e}");
+    assert!(e["accuracy"].as_f64().unwrap() > 0.8, "{e}");
+    std::fs::rename(d.path().join("sub/3"), d.path().join("sub/cat")).unwrap();
+    let o = shiftlm(d.path(), &["eval", "--checkpoint", "plain", "--data", "sub"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.code() == Some(2) && err.contains("\"cat\" is not one the model knows"), "{err}");
     // generate --image: a digit as a PNG (0..16 scaled to 0..255), and one of the wrong size.
     let px: Vec<u8> = digits.image(0).iter().map(|&v| (u32::from(v) * 255 / 16) as u8).collect();
     image::GrayImage::from_raw(8, 8, px).unwrap().save(d.path().join("zero.png")).unwrap();

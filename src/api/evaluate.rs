@@ -205,28 +205,56 @@ fn evaluate_image(ck: &Loaded, model: &crate::model::ImageClassifier, job: &Eval
     if job.beam.is_some() || job.length_penalty.is_some() || job.show.is_some() || job.season.is_some() {
         return Err(Error::setting("--beam, --length-penalty, --show and --season do not apply to image classifiers"));
     }
-    let images = match &job.data {
-        Some(dir) => {
-            let set = crate::data::images::load_for_eval(dir)?;
-            let m = model.config();
-            if (set.width, set.height) != (m.width, m.height) {
-                return Err(Error::bad_file(
-                    dir,
-                    format!("images are {}×{}; the model reads {}×{}", set.width, set.height, m.width, m.height),
-                ));
-            }
-            if let Some(&l) = set.labels.iter().max().filter(|&&l| l as usize >= m.n_classes) {
-                return Err(Error::bad_file(dir, format!("label {l}; the model knows {} classes", m.n_classes)));
-            }
-            set
-        }
+    if job.split.is_some() {
+        return Err(Error::setting("--split applies to forecasters; an image classifier is scored on its test set"));
+    }
+    let (images, origin) = match &job.data {
+        Some(dir) => (crate::data::images::load_for_eval(dir)?, dir.clone()),
         None => match run_data(ck)? {
-            Dataset::Images(d) => d.test,
+            Dataset::Images(d) => (d.test, ck.dir.join("config.json")),
             _ => return Err(Error::setting("an image classifier checkpoint without image data")),
         },
     };
+    let images = conform(images, model.config(), &origin)?;
     let k = job.shift_curve.unwrap_or(crate::api::train::SHIFT_CURVE);
     Ok(EvalOutcome::Image(crate::eval::image::evaluate(model, &images, k, &Device::Cpu)?))
+}
+
+/// Images to score with a model: the model's size, and labels renumbered to
+/// the model's classes (a folder's subfolders by name, an IDX file's numbers
+/// as they are). Anything else is refused, naming `origin`.
+fn conform(
+    mut set: crate::data::images::Images,
+    m: &crate::model::ImageConfig,
+    origin: &Path,
+) -> Result<crate::data::images::Images> {
+    set.validate(origin)?;
+    if (set.width, set.height) != (m.width, m.height) {
+        return Err(Error::bad_file(
+            origin,
+            format!("images are {}×{}; the model reads {}×{}", set.width, set.height, m.width, m.height),
+        ));
+    }
+    let names: Vec<String> =
+        if m.classes.is_empty() { (0..m.n_classes).map(|i| i.to_string()).collect() } else { m.classes.clone() };
+    if set.classes != names {
+        let by_name: Option<Vec<u32>> =
+            set.classes.iter().map(|c| names.iter().position(|n| n == c).map(|i| i as u32)).collect();
+        let numbered = set.classes.iter().enumerate().all(|(i, c)| *c == i.to_string());
+        match by_name {
+            Some(map) => set.labels.iter_mut().for_each(|l| *l = map[*l as usize]),
+            None if numbered && set.classes.len() <= names.len() => {}
+            None => {
+                let unknown = set.classes.iter().find(|c| !names.contains(c)).cloned().unwrap_or_default();
+                return Err(Error::bad_file(
+                    origin,
+                    format!("class {unknown:?} is not one the model knows ({})", names.join(", ")),
+                ));
+            }
+        }
+        set.classes = names;
+    }
+    Ok(set)
 }
 
 /// A forecaster's errors beside the baselines on a split of its series.

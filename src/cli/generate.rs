@@ -81,12 +81,30 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
     a.profiling.arm_tokens()?;
     let ck = shiftlm::checkpoint::load(&a.checkpoint, &candle_core::Device::Cpu)
         .with_context(|| format!("loading checkpoint {}", a.checkpoint.display()))?;
-    if ck.config.model.is_image() || !a.image.is_empty() {
+    if !ck.config.model.is_image() && !a.image.is_empty() {
+        anyhow::bail!("--image FILE is for image-classifier checkpoints; this one reads text (--prompt)");
+    }
+    if ck.config.model.is_image() {
         if !a.prompt.is_empty() {
             anyhow::bail!("an image classifier reads --image FILE, not --prompt");
         }
         if a.image.is_empty() {
             anyhow::bail!("an image classifier needs --image FILE (repeatable)");
+        }
+        let text_flags = a.max_new_tokens.is_some()
+            || a.temperature.is_some()
+            || a.top_k != 0
+            || a.top_p != 1.0
+            || a.repetition_penalty != 1.0
+            || !a.stop.is_empty()
+            || a.beam.is_some()
+            || a.length_penalty.is_some()
+            || a.seed != 0
+            || a.max_len.is_some();
+        if text_flags {
+            anyhow::bail!(
+                "an image classifier takes only --image (and --json, --profile): the sampling and decoding options apply to text"
+            );
         }
         let preds = shiftlm::api::generate::classify(&ck, &a.image)?;
         a.profiling.finish(None)?;

@@ -269,8 +269,17 @@ impl DataArgs {
                 "images have no tokenizer or vocabulary: drop --tokenizer, --bpe-vocab, --tokenizer-file and --vocab"
             );
         }
-        if self.min_len.is_some() || self.max_len.is_some() || !self.target.is_empty() {
-            anyhow::bail!("--min-len, --max-len and --target do not apply to images");
+        let series_flags = !self.target.is_empty()
+            || !self.covariate.is_empty()
+            || self.timestamp.is_some()
+            || self.fill.is_some()
+            || self.scaler.is_some()
+            || self.season.is_some()
+            || self.stride.is_some();
+        if self.min_len.is_some() || self.max_len.is_some() || series_flags {
+            anyhow::bail!(
+                "--min-len, --max-len and the forecasting options (--target, --covariate, --timestamp, --fill, --scaler, --season, --stride) do not apply to images"
+            );
         }
         if let Some(s) = self.seed {
             cfg.train.seed = s;

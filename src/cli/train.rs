@@ -322,6 +322,7 @@ fn check_resume_flags(a: &TrainArgs) -> anyhow::Result<()> {
         a.loss.is_some(),
         a.huber_delta.is_some(),
         a.scheduled_sampling.is_some(),
+        a.augment.is_some(),
     ];
     if overrides.iter().any(|&o| o) {
         anyhow::bail!(

@@ -290,6 +290,7 @@ impl ImageLoader {
         if images.is_empty() {
             return Err(Error::config("data", "no training images"));
         }
+        images.validate(std::path::Path::new("the training images"))?;
         let state = LoaderState::shuffled(images.len(), seed);
         Ok(Self { images, augment, batch_size, state })
     }

@@ -93,26 +93,42 @@ fn ring_offset(k: usize, rng: &mut Rng) -> (i64, i64) {
 }
 
 /// The report on `images`, with the shift curve up to `max_shift`.
+/// `images` must be the model's size and name its classes (the error says
+/// which does not).
 pub fn evaluate(model: &ImageClassifier, images: &Images, max_shift: usize, dev: &Device) -> Result<ImageReport> {
+    images.validate(std::path::Path::new("the images evaluated"))?;
+    let m = model.config();
+    if images.classes.len() != m.n_classes || (images.width, images.height) != (m.width, m.height) {
+        return Err(crate::error::Error::config(
+            "images",
+            format!(
+                "{} classes of {}×{} images; the model knows {} classes of {}×{}",
+                images.classes.len(),
+                images.width,
+                images.height,
+                m.n_classes,
+                m.width,
+                m.height
+            ),
+        ));
+    }
     let n = images.len();
     let c = images.classes.len();
     let (clean, loss) = predict(model, images, &vec![(0, 0); n], dev)?;
     let mut confusion = vec![vec![0usize; c]; c];
     for (&p, &y) in clean.iter().zip(&images.labels) {
-        confusion[y as usize][(p as usize).min(c - 1)] += 1;
+        confusion[y as usize][p as usize] += 1;
     }
     let correct = |preds: &[u32]| preds.iter().zip(&images.labels).filter(|(p, y)| p == y).count();
     let ratio = |a: usize| a as f64 / n.max(1) as f64;
+    // Over the classes present in the labels or the predictions, as
+    // scikit-learn's `f1_score(average="macro")`.
     let f1s: Vec<f64> = (0..c)
-        .map(|k| {
+        .filter_map(|k| {
             let tp = confusion[k][k] as f64;
             let fp = (0..c).map(|t| confusion[t][k]).sum::<usize>() as f64 - tp;
             let fn_ = confusion[k].iter().sum::<usize>() as f64 - tp;
-            if tp == 0.0 {
-                0.0
-            } else {
-                2.0 * tp / (2.0 * tp + fp + fn_)
-            }
+            (tp + fp + fn_ > 0.0).then(|| 2.0 * tp / (2.0 * tp + fp + fn_))
         })
         .collect();
     let mut shift_curve = vec![ShiftPoint { shift: 0, accuracy: ratio(correct(&clean)) }];
@@ -137,7 +153,7 @@ pub fn evaluate(model: &ImageClassifier, images: &Images, max_shift: usize, dev:
         images: n,
         loss: loss / n.max(1) as f64,
         accuracy: ratio(correct(&clean)),
-        macro_f1: f1s.iter().sum::<f64>() / c.max(1) as f64,
+        macro_f1: f1s.iter().sum::<f64>() / f1s.len().max(1) as f64,
         classes: images.classes.clone(),
         confusion,
         shift_curve,

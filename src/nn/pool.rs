@@ -5,9 +5,11 @@
 //! one maximum per 2×2 window every gradient comes out a quarter of the
 //! truth (measured against central differences in f64; candle-core
 //! `backprop.rs`, `Op::MaxPool2D`). Here the window is gathered into a last
-//! dimension of 4 and reduced with `max`, whose backward routes the gradient
-//! to the maximum. Tied maxima would each get the whole gradient, but after
-//! a ReLU the only ties in practice are zeros, whose gradient the ReLU stops.
+//! dimension of 4 and the first maximum (in row-major order, PyTorch's
+//! choice) is picked by a one-hot mask, so the whole gradient goes to it.
+//! Ties are common, not rare: where a convolution reads only zero padding
+//! or black background its outputs all equal its bias, and candle's `max`
+//! reduction would hand the full gradient to every tied element.
 
 use candle_core::{Result, Tensor, D};
 
@@ -18,10 +20,15 @@ pub fn max_pool_2x2(x: &Tensor) -> Result<Tensor> {
     if h % 2 != 0 || w % 2 != 0 {
         candle_core::bail!("max_pool_2x2: {h}×{w} has an odd side")
     }
-    x.reshape((b, c, h / 2, 2, w / 2, 2))? // (B, C, H/2, 2, W/2, 2)
+    let win = x
+        .reshape((b, c, h / 2, 2, w / 2, 2))? // (B, C, H/2, 2, W/2, 2)
         .permute((0, 1, 2, 4, 3, 5))? // (B, C, H/2, W/2, 2, 2)
-        .reshape((b, c, h / 2, w / 2, 4))?
-        .max(D::Minus1) // (B, C, H/2, W/2)
+        .reshape((b, c, h / 2, w / 2, 4))?; // (B, C, H/2, W/2, 4), row-major windows
+                                            // One-hot at the first maximum of each window (constants for autograd).
+    let flat = win.detach();
+    let is_max = flat.broadcast_eq(&flat.max_keepdim(D::Minus1)?)?.to_dtype(x.dtype())?;
+    let first = (is_max.cumsum(D::Minus1)?.eq(1.0)?.to_dtype(x.dtype())? * &is_max)?;
+    win.mul(&first)?.sum(D::Minus1) // (B, C, H/2, W/2)
 }
 
 #[cfg(test)]
@@ -61,5 +68,12 @@ mod tests {
         let theirs = theirs.get(x.as_tensor()).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap();
         assert!(theirs.iter().zip(&analytic).all(|(t, a)| (4.0 * t - a).abs() < 1e-9));
         assert!(max_pool_2x2(&Tensor::zeros((1, 1, 3, 4), candle_core::DType::F32, &dev).unwrap()).is_err());
+        // Ties: the whole gradient goes to the first maximum, as in PyTorch.
+        let tied = Var::from_tensor(&Tensor::new(&[[[[2f32, 2.0], [1.0, 2.0]]]], &dev).unwrap()).unwrap();
+        let y = max_pool_2x2(tied.as_tensor()).unwrap();
+        assert_eq!(y.flatten_all().unwrap().to_vec1::<f32>().unwrap(), [2.0]);
+        let g = y.sum_all().unwrap().backward().unwrap();
+        let g = g.get(tied.as_tensor()).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert_eq!(g, [1.0, 0.0, 0.0, 0.0]);
     }
 }

@@ -126,6 +126,12 @@ impl Trainer {
     /// data. With `run_dir`, checkpoints go to `run_dir/checkpoint-<step>/`.
     pub fn new(mut cfg: RunConfig, data: Dataset, tokenizer: Tokenizer, run_dir: Option<PathBuf>) -> Result<Self> {
         if let (crate::model::ModelConfig::Image(m), Dataset::Images(d)) = (&mut cfg.model, &data) {
+            if d.train.classes.len() < 2 {
+                return Err(Error::config(
+                    "data",
+                    format!("{}: {} class(es); a classifier needs at least 2", d.source, d.train.classes.len()),
+                ));
+            }
             (m.width, m.height, m.n_classes) = (d.train.width, d.train.height, d.train.classes.len());
             m.classes.clone_from(&d.train.classes);
         }

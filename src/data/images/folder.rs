@@ -52,6 +52,9 @@ pub fn read(dir: &Path) -> Result<Images> {
                 return Err(Error::bad_file(dir, format!("holds more than {MAX_IMAGES} images")));
             }
             let (w, h, pixels) = decode(&f)?;
+            if set.pixels.len() + pixels.len() > super::idx::MAX_BYTES {
+                return Err(Error::bad_file(dir, format!("holds more than {} bytes of pixels", super::idx::MAX_BYTES)));
+            }
             if set.is_empty() {
                 (set.width, set.height) = (w, h);
             } else if (w, h) != (set.width, set.height) {

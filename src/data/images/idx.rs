@@ -15,6 +15,10 @@ use std::path::Path;
 pub const MAX_IMAGES: usize = 1 << 26;
 /// The largest image side read, in pixels.
 pub const MAX_SIDE: usize = 4096;
+/// The most bytes of data one IDX file may hold, 4 GiB (EMNIST by_class
+/// is 640 MB): checked before reading, so that a small gzip file cannot
+/// expand without bound.
+pub const MAX_BYTES: usize = 1 << 32;
 
 /// An IDX file's dimensions and bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,6 +89,9 @@ pub fn read(path: &Path) -> Result<Idx> {
         dims.push(d);
     }
     let len: usize = dims.iter().product();
+    if len > MAX_BYTES {
+        return Err(bad(format!("its header promises {len} bytes of data, more than the {MAX_BYTES} shiftlm reads")));
+    }
     // Read what is there, up to the header's length: a header that promises
     // more than the file holds allocates no more than the file.
     let mut data = Vec::new();

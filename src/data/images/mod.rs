@@ -74,6 +74,19 @@ impl Images {
         }
     }
 
+    /// Checks that the pixels fill every image and that every label names a
+    /// class (the error names `path` and the image).
+    pub fn validate(&self, path: &Path) -> Result<()> {
+        let expect = self.width.checked_mul(self.height).and_then(|n| n.checked_mul(self.len()));
+        if expect != Some(self.pixels.len()) {
+            return Err(Error::bad_file(
+                path,
+                format!("{} pixels for {} images of {}×{}", self.pixels.len(), self.len(), self.width, self.height),
+            ));
+        }
+        self.check_labels(path)
+    }
+
     /// Checks that every label names a class (the error names `path` and the
     /// image).
     pub(crate) fn check_labels(&self, path: &Path) -> Result<()> {
