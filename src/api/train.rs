@@ -229,6 +229,11 @@ pub fn run_start(trainer: &Trainer, from: Option<&Path>) -> Result<RunStart> {
         batch_size: trainer.cfg.train.batch_size,
         run: run_dir(trainer)?,
         from: from.map(Path::to_path_buf),
+        unit: match &trainer.data {
+            crate::data::Dataset::Images(_) => "images",
+            crate::data::Dataset::Series(_) => "values",
+            _ => "tokens",
+        },
     })
 }
 

@@ -9,6 +9,8 @@ use std::path::Path;
 pub struct Progress {
     bar: Option<ProgressBar>,
     smoothed: Option<f32>,
+    /// What the throughput counts ("tok", "img", "val").
+    unit: &'static str,
 }
 
 impl Progress {
@@ -21,6 +23,11 @@ impl Progress {
 
 impl MetricsSink for Progress {
     fn on_start(&mut self, r: &RunStart) {
+        self.unit = match r.unit {
+            "images" => "img",
+            "values" => "val",
+            _ => "tok",
+        };
         match &r.from {
             Some(from) => eprintln!(
                 "fine-tuning {} of {} parameters from {} on {}, {} steps of {} → {}",
@@ -66,7 +73,10 @@ impl MetricsSink for Progress {
         self.smoothed = Some(s);
         if let Some(bar) = &self.bar {
             bar.set_position(m.step as u64);
-            bar.set_message(format!("loss {s:.4} lr {:.1e} |g| {:.2} {:.0} tok/s", m.lr, m.grad_norm, m.tokens_per_s));
+            bar.set_message(format!(
+                "loss {s:.4} lr {:.1e} |g| {:.2} {:.0} {}/s",
+                m.lr, m.grad_norm, m.tokens_per_s, self.unit
+            ));
         }
     }
 

@@ -350,17 +350,19 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
     let (done, steps) = (trainer.state.step, trainer.cfg.train.steps);
     a.profiling.arm(((done + 2).min(steps), (done + 6).min(steps)), steps)?;
     let mut progress = Progress::default();
-    progress.on_start(&api::train::run_start(&trainer, None)?);
+    let start = api::train::run_start(&trainer, None)?;
+    progress.on_start(&start);
     let outcome = api::train::fit(&mut trainer, &mut progress, true);
     progress.finish();
     let o = outcome.context("training")?;
     let run = trainer.run_dir().expect("prepared with a run folder").to_path_buf();
     a.profiling.finish(Some(&run.join("tb")))?;
     eprintln!(
-        "trained to step {} in {:.1}s ({:.0} tokens/s){}; checkpoints in {}",
+        "trained to step {} in {:.1}s ({:.0} {}/s){}; checkpoints in {}",
         o.steps,
         o.elapsed_s,
         o.tokens_per_s,
+        start.unit,
         if o.stopped_early { ", stopped early" } else { "" },
         run.display()
     );

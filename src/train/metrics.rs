@@ -63,6 +63,8 @@ pub struct RunStart {
     pub run: PathBuf,
     /// The model a fine-tune starts from.
     pub from: Option<PathBuf>,
+    /// What `tokens_per_s` counts: `tokens`, `images` or `values`.
+    pub unit: &'static str,
 }
 
 /// Receives training events. Every method has a no-op default.
