@@ -31,6 +31,21 @@ pub struct Chart<'a> {
     pub height: usize,
 }
 
+/// Ten distinct line and fill colours (matplotlib's `tab10`), for charts
+/// that colour several things.
+pub const PALETTE: [[u8; 3]; 10] = [
+    [31, 119, 180],
+    [255, 127, 14],
+    [44, 160, 44],
+    [214, 39, 40],
+    [148, 103, 189],
+    [140, 86, 75],
+    [227, 119, 194],
+    [188, 189, 34],
+    [23, 190, 207],
+    [127, 127, 127],
+];
+
 const GRID: [u8; 3] = [228; 3];
 const FRAME: [u8; 3] = [60; 3];
 const INK: [u8; 3] = [25; 3];

@@ -13,15 +13,15 @@ pub const SHIFT_REPORT: &str = "shift_curve.json";
 
 /// Accuracy (%) against shift (pixels) for each `(label, curve)`, as PNG.
 pub fn shift_curves_png(curves: &[(String, Vec<ShiftPoint>)], title: &str) -> Vec<u8> {
-    const COLORS: [[u8; 3]; 6] =
-        [[31, 119, 180], [214, 39, 40], [44, 160, 44], [255, 127, 14], [148, 103, 189], [127, 127, 127]];
+    // Blue, red, green, orange, purple, grey (indices into the palette).
+    const ORDER: [usize; 6] = [0, 3, 2, 1, 4, 9];
     let series = curves
         .iter()
         .enumerate()
         .map(|(i, (label, pts))| crate::chart::Series {
             label: label.as_str(),
             points: pts.iter().map(|p| (p.shift as f64, 100.0 * p.accuracy)).collect(),
-            color: COLORS[i % COLORS.len()],
+            color: crate::chart::PALETTE[ORDER[i % ORDER.len()]],
             markers: true,
         })
         .collect();

@@ -535,26 +535,12 @@ pub fn per_step(events: &[Event]) -> BTreeMap<usize, BTreeMap<&'static str, f64>
     out
 }
 
-/// Colours of phases in the timeline, and of the `top` ops after them.
-const PALETTE: [[u8; 3]; 10] = [
-    [31, 119, 180],
-    [255, 127, 14],
-    [44, 160, 44],
-    [214, 39, 40],
-    [148, 103, 189],
-    [140, 86, 75],
-    [227, 119, 194],
-    [188, 189, 34],
-    [23, 190, 207],
-    [127, 127, 127],
-];
-
 /// The last recorded step (or token) drawn as a timeline: one lane per depth of
 /// phases, one per depth of ops, one per other thread; the `top` ops by
 /// self time in that step get a colour each, the rest are grey. `None` if
 /// no step was recorded.
 pub fn timeline(events: &[Event], top: usize) -> Option<crate::chart::Timeline> {
-    use crate::chart::{Bar, Timeline};
+    use crate::chart::{Bar, Timeline, PALETTE};
     let own = own(events);
     let unit = unit(events);
     let si = events.iter().rposition(|e| e.name == unit)?;

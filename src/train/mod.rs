@@ -97,27 +97,38 @@ pub struct Trainer {
 }
 
 fn fingerprint(data: &Dataset) -> String {
-    let mut bytes = Vec::new();
-    let mut put = |ids: &[u32]| {
-        bytes.extend((ids.len() as u32).to_le_bytes());
-        ids.iter().for_each(|i| bytes.extend(i.to_le_bytes()));
+    use sha2::{Digest, Sha256};
+    // Each sequence as its length then its values, u32 little-endian, hashed
+    // as it goes (Fashion-MNIST's pixels would be 220 MB as one buffer).
+    let mut hash = Sha256::new();
+    let mut put = |ids: &mut dyn ExactSizeIterator<Item = u32>| {
+        hash.update((ids.len() as u32).to_le_bytes());
+        let mut buf = Vec::with_capacity(4096);
+        for i in ids {
+            buf.extend(i.to_le_bytes());
+            if buf.len() >= 4096 {
+                hash.update(&buf);
+                buf.clear();
+            }
+        }
+        hash.update(&buf);
     };
     match data {
         Dataset::Pairs(s) => s.train.iter().chain(&s.valid).for_each(|p| {
-            put(&p.source);
-            put(&p.target);
+            put(&mut p.source.iter().copied());
+            put(&mut p.target.iter().copied());
         }),
         Dataset::Text { train, valid } => {
-            put(train);
-            put(valid);
+            put(&mut train.iter().copied());
+            put(&mut valid.iter().copied());
         }
-        Dataset::Series(s) => s.scaled.iter().for_each(|c| put(&c.iter().map(|v| v.to_bits()).collect::<Vec<_>>())),
+        Dataset::Series(s) => s.scaled.iter().for_each(|c| put(&mut c.iter().map(|v| v.to_bits()))),
         Dataset::Images(d) => [&d.train, &d.valid, &d.test].into_iter().for_each(|s| {
-            put(&s.pixels.iter().map(|&p| u32::from(p)).collect::<Vec<_>>());
-            put(&s.labels);
+            put(&mut s.pixels.iter().map(|&p| u32::from(p)));
+            put(&mut s.labels.iter().copied());
         }),
     }
-    crate::io::sha256_hex(&bytes)
+    hash.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl Trainer {

@@ -76,22 +76,20 @@ pub fn read(dir: &Path) -> Result<Images> {
 /// One image file (PNG, JPEG or BMP) as grey-scale bytes: (width, height,
 /// pixels), its size checked before it is decoded.
 pub fn decode(path: &Path) -> Result<(usize, usize, Vec<u8>)> {
-    let reader = image::ImageReader::open(path)
+    use image::ImageDecoder;
+    let bad = |e: image::ImageError| Error::bad_file(path, format!("is not a readable image: {e}"));
+    // One read: the header's size is checked before the pixels are decoded.
+    let decoder = image::ImageReader::open(path)
         .map_err(|e| Error::io(path, e))?
         .with_guessed_format()
-        .map_err(|e| Error::io(path, e))?;
-    let bad = |e: image::ImageError| Error::bad_file(path, format!("is not a readable image: {e}"));
-    let (w, h) = reader.into_dimensions().map_err(bad)?;
+        .map_err(|e| Error::io(path, e))?
+        .into_decoder()
+        .map_err(bad)?;
+    let (w, h) = decoder.dimensions();
     if w as usize > MAX_SIDE || h as usize > MAX_SIDE || w == 0 || h == 0 {
         return Err(Error::bad_file(path, format!("is {w}×{h}; images must be 1..={MAX_SIDE} pixels a side")));
     }
-    let img = image::ImageReader::open(path)
-        .map_err(|e| Error::io(path, e))?
-        .with_guessed_format()
-        .map_err(|e| Error::io(path, e))?
-        .decode()
-        .map_err(bad)?;
-    let grey = img.to_luma8();
+    let grey = image::DynamicImage::from_decoder(decoder).map_err(bad)?.to_luma8();
     Ok((grey.width() as usize, grey.height() as usize, grey.into_raw()))
 }
 
