@@ -6,7 +6,7 @@
 use crate::config::RunConfig;
 use crate::data::{Dataset, Pair, Splits, Tokenizer};
 use crate::error::{Error, Result};
-use crate::model::{ForecasterConfig, ForecasterKind, Gpt2Config, ModelConfig, Seq2SeqConfig};
+use crate::model::{ForecasterConfig, ForecasterKind, Gpt2Config, ImageConfig, ImageKind, ModelConfig, Seq2SeqConfig};
 use crate::rng::Rng;
 use crate::train::{MetricsSink, StepMetrics, Trainer};
 use serde::Serialize;
@@ -86,6 +86,13 @@ pub fn configs() -> Vec<BenchConfig> {
             batch_size: 32,
             seq_len: 168,
         },
+        BenchConfig {
+            name: "cnn-28",
+            about: "CNN on 28×28 images (Fashion-MNIST's shapes): 3×3 convolutions of 32 and 64 with 2×2 max pooling, hidden 128, 10 classes, batch 64",
+            model: ModelConfig::Image(ImageConfig::new(ImageKind::Cnn, 28, 28, 10)),
+            batch_size: 64,
+            seq_len: 1,
+        },
     ]
 }
 
@@ -136,6 +143,21 @@ pub fn flops_per_step(c: &BenchConfig) -> f64 {
                 }
             };
             6.0 * per_example * b
+        }
+        ModelConfig::Image(m) if m.kind == ImageKind::Cnn => {
+            // Each 3×3 convolution at its input's size (pooling halves it after),
+            // then the hidden layer and the head.
+            let (mut h, mut w, mut c_in, mut f) = (m.height, m.width, 1.0, 0.0);
+            for &c in &m.channels {
+                f += 9.0 * c_in * c as f64 * (h * w) as f64;
+                if h.is_multiple_of(2) && w.is_multiple_of(2) {
+                    (h, w) = (h / 2, w / 2);
+                }
+                c_in = c as f64;
+            }
+            let hidden = m.hidden as f64;
+            f += c_in * (h * w) as f64 * hidden + hidden * m.n_classes as f64;
+            6.0 * f * b
         }
         _ => 0.0,
     }
@@ -209,6 +231,28 @@ fn trainer(c: &BenchConfig, steps: usize) -> Result<Trainer> {
         return Trainer::new(rc, data, tok, None);
     }
     let mut rng = Rng::new(7);
+    if let ModelConfig::Image(m) = &c.model {
+        // Random pixels and labels of the configured size, 8 batches' worth.
+        let mut rc = RunConfig::preset("cnn")?;
+        rc.model = c.model.clone();
+        rc.train.steps = steps;
+        rc.train.batch_size = c.batch_size;
+        rc.train.eval_every = 0;
+        rc.train.schedule.warmup_steps = 0;
+        rc.train.schedule.decay_steps = steps;
+        let set = |n: usize, rng: &mut Rng| crate::data::images::Images {
+            width: m.width,
+            height: m.height,
+            max_value: 255,
+            pixels: (0..n * m.width * m.height).map(|_| rng.below(256) as u8).collect(),
+            labels: (0..n).map(|_| rng.below(m.n_classes) as u32).collect(),
+            classes: (0..m.n_classes).map(|k| k.to_string()).collect(),
+        };
+        let train = set(c.batch_size * 8, &mut rng);
+        let (valid, test) = (set(c.batch_size, &mut rng), set(c.batch_size, &mut rng));
+        let data = crate::data::images::ImageData { train, valid, test, source: "random".into() };
+        return Trainer::new(rc, Dataset::Images(data), Tokenizer::Values, None);
+    }
     let v = c.model.vocab_size();
     let mut rc = RunConfig::preset(if c.model.is_causal() { "gpt-tiny" } else { "seed" })?;
     rc.model = c.model.clone();

@@ -11,8 +11,9 @@ use std::fmt::Write;
 /// folder, for `shiftlm plot --shift-curve` to overlay runs.
 pub const SHIFT_REPORT: &str = "shift_curve.json";
 
-/// Accuracy (%) against shift (pixels) for each `(label, curve)`, as PNG.
-pub fn shift_curves_png(curves: &[(String, Vec<ShiftPoint>)], title: &str) -> Vec<u8> {
+/// Accuracy (%) against shift (pixels) for each `(label, curve)`, as PNG;
+/// `y_label` says which accuracy (e.g. "test accuracy (%)").
+pub fn shift_curves_png(curves: &[(String, Vec<ShiftPoint>)], title: &str, y_label: &str) -> Vec<u8> {
     // Blue, red, green, orange, purple, grey (indices into the palette).
     const ORDER: [usize; 6] = [0, 3, 2, 1, 4, 9];
     let series = curves
@@ -28,7 +29,7 @@ pub fn shift_curves_png(curves: &[(String, Vec<ShiftPoint>)], title: &str) -> Ve
     crate::chart::Chart {
         title,
         x_label: "shift (pixels, random direction)",
-        y_label: "test accuracy (%)",
+        y_label,
         series,
         vlines: Vec::new(),
         width: 900,

@@ -19,6 +19,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from make_image_fixtures import Cnn as ImageCnn  # noqa: E402
 from make_seq2seq_fixtures import Seq2Seq, batch  # noqa: E402
 
 GPT = {  # name: (vocab, layers, heads, width, context, batch)
@@ -125,6 +126,16 @@ def main():
             past, future = w[:, :ctx], w[:, ctx:]
             dec_in = torch.cat([past[:, -1:], future[:, :-1]], 1)  # the shift
             return F.mse_loss(model(past, dec_in), future)
+    elif a.config == "cnn-28":
+        # shiftlm's CNN preset at Fashion-MNIST's shapes, on random pixels
+        # (tools/make_image_fixtures.py builds the same layers).
+        b, t = 64, 1
+        model = ImageCnn([32, 64], 128, height=28, width=28, n_classes=10)
+        images, labels = torch.rand(8 * b, 1, 28, 28), torch.randint(0, 10, (8 * b,))
+
+        def step_loss():
+            ix = torch.randint(8 * b, (b,))
+            return F.cross_entropy(model(images[ix]), labels[ix])
     elif a.config == "seed-lstm":
         model = Seq2Seq({"vocab_size": 1004, "emb_dim": 256, "hidden": 128, "n_layer": 1, "cell": "lstm", "attention": "none"})
         b, t = 64, 10
@@ -153,6 +164,8 @@ def main():
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}], lr=1e-3, betas=(0.9, 0.99))
     if a.config.startswith("forecast-"):
         opt = torch.optim.Adam(model.parameters(), lr=3e-3)  # the series preset's optimizer
+    if a.config == "cnn-28":
+        opt = torch.optim.Adam(model.parameters(), lr=2e-3)  # the cnn preset's optimizer
     times = []
     for i in range(a.warmup + a.steps):
         t0 = time.perf_counter()

@@ -36,17 +36,17 @@ B, H, W, C = 3, 6, 10, 4
 
 
 class Cnn(nn.Module):
-    def __init__(self, channels, hidden):
+    def __init__(self, channels, hidden, height=H, width=W, n_classes=C):
         super().__init__()
         self.convs = nn.ModuleList()
-        h, w, c_in = H, W, 1
+        h, w, c_in = height, width, 1
         for c in channels:
             self.convs.append(nn.Conv2d(c_in, c, 3, padding=1))
             if h % 2 == 0 and w % 2 == 0:
                 h, w = h // 2, w // 2
             c_in = c
         self.hidden = nn.Linear(c_in * h * w, hidden)
-        self.head = nn.Linear(hidden, C)
+        self.head = nn.Linear(hidden, n_classes)
 
     def forward(self, x):
         for conv in self.convs:

@@ -112,6 +112,8 @@ pub enum EvalOutcome {
     },
     /// An image classifier on the run's test set or `data`'s images.
     Image(crate::eval::image::ImageReport),
+    /// A digit-strip reader on the run's test strips or strips of `data`'s digits.
+    Strips(crate::eval::strips::StripReport),
 }
 
 /// The first `n` pairs with their decoded outputs, as text.
@@ -179,8 +181,13 @@ fn evaluate_loaded(ck: &Loaded, job: &EvalJob) -> Result<EvalOutcome> {
     if let Some(model) = ck.model.image() {
         return evaluate_image(ck, model, job);
     }
+    if let DataConfig::Images(c) = &ck.config.data {
+        if let Some(strings) = &c.strings {
+            return evaluate_strips(ck, strings, job);
+        }
+    }
     if job.shift_curve.is_some() {
-        return Err(Error::setting("--shift-curve applies to image classifiers"));
+        return Err(Error::setting("--shift-curve applies to image classifiers and digit strips"));
     }
     if let Some(model) = ck.model.forecaster() {
         return evaluate_forecaster(ck, model, job);
@@ -218,6 +225,50 @@ fn evaluate_image(ck: &Loaded, model: &crate::model::ImageClassifier, job: &Eval
     let images = conform(images, model.config(), &origin)?;
     let k = job.shift_curve.unwrap_or(crate::api::train::SHIFT_CURVE);
     Ok(EvalOutcome::Image(crate::eval::image::evaluate(model, &images, k, &Device::Cpu)?))
+}
+
+/// A digit-strip reader on its run's test strips, or on strips made from
+/// the digit images of a folder (its test set if it has one, otherwise
+/// every image), as many as the run's test set.
+fn evaluate_strips(
+    ck: &Loaded,
+    strings: &crate::data::images::strips::StringsConfig,
+    job: &EvalJob,
+) -> Result<EvalOutcome> {
+    if job.beam.is_some() || job.length_penalty.is_some() || job.season.is_some() || job.split.is_some() {
+        return Err(Error::setting(
+            "--beam, --length-penalty, --season and --split do not apply to digit strips (read greedily, scored on the test strips)",
+        ));
+    }
+    let strips = match &job.data {
+        Some(dir) => {
+            let digits = crate::data::images::load_for_eval(dir)?;
+            let source = dir.display().to_string();
+            let s = crate::data::images::strips::make(&digits, strings, strings.test, 0, "test", &source)?;
+            let features = match &ck.config.model {
+                crate::model::ModelConfig::Seq2seq(m) => m.input().features(),
+                _ => 0,
+            };
+            if s.images.height != features {
+                return Err(Error::bad_file(
+                    dir,
+                    format!(
+                        "digits {} pixels high make strips {} high; the model reads columns of {features}",
+                        digits.height, s.images.height
+                    ),
+                ));
+            }
+            s
+        }
+        None => match run_data(ck)? {
+            Dataset::Strips(d) => d.test,
+            _ => return Err(Error::setting("a digit-strip checkpoint without strips")),
+        },
+    };
+    let k = job.shift_curve.unwrap_or(crate::api::train::SHIFT_CURVE);
+    let report =
+        crate::eval::strips::evaluate(&ck.model, &ck.tokenizer, &strips, k, job.show.unwrap_or(5), &Device::Cpu)?;
+    Ok(EvalOutcome::Strips(report))
 }
 
 /// Images to score with a model: the model's size, and labels renumbered to
@@ -290,7 +341,7 @@ fn evaluate_causal(ck: &Loaded, ctx: usize, job: &EvalJob) -> Result<EvalOutcome
         }
         None => match run_data(ck)? {
             Dataset::Text { valid, .. } => valid,
-            Dataset::Pairs(_) | Dataset::Series(_) | Dataset::Images(_) => {
+            Dataset::Pairs(_) | Dataset::Series(_) | Dataset::Images(_) | Dataset::Strips(_) => {
                 return Err(Error::setting("a language model checkpoint with paired data"))
             }
         },
@@ -334,7 +385,7 @@ fn evaluate_pairs(ck: &Loaded, job: &EvalJob) -> Result<EvalOutcome> {
             }
             match run_data(ck)? {
                 Dataset::Pairs(s) => s.valid,
-                Dataset::Text { .. } | Dataset::Series(_) | Dataset::Images(_) => {
+                Dataset::Text { .. } | Dataset::Series(_) | Dataset::Images(_) | Dataset::Strips(_) => {
                     return Err(Error::setting("an encoder–decoder checkpoint with text data"))
                 }
             }

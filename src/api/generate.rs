@@ -279,3 +279,41 @@ pub fn classify(ck: &Loaded, images: &[PathBuf]) -> Result<Vec<ImagePrediction>>
         })
         .collect()
 }
+
+/// What a digit-strip reader read on one image.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StripReading {
+    /// The image file.
+    pub image: PathBuf,
+    /// The string read (greedy decoding).
+    pub text: String,
+}
+
+/// Reads strip images with a digit-strings checkpoint. Each must be a PNG,
+/// JPEG or BMP as high as the strips it was trained on (any width: the
+/// encoder reads one column per step); white ink on black, as in training.
+pub fn read_strips(ck: &Loaded, images: &[PathBuf]) -> Result<Vec<StripReading>> {
+    let (Some(ed), crate::model::ModelConfig::Seq2seq(m)) = (ck.model.encoder_decoder(), &ck.config.model) else {
+        return Err(Error::setting("--image needs an image-classifier or digit-strings checkpoint"));
+    };
+    let features = m.input().features();
+    let max_len = ck.config.max_target_len + 2;
+    let opts = crate::decode::DecodeOptions { strategy: crate::decode::Strategy::Greedy, max_len };
+    images
+        .iter()
+        .map(|path| {
+            let (w, h, px) = crate::data::images::folder::decode(path)?;
+            if h != features {
+                return Err(Error::bad_file(
+                    path,
+                    format!("is {w}×{h}; the model reads strips {features} pixels high (resize it first)"),
+                ));
+            }
+            let pixels: Vec<f32> = px.iter().map(|&p| f32::from(p) / 255.0).collect();
+            let x = candle_core::Tensor::from_vec(pixels, (1, h, w), &Device::Cpu)?;
+            let frames = crate::data::shift::strip_columns(&x)?; // (1, W, H)
+            let ids = crate::decode::decode_frames(ed, &frames, &opts, &Device::Cpu)?.swap_remove(0);
+            Ok(StripReading { image: path.clone(), text: ck.tokenizer.decode(&ids)? })
+        })
+        .collect()
+}

@@ -60,6 +60,9 @@ pub enum Evaluation {
     /// An image classifier on the test set: accuracy, macro F1, confusion,
     /// and robustness to shifts.
     Image(crate::eval::image::ImageReport),
+    /// A digit-strip reader on the test strips: exact match, character error
+    /// rate, and robustness to shifts.
+    Strips(crate::eval::strips::StripReport),
     /// Nothing was held out to evaluate on.
     Skipped {
         /// Why, e.g. "no held-out pairs".
@@ -101,6 +104,10 @@ pub fn run_name(cfg: &RunConfig) -> String {
         DataConfig::Task(s) => format!("{}-{}", cfg.preset, s.kind.name()),
         DataConfig::File { path, .. } => stem(path),
         DataConfig::Text(t) => format!("{}-{}", cfg.preset, t.paths.first().map(|p| stem(p)).unwrap_or_default()),
+        DataConfig::Images(c) if c.strings.is_some() => match &c.source {
+            ImageSource::Dir(d) => format!("{}-{}", cfg.preset, stem(d)),
+            _ => cfg.preset.clone(),
+        },
         DataConfig::Images(c) => match &c.source {
             ImageSource::Digits => format!("{}-digits", cfg.preset),
             ImageSource::FashionMnist => format!("{}-fashion-mnist", cfg.preset),
@@ -263,6 +270,10 @@ pub fn evaluate(trainer: &Trainer, show: usize) -> Result<Evaluation> {
     let dev = trainer.store.device().clone();
     if let (Some(model), crate::data::Dataset::Images(d)) = (trainer.model.image(), &trainer.data) {
         return Ok(Evaluation::Image(crate::eval::image::evaluate(model, &d.test, SHIFT_CURVE, &dev)?));
+    }
+    if let crate::data::Dataset::Strips(d) = &trainer.data {
+        let r = crate::eval::strips::evaluate(&trainer.model, &trainer.tokenizer, &d.test, SHIFT_CURVE, show, &dev)?;
+        return Ok(Evaluation::Strips(r));
     }
     if let (Some(model), crate::data::Dataset::Series(s)) = (trainer.model.forecaster(), &trainer.data) {
         return Ok(Evaluation::Forecast(crate::eval::forecast::evaluate(model, s, &s.test, &dev)?));

@@ -25,8 +25,10 @@ Examples:
 
 Images (--task digits, --task fashion-mnist, or --data DIR) are drawn instead:
 a PNG grid with one training image per row, then copies of it as --augment
-perturbs them.
-  shiftlm data preview --task digits --augment shift=2,rotate=15 --out digits.png";
+perturbs them; digit strips (--task digit-strings) likewise, each labelled
+with what it reads.
+  shiftlm data preview --task digits --augment shift=2,rotate=15 --out digits.png
+  shiftlm data preview --task digit-strings --augment shift=3 --out strips.png";
 
 #[derive(clap::Args, Debug)]
 pub struct PreviewArgs {
@@ -47,11 +49,14 @@ pub struct PreviewArgs {
 }
 
 pub fn run(a: PreviewArgs) -> anyhow::Result<()> {
-    if let Some(source) = a.data.image_source() {
-        return preview_images(&source, &a);
+    match a.data.image_source() {
+        Some(source) if !a.data.is_strings() => return preview_images(&source, &a),
+        _ => {}
     }
-    if a.augment.is_some() || a.out.is_some() {
-        anyhow::bail!("--augment and --out preview images: use --task digits, --task fashion-mnist or --data DIR");
+    if (a.augment.is_some() || a.out.is_some()) && !a.data.is_strings() {
+        anyhow::bail!(
+            "--augment and --out preview images: use --task digits, --task fashion-mnist, --task digit-strings or --data DIR"
+        );
     }
     let cfg = a.data.resolve()?;
     a.data.check_bpe_vocab(&cfg)?;
@@ -63,6 +68,7 @@ pub fn run(a: PreviewArgs) -> anyhow::Result<()> {
             shiftlm::config::DataConfig::Images(c) => preview_images(&c.source, &a),
             _ => unreachable!("images come from an images data config"),
         },
+        Dataset::Strips(d) => preview_strips(&d, &a),
         Dataset::Pairs(s) => preview_pairs(&cfg, s, &tok, &a),
         Dataset::Text { train, .. } => preview_text(&cfg, train, &tok, &a),
     }
@@ -163,6 +169,37 @@ fn preview_series(
         println!("  decoder reads   {}", f(&b.dec_in.as_deref().unwrap_or_default()[..k]));
         println!("  scored on       {}", f(&b.labels[..k]));
     }
+    Ok(())
+}
+
+/// Digit strips: a PNG grid, one training strip per row (labelled with what
+/// it reads) followed by three augmented copies of it.
+fn preview_strips(d: &shiftlm::data::images::strips::StripData, a: &PreviewArgs) -> anyhow::Result<()> {
+    let aug = Augment::parse(a.augment.as_deref().unwrap_or("none"))?;
+    let out = a.out.clone().unwrap_or_else(|| PathBuf::from("preview.png"));
+    shiftlm::io::check_new(&out, true, &[])?;
+    let set = &d.train.images;
+    let n = (a.batches * a.batch_size).clamp(1, 64).min(set.len());
+    let mut rng = shiftlm::rng::Rng::derive(a.data.seed.unwrap_or(0), "augment");
+    let (w, h) = (set.width, set.height);
+    let rows: Vec<(String, Vec<Vec<f32>>)> = (0..n)
+        .map(|i| {
+            let img = set.image_f32(i);
+            let copies = (0..3).map(|_| aug.apply(&img, w, h, &mut rng));
+            (d.train.texts[i].clone(), std::iter::once(img.clone()).chain(copies).collect())
+        })
+        .collect();
+    let spec = if aug.is_identity() { "no augmentation".to_string() } else { a.augment.clone().unwrap_or_default() };
+    let grid = shiftlm::chart::ImageGrid {
+        title: format!("digit strips from {}: each strip, then 3 draws of {spec}", d.source),
+        rows,
+        width: w,
+        height: h,
+        scale: (256 / w.max(h)).clamp(1, 8),
+    };
+    shiftlm::io::write_atomic(&out, &grid.to_png()).with_context(|| format!("writing {}", out.display()))?;
+    println!("{}", d.describe());
+    println!("wrote {} ({n} strips, each then 3 draws of {spec})", out.display());
     Ok(())
 }
 

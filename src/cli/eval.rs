@@ -36,7 +36,13 @@ For an image classifier: top-1 accuracy, macro F1 and the confusion matrix on
 the run's test set (or on --data DIR: its test/ or t10k set if it has one,
 else every image), `shift_curve` (accuracy with every image moved k pixels in
 a random direction, zero fill) and `consistency` (how often the predictions
-for two random shifts within ±2 and ±4 agree).";
+for two random shifts within ±2 and ±4 agree).
+
+For a digit-strings model: `exact_match` and `cer` (character error rate) on the
+run's test strips (or on strips made from the digits of --data DIR), with the
+same shift curve and consistency, a strip counting only if all of it is read
+right.
+  shiftlm eval --checkpoint runs/digit-strings --shift-curve 0..4 --json";
 
 #[derive(clap::Args, Debug)]
 pub struct EvalArgs {
@@ -66,8 +72,8 @@ pub struct EvalArgs {
     /// the run's own data, all for --data FILE.csv).
     #[arg(long, value_name = "SPLIT", value_parser = ["test", "valid", "all"], help_heading = "Forecasting")]
     pub split: Option<String>,
-    /// Images: measure accuracy with every image moved 0..K pixels (a random direction
-    /// each; default 0..6).
+    /// Images and digit strips: measure accuracy (exact match for strips) with every
+    /// image moved 0..K pixels (a random direction each; default 0..6).
     #[arg(long, value_name = "0..K", value_parser = parse_curve, help_heading = "Images")]
     pub shift_curve: Option<usize>,
 }
@@ -114,6 +120,10 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
         }
         EvalOutcome::Image(report) => {
             super::report::print_image(report, "test set");
+            json_value(report, extra)
+        }
+        EvalOutcome::Strips(report) => {
+            super::report::print_strips(report, "test strips");
             json_value(report, extra)
         }
     };

@@ -23,6 +23,7 @@ Examples:
   echo \"hello\" | shiftlm generate --checkpoint runs/mine --temperature 0.8 --seed 7
   shiftlm generate --checkpoint runs/gpt-baby-input --prompt \"ROMEO:\" --profile prof   # time per token
   shiftlm generate --checkpoint runs/cnn-fashion-mnist --image shoe.png    # an image's class
+  shiftlm generate --checkpoint runs/digit-strings --image strip.png       # the digits of a strip
   shiftlm generate --checkpoint ./gpt2-folder --prompt \"Hello\" --temperature 0 --json   # {\"outputs\":[{\"input\",\"ids\",\"text\"}]}";
 
 #[derive(clap::Args, Debug)]
@@ -66,7 +67,8 @@ pub struct GenerateArgs {
     #[arg(long, value_name = "N")]
     pub max_len: Option<usize>,
     /// Image classifiers: the image file to classify (PNG, JPEG or BMP, the model's size;
-    /// repeatable). Prints its class and the three most likely.
+    /// repeatable). Prints its class and the three most likely. Digit-strings models: a
+    /// strip to read (as high as the training strips, any width); prints the digits.
     #[arg(long, value_name = "FILE")]
     pub image: Vec<PathBuf>,
     #[command(flatten)]
@@ -81,15 +83,19 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
     a.profiling.arm_tokens()?;
     let ck = shiftlm::checkpoint::load(&a.checkpoint, &candle_core::Device::Cpu)
         .with_context(|| format!("loading checkpoint {}", a.checkpoint.display()))?;
-    if !ck.config.model.is_image() && !a.image.is_empty() {
-        anyhow::bail!("--image FILE is for image-classifier checkpoints; this one reads text (--prompt)");
+    let strips = ck.config.reads_strips();
+    if !ck.config.model.is_image() && !strips && !a.image.is_empty() {
+        anyhow::bail!(
+            "--image FILE is for image-classifier and digit-strings checkpoints; this one reads text (--prompt)"
+        );
     }
-    if ck.config.model.is_image() {
+    if ck.config.model.is_image() || strips {
+        let what = if strips { "a digit-strings reader" } else { "an image classifier" };
         if !a.prompt.is_empty() {
-            anyhow::bail!("an image classifier reads --image FILE, not --prompt");
+            anyhow::bail!("{what} reads --image FILE, not --prompt");
         }
         if a.image.is_empty() {
-            anyhow::bail!("an image classifier needs --image FILE (repeatable)");
+            anyhow::bail!("{what} needs --image FILE (repeatable)");
         }
         let text_flags = a.max_new_tokens.is_some()
             || a.temperature.is_some()
@@ -103,8 +109,20 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
             || a.max_len.is_some();
         if text_flags {
             anyhow::bail!(
-                "an image classifier takes only --image (and --json, --profile): the sampling and decoding options apply to text"
+                "{what} takes only --image (and --json, --profile): the sampling and decoding options apply to text"
             );
+        }
+        if strips {
+            let read = shiftlm::api::generate::read_strips(&ck, &a.image)?;
+            a.profiling.finish(None)?;
+            if a.json {
+                println!("{}", serde_json::json!({ "outputs": read }));
+            } else {
+                for r in &read {
+                    println!("{}: {}", r.image.display(), r.text);
+                }
+            }
+            return Ok(());
         }
         let preds = shiftlm::api::generate::classify(&ck, &a.image)?;
         a.profiling.finish(None)?;

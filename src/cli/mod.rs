@@ -94,8 +94,9 @@ pub struct DataArgs {
     /// Built-in task: rotate, copy, reverse or sort (default: the preset's, rotate);
     /// series: a synthetic hourly series with trend, daily and weekly seasons, to forecast;
     /// digits (embedded 8×8 handwritten digits) or fashion-mnist (Debian's
-    /// dataset-fashion-mnist package): images to recognise.
-    #[arg(long, value_name = "NAME", conflicts_with = "data")]
+    /// dataset-fashion-mnist package): images to recognise; digit-strings: strips of
+    /// 1–5 digits to read out (the embedded digits, or an IDX/class folder given to --data).
+    #[arg(long, value_name = "NAME")]
     pub task: Option<String>,
     /// Your data: pairs as TSV (source<TAB>target) or JSONL ({"source": …, "target": …});
     /// with --model gpt/llama, plain UTF-8 text (repeat for several documents).
@@ -156,6 +157,8 @@ impl DataArgs {
     /// fashion-mnist`, or a folder given to `--data`.
     pub fn image_source(&self) -> Option<ImageSource> {
         match (self.task.as_deref(), self.data.as_slice()) {
+            (Some("digit-strings"), [d]) => Some(ImageSource::Dir(d.clone())),
+            (Some("digit-strings"), []) => Some(ImageSource::Digits),
             (Some("digits"), _) => Some(ImageSource::Digits),
             (Some("fashion-mnist"), _) => Some(ImageSource::FashionMnist),
             (None, [d]) if d.is_dir() => Some(ImageSource::Dir(d.clone())),
@@ -221,10 +224,27 @@ impl DataArgs {
         Ok(cfg)
     }
 
+    /// Whether these choices describe digit strings: the task or its preset.
+    pub fn is_strings(&self) -> bool {
+        self.task.as_deref() == Some("digit-strings")
+            || self.preset.as_deref().is_some_and(|p| p.starts_with("digit-strings"))
+    }
+
+    /// `--task` and `--data` are alternatives, except that `--data DIR` gives
+    /// `--task digit-strings` its digits.
+    pub fn check_task_data(&self) -> anyhow::Result<()> {
+        match (self.task.as_deref(), self.data.as_slice()) {
+            (Some("digit-strings"), [] | [_]) | (None, _) | (Some(_), []) => Ok(()),
+            (Some("digit-strings"), _) => anyhow::bail!("--task digit-strings reads its digits from one --data folder"),
+            (Some(t), _) => anyhow::bail!("--task {t} and --data are alternatives: give one"),
+        }
+    }
+
     /// Whether these choices describe image recognition: an image task or
-    /// folder, an image model, or an image preset.
+    /// folder, an image model, an image preset, or digit strings.
     pub fn is_images(&self) -> bool {
-        self.image_source().is_some()
+        self.is_strings()
+            || self.image_source().is_some()
             || matches!(self.model.as_deref(), Some("cnn" | "row-lstm" | "row-gru"))
             || matches!(self.preset.as_deref(), Some("cnn" | "row-lstm" | "cnn-tiny"))
     }
@@ -233,27 +253,42 @@ impl DataArgs {
     /// data and model choices applied.
     fn resolve_images(&self) -> anyhow::Result<RunConfig> {
         use shiftlm::model::{ImageKind, ModelConfig};
+        let strings = self.is_strings();
         let kind = match self.model.as_deref() {
             None => None,
+            Some("seq2seq") if strings => None,
+            Some(other) if strings => {
+                anyhow::bail!("digit strings are read by --model seq2seq (the default), not {other}")
+            }
             Some("cnn") => Some(ImageKind::Cnn),
             Some("row-lstm") => Some(ImageKind::RowLstm),
             Some("row-gru") => Some(ImageKind::RowGru),
             Some(other) => anyhow::bail!("images train --model cnn, row-lstm or row-gru, not {other}"),
         };
         let preset = self.preset.as_deref().unwrap_or(match kind {
+            _ if strings => "digit-strings",
             Some(ImageKind::RowLstm | ImageKind::RowGru) => "row-lstm",
             _ => "cnn",
         });
         let mut cfg = RunConfig::preset(preset)?;
         let DataConfig::Images(d) = &mut cfg.data else {
-            anyhow::bail!("preset {preset} is not an image preset (cnn, row-lstm, cnn-tiny)")
+            anyhow::bail!("preset {preset} is not an image preset (cnn, row-lstm, cnn-tiny, digit-strings)")
         };
+        if strings != d.strings.is_some() {
+            anyhow::bail!(if strings {
+                "--task digit-strings starts from preset digit-strings or digit-strings-tiny"
+            } else {
+                "preset digit-strings reads digit strips: use --task digit-strings (or no --task)"
+            });
+        }
         match (self.image_source(), self.data.as_slice(), self.task.as_deref()) {
             (Some(s), _, _) => d.source = s,
             (None, [p], _) => {
                 anyhow::bail!("{}: images come from a folder (IDX files or one subfolder per class)", p.display())
             }
-            (None, [], Some(t)) => anyhow::bail!("--task {t} is not an image task: use digits or fashion-mnist"),
+            (None, [], Some(t)) => {
+                anyhow::bail!("--task {t} is not an image task: use digits, fashion-mnist or digit-strings")
+            }
             (None, [], None) => {}
             (None, _, _) => anyhow::bail!("images come from one --data folder"),
         }
@@ -289,6 +324,7 @@ impl DataArgs {
 
     /// The preset with these data choices applied.
     pub fn resolve(&self) -> anyhow::Result<RunConfig> {
+        self.check_task_data()?;
         if self.is_images() {
             return self.resolve_images();
         }

@@ -58,23 +58,39 @@ pub fn run(a: PlotArgs) -> anyhow::Result<()> {
 
 /// Each run's test accuracy against the shift, overlaid in one PNG.
 fn shift_curves(a: &PlotArgs) -> anyhow::Result<()> {
-    let mut curves = Vec::new();
+    let (mut curves, mut strips) = (Vec::new(), 0);
     let mut inputs = Vec::new();
     for run in &a.run {
         let path = run.join(shiftlm::plot::SHIFT_REPORT);
         let bytes = std::fs::read(&path).with_context(|| {
             format!("reading {} (written when an image classifier finishes training)", path.display())
         })?;
-        let r: shiftlm::eval::image::ImageReport =
+        // An image classifier's report (accuracy) or a strip reader's (exact match).
+        #[derive(serde::Deserialize)]
+        struct Report {
+            accuracy: Option<f64>,
+            exact_match: Option<f64>,
+            shift_curve: Vec<shiftlm::eval::image::ShiftPoint>,
+        }
+        let r: Report =
             serde_json::from_slice(&bytes).with_context(|| format!("{}: not a shift-curve report", path.display()))?;
         let name = run.file_name().map_or_else(|| run.display().to_string(), |n| n.to_string_lossy().into_owned());
-        curves.push((format!("{name} (clean {:.1}%)", 100.0 * r.accuracy), r.shift_curve));
+        let clean = r.accuracy.or(r.exact_match).unwrap_or(f64::NAN);
+        strips += usize::from(r.accuracy.is_none());
+        curves.push((format!("{name} (clean {:.1}%)", 100.0 * clean), r.shift_curve));
         inputs.push(path);
     }
     let out = a.out.clone().unwrap_or_else(|| PathBuf::from("shift-curves.png"));
     let refs: Vec<&std::path::Path> = inputs.iter().map(|p| p.as_path()).collect();
     shiftlm::io::check_new(&out, a.force, &refs)?;
-    let png = shiftlm::plot::shift_curves_png(&curves, "test accuracy against the input shift");
+    let y = if strips == curves.len() {
+        "test exact match (%)"
+    } else if strips > 0 {
+        "test accuracy (%; strips: exact match)"
+    } else {
+        "test accuracy (%)"
+    };
+    let png = shiftlm::plot::shift_curves_png(&curves, "test accuracy against the input shift", y);
     shiftlm::io::write_atomic(&out, &png)?;
     println!("{}", out.display());
     Ok(())

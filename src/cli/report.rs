@@ -74,6 +74,24 @@ pub fn print_forecast(r: &shiftlm::eval::forecast::ForecastReport, what: &str) {
 }
 
 /// An image classifier's accuracy, confusion matrix and robustness to shifts.
+pub fn print_strips(r: &shiftlm::eval::strips::StripReport, what: &str) {
+    println!(
+        "{what}: {} strips, exact match {:.2}%, character error rate {:.2}%, loss {:.4}",
+        r.strips,
+        100.0 * r.exact_match,
+        100.0 * r.cer,
+        r.loss
+    );
+    for e in &r.examples {
+        println!("  {} {:>8} → {}", if e.correct { "✓" } else { "✗" }, e.target, e.output);
+    }
+    let curve: Vec<String> = r.shift_curve.iter().map(|p| format!("{}: {:.1}%", p.shift, 100.0 * p.accuracy)).collect();
+    println!("exact match by shift (pixels, random direction): {}", curve.join(", "));
+    let cons: Vec<String> = r.consistency.iter().map(|(k, v)| format!("±{k}: {:.1}%", 100.0 * v)).collect();
+    println!("consistency (two random shifts read the same): {}", cons.join(", "));
+}
+
+/// An image classifier's report: accuracy, confusion, shift curve.
 pub fn print_image(r: &shiftlm::eval::image::ImageReport, what: &str) {
     println!(
         "{what}: {} images, accuracy {:.2}%, macro F1 {:.4}, loss {:.4}",

@@ -41,7 +41,8 @@ Examples:
   shiftlm train --resume runs/small-rotate
   shiftlm train --model gpt --data input.txt --profile prof    # where a step's time goes
   shiftlm train --model cnn --task digits --augment shift=2     # image recognition, shift-augmented
-  shiftlm train --model row-lstm --task fashion-mnist --steps 3000";
+  shiftlm train --model row-lstm --task fashion-mnist --steps 3000
+  shiftlm train --task digit-strings                            # read strips of 1-5 digits (image → text)";
 
 #[derive(clap::Args, Debug)]
 pub struct TrainArgs {
@@ -382,9 +383,22 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
             // Kept beside the checkpoints for `shiftlm plot --shift-curve`.
             let name = run.file_name().map_or_else(|| "run".into(), |n| n.to_string_lossy().into_owned());
             shiftlm::io::write_atomic(&run.join(shiftlm::plot::SHIFT_REPORT), &serde_json::to_vec(r)?)?;
-            let png = shiftlm::plot::shift_curves_png(&[(name.clone(), r.shift_curve.clone())], &name);
+            let png =
+                shiftlm::plot::shift_curves_png(&[(name.clone(), r.shift_curve.clone())], &name, "test accuracy (%)");
             shiftlm::io::write_atomic(&run.join("shift_curve.png"), &png)?;
             println!("accuracy against shift drawn in {}", run.join("shift_curve.png").display());
+        }
+        Evaluation::Strips(r) => {
+            report::print_strips(r, "test strips");
+            let name = run.file_name().map_or_else(|| "run".into(), |n| n.to_string_lossy().into_owned());
+            shiftlm::io::write_atomic(&run.join(shiftlm::plot::SHIFT_REPORT), &serde_json::to_vec(r)?)?;
+            let png = shiftlm::plot::shift_curves_png(
+                &[(name.clone(), r.shift_curve.clone())],
+                &name,
+                "test exact match (%)",
+            );
+            shiftlm::io::write_atomic(&run.join("shift_curve.png"), &png)?;
+            println!("exact match against shift drawn in {}", run.join("shift_curve.png").display());
         }
         Evaluation::Skipped { skipped } => println!("evaluation skipped: {skipped}"),
         Evaluation::Pairs { report, examples } => {

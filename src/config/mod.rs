@@ -34,7 +34,7 @@ pub struct RunConfig {
 impl RunConfig {
     /// The preset names, comma-separated (for messages).
     pub const PRESETS: &'static str =
-        "small, seed, tiny, transformer, transformer-tiny, gpt-baby, gpt-small, gpt-tiny, llama-baby, llama-tiny, series, series-tiny, cnn, row-lstm, cnn-tiny";
+        "small, seed, tiny, transformer, transformer-tiny, gpt-baby, gpt-small, gpt-tiny, llama-baby, llama-tiny, series, series-tiny, cnn, row-lstm, cnn-tiny, digit-strings, digit-strings-tiny";
 
     /// A preset by name (see [`presets::PRESETS`] for each one's purpose).
     pub fn preset(name: &str) -> Result<Self> {
@@ -139,6 +139,11 @@ impl RunConfig {
         Ok(cfg)
     }
 
+    /// Whether the run reads digit strips (`--task digit-strings`).
+    pub fn reads_strips(&self) -> bool {
+        matches!(&self.data, DataConfig::Images(c) if c.strings.is_some())
+    }
+
     /// Checks every field; the error names the first impossible one.
     pub fn validate(&self) -> Result<()> {
         self.model.validate()?;
@@ -155,13 +160,27 @@ impl RunConfig {
         }
         let tokens = matches!(self.data, DataConfig::Task(_) | DataConfig::File { .. });
         let input = self.model.family().encoder_input();
-        if tokens && input.is_some_and(|i| !matches!(i, crate::model::FrontendConfig::Tokens { .. })) {
+        if tokens && input.as_ref().is_some_and(|i| !matches!(i, crate::model::FrontendConfig::Tokens { .. })) {
             return Err(Error::config(
                 "model.input",
                 "the built-in tasks and pair files give token ids; numeric frames need a data source that yields them",
             ));
         }
-        let image_data = matches!(self.data, DataConfig::Images(_));
+        let strips = matches!(&self.data, DataConfig::Images(c) if c.strings.is_some());
+        // A forecaster reads frames of its series.
+        let frames = !self.model.is_forecaster()
+            && input.is_some_and(|i| !matches!(i, crate::model::FrontendConfig::Tokens { .. }));
+        if strips != frames {
+            return Err(Error::config(
+                if strips { "model" } else { "model.input" },
+                if strips {
+                    "digit strips train an encoder–decoder that reads columns of pixels (family \"seq2seq\" with input = { kind = \"frames\" }: the digit-strings preset)"
+                } else {
+                    "numeric frames are read from digit strips (--task digit-strings) or a series"
+                },
+            ));
+        }
+        let image_data = matches!(&self.data, DataConfig::Images(c) if c.strings.is_none());
         if image_data != self.model.is_image() {
             return Err(Error::config(
                 "data",
@@ -207,6 +226,9 @@ impl RunConfig {
             DataConfig::Series(s) => s.validate(),
             DataConfig::Images(c) => {
                 c.augment.validate()?;
+                if let Some(s) = &c.strings {
+                    s.validate()?;
+                }
                 if (0.0..1.0).contains(&c.valid_fraction) {
                     Ok(())
                 } else {

@@ -3,8 +3,10 @@
 //! longest sequence by the shift core.
 
 use super::augment::Augment;
+use super::images::strips::Strips;
 use super::images::Images;
-use super::shift::{Batch, CausalBatch, ForecastBatch, ImageBatch, Seq2SeqBatch};
+use super::shift::{Batch, CausalBatch, ForecastBatch, ImageBatch, Seq2SeqBatch, StripBatch};
+use super::tokenizer::Tokenizer;
 use super::tokenizer::{BOS, EOS, PAD};
 use super::Pair;
 use crate::error::{Error, Result};
@@ -205,6 +207,8 @@ pub enum Loader {
     Forecast(ForecastLoader),
     /// Labelled images, augmented.
     Images(ImageLoader),
+    /// Digit strips and their texts, augmented.
+    Strips(StripLoader),
 }
 
 impl Loader {
@@ -216,6 +220,7 @@ impl Loader {
             Loader::Prompts(l, t, eos) => Batch::Causal(l.next_prompt_batch(*t, *eos)),
             Loader::Forecast(l) => Batch::Forecast(l.next_batch()),
             Loader::Images(l) => Batch::Images(l.next_batch()),
+            Loader::Strips(l) => Batch::Strips(l.next_batch()),
         }
     }
 
@@ -231,6 +236,7 @@ impl Loader {
             Loader::Windows(l) => &l.state,
             Loader::Forecast(l) => &l.state,
             Loader::Images(l) => &l.state,
+            Loader::Strips(l) => &l.images.state,
         }
     }
 
@@ -243,6 +249,7 @@ impl Loader {
             Loader::Windows(_) => None,
             Loader::Forecast(l) => Some(l.starts.len()),
             Loader::Images(l) => Some(l.images.len()),
+            Loader::Strips(l) => Some(l.images.images.len()),
         };
         match examples {
             Some(n) => {
@@ -265,6 +272,7 @@ impl Loader {
             Loader::Windows(l) => l.state = state,
             Loader::Forecast(l) => l.state = state,
             Loader::Images(l) => l.state = state,
+            Loader::Strips(l) => l.images.state = state,
         }
         Ok(())
     }
@@ -297,6 +305,11 @@ impl ImageLoader {
 
     /// The next batch; a new shuffled epoch starts when one runs out.
     pub fn next_batch(&mut self) -> ImageBatch {
+        self.next_indexed().1
+    }
+
+    /// The next batch and the indices of its images.
+    fn next_indexed(&mut self) -> (Vec<u32>, ImageBatch) {
         let (w, h) = (self.images.width, self.images.height);
         let idx: Vec<u32> = self.state.next_indices(self.batch_size).to_vec();
         let mut pixels = Vec::with_capacity(idx.len() * w * h);
@@ -304,8 +317,65 @@ impl ImageLoader {
             let img = self.images.image_f32(i as usize);
             pixels.extend(self.augment.apply(&img, w, h, &mut self.state.rng));
         }
-        ImageBatch::new(h, w, pixels, idx.iter().map(|&i| self.images.labels[i as usize]).collect())
+        let labels = idx.iter().map(|&i| self.images.labels[i as usize]).collect();
+        (idx, ImageBatch::new(h, w, pixels, labels))
     }
+}
+
+/// Shuffled batches of strips: an [`ImageLoader`] over the strips (the
+/// same order and augmentation draws), each batch paired with the texts
+/// its strips read.
+#[derive(Debug, Clone)]
+pub struct StripLoader {
+    images: ImageLoader,
+    targets: Vec<Vec<u32>>,
+}
+
+impl StripLoader {
+    /// `batch_size` must be positive, `strips` non-empty and every text
+    /// written in `tok`'s characters.
+    pub fn new(strips: &Strips, tok: &Tokenizer, augment: Augment, batch_size: usize, seed: u64) -> Result<Self> {
+        let targets = strip_targets(strips, tok)?;
+        Ok(Self { images: ImageLoader::new(strips.images.clone(), augment, batch_size, seed)?, targets })
+    }
+
+    /// The next batch; a new shuffled epoch starts when one runs out.
+    pub fn next_batch(&mut self) -> StripBatch {
+        let (idx, batch) = self.images.next_indexed();
+        let targets = idx.iter().map(|&i| self.targets[i as usize].clone()).collect();
+        StripBatch::new(batch.h, batch.w, batch.pixels, targets, PAD, BOS, EOS)
+    }
+}
+
+/// Each strip's text as ids of `tok` (the error names the strip).
+pub fn strip_targets(strips: &Strips, tok: &Tokenizer) -> Result<Vec<Vec<u32>>> {
+    strips
+        .texts
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let ids = tok.encode(t)?;
+            if ids.contains(&super::tokenizer::UNK) {
+                return Err(Error::config("data", format!("strip {i} reads {t:?}, which the tokenizer does not know")));
+            }
+            Ok(ids)
+        })
+        .collect()
+}
+
+/// Consecutive batches of strips as they are (validation and test).
+pub fn strip_batches(strips: &Strips, tok: &Tokenizer, batch_size: usize) -> Result<Vec<Batch>> {
+    let targets = strip_targets(strips, tok)?;
+    let im = &strips.images;
+    let idx: Vec<usize> = (0..im.len()).collect();
+    Ok(idx
+        .chunks(batch_size.max(1))
+        .map(|c| {
+            let pixels = c.iter().flat_map(|&i| im.image_f32(i)).collect();
+            let t = c.iter().map(|&i| targets[i].clone()).collect();
+            Batch::Strips(StripBatch::new(im.height, im.width, pixels, t, PAD, BOS, EOS))
+        })
+        .collect())
 }
 
 /// Consecutive batches of images as they are (validation and test).

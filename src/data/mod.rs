@@ -54,6 +54,8 @@ pub enum Dataset {
     Series(series::SeriesData),
     /// Labelled images, for image classifiers.
     Images(images::ImageData),
+    /// Strips of digit images and what they read, for an encoder–decoder.
+    Strips(images::strips::StripData),
 }
 
 impl Dataset {
@@ -61,7 +63,7 @@ impl Dataset {
     pub fn pairs(&self) -> Option<&Splits> {
         match self {
             Dataset::Pairs(s) => Some(s),
-            Dataset::Text { .. } | Dataset::Series(_) | Dataset::Images(_) => None,
+            Dataset::Text { .. } | Dataset::Series(_) | Dataset::Images(_) | Dataset::Strips(_) => None,
         }
     }
 
@@ -72,6 +74,7 @@ impl Dataset {
             Dataset::Text { train, valid } => format!("{} tokens ({} held out)", train.len(), valid.len()),
             Dataset::Series(s) => s.describe(),
             Dataset::Images(d) => d.describe(),
+            Dataset::Strips(d) => d.describe(),
         }
     }
 }
@@ -144,6 +147,17 @@ pub fn load(cfg: &DataConfig, seed: u64, tokenizer: Option<&Tokenizer>) -> Resul
         // Forecasters read values: no tokenizer (the scaler plays its part).
         DataConfig::Series(s) => Ok((Dataset::Series(series::SeriesData::load(s, seed, None)?), Tokenizer::Values)),
         // Classifiers read pixels: no tokenizer.
-        DataConfig::Images(c) => Ok((Dataset::Images(images::ImageData::load(c)?), Tokenizer::Values)),
+        DataConfig::Images(c) => match &c.strings {
+            None => Ok((Dataset::Images(images::ImageData::load(c)?), Tokenizer::Values)),
+            // Strips are read out as text: one character per class.
+            Some(s) => {
+                let strips = images::strips::StripData::new(&images::ImageData::load(c)?, s)?;
+                let tok = tokenizer.cloned().unwrap_or_else(|| {
+                    let names: Vec<String> = strips.symbols.iter().map(|c| c.to_string()).collect();
+                    Tokenizer::char_from_texts(names.iter().map(String::as_str))
+                });
+                Ok((Dataset::Strips(strips), tok))
+            }
+        },
     }
 }

@@ -356,6 +356,8 @@ pub enum Batch {
     Forecast(ForecastBatch),
     /// Labelled images for a classifier.
     Images(ImageBatch),
+    /// Image strips and the text they read, for an encoder–decoder.
+    Strips(StripBatch),
 }
 
 /// [`Batch`] on a device.
@@ -391,6 +393,7 @@ impl Batch {
             Batch::Causal(b) => BatchTensors::Causal(b.tensors(dev)?),
             Batch::Forecast(b) => BatchTensors::Forecast(b.tensors(dev)?),
             Batch::Images(b) => BatchTensors::Images(b.tensors(dev)?),
+            Batch::Strips(b) => BatchTensors::Pairs(b.tensors(dev)?),
         })
     }
 
@@ -401,6 +404,7 @@ impl Batch {
             Batch::Causal(b) => (b.b, b.t),
             Batch::Forecast(b) => (b.b, b.h),
             Batch::Images(b) => (b.labels.len(), 1),
+            Batch::Strips(b) => (b.text.b, b.text.t),
         }
     }
 
@@ -411,6 +415,7 @@ impl Batch {
             Batch::Causal(b) => &b.labels,
             Batch::Forecast(_) => &[],
             Batch::Images(b) => &b.labels,
+            Batch::Strips(b) => &b.text.labels,
         }
     }
 
@@ -421,6 +426,7 @@ impl Batch {
             Batch::Causal(b) => &b.label_mask,
             Batch::Forecast(_) => &[],
             Batch::Images(b) => &b.label_mask,
+            Batch::Strips(b) => &b.text.label_mask,
         }
     }
 }
@@ -459,6 +465,47 @@ impl ImageBatch {
             n_supervised: b,
         })
     }
+}
+
+/// Both shifts at once: the strip's pixels may be moved (the input shift)
+/// and the text it reads is shifted for the decoder (`[BOS] + y` in,
+/// `y + [EOS]` scored), exactly as for text pairs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StripBatch {
+    /// Strip height in pixels: the values per column.
+    pub h: usize,
+    /// Strip width in pixels: the encoder's steps.
+    pub w: usize,
+    /// B × H × W pixels in [0, 1], row by row.
+    pub pixels: Vec<f32>,
+    /// The texts, teacher-forced and padded (no source ids: the pixels are the source).
+    pub text: Seq2SeqBatch,
+}
+
+impl StripBatch {
+    /// A batch of `targets.len()` strips of `h`×`w` reading `targets` (ids).
+    pub fn new(h: usize, w: usize, pixels: Vec<f32>, targets: Vec<Vec<u32>>, pad: u32, bos: u32, eos: u32) -> Self {
+        debug_assert_eq!(pixels.len(), targets.len() * h * w);
+        let pairs: Vec<Pair> = targets.into_iter().map(|target| Pair { source: Vec::new(), target }).collect();
+        let refs: Vec<&Pair> = pairs.iter().collect();
+        Self { h, w, pixels, text: Seq2SeqBatch::new(&refs, pad, bos, eos) }
+    }
+
+    /// The batch as encoder–decoder tensors: the source is the strip's
+    /// columns, (B, W, H) f32, none of them padding.
+    pub fn tensors(&self, dev: &Device) -> candle_core::Result<Seq2SeqTensors> {
+        let b = self.text.b;
+        let mut t = self.text.tensors(dev)?;
+        t.src = strip_columns(&Tensor::from_slice(&self.pixels, (b, self.h, self.w), dev)?)?;
+        t.src_mask = Tensor::ones((b, self.w), candle_core::DType::F32, dev)?;
+        t.src_has_pad = false;
+        Ok(t)
+    }
+}
+
+/// Strips (B, H, W) → their columns as encoder steps (B, W, H).
+pub fn strip_columns(x: &Tensor) -> candle_core::Result<Tensor> {
+    x.transpose(1, 2)?.contiguous()
 }
 
 /// [`ImageBatch`] on a device.

@@ -40,6 +40,30 @@ pub struct DecodeOptions {
     pub max_len: usize,
 }
 
+/// What the encoder reads: token ids, or numeric frames (a strip's columns).
+#[derive(Debug, Clone, Copy)]
+pub enum Sources<'a> {
+    /// One id sequence per row (padded here).
+    Ids(&'a [&'a [u32]]),
+    /// (B, S, F) f32 frames, no padding.
+    Frames(&'a Tensor),
+}
+
+impl Sources<'_> {
+    /// Rows.
+    pub fn len(&self) -> usize {
+        match self {
+            Sources::Ids(s) => s.len(),
+            Sources::Frames(t) => t.dims().first().copied().unwrap_or(0),
+        }
+    }
+
+    /// Whether there are no rows.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// Decodes each source; outputs are ids without the final EOS.
 pub fn decode_batch(
     model: EncDec<'_>,
@@ -47,13 +71,34 @@ pub fn decode_batch(
     opts: &DecodeOptions,
     dev: &Device,
 ) -> Result<Vec<Vec<u32>>> {
+    decode_sources(model, Sources::Ids(sources), opts, dev)
+}
+
+/// Decodes each row of `frames` (B, S, F); outputs are ids without the final EOS.
+pub fn decode_frames(model: EncDec<'_>, frames: &Tensor, opts: &DecodeOptions, dev: &Device) -> Result<Vec<Vec<u32>>> {
+    decode_sources(model, Sources::Frames(frames), opts, dev)
+}
+
+/// Decodes each source, ids or frames.
+pub fn decode_sources(
+    model: EncDec<'_>,
+    sources: Sources<'_>,
+    opts: &DecodeOptions,
+    dev: &Device,
+) -> Result<Vec<Vec<u32>>> {
     match opts.strategy {
         Strategy::Beam { length_penalty, .. } if length_penalty < 0.0 => {
             Err(crate::error::Error::config("length_penalty", "must be >= 0"))
         }
-        Strategy::Beam { width, length_penalty } => {
-            sources.iter().map(|s| beam(model, s, width.max(1), length_penalty, opts.max_len, dev)).collect()
-        }
+        Strategy::Beam { width, length_penalty } => (0..sources.len())
+            .map(|i| {
+                let row = |src: Sources<'_>| beam(model, src, width.max(1), length_penalty, opts.max_len, dev);
+                match sources {
+                    Sources::Ids(s) => row(Sources::Ids(std::slice::from_ref(&s[i]))),
+                    Sources::Frames(t) => row(Sources::Frames(&t.narrow(0, i, 1)?)),
+                }
+            })
+            .collect(),
         Strategy::Greedy => stepwise(model, sources, opts.max_len, None, dev),
         Strategy::Sample(ref o) => {
             o.validate()?;
@@ -64,9 +109,12 @@ pub fn decode_batch(
 }
 
 /// The first step of decoding encodes the sources (a profiler phase).
-fn encode(model: EncDec<'_>, sources: &[&[u32]], dev: &Device) -> Result<DecState> {
+fn encode(model: EncDec<'_>, sources: Sources<'_>, dev: &Device) -> Result<DecState> {
     let _encode = crate::profile::phase("encode");
-    model.start(sources, dev)
+    match sources {
+        Sources::Ids(s) => model.start(s, dev),
+        Sources::Frames(t) => model.start_src(t, None),
+    }
 }
 
 /// One decoder step, as a profiler phase: the logits (B, V) of the next
@@ -79,7 +127,7 @@ fn decoder_step(model: EncDec<'_>, tokens: &[u32], state: &mut DecState, dev: &D
 /// Greedy (no sampler) or sampled decoding of a whole batch at once.
 fn stepwise(
     model: EncDec<'_>,
-    sources: &[&[u32]],
+    sources: Sources<'_>,
     max_len: usize,
     mut sampler: Option<(&causal::SampleOptions, &mut Rng)>,
     dev: &Device,
@@ -140,7 +188,14 @@ fn log_softmax_row(row: &[f32]) -> Vec<f32> {
 }
 
 /// Beam search for one source.
-fn beam(model: EncDec<'_>, source: &[u32], width: usize, alpha: f32, max_len: usize, dev: &Device) -> Result<Vec<u32>> {
+fn beam(
+    model: EncDec<'_>,
+    source: Sources<'_>,
+    width: usize,
+    alpha: f32,
+    max_len: usize,
+    dev: &Device,
+) -> Result<Vec<u32>> {
     let penalty = |len: usize| ((5.0 + len as f32) / 6.0).powf(alpha);
     // Alive hypotheses: tokens so far and summed log-probability.
     let mut alive: Vec<(Vec<u32>, f32)> = vec![(Vec::new(), 0.0)];
@@ -151,7 +206,7 @@ fn beam(model: EncDec<'_>, source: &[u32], width: usize, alpha: f32, max_len: us
         let _step = crate::profile::phase("token");
         let st = match state.as_mut() {
             Some(s) => s,
-            None => state.insert(encode(model, &[source], dev)?),
+            None => state.insert(encode(model, source, dev)?),
         };
         let last: Vec<u32> = alive.iter().map(|(t, _)| *t.last().unwrap_or(&BOS)).collect();
         let rows = decoder_step(model, &last, st, dev)?;

@@ -75,7 +75,7 @@ pub fn predict(
 }
 
 /// A uniformly drawn offset with max(|dx|, |dy|) = k.
-fn ring_offset(k: usize, rng: &mut Rng) -> (i64, i64) {
+pub(crate) fn ring_offset(k: usize, rng: &mut Rng) -> (i64, i64) {
     if k == 0 {
         return (0, 0);
     }

@@ -56,12 +56,18 @@ impl EncDec<'_> {
         let refs: Vec<&Pair> = pairs.iter().collect();
         let t = Seq2SeqBatch::new(&refs, PAD, BOS, EOS).tensors(dev)?;
         let mask = t.src_has_pad.then_some(&t.src_mask);
+        self.start_src(&t.src, mask)
+    }
+
+    /// Encodes a batch of sources as the front-end reads them: ids (B, S)
+    /// or frames (B, S, F); `mask` (B, S) is 0 on padding, `None` if there is none.
+    pub fn start_src(&self, src: &Tensor, mask: Option<&Tensor>) -> Result<DecState> {
         Ok(match self {
             EncDec::Rnn(m) => {
-                let enc = m.encode(&t.src, mask, None)?;
+                let enc = m.encode(src, mask, None)?;
                 DecState::Rnn { states: enc.states.clone(), enc }
             }
-            EncDec::Transformer(m) => DecState::Transformer(m.start(&t.src, mask, None)?),
+            EncDec::Transformer(m) => DecState::Transformer(m.start(src, mask, None)?),
         })
     }
 

@@ -6,15 +6,16 @@
 //! | front-end | reads | frames | used by |
 //! |---|---|---|---|
 //! | [`FrontendConfig::Tokens`] | ids (B, S) u32 | an embedding table | text pairs |
-//! | [`FrontendConfig::Frames`] | values (B, S, F) f32 | as they are, or a linear projection | forecasting |
+//! | [`FrontendConfig::Frames`] | values (B, S, F) f32 | as they are, or a linear projection | forecasting, digit strips |
+//! | [`FrontendConfig::Columns`] | an image's columns (B, W, H) f32 | 3×3 convolutions, then each column's features projected | digit strips |
 //!
 //! A new kind of input (image patches, audio features) is a new variant
 //! of [`FrontendConfig`], a struct implementing [`Frontend`], one arm in
 //! [`FrontendConfig::build`] (the registry), and a data source whose batches
 //! carry that input as their source tensor. The models, the trainer and the
-//! checkpoint code need no change. Today the data sources of encoder–decoders
-//! (built-in tasks and pair files) yield token ids, so a run config that asks
-//! for frames there is refused until one yields them.
+//! checkpoint code need no change. The built-in tasks and pair files yield
+//! token ids, digit strips (`--task digit-strings`) their columns; a run
+//! config that asks for frames or columns from token data is refused.
 
 use crate::error::{Error, Result};
 use crate::nn::embedding::{embedding_init, Embedding};
@@ -51,6 +52,22 @@ pub enum FrontendConfig {
         /// Width after the projection, e.g. 64; `None` feeds frames as they are.
         proj: Option<usize>,
     },
+    /// An image's columns (B, W, H), read with their neighbours: blocks of
+    /// 3×3 convolution (padding 1) and ReLU over the image (B, 1, H, W),
+    /// with `pool` a 2×2 max pooling after the first block (halving the
+    /// columns: W/2 steps; an odd width gets a blank column first), then
+    /// each column's C·H' features projected to `proj` by a linear layer.
+    Columns {
+        /// Image height: values per column, e.g. 14 for strips of 8×8 digits.
+        height: usize,
+        /// Output channels of each convolution block, e.g. [32, 32].
+        channels: Vec<usize>,
+        /// Width of a frame after the projection, e.g. 128.
+        proj: usize,
+        /// 2×2 max pooling after the first block (the height must be even).
+        #[serde(default)]
+        pool: bool,
+    },
 }
 
 impl FrontendConfig {
@@ -59,14 +76,52 @@ impl FrontendConfig {
         match self {
             FrontendConfig::Tokens { dim, .. } => *dim,
             FrontendConfig::Frames { features, proj } => proj.unwrap_or(*features),
+            FrontendConfig::Columns { proj, .. } => *proj,
+        }
+    }
+
+    /// Values per step of what it reads: F for frames, H for columns; 0 for ids.
+    pub fn features(&self) -> usize {
+        match self {
+            FrontendConfig::Tokens { .. } => 0,
+            FrontendConfig::Frames { features, .. } => *features,
+            FrontendConfig::Columns { height, .. } => *height,
+        }
+    }
+
+    /// Sets the values per step (from the data): F for frames, H for columns.
+    pub fn set_features(&mut self, n: usize) {
+        match self {
+            FrontendConfig::Tokens { .. } => {}
+            FrontendConfig::Frames { features, .. } => *features = n,
+            FrontendConfig::Columns { height, .. } => *height = n,
         }
     }
 
     /// Checks every size; errors name `field` (e.g. `model.input`).
     pub fn validate(&self, field: &str) -> Result<()> {
         let sizes = match self {
-            FrontendConfig::Tokens { vocab_size, dim } => [("vocab_size", *vocab_size), ("dim", *dim)],
-            FrontendConfig::Frames { features, proj } => [("features", *features), ("proj", proj.unwrap_or(1))],
+            FrontendConfig::Tokens { vocab_size, dim } => vec![("vocab_size", *vocab_size), ("dim", *dim)],
+            FrontendConfig::Frames { features, proj } => vec![("features", *features), ("proj", proj.unwrap_or(1))],
+            FrontendConfig::Columns { height, channels, proj, pool } => {
+                if *pool && height % 2 != 0 {
+                    return Err(Error::config(
+                        &format!("{field}.pool"),
+                        format!("2×2 pooling needs an even height, not {height}"),
+                    ));
+                }
+                if let Some(i) = channels.iter().position(|&c| c == 0) {
+                    return Err(Error::config(&format!("{field}.channels"), format!("block {i} has 0 channels")));
+                }
+                let last = channels.last().copied().unwrap_or(1);
+                let ins: Vec<usize> = std::iter::once(1).chain(channels.iter().copied()).collect();
+                let convs: Vec<[usize; 3]> = ins.iter().zip(channels).map(|(&i, &o)| [i, o, 9]).collect();
+                let mut terms: Vec<(&str, &[usize])> = convs.iter().map(|t| ("model.input.channels", &t[..])).collect();
+                let p = [last, if *pool { height / 2 } else { *height }, *proj];
+                terms.push(("model.input.proj", &p));
+                crate::limits::check_params(&terms)?;
+                vec![("height", *height), ("proj", *proj)]
+            }
         };
         for (name, v) in sizes {
             if v == 0 {
@@ -88,6 +143,16 @@ impl FrontendConfig {
                 features: *features,
                 proj: proj.map(|p| linear(*features, p, true, vb)).transpose()?,
             }),
+            FrontendConfig::Columns { height, channels, proj, pool } => {
+                let mut convs = Vec::new();
+                let mut in_c = 1;
+                for (i, &c) in channels.iter().enumerate() {
+                    convs.push(crate::nn::conv::conv2d(in_c, c, 3, 1, vb.pp(format!("convs.{i}")))?);
+                    in_c = c;
+                }
+                let rows = if *pool { height / 2 } else { *height };
+                Arc::new(Columns { height: *height, convs, pool: *pool, proj: linear(in_c * rows, *proj, true, vb)? })
+            }
         })
     }
 }
@@ -139,6 +204,45 @@ impl Frontend for Frames {
 
     fn dim(&self) -> usize {
         self.proj.as_ref().map_or(self.features, |p| p.weight().dim(0).unwrap_or(0))
+    }
+}
+
+/// An image's columns, read through convolutions.
+#[derive(Debug, Clone)]
+pub struct Columns {
+    height: usize,
+    convs: Vec<crate::nn::conv::Conv2d>,
+    pool: bool,
+    proj: Linear,
+}
+
+impl Frontend for Columns {
+    fn forward(&self, src: &Tensor) -> Result<Tensor> {
+        if src.dtype() != DType::F32 || src.rank() != 3 || src.dim(2)? != self.height {
+            return Err(Error::config(
+                "model.input",
+                format!("columns are (B, W, {}) f32, got {:?} {:?}", self.height, src.dtype(), src.dims()),
+            ));
+        }
+        let mut x = src.transpose(1, 2)?.unsqueeze(1)?; // (B, 1, H, W)
+        if self.pool && x.dim(3)? % 2 != 0 {
+            x = x.pad_with_zeros(3, 0, 1)?; // an even width to pool
+        }
+        let mut x = x.contiguous()?;
+        for (i, conv) in self.convs.iter().enumerate() {
+            x = if i == 0 && self.pool {
+                conv.forward_relu_pool(&x)? // (B, C, H/2, W/2)
+            } else {
+                conv.forward_relu(&x)? // (B, C, H', W')
+            };
+        }
+        let (b, c, h, w) = x.dims4()?;
+        let cols = x.permute((0, 3, 1, 2))?.reshape((b, w, c * h))?; // (B, W', C·H')
+        Ok(self.proj.forward(&cols)?) // (B, W', proj)
+    }
+
+    fn dim(&self) -> usize {
+        self.proj.weight().dim(0).unwrap_or(0)
     }
 }
 

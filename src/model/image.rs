@@ -2,9 +2,11 @@
 //!
 //! - `cnn`: blocks of 3×3 convolution (padding 1), ReLU and 2×2 max pooling
 //!   (stride 2, skipped once a side is odd), then a hidden linear layer with
-//!   ReLU and the class head. candle's CPU `conv2d` backward is correct, but
-//!   not its `max_pool2d` backward ([`max_pool_2x2`] says why and replaces
-//!   it). The gradient test below guards both.
+//!   ReLU and the class head. Convolution, ReLU and pooling are one fused
+//!   op ([`crate::ops::conv2d`]): im2col matrix products (candle's CPU
+//!   `conv2d` backward is correct but slow), and pooling with the gradient
+//!   candle's `max_pool2d` gets wrong ([`crate::nn::pool`] says why). The
+//!   gradient test below and the PyTorch golden test guard both.
 //! - `row_lstm` / `row_gru`: shiftlm's own reading of an image, its rows as a
 //!   sequence (H steps of W pixels) through the fused LSTM or GRU, the final
 //!   hidden state into the class head.
@@ -14,13 +16,13 @@
 
 use crate::data::shift::ImageTensors;
 use crate::error::{Error, Result};
+use crate::nn::conv::{conv2d, Conv2d};
 use crate::nn::dropout::dropout;
 use crate::nn::linear::{linear, Linear};
-use crate::nn::pool::max_pool_2x2;
 use crate::nn::rnn::{CellKind, Rnn};
 use crate::rng::Rng;
 use candle_core::{Module, Tensor};
-use candle_nn::{Conv2d, Conv2dConfig, VarBuilder};
+use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
 /// Which classifier.
@@ -142,11 +144,10 @@ impl ImageClassifier {
     /// Parameters under `vb` (names as in the module docs).
     pub fn new(cfg: &ImageConfig, vb: VarBuilder) -> Result<Self> {
         cfg.validate()?;
-        let conv_cfg = Conv2dConfig { padding: 1, ..Default::default() };
         let mut convs = Vec::new();
         let mut in_c = 1;
         for (i, &c) in cfg.channels.iter().enumerate() {
-            convs.push(candle_nn::conv2d(in_c, c, 3, conv_cfg, vb.pp(format!("convs.{i}")))?);
+            convs.push(conv2d(in_c, c, 3, 1, vb.pp(format!("convs.{i}")))?);
             in_c = c;
         }
         let (hidden, rnn, head_in) = match cfg.kind {
@@ -181,11 +182,13 @@ impl ImageClassifier {
             (None, Some(hidden)) => {
                 let mut y = x.clone();
                 for conv in &self.convs {
-                    y = conv.forward(&y)?.relu()?; // (B, C, H, W)
+                    // 3×3 with padding 1 keeps the size: pool while both sides are even.
                     let (_, _, h, w) = y.dims4()?;
-                    if h % 2 == 0 && w % 2 == 0 {
-                        y = max_pool_2x2(&y)?; // (B, C, H/2, W/2)
-                    }
+                    y = if h % 2 == 0 && w % 2 == 0 {
+                        conv.forward_relu_pool(&y)? // (B, C, H/2, W/2)
+                    } else {
+                        conv.forward_relu(&y)? // (B, C, H, W)
+                    };
                 }
                 hidden.forward(&y.reshape((b, ()))?)?.relu()?
             }

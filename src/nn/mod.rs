@@ -5,6 +5,7 @@
 //! dotted `vb.pp(..)` names that become the safetensors keys.
 
 pub mod attention;
+pub mod conv;
 pub mod dropout;
 pub mod embedding;
 pub mod linear;

@@ -13,6 +13,7 @@
 //! kept next to each op).
 
 pub mod attention;
+pub mod conv2d;
 pub mod cross_entropy;
 pub mod embedding;
 pub mod gelu;
@@ -20,6 +21,7 @@ pub mod gru;
 pub mod linear;
 pub mod lstm;
 pub mod norm;
+pub mod pool;
 pub mod recurrence;
 pub mod reference;
 pub mod sgemm;

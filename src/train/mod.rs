@@ -127,6 +127,10 @@ fn fingerprint(data: &Dataset) -> String {
             put(&mut s.pixels.iter().map(|&p| u32::from(p)));
             put(&mut s.labels.iter().copied());
         }),
+        Dataset::Strips(d) => [&d.train, &d.valid, &d.test].into_iter().for_each(|s| {
+            put(&mut s.images.pixels.iter().map(|&p| u32::from(p)));
+            s.texts.iter().for_each(|t| put(&mut t.chars().map(u32::from).collect::<Vec<_>>().into_iter()));
+        }),
     }
     hash.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -146,6 +150,12 @@ impl Trainer {
             (m.width, m.height, m.n_classes) = (d.train.width, d.train.height, d.train.classes.len());
             m.classes.clone_from(&d.train.classes);
         }
+        if let (crate::model::ModelConfig::Seq2seq(m), Dataset::Strips(d)) = (&mut cfg.model, &data) {
+            // The encoder reads the strip's columns: as many values as it is high.
+            if let Some(input) = &mut m.input {
+                input.set_features(d.train.images.height);
+            }
+        }
         if let (crate::model::ModelConfig::Forecaster(m), Dataset::Series(s)) = (&mut cfg.model, &data) {
             m.n_inputs = s.scaled.len();
             m.n_targets = s.n_targets;
@@ -160,7 +170,7 @@ impl Trainer {
         }
         let dev = Device::Cpu;
         let seed = cfg.train.seed;
-        let loader = training_loader(&cfg, &data)?;
+        let loader = training_loader(&cfg, &data, &tokenizer)?;
         let store = ParamStore::new(seed, &dev);
         cfg.train.freeze.validate(&cfg.model)?;
         if cfg.model.lora().is_some() {
@@ -339,6 +349,8 @@ impl Trainer {
                 _ => Vec::new(),
             },
             Dataset::Images(d) => crate::data::loader::image_batches(&d.valid, bs),
+            // The texts were checked against the tokenizer when the trainer was built.
+            Dataset::Strips(d) => crate::data::loader::strip_batches(&d.valid, &self.tokenizer, bs).unwrap_or_default(),
         }
     }
 
@@ -394,7 +406,7 @@ impl Trainer {
 /// The loader of a run's training data: text windows, pairs (prompt and
 /// response pairs for a language model) or forecast windows, seeded. The
 /// error says why the data cannot train this model.
-fn training_loader(cfg: &RunConfig, data: &Dataset) -> Result<Loader> {
+fn training_loader(cfg: &RunConfig, data: &Dataset, tok: &Tokenizer) -> Result<Loader> {
     let (seed, bs) = (cfg.train.seed, cfg.train.batch_size);
     Ok(match (data, cfg.model.context()) {
         // Prompt/response pairs for a language model: only responses are supervised.
@@ -444,6 +456,14 @@ fn training_loader(cfg: &RunConfig, data: &Dataset) -> Result<Loader> {
                 _ => Default::default(),
             };
             Loader::Images(crate::data::loader::ImageLoader::new(d.train.clone(), augment, bs, seed)?)
+        }
+        (Dataset::Strips(d), _) => {
+            let augment = match &cfg.data {
+                crate::config::DataConfig::Images(c) => c.augment,
+                _ => Default::default(),
+            };
+            crate::data::loader::strip_targets(&d.valid, tok)?;
+            Loader::Strips(crate::data::loader::StripLoader::new(&d.train, tok, augment, bs, seed)?)
         }
         _ => return Err(Error::config("data", "no training examples")),
     })

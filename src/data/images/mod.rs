@@ -13,6 +13,7 @@
 pub mod digits;
 pub mod folder;
 pub mod idx;
+pub mod strips;
 
 use crate::error::{Error, Result};
 use crate::rng::Rng;
@@ -134,6 +135,11 @@ pub struct ImageDataConfig {
     pub augment: crate::data::augment::Augment,
     /// Share of the training images held out for validation, e.g. 0.1.
     pub valid_fraction: f64,
+    /// Digit strings (`--task digit-strings`): strips of these images side
+    /// by side for an encoder–decoder to read, instead of single images to
+    /// classify.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strings: Option<strips::StringsConfig>,
 }
 
 /// A run's images: training, validation (taken from the training set) and
