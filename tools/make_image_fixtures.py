@@ -9,6 +9,12 @@ safetensors keys:
             -> Linear head
   row_lstm  the image's rows as a sequence (B, H, W) through nn.LSTM, the last
   row_gru   hidden state into a Linear head (nn.GRU for row_gru)
+  strips    the digit-strings reader: a strip (B, 1, H, W) through Conv2d + ReLU
+            + max_pool2d(2), Conv2d + ReLU, each column's C*H' features through
+            a Linear into an nn.LSTM encoder, then the seq2seq decoder
+            (tools/make_seq2seq_fixtures.py: embedding, LSTM from the encoder's
+            final state, Luong dot attention, Linear to the vocabulary) reading
+            [BOS] + digits and scored on digits + [EOS]
 
 It loads fixed random weights, runs one batch whose first image has blank rows
 (so 2x2 pooling windows hold tied maxima: PyTorch sends the gradient to the
@@ -16,6 +22,8 @@ first one in row-major order, and so must shiftlm), and writes:
 
   tests/fixtures/image_<name>.json         the model config
   tests/fixtures/image_<name>.safetensors  param.*, input.*, expected.*, grad.*
+  (strips: the decoder input and labels too, and the loss is the mean over
+  supervised tokens, as for text pairs)
 
 The loss is the summed cross-entropy (shiftlm sums, then divides by the
 number of supervised images in the trainer). The reference runs in float64
@@ -101,6 +109,96 @@ def make(name, model, cfg, seed):
     print(f"image_{name}: loss {loss.item():.6f}, {len(list(model.parameters()))} parameters")
 
 
+class StripReader(nn.Module):
+    def __init__(self, height, channels, proj, hidden, vocab, emb):
+        super().__init__()
+        self.encoder = nn.Module()
+        self.encoder.input_proj = nn.Module()
+        self.encoder.input_proj.convs = nn.ModuleList()
+        c_in = 1
+        for c in channels:
+            self.encoder.input_proj.convs.append(nn.Conv2d(c_in, c, 3, padding=1))
+            c_in = c
+        # The projection's weight and bias sit under input_proj itself, as in shiftlm.
+        self.encoder.input_proj.weight = nn.Parameter(torch.empty(proj, c_in * (height // 2)))
+        self.encoder.input_proj.bias = nn.Parameter(torch.empty(proj))
+        self.encoder.rnn = nn.LSTM(proj, hidden, 1, batch_first=True)
+        self.decoder = nn.Module()
+        self.decoder.embedding = nn.Embedding(vocab, emb)
+        self.decoder.rnn = nn.LSTM(emb, hidden, 1, batch_first=True)
+        self.decoder.attn_combine = nn.Linear(2 * hidden, hidden, bias=False)
+        self.decoder.out = nn.Linear(hidden, vocab)
+
+    def forward(self, strips, dec_in):
+        x = strips.unsqueeze(1)  # (B, 1, H, W)
+        for i, conv in enumerate(self.encoder.input_proj.convs):
+            x = F.relu(conv(x))
+            if i == 0:
+                x = F.max_pool2d(x, 2)
+        b, c, h, w = x.shape
+        cols = x.permute(0, 3, 1, 2).reshape(b, w, c * h)  # (B, W', C*H')
+        frames = F.linear(cols, self.encoder.input_proj.weight, self.encoder.input_proj.bias)
+        enc_out, state = self.encoder.rnn(frames)
+        dec_out, _ = self.decoder.rnn(self.decoder.embedding(dec_in), state)
+        ctx = torch.softmax(dec_out @ enc_out.transpose(1, 2), -1) @ enc_out
+        h = torch.tanh(self.decoder.attn_combine(torch.cat([ctx, dec_out], -1)))
+        return self.decoder.out(h)
+
+
+def make_strips(seed):
+    """Three 6x10 strips reading "12", "3" and "405" (ids 4 + digit)."""
+    gen = torch.Generator().manual_seed(seed)
+    height, width, vocab = 6, 10, 14
+    model = StripReader(height, [3, 4], 5, 6, vocab, 4)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_((torch.rand(p.shape, generator=gen) * 2 - 1) * 0.5)
+    model = model.double()
+    strips = torch.rand(3, height, width, generator=gen, dtype=torch.float32)
+    strips[0, :2] = 0.0  # blank rows: tied pooling windows
+    texts = [[1, 2], [3], [4, 0, 5]]
+    t = max(len(y) for y in texts) + 1
+    dec_in = torch.zeros(3, t, dtype=torch.int64)
+    labels = torch.zeros(3, t, dtype=torch.int64)
+    mask = torch.zeros(3, t)
+    for i, y in enumerate(texts):
+        ids = [4 + d for d in y]
+        dec_in[i, : len(ids) + 1] = torch.tensor([1] + ids)  # [BOS] + y
+        labels[i, : len(ids) + 1] = torch.tensor(ids + [2])  # y + [EOS]
+        mask[i, : len(ids) + 1] = 1
+    logits = model(strips.double(), dec_in)
+    target = labels.masked_fill(mask == 0, -100)
+    loss = F.cross_entropy(logits.reshape(-1, vocab), target.reshape(-1), ignore_index=-100, reduction="sum")
+    loss.backward()
+    tensors = {
+        "input.strips": strips.contiguous(),
+        "input.dec_in": dec_in,
+        "input.labels": labels,
+        "input.label_mask": mask,
+        "expected.logits": logits.detach().float().contiguous(),
+        "expected.loss": loss.detach().float().reshape(1),
+    }
+    for k, p in model.named_parameters():
+        tensors[f"param.{k}"] = p.detach().float().contiguous()
+        tensors[f"grad.{k}"] = p.grad.float().contiguous()
+    save_file(tensors, OUT / "image_strips.safetensors")
+    cfg = {
+        "family": "seq2seq",
+        "vocab_size": vocab,
+        "emb_dim": 4,
+        "hidden": 6,
+        "n_layer": 1,
+        "cell": "lstm",
+        "attention": "dot",
+        "dropout": 0.0,
+        "forget_bias": 0.0,
+        "input": {"kind": "columns", "height": height, "channels": [3, 4], "proj": 5, "pool": True},
+    }
+    meta = {"generator": "tools/make_image_fixtures.py", "torch": torch.__version__, "model": cfg}
+    (OUT / "image_strips.json").write_text(json.dumps(meta, indent=1) + "\n")
+    print(f"image_strips: loss {loss.item():.6f}, {len(list(model.parameters()))} parameters")
+
+
 def config(kind, channels, hidden):
     return {
         "family": "image",
@@ -121,6 +219,7 @@ def main():
     make("cnn", Cnn([3, 4, 5], 7), config("cnn", [3, 4, 5], 7), 11)
     make("row_lstm", RowRnn("lstm", 6), config("row_lstm", [], 6), 12)
     make("row_gru", RowRnn("gru", 6), config("row_gru", [], 6), 13)
+    make_strips(14)
 
 
 if __name__ == "__main__":
