@@ -2,6 +2,7 @@
 //! `pairs`), the shift core turns targets into decoder inputs and labels
 //! (`shift`), and the loader cuts seeded, padded batches (`loader`).
 
+pub mod audio;
 pub mod augment;
 pub mod config;
 pub mod images;
