@@ -200,6 +200,9 @@ fn digit_strings_refuse_what_does_not_apply() {
     };
     refused(&["train", "--task", "digit-strings", "--model", "cnn"], "--model seq2seq");
     refused(&["train", "--task", "digits", "--data", "x"], "alternatives");
+    refused(&["data", "preview", "--task", "digits", "--data", "x"], "alternatives");
+    let no_blocks = "model.input={kind=\"columns\",height=14,channels=[],proj=8,pool=true}";
+    refused(&["train", "--preset", "digit-strings-tiny", "--set", no_blocks], "model.input.channels");
     refused(&["train", "--task", "digit-strings", "--preset", "cnn"], "digit-strings");
     refused(
         &["train", "--preset", "digit-strings-tiny", "--set", "data.images.strings.max_len=0"],

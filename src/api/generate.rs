@@ -297,8 +297,7 @@ pub fn read_strips(ck: &Loaded, images: &[PathBuf]) -> Result<Vec<StripReading>>
         return Err(Error::setting("--image needs an image-classifier or digit-strings checkpoint"));
     };
     let features = m.input().features();
-    let max_len = ck.config.max_target_len + 2;
-    let opts = crate::decode::DecodeOptions { strategy: crate::decode::Strategy::Greedy, max_len };
+
     images
         .iter()
         .map(|path| {
@@ -312,6 +311,10 @@ pub fn read_strips(ck: &Loaded, images: &[PathBuf]) -> Result<Vec<StripReading>>
             let pixels: Vec<f32> = px.iter().map(|&p| f32::from(p) / 255.0).collect();
             let x = candle_core::Tensor::from_vec(pixels, (1, h, w), &Device::Cpu)?;
             let frames = crate::data::shift::strip_columns(&x)?; // (1, W, H)
+                                                                 // A strip wider than the training ones may hold more digits: a digit
+                                                                 // spans several columns, so W / 2 symbols bound what it can read.
+            let max_len = (ck.config.max_target_len + 2).max(w / 2);
+            let opts = crate::decode::DecodeOptions { strategy: crate::decode::Strategy::Greedy, max_len };
             let ids = crate::decode::decode_frames(ed, &frames, &opts, &Device::Cpu)?.swap_remove(0);
             Ok(StripReading { image: path.clone(), text: ck.tokenizer.decode(&ids)? })
         })

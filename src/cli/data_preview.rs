@@ -49,6 +49,7 @@ pub struct PreviewArgs {
 }
 
 pub fn run(a: PreviewArgs) -> anyhow::Result<()> {
+    a.data.check_task_data()?;
     match a.data.image_source() {
         Some(source) if !a.data.is_strings() => return preview_images(&source, &a),
         _ => {}

@@ -174,10 +174,16 @@ impl RunConfig {
             return Err(Error::config(
                 if strips { "model" } else { "model.input" },
                 if strips {
-                    "digit strips train an encoder–decoder that reads columns of pixels (family \"seq2seq\" with input = { kind = \"frames\" }: the digit-strings preset)"
+                    "digit strips train an encoder–decoder that reads columns of pixels (family \"seq2seq\" with input = { kind = \"columns\" } or { kind = \"frames\" }: the digit-strings preset)"
                 } else {
                     "numeric frames are read from digit strips (--task digit-strings) or a series"
                 },
+            ));
+        }
+        if strips && !matches!(self.model, crate::model::ModelConfig::Seq2seq(_)) {
+            return Err(Error::config(
+                "model",
+                "digit strips are read by the RNN encoder–decoder (family \"seq2seq\")",
             ));
         }
         let image_data = matches!(&self.data, DataConfig::Images(c) if c.strings.is_none());

@@ -104,6 +104,12 @@ impl FrontendConfig {
             FrontendConfig::Tokens { vocab_size, dim } => vec![("vocab_size", *vocab_size), ("dim", *dim)],
             FrontendConfig::Frames { features, proj } => vec![("features", *features), ("proj", proj.unwrap_or(1))],
             FrontendConfig::Columns { height, channels, proj, pool } => {
+                if *pool && channels.is_empty() {
+                    return Err(Error::config(
+                        &format!("{field}.channels"),
+                        "pooling follows the first convolution block: give at least one",
+                    ));
+                }
                 if *pool && height % 2 != 0 {
                     return Err(Error::config(
                         &format!("{field}.pool"),
@@ -116,9 +122,10 @@ impl FrontendConfig {
                 let last = channels.last().copied().unwrap_or(1);
                 let ins: Vec<usize> = std::iter::once(1).chain(channels.iter().copied()).collect();
                 let convs: Vec<[usize; 3]> = ins.iter().zip(channels).map(|(&i, &o)| [i, o, 9]).collect();
-                let mut terms: Vec<(&str, &[usize])> = convs.iter().map(|t| ("model.input.channels", &t[..])).collect();
+                let (cf, pf) = (format!("{field}.channels"), format!("{field}.proj"));
+                let mut terms: Vec<(&str, &[usize])> = convs.iter().map(|t| (cf.as_str(), &t[..])).collect();
                 let p = [last, if *pool { height / 2 } else { *height }, *proj];
-                terms.push(("model.input.proj", &p));
+                terms.push((pf.as_str(), &p));
                 crate::limits::check_params(&terms)?;
                 vec![("height", *height), ("proj", *proj)]
             }

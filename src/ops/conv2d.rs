@@ -80,8 +80,11 @@ impl Geometry {
             let hi = (self.w as isize + p - kx as isize).clamp(lo as isize, self.wo as isize) as usize;
             out[..lo].fill(0.0);
             out[hi..].fill(0.0);
-            let s0 = (lo as isize + kx as isize - p) as usize;
-            out[lo..hi].copy_from_slice(&src[s0..s0 + (hi - lo)]);
+            if hi > lo {
+                // (With lo == hi this tap sees only padding: no source column to index.)
+                let s0 = (lo as isize + kx as isize - p) as usize;
+                out[lo..hi].copy_from_slice(&src[s0..s0 + (hi - lo)]);
+            }
         }
     }
 
@@ -108,6 +111,9 @@ impl Geometry {
                         let dst = &mut plane[iy as usize * self.w..(iy as usize + 1) * self.w];
                         let lo = (p - kx as isize).clamp(0, self.wo as isize) as usize;
                         let hi = (self.w as isize + p - kx as isize).clamp(lo as isize, self.wo as isize) as usize;
+                        if hi <= lo {
+                            continue; // this tap sees only padding here
+                        }
                         let s0 = (lo as isize + kx as isize - p) as usize;
                         let src = &row[oy * self.wo + lo..oy * self.wo + hi];
                         dst[s0..s0 + (hi - lo)].iter_mut().zip(src).for_each(|(d, s)| *d += s);
@@ -176,8 +182,10 @@ struct Conv2dOp {
 /// No positive maximum in the window: no gradient.
 const NONE: u32 = u32::MAX;
 
-/// 2×2 max pooling of one image's ReLU'd map `full` (C_out × H_out·W_out)
-/// into `yb` (C_out × H_out/2·W_out/2), with each window's argmax in `ab`.
+/// ReLU and 2×2 max pooling of one image's convolution output `full`
+/// (C_out × H_out·W_out) into `yb` (C_out × H_out/2·W_out/2), with each
+/// window's argmax in `ab` (`NONE` where the maximum is not positive, or
+/// NaN: a NaN passes through, as in PyTorch, and gets no gradient).
 fn pool_image(g: &Geometry, full: &[f32], yb: &mut [f32], ab: &mut [u32]) {
     let (n, wo) = (g.pixels(), g.wo);
     let (q, half) = (n / 4, wo / 2);
@@ -196,8 +204,9 @@ fn pool_image(g: &Geometry, full: &[f32], yb: &mut [f32], ab: &mut [u32]) {
                 let lower = usize::from(mb > mt); // ties go to the top row
                 let m = mt.max(mb);
                 let at = 2 * oy * wo + 2 * ox + lower * wo + top * (1 - lower) + bottom * lower;
-                *yv = m.max(0.0);
-                *av = if m > 0.0 { at as u32 } else { NONE };
+                let nan = a.is_nan() || b.is_nan() || c.is_nan() || d.is_nan();
+                *yv = if nan { f32::NAN } else { m.max(0.0) };
+                *av = if m > 0.0 && !nan { at as u32 } else { NONE };
             }
         }
     }
@@ -277,7 +286,8 @@ impl CustomOp3 for Conv2dOp {
                     sgemm(co, n, ckk, dst.as_mut_ptr(), rm(n), true, wt.as_ptr(), rm(ckk), cols.as_ptr(), rm(n), 1)
                 };
                 if relu {
-                    dst.iter_mut().for_each(|v| *v = v.max(0.0));
+                    // (`<=` lets a NaN through, as PyTorch's ReLU does.)
+                    dst.iter_mut().for_each(|v| *v = if *v <= 0.0 { 0.0 } else { *v });
                 }
                 if pool {
                     pool_image(&g, full, yb, ab);
@@ -519,6 +529,35 @@ mod tests {
             })
         };
         assert_eq!(run(1), run(3));
+    }
+
+    /// Padding wider than the image: some taps see only zeros at some columns.
+    #[test]
+    fn padding_wider_than_the_image() {
+        let inputs = [randn(21, &[2, 1, 3, 1]), randn(22, &[2, 1, 5, 5]), randn(23, &[2])];
+        check("conv2d pad 2 on width 1", |t| conv2d(&t[0], &t[1], &t[2], 2), &inputs, &[0, 1, 2]);
+        let inputs = [randn(24, &[1, 2, 2, 2]), randn(25, &[3, 2, 7, 7]), randn(26, &[3])];
+        parity(
+            "conv2d pad 3",
+            |t| conv2d(&t[0], &t[1], &t[2], 3),
+            |t| conv2d_composite(&t[0], &t[1], &t[2], 3),
+            &inputs,
+            &[0, 1, 2],
+            1e-4,
+        );
+    }
+
+    /// A NaN input comes out NaN through the ReLU and the pooling.
+    #[test]
+    fn nan_passes_through() {
+        let mut x = vec![0.5f32; 16];
+        x[5] = f32::NAN;
+        let x = Tensor::from_vec(x, (1, 1, 4, 4), &candle_core::Device::Cpu).unwrap();
+        let (w, b) =
+            (Tensor::ones((1, 1, 1, 1), candle_core::DType::F32, &candle_core::Device::Cpu).unwrap(), randn(1, &[1]));
+        for y in [conv2d_relu(&x, &w, &b, 0).unwrap(), conv2d_relu_pool(&x, &w, &b, 0).unwrap()] {
+            assert!(y.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().any(|v| v.is_nan()), "{y}");
+        }
     }
 
     #[test]

@@ -48,6 +48,12 @@ pub fn read(path: &Path) -> Result<Vec<f32>> {
         }
     }
     .map_err(|e| bad(format!("is cut short or damaged: {e}")))?;
+    if interleaved.is_empty() {
+        return Err(bad("holds no samples".into()));
+    }
+    if let Some(i) = interleaved.iter().position(|v| !v.is_finite()) {
+        return Err(bad(format!("sample {} of channel {} is not finite", i / ch, i % ch)));
+    }
     if interleaved.len() != frames as usize * ch {
         return Err(bad(format!(
             "holds {} samples where its header promises {}",
@@ -176,6 +182,9 @@ mod tests {
         assert!(e.contains("cut.wav"), "{e}");
         let e = read(&d.path().join("missing.wav")).unwrap_err().to_string();
         assert!(e.contains("missing.wav"), "{e}");
+        let empty = d.path().join("empty.wav");
+        write(&empty, &[], 16_000).unwrap();
+        assert!(read(&empty).unwrap_err().to_string().contains("holds no samples"));
         let slow = d.path().join("slow.wav");
         write(&slow, &[0.0; 10], 500).unwrap();
         assert!(read(&slow).unwrap_err().to_string().contains("500 Hz"));

@@ -8,10 +8,12 @@
 //! many 8×8 digits fill their whole width), and the whole group
 //! placed at a random horizontal offset within the free width. Every strip of
 //! a set has one size, (h + 2m) × (2m + L·w + (L−1)·g) for L = `max_len`:
-//! 14×54 for the embedded 8×8 digits, 42×186 for MNIST's 28×28.
+//! 14×54 for the embedded 8×8 digits, 42×182 for MNIST's 28×28.
 //!
 //! Training strips are made from the training digit images only, validation
 //! and test strips from the held-out ones, so every test strip is unseen ink.
+//! Like the image splits, the strips are drawn from fixed seeds (not the
+//! run's `--seed`), so every run of a source reads the same strips.
 
 use super::Images;
 use crate::error::{Error, Result};
