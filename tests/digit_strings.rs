@@ -3,6 +3,8 @@
 //! batch, every parameter's gradient, exact resume with augmentation, and
 //! the commands end to end (train, eval, generate --image, plot, refusals).
 
+mod common;
+
 use candle_core::Device;
 use shiftlm::config::RunConfig;
 use shiftlm::data::augment::Augment;
@@ -10,8 +12,7 @@ use shiftlm::data::shift::{BatchTensors, Fill};
 use shiftlm::data::Dataset;
 use shiftlm::model::Model;
 use shiftlm::nn::ParamStore;
-use shiftlm::rng::Rng;
-use shiftlm::train::{accumulate, LossHistory, Trainer};
+use shiftlm::train::{LossHistory, Trainer};
 use std::path::Path;
 use std::process::Command;
 
@@ -55,24 +56,8 @@ fn the_strip_reader_overfits_one_batch_and_every_parameter_learns() {
         assert!(a.is_finite() && a > 0.0, "{name}: {a}");
     }
     assert!(vars.iter().any(|(n, _)| n == "encoder.input_proj.weight"));
-    let cfg = shiftlm::optim::OptimizerConfig { lr: 1e-2, ..Default::default() };
-    let mut opt = shiftlm::optim::Optimizer::new(vars.clone(), cfg).unwrap();
-    let (first, ..) = accumulate(&model, &vars, &t, &mut Rng::new(0)).unwrap();
-    let mut last = first;
-    for _ in 0..200 {
-        let (l, g, _) = accumulate(&model, &vars, &t, &mut Rng::new(0)).unwrap();
-        opt.step(&g, 1e-2, 1.0).unwrap();
-        last = l;
-    }
+    let (first, last) = common::overfit(&model, &vars, &t, 1e-2, 200);
     assert!(last < 0.02 && last < first / 50.0, "{first} → {last}");
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-    }
 }
 
 /// Shifted strips are drawn from the loader's stream: a resumed run sees
@@ -89,17 +74,7 @@ fn augmented_strip_runs_resume_bit_for_bit() {
     let mut t = Trainer::new(rc, data, tok, Some(full.path().to_path_buf())).unwrap();
     let mut all = LossHistory::default();
     t.run(&mut all).unwrap();
-    let final_weights = std::fs::read(full.path().join("checkpoint-12/model.safetensors")).unwrap();
-    for m in [4, 9] {
-        let run = tempfile::tempdir().unwrap();
-        copy_dir(&full.path().join(format!("checkpoint-{m}")), &run.path().join(format!("checkpoint-{m}")));
-        let mut r = Trainer::resume(run.path()).unwrap();
-        let mut rest = LossHistory::default();
-        r.run(&mut rest).unwrap();
-        assert_eq!(rest.0, all.0[m..], "losses after resuming at step {m}");
-        let w = std::fs::read(run.path().join("checkpoint-12/model.safetensors")).unwrap();
-        assert!(w == final_weights, "final weights differ after resuming at step {m}");
-    }
+    common::assert_resumes_bit_for_bit(full.path(), 12, &[4, 9], &all);
 }
 
 fn shiftlm(dir: &Path, args: &[&str]) -> std::process::Output {

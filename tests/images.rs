@@ -2,14 +2,15 @@
 //! resume bit for bit, and `shiftlm train` reports accuracy and robustness
 //! to shifts.
 
+mod common;
+
 use candle_core::Device;
 use shiftlm::config::RunConfig;
 use shiftlm::data::augment::Augment;
 use shiftlm::data::shift::{BatchTensors, Fill, ImageBatch};
 use shiftlm::model::{ImageKind, Model, ModelConfig};
 use shiftlm::nn::ParamStore;
-use shiftlm::rng::Rng;
-use shiftlm::train::{accumulate, LossHistory, Trainer};
+use shiftlm::train::{LossHistory, Trainer};
 use std::path::Path;
 use std::process::Command;
 
@@ -40,24 +41,8 @@ fn every_classifier_overfits_one_batch() {
         let pixels: Vec<f32> = (0..16).flat_map(|i| d.train.image_f32(i)).collect();
         let batch = ImageBatch::new(8, 8, pixels, d.train.labels[..16].to_vec());
         let t = [BatchTensors::Images(batch.tensors(&dev).unwrap())];
-        let cfg = shiftlm::optim::OptimizerConfig { lr: 1e-2, ..Default::default() };
-        let mut opt = shiftlm::optim::Optimizer::new(vars.clone(), cfg).unwrap();
-        let (first, ..) = accumulate(&model, &vars, &t, &mut Rng::new(0)).unwrap();
-        let mut last = first;
-        for _ in 0..150 {
-            let (l, g, _) = accumulate(&model, &vars, &t, &mut Rng::new(0)).unwrap();
-            opt.step(&g, 1e-2, 1.0).unwrap();
-            last = l;
-        }
+        let (first, last) = common::overfit(&model, &vars, &t, 1e-2, 150);
         assert!(last < 0.02 && last < first / 50.0, "{kind:?}: {first} → {last}");
-    }
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
     }
 }
 
@@ -77,17 +62,7 @@ fn augmented_runs_resume_bit_for_bit() {
     let mut t = Trainer::new(rc, data, tok, Some(full.path().to_path_buf())).unwrap();
     let mut all = LossHistory::default();
     t.run(&mut all).unwrap();
-    let final_weights = std::fs::read(full.path().join("checkpoint-30/model.safetensors")).unwrap();
-    for m in [9, 23] {
-        let run = tempfile::tempdir().unwrap();
-        copy_dir(&full.path().join(format!("checkpoint-{m}")), &run.path().join(format!("checkpoint-{m}")));
-        let mut r = Trainer::resume(run.path()).unwrap();
-        let mut rest = LossHistory::default();
-        r.run(&mut rest).unwrap();
-        assert_eq!(rest.0, all.0[m..], "losses after resuming at step {m}");
-        let w = std::fs::read(run.path().join("checkpoint-30/model.safetensors")).unwrap();
-        assert!(w == final_weights, "final weights differ after resuming at step {m}");
-    }
+    common::assert_resumes_bit_for_bit(full.path(), 30, &[9, 23], &all);
 }
 
 fn shiftlm(dir: &Path, args: &[&str]) -> std::process::Output {

@@ -1,6 +1,9 @@
 //! The training engine: gradient accumulation is exact, resumed runs are
 //! bit-identical to uninterrupted ones, early stopping stops.
 
+mod common;
+use common::copy_dir;
+
 use candle_core::Device;
 use shiftlm::config::RunConfig;
 use shiftlm::data::shift::BatchTensors;
@@ -11,7 +14,6 @@ use shiftlm::model::Model;
 use shiftlm::nn::ParamStore;
 use shiftlm::rng::Rng;
 use shiftlm::train::{accumulate, LossHistory, Trainer};
-use std::path::Path;
 
 fn tiny(steps: usize) -> (RunConfig, shiftlm::data::Dataset, shiftlm::data::Tokenizer) {
     let mut rc = RunConfig::preset("tiny").unwrap();
@@ -45,14 +47,6 @@ fn k_micro_batches_give_the_gradient_of_one_batch() {
         let diff = (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
         let scale = a.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
         assert!(diff <= 1e-5 * scale.max(1e-6), "{name}: {diff} vs scale {scale}");
-    }
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
     }
 }
 

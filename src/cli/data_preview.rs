@@ -176,29 +176,8 @@ fn preview_series(
 /// Digit strips: a PNG grid, one training strip per row (labelled with what
 /// it reads) followed by three augmented copies of it.
 fn preview_strips(d: &shiftlm::data::images::strips::StripData, a: &PreviewArgs) -> anyhow::Result<()> {
-    let aug = Augment::parse(a.augment.as_deref().unwrap_or("none"))?;
-    let out = a.out.clone().unwrap_or_else(|| PathBuf::from("preview.png"));
-    shiftlm::io::check_new(&out, true, &[])?;
-    let set = &d.train.images;
-    let n = (a.batches * a.batch_size).clamp(1, 64).min(set.len());
-    let mut rng = shiftlm::rng::Rng::derive(a.data.seed.unwrap_or(0), "augment");
-    let (w, h) = (set.width, set.height);
-    let rows: Vec<(String, Vec<Vec<f32>>)> = (0..n)
-        .map(|i| {
-            let img = set.image_f32(i);
-            let copies = (0..3).map(|_| aug.apply(&img, w, h, &mut rng));
-            (d.train.texts[i].clone(), std::iter::once(img.clone()).chain(copies).collect())
-        })
-        .collect();
-    let spec = if aug.is_identity() { "no augmentation".to_string() } else { a.augment.clone().unwrap_or_default() };
-    let grid = shiftlm::chart::ImageGrid {
-        title: format!("digit strips from {}: each strip, then 3 draws of {spec}", d.source),
-        rows,
-        width: w,
-        height: h,
-        scale: (256 / w.max(h)).clamp(1, 8),
-    };
-    shiftlm::io::write_atomic(&out, &grid.to_png()).with_context(|| format!("writing {}", out.display()))?;
+    let title = |spec: &str| format!("digit strips from {}: each strip, then 3 draws of {spec}", d.source);
+    let (out, n, spec) = write_grid(&d.train.images, &|i| d.train.texts[i].clone(), 3, 256, &title, a)?;
     println!("{}", d.describe());
     println!("wrote {} ({n} strips, each then 3 draws of {spec})", out.display());
     Ok(())
@@ -207,38 +186,57 @@ fn preview_strips(d: &shiftlm::data::images::strips::StripData, a: &PreviewArgs)
 /// Images: a PNG grid, one training image per row followed by seven
 /// augmented copies of it.
 fn preview_images(source: &ImageSource, a: &PreviewArgs) -> anyhow::Result<()> {
+    let sets = images::load(source)?;
+    let set = &sets.train;
+    let title = |spec: &str| format!("{}: each image, then 7 draws of {spec}", sets.source);
+    let (out, n, spec) = write_grid(set, &|i| set.classes[set.labels[i] as usize].clone(), 7, 64, &title, a)?;
+    println!(
+        "{}: {} training and {} test images of {}×{}, {} classes ({})",
+        sets.source,
+        set.len(),
+        sets.test.len(),
+        set.width,
+        set.height,
+        set.classes.len(),
+        set.classes.join(", ")
+    );
+    println!("wrote {} ({n} images, each then 7 draws of {spec})", out.display());
+    Ok(())
+}
+
+/// Writes a PNG grid of `set`'s first images (`--batches` × `--batch-size`,
+/// at most 64), each labelled by `label` and followed by `copies` draws of
+/// `--augment`, scaled to about `side` pixels; returns the file, the rows
+/// drawn and the augmentation as said in the title.
+fn write_grid(
+    set: &images::Images,
+    label: &dyn Fn(usize) -> String,
+    copies: usize,
+    side: usize,
+    title: &dyn Fn(&str) -> String,
+    a: &PreviewArgs,
+) -> anyhow::Result<(PathBuf, usize, String)> {
     let aug = Augment::parse(a.augment.as_deref().unwrap_or("none"))?;
     let out = a.out.clone().unwrap_or_else(|| PathBuf::from("preview.png"));
     shiftlm::io::check_new(&out, true, &[])?;
-    let sets = images::load(source)?;
-    let set = &sets.train;
     let n = (a.batches * a.batch_size).clamp(1, 64).min(set.len());
     let mut rng = shiftlm::rng::Rng::derive(a.data.seed.unwrap_or(0), "augment");
     let (w, h) = (set.width, set.height);
     let rows: Vec<(String, Vec<Vec<f32>>)> = (0..n)
         .map(|i| {
             let img = set.image_f32(i);
-            let copies = (0..7).map(|_| aug.apply(&img, w, h, &mut rng));
-            (set.classes[set.labels[i] as usize].clone(), std::iter::once(img.clone()).chain(copies).collect())
+            let draws = (0..copies).map(|_| aug.apply(&img, w, h, &mut rng));
+            (label(i), std::iter::once(img.clone()).chain(draws).collect())
         })
         .collect();
     let spec = if aug.is_identity() { "no augmentation".to_string() } else { a.augment.clone().unwrap_or_default() };
     let grid = shiftlm::chart::ImageGrid {
-        title: format!("{}: each image, then 7 draws of {spec}", sets.source),
+        title: title(&spec),
         rows,
         width: w,
         height: h,
-        scale: (64 / w.max(h)).clamp(1, 8),
+        scale: (side / w.max(h)).clamp(1, 8),
     };
     shiftlm::io::write_atomic(&out, &grid.to_png()).with_context(|| format!("writing {}", out.display()))?;
-    println!(
-        "{}: {} training and {} test images of {w}×{h}, {} classes ({})",
-        sets.source,
-        set.len(),
-        sets.test.len(),
-        set.classes.len(),
-        set.classes.join(", ")
-    );
-    println!("wrote {} ({n} images, each then 7 draws of {spec})", out.display());
-    Ok(())
+    Ok((out, n, spec))
 }

@@ -75,7 +75,7 @@ pub fn predict(
 }
 
 /// A uniformly drawn offset with max(|dx|, |dy|) = k.
-pub(crate) fn ring_offset(k: usize, rng: &mut Rng) -> (i64, i64) {
+fn ring_offset(k: usize, rng: &mut Rng) -> (i64, i64) {
     if k == 0 {
         return (0, 0);
     }
@@ -90,6 +90,39 @@ pub(crate) fn ring_offset(k: usize, rng: &mut Rng) -> (i64, i64) {
         2 => (-t, k),
         _ => (-k, -t),
     }
+}
+
+/// What a model's predictions (`P` per input, compared with `==`) do under
+/// the input shift: the shift curve, `right(predictions)` at k = 0 (from
+/// `clean`) and on inputs moved to the ring of radius k = 1..=`max_shift`,
+/// and the consistency within ±2 and ±4. `predict(offsets)` predicts every
+/// input moved by its offset. Offsets come from fixed seeds, so every model
+/// is measured on the same shifted inputs.
+pub(crate) fn robustness<P: PartialEq>(
+    clean: &[P],
+    max_shift: usize,
+    mut predict: impl FnMut(&[(i64, i64)]) -> Result<Vec<P>>,
+    right: impl Fn(&[P]) -> f64,
+) -> Result<(Vec<ShiftPoint>, BTreeMap<String, f64>)> {
+    let n = clean.len();
+    let mut shift_curve = vec![ShiftPoint { shift: 0, accuracy: right(clean) }];
+    for k in 1..=max_shift {
+        let mut rng = Rng::derive(k as u64, "shift-curve");
+        let offsets: Vec<(i64, i64)> = (0..n).map(|_| ring_offset(k, &mut rng)).collect();
+        shift_curve.push(ShiftPoint { shift: k, accuracy: right(&predict(&offsets)?) });
+    }
+    let mut consistency = BTreeMap::new();
+    for k in [2usize, 4] {
+        let mut rng = Rng::derive(k as u64, "consistency");
+        let mut draw = || -> Vec<(i64, i64)> {
+            (0..n).map(|_| (rng.below(2 * k + 1) as i64 - k as i64, rng.below(2 * k + 1) as i64 - k as i64)).collect()
+        };
+        let (a, b) = (draw(), draw());
+        let (pa, pb) = (predict(&a)?, predict(&b)?);
+        let agree = pa.iter().zip(&pb).filter(|(x, y)| x == y).count();
+        consistency.insert(k.to_string(), agree as f64 / n.max(1) as f64);
+    }
+    Ok((shift_curve, consistency))
 }
 
 /// The report on `images`, with the shift curve up to `max_shift`.
@@ -131,24 +164,8 @@ pub fn evaluate(model: &ImageClassifier, images: &Images, max_shift: usize, dev:
             (tp + fp + fn_ > 0.0).then(|| 2.0 * tp / (2.0 * tp + fp + fn_))
         })
         .collect();
-    let mut shift_curve = vec![ShiftPoint { shift: 0, accuracy: ratio(correct(&clean)) }];
-    for k in 1..=max_shift {
-        let mut rng = Rng::derive(k as u64, "shift-curve");
-        let offsets: Vec<(i64, i64)> = (0..n).map(|_| ring_offset(k, &mut rng)).collect();
-        let (preds, _) = predict(model, images, &offsets, dev)?;
-        shift_curve.push(ShiftPoint { shift: k, accuracy: ratio(correct(&preds)) });
-    }
-    let mut consistency = BTreeMap::new();
-    for k in [2usize, 4] {
-        let mut rng = Rng::derive(k as u64, "consistency");
-        let mut draw = || -> Vec<(i64, i64)> {
-            (0..n).map(|_| (rng.below(2 * k + 1) as i64 - k as i64, rng.below(2 * k + 1) as i64 - k as i64)).collect()
-        };
-        let (a, b) = (draw(), draw());
-        let (pa, _) = predict(model, images, &a, dev)?;
-        let (pb, _) = predict(model, images, &b, dev)?;
-        consistency.insert(k.to_string(), ratio(pa.iter().zip(&pb).filter(|(x, y)| x == y).count()));
-    }
+    let predict_at = |offsets: &[(i64, i64)]| Ok(predict(model, images, offsets, dev)?.0);
+    let (shift_curve, consistency) = robustness(&clean, max_shift, predict_at, |p: &[u32]| ratio(correct(p)))?;
     Ok(ImageReport {
         images: n,
         loss: loss / n.max(1) as f64,

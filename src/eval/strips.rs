@@ -5,7 +5,7 @@
 //! ([`super::image`]), where a strip counts as right only if all of it is.
 //! Decoding is greedy and never sees the target.
 
-use super::image::{ring_offset, ShiftPoint};
+use super::image::{robustness, ShiftPoint};
 use crate::data::images::strips::Strips;
 use crate::data::loader::{strip_batches, strip_targets};
 use crate::data::shift::{strip_columns, translate_image, Fill};
@@ -13,7 +13,6 @@ use crate::data::Tokenizer;
 use crate::decode::{decode_frames, DecodeOptions, EncDec, Strategy};
 use crate::error::Result;
 use crate::model::Model;
-use crate::rng::Rng;
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -110,27 +109,16 @@ pub fn evaluate(
     let clean = read(ed, strips, &vec![(0, 0); n], max_len, dev)?;
     let errors: usize = clean.iter().zip(&targets).map(|(o, t)| edit_distance(o, t)).sum();
     let chars: usize = targets.iter().map(Vec::len).sum();
-    let mut shift_curve = vec![ShiftPoint { shift: 0, accuracy: ratio(exact(&clean)) }];
-    for k in 1..=max_shift {
-        let mut rng = Rng::derive(k as u64, "shift-curve");
-        let offsets: Vec<(i64, i64)> = (0..n).map(|_| ring_offset(k, &mut rng)).collect();
-        shift_curve.push(ShiftPoint { shift: k, accuracy: ratio(exact(&read(ed, strips, &offsets, max_len, dev)?)) });
-    }
-    let mut consistency = BTreeMap::new();
-    for k in [2usize, 4] {
-        let mut rng = Rng::derive(k as u64, "consistency");
-        let mut draw = || -> Vec<(i64, i64)> {
-            (0..n).map(|_| (rng.below(2 * k + 1) as i64 - k as i64, rng.below(2 * k + 1) as i64 - k as i64)).collect()
-        };
-        let (a, b) = (draw(), draw());
-        let (ra, rb) = (read(ed, strips, &a, max_len, dev)?, read(ed, strips, &b, max_len, dev)?);
-        consistency.insert(k.to_string(), ratio(ra.iter().zip(&rb).filter(|(x, y)| x == y).count()));
-    }
+    let read_at = |offsets: &[(i64, i64)]| read(ed, strips, offsets, max_len, dev);
+    let (shift_curve, consistency) = robustness(&clean, max_shift, read_at, |o: &[Vec<u32>]| ratio(exact(o)))?;
     let examples = clean
         .iter()
         .zip(&strips.texts)
         .take(show)
-        .map(|(o, t)| Ok(StripExample { target: t.clone(), output: tok.decode(o)?, correct: tok.decode(o)? == *t }))
+        .map(|(o, t)| {
+            let output = tok.decode(o)?;
+            Ok(StripExample { target: t.clone(), correct: output == *t, output })
+        })
         .collect::<Result<_>>()?;
     Ok(StripReport {
         strips: n,
