@@ -93,6 +93,13 @@ pub fn configs() -> Vec<BenchConfig> {
             batch_size: 64,
             seq_len: 1,
         },
+        BenchConfig {
+            name: "kws-conv-lstm",
+            about: "the spoken-digits keyword spotter on 40 mel bands × 176 frames: 3×3 convolutions of 32 and 32 with 2×2 max pooling, an LSTM of 128 over the 44 columns, mean over time, 10 classes, batch 64",
+            model: ModelConfig::Image(ImageConfig::new(ImageKind::ConvLstm, 176, 40, 10)),
+            batch_size: 64,
+            seq_len: 1,
+        },
     ]
 }
 
@@ -144,9 +151,9 @@ pub fn flops_per_step(c: &BenchConfig) -> f64 {
             };
             6.0 * per_example * b
         }
-        ModelConfig::Image(m) if m.kind == ImageKind::Cnn => {
+        ModelConfig::Image(m) if m.kind.has_convs() => {
             // Each 3×3 convolution at its input's size (pooling halves it after),
-            // then the hidden layer and the head.
+            // then the hidden layer (CNN) or the LSTM/GRU over the columns, and the head.
             let (mut h, mut w, mut c_in, mut f) = (m.height, m.width, 1.0, 0.0);
             for &c in &m.channels {
                 f += 9.0 * c_in * c as f64 * (h * w) as f64;
@@ -156,7 +163,14 @@ pub fn flops_per_step(c: &BenchConfig) -> f64 {
                 c_in = c as f64;
             }
             let hidden = m.hidden as f64;
-            f += c_in * (h * w) as f64 * hidden + hidden * m.n_classes as f64;
+            f += match m.kind.cell() {
+                Some(cell) => {
+                    let gates = if cell == crate::nn::rnn::CellKind::Lstm { 4.0 } else { 3.0 } * hidden;
+                    w as f64 * (c_in * h as f64 * gates + hidden * gates)
+                }
+                None => c_in * (h * w) as f64 * hidden,
+            };
+            f += hidden * m.n_classes as f64;
             6.0 * f * b
         }
         _ => 0.0,

@@ -14,6 +14,35 @@ pub const SHIFT_REPORT: &str = "shift_curve.json";
 /// Accuracy (%) against shift (pixels) for each `(label, curve)`, as PNG;
 /// `y_label` says which accuracy (e.g. "test accuracy (%)").
 pub fn shift_curves_png(curves: &[(String, Vec<ShiftPoint>)], title: &str, y_label: &str) -> Vec<u8> {
+    shift_curves_png_x(curves, title, "shift (pixels, random direction)", y_label)
+}
+
+/// Speech models' recognition (keyword accuracy or exact match, %) against
+/// the time offset, one line per `(label, report)`; a single report also
+/// gets a line for its unseen engine.
+pub fn speech_shift_png(reports: &[(String, crate::eval::speech::SpeechReport)], title: &str) -> Vec<u8> {
+    let to_points = |r: &crate::eval::speech::SpeechReport| -> Vec<ShiftPoint> {
+        r.shift_curve.iter().map(|p| ShiftPoint { shift: p.shift_ms as usize, accuracy: p.accuracy }).collect()
+    };
+    let mut curves = Vec::new();
+    for (label, r) in reports {
+        let clean = r.accuracy.or(r.exact_match).unwrap_or(f64::NAN);
+        curves.push((format!("{label} (clean {:.1}%)", 100.0 * clean), to_points(r)));
+        if let Some(u) = r.unseen_engine.as_ref().filter(|_| reports.len() == 1) {
+            let clean = u.accuracy.or(u.exact_match).unwrap_or(f64::NAN);
+            curves.push((format!("{label}, unseen engine (clean {:.1}%)", 100.0 * clean), to_points(u)));
+        }
+    }
+    let y = if reports.iter().all(|(_, r)| r.accuracy.is_some()) {
+        "keyword accuracy (%)"
+    } else {
+        "accuracy (%; transcripts: exact match)"
+    };
+    shift_curves_png_x(&curves, title, "offset from the centre (ms, random direction)", y)
+}
+
+/// [`shift_curves_png`] with its own x-axis label.
+pub fn shift_curves_png_x(curves: &[(String, Vec<ShiftPoint>)], title: &str, x_label: &str, y_label: &str) -> Vec<u8> {
     // Blue, red, green, orange, purple, grey (indices into the palette).
     const ORDER: [usize; 6] = [0, 3, 2, 1, 4, 9];
     let series = curves
@@ -26,16 +55,7 @@ pub fn shift_curves_png(curves: &[(String, Vec<ShiftPoint>)], title: &str, y_lab
             markers: true,
         })
         .collect();
-    crate::chart::Chart {
-        title,
-        x_label: "shift (pixels, random direction)",
-        y_label,
-        series,
-        vlines: Vec::new(),
-        width: 900,
-        height: 520,
-    }
-    .to_png()
+    crate::chart::Chart { title, x_label, y_label, series, vlines: Vec::new(), width: 900, height: 520 }.to_png()
 }
 
 const W: f64 = 900.0;

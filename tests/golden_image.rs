@@ -11,7 +11,9 @@
 //! ReLU, then the LSTM encoder–decoder with Luong attention) is checked the
 //! same way on three strips, teacher-forced with the shift. Tolerances:
 //! logits and loss 1e-5 relative, gradients 1e-4 relative (to the largest
-//! magnitude of each tensor).
+//! magnitude of each tensor). The keyword spotters (conv blocks, columns
+//! through nn.LSTM / nn.GRU, mean over time), the MLP, and the
+//! spoken-strings reader (both conv blocks pooled) likewise.
 
 use candle_core::{DType, Device, Tensor};
 use shiftlm::data::shift::{strip_columns, BatchTensors, ImageTensors, Seq2SeqTensors};
@@ -85,8 +87,34 @@ fn row_gru_matches_pytorch() {
 }
 
 #[test]
+fn mlp_matches_pytorch() {
+    check("mlp");
+}
+
+#[test]
+fn conv_lstm_keyword_spotter_matches_pytorch() {
+    check("conv_lstm");
+}
+
+#[test]
+fn conv_gru_keyword_spotter_matches_pytorch() {
+    check("conv_gru");
+}
+
+#[test]
 fn digit_strings_reader_matches_pytorch() {
-    let (model, store, fx) = load("strips");
+    check_reader("strips");
+}
+
+/// The spoken-strings reader's front-end: both blocks pooled, an odd width
+/// padded before the first pooling.
+#[test]
+fn twice_pooled_reader_matches_pytorch() {
+    check_reader("strips2");
+}
+
+fn check_reader(name: &str) {
+    let (model, store, fx) = load(name);
     let dev = Device::Cpu;
     let src = strip_columns(&fx["input.strips"]).unwrap(); // (B, W, H)
     let (b, w, _) = src.dims3().unwrap();
@@ -101,5 +129,5 @@ fn digit_strings_reader_matches_pytorch() {
         label_mask: mask,
         n_supervised: n,
     });
-    compare("strips", &model, &store, &fx, &batch);
+    compare(name, &model, &store, &fx, &batch);
 }

@@ -28,7 +28,7 @@ fi
 steps=${1:-20}
 [ $# -gt 0 ] && shift
 configs=("$@")
-[ ${#configs[@]} -gt 0 ] || configs=(baby-gpt seed-lstm gpt-6x384 gpt2-30m forecast-lstm forecast-gru forecast-transformer cnn-28)
+[ ${#configs[@]} -gt 0 ] || configs=(baby-gpt seed-lstm gpt-6x384 gpt2-30m forecast-lstm forecast-gru forecast-transformer cnn-28 kws-conv-lstm)
 [ -x "$py" ] || { echo "no python at $py: run with --setup, or give one with torch" >&2; exit 2; }
 cargo build --release -q
 bin=./target/release/shiftlm
@@ -55,7 +55,7 @@ printf '\n%-22s %12s %12s %8s\n' "generation (threads)" shiftlm_ms/tok hf_ms/tok
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 for c in "${configs[@]}"; do
-  case "$c" in seed-lstm | forecast-* | cnn-*) continue ;; esac
+  case "$c" in seed-lstm | forecast-* | cnn-* | kws-*) continue ;; esac
   for t in 1 2; do
     s=$($bin --threads "$t" bench --config "$c" --generate 1000 --save "$tmp/$c" --steps 5 --json 2>/dev/null | tail -1)
     n=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["new_tokens"])' "$s")

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from make_image_fixtures import Cnn as ImageCnn  # noqa: E402
+from make_image_fixtures import ConvRnn  # noqa: E402
 from make_seq2seq_fixtures import Seq2Seq, batch  # noqa: E402
 
 GPT = {  # name: (vocab, layers, heads, width, context, batch)
@@ -136,6 +137,16 @@ def main():
         def step_loss():
             ix = torch.randint(8 * b, (b,))
             return F.cross_entropy(model(images[ix]), labels[ix])
+    elif a.config == "kws-conv-lstm":
+        # The spoken-digits preset's keyword spotter on its features' shape: 40
+        # mel bands x 176 frames (a 1.75 s canvas), random values in [0, 2).
+        b, t = 64, 1
+        model = ConvRnn("lstm", [32, 32], 128, height=40, width=176, n_classes=10)
+        feats, labels = 2 * torch.rand(8 * b, 1, 40, 176), torch.randint(0, 10, (8 * b,))
+
+        def step_loss():
+            ix = torch.randint(8 * b, (b,))
+            return F.cross_entropy(model(feats[ix]), labels[ix])
     elif a.config == "seed-lstm":
         model = Seq2Seq({"vocab_size": 1004, "emb_dim": 256, "hidden": 128, "n_layer": 1, "cell": "lstm", "attention": "none"})
         b, t = 64, 10
@@ -164,8 +175,8 @@ def main():
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}], lr=1e-3, betas=(0.9, 0.99))
     if a.config.startswith("forecast-"):
         opt = torch.optim.Adam(model.parameters(), lr=3e-3)  # the series preset's optimizer
-    if a.config == "cnn-28":
-        opt = torch.optim.Adam(model.parameters(), lr=2e-3)  # the cnn preset's optimizer
+    if a.config in ("cnn-28", "kws-conv-lstm"):
+        opt = torch.optim.Adam(model.parameters(), lr=2e-3)  # the cnn and spoken-digits presets' optimizer
     times = []
     for i in range(a.warmup + a.steps):
         t0 = time.perf_counter()

@@ -9,6 +9,12 @@ safetensors keys:
             -> Linear head
   row_lstm  the image's rows as a sequence (B, H, W) through nn.LSTM, the last
   row_gru   hidden state into a Linear head (nn.GRU for row_gru)
+  mlp       the pixels flattened -> Linear -> ReLU -> Linear head
+  conv_lstm the CNN's conv blocks, then the feature map's columns (B, W', C*H')
+  conv_gru  as a sequence through nn.LSTM (nn.GRU), the outputs averaged over
+            time into a Linear head: the keyword spotter of speech
+  strips2   the spoken-strings reader: as strips, with both conv blocks pooled
+            (an odd width gets a zero column before each pooling)
   strips    the digit-strings reader: a strip (B, 1, H, W) through Conv2d + ReLU
             + max_pool2d(2), Conv2d + ReLU, each column's C*H' features through
             a Linear into an nn.LSTM encoder, then the seq2seq decoder
@@ -76,6 +82,39 @@ class RowRnn(nn.Module):
         return self.head(h[-1])
 
 
+class Mlp(nn.Module):
+    def __init__(self, hidden):
+        super().__init__()
+        self.hidden = nn.Linear(H * W, hidden)
+        self.head = nn.Linear(hidden, C)
+
+    def forward(self, x):
+        return self.head(F.relu(self.hidden(x.flatten(1))))
+
+
+class ConvRnn(nn.Module):
+    def __init__(self, cell, channels, hidden, height=H, width=W, n_classes=C):
+        super().__init__()
+        self.convs = nn.ModuleList()
+        h, w, c_in = height, width, 1
+        for c in channels:
+            self.convs.append(nn.Conv2d(c_in, c, 3, padding=1))
+            if h % 2 == 0 and w % 2 == 0:
+                h, w = h // 2, w // 2
+            c_in = c
+        self.rnn = (nn.LSTM if cell == "lstm" else nn.GRU)(c_in * h, hidden, 1, batch_first=True)
+        self.head = nn.Linear(hidden, n_classes)
+
+    def forward(self, x):
+        for conv in self.convs:
+            x = F.relu(conv(x))
+            if x.shape[2] % 2 == 0 and x.shape[3] % 2 == 0:
+                x = F.max_pool2d(x, 2)
+        b, c, h, w = x.shape
+        out, _ = self.rnn(x.permute(0, 3, 1, 2).reshape(b, w, c * h))  # columns as steps
+        return self.head(out.mean(1))
+
+
 def images(gen):
     x = torch.rand(B, 1, H, W, generator=gen, dtype=torch.float32)
     x[0, 0, :3] = 0.0  # blank rows: tied maxima after convolution and ReLU
@@ -110,8 +149,9 @@ def make(name, model, cfg, seed):
 
 
 class StripReader(nn.Module):
-    def __init__(self, height, channels, proj, hidden, vocab, emb):
+    def __init__(self, height, channels, proj, hidden, vocab, emb, pools=1):
         super().__init__()
+        self.pools = pools
         self.encoder = nn.Module()
         self.encoder.input_proj = nn.Module()
         self.encoder.input_proj.convs = nn.ModuleList()
@@ -120,7 +160,7 @@ class StripReader(nn.Module):
             self.encoder.input_proj.convs.append(nn.Conv2d(c_in, c, 3, padding=1))
             c_in = c
         # The projection's weight and bias sit under input_proj itself, as in shiftlm.
-        self.encoder.input_proj.weight = nn.Parameter(torch.empty(proj, c_in * (height // 2)))
+        self.encoder.input_proj.weight = nn.Parameter(torch.empty(proj, c_in * (height >> pools)))
         self.encoder.input_proj.bias = nn.Parameter(torch.empty(proj))
         self.encoder.rnn = nn.LSTM(proj, hidden, 1, batch_first=True)
         self.decoder = nn.Module()
@@ -132,8 +172,10 @@ class StripReader(nn.Module):
     def forward(self, strips, dec_in):
         x = strips.unsqueeze(1)  # (B, 1, H, W)
         for i, conv in enumerate(self.encoder.input_proj.convs):
+            if i < self.pools and x.shape[3] % 2 == 1:
+                x = F.pad(x, (0, 1))  # an even width to pool
             x = F.relu(conv(x))
-            if i == 0:
+            if i < self.pools:
                 x = F.max_pool2d(x, 2)
         b, c, h, w = x.shape
         cols = x.permute(0, 3, 1, 2).reshape(b, w, c * h)  # (B, W', C*H')
@@ -145,11 +187,11 @@ class StripReader(nn.Module):
         return self.decoder.out(h)
 
 
-def make_strips(seed):
-    """Three 6x10 strips reading "12", "3" and "405" (ids 4 + digit)."""
+def make_strips(seed, name="strips", height=6, width=10, pools=1):
+    """Three strips reading "12", "3" and "405" (ids 4 + digit)."""
     gen = torch.Generator().manual_seed(seed)
-    height, width, vocab = 6, 10, 14
-    model = StripReader(height, [3, 4], 5, 6, vocab, 4)
+    vocab = 14
+    model = StripReader(height, [3, 4], 5, 6, vocab, 4, pools)
     with torch.no_grad():
         for p in model.parameters():
             p.copy_((torch.rand(p.shape, generator=gen) * 2 - 1) * 0.5)
@@ -181,7 +223,7 @@ def make_strips(seed):
     for k, p in model.named_parameters():
         tensors[f"param.{k}"] = p.detach().float().contiguous()
         tensors[f"grad.{k}"] = p.grad.float().contiguous()
-    save_file(tensors, OUT / "image_strips.safetensors")
+    save_file(tensors, OUT / f"image_{name}.safetensors")
     cfg = {
         "family": "seq2seq",
         "vocab_size": vocab,
@@ -194,9 +236,11 @@ def make_strips(seed):
         "forget_bias": 0.0,
         "input": {"kind": "columns", "height": height, "channels": [3, 4], "proj": 5, "pool": True},
     }
+    if pools != 1:
+        cfg["input"]["pool_blocks"] = pools
     meta = {"generator": "tools/make_image_fixtures.py", "torch": torch.__version__, "model": cfg}
-    (OUT / "image_strips.json").write_text(json.dumps(meta, indent=1) + "\n")
-    print(f"image_strips: loss {loss.item():.6f}, {len(list(model.parameters()))} parameters")
+    (OUT / f"image_{name}.json").write_text(json.dumps(meta, indent=1) + "\n")
+    print(f"image_{name}: loss {loss.item():.6f}, {len(list(model.parameters()))} parameters")
 
 
 def config(kind, channels, hidden):
@@ -220,6 +264,12 @@ def main():
     make("row_lstm", RowRnn("lstm", 6), config("row_lstm", [], 6), 12)
     make("row_gru", RowRnn("gru", 6), config("row_gru", [], 6), 13)
     make_strips(14)
+    make("mlp", Mlp(7), config("mlp", [], 7), 15)
+    # 6x10 -> pool -> 3x5 (odd: the second block keeps 3x5): 5 steps of 4*3 features.
+    make("conv_lstm", ConvRnn("lstm", [3, 4], 6), config("conv_lstm", [3, 4], 6), 16)
+    make("conv_gru", ConvRnn("gru", [3, 4], 6), config("conv_gru", [3, 4], 6), 17)
+    # 8x11 strips: padded to 8x12, pooled to 4x6, pooled again to 2x3: 3 encoder steps.
+    make_strips(18, "strips2", height=8, width=11, pools=2)
 
 
 if __name__ == "__main__":

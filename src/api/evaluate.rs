@@ -36,6 +36,8 @@ pub struct EvalJob {
     pub split: Option<Split>,
     /// Image classifiers: the largest shift of the shift curve (`None`: 6).
     pub shift_curve: Option<usize>,
+    /// Speech models: the offsets of the shift curve in ms (`None`: 0, 50, 100, 200, 400).
+    pub shift_curve_ms: Option<Vec<u32>>,
 }
 
 impl EvalJob {
@@ -50,6 +52,7 @@ impl EvalJob {
             season: None,
             split: None,
             shift_curve: None,
+            shift_curve_ms: None,
         }
     }
 }
@@ -114,6 +117,8 @@ pub enum EvalOutcome {
     Image(crate::eval::image::ImageReport),
     /// A digit-strip reader on the run's test strips or strips of `data`'s digits.
     Strips(crate::eval::strips::StripReport),
+    /// A speech model on the run's test clips (and unseen engine) or `data`'s clips.
+    Speech(crate::eval::speech::SpeechReport),
 }
 
 /// The first `n` pairs with their decoded outputs, as text.
@@ -178,6 +183,12 @@ pub fn evaluate(job: &EvalJob) -> Result<Evaluated> {
 }
 
 fn evaluate_loaded(ck: &Loaded, job: &EvalJob) -> Result<EvalOutcome> {
+    if let DataConfig::Speech(c) = &ck.config.data {
+        return evaluate_speech(ck, c, job);
+    }
+    if job.shift_curve_ms.is_some() {
+        return Err(Error::setting("--shift-curve-ms applies to speech models; images and strips take --shift-curve"));
+    }
     if let Some(model) = ck.model.image() {
         return evaluate_image(ck, model, job);
     }
@@ -271,6 +282,66 @@ fn evaluate_strips(
     Ok(EvalOutcome::Strips(report))
 }
 
+/// A speech model on its run's test clips (and the unseen engine's), or on
+/// the clips of a folder (its test set if it has one, otherwise all).
+fn evaluate_speech(
+    ck: &Loaded,
+    cfg: &crate::data::audio::speech::SpeechDataConfig,
+    job: &EvalJob,
+) -> Result<EvalOutcome> {
+    if job.beam.is_some() || job.length_penalty.is_some() || job.season.is_some() || job.split.is_some() {
+        return Err(Error::setting(
+            "--beam, --length-penalty, --season and --split do not apply to speech (read greedily, scored on the test clips)",
+        ));
+    }
+    if job.shift_curve.is_some() {
+        return Err(Error::setting("speech shifts are in ms: use --shift-curve-ms 0,50,100,200,400"));
+    }
+    let mut cfg = cfg.clone();
+    if let Some(dir) = &job.data {
+        cfg.source = crate::data::audio::speech::SpeechSource::Dir(dir.clone());
+        cfg.valid_fraction = 0.0;
+    }
+    let mut data = crate::data::audio::speech::SpeechData::load(&cfg, &|_, _| {})
+        .map_err(|e| Error::setting(format!("loading the clips: {e}")))?;
+    if job.data.is_some() {
+        // A folder without a test set is scored whole.
+        let sets = [&*data.train, &*data.test];
+        if !std::path::Path::new(&data.source).join("test.tsv").exists() && !cfg.dir().join("testing_list.txt").exists()
+        {
+            let mut all = crate::data::audio::speech::Clips::default();
+            for s in sets {
+                all.audio.extend(s.audio.iter().cloned());
+                all.texts.extend(s.texts.iter().cloned());
+                all.paths.extend(s.paths.iter().cloned());
+            }
+            data.test = std::sync::Arc::new(all);
+        }
+        if let Some(m) = ck.model.image() {
+            // Keywords are the model's classes, whatever order the folder lists them in.
+            if let Some((i, t)) = data.test.texts.iter().enumerate().find(|(_, t)| !m.config().classes.contains(t)) {
+                return Err(Error::bad_file(
+                    &data.test.paths[i],
+                    format!("says {t:?}, which is not a keyword the model knows ({})", m.config().classes.join(", ")),
+                ));
+            }
+        }
+    }
+    if let Some(m) = ck.model.image() {
+        data.classes = m.config().classes.clone();
+    }
+    let shifts = job.shift_curve_ms.clone().unwrap_or(crate::eval::speech::SHIFT_CURVE_MS.to_vec());
+    let report = crate::eval::speech::evaluate_all(
+        &ck.model,
+        &ck.tokenizer,
+        &data,
+        &shifts,
+        job.show.unwrap_or(5),
+        &Device::Cpu,
+    )?;
+    Ok(EvalOutcome::Speech(report))
+}
+
 /// Images to score with a model: the model's size, and labels renumbered to
 /// the model's classes (a folder's subfolders by name, an IDX file's numbers
 /// as they are). Anything else is refused, naming `origin`.
@@ -341,7 +412,7 @@ fn evaluate_causal(ck: &Loaded, ctx: usize, job: &EvalJob) -> Result<EvalOutcome
         }
         None => match run_data(ck)? {
             Dataset::Text { valid, .. } => valid,
-            Dataset::Pairs(_) | Dataset::Series(_) | Dataset::Images(_) | Dataset::Strips(_) => {
+            Dataset::Pairs(_) | Dataset::Series(_) | Dataset::Images(_) | Dataset::Strips(_) | Dataset::Speech(_) => {
                 return Err(Error::setting("a language model checkpoint with paired data"))
             }
         },
@@ -385,9 +456,11 @@ fn evaluate_pairs(ck: &Loaded, job: &EvalJob) -> Result<EvalOutcome> {
             }
             match run_data(ck)? {
                 Dataset::Pairs(s) => s.valid,
-                Dataset::Text { .. } | Dataset::Series(_) | Dataset::Images(_) | Dataset::Strips(_) => {
-                    return Err(Error::setting("an encoder–decoder checkpoint with text data"))
-                }
+                Dataset::Text { .. }
+                | Dataset::Series(_)
+                | Dataset::Images(_)
+                | Dataset::Strips(_)
+                | Dataset::Speech(_) => return Err(Error::setting("an encoder–decoder checkpoint with text data")),
             }
         }
     };

@@ -320,3 +320,74 @@ pub fn read_strips(ck: &Loaded, images: &[PathBuf]) -> Result<Vec<StripReading>>
         })
         .collect()
 }
+
+/// What a speech checkpoint recognised in one clip.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AudioReading {
+    /// The WAV file.
+    pub audio: PathBuf,
+    /// The keyword, or the transcript read (greedy decoding).
+    pub text: String,
+    /// Keywords: the three most likely with their probabilities, best first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub top: Vec<(String, f32)>,
+}
+
+/// Recognises WAV files with a speech checkpoint: each is read as 16 kHz
+/// mono, trimmed, and centred on the canvas the model was trained on (a
+/// keyword clip longer than it is cut about its centre; a transcript's
+/// canvas grows to hold the clip, as the encoder reads any length).
+pub fn recognise_audio(ck: &Loaded, clips: &[PathBuf]) -> Result<Vec<AudioReading>> {
+    use crate::data::audio::speech::{place, trim, Features};
+    let crate::config::DataConfig::Speech(cfg) = &ck.config.data else {
+        return Err(Error::setting("--audio needs a speech checkpoint (--task spoken-digits or spoken-strings)"));
+    };
+    let features = Features::new(&cfg.features)?;
+    let rate = crate::data::audio::SAMPLE_RATE as usize;
+    let canvas = cfg.canvas_ms.map_or(rate, |ms| ms as usize * rate / 1000);
+    let (hop, n_mels) = (cfg.features.hop_length, cfg.features.n_mels);
+    clips
+        .iter()
+        .map(|path| {
+            let x = trim(&crate::data::audio::wav::read(path)?);
+            if let Some(model) = ck.model.image() {
+                if x.len() > canvas {
+                    tracing::warn!(
+                        "{}: {} ms of sound on a {} ms canvas: cut about its centre",
+                        path.display(),
+                        x.len() * 1000 / rate,
+                        canvas * 1000 / rate
+                    );
+                }
+                let f = features.extract(&place(&x, canvas, 0, crate::data::shift::Fill::Zero));
+                let w = f.len() / n_mels;
+                let t = candle_core::Tensor::from_vec(f, (1, 1, n_mels, w), &Device::Cpu)?;
+                let probs =
+                    candle_nn::ops::softmax_last_dim(&model.forward(&t, None)?)?.squeeze(0)?.to_vec1::<f32>()?;
+                let mut order: Vec<usize> = (0..probs.len()).collect();
+                order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]));
+                let classes = &model.config().classes;
+                let name = |i: usize| classes.get(i).cloned().unwrap_or_else(|| i.to_string());
+                return Ok(AudioReading {
+                    audio: path.clone(),
+                    text: name(order[0]),
+                    top: order.iter().take(3).map(|&i| (name(i), probs[i])).collect(),
+                });
+            }
+            let Some(ed) = ck.model.encoder_decoder() else {
+                return Err(Error::setting("--audio needs a keyword classifier or a speech encoder–decoder"));
+            };
+            let pad = cfg.pad_ms as usize * rate / 1000;
+            let n = canvas.max((x.len() + 2 * pad).div_ceil(hop) * hop);
+            let f = features.extract(&place(&x, n, 0, crate::data::shift::Fill::Zero));
+            let w = f.len() / n_mels;
+            let frames =
+                crate::data::shift::strip_columns(&candle_core::Tensor::from_vec(f, (1, n_mels, w), &Device::Cpu)?)?;
+            // A longer clip may say more: a digit lasts at least ~100 ms (10 frames).
+            let max_len = (ck.config.max_target_len + 2).max(w / 10);
+            let opts = crate::decode::DecodeOptions { strategy: crate::decode::Strategy::Greedy, max_len };
+            let ids = crate::decode::decode_frames(ed, &frames, &opts, &Device::Cpu)?.swap_remove(0);
+            Ok(AudioReading { audio: path.clone(), text: ck.tokenizer.decode(&ids)?, top: Vec::new() })
+        })
+        .collect()
+}

@@ -63,6 +63,9 @@ pub enum Evaluation {
     /// A digit-strip reader on the test strips: exact match, character error
     /// rate, and robustness to shifts.
     Strips(crate::eval::strips::StripReport),
+    /// A speech model on the held-out voices (and the unseen engine's):
+    /// accuracy or exact match, CER and WER, and robustness to time shifts.
+    Speech(crate::eval::speech::SpeechReport),
     /// Nothing was held out to evaluate on.
     Skipped {
         /// Why, e.g. "no held-out pairs".
@@ -104,6 +107,10 @@ pub fn run_name(cfg: &RunConfig) -> String {
         DataConfig::Task(s) => format!("{}-{}", cfg.preset, s.kind.name()),
         DataConfig::File { path, .. } => stem(path),
         DataConfig::Text(t) => format!("{}-{}", cfg.preset, t.paths.first().map(|p| stem(p)).unwrap_or_default()),
+        DataConfig::Speech(c) => match &c.source {
+            crate::data::audio::speech::SpeechSource::Dir(d) => format!("{}-{}", cfg.preset, stem(d)),
+            crate::data::audio::speech::SpeechSource::Corpus(_) => cfg.preset.clone(),
+        },
         DataConfig::Images(c) if c.strings.is_some() => match &c.source {
             ImageSource::Dir(d) => format!("{}-{}", cfg.preset, stem(d)),
             _ => cfg.preset.clone(),
@@ -238,6 +245,7 @@ pub fn run_start(trainer: &Trainer, from: Option<&Path>) -> Result<RunStart> {
         from: from.map(Path::to_path_buf),
         unit: match &trainer.data {
             crate::data::Dataset::Images(_) => "images",
+            crate::data::Dataset::Speech(d) if !d.strings => "clips",
             crate::data::Dataset::Series(_) => "values",
             _ => "tokens",
         },
@@ -270,6 +278,11 @@ pub fn evaluate(trainer: &Trainer, show: usize) -> Result<Evaluation> {
     let dev = trainer.store.device().clone();
     if let (Some(model), crate::data::Dataset::Images(d)) = (trainer.model.image(), &trainer.data) {
         return Ok(Evaluation::Image(crate::eval::image::evaluate(model, &d.test, SHIFT_CURVE, &dev)?));
+    }
+    if let crate::data::Dataset::Speech(d) = &trainer.data {
+        let shifts = crate::eval::speech::SHIFT_CURVE_MS;
+        let r = crate::eval::speech::evaluate_all(&trainer.model, &trainer.tokenizer, d, &shifts, show, &dev)?;
+        return Ok(Evaluation::Speech(r));
     }
     if let crate::data::Dataset::Strips(d) = &trainer.data {
         let r = crate::eval::strips::evaluate(&trainer.model, &trainer.tokenizer, &d.test, SHIFT_CURVE, show, &dev)?;

@@ -51,15 +51,16 @@ pub struct PreviewArgs {
 pub fn run(a: PreviewArgs) -> anyhow::Result<()> {
     a.data.check_task_data()?;
     match a.data.image_source() {
-        Some(source) if !a.data.is_strings() => return preview_images(&source, &a),
+        Some(source) if !a.data.is_strings() && !a.data.is_speech() => return preview_images(&source, &a),
         _ => {}
     }
-    if (a.augment.is_some() || a.out.is_some()) && !a.data.is_strings() {
+    if (a.augment.is_some() || a.out.is_some()) && !a.data.is_strings() && !a.data.is_speech() {
         anyhow::bail!(
             "--augment and --out preview images: use --task digits, --task fashion-mnist, --task digit-strings or --data DIR"
         );
     }
     let cfg = a.data.resolve()?;
+    super::data_speech::ensure_for(&cfg)?;
     a.data.check_bpe_vocab(&cfg)?;
     cfg.validate()?;
     let (data, tok) = shiftlm::data::load(&cfg.data, cfg.train.seed, None)?;
@@ -70,6 +71,7 @@ pub fn run(a: PreviewArgs) -> anyhow::Result<()> {
             _ => unreachable!("images come from an images data config"),
         },
         Dataset::Strips(d) => preview_strips(&d, &a),
+        Dataset::Speech(d) => preview_speech(&d, &a),
         Dataset::Pairs(s) => preview_pairs(&cfg, s, &tok, &a),
         Dataset::Text { train, .. } => preview_text(&cfg, train, &tok, &a),
     }
@@ -180,6 +182,49 @@ fn preview_strips(d: &shiftlm::data::images::strips::StripData, a: &PreviewArgs)
     let (out, n, spec) = write_grid(&d.train.images, &|i| d.train.texts[i].clone(), 3, 256, &title, a)?;
     println!("{}", d.describe());
     println!("wrote {} ({n} strips, each then 3 draws of {spec})", out.display());
+    Ok(())
+}
+
+/// Speech: the sets, the first training clips with what they say, and a
+/// PNG of their log-mel features (low frequencies at the bottom), each
+/// followed by three draws of `--augment`.
+fn preview_speech(d: &shiftlm::data::audio::speech::SpeechData, a: &PreviewArgs) -> anyhow::Result<()> {
+    use shiftlm::data::audio::augment::SpeechAugment;
+    println!("{}", d.describe());
+    if !d.classes.is_empty() {
+        println!("keywords: {}", d.classes.join(", "));
+    }
+    let rate = shiftlm::data::audio::SAMPLE_RATE as f32;
+    let n = (a.batches * a.batch_size).clamp(1, 64).min(d.train.len());
+    for i in 0..n {
+        let secs = d.train.audio[i].len() as f32 / rate;
+        println!("  {:>6.2} s  {:<12} {}", secs, d.train.texts[i], d.train.paths[i].display());
+    }
+    let aug = SpeechAugment::parse(a.augment.as_deref().unwrap_or("none"))?;
+    let out = a.out.clone().unwrap_or_else(|| PathBuf::from("preview.png"));
+    shiftlm::io::check_new(&out, true, &[])?;
+    let mut rng = shiftlm::rng::Rng::derive(a.data.seed.unwrap_or(0), "augment");
+    let (h, w) = (d.features.cfg.n_mels, d.frames());
+    // Rows flipped (high bands on top) and scaled from [0, 2] to [0, 1].
+    let image = |f: Vec<f32>| -> Vec<f32> {
+        (0..h)
+            .rev()
+            .flat_map(|r| f[r * w..(r + 1) * w].iter().map(|v| (v / 2.0).clamp(0.0, 1.0)).collect::<Vec<_>>())
+            .collect()
+    };
+    let copies = if aug.is_identity() { 0 } else { 3 };
+    let rows = (0..n)
+        .map(|i| {
+            let clip = &d.train.audio[i];
+            let draws = (0..copies).map(|_| image(d.augmented(clip, &aug, &mut rng)));
+            (d.train.texts[i].clone(), std::iter::once(image(d.features_at(clip, 0))).chain(draws).collect())
+        })
+        .collect();
+    let spec = if aug.is_identity() { "no augmentation".to_string() } else { a.augment.clone().unwrap_or_default() };
+    let title = format!("{}: log-mel features ({h} bands × {w} frames), then 3 draws of {spec}", d.source);
+    let grid = shiftlm::chart::ImageGrid { title, rows, width: w, height: h, scale: if w > 200 { 1 } else { 2 } };
+    shiftlm::io::write_atomic(&out, &grid.to_png()).with_context(|| format!("writing {}", out.display()))?;
+    println!("wrote {} ({n} clips)", out.display());
     Ok(())
 }
 

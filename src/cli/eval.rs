@@ -42,7 +42,14 @@ For a digit-strings model: `exact_match` and `cer` (character error rate) on the
 run's test strips (or on strips made from the digits of --data DIR), with the
 same shift curve and consistency, a strip counting only if all of it is read
 right.
-  shiftlm eval --checkpoint runs/digit-strings --shift-curve 0..4 --json";
+  shiftlm eval --checkpoint runs/digit-strings --shift-curve 0..4 --json
+
+For a speech model: `accuracy` (keywords) or `exact_match`, `cer` and `wer`
+(transcripts) on the run's held-out voices (or on the clips of --data DIR),
+`shift_curve` ([{\"shift_ms\", \"accuracy\"}]: every clip moved that far either
+way), `consistency` (two random offsets within ±200 ms agree), and the same
+figures on the flite voices under `unseen_engine`.
+  shiftlm eval --checkpoint runs/spoken-digits --shift-curve-ms 0,50,100,200,400 --json";
 
 #[derive(clap::Args, Debug)]
 pub struct EvalArgs {
@@ -76,6 +83,10 @@ pub struct EvalArgs {
     /// image moved 0..K pixels (a random direction each; default 0..6).
     #[arg(long, value_name = "0..K", value_parser = parse_curve, help_heading = "Images")]
     pub shift_curve: Option<usize>,
+    /// Speech: measure recognition with every clip moved by each of these offsets in ms
+    /// (either way, drawn per clip; default 0,50,100,200,400).
+    #[arg(long, value_name = "MS,MS,…", value_delimiter = ',', help_heading = "Speech")]
+    pub shift_curve_ms: Option<Vec<u32>>,
 }
 
 fn parse_curve(s: &str) -> Result<usize, String> {
@@ -101,6 +112,7 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
             _ => Split::Test,
         }),
         shift_curve: a.shift_curve,
+        shift_curve_ms: a.shift_curve_ms.clone(),
     };
     let r = api::evaluate(&job).with_context(|| format!("evaluating {}", a.checkpoint.display()))?;
     let extra = serde_json::json!({ "checkpoint": a.checkpoint, "steps": r.step, "loaded": r.dir });
@@ -124,6 +136,10 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
         }
         EvalOutcome::Strips(report) => {
             super::report::print_strips(report, "test strips");
+            json_value(report, extra)
+        }
+        EvalOutcome::Speech(report) => {
+            super::report::print_speech(report, "test clips");
             json_value(report, extra)
         }
     };

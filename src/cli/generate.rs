@@ -24,6 +24,7 @@ Examples:
   shiftlm generate --checkpoint runs/gpt-baby-input --prompt \"ROMEO:\" --profile prof   # time per token
   shiftlm generate --checkpoint runs/cnn-fashion-mnist --image shoe.png    # an image's class
   shiftlm generate --checkpoint runs/digit-strings --image strip.png       # the digits of a strip
+  shiftlm generate --checkpoint runs/spoken-strings --audio phone.wav      # what a clip says
   shiftlm generate --checkpoint ./gpt2-folder --prompt \"Hello\" --temperature 0 --json   # {\"outputs\":[{\"input\",\"ids\",\"text\"}]}";
 
 #[derive(clap::Args, Debug)]
@@ -71,6 +72,10 @@ pub struct GenerateArgs {
     /// strip to read (as high as the training strips, any width); prints the digits.
     #[arg(long, value_name = "FILE")]
     pub image: Vec<PathBuf>,
+    /// Speech models: a WAV file to recognise (any rate, mono or stereo; repeatable).
+    /// Prints the keyword (with the three most likely) or the transcript.
+    #[arg(long, value_name = "FILE.wav")]
+    pub audio: Vec<PathBuf>,
     #[command(flatten)]
     pub profiling: super::profiling::ProfileArgs,
     /// Print only one JSON line: each output's input, token ids and text (to compare with
@@ -79,10 +84,51 @@ pub struct GenerateArgs {
     pub json: bool,
 }
 
+/// `--audio FILE.wav` with a speech checkpoint.
+fn recognise(ck: &shiftlm::checkpoint::Loaded, a: &GenerateArgs, speech: bool) -> anyhow::Result<()> {
+    if !speech {
+        anyhow::bail!("--audio FILE.wav is for speech checkpoints (--task spoken-digits or spoken-strings)");
+    }
+    let text_flags = !a.prompt.is_empty()
+        || !a.image.is_empty()
+        || a.max_new_tokens.is_some()
+        || a.temperature.is_some()
+        || a.top_k != 0
+        || a.top_p != 1.0
+        || a.repetition_penalty != 1.0
+        || !a.stop.is_empty()
+        || a.beam.is_some()
+        || a.length_penalty.is_some()
+        || a.seed != 0
+        || a.max_len.is_some();
+    if text_flags {
+        anyhow::bail!("a speech model takes only --audio FILE.wav (and --json, --profile)");
+    }
+    if a.audio.is_empty() {
+        anyhow::bail!("a speech model needs --audio FILE.wav (repeatable)");
+    }
+    let read = shiftlm::api::generate::recognise_audio(ck, &a.audio)?;
+    a.profiling.finish(None)?;
+    if a.json {
+        println!("{}", serde_json::json!({ "outputs": read }));
+    } else {
+        for r in &read {
+            let top: Vec<String> = r.top.iter().map(|(c, p)| format!("{c} {:.1}%", 100.0 * p)).collect();
+            let top = if top.is_empty() { String::new() } else { format!(" ({})", top.join(", ")) };
+            println!("{}: {}{top}", r.audio.display(), r.text);
+        }
+    }
+    Ok(())
+}
+
 pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
     a.profiling.arm_tokens()?;
     let ck = shiftlm::checkpoint::load(&a.checkpoint, &candle_core::Device::Cpu)
         .with_context(|| format!("loading checkpoint {}", a.checkpoint.display()))?;
+    let speech = matches!(ck.config.data, shiftlm::config::DataConfig::Speech(_));
+    if speech || !a.audio.is_empty() {
+        return recognise(&ck, &a, speech);
+    }
     let strips = ck.config.reads_strips();
     if !ck.config.model.is_image() && !strips && !a.image.is_empty() {
         anyhow::bail!(

@@ -2,6 +2,7 @@
 
 mod bench;
 mod data_preview;
+mod data_speech;
 mod eval;
 mod finetune;
 mod forecast;
@@ -81,6 +82,9 @@ pub enum DataCommand {
     /// Print a few batches: inputs and labels, column by column.
     #[command(long_about = data_preview::LONG_ABOUT)]
     Preview(Box<data_preview::PreviewArgs>),
+    /// Synthesise the built-in spoken-digit corpus (espeak-ng and flite): WAVs and transcripts.
+    #[command(long_about = data_speech::LONG_ABOUT)]
+    Speech(data_speech::SpeechArgs),
 }
 
 /// Where the data comes from, shared by `train` and `data preview`.
@@ -89,13 +93,16 @@ pub struct DataArgs {
     /// Model family: seq2seq (RNN encoder–decoder, the default), transformer (Transformer
     /// encoder–decoder), gpt (GPT-2 layout) or llama. For forecasting: seq2seq (an LSTM/GRU
     /// encoder with a decoder rolled out over the horizon) or transformer (encoder + direct head).
-    #[arg(long, value_name = "FAMILY", value_parser = ["seq2seq", "transformer", "gpt", "gpt2", "llama", "cnn", "row-lstm", "row-gru"])]
+    /// Images and keywords: cnn, row-lstm, row-gru, mlp, conv-lstm or conv-gru.
+    #[arg(long, value_name = "FAMILY", value_parser = ["seq2seq", "transformer", "gpt", "gpt2", "llama", "cnn", "row-lstm", "row-gru", "mlp", "conv-lstm", "conv-gru"])]
     pub model: Option<String>,
     /// Built-in task: rotate, copy, reverse or sort (default: the preset's, rotate);
     /// series: a synthetic hourly series with trend, daily and weekly seasons, to forecast;
     /// digits (embedded 8×8 handwritten digits) or fashion-mnist (Debian's
     /// dataset-fashion-mnist package): images to recognise; digit-strings: strips of
-    /// 1–5 digits to read out (the embedded digits, or an IDX/class folder given to --data).
+    /// 1–5 digits to read out (the embedded digits, or an IDX/class folder given to --data);
+    /// spoken-digits (keywords) or spoken-strings (1–7 digits to transcribe): speech from
+    /// the built-in espeak-ng corpus (made on first use), or your clips given to --data.
     #[arg(long, value_name = "NAME")]
     pub task: Option<String>,
     /// Your data: pairs as TSV (source<TAB>target) or JSONL ({"source": …, "target": …});
@@ -224,6 +231,84 @@ impl DataArgs {
         Ok(cfg)
     }
 
+    /// Whether these choices describe speech: a spoken task or preset, or
+    /// a `--data` folder of clips (a `*.tsv` transcript or WAV subfolders).
+    pub fn is_speech(&self) -> bool {
+        matches!(self.task.as_deref(), Some("spoken-digits" | "spoken-strings"))
+            || self.preset.as_deref().is_some_and(|p| p.starts_with("spoken-"))
+            || (self.task.is_none()
+                && matches!(self.data.as_slice(), [d] if d.is_dir() && shiftlm::data::audio::speech::looks_like_audio(d)))
+    }
+
+    /// A speech config: the `spoken-digits` or `spoken-strings` preset with
+    /// the data and model choices applied.
+    fn resolve_speech(&self) -> anyhow::Result<RunConfig> {
+        use shiftlm::data::audio::speech::SpeechSource;
+        use shiftlm::model::{ImageKind, ModelConfig};
+        let strings = self.task.as_deref() == Some("spoken-strings")
+            || self.preset.as_deref().is_some_and(|p| p.starts_with("spoken-strings"));
+        let kind = match self.model.as_deref() {
+            None => None,
+            Some("seq2seq") if strings => None,
+            Some(other) if strings => {
+                anyhow::bail!("spoken strings are read by --model seq2seq (the default), not {other}")
+            }
+            Some("cnn") => Some(ImageKind::Cnn),
+            Some("mlp") => Some(ImageKind::Mlp),
+            Some("conv-lstm") => Some(ImageKind::ConvLstm),
+            Some("conv-gru") => Some(ImageKind::ConvGru),
+            Some("row-lstm") => Some(ImageKind::RowLstm),
+            Some("row-gru") => Some(ImageKind::RowGru),
+            Some(other) => {
+                anyhow::bail!("keywords train --model conv-lstm (the default), conv-gru, cnn, mlp, row-lstm or row-gru, not {other}")
+            }
+        };
+        let preset = self.preset.as_deref().unwrap_or(if strings { "spoken-strings" } else { "spoken-digits" });
+        let mut cfg = RunConfig::preset(preset)?;
+        let DataConfig::Speech(d) = &mut cfg.data else {
+            anyhow::bail!("preset {preset} is not a speech preset (spoken-digits, spoken-strings)")
+        };
+        if strings != d.strings {
+            anyhow::bail!(if strings {
+                "--task spoken-strings starts from preset spoken-strings or spoken-strings-tiny"
+            } else {
+                "preset spoken-strings transcribes: use --task spoken-strings (or no --task)"
+            });
+        }
+        match self.data.as_slice() {
+            [] => {}
+            [dir] if dir.is_dir() => d.source = SpeechSource::Dir(dir.clone()),
+            [p] => anyhow::bail!(
+                "{}: speech comes from a folder (a train.tsv of path<TAB>text, or one subfolder of WAVs per label)",
+                p.display()
+            ),
+            _ => anyhow::bail!("speech comes from one --data folder"),
+        }
+        if let (Some(kind), ModelConfig::Image(m)) = (kind, &mut cfg.model) {
+            if m.kind != kind {
+                *m = shiftlm::model::ImageConfig::new(kind, m.width, m.height, m.n_classes);
+            }
+        }
+        if self.tokenizer.is_some() || self.bpe_vocab.is_some() || self.tokenizer_file.is_some() || self.vocab.is_some()
+        {
+            anyhow::bail!("speech is written in the transcripts' characters: drop --tokenizer, --bpe-vocab, --tokenizer-file and --vocab");
+        }
+        let series_flags = !self.target.is_empty()
+            || !self.covariate.is_empty()
+            || self.timestamp.is_some()
+            || self.fill.is_some()
+            || self.scaler.is_some()
+            || self.season.is_some()
+            || self.stride.is_some();
+        if self.min_len.is_some() || self.max_len.is_some() || series_flags {
+            anyhow::bail!("--min-len, --max-len and the forecasting options do not apply to speech");
+        }
+        if let Some(s) = self.seed {
+            cfg.train.seed = s;
+        }
+        Ok(cfg)
+    }
+
     /// Whether these choices describe digit strings: the task or its preset.
     pub fn is_strings(&self) -> bool {
         self.task.as_deref() == Some("digit-strings")
@@ -234,7 +319,9 @@ impl DataArgs {
     /// `--task digit-strings` its digits.
     pub fn check_task_data(&self) -> anyhow::Result<()> {
         match (self.task.as_deref(), self.data.as_slice()) {
-            (Some("digit-strings"), [] | [_]) | (None, _) | (Some(_), []) => Ok(()),
+            (Some("digit-strings" | "spoken-digits" | "spoken-strings"), [] | [_]) | (None, _) | (Some(_), []) => {
+                Ok(())
+            }
             (Some("digit-strings"), _) => anyhow::bail!("--task digit-strings reads its digits from one --data folder"),
             (Some(t), _) => anyhow::bail!("--task {t} and --data are alternatives: give one"),
         }
@@ -325,6 +412,9 @@ impl DataArgs {
     /// The preset with these data choices applied.
     pub fn resolve(&self) -> anyhow::Result<RunConfig> {
         self.check_task_data()?;
+        if self.is_speech() {
+            return self.resolve_speech();
+        }
         if self.is_images() {
             return self.resolve_images();
         }
@@ -461,5 +551,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Forecast(a) => forecast::run(a),
         Command::Plot(a) => plot::run(a),
         Command::Data(DataCommand::Preview(a)) => data_preview::run(*a),
+        Command::Data(DataCommand::Speech(a)) => data_speech::run(a),
     }
 }

@@ -60,6 +60,37 @@ pub fn run(a: PlotArgs) -> anyhow::Result<()> {
 fn shift_curves(a: &PlotArgs) -> anyhow::Result<()> {
     let (mut curves, mut strips) = (Vec::new(), 0);
     let mut inputs = Vec::new();
+    // Speech runs' reports (offsets in ms) are drawn on their own axis.
+    let speech: Vec<Option<shiftlm::eval::speech::SpeechReport>> = a
+        .run
+        .iter()
+        .map(|run| {
+            std::fs::read(run.join(shiftlm::plot::SHIFT_REPORT)).ok().and_then(|b| serde_json::from_slice(&b).ok())
+        })
+        .collect();
+    if speech.iter().all(Option::is_some) {
+        let out = a.out.clone().unwrap_or_else(|| PathBuf::from("shift-curves.png"));
+        let inputs: Vec<PathBuf> = a.run.iter().map(|r| r.join(shiftlm::plot::SHIFT_REPORT)).collect();
+        let refs: Vec<&std::path::Path> = inputs.iter().map(|p| p.as_path()).collect();
+        shiftlm::io::check_new(&out, a.force, &refs)?;
+        let named: Vec<(String, shiftlm::eval::speech::SpeechReport)> = a
+            .run
+            .iter()
+            .zip(speech)
+            .map(|(run, r)| {
+                let name =
+                    run.file_name().map_or_else(|| run.display().to_string(), |n| n.to_string_lossy().into_owned());
+                (name, r.expect("all parsed"))
+            })
+            .collect();
+        let png = shiftlm::plot::speech_shift_png(&named, "recognition against the time shift (held-out voices)");
+        shiftlm::io::write_atomic(&out, &png)?;
+        println!("{}", out.display());
+        return Ok(());
+    }
+    if speech.iter().any(Option::is_some) {
+        anyhow::bail!("speech runs (offsets in ms) and image runs (shifts in pixels) are drawn separately");
+    }
     for run in &a.run {
         let path = run.join(shiftlm::plot::SHIFT_REPORT);
         let bytes = std::fs::read(&path).with_context(|| {

@@ -91,6 +91,38 @@ pub fn print_strips(r: &shiftlm::eval::strips::StripReport, what: &str) {
     println!("consistency (two random shifts read the same): {}", cons.join(", "));
 }
 
+/// A speech model's report: accuracy or exact match/CER/WER, the shift
+/// curve and consistency, and the unseen engine's figures.
+pub fn print_speech(r: &shiftlm::eval::speech::SpeechReport, what: &str) {
+    match (r.accuracy, r.exact_match) {
+        (Some(acc), _) => println!("{what}: {} clips, accuracy {:.2}%, loss {:.4}", r.clips, 100.0 * acc, r.loss),
+        (None, exact) => println!(
+            "{what}: {} clips, exact match {:.2}%, CER {:.2}%, WER {:.2}%, loss {:.4}",
+            r.clips,
+            100.0 * exact.unwrap_or(0.0),
+            100.0 * r.cer.unwrap_or(0.0),
+            100.0 * r.wer.unwrap_or(0.0),
+            r.loss
+        ),
+    }
+    for e in &r.examples {
+        println!("  {} {:>8} → {}", if e.correct { "✓" } else { "✗" }, e.target, e.output);
+    }
+    let curve: Vec<String> = r
+        .shift_curve
+        .iter()
+        .map(|p| match p.cer {
+            Some(c) => format!("±{} ms: {:.1}% (CER {:.2}%)", p.shift_ms, 100.0 * p.accuracy, 100.0 * c),
+            None => format!("±{} ms: {:.1}%", p.shift_ms, 100.0 * p.accuracy),
+        })
+        .collect();
+    println!("by offset: {}", curve.join(", "));
+    println!("consistency (two random offsets within ±200 ms agree): {:.1}%", 100.0 * r.consistency);
+    if let Some(u) = &r.unseen_engine {
+        print_speech(u, "unseen engine (flite)");
+    }
+}
+
 /// An image classifier's report: accuracy, confusion, shift curve.
 pub fn print_image(r: &shiftlm::eval::image::ImageReport, what: &str) {
     println!(

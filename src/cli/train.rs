@@ -42,7 +42,10 @@ Examples:
   shiftlm train --model gpt --data input.txt --profile prof    # where a step's time goes
   shiftlm train --model cnn --task digits --augment shift=2     # image recognition, shift-augmented
   shiftlm train --model row-lstm --task fashion-mnist --steps 3000
-  shiftlm train --task digit-strings                            # read strips of 1-5 digits (image → text)";
+  shiftlm train --task digit-strings                            # read strips of 1-5 digits (image → text)
+  shiftlm train --task spoken-digits                            # spoken keywords (espeak-ng corpus), ±400 ms shifts
+  shiftlm train --task spoken-digits --model mlp --augment none # the position-bound baseline, unaugmented
+  shiftlm train --task spoken-strings                           # transcribe spoken strings of 1-7 digits";
 
 #[derive(clap::Args, Debug)]
 pub struct TrainArgs {
@@ -108,8 +111,11 @@ pub struct TrainArgs {
     pub dropout: Option<f32>,
     /// Images: perturb each training image, shift=K[,rotate=DEG][,mode=zero|wrap]: a random
     /// translation in [-K, K]² (zero fill, or wrap) and a rotation in [-DEG, DEG] (bilinear).
-    /// Seeded, and resumed exactly. `shiftlm data preview --augment` shows it.
-    #[arg(long, value_name = "SPEC", help_heading = "Images")]
+    /// Speech: shift_ms=S[,mode=zero|wrap][,snr=DB][,speed=F][,time_mask=MS][,freq_mask=BANDS]:
+    /// a random offset in ±S ms, white noise at DB dB SNR, speed ×[1-F, 1+F], SpecAugment masks
+    /// (spoken presets default to shift_ms=400; `none` turns it off).
+    /// Seeded, and resumed exactly. `shiftlm data preview --augment` shows it for images.
+    #[arg(long, value_name = "SPEC", help_heading = "Images and speech")]
     pub augment: Option<String>,
     /// Evaluate on the validation split every N steps (and at the end).
     #[arg(long, value_name = "N")]
@@ -142,10 +148,15 @@ fn job(a: &TrainArgs) -> anyhow::Result<TrainJob> {
     let mut cfg = a.data.resolve()?.with_overrides(a.config.as_deref(), &a.sets)?;
     a.data.check_bpe_vocab(&cfg)?;
     if let Some(spec) = &a.augment {
-        let shiftlm::config::DataConfig::Images(d) = &mut cfg.data else {
-            anyhow::bail!("--augment perturbs images: use --task digits, --task fashion-mnist or --data DIR");
-        };
-        d.augment = shiftlm::data::augment::Augment::parse(spec)?;
+        match &mut cfg.data {
+            shiftlm::config::DataConfig::Images(d) => d.augment = shiftlm::data::augment::Augment::parse(spec)?,
+            shiftlm::config::DataConfig::Speech(d) => {
+                d.augment = shiftlm::data::audio::augment::SpeechAugment::parse(spec)?
+            }
+            _ => anyhow::bail!(
+                "--augment perturbs images or speech: use --task digits, fashion-mnist, digit-strings, spoken-digits, spoken-strings or --data DIR"
+            ),
+        }
     }
     apply_model_flags(&mut cfg.model, a)?;
     let t = &mut cfg.train;
@@ -343,6 +354,8 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
         None => {
             let job = job(&a)?;
             a.profiling.check_window(job.config.train.steps)?;
+            // The built-in speech corpus is made (once) only after every flag was checked.
+            super::data_speech::ensure_for(&job.config)?;
             api::train::prepare(&job).context("preparing the run")?
         }
     };
@@ -399,6 +412,14 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
             );
             shiftlm::io::write_atomic(&run.join("shift_curve.png"), &png)?;
             println!("exact match against shift drawn in {}", run.join("shift_curve.png").display());
+        }
+        Evaluation::Speech(r) => {
+            report::print_speech(r, "held-out voices");
+            let name = run.file_name().map_or_else(|| "run".into(), |n| n.to_string_lossy().into_owned());
+            shiftlm::io::write_atomic(&run.join(shiftlm::plot::SHIFT_REPORT), &serde_json::to_vec(r)?)?;
+            let png = shiftlm::plot::speech_shift_png(&[(name.clone(), r.clone())], &name);
+            shiftlm::io::write_atomic(&run.join("shift_curve.png"), &png)?;
+            println!("recognition against time shift drawn in {}", run.join("shift_curve.png").display());
         }
         Evaluation::Skipped { skipped } => println!("evaluation skipped: {skipped}"),
         Evaluation::Pairs { report, examples } => {

@@ -34,7 +34,7 @@ pub struct RunConfig {
 impl RunConfig {
     /// The preset names, comma-separated (for messages).
     pub const PRESETS: &'static str =
-        "small, seed, tiny, transformer, transformer-tiny, gpt-baby, gpt-small, gpt-tiny, llama-baby, llama-tiny, series, series-tiny, cnn, row-lstm, cnn-tiny, digit-strings, digit-strings-tiny";
+        "small, seed, tiny, transformer, transformer-tiny, gpt-baby, gpt-small, gpt-tiny, llama-baby, llama-tiny, series, series-tiny, cnn, row-lstm, cnn-tiny, digit-strings, digit-strings-tiny, spoken-digits, spoken-digits-tiny, spoken-strings, spoken-strings-tiny";
 
     /// A preset by name (see [`presets::PRESETS`] for each one's purpose).
     pub fn preset(name: &str) -> Result<Self> {
@@ -144,6 +144,11 @@ impl RunConfig {
         matches!(&self.data, DataConfig::Images(c) if c.strings.is_some())
     }
 
+    /// Whether the run transcribes speech (`--task spoken-strings`).
+    pub fn reads_speech(&self) -> bool {
+        matches!(&self.data, DataConfig::Speech(c) if c.strings)
+    }
+
     /// Checks every field; the error names the first impossible one.
     pub fn validate(&self) -> Result<()> {
         self.model.validate()?;
@@ -166,7 +171,7 @@ impl RunConfig {
                 "the built-in tasks and pair files give token ids; numeric frames need a data source that yields them",
             ));
         }
-        let strips = matches!(&self.data, DataConfig::Images(c) if c.strings.is_some());
+        let strips = self.reads_strips() || self.reads_speech();
         // A forecaster reads frames of its series.
         let frames = !self.model.is_forecaster()
             && input.is_some_and(|i| !matches!(i, crate::model::FrontendConfig::Tokens { .. }));
@@ -174,26 +179,27 @@ impl RunConfig {
             return Err(Error::config(
                 if strips { "model" } else { "model.input" },
                 if strips {
-                    "digit strips train an encoder–decoder that reads columns of pixels (family \"seq2seq\" with input = { kind = \"columns\" } or { kind = \"frames\" }: the digit-strings preset)"
+                    "digit strips and transcripts train an encoder–decoder that reads columns of pixels or features (family \"seq2seq\" with input = { kind = \"columns\" } or { kind = \"frames\" }: the digit-strings and spoken-strings presets)"
                 } else {
-                    "numeric frames are read from digit strips (--task digit-strings) or a series"
+                    "numeric frames are read from digit strips (--task digit-strings), speech (--task spoken-strings) or a series"
                 },
             ));
         }
         if strips && !matches!(self.model, crate::model::ModelConfig::Seq2seq(_)) {
             return Err(Error::config(
                 "model",
-                "digit strips are read by the RNN encoder–decoder (family \"seq2seq\")",
+                "digit strips and speech are read by the RNN encoder–decoder (family \"seq2seq\")",
             ));
         }
-        let image_data = matches!(&self.data, DataConfig::Images(c) if c.strings.is_none());
+        let image_data = matches!(&self.data, DataConfig::Images(c) if c.strings.is_none())
+            || matches!(&self.data, DataConfig::Speech(c) if !c.strings);
         if image_data != self.model.is_image() {
             return Err(Error::config(
                 "data",
                 if image_data {
-                    "images train an image classifier (family \"image\": --model cnn, row-lstm or row-gru)"
+                    "images and keywords train an image classifier (family \"image\": --model cnn, row-lstm, row-gru, mlp, conv-lstm or conv-gru)"
                 } else {
-                    "an image classifier trains on images (--task digits, --task fashion-mnist or --data DIR)"
+                    "an image classifier trains on images or keywords (--task digits, --task fashion-mnist, --task spoken-digits or --data DIR)"
                 },
             ));
         }
@@ -247,6 +253,17 @@ impl RunConfig {
                 } else {
                     Err(Error::config("data.valid_fraction", "must be in [0, 1)"))
                 }
+            }
+            DataConfig::Speech(c) => {
+                c.augment.validate()?;
+                c.features.validate(crate::data::audio::SAMPLE_RATE)?;
+                if !(0.0..1.0).contains(&c.valid_fraction) {
+                    return Err(Error::config("data.valid_fraction", "must be in [0, 1)"));
+                }
+                if c.pad_ms > 10_000 {
+                    return Err(Error::config("data.pad_ms", "must be at most 10000 ms"));
+                }
+                Ok(())
             }
         }
     }

@@ -63,6 +63,14 @@ pub const PRESETS: &[Preset] = &[
     Preset { name: "digit-strings", build: digit_strings },
     // a seconds-long digit-strings run for tests
     Preset { name: "digit-strings-tiny", build: digit_strings_tiny },
+    // spoken digits (the espeak-ng corpus), moved up to ±400 ms: two conv blocks over the log-mels, an LSTM of 128 over time, averaged, a class head
+    Preset { name: "spoken-digits", build: spoken_digits },
+    // a seconds-long spoken-digits run for tests
+    Preset { name: "spoken-digits-tiny", build: spoken_digits_tiny },
+    // spoken strings of 1-7 digits, moved up to ±400 ms: two pooled conv blocks, an LSTM of 128 over 40 ms steps, Luong attention, a decoder that emits the digits
+    Preset { name: "spoken-strings", build: spoken_strings },
+    // a seconds-long spoken-strings run for tests
+    Preset { name: "spoken-strings-tiny", build: spoken_strings_tiny },
 ];
 
 /// The rotate task: `vocab` symbols, lengths `min_len..=max_len`.
@@ -288,6 +296,7 @@ fn digit_strings() -> Parts {
             channels: vec![32, 32],
             proj: 128,
             pool: true,
+            pool_blocks: 1,
         }),
         ..Default::default()
     });
@@ -305,7 +314,13 @@ fn digit_strings_tiny() -> Parts {
     let (mut model, mut t, mut data, n) = digit_strings();
     if let ModelConfig::Seq2seq(m) = &mut model {
         (m.emb_dim, m.hidden) = (8, 16);
-        m.input = Some(crate::model::FrontendConfig::Columns { height: 14, channels: vec![4], proj: 8, pool: true });
+        m.input = Some(crate::model::FrontendConfig::Columns {
+            height: 14,
+            channels: vec![4],
+            proj: 8,
+            pool: true,
+            pool_blocks: 1,
+        });
     }
     t.steps = 20;
     t.eval_every = 0;
@@ -315,6 +330,80 @@ fn digit_strings_tiny() -> Parts {
         d.strings = Some(crate::data::images::strips::StringsConfig { max_len: 3, train: 200, valid: 20, test: 30 });
     }
     (model, t, data, n.min(3))
+}
+
+/// Spoken clips from the built-in corpus (`strings`: transcripts), moved by
+/// up to ±400 ms in training, on a canvas with 400 ms of room either side.
+fn speech_data(strings: bool) -> DataConfig {
+    use crate::data::audio::speech::{default_corpus_dir, SpeechDataConfig, SpeechSource};
+    DataConfig::Speech(SpeechDataConfig {
+        source: SpeechSource::Corpus(default_corpus_dir()),
+        strings,
+        features: Default::default(),
+        augment: crate::data::audio::augment::SpeechAugment { shift_ms: 400, ..Default::default() },
+        valid_fraction: 0.1,
+        pad_ms: 400,
+        canvas_ms: None,
+    })
+}
+
+/// Keywords: a conv-LSTM over (40 mel bands × frames), both sides halved by
+/// each of two blocks, the LSTM's outputs averaged over time.
+fn spoken_digits() -> Parts {
+    let model = ModelConfig::Image(ImageConfig::new(ImageKind::ConvLstm, 4, 40, 10));
+    let steps = 1500;
+    let mut t = train(steps, 64, 2e-3, 250);
+    t.schedule = cosine(steps, steps / 20);
+    (model, t, speech_data(false), 0)
+}
+
+fn spoken_digits_tiny() -> Parts {
+    let (mut model, mut t, data, n) = spoken_digits();
+    if let ModelConfig::Image(m) = &mut model {
+        m.channels = vec![4];
+        m.hidden = 8;
+    }
+    (t.steps, t.eval_every, t.schedule) = (20, 0, cosine(20, 1));
+    (model, t, data, n)
+}
+
+/// Transcripts: the digit-strings reader over log-mel columns, both conv
+/// blocks pooled (40 ms per encoder step).
+fn spoken_strings() -> Parts {
+    let model = ModelConfig::Seq2seq(Seq2SeqConfig {
+        vocab_size: 14,
+        emb_dim: 32,
+        hidden: 128,
+        attention: AttentionKind::Dot,
+        input: Some(crate::model::FrontendConfig::Columns {
+            height: 40,
+            channels: vec![32, 32],
+            proj: 128,
+            pool: true,
+            pool_blocks: 2,
+        }),
+        ..Default::default()
+    });
+    let steps = 3000;
+    let mut t = train(steps, 32, 2e-3, 250);
+    t.schedule = cosine(steps, steps / 20);
+    (model, t, speech_data(true), 7)
+}
+
+fn spoken_strings_tiny() -> Parts {
+    let (mut model, mut t, data, n) = spoken_strings();
+    if let ModelConfig::Seq2seq(m) = &mut model {
+        (m.emb_dim, m.hidden) = (8, 16);
+        m.input = Some(crate::model::FrontendConfig::Columns {
+            height: 40,
+            channels: vec![4],
+            proj: 8,
+            pool: true,
+            pool_blocks: 1,
+        });
+    }
+    (t.steps, t.eval_every, t.schedule) = (20, 0, cosine(20, 1));
+    (model, t, data, n)
 }
 
 fn series_tiny() -> Parts {

@@ -46,4 +46,6 @@ pub enum DataConfig {
     Series(super::series::SeriesConfig),
     /// Labelled images, for image classifiers.
     Images(super::images::ImageDataConfig),
+    /// Spoken clips, for keyword classifiers and speech recognisers.
+    Speech(super::audio::speech::SpeechDataConfig),
 }

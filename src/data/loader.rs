@@ -2,6 +2,8 @@
 //! from the loader's own random stream; each batch is padded to its own
 //! longest sequence by the shift core.
 
+use super::audio::augment::SpeechAugment;
+use super::audio::speech::{Clips, SpeechData};
 use super::augment::Augment;
 use super::images::strips::Strips;
 use super::images::Images;
@@ -209,6 +211,8 @@ pub enum Loader {
     Images(ImageLoader),
     /// Digit strips and their texts, augmented.
     Strips(StripLoader),
+    /// Spoken clips as features, augmented.
+    Speech(SpeechLoader),
 }
 
 impl Loader {
@@ -221,6 +225,7 @@ impl Loader {
             Loader::Forecast(l) => Batch::Forecast(l.next_batch()),
             Loader::Images(l) => Batch::Images(l.next_batch()),
             Loader::Strips(l) => Batch::Strips(l.next_batch()),
+            Loader::Speech(l) => l.next_batch(),
         }
     }
 
@@ -237,6 +242,7 @@ impl Loader {
             Loader::Forecast(l) => &l.state,
             Loader::Images(l) => &l.state,
             Loader::Strips(l) => &l.images.state,
+            Loader::Speech(l) => &l.state,
         }
     }
 
@@ -250,6 +256,7 @@ impl Loader {
             Loader::Forecast(l) => Some(l.starts.len()),
             Loader::Images(l) => Some(l.images.len()),
             Loader::Strips(l) => Some(l.images.images.len()),
+            Loader::Speech(l) => Some(l.data.train.len()),
         };
         match examples {
             Some(n) => {
@@ -273,6 +280,7 @@ impl Loader {
             Loader::Forecast(l) => l.state = state,
             Loader::Images(l) => l.state = state,
             Loader::Strips(l) => l.images.state = state,
+            Loader::Speech(l) => l.state = state,
         }
         Ok(())
     }
@@ -345,6 +353,104 @@ impl StripLoader {
         let targets = idx.iter().map(|&i| self.targets[i as usize].clone()).collect();
         StripBatch::new(batch.h, batch.w, batch.pixels, targets, PAD, BOS, EOS)
     }
+}
+
+/// Shuffled batches of training clips as log-mel features: keywords as
+/// [`ImageBatch`]es (mel bands × frames, one class each) for a classifier,
+/// transcripts as [`StripBatch`]es for an encoder–decoder. Each clip is
+/// perturbed by the augmentation with draws from the loader's own stream
+/// (so a resumed run hears the same clips).
+#[derive(Debug, Clone)]
+pub struct SpeechLoader {
+    data: SpeechData,
+    augment: SpeechAugment,
+    /// Class labels (keywords) or token ids (transcripts), per training clip.
+    labels: Vec<u32>,
+    targets: Vec<Vec<u32>>,
+    batch_size: usize,
+    state: LoaderState,
+}
+
+impl SpeechLoader {
+    /// `batch_size` must be positive; transcripts must be written in `tok`'s characters.
+    pub fn new(
+        data: &SpeechData,
+        tok: &Tokenizer,
+        augment: SpeechAugment,
+        batch_size: usize,
+        seed: u64,
+    ) -> Result<Self> {
+        if batch_size == 0 {
+            return Err(Error::config("train.batch_size", "must be at least 1"));
+        }
+        if data.train.is_empty() {
+            return Err(Error::config("data", "no training clips"));
+        }
+        let targets = if data.strings { clip_targets(&data.train, tok)? } else { Vec::new() };
+        let labels = if data.strings { Vec::new() } else { data.labels(&data.train) };
+        let state = LoaderState::shuffled(data.train.len(), seed);
+        Ok(Self { data: data.clone(), augment, labels, targets, batch_size, state })
+    }
+
+    /// The next batch; a new shuffled epoch starts when one runs out.
+    pub fn next_batch(&mut self) -> Batch {
+        let idx: Vec<u32> = self.state.next_indices(self.batch_size).to_vec();
+        let (h, w) = (self.data.features.cfg.n_mels, self.data.frames());
+        // Draws in clip order from the one stream, then the features.
+        let mut feats = Vec::with_capacity(idx.len() * h * w);
+        for &i in &idx {
+            feats.extend(self.data.augmented(&self.data.train.audio[i as usize], &self.augment, &mut self.state.rng));
+        }
+        if self.data.strings {
+            let t = idx.iter().map(|&i| self.targets[i as usize].clone()).collect();
+            Batch::Strips(StripBatch::new(h, w, feats, t, PAD, BOS, EOS))
+        } else {
+            Batch::Images(ImageBatch::new(h, w, feats, idx.iter().map(|&i| self.labels[i as usize]).collect()))
+        }
+    }
+}
+
+/// Each clip's transcript as ids of `tok` (the error names the clip's file).
+pub fn clip_targets(clips: &Clips, tok: &Tokenizer) -> Result<Vec<Vec<u32>>> {
+    clips
+        .texts
+        .iter()
+        .zip(&clips.paths)
+        .map(|(t, p)| {
+            let ids = tok.encode(t)?;
+            if ids.contains(&super::tokenizer::UNK) || ids.is_empty() {
+                return Err(Error::bad_file(p, format!("says {t:?}, which the tokenizer cannot write")));
+            }
+            Ok(ids)
+        })
+        .collect()
+}
+
+/// Consecutive batches of clips, centred and unperturbed (validation and test).
+pub fn speech_batches(data: &SpeechData, clips: &Clips, tok: &Tokenizer, batch_size: usize) -> Result<Vec<Batch>> {
+    let (h, w) = (data.features.cfg.n_mels, data.frames());
+    let targets = if data.strings { clip_targets(clips, tok)? } else { Vec::new() };
+    let labels = data.labels(clips);
+    let idx: Vec<usize> = (0..clips.len()).collect();
+    Ok(idx
+        .chunks(batch_size.max(1))
+        .map(|c| {
+            let feats = data.features_batch(clips, c, &vec![0; c.len()]);
+            if data.strings {
+                Batch::Strips(StripBatch::new(
+                    h,
+                    w,
+                    feats,
+                    c.iter().map(|&i| targets[i].clone()).collect(),
+                    PAD,
+                    BOS,
+                    EOS,
+                ))
+            } else {
+                Batch::Images(ImageBatch::new(h, w, feats, c.iter().map(|&i| labels[i]).collect()))
+            }
+        })
+        .collect())
 }
 
 /// Each strip's text as ids of `tok` (the error names the strip).

@@ -57,6 +57,8 @@ pub enum Dataset {
     Images(images::ImageData),
     /// Strips of digit images and what they read, for an encoder–decoder.
     Strips(images::strips::StripData),
+    /// Spoken clips: keywords for a classifier, or transcripts for an encoder–decoder.
+    Speech(audio::speech::SpeechData),
 }
 
 impl Dataset {
@@ -64,7 +66,11 @@ impl Dataset {
     pub fn pairs(&self) -> Option<&Splits> {
         match self {
             Dataset::Pairs(s) => Some(s),
-            Dataset::Text { .. } | Dataset::Series(_) | Dataset::Images(_) | Dataset::Strips(_) => None,
+            Dataset::Text { .. }
+            | Dataset::Series(_)
+            | Dataset::Images(_)
+            | Dataset::Strips(_)
+            | Dataset::Speech(_) => None,
         }
     }
 
@@ -76,6 +82,7 @@ impl Dataset {
             Dataset::Series(s) => s.describe(),
             Dataset::Images(d) => d.describe(),
             Dataset::Strips(d) => d.describe(),
+            Dataset::Speech(d) => d.describe(),
         }
     }
 }
@@ -160,5 +167,15 @@ pub fn load(cfg: &DataConfig, seed: u64, tokenizer: Option<&Tokenizer>) -> Resul
                 Ok((Dataset::Strips(strips), tok))
             }
         },
+        DataConfig::Speech(c) => {
+            let d = audio::speech::SpeechData::load(c, &|_, _| {})?;
+            // Keywords are classes; transcripts are written in characters.
+            let tok = match tokenizer {
+                Some(t) => t.clone(),
+                None if c.strings => Tokenizer::char_from_texts(d.train.texts.iter().map(String::as_str)),
+                None => Tokenizer::Values,
+            };
+            Ok((Dataset::Speech(d), tok))
+        }
     }
 }

@@ -5,6 +5,7 @@
 
 pub mod forecast;
 pub mod image;
+pub mod speech;
 pub mod strips;
 
 use crate::data::shift::Batch;

@@ -54,8 +54,9 @@ pub enum FrontendConfig {
     },
     /// An image's columns (B, W, H), read with their neighbours: blocks of
     /// 3×3 convolution (padding 1) and ReLU over the image (B, 1, H, W),
-    /// with `pool` a 2×2 max pooling after the first block (halving the
-    /// columns: W/2 steps; an odd width gets a blank column first), then
+    /// with `pool` a 2×2 max pooling after the first block, or the first
+    /// `pool_blocks` (each halving the columns: W/2 steps; an odd width
+    /// gets a blank column first), then
     /// each column's C·H' features projected to `proj` by a linear layer.
     Columns {
         /// Image height: values per column, e.g. 14 for strips of 8×8 digits.
@@ -67,7 +68,19 @@ pub enum FrontendConfig {
         /// 2×2 max pooling after the first block (the height must be even).
         #[serde(default)]
         pool: bool,
+        /// With `pool`, how many of the first blocks pool (each halving the
+        /// columns again), e.g. 2 for speech; default 1.
+        #[serde(default = "one", skip_serializing_if = "is_one")]
+        pool_blocks: usize,
     },
+}
+
+fn one() -> usize {
+    1
+}
+
+fn is_one(n: &usize) -> bool {
+    *n == 1
 }
 
 impl FrontendConfig {
@@ -103,17 +116,27 @@ impl FrontendConfig {
         let sizes = match self {
             FrontendConfig::Tokens { vocab_size, dim } => vec![("vocab_size", *vocab_size), ("dim", *dim)],
             FrontendConfig::Frames { features, proj } => vec![("features", *features), ("proj", proj.unwrap_or(1))],
-            FrontendConfig::Columns { height, channels, proj, pool } => {
+            FrontendConfig::Columns { height, channels, proj, pool, pool_blocks } => {
+                let pools = if *pool { *pool_blocks } else { 0 };
+                if *pool && !(1..=channels.len().max(1)).contains(pool_blocks) {
+                    return Err(Error::config(
+                        &format!("{field}.pool_blocks"),
+                        format!("must be in 1..={} (the convolution blocks)", channels.len()),
+                    ));
+                }
                 if *pool && channels.is_empty() {
                     return Err(Error::config(
                         &format!("{field}.channels"),
                         "pooling follows the first convolution block: give at least one",
                     ));
                 }
-                if *pool && height % 2 != 0 {
+                if *pool && height % (1 << pools.min(16)) != 0 {
                     return Err(Error::config(
                         &format!("{field}.pool"),
-                        format!("2×2 pooling needs an even height, not {height}"),
+                        format!(
+                            "{pools} 2×2 pooling(s) need a height divisible by {}, not {height}",
+                            1 << pools.min(16)
+                        ),
                     ));
                 }
                 if let Some(i) = channels.iter().position(|&c| c == 0) {
@@ -124,7 +147,7 @@ impl FrontendConfig {
                 let convs: Vec<[usize; 3]> = ins.iter().zip(channels).map(|(&i, &o)| [i, o, 9]).collect();
                 let (cf, pf) = (format!("{field}.channels"), format!("{field}.proj"));
                 let mut terms: Vec<(&str, &[usize])> = convs.iter().map(|t| (cf.as_str(), &t[..])).collect();
-                let p = [last, if *pool { height / 2 } else { *height }, *proj];
+                let p = [last, height >> pools.min(16), *proj];
                 terms.push((pf.as_str(), &p));
                 crate::limits::check_params(&terms)?;
                 vec![("height", *height), ("proj", *proj)]
@@ -150,15 +173,16 @@ impl FrontendConfig {
                 features: *features,
                 proj: proj.map(|p| linear(*features, p, true, vb)).transpose()?,
             }),
-            FrontendConfig::Columns { height, channels, proj, pool } => {
+            FrontendConfig::Columns { height, channels, proj, pool, pool_blocks } => {
                 let mut convs = Vec::new();
                 let mut in_c = 1;
                 for (i, &c) in channels.iter().enumerate() {
                     convs.push(crate::nn::conv::conv2d(in_c, c, 3, 1, vb.pp(format!("convs.{i}")))?);
                     in_c = c;
                 }
-                let rows = if *pool { height / 2 } else { *height };
-                Arc::new(Columns { height: *height, convs, pool: *pool, proj: linear(in_c * rows, *proj, true, vb)? })
+                let pools = if *pool { *pool_blocks } else { 0 };
+                let rows = height >> pools;
+                Arc::new(Columns { height: *height, convs, pools, proj: linear(in_c * rows, *proj, true, vb)? })
             }
         })
     }
@@ -219,7 +243,8 @@ impl Frontend for Frames {
 pub struct Columns {
     height: usize,
     convs: Vec<crate::nn::conv::Conv2d>,
-    pool: bool,
+    /// How many of the first blocks end with 2×2 max pooling.
+    pools: usize,
     proj: Linear,
 }
 
@@ -231,13 +256,12 @@ impl Frontend for Columns {
                 format!("columns are (B, W, {}) f32, got {:?} {:?}", self.height, src.dtype(), src.dims()),
             ));
         }
-        let mut x = src.transpose(1, 2)?.unsqueeze(1)?; // (B, 1, H, W)
-        if self.pool && x.dim(3)? % 2 != 0 {
-            x = x.pad_with_zeros(3, 0, 1)?; // an even width to pool
-        }
-        let mut x = x.contiguous()?;
+        let mut x = src.transpose(1, 2)?.unsqueeze(1)?.contiguous()?; // (B, 1, H, W)
         for (i, conv) in self.convs.iter().enumerate() {
-            x = if i == 0 && self.pool {
+            x = if i < self.pools {
+                if x.dim(3)? % 2 != 0 {
+                    x = x.pad_with_zeros(3, 0, 1)?.contiguous()?; // an even width to pool
+                }
                 conv.forward_relu_pool(&x)? // (B, C, H/2, W/2)
             } else {
                 conv.forward_relu(&x)? // (B, C, H', W')

@@ -10,6 +10,14 @@
 //! - `row_lstm` / `row_gru`: shiftlm's own reading of an image, its rows as a
 //!   sequence (H steps of W pixels) through the fused LSTM or GRU, the final
 //!   hidden state into the class head.
+//! - `mlp`: the pixels flattened through a hidden layer with ReLU: every
+//!   input position has its own weights, so it is the model most hurt by a
+//!   shift (the speech benchmarks' position-bound baseline).
+//! - `conv_lstm` / `conv_gru`: the CNN's convolution blocks (pooling while
+//!   both sides are even), then the feature map's columns as a sequence
+//!   through an LSTM or GRU, its outputs averaged over time into the class
+//!   head: the keyword spotter for log-mel spectrograms (mel × time), where
+//!   a column is one moment of sound.
 //!
 //! Names follow PyTorch: `convs.{i}.weight`/`.bias` (`nn.Conv2d`),
 //! `hidden.weight`, `head.weight` (`nn.Linear`), `rnn.weight_ih_l0`, … (`nn.LSTM`).
@@ -35,13 +43,35 @@ pub enum ImageKind {
     RowLstm,
     /// The rows as a sequence through a GRU.
     RowGru,
+    /// The pixels through one hidden layer.
+    Mlp,
+    /// Convolutions, then the columns through an LSTM, averaged over time.
+    ConvLstm,
+    /// Convolutions, then the columns through a GRU, averaged over time.
+    ConvGru,
+}
+
+impl ImageKind {
+    /// Whether it starts with convolution blocks.
+    pub fn has_convs(self) -> bool {
+        matches!(self, ImageKind::Cnn | ImageKind::ConvLstm | ImageKind::ConvGru)
+    }
+
+    /// The recurrent cell it reads a sequence with, if any.
+    pub fn cell(self) -> Option<CellKind> {
+        match self {
+            ImageKind::RowLstm | ImageKind::ConvLstm => Some(CellKind::Lstm),
+            ImageKind::RowGru | ImageKind::ConvGru => Some(CellKind::Gru),
+            ImageKind::Cnn | ImageKind::Mlp => None,
+        }
+    }
 }
 
 /// An image classifier's shape. Saved in every checkpoint's `config.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ImageConfig {
-    /// `cnn`, `row_lstm` or `row_gru`.
+    /// `cnn`, `row_lstm`, `row_gru`, `mlp`, `conv_lstm` or `conv_gru`.
     pub kind: ImageKind,
     /// Image width in pixels (set from the data).
     pub width: usize,
@@ -67,7 +97,8 @@ impl ImageConfig {
     pub fn new(kind: ImageKind, width: usize, height: usize, n_classes: usize) -> Self {
         let (channels, hidden) = match kind {
             ImageKind::Cnn => (vec![32, 64], 128),
-            ImageKind::RowLstm | ImageKind::RowGru => (Vec::new(), 128),
+            ImageKind::ConvLstm | ImageKind::ConvGru => (vec![32, 32], 128),
+            ImageKind::RowLstm | ImageKind::RowGru | ImageKind::Mlp => (Vec::new(), 128),
         };
         Self { kind, width, height, n_classes, classes: Vec::new(), channels, hidden, dropout: 0.0 }
     }
@@ -101,18 +132,21 @@ impl ImageConfig {
             ));
         }
         match self.kind {
-            ImageKind::Cnn if self.channels.is_empty() => {
+            k if k.has_convs() && self.channels.is_empty() => {
                 return Err(Error::config(
                     "model.channels",
                     "a CNN needs at least one convolution block, e.g. [32, 64]",
                 ))
             }
-            ImageKind::Cnn => {
+            k if k.has_convs() => {
                 let named: Vec<(&str, usize)> = self.channels.iter().map(|&c| ("model.channels", c)).collect();
                 super::check_sizes(&named)?;
             }
             _ if !self.channels.is_empty() => {
-                return Err(Error::config("model.channels", "convolution channels apply to kind = \"cnn\""))
+                return Err(Error::config(
+                    "model.channels",
+                    "convolution channels apply to kind = \"cnn\", \"conv_lstm\" or \"conv_gru\"",
+                ))
             }
             _ => {}
         }
@@ -123,7 +157,7 @@ impl ImageConfig {
         let ins: Vec<usize> = std::iter::once(1).chain(self.channels.iter().copied()).collect();
         let convs: Vec<[usize; 3]> = ins.iter().zip(&self.channels).map(|(&i, &o)| [i, o, 9]).collect();
         let mut terms: Vec<(&str, &[usize])> = convs.iter().map(|t| ("model.channels", &t[..])).collect();
-        let (a, b) = ([c, h, w, self.hidden], [4, self.hidden, self.hidden + self.width]);
+        let (a, b) = ([c, h, w, self.hidden], [4, self.hidden, self.hidden + self.width.max(c * h)]);
         terms.push(("model.hidden", &a));
         terms.push(("model.hidden", &b));
         super::check_params(&terms)
@@ -150,16 +184,16 @@ impl ImageClassifier {
             convs.push(conv2d(in_c, c, 3, 1, vb.pp(format!("convs.{i}")))?);
             in_c = c;
         }
-        let (hidden, rnn, head_in) = match cfg.kind {
-            ImageKind::Cnn => {
-                let (c, h, w) = cfg.conv_output();
-                (Some(linear(c * h * w, cfg.hidden, true, vb.pp("hidden"))?), None, cfg.hidden)
-            }
-            ImageKind::RowLstm | ImageKind::RowGru => {
-                let kind = if cfg.kind == ImageKind::RowLstm { CellKind::Lstm } else { CellKind::Gru };
-                (None, Some(Rnn::new(kind, cfg.width, cfg.hidden, 1, 0.0, 1.0, vb.pp("rnn"))?), cfg.hidden)
+        let (c, h, w) = cfg.conv_output();
+        let (hidden, rnn) = match cfg.kind.cell() {
+            None => (Some(linear(c * h * w, cfg.hidden, true, vb.pp("hidden"))?), None),
+            Some(cell) => {
+                // A row of W pixels per step, or a column of C·H' features.
+                let step = if cfg.kind.has_convs() { c * h } else { cfg.width };
+                (None, Some(Rnn::new(cell, step, cfg.hidden, 1, 0.0, 1.0, vb.pp("rnn"))?))
             }
         };
+        let head_in = cfg.hidden;
         let head = linear(head_in, cfg.n_classes, true, vb.pp("head"))?;
         Ok(Self { cfg: cfg.clone(), convs, hidden, rnn, head })
     }
@@ -172,26 +206,32 @@ impl ImageClassifier {
     /// Images (B, 1, H, W) in [0, 1] → logits (B, C); `rng` enables dropout.
     pub fn forward(&self, x: &Tensor, mut rng: Option<&mut Rng>) -> Result<Tensor> {
         let b = x.dim(0)?;
+        let mut y = x.clone();
+        for conv in &self.convs {
+            // 3×3 with padding 1 keeps the size: pool while both sides are even.
+            let (_, _, h, w) = y.dims4()?;
+            y = if h % 2 == 0 && w % 2 == 0 {
+                conv.forward_relu_pool(&y)? // (B, C, H/2, W/2)
+            } else {
+                conv.forward_relu(&y)? // (B, C, H, W)
+            };
+        }
         let z = match (&self.rnn, &self.hidden) {
-            (Some(rnn), _) => {
+            (Some(rnn), _) if self.convs.is_empty() => {
                 // (B, 1, H, W) → rows as steps (B, H, W) → last state (B, hidden).
-                let rows = x.squeeze(1)?;
+                let rows = y.squeeze(1)?;
                 let (_, states) = rnn.forward(&rows, None, None, rng.as_deref_mut())?;
                 states[0].h.clone()
             }
-            (None, Some(hidden)) => {
-                let mut y = x.clone();
-                for conv in &self.convs {
-                    // 3×3 with padding 1 keeps the size: pool while both sides are even.
-                    let (_, _, h, w) = y.dims4()?;
-                    y = if h % 2 == 0 && w % 2 == 0 {
-                        conv.forward_relu_pool(&y)? // (B, C, H/2, W/2)
-                    } else {
-                        conv.forward_relu(&y)? // (B, C, H, W)
-                    };
-                }
-                hidden.forward(&y.reshape((b, ()))?)?.relu()?
+            (Some(rnn), _) => {
+                // (B, C, H', W') → columns as steps (B, W', C·H') → outputs
+                // (B, W', hidden) → their mean over time (B, hidden).
+                let (_, c, h, w) = y.dims4()?;
+                let cols = y.permute((0, 3, 1, 2))?.reshape((b, w, c * h))?;
+                let (out, _) = rnn.forward(&cols, None, None, rng.as_deref_mut())?;
+                out.mean(1)?
             }
+            (None, Some(hidden)) => hidden.forward(&y.reshape((b, ()))?)?.relu()?, // (B, hidden)
             (None, None) => unreachable!("built with one of them"),
         };
         let z = dropout(&z, self.cfg.dropout, rng)?;
@@ -228,7 +268,7 @@ mod tests {
     fn build(kind: ImageKind) -> (Vec<(String, candle_core::Var)>, ImageClassifier) {
         let store = crate::nn::ParamStore::new(7, &Device::Cpu);
         let mut cfg = ImageConfig::new(kind, 8, 6, 3);
-        cfg.channels = if kind == ImageKind::Cnn { vec![4, 5] } else { Vec::new() };
+        cfg.channels = if kind.has_convs() { vec![4, 5] } else { Vec::new() };
         cfg.hidden = 7;
         let m = ImageClassifier::new(&cfg, store.var_builder()).unwrap();
         (store.vars(), m)
@@ -247,7 +287,14 @@ mod tests {
     /// Every trainable tensor gets a finite, nonzero gradient.
     #[test]
     fn every_parameter_gets_a_gradient() {
-        for kind in [ImageKind::Cnn, ImageKind::RowLstm, ImageKind::RowGru] {
+        for kind in [
+            ImageKind::Cnn,
+            ImageKind::RowLstm,
+            ImageKind::RowGru,
+            ImageKind::Mlp,
+            ImageKind::ConvLstm,
+            ImageKind::ConvGru,
+        ] {
             let (vars, m) = build(kind);
             let (loss, logits) = m.loss_sum(&batch(), None).unwrap();
             assert_eq!(logits.dims(), [2, 3]);

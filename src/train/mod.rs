@@ -131,6 +131,14 @@ fn fingerprint(data: &Dataset) -> String {
             put(&mut s.images.pixels.iter().map(|&p| u32::from(p)));
             s.texts.iter().for_each(|t| put(&mut t.chars().map(u32::from).collect::<Vec<_>>().into_iter()));
         }),
+        Dataset::Speech(d) => {
+            let unseen = d.unseen_engine.iter().map(|u| &**u);
+            [&*d.train, &*d.valid, &*d.test].into_iter().chain(unseen).for_each(|s| {
+                s.audio.iter().for_each(|a| put(&mut a.iter().map(|v| v.to_bits())));
+                s.texts.iter().for_each(|t| put(&mut t.chars().map(u32::from).collect::<Vec<_>>().into_iter()));
+            });
+            put(&mut [d.canvas as u32].into_iter());
+        }
     }
     hash.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -149,6 +157,32 @@ impl Trainer {
             }
             (m.width, m.height, m.n_classes) = (d.train.width, d.train.height, d.train.classes.len());
             m.classes.clone_from(&d.train.classes);
+        }
+        if let Dataset::Speech(d) = &data {
+            // Keywords: a classifier of (mel bands × frames) images; transcripts:
+            // an encoder–decoder reading the frames as columns. The canvas is
+            // kept in the config, so the checkpoint reads clips as trained.
+            match &mut cfg.model {
+                crate::model::ModelConfig::Image(m) => {
+                    (m.width, m.height, m.n_classes) = (d.frames(), d.features.cfg.n_mels, d.classes.len());
+                    m.classes.clone_from(&d.classes);
+                }
+                crate::model::ModelConfig::Seq2seq(m) => {
+                    if let Some(input) = &mut m.input {
+                        input.set_features(d.features.cfg.n_mels);
+                    }
+                }
+                _ => {}
+            }
+            if let crate::config::DataConfig::Speech(c) = &mut cfg.data {
+                c.canvas_ms = Some(d.canvas_ms());
+            }
+            if !d.strings && d.classes.len() < 2 {
+                return Err(Error::config(
+                    "data",
+                    format!("{}: {} keyword(s); a classifier needs at least 2", d.source, d.classes.len()),
+                ));
+            }
         }
         if let (crate::model::ModelConfig::Seq2seq(m), Dataset::Strips(d)) = (&mut cfg.model, &data) {
             // The encoder reads the strip's columns: as many values as it is high.
@@ -351,6 +385,10 @@ impl Trainer {
             Dataset::Images(d) => crate::data::loader::image_batches(&d.valid, bs),
             // The texts were checked against the tokenizer when the trainer was built.
             Dataset::Strips(d) => crate::data::loader::strip_batches(&d.valid, &self.tokenizer, bs).unwrap_or_default(),
+            // Checked against the tokenizer when the trainer was built, too.
+            Dataset::Speech(d) => {
+                crate::data::loader::speech_batches(d, &d.valid, &self.tokenizer, bs).unwrap_or_default()
+            }
         }
     }
 
@@ -464,6 +502,16 @@ fn training_loader(cfg: &RunConfig, data: &Dataset, tok: &Tokenizer) -> Result<L
             };
             crate::data::loader::strip_targets(&d.valid, tok)?;
             Loader::Strips(crate::data::loader::StripLoader::new(&d.train, tok, augment, bs, seed)?)
+        }
+        (Dataset::Speech(d), _) => {
+            let augment = match &cfg.data {
+                crate::config::DataConfig::Speech(c) => c.augment,
+                _ => Default::default(),
+            };
+            if d.strings {
+                crate::data::loader::clip_targets(&d.valid, tok)?;
+            }
+            Loader::Speech(crate::data::loader::SpeechLoader::new(d, tok, augment, bs, seed)?)
         }
         _ => return Err(Error::config("data", "no training examples")),
     })

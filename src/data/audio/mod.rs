@@ -2,7 +2,10 @@
 //! ([`wav`]), and log-mel spectrograms ([`mel`]), the frames an acoustic
 //! model reads.
 
+pub mod augment;
+pub mod corpus;
 pub mod mel;
+pub mod speech;
 pub mod wav;
 
 /// The sample rate every clip is resampled to, in Hz.

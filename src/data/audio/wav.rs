@@ -84,7 +84,8 @@ pub fn resample(x: &[f32], from: u32, to: u32) -> std::result::Result<Vec<f32>, 
         pos += n;
     }
     // The rest, then zeros until the delayed output is complete.
-    let mut tail = Some([&x[pos..]]);
+    // (None when nothing is left: rubato refuses an empty slice.)
+    let mut tail = (pos < x.len()).then(|| [&x[pos..]]);
     while out.len() < want + delay {
         let o = r.process_partial(tail.take().as_ref().map(|t| &t[..]), None).map_err(|e| e.to_string())?;
         out.extend_from_slice(&o[0]);
@@ -164,6 +165,10 @@ mod tests {
             let err = y[400..y.len() - 400].iter().zip(&want[400..]).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
             assert!(err < 2e-2, "{rate} Hz: {err}");
         }
+        // A clip of exactly whole input chunks (39 × 441 samples at 22.05 kHz,
+        // as espeak-ng writes) leaves nothing over for the last call.
+        let x = vec![0.25f32; 39 * 441];
+        assert_eq!(resample(&x, 22_050, 16_000).unwrap().len(), 39 * 320);
     }
 
     #[test]
