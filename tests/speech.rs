@@ -172,6 +172,30 @@ fn augmented_speech_runs_resume_bit_for_bit() {
 
 /// The binary in `dir`, with the built-in corpus's home there too (so a
 /// test never makes or reads one in the user's cache).
+/// Clips are perturbed in parallel, each from its own seed: the batches are
+/// the same on one thread and on three.
+#[test]
+fn augmented_batches_do_not_depend_on_the_thread_count() {
+    let d = tempfile::tempdir().unwrap();
+    tone_folder(d.path(), &["low", "high"], 8);
+    let (_, data, tok) = tiny("spoken-digits-tiny", d.path(), 1);
+    let Dataset::Speech(s) = &data else { panic!("speech") };
+    let aug =
+        shiftlm::data::audio::augment::SpeechAugment::parse("shift_ms=150,snr=10,speed=0.1,time_mask=40,freq_mask=6")
+            .unwrap();
+    let draw = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        pool.install(|| {
+            let mut l = shiftlm::data::loader::SpeechLoader::new(s, &tok, aug, 5, 9).unwrap();
+            (0..3).map(|_| l.next_batch()).collect::<Vec<_>>()
+        })
+    };
+    let one = draw(1);
+    assert_eq!(one, draw(3));
+    let shiftlm::data::Batch::Images(b) = &one[0] else { panic!("keyword batches are images") };
+    assert!(b.pixels.iter().all(|v| v.is_finite()) && b.labels.len() == 5);
+}
+
 fn shiftlm(dir: &Path, args: &[&str]) -> std::process::Output {
     let cmd = Command::new(env!("CARGO_BIN_EXE_shiftlm")).args(args).current_dir(dir).env("SHIFTLM_DATA", dir).output();
     cmd.unwrap()

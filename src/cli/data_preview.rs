@@ -221,7 +221,7 @@ fn preview_speech(d: &shiftlm::data::audio::speech::SpeechData, a: &PreviewArgs)
         })
         .collect();
     let spec = if aug.is_identity() { "no augmentation".to_string() } else { a.augment.clone().unwrap_or_default() };
-    let title = format!("{}: log-mel features ({h} bands × {w} frames), then 3 draws of {spec}", d.source);
+    let title = format!("{}: log-mel features ({h} bands x {w} frames), then 3 draws of {spec}", d.source);
     let grid = shiftlm::chart::ImageGrid { title, rows, width: w, height: h, scale: if w > 200 { 1 } else { 2 } };
     shiftlm::io::write_atomic(&out, &grid.to_png()).with_context(|| format!("writing {}", out.display()))?;
     println!("wrote {} ({n} clips)", out.display());

@@ -113,8 +113,9 @@ pub struct TrainArgs {
     /// translation in [-K, K]² (zero fill, or wrap) and a rotation in [-DEG, DEG] (bilinear).
     /// Speech: shift_ms=S[,mode=zero|wrap][,snr=DB][,speed=F][,time_mask=MS][,freq_mask=BANDS]:
     /// a random offset in ±S ms, white noise at DB dB SNR, speed ×[1-F, 1+F], SpecAugment masks
-    /// (spoken presets default to shift_ms=400; `none` turns it off).
-    /// Seeded, and resumed exactly. `shiftlm data preview --augment` shows it for images.
+    /// (spoken-digits uses shift_ms=400,speed=0.15,snr=20,time_mask=100,freq_mask=8,
+    /// spoken-strings the same without snr; `none` turns it off).
+    /// Seeded, and resumed exactly. `shiftlm data preview --augment` shows it.
     #[arg(long, value_name = "SPEC", help_heading = "Images and speech")]
     pub augment: Option<String>,
     /// Evaluate on the validation split every N steps (and at the end).

@@ -394,13 +394,21 @@ impl SpeechLoader {
 
     /// The next batch; a new shuffled epoch starts when one runs out.
     pub fn next_batch(&mut self) -> Batch {
+        use rayon::prelude::*;
         let idx: Vec<u32> = self.state.next_indices(self.batch_size).to_vec();
         let (h, w) = (self.data.features.cfg.n_mels, self.data.frames());
-        // Draws in clip order from the one stream, then the features.
-        let mut feats = Vec::with_capacity(idx.len() * h * w);
-        for &i in &idx {
-            feats.extend(self.data.augmented(&self.data.train.audio[i as usize], &self.augment, &mut self.state.rng));
-        }
+        // One seed per clip from the loader's stream, in clip order; then each
+        // clip's draws from its own stream, so the clips are perturbed in
+        // parallel and the batch is the same on any number of threads.
+        let seeds: Vec<u64> = idx.iter().map(|_| self.state.rng.next_u64()).collect();
+        let (data, aug) = (&self.data, &self.augment);
+        let per: Vec<Vec<f32>> = idx
+            .par_iter()
+            .zip(&seeds)
+            .map(|(&i, &seed)| data.augmented(&data.train.audio[i as usize], aug, &mut Rng::new(seed)))
+            .collect();
+        let feats = per.concat();
+        debug_assert_eq!(feats.len(), idx.len() * h * w);
         if self.data.strings {
             let t = idx.iter().map(|&i| self.targets[i as usize].clone()).collect();
             Batch::Strips(StripBatch::new(h, w, feats, t, PAD, BOS, EOS))

@@ -147,8 +147,8 @@ pub struct SpeechData {
 pub const TEST_FRACTION: f64 = 0.2;
 /// Most clips read from a folder.
 pub const MAX_CLIPS: usize = 1 << 21;
-/// Most audio held in memory, in samples (about 28 hours at 16 kHz).
-pub const MAX_SAMPLES: usize = 1 << 34 >> 3;
+/// Most audio held in memory, in samples (2³¹: about 37 hours at 16 kHz, 8 GiB).
+pub const MAX_SAMPLES: usize = 1 << 31;
 
 impl SpeechData {
     /// Reads, trims and splits the clips `cfg` names (making the built-in
@@ -486,16 +486,26 @@ fn read_folders(dir: &Path) -> Result<Sets> {
 }
 
 /// Reads and trims every clip, in parallel, in order.
+/// The headers are read first: audio past [`MAX_SAMPLES`] in all is refused
+/// before any is loaded.
 fn read_clips(entries: Vec<(PathBuf, String)>) -> Result<Clips> {
-    let audio: Vec<Vec<f32>> =
-        entries.par_iter().map(|(p, _)| super::wav::read(p).map(|x| trim(&x))).collect::<Result<_>>()?;
-    let total: usize = audio.iter().map(Vec::len).sum();
-    if total > MAX_SAMPLES {
+    // At 16 kHz; a header that cannot be read counts 0 here and is named by `read`.
+    let total: u64 = entries
+        .par_iter()
+        .map(|(p, _)| {
+            hound::WavReader::open(p).map_or(0, |r| {
+                u64::from(r.duration()) * u64::from(SAMPLE_RATE) / u64::from(r.spec().sample_rate.max(1))
+            })
+        })
+        .sum();
+    if total > MAX_SAMPLES as u64 {
         return Err(Error::config(
             "data",
-            format!("{} hours of audio is more than shiftlm holds in memory", total / 57_600_000),
+            format!("{} hours of audio is more than shiftlm holds in memory (37)", total / 57_600_000),
         ));
     }
+    let audio: Vec<Vec<f32>> =
+        entries.par_iter().map(|(p, _)| super::wav::read(p).map(|x| trim(&x))).collect::<Result<_>>()?;
     let (paths, texts) = entries.into_iter().unzip();
     Ok(Clips { audio, texts, paths })
 }
