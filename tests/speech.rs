@@ -300,6 +300,12 @@ fn transcripts_train_eval_and_generate() {
     assert!(v["shift_curve"][1]["cer"].is_number() && v["shift_curve"][1]["shift_ms"] == 50, "{v}");
     let e = last_json(&shiftlm(d.path(), &["eval", "--checkpoint", "run", "--json"]));
     assert_eq!((e["exact_match"].clone(), e["cer"].clone()), (v["exact_match"].clone(), v["cer"].clone()));
+    // A folder holding only a test.tsv is scored whole, on the run's canvas.
+    std::fs::create_dir(d.path().join("only")).unwrap();
+    let tsv = std::fs::read_to_string(d.path().join("abc/test.tsv")).unwrap().replace("wav/", "../abc/wav/");
+    std::fs::write(d.path().join("only/test.tsv"), tsv).unwrap();
+    let e = last_json(&shiftlm(d.path(), &["eval", "--checkpoint", "run", "--data", "only", "--json"]));
+    assert_eq!((e["clips"].clone(), e["cer"].clone()), (serde_json::json!(12), v["cer"].clone()), "{e}");
     let g =
         last_json(&shiftlm(d.path(), &["generate", "--checkpoint", "run", "--audio", "abc/wav/test-0.wav", "--json"]));
     assert!(g["outputs"][0]["text"].is_string(), "{g}");
@@ -320,6 +326,8 @@ fn bad_speech_input_is_refused_by_name() {
     shiftlm::data::audio::wav::write(&bad.join("wav/ok.wav"), &tone(440.0, 0.2), RATE).unwrap();
     std::fs::write(bad.join("train.tsv"), "wav/ok.wav\tyes\nwav/ok.wav no tab\n").unwrap();
     refused(&["train", "--data", "bad", "--steps", "1"], "train.tsv:2");
+    std::fs::write(bad.join("train.tsv"), "wav/ok.wav\tyes\nwav/ok.wav\tturn\tleft\n").unwrap();
+    refused(&["train", "--data", "bad", "--steps", "1"], "train.tsv:2: the text holds a tab");
     std::fs::write(bad.join("train.tsv"), "wav/ok.wav\tyes\nwav/gone.wav\tno\n").unwrap();
     refused(&["train", "--data", "bad", "--steps", "1"], "gone.wav");
     let bytes = std::fs::read(bad.join("wav/ok.wav")).unwrap();

@@ -297,39 +297,21 @@ fn evaluate_speech(
     if job.shift_curve.is_some() {
         return Err(Error::setting("speech shifts are in ms: use --shift-curve-ms 0,50,100,200,400"));
     }
-    let mut cfg = cfg.clone();
-    if let Some(dir) = &job.data {
-        cfg.source = crate::data::audio::speech::SpeechSource::Dir(dir.clone());
-        cfg.valid_fraction = 0.0;
-    }
-    let mut data = crate::data::audio::speech::SpeechData::load(&cfg, &|_, _| {})
-        .map_err(|e| Error::setting(format!("loading the clips: {e}")))?;
-    if job.data.is_some() {
-        // A folder without a test set is scored whole.
-        let sets = [&*data.train, &*data.test];
-        if !std::path::Path::new(&data.source).join("test.tsv").exists() && !cfg.dir().join("testing_list.txt").exists()
-        {
-            let mut all = crate::data::audio::speech::Clips::default();
-            for s in sets {
-                all.audio.extend(s.audio.iter().cloned());
-                all.texts.extend(s.texts.iter().cloned());
-                all.paths.extend(s.paths.iter().cloned());
-            }
-            data.test = std::sync::Arc::new(all);
+    let data = match &job.data {
+        Some(dir) => {
+            let classes = ck.model.image().map(|m| m.config().classes.clone()).unwrap_or_default();
+            crate::data::audio::speech::for_eval(cfg, dir, classes)?
         }
-        if let Some(m) = ck.model.image() {
-            // Keywords are the model's classes, whatever order the folder lists them in.
-            if let Some((i, t)) = data.test.texts.iter().enumerate().find(|(_, t)| !m.config().classes.contains(t)) {
-                return Err(Error::bad_file(
-                    &data.test.paths[i],
-                    format!("says {t:?}, which is not a keyword the model knows ({})", m.config().classes.join(", ")),
-                ));
+        None => {
+            let mut d = crate::data::audio::speech::SpeechData::load(cfg, &|_, _| {}).map_err(|e| {
+                Error::setting(format!("loading the run's clips (pass --data DIR to evaluate others): {e}"))
+            })?;
+            if let Some(m) = ck.model.image() {
+                d.classes = m.config().classes.clone();
             }
+            d
         }
-    }
-    if let Some(m) = ck.model.image() {
-        data.classes = m.config().classes.clone();
-    }
+    };
     let shifts = job.shift_curve_ms.clone().unwrap_or(crate::eval::speech::SHIFT_CURVE_MS.to_vec());
     let report = crate::eval::speech::evaluate_all(
         &ck.model,

@@ -350,6 +350,12 @@ pub fn recognise_audio(ck: &Loaded, clips: &[PathBuf]) -> Result<Vec<AudioReadin
         .iter()
         .map(|path| {
             let x = trim(&crate::data::audio::wav::read(path)?);
+            if x.len() > 60 * rate {
+                return Err(Error::bad_file(
+                    path,
+                    format!("holds {} s of sound; clips of at most 60 s are recognised (cut it first)", x.len() / rate),
+                ));
+            }
             if let Some(model) = ck.model.image() {
                 if x.len() > canvas {
                     tracing::warn!(

@@ -175,6 +175,13 @@ pub fn load(cfg: &DataConfig, seed: u64, tokenizer: Option<&Tokenizer>) -> Resul
                 None if c.strings => Tokenizer::char_from_texts(d.train.texts.iter().map(String::as_str)),
                 None => Tokenizer::Values,
             };
+            if c.strings {
+                // Every transcript must be written in the training texts' characters.
+                let unseen = d.unseen_engine.iter().map(|u| &**u);
+                for set in [&*d.valid, &*d.test].into_iter().chain(unseen) {
+                    loader::clip_targets(set, &tok)?;
+                }
+            }
             Ok((Dataset::Speech(d), tok))
         }
     }

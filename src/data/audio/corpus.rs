@@ -266,9 +266,11 @@ fn plan(cfg: &CorpusConfig) -> Vec<Job> {
             .map(|s| s.to_string())
             .collect()
     };
-    let push = |task: &str, set: &str, text: String, argv: Vec<String>, jobs: &mut Vec<Job>| {
-        let n = jobs.iter().filter(|j: &&Job| j.rel.starts_with(&format!("{task}/wav/{set}-"))).count();
-        jobs.push(Job { rel: format!("{task}/wav/{set}-{n:05}.wav"), text, argv });
+    let mut counts = std::collections::HashMap::<String, usize>::new();
+    let mut push = |task: &str, set: &str, text: String, argv: Vec<String>, jobs: &mut Vec<Job>| {
+        let n = counts.entry(format!("{task}/{set}")).or_default();
+        jobs.push(Job { rel: format!("{task}/wav/{set}-{:05}.wav", *n), text, argv });
+        *n += 1;
     };
     // Single digits: every dialect × variant × digit, `repeats` times.
     let mut rng = Rng::derive(0, "speech-digits");
@@ -380,7 +382,11 @@ pub fn generate(dir: &Path, cfg: &CorpusConfig, progress: &(dyn Fn(usize, usize)
     let flite = engine_version("flite")?;
     let jobs = plan(cfg);
     for task in ["digits", "strings"] {
+        // Emptied first: clips of an earlier, larger corpus would change the checksum.
         let d = dir.join(task).join("wav");
+        if d.exists() {
+            std::fs::remove_dir_all(&d).map_err(|e| Error::io(&d, e))?;
+        }
         std::fs::create_dir_all(&d).map_err(|e| Error::io(&d, e))?;
     }
     let stale = dir.join("corpus.json");

@@ -73,8 +73,8 @@ impl MelConfig {
         if self.win_length == 0 || self.win_length > self.n_fft {
             return f("win_length", format!("must be in 1..={} (n_fft), got {}", self.n_fft, self.win_length));
         }
-        if self.hop_length == 0 {
-            return f("hop_length", "must be at least 1".into());
+        if self.hop_length == 0 || self.hop_length > self.n_fft {
+            return f("hop_length", format!("must be in 1..={} (n_fft), got {}", self.n_fft, self.hop_length));
         }
         let nyquist = rate as f32 / 2.0;
         if !(self.f_min >= 0.0 && self.f_min < self.f_max && self.f_max <= nyquist) {

@@ -198,15 +198,31 @@ impl SpeechData {
         let canvas = match cfg.canvas_ms {
             Some(ms) => ms as usize * SAMPLE_RATE as usize / 1000,
             None => {
-                let longest = train.audio.iter().map(Vec::len).max().unwrap_or(0);
+                let (i, longest) =
+                    train.audio.iter().map(Vec::len).enumerate().max_by_key(|&(_, n)| n).unwrap_or((0, 0));
                 let pad = cfg.pad_ms as usize * SAMPLE_RATE as usize / 1000;
-                // Frames (1 + hops) a multiple of 4, so two 2×2 poolings halve them evenly.
-                let hops = (longest + 2 * pad).div_ceil(hop);
-                (hops + (3 + 4 - hops % 4) % 4) * hop
+                if longest + 2 * pad > 60 * SAMPLE_RATE as usize {
+                    return Err(Error::bad_file(
+                        &train.paths[i],
+                        format!("{} ms of sound plus data.speech.pad_ms = {} on either side is more than the 60 s a canvas holds", longest / 16, cfg.pad_ms),
+                    ));
+                }
+                // Frames (1 + hops) a multiple of 4, so two 2×2 poolings halve
+                // them evenly, and the canvas a whole number of ms (16
+                // samples), so that `canvas_ms` saves it exactly.
+                let mut hops = (longest + 2 * pad).div_ceil(hop);
+                hops += (3 + 4 - hops % 4) % 4;
+                let mut canvas = hops * hop;
+                // A hop that is not a whole number of ms: the next whole ms
+                // with 1 + ⌊canvas / hop⌋ a multiple of 4 (within 4 hops).
+                while !canvas.is_multiple_of(16) || (canvas / hop) % 4 != 3 {
+                    canvas += 16 - canvas % 16;
+                }
+                canvas
             }
         };
-        if canvas == 0 || canvas > 60 * SAMPLE_RATE as usize {
-            return Err(Error::config("data.canvas_ms", "the canvas must be 1 ms to 60 s"));
+        if canvas == 0 || canvas > 61 * SAMPLE_RATE as usize {
+            return Err(Error::config("data.speech.canvas_ms", "the canvas must be 1 ms to 60 s"));
         }
         Ok(SpeechData {
             train: Arc::new(train),
@@ -344,6 +360,52 @@ struct Sets {
     unseen_engine: Option<Clips>,
 }
 
+/// The clips of `dir` to evaluate a model on, as `SpeechData` with the
+/// checkpoint's features, canvas and `classes` (keywords; empty for
+/// transcripts): the folder's test set if it has one (`test.tsv`,
+/// `testing_list.txt`), otherwise every clip; and its unseen-engine set.
+/// A keyword the model does not know is refused, naming the clip.
+pub fn for_eval(cfg: &SpeechDataConfig, dir: &Path, classes: Vec<String>) -> Result<SpeechData> {
+    let sets = read_dir(dir)?;
+    let test = match sets.test {
+        Some(t) => t,
+        None => {
+            let mut all = sets.train;
+            if let Some(v) = sets.valid {
+                all.audio.extend(v.audio);
+                all.texts.extend(v.texts);
+                all.paths.extend(v.paths);
+            }
+            all
+        }
+    };
+    if test.is_empty() {
+        return Err(Error::bad_file(dir, "holds no clips to evaluate".to_string()));
+    }
+    if !cfg.strings {
+        for set in std::iter::once(&test).chain(sets.unseen_engine.as_ref()) {
+            if let Some(i) = set.texts.iter().position(|t| !classes.contains(t)) {
+                return Err(Error::bad_file(
+                    &set.paths[i],
+                    format!("says {:?}, which is not a keyword the model knows ({})", set.texts[i], classes.join(", ")),
+                ));
+            }
+        }
+    }
+    let canvas = cfg.canvas_ms.map_or(SAMPLE_RATE as usize, |ms| ms as usize * SAMPLE_RATE as usize / 1000);
+    Ok(SpeechData {
+        train: Arc::new(Clips::default()),
+        valid: Arc::new(Clips::default()),
+        test: Arc::new(test),
+        unseen_engine: sets.unseen_engine.map(Arc::new),
+        classes,
+        strings: cfg.strings,
+        features: Features::new(&cfg.features)?,
+        canvas,
+        source: dir.display().to_string(),
+    })
+}
+
 /// Whether `dir` looks like spoken data: a `*.tsv` transcript, or WAVs in
 /// its subfolders.
 pub fn looks_like_audio(dir: &Path) -> bool {
@@ -366,7 +428,10 @@ fn read_dir(dir: &Path) -> Result<Sets> {
     }
     let tsv = |name: &str| Some(dir.join(name)).filter(|p| p.is_file());
     if let Some(train) = tsv("train.tsv") {
-        let opt = |name: &str| tsv(name).map(|p| read_tsv(&p)).transpose();
+        // An optional set with no clips (comments only) is no set.
+        let opt = |name: &str| -> Result<Option<Clips>> {
+            Ok(tsv(name).map(|p| read_tsv(&p)).transpose()?.filter(|c| !c.is_empty()))
+        };
         return Ok(Sets {
             train: read_tsv(&train)?,
             valid: opt("valid.tsv")?,
@@ -405,7 +470,10 @@ pub fn read_tsv(path: &Path) -> Result<Clips> {
         }
         let bad = |msg: String| Error::BadLine { path: path.to_path_buf(), line: i + 1, msg };
         let (p, t) = line.split_once('\t').ok_or_else(|| bad("expected path<TAB>text".into()))?;
-        let t = t.split('\t').next().unwrap_or("").trim();
+        if t.contains('\t') {
+            return Err(bad("the text holds a tab; expected path<TAB>text".into()));
+        }
+        let t = t.trim();
         if t.is_empty() {
             return Err(bad(format!("{p}: the text is empty")));
         }
@@ -560,6 +628,34 @@ mod tests {
         assert_eq!(place(&clip, 7, -3, Fill::Zero), [2.0, 3.0, 0.0, 0.0, 0.0, 0.0, 0.0]);
         // Longer than the canvas: cut about the centre.
         assert_eq!(place(&[1.0, 2.0, 3.0, 4.0, 5.0], 3, 0, Fill::Wrap), [2.0, 3.0, 4.0]);
+    }
+
+    /// The canvas is a whole number of ms (so `canvas_ms` saves it exactly)
+    /// and its frames a multiple of 4, for any hop.
+    #[test]
+    fn the_canvas_is_whole_ms_and_four_frames_for_any_hop() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join("a")).unwrap();
+        for (i, n) in [3000usize, 5111].iter().enumerate() {
+            let x: Vec<f32> = (0..*n).map(|k| (k as f32 * 0.3).sin() * 0.5).collect();
+            super::super::wav::write(&d.path().join(format!("a/{i}.wav")), &x, SAMPLE_RATE).unwrap();
+        }
+        for hop in [100, 160, 200, 123, 400] {
+            let mut cfg = SpeechDataConfig {
+                source: SpeechSource::Dir(d.path().to_path_buf()),
+                strings: true,
+                features: MelConfig { hop_length: hop, ..Default::default() },
+                augment: Default::default(),
+                valid_fraction: 0.0,
+                pad_ms: 37,
+                canvas_ms: None,
+            };
+            let s = SpeechData::load(&cfg, &|_, _| {}).unwrap();
+            assert_eq!((s.canvas % 16, s.frames() % 4), (0, 0), "hop {hop}");
+            assert!(s.canvas >= s.train.audio.iter().map(Vec::len).max().unwrap() + 2 * 37 * 16, "hop {hop}");
+            cfg.canvas_ms = Some(s.canvas_ms());
+            assert_eq!(SpeechData::load(&cfg, &|_, _| {}).unwrap().frames(), s.frames(), "hop {hop}");
+        }
     }
 
     #[test]
