@@ -121,6 +121,17 @@ pub enum EvalOutcome {
     Speech(crate::eval::speech::SpeechReport),
 }
 
+/// Sets `report.bleu` and `report.chrf`: the decoded outputs against the
+/// targets, both as detokenised text.
+pub fn add_text_metrics(report: &mut EvalReport, tok: &Tokenizer, pairs: &[Pair], outputs: &[Vec<u32>]) -> Result<()> {
+    let hyps: Vec<String> = outputs.iter().map(|o| tok.decode(o)).collect::<Result<_>>()?;
+    let refs: Vec<String> = pairs.iter().map(|p| tok.decode(&p.target)).collect::<Result<_>>()?;
+    let refs = [refs];
+    report.bleu = Some(crate::eval::translation::bleu(&hyps, &refs).score);
+    report.chrf = Some(crate::eval::translation::chrf(&hyps, &refs));
+    Ok(())
+}
+
 /// The first `n` pairs with their decoded outputs, as text.
 pub fn decoded_examples(tok: &Tokenizer, pairs: &[Pair], outputs: &[Vec<u32>], n: usize) -> Result<Vec<Example>> {
     pairs
@@ -454,7 +465,8 @@ fn evaluate_pairs(ck: &Loaded, job: &EvalJob) -> Result<EvalOutcome> {
         None => Strategy::Greedy,
     };
     let opts = DecodeOptions { strategy, max_len: 2 * ck.config.max_target_len + 2 };
-    let (report, outputs) = crate::eval::evaluate(&ck.model, &pairs, 256, &opts, &Device::Cpu)?;
+    let (mut report, outputs) = crate::eval::evaluate(&ck.model, &pairs, 256, &opts, &Device::Cpu)?;
+    add_text_metrics(&mut report, &ck.tokenizer, &pairs, &outputs)?;
     let examples = decoded_examples(&ck.tokenizer, &pairs, &outputs, job.show.unwrap_or(5))?;
     Ok(EvalOutcome::Pairs { report, examples })
 }

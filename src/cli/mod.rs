@@ -12,6 +12,7 @@ mod plot;
 mod profiling;
 mod progress;
 mod report;
+mod score;
 mod train;
 
 use clap::{Parser, Subcommand};
@@ -72,6 +73,9 @@ pub enum Command {
     /// Inspect data the way the model sees it.
     #[command(subcommand)]
     Data(DataCommand),
+    /// Score translations: corpus BLEU and chrF2 of text files, as sacreBLEU computes them.
+    #[command(long_about = score::LONG_ABOUT)]
+    Score(score::ScoreArgs),
     /// Time training steps of named configurations (ms/step, tokens/s, GFLOP/s).
     #[command(long_about = bench::LONG_ABOUT)]
     Bench(bench::BenchArgs),
@@ -552,5 +556,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Plot(a) => plot::run(a),
         Command::Data(DataCommand::Preview(a)) => data_preview::run(*a),
         Command::Data(DataCommand::Speech(a)) => data_speech::run(a),
+        Command::Score(a) => score::run(a),
     }
 }

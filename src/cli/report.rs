@@ -12,6 +12,9 @@ pub fn print_metrics(r: &EvalReport) {
     println!("  macro F1 (forced)         {:.4}", r.macro_f1);
     println!("  exact match (forced)      {:.2}%", 100.0 * r.teacher_forced_exact_match);
     println!("  exact match (free)        {:.2}%", 100.0 * r.exact_match);
+    if let (Some(b), Some(c)) = (r.bleu, r.chrf) {
+        println!("  BLEU / chrF2 (free)       {b:.2} / {c:.2}");
+    }
 }
 
 pub fn print_examples(examples: &[Example]) {

@@ -7,6 +7,7 @@ pub mod forecast;
 pub mod image;
 pub mod speech;
 pub mod strips;
+pub mod translation;
 
 use crate::data::shift::Batch;
 use crate::data::Pair;
@@ -122,6 +123,13 @@ pub struct EvalReport {
     pub examples: usize,
     /// Supervised target tokens (EOS included) under teacher forcing.
     pub tokens: usize,
+    /// Corpus BLEU of the decoded text against the targets, as sacreBLEU
+    /// computes it ([`translation::bleu`]); set where text is decoded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bleu: Option<f64>,
+    /// chrF2 of the decoded text against the targets ([`translation::chrf`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chrf: Option<f64>,
 }
 
 /// Teacher-forced metrics of a language model, as `eval` reports them.
@@ -201,6 +209,8 @@ pub fn evaluate(
             free_running_token_accuracy: right as f64 / total.max(1) as f64,
             examples: pairs.len(),
             tokens: tf.tokens,
+            bleu: None,
+            chrf: None,
         },
         outputs,
     ))
