@@ -14,7 +14,7 @@ Give --ref several times for several references per sentence.
 Examples:
   shiftlm score --hyp out.de --ref test_2016_flickr.de
   shiftlm score --hyp out.de --ref ref1.de --ref ref2.de --json
-  # {\"bleu\":37.21,\"chrf\":62.05,\"sentences\":1000,\"counts\":[…],\"totals\":[…],\"bp\":0.98,…}";
+  # {\"bleu\":…,\"chrf\":…,\"sentences\":…,\"counts\":[…],\"totals\":[…],\"bp\":…,…}";
 
 #[derive(Args, Debug)]
 pub struct ScoreArgs {
