@@ -5,6 +5,8 @@
 
 mod common;
 
+use common::last_json;
+
 use candle_core::Device;
 use shiftlm::config::RunConfig;
 use shiftlm::data::augment::Augment;
@@ -79,12 +81,6 @@ fn augmented_strip_runs_resume_bit_for_bit() {
 
 fn shiftlm(dir: &Path, args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_shiftlm")).args(args).current_dir(dir).output().unwrap()
-}
-
-fn last_json(o: &std::process::Output) -> serde_json::Value {
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let out = String::from_utf8_lossy(&o.stdout).to_string();
-    serde_json::from_str(out.lines().last().unwrap()).unwrap_or_else(|e| panic!("{e}: {out}"))
 }
 
 /// `train --task digit-strings --json` learns to read strips of 1–2 digits

@@ -7,6 +7,8 @@
 
 mod common;
 
+use common::last_json;
+
 use candle_core::Device;
 use shiftlm::config::{DataConfig, RunConfig};
 use shiftlm::data::audio::speech::SpeechSource;
@@ -199,12 +201,6 @@ fn augmented_batches_do_not_depend_on_the_thread_count() {
 fn shiftlm(dir: &Path, args: &[&str]) -> std::process::Output {
     let cmd = Command::new(env!("CARGO_BIN_EXE_shiftlm")).args(args).current_dir(dir).env("SHIFTLM_DATA", dir).output();
     cmd.unwrap()
-}
-
-fn last_json(o: &std::process::Output) -> serde_json::Value {
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let out = String::from_utf8_lossy(&o.stdout).to_string();
-    serde_json::from_str(out.lines().last().unwrap()).unwrap_or_else(|e| panic!("{e}: {out}"))
 }
 
 /// `train --data DIR` on a folder of keyword clips learns them (accuracy,

@@ -84,24 +84,28 @@ pub struct GenerateArgs {
     pub json: bool,
 }
 
+impl GenerateArgs {
+    /// Whether any sampling or decoding option for text was given.
+    fn text_flags(&self) -> bool {
+        self.max_new_tokens.is_some()
+            || self.temperature.is_some()
+            || self.top_k != 0
+            || self.top_p != 1.0
+            || self.repetition_penalty != 1.0
+            || !self.stop.is_empty()
+            || self.beam.is_some()
+            || self.length_penalty.is_some()
+            || self.seed != 0
+            || self.max_len.is_some()
+    }
+}
+
 /// `--audio FILE.wav` with a speech checkpoint.
 fn recognise(ck: &shiftlm::checkpoint::Loaded, a: &GenerateArgs, speech: bool) -> anyhow::Result<()> {
     if !speech {
         anyhow::bail!("--audio FILE.wav is for speech checkpoints (--task spoken-digits or spoken-strings)");
     }
-    let text_flags = !a.prompt.is_empty()
-        || !a.image.is_empty()
-        || a.max_new_tokens.is_some()
-        || a.temperature.is_some()
-        || a.top_k != 0
-        || a.top_p != 1.0
-        || a.repetition_penalty != 1.0
-        || !a.stop.is_empty()
-        || a.beam.is_some()
-        || a.length_penalty.is_some()
-        || a.seed != 0
-        || a.max_len.is_some();
-    if text_flags {
+    if !a.prompt.is_empty() || !a.image.is_empty() || a.text_flags() {
         anyhow::bail!("a speech model takes only --audio FILE.wav (and --json, --profile)");
     }
     if a.audio.is_empty() {
@@ -143,17 +147,7 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
         if a.image.is_empty() {
             anyhow::bail!("{what} needs --image FILE (repeatable)");
         }
-        let text_flags = a.max_new_tokens.is_some()
-            || a.temperature.is_some()
-            || a.top_k != 0
-            || a.top_p != 1.0
-            || a.repetition_penalty != 1.0
-            || !a.stop.is_empty()
-            || a.beam.is_some()
-            || a.length_penalty.is_some()
-            || a.seed != 0
-            || a.max_len.is_some();
-        if text_flags {
+        if a.text_flags() {
             anyhow::bail!(
                 "{what} takes only --image (and --json, --profile): the sampling and decoding options apply to text"
             );

@@ -297,20 +297,27 @@ impl DataArgs {
         {
             anyhow::bail!("speech is written in the transcripts' characters: drop --tokenizer, --bpe-vocab, --tokenizer-file and --vocab");
         }
-        let series_flags = !self.target.is_empty()
-            || !self.covariate.is_empty()
-            || self.timestamp.is_some()
-            || self.fill.is_some()
-            || self.scaler.is_some()
-            || self.season.is_some()
-            || self.stride.is_some();
-        if self.min_len.is_some() || self.max_len.is_some() || series_flags {
+        if self.task_or_series_flags() {
             anyhow::bail!("--min-len, --max-len and the forecasting options do not apply to speech");
         }
         if let Some(s) = self.seed {
             cfg.train.seed = s;
         }
         Ok(cfg)
+    }
+
+    /// Whether a built-in task's length or a forecasting option was given
+    /// (images and speech take none of them).
+    fn task_or_series_flags(&self) -> bool {
+        self.min_len.is_some()
+            || self.max_len.is_some()
+            || !self.target.is_empty()
+            || !self.covariate.is_empty()
+            || self.timestamp.is_some()
+            || self.fill.is_some()
+            || self.scaler.is_some()
+            || self.season.is_some()
+            || self.stride.is_some()
     }
 
     /// Whether these choices describe digit strings: the task or its preset.
@@ -395,14 +402,7 @@ impl DataArgs {
                 "images have no tokenizer or vocabulary: drop --tokenizer, --bpe-vocab, --tokenizer-file and --vocab"
             );
         }
-        let series_flags = !self.target.is_empty()
-            || !self.covariate.is_empty()
-            || self.timestamp.is_some()
-            || self.fill.is_some()
-            || self.scaler.is_some()
-            || self.season.is_some()
-            || self.stride.is_some();
-        if self.min_len.is_some() || self.max_len.is_some() || series_flags {
+        if self.task_or_series_flags() {
             anyhow::bail!(
                 "--min-len, --max-len and the forecasting options (--target, --covariate, --timestamp, --fill, --scaler, --season, --stride) do not apply to images"
             );

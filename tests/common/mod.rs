@@ -53,3 +53,11 @@ pub fn assert_resumes_bit_for_bit(full: &Path, last: usize, at: &[usize], all: &
         assert!(w == final_weights, "final weights differ after resuming at step {m}");
     }
 }
+
+/// The last line of a successful command's standard output, as JSON (the
+/// error names stderr when the command failed).
+pub fn last_json(o: &std::process::Output) -> serde_json::Value {
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    serde_json::from_str(out.lines().last().unwrap()).unwrap_or_else(|e| panic!("{e}: {out}"))
+}
