@@ -52,6 +52,9 @@ fn main() -> shiftlm::Result<()> {
     let mut config = RunConfig::preset("tiny")?;
     config.data = DataConfig::File {
         path: pairs,
+        target: None,
+        valid: None,
+        valid_target: None,
         tokenizer: TokenizerKind::Char,
         valid_fraction: 0.1,
         bpe_vocab_size: None,

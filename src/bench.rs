@@ -94,6 +94,24 @@ pub fn configs() -> Vec<BenchConfig> {
             seq_len: 1,
         },
         BenchConfig {
+            name: "mt-transformer",
+            about: "Transformer encoder–decoder for translation (Multi30k-sized): shared vocab 8000, 3+3 pre-LN layers, 256 wide, 4 heads, feed-forward 1024, dropout 0.1, tied embeddings, 24 tokens a side, batch 64",
+            model: ModelConfig::Transformer(crate::model::TransformerConfig {
+                vocab_size: 8000,
+                d_model: 256,
+                n_head: 4,
+                n_encoder_layer: 3,
+                n_decoder_layer: 3,
+                d_ff: 1024,
+                max_positions: 64,
+                dropout: 0.1,
+                share_embeddings: true,
+                input: None,
+            }),
+            batch_size: 64,
+            seq_len: 24,
+        },
+        BenchConfig {
             name: "kws-conv-lstm",
             about: "the spoken-digits keyword spotter on 40 mel bands × 176 frames: 3×3 convolutions of 32 and 32 with 2×2 max pooling, an LSTM of 128 over the 44 columns, mean over time, 10 classes, batch 64",
             model: ModelConfig::Image(ImageConfig::new(ImageKind::ConvLstm, 176, 40, 10)),
@@ -132,6 +150,17 @@ pub fn flops_per_step(c: &BenchConfig) -> f64 {
             let steps = t + (t + 1.0);
             let per_example = steps * (e * g + h * g) + (t + 1.0) * h * v;
             6.0 * per_example * b
+        }
+        ModelConfig::Transformer(m) => {
+            // Multiply-adds per token: encoder layers (q/k/v/out 4c², feed-forward
+            // 2·c·ff, scores and values 2·S·c) over the source; decoder layers (self
+            // 4c² + cross 4c², feed-forward, causal self-attention ≈ T·c, cross
+            // 2·S·c) and the head c·v over the T + 1 target positions.
+            let (c, ff, v) = (m.d_model as f64, m.d_ff as f64, m.vocab_size as f64);
+            let (s, t1) = (t, t + 1.0);
+            let enc = m.n_encoder_layer as f64 * s * (4.0 * c * c + 2.0 * c * ff + 2.0 * s * c);
+            let dec = m.n_decoder_layer as f64 * t1 * (8.0 * c * c + 2.0 * c * ff + t1 * c + 2.0 * s * c);
+            6.0 * (enc + dec + t1 * c * v) * b
         }
         ModelConfig::Forecaster(m) => {
             let (l, h, c, f, n) =

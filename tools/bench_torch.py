@@ -102,6 +102,29 @@ class TorchForecaster(nn.Module):
         return self.head(z).unsqueeze(-1) + last
 
 
+class TorchTranslator(nn.Module):
+    """shiftlm's Transformer encoder-decoder as PyTorch builds it: nn.Transformer
+    (pre-LN, GELU-tanh feed-forward, final norms) with one shared embedding for
+    source, target and output head, and learned positions."""
+
+    def __init__(self, v, c, heads, layers, ff, ctx, dropout):
+        super().__init__()
+        self.emb = nn.Embedding(v, c)
+        self.enc_pos = nn.Parameter(0.02 * torch.randn(ctx, c))
+        self.dec_pos = nn.Parameter(0.02 * torch.randn(ctx, c))
+        self.core = nn.Transformer(c, heads, layers, layers, ff, dropout, activation=lambda x: F.gelu(x, approximate="tanh"), batch_first=True, norm_first=True)
+        self.drop = nn.Dropout(dropout)
+        nn.init.normal_(self.emb.weight, std=0.02)
+
+    def forward(self, src, dec_in):
+        s, t = src.shape[1], dec_in.shape[1]
+        x = self.drop(self.emb(src) + self.enc_pos[:s])
+        y = self.drop(self.emb(dec_in) + self.dec_pos[:t])
+        mask = nn.Transformer.generate_square_subsequent_mask(t)
+        h = self.core(x, y, tgt_mask=mask, tgt_is_causal=True)
+        return h @ self.emb.weight.T
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--config", required=True)
@@ -147,6 +170,18 @@ def main():
         def step_loss():
             ix = torch.randint(8 * b, (b,))
             return F.cross_entropy(model(feats[ix]), labels[ix])
+    elif a.config == "mt-transformer":
+        v, b, t = 8000, 64, 24
+        model = TorchTranslator(v, 256, 4, 3, 1024, 64, 0.1)
+        src = torch.randint(4, v, (8 * b, t))
+        tgt = torch.roll(src, -1, 1)  # rotate left by one, as shiftlm's bench pairs
+
+        def step_loss():
+            ix = torch.randint(8 * b, (b,))
+            x, y = src[ix], tgt[ix]
+            dec_in = torch.cat([torch.ones(b, 1, dtype=torch.long), y], 1)  # the shift: [BOS] + y
+            labels = torch.cat([y, torch.full((b, 1), 2)], 1)  # y + [EOS]
+            return F.cross_entropy(model(x, dec_in).reshape(-1, v), labels.reshape(-1))
     elif a.config == "seed-lstm":
         model = Seq2Seq({"vocab_size": 1004, "emb_dim": 256, "hidden": 128, "n_layer": 1, "cell": "lstm", "attention": "none"})
         b, t = 64, 10

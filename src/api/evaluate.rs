@@ -24,6 +24,8 @@ pub struct EvalJob {
     pub checkpoint: PathBuf,
     /// A file to score instead of the run's held-out split.
     pub data: Option<PathBuf>,
+    /// With `data`: the target side of parallel files (`data` is then the source side).
+    pub target: Option<PathBuf>,
     /// Encoder–decoders: beam width for free-running decoding (`None`: greedy).
     pub beam: Option<usize>,
     /// Encoder–decoders: beam length penalty α (`None`: 0.6).
@@ -46,6 +48,7 @@ impl EvalJob {
         Self {
             checkpoint: checkpoint.into(),
             data: None,
+            target: None,
             beam: None,
             length_penalty: None,
             show: None,
@@ -101,6 +104,8 @@ pub enum EvalOutcome {
         report: EvalReport,
         /// The first `show` decoded examples.
         examples: Vec<Example>,
+        /// Every free-running output as text, in the order of the pairs.
+        hypotheses: Vec<String>,
     },
     /// A language model.
     Causal(CausalReport),
@@ -122,14 +127,24 @@ pub enum EvalOutcome {
 }
 
 /// Sets `report.bleu` and `report.chrf`: the decoded outputs against the
-/// targets, both as detokenised text.
-pub fn add_text_metrics(report: &mut EvalReport, tok: &Tokenizer, pairs: &[Pair], outputs: &[Vec<u32>]) -> Result<()> {
+/// targets, both as detokenised text (`refs` as written, else the targets
+/// decoded), and returns the decoded outputs.
+pub fn add_text_metrics(
+    report: &mut EvalReport,
+    tok: &Tokenizer,
+    pairs: &[Pair],
+    outputs: &[Vec<u32>],
+    refs: Option<&[String]>,
+) -> Result<Vec<String>> {
     let hyps: Vec<String> = outputs.iter().map(|o| tok.decode(o)).collect::<Result<_>>()?;
-    let refs: Vec<String> = pairs.iter().map(|p| tok.decode(&p.target)).collect::<Result<_>>()?;
+    let refs = match refs {
+        Some(r) => r.to_vec(),
+        None => pairs.iter().map(|p| tok.decode(&p.target)).collect::<Result<_>>()?,
+    };
     let refs = [refs];
     report.bleu = Some(crate::eval::translation::bleu(&hyps, &refs).score);
     report.chrf = Some(crate::eval::translation::chrf(&hyps, &refs));
-    Ok(())
+    Ok(hyps)
 }
 
 /// The first `n` pairs with their decoded outputs, as text.
@@ -430,12 +445,13 @@ fn run_data(ck: &Loaded) -> Result<Dataset> {
 /// An encoder–decoder on its held-out pairs (or `job.data`), teacher forced
 /// and decoded.
 fn evaluate_pairs(ck: &Loaded, job: &EvalJob) -> Result<EvalOutcome> {
-    let pairs = match &job.data {
+    // References are scored as written in the file, not as the tokenizer reads them back.
+    let (pairs, refs) = match &job.data {
         Some(path) => {
-            let raw = crate::data::pairs::read_pairs(path)?;
+            let raw = crate::data::pairs::read(path, job.target.as_deref())?;
             let pairs = crate::data::pairs::encode(&ck.tokenizer, &raw, &[])?.train;
             crate::data::warn_unknown(&ck.tokenizer, pairs.iter().flat_map(|p| p.source.iter().chain(&p.target)), path);
-            pairs
+            (pairs, Some(raw.into_iter().map(|p| p.target).collect::<Vec<_>>()))
         }
         None => {
             if let DataConfig::File { path, .. } = &ck.config.data {
@@ -448,7 +464,7 @@ fn evaluate_pairs(ck: &Loaded, job: &EvalJob) -> Result<EvalOutcome> {
                 }
             }
             match run_data(ck)? {
-                Dataset::Pairs(s) => s.valid,
+                Dataset::Pairs(s) => (s.valid, None),
                 Dataset::Text { .. }
                 | Dataset::Series(_)
                 | Dataset::Images(_)
@@ -466,7 +482,7 @@ fn evaluate_pairs(ck: &Loaded, job: &EvalJob) -> Result<EvalOutcome> {
     };
     let opts = DecodeOptions { strategy, max_len: 2 * ck.config.max_target_len + 2 };
     let (mut report, outputs) = crate::eval::evaluate(&ck.model, &pairs, 256, &opts, &Device::Cpu)?;
-    add_text_metrics(&mut report, &ck.tokenizer, &pairs, &outputs)?;
+    let hypotheses = add_text_metrics(&mut report, &ck.tokenizer, &pairs, &outputs, refs.as_deref())?;
     let examples = decoded_examples(&ck.tokenizer, &pairs, &outputs, job.show.unwrap_or(5))?;
-    Ok(EvalOutcome::Pairs { report, examples })
+    Ok(EvalOutcome::Pairs { report, examples, hypotheses })
 }

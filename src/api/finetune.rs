@@ -166,6 +166,9 @@ pub fn config(job: &FinetuneJob, from: &Loaded) -> Result<RunConfig> {
     } else {
         DataConfig::File {
             path: job.data.clone(),
+            target: None,
+            valid: None,
+            valid_target: None,
             tokenizer: TokenizerKind::Char,
             valid_fraction: 0.1,
             bpe_vocab_size: None,

@@ -27,6 +27,7 @@ Examples:
   shiftlm eval --checkpoint runs/small-rotate
   shiftlm eval --checkpoint runs/small-rotate --beam 4 --json
   shiftlm eval --checkpoint runs/mine --data test.tsv
+  shiftlm eval --checkpoint runs/train --source test.en --target test.de --beam 5 --output hyp.de
   shiftlm eval --checkpoint runs/gpt-baby-input --data held_out.txt --json
   shiftlm eval --checkpoint runs/series-synthetic --json
   shiftlm eval --checkpoint runs/series-load --data load-2025.csv --season 24 --json
@@ -60,6 +61,19 @@ pub struct EvalArgs {
     /// model; a folder of images for an image classifier).
     #[arg(long, value_name = "FILE")]
     pub data: Option<PathBuf>,
+    /// Encoder–decoders: evaluate on parallel files, this one the source side (with --target).
+    #[arg(long, value_name = "FILE", conflicts_with = "data", requires = "target")]
+    pub source: Option<PathBuf>,
+    /// Encoder–decoders: the target side of --source, line by line.
+    #[arg(long, value_name = "FILE", requires = "source")]
+    pub target: Option<PathBuf>,
+    /// Encoder–decoders: write every free-running output here, one line per pair, in the
+    /// input's order (detokenised: ready for `shiftlm score` or sacrebleu).
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Replace --output if it exists.
+    #[arg(long)]
+    pub force: bool,
     /// Encoder–decoders: beam width for free-running decoding (default 1: greedy).
     #[arg(long, value_name = "K")]
     pub beam: Option<usize>,
@@ -99,9 +113,15 @@ fn parse_curve(s: &str) -> Result<usize, String> {
 }
 
 pub fn run(a: EvalArgs) -> anyhow::Result<()> {
+    if let Some(out) = &a.output {
+        let inputs: Vec<&std::path::Path> =
+            [&a.data, &a.source, &a.target].into_iter().flatten().map(|p| p.as_path()).collect();
+        shiftlm::io::check_new(out, a.force, &inputs)?;
+    }
     let job = EvalJob {
         checkpoint: a.checkpoint.clone(),
-        data: a.data.clone(),
+        data: a.data.clone().or(a.source.clone()),
+        target: a.target.clone(),
         beam: a.beam,
         length_penalty: a.length_penalty,
         show: a.show,
@@ -116,6 +136,9 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
     };
     let r = api::evaluate(&job).with_context(|| format!("evaluating {}", a.checkpoint.display()))?;
     let extra = serde_json::json!({ "checkpoint": a.checkpoint, "steps": r.step, "loaded": r.dir });
+    if a.output.is_some() && !matches!(r.outcome, EvalOutcome::Pairs { .. }) {
+        anyhow::bail!("--output writes an encoder–decoder's outputs; {} is not one", a.checkpoint.display());
+    }
     let line = match &r.outcome {
         EvalOutcome::Forecast { report, split, rows } => {
             print_forecast(report, &format!("{} split (rows {}..{})", split.name(), rows.start, rows.end));
@@ -125,9 +148,17 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
             print_causal(report);
             json_value(report, extra)
         }
-        EvalOutcome::Pairs { report, examples } => {
+        EvalOutcome::Pairs { report, examples, hypotheses } => {
             print_metrics(report);
             print_examples(examples);
+            if let Some(out) = &a.output {
+                // One line per pair, whatever the model emits.
+                let lines: Vec<String> = hypotheses.iter().map(|h| h.replace(['\n', '\r'], " ")).collect();
+                let mut text = lines.join("\n");
+                text.push('\n');
+                shiftlm::io::write_atomic(out, text.as_bytes())?;
+                eprintln!("wrote {} outputs to {}", hypotheses.len(), out.display());
+            }
             json_value(report, extra)
         }
         EvalOutcome::Image(report) => {

@@ -113,14 +113,30 @@ pub struct DataArgs {
     /// with --model gpt/llama, plain UTF-8 text (repeat for several documents).
     #[arg(long, value_name = "FILE")]
     pub data: Vec<PathBuf>,
+    /// Parallel files: the source side, one sentence per line; --target FILE gives the
+    /// target side (the same number of lines, e.g. Multi30k's train.en and train.de).
+    #[arg(long, value_name = "FILE", help_heading = "Translation")]
+    pub source: Option<PathBuf>,
+    /// Validation pairs from this TSV/JSONL file, instead of holding out a hashed 10% of
+    /// the training pairs.
+    #[arg(long, value_name = "FILE", conflicts_with = "valid_source", help_heading = "Translation")]
+    pub valid: Option<PathBuf>,
+    /// Validation pairs from parallel files: the source side (with --valid-target).
+    #[arg(long, value_name = "FILE", requires = "valid_target", help_heading = "Translation")]
+    pub valid_source: Option<PathBuf>,
+    /// Validation pairs from parallel files: the target side (with --valid-source).
+    #[arg(long, value_name = "FILE", requires = "valid_source", help_heading = "Translation")]
+    pub valid_target: Option<PathBuf>,
     /// Preset to start from: small (default), seed (the Keras reference), tiny, or
     /// gpt-baby, gpt-small, gpt-tiny, llama-baby, llama-tiny (default for text: sized to the data).
     #[arg(long, value_name = "NAME")]
     pub preset: Option<String>,
-    /// Tokenizer: char (built from the data), byte, or bpe (byte-level BPE trained on the data).
-    #[arg(long, value_name = "KIND", value_parser = ["char", "byte", "bpe"])]
+    /// Tokenizer: char (built from the data), byte, bpe (byte-level BPE trained on the data)
+    /// or unigram (a unigram language model, SentencePiece's default, trained on the data).
+    /// For pairs, one vocabulary is trained on both sides.
+    #[arg(long, value_name = "KIND", value_parser = ["char", "byte", "bpe", "unigram"])]
     pub tokenizer: Option<String>,
-    /// Vocabulary size for --tokenizer bpe.
+    /// Vocabulary size for --tokenizer bpe or unigram (default 2000 for pairs).
     #[arg(long, value_name = "N")]
     pub bpe_vocab: Option<usize>,
     /// Use this tokenizer.json instead of building one (text only).
@@ -139,8 +155,8 @@ pub struct DataArgs {
     #[arg(long, value_name = "S")]
     pub seed: Option<u64>,
     /// Forecasting: the CSV column to forecast (repeat for several). A .csv --data file
-    /// is forecasting data.
-    #[arg(long, value_name = "COLUMN", help_heading = "Forecasting")]
+    /// is forecasting data. With --source: the file of target sentences.
+    #[arg(long, value_name = "COLUMN|FILE", help_heading = "Forecasting")]
     pub target: Vec<String>,
     /// Forecasting: an extra input column read over the past window (repeatable).
     #[arg(long, value_name = "COLUMN", help_heading = "Forecasting")]
@@ -180,6 +196,11 @@ impl DataArgs {
     /// Whether these choices describe forecasting: `--task series`, a CSV
     /// file, or a target column.
     pub fn is_series(&self) -> bool {
+        self.source.is_none() && self.is_series_choice()
+    }
+
+    /// Whether the forecasting choices are given, parallel files aside.
+    fn is_series_choice(&self) -> bool {
         self.task.as_deref() == Some("series")
             || !self.target.is_empty()
             || self.data.iter().any(|p| shiftlm::data::series::is_csv(p))
@@ -416,6 +437,14 @@ impl DataArgs {
     /// The preset with these data choices applied.
     pub fn resolve(&self) -> anyhow::Result<RunConfig> {
         self.check_task_data()?;
+        let parallel = self.source.is_some() || self.valid.is_some() || self.valid_source.is_some();
+        let causal = matches!(self.model.as_deref(), Some("gpt" | "gpt2" | "llama"))
+            || self.preset.as_deref().is_some_and(|p| p.starts_with("gpt") || p.starts_with("llama"));
+        if parallel && (self.task.is_some() || causal || self.is_speech() || self.is_images() || self.is_series()) {
+            anyhow::bail!(
+                "--source/--target, --valid and --valid-source/--valid-target give pairs to an encoder–decoder (--model seq2seq or transformer), without --task"
+            );
+        }
         if self.is_speech() {
             return self.resolve_speech();
         }
@@ -436,8 +465,6 @@ impl DataArgs {
                 "--covariate, --timestamp, --fill, --scaler, --season and --stride apply to forecasting (a .csv --data file with --target)"
             );
         }
-        let causal = matches!(self.model.as_deref(), Some("gpt" | "gpt2" | "llama"))
-            || self.preset.as_deref().is_some_and(|p| p.starts_with("gpt") || p.starts_with("llama"));
         let mut cfg = if causal { self.resolve_causal()? } else { self.resolve_pairs()? };
         if let Some(s) = self.seed {
             cfg.train.seed = s;
@@ -475,15 +502,17 @@ impl DataArgs {
     /// `--set`) trains no BPE tokenizer for it to size.
     pub fn check_bpe_vocab(&self, cfg: &RunConfig) -> anyhow::Result<()> {
         let bpe = match &cfg.data {
-            DataConfig::Text(t) => t.tokenizer == TokenizerKind::Bpe && t.tokenizer_file.is_none(),
+            DataConfig::Text(t) => {
+                matches!(t.tokenizer, TokenizerKind::Bpe | TokenizerKind::Unigram) && t.tokenizer_file.is_none()
+            }
             DataConfig::File { tokenizer, tokenizer_file, .. } => {
-                *tokenizer == TokenizerKind::Bpe && tokenizer_file.is_none()
+                matches!(tokenizer, TokenizerKind::Bpe | TokenizerKind::Unigram) && tokenizer_file.is_none()
             }
             _ => false,
         };
         if self.bpe_vocab.is_some() && !bpe {
             anyhow::bail!(
-                "--bpe-vocab sizes a BPE tokenizer trained on the data (--tokenizer bpe, no --tokenizer-file)"
+                "--bpe-vocab sizes a subword tokenizer trained on the data (--tokenizer bpe or unigram, no --tokenizer-file)"
             );
         }
         Ok(())
@@ -494,6 +523,7 @@ impl DataArgs {
         match self.tokenizer.as_deref() {
             Some("byte") => Some(TokenizerKind::Byte),
             Some("bpe") => Some(TokenizerKind::Bpe),
+            Some("unigram") => Some(TokenizerKind::Unigram),
             Some(_) => Some(TokenizerKind::Char),
             None => None,
         }
@@ -524,21 +554,33 @@ impl DataArgs {
     fn resolve_pairs(&self) -> anyhow::Result<RunConfig> {
         let default = if self.model.as_deref() == Some("transformer") { "transformer" } else { "small" };
         let mut cfg = RunConfig::preset(self.preset.as_deref().unwrap_or(default))?;
-        match self.data.as_slice() {
-            [] => {}
-            [path] => {
-                let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.clone());
-                let tokenizer = self.tokenizer_kind().unwrap_or(TokenizerKind::Char);
-                cfg.data = DataConfig::File {
-                    path,
-                    tokenizer,
-                    valid_fraction: 0.1,
-                    bpe_vocab_size: self.bpe_vocab,
-                    tokenizer_file: self.tokenizer_file.clone(),
-                };
+        let abs = |p: &PathBuf| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone());
+        let (path, target) = match (self.data.as_slice(), &self.source, self.target.as_slice()) {
+            ([], None, _) => {
+                if self.valid.is_some() || self.valid_source.is_some() {
+                    anyhow::bail!("--valid and --valid-source/--valid-target go with training pairs (--data FILE or --source/--target)");
+                }
+                return Ok(cfg);
+            }
+            ([path], None, _) => (abs(path), None),
+            ([], Some(s), [t]) => (abs(s), Some(abs(&PathBuf::from(t)))),
+            ([], Some(_), _) => anyhow::bail!("--source FILE needs one --target FILE: the target side, line by line"),
+            (_, Some(_), _) => {
+                anyhow::bail!("--data (pairs in one file) and --source/--target (parallel files) are alternatives")
             }
             _ => anyhow::bail!("an encoder–decoder takes one --data file of pairs"),
-        }
+        };
+        let valid = self.valid.as_ref().or(self.valid_source.as_ref()).map(abs);
+        cfg.data = DataConfig::File {
+            path,
+            target,
+            valid,
+            valid_target: self.valid_target.as_ref().map(abs),
+            tokenizer: self.tokenizer_kind().unwrap_or(TokenizerKind::Char),
+            valid_fraction: 0.1,
+            bpe_vocab_size: self.bpe_vocab,
+            tokenizer_file: self.tokenizer_file.clone(),
+        };
         Ok(cfg)
     }
 }

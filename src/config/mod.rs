@@ -247,8 +247,10 @@ impl RunConfig {
                     Err(Error::config("data.valid_fraction", "must be in [0, 1)"))
                 }
             }
-            DataConfig::File { valid_fraction, .. } => {
-                if (0.0..1.0).contains(valid_fraction) {
+            DataConfig::File { valid_fraction, valid, valid_target, .. } => {
+                if valid_target.is_some() && valid.is_none() {
+                    Err(Error::config("data.valid_target", "is the target side of data.valid: set both"))
+                } else if (0.0..1.0).contains(valid_fraction) {
                     Ok(())
                 } else {
                     Err(Error::config("data.valid_fraction", "must be in [0, 1)"))

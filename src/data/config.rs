@@ -17,6 +17,8 @@ pub enum TokenizerKind {
     Byte,
     /// Byte-level BPE trained on the data with the `tokenizers` crate.
     Bpe,
+    /// A unigram language model (SentencePiece's default) trained on the data.
+    Unigram,
 }
 
 /// Where the data comes from.
@@ -25,15 +27,26 @@ pub enum TokenizerKind {
 pub enum DataConfig {
     /// A built-in synthetic task.
     Task(TaskSpec),
-    /// A TSV or JSONL file of pairs.
+    /// A TSV or JSONL file of pairs, or parallel files (one sentence per line).
     File {
-        /// The TSV or JSONL file (format detected from the extension, else the content).
+        /// The TSV or JSONL file (format detected from the extension, else the content),
+        /// or, with `target`, the source side of parallel files.
         path: PathBuf,
+        /// Parallel files: the target side, line `i` translating line `i` of `path`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        target: Option<PathBuf>,
+        /// Validation pairs from this file (TSV/JSONL, or the source side with
+        /// `valid_target`) instead of a hashed `valid_fraction` of the training pairs.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        valid: Option<PathBuf>,
+        /// Parallel validation files: the target side of `valid`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        valid_target: Option<PathBuf>,
         /// The tokenizer to build from the training split.
         tokenizer: TokenizerKind,
-        /// Fraction held out for validation, e.g. 0.1.
+        /// Fraction held out for validation, e.g. 0.1 (unused when `valid` is given).
         valid_fraction: f64,
-        /// Vocabulary size of a `bpe` tokenizer, e.g. 2000 (the default).
+        /// Vocabulary size of a `bpe` or `unigram` tokenizer, e.g. 2000 (the default).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         bpe_vocab_size: Option<usize>,
         /// An existing `tokenizer.json` to use instead of building one.

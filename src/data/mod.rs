@@ -90,10 +90,19 @@ impl Dataset {
 use crate::error::{Error, Result};
 use std::path::Path;
 
-/// Reads a whole text file, refusing a missing, empty or non-UTF-8 file with
-/// an error that names the file (and the line of the first bad byte).
+/// Reads a whole text file, gzip-compressed or not (Multi30k ships as
+/// `train.en.gz`), refusing a missing, empty or non-UTF-8 file with an error
+/// that names the file (and the line of the first bad byte).
 pub fn read_utf8(path: &Path) -> Result<String> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let mut bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    if bytes.starts_with(&[0x1f, 0x8b]) {
+        use std::io::Read;
+        let mut out = Vec::new();
+        flate2::read::MultiGzDecoder::new(bytes.as_slice())
+            .read_to_end(&mut out)
+            .map_err(|e| Error::BadFile { path: path.to_path_buf(), msg: format!("not a readable gzip file: {e}") })?;
+        bytes = out;
+    }
     if bytes.iter().all(|b| b.is_ascii_whitespace()) {
         return Err(Error::EmptyFile { path: path.to_path_buf() });
     }
@@ -130,8 +139,21 @@ pub fn load(cfg: &DataConfig, seed: u64, tokenizer: Option<&Tokenizer>) -> Resul
             let tok = tokenizer.cloned().unwrap_or_else(|| spec.tokenizer());
             Ok((Dataset::Pairs(spec.generate(seed)?), tok))
         }
-        DataConfig::File { path, tokenizer: kind, valid_fraction, bpe_vocab_size, tokenizer_file } => {
-            let (train, valid) = pairs::split(pairs::read_pairs(path)?, *valid_fraction);
+        DataConfig::File {
+            path,
+            target,
+            valid,
+            valid_target,
+            tokenizer: kind,
+            valid_fraction,
+            bpe_vocab_size,
+            tokenizer_file,
+        } => {
+            let all = pairs::read(path, target.as_deref())?;
+            let (train, valid) = match valid {
+                Some(v) => (all, pairs::read(v, valid_target.as_deref())?),
+                None => pairs::split(all, *valid_fraction),
+            };
             let tok = match (tokenizer, kind) {
                 (Some(t), _) => t.clone(),
                 (None, _) if tokenizer_file.is_some() => Tokenizer::load(tokenizer_file.as_deref().expect("checked"))?,
@@ -139,9 +161,15 @@ pub fn load(cfg: &DataConfig, seed: u64, tokenizer: Option<&Tokenizer>) -> Resul
                 (None, TokenizerKind::Char) => {
                     Tokenizer::char_from_texts(train.iter().flat_map(|p| [p.source.as_str(), p.target.as_str()]))
                 }
-                (None, TokenizerKind::Bpe) => {
+                // One vocabulary for both sides (joint subwords, as for Multi30k's shared BPE).
+                (None, TokenizerKind::Bpe | TokenizerKind::Unigram) => {
                     let texts: Vec<String> = train.iter().flat_map(|p| [p.source.clone(), p.target.clone()]).collect();
-                    Tokenizer::train_bpe(&texts, bpe_vocab_size.unwrap_or(2000))?
+                    let n = bpe_vocab_size.unwrap_or(2000);
+                    if *kind == TokenizerKind::Bpe {
+                        Tokenizer::train_bpe(&texts, n)?
+                    } else {
+                        Tokenizer::train_unigram(&texts, n)?
+                    }
                 }
             };
             let splits = pairs::encode(&tok, &train, &valid)?;

@@ -1,6 +1,13 @@
-//! Paired text data from a file: TSV (`source<TAB>target[<TAB>ignored…]`) or
-//! JSONL (`{"source": …, "target": …}`), split into train and validation by a
-//! hash of each pair, so the split never depends on the seed or file order.
+//! Paired text data: a TSV (`source<TAB>target[<TAB>ignored…]`) or JSONL
+//! (`{"source": …, "target": …}`) file, or parallel files with one sentence
+//! per line (Multi30k's `train.en` and `train.de`). Validation pairs come
+//! from given files, or are split off by a hash of each pair, so the split
+//! never depends on the seed or file order.
+//!
+//! Empty lines: a blank TSV/JSONL line is skipped; in parallel files a pair
+//! whose two sides are both blank is skipped (a warning counts them), and a
+//! pair with one blank side is an error naming both files and the line,
+//! since a sentence translated as nothing is almost always misaligned data.
 
 use super::{read_utf8, Pair, Splits};
 use crate::data::tokenizer::Tokenizer;
@@ -92,6 +99,60 @@ pub fn read_pairs(path: &Path) -> Result<Vec<TextPair>> {
     Ok(out)
 }
 
+/// Reads parallel files: line `i` of `target` translates line `i` of
+/// `source`. The line counts must match; see the module notes for blanks.
+pub fn read_parallel(source: &Path, target: &Path) -> Result<Vec<TextPair>> {
+    let (src, tgt) = (read_utf8(source)?, read_utf8(target)?);
+    let lines = |t: &str| -> Vec<String> { t.lines().map(|l| l.strip_suffix('\r').unwrap_or(l).to_string()).collect() };
+    let (src, tgt) = (lines(&src), lines(&tgt));
+    if src.len() != tgt.len() {
+        return Err(Error::BadFile {
+            path: source.to_path_buf(),
+            msg: format!(
+                "{} lines, but its target side {} has {}: parallel files need one line per sentence on both sides",
+                src.len(),
+                target.display(),
+                tgt.len()
+            ),
+        });
+    }
+    let mut out = Vec::with_capacity(src.len());
+    let mut blank = 0;
+    for (i, (s, t)) in src.into_iter().zip(tgt).enumerate() {
+        let line = i + 1;
+        match (s.trim().is_empty(), t.trim().is_empty()) {
+            (true, true) => blank += 1,
+            (false, false) => out.push(TextPair { source: s, target: t, line }),
+            (s_blank, _) => {
+                let (empty, other) = if s_blank { (source, target) } else { (target, source) };
+                return Err(Error::BadLine {
+                    path: empty.to_path_buf(),
+                    line,
+                    msg: format!(
+                        "empty, but line {line} of {} is not: remove the pair from both files or translate it",
+                        other.display()
+                    ),
+                });
+            }
+        }
+    }
+    if blank > 0 {
+        tracing::warn!("{} and {}: skipped {blank} pair(s) of blank lines", source.display(), target.display());
+    }
+    if out.is_empty() {
+        return Err(Error::EmptyFile { path: source.to_path_buf() });
+    }
+    Ok(out)
+}
+
+/// Pairs from a TSV/JSONL file, or from parallel files when `target` is given.
+pub fn read(path: &Path, target: Option<&Path>) -> Result<Vec<TextPair>> {
+    match target {
+        Some(t) => read_parallel(path, t),
+        None => read_pairs(path),
+    }
+}
+
 /// FNV-1a, for a split that depends on content only.
 fn fnv1a(s: &str) -> u64 {
     s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3))
@@ -157,6 +218,29 @@ mod tests {
         assert!(e.contains("d.tsv:2:") && e.contains("UTF-8"), "{e}");
         let (_d, p) = file("e.tsv", b"\n \n");
         assert!(read_pairs(&p).unwrap_err().to_string().contains("empty"));
+    }
+
+    #[test]
+    fn reads_parallel_files_and_refuses_misaligned_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = |n: &str, b: &[u8]| {
+            let p = dir.path().join(n);
+            std::fs::write(&p, b).unwrap();
+            p
+        };
+        let (en, de) = (w("a.en", b"a dog\r\n\nthe cat\n"), w("a.de", b"ein Hund\n\ndie Katze"));
+        let pairs = read(&en, Some(&de)).unwrap();
+        assert_eq!(pairs.len(), 2);
+        assert_eq!((pairs[1].source.as_str(), pairs[1].target.as_str(), pairs[1].line), ("the cat", "die Katze", 3));
+        let short = w("b.de", b"ein Hund\n");
+        let e = read_parallel(&en, &short).unwrap_err().to_string();
+        assert!(e.contains("a.en") && e.contains("b.de") && e.contains("3 lines") && e.contains("has 1"), "{e}");
+        let hole = w("c.de", b"ein Hund\n\n\n");
+        let e = read_parallel(&en, &hole).unwrap_err().to_string();
+        assert!(e.contains("c.de:3:") && e.contains("a.en"), "{e}");
+        let bad = w("d.de", b"ein Hund\n\n\xff\n");
+        let e = read_parallel(&en, &bad).unwrap_err().to_string();
+        assert!(e.contains("d.de:3:") && e.contains("UTF-8"), "{e}");
     }
 
     #[test]

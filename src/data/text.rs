@@ -39,6 +39,7 @@ pub fn load(cfg: &TextConfig, tokenizer: Option<&Tokenizer>) -> Result<(Dataset,
             super::TokenizerKind::Char => Tokenizer::char_from_texts(texts.iter().map(|t| t.as_str())),
             super::TokenizerKind::Byte => Tokenizer::Byte,
             super::TokenizerKind::Bpe => Tokenizer::train_bpe(&texts, cfg.bpe_vocab_size)?,
+            super::TokenizerKind::Unigram => Tokenizer::train_unigram(&texts, cfg.bpe_vocab_size)?,
         },
     };
     let eot =

@@ -56,6 +56,43 @@ impl PartialEq for Tokenizer {
     }
 }
 
+/// Puts a trained unigram vocabulary (`[piece, score]` pairs) in an order
+/// that does not depend on hashing. The trainer gives the characters it
+/// must keep but never scored the lowest score plus 0.0001·k, k in hash
+/// order, and lists equal scores in hash order: here those characters get
+/// their steps in character order, and ties are broken by the piece.
+fn canonical_unigram_pieces(pieces: &mut [Value]) {
+    const STEP: f64 = 1e-4;
+    let score = |v: &Value| v[1].as_f64().unwrap_or(0.0);
+    let text = |v: &Value| v[0].as_str().unwrap_or("").to_string();
+    let base = pieces.iter().map(score).fold(f64::INFINITY, f64::min);
+    let n = pieces.len() as f64;
+    let stepped = |v: &Value| {
+        let k = (score(v) - base) / STEP;
+        text(v).chars().count() == 1 && k < n + 1.0 && (k - k.round()).abs() < 1e-6
+    };
+    let mut chars: Vec<String> = pieces.iter().filter(|v| stepped(v)).map(text).collect();
+    chars.sort();
+    let mut k = 0.0;
+    for v in pieces.iter_mut() {
+        if stepped(v) {
+            // Reassigned in character order below.
+            v[1] = Value::from(base);
+        }
+    }
+    for c in &chars {
+        if let Some(v) = pieces.iter_mut().find(|v| text(v) == *c && score(v) == base && v.get(2).is_none()) {
+            v[1] = Value::from(base + k * STEP);
+            v.as_array_mut().expect("pair").push(Value::Null); // mark as done
+            k += 1.0;
+        }
+    }
+    for v in pieces.iter_mut() {
+        v.as_array_mut().expect("pair").truncate(2);
+    }
+    pieces.sort_by(|a, b| score(b).total_cmp(&score(a)).then_with(|| text(a).cmp(&text(b))));
+}
+
 /// GPT-2's reversible map from bytes to printable characters.
 fn bytes_to_unicode() -> Vec<char> {
     let mut table = vec!['\0'; 256];
@@ -106,6 +143,62 @@ impl Tokenizer {
         tok.train(&mut trainer, texts.iter()).map_err(err)?;
         let json = tok.to_string(false).map_err(err)?;
         Self::from_json_str(&json, Path::new("<trained BPE>"))
+    }
+
+    /// A unigram language-model tokenizer (Kudo 2018, SentencePiece's
+    /// default) trained on `texts` with the `tokenizers` crate: words split
+    /// at spaces, each marked by a leading `▁`, so decoding restores the
+    /// spaces. shiftlm's four specials come first; a character never seen in
+    /// training becomes `<unk>`. Deterministic for the same texts and size.
+    pub fn train_unigram(texts: &[String], vocab_size: usize) -> Result<Self> {
+        use tokenizers::models::unigram::{Unigram, UnigramTrainerBuilder};
+        use tokenizers::pre_tokenizers::metaspace::{Metaspace, PrependScheme};
+        use tokenizers::utils::parallelism::{get_parallelism, set_parallelism};
+        use tokenizers::{
+            AddedToken, NormalizerWrapper, OffsetReferential, OffsetType, PostProcessorWrapper, PreTokenizedString,
+            PreTokenizer, TokenizerBuilder,
+        };
+        let err = |e: tokenizers::Error| Error::config("data.tokenizer", format!("unigram training failed: {e}"));
+        let trainer = UnigramTrainerBuilder::default()
+            .show_progress(false)
+            .vocab_size(vocab_size.min(u32::MAX as usize) as u32)
+            .special_tokens(SPECIAL_NAMES.iter().map(|s| AddedToken::from(*s, true)).collect())
+            .unk_token(Some(SPECIAL_NAMES[UNK as usize].to_string()))
+            .build()
+            .map_err(|e| Error::config("data.tokenizer", format!("unigram trainer: {e}")))?;
+        let space = Metaspace::new('▁', PrependScheme::Always, true);
+        // The crate's own `train` counts words in a randomly seeded hash map
+        // and sums EM statistics in parallel, so two runs can give different
+        // vocabularies. Counting here in sorted order and training on one
+        // thread makes the tokenizer a function of the texts alone.
+        let mut words = std::collections::BTreeMap::<String, u32>::new();
+        for text in texts {
+            let mut pts = PreTokenizedString::from(text.as_str());
+            space.pre_tokenize(&mut pts).map_err(err)?;
+            for (w, _, _) in pts.get_splits(OffsetReferential::Original, OffsetType::Char) {
+                *words.entry(w.to_string()).or_default() += 1;
+            }
+        }
+        let parallel = get_parallelism();
+        set_parallelism(false);
+        let mut model = Unigram::default();
+        let trained = trainer.do_train(words.into_iter().collect(), &mut model);
+        set_parallelism(parallel);
+        let specials = trained.map_err(err)?;
+        let mut tok = TokenizerBuilder::<Unigram, NormalizerWrapper, Metaspace, PostProcessorWrapper, Metaspace>::new()
+            .with_model(model)
+            .with_normalizer(None)
+            .with_pre_tokenizer(Some(space.clone()))
+            .with_post_processor(None)
+            .with_decoder(Some(space))
+            .build()
+            .map_err(err)?;
+        tok.add_special_tokens(&specials);
+        let mut json: Value = serde_json::from_str(&tok.to_string(false).map_err(err)?).expect("valid JSON");
+        if let Some(vocab) = json["model"]["vocab"].as_array_mut() {
+            canonical_unigram_pieces(&mut vocab[N_SPECIAL as usize..]);
+        }
+        Self::from_json_str(&json.to_string(), Path::new("<trained unigram>"))
     }
 
     /// Total ids, specials included.
@@ -418,6 +511,31 @@ mod tests {
         let ids = a.encode(s).unwrap();
         assert!(ids.len() < s.len());
         assert_eq!(a.decode(&ids).unwrap(), s);
+    }
+
+    #[test]
+    fn unigram_training_is_deterministic_and_round_trips() {
+        // Words made of recurring syllables, as in a real language.
+        let syl = ["ein", "ma", "ne", "rü", "to", "ku", "sa", "le", "ßen", "hun"];
+        let word = |k: usize| format!("{}{}{}", syl[k % 10], syl[(k / 10) % 10], syl[(k / 100) % 10]);
+        let texts: Vec<String> = (0..2000usize)
+            .map(|i| (0..6).map(|j| word((i * 37 + j * 101) % 600)).collect::<Vec<_>>().join(" ") + ".")
+            .collect();
+        let a = Tokenizer::train_unigram(&texts, 120).unwrap();
+        assert_eq!(a, Tokenizer::train_unigram(&texts, 120).unwrap());
+        assert!(a.vocab_size() <= 120 && a.vocab_size() > 40, "{}", a.vocab_size());
+        assert_eq!((a.token_id("<pad>"), a.token_id("</s>"), a.token_id("<unk>")), (Some(PAD), Some(EOS), Some(UNK)));
+        for s in ["einmarü tokusa.", "leßen  hunein   sa.", "ü"] {
+            let ids = a.encode(s).unwrap();
+            assert!(ids.iter().all(|&i| i >= N_SPECIAL), "{s}: {ids:?}");
+            assert_eq!(a.decode(&ids).unwrap(), s);
+        }
+        // Training sentences are read in pieces longer than a character.
+        let ids: usize = texts.iter().map(|t| a.encode(t).unwrap().len()).sum();
+        let chars: usize = texts.iter().map(|t| t.chars().count()).sum();
+        assert!(ids < chars, "{ids} ids for {chars} characters");
+        // Never seen: <unk>, not an error.
+        assert!(a.encode("☃").unwrap().contains(&UNK));
     }
 
     /// The `tokenizers` library's failures are errors, not empty ids.

@@ -9,7 +9,7 @@
 use super::frontend::{Frontend, FrontendConfig, TokenEmbedding};
 use crate::data::shift::Seq2SeqTensors;
 use crate::error::{Error, Result};
-use crate::nn::causal_attention::{attend, attend_with_bias, split_heads, KvCache};
+use crate::ops::mha::attention;
 use crate::nn::dropout::dropout;
 use crate::nn::embedding::{embedding_init, Embedding};
 use crate::nn::layer_norm::{layer_norm, LayerNorm};
@@ -118,16 +118,56 @@ impl Attention {
         })
     }
 
-    /// Keys and values of `x` (B, S, C) as heads (B, H, S, D).
+    /// Keys and values of `x` (B, S, C), heads side by side (B, S, C) each.
     fn kv(&self, x: &Tensor) -> candle_core::Result<(Tensor, Tensor)> {
-        Ok((
-            split_heads(&self.k_proj.forward(x)?, self.n_head)?.contiguous()?,
-            split_heads(&self.v_proj.forward(x)?, self.n_head)?.contiguous()?,
-        ))
+        Ok((self.k_proj.forward(x)?, self.v_proj.forward(x)?))
     }
 
-    fn q(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        split_heads(&self.q_proj.forward(x)?, self.n_head)?.contiguous()
+    /// Queries of `x` (B, T, C) attending to keys and values (B, S, C) →
+    /// the projected output (B, T, C), by the fused op.
+    fn attend(
+        &self,
+        x: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        key_lens: Option<&[usize]>,
+        causal: bool,
+    ) -> candle_core::Result<Tensor> {
+        let q = self.q_proj.forward(x)?;
+        self.out_proj.forward(&attention(&q, k, v, self.n_head, key_lens, causal)?)
+    }
+}
+
+/// Keys and values of the decoder's self-attention for the steps so far,
+/// (B, S, C) each.
+#[derive(Debug, Clone, Default)]
+pub struct SelfCache {
+    /// Keys (B, S, C); `None` before the first step.
+    pub k: Option<Tensor>,
+    /// Values (B, S, C); `None` before the first step.
+    pub v: Option<Tensor>,
+}
+
+impl SelfCache {
+    /// Positions already cached.
+    pub fn len(&self) -> usize {
+        self.k.as_ref().map_or(0, |k| k.dim(1).unwrap_or(0))
+    }
+
+    /// Whether no position is cached yet.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Appends new keys and values (B, T, C) and returns the whole history.
+    fn append(&mut self, k: Tensor, v: Tensor) -> candle_core::Result<(Tensor, Tensor)> {
+        let (k, v) = match (&self.k, &self.v) {
+            (Some(pk), Some(pv)) => (Tensor::cat(&[pk, &k], 1)?, Tensor::cat(&[pv, &v], 1)?),
+            _ => (k, v),
+        };
+        self.k = Some(k.clone());
+        self.v = Some(v.clone());
+        Ok((k, v))
     }
 }
 
@@ -170,17 +210,17 @@ impl EncoderLayer {
         })
     }
 
-    /// `x` (B, S, C) → (B, S, C); `bias` (B, 1, 1, S) masks padded keys.
+    /// `x` (B, S, C) → (B, S, C); row b's keys past `key_lens[b]` are padding.
     pub(crate) fn forward(
         &self,
         x: &Tensor,
-        bias: Option<&Tensor>,
+        key_lens: Option<&[usize]>,
         p: f32,
         mut rng: Option<&mut Rng>,
     ) -> candle_core::Result<Tensor> {
         let h = self.self_attn_layer_norm.forward(x)?;
         let (k, v) = self.self_attn.kv(&h)?;
-        let y = self.self_attn.out_proj.forward(&attend_with_bias(&self.self_attn.q(&h)?, &k, &v, bias)?)?;
+        let y = self.self_attn.attend(&h, &k, &v, key_lens, false)?;
         let x = (x + dropout(&y, p, rng.as_deref_mut())?)?;
         let y = self.ff.forward(&self.final_layer_norm.forward(&x)?)?;
         x + dropout(&y, p, rng)?
@@ -201,11 +241,12 @@ struct DecoderLayer {
 /// self-attention cache and the cross-attention keys and values.
 #[derive(Debug, Clone)]
 pub struct TransformerState {
-    /// (B, 1, 1, S): 0 on real source tokens, −∞ on padding.
-    pub src_bias: Option<Tensor>,
+    /// Per source, its real (unpadded) length; `None` when nothing is padded.
+    pub src_lens: Option<Vec<usize>>,
     /// Per decoder layer, the self-attention keys and values of the steps so far.
-    pub self_cache: Vec<KvCache>,
-    /// Per decoder layer, cross-attention keys and values of the encoder output, (B, H, S, D) each.
+    pub self_cache: Vec<SelfCache>,
+    /// Per decoder layer, cross-attention keys and values of the encoder
+    /// output, (B, S, C) each: computed once per source.
     pub cross_kv: Vec<(Tensor, Tensor)>,
 }
 
@@ -213,12 +254,15 @@ impl TransformerState {
     /// Rows `idx` of everything (beam search reorders hypotheses with it).
     pub fn select(&self, idx: &Tensor) -> candle_core::Result<Self> {
         let sel = |t: &Tensor| t.index_select(idx, 0);
+        let rows = idx.to_dtype(candle_core::DType::U32)?.to_vec1::<u32>()?;
         Ok(Self {
-            src_bias: self.src_bias.as_ref().map(sel).transpose()?,
+            src_lens: self.src_lens.as_ref().map(|l| rows.iter().map(|&r| l[r as usize]).collect()),
             self_cache: self
                 .self_cache
                 .iter()
-                .map(|c| Ok(KvCache { k: c.k.as_ref().map(sel).transpose()?, v: c.v.as_ref().map(sel).transpose()? }))
+                .map(|c| {
+                    Ok(SelfCache { k: c.k.as_ref().map(sel).transpose()?, v: c.v.as_ref().map(sel).transpose()? })
+                })
                 .collect::<candle_core::Result<_>>()?,
             cross_kv: self.cross_kv.iter().map(|(k, v)| Ok((sel(k)?, sel(v)?))).collect::<candle_core::Result<_>>()?,
         })
@@ -315,19 +359,15 @@ impl TransformerSeq2Seq {
         mut rng: Option<&mut Rng>,
     ) -> Result<TransformerState> {
         let p = self.cfg.dropout;
-        let src_bias = match src_mask {
-            // 0 → −1e9 rather than −∞, so a fully padded row stays finite.
-            Some(m) => Some(m.affine(1e9, -1e9)?.unsqueeze(1)?.unsqueeze(1)?), // (B, 1, 1, S)
-            None => None,
-        };
+        let src_lens = src_mask.map(key_lengths).transpose()?;
         let x = self.positioned(self.enc_input.forward(src)?, &self.enc_pos, 0)?;
         let mut x = dropout(&x, p, rng.as_deref_mut())?;
         for l in &self.encoder {
-            x = l.forward(&x, src_bias.as_ref(), p, rng.as_deref_mut())?;
+            x = l.forward(&x, src_lens.as_deref(), p, rng.as_deref_mut())?;
         }
         let memory = self.enc_norm.forward(&x)?; // (B, S, C)
         let cross_kv = self.decoder.iter().map(|l| l.encoder_attn.kv(&memory)).collect::<candle_core::Result<_>>()?;
-        Ok(TransformerState { src_bias, self_cache: vec![KvCache::default(); self.decoder.len()], cross_kv })
+        Ok(TransformerState { src_lens, self_cache: vec![SelfCache::default(); self.decoder.len()], cross_kv })
     }
 
     /// Decoder over `dec_in` (B, T), continuing `state` → logits (B, T, V).
@@ -341,16 +381,12 @@ impl TransformerSeq2Seq {
             let h = l.self_attn_layer_norm.forward(&x)?;
             let (k, v) = l.self_attn.kv(&h)?;
             let (k, v) = state.self_cache[i].append(k, v)?;
-            let y = l.self_attn.out_proj.forward(&attend(&l.self_attn.q(&h)?, &k, &v, offset)?)?;
+            // Query t sees the cached steps and itself: keys up to offset + t.
+            let y = l.self_attn.attend(&h, &k, &v, None, true)?;
             x = (x + dropout(&y, p, rng.as_deref_mut())?)?;
             let h = l.encoder_attn_layer_norm.forward(&x)?;
             let (ck, cv) = &state.cross_kv[i];
-            let y = l.encoder_attn.out_proj.forward(&attend_with_bias(
-                &l.encoder_attn.q(&h)?,
-                ck,
-                cv,
-                state.src_bias.as_ref(),
-            )?)?;
+            let y = l.encoder_attn.attend(&h, ck, cv, state.src_lens.as_deref(), false)?;
             x = (x + dropout(&y, p, rng.as_deref_mut())?)?;
             let y = l.ff.forward(&l.final_layer_norm.forward(&x)?)?;
             x = (x + dropout(&y, p, rng.as_deref_mut())?)?;
@@ -366,6 +402,21 @@ impl TransformerSeq2Seq {
         let loss = sequence_loss_sum(&logits, &batch.labels, Some(&batch.label_mask))?;
         Ok((loss, logits))
     }
+}
+
+/// Per row of `mask` (B, S; 1 on real positions, 0 on padding), how many
+/// positions are real. Padding must come last, as the batcher puts it.
+fn key_lengths(mask: &Tensor) -> Result<Vec<usize>> {
+    let rows = mask.to_dtype(candle_core::DType::F32)?.to_vec2::<f32>()?;
+    rows.iter()
+        .map(|r| {
+            let n = r.iter().take_while(|&&m| m > 0.5).count();
+            if r[n..].iter().any(|&m| m > 0.5) {
+                return Err(Error::setting("a source mask must put its padding last"));
+            }
+            Ok(n)
+        })
+        .collect()
 }
 
 impl super::Family for TransformerConfig {

@@ -20,6 +20,7 @@ pub mod gelu;
 pub mod gru;
 pub mod linear;
 pub mod lstm;
+pub mod mha;
 pub mod norm;
 pub mod pool;
 pub mod recurrence;
