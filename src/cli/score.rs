@@ -1,6 +1,5 @@
 //! `shiftlm score`: BLEU and chrF of text files, like the `sacrebleu` command.
 
-use anyhow::Context;
 use clap::Args;
 use std::path::{Path, PathBuf};
 
@@ -29,14 +28,9 @@ pub struct ScoreArgs {
     pub json: bool,
 }
 
-/// The lines of a UTF-8 text file (a final newline ends the last line).
+/// The lines of a UTF-8 text file, gzip-compressed or not (a final newline ends the last line).
 fn lines(path: &Path) -> anyhow::Result<Vec<String>> {
-    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let text = String::from_utf8(bytes).map_err(|e| {
-        let offset = e.utf8_error().valid_up_to();
-        let line = 1 + e.as_bytes()[..offset].iter().filter(|&&b| b == b'\n').count();
-        anyhow::anyhow!("{}:{line}: the file is not valid UTF-8", path.display())
-    })?;
+    let text = shiftlm::data::read_text(path)?;
     Ok(text.lines().map(|l| l.trim_end_matches('\r').to_string()).collect())
 }
 

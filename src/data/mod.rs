@@ -94,6 +94,15 @@ use std::path::Path;
 /// `train.en.gz`), refusing a missing, empty or non-UTF-8 file with an error
 /// that names the file (and the line of the first bad byte).
 pub fn read_utf8(path: &Path) -> Result<String> {
+    let text = read_text(path)?;
+    if text.bytes().all(|b| b.is_ascii_whitespace()) {
+        return Err(Error::EmptyFile { path: path.to_path_buf() });
+    }
+    Ok(text)
+}
+
+/// [`read_utf8`] that accepts a blank file (a hypothesis file of empty lines).
+pub fn read_text(path: &Path) -> Result<String> {
     let mut bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     if bytes.starts_with(&[0x1f, 0x8b]) {
         use std::io::Read;
@@ -102,9 +111,6 @@ pub fn read_utf8(path: &Path) -> Result<String> {
             .read_to_end(&mut out)
             .map_err(|e| Error::BadFile { path: path.to_path_buf(), msg: format!("not a readable gzip file: {e}") })?;
         bytes = out;
-    }
-    if bytes.iter().all(|b| b.is_ascii_whitespace()) {
-        return Err(Error::EmptyFile { path: path.to_path_buf() });
     }
     String::from_utf8(bytes).map_err(|e| {
         let offset = e.utf8_error().valid_up_to();

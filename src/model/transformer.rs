@@ -9,12 +9,12 @@
 use super::frontend::{Frontend, FrontendConfig, TokenEmbedding};
 use crate::data::shift::Seq2SeqTensors;
 use crate::error::{Error, Result};
-use crate::ops::mha::attention;
 use crate::nn::dropout::dropout;
 use crate::nn::embedding::{embedding_init, Embedding};
 use crate::nn::layer_norm::{layer_norm, LayerNorm};
 use crate::nn::linear::{linear_init, Linear};
 use crate::nn::loss::sequence_loss_sum;
+use crate::ops::mha::attention;
 use crate::rng::Rng;
 use candle_core::{Module, Tensor};
 use candle_nn::{Init, VarBuilder};
@@ -260,9 +260,7 @@ impl TransformerState {
             self_cache: self
                 .self_cache
                 .iter()
-                .map(|c| {
-                    Ok(SelfCache { k: c.k.as_ref().map(sel).transpose()?, v: c.v.as_ref().map(sel).transpose()? })
-                })
+                .map(|c| Ok(SelfCache { k: c.k.as_ref().map(sel).transpose()?, v: c.v.as_ref().map(sel).transpose()? }))
                 .collect::<candle_core::Result<_>>()?,
             cross_kv: self.cross_kv.iter().map(|(k, v)| Ok((sel(k)?, sel(v)?))).collect::<candle_core::Result<_>>()?,
         })

@@ -102,11 +102,11 @@ impl MhaOp {
         }
     }
 
-    /// Scores of rows `r0..r0 + rows` (row stride `ks`) to probabilities,
-    /// in place: row i over its visible keys, zero up to `kmax`.
-    fn softmax_rows(&self, dm: &Dims, bi: usize, s: &mut [f32], ks: usize, r0: usize, rows: usize, kmax: usize) {
+    /// Scores of rows `r0..r0 + rows` (row stride S) to probabilities, in
+    /// place: row i over its visible keys, zero up to `kmax`.
+    fn softmax_rows(&self, dm: &Dims, bi: usize, s: &mut [f32], r0: usize, rows: usize, kmax: usize) {
         let scale = 1.0 / (dm.d as f32).sqrt();
-        for (k, row) in s.chunks_mut(ks).take(rows).enumerate() {
+        for (k, row) in s.chunks_mut(dm.s).take(rows).enumerate() {
             let (vis, hidden) = row[..kmax].split_at_mut(self.kend(dm, bi, r0 + k));
             let m = super::max(vis) * scale;
             vis.iter_mut().for_each(|v| *v = super::exp(*v * scale - m));
@@ -141,7 +141,8 @@ impl CustomOp3 for MhaOp {
         let _p = crate::profile::op("attention.fwd", || {
             (format!("{:?}x{:?}", lq.dims(), lk.dims()), Some(4 * (b * t * s * c) as u64))
         });
-        let (q, k, v) = (f32_slice(sq, lq, "attention")?, f32_slice(sk, lk, "attention")?, f32_slice(sv, lv, "attention")?);
+        let (q, k, v) =
+            (f32_slice(sq, lq, "attention")?, f32_slice(sk, lk, "attention")?, f32_slice(sv, lv, "attention")?);
         let mut y = super::output(b * t * c); // every head's columns are written by Y = P V
         let out = SharedMut(y.as_mut_ptr().cast::<f32>());
         let cs = c as isize;
@@ -162,9 +163,20 @@ impl CustomOp3 for MhaOp {
                         // S = Q Kᵀ for this block's queries and the keys they see.
                         let sp = sc.as_mut_ptr();
                         matmul(rows, kmax, d, sp, (1, s as isize), qh.add(r0 * c), (1, cs), kh, (cs, 1), false);
-                        self.softmax_rows(&dm, bi, sc, s, r0, rows, kmax);
+                        self.softmax_rows(&dm, bi, sc, r0, rows, kmax);
                         // Y = P V
-                        matmul(rows, d, kmax, yh.add(r0 * c), (1, cs), sc.as_ptr(), (1, s as isize), vh, (1, cs), false);
+                        matmul(
+                            rows,
+                            d,
+                            kmax,
+                            yh.add(r0 * c),
+                            (1, cs),
+                            sc.as_ptr(),
+                            (1, s as isize),
+                            vh,
+                            (1, cs),
+                            false,
+                        );
                     }
                 }
             },
@@ -214,10 +226,10 @@ impl CustomOp3 for MhaOp {
                                         let (qb, gb) = (qh.add(r0 * c), gh.add(r0 * c));
                                         let (pp, dpp) = (p.as_mut_ptr(), dp.as_mut_ptr());
                                         matmul(rows, kmax, d, pp, (1, ss), qb, (1, cs), kh, (cs, 1), false); // S = Q Kᵀ
-                                        self.softmax_rows(&dm, bi, p, s, r0, rows, kmax);
+                                        self.softmax_rows(&dm, bi, p, r0, rows, kmax);
                                         matmul(kmax, d, rows, dvh, (1, cs), pp, (ss, 1), gb, (1, cs), true); // dV += Pᵀ G
                                         matmul(rows, kmax, d, dpp, (1, ss), gb, (1, cs), vh, (cs, 1), false); // dP = G Vᵀ
-                                        // dS = scale · P ⊙ (dP − Σⱼ dP P), row by row (P is 0 where masked).
+                                                                                                              // dS = scale · P ⊙ (dP − Σⱼ dP P), row by row (P is 0 where masked).
                                         for (pr, dr) in p.chunks(s).zip(dp.chunks_mut(s)).take(rows) {
                                             let dot = super::dot(&pr[..kmax], &dr[..kmax]);
                                             for j in 0..kmax {
@@ -225,8 +237,20 @@ impl CustomOp3 for MhaOp {
                                             }
                                         }
                                         let dsp = dp.as_ptr();
-                                        matmul(rows, d, kmax, dqh.add(r0 * c), (1, cs), dsp, (1, ss), kh, (1, cs), false); // dQ = dS K
-                                        matmul(kmax, d, rows, dkh, (1, cs), dsp, (ss, 1), qb, (1, cs), true); // dK += dSᵀ Q
+                                        matmul(
+                                            rows,
+                                            d,
+                                            kmax,
+                                            dqh.add(r0 * c),
+                                            (1, cs),
+                                            dsp,
+                                            (1, ss),
+                                            kh,
+                                            (1, cs),
+                                            false,
+                                        ); // dQ = dS K
+                                        matmul(kmax, d, rows, dkh, (1, cs), dsp, (ss, 1), qb, (1, cs), true);
+                                        // dK += dSᵀ Q
                                     }
                                 }
                             },
@@ -317,7 +341,9 @@ mod tests {
     #[test]
     fn attention_matches_the_composite() {
         let (q, k, v) = (randn(7, &[3, 9, 8]), randn(8, &[3, 11, 8]), randn(9, &[3, 11, 8]));
-        for (lens, causal) in [(None, false), (Some(&[11usize, 3, 0][..]), false), (None, true), (Some(&[10, 11, 5][..]), true)] {
+        for (lens, causal) in
+            [(None, false), (Some(&[11usize, 3, 0][..]), false), (None, true), (Some(&[10, 11, 5][..]), true)]
+        {
             let f = |x: &[Tensor]| attention(&x[0], &x[1], &x[2], 2, lens, causal);
             let g = |x: &[Tensor]| attention_composite(&x[0], &x[1], &x[2], 2, lens, causal);
             parity("attention", f, g, &[q.clone(), k.clone(), v.clone()], &[0, 1, 2], 1e-5);
