@@ -123,3 +123,86 @@ fn misaligned_parallel_files_are_refused_naming_both() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("without --task"), "{}", stderr(&o));
 }
+
+#[test]
+fn label_smoothing_trains_and_is_refused_where_nothing_is_a_token() {
+    let d = tempfile::tempdir().unwrap();
+    write_parallel(d.path(), "train", 24);
+    let args = ["train", "--model", "transformer", "--preset", "transformer-tiny", "--source", "train.en"];
+    let o = shiftlm(
+        d.path(),
+        &[
+            &args[..],
+            &[
+                "--target",
+                "train.de",
+                "--label-smoothing",
+                "0.1",
+                "--schedule",
+                "inverse-sqrt",
+                "--warmup",
+                "1",
+                "--steps",
+                "2",
+                "--out",
+                "r",
+            ],
+        ]
+        .concat(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let cfg: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.path().join("r/checkpoint-2/config.json")).unwrap()).unwrap();
+    assert!((cfg["train"]["label_smoothing"].as_f64().unwrap() - 0.1).abs() < 1e-6, "{cfg}");
+    assert_eq!(cfg["train"]["schedule"]["kind"], "inverse_sqrt", "{cfg}");
+    assert_eq!(cfg["train"]["schedule"]["warmup_steps"], 1, "{cfg}");
+    // The learning rate follows it: 1/√2 of the peak at step 2.
+    let metrics = std::fs::read_to_string(d.path().join("r/metrics.jsonl")).unwrap();
+    let lrs: Vec<f64> = metrics
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|j| j["kind"] == "train")
+        .map(|j| j["lr"].as_f64().unwrap())
+        .collect();
+    assert!((lrs[1] / lrs[0] - 0.5f64.sqrt()).abs() < 1e-6, "{lrs:?}");
+    for (bad, what) in [
+        (&["--task", "series", "--label-smoothing", "0.1"][..], "predict tokens"),
+        (&["--label-smoothing", "1"][..], "[0, 1)"),
+    ] {
+        let o = shiftlm(d.path(), &[&["train", "--steps", "1", "--out", "x"][..], bad].concat());
+        assert_eq!(o.status.code(), Some(2), "{bad:?}");
+        assert!(stderr(&o).contains("label_smoothing") && stderr(&o).contains(what), "{}", stderr(&o));
+    }
+}
+
+#[test]
+fn averaging_the_last_checkpoints_gives_their_mean() {
+    let d = tempfile::tempdir().unwrap();
+    write_parallel(d.path(), "train", 24);
+    let train = ["train", "--preset", "tiny", "--source", "train.en", "--target", "train.de", "--steps", "6"];
+    let o = shiftlm(d.path(), &[&train[..], &["--save-every", "2", "--keep-last", "3", "--out", "r"]].concat());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = shiftlm(d.path(), &["average", "--from", "r", "--last", "3", "--out", "avg", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(common::last_json(&o)["steps"], serde_json::json!([2, 4, 6]));
+    let load = |p: &str| {
+        candle_core::safetensors::load(d.path().join(p).join("model.safetensors"), &candle_core::Device::Cpu).unwrap()
+    };
+    let (a, b, c, m) = (load("r/checkpoint-2"), load("r/checkpoint-4"), load("r/checkpoint-6"), load("avg"));
+    for (name, w) in &m {
+        let mean = ((&a[name] + &b[name]).unwrap() + &c[name]).unwrap().affine(1.0 / 3.0, 0.0).unwrap();
+        let diff =
+            (w - mean).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
+        assert!(diff < 1e-6, "{name}: {diff}");
+    }
+    // The average is a checkpoint like any other.
+    let o = shiftlm(d.path(), &["eval", "--checkpoint", "avg", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // Too few checkpoints, or an existing folder: refused, nothing written.
+    let o = shiftlm(d.path(), &["average", "--from", "r", "--last", "5", "--out", "avg5"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--keep-last 5") && !d.path().join("avg5").exists(), "{}", stderr(&o));
+    let o = shiftlm(d.path(), &["average", "--from", "r", "--last", "2", "--out", "avg"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("not empty"), "{}", stderr(&o));
+}

@@ -13,6 +13,7 @@
 //! | generate or decode | [`generate()`] | [`Output`]s |
 //! | forecast a series | [`forecast()`] | [`ForecastOutput`] |
 //! | fold LoRA into the weights | [`merge()`] | [`MergeReport`] |
+//! | average a run's last checkpoints | [`average()`] | [`AverageReport`] |
 //!
 //! ```no_run
 //! use shiftlm::api::{self, TrainJob};
@@ -27,6 +28,7 @@
 //!
 //! [`MetricsSink`]: crate::train::MetricsSink
 
+pub mod average;
 pub mod evaluate;
 pub mod finetune;
 pub mod forecast;
@@ -34,6 +36,7 @@ pub mod generate;
 pub mod merge;
 pub mod train;
 
+pub use average::{average, AverageJob, AverageReport};
 pub use evaluate::{evaluate, EvalJob, EvalOutcome, Evaluated, Example, Split};
 pub use finetune::{finetune, FinetuneJob, FinetuneReport};
 pub use forecast::{forecast, ForecastJob, ForecastOutput};

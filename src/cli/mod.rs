@@ -1,5 +1,6 @@
 //! Command-line interface: argument definitions and dispatch.
 
+mod average;
 mod bench;
 mod data_preview;
 mod data_speech;
@@ -58,6 +59,9 @@ pub enum Command {
     /// Fold LoRA adapters into the base weights: a plain model folder.
     #[command(long_about = merge::LONG_ABOUT)]
     Merge(merge::MergeArgs),
+    /// Average the weights of a run's last N checkpoints into one checkpoint.
+    #[command(long_about = average::LONG_ABOUT)]
+    Average(average::AverageArgs),
     /// Evaluate a checkpoint: loss, perplexity, token accuracy, macro F1, exact match.
     #[command(long_about = eval::LONG_ABOUT)]
     Eval(eval::EvalArgs),
@@ -592,6 +596,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Train(a) => train::run(*a),
         Command::Finetune(a) => finetune::run(*a),
         Command::Merge(a) => merge::run(a),
+        Command::Average(a) => average::run(a),
         Command::Eval(a) => eval::run(a),
         Command::Generate(a) => generate::run(a),
         Command::Forecast(a) => forecast::run(a),

@@ -130,6 +130,19 @@ pub struct TrainArgs {
     /// Stop after N evaluations without improvement (default 0: never).
     #[arg(long, value_name = "N")]
     pub patience: Option<usize>,
+    /// Label smoothing ε in [0, 1) for models that predict tokens: train against 1 − ε on
+    /// the label and ε spread over the vocabulary (0.1 in the Transformer paper; default 0).
+    /// Validation loss stays the plain cross-entropy.
+    #[arg(long, value_name = "E")]
+    pub label_smoothing: Option<f32>,
+    /// Learning-rate schedule after warmup: constant, cosine (decay to a tenth at the last
+    /// step), linear, or inverse-sqrt (the Transformer paper's: peak at the end of warmup,
+    /// then ∝ 1/√step).
+    #[arg(long, value_name = "KIND", value_parser = ["constant", "cosine", "linear", "inverse-sqrt"])]
+    pub schedule: Option<String>,
+    /// Steps of linear learning-rate warmup from 0.
+    #[arg(long, value_name = "N")]
+    pub warmup: Option<usize>,
     /// Run folder (must not hold checkpoints already).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
@@ -177,6 +190,17 @@ fn job(a: &TrainArgs) -> anyhow::Result<TrainJob> {
     t.save_every = a.save_every.unwrap_or(t.save_every);
     t.keep_last = a.keep_last.unwrap_or(t.keep_last);
     t.patience = a.patience.unwrap_or(t.patience);
+    t.label_smoothing = a.label_smoothing.unwrap_or(t.label_smoothing);
+    if let Some(k) = a.schedule.as_deref() {
+        use shiftlm::optim::ScheduleKind;
+        t.schedule.kind = match k {
+            "constant" => ScheduleKind::Constant,
+            "linear" => ScheduleKind::Linear,
+            "inverse-sqrt" => ScheduleKind::InverseSqrt,
+            _ => ScheduleKind::Cosine,
+        };
+    }
+    t.schedule.warmup_steps = a.warmup.unwrap_or(t.schedule.warmup_steps);
     let out = a.out.clone().unwrap_or_else(|| api::train::fresh_dir(&api::train::run_name(&cfg)));
     Ok(TrainJob { config: cfg, out, show: a.show })
 }
@@ -316,6 +340,9 @@ fn check_resume_flags(a: &TrainArgs) -> anyhow::Result<()> {
         a.save_every.is_some(),
         a.keep_last.is_some(),
         a.patience.is_some(),
+        a.label_smoothing.is_some(),
+        a.schedule.is_some(),
+        a.warmup.is_some(),
         a.heads.is_some(),
         a.context.is_some(),
         !a.data.data.is_empty(),

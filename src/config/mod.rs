@@ -34,7 +34,7 @@ pub struct RunConfig {
 impl RunConfig {
     /// The preset names, comma-separated (for messages).
     pub const PRESETS: &'static str =
-        "small, seed, tiny, transformer, transformer-tiny, gpt-baby, gpt-small, gpt-tiny, llama-baby, llama-tiny, series, series-tiny, cnn, row-lstm, cnn-tiny, digit-strings, digit-strings-tiny, spoken-digits, spoken-digits-tiny, spoken-strings, spoken-strings-tiny";
+        "small, seed, tiny, transformer, transformer-tiny, transformer-mt, gpt-baby, gpt-small, gpt-tiny, llama-baby, llama-tiny, series, series-tiny, cnn, row-lstm, cnn-tiny, digit-strings, digit-strings-tiny, spoken-digits, spoken-digits-tiny, spoken-strings, spoken-strings-tiny";
 
     /// A preset by name (see [`presets::PRESETS`] for each one's purpose).
     pub fn preset(name: &str) -> Result<Self> {
@@ -153,6 +153,10 @@ impl RunConfig {
     pub fn validate(&self) -> Result<()> {
         self.model.validate()?;
         self.train.validate()?;
+        if self.train.label_smoothing > 0.0 && matches!(self.model, ModelConfig::Forecaster(_) | ModelConfig::Image(_))
+        {
+            return Err(Error::config("train.label_smoothing", "applies to models that predict tokens"));
+        }
         // A batch (and its activations) must fit before it is built: at most
         // 2²⁸ positions.
         let width = self.model.context().unwrap_or(self.max_target_len).max(1);

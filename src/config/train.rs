@@ -48,9 +48,18 @@ pub struct TrainConfig {
     pub patience: usize,
     /// `stop` or `skip` on a NaN/infinite loss or gradient.
     pub on_nonfinite: NonFinitePolicy,
+    /// Label smoothing ε for models that predict tokens: the training target
+    /// is 1 − ε on the label and ε spread over the vocabulary (0: off; 0.1 is
+    /// the Transformer paper's). Validation loss is always the plain one.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub label_smoothing: f32,
     /// Parameters that do not train (fine-tuning); nothing by default.
     #[serde(default, skip_serializing_if = "Freeze::is_none")]
     pub freeze: Freeze,
+}
+
+fn is_zero(x: &f32) -> bool {
+    *x == 0.0
 }
 
 /// What a fine-tune leaves frozen: no gradient, no optimizer state.
@@ -130,6 +139,9 @@ impl TrainConfig {
         crate::limits::check_sizes(&[("train.batch_size", self.batch_size), ("train.grad_accum", self.grad_accum)])?;
         if !(self.grad_clip >= 0.0 && self.grad_clip.is_finite()) {
             return Err(Error::config("train.grad_clip", "must be finite and >= 0"));
+        }
+        if !(0.0..1.0).contains(&self.label_smoothing) {
+            return Err(Error::config("train.label_smoothing", "must be in [0, 1)"));
         }
         self.optimizer.validate()?;
         self.schedule.validate(self.steps)

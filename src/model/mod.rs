@@ -27,7 +27,7 @@ use crate::data::shift::BatchTensors;
 use crate::error::{Error, Result};
 use crate::nn::causal_attention::KvCache;
 use crate::nn::lora::LoraConfig;
-use crate::nn::loss::sequence_loss_sum;
+use crate::nn::loss::smoothed_sequence_loss_sum;
 use crate::rng::Rng;
 use candle_core::Tensor;
 use candle_nn::VarBuilder;
@@ -268,9 +268,25 @@ impl Model {
     /// logits (B, T, V); for a forecaster, the summed regression loss over
     /// the forecast values, and the forecast (B, H, N). `rng` enables dropout.
     pub fn loss_sum(&self, batch: &BatchTensors, rng: Option<&mut Rng>) -> Result<(Tensor, Tensor)> {
+        self.training_loss_sum(batch, rng, 0.0)
+    }
+
+    /// [`Model::loss_sum`] with the token targets smoothed by `label_smoothing`
+    /// (ε on every id, 1 − ε on the label), as training uses it; models that
+    /// do not predict tokens refuse an ε above 0.
+    pub fn training_loss_sum(
+        &self,
+        batch: &BatchTensors,
+        rng: Option<&mut Rng>,
+        label_smoothing: f32,
+    ) -> Result<(Tensor, Tensor)> {
+        let eps = label_smoothing;
+        if eps > 0.0 && matches!(self, Model::Forecaster(_) | Model::Image(_)) {
+            return Err(Error::config("train.label_smoothing", "applies to models that predict tokens"));
+        }
         match (self, batch) {
-            (Model::Seq2seq(m), BatchTensors::Pairs(b)) => m.loss_sum(b, rng),
-            (Model::Transformer(m), BatchTensors::Pairs(b)) => m.loss_sum(b, rng),
+            (Model::Seq2seq(m), BatchTensors::Pairs(b)) => m.smoothed_loss_sum(b, rng, eps),
+            (Model::Transformer(m), BatchTensors::Pairs(b)) => m.smoothed_loss_sum(b, rng, eps),
             (Model::Forecaster(m), BatchTensors::Forecast(b)) => m.loss_sum(b, rng),
             (Model::Image(m), BatchTensors::Images(b)) => m.loss_sum(b, rng),
             (Model::Image(_), _) | (_, BatchTensors::Images(_)) => {
@@ -283,7 +299,7 @@ impl Model {
                 let logits = self
                     .causal_forward(&b.inputs, None, rng)
                     .ok_or_else(|| Error::config("model", "an encoder–decoder cannot train on plain text"))??;
-                let loss = sequence_loss_sum(&logits, &b.labels, b.mask.as_ref())?;
+                let loss = smoothed_sequence_loss_sum(&logits, &b.labels, b.mask.as_ref(), eps)?;
                 Ok((loss, logits))
             }
             _ => Err(Error::config("model", "a causal language model cannot train on pairs")),

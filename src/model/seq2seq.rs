@@ -13,7 +13,7 @@ use crate::nn::attention::LuongAttention;
 use crate::nn::dropout::dropout;
 use crate::nn::embedding::{embedding, Embedding};
 use crate::nn::linear::{linear, Linear};
-use crate::nn::loss::sequence_loss_sum;
+use crate::nn::loss::smoothed_sequence_loss_sum;
 use crate::nn::rnn::{CellKind, Rnn, RnnState};
 use crate::rng::Rng;
 use candle_core::{Module, Tensor};
@@ -210,8 +210,18 @@ impl Seq2Seq {
 
     /// Summed cross-entropy over supervised tokens, and the logits.
     pub fn loss_sum(&self, batch: &Seq2SeqTensors, rng: Option<&mut Rng>) -> Result<(Tensor, Tensor)> {
+        self.smoothed_loss_sum(batch, rng, 0.0)
+    }
+
+    /// [`Self::loss_sum`] against targets smoothed by `eps` (training).
+    pub fn smoothed_loss_sum(
+        &self,
+        batch: &Seq2SeqTensors,
+        rng: Option<&mut Rng>,
+        eps: f32,
+    ) -> Result<(Tensor, Tensor)> {
         let logits = self.forward(batch, rng)?;
-        let loss = sequence_loss_sum(&logits, &batch.labels, Some(&batch.label_mask))?;
+        let loss = smoothed_sequence_loss_sum(&logits, &batch.labels, Some(&batch.label_mask), eps)?;
         Ok((loss, logits))
     }
 }

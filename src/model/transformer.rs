@@ -13,7 +13,7 @@ use crate::nn::dropout::dropout;
 use crate::nn::embedding::{embedding_init, Embedding};
 use crate::nn::layer_norm::{layer_norm, LayerNorm};
 use crate::nn::linear::{linear_init, Linear};
-use crate::nn::loss::sequence_loss_sum;
+use crate::nn::loss::smoothed_sequence_loss_sum;
 use crate::ops::mha::attention;
 use crate::rng::Rng;
 use candle_core::{Module, Tensor};
@@ -393,11 +393,21 @@ impl TransformerSeq2Seq {
     }
 
     /// Summed cross-entropy over supervised tokens, and the logits.
-    pub fn loss_sum(&self, batch: &Seq2SeqTensors, mut rng: Option<&mut Rng>) -> Result<(Tensor, Tensor)> {
+    pub fn loss_sum(&self, batch: &Seq2SeqTensors, rng: Option<&mut Rng>) -> Result<(Tensor, Tensor)> {
+        self.smoothed_loss_sum(batch, rng, 0.0)
+    }
+
+    /// [`Self::loss_sum`] against targets smoothed by `eps` (training).
+    pub fn smoothed_loss_sum(
+        &self,
+        batch: &Seq2SeqTensors,
+        mut rng: Option<&mut Rng>,
+        eps: f32,
+    ) -> Result<(Tensor, Tensor)> {
         let mask = batch.src_has_pad.then_some(&batch.src_mask);
         let mut state = self.start(&batch.src, mask, rng.as_deref_mut())?;
         let logits = self.decode(&batch.dec_in, &mut state, rng)?;
-        let loss = sequence_loss_sum(&logits, &batch.labels, Some(&batch.label_mask))?;
+        let loss = smoothed_sequence_loss_sum(&logits, &batch.labels, Some(&batch.label_mask), eps)?;
         Ok((loss, logits))
     }
 }

@@ -16,12 +16,18 @@ pub fn masked_cross_entropy_sum(logits: &Tensor, labels: &Tensor, mask: &Tensor)
 /// (B, T, V), `labels` (B, T), `mask` (B, T) or `None` when every position
 /// is supervised (language-model windows).
 pub fn sequence_loss_sum(logits: &Tensor, labels: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+    smoothed_sequence_loss_sum(logits, labels, mask, 0.0)
+}
+
+/// [`sequence_loss_sum`] with label smoothing `eps` (0: none), for training.
+pub fn smoothed_sequence_loss_sum(logits: &Tensor, labels: &Tensor, mask: Option<&Tensor>, eps: f32) -> Result<Tensor> {
     let _loss = crate::profile::phase("loss");
     let (b, t, v) = logits.dims3()?;
     let (logits, labels) = (logits.reshape((b * t, v))?, labels.flatten_all()?);
+    let per_row = crate::ops::cross_entropy::smoothed_cross_entropy(&logits, &labels, eps)?;
     match mask {
-        Some(m) => masked_cross_entropy_sum(&logits, &labels, &m.flatten_all()?),
-        None => crate::ops::cross_entropy::cross_entropy(&logits, &labels)?.sum_all(),
+        Some(m) => per_row.mul(&m.flatten_all()?)?.sum_all(),
+        None => per_row.sum_all(),
     }
 }
 

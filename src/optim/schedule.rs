@@ -14,9 +14,12 @@ pub enum ScheduleKind {
     Cosine,
     /// Linear decay from the base rate to the floor at the last step.
     Linear,
+    /// The Transformer paper's: the base rate at the end of warmup, then
+    /// decaying as 1/√step (rate · √(warmup / step)), never below the floor.
+    InverseSqrt,
 }
 
-/// Linear warmup, then constant, cosine or linear decay.
+/// Linear warmup, then constant, cosine, linear or inverse-square-root decay.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Schedule {
@@ -63,6 +66,7 @@ impl Schedule {
             ScheduleKind::Constant => lr,
             ScheduleKind::Cosine => floor + (lr - floor) * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos()),
             ScheduleKind::Linear => lr - (lr - floor) * progress,
+            ScheduleKind::InverseSqrt => (lr * (self.warmup_steps.max(1) as f64 / step as f64).sqrt()).max(floor),
         }
     }
 }
@@ -82,5 +86,11 @@ mod tests {
         let l = Schedule { kind: ScheduleKind::Linear, ..s.clone() };
         assert!((l.lr(1.0, 60) - 0.55).abs() < 1e-12);
         assert_eq!(Schedule::default().lr(0.3, 77), 0.3);
+        let r = Schedule { kind: ScheduleKind::InverseSqrt, warmup_steps: 100, min_lr_ratio: 0.01, decay_steps: 0 };
+        assert!((r.lr(1.0, 50) - 0.5).abs() < 1e-12);
+        assert!((r.lr(1.0, 100) - 1.0).abs() < 1e-12);
+        assert!((r.lr(1.0, 400) - 0.5).abs() < 1e-12);
+        assert!((r.lr(1.0, 10_000) - 0.1).abs() < 1e-12);
+        assert!((r.lr(1.0, 100_000_000) - 0.01).abs() < 1e-12);
     }
 }

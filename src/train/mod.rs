@@ -299,7 +299,9 @@ impl Trainer {
                 .map(|_| self.loader.next_batch().tensors(&dev))
                 .collect::<candle_core::Result<Vec<_>>>()?;
             drop(data);
-            let (mut loss, grads, tokens) = accumulate(&self.model, &self.vars, &micro, &mut self.state.dropout_rng)?;
+            let rng = &mut self.state.dropout_rng;
+            let (mut loss, grads, tokens) =
+                accumulate_smoothed(&self.model, &self.vars, &micro, rng, tc.label_smoothing)?;
             if faults::poison(step) {
                 loss = f32::NAN;
             }
@@ -556,11 +558,22 @@ pub fn accumulate(
     micro: &[BatchTensors],
     rng: &mut Rng,
 ) -> Result<(f32, GradStore, usize)> {
+    accumulate_smoothed(model, vars, micro, rng, 0.0)
+}
+
+/// [`accumulate`] with the token targets smoothed by `label_smoothing`.
+pub fn accumulate_smoothed(
+    model: &Model,
+    vars: &[(String, Var)],
+    micro: &[BatchTensors],
+    rng: &mut Rng,
+    label_smoothing: f32,
+) -> Result<(f32, GradStore, usize)> {
     let total: usize = micro.iter().map(|b| b.n_supervised()).sum();
     let (mut loss, mut acc): (f64, Option<GradStore>) = (0.0, None);
     for b in micro {
         let forward = crate::profile::phase("forward");
-        let (sum, _) = model.loss_sum(b, Some(rng))?;
+        let (sum, _) = model.training_loss_sum(b, Some(rng), label_smoothing)?;
         let scaled = (sum / total.max(1) as f64)?;
         loss += scaled.to_scalar::<f32>()? as f64;
         drop(forward);
