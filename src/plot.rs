@@ -273,8 +273,18 @@ mod tests {
                 })
             })
             .collect();
-        recs.push(Record::Eval(EvalRecord { step: 50, valid_loss: 0.1, valid_token_accuracy: Some(0.9) }));
-        recs.push(Record::Eval(EvalRecord { step: 100, valid_loss: 0.05, valid_token_accuracy: Some(0.95) }));
+        recs.push(Record::Eval(EvalRecord {
+            step: 50,
+            valid_loss: 0.1,
+            valid_token_accuracy: Some(0.9),
+            valid_bleu: None,
+        }));
+        recs.push(Record::Eval(EvalRecord {
+            step: 100,
+            valid_loss: 0.05,
+            valid_token_accuracy: Some(0.95),
+            valid_bleu: None,
+        }));
         let svg = render_svg(&recs, "run <x>");
         assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
         assert_eq!(svg.matches("<polyline").count(), 4);

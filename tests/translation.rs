@@ -206,3 +206,34 @@ fn averaging_the_last_checkpoints_gives_their_mean() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("not empty"), "{}", stderr(&o));
 }
+
+#[test]
+fn select_by_bleu_scores_every_evaluation_and_ends_on_the_chosen_checkpoint() {
+    let d = tempfile::tempdir().unwrap();
+    write_parallel(d.path(), "train", 36);
+    let train = ["train", "--preset", "tiny", "--source", "train.en", "--target", "train.de", "--steps", "6"];
+    let o = shiftlm(
+        d.path(),
+        &[&train[..], &["--eval-every", "2", "--select-by", "bleu", "--out", "r", "--json"]].concat(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let metrics = std::fs::read_to_string(d.path().join("r/metrics.jsonl")).unwrap();
+    let evals: Vec<serde_json::Value> = metrics
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|j| j["kind"] == "eval")
+        .collect();
+    assert_eq!(evals.len(), 3, "{metrics}");
+    assert!(evals.iter().all(|e| e["valid_bleu"].is_number()), "{metrics}");
+    // The best is the first of the highest BLEU; the final evaluation says it used it.
+    let top = evals.iter().map(|e| e["valid_bleu"].as_f64().unwrap()).fold(f64::NEG_INFINITY, f64::max);
+    let best = evals.iter().find(|e| e["valid_bleu"].as_f64().unwrap() == top).unwrap()["step"].as_u64().unwrap();
+    let j = common::last_json(&o);
+    assert_eq!(j["best_step"].as_u64(), Some(best), "{j}");
+    assert!(j["evaluated_checkpoint"].as_str().unwrap().ends_with(&format!("checkpoint-{best}")), "{j}");
+    assert!(stderr(&o).contains("best validation BLEU"), "{}", stderr(&o));
+    // A model that decodes nothing has no BLEU to select by.
+    let o = shiftlm(d.path(), &["train", "--task", "series", "--select-by", "bleu", "--steps", "1", "--out", "x"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("train.select_by"), "{}", stderr(&o));
+}

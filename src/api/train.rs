@@ -220,9 +220,28 @@ pub fn prepare_resume(run_dir: &Path, steps: Option<usize>) -> Result<Trainer> {
 pub fn run(trainer: &mut Trainer, from: Option<&Path>, show: usize, sink: &mut dyn MetricsSink) -> Result<TrainReport> {
     sink.on_start(&run_start(trainer, from)?);
     let outcome = fit(trainer, sink, true)?;
+    select_checkpoint(trainer)?;
     let evaluation = evaluate(trainer, show)?;
     let run = run_dir(trainer)?;
     Ok(TrainReport { checkpoint: checkpoint::checkpoint_dir(&run, outcome.steps), run, outcome, evaluation })
+}
+
+/// The checkpoint whose weights the final evaluation uses: with
+/// `train.select_by` set, the best one, whose weights are loaded into the
+/// trainer's model here (so evaluate after this); otherwise the last one,
+/// whose weights the model holds already. Returns its folder.
+pub fn select_checkpoint(trainer: &mut Trainer) -> Result<PathBuf> {
+    let run = run_dir(trainer)?;
+    let best = trainer.state.best.as_ref().map(|b| b.step);
+    match (trainer.cfg.train.select_by, best) {
+        (Some(_), Some(step)) if step != trainer.state.step => {
+            let dir = checkpoint::checkpoint_dir(&run, step);
+            let files = checkpoint::read_verified(&dir, &|n| n == "model.safetensors")?;
+            checkpoint::load_model_bytes(&files, &trainer.store, &trainer.cfg.model)?;
+            Ok(dir)
+        }
+        _ => Ok(checkpoint::checkpoint_dir(&run, trainer.state.step)),
+    }
 }
 
 fn run_dir(trainer: &Trainer) -> Result<PathBuf> {

@@ -82,7 +82,8 @@ impl MetricsSink for Progress {
 
     fn on_eval(&mut self, e: &EvalRecord) {
         let acc = e.valid_token_accuracy.map_or(String::new(), |a| format!("  token acc {a:.3}"));
-        let line = format!("step {:>6}  valid loss {:.4}{acc}", e.step, e.valid_loss);
+        let bleu = e.valid_bleu.map_or(String::new(), |b| format!("  BLEU {b:.2}"));
+        let line = format!("step {:>6}  valid loss {:.4}{acc}{bleu}", e.step, e.valid_loss);
         match &self.bar {
             Some(bar) => bar.println(line),
             None => eprintln!("{line}"),

@@ -135,6 +135,11 @@ pub struct TrainArgs {
     /// Validation loss stays the plain cross-entropy.
     #[arg(long, value_name = "E")]
     pub label_smoothing: Option<f32>,
+    /// What picks the best checkpoint: loss (validation loss) or bleu (greedy decoding of the
+    /// validation pairs, scored at every evaluation; encoder–decoders). When given, training
+    /// ends by evaluating that checkpoint, not the final weights, and says which it was.
+    #[arg(long, value_name = "METRIC", value_parser = ["loss", "bleu"])]
+    pub select_by: Option<String>,
     /// Learning-rate schedule after warmup: constant, cosine (decay to a tenth at the last
     /// step), linear, or inverse-sqrt (the Transformer paper's: peak at the end of warmup,
     /// then ∝ 1/√step).
@@ -191,6 +196,10 @@ fn job(a: &TrainArgs) -> anyhow::Result<TrainJob> {
     t.keep_last = a.keep_last.unwrap_or(t.keep_last);
     t.patience = a.patience.unwrap_or(t.patience);
     t.label_smoothing = a.label_smoothing.unwrap_or(t.label_smoothing);
+    if let Some(m) = a.select_by.as_deref() {
+        use shiftlm::config::train::SelectBy;
+        t.select_by = Some(if m == "bleu" { SelectBy::Bleu } else { SelectBy::Loss });
+    }
     if let Some(k) = a.schedule.as_deref() {
         use shiftlm::optim::ScheduleKind;
         t.schedule.kind = match k {
@@ -341,6 +350,7 @@ fn check_resume_flags(a: &TrainArgs) -> anyhow::Result<()> {
         a.keep_last.is_some(),
         a.patience.is_some(),
         a.label_smoothing.is_some(),
+        a.select_by.is_some(),
         a.schedule.is_some(),
         a.warmup.is_some(),
         a.heads.is_some(),
@@ -409,13 +419,17 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
         run.display()
     );
     if let Some(b) = &o.best {
+        let bleu = b.valid_bleu.map_or(String::new(), |x| format!(", BLEU {x:.2}"));
+        let by = if b.valid_bleu.is_some() { "validation BLEU" } else { "validation loss" };
         eprintln!(
-            "best validation loss {:.4} at step {} ({})",
-            b.valid_loss,
+            "best {by} at step {} (loss {:.4}{bleu}; {})",
             b.step,
+            b.valid_loss,
             shiftlm::checkpoint::checkpoint_dir(&run, b.step).display()
         );
     }
+    let evaluated = api::train::select_checkpoint(&mut trainer).context("loading the chosen checkpoint")?;
+    eprintln!("evaluating {}", evaluated.display());
     let evaluation = api::train::evaluate(&trainer, a.show).context("evaluating the trained model")?;
     match &evaluation {
         Evaluation::Forecast(report) => report::print_forecast(report, "test split"),
@@ -470,6 +484,7 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
             "checkpoint": shiftlm::checkpoint::checkpoint_dir(&run, o.steps),
             "run": run,
             "best_step": o.best.as_ref().map(|b| b.step),
+            "evaluated_checkpoint": evaluated,
             "stopped_early": o.stopped_early,
             "skipped_batches": o.skipped_batches,
         });

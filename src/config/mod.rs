@@ -153,6 +153,13 @@ impl RunConfig {
     pub fn validate(&self) -> Result<()> {
         self.model.validate()?;
         self.train.validate()?;
+        let encdec = matches!(self.model, ModelConfig::Seq2seq(_) | ModelConfig::Transformer(_));
+        if self.train.select_by == Some(train::SelectBy::Bleu) && !encdec {
+            return Err(Error::config(
+                "train.select_by",
+                "bleu decodes the validation pairs: it needs an encoder–decoder",
+            ));
+        }
         if self.train.label_smoothing > 0.0 && matches!(self.model, ModelConfig::Forecaster(_) | ModelConfig::Image(_))
         {
             return Err(Error::config("train.label_smoothing", "applies to models that predict tokens"));

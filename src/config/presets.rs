@@ -97,6 +97,7 @@ fn train(steps: usize, batch_size: usize, lr: f64, eval_every: usize) -> TrainCo
         patience: 0,
         on_nonfinite: NonFinitePolicy::Stop,
         label_smoothing: 0.0,
+        select_by: None,
         freeze: Default::default(),
     }
 }

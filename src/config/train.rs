@@ -17,6 +17,16 @@ pub enum NonFinitePolicy {
     Skip,
 }
 
+/// Which evaluation picks the best checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SelectBy {
+    /// The lowest teacher-forced validation loss.
+    Loss,
+    /// The highest BLEU of greedy decoding of the validation pairs (encoder–decoders).
+    Bleu,
+}
+
 /// How to train. Saved in every checkpoint's `config.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -53,6 +63,12 @@ pub struct TrainConfig {
     /// the Transformer paper's). Validation loss is always the plain one.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub label_smoothing: f32,
+    /// What picks the best checkpoint (kept by rotation, counted by `patience`);
+    /// when set, training ends by evaluating that checkpoint rather than the
+    /// final weights. Unset: the lowest validation loss is kept, and the final
+    /// weights are evaluated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub select_by: Option<SelectBy>,
     /// Parameters that do not train (fine-tuning); nothing by default.
     #[serde(default, skip_serializing_if = "Freeze::is_none")]
     pub freeze: Freeze,

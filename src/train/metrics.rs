@@ -40,6 +40,9 @@ pub struct EvalRecord {
     pub valid_loss: f64,
     /// Next-token accuracy; `None` for a forecaster, which predicts values.
     pub valid_token_accuracy: Option<f64>,
+    /// BLEU of greedy decoding of the validation pairs (with `select_by = "bleu"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub valid_bleu: Option<f64>,
 }
 
 /// What a run is about to do, reported once before its first step.
@@ -243,6 +246,9 @@ impl MetricsSink for TensorBoardSink {
         if let Some(a) = e.valid_token_accuracy {
             self.put("valid/token_accuracy", e.step, a as f32);
         }
+        if let Some(b) = e.valid_bleu {
+            self.put("valid/bleu", e.step, b as f32);
+        }
     }
     fn flush(&mut self) -> Result<()> {
         if let Some(e) = self.error.take() {
@@ -257,7 +263,13 @@ mod tests {
     use super::*;
 
     fn eval_line(step: usize) -> String {
-        serde_json::to_string(&Record::Eval(EvalRecord { step, valid_loss: 1.0, valid_token_accuracy: None })).unwrap()
+        serde_json::to_string(&Record::Eval(EvalRecord {
+            step,
+            valid_loss: 1.0,
+            valid_token_accuracy: None,
+            valid_bleu: None,
+        }))
+        .unwrap()
     }
 
     #[test]

@@ -403,10 +403,18 @@ impl Trainer {
             return Ok(false);
         }
         let accuracy = (!self.cfg.model.is_forecaster()).then(|| st.accuracy());
-        let rec = EvalRecord { step: self.state.step, valid_loss: st.loss(), valid_token_accuracy: accuracy };
-        tracing::info!(step = rec.step, valid_loss = rec.valid_loss, "evaluated");
+        let valid_bleu = match self.cfg.train.select_by {
+            Some(crate::config::train::SelectBy::Bleu) => Some(self.valid_bleu()?),
+            _ => None,
+        };
+        let rec =
+            EvalRecord { step: self.state.step, valid_loss: st.loss(), valid_token_accuracy: accuracy, valid_bleu };
+        tracing::info!(step = rec.step, valid_loss = rec.valid_loss, valid_bleu = rec.valid_bleu, "evaluated");
         sink.on_eval(&rec);
-        let improved = self.state.best.as_ref().is_none_or(|b| rec.valid_loss < b.valid_loss);
+        let improved = self.state.best.as_ref().is_none_or(|b| match (rec.valid_bleu, b.valid_bleu) {
+            (Some(now), Some(best)) => now > best,
+            _ => rec.valid_loss < b.valid_loss,
+        });
         if improved {
             self.state.best = Some(rec.clone());
             self.state.evals_since_best = 0;
@@ -415,6 +423,30 @@ impl Trainer {
         }
         self.state.history.push(rec);
         Ok(improved)
+    }
+
+    /// BLEU of greedy decoding of the validation pairs against their targets,
+    /// both as detokenised text.
+    fn valid_bleu(&self) -> Result<f64> {
+        let (Some(ed), Dataset::Pairs(s)) = (self.model.encoder_decoder(), &self.data) else {
+            return Err(Error::config(
+                "train.select_by",
+                "bleu decodes the validation pairs: it needs an encoder–decoder",
+            ));
+        };
+        let opts = crate::decode::DecodeOptions {
+            strategy: crate::decode::Strategy::Greedy,
+            max_len: 2 * self.cfg.max_target_len + 2,
+        };
+        let (mut hyps, mut refs) = (Vec::with_capacity(s.valid.len()), Vec::with_capacity(s.valid.len()));
+        for chunk in s.valid.chunks(256) {
+            let sources: Vec<&[u32]> = chunk.iter().map(|p| p.source.as_slice()).collect();
+            for (out, p) in crate::decode::decode_batch(ed, &sources, &opts, self.store.device())?.iter().zip(chunk) {
+                hyps.push(self.tokenizer.decode(out)?);
+                refs.push(self.tokenizer.decode(&p.target)?);
+            }
+        }
+        Ok(crate::eval::translation::bleu(&hyps, &[refs]).score)
     }
 
     /// Writes `RUN/checkpoint-<step>/` (never with non-finite weights), then
