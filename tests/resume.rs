@@ -159,3 +159,22 @@ fn gpt_resume_is_bit_identical_with_random_windows() {
         assert!(std::fs::read(run.path().join("checkpoint-12/model.safetensors")).unwrap() == final_weights);
     }
 }
+
+/// Token batching (bucketed, shuffled batches of a token budget) resumes
+/// exactly too, across an epoch boundary, with BLEU picking the best.
+#[test]
+fn token_batched_runs_resume_bit_for_bit() {
+    let (mut rc, splits, tok) = tiny(30);
+    rc.train.batch_tokens = 600; // 2000 pairs of lengths 2–5: about 22 steps an epoch
+    rc.train.save_every = 1;
+    rc.train.keep_last = 100;
+    rc.train.eval_every = 10;
+    rc.train.select_by = Some(shiftlm::config::train::SelectBy::Bleu);
+    let full = tempfile::tempdir().unwrap();
+    let mut t = Trainer::new(rc, splits, tok, Some(full.path().to_path_buf())).unwrap();
+    let mut all = LossHistory::default();
+    t.run(&mut all).unwrap();
+    assert!(t.state.loader.epoch >= 1, "the run crosses an epoch");
+    assert!(t.state.history.iter().all(|e| e.valid_bleu.is_some()));
+    common::assert_resumes_bit_for_bit(full.path(), 30, &[5, 23], &all);
+}

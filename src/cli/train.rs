@@ -140,6 +140,10 @@ pub struct TrainArgs {
     /// ends by evaluating that checkpoint, not the final weights, and says which it was.
     #[arg(long, value_name = "METRIC", value_parser = ["loss", "bleu"])]
     pub select_by: Option<String>,
+    /// Encoder–decoders: batches of at most N padded tokens (pairs × the longest side)
+    /// instead of --batch-size pairs, sentences bucketed by length, as translators batch.
+    #[arg(long, value_name = "N")]
+    pub batch_tokens: Option<usize>,
     /// Learning-rate schedule after warmup: constant, cosine (decay to a tenth at the last
     /// step), linear, or inverse-sqrt (the Transformer paper's: peak at the end of warmup,
     /// then ∝ 1/√step).
@@ -196,6 +200,7 @@ fn job(a: &TrainArgs) -> anyhow::Result<TrainJob> {
     t.keep_last = a.keep_last.unwrap_or(t.keep_last);
     t.patience = a.patience.unwrap_or(t.patience);
     t.label_smoothing = a.label_smoothing.unwrap_or(t.label_smoothing);
+    t.batch_tokens = a.batch_tokens.unwrap_or(t.batch_tokens);
     if let Some(m) = a.select_by.as_deref() {
         use shiftlm::config::train::SelectBy;
         t.select_by = Some(if m == "bleu" { SelectBy::Bleu } else { SelectBy::Loss });
@@ -351,6 +356,7 @@ fn check_resume_flags(a: &TrainArgs) -> anyhow::Result<()> {
         a.patience.is_some(),
         a.label_smoothing.is_some(),
         a.select_by.is_some(),
+        a.batch_tokens.is_some(),
         a.schedule.is_some(),
         a.warmup.is_some(),
         a.heads.is_some(),

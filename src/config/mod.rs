@@ -154,6 +154,11 @@ impl RunConfig {
         self.model.validate()?;
         self.train.validate()?;
         let encdec = matches!(self.model, ModelConfig::Seq2seq(_) | ModelConfig::Transformer(_));
+        if self.train.batch_tokens > 0
+            && !(encdec && matches!(self.data, DataConfig::Task(_) | DataConfig::File { .. }))
+        {
+            return Err(Error::config("train.batch_tokens", "batches pairs of tokens for an encoder–decoder"));
+        }
         if self.train.select_by == Some(train::SelectBy::Bleu) && !encdec {
             return Err(Error::config(
                 "train.select_by",

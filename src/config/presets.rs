@@ -98,6 +98,7 @@ fn train(steps: usize, batch_size: usize, lr: f64, eval_every: usize) -> TrainCo
         on_nonfinite: NonFinitePolicy::Stop,
         label_smoothing: 0.0,
         select_by: None,
+        batch_tokens: 0,
         freeze: Default::default(),
     }
 }

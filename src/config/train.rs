@@ -63,6 +63,10 @@ pub struct TrainConfig {
     /// the Transformer paper's). Validation loss is always the plain one.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub label_smoothing: f32,
+    /// Token batching for encoder–decoders: batches of at most this many padded
+    /// positions, sentences bucketed by length (0: `batch_size` pairs each), e.g. 4096.
+    #[serde(default, skip_serializing_if = "is_zero_usize")]
+    pub batch_tokens: usize,
     /// What picks the best checkpoint (kept by rotation, counted by `patience`);
     /// when set, training ends by evaluating that checkpoint rather than the
     /// final weights. Unset: the lowest validation loss is kept, and the final
@@ -76,6 +80,10 @@ pub struct TrainConfig {
 
 fn is_zero(x: &f32) -> bool {
     *x == 0.0
+}
+
+fn is_zero_usize(x: &usize) -> bool {
+    *x == 0
 }
 
 /// What a fine-tune leaves frozen: no gradient, no optimizer state.

@@ -26,6 +26,10 @@ pub struct LoaderState {
     pub order: Vec<u32>,
     /// The loader's own random stream.
     pub rng: Rng,
+    /// Token batching: where each batch of this epoch's `order` starts
+    /// (empty when batches are a fixed number of examples).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bounds: Vec<u32>,
 }
 
 impl LoaderState {
@@ -34,7 +38,7 @@ impl LoaderState {
         let mut rng = Rng::derive(seed, "loader");
         let mut order: Vec<u32> = (0..n as u32).collect();
         rng.shuffle(&mut order);
-        Self { epoch: 0, cursor: 0, order, rng }
+        Self { epoch: 0, cursor: 0, order, rng, bounds: Vec::new() }
     }
 
     /// The next `batch_size` example indices; a new shuffled epoch starts
@@ -51,11 +55,19 @@ impl LoaderState {
     }
 }
 
-/// Cuts shuffled, padded batches from a list of pairs.
+/// Examples whose lengths are sorted together before token batches are cut:
+/// large enough that batches hold sentences of nearly one length, small
+/// enough that an epoch still mixes the corpus.
+const BUCKET_POOL: usize = 4096;
+
+/// Cuts shuffled, padded batches from a list of pairs: a fixed number of
+/// pairs each, or (token batching) as many as fit a token budget.
 #[derive(Debug, Clone)]
 pub struct PairLoader {
     pairs: Vec<Pair>,
     batch_size: usize,
+    /// Token batching: the most padded positions per batch (0: off).
+    batch_tokens: usize,
     state: LoaderState,
 }
 
@@ -72,7 +84,58 @@ impl PairLoader {
             ));
         }
         let state = LoaderState::shuffled(pairs.len(), seed);
-        Ok(Self { pairs, batch_size, state })
+        Ok(Self { pairs, batch_size, batch_tokens: 0, state })
+    }
+
+    /// Token batching, as translators batch (fairseq's `--max-tokens`): each
+    /// epoch, the shuffled pairs are sorted by length within pools of 4096,
+    /// cut into batches of at most `batch_tokens` padded positions (pairs ×
+    /// the longest side, target plus EOS, in the batch; a pair longer than
+    /// the budget goes alone), and the batches are shuffled. Sentences of
+    /// one length share a batch, so little of it is padding.
+    pub fn with_batch_tokens(mut self, batch_tokens: usize) -> Self {
+        self.batch_tokens = batch_tokens;
+        if batch_tokens > 0 {
+            self.bucket_epoch();
+        }
+        self
+    }
+
+    /// Longest side of pair `i` as a batch pads it.
+    fn width(&self, i: u32) -> usize {
+        let p = &self.pairs[i as usize];
+        p.source.len().max(p.target.len() + 1)
+    }
+
+    /// Reorders this epoch's shuffled `order` into length-bucketed batches in random order.
+    fn bucket_epoch(&mut self) {
+        let mut order = std::mem::take(&mut self.state.order);
+        for pool in order.chunks_mut(BUCKET_POOL) {
+            pool.sort_by_key(|&i| (self.width(i), i));
+        }
+        let mut batches: Vec<Vec<u32>> = Vec::new();
+        let mut cur: Vec<u32> = Vec::new();
+        let mut widest = 0;
+        for &i in &order {
+            let w = widest.max(self.width(i));
+            if !cur.is_empty() && (cur.len() + 1) * w > self.batch_tokens {
+                batches.push(std::mem::take(&mut cur));
+                widest = 0;
+            }
+            widest = widest.max(self.width(i));
+            cur.push(i);
+        }
+        if !cur.is_empty() {
+            batches.push(cur);
+        }
+        self.state.rng.shuffle(&mut batches);
+        self.state.bounds.clear();
+        order.clear();
+        for b in batches {
+            self.state.bounds.push(order.len() as u32);
+            order.extend(b);
+        }
+        self.state.order = order;
     }
 
     /// The next batch; a new shuffled epoch starts when one runs out. The
@@ -88,7 +151,21 @@ impl PairLoader {
     }
 
     fn next_pairs(&mut self) -> Vec<&Pair> {
-        self.state.next_indices(self.batch_size).iter().map(|&i| &self.pairs[i as usize]).collect()
+        if self.batch_tokens == 0 {
+            return self.state.next_indices(self.batch_size).iter().map(|&i| &self.pairs[i as usize]).collect();
+        }
+        if self.state.cursor >= self.state.order.len() {
+            self.state.rng.shuffle(&mut self.state.order);
+            self.state.cursor = 0;
+            self.state.epoch += 1;
+            self.bucket_epoch();
+        }
+        let st = &self.state;
+        let at = st.bounds.partition_point(|&b| (b as usize) <= st.cursor);
+        let end = st.bounds.get(at).map_or(st.order.len(), |&b| b as usize);
+        let start = st.cursor;
+        self.state.cursor = end;
+        self.state.order[start..end].iter().map(|&i| &self.pairs[i as usize]).collect()
     }
 
     /// Completed epochs.
@@ -137,7 +214,13 @@ impl WindowLoader {
             let n = tokens.len();
             return Err(Error::config("data", format!("{n} training tokens; a window of {block} needs more")));
         }
-        let state = LoaderState { epoch: 0, cursor: 0, order: Vec::new(), rng: Rng::derive(seed, "loader") };
+        let state = LoaderState {
+            epoch: 0,
+            cursor: 0,
+            order: Vec::new(),
+            rng: Rng::derive(seed, "loader"),
+            bounds: Vec::new(),
+        };
         Ok(Self { tokens, batch_size, block, state })
     }
 
@@ -531,6 +614,34 @@ mod tests {
 
     fn pairs(n: usize) -> Vec<Pair> {
         (0..n).map(|i| Pair { source: vec![4 + i as u32; 1 + i % 3], target: vec![5 + i as u32; 1 + i % 2] }).collect()
+    }
+
+    #[test]
+    fn token_batches_fit_the_budget_visit_everything_and_resume() {
+        // Lengths 1..=40, so bucketing has something to sort.
+        let ps: Vec<Pair> =
+            (0..300).map(|i| Pair { source: vec![4; 1 + (i * 7) % 40], target: vec![5; 1 + (i * 3) % 20] }).collect();
+        let width = |p: &Pair| p.source.len().max(p.target.len() + 1);
+        let mut a = PairLoader::new(ps.clone(), 1, 4).unwrap().with_batch_tokens(120);
+        let mut seen = 0;
+        let mut waste = (0usize, 0usize);
+        while a.epoch() == 0 && seen < ps.len() {
+            let b = a.next_pairs();
+            let w = b.iter().map(|p| width(p)).max().unwrap();
+            assert!(b.len() * w <= 120 || b.len() == 1, "{} pairs of width {w}", b.len());
+            waste.0 += b.iter().map(|p| w - width(p)).sum::<usize>();
+            waste.1 += b.len() * w;
+            seen += b.len();
+        }
+        assert_eq!(seen, ps.len(), "an epoch visits every pair once");
+        assert!(waste.0 * 10 < waste.1, "bucketed batches are mostly real tokens: {waste:?}");
+        // A saved state continues exactly, across the epoch boundary too.
+        let mut b = PairLoader::new(ps.clone(), 1, 4).unwrap().with_batch_tokens(120);
+        b.set_state(a.state().clone());
+        for _ in 0..60 {
+            assert_eq!(a.next_batch(), b.next_batch());
+        }
+        assert!(a.epoch() >= 1);
     }
 
     #[test]

@@ -485,7 +485,9 @@ fn training_loader(cfg: &RunConfig, data: &Dataset, tok: &Tokenizer) -> Result<L
         (Dataset::Pairs(s), Some(ctx)) => {
             Loader::Prompts(PairLoader::new(s.train.clone(), bs, seed)?, ctx, cfg.model_eos())
         }
-        (Dataset::Pairs(s), _) => Loader::Pairs(PairLoader::new(s.train.clone(), bs, seed)?),
+        (Dataset::Pairs(s), _) => {
+            Loader::Pairs(PairLoader::new(s.train.clone(), bs, seed)?.with_batch_tokens(cfg.train.batch_tokens))
+        }
         (Dataset::Text { train, valid }, Some(ctx)) if train.len() > ctx && valid.len() > ctx => {
             Loader::Windows(WindowLoader::new(train.clone(), bs, ctx, seed)?)
         }
