@@ -161,7 +161,8 @@ fn gpt_resume_is_bit_identical_with_random_windows() {
 }
 
 /// Token batching (bucketed, shuffled batches of a token budget) resumes
-/// exactly too, across an epoch boundary, with BLEU picking the best.
+/// exactly too, across an epoch boundary, with BLEU picking the best and
+/// scheduled sampling on.
 #[test]
 fn token_batched_runs_resume_bit_for_bit() {
     let (mut rc, splits, tok) = tiny(30);
@@ -170,6 +171,7 @@ fn token_batched_runs_resume_bit_for_bit() {
     rc.train.keep_last = 100;
     rc.train.eval_every = 10;
     rc.train.select_by = Some(shiftlm::config::train::SelectBy::Bleu);
+    rc.train.scheduled_sampling = 0.3; // its coin flips come from the saved dropout stream
     let full = tempfile::tempdir().unwrap();
     let mut t = Trainer::new(rc, splits, tok, Some(full.path().to_path_buf())).unwrap();
     let mut all = LossHistory::default();

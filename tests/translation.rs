@@ -237,3 +237,25 @@ fn select_by_bleu_scores_every_evaluation_and_ends_on_the_chosen_checkpoint() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("train.select_by"), "{}", stderr(&o));
 }
+
+#[test]
+fn scheduled_sampling_trains_encoder_decoders_and_resumes() {
+    let d = tempfile::tempdir().unwrap();
+    write_parallel(d.path(), "train", 24);
+    for model in ["seq2seq", "transformer"] {
+        let out = format!("r-{model}");
+        let args = ["train", "--model", model, "--source", "train.en", "--target", "train.de", "--steps", "2"];
+        let o = shiftlm(d.path(), &[&args[..], &["--scheduled-sampling", "0.5", "--out", &out]].concat());
+        assert!(o.status.success(), "{model}: {}", stderr(&o));
+        let cfg: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(d.path().join(&out).join("checkpoint-2/config.json")).unwrap())
+                .unwrap();
+        assert_eq!(cfg["train"]["scheduled_sampling"], 0.5, "{cfg}");
+    }
+    let o = shiftlm(
+        d.path(),
+        &["train", "--model", "gpt", "--data", "train.en", "--scheduled-sampling", "0.5", "--out", "g"],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("train.scheduled_sampling"), "{}", stderr(&o));
+}

@@ -102,9 +102,11 @@ pub struct TrainArgs {
     /// Forecasting: Huber's δ, on scaled values (default 1.0).
     #[arg(long, value_name = "D", help_heading = "Forecasting")]
     pub huber_delta: Option<f32>,
-    /// Forecasting: probability that an RNN decoder step reads its own previous prediction
-    /// instead of the true value in training (scheduled sampling; default 0).
-    #[arg(long, value_name = "P", help_heading = "Forecasting")]
+    /// Scheduled sampling: probability that a decoder input is the model's own previous
+    /// prediction instead of the reference in training (default 0). Encoder–decoders: two
+    /// passes, the first teacher forced without gradient. Forecasters: an RNN decoder step
+    /// reads its own previous forecast.
+    #[arg(long, value_name = "P")]
     pub scheduled_sampling: Option<f32>,
     /// Dropout probability in [0, 1).
     #[arg(long, value_name = "P")]
@@ -182,6 +184,7 @@ fn job(a: &TrainArgs) -> anyhow::Result<TrainJob> {
         }
     }
     apply_model_flags(&mut cfg.model, a)?;
+    let forecaster = cfg.model.is_forecaster();
     let t = &mut cfg.train;
     if let Some(steps) = a.steps {
         // A schedule that ended with the preset's run ends with this one.
@@ -201,6 +204,10 @@ fn job(a: &TrainArgs) -> anyhow::Result<TrainJob> {
     t.patience = a.patience.unwrap_or(t.patience);
     t.label_smoothing = a.label_smoothing.unwrap_or(t.label_smoothing);
     t.batch_tokens = a.batch_tokens.unwrap_or(t.batch_tokens);
+    if !forecaster {
+        // A forecaster's lives in its model config (set with the model flags).
+        t.scheduled_sampling = a.scheduled_sampling.unwrap_or(t.scheduled_sampling);
+    }
     if let Some(m) = a.select_by.as_deref() {
         use shiftlm::config::train::SelectBy;
         t.select_by = Some(if m == "bleu" { SelectBy::Bleu } else { SelectBy::Loss });
@@ -222,10 +229,8 @@ fn job(a: &TrainArgs) -> anyhow::Result<TrainJob> {
 /// Applies --layers, --hidden, --emb, --heads, --context, --cell,
 /// --attention and --dropout to whichever family the config holds.
 fn apply_model_flags(model: &mut ModelConfig, a: &TrainArgs) -> anyhow::Result<()> {
-    if !model.is_forecaster()
-        && (a.horizon.is_some() || a.loss.is_some() || a.huber_delta.is_some() || a.scheduled_sampling.is_some())
-    {
-        return Err(only("--horizon/--loss/--huber-delta/--scheduled-sampling", "forecasting"));
+    if !model.is_forecaster() && (a.horizon.is_some() || a.loss.is_some() || a.huber_delta.is_some()) {
+        return Err(only("--horizon/--loss/--huber-delta", "forecasting"));
     }
     match model {
         ModelConfig::Forecaster(m) => forecaster_flags(m, a)?,

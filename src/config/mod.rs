@@ -159,6 +159,12 @@ impl RunConfig {
         {
             return Err(Error::config("train.batch_tokens", "batches pairs of tokens for an encoder–decoder"));
         }
+        if self.train.scheduled_sampling > 0.0 && !encdec {
+            return Err(Error::config(
+                "train.scheduled_sampling",
+                "applies to encoder–decoders (a forecaster's is model.scheduled_sampling)",
+            ));
+        }
         if self.train.select_by == Some(train::SelectBy::Bleu) && !encdec {
             return Err(Error::config(
                 "train.select_by",

@@ -99,6 +99,7 @@ fn train(steps: usize, batch_size: usize, lr: f64, eval_every: usize) -> TrainCo
         label_smoothing: 0.0,
         select_by: None,
         batch_tokens: 0,
+        scheduled_sampling: 0.0,
         freeze: Default::default(),
     }
 }

@@ -67,6 +67,12 @@ pub struct TrainConfig {
     /// positions, sentences bucketed by length (0: `batch_size` pairs each), e.g. 4096.
     #[serde(default, skip_serializing_if = "is_zero_usize")]
     pub batch_tokens: usize,
+    /// Scheduled sampling for encoder–decoders: the probability that a decoder
+    /// input token is the model's own previous prediction (two passes; see
+    /// `Model::training_loss_sum`) instead of the reference (0: off). A
+    /// forecaster's is `model.scheduled_sampling`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub scheduled_sampling: f32,
     /// What picks the best checkpoint (kept by rotation, counted by `patience`);
     /// when set, training ends by evaluating that checkpoint rather than the
     /// final weights. Unset: the lowest validation loss is kept, and the final
@@ -163,6 +169,9 @@ impl TrainConfig {
         crate::limits::check_sizes(&[("train.batch_size", self.batch_size), ("train.grad_accum", self.grad_accum)])?;
         if !(self.grad_clip >= 0.0 && self.grad_clip.is_finite()) {
             return Err(Error::config("train.grad_clip", "must be finite and >= 0"));
+        }
+        if !(0.0..=1.0).contains(&self.scheduled_sampling) {
+            return Err(Error::config("train.scheduled_sampling", "must be in [0, 1]"));
         }
         if !(0.0..1.0).contains(&self.label_smoothing) {
             return Err(Error::config("train.label_smoothing", "must be in [0, 1)"));

@@ -23,7 +23,7 @@ pub use llama::{llama, Llama, LlamaConfig};
 pub use seq2seq::{Seq2Seq, Seq2SeqConfig};
 pub use transformer::{TransformerConfig, TransformerSeq2Seq};
 
-use crate::data::shift::BatchTensors;
+use crate::data::shift::{BatchTensors, Seq2SeqTensors};
 use crate::error::{Error, Result};
 use crate::nn::causal_attention::KvCache;
 use crate::nn::lora::LoraConfig;
@@ -42,6 +42,16 @@ pub(crate) fn check_positions(field: &str, needed: usize, max: usize) -> Result<
         return Err(Error::config(field, format!("{needed} positions requested, the model has {max}")));
     }
     Ok(())
+}
+
+/// How training computes an encoder–decoder's or language model's loss.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct LossOptions {
+    /// Label smoothing ε in [0, 1): targets 1 − ε on the label, ε spread over the vocabulary.
+    pub label_smoothing: f32,
+    /// Scheduled sampling: the probability that an encoder–decoder's input token is its own
+    /// previous prediction instead of the reference.
+    pub scheduled_sampling: f32,
 }
 
 /// Which model, and its shape. Saved in every checkpoint.
@@ -268,21 +278,26 @@ impl Model {
     /// logits (B, T, V); for a forecaster, the summed regression loss over
     /// the forecast values, and the forecast (B, H, N). `rng` enables dropout.
     pub fn loss_sum(&self, batch: &BatchTensors, rng: Option<&mut Rng>) -> Result<(Tensor, Tensor)> {
-        self.training_loss_sum(batch, rng, 0.0)
+        self.training_loss_sum(batch, rng, LossOptions::default())
     }
 
-    /// [`Model::loss_sum`] with the token targets smoothed by `label_smoothing`
-    /// (ε on every id, 1 − ε on the label), as training uses it; models that
-    /// do not predict tokens refuse an ε above 0.
+    /// [`Model::loss_sum`] as training computes it, with `opts`: token
+    /// targets smoothed, and an encoder–decoder's inputs partly its own
+    /// predictions. Models that do not predict tokens refuse either.
     pub fn training_loss_sum(
         &self,
         batch: &BatchTensors,
-        rng: Option<&mut Rng>,
-        label_smoothing: f32,
+        mut rng: Option<&mut Rng>,
+        opts: LossOptions,
     ) -> Result<(Tensor, Tensor)> {
-        let eps = label_smoothing;
+        let eps = opts.label_smoothing;
         if eps > 0.0 && matches!(self, Model::Forecaster(_) | Model::Image(_)) {
             return Err(Error::config("train.label_smoothing", "applies to models that predict tokens"));
+        }
+        if let (true, BatchTensors::Pairs(b), Some(r)) = (opts.scheduled_sampling > 0.0, batch, rng.as_deref_mut()) {
+            let mixed = self.scheduled_sampling_inputs(b, r, opts.scheduled_sampling)?;
+            let plain = LossOptions { scheduled_sampling: 0.0, ..opts };
+            return self.training_loss_sum(&BatchTensors::Pairs(mixed), rng, plain);
         }
         match (self, batch) {
             (Model::Seq2seq(m), BatchTensors::Pairs(b)) => m.smoothed_loss_sum(b, rng, eps),
@@ -306,6 +321,30 @@ impl Model {
         }
     }
 
+    /// Scheduled sampling in two passes (Bengio et al. 2015; the parallel form
+    /// of Mihaylova & Martins 2019): a teacher-forced pass without gradient
+    /// predicts every next token, then each decoder input after `BOS` is
+    /// replaced, with probability `p`, by the prediction made one step before
+    /// it. Training on the mixed inputs teaches the decoder to continue from
+    /// its own mistakes, which free-running decoding will feed it.
+    fn scheduled_sampling_inputs(&self, b: &Seq2SeqTensors, rng: &mut Rng, p: f32) -> Result<Seq2SeqTensors> {
+        let (_, logits) = self.loss_sum(&BatchTensors::Pairs(b.clone()), None)?;
+        let pred = logits.detach().argmax(candle_core::D::Minus1)?.to_vec2::<u32>()?; // (B, T)
+        let mut dec = b.dec_in.to_vec2::<u32>()?;
+        let mask = b.label_mask.to_vec2::<f32>()?;
+        for ((row, pr), m) in dec.iter_mut().zip(&pred).zip(&mask) {
+            for t in 1..row.len() {
+                // Position t reads y[t-1]: a real token iff label t is supervised.
+                if m[t] > 0.0 && rng.next_f32() < p {
+                    row[t] = pr[t - 1];
+                }
+            }
+        }
+        let (bn, t) = b.dec_in.dims2()?;
+        let flat: Vec<u32> = dec.into_iter().flatten().collect();
+        Ok(Seq2SeqTensors { dec_in: Tensor::from_vec(flat, (bn, t), b.dec_in.device())?, ..b.clone() })
+    }
+
     /// An empty key/value cache, one entry per block.
     pub fn new_cache(&self) -> Vec<KvCache> {
         let n = match self {
@@ -319,4 +358,33 @@ impl Model {
 /// An integer field of a `transformers` `config.json`, or an error naming it.
 pub(crate) fn hf_usize(v: &serde_json::Value, k: &str) -> std::result::Result<usize, String> {
     v.get(k).and_then(|x| x.as_u64()).map(|x| x as usize).ok_or_else(|| format!("missing or non-integer \"{k}\""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::shift::Seq2SeqBatch;
+    use crate::data::tokenizer::{BOS, EOS, PAD};
+    use crate::data::Pair;
+
+    /// With p = 1 every real decoder input after BOS is the prediction made
+    /// one step before; with p = 0 nothing changes; padding is never touched.
+    #[test]
+    fn scheduled_sampling_feeds_back_the_previous_prediction() {
+        let cfg = ModelConfig::Seq2seq(crate::model::Seq2SeqConfig { vocab_size: 12, ..Default::default() });
+        let store = crate::nn::ParamStore::new(3, &candle_core::Device::Cpu);
+        let model = Model::new(&cfg, store.var_builder()).unwrap();
+        let pairs =
+            [Pair { source: vec![4, 5, 6], target: vec![7, 8, 9, 10] }, Pair { source: vec![5], target: vec![6] }];
+        let refs: Vec<&Pair> = pairs.iter().collect();
+        let b = Seq2SeqBatch::new(&refs, PAD, BOS, EOS).tensors(&candle_core::Device::Cpu).unwrap();
+        let (_, logits) = model.loss_sum(&BatchTensors::Pairs(b.clone()), None).unwrap();
+        let pred = logits.argmax(candle_core::D::Minus1).unwrap().to_vec2::<u32>().unwrap();
+        let mut rng = Rng::new(1);
+        let all = model.scheduled_sampling_inputs(&b, &mut rng, 1.0).unwrap().dec_in.to_vec2::<u32>().unwrap();
+        let none = model.scheduled_sampling_inputs(&b, &mut rng, 0.0).unwrap().dec_in;
+        assert_eq!(none.to_vec2::<u32>().unwrap(), b.dec_in.to_vec2::<u32>().unwrap());
+        assert_eq!(all[0], vec![BOS, pred[0][0], pred[0][1], pred[0][2], pred[0][3]]);
+        assert_eq!(all[1], vec![BOS, pred[1][0], PAD, PAD, PAD], "padding stays padding");
+    }
 }

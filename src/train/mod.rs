@@ -16,7 +16,7 @@ use crate::data::{Dataset, Tokenizer};
 use crate::error::{Error, Result};
 use crate::eval::teacher_forced;
 use crate::faults;
-use crate::model::Model;
+use crate::model::{LossOptions, Model};
 use crate::nn::ParamStore;
 pub use crate::optim::{Optimizer, OptimizerConfig, OptimizerKind, Schedule, ScheduleKind};
 use crate::rng::Rng;
@@ -300,8 +300,8 @@ impl Trainer {
                 .collect::<candle_core::Result<Vec<_>>>()?;
             drop(data);
             let rng = &mut self.state.dropout_rng;
-            let (mut loss, grads, tokens) =
-                accumulate_smoothed(&self.model, &self.vars, &micro, rng, tc.label_smoothing)?;
+            let opts = LossOptions { label_smoothing: tc.label_smoothing, scheduled_sampling: tc.scheduled_sampling };
+            let (mut loss, grads, tokens) = accumulate_with(&self.model, &self.vars, &micro, rng, opts)?;
             if faults::poison(step) {
                 loss = f32::NAN;
             }
@@ -592,22 +592,23 @@ pub fn accumulate(
     micro: &[BatchTensors],
     rng: &mut Rng,
 ) -> Result<(f32, GradStore, usize)> {
-    accumulate_smoothed(model, vars, micro, rng, 0.0)
+    accumulate_with(model, vars, micro, rng, LossOptions::default())
 }
 
-/// [`accumulate`] with the token targets smoothed by `label_smoothing`.
-pub fn accumulate_smoothed(
+/// [`accumulate`] with the training loss's options (label smoothing,
+/// scheduled sampling).
+pub fn accumulate_with(
     model: &Model,
     vars: &[(String, Var)],
     micro: &[BatchTensors],
     rng: &mut Rng,
-    label_smoothing: f32,
+    opts: LossOptions,
 ) -> Result<(f32, GradStore, usize)> {
     let total: usize = micro.iter().map(|b| b.n_supervised()).sum();
     let (mut loss, mut acc): (f64, Option<GradStore>) = (0.0, None);
     for b in micro {
         let forward = crate::profile::phase("forward");
-        let (sum, _) = model.training_loss_sum(b, Some(rng), label_smoothing)?;
+        let (sum, _) = model.training_loss_sum(b, Some(rng), opts)?;
         let scaled = (sum / total.max(1) as f64)?;
         loss += scaled.to_scalar::<f32>()? as f64;
         drop(forward);
