@@ -131,8 +131,10 @@ pub struct DataArgs {
     /// Validation pairs from parallel files: the target side (with --valid-source).
     #[arg(long, value_name = "FILE", requires = "valid_source", help_heading = "Translation")]
     pub valid_target: Option<PathBuf>,
-    /// Preset to start from: small (default), seed (the Keras reference), tiny, or
-    /// gpt-baby, gpt-small, gpt-tiny, llama-baby, llama-tiny (default for text: sized to the data).
+    /// Preset to start from: small (default), seed (the Keras reference), tiny, transformer,
+    /// transformer-tiny, transformer-mt (translation: 3+3 layers of 256, label smoothing,
+    /// inverse-sqrt warmup), or gpt-baby, gpt-small, gpt-tiny, llama-baby, llama-tiny
+    /// (default for text: sized to the data).
     #[arg(long, value_name = "NAME")]
     pub preset: Option<String>,
     /// Tokenizer: char (built from the data), byte, bpe (byte-level BPE trained on the data)

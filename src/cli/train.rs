@@ -35,6 +35,8 @@ Examples:
   shiftlm train --preset seed --task rotate --json
   shiftlm train --data pairs.tsv --tokenizer char --attention dot --out runs/mine
   shiftlm train --model transformer --task reverse             # Transformer encoder–decoder
+  shiftlm train --preset transformer-mt --source train.en --target train.de --tokenizer unigram
+  shiftlm train --model transformer --data pairs.tsv --label-smoothing 0.1 --select-by bleu
   shiftlm train --model gpt --data input.txt                  # sizes picked for the data
   shiftlm train --model llama --data input.txt --preset llama-baby --tokenizer bpe
   shiftlm train --config run.toml --set train.optimizer.lr=0.003 --set train.grad_accum=4
