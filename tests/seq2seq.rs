@@ -26,6 +26,7 @@ fn cfg(cell: CellKind, attention: AttentionKind, n_layer: usize, dropout: f32) -
         attention,
         dropout,
         forget_bias: 1.0,
+        variational_dropout: 0.0,
         input: None,
     }
 }

@@ -239,7 +239,7 @@ fn select_by_bleu_scores_every_evaluation_and_ends_on_the_chosen_checkpoint() {
 }
 
 #[test]
-fn scheduled_sampling_trains_encoder_decoders_and_resumes() {
+fn scheduled_sampling_trains_encoder_decoders() {
     let d = tempfile::tempdir().unwrap();
     write_parallel(d.path(), "train", 24);
     for model in ["seq2seq", "transformer"] {
@@ -258,4 +258,31 @@ fn scheduled_sampling_trains_encoder_decoders_and_resumes() {
     );
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("train.scheduled_sampling"), "{}", stderr(&o));
+}
+
+#[test]
+fn variational_dropout_trains_rnn_encoder_decoders_and_resumes() {
+    let d = tempfile::tempdir().unwrap();
+    write_parallel(d.path(), "train", 24);
+    for cell in ["lstm", "gru"] {
+        let out = format!("r-{cell}");
+        let args = ["train", "--preset", "tiny", "--cell", cell, "--layers", "2", "--source", "train.en"];
+        let more = ["--target", "train.de", "--variational-dropout", "0.3", "--steps", "4", "--save-every", "2"];
+        let o = shiftlm(d.path(), &[&args[..], &more[..], &["--out", &out, "--json"]].concat());
+        assert!(o.status.success(), "{cell}: {}", stderr(&o));
+        let cfg: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(d.path().join(&out).join("checkpoint-4/config.json")).unwrap())
+                .unwrap();
+        assert!((cfg["model"]["variational_dropout"].as_f64().unwrap() - 0.3).abs() < 1e-6, "{cfg}");
+        // Resumed from step 2, the masks come from the saved stream: the same weights at step 4.
+        let resumed = format!("{out}-resumed");
+        common::copy_dir(&d.path().join(&out).join("checkpoint-2"), &d.path().join(&resumed).join("checkpoint-2"));
+        let o = shiftlm(d.path(), &["train", "--resume", &resumed]);
+        assert!(o.status.success(), "{cell}: {}", stderr(&o));
+        let w = |run: &str| std::fs::read(d.path().join(run).join("checkpoint-4/model.safetensors")).unwrap();
+        assert!(w(&out) == w(&resumed), "{cell}: resumed weights differ");
+    }
+    let o = shiftlm(d.path(), &["train", "--model", "transformer", "--variational-dropout", "0.3", "--out", "t"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--variational-dropout"), "{}", stderr(&o));
 }

@@ -113,6 +113,11 @@ pub struct TrainArgs {
     /// Dropout probability in [0, 1).
     #[arg(long, value_name = "P")]
     pub dropout: Option<f32>,
+    /// RNN encoder–decoder: variational dropout (Gal & Ghahramani 2016) in [0, 1): one mask
+    /// per sequence, kept at every step, on each LSTM/GRU layer's input and recurrent state
+    /// and on the stack's output.
+    #[arg(long, value_name = "P")]
+    pub variational_dropout: Option<f32>,
     /// Images: perturb each training image, shift=K[,rotate=DEG][,mode=zero|wrap]: a random
     /// translation in [-K, K]² (zero fill, or wrap) and a rotation in [-DEG, DEG] (bilinear).
     /// Speech: shift_ms=S[,mode=zero|wrap][,snr=DB][,speed=F][,time_mask=MS][,freq_mask=BANDS]:
@@ -237,8 +242,8 @@ fn apply_model_flags(model: &mut ModelConfig, a: &TrainArgs) -> anyhow::Result<(
     match model {
         ModelConfig::Forecaster(m) => forecaster_flags(m, a)?,
         ModelConfig::Seq2seq(m) => rnn_flags(m, a)?,
-        _ if a.cell.is_some() || a.attention.is_some() || a.emb.is_some() => {
-            return Err(only("--cell/--attention/--emb", "RNN encoder–decoder"));
+        _ if a.cell.is_some() || a.attention.is_some() || a.emb.is_some() || a.variational_dropout.is_some() => {
+            return Err(only("--cell/--attention/--emb/--variational-dropout", "RNN encoder–decoder"));
         }
         ModelConfig::Transformer(m) => {
             if a.context.is_some() {
@@ -305,6 +310,7 @@ fn rnn_flags(m: &mut shiftlm::model::Seq2SeqConfig, a: &TrainArgs) -> anyhow::Re
     m.hidden = a.hidden.unwrap_or(m.hidden);
     m.emb_dim = a.emb.unwrap_or(m.emb_dim);
     m.dropout = a.dropout.unwrap_or(m.dropout);
+    m.variational_dropout = a.variational_dropout.unwrap_or(m.variational_dropout);
     Ok(())
 }
 
@@ -312,8 +318,8 @@ fn rnn_flags(m: &mut shiftlm::model::Seq2SeqConfig, a: &TrainArgs) -> anyhow::Re
 fn forecaster_flags(m: &mut shiftlm::model::ForecasterConfig, a: &TrainArgs) -> anyhow::Result<()> {
     use shiftlm::model::ForecasterKind;
     use shiftlm::nn::loss::RegressionLoss;
-    if a.attention.is_some() || a.emb.is_some() {
-        return Err(only("--attention/--emb", "RNN encoder–decoder (token)"));
+    if a.attention.is_some() || a.emb.is_some() || a.variational_dropout.is_some() {
+        return Err(only("--attention/--emb/--variational-dropout", "RNN encoder–decoder (token)"));
     }
     match (a.cell.as_deref(), m.kind) {
         (Some(_), ForecasterKind::Transformer) => return Err(only("--cell", "RNN")),
@@ -357,6 +363,7 @@ fn check_resume_flags(a: &TrainArgs) -> anyhow::Result<()> {
         a.hidden.is_some(),
         a.emb.is_some(),
         a.dropout.is_some(),
+        a.variational_dropout.is_some(),
         a.eval_every.is_some(),
         a.save_every.is_some(),
         a.keep_last.is_some(),

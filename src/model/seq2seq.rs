@@ -51,6 +51,11 @@ pub struct Seq2SeqConfig {
     pub dropout: f32,
     /// Initial LSTM forget-gate bias added to PyTorch's init, e.g. 1.0.
     pub forget_bias: f32,
+    /// Variational dropout (Gal & Ghahramani 2016) in every RNN layer of
+    /// encoder and decoder: one mask per sequence, the same at every step, on
+    /// the layer's input, its recurrent state and the stack's output (0: off).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub variational_dropout: f32,
     /// What the encoder reads; by default (`None`) token ids of the shared
     /// vocabulary through an `emb_dim` table.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -69,9 +74,14 @@ impl Default for Seq2SeqConfig {
             attention: AttentionKind::None,
             dropout: 0.0,
             forget_bias: 1.0,
+            variational_dropout: 0.0,
             input: None,
         }
     }
+}
+
+fn is_zero(x: &f32) -> bool {
+    *x == 0.0
 }
 
 impl Seq2SeqConfig {
@@ -91,6 +101,12 @@ impl Seq2SeqConfig {
         ])?;
         if !(0.0..1.0).contains(&self.dropout) {
             return Err(Error::config("model.dropout", format!("must be in [0, 1), got {}", self.dropout)));
+        }
+        if !(0.0..1.0).contains(&self.variational_dropout) {
+            return Err(Error::config(
+                "model.variational_dropout",
+                format!("must be in [0, 1), got {}", self.variational_dropout),
+            ));
         }
         if matches!(self.input, Some(FrontendConfig::Tokens { .. })) {
             return Err(Error::config("model.input", "token ids are the default input: leave it unset"));
@@ -143,7 +159,10 @@ impl Seq2Seq {
     pub fn new(cfg: &Seq2SeqConfig, vb: VarBuilder) -> Result<Self> {
         cfg.validate()?;
         let (e, h, v) = (cfg.emb_dim, cfg.hidden, cfg.vocab_size);
-        let rnn = |i, vb: VarBuilder| Rnn::new(cfg.cell, i, h, cfg.n_layer, cfg.dropout, cfg.forget_bias, vb.pp("rnn"));
+        let rnn = |i, vb: VarBuilder| {
+            Rnn::new(cfg.cell, i, h, cfg.n_layer, cfg.dropout, cfg.forget_bias, vb.pp("rnn"))
+                .map(|r| r.with_variational(cfg.variational_dropout))
+        };
         let enc = vb.pp("encoder");
         let dec = vb.pp("decoder");
         let input = cfg.input();

@@ -98,6 +98,18 @@ impl RnnLayer {
     /// state of a right-padded sequence is the one at its last real token.
     /// Returns the outputs (B, T, H) and the final state.
     pub fn forward(&self, x: &Tensor, init: Option<&RnnState>, mask: Option<&Tensor>) -> Result<(Tensor, RnnState)> {
+        self.forward_masked(x, init, mask, None)
+    }
+
+    /// [`RnnLayer::forward`] with variational dropout on the recurrent state:
+    /// `hmask` (B·H values) multiplies the h that Wₕₕ reads at every step.
+    pub fn forward_masked(
+        &self,
+        x: &Tensor,
+        init: Option<&RnnState>,
+        mask: Option<&Tensor>,
+        hmask: Option<Vec<f32>>,
+    ) -> Result<(Tensor, RnnState)> {
         let (b, t, _) = x.dims3()?;
         let hd = self.hidden;
         // Biases that sit outside the reset gate fold into the projection.
@@ -118,7 +130,7 @@ impl RnnLayer {
                 Some(s) => s.clone(),
                 None => self.zero_state(b, x)?,
             };
-            return self.forward_lstm(&xproj, &self.w_hh.t()?, state, mask);
+            return self.forward_lstm(&xproj, &self.w_hh.t()?, state, mask, hmask);
         }
         // GRU: one fused op over the whole sequence (crate::ops::gru); b_hn
         // rides in the augmented weight's last column.
@@ -128,7 +140,7 @@ impl RnnLayer {
         };
         let w_aug = crate::ops::gru::augment(&self.w_hh, &self.b_hh.narrow(0, 2 * hd, hd)?)?;
         let mask = mask.map(|m| m.flatten_all()?.to_vec1::<f32>()).transpose()?;
-        let outputs = crate::ops::gru::gru(&xproj, &w_aug, &init, mask)?; // (B, T, H)
+        let outputs = crate::ops::gru::gru_masked(&xproj, &w_aug, &init, mask, hmask)?; // (B, T, H)
         let last = outputs.narrow(1, t - 1, 1)?.squeeze(1)?.contiguous()?;
         Ok((outputs, RnnState { h: last, c: None }))
     }
@@ -141,13 +153,14 @@ impl RnnLayer {
         w_hh_t: &Tensor,
         init: RnnState,
         mask: Option<&Tensor>, // (B, T)
+        hmask: Option<Vec<f32>>,
     ) -> Result<(Tensor, RnnState)> {
         let t = xproj.dim(1)?;
         let hd = self.hidden;
         let c0 = init.c.as_ref().expect("LSTM state has c");
         let packed = Tensor::cat(&[&init.h, c0], 1)?; // (B, 2H) = [h | c]
         let mask = mask.map(|m| m.flatten_all()?.to_vec1::<f32>()).transpose()?;
-        let states = crate::ops::lstm::lstm(xproj, &w_hh_t.t()?, &packed, mask)?; // (B, T, 2H)
+        let states = crate::ops::lstm::lstm_masked(xproj, &w_hh_t.t()?, &packed, mask, hmask)?; // (B, T, 2H)
         let last = states.narrow(1, t - 1, 1)?.squeeze(1)?; // (B, 2H)
         let state =
             RnnState { h: last.narrow(1, 0, hd)?.contiguous()?, c: Some(last.narrow(1, hd, hd)?.contiguous()?) };
@@ -162,6 +175,8 @@ impl RnnLayer {
 pub struct Rnn {
     layers: Vec<RnnLayer>,
     dropout: f32,
+    /// Variational dropout: per-sequence masks on inputs, states and output.
+    variational: f32,
 }
 
 impl Rnn {
@@ -179,7 +194,16 @@ impl Rnn {
         let layers = (0..n_layer)
             .map(|l| RnnLayer::new(kind, if l == 0 { in_dim } else { hidden }, hidden, l, forget_bias, &vb))
             .collect::<Result<Vec<_>>>()?;
-        Ok(Self { layers, dropout })
+        Ok(Self { layers, dropout, variational: 0.0 })
+    }
+
+    /// Variational dropout with probability `p` (Gal & Ghahramani 2016): in
+    /// training, each layer's input and recurrent state, and the stack's
+    /// output, are multiplied by a mask drawn once per sequence and kept at
+    /// every step (scaled by 1/(1 − p)), rather than a fresh mask per step.
+    pub fn with_variational(mut self, p: f32) -> Self {
+        self.variational = p;
+        self
     }
 
     /// (B, T, in) → outputs of the last layer (B, T, H) and the final state
@@ -193,19 +217,71 @@ impl Rnn {
     ) -> Result<(Tensor, Vec<RnnState>)> {
         let mut h = x.clone();
         let mut states = Vec::with_capacity(self.layers.len());
+        let p = self.variational;
         for (l, layer) in self.layers.iter().enumerate() {
             if l > 0 {
                 h = dropout(&h, self.dropout, rng.as_deref_mut())?;
             }
-            let (out, st) = layer.forward(&h, init.map(|s| &s[l]), mask)?;
+            let hmask = match rng.as_deref_mut() {
+                Some(r) if p > 0.0 => {
+                    let (b, _, d) = h.dims3()?;
+                    h = h.broadcast_mul(&Tensor::from_vec(sequence_mask(r, b * d, p), (b, 1, d), h.device())?)?;
+                    Some(sequence_mask(r, b * layer.hidden, p))
+                }
+                _ => None,
+            };
+            let (out, st) = layer.forward_masked(&h, init.map(|s| &s[l]), mask, hmask)?;
             h = out;
             states.push(st);
+        }
+        if let Some(r) = rng.filter(|_| p > 0.0) {
+            let (b, _, d) = h.dims3()?;
+            h = h.broadcast_mul(&Tensor::from_vec(sequence_mask(r, b * d, p), (b, 1, d), h.device())?)?;
         }
         Ok((h, states))
     }
 }
 
+/// `n` dropout multipliers: 0 with probability `p`, else 1/(1 − p).
+fn sequence_mask(rng: &mut Rng, n: usize, p: f32) -> Vec<f32> {
+    let keep = 1.0 / (1.0 - p);
+    (0..n).map(|_| if rng.next_f32() < p { 0.0 } else { keep }).collect()
+}
+
 /// Concatenates along the last dimension (a tiny helper for readability).
 pub fn cat_last(xs: &[&Tensor]) -> Result<Tensor> {
     Tensor::cat(xs, D::Minus1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nn::ParamStore;
+    use candle_core::Device;
+
+    /// Variational dropout keeps one mask per sequence: an output unit that
+    /// is dropped is dropped at every step; without training nothing is.
+    #[test]
+    fn variational_masks_are_the_same_at_every_step() {
+        let store = ParamStore::new(5, &Device::Cpu);
+        for kind in [CellKind::Lstm, CellKind::Gru] {
+            let rnn = Rnn::new(kind, 6, 16, 2, 0.0, 1.0, store.var_builder().pp(format!("{kind:?}"))).unwrap();
+            let rnn = rnn.with_variational(0.5);
+            let x = crate::ops::gradcheck::randn(1, &[4, 7, 6]);
+            let mut rng = Rng::new(9);
+            let (y, _) = rnn.forward(&x, None, None, Some(&mut rng)).unwrap();
+            let y = y.to_vec3::<f32>().unwrap();
+            let mut dropped = 0;
+            for row in &y {
+                for d in 0..16 {
+                    let zeros = row.iter().filter(|step| step[d] == 0.0).count();
+                    assert!(zeros == 0 || zeros == 7, "{kind:?}: unit {d} dropped at {zeros} of 7 steps");
+                    dropped += (zeros == 7) as usize;
+                }
+            }
+            assert!(dropped > 10 && dropped < 54, "{kind:?}: {dropped} of 64 units dropped at p = 0.5");
+            let (plain, _) = rnn.forward(&x, None, None, None).unwrap();
+            assert!(plain.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().all(|&v| v != 0.0));
+        }
+    }
 }

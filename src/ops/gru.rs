@@ -231,6 +231,19 @@ pub fn gru(xproj: &Tensor, w_aug: &Tensor, init: &Tensor, mask: Option<Vec<f32>>
     super::recurrence::run::<GruCell>(xproj, w_aug, init, mask)
 }
 
+/// [`gru`] with variational dropout on the recurrent state: `hmask` (B, H)
+/// multiplies the h that the recurrent weight reads (not the `z·h₋₁` the
+/// cell carries), the same at every step.
+pub fn gru_masked(
+    xproj: &Tensor,
+    w_aug: &Tensor,
+    init: &Tensor,
+    mask: Option<Vec<f32>>,
+    hmask: Option<Vec<f32>>,
+) -> Result<Tensor> {
+    super::recurrence::run_masked::<GruCell>(xproj, w_aug, init, mask, hmask)
+}
+
 /// The composite version, one step at a time (the reference).
 pub fn gru_composite(xproj: &Tensor, w_aug: &Tensor, init: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
     let h = init.dim(1)?;
@@ -276,6 +289,23 @@ mod tests {
                 parity("gru", f, c, &inputs, &[0, 1, 2], tol);
             }
         }
+    }
+
+    /// The recurrent dropout mask: finite-difference gradients (with a step
+    /// mask too), and a mask of ones is the plain op bit for bit.
+    #[test]
+    fn gru_variational_mask_gradients() {
+        let (t, b, h) = (4, 3, 5);
+        let w_aug = augment(&(randn(22, &[3 * h, h]) * 0.4).unwrap(), &randn(24, &[h])).unwrap();
+        let inputs = [randn(21, &[b, t, 3 * h]), w_aug, randn(23, &[b, h])];
+        let hm: Vec<f32> = (0..b * h).map(|i| if i % 4 == 2 { 0.0 } else { 1.25 }).collect();
+        let steps: Vec<f32> = (0..b * t).map(|i| if i == 7 { 0.0 } else { 1.0 }).collect();
+        let f = |x: &[Tensor]| gru_masked(&x[0], &x[1], &x[2], Some(steps.clone()), Some(hm.clone()));
+        check("gru (recurrent dropout)", f, &inputs, &[0, 1, 2]);
+        let ones = gru_masked(&inputs[0], &inputs[1], &inputs[2], None, Some(vec![1.0; b * h])).unwrap();
+        let plain = gru(&inputs[0], &inputs[1], &inputs[2], None).unwrap();
+        let v = |x: Tensor| x.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert_eq!(v(ones), v(plain));
     }
 
     /// The AVX-512 cell gives exactly the AVX2 cell's results.

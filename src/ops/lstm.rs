@@ -175,6 +175,18 @@ pub fn lstm(xproj: &Tensor, w_hh: &Tensor, init: &Tensor, mask: Option<Vec<f32>>
     super::recurrence::run::<LstmCell>(xproj, w_hh, init, mask)
 }
 
+/// [`lstm`] with variational dropout on the recurrent state: `hmask` (B, H)
+/// multiplies the h that `w_hh` reads, the same at every step.
+pub fn lstm_masked(
+    xproj: &Tensor,
+    w_hh: &Tensor,
+    init: &Tensor,
+    mask: Option<Vec<f32>>,
+    hmask: Option<Vec<f32>>,
+) -> Result<Tensor> {
+    super::recurrence::run_masked::<LstmCell>(xproj, w_hh, init, mask, hmask)
+}
+
 /// The composite version, one step at a time (the reference).
 pub fn lstm_composite(xproj: &Tensor, w_hh: &Tensor, init: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
     let hd = init.dim(1)? / 2;
@@ -223,6 +235,23 @@ mod tests {
         let f = |x: &[Tensor]| lstm(&x[0], &x[1], &x[2], Some(m.clone()));
         let c = |x: &[Tensor]| lstm_composite(&x[0], &x[1], &x[2], Some(&mt));
         parity("lstm (wide)", f, c, &inputs, &[0, 1, 2], 2e-5);
+    }
+
+    /// The recurrent dropout mask: finite-difference gradients, and a mask of
+    /// ones is the plain op bit for bit.
+    #[test]
+    fn lstm_variational_mask_gradients() {
+        let (t, b, h) = (4, 3, 5);
+        let inputs = [randn(11, &[b, t, 4 * h]), (randn(12, &[4 * h, h]) * 0.5).unwrap(), randn(13, &[b, 2 * h])];
+        let hm: Vec<f32> = (0..b * h).map(|i| if i % 3 == 1 { 0.0 } else { 1.5 }).collect();
+        let f = |x: &[Tensor]| lstm_masked(&x[0], &x[1], &x[2], None, Some(hm.clone()));
+        check("lstm (recurrent dropout)", f, &inputs, &[0, 1, 2]);
+        let ones = lstm_masked(&inputs[0], &inputs[1], &inputs[2], None, Some(vec![1.0; b * h])).unwrap();
+        let plain = lstm(&inputs[0], &inputs[1], &inputs[2], None).unwrap();
+        assert_eq!(
+            ones.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            plain.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+        );
     }
 
     /// The AVX-512 cell gives exactly the AVX2 cell's results.

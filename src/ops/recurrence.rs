@@ -14,6 +14,11 @@
 //! products take as strides, so nothing is transposed. A per-row mask
 //! carries the old state where it is 0, so the final state of a
 //! right-padded sequence is the one at its last real token.
+//!
+//! Variational dropout (Gal & Ghahramani 2016) on the recurrent state: an
+//! optional (B, H) mask multiplies the h that enters `h Wₕₕᵀ` at every step,
+//! the same mask at every step of a sequence. The cell itself (an LSTM's
+//! `c`, a GRU's `z·h₋₁`) sees the state unmasked.
 
 use super::sgemm::{matmul_packed, PackedRhs};
 use super::{f32_slice, sgemm, Uninit};
@@ -85,6 +90,8 @@ pub(crate) trait Cell: Sync + Sized + 'static {
 
 struct RecurrenceOp<C> {
     mask: StepMask,
+    /// Variational dropout: per row, the H multipliers of the h that Wₕₕ reads.
+    hmask: Option<Vec<f32>>,
     /// What the cell keeps of every step (B, T, SAVED·H), for the backward pass.
     saved: Mutex<Vec<f32>>,
     cell: std::marker::PhantomData<fn() -> C>,
@@ -138,16 +145,27 @@ impl<C: Cell> CustomOp3 for RecurrenceOp<C> {
         let w_t = PackedRhs::new(b, h, g, w, ((h + C::EXTRA_COLS) as isize, 1));
         let wide = wide_cell();
         let (sv, ss) = (Rows(saved.as_mut_ptr()), Rows(states.as_mut_ptr()));
+        let mut hm = vec![0f32; if self.hmask.is_some() { b * h } else { 0 }];
         for step in 0..t {
             // SAFETY: shapes checked above; row r of step s is at (r·T + s)·S in the
             // states, and the previous step's rows are complete.
             unsafe {
-                let (prev, prev_rs) = if step == 0 {
+                let (mut prev, prev_rs) = if step == 0 {
                     (init.as_ptr(), sw)
                 } else {
                     (ss.0.add((step - 1) * sw).cast_const().cast::<f32>(), t * sw)
                 };
-                let prev_s = (1, prev_rs as isize);
+                let mut prev_s = (1, prev_rs as isize);
+                if let Some(m) = &self.hmask {
+                    // The h that Wₕₕ reads, masked: (B, H).
+                    for r in 0..b {
+                        let src = std::slice::from_raw_parts(prev.add(r * prev_rs), h);
+                        for ((d, &v), &k) in hm[r * h..(r + 1) * h].iter_mut().zip(src).zip(&m[r * h..(r + 1) * h]) {
+                            *d = v * k;
+                        }
+                    }
+                    (prev, prev_s) = (hm.as_ptr(), (1, h as isize));
+                }
                 if C::FOLDED {
                     let dst = sv.0.add(step * g).cast::<f32>();
                     matmul_packed(b, dst, (1, (t * g) as isize), true, prev, prev_s, &w_t);
@@ -204,6 +222,7 @@ impl<C: Cell> CustomOp3 for RecurrenceOp<C> {
         let mut dw = vec![0f32; g * wcols];
         let mut carry = vec![0f32; b * sw]; // d state after this step, from later steps
         let mut dprev = vec![0f32; b * sw];
+        let mut dhm = vec![0f32; if self.hmask.is_some() { b * h } else { 0 }];
         // Packed once for all steps.
         let w_packed = PackedRhs::new(b, g, h, &w, (1, wcols as isize));
         let wide = wide_cell();
@@ -238,7 +257,21 @@ impl<C: Cell> CustomOp3 for RecurrenceOp<C> {
                         // d hₜ₋₁ += d hp · Wₕₕ   (B, G)·(G, H), rows T·G apart
                         let dh = dhs.0.add(step * g).cast_const().cast::<f32>();
                         let rs = (t * g) as isize;
-                        matmul_packed(b, dprev.as_mut_ptr(), (1, sw as isize), true, dh, (1, rs), &w_packed);
+                        match &self.hmask {
+                            None => {
+                                matmul_packed(b, dprev.as_mut_ptr(), (1, sw as isize), true, dh, (1, rs), &w_packed)
+                            }
+                            Some(m) => {
+                                // Through the mask: d h += (d hp · Wₕₕ) ⊙ m.
+                                matmul_packed(b, dhm.as_mut_ptr(), (1, h as isize), false, dh, (1, rs), &w_packed);
+                                for r in 0..b {
+                                    let dst = &mut dprev[r * sw..r * sw + h];
+                                    for ((d, &v), &k) in dst.iter_mut().zip(&dhm[r * h..(r + 1) * h]).zip(&m[r * h..]) {
+                                        *d += v * k;
+                                    }
+                                }
+                            }
+                        }
                     }
                     std::mem::swap(&mut carry, &mut dprev);
                 }
@@ -248,9 +281,30 @@ impl<C: Cell> CustomOp3 for RecurrenceOp<C> {
                 // d Wₕₕ = Σ d hpᵀ · h_prev over every row and step, into the
                 // first H columns of d w.
                 // SAFETY: all buffers are sized from the checked shapes.
-                unsafe {
-                    let (hs, gs) = (Strided(&init, sw), Strided(states, sw));
-                    recurrent_weight_grad(b, t, h, g, hs, gs, dh, &mut dw, wcols);
+                match &self.hmask {
+                    // SAFETY: all buffers are sized from the checked shapes.
+                    None => unsafe {
+                        let (hs, gs) = (Strided(&init, sw), Strided(states, sw));
+                        recurrent_weight_grad(b, t, h, g, hs, gs, dh, &mut dw, wcols);
+                    },
+                    Some(m) => {
+                        // Wₕₕ read the masked h: its gradient pairs d hp with that.
+                        let masked = |src: &[f32], rows: usize, per_row: usize| -> Vec<f32> {
+                            let mut out = vec![0f32; rows * h];
+                            for (i, o) in out.chunks_mut(h).enumerate() {
+                                let r = i / per_row;
+                                for ((d, &v), &k) in o.iter_mut().zip(&src[i * sw..i * sw + h]).zip(&m[r * h..]) {
+                                    *d = v * k;
+                                }
+                            }
+                            out
+                        };
+                        let (hi, hs) = (masked(&init, b, 1), masked(states, b * t, t));
+                        // SAFETY: the masked copies are (B, H) and (B, T, H).
+                        unsafe {
+                            recurrent_weight_grad(b, t, h, g, Strided(&hi, h), Strided(&hs, h), dh, &mut dw, wcols)
+                        };
+                    }
                 }
                 cell.finish_weight_grad(dh, &mut dw, h);
                 dx
@@ -270,11 +324,26 @@ impl<C: Cell> CustomOp3 for RecurrenceOp<C> {
 /// the first state, `mask` (B, T) values (1 steps, 0 carries the state) or
 /// `None`. Returns every step's state: (B, T, S).
 pub(crate) fn run<C: Cell>(xproj: &Tensor, w: &Tensor, init: &Tensor, mask: Option<Vec<f32>>) -> Result<Tensor> {
+    run_masked::<C>(xproj, w, init, mask, None)
+}
+
+/// [`run`] with variational dropout on the recurrent state: `hmask` (B, H)
+/// multiplies the h that Wₕₕ reads at every step.
+pub(crate) fn run_masked<C: Cell>(
+    xproj: &Tensor,
+    w: &Tensor,
+    init: &Tensor,
+    mask: Option<Vec<f32>>,
+    hmask: Option<Vec<f32>>,
+) -> Result<Tensor> {
     // FOLDED keeps the gates' pre-activations in the saved buffer, in place.
     const { assert!(!C::FOLDED || C::SAVED == C::GATES, "a folded cell saves its gates") };
-    let (b, t, _) = xproj.dims3()?;
+    let (b, t, g) = xproj.dims3()?;
+    if hmask.as_ref().is_some_and(|m| m.len() != b * (g / C::GATES)) {
+        bail!("{}: the recurrent dropout mask is not {b} rows × {} units", C::NAME, g / C::GATES);
+    }
     let mask = StepMask::new(mask, b, t, C::NAME)?;
-    let op = RecurrenceOp::<C> { mask, saved: Mutex::new(Vec::new()), cell: std::marker::PhantomData };
+    let op = RecurrenceOp::<C> { mask, hmask, saved: Mutex::new(Vec::new()), cell: std::marker::PhantomData };
     xproj.contiguous()?.apply_op3(&w.contiguous()?, &init.contiguous()?, op)
 }
 
