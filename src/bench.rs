@@ -6,7 +6,9 @@
 use crate::config::RunConfig;
 use crate::data::{Dataset, Pair, Splits, Tokenizer};
 use crate::error::{Error, Result};
-use crate::model::{ForecasterConfig, ForecasterKind, Gpt2Config, ImageConfig, ImageKind, ModelConfig, Seq2SeqConfig};
+use crate::model::{
+    ForecasterConfig, ForecasterKind, Gpt2Config, ImageConfig, ImageKind, ModelConfig, Seq2SeqConfig, TransformerConfig,
+};
 use crate::rng::Rng;
 use crate::train::{MetricsSink, StepMetrics, Trainer};
 use serde::Serialize;
@@ -96,18 +98,11 @@ pub fn configs() -> Vec<BenchConfig> {
         BenchConfig {
             name: "mt-transformer",
             about: "Transformer encoder–decoder for translation (Multi30k-sized): shared vocab 8000, 3+3 pre-LN layers, 256 wide, 4 heads, feed-forward 1024, dropout 0.1, tied embeddings, 24 tokens a side, batch 64",
-            model: ModelConfig::Transformer(crate::model::TransformerConfig {
-                vocab_size: 8000,
-                d_model: 256,
-                n_head: 4,
-                n_encoder_layer: 3,
-                n_decoder_layer: 3,
-                d_ff: 1024,
-                max_positions: 64,
-                dropout: 0.1,
-                share_embeddings: true,
-                input: None,
-            }),
+            model: match crate::config::presets::transformer_mt().0 {
+                // The translation preset's model, with positions for 24 tokens a side.
+                ModelConfig::Transformer(m) => ModelConfig::Transformer(TransformerConfig { max_positions: 64, ..m }),
+                other => other,
+            },
             batch_size: 64,
             seq_len: 24,
         },

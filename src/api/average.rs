@@ -46,22 +46,25 @@ pub fn average(job: &AverageJob) -> Result<AverageReport> {
             msg: "exists and is not empty (nothing was overwritten)".into(),
         });
     }
-    let complete: Vec<(usize, PathBuf)> = checkpoint::folder::list(&job.from)
+    // Newest first, verifying only until N complete ones are found.
+    let mut chosen: Vec<(usize, PathBuf)> = checkpoint::folder::list(&job.from)
         .into_iter()
+        .rev()
         .filter(|(_, p)| checkpoint::folder::verify(p).is_ok())
+        .take(job.last)
         .collect();
-    if complete.len() < job.last {
+    if chosen.len() < job.last {
         return Err(Error::Checkpoint {
             path: job.from.clone(),
             msg: format!(
                 "holds {} complete checkpoint(s), fewer than the {} to average (train with --keep-last {} to keep them)",
-                complete.len(),
+                chosen.len(),
                 job.last,
                 job.last
             ),
         });
     }
-    let chosen = &complete[complete.len() - job.last..];
+    chosen.reverse();
     let newest: Loaded = checkpoint::load(&chosen[chosen.len() - 1].1, &dev)?;
     // Sums in f64, so the mean does not depend on rounding in the order added.
     let mut sums: Vec<(String, Tensor)> = newest

@@ -174,7 +174,7 @@ fn transformer() -> Parts {
 /// (the last 5 kept, for `shiftlm average`). Give it pairs with `--source
 /// --target` (or `--data`) and a subword tokenizer (`--tokenizer unigram
 /// --bpe-vocab 8000`); the vocabulary size is the tokenizer's.
-fn transformer_mt() -> Parts {
+pub(crate) fn transformer_mt() -> Parts {
     let steps = 12_000;
     let model = ModelConfig::Transformer(TransformerConfig {
         vocab_size: 8000,

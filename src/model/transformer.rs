@@ -9,6 +9,7 @@
 use super::frontend::{Frontend, FrontendConfig, TokenEmbedding};
 use crate::data::shift::Seq2SeqTensors;
 use crate::error::{Error, Result};
+use crate::nn::causal_attention::KvCache;
 use crate::nn::dropout::dropout;
 use crate::nn::embedding::{embedding_init, Embedding};
 use crate::nn::layer_norm::{layer_norm, LayerNorm};
@@ -138,39 +139,6 @@ impl Attention {
     }
 }
 
-/// Keys and values of the decoder's self-attention for the steps so far,
-/// (B, S, C) each.
-#[derive(Debug, Clone, Default)]
-pub struct SelfCache {
-    /// Keys (B, S, C); `None` before the first step.
-    pub k: Option<Tensor>,
-    /// Values (B, S, C); `None` before the first step.
-    pub v: Option<Tensor>,
-}
-
-impl SelfCache {
-    /// Positions already cached.
-    pub fn len(&self) -> usize {
-        self.k.as_ref().map_or(0, |k| k.dim(1).unwrap_or(0))
-    }
-
-    /// Whether no position is cached yet.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Appends new keys and values (B, T, C) and returns the whole history.
-    fn append(&mut self, k: Tensor, v: Tensor) -> candle_core::Result<(Tensor, Tensor)> {
-        let (k, v) = match (&self.k, &self.v) {
-            (Some(pk), Some(pv)) => (Tensor::cat(&[pk, &k], 1)?, Tensor::cat(&[pv, &v], 1)?),
-            _ => (k, v),
-        };
-        self.k = Some(k.clone());
-        self.v = Some(v.clone());
-        Ok((k, v))
-    }
-}
-
 #[derive(Debug, Clone)]
 struct FeedForward {
     fc1: Linear,
@@ -243,8 +211,9 @@ struct DecoderLayer {
 pub struct TransformerState {
     /// Per source, its real (unpadded) length; `None` when nothing is padded.
     pub src_lens: Option<Vec<usize>>,
-    /// Per decoder layer, the self-attention keys and values of the steps so far.
-    pub self_cache: Vec<SelfCache>,
+    /// Per decoder layer, the self-attention keys and values of the steps
+    /// so far, (B, S, C) each: positions along dim 1.
+    pub self_cache: Vec<KvCache>,
     /// Per decoder layer, cross-attention keys and values of the encoder
     /// output, (B, S, C) each: computed once per source.
     pub cross_kv: Vec<(Tensor, Tensor)>,
@@ -260,7 +229,7 @@ impl TransformerState {
             self_cache: self
                 .self_cache
                 .iter()
-                .map(|c| Ok(SelfCache { k: c.k.as_ref().map(sel).transpose()?, v: c.v.as_ref().map(sel).transpose()? }))
+                .map(|c| Ok(KvCache { k: c.k.as_ref().map(sel).transpose()?, v: c.v.as_ref().map(sel).transpose()? }))
                 .collect::<candle_core::Result<_>>()?,
             cross_kv: self.cross_kv.iter().map(|(k, v)| Ok((sel(k)?, sel(v)?))).collect::<candle_core::Result<_>>()?,
         })
@@ -365,20 +334,20 @@ impl TransformerSeq2Seq {
         }
         let memory = self.enc_norm.forward(&x)?; // (B, S, C)
         let cross_kv = self.decoder.iter().map(|l| l.encoder_attn.kv(&memory)).collect::<candle_core::Result<_>>()?;
-        Ok(TransformerState { src_lens, self_cache: vec![SelfCache::default(); self.decoder.len()], cross_kv })
+        Ok(TransformerState { src_lens, self_cache: vec![KvCache::default(); self.decoder.len()], cross_kv })
     }
 
     /// Decoder over `dec_in` (B, T), continuing `state` → logits (B, T, V).
     pub fn decode(&self, dec_in: &Tensor, state: &mut TransformerState, mut rng: Option<&mut Rng>) -> Result<Tensor> {
         let p = self.cfg.dropout;
-        let offset = state.self_cache.first().map_or(0, |c| c.len());
+        let offset = state.self_cache.first().map_or(0, |c| c.len_on(1));
         let _ = dec_in.dims2()?;
         let x = self.positioned(self.dec_embed.forward(dec_in)?, &self.dec_pos, offset)?;
         let mut x = dropout(&x, p, rng.as_deref_mut())?;
         for (i, l) in self.decoder.iter().enumerate() {
             let h = l.self_attn_layer_norm.forward(&x)?;
             let (k, v) = l.self_attn.kv(&h)?;
-            let (k, v) = state.self_cache[i].append(k, v)?;
+            let (k, v) = state.self_cache[i].append_on(1, k, v)?;
             // Query t sees the cached steps and itself: keys up to offset + t.
             let y = l.self_attn.attend(&h, &k, &v, None, true)?;
             x = (x + dropout(&y, p, rng.as_deref_mut())?)?;

@@ -18,7 +18,12 @@ pub struct KvCache {
 impl KvCache {
     /// Positions already cached.
     pub fn len(&self) -> usize {
-        self.k.as_ref().map_or(0, |k| k.dim(2).unwrap_or(0))
+        self.len_on(2)
+    }
+
+    /// Positions already cached, counted along `dim` (see [`KvCache::append_on`]).
+    pub fn len_on(&self, dim: usize) -> usize {
+        self.k.as_ref().map_or(0, |k| k.dim(dim).unwrap_or(0))
     }
 
     /// Whether no position is cached yet.
@@ -28,8 +33,14 @@ impl KvCache {
 
     /// Appends new keys and values and returns the whole history.
     pub fn append(&mut self, k: Tensor, v: Tensor) -> Result<(Tensor, Tensor)> {
+        self.append_on(2, k, v)
+    }
+
+    /// [`KvCache::append`] for keys and values whose positions lie along
+    /// `dim`: the Transformer encoder–decoder keeps them as (B, S, C), dim 1.
+    pub fn append_on(&mut self, dim: usize, k: Tensor, v: Tensor) -> Result<(Tensor, Tensor)> {
         let (k, v) = match (&self.k, &self.v) {
-            (Some(pk), Some(pv)) => (Tensor::cat(&[pk, &k], 2)?, Tensor::cat(&[pv, &v], 2)?),
+            (Some(pk), Some(pv)) => (Tensor::cat(&[pk, &k], dim)?, Tensor::cat(&[pv, &v], dim)?),
             _ => (k, v),
         };
         self.k = Some(k.clone());

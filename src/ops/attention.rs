@@ -45,12 +45,13 @@ impl Dims {
     }
 }
 
-/// A raw pointer that tasks may share: they write disjoint parts.
+/// A raw pointer that tasks may share: they write disjoint parts. (Also the
+/// encoder–decoder attention's, `super::mha`.)
 #[derive(Clone, Copy)]
-struct SharedMut(*mut f32);
-// SAFETY: each task writes only its own heads' columns (of y, or of dqkv),
-// so no two threads write the same element, and the buffer outlives the
-// parallel loop that shares it.
+pub(super) struct SharedMut(pub(super) *mut f32);
+// SAFETY: each task writes only its own heads' columns (of y, or of dq, dk,
+// dv, dqkv), so no two threads write the same element, and the buffer
+// outlives the parallel loop that shares it.
 unsafe impl Send for SharedMut {}
 unsafe impl Sync for SharedMut {}
 
@@ -58,7 +59,7 @@ unsafe impl Sync for SharedMut {}
 /// matrices: (column stride, row stride) for each.
 #[allow(clippy::too_many_arguments)]
 #[inline]
-unsafe fn matmul(
+pub(super) unsafe fn matmul(
     m: usize,
     n: usize,
     k: usize,

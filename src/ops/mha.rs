@@ -17,6 +17,7 @@
 //! Masking follows the composite path it replaces (a −1e9 bias): a key
 //! length of 0 leaves nothing to hide, so such a row attends to every key.
 
+use super::attention::{matmul, SharedMut};
 use super::f32_slice;
 use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
@@ -39,33 +40,6 @@ struct Dims {
     s: usize,
     d: usize,
     c: usize,
-}
-
-/// A raw pointer that tasks may share: they write disjoint parts.
-#[derive(Clone, Copy)]
-struct SharedMut(*mut f32);
-// SAFETY: each (batch, head) task writes only its own head's columns of its
-// own batch row, and the buffer outlives the parallel loop that shares it.
-unsafe impl Send for SharedMut {}
-unsafe impl Sync for SharedMut {}
-
-/// `dst (m×n) = lhs (m×k) · rhs (k×n)` (or `+=` with `acc`) on strided
-/// matrices, (column stride, row stride) each, on one thread.
-#[allow(clippy::too_many_arguments)]
-#[inline]
-unsafe fn matmul(
-    m: usize,
-    n: usize,
-    k: usize,
-    dst: *mut f32,
-    dst_s: (isize, isize),
-    lhs: *const f32,
-    lhs_s: (isize, isize),
-    rhs: *const f32,
-    rhs_s: (isize, isize),
-    acc: bool,
-) {
-    super::sgemm::sgemm(m, n, k, dst, dst_s, acc, lhs, lhs_s, rhs, rhs_s, 1)
 }
 
 impl MhaOp {
