@@ -286,3 +286,69 @@ fn variational_dropout_trains_rnn_encoder_decoders_and_resumes() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("--variational-dropout"), "{}", stderr(&o));
 }
+
+#[test]
+fn separate_vocabularies_train_decode_and_resume() {
+    let d = tempfile::tempdir().unwrap();
+    // Lowercase sources, uppercase targets: two alphabets that share nothing but the space.
+    let words = ["a dog", "the cat", "one bird", "red car", "big tree", "old man"];
+    let (mut src, mut tgt) = (String::new(), String::new());
+    for i in 0..30 {
+        let s = format!("{} {}", words[i % 6], words[(i / 6) % 6]);
+        src.push_str(&format!("{s}\n"));
+        tgt.push_str(&format!("{}\n", s.to_uppercase()));
+    }
+    std::fs::write(d.path().join("train.en"), &src).unwrap();
+    std::fs::write(d.path().join("train.de"), &tgt).unwrap();
+    let distinct = |t: &str| t.chars().filter(|c| *c != '\n').collect::<std::collections::BTreeSet<_>>().len();
+    let (src_vocab, tgt_vocab) = (4 + distinct(&src), 4 + distinct(&tgt));
+    for (model, preset) in [("seq2seq", "tiny"), ("transformer", "transformer-tiny")] {
+        let out = format!("r-{model}");
+        let args = ["train", "--model", model, "--preset", preset, "--source", "train.en", "--target", "train.de"];
+        let more = ["--shared-vocab", "false", "--steps", "4", "--save-every", "2", "--out", &out, "--json"];
+        let o = shiftlm(d.path(), &[&args[..], &more[..]].concat());
+        assert!(o.status.success(), "{model}: {}", stderr(&o));
+        let ck = d.path().join(&out).join("checkpoint-4");
+        let cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(ck.join("config.json")).unwrap()).unwrap();
+        let cfg = if cfg["shiftlm"].is_null() { &cfg } else { &cfg["shiftlm"] };
+        let m = &cfg["model"];
+        assert_eq!(m["vocab_size"], tgt_vocab, "{model}: {m}");
+        assert_eq!(m["input"]["vocab_size"], src_vocab, "{model}: {m}");
+        assert_eq!(cfg["data"]["file"]["shared_vocab"], false, "{model}: {cfg}");
+        let vocab = |f: &str| {
+            let t: serde_json::Value = serde_json::from_slice(&std::fs::read(ck.join(f)).unwrap()).unwrap();
+            t["model"]["vocab"].as_object().unwrap().keys().cloned().collect::<Vec<_>>()
+        };
+        assert!(vocab("source_tokenizer.json").contains(&"g".to_string()), "{model}");
+        assert!(vocab("tokenizer.json").contains(&"G".to_string()) && !vocab("tokenizer.json").contains(&"g".into()));
+
+        // Decoding reads lowercase and writes the target's alphabet.
+        let o = shiftlm(d.path(), &["generate", "--checkpoint", &out, "--prompt", "a dog", "--json"]);
+        assert!(o.status.success(), "{model}: {}", stderr(&o));
+        let text = common::last_json(&o)["outputs"][0]["text"].as_str().unwrap().to_string();
+        assert!(text.chars().all(|c| c == ' ' || c.is_ascii_uppercase()), "{model}: {text:?}");
+        let o = shiftlm(d.path(), &["eval", "--checkpoint", &out, "--source", "train.en", "--target", "train.de"]);
+        assert!(o.status.success(), "{model}: {}", stderr(&o));
+        assert!(!stderr(&o).contains("<unk>"), "{model}: {}", stderr(&o));
+
+        // Resumed from step 2 with both tokenizers: the same weights at step 4.
+        let resumed = format!("{out}-resumed");
+        common::copy_dir(&d.path().join(&out).join("checkpoint-2"), &d.path().join(&resumed).join("checkpoint-2"));
+        let o = shiftlm(d.path(), &["train", "--resume", &resumed]);
+        assert!(o.status.success(), "{model}: {}", stderr(&o));
+        let w = |run: &str| std::fs::read(d.path().join(run).join("checkpoint-4/model.safetensors")).unwrap();
+        assert!(w(&out) == w(&resumed), "{model}: resumed weights differ");
+    }
+    // The shared default says so in nothing it writes; the flag alone means shared.
+    let args = ["train", "--preset", "tiny", "--source", "train.en", "--target", "train.de", "--steps", "1"];
+    let o = shiftlm(d.path(), &[&args[..], &["--shared-vocab", "--out", "s"]].concat());
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!d.path().join("s/checkpoint-1/source_tokenizer.json").exists());
+    // Refused: nothing to separate, or no pairs to separate.
+    let o = shiftlm(d.path(), &[&args[..], &["--shared-vocab", "false", "--tokenizer", "byte", "--out", "b"]].concat());
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("data.file.shared_vocab"), "{}", stderr(&o));
+    let o = shiftlm(d.path(), &["train", "--task", "reverse", "--shared-vocab", "false", "--out", "t"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--shared-vocab"), "{}", stderr(&o));
+}

@@ -155,7 +155,7 @@ pub fn decoded_examples(tok: &Tokenizer, pairs: &[Pair], outputs: &[Vec<u32>], n
         .take(n)
         .map(|(p, out)| {
             Ok(Example {
-                source: tok.decode(&p.source)?,
+                source: tok.source().decode(&p.source)?,
                 target: tok.decode(&p.target)?,
                 output: tok.decode(out)?,
                 correct: *out == p.target,
@@ -450,7 +450,9 @@ fn evaluate_pairs(ck: &Loaded, job: &EvalJob) -> Result<EvalOutcome> {
         Some(path) => {
             let raw = crate::data::pairs::read(path, job.target.as_deref())?;
             let pairs = crate::data::pairs::encode(&ck.tokenizer, &raw, &[])?.train;
-            crate::data::warn_unknown(&ck.tokenizer, pairs.iter().flat_map(|p| p.source.iter().chain(&p.target)), path);
+            let tok = &ck.tokenizer;
+            crate::data::warn_unknown(tok.source(), pairs.iter().flat_map(|p| &p.source), path);
+            crate::data::warn_unknown(tok, pairs.iter().flat_map(|p| &p.target), job.target.as_deref().unwrap_or(path));
             (pairs, Some(raw.into_iter().map(|p| p.target).collect::<Vec<_>>()))
         }
         None => {

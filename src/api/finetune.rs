@@ -173,6 +173,7 @@ pub fn config(job: &FinetuneJob, from: &Loaded) -> Result<RunConfig> {
             valid_fraction: 0.1,
             bpe_vocab_size: None,
             tokenizer_file: None,
+            shared_vocab: true, // unused: the model's tokenizer (either kind) is passed below
         }
     };
     if let Some(lora) = &job.lora {

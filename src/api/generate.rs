@@ -199,7 +199,7 @@ fn decode_inputs(ck: &Loaded, model: EncDec, job: &GenerateJob, on_text: &mut dy
     let opts = DecodeOptions { strategy, max_len: job.max_len.unwrap_or(2 * ck.config.max_target_len + 2) };
     let mut outputs = Vec::new();
     for input in &job.prompts {
-        let ids = ck.tokenizer.encode(input)?;
+        let ids = ck.tokenizer.source().encode(input)?;
         if ids.contains(&crate::data::tokenizer::UNK) {
             tracing::warn!(input = %input, "input holds symbols the tokenizer does not know");
         }

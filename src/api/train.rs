@@ -132,6 +132,9 @@ pub fn prepare(job: &TrainJob) -> Result<Trainer> {
     cfg.validate()?;
     let (data, tok) = crate::data::load(&cfg.data, cfg.train.seed, None)?;
     cfg.model.set_vocab_size(tok.vocab_size());
+    if let crate::data::Tokenizer::Pair { source, .. } = &tok {
+        cfg.model.set_source_vocab_size(source.vocab_size());
+    }
     if let Some(eot) = tok.token_id("</s>").or_else(|| tok.token_id("<|endoftext|>")) {
         // The same end-of-text id that separates documents in the data.
         cfg.model.set_special_ids(tok.token_id("<s>").unwrap_or(eot), eot);

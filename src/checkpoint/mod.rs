@@ -15,7 +15,7 @@ pub mod hf;
 pub use crate::io::{sha256_hex, write_atomic};
 pub use folder::{
     checkpoint_dir, list, newest_complete, newest_verified, read_verified, rotate, verify, write_checkpoint, FileEntry,
-    Files, Manifest, CONFIG, MANIFEST, MODEL, OPTIMIZER, TOKENIZER, TRAINER_STATE,
+    Files, Manifest, CONFIG, MANIFEST, MODEL, OPTIMIZER, SOURCE_TOKENIZER, TOKENIZER, TRAINER_STATE,
 };
 pub use hf::{hf_weight_files, is_hf_folder};
 
@@ -70,6 +70,9 @@ pub fn model_files(cfg: &RunConfig, store: &ParamStore, tok: &Tokenizer) -> Resu
     let mut files = vec![(CONFIG, hf::config_json(cfg)), (MODEL, store.to_bytes()?)];
     if !matches!(tok, Tokenizer::Values) {
         files.push((TOKENIZER, tok.to_json_bytes()?));
+    }
+    if let Tokenizer::Pair { source, .. } = tok {
+        files.push((SOURCE_TOKENIZER, source.to_json_bytes()?));
     }
     Ok(files)
 }
@@ -155,8 +158,34 @@ pub fn config_and_tokenizer(files: &Files) -> Result<(RunConfig, Tokenizer)> {
         return Ok((config, Tokenizer::Values));
     }
     let bytes = files.get(TOKENIZER).map_err(|_| missing_tokenizer(files.path(TOKENIZER)))?;
-    let tokenizer = Tokenizer::from_json_bytes(bytes, &files.path(TOKENIZER))?;
+    let mut tokenizer = Tokenizer::from_json_bytes(bytes, &files.path(TOKENIZER))?;
     check_vocab(&tokenizer, &config, &files.path(TOKENIZER))?;
+    let path = files.path(SOURCE_TOKENIZER);
+    match (files.get(SOURCE_TOKENIZER).ok(), config.model.source_vocab_size()) {
+        (Some(bytes), Some(model)) => {
+            let source = Tokenizer::from_json_bytes(bytes, &path)?;
+            if source.vocab_size() > model {
+                return Err(Error::Checkpoint {
+                    path,
+                    msg: format!("tokenizer has {} ids but the model's encoder only {model}", source.vocab_size()),
+                });
+            }
+            tokenizer = Tokenizer::Pair { source: Box::new(source), target: Box::new(tokenizer) };
+        }
+        (None, Some(_)) => {
+            return Err(Error::Checkpoint {
+                path,
+                msg: "missing: the encoder has a vocabulary of its own (model.input), which this file holds".into(),
+            })
+        }
+        (Some(_), None) => {
+            return Err(Error::Checkpoint {
+                path,
+                msg: "the model shares one vocabulary (no model.input tokens): this file does not belong here".into(),
+            })
+        }
+        (None, None) => {}
+    }
     Ok((config, tokenizer))
 }
 

@@ -104,7 +104,13 @@ fn preview_text(cfg: &RunConfig, train: Vec<u32>, tok: &Tokenizer, a: &PreviewAr
 /// Pairs, column by column: source, decoder input and labels.
 fn preview_pairs(cfg: &RunConfig, splits: Splits, tok: &Tokenizer, a: &PreviewArgs) -> anyhow::Result<()> {
     let mut loader = PairLoader::new(splits.train, a.batch_size.max(1), cfg.train.seed)?;
-    println!("{} training pairs, vocabulary {} ids (0 <pad>, 1 <s>, 2 </s>, 3 <unk>)", loader.len(), tok.vocab_size());
+    let vocab = match tok {
+        Tokenizer::Pair { source, target } => {
+            format!("vocabularies of {} source and {} target ids", source.vocab_size(), target.vocab_size())
+        }
+        t => format!("vocabulary {} ids", t.vocab_size()),
+    };
+    println!("{} training pairs, {vocab} (0 <pad>, 1 <s>, 2 </s>, 3 <unk>)", loader.len());
     for bi in 0..a.batches {
         let batch = loader.next_batch();
         println!(
@@ -116,7 +122,7 @@ fn preview_pairs(cfg: &RunConfig, splits: Splits, tok: &Tokenizer, a: &PreviewAr
         );
         for i in 0..batch.b {
             let width = batch.s.max(batch.t);
-            let cell = |ids: &[u32], mask: &[f32], j: usize| -> String {
+            let cell = |ids: &[u32], mask: &[f32], j: usize, tok: &Tokenizer| -> String {
                 match (ids.get(j), mask.get(j)) {
                     (Some(&id), Some(&m)) if m > 0.0 => tok.token_str(id),
                     (Some(_), Some(_)) => "·".to_string(),
@@ -130,9 +136,9 @@ fn preview_pairs(cfg: &RunConfig, splits: Splits, tok: &Tokenizer, a: &PreviewAr
             let lab_m = &batch.label_mask[i * batch.t..(i + 1) * batch.t];
             let rows: Vec<(&str, Vec<String>)> = vec![
                 ("position", (0..width).map(|j| j.to_string()).collect()),
-                ("source", (0..width).map(|j| cell(src, src_m, j)).collect()),
-                ("decoder in", (0..width).map(|j| cell(dec, lab_m, j)).collect()),
-                ("labels", (0..width).map(|j| cell(lab, lab_m, j)).collect()),
+                ("source", (0..width).map(|j| cell(src, src_m, j, tok.source())).collect()),
+                ("decoder in", (0..width).map(|j| cell(dec, lab_m, j, tok)).collect()),
+                ("labels", (0..width).map(|j| cell(lab, lab_m, j, tok)).collect()),
             ];
             let w = rows.iter().flat_map(|(_, r)| r.iter().map(|c| c.chars().count())).max().unwrap_or(1).max(2);
             println!("  example {}", i + 1);

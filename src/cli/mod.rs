@@ -139,12 +139,16 @@ pub struct DataArgs {
     pub preset: Option<String>,
     /// Tokenizer: char (built from the data), byte, bpe (byte-level BPE trained on the data)
     /// or unigram (a unigram language model, SentencePiece's default, trained on the data).
-    /// For pairs, one vocabulary is trained on both sides.
+    /// For pairs, one vocabulary is trained on both sides (see --shared-vocab).
     #[arg(long, value_name = "KIND", value_parser = ["char", "byte", "bpe", "unigram"])]
     pub tokenizer: Option<String>,
     /// Vocabulary size for --tokenizer bpe or unigram (default 2000 for pairs).
     #[arg(long, value_name = "N")]
     pub bpe_vocab: Option<usize>,
+    /// Pairs: one vocabulary trained on both sides (true, the default; source, target and
+    /// output embeddings tied), or one per side (false: each of --bpe-vocab ids, untied).
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", help_heading = "Translation")]
+    pub shared_vocab: Option<bool>,
     /// Use this tokenizer.json instead of building one (text only).
     #[arg(long, value_name = "FILE")]
     pub tokenizer_file: Option<PathBuf>,
@@ -472,6 +476,9 @@ impl DataArgs {
             );
         }
         let mut cfg = if causal { self.resolve_causal()? } else { self.resolve_pairs()? };
+        if self.shared_vocab.is_some() && !matches!(cfg.data, DataConfig::File { .. }) {
+            anyhow::bail!("--shared-vocab chooses the vocabularies of a translation pair file (--data pairs or --source/--target)");
+        }
         if let Some(s) = self.seed {
             cfg.train.seed = s;
         }
@@ -586,6 +593,7 @@ impl DataArgs {
             valid_fraction: 0.1,
             bpe_vocab_size: self.bpe_vocab,
             tokenizer_file: self.tokenizer_file.clone(),
+            shared_vocab: self.shared_vocab.unwrap_or(true),
         };
         Ok(cfg)
     }

@@ -171,6 +171,23 @@ impl RunConfig {
                 "bleu decodes the validation pairs: it needs an encoder–decoder",
             ));
         }
+        if let DataConfig::File { shared_vocab: false, tokenizer, tokenizer_file, .. } = &self.data {
+            if !encdec {
+                return Err(Error::config("data.file.shared_vocab", "separate vocabularies are for encoder–decoders"));
+            }
+            if tokenizer_file.is_some() {
+                return Err(Error::config(
+                    "data.file.shared_vocab",
+                    "one tokenizer_file is one vocabulary: separate ones are trained from the data",
+                ));
+            }
+            if *tokenizer == crate::data::TokenizerKind::Byte {
+                return Err(Error::config(
+                    "data.file.shared_vocab",
+                    "byte tokenizers are the same 256 bytes on both sides: nothing to separate",
+                ));
+            }
+        }
         if self.train.label_smoothing > 0.0 && matches!(self.model, ModelConfig::Forecaster(_) | ModelConfig::Image(_))
         {
             return Err(Error::config("train.label_smoothing", "applies to models that predict tokens"));

@@ -52,6 +52,11 @@ pub enum DataConfig {
         /// An existing `tokenizer.json` to use instead of building one.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         tokenizer_file: Option<PathBuf>,
+        /// One vocabulary trained on both sides (true, the default), or one
+        /// per side (false): the source's for the encoder, the target's for
+        /// the decoder.
+        #[serde(default = "yes", skip_serializing_if = "is_true")]
+        shared_vocab: bool,
     },
     /// Plain text files, for causal language models.
     Text(TextConfig),
@@ -61,4 +66,12 @@ pub enum DataConfig {
     Images(super::images::ImageDataConfig),
     /// Spoken clips, for keyword classifiers and speech recognisers.
     Speech(super::audio::speech::SpeechDataConfig),
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }

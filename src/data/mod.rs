@@ -124,7 +124,7 @@ pub fn read_text(path: &Path) -> Result<String> {
 /// tokenizer reused on new data (eval, fine-tune) silently loses them
 /// otherwise. Only shiftlm's own tokenizers map unknown symbols to `<unk>`.
 pub fn warn_unknown<'a>(tok: &Tokenizer, ids: impl IntoIterator<Item = &'a u32>, source: &Path) {
-    if !matches!(tok, Tokenizer::Char { .. } | Tokenizer::Symbols { .. }) {
+    if !matches!(tok.target(), Tokenizer::Char { .. } | Tokenizer::Symbols { .. }) {
         return;
     }
     let unknown = ids.into_iter().filter(|&&i| i == tokenizer::UNK).count();
@@ -134,6 +134,28 @@ pub fn warn_unknown<'a>(tok: &Tokenizer, ids: impl IntoIterator<Item = &'a u32>,
             source.display()
         );
     }
+}
+
+/// A tokenizer of `kind` built from `texts` (subwords: `bpe_vocab` ids,
+/// 2000 by default).
+fn build_tokenizer<'a>(
+    kind: TokenizerKind,
+    bpe_vocab: Option<usize>,
+    texts: impl Iterator<Item = &'a String>,
+) -> Result<Tokenizer> {
+    Ok(match kind {
+        TokenizerKind::Byte => Tokenizer::Byte,
+        TokenizerKind::Char => Tokenizer::char_from_texts(texts.map(String::as_str)),
+        TokenizerKind::Bpe | TokenizerKind::Unigram => {
+            let texts: Vec<String> = texts.cloned().collect();
+            let n = bpe_vocab.unwrap_or(2000);
+            if kind == TokenizerKind::Bpe {
+                Tokenizer::train_bpe(&texts, n)?
+            } else {
+                Tokenizer::train_unigram(&texts, n)?
+            }
+        }
+    })
 }
 
 /// Loads the data a config names: generates a task, or reads and splits a
@@ -154,34 +176,30 @@ pub fn load(cfg: &DataConfig, seed: u64, tokenizer: Option<&Tokenizer>) -> Resul
             valid_fraction,
             bpe_vocab_size,
             tokenizer_file,
+            shared_vocab,
         } => {
             let all = pairs::read(path, target.as_deref())?;
             let (train, valid) = match valid {
                 Some(v) => (all, pairs::read(v, valid_target.as_deref())?),
                 None => pairs::split(all, *valid_fraction),
             };
-            let tok = match (tokenizer, kind) {
+            let tok = match (tokenizer, tokenizer_file) {
                 (Some(t), _) => t.clone(),
-                (None, _) if tokenizer_file.is_some() => Tokenizer::load(tokenizer_file.as_deref().expect("checked"))?,
-                (None, TokenizerKind::Byte) => Tokenizer::Byte,
-                (None, TokenizerKind::Char) => {
-                    Tokenizer::char_from_texts(train.iter().flat_map(|p| [p.source.as_str(), p.target.as_str()]))
-                }
+                (None, Some(file)) => Tokenizer::load(file)?,
                 // One vocabulary for both sides (joint subwords, as for Multi30k's shared BPE).
-                (None, TokenizerKind::Bpe | TokenizerKind::Unigram) => {
-                    let texts: Vec<String> = train.iter().flat_map(|p| [p.source.clone(), p.target.clone()]).collect();
-                    let n = bpe_vocab_size.unwrap_or(2000);
-                    if *kind == TokenizerKind::Bpe {
-                        Tokenizer::train_bpe(&texts, n)?
-                    } else {
-                        Tokenizer::train_unigram(&texts, n)?
-                    }
+                (None, None) if *shared_vocab => {
+                    build_tokenizer(*kind, *bpe_vocab_size, train.iter().flat_map(|p| [&p.source, &p.target]))?
                 }
+                (None, None) => Tokenizer::Pair {
+                    source: Box::new(build_tokenizer(*kind, *bpe_vocab_size, train.iter().map(|p| &p.source))?),
+                    target: Box::new(build_tokenizer(*kind, *bpe_vocab_size, train.iter().map(|p| &p.target))?),
+                },
             };
             let splits = pairs::encode(&tok, &train, &valid)?;
             if tokenizer.is_some() {
-                let all = splits.train.iter().chain(&splits.valid);
-                warn_unknown(&tok, all.flat_map(|p| p.source.iter().chain(&p.target)), path);
+                let all = || splits.train.iter().chain(&splits.valid);
+                warn_unknown(tok.source(), all().flat_map(|p| &p.source), path);
+                warn_unknown(&tok, all().flat_map(|p| &p.target), target.as_deref().unwrap_or(path));
             }
             Ok((Dataset::Pairs(splits), tok))
         }

@@ -173,10 +173,13 @@ pub fn split(pairs: Vec<TextPair>, valid_fraction: f64) -> (Vec<TextPair>, Vec<T
     (train, valid)
 }
 
-/// Tokenizes both splits.
+/// Tokenizes both splits: sources with [`Tokenizer::source`], targets with
+/// the tokenizer itself (the same one unless the vocabularies are separate).
 pub fn encode(tok: &Tokenizer, train: &[TextPair], valid: &[TextPair]) -> Result<Splits> {
     let enc = |ps: &[TextPair]| -> Result<Vec<Pair>> {
-        ps.iter().map(|p| Ok(Pair { source: tok.encode(&p.source)?, target: tok.encode(&p.target)? })).collect()
+        ps.iter()
+            .map(|p| Ok(Pair { source: tok.source().encode(&p.source)?, target: tok.encode(&p.target)? }))
+            .collect()
     };
     Ok(Splits { train: enc(train)?, valid: enc(valid)? })
 }

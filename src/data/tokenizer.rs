@@ -45,12 +45,27 @@ pub enum Tokenizer {
     /// No tokens: a forecaster reads numbers. Checkpoints write no
     /// `tokenizer.json` for it.
     Values,
+    /// Separate source and target vocabularies (`--shared-vocab false`): the
+    /// encoder reads [`Tokenizer::source`]; everything else (`encode`,
+    /// `decode`, `vocab_size`, the special ids, `tokenizer.json`) is the
+    /// target side, the decoder's vocabulary. A checkpoint keeps the source
+    /// side in `source_tokenizer.json`.
+    Pair {
+        /// What the encoder reads.
+        source: Box<Tokenizer>,
+        /// What the decoder writes.
+        target: Box<Tokenizer>,
+    },
 }
 
 impl PartialEq for Tokenizer {
     fn eq(&self, other: &Self) -> bool {
         match (self, other) {
             (Tokenizer::Values, Tokenizer::Values) => true,
+            (Tokenizer::Pair { source: s, target: t }, Tokenizer::Pair { source: s2, target: t2 }) => {
+                s == s2 && t == t2
+            }
+            (Tokenizer::Pair { .. }, _) | (_, Tokenizer::Pair { .. }) => false,
             _ => matches!((self.to_json(), other.to_json()), (Ok(a), Ok(b)) if a == b),
         }
     }
@@ -201,9 +216,28 @@ impl Tokenizer {
         Self::from_json_str(&json.to_string(), Path::new("<trained unigram>"))
     }
 
+    /// The tokenizer of the encoder's input: the source side of a
+    /// [`Tokenizer::Pair`], else this one (a shared vocabulary).
+    pub fn source(&self) -> &Tokenizer {
+        match self {
+            Tokenizer::Pair { source, .. } => source,
+            t => t,
+        }
+    }
+
+    /// The tokenizer of the decoder's output: the target side of a
+    /// [`Tokenizer::Pair`], else this one.
+    pub fn target(&self) -> &Tokenizer {
+        match self {
+            Tokenizer::Pair { target, .. } => target,
+            t => t,
+        }
+    }
+
     /// Total ids, specials included.
     pub fn vocab_size(&self) -> usize {
         match self {
+            Tokenizer::Pair { target, .. } => target.vocab_size(),
             Tokenizer::Char { chars } => N_SPECIAL as usize + chars.len(),
             Tokenizer::Byte => N_SPECIAL as usize + 256,
             Tokenizer::Symbols { n } => N_SPECIAL as usize + n,
@@ -216,6 +250,7 @@ impl Tokenizer {
     /// its reason is kept.
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
         Ok(match self {
+            Tokenizer::Pair { target, .. } => target.encode(text)?,
             Tokenizer::Char { chars } => text
                 .chars()
                 .map(|c| match chars.binary_search(&c) {
@@ -243,6 +278,7 @@ impl Tokenizer {
     /// `tokenizers` tokenizer can fail; its reason is kept.
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
         Ok(match self {
+            Tokenizer::Pair { target, .. } => target.decode(ids)?,
             Tokenizer::Byte => {
                 let bytes: Vec<u8> = ids
                     .iter()
@@ -269,8 +305,10 @@ impl Tokenizer {
 
     /// How one id prints on its own (specials by name), for previews.
     pub fn token_str(&self, id: u32) -> String {
-        if let Tokenizer::Hf(t) = self {
-            return t.id_to_token(id).unwrap_or_else(|| format!("<{id}?>"));
+        match self {
+            Tokenizer::Hf(t) => return t.id_to_token(id).unwrap_or_else(|| format!("<{id}?>")),
+            Tokenizer::Pair { target, .. } => return target.token_str(id),
+            _ => {}
         }
         if id < N_SPECIAL {
             return if id == UNK { "\u{FFFD}".to_string() } else { SPECIAL_NAMES[id as usize].to_string() };
@@ -287,7 +325,7 @@ impl Tokenizer {
                 }
             }),
             Tokenizer::Symbols { n } => (k < *n).then(|| k.to_string()),
-            Tokenizer::Hf(_) => unreachable!("handled above"),
+            Tokenizer::Hf(_) | Tokenizer::Pair { .. } => unreachable!("handled above"),
             Tokenizer::Values => None,
         }
         .unwrap_or_else(|| format!("<{id}?>"))
@@ -297,12 +335,17 @@ impl Tokenizer {
     pub fn token_id(&self, token: &str) -> Option<u32> {
         match self {
             Tokenizer::Hf(t) => t.token_to_id(token),
+            Tokenizer::Pair { target, .. } => target.token_id(token),
             _ => SPECIAL_NAMES.iter().position(|s| *s == token).map(|i| i as u32),
         }
     }
 
-    /// The `tokenizer.json` document (Hugging Face format).
+    /// The `tokenizer.json` document (Hugging Face format); the target
+    /// side's for a [`Tokenizer::Pair`].
     pub fn to_json(&self) -> Result<Value> {
+        if let Tokenizer::Pair { target, .. } = self {
+            return target.to_json();
+        }
         let added: Vec<Value> = SPECIAL_NAMES
             .iter()
             .enumerate()
@@ -347,6 +390,7 @@ impl Tokenizer {
             Tokenizer::Values => {
                 return Err(Error::Tokenizer { msg: "a forecaster reads values and has no tokenizer.json".into() })
             }
+            Tokenizer::Pair { .. } => unreachable!("handled above"),
         })
     }
 

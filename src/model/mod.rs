@@ -158,6 +158,36 @@ impl ModelConfig {
         self.family_mut().set_vocab_size(v)
     }
 
+    /// Gives an encoder–decoder's encoder its own vocabulary of `v` ids (a
+    /// separate source tokenizer): an embedding table of its own, untied
+    /// from the decoder's. Other families read no source tokens: no change.
+    pub fn set_source_vocab_size(&mut self, v: usize) {
+        match self {
+            ModelConfig::Seq2seq(m) => m.input = Some(FrontendConfig::Tokens { vocab_size: v, dim: m.emb_dim }),
+            ModelConfig::Transformer(m) => {
+                m.share_embeddings = false;
+                m.input = Some(FrontendConfig::Tokens { vocab_size: v, dim: m.d_model });
+            }
+            _ => {}
+        }
+    }
+
+    /// Ids the encoder reads, when it reads its own token vocabulary
+    /// (separate source and target vocabularies).
+    pub fn source_vocab_size(&self) -> Option<usize> {
+        match self {
+            ModelConfig::Seq2seq(crate::model::Seq2SeqConfig {
+                input: Some(FrontendConfig::Tokens { vocab_size, .. }),
+                ..
+            })
+            | ModelConfig::Transformer(crate::model::TransformerConfig {
+                input: Some(FrontendConfig::Tokens { vocab_size, .. }),
+                ..
+            }) => Some(*vocab_size),
+            _ => None,
+        }
+    }
+
     /// Sets a language model's start and end-of-text ids (from its tokenizer).
     pub fn set_special_ids(&mut self, bos: u32, eos: u32) {
         self.family_mut().set_special_ids(bos, eos)

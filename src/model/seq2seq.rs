@@ -35,7 +35,8 @@ pub enum AttentionKind {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Seq2SeqConfig {
-    /// Ids in the shared source/target vocabulary, specials included (1004 for the seed).
+    /// Ids in the target vocabulary (and the source's, unless `input` gives the
+    /// source its own), specials included (1004 for the seed).
     pub vocab_size: usize,
     /// Embedding width, e.g. 256.
     pub emb_dim: usize,
@@ -108,9 +109,8 @@ impl Seq2SeqConfig {
                 format!("must be in [0, 1), got {}", self.variational_dropout),
             ));
         }
-        if matches!(self.input, Some(FrontendConfig::Tokens { .. })) {
-            return Err(Error::config("model.input", "token ids are the default input: leave it unset"));
-        }
+        // `input = { kind = "tokens" }` is a source vocabulary of its own
+        // (separate vocabularies); unset, the encoder reads the shared one.
         self.input().validate("model.input")
     }
 

@@ -26,7 +26,8 @@ use std::sync::Arc;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TransformerConfig {
-    /// Ids in the shared vocabulary, specials included.
+    /// Ids in the target vocabulary (shared with the source unless `input`
+    /// gives the source its own), specials included.
     pub vocab_size: usize,
     /// Width, e.g. 128.
     pub d_model: usize,
@@ -80,8 +81,12 @@ impl TransformerConfig {
             return Err(Error::config("model.dropout", "must be in [0, 1)"));
         }
         if let Some(input) = &self.input {
-            if matches!(input, FrontendConfig::Tokens { .. }) {
-                return Err(Error::config("model.input", "token ids are the default input: leave it unset"));
+            // Tokens here are a source vocabulary of the encoder's own.
+            if matches!(input, FrontendConfig::Tokens { .. }) && self.share_embeddings {
+                return Err(Error::config(
+                    "model.share_embeddings",
+                    "the source has a vocabulary of its own (model.input): set share_embeddings = false",
+                ));
             }
             input.validate("model.input")?;
             if input.dim() != self.d_model {
