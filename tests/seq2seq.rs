@@ -195,6 +195,14 @@ fn stepwise_decoding_matches_the_teacher_forced_pass() {
         // Wider beams never find a less likely sequence than greedy (no length penalty).
         let beam4 = DecodeOptions { strategy: Strategy::Beam { width: 4, length_penalty: 0.0 }, max_len: 7 };
         assert_eq!(decode_batch(ed, &sources, &beam4, &dev).unwrap().len(), outs.len());
+        // Batched beam search decodes each source as it would alone.
+        let penalised = DecodeOptions { strategy: Strategy::Beam { width: 3, length_penalty: 0.6 }, max_len: 7 };
+        for beam in [&beam4, &penalised] {
+            let together = decode_batch(ed, &sources, beam, &dev).unwrap();
+            for (s, t) in sources.iter().zip(&together) {
+                assert_eq!(&decode_batch(ed, &[*s], beam, &dev).unwrap()[0], t, "{c:?}");
+            }
+        }
         // Sampling is seeded.
         let opts = |temperature, top_k| shiftlm::decode::causal::SampleOptions {
             temperature,

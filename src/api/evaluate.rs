@@ -106,6 +106,9 @@ pub enum EvalOutcome {
         examples: Vec<Example>,
         /// Every free-running output as text, in the order of the pairs.
         hypotheses: Vec<String>,
+        /// Wall seconds the free-running decoding took (batches of 256
+        /// sources in order of length).
+        decode_s: f64,
     },
     /// A language model.
     Causal(CausalReport),
@@ -483,8 +486,8 @@ fn evaluate_pairs(ck: &Loaded, job: &EvalJob) -> Result<EvalOutcome> {
         None => Strategy::Greedy,
     };
     let opts = DecodeOptions { strategy, max_len: 2 * ck.config.max_target_len + 2 };
-    let (mut report, outputs) = crate::eval::evaluate(&ck.model, &pairs, 256, &opts, &Device::Cpu)?;
+    let (mut report, outputs, took) = crate::eval::evaluate(&ck.model, &pairs, 256, &opts, &Device::Cpu)?;
     let hypotheses = add_text_metrics(&mut report, &ck.tokenizer, &pairs, &outputs, refs.as_deref())?;
     let examples = decoded_examples(&ck.tokenizer, &pairs, &outputs, job.show.unwrap_or(5))?;
-    Ok(EvalOutcome::Pairs { report, examples, hypotheses })
+    Ok(EvalOutcome::Pairs { report, examples, hypotheses, decode_s: took.as_secs_f64() })
 }

@@ -318,7 +318,7 @@ pub fn evaluate(trainer: &Trainer, show: usize) -> Result<Evaluation> {
             return Ok(Evaluation::Skipped { skipped: "no held-out pairs".into() });
         }
         let opts = DecodeOptions { strategy: Strategy::Greedy, max_len: 2 * trainer.cfg.max_target_len + 2 };
-        let (mut report, outputs) = crate::eval::evaluate(&trainer.model, &pairs.valid, 256, &opts, &dev)?;
+        let (mut report, outputs, _) = crate::eval::evaluate(&trainer.model, &pairs.valid, 256, &opts, &dev)?;
         super::evaluate::add_text_metrics(&mut report, &trainer.tokenizer, &pairs.valid, &outputs, None)?;
         let examples = decoded_examples(&trainer.tokenizer, &pairs.valid, &outputs, show)?;
         return Ok(Evaluation::Pairs { report, examples });

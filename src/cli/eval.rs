@@ -148,9 +148,12 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
             print_causal(report);
             json_value(report, extra)
         }
-        EvalOutcome::Pairs { report, examples, hypotheses } => {
+        EvalOutcome::Pairs { report, examples, hypotheses, decode_s } => {
             print_metrics(report);
             print_examples(examples);
+            let per_s = report.examples as f64 / decode_s.max(1e-9);
+            let how = a.beam.filter(|&b| b > 1).map_or("greedy".to_string(), |b| format!("beam {b}"));
+            eprintln!("decoded {} sources in {decode_s:.2} s ({per_s:.1} sentences/s, {how})", report.examples);
             if let Some(out) = &a.output {
                 // One line per pair, whatever the model emits.
                 let lines: Vec<String> = hypotheses.iter().map(|h| h.replace(['\n', '\r'], " ")).collect();
@@ -159,6 +162,9 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
                 shiftlm::io::write_atomic(out, text.as_bytes())?;
                 eprintln!("wrote {} outputs to {}", hypotheses.len(), out.display());
             }
+            let mut extra = extra;
+            extra["decode_s"] = serde_json::json!(decode_s);
+            extra["sentences_per_s"] = serde_json::json!(per_s);
             json_value(report, extra)
         }
         EvalOutcome::Image(report) => {

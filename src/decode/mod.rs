@@ -74,6 +74,28 @@ pub fn decode_batch(
     decode_sources(model, Sources::Ids(sources), opts, dev)
 }
 
+/// [`decode_batch`] of many sources, `batch` at a time, in order of length
+/// (the batches hold little padding, and their rows finish at about the
+/// same step); outputs come back in the order of `sources`.
+pub fn decode_by_length(
+    model: EncDec<'_>,
+    sources: &[&[u32]],
+    batch: usize,
+    opts: &DecodeOptions,
+    dev: &Device,
+) -> Result<Vec<Vec<u32>>> {
+    let mut order: Vec<usize> = (0..sources.len()).collect();
+    order.sort_by_key(|&i| sources[i].len());
+    let mut outputs = vec![Vec::new(); sources.len()];
+    for chunk in order.chunks(batch.max(1)) {
+        let rows: Vec<&[u32]> = chunk.iter().map(|&i| sources[i]).collect();
+        for (&i, out) in chunk.iter().zip(decode_batch(model, &rows, opts, dev)?) {
+            outputs[i] = out;
+        }
+    }
+    Ok(outputs)
+}
+
 /// Decodes each row of `frames` (B, S, F); outputs are ids without the final EOS.
 pub fn decode_frames(model: EncDec<'_>, frames: &Tensor, opts: &DecodeOptions, dev: &Device) -> Result<Vec<Vec<u32>>> {
     decode_sources(model, Sources::Frames(frames), opts, dev)
@@ -90,15 +112,9 @@ pub fn decode_sources(
         Strategy::Beam { length_penalty, .. } if length_penalty < 0.0 => {
             Err(crate::error::Error::config("length_penalty", "must be >= 0"))
         }
-        Strategy::Beam { width, length_penalty } => (0..sources.len())
-            .map(|i| {
-                let row = |src: Sources<'_>| beam(model, src, width.max(1), length_penalty, opts.max_len, dev);
-                match sources {
-                    Sources::Ids(s) => row(Sources::Ids(std::slice::from_ref(&s[i]))),
-                    Sources::Frames(t) => row(Sources::Frames(&t.narrow(0, i, 1)?)),
-                }
-            })
-            .collect(),
+        Strategy::Beam { width, length_penalty } => {
+            beam(model, sources, width.max(1), length_penalty, opts.max_len, dev)
+        }
         Strategy::Greedy => stepwise(model, sources, opts.max_len, None, dev),
         Strategy::Sample(ref o) => {
             o.validate()?;
@@ -187,79 +203,134 @@ fn log_softmax_row(row: &[f32]) -> Vec<f32> {
     row.iter().map(|&v| v - lse).collect()
 }
 
-/// Beam search for one source.
+/// One source's beam: alive hypotheses (tokens so far, summed
+/// log-probability) and finished ones (tokens, length-penalised score).
+struct Search {
+    alive: Vec<(Vec<u32>, f32)>,
+    finished: Vec<(Vec<u32>, f32)>,
+    done: bool,
+}
+
+impl Search {
+    /// Extends the alive hypotheses by the logits `rows` (one per alive
+    /// hypothesis, in order) and returns the rows the new ones continue
+    /// (empty once the search is done).
+    fn advance(&mut self, rows: &[Vec<f32>], width: usize, alpha: f32, max_len: usize, last: bool) -> Vec<usize> {
+        let penalty = |len: usize| ((5.0 + len as f32) / 6.0).powf(alpha);
+        if last {
+            // Out of room: every alive hypothesis ends here, once, with EOS.
+            for (i, row) in rows.iter().enumerate() {
+                let score = self.alive[i].1 + log_softmax_row(row)[EOS as usize];
+                self.finished.push((self.alive[i].0.clone(), score / penalty(self.alive[i].0.len() + 1)));
+            }
+            self.done = true;
+            return Vec::new();
+        }
+        // At most `width` EOS candidates (one per row) come before the
+        // `width` hypotheses kept, so each row's best 2·width tokens hold
+        // every candidate the search can take: a partial selection (O(V) a
+        // row) instead of sorting rows·V candidates.
+        let keep = 2 * width;
+        let mut cands: Vec<(f32, usize, u32)> = Vec::with_capacity(rows.len() * keep);
+        let order =
+            |a: &(f32, usize, u32), b: &(f32, usize, u32)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2));
+        for (i, row) in rows.iter().enumerate() {
+            let mut scored: Vec<(f32, usize, u32)> = log_softmax_row(row)
+                .into_iter()
+                .enumerate()
+                .map(|(v, lp)| (self.alive[i].1 + lp, i, v as u32))
+                .collect();
+            if scored.len() > keep {
+                scored.select_nth_unstable_by(keep - 1, order);
+                scored.truncate(keep);
+            }
+            cands.extend(scored);
+        }
+        cands.sort_by(order);
+        let mut alive = Vec::new();
+        let mut parents = Vec::new();
+        for (score, i, v) in cands {
+            if alive.len() == width {
+                break;
+            }
+            if v == EOS {
+                if self.finished.len() < width {
+                    let toks = self.alive[i].0.clone();
+                    let len = toks.len() + 1;
+                    self.finished.push((toks, score / penalty(len)));
+                }
+            } else {
+                let mut toks = self.alive[i].0.clone();
+                toks.push(v);
+                alive.push((toks, score));
+                parents.push(i);
+            }
+        }
+        // Stop once no alive hypothesis can beat the best finished one
+        // (log-probabilities only fall as hypotheses grow).
+        let best_done = self.finished.iter().map(|f| f.1).fold(f32::NEG_INFINITY, f32::max);
+        let best_alive = alive.iter().map(|a| a.1 / penalty(max_len + 1)).fold(f32::NEG_INFINITY, f32::max);
+        if alive.is_empty() || self.finished.len() >= width || best_done > best_alive {
+            self.done = true;
+            return Vec::new();
+        }
+        self.alive = alive;
+        parents
+    }
+
+    /// The best finished hypothesis (else the first alive one).
+    fn best(self) -> Vec<u32> {
+        self.finished
+            .into_iter()
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+            .map(|f| f.0)
+            .or_else(|| self.alive.into_iter().next().map(|a| a.0))
+            .unwrap_or_default()
+    }
+}
+
+/// Beam search for a batch of sources at once: encoded together, then each
+/// step runs the decoder over every alive hypothesis of every unfinished
+/// source (up to B·width rows), and each source's search keeps its own
+/// beam. A source's result does not depend on the others in its batch.
 fn beam(
     model: EncDec<'_>,
-    source: Sources<'_>,
+    sources: Sources<'_>,
     width: usize,
     alpha: f32,
     max_len: usize,
     dev: &Device,
-) -> Result<Vec<u32>> {
-    let penalty = |len: usize| ((5.0 + len as f32) / 6.0).powf(alpha);
-    // Alive hypotheses: tokens so far and summed log-probability.
-    let mut alive: Vec<(Vec<u32>, f32)> = vec![(Vec::new(), 0.0)];
-    let mut finished: Vec<(Vec<u32>, f32)> = Vec::new();
+) -> Result<Vec<Vec<u32>>> {
+    let mut searches: Vec<Search> = (0..sources.len())
+        .map(|_| Search { alive: vec![(Vec::new(), 0.0)], finished: Vec::new(), done: false })
+        .collect();
     let mut state = None;
     for step in 0..=max_len {
         crate::profile::at_token(step + 1);
         let _step = crate::profile::phase("token");
         let st = match state.as_mut() {
             Some(s) => s,
-            None => state.insert(encode(model, source, dev)?),
+            None => state.insert(encode(model, sources, dev)?),
         };
-        let last: Vec<u32> = alive.iter().map(|(t, _)| *t.last().unwrap_or(&BOS)).collect();
+        // The state's rows: each unfinished source's alive hypotheses, in order.
+        let last: Vec<u32> = searches
+            .iter()
+            .filter(|s| !s.done)
+            .flat_map(|s| s.alive.iter().map(|(t, _)| *t.last().unwrap_or(&BOS)))
+            .collect();
         let rows = decoder_step(model, &last, st, dev)?;
         let _search = crate::profile::phase("sample");
-        if step == max_len {
-            // Out of room: every alive hypothesis ends here, once, with EOS.
-            for (i, row) in rows.iter().enumerate() {
-                let score = alive[i].1 + log_softmax_row(row)[EOS as usize];
-                finished.push((alive[i].0.clone(), score / penalty(alive[i].0.len() + 1)));
-            }
-            break;
+        let (mut parents, mut offset) = (Vec::new(), 0);
+        for s in searches.iter_mut().filter(|s| !s.done) {
+            let n = s.alive.len();
+            let kept = s.advance(&rows[offset..offset + n], width, alpha, max_len, step == max_len);
+            parents.extend(kept.into_iter().map(|i| (offset + i) as u32));
+            offset += n;
         }
-        let mut cands: Vec<(f32, usize, u32)> = Vec::new();
-        for (i, row) in rows.iter().enumerate() {
-            for (v, lp) in log_softmax_row(row).into_iter().enumerate() {
-                cands.push((alive[i].1 + lp, i, v as u32));
-            }
-        }
-        cands.sort_by(|a, b| b.0.total_cmp(&a.0));
-        let mut new_alive = Vec::new();
-        let mut parents = Vec::new();
-        for (score, i, v) in cands {
-            if new_alive.len() == width {
-                break;
-            }
-            if v == EOS {
-                if finished.len() < width {
-                    let toks = alive[i].0.clone();
-                    let len = toks.len() + 1;
-                    finished.push((toks, score / penalty(len)));
-                }
-            } else {
-                let mut toks = alive[i].0.clone();
-                toks.push(v);
-                new_alive.push((toks, score));
-                parents.push(i as u32);
-            }
-        }
-        // Stop once no alive hypothesis can beat the best finished one
-        // (log-probabilities only fall as hypotheses grow).
-        let best_done = finished.iter().map(|f| f.1).fold(f32::NEG_INFINITY, f32::max);
-        let best_alive = new_alive.iter().map(|a| a.1 / penalty(max_len + 1)).fold(f32::NEG_INFINITY, f32::max);
-        if new_alive.is_empty() || finished.len() >= width || best_done > best_alive {
+        if parents.is_empty() {
             break;
         }
         state = Some(st.select(&Tensor::from_slice(&parents, parents.len(), dev)?)?);
-        alive = new_alive;
     }
-    let best = finished
-        .into_iter()
-        .max_by(|a, b| a.1.total_cmp(&b.1))
-        .map(|f| f.0)
-        .or_else(|| alive.into_iter().next().map(|a| a.0))
-        .unwrap_or_default();
-    Ok(best)
+    Ok(searches.into_iter().map(Search::best).collect())
 }

@@ -11,7 +11,7 @@ pub mod translation;
 
 use crate::data::shift::Batch;
 use crate::data::Pair;
-use crate::decode::{decode_batch, DecodeOptions};
+use crate::decode::{decode_by_length, DecodeOptions};
 use crate::error::Result;
 use crate::model::Model;
 use candle_core::{Device, D};
@@ -164,23 +164,23 @@ impl CausalReport {
 }
 
 /// Full evaluation of `pairs`: teacher forced, then decoded with `opts`.
-/// Returns the report and the decoded outputs (ids, EOS removed).
+/// Returns the report, the decoded outputs (ids, EOS removed) and the wall
+/// time the decoding took.
 pub fn evaluate(
     model: &Model,
     pairs: &[Pair],
     batch_size: usize,
     opts: &DecodeOptions,
     dev: &Device,
-) -> Result<(EvalReport, Vec<Vec<u32>>)> {
+) -> Result<(EvalReport, Vec<Vec<u32>>, std::time::Duration)> {
     let ed = model
         .encoder_decoder()
         .ok_or_else(|| crate::error::Error::config("model", "free-running evaluation needs an encoder–decoder"))?;
     let tf = teacher_forced(model, crate::data::loader::batches(pairs, batch_size).map(Batch::Pairs), dev)?;
-    let mut outputs = Vec::with_capacity(pairs.len());
-    for chunk in pairs.chunks(batch_size.max(1)) {
-        let sources: Vec<&[u32]> = chunk.iter().map(|p| p.source.as_slice()).collect();
-        outputs.extend(decode_batch(ed, &sources, opts, dev)?);
-    }
+    let sources: Vec<&[u32]> = pairs.iter().map(|p| p.source.as_slice()).collect();
+    let started = std::time::Instant::now();
+    let outputs = decode_by_length(ed, &sources, batch_size, opts, dev)?;
+    let decode_time = started.elapsed();
     let (mut exact, mut right, mut total) = (0usize, 0usize, 0usize);
     for (p, out) in pairs.iter().zip(&outputs) {
         exact += (*out == p.target) as usize;
@@ -213,6 +213,7 @@ pub fn evaluate(
             chrf: None,
         },
         outputs,
+        decode_time,
     ))
 }
 

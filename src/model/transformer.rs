@@ -15,7 +15,7 @@ use crate::nn::embedding::{embedding_init, Embedding};
 use crate::nn::layer_norm::{layer_norm, LayerNorm};
 use crate::nn::linear::{linear_init, Linear};
 use crate::nn::loss::smoothed_sequence_loss_sum;
-use crate::ops::mha::attention;
+use crate::ops::mha::{attention, attention_rows};
 use crate::rng::Rng;
 use candle_core::{Module, Tensor};
 use candle_nn::{Init, VarBuilder};
@@ -216,27 +216,28 @@ struct DecoderLayer {
 pub struct TransformerState {
     /// Per source, its real (unpadded) length; `None` when nothing is padded.
     pub src_lens: Option<Vec<usize>>,
+    /// Per row of the decoder, the source it translates (a row of
+    /// `cross_kv` and `src_lens`); `None`: row b translates source b. Beam
+    /// search reorders rows without copying the encoder's output.
+    pub source_rows: Option<Vec<usize>>,
     /// Per decoder layer, the self-attention keys and values of the steps
     /// so far, (B, S, C) each: positions along dim 1.
     pub self_cache: Vec<KvCache>,
     /// Per decoder layer, cross-attention keys and values of the encoder
-    /// output, (B, S, C) each: computed once per source.
+    /// output, (sources, S, C) each: computed once per source.
     pub cross_kv: Vec<(Tensor, Tensor)>,
 }
 
 impl TransformerState {
     /// Rows `idx` of everything (beam search reorders hypotheses with it).
     pub fn select(&self, idx: &Tensor) -> candle_core::Result<Self> {
-        let sel = |t: &Tensor| t.index_select(idx, 0);
         let rows = idx.to_dtype(candle_core::DType::U32)?.to_vec1::<u32>()?;
+        let source = |r: u32| self.source_rows.as_ref().map_or(r as usize, |s| s[r as usize]);
         Ok(Self {
-            src_lens: self.src_lens.as_ref().map(|l| rows.iter().map(|&r| l[r as usize]).collect()),
-            self_cache: self
-                .self_cache
-                .iter()
-                .map(|c| Ok(KvCache { k: c.k.as_ref().map(sel).transpose()?, v: c.v.as_ref().map(sel).transpose()? }))
-                .collect::<candle_core::Result<_>>()?,
-            cross_kv: self.cross_kv.iter().map(|(k, v)| Ok((sel(k)?, sel(v)?))).collect::<candle_core::Result<_>>()?,
+            src_lens: self.src_lens.clone(),
+            source_rows: Some(rows.iter().map(|&r| source(r)).collect()),
+            self_cache: self.self_cache.iter().map(|c| c.select(idx)).collect::<candle_core::Result<_>>()?,
+            cross_kv: self.cross_kv.clone(),
         })
     }
 }
@@ -339,7 +340,12 @@ impl TransformerSeq2Seq {
         }
         let memory = self.enc_norm.forward(&x)?; // (B, S, C)
         let cross_kv = self.decoder.iter().map(|l| l.encoder_attn.kv(&memory)).collect::<candle_core::Result<_>>()?;
-        Ok(TransformerState { src_lens, self_cache: vec![KvCache::default(); self.decoder.len()], cross_kv })
+        Ok(TransformerState {
+            src_lens,
+            source_rows: None,
+            self_cache: vec![KvCache::default(); self.decoder.len()],
+            cross_kv,
+        })
     }
 
     /// Decoder over `dec_in` (B, T), continuing `state` → logits (B, T, V).
@@ -352,13 +358,23 @@ impl TransformerSeq2Seq {
         for (i, l) in self.decoder.iter().enumerate() {
             let h = l.self_attn_layer_norm.forward(&x)?;
             let (k, v) = l.self_attn.kv(&h)?;
-            let (k, v) = state.self_cache[i].append_on(1, k, v)?;
+            let (k, v) = state.self_cache[i].append_in_place(1, k, v)?;
             // Query t sees the cached steps and itself: keys up to offset + t.
             let y = l.self_attn.attend(&h, &k, &v, None, true)?;
             x = (x + dropout(&y, p, rng.as_deref_mut())?)?;
             let h = l.encoder_attn_layer_norm.forward(&x)?;
             let (ck, cv) = &state.cross_kv[i];
-            let y = l.encoder_attn.attend(&h, ck, cv, state.src_lens.as_deref(), false)?;
+            let q = l.encoder_attn.q_proj.forward(&h)?;
+            let (lens, rows) = (state.src_lens.as_deref(), state.source_rows.as_deref());
+            let y = l.encoder_attn.out_proj.forward(&attention_rows(
+                &q,
+                ck,
+                cv,
+                l.encoder_attn.n_head,
+                lens,
+                rows,
+                false,
+            )?)?;
             x = (x + dropout(&y, p, rng.as_deref_mut())?)?;
             let y = l.ff.forward(&l.final_layer_norm.forward(&x)?)?;
             x = (x + dropout(&y, p, rng.as_deref_mut())?)?;

@@ -13,6 +13,16 @@ pub struct KvCache {
     pub k: Option<Tensor>,
     /// Values (B, H_kv, S, D); `None` before the first step.
     pub v: Option<Tensor>,
+    /// With [`KvCache::append_in_place`]: buffers with room for later
+    /// positions along `dim`, of which `k` and `v` are the first `len`.
+    room: Option<Room>,
+}
+
+#[derive(Debug, Clone)]
+struct Room {
+    k: Tensor,
+    v: Tensor,
+    dim: usize,
 }
 
 impl KvCache {
@@ -46,6 +56,60 @@ impl KvCache {
         self.k = Some(k.clone());
         self.v = Some(v.clone());
         Ok((k, v))
+    }
+
+    /// [`KvCache::append_on`] for step-by-step decoding: after the first
+    /// append (kept as given, so a one-pass forward stays differentiable),
+    /// new positions are written into buffers with room to spare, and the history returned is a view of them, contiguous
+    /// within each batch row along `dim` = 1 but not across rows. Concatenating instead
+    /// allocates a larger buffer at every step, which the allocator cannot
+    /// reuse: 1.6 GB resident and 60% of the time in the kernel zeroing
+    /// fresh pages for beam search over 40 sentences (measured). Later
+    /// positions are not differentiable.
+    pub fn append_in_place(&mut self, dim: usize, k: Tensor, v: Tensor) -> Result<(Tensor, Tensor)> {
+        let (len, t) = (self.len_on(dim), k.dim(dim)?);
+        let (Some(pk), Some(pv)) = (&self.k, &self.v) else {
+            return self.append_on(dim, k, v);
+        };
+        let need = len + t;
+        if self.room.as_ref().is_none_or(|r| r.dim != dim || r.k.dim(dim).unwrap_or(0) < need) {
+            let mut shape = k.dims().to_vec();
+            // Room in blocks of 16 positions: a copy every 16 steps, and
+            // beam search, which copies the room, copies little waste.
+            shape[dim] = need.next_multiple_of(16);
+            let room = Room {
+                k: Tensor::zeros(shape.as_slice(), k.dtype(), k.device())?,
+                v: Tensor::zeros(shape.as_slice(), v.dtype(), v.device())?,
+                dim,
+            };
+            room.k.slice_set(&pk.contiguous()?, dim, 0)?;
+            room.v.slice_set(&pv.contiguous()?, dim, 0)?;
+            self.room = Some(room);
+        }
+        let room = self.room.as_ref().expect("made above");
+        room.k.slice_set(&k.contiguous()?, dim, len)?;
+        room.v.slice_set(&v.contiguous()?, dim, len)?;
+        let (k, v) = (room.k.narrow(dim, 0, need)?, room.v.narrow(dim, 0, need)?);
+        self.k = Some(k.clone());
+        self.v = Some(v.clone());
+        Ok((k, v))
+    }
+
+    /// Rows `idx` (dim 0) of the cache, room included (beam search).
+    pub fn select(&self, idx: &Tensor) -> Result<Self> {
+        let sel = |t: &Option<Tensor>| t.as_ref().map(|t| t.index_select(idx, 0)).transpose();
+        Ok(match &self.room {
+            Some(r) => {
+                let (k, v) = (r.k.index_select(idx, 0)?, r.v.index_select(idx, 0)?);
+                let len = self.len_on(r.dim);
+                Self {
+                    k: Some(k.narrow(r.dim, 0, len)?),
+                    v: Some(v.narrow(r.dim, 0, len)?),
+                    room: Some(Room { k, v, dim: r.dim }),
+                }
+            }
+            None => Self { k: sel(&self.k)?, v: sel(&self.v)?, room: None },
+        })
     }
 }
 
@@ -134,6 +198,29 @@ mod tests {
             let f = |x: &[Tensor]| grouped_causal_self_attention(&x[0], n_head, n_kv_head);
             let c = |x: &[Tensor]| causal_self_attention_composite(&x[0], n_head, n_kv_head);
             parity("causal_attention", f, c, &inputs, &[0], tol);
+        }
+    }
+
+    #[test]
+    fn cache_written_in_place_equals_concatenation_and_selects_rows() {
+        let (mut cat, mut inplace) = (KvCache::default(), KvCache::default());
+        let rows = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        // Steps of 1, then 3 (several at once), past the first 16 positions of room.
+        for (step, t) in [1, 1, 3, 1, 12, 1, 1].into_iter().enumerate() {
+            let (k, v) = (randn(10 + step as u64, &[3, t, 4]), randn(20 + step as u64, &[3, t, 4]));
+            let (a, b) = cat.append_on(1, k.clone(), v.clone()).unwrap();
+            let (c, d) = inplace.append_in_place(1, k, v).unwrap();
+            assert_eq!((rows(&a), rows(&b)), (rows(&c), rows(&d)), "step {step}");
+            assert_eq!(inplace.len_on(1), cat.len_on(1));
+        }
+        // Beam search's reordering (a row twice, one dropped), then more steps.
+        let idx = Tensor::new(&[2u32, 0, 2], &candle_core::Device::Cpu).unwrap();
+        let (mut cat, mut inplace) = (cat.select(&idx).unwrap(), inplace.select(&idx).unwrap());
+        for step in 0..3 {
+            let (k, v) = (randn(30 + step, &[3, 1, 4]), randn(40 + step, &[3, 1, 4]));
+            let (a, b) = cat.append_on(1, k.clone(), v.clone()).unwrap();
+            let (c, d) = inplace.append_in_place(1, k, v).unwrap();
+            assert_eq!((rows(&a), rows(&b)), (rows(&c), rows(&d)), "after select, step {step}");
         }
     }
 }

@@ -28,8 +28,12 @@ const QB: usize = 64;
 struct MhaOp {
     n_head: usize,
     causal: bool,
-    /// Per batch row, the keys that are real (the rest is padding).
+    /// Per row of keys, how many are real (the rest is padding).
     key_lens: Option<Vec<usize>>,
+    /// Per query row, the row of keys and values it reads (beam search:
+    /// every hypothesis of a source reads that source's encoder output,
+    /// which is then never copied); `None`: its own row.
+    key_rows: Option<Vec<usize>>,
 }
 
 /// The shape of one call.
@@ -46,7 +50,11 @@ impl MhaOp {
     fn dims(&self, lq: &Layout, lk: &Layout, lv: &Layout) -> Result<Dims> {
         let (b, t, c) = lq.shape().dims3()?;
         let (bk, s, ck) = lk.shape().dims3()?;
-        if (bk, ck) != (b, c) || lv.shape().dims() != lk.shape().dims() {
+        let rows_fit = match &self.key_rows {
+            Some(r) => r.len() == b && r.iter().all(|&x| x < bk),
+            None => bk == b,
+        };
+        if !rows_fit || ck != c || lv.shape().dims() != lk.shape().dims() {
             bail!("attention: q {:?}, k {:?} and v {:?} do not fit", lq.dims(), lk.dims(), lv.dims());
         }
         if self.n_head == 0 || c % self.n_head != 0 {
@@ -56,17 +64,22 @@ impl MhaOp {
             bail!("attention: causal with {t} queries but only {s} keys");
         }
         if let Some(l) = &self.key_lens {
-            if l.len() != b || l.iter().any(|&n| n > s) {
-                bail!("attention: key lengths {l:?} for {b} rows of {s} keys");
+            if l.len() != bk || l.iter().any(|&n| n > s) {
+                bail!("attention: key lengths {l:?} for {bk} rows of {s} keys");
             }
         }
         Ok(Dims { b, t, s, d: c / self.n_head, c })
     }
 
+    /// The row of keys and values that query row `bi` reads.
+    fn key_row(&self, bi: usize) -> usize {
+        self.key_rows.as_ref().map_or(bi, |r| r[bi])
+    }
+
     /// Keys query `i` of batch row `bi` sees: `0..kend`.
     fn kend(&self, dm: &Dims, bi: usize, i: usize) -> usize {
         let len = match &self.key_lens {
-            Some(l) if l[bi] > 0 => l[bi],
+            Some(l) if l[self.key_row(bi)] > 0 => l[self.key_row(bi)],
             _ => dm.s,
         };
         if self.causal {
@@ -115,8 +128,8 @@ impl CustomOp3 for MhaOp {
         let _p = crate::profile::op("attention.fwd", || {
             (format!("{:?}x{:?}", lq.dims(), lk.dims()), Some(4 * (b * t * s * c) as u64))
         });
-        let (q, k, v) =
-            (f32_slice(sq, lq, "attention")?, f32_slice(sk, lk, "attention")?, f32_slice(sv, lv, "attention")?);
+        let q = f32_slice(sq, lq, "attention")?;
+        let ((k, kbs), (v, vbs)) = (batch_rows(sk, lk)?, batch_rows(sv, lv)?);
         let mut y = super::output(b * t * c); // every head's columns are written by Y = P V
         let out = SharedMut(y.as_mut_ptr().cast::<f32>());
         let cs = c as isize;
@@ -128,8 +141,8 @@ impl CustomOp3 for MhaOp {
                 // task writes only its own head's columns of its batch row of `y`.
                 unsafe {
                     let qh = q.as_ptr().add(bi * t * c + hi * d);
-                    let kh = k.as_ptr().add(bi * s * c + hi * d);
-                    let vh = v.as_ptr().add(bi * s * c + hi * d);
+                    let kh = k.as_ptr().add(self.key_row(bi) * kbs + hi * d);
+                    let vh = v.as_ptr().add(self.key_row(bi) * vbs + hi * d);
                     let yh = { out }.0.add(bi * t * c + hi * d);
                     for r0 in (0..t).step_by(QB) {
                         let rows = QB.min(t - r0);
@@ -167,6 +180,9 @@ impl CustomOp3 for MhaOp {
         _res: &Tensor,
         g: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        if self.key_rows.is_some() {
+            bail!("attention: shared key rows are for decoding; there is no backward pass through them");
+        }
         let dm = self.dims(q_t.layout(), k_t.layout(), v_t.layout())?;
         let Dims { b, t, s, d, c } = dm;
         let _p = crate::profile::op("attention.bwd", || {
@@ -253,8 +269,55 @@ pub fn attention(
     key_lens: Option<&[usize]>,
     causal: bool,
 ) -> Result<Tensor> {
-    let op = MhaOp { n_head, causal, key_lens: key_lens.map(<[usize]>::to_vec) };
-    q.contiguous()?.apply_op3(&k.contiguous()?, &v.contiguous()?, op)
+    attention_rows(q, k, v, n_head, key_lens, None, causal)
+}
+
+/// [`attention`] where query row b reads keys and values of row
+/// `key_rows[b]` (and `key_lens` counts per row of keys). Forward only:
+/// decoding, where hypotheses share their source's encoder output.
+pub fn attention_rows(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    n_head: usize,
+    key_lens: Option<&[usize]>,
+    key_rows: Option<&[usize]>,
+    causal: bool,
+) -> Result<Tensor> {
+    let op =
+        MhaOp { n_head, causal, key_lens: key_lens.map(<[usize]>::to_vec), key_rows: key_rows.map(<[usize]>::to_vec) };
+    // Keys and values may be views of a decoding cache with room to spare
+    // (rows apart in memory): read in place, not copied.
+    let rows = |t: &Tensor| {
+        let st = t.stride();
+        let ok = t.dims().len() == 3 && st[2] == 1 && st[1] == t.dims()[2];
+        if ok {
+            Ok(t.clone())
+        } else {
+            t.contiguous()
+        }
+    };
+    q.contiguous()?.apply_op3(&rows(k)?, &rows(v)?, op)
+}
+
+/// The values of a (B, S, C) tensor contiguous within each batch row, and
+/// the distance between rows (S·C when it is contiguous).
+fn batch_rows<'a>(s: &'a CpuStorage, l: &Layout) -> Result<(&'a [f32], usize)> {
+    let CpuStorage::F32(data) = s else { bail!("attention: expects f32") };
+    let (b, n, c) = l.shape().dims3()?;
+    if let Some((a, e)) = l.contiguous_offsets() {
+        return Ok((&data[a..e], n * c));
+    }
+    let st = l.stride();
+    if st[2] != 1 || st[1] != c {
+        bail!("attention: keys and values must be contiguous within each batch row");
+    }
+    let start = l.start_offset();
+    let end = start + b.saturating_sub(1) * st[0] + n * c;
+    if end > data.len() {
+        bail!("attention: a (B, S, C) view reaches past its storage");
+    }
+    Ok((&data[start..end], st[0]))
 }
 
 /// The same from candle ops (split heads, matmuls, a −1e9 bias and our
@@ -322,6 +385,29 @@ mod tests {
             let g = |x: &[Tensor]| attention_composite(&x[0], &x[1], &x[2], 2, lens, causal);
             parity("attention", f, g, &[q.clone(), k.clone(), v.clone()], &[0, 1, 2], 1e-5);
         }
+    }
+
+    #[test]
+    fn shared_key_rows_and_strided_views_read_what_copies_would() {
+        // Keys and values of 2 sources as views into buffers with room (S = 6 of 10).
+        let room = |seed| randn(seed, &[2, 10, 8]);
+        let (kr, vr) = (room(4), room(5));
+        let (k, v) = (kr.narrow(1, 0, 6).unwrap(), vr.narrow(1, 0, 6).unwrap());
+        assert!(!k.is_contiguous());
+        let q = randn(6, &[4, 3, 8]);
+        let rows = [1usize, 0, 1, 1];
+        let lens = [4usize, 6];
+        let idx = Tensor::new(&[1u32, 0, 1, 1], q.device()).unwrap();
+        let gather = |t: &Tensor| t.contiguous().unwrap().index_select(&idx, 0).unwrap();
+        let row_lens: Vec<usize> = rows.iter().map(|&r| lens[r]).collect();
+        for causal in [false, true] {
+            let got = attention_rows(&q, &k, &v, 2, Some(&lens), Some(&rows), causal).unwrap();
+            let want = attention(&q, &gather(&k), &gather(&v), 2, Some(&row_lens), causal).unwrap();
+            let diff = (got - want).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap();
+            assert_eq!(diff.to_scalar::<f32>().unwrap(), 0.0, "causal {causal}");
+        }
+        // A row of keys that does not exist is an error, not a read past the end.
+        assert!(attention_rows(&q, &k, &v, 2, None, Some(&[0, 1, 2, 0]), false).is_err());
     }
 
     #[test]

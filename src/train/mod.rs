@@ -438,13 +438,12 @@ impl Trainer {
             strategy: crate::decode::Strategy::Greedy,
             max_len: 2 * self.cfg.max_target_len + 2,
         };
+        let sources: Vec<&[u32]> = s.valid.iter().map(|p| p.source.as_slice()).collect();
+        let outputs = crate::decode::decode_by_length(ed, &sources, 256, &opts, self.store.device())?;
         let (mut hyps, mut refs) = (Vec::with_capacity(s.valid.len()), Vec::with_capacity(s.valid.len()));
-        for chunk in s.valid.chunks(256) {
-            let sources: Vec<&[u32]> = chunk.iter().map(|p| p.source.as_slice()).collect();
-            for (out, p) in crate::decode::decode_batch(ed, &sources, &opts, self.store.device())?.iter().zip(chunk) {
-                hyps.push(self.tokenizer.decode(out)?);
-                refs.push(self.tokenizer.decode(&p.target)?);
-            }
+        for (out, p) in outputs.iter().zip(&s.valid) {
+            hyps.push(self.tokenizer.decode(out)?);
+            refs.push(self.tokenizer.decode(&p.target)?);
         }
         Ok(crate::eval::translation::bleu(&hyps, &[refs]).score)
     }
