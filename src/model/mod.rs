@@ -351,6 +351,23 @@ impl Model {
         }
     }
 
+    /// The summed loss alone, as training differentiates it: the loss of
+    /// [`Model::training_loss_sum`], without the logits. The Transformer's
+    /// output head and loss then run as one op
+    /// ([`crate::ops::head_loss`]), which never builds a logits tensor.
+    pub fn training_loss(&self, batch: &BatchTensors, mut rng: Option<&mut Rng>, opts: LossOptions) -> Result<Tensor> {
+        match (self, batch) {
+            (Model::Transformer(m), BatchTensors::Pairs(b)) => {
+                if let (true, Some(r)) = (opts.scheduled_sampling > 0.0, rng.as_deref_mut()) {
+                    let mixed = self.scheduled_sampling_inputs(b, r, opts.scheduled_sampling)?;
+                    return m.head_loss_sum(&mixed, rng, opts.label_smoothing);
+                }
+                m.head_loss_sum(b, rng, opts.label_smoothing)
+            }
+            _ => Ok(self.training_loss_sum(batch, rng, opts)?.0),
+        }
+    }
+
     /// Scheduled sampling in two passes (Bengio et al. 2015; the parallel form
     /// of Mihaylova & Martins 2019): a teacher-forced pass without gradient
     /// predicts every next token, then each decoder input after `BOS` is

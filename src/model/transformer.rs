@@ -15,6 +15,7 @@ use crate::nn::embedding::{embedding_init, Embedding};
 use crate::nn::layer_norm::{layer_norm, LayerNorm};
 use crate::nn::linear::{linear_init, Linear};
 use crate::nn::loss::smoothed_sequence_loss_sum;
+use crate::ops::head_loss::head_loss;
 use crate::ops::mha::{attention, attention_rows};
 use crate::rng::Rng;
 use candle_core::{Module, Tensor};
@@ -349,7 +350,28 @@ impl TransformerSeq2Seq {
     }
 
     /// Decoder over `dec_in` (B, T), continuing `state` → logits (B, T, V).
-    pub fn decode(&self, dec_in: &Tensor, state: &mut TransformerState, mut rng: Option<&mut Rng>) -> Result<Tensor> {
+    pub fn decode(&self, dec_in: &Tensor, state: &mut TransformerState, rng: Option<&mut Rng>) -> Result<Tensor> {
+        Ok(self.dec_embed.project(&self.decode_hidden(dec_in, state, rng)?)?)
+    }
+
+    /// The summed loss of [`Self::smoothed_loss_sum`] with the output head
+    /// and the loss fused ([`head_loss`]): no logits tensor (training).
+    pub fn head_loss_sum(&self, batch: &Seq2SeqTensors, mut rng: Option<&mut Rng>, eps: f32) -> Result<Tensor> {
+        let mask = batch.src_has_pad.then_some(&batch.src_mask);
+        let mut state = self.start(&batch.src, mask, rng.as_deref_mut())?;
+        let h = self.decode_hidden(&batch.dec_in, &mut state, rng)?; // (B, T, C)
+        let (b, t, c) = h.dims3()?;
+        let _loss = crate::profile::phase("loss");
+        Ok(head_loss(&h.reshape((b * t, c))?, self.dec_embed.weight(), &batch.labels, &batch.label_mask, eps)?)
+    }
+
+    /// The decoder's final hidden states (B, T, C), before the output head.
+    fn decode_hidden(
+        &self,
+        dec_in: &Tensor,
+        state: &mut TransformerState,
+        mut rng: Option<&mut Rng>,
+    ) -> Result<Tensor> {
         let p = self.cfg.dropout;
         let offset = state.self_cache.first().map_or(0, |c| c.len_on(1));
         let _ = dec_in.dims2()?;
@@ -379,7 +401,7 @@ impl TransformerSeq2Seq {
             let y = l.ff.forward(&l.final_layer_norm.forward(&x)?)?;
             x = (x + dropout(&y, p, rng.as_deref_mut())?)?;
         }
-        Ok(self.dec_embed.project(&self.dec_norm.forward(&x)?)?)
+        Ok(self.dec_norm.forward(&x)?)
     }
 
     /// Summed cross-entropy over supervised tokens, and the logits.

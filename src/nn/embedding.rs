@@ -28,6 +28,11 @@ impl Embedding {
         linear(x, &self.weight, None, WeightLayout::OutIn)
     }
 
+    /// The table (V, C): the output matrix of a tied head.
+    pub fn weight(&self) -> &Tensor {
+        &self.weight
+    }
+
     /// The width of a row, C.
     pub fn dim(&self) -> usize {
         self.weight.dim(1).unwrap_or(0)

@@ -20,7 +20,7 @@ struct CrossEntropyOp {
 
 /// log Σ exp(row).
 #[inline]
-fn log_sum_exp(row: &[f32]) -> f32 {
+pub(crate) fn log_sum_exp(row: &[f32]) -> f32 {
     let m = super::max(row);
     let mut acc = [0f32; 8];
     let chunks = row.chunks_exact(8);

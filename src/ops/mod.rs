@@ -18,6 +18,7 @@ pub mod cross_entropy;
 pub mod embedding;
 pub mod gelu;
 pub mod gru;
+pub mod head_loss;
 pub mod linear;
 pub mod lstm;
 pub mod mha;

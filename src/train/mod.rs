@@ -607,7 +607,7 @@ pub fn accumulate_with(
     let (mut loss, mut acc): (f64, Option<GradStore>) = (0.0, None);
     for b in micro {
         let forward = crate::profile::phase("forward");
-        let (sum, _) = model.training_loss_sum(b, Some(rng), opts)?;
+        let sum = model.training_loss(b, Some(rng), opts)?;
         let scaled = (sum / total.max(1) as f64)?;
         loss += scaled.to_scalar::<f32>()? as f64;
         drop(forward);
