@@ -59,6 +59,7 @@ fn main() -> shiftlm::Result<()> {
         valid_fraction: 0.1,
         bpe_vocab_size: None,
         tokenizer_file: None,
+        shared_vocab: true,
     };
     config.train.steps = steps;
     let job = TrainJob { config, out: work.join("run"), show: 3 };
