@@ -58,6 +58,29 @@ fn batch(ps: &[Pair]) -> Seq2SeqBatch {
     Seq2SeqBatch::new(&refs, PAD, BOS, EOS)
 }
 
+/// Training's loss (the output layer and the loss fused into one op) gives
+/// the loss and gradients of the plain path.
+fn fused_loss_matches(c: &shiftlm::model::ModelConfig, b: &Seq2SeqBatch) {
+    let dev = Device::Cpu;
+    let store = ParamStore::new(3, &dev);
+    let model = shiftlm::model::Model::new(c, store.var_builder()).unwrap();
+    let t = shiftlm::data::shift::BatchTensors::Pairs(b.tensors(&dev).unwrap());
+    let opts = shiftlm::model::LossOptions { label_smoothing: 0.1, scheduled_sampling: 0.0 };
+    let plain = model.training_loss_sum(&t, None, opts).unwrap().0;
+    let fused = model.training_loss(&t, None, opts).unwrap();
+    let (a, f) = (plain.to_scalar::<f32>().unwrap(), fused.to_scalar::<f32>().unwrap());
+    assert!((a - f).abs() <= 1e-5 * a.abs(), "{c:?}: loss {a} vs fused {f}");
+    let (ga, gf) = (plain.backward().unwrap(), fused.backward().unwrap());
+    for (name, var) in store.vars() {
+        let flat = |g: &Tensor| g.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let x = flat(ga.get(var.as_tensor()).unwrap());
+        let y = flat(gf.get(var.as_tensor()).unwrap_or_else(|| panic!("{name}: no gradient from the fused loss")));
+        let top = x.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let diff = x.iter().zip(&y).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        assert!(diff <= 1e-4 * top + 1e-7, "{c:?}: {name}: gradients differ by {diff} (largest {top})");
+    }
+}
+
 #[test]
 fn every_parameter_gets_a_finite_nonzero_gradient() {
     let dev = Device::Cpu;
@@ -75,6 +98,7 @@ fn every_parameter_gets_a_finite_nonzero_gradient() {
             assert!(v.iter().all(|x| x.is_finite()), "{name}: non-finite gradient");
             assert!(v.iter().any(|&x| x != 0.0), "{c:?}: {name} has an all-zero gradient");
         }
+        fused_loss_matches(&shiftlm::model::ModelConfig::Seq2seq(c), &b);
     }
 }
 
@@ -238,21 +262,7 @@ fn transformer_gets_finite_nonzero_gradients_and_overfits() {
                 .unwrap();
             assert!(v.iter().all(|x| x.is_finite()) && v.iter().any(|&x| x != 0.0), "{name}");
         }
-        // Training's loss (output head and loss fused into one op): the same loss and gradients.
-        let opts = shiftlm::model::LossOptions { label_smoothing: 0.1, scheduled_sampling: 0.0 };
-        let plain = model.training_loss_sum(&t, None, opts).unwrap().0;
-        let fused = model.training_loss(&t, None, opts).unwrap();
-        let (a, f) = (plain.to_scalar::<f32>().unwrap(), fused.to_scalar::<f32>().unwrap());
-        assert!((a - f).abs() <= 1e-5 * a.abs(), "loss {a} vs fused {f}");
-        let (ga, gf) = (plain.backward().unwrap(), fused.backward().unwrap());
-        for (name, var) in store.vars() {
-            let flat = |g: &Tensor| g.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-            let x = flat(ga.get(var.as_tensor()).unwrap());
-            let y = flat(gf.get(var.as_tensor()).unwrap_or_else(|| panic!("{name}: no gradient from the fused loss")));
-            let top = x.iter().fold(0f32, |m, v| m.max(v.abs()));
-            let diff = x.iter().zip(&y).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
-            assert!(diff <= 1e-4 * top + 1e-7, "{name}: gradients differ by {diff} (largest {top})");
-        }
+        fused_loss_matches(&c, &b);
     }
     let data = shiftlm::data::Dataset::Pairs(shiftlm::data::Splits { train: pairs(8, 3), valid: pairs(2, 4) });
     let mut rc = RunConfig::preset("transformer-tiny").unwrap();

@@ -133,7 +133,8 @@ pub struct DataArgs {
     pub valid_target: Option<PathBuf>,
     /// Preset to start from: small (default), seed (the Keras reference), tiny, transformer,
     /// transformer-tiny, transformer-mt (translation: 3+3 layers of 256, label smoothing,
-    /// inverse-sqrt warmup), or gpt-baby, gpt-small, gpt-tiny, llama-baby, llama-tiny
+    /// inverse-sqrt warmup), lstm-mt (its recurrent baseline: 2 LSTM layers of 512 with
+    /// attention, trained the same way), or gpt-baby, gpt-small, gpt-tiny, llama-baby, llama-tiny
     /// (default for text: sized to the data).
     #[arg(long, value_name = "NAME")]
     pub preset: Option<String>,

@@ -34,7 +34,7 @@ pub struct RunConfig {
 impl RunConfig {
     /// The preset names, comma-separated (for messages).
     pub const PRESETS: &'static str =
-        "small, seed, tiny, transformer, transformer-tiny, transformer-mt, gpt-baby, gpt-small, gpt-tiny, llama-baby, llama-tiny, series, series-tiny, cnn, row-lstm, cnn-tiny, digit-strings, digit-strings-tiny, spoken-digits, spoken-digits-tiny, spoken-strings, spoken-strings-tiny";
+        "small, seed, tiny, transformer, transformer-tiny, transformer-mt, lstm-mt, gpt-baby, gpt-small, gpt-tiny, llama-baby, llama-tiny, series, series-tiny, cnn, row-lstm, cnn-tiny, digit-strings, digit-strings-tiny, spoken-digits, spoken-digits-tiny, spoken-strings, spoken-strings-tiny";
 
     /// A preset by name (see [`presets::PRESETS`] for each one's purpose).
     pub fn preset(name: &str) -> Result<Self> {

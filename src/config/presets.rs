@@ -41,6 +41,8 @@ pub const PRESETS: &[Preset] = &[
     Preset { name: "transformer-tiny", build: transformer_tiny },
     // translation (Multi30k-sized): a 3+3-layer Transformer of 256, label smoothing, inverse-sqrt warmup
     Preset { name: "transformer-mt", build: transformer_mt },
+    // its recurrent baseline: a 2-layer LSTM of 512 with attention, trained the same way
+    Preset { name: "lstm-mt", build: lstm_mt },
     // nanoGPT's CPU baby GPT: 4 layers, 4 heads, 128 wide, context 64
     Preset { name: "gpt-baby", build: gpt_baby },
     // a 6-layer GPT of 384 with context 256
@@ -203,6 +205,25 @@ pub(crate) fn transformer_mt() -> Parts {
     t.keep_last = 5;
     t.eval_batches = 0;
     (model, t, DataConfig::Task(rotate(20, 4, 12, 20_000, 500)), 12)
+}
+
+/// The recurrent baseline for translation, trained as [`transformer_mt`]
+/// is (the same optimizer, schedule, label smoothing, batches and
+/// checkpoints) so that the two compare: a 2-layer LSTM of 512 with Luong
+/// attention over the encoder's outputs, embeddings of 256, dropout 0.3
+/// between layers.
+pub(crate) fn lstm_mt() -> Parts {
+    let (_, t, data, max) = transformer_mt();
+    let model = lstm(Seq2SeqConfig {
+        vocab_size: 8000,
+        emb_dim: 256,
+        hidden: 512,
+        n_layer: 2,
+        attention: AttentionKind::Dot,
+        dropout: 0.3,
+        ..Default::default()
+    });
+    (model, t, data, max)
 }
 
 fn transformer_tiny() -> Parts {

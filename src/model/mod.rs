@@ -352,19 +352,28 @@ impl Model {
     }
 
     /// The summed loss alone, as training differentiates it: the loss of
-    /// [`Model::training_loss_sum`], without the logits. The Transformer's
-    /// output head and loss then run as one op
-    /// ([`crate::ops::head_loss`]), which never builds a logits tensor.
+    /// [`Model::training_loss_sum`], without the logits. An encoder–decoder's
+    /// output layer and loss then run as one op ([`crate::ops::head_loss`]),
+    /// which never builds a logits tensor.
     pub fn training_loss(&self, batch: &BatchTensors, mut rng: Option<&mut Rng>, opts: LossOptions) -> Result<Tensor> {
-        match (self, batch) {
-            (Model::Transformer(m), BatchTensors::Pairs(b)) => {
-                if let (true, Some(r)) = (opts.scheduled_sampling > 0.0, rng.as_deref_mut()) {
-                    let mixed = self.scheduled_sampling_inputs(b, r, opts.scheduled_sampling)?;
-                    return m.head_loss_sum(&mixed, rng, opts.label_smoothing);
-                }
-                m.head_loss_sum(b, rng, opts.label_smoothing)
+        let BatchTensors::Pairs(b) = batch else {
+            return Ok(self.training_loss_sum(batch, rng, opts)?.0);
+        };
+        if !matches!(self, Model::Seq2seq(_) | Model::Transformer(_)) {
+            return Ok(self.training_loss_sum(batch, rng, opts)?.0);
+        }
+        let mixed;
+        let b = match (opts.scheduled_sampling > 0.0, rng.as_deref_mut()) {
+            (true, Some(r)) => {
+                mixed = self.scheduled_sampling_inputs(b, r, opts.scheduled_sampling)?;
+                &mixed
             }
-            _ => Ok(self.training_loss_sum(batch, rng, opts)?.0),
+            _ => b,
+        };
+        match self {
+            Model::Seq2seq(m) => m.head_loss_sum(b, rng, opts.label_smoothing),
+            Model::Transformer(m) => m.head_loss_sum(b, rng, opts.label_smoothing),
+            _ => unreachable!("checked above"),
         }
     }
 

@@ -207,6 +207,18 @@ impl Seq2Seq {
         enc: &Encoded,
         dec_in: &Tensor,
         states: &[RnnState],
+        rng: Option<&mut Rng>,
+    ) -> Result<(Tensor, Vec<RnnState>)> {
+        let (h, states) = self.decode_hidden(enc, dec_in, states, rng)?;
+        Ok((self.out.forward(&h)?, states))
+    }
+
+    /// [`Self::decode`] up to the output layer: hidden states (B, T, H).
+    fn decode_hidden(
+        &self,
+        enc: &Encoded,
+        dec_in: &Tensor,
+        states: &[RnnState],
         mut rng: Option<&mut Rng>,
     ) -> Result<(Tensor, Vec<RnnState>)> {
         let x = dropout(&self.dec_emb.forward(dec_in)?, self.cfg.dropout, rng.as_deref_mut())?; // (B, T, E)
@@ -215,8 +227,23 @@ impl Seq2Seq {
             Some(a) => a.forward(&h, &enc.outputs, enc.bias.as_ref())?,
             None => h,
         };
-        let h = dropout(&h, self.cfg.dropout, rng)?;
-        Ok((self.out.forward(&h)?, states))
+        Ok((dropout(&h, self.cfg.dropout, rng)?, states))
+    }
+
+    /// The summed loss of [`Self::smoothed_loss_sum`] with the output layer
+    /// and the loss fused ([`crate::ops::head_loss`]): no logits tensor
+    /// (training). An output layer with a LoRA adapter takes the plain path.
+    pub fn head_loss_sum(&self, batch: &Seq2SeqTensors, mut rng: Option<&mut Rng>, eps: f32) -> Result<Tensor> {
+        if self.out.has_lora() {
+            return Ok(self.smoothed_loss_sum(batch, rng, eps)?.0);
+        }
+        let mask = batch.src_has_pad.then_some(&batch.src_mask);
+        let enc = self.encode(&batch.src, mask, rng.as_deref_mut())?;
+        let (h, _) = self.decode_hidden(&enc, &batch.dec_in, &enc.states, rng)?; // (B, T, H)
+        let (b, t, c) = h.dims3()?;
+        let _loss = crate::profile::phase("loss");
+        let (w, bias) = (self.out.weight(), self.out.bias());
+        Ok(crate::ops::head_loss::head_loss(&h.reshape((b * t, c))?, w, bias, &batch.labels, &batch.label_mask, eps)?)
     }
 
     /// Teacher-forced logits (B, T, V) for a batch.

@@ -362,7 +362,7 @@ impl TransformerSeq2Seq {
         let h = self.decode_hidden(&batch.dec_in, &mut state, rng)?; // (B, T, C)
         let (b, t, c) = h.dims3()?;
         let _loss = crate::profile::phase("loss");
-        Ok(head_loss(&h.reshape((b * t, c))?, self.dec_embed.weight(), &batch.labels, &batch.label_mask, eps)?)
+        Ok(head_loss(&h.reshape((b * t, c))?, self.dec_embed.weight(), None, &batch.labels, &batch.label_mask, eps)?)
     }
 
     /// The decoder's final hidden states (B, T, C), before the output head.

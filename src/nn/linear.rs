@@ -107,6 +107,16 @@ impl Linear {
         &self.weight
     }
 
+    /// The bias, (out), if the layer has one.
+    pub fn bias(&self) -> Option<&Tensor> {
+        self.bias.as_ref()
+    }
+
+    /// Whether a LoRA adapter is attached.
+    pub fn has_lora(&self) -> bool {
+        self.lora.is_some()
+    }
+
     /// The layer with its LoRA adapter, if any; `rng` enables the adapter's
     /// dropout (training).
     pub fn forward_t(&self, x: &Tensor, rng: Option<&mut crate::rng::Rng>) -> Result<Tensor> {

@@ -14,7 +14,7 @@
 
 use super::sgemm::matmul;
 use super::{exp, f32_slice, with_f32, ROW_BLOCK};
-use candle_core::{bail, CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
+use candle_core::{bail, CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 use std::sync::Mutex;
 
@@ -43,20 +43,26 @@ impl HeadLossOp {
     }
 }
 
-impl CustomOp2 for HeadLossOp {
-    fn name(&self) -> &'static str {
-        "shiftlm-head-loss"
-    }
-
-    fn cpu_fwd(&self, sh: &CpuStorage, lh: &Layout, sw: &CpuStorage, lw: &Layout) -> Result<(CpuStorage, Shape)> {
+impl HeadLossOp {
+    /// The loss of logits h Wᵀ (+ b); keeps the logits for the backward pass.
+    fn forward(
+        &self,
+        h: &[f32],
+        lh: &Layout,
+        w: &[f32],
+        lw: &Layout,
+        b: Option<&[f32]>,
+    ) -> Result<(CpuStorage, Shape)> {
         let (n, c, v) = self.dims(lh, lw)?;
+        if b.is_some_and(|b| b.len() != v) {
+            bail!("head_loss: a bias of {} for {v} ids", b.map_or(0, <[f32]>::len));
+        }
         let _p = crate::profile::op("head_loss.fwd", || {
             (format!("{:?}·{:?}", lh.dims(), lw.dims()), Some(crate::profile::matmul_flops(n, v, c)))
         });
-        let (h, w) = (f32_slice(sh, lh, "head_loss")?, f32_slice(sw, lw, "head_loss")?);
         let mut logits = super::output(n * v);
         // SAFETY: logits (n×v), h (n×c) and Wᵀ (the (c×v) view of W) are sized above.
-        let logits = unsafe {
+        let mut logits = unsafe {
             matmul(
                 n,
                 v,
@@ -76,13 +82,16 @@ impl CustomOp2 for HeadLossOp {
         let mut loss = vec![0f32; n];
         lse.par_chunks_mut(ROW_BLOCK)
             .zip(loss.par_chunks_mut(ROW_BLOCK))
-            .zip(logits.par_chunks(ROW_BLOCK * v))
+            .zip(logits.par_chunks_mut(ROW_BLOCK * v))
             .enumerate()
             .for_each(|(blk, ((lb, sb), xb))| {
-                for (j, ((l, s), row)) in lb.iter_mut().zip(sb.iter_mut()).zip(xb.chunks_exact(v)).enumerate() {
+                for (j, ((l, s), row)) in lb.iter_mut().zip(sb.iter_mut()).zip(xb.chunks_exact_mut(v)).enumerate() {
                     let i = blk * ROW_BLOCK + j;
                     if self.weights[i] == 0.0 {
                         continue;
+                    }
+                    if let Some(b) = b {
+                        row.iter_mut().zip(b).for_each(|(x, bv)| *x += bv);
                     }
                     *l = super::cross_entropy::log_sum_exp(row);
                     let mean = if eps > 0.0 { super::sum(row) / v as f32 } else { 0.0 };
@@ -95,7 +104,14 @@ impl CustomOp2 for HeadLossOp {
         Ok((CpuStorage::F32(vec![total as f32]), Shape::from(())))
     }
 
-    fn bwd(&self, h_t: &Tensor, w_t: &Tensor, _res: &Tensor, g: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    /// (dh, dW, db), each only where that input is tracked.
+    fn backward(
+        &self,
+        h_t: &Tensor,
+        w_t: &Tensor,
+        b_t: Option<&Tensor>,
+        g: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let (n, c, v) = self.dims(h_t.layout(), w_t.layout())?;
         let _p = crate::profile::op("head_loss.bwd", || {
             let products = u64::from(h_t.track_op()) + u64::from(w_t.track_op());
@@ -148,15 +164,73 @@ impl CustomOp2 for HeadLossOp {
         } else {
             None
         };
+        let db = match b_t {
+            Some(b) if b.track_op() => Some(Tensor::from_vec(super::column_sums(&d, v), v, dev)?),
+            _ => None,
+        };
+        Ok((dh, dw, db))
+    }
+}
+
+impl CustomOp2 for HeadLossOp {
+    fn name(&self) -> &'static str {
+        "shiftlm-head-loss"
+    }
+
+    fn cpu_fwd(&self, sh: &CpuStorage, lh: &Layout, sw: &CpuStorage, lw: &Layout) -> Result<(CpuStorage, Shape)> {
+        self.forward(f32_slice(sh, lh, "head_loss")?, lh, f32_slice(sw, lw, "head_loss")?, lw, None)
+    }
+
+    fn bwd(&self, h: &Tensor, w: &Tensor, _res: &Tensor, g: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let (dh, dw, _) = self.backward(h, w, None, g)?;
         Ok((dh, dw))
     }
 }
 
-/// Σᵢ mᵢ · CE(hᵢ Wᵀ, yᵢ) with label smoothing `eps`: `h` (N, C), `w` (V, C),
-/// `labels` (N) u32, `weights` (N) f32 (the label mask) → a scalar. The
-/// same as the summed [`super::cross_entropy::smoothed_cross_entropy`] of
-/// the logits `h Wᵀ`, times `weights`, without a logits tensor.
-pub fn head_loss(h: &Tensor, w: &Tensor, labels: &Tensor, weights: &Tensor, eps: f32) -> Result<Tensor> {
+/// With a bias: logits h Wᵀ + b.
+impl CustomOp3 for HeadLossOp {
+    fn name(&self) -> &'static str {
+        "shiftlm-head-loss-bias"
+    }
+
+    fn cpu_fwd(
+        &self,
+        sh: &CpuStorage,
+        lh: &Layout,
+        sw: &CpuStorage,
+        lw: &Layout,
+        sb: &CpuStorage,
+        lb: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let b = f32_slice(sb, lb, "head_loss")?;
+        self.forward(f32_slice(sh, lh, "head_loss")?, lh, f32_slice(sw, lw, "head_loss")?, lw, Some(b))
+    }
+
+    fn bwd(
+        &self,
+        h: &Tensor,
+        w: &Tensor,
+        b: &Tensor,
+        _res: &Tensor,
+        g: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        self.backward(h, w, Some(b), g)
+    }
+}
+
+/// Σᵢ mᵢ · CE(hᵢ Wᵀ + b, yᵢ) with label smoothing `eps`: `h` (N, C), `w`
+/// (V, C), `b` (V) or none, `labels` (N) u32, `weights` (N) f32 (the label
+/// mask) → a scalar. The same as the summed
+/// [`super::cross_entropy::smoothed_cross_entropy`] of the logits, times
+/// `weights`, without a logits tensor.
+pub fn head_loss(
+    h: &Tensor,
+    w: &Tensor,
+    b: Option<&Tensor>,
+    labels: &Tensor,
+    weights: &Tensor,
+    eps: f32,
+) -> Result<Tensor> {
     if !(0.0..1.0).contains(&eps) {
         bail!("head_loss: label smoothing {eps} is not in [0, 1)");
     }
@@ -175,12 +249,25 @@ pub fn head_loss(h: &Tensor, w: &Tensor, labels: &Tensor, weights: &Tensor, eps:
         (h.clone(), labels, weights)
     };
     let op = HeadLossOp { labels, weights, eps, saved: Mutex::new(None) };
-    h.contiguous()?.apply_op2(&w.contiguous()?, op)
+    match b {
+        Some(b) => h.contiguous()?.apply_op3(&w.contiguous()?, &b.contiguous()?, op),
+        None => h.contiguous()?.apply_op2(&w.contiguous()?, op),
+    }
 }
 
 /// The composite it replaces: the linear head, then the masked cross-entropy.
-pub fn head_loss_composite(h: &Tensor, w: &Tensor, labels: &Tensor, weights: &Tensor, eps: f32) -> Result<Tensor> {
-    let logits = h.matmul(&w.t()?)?;
+pub fn head_loss_composite(
+    h: &Tensor,
+    w: &Tensor,
+    b: Option<&Tensor>,
+    labels: &Tensor,
+    weights: &Tensor,
+    eps: f32,
+) -> Result<Tensor> {
+    let mut logits = h.matmul(&w.t()?)?;
+    if let Some(b) = b {
+        logits = logits.broadcast_add(b)?;
+    }
     super::cross_entropy::smoothed_cross_entropy_composite(&logits, labels, eps)?.mul(weights)?.sum_all()
 }
 
@@ -195,23 +282,27 @@ mod tests {
         let dev = Device::Cpu;
         let labels = Tensor::new(&[3u32, 0, 6, 6, 1, 2, 5, 4, 0], &dev).unwrap();
         let weights = Tensor::new(&[1f32, 1., 0., 1., 1., 0., 1., 1., 1.], &dev).unwrap();
-        let inputs = [randn(1, &[9, 5]), randn(2, &[7, 5])];
+        let inputs = [randn(1, &[9, 5]), randn(2, &[7, 5]), randn(3, &[7])];
         for eps in [0.0, 0.1] {
-            let f = |t: &[Tensor]| head_loss(&t[0], &t[1], &labels, &weights, eps);
-            check("head_loss", f, &inputs, &[0, 1]);
-            let c = |t: &[Tensor]| head_loss_composite(&t[0], &t[1], &labels, &weights, eps);
-            parity("head_loss", f, c, &inputs, &[0, 1], 5e-6);
+            let f = |t: &[Tensor]| head_loss(&t[0], &t[1], None, &labels, &weights, eps);
+            check("head_loss", f, &inputs[..2], &[0, 1]);
+            let c = |t: &[Tensor]| head_loss_composite(&t[0], &t[1], None, &labels, &weights, eps);
+            parity("head_loss", f, c, &inputs[..2], &[0, 1], 5e-6);
+            let f = |t: &[Tensor]| head_loss(&t[0], &t[1], Some(&t[2]), &labels, &weights, eps);
+            check("head_loss with a bias", f, &inputs, &[0, 1, 2]);
+            let c = |t: &[Tensor]| head_loss_composite(&t[0], &t[1], Some(&t[2]), &labels, &weights, eps);
+            parity("head_loss with a bias", f, c, &inputs, &[0, 1, 2], 5e-6);
         }
         // More rows than a row block, and a frozen output matrix: no dW.
         let (n, v) = (ROW_BLOCK + 5, 11);
         let labels = Tensor::from_vec((0..n as u32).map(|i| i % v as u32).collect(), n, &dev).unwrap();
         let weights = Tensor::from_vec((0..n).map(|i| (i % 3 != 0) as u32 as f32).collect(), n, &dev).unwrap();
         let inputs = [randn(3, &[n, 4]), randn(4, &[v, 4])];
-        let f = |t: &[Tensor]| head_loss(&t[0], &t[1], &labels, &weights, 0.1);
-        let c = |t: &[Tensor]| head_loss_composite(&t[0], &t[1], &labels, &weights, 0.1);
+        let f = |t: &[Tensor]| head_loss(&t[0], &t[1], None, &labels, &weights, 0.1);
+        let c = |t: &[Tensor]| head_loss_composite(&t[0], &t[1], None, &labels, &weights, 0.1);
         parity("head_loss, many rows", f, c, &inputs, &[0, 1], 5e-6);
         let h = candle_core::Var::from_tensor(&inputs[0]).unwrap();
-        let grads = head_loss(h.as_tensor(), &inputs[1], &labels, &weights, 0.0).unwrap().backward().unwrap();
+        let grads = head_loss(h.as_tensor(), &inputs[1], None, &labels, &weights, 0.0).unwrap().backward().unwrap();
         assert!(grads.get(&inputs[1]).is_none() && grads.get(h.as_tensor()).is_some());
     }
 
@@ -220,8 +311,11 @@ mod tests {
         let dev = Device::Cpu;
         let (h, w) = (randn(1, &[2, 3]), randn(2, &[4, 3]));
         let ones = Tensor::ones(2, candle_core::DType::F32, &dev).unwrap();
-        let err = head_loss(&h, &w, &Tensor::new(&[1u32, 4], &dev).unwrap(), &ones, 0.0).unwrap_err().to_string();
+        let err = head_loss(&h, &w, None, &Tensor::new(&[1u32, 4], &dev).unwrap(), &ones, 0.0).unwrap_err().to_string();
         assert!(err.contains("label 4"), "{err}");
-        assert!(head_loss(&h, &w, &Tensor::new(&[1u32, 2], &dev).unwrap(), &ones, 1.0).is_err());
+        assert!(head_loss(&h, &w, None, &Tensor::new(&[1u32, 2], &dev).unwrap(), &ones, 1.0).is_err());
+        let short = randn(5, &[3]);
+        let err = head_loss(&h, &w, Some(&short), &Tensor::new(&[1u32, 2], &dev).unwrap(), &ones, 0.0).unwrap_err();
+        assert!(err.to_string().contains("bias"), "{err}");
     }
 }
