@@ -453,9 +453,7 @@ fn evaluate_pairs(ck: &Loaded, job: &EvalJob) -> Result<EvalOutcome> {
         Some(path) => {
             let raw = crate::data::pairs::read(path, job.target.as_deref())?;
             let pairs = crate::data::pairs::encode(&ck.tokenizer, &raw, &[])?.train;
-            let tok = &ck.tokenizer;
-            crate::data::warn_unknown(tok.source(), pairs.iter().flat_map(|p| &p.source), path);
-            crate::data::warn_unknown(tok, pairs.iter().flat_map(|p| &p.target), job.target.as_deref().unwrap_or(path));
+            crate::data::warn_unknown_pairs(&ck.tokenizer, pairs.iter(), path, job.target.as_deref());
             (pairs, Some(raw.into_iter().map(|p| p.target).collect::<Vec<_>>()))
         }
         None => {

@@ -171,6 +171,13 @@ impl RunConfig {
                 "bleu decodes the validation pairs: it needs an encoder–decoder",
             ));
         }
+        let separate = matches!(self.data, DataConfig::File { shared_vocab: false, .. });
+        if self.model.source_vocab_size().is_some() && !separate {
+            return Err(Error::config(
+                "model.input",
+                "token ids of a source vocabulary of their own come with separate vocabularies (data.file.shared_vocab = false)",
+            ));
+        }
         if let DataConfig::File { shared_vocab: false, tokenizer, tokenizer_file, .. } = &self.data {
             if !encdec {
                 return Err(Error::config("data.file.shared_vocab", "separate vocabularies are for encoder–decoders"));
@@ -402,7 +409,8 @@ mod tests {
         let mut c = RunConfig::preset("tiny").unwrap();
         c.train.steps = 0;
         assert!(c.validate().unwrap_err().to_string().contains("train.steps"));
-        // A front-end the data cannot feed, and tokens spelled out, are refused by name.
+        // A front-end the data cannot feed, and a source vocabulary of its own without
+        // separate vocabularies, are refused by name.
         use crate::model::FrontendConfig;
         for input in
             [FrontendConfig::Frames { features: 3, proj: Some(8) }, FrontendConfig::Tokens { vocab_size: 8, dim: 16 }]

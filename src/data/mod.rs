@@ -136,6 +136,23 @@ pub fn warn_unknown<'a>(tok: &Tokenizer, ids: impl IntoIterator<Item = &'a u32>,
     }
 }
 
+/// [`warn_unknown`] for pairs read from `source` (and `target`, for
+/// parallel files): one warning for both sides when they share a
+/// vocabulary, one per side when they do not.
+pub fn warn_unknown_pairs<'a>(
+    tok: &Tokenizer,
+    pairs: impl Iterator<Item = &'a Pair> + Clone,
+    source: &Path,
+    target: Option<&Path>,
+) {
+    if matches!(tok, Tokenizer::Pair { .. }) {
+        warn_unknown(tok.source(), pairs.clone().flat_map(|p| &p.source), source);
+        warn_unknown(tok, pairs.flat_map(|p| &p.target), target.unwrap_or(source));
+    } else {
+        warn_unknown(tok, pairs.flat_map(|p| p.source.iter().chain(&p.target)), source);
+    }
+}
+
 /// A tokenizer of `kind` built from `texts` (subwords: `bpe_vocab` ids,
 /// 2000 by default).
 fn build_tokenizer<'a>(
@@ -197,9 +214,7 @@ pub fn load(cfg: &DataConfig, seed: u64, tokenizer: Option<&Tokenizer>) -> Resul
             };
             let splits = pairs::encode(&tok, &train, &valid)?;
             if tokenizer.is_some() {
-                let all = || splits.train.iter().chain(&splits.valid);
-                warn_unknown(tok.source(), all().flat_map(|p| &p.source), path);
-                warn_unknown(&tok, all().flat_map(|p| &p.target), target.as_deref().unwrap_or(path));
+                warn_unknown_pairs(&tok, splits.train.iter().chain(&splits.valid), path, target.as_deref());
             }
             Ok((Dataset::Pairs(splits), tok))
         }
