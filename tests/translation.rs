@@ -338,6 +338,16 @@ fn separate_vocabularies_train_decode_and_resume() {
         assert!(o.status.success(), "{model}: {}", stderr(&o));
         let w = |run: &str| std::fs::read(d.path().join(run).join("checkpoint-4/model.safetensors")).unwrap();
         assert!(w(&out) == w(&resumed), "{model}: resumed weights differ");
+
+        // Fine-tuning keeps both vocabularies.
+        let tsv: String = src.lines().zip(tgt.lines()).map(|(s, t)| format!("{s}\t{t}\n")).collect();
+        std::fs::write(d.path().join("more.tsv"), tsv).unwrap();
+        let ft = format!("ft-{model}");
+        let o = shiftlm(d.path(), &["finetune", "--from", &out, "--data", "more.tsv", "--steps", "2", "--out", &ft]);
+        assert!(o.status.success(), "{model}: {}", stderr(&o));
+        assert!(d.path().join(&ft).join("checkpoint-2/source_tokenizer.json").exists(), "{model}");
+        let o = shiftlm(d.path(), &["generate", "--checkpoint", &ft, "--prompt", "a dog"]);
+        assert!(o.status.success(), "{model}: {}", stderr(&o));
     }
     // The shared default says so in nothing it writes; the flag alone means shared.
     let args = ["train", "--preset", "tiny", "--source", "train.en", "--target", "train.de", "--steps", "1"];

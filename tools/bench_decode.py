@@ -10,6 +10,9 @@ F.scaled_dot_product_attention), and shiftlm's batched beam search (per
 source: the best 2*K candidates, finished hypotheses ranked by
 log p / ((5 + len) / 6)^alpha, stop once no alive hypothesis can win).
 Sources are decoded 256 at a time in order of length, as shiftlm does.
+One difference in shiftlm's favour: reordering the beam here copies the
+cross-attention keys and values of every hypothesis, which shiftlm reads
+by reference instead (PyTorch's attention takes no row map).
 It times the decoding only (not tokenizing), writes the detokenised
 outputs, and reports how many equal shiftlm's (--compare FILE).
 
@@ -70,7 +73,8 @@ def merge(x):
 def encode(model, h, src, lens):
     b, s = src.shape
     real = torch.arange(s)[None, :] < lens[:, None]
-    bias = torch.zeros(b, 1, 1, s).masked_fill(~real[:, None, None, :], float("-inf"))
+    # -1e9 as shiftlm's composite path: an empty source then attends to every key.
+    bias = torch.zeros(b, 1, 1, s).masked_fill(~real[:, None, None, :], -1e9)
     x = model.shared(src) + model.encoder.embed_positions.weight[:s]
     for l in model.encoder.layers:
         y = l.self_attn_layer_norm(x)

@@ -173,7 +173,8 @@ pub fn config(job: &FinetuneJob, from: &Loaded) -> Result<RunConfig> {
             valid_fraction: 0.1,
             bpe_vocab_size: None,
             tokenizer_file: None,
-            shared_vocab: true, // unused: the model's tokenizer (either kind) is passed below
+            // The model's tokenizer is passed below; this says which kind it is.
+            shared_vocab: !matches!(from.tokenizer, crate::data::Tokenizer::Pair { .. }),
         }
     };
     if let Some(lora) = &job.lora {

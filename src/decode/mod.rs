@@ -292,7 +292,9 @@ impl Search {
 /// Beam search for a batch of sources at once: encoded together, then each
 /// step runs the decoder over every alive hypothesis of every unfinished
 /// source (up to B·width rows), and each source's search keeps its own
-/// beam. A source's result does not depend on the others in its batch.
+/// beam. A source's search does not depend on the others in its batch;
+/// its scores may, in the last bits, since the products are shaped by
+/// the batch, so a near tie can rarely go the other way.
 fn beam(
     model: EncDec<'_>,
     sources: Sources<'_>,

@@ -233,10 +233,19 @@ impl TransformerState {
     /// Rows `idx` of everything (beam search reorders hypotheses with it).
     pub fn select(&self, idx: &Tensor) -> candle_core::Result<Self> {
         let rows = idx.to_dtype(candle_core::DType::U32)?.to_vec1::<u32>()?;
-        let source = |r: u32| self.source_rows.as_ref().map_or(r as usize, |s| s[r as usize]);
+        let sources = match &self.source_rows {
+            Some(s) => rows.iter().map(|&r| s.get(r as usize).copied()).collect::<Option<Vec<usize>>>(),
+            None => Some(rows.iter().map(|&r| r as usize).collect()),
+        };
+        let Some(sources) = sources else {
+            candle_core::bail!(
+                "beam rows {rows:?} for a state of {} rows",
+                self.source_rows.as_ref().map_or(0, Vec::len)
+            );
+        };
         Ok(Self {
             src_lens: self.src_lens.clone(),
-            source_rows: Some(rows.iter().map(|&r| source(r)).collect()),
+            source_rows: Some(sources),
             self_cache: self.self_cache.iter().map(|c| c.select(idx)).collect::<candle_core::Result<_>>()?,
             cross_kv: self.cross_kv.clone(),
         })

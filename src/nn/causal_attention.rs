@@ -7,7 +7,7 @@ use super::softmax::softmax;
 use candle_core::{Result, Tensor};
 
 /// Cached keys and values of one layer: (B, H_kv, S, D) each.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct KvCache {
     /// Keys (B, H_kv, S, D); `None` before the first step.
     pub k: Option<Tensor>,
@@ -18,11 +18,21 @@ pub struct KvCache {
     room: Option<Room>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct Room {
     k: Tensor,
     v: Tensor,
     dim: usize,
+    /// Positions written (`k` and `v` are views of this many).
+    len: usize,
+}
+
+/// A clone shares the cached tensors but not the room: writing into shared
+/// buffers would change the other copy's history.
+impl Clone for KvCache {
+    fn clone(&self) -> Self {
+        Self { k: self.k.clone(), v: self.v.clone(), room: None }
+    }
 }
 
 impl KvCache {
@@ -49,6 +59,7 @@ impl KvCache {
     /// [`KvCache::append`] for keys and values whose positions lie along
     /// `dim`: the Transformer encoder–decoder keeps them as (B, S, C), dim 1.
     pub fn append_on(&mut self, dim: usize, k: Tensor, v: Tensor) -> Result<(Tensor, Tensor)> {
+        self.room = None; // the history below no longer lives in it
         let (k, v) = match (&self.k, &self.v) {
             (Some(pk), Some(pv)) => (Tensor::cat(&[pk, &k], dim)?, Tensor::cat(&[pv, &v], dim)?),
             _ => (k, v),
@@ -72,7 +83,12 @@ impl KvCache {
             return self.append_on(dim, k, v);
         };
         let need = len + t;
-        if self.room.as_ref().is_none_or(|r| r.dim != dim || r.k.dim(dim).unwrap_or(0) < need) {
+        // The room holds this history only if it wrote it (the same
+        // positions of the same rows); otherwise start a new one.
+        let fits = |r: &Room| {
+            r.dim == dim && r.len == len && r.k.dim(0).ok() == pk.dim(0).ok() && r.k.dim(dim).unwrap_or(0) >= need
+        };
+        if !self.room.as_ref().is_some_and(fits) {
             let mut shape = k.dims().to_vec();
             // Room in blocks of 16 positions: a copy every 16 steps, and
             // beam search, which copies the room, copies little waste.
@@ -81,14 +97,16 @@ impl KvCache {
                 k: Tensor::zeros(shape.as_slice(), k.dtype(), k.device())?,
                 v: Tensor::zeros(shape.as_slice(), v.dtype(), v.device())?,
                 dim,
+                len,
             };
             room.k.slice_set(&pk.contiguous()?, dim, 0)?;
             room.v.slice_set(&pv.contiguous()?, dim, 0)?;
             self.room = Some(room);
         }
-        let room = self.room.as_ref().expect("made above");
+        let room = self.room.as_mut().expect("made above");
         room.k.slice_set(&k.contiguous()?, dim, len)?;
         room.v.slice_set(&v.contiguous()?, dim, len)?;
+        room.len = need;
         let (k, v) = (room.k.narrow(dim, 0, need)?, room.v.narrow(dim, 0, need)?);
         self.k = Some(k.clone());
         self.v = Some(v.clone());
@@ -105,7 +123,7 @@ impl KvCache {
                 Self {
                     k: Some(k.narrow(r.dim, 0, len)?),
                     v: Some(v.narrow(r.dim, 0, len)?),
-                    room: Some(Room { k, v, dim: r.dim }),
+                    room: Some(Room { k, v, dim: r.dim, len }),
                 }
             }
             None => Self { k: sel(&self.k)?, v: sel(&self.v)?, room: None },

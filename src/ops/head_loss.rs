@@ -236,11 +236,15 @@ pub fn head_loss(
     }
     let labels: Vec<u32> = labels.flatten_all()?.to_dtype(candle_core::DType::U32)?.to_vec1()?;
     let weights: Vec<f32> = weights.flatten_all()?.to_dtype(candle_core::DType::F32)?.to_vec1()?;
+    let n = h.dims().first().copied().unwrap_or(0);
+    if labels.len() != n || weights.len() != n {
+        bail!("head_loss: {} labels and {} weights for {n} rows", labels.len(), weights.len());
+    }
     // Rows of weight 0 (padding) cost the head's products and count for
     // nothing: only the others go in (a third of a Multi30k batch of 64
     // sentences is padding).
     let keep: Vec<u32> = (0..weights.len() as u32).filter(|&i| weights.get(i as usize) != Some(&0.0)).collect();
-    let (h, labels, weights) = if keep.len() < weights.len() && !keep.is_empty() && labels.len() == weights.len() {
+    let (h, labels, weights) = if keep.len() < weights.len() && !keep.is_empty() {
         let rows = Tensor::from_vec(keep.clone(), keep.len(), h.device())?;
         let pick = |v: &[u32]| keep.iter().map(|&i| v[i as usize]).collect::<Vec<_>>();
         let w: Vec<f32> = keep.iter().map(|&i| weights[i as usize]).collect();
