@@ -18,12 +18,32 @@ use candle_core::{bail, CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape,
 use rayon::prelude::*;
 use std::sync::Mutex;
 
+/// Replaces each x of `row` by e^(x − m) and returns their sum (eight lanes
+/// at a time, so that the compiler vectorises it).
+fn exp_in_place(row: &mut [f32], m: f32) -> f32 {
+    let mut acc = [0f32; 8];
+    let mut chunks = row.chunks_exact_mut(8);
+    for c in &mut chunks {
+        for k in 0..8 {
+            c[k] = exp(c[k] - m);
+            acc[k] += c[k];
+        }
+    }
+    let mut rest = 0.0;
+    for x in chunks.into_remainder() {
+        *x = exp(*x - m);
+        rest += *x;
+    }
+    acc.iter().sum::<f32>() + rest
+}
+
 struct HeadLossOp {
     labels: Vec<u32>,
     weights: Vec<f32>,
     eps: f32,
-    /// The forward pass's logits (N×V) and each row's log Σ exp, for the backward.
-    saved: Mutex<Option<(Vec<f32>, Vec<f32>)>>,
+    /// The forward pass's e^(logit − row max) (N×V) and each row's (log Σ
+    /// exp, max), for the backward.
+    saved: Mutex<Option<(Vec<f32>, Vec<(f32, f32)>)>>,
 }
 
 impl HeadLossOp {
@@ -78,7 +98,7 @@ impl HeadLossOp {
             super::init(logits) // the product wrote every element
         };
         let eps = self.eps;
-        let mut lse = vec![0f32; n];
+        let mut lse = vec![(0f32, 0f32); n]; // (log Σ exp, max) of each row
         let mut loss = vec![0f32; n];
         lse.par_chunks_mut(ROW_BLOCK)
             .zip(loss.par_chunks_mut(ROW_BLOCK))
@@ -93,9 +113,13 @@ impl HeadLossOp {
                     if let Some(b) = b {
                         row.iter_mut().zip(b).for_each(|(x, bv)| *x += bv);
                     }
-                    *l = super::cross_entropy::log_sum_exp(row);
                     let mean = if eps > 0.0 { super::sum(row) / v as f32 } else { 0.0 };
-                    *s = *l - (1.0 - eps) * row[self.labels[i] as usize] - eps * mean;
+                    let label = row[self.labels[i] as usize];
+                    // The row becomes e^(x − max), which the backward pass
+                    // scales into the softmax instead of exponentiating again.
+                    let m = super::max(row);
+                    *l = (m + exp_in_place(row, m).ln(), m);
+                    *s = l.0 - (1.0 - eps) * label - eps * mean;
                 }
             });
         // Summed in row order: the same total on any number of threads.
@@ -131,8 +155,10 @@ impl HeadLossOp {
                     row.fill(0.0);
                     continue;
                 }
-                let l = lse[i];
-                row.iter_mut().for_each(|x| *x = scale * (exp(*x - l) - uniform));
+                // The row holds e^(x − max) and lse = max + ln Σ: softmax = e · e^(max − lse).
+                let (l, m) = lse[i];
+                let to_p = scale * exp(m - l);
+                row.iter_mut().for_each(|x| *x = to_p * *x - scale * uniform);
                 row[self.labels[i] as usize] -= scale * (1.0 - eps);
             }
         });
@@ -154,9 +180,11 @@ impl HeadLossOp {
         let dw = if w_t.track_op() {
             let dw = with_f32(h_t, "head_loss", |h| {
                 let mut dw = super::output(v * c);
-                // SAFETY: dW (v×c) = Dᵀ (the (v×n) view of D) · h (n×c).
+                // SAFETY: dWᵀ (c×v) = hᵀ (the (c×n) view of h) · D (n×v), written
+                // transposed into dW (v×c): the kernel packs the small hᵀ rather
+                // than a transposed view of the large D.
                 unsafe {
-                    matmul(v, c, n, dw.as_mut_ptr().cast(), (1, ci), false, d.as_ptr(), (vi, 1), h.as_ptr(), (1, ci));
+                    matmul(c, v, n, dw.as_mut_ptr().cast(), (ci, 1), false, h.as_ptr(), (ci, 1), d.as_ptr(), (1, vi));
                     super::init(dw)
                 }
             })?;
