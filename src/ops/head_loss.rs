@@ -37,13 +37,15 @@ fn exp_in_place(row: &mut [f32], m: f32) -> f32 {
     acc.iter().sum::<f32>() + rest
 }
 
+/// The forward pass's e^(logit − row max) (N×V) and each row's (log Σ exp, max).
+type Saved = (Vec<f32>, Vec<(f32, f32)>);
+
 struct HeadLossOp {
     labels: Vec<u32>,
     weights: Vec<f32>,
     eps: f32,
-    /// The forward pass's e^(logit − row max) (N×V) and each row's (log Σ
-    /// exp, max), for the backward.
-    saved: Mutex<Option<(Vec<f32>, Vec<(f32, f32)>)>>,
+    /// What the forward pass keeps for the backward.
+    saved: Mutex<Option<Saved>>,
 }
 
 impl HeadLossOp {
