@@ -146,8 +146,9 @@ pub struct DataArgs {
     /// Vocabulary size for --tokenizer bpe or unigram (default 2000 for pairs).
     #[arg(long, value_name = "N")]
     pub bpe_vocab: Option<usize>,
-    /// Pairs: one vocabulary trained on both sides (true, the default; source, target and
-    /// output embeddings tied), or one per side (false: each of --bpe-vocab ids, untied).
+    /// Pairs: one vocabulary trained on both sides (true, the default; a Transformer ties
+    /// its source, target and output embeddings), or one per side (false: each of
+    /// --bpe-vocab ids, and the encoder gets an embedding of its own).
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", help_heading = "Translation")]
     pub shared_vocab: Option<bool>,
     /// Use this tokenizer.json instead of building one (text only).
