@@ -18,7 +18,7 @@
 
 use crate::error::Result;
 use crate::nn::causal_attention::{attend, split_heads, KvCache};
-use crate::nn::dropout::dropout;
+use crate::nn::dropout::{dropout, dropout_add};
 use crate::nn::embedding::Embedding;
 use crate::nn::layer_norm::{LayerNorm, RmsNorm};
 use crate::nn::linear::{Conv1D, Linear};
@@ -186,9 +186,9 @@ impl Block {
         mut rng: Option<&mut Rng>,
     ) -> candle_core::Result<Tensor> {
         let y = self.attn.forward(&self.norm_1.forward(x)?, rope, cache, rng.as_deref_mut())?;
-        let x = (x + dropout(&y, self.dropout, rng.as_deref_mut())?)?;
+        let x = dropout_add(x, &y, self.dropout, rng.as_deref_mut())?;
         let y = self.mlp.forward(&self.norm_2.forward(&x)?, rng.as_deref_mut())?;
-        x + dropout(&y, self.dropout, rng)?
+        dropout_add(&x, &y, self.dropout, rng)
     }
 }
 

@@ -10,7 +10,7 @@ use super::frontend::{Frontend, FrontendConfig, TokenEmbedding};
 use crate::data::shift::Seq2SeqTensors;
 use crate::error::{Error, Result};
 use crate::nn::causal_attention::KvCache;
-use crate::nn::dropout::dropout;
+use crate::nn::dropout::{dropout, dropout_add};
 use crate::nn::embedding::{embedding_init, Embedding};
 use crate::nn::layer_norm::{layer_norm, LayerNorm};
 use crate::nn::linear::{linear_init, Linear};
@@ -195,9 +195,9 @@ impl EncoderLayer {
         let h = self.self_attn_layer_norm.forward(x)?;
         let (k, v) = self.self_attn.kv(&h)?;
         let y = self.self_attn.attend(&h, &k, &v, key_lens, false)?;
-        let x = (x + dropout(&y, p, rng.as_deref_mut())?)?;
+        let x = dropout_add(x, &y, p, rng.as_deref_mut())?;
         let y = self.ff.forward(&self.final_layer_norm.forward(&x)?)?;
-        x + dropout(&y, p, rng)?
+        dropout_add(&x, &y, p, rng)
     }
 }
 
@@ -392,7 +392,7 @@ impl TransformerSeq2Seq {
             let (k, v) = state.self_cache[i].append_in_place(1, k, v)?;
             // Query t sees the cached steps and itself: keys up to offset + t.
             let y = l.self_attn.attend(&h, &k, &v, None, true)?;
-            x = (x + dropout(&y, p, rng.as_deref_mut())?)?;
+            x = dropout_add(&x, &y, p, rng.as_deref_mut())?;
             let h = l.encoder_attn_layer_norm.forward(&x)?;
             let (ck, cv) = &state.cross_kv[i];
             let q = l.encoder_attn.q_proj.forward(&h)?;
@@ -406,9 +406,9 @@ impl TransformerSeq2Seq {
                 rows,
                 false,
             )?)?;
-            x = (x + dropout(&y, p, rng.as_deref_mut())?)?;
+            x = dropout_add(&x, &y, p, rng.as_deref_mut())?;
             let y = l.ff.forward(&l.final_layer_norm.forward(&x)?)?;
-            x = (x + dropout(&y, p, rng.as_deref_mut())?)?;
+            x = dropout_add(&x, &y, p, rng.as_deref_mut())?;
         }
         Ok(self.dec_norm.forward(&x)?)
     }

@@ -15,6 +15,7 @@
 pub mod attention;
 pub mod conv2d;
 pub mod cross_entropy;
+pub mod dropout;
 pub mod embedding;
 pub mod gelu;
 pub mod gru;
