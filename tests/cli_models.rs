@@ -295,7 +295,7 @@ fn profile_finds_the_slow_op_and_writes_a_chrome_trace() {
     let last = String::from_utf8_lossy(&o.stdout).lines().last().unwrap().to_string();
     assert!(last.starts_with("{\"outputs\""), "the JSON line stays last: {last}");
     // A second profile into the same folder is refused before training.
-    fails(&slow("g2"), &["trace.json"]);
+    fails(&slow("g2"), &["trace.json", "give --profile a new folder"]);
     assert!(!dir.join("g2").exists());
     // A window after the run's end is refused before training.
     let late = ["train", "--model", "gpt", "--preset", "gpt-tiny", "--data", "play.txt", "--steps", "4"];

@@ -53,7 +53,14 @@ impl ProfileArgs {
             anyhow::bail!("--profile: this shiftlm was built without the profiler (cargo feature `profiler`)");
         }
         for f in ["trace.json", "profile.json"] {
-            shiftlm::io::check_new(&dir.join(f), false, &[])?;
+            let path = dir.join(f);
+            if path.exists() {
+                // Not check_new's message: these commands have no --force to offer.
+                anyhow::bail!(
+                    "{}: already exists; give --profile a new folder, or delete the old profile (nothing was written)",
+                    path.display()
+                );
+            }
         }
         Ok(())
     }

@@ -324,10 +324,11 @@ impl Model {
         if eps > 0.0 && matches!(self, Model::Forecaster(_) | Model::Image(_)) {
             return Err(Error::config("train.label_smoothing", "applies to models that predict tokens"));
         }
-        if let (true, BatchTensors::Pairs(b), Some(r)) = (opts.scheduled_sampling > 0.0, batch, rng.as_deref_mut()) {
-            let mixed = self.scheduled_sampling_inputs(b, r, opts.scheduled_sampling)?;
-            let plain = LossOptions { scheduled_sampling: 0.0, ..opts };
-            return self.training_loss_sum(&BatchTensors::Pairs(mixed), rng, plain);
+        if let BatchTensors::Pairs(b) = batch {
+            if let Some(mixed) = self.sampled_inputs(b, rng.as_deref_mut(), opts)? {
+                let plain = LossOptions { scheduled_sampling: 0.0, ..opts };
+                return self.training_loss_sum(&BatchTensors::Pairs(mixed), rng, plain);
+            }
         }
         match (self, batch) {
             (Model::Seq2seq(m), BatchTensors::Pairs(b)) => m.smoothed_loss_sum(b, rng, eps),
@@ -362,18 +363,28 @@ impl Model {
         if !matches!(self, Model::Seq2seq(_) | Model::Transformer(_)) {
             return Ok(self.training_loss_sum(batch, rng, opts)?.0);
         }
-        let mixed;
-        let b = match (opts.scheduled_sampling > 0.0, rng.as_deref_mut()) {
-            (true, Some(r)) => {
-                mixed = self.scheduled_sampling_inputs(b, r, opts.scheduled_sampling)?;
-                &mixed
-            }
-            _ => b,
-        };
+        let mixed = self.sampled_inputs(b, rng.as_deref_mut(), opts)?;
+        let b = mixed.as_ref().unwrap_or(b);
         match self {
             Model::Seq2seq(m) => m.head_loss_sum(b, rng, opts.label_smoothing),
             Model::Transformer(m) => m.head_loss_sum(b, rng, opts.label_smoothing),
             _ => unreachable!("checked above"),
+        }
+    }
+
+    /// The decoder inputs scheduled sampling trains on, when it is on
+    /// (`opts.scheduled_sampling` > 0, and training: `rng` given).
+    fn sampled_inputs(
+        &self,
+        b: &Seq2SeqTensors,
+        rng: Option<&mut Rng>,
+        opts: LossOptions,
+    ) -> Result<Option<Seq2SeqTensors>> {
+        match rng {
+            Some(r) if opts.scheduled_sampling > 0.0 => {
+                Ok(Some(self.scheduled_sampling_inputs(b, r, opts.scheduled_sampling)?))
+            }
+            _ => Ok(None),
         }
     }
 

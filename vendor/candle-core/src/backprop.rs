@@ -734,8 +734,6 @@ impl GradStore {
         self.0.insert(id, grad)
     }
 
-    /// Get the gradient tensor associated with the given tensor, or, if it does not exist,
-    /// insert a tensor of zeroes, with the same shape and type as the given tensors and return it
     /// Adds `grad` to the gradient of `tensor`; the first contribution is
     /// stored as it is. (shiftlm: upstream starts every gradient from a zero
     /// tensor and adds the contribution to it, a memset and an add pass per
@@ -747,14 +745,38 @@ impl GradStore {
                 *entry.get_mut() = sum;
             }
             Entry::Vacant(entry) => {
-                // As upstream's zeros + add did, hand on a contiguous tensor:
-                // some ops refuse other layouts (a transposed matmul operand).
-                entry.insert(grad.contiguous()?);
+                // The checks upstream's `zeros_like(tensor) + grad` made.
+                if grad.shape() != tensor.shape() {
+                    return Err(Error::ShapeMismatchBinaryOp {
+                        lhs: tensor.shape().clone(),
+                        rhs: grad.shape().clone(),
+                        op: "backward",
+                    }
+                    .bt());
+                }
+                if grad.dtype() != tensor.dtype() {
+                    return Err(Error::DTypeMismatchBinaryOp { lhs: tensor.dtype(), rhs: grad.dtype(), op: "backward" }.bt());
+                }
+                if !grad.device().same_device(tensor.device()) {
+                    return Err(Error::DeviceMismatchBinaryOp {
+                        lhs: tensor.device().location(),
+                        rhs: grad.device().location(),
+                        op: "backward",
+                    }
+                    .bt());
+                }
+                // And the layout its sum had: fresh row-major strides from offset 0
+                // (some ops refuse others, a transposed matmul operand say).
+                let l = grad.layout();
+                let plain = l.start_offset() == 0 && l.stride() == l.shape().stride_contiguous().as_slice();
+                entry.insert(if plain { grad.clone() } else { grad.force_contiguous()? });
             }
         }
         Ok(())
     }
 
+    /// Get the gradient tensor associated with the given tensor, or, if it does not exist,
+    /// insert a tensor of zeroes, with the same shape and type as the given tensors and return it
     fn or_insert(&mut self, tensor: &Tensor) -> Result<&mut Tensor> {
         let grad = match self.0.entry(tensor.id()) {
             Entry::Occupied(entry) => entry.into_mut(),
