@@ -172,6 +172,9 @@ pub fn flops_per_step(c: &BenchConfig) -> f64 {
                     let ff = m.d_ff as f64;
                     l * f * c + m.n_layer as f64 * l * (4.0 * c * c + 2.0 * c * ff + 2.0 * l * c) + c * h * n
                 }
+                // One map of the window (L·F) to the horizon (H·N); DLinear two, and its moving average.
+                ForecasterKind::NLinear => l * f * h * n,
+                ForecasterKind::DLinear => 2.0 * l * f * h * n + l * l * f,
             };
             6.0 * per_example * b
         }

@@ -29,7 +29,8 @@
 //!   optim               optimizers with saveable state, schedules
 //!   nn                  layers with working gradients
 //!   ops                 fused CPU kernels with hand-written backward passes
-//!   error rng io        errors · seeded streams · atomic writes (and faults, chart)
+//!   error rng io        errors · seeded streams · atomic writes (and faults, chart,
+//!                       stats: the classical forecasting baselines)
 //! ```
 //!
 //! One batch's path: a file becomes ids ([`data`]), the shift core builds
@@ -58,6 +59,7 @@ pub mod optim;
 pub mod plot;
 pub mod profile;
 pub mod rng;
+pub mod stats;
 pub mod train;
 
 pub use error::{Error, Result};

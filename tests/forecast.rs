@@ -38,8 +38,18 @@ fn sine(len: usize) -> Dataset {
 
 #[test]
 fn every_forecaster_overfits_a_short_series() {
-    for kind in [ForecasterKind::Lstm, ForecasterKind::Gru, ForecasterKind::Transformer] {
-        let mut t = Trainer::new(config(kind, 600), sine(60), Tokenizer::Values, None).unwrap();
+    for kind in [
+        ForecasterKind::Lstm,
+        ForecasterKind::Gru,
+        ForecasterKind::Transformer,
+        ForecasterKind::NLinear,
+        ForecasterKind::DLinear,
+    ] {
+        let mut c = config(kind, 600);
+        // Behind RevIN as well, for one recurrent and one linear kind.
+        let ModelConfig::Forecaster(m) = &mut c.model else { unreachable!() };
+        m.revin = matches!(kind, ForecasterKind::Gru | ForecasterKind::DLinear);
+        let mut t = Trainer::new(c, sine(60), Tokenizer::Values, None).unwrap();
         let mut h = LossHistory::default();
         t.run(&mut h).unwrap();
         let (first, last) = (h.0[0], *h.0.last().unwrap());
@@ -49,15 +59,19 @@ fn every_forecaster_overfits_a_short_series() {
 
 #[test]
 fn every_parameter_gets_a_finite_nonzero_gradient() {
-    for (kind, sampling) in [
-        (ForecasterKind::Lstm, 0.0),
-        (ForecasterKind::Lstm, 0.5),
-        (ForecasterKind::Gru, 0.5),
-        (ForecasterKind::Transformer, 0.0),
+    for (kind, sampling, revin) in [
+        (ForecasterKind::Lstm, 0.0, false),
+        (ForecasterKind::Lstm, 0.5, false),
+        (ForecasterKind::Gru, 0.5, true),
+        (ForecasterKind::Transformer, 0.0, false),
+        (ForecasterKind::Transformer, 0.0, true),
+        (ForecasterKind::NLinear, 0.0, false),
+        (ForecasterKind::DLinear, 0.0, true),
     ] {
         let mut c = config(kind, 1);
         let ModelConfig::Forecaster(m) = &mut c.model else { unreachable!() };
         m.scheduled_sampling = sampling;
+        m.revin = revin;
         m.n_layer = 2;
         let t = Trainer::new(c, sine(60), Tokenizer::Values, None).unwrap();
         let Dataset::Series(s) = &t.data else { unreachable!() };
@@ -170,6 +184,11 @@ fn trains_on_a_csv_evaluates_against_baselines_and_forecasts() {
         assert!(v[k].is_number(), "{k} in {v}");
     }
     assert!(v["baselines"]["naive"]["mase"].is_number() && v["baselines"]["seasonal_naive"]["mase"].is_number());
+    // The classical baselines, with the model each fitted.
+    for k in ["ar", "ets", "theta"] {
+        assert!(v["baselines"][k]["mase"].is_number() && v["baselines"][k]["model"].is_string(), "{k} in {v}");
+    }
+    assert!(v["baselines"]["ets"]["model"].as_str().unwrap().starts_with("ETS("), "{v}");
     assert_eq!(v["season"], 24);
 
     let e = json(&ok(&run(d, &["eval", "--checkpoint", "run", "--data", "load.csv", "--season", "12", "--json"])));
@@ -212,6 +231,8 @@ fn a_constant_series_has_no_mase_but_still_reports() {
     let v = json(&ok(&o));
     assert!(v["mase"].is_null() && v["baselines"]["naive"]["mase"].is_null(), "{v}");
     assert_eq!(v["baselines"]["naive"]["mae"], 0.0);
+    // AR's regression and ETS's likelihood are undefined on a constant series.
+    assert!(v["baselines"]["ar"].is_null() && v["baselines"]["ets"].is_null(), "{v}");
     assert!(String::from_utf8_lossy(&o.stdout).contains("MASE is undefined"));
 }
 

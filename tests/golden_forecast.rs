@@ -2,8 +2,9 @@
 //!
 //! Fixtures come from `python3 tools/make_forecast_fixtures.py` (PyTorch,
 //! float64 reference): nn.LSTM/nn.GRU encoder–decoders rolled out over the
-//! horizon and a pre-LN Transformer encoder with a direct head, both reading
-//! windows relative to their last target value. Checked: the shift
+//! horizon, a pre-LN Transformer encoder with a direct head, and NLinear and
+//! DLinear (linear maps of the window, DLinear's through a moving-average
+//! split), all reading windows relative to their last target value. Checked: the shift
 //! (decoder input and labels), the teacher-forced and free-running
 //! forecasts, the MSE/MAE/Huber sums, and every parameter's gradient.
 //! Tolerances: forecasts and losses 1e-5 relative, gradients 1e-4 relative
@@ -107,4 +108,19 @@ fn gru_forecaster_matches_pytorch() {
 #[test]
 fn transformer_forecaster_matches_pytorch() {
     check("transformer");
+}
+
+#[test]
+fn nlinear_forecaster_matches_pytorch() {
+    check("nlinear");
+}
+
+#[test]
+fn dlinear_forecaster_matches_pytorch() {
+    check("dlinear");
+}
+
+#[test]
+fn revin_forecaster_matches_pytorch() {
+    check("gru_revin");
 }

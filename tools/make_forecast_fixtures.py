@@ -11,6 +11,11 @@ Plain PyTorch forecasters with the parameter names shiftlm uses:
 - transformer: nn.Linear input projection + learned positions, pre-LN
   encoder blocks (BART names, GELU tanh), final LayerNorm, and a direct head
   on the last position: last + head(z).reshape(H, N).
+- nlinear / dlinear: one nn.Linear over the flattened relative window; for
+  DLinear two, over the moving-average trend (kernel 5, replicate padding,
+  avg_pool1d) and the remainder, summed.
+- gru_revin: the GRU forecaster behind RevIN (per-window standardisation,
+  undone on the forecast; no affine map).
 
 Each runs one batch (2 targets + 1 covariate) in float64 and writes
 tests/fixtures/forecast_<kind>.{json,safetensors} with param.*, input.*,
@@ -91,6 +96,48 @@ class TransformerForecaster(nn.Module):
         return self.head(z).reshape(-1, H, N) + last
 
 
+class LinearForecaster(nn.Module):
+    """NLinear (kernel None) or DLinear (a centred moving average of `kernel`
+    steps, ends padded with the first and last values, as the paper's code)."""
+
+    def __init__(self, kernel=None):
+        super().__init__()
+        self.kernel = kernel
+        if kernel is None:
+            self.linear = nn.Linear(L * FEAT, H * N)
+        else:
+            self.linear_seasonal = nn.Linear(L * FEAT, H * N)
+            self.linear_trend = nn.Linear(L * FEAT, H * N)
+
+    def forward(self, past, dec_in=None):
+        x, last = relative(past)
+        b = x.shape[0]
+        if self.kernel is None:
+            return self.linear(x.reshape(b, -1)).reshape(b, H, N) + last
+        pad = (self.kernel - 1) // 2
+        padded = torch.cat([x[:, :1].repeat(1, pad, 1), x, x[:, -1:].repeat(1, pad, 1)], 1)
+        trend = F.avg_pool1d(padded.transpose(1, 2), self.kernel, stride=1).transpose(1, 2)
+        rest = x - trend
+        y = self.linear_seasonal(rest.reshape(b, -1)) + self.linear_trend(trend.reshape(b, -1))
+        return y.reshape(b, H, N) + last
+
+
+class RevinGru(RnnForecaster):
+    """The GRU forecaster behind RevIN without its affine map: each window's
+    columns standardised by their own mean and spread (variance + 1e-5), the
+    forecast mapped back with the targets' statistics."""
+
+    def __init__(self):
+        super().__init__("gru", 8, 1)
+
+    def forward(self, past, dec_in=None):
+        mean = past.mean(1, keepdim=True)
+        std = torch.sqrt(past.var(1, keepdim=True, unbiased=False) + 1e-5)
+        x = (past - mean) / std
+        d = None if dec_in is None else (dec_in - mean[..., :N]) / std[..., :N]
+        return super().forward(x, d) * std[..., :N] + mean[..., :N]
+
+
 def batch():
     g = torch.Generator().manual_seed(11)
     series = torch.randn(B, L + H, FEAT, generator=g, dtype=torch.float64).cumsum(1) * 0.5
@@ -136,3 +183,6 @@ if __name__ == "__main__":
     make("lstm", base_cfg("lstm", 2), RnnForecaster("lstm", 8, 2))
     make("gru", base_cfg("gru", 1), RnnForecaster("gru", 8, 1))
     make("transformer", base_cfg("transformer", 2), TransformerForecaster(8, 2, 2, 12))
+    make("nlinear", base_cfg("nlinear", 1), LinearForecaster())
+    make("dlinear", {**base_cfg("dlinear", 1), "ma_kernel": 5}, LinearForecaster(5))
+    make("gru_revin", {**base_cfg("gru", 1), "revin": True}, RevinGru())

@@ -14,14 +14,19 @@ own outputs), so the exposure-bias gap is visible. For a language model,
 --data FILE is evaluated whole, window by window.
 
 For a forecaster: MAE, RMSE, MAPE, sMAPE and MASE of the model's forecasts
-(rolling origins one step apart, horizon H each, free-running) beside the
-naive (last value) and seasonal-naive (one season ago) baselines on the same
-windows. --data FILE.csv is read with the columns the model was trained on
-(`value` for a model of the built-in series) and scored whole (--split all;
-MASE is scaled by its first 70% of rows, as in training); without it, the
-run's test split is scored. In --json the model's
-metrics are top-level (`mase`, `rmse`, …) and the baselines' are under
-`baselines.naive` and `baselines.seasonal_naive`.
+(rolling origins one step apart, horizon H each, free-running) beside
+baselines on the same windows: naive (last value), seasonal naive (one season
+ago), and three classical models fitted on the training rows only and run
+with those parameters over each window's history: AR(p) with the order chosen
+by AIC, ETS with its components chosen by AICc, and Theta. --data FILE.csv is
+read with the columns the model was trained on (`value` for a model of the
+built-in series) and scored whole (--split all; MASE is scaled by its first
+70% of rows, and the classical models are fitted on them, as in training);
+without it, the run's test split is scored. In --json the model's metrics are
+top-level (`mase`, `rmse`, …) and the baselines' are under `baselines.naive`,
+`baselines.seasonal_naive`, `baselines.ar`, `baselines.ets` and
+`baselines.theta` (each classical one with `model`, e.g. ETS(M,Ad,N), or
+null when it cannot be fitted).
 
 Examples:
   shiftlm eval --checkpoint runs/small-rotate

@@ -100,9 +100,10 @@ pub enum DataCommand {
 pub struct DataArgs {
     /// Model family: seq2seq (RNN encoder–decoder, the default), transformer (Transformer
     /// encoder–decoder), gpt (GPT-2 layout) or llama. For forecasting: seq2seq (an LSTM/GRU
-    /// encoder with a decoder rolled out over the horizon) or transformer (encoder + direct head).
+    /// encoder with a decoder rolled out over the horizon), transformer (encoder + direct head),
+    /// nlinear (one linear map of the window) or dlinear (linear maps of its trend and remainder).
     /// Images and keywords: cnn, row-lstm, row-gru, mlp, conv-lstm or conv-gru.
-    #[arg(long, value_name = "FAMILY", value_parser = ["seq2seq", "transformer", "gpt", "gpt2", "llama", "cnn", "row-lstm", "row-gru", "mlp", "conv-lstm", "conv-gru"])]
+    #[arg(long, value_name = "FAMILY", value_parser = ["seq2seq", "transformer", "gpt", "gpt2", "llama", "cnn", "row-lstm", "row-gru", "mlp", "conv-lstm", "conv-gru", "nlinear", "dlinear"])]
     pub model: Option<String>,
     /// Built-in task: rotate, copy, reverse or sort (default: the preset's, rotate);
     /// series: a synthetic hourly series with trend, daily and weekly seasons, to forecast;
@@ -258,12 +259,17 @@ impl DataArgs {
         if let Some(s) = self.seed {
             cfg.train.seed = s;
         }
-        if let (Some("transformer"), shiftlm::model::ModelConfig::Forecaster(m)) =
-            (self.model.as_deref(), &mut cfg.model)
-        {
-            m.kind = shiftlm::model::ForecasterKind::Transformer;
-        } else if matches!(self.model.as_deref(), Some("gpt" | "gpt2" | "llama")) {
-            anyhow::bail!("forecasting uses --model seq2seq (an RNN encoder–decoder, the default) or transformer");
+        if let shiftlm::model::ModelConfig::Forecaster(m) = &mut cfg.model {
+            use shiftlm::model::ForecasterKind;
+            m.kind = match self.model.as_deref() {
+                None | Some("seq2seq") => m.kind,
+                Some("transformer") => ForecasterKind::Transformer,
+                Some("nlinear") => ForecasterKind::NLinear,
+                Some("dlinear") => ForecasterKind::DLinear,
+                Some(other) => anyhow::bail!(
+                    "forecasting uses --model seq2seq (an RNN encoder–decoder, the default), transformer, nlinear or dlinear, not {other}"
+                ),
+            };
         }
         Ok(cfg)
     }

@@ -47,32 +47,32 @@ pub fn json_value<T: serde::Serialize>(r: &T, extra: serde_json::Value) -> Strin
     v.to_string()
 }
 
-/// A forecaster's metrics beside the naive and seasonal-naive baselines.
+/// A forecaster's metrics beside the baselines: naive, seasonal naive, and
+/// the classical models fitted on the training rows (AR, ETS, Theta).
 pub fn print_forecast(r: &shiftlm::eval::forecast::ForecastReport, what: &str) {
     let b = &r.baselines;
     println!(
         "forecast accuracy on the {what}: {} windows × horizon {} (season {}; MASE < 1 beats seasonal naive in-sample)",
         r.windows, r.horizon, r.season
     );
-    println!("  {:<16}{:>10}{:>10}{:>10}{:>10}{:>10}", "", "MASE", "MAE", "RMSE", "sMAPE %", "MAPE %");
-    for (name, m) in [("model", &r.model), ("naive", &b.naive), ("seasonal naive", &b.seasonal_naive)] {
+    println!("  {:<18}{:>10}{:>10}{:>10}{:>10}{:>10}", "", "MASE", "MAE", "RMSE", "sMAPE %", "MAPE %");
+    let mut rows = vec![("naive".to_string(), &b.naive), ("seasonal naive".to_string(), &b.seasonal_naive)];
+    rows.extend([&b.ar, &b.ets, &b.theta].into_iter().flatten().map(|c| (c.model.clone(), &c.metrics)));
+    for (name, m) in std::iter::once(("model".to_string(), &r.model)).chain(rows.iter().cloned()) {
         let mape = m.mape.map_or("-".to_string(), |v| format!("{v:.2}"));
         let mase = m.mase.map_or("-".to_string(), |v| format!("{v:.4}"));
-        println!("  {name:<16}{mase:>10}{:>10.4}{:>10.4}{:>10.2}{mape:>10}", m.mae, m.rmse, m.smape);
+        println!("  {name:<18}{mase:>10}{:>10.4}{:>10.4}{:>10.2}{mape:>10}", m.mae, m.rmse, m.smape);
     }
-    let verdict = |beats: bool| if beats { "beats both baselines" } else { "does NOT beat the better baseline" };
-    match (r.model.mase, b.naive.mase.zip(b.seasonal_naive.mase)) {
-        (Some(m), Some((n, s))) => println!("  the model {} (MASE {m:.3} vs {:.3})", verdict(m < n.min(s)), n.min(s)),
-        _ => {
-            // MASE's scale is undefined: compare MAE, its numerator.
-            let best = b.naive.mae.min(b.seasonal_naive.mae);
-            println!(
-                "  the model {} (MAE {:.4} vs {best:.4}); MASE is undefined: the training rows are no longer than the season ({}) or do not change over it",
-                verdict(r.model.mae < best),
-                r.model.mae,
-                r.season
-            );
-        }
+    // The best baseline by MAE (MASE is MAE over one shared scale, so the
+    // order is the same where MASE is defined).
+    let Some((best_name, best)) = rows.iter().min_by(|a, b| a.1.mae.total_cmp(&b.1.mae)) else { return };
+    let verdict = if r.model.mae < best.mae { "beats every baseline" } else { "does NOT beat the best baseline" };
+    match (r.model.mase, best.mase) {
+        (Some(m), Some(bm)) => println!("  the model {verdict} (MASE {m:.3} vs {bm:.3}, {best_name})"),
+        _ => println!(
+            "  the model {verdict} (MAE {:.4} vs {:.4}, {best_name}); MASE is undefined: the training rows are no longer than the season ({}) or do not change over it",
+            r.model.mae, best.mae, r.season
+        ),
     }
 }
 

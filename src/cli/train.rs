@@ -104,6 +104,12 @@ pub struct TrainArgs {
     /// Forecasting: Huber's δ, on scaled values (default 1.0).
     #[arg(long, value_name = "D", help_heading = "Forecasting")]
     pub huber_delta: Option<f32>,
+    /// Forecasting: reversible instance normalisation (RevIN): each window is
+    /// standardised by its own mean and spread before the model reads it, and
+    /// the forecast mapped back. Helps where the series' level or spread
+    /// drifts beyond the training range.
+    #[arg(long, help_heading = "Forecasting")]
+    pub revin: bool,
     /// Scheduled sampling: probability that a decoder input is the model's own previous
     /// prediction instead of the reference in training (default 0). Encoder–decoders: two
     /// passes, the first teacher forced without gradient. Forecasters: an RNN decoder step
@@ -236,8 +242,8 @@ fn job(a: &TrainArgs) -> anyhow::Result<TrainJob> {
 /// Applies --layers, --hidden, --emb, --heads, --context, --cell,
 /// --attention and --dropout to whichever family the config holds.
 fn apply_model_flags(model: &mut ModelConfig, a: &TrainArgs) -> anyhow::Result<()> {
-    if !model.is_forecaster() && (a.horizon.is_some() || a.loss.is_some() || a.huber_delta.is_some()) {
-        return Err(only("--horizon/--loss/--huber-delta", "forecasting"));
+    if !model.is_forecaster() && (a.horizon.is_some() || a.loss.is_some() || a.huber_delta.is_some() || a.revin) {
+        return Err(only("--horizon/--loss/--huber-delta/--revin", "forecasting"));
     }
     match model {
         ModelConfig::Forecaster(m) => forecaster_flags(m, a)?,
@@ -321,8 +327,14 @@ fn forecaster_flags(m: &mut shiftlm::model::ForecasterConfig, a: &TrainArgs) -> 
     if a.attention.is_some() || a.emb.is_some() || a.variational_dropout.is_some() {
         return Err(only("--attention/--emb/--variational-dropout", "RNN encoder–decoder (token)"));
     }
+    let linear = matches!(m.kind, ForecasterKind::NLinear | ForecasterKind::DLinear);
+    if linear && (a.layers.is_some() || a.hidden.is_some() || a.heads.is_some()) {
+        return Err(only("--layers/--hidden/--heads", "LSTM, GRU and Transformer forecasters'"));
+    }
     match (a.cell.as_deref(), m.kind) {
-        (Some(_), ForecasterKind::Transformer) => return Err(only("--cell", "RNN")),
+        (Some(_), ForecasterKind::Transformer | ForecasterKind::NLinear | ForecasterKind::DLinear) => {
+            return Err(only("--cell", "RNN"))
+        }
         (Some("gru"), _) => m.kind = ForecasterKind::Gru,
         (Some(_), _) => m.kind = ForecasterKind::Lstm,
         _ => {}
@@ -337,6 +349,7 @@ fn forecaster_flags(m: &mut shiftlm::model::ForecasterConfig, a: &TrainArgs) -> 
     m.horizon = a.horizon.unwrap_or(m.horizon);
     m.dropout = a.dropout.unwrap_or(m.dropout);
     m.scheduled_sampling = a.scheduled_sampling.unwrap_or(m.scheduled_sampling);
+    m.revin |= a.revin;
     let delta = a.huber_delta.unwrap_or(1.0);
     if let (Some(l), Some(_)) = (a.loss.as_deref().filter(|l| *l != "huber"), a.huber_delta) {
         anyhow::bail!("--huber-delta applies to --loss huber, not {l}");

@@ -299,12 +299,16 @@ fn llama_tiny() -> Parts {
 }
 
 /// Forecasting the built-in series: an LSTM encoder–decoder reading
-/// `context` hourly values and forecasting `horizon`, cosine decay.
+/// `context` hourly values and forecasting `horizon`, cosine decay, the
+/// best validation checkpoint evaluated.
 fn forecaster(hidden: usize, context: usize, horizon: usize, steps: usize, eval_every: usize, weeks: usize) -> Parts {
     let model = ModelConfig::Forecaster(ForecasterConfig { hidden, context, horizon, ..Default::default() });
     let mut t = train(steps, 32, 3e-3, eval_every);
     t.schedule = cosine(steps, steps / 20);
     t.eval_batches = 20; // validation windows beyond 20 batches are evenly sampled
+                         // Forecasters overfit small series: the test is scored with the
+                         // checkpoint of the lowest validation loss, not the last.
+    t.select_by = Some(super::train::SelectBy::Loss);
     let data = SeriesConfig { synthetic_len: 24 * 7 * weeks, ..Default::default() };
     (model, t, DataConfig::Series(data), 0)
 }

@@ -1,12 +1,15 @@
-//! Forecast accuracy: MAE, RMSE, MAPE, sMAPE and MASE, and the two baselines
+//! Forecast accuracy: MAE, RMSE, MAPE, sMAPE and MASE, and the baselines
 //! every forecaster is compared with, computed on the same windows: naive
-//! (repeat the last observed value) and seasonal naive (the value one season
-//! earlier).
+//! (repeat the last observed value), seasonal naive (the value one season
+//! earlier), and the classical models of [`crate::stats`] (AR, ETS, Theta),
+//! fitted on the training rows and run with those parameters over each
+//! window's history.
 
 use crate::data::series::SeriesData;
 use crate::data::shift::ForecastBatch;
 use crate::error::Result;
 use crate::model::Forecaster;
+use crate::stats::Baseline;
 use candle_core::Device;
 use serde::Serialize;
 
@@ -105,13 +108,44 @@ pub fn average(ms: &[ForecastMetrics]) -> ForecastMetrics {
     }
 }
 
-/// The two baselines' metrics, on the same windows as the model's.
+/// The baselines' metrics, on the same windows as the model's.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Baselines {
     /// Repeat the last observed value.
     pub naive: ForecastMetrics,
     /// Repeat the value one season earlier.
     pub seasonal_naive: ForecastMetrics,
+    /// AR(p), the order chosen by AIC (`null` when it cannot be fitted: a
+    /// constant or too short training series).
+    pub ar: Option<Box<ClassicalMetrics>>,
+    /// ETS, the model chosen by AICc (`null` when none can be fitted).
+    pub ets: Option<Box<ClassicalMetrics>>,
+    /// The Theta method (`null` when it cannot be fitted).
+    pub theta: Option<Box<ClassicalMetrics>>,
+}
+
+impl Baselines {
+    /// Every baseline by its JSON name.
+    pub fn all(&self) -> Vec<(&'static str, &ForecastMetrics)> {
+        let mut out = vec![("naive", &self.naive), ("seasonal_naive", &self.seasonal_naive)];
+        for (name, b) in [("ar", &self.ar), ("ets", &self.ets), ("theta", &self.theta)] {
+            if let Some(b) = b {
+                out.push((name, &b.metrics));
+            }
+        }
+        out
+    }
+}
+
+/// A classical baseline's metrics and the model it fitted.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ClassicalMetrics {
+    /// Its errors, averaged over targets.
+    #[serde(flatten)]
+    pub metrics: ForecastMetrics,
+    /// The fitted model, e.g. `AR(9)` or `ETS(M,Ad,N)` (per target, `; `
+    /// between them, when they differ).
+    pub model: String,
 }
 
 /// A forecaster's accuracy on one split, beside the baselines. In JSON the
@@ -168,8 +202,9 @@ pub fn forecast_at(model: &Forecaster, s: &SeriesData, origin: usize, dev: &Devi
 
 /// The model's and the baselines' metrics over every window whose horizon
 /// lies in `rows` (e.g. the test split). MASE is scaled by the seasonal
-/// naive in-sample error on the training rows; the baselines see the whole
-/// history before each origin.
+/// naive in-sample error on the training rows; the naive baselines see the
+/// whole history before each origin, the classical ones are fitted on the
+/// training rows and run over that history with their parameters fixed.
 pub fn evaluate(
     model: &Forecaster,
     s: &SeriesData,
@@ -179,13 +214,14 @@ pub fn evaluate(
     let (l, h, n) = (model.config().context, model.config().horizon, s.n_targets);
     let starts = s.starts(rows, l, h, 1);
     let pred = predict(model, s, &starts, 256, dev)?;
+    let origins: Vec<usize> = starts.iter().map(|st| st + l).collect();
     let (mut ours, mut naives, mut seasonals) = (Vec::new(), Vec::new(), Vec::new());
+    let mut classical: [Vec<Option<(ForecastMetrics, String)>>; 3] = Default::default();
     for c in 0..n {
         let col = &s.series.columns[c];
         let scale = mase_scale(&col[s.train.clone()], s.season);
         let (mut p, mut y, mut nv, mut sn) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        for (w, &st) in starts.iter().enumerate() {
-            let origin = st + l;
+        for (w, &origin) in origins.iter().enumerate() {
             let history = &col[..origin];
             y.extend_from_slice(&col[origin..origin + h]);
             p.extend((0..h).map(|i| pred[(w * h + i) * n + c]));
@@ -195,10 +231,45 @@ pub fn evaluate(
         ours.push(metrics(&p, &y, scale));
         naives.push(metrics(&nv, &y, scale));
         seasonals.push(metrics(&sn, &y, scale));
+        let series: Vec<f64> = col.iter().map(|&v| v as f64).collect();
+        let train = &series[s.train.clone()];
+        let fitted: [Option<Box<dyn Baseline>>; 3] = [
+            crate::stats::ar::fit(train, crate::stats::ar::default_maxlag(train.len())).map(|m| Box::new(m) as _),
+            crate::stats::ets::fit(train, s.season).map(|m| Box::new(m) as _),
+            crate::stats::theta::fit(train, s.season).map(|m| Box::new(m) as _),
+        ];
+        for (k, fit) in fitted.into_iter().enumerate() {
+            let scored = fit.and_then(|b| {
+                let f: Vec<f32> = b.forecast_from(&series, &origins, h).iter().map(|&v| v as f32).collect();
+                // A multiplicative model can break on values its training rows never had (≤ 0).
+                f.iter().all(|v| v.is_finite()).then(|| (metrics(&f, &y, scale), b.describe()))
+            });
+            if scored.is_none() {
+                let name = ["AR", "ETS", "Theta"][k];
+                tracing::warn!(
+                    "the {name} baseline could not be fitted to the training rows of '{}'",
+                    s.series.names[c]
+                );
+            }
+            classical[k].push(scored);
+        }
     }
+    let summarise = |per_target: &Vec<Option<(ForecastMetrics, String)>>| -> Option<Box<ClassicalMetrics>> {
+        let all: Vec<(ForecastMetrics, String)> = per_target.iter().cloned().collect::<Option<_>>()?;
+        let mut names: Vec<String> = all.iter().map(|(_, d)| d.clone()).collect();
+        names.dedup();
+        let metrics = average(&all.into_iter().map(|(m, _)| m).collect::<Vec<_>>());
+        Some(Box::new(ClassicalMetrics { metrics, model: names.join("; ") }))
+    };
     Ok(ForecastReport {
         model: average(&ours),
-        baselines: Baselines { naive: average(&naives), seasonal_naive: average(&seasonals) },
+        baselines: Baselines {
+            naive: average(&naives),
+            seasonal_naive: average(&seasonals),
+            ar: summarise(&classical[0]),
+            ets: summarise(&classical[1]),
+            theta: summarise(&classical[2]),
+        },
         season: s.season,
         windows: starts.len(),
         horizon: h,

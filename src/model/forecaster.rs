@@ -16,10 +16,22 @@
 //! - `transformer`: the Transformer encoder (pre-LN blocks of the
 //!   encoder–decoder) over the projected past with learned positions, and a
 //!   direct multi-step head on the last position: `last + head(z)`.
+//! - `nlinear` / `dlinear` (Zeng et al. 2023, "Are Transformers Effective
+//!   for Time Series Forecasting?"): one linear map from the whole window
+//!   (L × F values, flattened) to the horizon (H × N). NLinear maps the
+//!   relative window directly; DLinear first splits it, channel by channel,
+//!   into a trend (a centred moving average of `ma_kernel` steps, the ends
+//!   padded with the first and last values) and the remainder, and sums a
+//!   linear map of each. With one input column this is the papers' model.
+//!
+//! Any kind may sit behind RevIN (`revin`, Kim et al. 2022, without its
+//! affine map): each window's columns are standardised by their own
+//! statistics, and the forecast mapped back.
 //!
 //! Names: `encoder.weight_ih_l0`, `decoder.…`, `head.weight` (PyTorch's
 //! `nn.LSTM`/`nn.GRU`/`nn.Linear`); `input_proj`, `embed_positions.weight`,
-//! `encoder.layers.{i}.…`, `layer_norm`, `head` for the Transformer.
+//! `encoder.layers.{i}.…`, `layer_norm`, `head` for the Transformer;
+//! `linear` (NLinear), `linear_seasonal` and `linear_trend` (DLinear).
 
 use super::frontend::{Frontend, FrontendConfig};
 use crate::data::series::Scaler;
@@ -48,6 +60,25 @@ pub enum ForecasterKind {
     Gru,
     /// Transformer encoder with a direct multi-step head on the last position.
     Transformer,
+    /// One linear map from the window (relative to its last value) to the horizon.
+    #[serde(rename = "nlinear")]
+    NLinear,
+    /// Linear maps of the window's moving-average trend and its remainder, summed.
+    #[serde(rename = "dlinear")]
+    DLinear,
+}
+
+impl ForecasterKind {
+    /// The name `--model` takes and `config.json` holds.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Lstm => "lstm",
+            Self::Gru => "gru",
+            Self::Transformer => "transformer",
+            Self::NLinear => "nlinear",
+            Self::DLinear => "dlinear",
+        }
+    }
 }
 
 /// A forecaster's shape and loss. Saved in every checkpoint's `config.json`,
@@ -83,6 +114,21 @@ pub struct ForecasterConfig {
     /// The scaler fitted on the training split; set by the trainer.
     #[serde(default)]
     pub scaler: Option<Scaler>,
+    /// DLinear's moving-average length, odd, e.g. 25 (the paper's).
+    #[serde(default = "default_ma_kernel")]
+    pub ma_kernel: usize,
+    /// Reversible instance normalisation (Kim et al. 2022, "RevIN"): each
+    /// window's columns are standardised by their own mean and spread over
+    /// the L steps before the network reads them, and the forecast is mapped
+    /// back with the targets' statistics. For any kind. Without RevIN's
+    /// learned affine map: the model reads targets relative to their last
+    /// value, which cancels the shift, and a linear model's scale.
+    #[serde(default)]
+    pub revin: bool,
+}
+
+fn default_ma_kernel() -> usize {
+    25
 }
 
 impl Default for ForecasterConfig {
@@ -103,6 +149,8 @@ impl Default for ForecasterConfig {
             loss: RegressionLoss::Mse,
             scheduled_sampling: 0.0,
             scaler: None,
+            ma_kernel: default_ma_kernel(),
+            revin: false,
         }
     }
 }
@@ -128,7 +176,9 @@ impl ForecasterConfig {
             ("model.context", &[self.context, c]),
             ("model.n_layer", &[l, 8, c, c + self.d_ff]),
             ("model.horizon", &[self.horizon, self.n_targets, c]),
+            ("model.context", &[2, self.context, self.n_inputs, self.horizon, self.n_targets]), // DLinear's two maps
         ])?;
+        super::check_sizes(&[("model.ma_kernel", self.ma_kernel)])?;
         if self.n_targets > self.n_inputs {
             return Err(Error::config("model.n_inputs", "must count the targets and the covariates"));
         }
@@ -136,6 +186,12 @@ impl ForecasterConfig {
             return Err(Error::config(
                 "model.hidden",
                 format!("{} is not divisible by n_head {}", self.hidden, self.n_head),
+            ));
+        }
+        if self.kind == ForecasterKind::DLinear && self.ma_kernel.is_multiple_of(2) {
+            return Err(Error::config(
+                "model.ma_kernel",
+                format!("{} is even; the moving average is centred, so it must be odd", self.ma_kernel),
             ));
         }
         if !(0.0..1.0).contains(&self.dropout) {
@@ -179,9 +235,31 @@ enum Net {
         layers: Vec<EncoderLayer>,
         norm: LayerNorm,
     },
+    /// NLinear: `head` maps the flattened window.
+    NLinear,
+    /// DLinear: `head` maps the remainder, `trend` the moving average.
+    DLinear {
+        average: Tensor, // (L, L): trend = average · window, per column
+        trend: Linear,
+    },
 }
 
-/// A forecaster of either kind.
+/// The centred moving average over `l` steps as an (L, L) matrix A, trend =
+/// A·x: row t averages the `k` values around t, positions before the first
+/// or after the last reading those ends (DLinear's replicate padding).
+fn moving_average(l: usize, k: usize, dev: &candle_core::Device) -> candle_core::Result<Tensor> {
+    let half = (k / 2) as isize;
+    let mut a = vec![0f32; l * l];
+    for t in 0..l {
+        for j in -half..=half {
+            let s = (t as isize + j).clamp(0, l as isize - 1) as usize;
+            a[t * l + s] += 1.0 / k as f32;
+        }
+    }
+    Tensor::from_vec(a, (l, l), dev)
+}
+
+/// A forecaster of any kind.
 #[derive(Debug, Clone)]
 pub struct Forecaster {
     cfg: ForecasterConfig,
@@ -190,6 +268,9 @@ pub struct Forecaster {
     net: Net,
     head: Linear,
 }
+
+/// RevIN's variance floor (the paper's ε).
+const REVIN_EPS: f64 = 1e-5;
 
 impl Forecaster {
     /// Validates `cfg` and builds the forecaster, its parameters under `vb`.
@@ -217,6 +298,17 @@ impl Forecaster {
                 };
                 (input, net, linear_init(c, cfg.horizon * n, true, w, vb.pp("head"))?)
             }
+            ForecasterKind::NLinear | ForecasterKind::DLinear => {
+                let input = cfg.input().build(w, vb.pp("input_proj"))?; // no parameters: values as they are
+                let (lf, hn) = (cfg.context * cfg.n_inputs, cfg.horizon * n);
+                if cfg.kind == ForecasterKind::NLinear {
+                    (input, Net::NLinear, linear_init(lf, hn, true, w, vb.pp("linear"))?)
+                } else {
+                    let average = moving_average(cfg.context, cfg.ma_kernel, vb.device())?;
+                    let trend = linear_init(lf, hn, true, w, vb.pp("linear_trend"))?;
+                    (input, Net::DLinear { average, trend }, linear_init(lf, hn, true, w, vb.pp("linear_seasonal"))?)
+                }
+            }
         };
         Ok(Self { cfg: cfg.clone(), input, net, head })
     }
@@ -230,8 +322,8 @@ impl Forecaster {
     /// an RNN decoder is teacher-forced (scheduled sampling applies when
     /// `rng` is given); without it the decoder reads its own predictions.
     pub fn forward(&self, past: &Tensor, dec_in: Option<&Tensor>, rng: Option<&mut Rng>) -> Result<Tensor> {
-        let (b, l, f) = past.dims3()?;
-        let (h, n, p) = (self.cfg.horizon, self.cfg.n_targets, self.cfg.dropout);
+        let (_, l, f) = past.dims3()?;
+        let n = self.cfg.n_targets;
         if l != self.cfg.context || f != self.cfg.n_inputs {
             return Err(Error::config(
                 "model.context",
@@ -241,6 +333,24 @@ impl Forecaster {
                 ),
             ));
         }
+        if !self.cfg.revin {
+            return self.relative_to_last(past, dec_in, rng);
+        }
+        // RevIN: each window's columns standardised by their own statistics.
+        let mean = past.mean_keepdim(1)?; // (B, 1, F)
+        let std = (past.broadcast_sub(&mean)?.sqr()?.mean_keepdim(1)? + REVIN_EPS)?.sqrt()?; // (B, 1, F)
+        let (mean_n, std_n) = (mean.narrow(2, 0, n)?, std.narrow(2, 0, n)?);
+        let x = past.broadcast_sub(&mean)?.broadcast_div(&std)?;
+        let d = dec_in.map(|d| d.broadcast_sub(&mean_n)?.broadcast_div(&std_n)).transpose()?;
+        let y = self.relative_to_last(&x, d.as_ref(), rng)?; // (B, H, N), standardised
+        Ok(y.broadcast_mul(&std_n)?.broadcast_add(&mean_n)?) // back with the targets' statistics
+    }
+
+    /// [`Self::forward`] after RevIN: the window read relative to its last
+    /// target value, the forecast added back to it.
+    fn relative_to_last(&self, past: &Tensor, dec_in: Option<&Tensor>, rng: Option<&mut Rng>) -> Result<Tensor> {
+        let (b, l, f) = past.dims3()?;
+        let (h, n, p) = (self.cfg.horizon, self.cfg.n_targets, self.cfg.dropout);
         let last = past.narrow(1, l - 1, 1)?.narrow(2, 0, n)?.contiguous()?; // (B, 1, N)
                                                                              // Targets relative to the last observed value; covariates as they are.
         let offset = if f > n {
@@ -274,6 +384,20 @@ impl Forecaster {
                 let z = norm.forward(&x.narrow(1, l - 1, 1)?)?; // (B, 1, C)
                 let z = dropout(&z, p, rng.as_deref_mut())?;
                 Ok(self.head.forward(&z)?.reshape((b, h, n))?) // (B, H, N)
+            }
+            Net::NLinear => {
+                let z = dropout(&past.reshape((b, l * past.dim(2)?))?, p, rng.as_deref_mut())?; // (B, L·F)
+                Ok(self.head.forward(&z)?.reshape((b, h, n))?) // (B, H, N)
+            }
+            Net::DLinear { average, trend } => {
+                let f = past.dim(2)?;
+                // The trend of each column: (B, F, L) · Aᵀ, back to (B, L, F).
+                let cols = past.transpose(1, 2)?.contiguous()?.reshape((b * f, l))?;
+                let smooth = cols.matmul(&average.t()?)?.reshape((b, f, l))?.transpose(1, 2)?.contiguous()?;
+                let rest = (past - &smooth)?;
+                let flat = |x: &Tensor| x.reshape((b, l * f));
+                let y = (self.head.forward(&flat(&rest)?)? + trend.forward(&flat(&smooth)?)?)?; // (B, H·N)
+                Ok(y.reshape((b, h, n))?)
             }
             Net::Rnn { encoder, decoder } => {
                 let (_, mut states) = encoder.forward(&self.input.forward(past)?, None, None, rng.as_deref_mut())?;
