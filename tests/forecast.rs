@@ -59,19 +59,24 @@ fn every_forecaster_overfits_a_short_series() {
 
 #[test]
 fn every_parameter_gets_a_finite_nonzero_gradient() {
-    for (kind, sampling, revin) in [
-        (ForecasterKind::Lstm, 0.0, false),
-        (ForecasterKind::Lstm, 0.5, false),
-        (ForecasterKind::Gru, 0.5, true),
-        (ForecasterKind::Transformer, 0.0, false),
-        (ForecasterKind::Transformer, 0.0, true),
-        (ForecasterKind::NLinear, 0.0, false),
-        (ForecasterKind::DLinear, 0.0, true),
+    for (kind, sampling, revin, quantiles) in [
+        (ForecasterKind::Lstm, 0.0, false, false),
+        (ForecasterKind::Lstm, 0.5, false, false),
+        (ForecasterKind::Gru, 0.5, true, false),
+        (ForecasterKind::Transformer, 0.0, false, false),
+        (ForecasterKind::Transformer, 0.0, true, false),
+        (ForecasterKind::NLinear, 0.0, false, false),
+        (ForecasterKind::DLinear, 0.0, true, false),
+        (ForecasterKind::Lstm, 0.5, false, true),
+        (ForecasterKind::DLinear, 0.0, false, true),
     ] {
         let mut c = config(kind, 1);
         let ModelConfig::Forecaster(m) = &mut c.model else { unreachable!() };
         m.scheduled_sampling = sampling;
         m.revin = revin;
+        if quantiles {
+            m.quantiles = vec![0.1, 0.5, 0.9];
+        }
         m.n_layer = 2;
         let t = Trainer::new(c, sine(60), Tokenizer::Values, None).unwrap();
         let Dataset::Series(s) = &t.data else { unreachable!() };
@@ -218,6 +223,38 @@ fn trains_on_a_csv_evaluates_against_baselines_and_forecasts() {
     // Commands for text say what to use instead.
     fails(&run(d, &["generate", "--checkpoint", "run", "--input", "1 2"]), &["is a forecaster", "shiftlm forecast"]);
     fails(&run(d, &["finetune", "--from", "run", "--data", "load.csv"]), &["is a forecaster", "--resume"]);
+}
+
+#[test]
+fn a_quantile_forecaster_reports_intervals_and_writes_the_bounds() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_csv(d, 24 * 20);
+    let base = ["train", "--data", "load.csv", "--target", "load", "--preset", "series-tiny", "--horizon", "6"];
+    let with = |extra: &[&str]| -> Vec<String> { base.iter().chain(extra).map(|s| s.to_string()).collect() };
+    let args = with(&["--quantiles", "0.1,0.5,0.9", "--steps", "60", "--out", "q", "--json"]);
+    let v = json(&ok(&run(d, &args.iter().map(String::as_str).collect::<Vec<_>>())));
+    let iv = &v["intervals"][0];
+    assert_eq!((iv["level"].as_f64(), iv["lower"].as_f64(), iv["upper"].as_f64()), (Some(0.8), Some(0.1), Some(0.9)));
+    let cov = iv["coverage"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&cov) && v["wql"].as_f64().unwrap() > 0.0, "{v}");
+    let f = json(&ok(&run(d, &["forecast", "--checkpoint", "q", "--origin", "300", "--out", "b.csv", "--json"])));
+    assert_eq!(f["quantiles"].as_array().unwrap().len(), 3);
+    assert_eq!(f["forecast_quantiles"].as_array().unwrap().len(), 6 * 3);
+    let csv = std::fs::read_to_string(d.join("b.csv")).unwrap();
+    assert!(csv.starts_with("step,timestamp,load,load_q0.1,load_q0.9,actual_load\n"), "{csv}");
+    // Each row's bounds are ordered around the median.
+    for line in csv.lines().skip(1) {
+        let x: Vec<f32> = line.split(',').skip(2).take(3).map(|v| v.parse().unwrap()).collect();
+        assert!(x[1] <= x[0] && x[0] <= x[2], "{line}");
+    }
+    // Bad levels are refused with the field named.
+    let bad = with(&["--quantiles", "0.1,0.9", "--steps", "1"]);
+    fails(&run(d, &bad.iter().map(String::as_str).collect::<Vec<_>>()), &["model.quantiles", "0.5"]);
+    let bad = with(&["--quantiles", "0.5,0.2", "--steps", "1"]);
+    fails(&run(d, &bad.iter().map(String::as_str).collect::<Vec<_>>()), &["ascending"]);
+    let bad = with(&["--quantiles", "0.1,0.5,0.9", "--loss", "mae", "--steps", "1"]);
+    fails(&run(d, &bad.iter().map(String::as_str).collect::<Vec<_>>()), &["pinball", "--loss"]);
 }
 
 #[test]

@@ -124,3 +124,48 @@ fn dlinear_forecaster_matches_pytorch() {
 fn revin_forecaster_matches_pytorch() {
     check("gru_revin");
 }
+
+/// The quantile head: Q = 3 outputs per target and step, the median read
+/// back by the free-running decoder, trained with the pinball loss.
+#[test]
+fn quantile_forecaster_matches_pytorch() {
+    let dev = Device::Cpu;
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("forecast_lstm_quantiles.json")).unwrap()).unwrap();
+    let cfg: ModelConfig = serde_json::from_value(meta["model"].clone()).unwrap();
+    let fx: HashMap<String, Tensor> =
+        candle_core::safetensors::load(dir.join("forecast_lstm_quantiles.safetensors"), &dev).unwrap();
+    let store = ParamStore::new(0, &dev);
+    let model = Model::new(&cfg, store.var_builder()).unwrap();
+    let vars = store.vars();
+    for (k, _) in &vars {
+        store.set(k, &fx[&format!("param.{k}")]).unwrap();
+    }
+    let (past, dec_in, labels) = (&fx["input.past"], &fx["input.dec_in"], &fx["input.labels"]);
+    let m = model.forecaster().unwrap();
+    let free = m.forward_quantiles(past, None, None).unwrap();
+    let e = rel_err(&free, &fx["expected.free_quantiles"]);
+    assert!(e < 1e-5, "free-running quantiles rel err {e}");
+    // The point forecast is the median.
+    let point = m.forward(past, None, None).unwrap();
+    let e = rel_err(&point, &fx["expected.free_quantiles"].narrow(3, 1, 1).unwrap().squeeze(3).unwrap());
+    assert!(e < 1e-5, "point forecast rel err {e}");
+    let forced = m.forward_quantiles(past, Some(dec_in), None).unwrap();
+    assert!(rel_err(&forced, &fx["expected.forced_quantiles"]) < 1e-5);
+    let (b, h, n) = labels.dims3().unwrap();
+    let t = shiftlm::data::shift::ForecastTensors {
+        past: past.clone(),
+        dec_in: Some(dec_in.clone()),
+        labels: labels.clone(),
+        n_supervised: b * h * n,
+    };
+    let (loss, _) = model.loss_sum(&BatchTensors::Forecast(t), None).unwrap();
+    let e = rel_err(&loss.reshape(1).unwrap(), &fx["expected.pinball"]);
+    assert!(e < 1e-5, "pinball loss rel err {e}");
+    let grads = loss.backward().unwrap();
+    for (k, var) in &vars {
+        let e = rel_err(grads.get(var.as_tensor()).unwrap(), &fx[&format!("grad.{k}")]);
+        assert!(e < 1e-4, "gradient of {k} rel err {e}");
+    }
+}

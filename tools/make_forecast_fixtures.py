@@ -16,6 +16,9 @@ Plain PyTorch forecasters with the parameter names shiftlm uses:
   avg_pool1d) and the remainder, summed.
 - gru_revin: the GRU forecaster behind RevIN (per-window standardisation,
   undone on the forecast; no affine map).
+- lstm_quantiles: the LSTM forecaster with a head of 3 quantiles (0.1, 0.5,
+  0.9) per target and step, the median read back when free-running;
+  gradients of the pinball loss.
 
 Each runs one batch (2 targets + 1 covariate) in float64 and writes
 tests/fixtures/forecast_<kind>.{json,safetensors} with param.*, input.*,
@@ -138,6 +141,69 @@ class RevinGru(RnnForecaster):
         return super().forward(x, d) * std[..., :N] + mean[..., :N]
 
 
+class QuantileLstm(RnnForecaster):
+    """The LSTM forecaster with a quantile head: Q outputs per target and
+    step; free-running, the decoder reads back the median."""
+
+    def __init__(self, levels):
+        super().__init__("lstm", 8, 1)
+        self.levels = levels
+        self.head = nn.Linear(8, N * len(levels))
+
+    def forward_all(self, past, dec_in=None):
+        x, last = relative(past)
+        q, mid = len(self.levels), self.levels.index(0.5)
+        _, state = self.encoder(x)
+        if dec_in is not None:
+            d = dec_in - last
+            out, _ = self.decoder(d, state)
+            return d.unsqueeze(3) + self.head(out).reshape(*out.shape[:2], N, q) + last.unsqueeze(3)
+        prev, steps = torch.zeros_like(last), []
+        for _ in range(H):
+            out, state = self.decoder(prev, state)
+            yq = prev.unsqueeze(3) + self.head(out).reshape(-1, 1, N, q)
+            prev = yq[..., mid]
+            steps.append(yq)
+        return torch.cat(steps, 1) + last.unsqueeze(3)
+
+    def forward(self, past, dec_in=None):
+        return self.forward_all(past, dec_in)[..., self.levels.index(0.5)]
+
+
+def pinball(all_q, labels, levels):
+    e = labels.unsqueeze(3) - all_q
+    q = torch.tensor(levels, dtype=all_q.dtype)
+    return torch.maximum(q * e, (q - 1) * e).sum()
+
+
+def make_quantiles(name, cfg, model):
+    """As make(), but the gradients are of the pinball loss of the forced quantiles."""
+    torch.manual_seed(5)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.uniform_(-0.5, 0.5)
+    params = {k: v.detach().float().clone() for k, v in model.state_dict().items()}
+    model = model.double()
+    past, dec_in, labels = batch()
+    forced = model.forward_all(past, dec_in)
+    with torch.no_grad():
+        free = model.forward_all(past)
+    loss = pinball(forced, labels, model.levels)
+    loss.backward()
+    tensors = {f"param.{k}": v.contiguous() for k, v in params.items()}
+    tensors.update({
+        "input.past": past.float(), "input.dec_in": dec_in.float(), "input.labels": labels.float(),
+        "expected.forced_quantiles": forced.detach().float(), "expected.free_quantiles": free.float(),
+        "expected.pinball": loss.detach().float().reshape(1),
+    })
+    for k, p in model.named_parameters():
+        tensors[f"grad.{k}"] = p.grad.float().contiguous()
+    save_file(tensors, str(OUT / f"forecast_{name}.safetensors"))
+    meta = {"generator": "tools/make_forecast_fixtures.py", "torch": torch.__version__, "model": cfg}
+    (OUT / f"forecast_{name}.json").write_text(json.dumps(meta, indent=1) + "\n")
+    print(f"{name}: pinball {loss.item():.6f}, {len(params)} tensors")
+
+
 def batch():
     g = torch.Generator().manual_seed(11)
     series = torch.randn(B, L + H, FEAT, generator=g, dtype=torch.float64).cumsum(1) * 0.5
@@ -186,3 +252,4 @@ if __name__ == "__main__":
     make("nlinear", base_cfg("nlinear", 1), LinearForecaster())
     make("dlinear", {**base_cfg("dlinear", 1), "ma_kernel": 5}, LinearForecaster(5))
     make("gru_revin", {**base_cfg("gru", 1), "revin": True}, RevinGru())
+    make_quantiles("lstm_quantiles", {**base_cfg("lstm", 1), "quantiles": [0.1, 0.5, 0.9]}, QuantileLstm([0.1, 0.5, 0.9]))

@@ -45,8 +45,15 @@ pub struct ForecastOutput {
     pub targets: Vec<String>,
     /// One per step: the file's own, then its last interval continued.
     pub timestamps: Vec<String>,
-    /// (H, N) row-major: step by step, a value per target.
+    /// (H, N) row-major: step by step, a value per target (a quantile
+    /// forecaster's median).
     pub forecast: Vec<f32>,
+    /// A quantile forecaster's levels, e.g. [0.1, 0.5, 0.9].
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub quantiles: Vec<f32>,
+    /// (H, N, Q) row-major: every quantile of every value (with `quantiles`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub forecast_quantiles: Vec<f32>,
     /// Steps whose actual value the data holds.
     pub actual_known: usize,
 }
@@ -67,7 +74,11 @@ pub fn forecast(job: &ForecastJob) -> Result<ForecastOutput> {
             "--origin {origin}: the model needs {l} rows of history and the data has {len} rows"
         )));
     }
-    let pred = crate::eval::forecast::forecast_at(model, &s, origin, &dev)?; // (H, N)
+    let levels = model.config().quantiles.clone();
+    let all = crate::eval::forecast::forecast_quantiles_at(model, &s, origin, &dev)?; // (H, N, Q)
+    let mid = levels.iter().position(|&q| q == 0.5).unwrap_or(0);
+    let pred: Vec<f32> = all.chunks(levels.len().max(1)).map(|v| v[mid]).collect(); // (H, N)
+    let bands = Bands { levels: &levels, values: &all };
 
     // Timestamps: the file's where it has them, then its last interval continued.
     let stamps: Vec<String> = match &s.series.timestamps {
@@ -81,7 +92,7 @@ pub fn forecast(job: &ForecastJob) -> Result<ForecastOutput> {
     };
     let names = &s.series.names[..n];
     let known = len.min(origin + h) - origin;
-    let csv = forecast_csv(&s.series, names, &stamps, &pred, origin, known);
+    let csv = forecast_csv(&s.series, names, &stamps, &pred, &bands, (origin, known));
     let run =
         if ck.dir.join(crate::checkpoint::MANIFEST).exists() { ck.dir.parent().unwrap_or(&ck.dir) } else { &ck.dir };
     let out = job.out.clone().unwrap_or_else(|| run.join("forecast.csv"));
@@ -104,7 +115,8 @@ pub fn forecast(job: &ForecastJob) -> Result<ForecastOutput> {
 
     let history = job.history.unwrap_or(l.max(3 * h)).min(origin);
     let kind = format!("{:?}", model.config().kind).to_lowercase();
-    crate::io::write_atomic(&png, &forecast_png(&s.series, names, &pred, (origin, known, history), &kind))?;
+    let png_bytes = forecast_png(&s.series, names, &pred, &bands, (origin, known, history), &kind);
+    crate::io::write_atomic(&png, &png_bytes)?;
     Ok(ForecastOutput {
         csv: out,
         png,
@@ -113,23 +125,55 @@ pub fn forecast(job: &ForecastJob) -> Result<ForecastOutput> {
         targets: names.to_vec(),
         timestamps: stamps,
         forecast: pred,
+        quantiles: levels.clone(),
+        forecast_quantiles: if levels.is_empty() { Vec::new() } else { all },
         actual_known: known,
     })
 }
 
-/// The forecast as CSV: `step,timestamp`, a column per target and, where
-/// any actual value is known, `actual_<target>` columns.
+/// A quantile forecaster's levels and values, (H, N, Q); no levels for a
+/// point forecaster.
+struct Bands<'a> {
+    levels: &'a [f32],
+    values: &'a [f32],
+}
+
+impl Bands<'_> {
+    /// The quantile levels other than the median, with their index.
+    fn others(&self) -> impl Iterator<Item = (usize, f32)> + '_ {
+        self.levels.iter().copied().enumerate().filter(|&(_, q)| q != 0.5)
+    }
+
+    /// The value of quantile `k` of target `c` at `step` (N targets).
+    fn at(&self, step: usize, c: usize, n: usize, k: usize) -> f32 {
+        self.values[(step * n + c) * self.levels.len() + k]
+    }
+
+    /// The widest central interval: the lowest level and its mirror, if present.
+    fn widest(&self) -> Option<(usize, usize)> {
+        let lo = self.levels.first().copied().filter(|&q| q < 0.5)?;
+        let hi = self.levels.iter().position(|&q| (q + lo - 1.0).abs() < 1e-6)?;
+        Some((0, hi))
+    }
+}
+
+/// The forecast as CSV: `step,timestamp`, a column per target (the median
+/// of a quantile forecaster), `<target>_q<level>` columns for its other
+/// quantiles, and, where any actual value is known, `actual_<target>` columns.
 fn forecast_csv(
     series: &Series,
     names: &[String],
     stamps: &[String],
     pred: &[f32],
-    origin: usize,
-    known: usize,
+    bands: &Bands,
+    (origin, known): (usize, usize),
 ) -> String {
     let n = names.len();
     let mut csv = String::from("step,timestamp");
     names.iter().for_each(|t| write!(csv, ",{}", quote(t)).unwrap());
+    for t in names {
+        bands.others().for_each(|(_, q)| write!(csv, ",{}", quote(&format!("{t}_q{q}"))).unwrap());
+    }
     if known > 0 {
         names.iter().for_each(|t| write!(csv, ",{}", quote(&format!("actual_{t}"))).unwrap());
     }
@@ -137,6 +181,9 @@ fn forecast_csv(
     for (step, stamp) in stamps.iter().enumerate() {
         write!(csv, "{},{}", step + 1, quote(stamp)).unwrap();
         (0..n).for_each(|c| write!(csv, ",{}", pred[step * n + c]).unwrap());
+        for c in 0..n {
+            bands.others().for_each(|(k, _)| write!(csv, ",{}", bands.at(step, c, n, k)).unwrap());
+        }
         if known > 0 {
             for c in 0..n {
                 match series.columns[c].get(origin + step).filter(|_| step < known) {
@@ -156,6 +203,7 @@ fn forecast_png(
     series: &Series,
     names: &[String],
     pred: &[f32],
+    bands: &Bands,
     (origin, known, history): (usize, usize, usize),
     kind: &str,
 ) -> Vec<u8> {
@@ -170,6 +218,15 @@ fn forecast_png(
         // The forecast line starts from the last observed value.
         let fc =
             std::iter::once(point(origin - 1)).chain((0..h).map(|i| ((origin + i) as f64, pred[i * n + c] as f64)));
+        if let Some((lo, hi)) = bands.widest() {
+            // Both bounds as one legend entry: the lower line, a break, the upper.
+            let bound = |k: usize| (0..h).map(move |i| ((origin + i) as f64, bands.at(i, c, n, k) as f64));
+            let pts = bound(lo).chain(std::iter::once((f64::NAN, f64::NAN))).chain(bound(hi)).collect();
+            let (ql, qh) = (bands.levels[lo], bands.levels[hi]);
+            // The chart font has no en dash.
+            let label = format!("{:.0}% interval (q{ql}-q{qh}){name}", 100.0 * (qh - ql));
+            lines.push((label, pts, [240, 150, 150]));
+        }
         lines.push((format!("forecast{name}"), fc.collect(), [214, 39, 40]));
         if known > 0 {
             lines.push((format!("actual{name}"), (origin..origin + known).map(point).collect(), [31, 119, 180]));
@@ -186,7 +243,7 @@ fn forecast_png(
                 label,
                 points: points.clone(),
                 color: *color,
-                markers: !label.starts_with("history"),
+                markers: !label.starts_with("history") && !label.contains("interval"),
             })
             .collect(),
         vlines: vec![origin as f64 - 0.5],

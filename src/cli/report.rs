@@ -63,6 +63,18 @@ pub fn print_forecast(r: &shiftlm::eval::forecast::ForecastReport, what: &str) {
         let mase = m.mase.map_or("-".to_string(), |v| format!("{v:.4}"));
         println!("  {name:<18}{mase:>10}{:>10.4}{:>10.4}{:>10.2}{mape:>10}", m.mae, m.rmse, m.smape);
     }
+    for iv in r.intervals.iter().flatten() {
+        println!(
+            "  {:.0}% interval (quantiles {}–{}): covers {:.1}% of the actual values",
+            100.0 * iv.level,
+            iv.lower,
+            iv.upper,
+            100.0 * iv.coverage
+        );
+    }
+    if let Some(w) = r.wql {
+        println!("  weighted quantile loss (mean over levels): {w:.4}");
+    }
     // The best baseline by MAE (MASE is MAE over one shared scale, so the
     // order is the same where MASE is defined).
     let Some((best_name, best)) = rows.iter().min_by(|a, b| a.1.mae.total_cmp(&b.1.mae)) else { return };

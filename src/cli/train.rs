@@ -110,6 +110,12 @@ pub struct TrainArgs {
     /// drifts beyond the training range.
     #[arg(long, help_heading = "Forecasting")]
     pub revin: bool,
+    /// Forecasting: quantile levels to forecast, e.g. 0.1,0.5,0.9 (ascending, with 0.5,
+    /// the point forecast). The head predicts each level, trained with the pinball loss
+    /// (instead of --loss); eval reports each central interval's coverage and the
+    /// weighted quantile loss, and forecast writes the bounds.
+    #[arg(long, value_name = "Q,Q,…", value_delimiter = ',', help_heading = "Forecasting")]
+    pub quantiles: Option<Vec<f32>>,
     /// Scheduled sampling: probability that a decoder input is the model's own previous
     /// prediction instead of the reference in training (default 0). Encoder–decoders: two
     /// passes, the first teacher forced without gradient. Forecasters: an RNN decoder step
@@ -242,8 +248,9 @@ fn job(a: &TrainArgs) -> anyhow::Result<TrainJob> {
 /// Applies --layers, --hidden, --emb, --heads, --context, --cell,
 /// --attention and --dropout to whichever family the config holds.
 fn apply_model_flags(model: &mut ModelConfig, a: &TrainArgs) -> anyhow::Result<()> {
-    if !model.is_forecaster() && (a.horizon.is_some() || a.loss.is_some() || a.huber_delta.is_some() || a.revin) {
-        return Err(only("--horizon/--loss/--huber-delta/--revin", "forecasting"));
+    let forecast_only = a.horizon.is_some() || a.loss.is_some() || a.huber_delta.is_some() || a.revin;
+    if !model.is_forecaster() && (forecast_only || a.quantiles.is_some()) {
+        return Err(only("--horizon/--loss/--huber-delta/--revin/--quantiles", "forecasting"));
     }
     match model {
         ModelConfig::Forecaster(m) => forecaster_flags(m, a)?,
@@ -350,6 +357,12 @@ fn forecaster_flags(m: &mut shiftlm::model::ForecasterConfig, a: &TrainArgs) -> 
     m.dropout = a.dropout.unwrap_or(m.dropout);
     m.scheduled_sampling = a.scheduled_sampling.unwrap_or(m.scheduled_sampling);
     m.revin |= a.revin;
+    if let Some(q) = &a.quantiles {
+        if a.loss.is_some() || a.huber_delta.is_some() {
+            anyhow::bail!("--quantiles trains with the pinball loss; drop --loss/--huber-delta");
+        }
+        m.quantiles = q.clone();
+    }
     let delta = a.huber_delta.unwrap_or(1.0);
     if let (Some(l), Some(_)) = (a.loss.as_deref().filter(|l| *l != "huber"), a.huber_delta) {
         anyhow::bail!("--huber-delta applies to --loss huber, not {l}");

@@ -163,18 +163,94 @@ pub struct ForecastReport {
     pub windows: usize,
     /// Steps forecast from each origin, H.
     pub horizon: usize,
+    /// A quantile forecaster's central intervals (absent for a point forecaster).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub intervals: Option<Vec<IntervalMetrics>>,
+    /// A quantile forecaster's weighted quantile loss, 2·Σ pinball / Σ|y|
+    /// averaged over its levels (GluonTS's mean wQL; 0 is perfect).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wql: Option<f64>,
 }
 
-/// Forecasts, in the data's own units, from each window start in `starts`
-/// (origin `start + L`): `[window][step][target]` flattened to
-/// (W, H, N).
+/// How often a central interval held the actual value.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct IntervalMetrics {
+    /// Its nominal level, e.g. 0.8 for the 0.1–0.9 interval.
+    pub level: f64,
+    /// The lower quantile level, e.g. 0.1.
+    pub lower: f64,
+    /// The upper quantile level, e.g. 0.9.
+    pub upper: f64,
+    /// The fraction of actual values inside [lower, upper] (ideally `level`).
+    pub coverage: f64,
+}
+
+/// Coverage of each central interval (levels q and 1 − q of `levels`) and
+/// the mean weighted quantile loss of quantile forecasts `pred` (values ×
+/// Q, ascending per value) against `actual`.
+pub fn interval_metrics(pred: &[f32], actual: &[f32], levels: &[f32]) -> (Vec<IntervalMetrics>, f64) {
+    let q = levels.len();
+    let mut intervals = Vec::new();
+    for (lo, &ql) in levels.iter().enumerate() {
+        let Some(hi) = levels.iter().position(|&qh| (qh + ql - 1.0).abs() < 1e-6 && qh > ql) else { continue };
+        let inside =
+            actual.iter().enumerate().filter(|&(i, &y)| pred[i * q + lo] <= y && y <= pred[i * q + hi]).count();
+        // Levels are f32 in the config: 0.1 reads 0.10000000149 in f64, so round.
+        let r = |x: f32| (x as f64 * 1e6).round() / 1e6;
+        intervals.push(IntervalMetrics {
+            level: r(levels[hi] - ql),
+            lower: r(ql),
+            upper: r(levels[hi]),
+            coverage: inside as f64 / actual.len().max(1) as f64,
+        });
+    }
+    let scale: f64 = actual.iter().map(|y| y.abs() as f64).sum();
+    let mut wql = 0.0;
+    for (k, &level) in levels.iter().enumerate() {
+        let l = level as f64;
+        let loss: f64 = actual
+            .iter()
+            .enumerate()
+            .map(|(i, &y)| {
+                let e = y as f64 - pred[i * q + k] as f64;
+                (l * e).max((l - 1.0) * e)
+            })
+            .sum();
+        wql += 2.0 * loss / scale.max(f64::MIN_POSITIVE);
+    }
+    (intervals, wql / q.max(1) as f64)
+}
+
+/// Point forecasts (the median of a quantile forecaster), in the data's own
+/// units, from each window start in `starts` (origin `start + L`):
+/// `[window][step][target]` flattened to (W, H, N).
 pub fn predict(model: &Forecaster, s: &SeriesData, starts: &[usize], batch: usize, dev: &Device) -> Result<Vec<f32>> {
+    let levels = &model.config().quantiles;
+    let q = levels.len().max(1);
+    let mid = levels.iter().position(|&l| l == 0.5).unwrap_or(0);
+    Ok(predict_quantiles(model, s, starts, batch, dev)?.chunks(q).map(|v| v[mid]).collect())
+}
+
+/// Every quantile of each forecast, as [`predict`]: (W, H, N, Q), ascending
+/// along Q (a head whose quantiles cross is read in order, as is usual).
+pub fn predict_quantiles(
+    model: &Forecaster,
+    s: &SeriesData,
+    starts: &[usize],
+    batch: usize,
+    dev: &Device,
+) -> Result<Vec<f32>> {
     let m = model.config();
-    let mut out = Vec::with_capacity(starts.len() * m.horizon * s.n_targets);
+    let q = m.quantiles.len().max(1);
+    let mut out = Vec::with_capacity(starts.len() * m.horizon * s.n_targets * q);
     for chunk in starts.chunks(batch.max(1)) {
         let b = ForecastBatch::new(&s.scaled, s.n_targets, chunk, m.context, m.horizon, false).tensors(dev)?;
-        let pred = model.forward(&b.past, None, None)?.flatten_all()?.to_vec1::<f32>()?;
-        out.extend(pred.iter().enumerate().map(|(i, &v)| s.scaler.inverse(i % s.n_targets, v)));
+        let pred = model.forward_quantiles(&b.past, None, None)?.flatten_all()?.to_vec1::<f32>()?;
+        for (i, values) in pred.chunks(q).enumerate() {
+            let mut v: Vec<f32> = values.iter().map(|&x| s.scaler.inverse(i % s.n_targets, x)).collect();
+            v.sort_by(f32::total_cmp);
+            out.extend(v);
+        }
     }
     Ok(out)
 }
@@ -184,6 +260,13 @@ pub fn predict(model: &Forecaster, s: &SeriesData, starts: &[usize], batch: usiz
 /// forecast the unknown future), in the data's own units, `[step][target]`
 /// flattened to (H, N). The history must hold at least the model's context.
 pub fn forecast_at(model: &Forecaster, s: &SeriesData, origin: usize, dev: &Device) -> Result<Vec<f32>> {
+    let levels = &model.config().quantiles;
+    let mid = levels.iter().position(|&l| l == 0.5).unwrap_or(0);
+    Ok(forecast_quantiles_at(model, s, origin, dev)?.chunks(levels.len().max(1)).map(|v| v[mid]).collect())
+}
+
+/// [`forecast_at`] with every quantile: (H, N, Q), ascending along Q.
+pub fn forecast_quantiles_at(model: &Forecaster, s: &SeriesData, origin: usize, dev: &Device) -> Result<Vec<f32>> {
     let (l, h) = (model.config().context, model.config().horizon);
     if origin < l || origin > s.series.len() {
         return Err(crate::Error::config(
@@ -197,7 +280,7 @@ pub fn forecast_at(model: &Forecaster, s: &SeriesData, origin: usize, dev: &Devi
         c.truncate(origin);
         c.resize(origin + h, 0.0);
     });
-    predict(model, &padded, &[origin - l], 1, dev)
+    predict_quantiles(model, &padded, &[origin - l], 1, dev)
 }
 
 /// The model's and the baselines' metrics over every window whose horizon
@@ -213,7 +296,12 @@ pub fn evaluate(
 ) -> Result<ForecastReport> {
     let (l, h, n) = (model.config().context, model.config().horizon, s.n_targets);
     let starts = s.starts(rows, l, h, 1);
-    let pred = predict(model, s, &starts, 256, dev)?;
+    let levels = model.config().quantiles.clone();
+    let q = levels.len().max(1);
+    let mid = levels.iter().position(|&v| v == 0.5).unwrap_or(0);
+    let all = predict_quantiles(model, s, &starts, 256, dev)?; // (W, H, N, Q)
+    let pred: Vec<f32> = all.chunks(q).map(|v| v[mid]).collect();
+    let (mut quantile_pred, mut quantile_actual) = (Vec::new(), Vec::new());
     let origins: Vec<usize> = starts.iter().map(|st| st + l).collect();
     let (mut ours, mut naives, mut seasonals) = (Vec::new(), Vec::new(), Vec::new());
     let mut classical: [Vec<Option<(ForecastMetrics, String)>>; 3] = Default::default();
@@ -229,6 +317,15 @@ pub fn evaluate(
             sn.extend(seasonal_naive(history, h, s.season));
         }
         ours.push(metrics(&p, &y, scale));
+        if !levels.is_empty() {
+            for w in 0..origins.len() {
+                for i in 0..h {
+                    let at = ((w * h + i) * n + c) * q;
+                    quantile_pred.extend_from_slice(&all[at..at + q]);
+                }
+            }
+            quantile_actual.extend_from_slice(&y);
+        }
         naives.push(metrics(&nv, &y, scale));
         seasonals.push(metrics(&sn, &y, scale));
         let series: Vec<f64> = col.iter().map(|&v| v as f64).collect();
@@ -261,6 +358,7 @@ pub fn evaluate(
         let metrics = average(&all.into_iter().map(|(m, _)| m).collect::<Vec<_>>());
         Some(Box::new(ClassicalMetrics { metrics, model: names.join("; ") }))
     };
+    let quantiles = (!levels.is_empty()).then(|| interval_metrics(&quantile_pred, &quantile_actual, &levels));
     Ok(ForecastReport {
         model: average(&ours),
         baselines: Baselines {
@@ -273,6 +371,8 @@ pub fn evaluate(
         season: s.season,
         windows: starts.len(),
         horizon: h,
+        wql: quantiles.as_ref().map(|q| q.1),
+        intervals: quantiles.map(|q| q.0),
     })
 }
 
@@ -292,6 +392,19 @@ mod tests {
         assert_eq!(metrics(&[1.0], &[0.0], 1.0).mape, None);
         assert!((mase_scale(&[1.0, 2.0, 4.0, 7.0], 1) - 2.0).abs() < 1e-12);
         assert!((mase_scale(&[1.0, 2.0, 4.0, 7.0], 2) - 4.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn interval_coverage_and_weighted_quantile_loss_by_hand() {
+        // Two values, quantiles 0.1/0.5/0.9; the first actual inside its interval, the second above.
+        let pred = [0.0, 1.0, 2.0, 0.0, 1.0, 2.0];
+        let actual = [1.5, 3.0];
+        let (iv, wql) = interval_metrics(&pred, &actual, &[0.1, 0.5, 0.9]);
+        assert_eq!(iv.len(), 1);
+        assert!((iv[0].level - 0.8).abs() < 1e-6 && iv[0].coverage == 0.5);
+        // Pinball sums: q0.1: 0.1·1.5 + 0.1·3 = 0.45; q0.5: 0.5·0.5 + 0.5·2 = 1.25; q0.9: 0.1·0.5 + 0.9·1 = 0.95.
+        let want = (2.0 * 0.45 / 4.5 + 2.0 * 1.25 / 4.5 + 2.0 * 0.95 / 4.5) / 3.0;
+        assert!((wql - want).abs() < 1e-9, "{wql} vs {want}");
     }
 
     #[test]

@@ -40,7 +40,7 @@ use crate::error::{Error, Result};
 use crate::nn::dropout::dropout;
 use crate::nn::layer_norm::{layer_norm, LayerNorm};
 use crate::nn::linear::{linear, linear_init, Linear};
-use crate::nn::loss::{regression_loss_sum, RegressionLoss};
+use crate::nn::loss::{pinball_loss_sum, regression_loss_sum, RegressionLoss};
 use crate::nn::rnn::{CellKind, Rnn};
 use crate::rng::Rng;
 use candle_core::{Module, Tensor};
@@ -125,6 +125,12 @@ pub struct ForecasterConfig {
     /// value, which cancels the shift, and a linear model's scale.
     #[serde(default)]
     pub revin: bool,
+    /// Quantile levels to forecast, ascending, including 0.5, e.g. [0.1,
+    /// 0.5, 0.9]: the head predicts each, trained with the pinball loss
+    /// (`loss` is then unused), and the median is the point forecast (the
+    /// one an RNN decoder reads back). Empty: a point forecast.
+    #[serde(default)]
+    pub quantiles: Vec<f32>,
 }
 
 fn default_ma_kernel() -> usize {
@@ -151,6 +157,7 @@ impl Default for ForecasterConfig {
             scaler: None,
             ma_kernel: default_ma_kernel(),
             revin: false,
+            quantiles: Vec::new(),
         }
     }
 }
@@ -193,6 +200,19 @@ impl ForecasterConfig {
                 "model.ma_kernel",
                 format!("{} is even; the moving average is centred, so it must be odd", self.ma_kernel),
             ));
+        }
+        if !self.quantiles.is_empty() {
+            let q = &self.quantiles;
+            if q.iter().any(|&v| !(v > 0.0 && v < 1.0)) || q.windows(2).any(|w| w[0] >= w[1]) {
+                return Err(Error::config(
+                    "model.quantiles",
+                    "levels must be ascending, each strictly between 0 and 1",
+                ));
+            }
+            if !q.contains(&0.5) {
+                return Err(Error::config("model.quantiles", "must include 0.5: the median is the point forecast"));
+            }
+            super::check_sizes(&[("model.quantiles", q.len())])?;
         }
         if !(0.0..1.0).contains(&self.dropout) {
             return Err(Error::config("model.dropout", "must be in [0, 1)"));
@@ -276,14 +296,16 @@ impl Forecaster {
     /// Validates `cfg` and builds the forecaster, its parameters under `vb`.
     pub fn new(cfg: &ForecasterConfig, vb: VarBuilder) -> Result<Self> {
         cfg.validate()?;
-        let (c, n) = (cfg.hidden, cfg.n_targets);
+        // Each target's head outputs Q values: one per quantile, or the point.
+        let (c, n) = (cfg.hidden, cfg.n_targets * cfg.quantiles.len().max(1));
         let w = Init::Randn { mean: 0.0, stdev: 0.02 };
         let (input, net, head) = match cfg.kind {
             ForecasterKind::Lstm | ForecasterKind::Gru => {
                 let cell = if cfg.kind == ForecasterKind::Lstm { CellKind::Lstm } else { CellKind::Gru };
                 let input = cfg.input().build(w, vb.pp("input_proj"))?; // no parameters: values as they are
                 let rnn = |inputs, vb| Rnn::new(cell, inputs, c, cfg.n_layer, cfg.dropout, 1.0, vb);
-                let net = Net::Rnn { encoder: rnn(input.dim(), vb.pp("encoder"))?, decoder: rnn(n, vb.pp("decoder"))? };
+                let decoder = rnn(cfg.n_targets, vb.pp("decoder"))?;
+                let net = Net::Rnn { encoder: rnn(input.dim(), vb.pp("encoder"))?, decoder };
                 (input, net, linear(c, n, true, vb.pp("head"))?)
             }
             ForecasterKind::Transformer => {
@@ -318,10 +340,24 @@ impl Forecaster {
         &self.cfg
     }
 
-    /// `past` (B, L, F) → forecast (B, H, N), scaled. With `dec_in` (B, H, N)
-    /// an RNN decoder is teacher-forced (scheduled sampling applies when
-    /// `rng` is given); without it the decoder reads its own predictions.
+    /// `past` (B, L, F) → point forecast (B, H, N), scaled: the median of a
+    /// quantile forecaster. With `dec_in` (B, H, N) an RNN decoder is
+    /// teacher-forced (scheduled sampling applies when `rng` is given);
+    /// without it the decoder reads its own (median) predictions.
     pub fn forward(&self, past: &Tensor, dec_in: Option<&Tensor>, rng: Option<&mut Rng>) -> Result<Tensor> {
+        let y = self.forward_quantiles(past, dec_in, rng)?; // (B, H, N, Q)
+        Ok(y.narrow(3, self.median_index(), 1)?.squeeze(3)?)
+    }
+
+    /// Where the point forecast sits among the Q outputs per value.
+    fn median_index(&self) -> usize {
+        self.cfg.quantiles.iter().position(|&q| q == 0.5).unwrap_or(0)
+    }
+
+    /// [`Self::forward`] with every quantile: (B, H, N, Q), Q = 1 for a
+    /// point forecaster. Quantiles are as the head predicts them (they may
+    /// cross before training has ordered them).
+    pub fn forward_quantiles(&self, past: &Tensor, dec_in: Option<&Tensor>, rng: Option<&mut Rng>) -> Result<Tensor> {
         let (_, l, f) = past.dims3()?;
         let n = self.cfg.n_targets;
         if l != self.cfg.context || f != self.cfg.n_inputs {
@@ -342,8 +378,9 @@ impl Forecaster {
         let (mean_n, std_n) = (mean.narrow(2, 0, n)?, std.narrow(2, 0, n)?);
         let x = past.broadcast_sub(&mean)?.broadcast_div(&std)?;
         let d = dec_in.map(|d| d.broadcast_sub(&mean_n)?.broadcast_div(&std_n)).transpose()?;
-        let y = self.relative_to_last(&x, d.as_ref(), rng)?; // (B, H, N), standardised
-        Ok(y.broadcast_mul(&std_n)?.broadcast_add(&mean_n)?) // back with the targets' statistics
+        let y = self.relative_to_last(&x, d.as_ref(), rng)?; // (B, H, N, Q), standardised
+                                                             // Back with the targets' statistics.
+        Ok(y.broadcast_mul(&std_n.unsqueeze(3)?)?.broadcast_add(&mean_n.unsqueeze(3)?)?)
     }
 
     /// [`Self::forward`] after RevIN: the window read relative to its last
@@ -361,11 +398,11 @@ impl Forecaster {
         let past = &past.broadcast_sub(&offset)?; // (B, L, F)
         let dec_in = dec_in.map(|d| d.broadcast_sub(&last)).transpose()?;
         let dec_in = dec_in.as_ref();
-        Ok(self.relative(past, dec_in, rng, (b, l, h, n, p))?.broadcast_add(&last)?)
+        Ok(self.relative(past, dec_in, rng, (b, l, h, n, p))?.broadcast_add(&last.unsqueeze(3)?)?)
     }
 
     /// [`Self::forward`] on windows relative to their last value: returns
-    /// the forecast relative to it.
+    /// the forecast relative to it, (B, H, N, Q).
     fn relative(
         &self,
         past: &Tensor,
@@ -374,6 +411,7 @@ impl Forecaster {
         (b, l, h, n, p): (usize, usize, usize, usize, f32),
     ) -> Result<Tensor> {
         let last = Tensor::zeros((b, 1, n), past.dtype(), past.device())?;
+        let q = self.cfg.quantiles.len().max(1);
         match &self.net {
             Net::Transformer { positions, layers, norm } => {
                 let x = self.input.forward(past)?.broadcast_add(&positions.unsqueeze(0)?)?; // (B, L, C)
@@ -383,11 +421,11 @@ impl Forecaster {
                 }
                 let z = norm.forward(&x.narrow(1, l - 1, 1)?)?; // (B, 1, C)
                 let z = dropout(&z, p, rng.as_deref_mut())?;
-                Ok(self.head.forward(&z)?.reshape((b, h, n))?) // (B, H, N)
+                Ok(self.head.forward(&z)?.reshape((b, h, n, q))?) // (B, H, N, Q)
             }
             Net::NLinear => {
                 let z = dropout(&past.reshape((b, l * past.dim(2)?))?, p, rng.as_deref_mut())?; // (B, L·F)
-                Ok(self.head.forward(&z)?.reshape((b, h, n))?) // (B, H, N)
+                Ok(self.head.forward(&z)?.reshape((b, h, n, q))?) // (B, H, N, Q)
             }
             Net::DLinear { average, trend } => {
                 let f = past.dim(2)?;
@@ -396,8 +434,8 @@ impl Forecaster {
                 let smooth = cols.matmul(&average.t()?)?.reshape((b, f, l))?.transpose(1, 2)?.contiguous()?;
                 let rest = (past - &smooth)?;
                 let flat = |x: &Tensor| x.reshape((b, l * f));
-                let y = (self.head.forward(&flat(&rest)?)? + trend.forward(&flat(&smooth)?)?)?; // (B, H·N)
-                Ok(y.reshape((b, h, n))?)
+                let y = (self.head.forward(&flat(&rest)?)? + trend.forward(&flat(&smooth)?)?)?; // (B, H·N·Q)
+                Ok(y.reshape((b, h, n, q))?)
             }
             Net::Rnn { encoder, decoder } => {
                 let (_, mut states) = encoder.forward(&self.input.forward(past)?, None, None, rng.as_deref_mut())?;
@@ -406,7 +444,8 @@ impl Forecaster {
                     // Teacher forcing: the whole shifted horizon in one pass.
                     let (out, _) = decoder.forward(d, Some(&states), None, rng.as_deref_mut())?; // (B, H, C)
                     let out = dropout(&out, p, rng.as_deref_mut())?;
-                    return Ok((d + self.head.forward(&out)?)?);
+                    let step = self.head.forward(&out)?.reshape((b, h, n, q))?;
+                    return Ok(step.broadcast_add(&d.unsqueeze(3)?)?); // (B, H, N, Q)
                 }
                 let mut prev = last;
                 let mut steps = Vec::with_capacity(h);
@@ -414,7 +453,8 @@ impl Forecaster {
                     let (out, next) = decoder.forward(&prev, Some(&states), None, rng.as_deref_mut())?; // (B, 1, C)
                     states = next;
                     let out = dropout(&out, p, rng.as_deref_mut())?;
-                    let y = (&prev + self.head.forward(&out)?)?; // (B, 1, N)
+                    let yq = self.head.forward(&out)?.reshape((b, 1, n, q))?.broadcast_add(&prev.unsqueeze(3)?)?;
+                    let y = yq.narrow(3, self.median_index(), 1)?.squeeze(3)?; // (B, 1, N), the point read back
                     prev = match (dec_in, rng.as_deref_mut()) {
                         // Scheduled sampling: each row reads its own (detached)
                         // prediction with probability p, else the true value.
@@ -426,19 +466,24 @@ impl Forecaster {
                             let truth = d.narrow(1, t + 1, 1)?;
                             (&truth + y.detach().sub(&truth)?.broadcast_mul(&own)?)?
                         }
-                        _ => y.clone(),
+                        _ => y,
                     };
-                    steps.push(y);
+                    steps.push(yq);
                 }
-                Ok(Tensor::cat(&steps, 1)?) // (B, H, N)
+                Ok(Tensor::cat(&steps, 1)?) // (B, H, N, Q)
             }
         }
     }
 
-    /// Summed loss over the batch's values, and the forecast (B, H, N).
+    /// Summed loss over the batch's values (the pinball loss summed over
+    /// the quantiles, for a quantile forecaster), and the point forecast (B, H, N).
     pub fn loss_sum(&self, batch: &ForecastTensors, rng: Option<&mut Rng>) -> Result<(Tensor, Tensor)> {
-        let pred = self.forward(&batch.past, batch.dec_in.as_ref(), rng)?;
-        Ok((regression_loss_sum(&pred, &batch.labels, self.cfg.loss)?, pred))
+        let all = self.forward_quantiles(&batch.past, batch.dec_in.as_ref(), rng)?; // (B, H, N, Q)
+        let pred = all.narrow(3, self.median_index(), 1)?.squeeze(3)?;
+        if self.cfg.quantiles.is_empty() {
+            return Ok((regression_loss_sum(&pred, &batch.labels, self.cfg.loss)?, pred));
+        }
+        Ok((pinball_loss_sum(&all, &batch.labels, &self.cfg.quantiles)?, pred))
     }
 }
 

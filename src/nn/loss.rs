@@ -65,6 +65,18 @@ pub fn regression_loss_sum(pred: &Tensor, target: &Tensor, kind: RegressionLoss)
     }
 }
 
+/// Σ of the pinball (quantile) loss of `pred` (…, Q), one value per level
+/// in `levels`, against `target` (…): for error e = y − ŷ_q at level q,
+/// max(q·e, (q − 1)·e). Its minimiser is the q-quantile of the target.
+pub fn pinball_loss_sum(pred: &Tensor, target: &Tensor, levels: &[f32]) -> Result<Tensor> {
+    let _loss = crate::profile::phase("loss");
+    let q = Tensor::new(levels, pred.device())?.to_dtype(pred.dtype())?; // (Q)
+    let e = target.unsqueeze(target.rank())?.broadcast_sub(pred)?; // (…, Q)
+    let over = e.broadcast_mul(&q)?;
+    let under = e.broadcast_mul(&(q - 1.0)?)?;
+    over.maximum(&under)?.sum_all()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -85,6 +97,22 @@ mod tests {
             let f = |xs: &[Tensor]| regression_loss_sum(&xs[0], &y, k);
             crate::ops::gradcheck::check("regression loss", f, &[crate::ops::gradcheck::randn(5, &[3, 5])], &[0]);
         }
+    }
+
+    #[test]
+    fn pinball_loss_matches_hand_values_and_finite_differences() {
+        let dev = Device::Cpu;
+        // y = 1; predictions 0 (under by 1) and 3 (over by 2) at q = 0.1 and 0.9.
+        let p = Tensor::new(&[[0f32, 3.0], [3.0, 0.0]], &dev).unwrap(); // (2 values, Q = 2)
+        let y = Tensor::new(&[1f32, 1.0], &dev).unwrap();
+        let v = pinball_loss_sum(&p, &y, &[0.1, 0.9]).unwrap().to_scalar::<f32>().unwrap();
+        // 0.1·1 + 0.1·2 (q = 0.9 over by 2: (1 − 0.9)·2) + 0.9·2 (q = 0.1 over by 2) + 0.9·1.
+        let want = 0.1 * 1.0 + (1.0 - 0.9) * 2.0 + (1.0 - 0.1) * 2.0 + 0.9 * 1.0;
+        assert!((v - want).abs() < 1e-6, "{v} vs {want}");
+        let y = Tensor::new(&[[0.3f32, -0.2, 0.9, 1.4]; 3], &dev).unwrap();
+        let f = |xs: &[Tensor]| pinball_loss_sum(&xs[0], &y, &[0.1, 0.5, 0.9]);
+        // (A seed whose values all sit more than the step 0.01 from a kink.)
+        crate::ops::gradcheck::check("pinball loss", f, &[crate::ops::gradcheck::randn(11, &[3, 4, 3])], &[0]);
     }
 
     #[test]
