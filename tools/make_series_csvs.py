@@ -1,0 +1,53 @@
+#!/usr/bin/env python3
+"""Writes the short real series of shiftlm's forecasting benchmark
+(BENCHMARKS.md, "Forecasting against classical statistics") to data/:
+
+- sunspots_yearly.csv: yearly sunspot numbers 1700-2008 (309 values);
+- nile_yearly.csv: the Nile's yearly flow at Aswan 1871-1970 (100 values);
+- elnino_monthly.csv: monthly sea surface temperature, El Niño region,
+  1950-2010 (732 values);
+- realgdp_quarterly.csv: US real GDP 1959Q1-2009Q3 (203 values).
+
+All four ship with statsmodels (statsmodels.datasets), each stating that it
+is in the public domain. Read from the statsmodels wheel, so no other
+package is needed:
+
+  python3 tools/make_series_csvs.py      (downloads the statsmodels wheel with pip)
+"""
+import csv
+import glob
+import io
+import pathlib
+import subprocess
+import sys
+import tempfile
+import zipfile
+
+OUT = pathlib.Path(__file__).resolve().parent.parent / "data"
+
+
+def rows(wheel, name):
+    raw = zipfile.ZipFile(wheel).read(f"statsmodels/datasets/{name}/{name}.csv").decode()
+    return list(csv.DictReader(io.StringIO(raw)))
+
+
+def write(path, header, body):
+    with path.open("w", newline="") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(header)
+        w.writerows(body)
+    print(f"{path}: {len(body)} rows")
+
+
+with tempfile.TemporaryDirectory() as tmp:
+    subprocess.run([sys.executable, "-m", "pip", "download", "statsmodels==0.15.0", "--no-deps", "-q", "-d", tmp],
+                   check=True)
+    wheel = glob.glob(f"{tmp}/statsmodels-*.whl")[0]
+    write(OUT / "sunspots_yearly.csv", ["year", "sunspots"],
+          [[r["YEAR"].split(".")[0], r["SUNACTIVITY"]] for r in rows(wheel, "sunspots")])
+    write(OUT / "nile_yearly.csv", ["year", "flow"], [[r["year"], r["volume"]] for r in rows(wheel, "nile")])
+    months = ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"]
+    write(OUT / "elnino_monthly.csv", ["month", "temperature"],
+          [[f"{r['YEAR'].split('.')[0]}-{i + 1:02d}", r[m]] for r in rows(wheel, "elnino") for i, m in enumerate(months)])
+    write(OUT / "realgdp_quarterly.csv", ["quarter", "realgdp"],
+          [[f"{r['year'].split('.')[0]}-Q{r['quarter'].split('.')[0]}", r["realgdp"]] for r in rows(wheel, "macrodata")])
