@@ -258,19 +258,14 @@ fn a_quantile_forecaster_reports_intervals_and_writes_the_bounds() {
 }
 
 #[test]
-fn a_constant_series_has_no_mase_but_still_reports() {
+fn a_constant_series_is_refused_with_the_file_and_column() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let csv: String = std::iter::once("t,v\n".to_string()).chain((0..200).map(|i| format!("{i},5\n"))).collect();
     std::fs::write(d.join("flat.csv"), csv).unwrap();
-    let o =
-        run(d, &["train", "--data", "flat.csv", "--target", "v", "--preset", "series-tiny", "--steps", "5", "--json"]);
-    let v = json(&ok(&o));
-    assert!(v["mase"].is_null() && v["baselines"]["naive"]["mase"].is_null(), "{v}");
-    assert_eq!(v["baselines"]["naive"]["mae"], 0.0);
-    // AR's regression and ETS's likelihood are undefined on a constant series.
-    assert!(v["baselines"]["ar"].is_null() && v["baselines"]["ets"].is_null(), "{v}");
-    assert!(String::from_utf8_lossy(&o.stdout).contains("MASE is undefined"));
+    let o = run(d, &["train", "--data", "flat.csv", "--target", "v", "--preset", "series-tiny", "--steps", "5"]);
+    fails(&o, &["flat.csv", "column 'v'", "same value (5)", "140 training rows"]);
+    assert!(!d.join("runs").exists(), "nothing is written for a refused series");
 }
 
 #[test]

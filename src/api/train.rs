@@ -149,8 +149,19 @@ pub fn prepare(job: &TrainJob) -> Result<Trainer> {
         }
     }
     refuse_existing_run(&job.out, "use --resume {0} or choose another --out")?;
+    // The folders this creates (the run's, and `runs/` the first time),
+    // deepest first: removed again, while empty, if the run cannot start.
+    let created: Vec<PathBuf> =
+        job.out.ancestors().take_while(|p| !p.as_os_str().is_empty() && !p.exists()).map(Path::to_path_buf).collect();
     std::fs::create_dir_all(&job.out).map_err(|e| Error::io(&job.out, e))?;
-    let mut trainer = Trainer::new(cfg, data, tok, Some(job.out.clone()))?;
+    let mut trainer = match Trainer::new(cfg, data, tok, Some(job.out.clone())) {
+        Ok(t) => t,
+        Err(e) => {
+            // `remove_dir` removes only an empty folder, so nothing written is lost.
+            created.iter().try_for_each(std::fs::remove_dir).ok();
+            return Err(e);
+        }
+    };
     trainer.lock_run_dir()?;
     Ok(trainer)
 }

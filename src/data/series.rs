@@ -275,6 +275,17 @@ impl SeriesData {
         Self::from_series(series, n_targets, cfg, scaler)
     }
 
+    /// The first target that holds one value in every training row: its
+    /// name, the value and the row count. Such a series leaves a forecaster
+    /// nothing to learn, and MASE and the classical baselines undefined.
+    pub fn constant_target(&self) -> Option<(&str, f32, usize)> {
+        self.series.names[..self.n_targets].iter().zip(&self.series.columns).find_map(|(name, col)| {
+            let rows = &col[self.train.clone()];
+            let first = *rows.first()?;
+            rows.iter().all(|&v| v == first).then_some((name.as_str(), first, rows.len()))
+        })
+    }
+
     /// Splits and scales columns already read.
     pub fn from_series(series: Series, n_targets: usize, cfg: &SeriesConfig, scaler: Option<&Scaler>) -> Result<Self> {
         let (train, valid, test) = split(series.len(), cfg.valid_fraction, cfg.test_fraction);

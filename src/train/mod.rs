@@ -521,6 +521,18 @@ fn training_loader(cfg: &RunConfig, data: &Dataset, tok: &Tokenizer) -> Result<L
                     ),
                 ));
             }
+            if let Some((name, value, rows)) = s.constant_target() {
+                let msg = format!(
+                    "column '{name}' holds the same value ({value}) in all {rows} training rows: there is nothing to forecast"
+                );
+                return Err(match &cfg.data {
+                    crate::config::DataConfig::Series(d) => match &d.csv {
+                        Some(c) => Error::bad_file(c.path.clone(), msg),
+                        None => Error::config("data", msg),
+                    },
+                    _ => Error::config("data", msg),
+                });
+            }
             Loader::Forecast(ForecastLoader::new(s.scaled.clone(), s.n_targets, starts, (l, h), bs, seed)?)
         }
         (Dataset::Images(d), _) => {
