@@ -238,6 +238,9 @@ fn a_quantile_forecaster_reports_intervals_and_writes_the_bounds() {
     assert_eq!((iv["level"].as_f64(), iv["lower"].as_f64(), iv["upper"].as_f64()), (Some(0.8), Some(0.1), Some(0.9)));
     let cov = iv["coverage"].as_f64().unwrap();
     assert!((0.0..=1.0).contains(&cov) && v["wql"].as_f64().unwrap() > 0.0, "{v}");
+    // Widened on the validation split, with the head's own coverage beside.
+    assert_eq!(iv["calibrated"], true, "{v}");
+    assert!((0.0..=1.0).contains(&iv["coverage_uncalibrated"].as_f64().unwrap()), "{v}");
     let f = json(&ok(&run(d, &["forecast", "--checkpoint", "q", "--origin", "300", "--out", "b.csv", "--json"])));
     assert_eq!(f["quantiles"].as_array().unwrap().len(), 3);
     assert_eq!(f["forecast_quantiles"].as_array().unwrap().len(), 6 * 3);

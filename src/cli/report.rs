@@ -64,8 +64,12 @@ pub fn print_forecast(r: &shiftlm::eval::forecast::ForecastReport, what: &str) {
         println!("  {name:<18}{mase:>10}{:>10.4}{:>10.4}{:>10.2}{mape:>10}", m.mae, m.rmse, m.smape);
     }
     for iv in r.intervals.iter().flatten() {
+        let how = match (iv.calibrated, iv.coverage_uncalibrated) {
+            (true, Some(raw)) => format!(" (calibrated on the validation split; the head's own: {:.1}%)", 100.0 * raw),
+            _ => " (not calibrated: the validation split has no window)".to_string(),
+        };
         println!(
-            "  {:.0}% interval (quantiles {}–{}): covers {:.1}% of the actual values",
+            "  {:.0}% interval (quantiles {}–{}): covers {:.1}% of the actual values{how}",
             100.0 * iv.level,
             iv.lower,
             iv.upper,

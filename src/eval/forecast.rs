@@ -183,6 +183,12 @@ pub struct IntervalMetrics {
     pub upper: f64,
     /// The fraction of actual values inside [lower, upper] (ideally `level`).
     pub coverage: f64,
+    /// Whether the interval was widened by the validation split's
+    /// [`Calibration`] (false when that split has no window).
+    pub calibrated: bool,
+    /// The coverage of the head's own interval, before calibration.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub coverage_uncalibrated: Option<f64>,
 }
 
 /// Coverage of each central interval (levels q and 1 − q of `levels`) and
@@ -191,8 +197,8 @@ pub struct IntervalMetrics {
 pub fn interval_metrics(pred: &[f32], actual: &[f32], levels: &[f32]) -> (Vec<IntervalMetrics>, f64) {
     let q = levels.len();
     let mut intervals = Vec::new();
-    for (lo, &ql) in levels.iter().enumerate() {
-        let Some(hi) = levels.iter().position(|&qh| (qh + ql - 1.0).abs() < 1e-6 && qh > ql) else { continue };
+    for (lo, hi) in interval_pairs(levels) {
+        let ql = levels[lo];
         let inside =
             actual.iter().enumerate().filter(|&(i, &y)| pred[i * q + lo] <= y && y <= pred[i * q + hi]).count();
         // Levels are f32 in the config: 0.1 reads 0.10000000149 in f64, so round.
@@ -202,6 +208,8 @@ pub fn interval_metrics(pred: &[f32], actual: &[f32], levels: &[f32]) -> (Vec<In
             lower: r(ql),
             upper: r(levels[hi]),
             coverage: inside as f64 / actual.len().max(1) as f64,
+            calibrated: false,
+            coverage_uncalibrated: None,
         });
     }
     let scale: f64 = actual.iter().map(|y| y.abs() as f64).sum();
@@ -255,6 +263,97 @@ pub fn predict_quantiles(
     Ok(out)
 }
 
+/// Conformal widening of a quantile forecaster's central intervals
+/// (conformalized quantile regression: Romano, Patterson & Candès 2019),
+/// measured on the validation windows, which training did not fit (they
+/// only chose the checkpoint). For interval k and horizon step i, the
+/// score of a value y is max(lo − y, y − hi) in scaled units; the interval
+/// is widened on both sides by the ⌈(n + 1)·level⌉-th smallest of the n
+/// scores (narrowed, where negative). The test split follows the
+/// validation split in time, so none of its values are read.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Calibration {
+    /// Per central interval: (lower level, upper level).
+    pub intervals: Vec<(f32, f32)>,
+    /// (intervals × H) widenings, scaled units, row-major.
+    pub offsets: Vec<f32>,
+    /// Validation values each offset was measured on.
+    pub n: usize,
+}
+
+/// The central intervals of `levels`: (index of lower, index of upper).
+fn interval_pairs(levels: &[f32]) -> Vec<(usize, usize)> {
+    (0..levels.len())
+        .filter_map(|lo| {
+            let hi = levels.iter().position(|&qh| (qh + levels[lo] - 1.0).abs() < 1e-6 && qh > levels[lo])?;
+            Some((lo, hi))
+        })
+        .collect()
+}
+
+/// Measures [`Calibration`] on the validation split of `s`; `None` for a
+/// point forecaster or a validation split without a window.
+pub fn calibrate(model: &Forecaster, s: &SeriesData, dev: &Device) -> Result<Option<Calibration>> {
+    let m = model.config();
+    let (levels, h, n) = (&m.quantiles, m.horizon, s.n_targets);
+    let pairs = interval_pairs(levels);
+    let starts = s.starts(&s.valid, m.context, h, 1);
+    if pairs.is_empty() || starts.is_empty() {
+        return Ok(None);
+    }
+    let q = levels.len();
+    let all = predict_quantiles(model, s, &starts, 256, dev)?; // (W, H, N, Q), data units
+    let mut offsets = Vec::with_capacity(pairs.len() * h);
+    for &(lo, hi) in &pairs {
+        let level = (levels[hi] - levels[lo]) as f64;
+        for i in 0..h {
+            let mut scores: Vec<f32> = Vec::with_capacity(starts.len() * n);
+            for (w, &st) in starts.iter().enumerate() {
+                for c in 0..n {
+                    let y = s.series.columns[c][st + m.context + i];
+                    let at = ((w * h + i) * n + c) * q;
+                    scores.push((all[at + lo] - y).max(y - all[at + hi]) / s.scaler.scale[c]);
+                }
+            }
+            offsets.push(conformal_quantile(scores, level));
+        }
+    }
+    let intervals = pairs.iter().map(|&(lo, hi)| (levels[lo], levels[hi])).collect();
+    Ok(Some(Calibration { intervals, offsets, n: starts.len() * n }))
+}
+
+/// The ⌈(n + 1)·level⌉-th smallest of n conformity scores (the largest
+/// when that rank passes n): split conformal prediction's widening, which
+/// covers a new value with probability at least `level` when it is
+/// exchangeable with the scored ones.
+pub fn conformal_quantile(mut scores: Vec<f32>, level: f64) -> f32 {
+    if scores.is_empty() {
+        return 0.0;
+    }
+    scores.sort_by(f32::total_cmp);
+    let k = ((scores.len() as f64 + 1.0) * level).ceil() as usize;
+    scores[k.clamp(1, scores.len()) - 1]
+}
+
+impl Calibration {
+    /// Widens the intervals of quantile forecasts `all` ((W, H, N, Q), data
+    /// units, in place) by the offsets, `scale` being each target's scaler
+    /// scale; each value's quantiles stay in ascending order.
+    pub fn apply(&self, all: &mut [f32], levels: &[f32], h: usize, scale: &[f32]) {
+        let (q, n) = (levels.len(), scale.len());
+        let pairs = interval_pairs(levels);
+        for (at, values) in all.chunks_mut(q).enumerate() {
+            let (i, c) = ((at / n) % h, at % n);
+            for (k, &(lo, hi)) in pairs.iter().enumerate() {
+                let d = self.offsets[k * h + i] * scale[c];
+                values[lo] -= d;
+                values[hi] += d;
+            }
+            values.sort_by(f32::total_cmp);
+        }
+    }
+}
+
 /// The forecast of the `H` values after row `origin` (exclusive: rows
 /// `..origin` are the history; `origin` may be the series' length, to
 /// forecast the unknown future), in the data's own units, `[step][target]`
@@ -265,7 +364,8 @@ pub fn forecast_at(model: &Forecaster, s: &SeriesData, origin: usize, dev: &Devi
     Ok(forecast_quantiles_at(model, s, origin, dev)?.chunks(levels.len().max(1)).map(|v| v[mid]).collect())
 }
 
-/// [`forecast_at`] with every quantile: (H, N, Q), ascending along Q.
+/// [`forecast_at`] with every quantile: (H, N, Q), ascending along Q, the
+/// intervals widened by the [`Calibration`] measured on the validation split.
 pub fn forecast_quantiles_at(model: &Forecaster, s: &SeriesData, origin: usize, dev: &Device) -> Result<Vec<f32>> {
     let (l, h) = (model.config().context, model.config().horizon);
     if origin < l || origin > s.series.len() {
@@ -280,7 +380,11 @@ pub fn forecast_quantiles_at(model: &Forecaster, s: &SeriesData, origin: usize, 
         c.truncate(origin);
         c.resize(origin + h, 0.0);
     });
-    predict_quantiles(model, &padded, &[origin - l], 1, dev)
+    let mut all = predict_quantiles(model, &padded, &[origin - l], 1, dev)?;
+    if let Some(cal) = calibrate(model, s, dev)? {
+        cal.apply(&mut all, &model.config().quantiles, h, &s.scaler.scale[..s.n_targets]);
+    }
+    Ok(all)
 }
 
 /// The model's and the baselines' metrics over every window whose horizon
@@ -299,9 +403,14 @@ pub fn evaluate(
     let levels = model.config().quantiles.clone();
     let q = levels.len().max(1);
     let mid = levels.iter().position(|&v| v == 0.5).unwrap_or(0);
-    let all = predict_quantiles(model, s, &starts, 256, dev)?; // (W, H, N, Q)
-    let pred: Vec<f32> = all.chunks(q).map(|v| v[mid]).collect();
-    let (mut quantile_pred, mut quantile_actual) = (Vec::new(), Vec::new());
+    let raw = predict_quantiles(model, s, &starts, 256, dev)?; // (W, H, N, Q)
+    let pred: Vec<f32> = raw.chunks(q).map(|v| v[mid]).collect();
+    let mut all = raw.clone();
+    let calibration = calibrate(model, s, dev)?;
+    if let Some(cal) = &calibration {
+        cal.apply(&mut all, &levels, h, &s.scaler.scale[..n]);
+    }
+    let (mut quantile_pred, mut raw_pred, mut quantile_actual) = (Vec::new(), Vec::new(), Vec::new());
     let origins: Vec<usize> = starts.iter().map(|st| st + l).collect();
     let (mut ours, mut naives, mut seasonals) = (Vec::new(), Vec::new(), Vec::new());
     let mut classical: [Vec<Option<(ForecastMetrics, String)>>; 3] = Default::default();
@@ -322,6 +431,7 @@ pub fn evaluate(
                 for i in 0..h {
                     let at = ((w * h + i) * n + c) * q;
                     quantile_pred.extend_from_slice(&all[at..at + q]);
+                    raw_pred.extend_from_slice(&raw[at..at + q]);
                 }
             }
             quantile_actual.extend_from_slice(&y);
@@ -358,7 +468,15 @@ pub fn evaluate(
         let metrics = average(&all.into_iter().map(|(m, _)| m).collect::<Vec<_>>());
         Some(Box::new(ClassicalMetrics { metrics, model: names.join("; ") }))
     };
-    let quantiles = (!levels.is_empty()).then(|| interval_metrics(&quantile_pred, &quantile_actual, &levels));
+    let quantiles = (!levels.is_empty()).then(|| {
+        let (mut iv, wql) = interval_metrics(&quantile_pred, &quantile_actual, &levels);
+        let (raw_iv, _) = interval_metrics(&raw_pred, &quantile_actual, &levels);
+        for (a, b) in iv.iter_mut().zip(raw_iv) {
+            a.coverage_uncalibrated = Some(b.coverage);
+            a.calibrated = calibration.is_some();
+        }
+        (iv, wql)
+    });
     Ok(ForecastReport {
         model: average(&ours),
         baselines: Baselines {
@@ -405,6 +523,20 @@ mod tests {
         // Pinball sums: q0.1: 0.1·1.5 + 0.1·3 = 0.45; q0.5: 0.5·0.5 + 0.5·2 = 1.25; q0.9: 0.1·0.5 + 0.9·1 = 0.95.
         let want = (2.0 * 0.45 / 4.5 + 2.0 * 1.25 / 4.5 + 2.0 * 0.95 / 4.5) / 3.0;
         assert!((wql - want).abs() < 1e-9, "{wql} vs {want}");
+    }
+
+    #[test]
+    fn conformal_widening_by_hand() {
+        // Nine scores 1..=9 at level 0.8: rank ⌈10·0.8⌉ = 8.
+        let scores: Vec<f32> = (1..=9).map(|v| v as f32).collect();
+        assert_eq!(conformal_quantile(scores.clone(), 0.8), 8.0);
+        assert_eq!(conformal_quantile(scores, 0.95), 9.0);
+        assert_eq!(conformal_quantile(vec![-1.0, -2.0], 0.5), -1.0); // a negative score narrows
+                                                                     // Offsets (1 interval × H = 2) of 0.5 and -0.25 scaled units; target scale 2.
+        let cal = Calibration { intervals: vec![(0.1, 0.9)], offsets: vec![0.5, -0.25], n: 9 };
+        let mut all = vec![0.0, 1.0, 2.0, 0.0, 1.0, 2.0]; // (W 1, H 2, N 1, Q 3)
+        cal.apply(&mut all, &[0.1, 0.5, 0.9], 2, &[2.0]);
+        assert_eq!(all, vec![-1.0, 1.0, 3.0, 0.5, 1.0, 1.5]);
     }
 
     #[test]
