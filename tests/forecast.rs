@@ -95,23 +95,36 @@ fn every_parameter_gets_a_finite_nonzero_gradient() {
 
 #[test]
 fn a_resumed_forecasting_run_is_bit_identical() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut c = config(ForecasterKind::Lstm, 40);
-    let ModelConfig::Forecaster(m) = &mut c.model else { unreachable!() };
-    m.scheduled_sampling = 0.3;
-    c.train.save_every = 20;
-    let run = dir.path().join("run");
-    let data = || shiftlm::data::load(&c.data, c.train.seed, None).unwrap().0;
-    let mut whole = Trainer::new(c.clone(), data(), Tokenizer::Values, None).unwrap();
-    whole.run(&mut LossHistory::default()).unwrap();
-    let mut first = Trainer::new(c.clone(), data(), Tokenizer::Values, Some(run.clone())).unwrap();
-    first.run_until(20, &mut LossHistory::default()).unwrap();
-    let mut second = Trainer::resume(&run).unwrap();
-    second.run(&mut LossHistory::default()).unwrap();
-    for ((name, a), (_, b)) in whole.store.vars().iter().zip(second.store.vars().iter()) {
-        let (a, b) =
-            (a.flatten_all().unwrap().to_vec1::<f32>().unwrap(), b.flatten_all().unwrap().to_vec1::<f32>().unwrap());
-        assert_eq!(a, b, "{name} differs after resuming");
+    // An LSTM with scheduled sampling, a quantile LSTM, and DLinear behind RevIN.
+    for (kind, quantiles, revin) in [
+        (ForecasterKind::Lstm, false, false),
+        (ForecasterKind::Lstm, true, false),
+        (ForecasterKind::DLinear, false, true),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = config(kind, 40);
+        let ModelConfig::Forecaster(m) = &mut c.model else { unreachable!() };
+        m.scheduled_sampling = if kind == ForecasterKind::Lstm { 0.3 } else { 0.0 };
+        if quantiles {
+            m.quantiles = vec![0.1, 0.5, 0.9];
+        }
+        m.revin = revin;
+        c.train.save_every = 20;
+        let run = dir.path().join("run");
+        let data = || shiftlm::data::load(&c.data, c.train.seed, None).unwrap().0;
+        let mut whole = Trainer::new(c.clone(), data(), Tokenizer::Values, None).unwrap();
+        whole.run(&mut LossHistory::default()).unwrap();
+        let mut first = Trainer::new(c.clone(), data(), Tokenizer::Values, Some(run.clone())).unwrap();
+        first.run_until(20, &mut LossHistory::default()).unwrap();
+        let mut second = Trainer::resume(&run).unwrap();
+        second.run(&mut LossHistory::default()).unwrap();
+        for ((name, a), (_, b)) in whole.store.vars().iter().zip(second.store.vars().iter()) {
+            let (a, b) = (
+                a.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+                b.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            );
+            assert_eq!(a, b, "{kind:?} (quantiles {quantiles}, RevIN {revin}): {name} differs after resuming");
+        }
     }
 }
 
