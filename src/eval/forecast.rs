@@ -184,7 +184,8 @@ pub struct IntervalMetrics {
     /// The fraction of actual values inside [lower, upper] (ideally `level`).
     pub coverage: f64,
     /// Whether the interval was widened by the validation split's
-    /// [`Calibration`] (false when that split has no window).
+    /// [`Calibration`] (false when that split has no window, or when its
+    /// rows are among those scored).
     pub calibrated: bool,
     /// The coverage of the head's own interval, before calibration.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -305,7 +306,8 @@ pub fn calibrate(model: &Forecaster, s: &SeriesData, dev: &Device) -> Result<Opt
     let all = predict_quantiles(model, s, &starts, 256, dev)?; // (W, H, N, Q), data units
     let mut offsets = Vec::with_capacity(pairs.len() * h);
     for &(lo, hi) in &pairs {
-        let level = (levels[hi] - levels[lo]) as f64;
+        // Rounded: 0.8 − 0.2 in f32 is 0.6000000238, which would move the rank up by one.
+        let level = ((levels[hi] - levels[lo]) as f64 * 1e6).round() / 1e6;
         for i in 0..h {
             let mut scores: Vec<f32> = Vec::with_capacity(starts.len() * n);
             for (w, &st) in starts.iter().enumerate() {
@@ -338,18 +340,22 @@ pub fn conformal_quantile(mut scores: Vec<f32>, level: f64) -> f32 {
 impl Calibration {
     /// Widens the intervals of quantile forecasts `all` ((W, H, N, Q), data
     /// units, in place) by the offsets, `scale` being each target's scaler
-    /// scale; each value's quantiles stay in ascending order.
+    /// scale. The median is left as it is (it is the point forecast); a
+    /// narrowed bound stops at it, and each side of it stays in ascending order.
     pub fn apply(&self, all: &mut [f32], levels: &[f32], h: usize, scale: &[f32]) {
         let (q, n) = (levels.len(), scale.len());
+        let mid = levels.iter().position(|&l| l == 0.5).unwrap_or(0);
         let pairs = interval_pairs(levels);
         for (at, values) in all.chunks_mut(q).enumerate() {
             let (i, c) = ((at / n) % h, at % n);
+            let median = values[mid];
             for (k, &(lo, hi)) in pairs.iter().enumerate() {
                 let d = self.offsets[k * h + i] * scale[c];
-                values[lo] -= d;
-                values[hi] += d;
+                values[lo] = (values[lo] - d).min(median);
+                values[hi] = (values[hi] + d).max(median);
             }
-            values.sort_by(f32::total_cmp);
+            values[..mid].sort_by(f32::total_cmp);
+            values[mid + 1..].sort_by(f32::total_cmp);
         }
     }
 }
@@ -365,7 +371,8 @@ pub fn forecast_at(model: &Forecaster, s: &SeriesData, origin: usize, dev: &Devi
 }
 
 /// [`forecast_at`] with every quantile: (H, N, Q), ascending along Q, the
-/// intervals widened by the [`Calibration`] measured on the validation split.
+/// intervals widened by the [`Calibration`] measured on the validation split
+/// when the origin comes after it.
 pub fn forecast_quantiles_at(model: &Forecaster, s: &SeriesData, origin: usize, dev: &Device) -> Result<Vec<f32>> {
     let (l, h) = (model.config().context, model.config().horizon);
     if origin < l || origin > s.series.len() {
@@ -381,7 +388,9 @@ pub fn forecast_quantiles_at(model: &Forecaster, s: &SeriesData, origin: usize, 
         c.resize(origin + h, 0.0);
     });
     let mut all = predict_quantiles(model, &padded, &[origin - l], 1, dev)?;
-    if let Some(cal) = calibrate(model, s, dev)? {
+    // Calibration reads the validation rows: only for a forecast made after them.
+    let calibration = if origin >= s.valid.end { calibrate(model, s, dev)? } else { None };
+    if let Some(cal) = calibration {
         cal.apply(&mut all, &model.config().quantiles, h, &s.scaler.scale[..s.n_targets]);
     }
     Ok(all)
@@ -406,7 +415,9 @@ pub fn evaluate(
     let raw = predict_quantiles(model, s, &starts, 256, dev)?; // (W, H, N, Q)
     let pred: Vec<f32> = raw.chunks(q).map(|v| v[mid]).collect();
     let mut all = raw.clone();
-    let calibration = calibrate(model, s, dev)?;
+    // Calibration reads the validation rows: never when they are among the scored ones.
+    let overlaps = rows.start < s.valid.end && s.valid.start < rows.end;
+    let calibration = if overlaps { None } else { calibrate(model, s, dev)? };
     if let Some(cal) = &calibration {
         cal.apply(&mut all, &levels, h, &s.scaler.scale[..n]);
     }
@@ -463,8 +474,12 @@ pub fn evaluate(
     }
     let summarise = |per_target: &Vec<Option<(ForecastMetrics, String)>>| -> Option<Box<ClassicalMetrics>> {
         let all: Vec<(ForecastMetrics, String)> = per_target.iter().cloned().collect::<Option<_>>()?;
-        let mut names: Vec<String> = all.iter().map(|(_, d)| d.clone()).collect();
-        names.dedup();
+        let mut names: Vec<String> = Vec::new();
+        for (_, d) in &all {
+            if !names.contains(d) {
+                names.push(d.clone());
+            }
+        }
         let metrics = average(&all.into_iter().map(|(m, _)| m).collect::<Vec<_>>());
         Some(Box::new(ClassicalMetrics { metrics, model: names.join("; ") }))
     };
@@ -537,6 +552,10 @@ mod tests {
         let mut all = vec![0.0, 1.0, 2.0, 0.0, 1.0, 2.0]; // (W 1, H 2, N 1, Q 3)
         cal.apply(&mut all, &[0.1, 0.5, 0.9], 2, &[2.0]);
         assert_eq!(all, vec![-1.0, 1.0, 3.0, 0.5, 1.0, 1.5]);
+        // A narrowing never moves the median: the bounds stop at it.
+        let mut all = vec![0.9, 1.0, 1.2, 0.9, 1.0, 1.2];
+        cal.apply(&mut all, &[0.1, 0.5, 0.9], 2, &[2.0]);
+        assert_eq!(all[3..], [1.0, 1.0, 1.0]);
     }
 
     #[test]

@@ -177,13 +177,13 @@ impl ForecasterConfig {
             ("model.n_head", self.n_head),
             ("model.d_ff", self.d_ff),
         ])?;
-        let (c, l) = (self.hidden, self.n_layer);
+        let (c, l, q) = (self.hidden, self.n_layer, self.quantiles.len().max(1));
         // Positions, per layer ≤ 8C² + 2C·F (or an RNN's 8C²), the head (H·N·C).
         super::check_params(&[
             ("model.context", &[self.context, c]),
             ("model.n_layer", &[l, 8, c, c + self.d_ff]),
-            ("model.horizon", &[self.horizon, self.n_targets, c]),
-            ("model.context", &[2, self.context, self.n_inputs, self.horizon, self.n_targets]), // DLinear's two maps
+            ("model.horizon", &[self.horizon, self.n_targets, q, c]),
+            ("model.context", &[2, self.context, self.n_inputs, self.horizon, self.n_targets, q]), // DLinear's two maps
         ])?;
         super::check_sizes(&[("model.ma_kernel", self.ma_kernel)])?;
         if self.n_targets > self.n_inputs {

@@ -38,19 +38,27 @@ fn design(y: &[f64], start: usize, p: usize) -> Vec<f64> {
 /// `None` when the series is too short (fewer than maxlag + 2 rows past the
 /// held-back ones) or the regression is singular (a constant series).
 pub fn fit(y: &[f64], maxlag: usize) -> Option<Ar> {
-    if y.len() < 2 * maxlag + 3 {
-        return None;
+    if y.len() < 2 * maxlag + 3 || y.iter().all(|&v| v == y[0]) {
+        return None; // too short, or constant: nothing to model
     }
     let n = y.len() - maxlag;
     let target = &y[maxlag..];
     let mut aic = Vec::with_capacity(maxlag + 1);
     for p in 0..=maxlag {
-        let (_, rss) = lstsq::solve(&design(y, maxlag, p), n, p + 1, target)?;
+        // A singular order (its lags exactly collinear) is skipped: AIC +∞.
+        let Some((_, rss)) = lstsq::solve(&design(y, maxlag, p), n, p + 1, target) else {
+            aic.push(f64::INFINITY);
+            continue;
+        };
         let nf = n as f64;
         aic.push(nf * ((2.0 * std::f64::consts::PI * rss / nf).ln() + 1.0) + 2.0 * (p as f64 + 1.0));
     }
-    // The first order with the lowest AIC (statsmodels sorts stably).
+    // The first order with the lowest AIC (statsmodels sorts stably); none
+    // when every order is singular.
     let p = (0..=maxlag).fold(0, |best, p| if aic[p] < aic[best] { p } else { best });
+    if !aic[p].is_finite() {
+        return None;
+    }
     let (coef, _) = lstsq::solve(&design(y, p, p), y.len() - p, p + 1, &y[p..])?;
     Some(Ar { constant: coef[0], coefs: coef[1..].to_vec(), aic })
 }

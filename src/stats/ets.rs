@@ -443,6 +443,9 @@ pub fn fit_spec(y: &[f64], m: usize, spec: Spec) -> Option<Ets> {
     // optimum in a corner of the bounds (α = 0.9999, β = α, φ = 0.8 is
     // common), which an infinite wall outside makes it creep towards.
     let smoothing = |x: &[f64]| -> Option<(Params, f64)> {
+        if x.iter().any(|v| !v.is_finite()) {
+            return None; // (`clamp` to a NaN bound would panic)
+        }
         let mut it = x.iter().copied();
         let mut moved = 0.0;
         let mut clamp = |v: f64, lo: f64, hi: f64| {

@@ -30,8 +30,11 @@ pub fn minimize(
     let mut evals = d + 1;
     // Gao & Han's (2012) coefficients, which adapt to the dimension: the
     // standard (1, 2, ½, ½) stall on ETS's 15-dimensional seasonal models.
+    // (For one or two dimensions they degenerate, a shrink of 0 collapsing
+    // the simplex: the standard ones there.)
     let df = d as f64;
-    let (alpha, gamma, rho, sigma) = (1.0, 1.0 + 2.0 / df, 0.75 - 0.5 / df, 1.0 - 1.0 / df);
+    let (alpha, gamma, rho, sigma) =
+        if d <= 2 { (1.0, 2.0, 0.5, 0.5) } else { (1.0, 1.0 + 2.0 / df, 0.75 - 0.5 / df, 1.0 - 1.0 / df) };
     while evals < max_evals {
         // Order: best first.
         let mut order: Vec<usize> = (0..=d).collect();
