@@ -47,7 +47,10 @@ Examples:
   shiftlm train --task digit-strings                            # read strips of 1-5 digits (image → text)
   shiftlm train --task spoken-digits                            # spoken keywords (espeak-ng corpus), ±400 ms shifts
   shiftlm train --task spoken-digits --model mlp --augment none # the position-bound baseline, unaugmented
-  shiftlm train --task spoken-strings                           # transcribe spoken strings of 1-7 digits";
+  shiftlm train --task spoken-strings                           # transcribe spoken strings of 1-7 digits
+  shiftlm train --task series                                   # forecast the built-in hourly series
+  shiftlm train --data data/sunspots_yearly.csv --target sunspots --context 40 --horizon 10 --model dlinear
+  shiftlm train --data sales.csv --target units --timestamp date --quantiles 0.1,0.5,0.9 --revin";
 
 #[derive(clap::Args, Debug)]
 pub struct TrainArgs {
