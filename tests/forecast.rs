@@ -264,6 +264,9 @@ fn a_quantile_forecaster_reports_intervals_and_writes_the_bounds() {
         let x: Vec<f32> = line.split(',').skip(2).take(3).map(|v| v.parse().unwrap()).collect();
         assert!(x[1] <= x[0] && x[0] <= x[2], "{line}");
     }
+    // A resumed run keeps its saved levels: changing them is refused, not ignored.
+    fails(&run(d, &["train", "--resume", "q", "--quantiles", "0.2,0.5,0.8"]), &["--resume", "only --steps"]);
+    fails(&run(d, &["train", "--resume", "q", "--revin"]), &["only --steps"]);
     // Bad levels are refused with the field named.
     let bad = with(&["--quantiles", "0.1,0.9", "--steps", "1"]);
     fails(&run(d, &bad.iter().map(String::as_str).collect::<Vec<_>>()), &["model.quantiles", "0.5"]);

@@ -114,8 +114,8 @@ pub fn forecast(job: &ForecastJob) -> Result<ForecastOutput> {
     crate::io::write_atomic(&out, csv.as_bytes())?;
 
     let history = job.history.unwrap_or(l.max(3 * h)).min(origin);
-    let kind = format!("{:?}", model.config().kind).to_lowercase();
-    let png_bytes = forecast_png(&s.series, names, &pred, &bands, (origin, known, history), &kind);
+    let kind = model.config().kind.name();
+    let png_bytes = forecast_png(&s.series, names, &pred, &bands, (origin, known, history), kind);
     crate::io::write_atomic(&png, &png_bytes)?;
     Ok(ForecastOutput {
         csv: out,

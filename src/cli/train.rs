@@ -420,6 +420,8 @@ fn check_resume_flags(a: &TrainArgs) -> anyhow::Result<()> {
         a.horizon.is_some(),
         a.loss.is_some(),
         a.huber_delta.is_some(),
+        a.revin,
+        a.quantiles.is_some(),
         a.scheduled_sampling.is_some(),
         a.augment.is_some(),
     ];
