@@ -277,6 +277,52 @@ fn a_quantile_forecaster_reports_intervals_and_writes_the_bounds() {
 }
 
 #[test]
+fn auto_trains_every_kind_and_keeps_the_lowest_validation_mase() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_csv(d, 24 * 20);
+    let args = [
+        "train",
+        "--data",
+        "load.csv",
+        "--target",
+        "load",
+        "--preset",
+        "series-tiny",
+        "--horizon",
+        "6",
+        "--steps",
+        "20",
+        "--model",
+        "auto",
+        "--out",
+        "a",
+        "--json",
+    ];
+    let v = json(&ok(&run(d, &args)));
+    let auto = &v["auto"];
+    let cands = auto["candidates"].as_array().unwrap();
+    let names: Vec<&str> = cands.iter().map(|c| c["name"].as_str().unwrap()).collect();
+    for k in ["lstm", "gru", "transformer", "nlinear", "dlinear", "ar", "ets", "theta", "seasonal_naive", "naive"] {
+        assert!(names.contains(&k), "{k} missing from {names:?}");
+    }
+    for k in ["lstm", "gru", "transformer", "nlinear", "dlinear"] {
+        assert!(d.join("a").join(k).is_dir(), "no run folder for {k}");
+    }
+    let chosen = auto["chosen"].as_str().unwrap();
+    let valid = |c: &serde_json::Value| c["valid_mase"].as_f64().unwrap_or(f64::INFINITY);
+    let best = cands.iter().map(valid).fold(f64::INFINITY, f64::min);
+    let c = cands.iter().find(|c| c["name"] == chosen).unwrap();
+    assert_eq!(valid(c), best, "{auto}");
+    // The reported test metrics are the chosen candidate's.
+    assert_eq!(v["mase"].as_f64(), c["test_mase"].as_f64(), "{v}");
+    let saved: serde_json::Value = serde_json::from_slice(&std::fs::read(d.join("a/auto.json")).unwrap()).unwrap();
+    assert_eq!(saved["chosen"], chosen);
+    // Only forecasting data.
+    fails(&run(d, &["train", "--task", "reverse", "--model", "auto", "--steps", "1"]), &["--model auto", "forecast"]);
+}
+
+#[test]
 fn a_constant_series_is_refused_with_the_file_and_column() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();

@@ -28,6 +28,7 @@
 //!
 //! [`MetricsSink`]: crate::train::MetricsSink
 
+pub mod auto;
 pub mod average;
 pub mod evaluate;
 pub mod finetune;

@@ -101,9 +101,11 @@ pub struct DataArgs {
     /// Model family: seq2seq (RNN encoder–decoder, the default), transformer (Transformer
     /// encoder–decoder), gpt (GPT-2 layout) or llama. For forecasting: seq2seq (an LSTM/GRU
     /// encoder with a decoder rolled out over the horizon), transformer (encoder + direct head),
-    /// nlinear (one linear map of the window) or dlinear (linear maps of its trend and remainder).
+    /// nlinear (one linear map of the window), dlinear (linear maps of its trend and remainder),
+    /// or auto (train each, and keep the lowest validation MASE among them and the classical
+    /// baselines).
     /// Images and keywords: cnn, row-lstm, row-gru, mlp, conv-lstm or conv-gru.
-    #[arg(long, value_name = "FAMILY", value_parser = ["seq2seq", "transformer", "gpt", "gpt2", "llama", "cnn", "row-lstm", "row-gru", "mlp", "conv-lstm", "conv-gru", "nlinear", "dlinear"])]
+    #[arg(long, value_name = "FAMILY", value_parser = ["seq2seq", "transformer", "gpt", "gpt2", "llama", "cnn", "row-lstm", "row-gru", "mlp", "conv-lstm", "conv-gru", "nlinear", "dlinear", "auto"])]
     pub model: Option<String>,
     /// Built-in task: rotate, copy, reverse or sort (default: the preset's, rotate);
     /// series: a synthetic hourly series with trend, daily and weekly seasons, to forecast;
@@ -262,12 +264,12 @@ impl DataArgs {
         if let shiftlm::model::ModelConfig::Forecaster(m) = &mut cfg.model {
             use shiftlm::model::ForecasterKind;
             m.kind = match self.model.as_deref() {
-                None | Some("seq2seq") => m.kind,
+                None | Some("seq2seq" | "auto") => m.kind, // auto: `train` runs every kind
                 Some("transformer") => ForecasterKind::Transformer,
                 Some("nlinear") => ForecasterKind::NLinear,
                 Some("dlinear") => ForecasterKind::DLinear,
                 Some(other) => anyhow::bail!(
-                    "forecasting uses --model seq2seq (an RNN encoder–decoder, the default), transformer, nlinear or dlinear, not {other}"
+                    "forecasting uses --model seq2seq (an RNN encoder–decoder, the default), transformer, nlinear, dlinear or auto, not {other}"
                 ),
             };
         }

@@ -82,7 +82,13 @@ pub fn print_forecast(r: &shiftlm::eval::forecast::ForecastReport, what: &str) {
     // The best baseline by MAE (MASE is MAE over one shared scale, so the
     // order is the same where MASE is defined).
     let Some((best_name, best)) = rows.iter().min_by(|a, b| a.1.mae.total_cmp(&b.1.mae)) else { return };
-    let verdict = if r.model.mae < best.mae { "beats every baseline" } else { "does NOT beat the best baseline" };
+    let verdict = if r.model.mae == best.mae && r.model.rmse == best.rmse {
+        "is the best baseline" // (--model auto chose it)
+    } else if r.model.mae < best.mae {
+        "beats every baseline"
+    } else {
+        "does NOT beat the best baseline"
+    };
     match (r.model.mase, best.mase) {
         (Some(m), Some(bm)) => println!("  the model {verdict} (MASE {m:.3} vs {bm:.3}, {best_name})"),
         _ => println!(

@@ -50,6 +50,7 @@ Examples:
   shiftlm train --task spoken-strings                           # transcribe spoken strings of 1-7 digits
   shiftlm train --task series                                   # forecast the built-in hourly series
   shiftlm train --data data/sunspots_yearly.csv --target sunspots --context 40 --horizon 10 --model dlinear
+  shiftlm train --data data/nile_yearly.csv --target flow --context 20 --horizon 5 --model auto
   shiftlm train --data sales.csv --target units --timestamp date --quantiles 0.1,0.5,0.9 --revin";
 
 #[derive(clap::Args, Debug)]
@@ -440,6 +441,7 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
             check_resume_flags(&a)?;
             api::train::prepare_resume(run, a.steps).with_context(|| format!("resuming {}", run.display()))?
         }
+        None if a.data.model.as_deref() == Some("auto") => return run_auto(&a),
         None => {
             let job = job(&a)?;
             a.profiling.check_window(job.config.train.steps)?;
@@ -540,6 +542,44 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
             "skipped_batches": o.skipped_batches,
         });
         println!("{}", report::json_value(&evaluation, extra));
+    }
+    Ok(())
+}
+
+/// `--model auto`: every forecaster kind, then the choice among them and the
+/// classical baselines by validation MASE, scored on the test windows.
+fn run_auto(a: &TrainArgs) -> anyhow::Result<()> {
+    let job = job(a)?;
+    if !job.config.model.is_forecaster() {
+        anyhow::bail!("--model auto chooses among forecasters: give --data FILE.csv --target COLUMN or --task series");
+    }
+    if a.cell.is_some() || a.layers.is_some() || a.hidden.is_some() || a.heads.is_some() {
+        return Err(only("--cell/--layers/--hidden/--heads", "single-kind (not --model auto)"));
+    }
+    let mut runs = Vec::new();
+    for kind in api::auto::KINDS {
+        let mut progress = Progress::default();
+        let r = api::auto::train_candidate(&job, kind, &mut progress);
+        progress.finish();
+        let r = r.with_context(|| format!("training the {} candidate", kind.name()))?;
+        eprintln!("{}: validation MASE {}", r.name, r.valid.model.mase.map_or("-".into(), |v| format!("{v:.4}")));
+        runs.push(r);
+    }
+    let (choice, report) = api::auto::choose(&runs)?;
+    println!("model selection on the validation windows ({}):", job.out.display());
+    println!("  {:<16}{:>14}{:>12}  model / checkpoint", "candidate", "valid MASE", "test MASE");
+    let f = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.4}"));
+    for c in &choice.candidates {
+        let what = c.model.clone().or(c.checkpoint.as_ref().map(|p| p.display().to_string())).unwrap_or_default();
+        let mark = if c.name == choice.chosen { " ← chosen" } else { "" };
+        println!("  {:<16}{:>14}{:>12}  {what}{mark}", c.name, f(c.valid_mase), f(c.test_mase));
+    }
+    println!("chose {}: {}", choice.chosen, choice.reason);
+    shiftlm::io::write_atomic(&job.out.join("auto.json"), &serde_json::to_vec_pretty(&choice)?)?;
+    report::print_forecast(&report, "test split");
+    if a.json {
+        let extra = serde_json::json!({ "run": job.out, "auto": choice });
+        println!("{}", report::json_value(&report, extra));
     }
     Ok(())
 }
