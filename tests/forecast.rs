@@ -318,6 +318,8 @@ fn auto_trains_every_kind_and_keeps_the_lowest_validation_mase() {
     assert_eq!(v["mase"].as_f64(), c["test_mase"].as_f64(), "{v}");
     let saved: serde_json::Value = serde_json::from_slice(&std::fs::read(d.join("a/auto.json")).unwrap()).unwrap();
     assert_eq!(saved["chosen"], chosen);
+    // The run folder itself is not a checkpoint: the error says where the candidates are.
+    fails(&run(d, &["forecast", "--checkpoint", "a"]), &["--model auto run", "auto.json"]);
     // Only forecasting data.
     fails(&run(d, &["train", "--task", "reverse", "--model", "auto", "--steps", "1"]), &["--model auto", "forecast"]);
 }

@@ -53,10 +53,13 @@ fn open(dir: &Path, keep: folder::Keep) -> Result<Opened> {
     } else if is_hf_folder(dir) {
         Ok(Opened::Hf(dir.to_path_buf()))
     } else if list(dir).is_empty() {
-        Err(Error::Checkpoint {
-            path: dir.to_path_buf(),
-            msg: "neither a checkpoint (no manifest.json) nor a run folder (no checkpoint-<step>/)".into(),
-        })
+        let msg = if dir.join("auto.json").exists() {
+            // `train --model auto` leaves one run per kind beside its choice.
+            "a --model auto run: its candidates are the run folders inside it (lstm/, gru/, transformer/, nlinear/, dlinear/), and auto.json names the chosen one".into()
+        } else {
+            "neither a checkpoint (no manifest.json) nor a run folder (no checkpoint-<step>/)".into()
+        };
+        Err(Error::Checkpoint { path: dir.to_path_buf(), msg })
     } else {
         Ok(Opened::Checkpoint(newest_verified(dir, keep)?))
     }
