@@ -76,8 +76,7 @@ pub fn forecast(job: &ForecastJob) -> Result<ForecastOutput> {
     }
     let levels = model.config().quantiles.clone();
     let all = crate::eval::forecast::forecast_quantiles_at(model, &s, origin, &dev)?; // (H, N, Q)
-    let mid = levels.iter().position(|&q| q == 0.5).unwrap_or(0);
-    let pred: Vec<f32> = all.chunks(levels.len().max(1)).map(|v| v[mid]).collect(); // (H, N)
+    let pred = crate::eval::forecast::medians(model, &all); // (H, N)
     let bands = Bands { levels: &levels, values: &all };
 
     // Timestamps: the file's where it has them, then its last interval continued.

@@ -234,10 +234,13 @@ pub fn interval_metrics(pred: &[f32], actual: &[f32], levels: &[f32]) -> (Vec<In
 /// units, from each window start in `starts` (origin `start + L`):
 /// `[window][step][target]` flattened to (W, H, N).
 pub fn predict(model: &Forecaster, s: &SeriesData, starts: &[usize], batch: usize, dev: &Device) -> Result<Vec<f32>> {
-    let levels = &model.config().quantiles;
-    let q = levels.len().max(1);
-    let mid = levels.iter().position(|&l| l == 0.5).unwrap_or(0);
-    Ok(predict_quantiles(model, s, starts, batch, dev)?.chunks(q).map(|v| v[mid]).collect())
+    Ok(medians(model, &predict_quantiles(model, s, starts, batch, dev)?))
+}
+
+/// The point forecasts (medians) of quantile forecasts (…, Q) of `model`.
+pub fn medians(model: &Forecaster, all: &[f32]) -> Vec<f32> {
+    let m = model.config();
+    all.chunks(m.quantiles.len().max(1)).map(|v| v[m.median_index()]).collect()
 }
 
 /// Every quantile of each forecast, as [`predict`]: (W, H, N, Q), ascending
@@ -365,9 +368,7 @@ impl Calibration {
 /// forecast the unknown future), in the data's own units, `[step][target]`
 /// flattened to (H, N). The history must hold at least the model's context.
 pub fn forecast_at(model: &Forecaster, s: &SeriesData, origin: usize, dev: &Device) -> Result<Vec<f32>> {
-    let levels = &model.config().quantiles;
-    let mid = levels.iter().position(|&l| l == 0.5).unwrap_or(0);
-    Ok(forecast_quantiles_at(model, s, origin, dev)?.chunks(levels.len().max(1)).map(|v| v[mid]).collect())
+    Ok(medians(model, &forecast_quantiles_at(model, s, origin, dev)?))
 }
 
 /// [`forecast_at`] with every quantile: (H, N, Q), ascending along Q, the
@@ -411,9 +412,8 @@ pub fn evaluate(
     let starts = s.starts(rows, l, h, 1);
     let levels = model.config().quantiles.clone();
     let q = levels.len().max(1);
-    let mid = levels.iter().position(|&v| v == 0.5).unwrap_or(0);
     let raw = predict_quantiles(model, s, &starts, 256, dev)?; // (W, H, N, Q)
-    let pred: Vec<f32> = raw.chunks(q).map(|v| v[mid]).collect();
+    let pred = medians(model, &raw);
     let mut all = raw.clone();
     // Calibration reads the validation rows: never when they are among the scored ones.
     let overlaps = rows.start < s.valid.end && s.valid.start < rows.end;

@@ -236,6 +236,12 @@ impl ForecasterConfig {
 }
 
 impl ForecasterConfig {
+    /// Where the point forecast (the median, level 0.5) sits among the Q
+    /// outputs per value; 0 for a point forecaster.
+    pub fn median_index(&self) -> usize {
+        self.quantiles.iter().position(|&q| q == 0.5).unwrap_or(0)
+    }
+
     /// The encoder's front-end: the past's values as they are (RNN kinds),
     /// or projected to the model width (Transformer).
     pub fn input(&self) -> FrontendConfig {
@@ -349,9 +355,8 @@ impl Forecaster {
         Ok(y.narrow(3, self.median_index(), 1)?.squeeze(3)?)
     }
 
-    /// Where the point forecast sits among the Q outputs per value.
     fn median_index(&self) -> usize {
-        self.cfg.quantiles.iter().position(|&q| q == 0.5).unwrap_or(0)
+        self.cfg.median_index()
     }
 
     /// [`Self::forward`] with every quantile: (B, H, N, Q), Q = 1 for a
