@@ -6,7 +6,7 @@
 
 use super::train::{fit, prepare, run_start, select_checkpoint, TrainJob};
 use crate::error::{Error, Result};
-use crate::eval::forecast::{evaluate, ForecastMetrics, ForecastReport};
+use crate::eval::forecast::{evaluate_with, fit_classical, ClassicalFits, ForecastMetrics, ForecastReport};
 use crate::model::{ForecasterKind, ModelConfig};
 use crate::train::MetricsSink;
 use serde::Serialize;
@@ -64,7 +64,14 @@ pub struct AutoChoice {
 
 /// Trains the neural candidate `kind` of `job` into `job.out/<kind>` and
 /// scores its best validation checkpoint on the validation and test windows.
-pub fn train_candidate(job: &TrainJob, kind: ForecasterKind, sink: &mut dyn MetricsSink) -> Result<CandidateRun> {
+/// The classical baselines are fitted on the first call into `fits` and
+/// reused by the next (every candidate reads the same series).
+pub fn train_candidate(
+    job: &TrainJob,
+    kind: ForecasterKind,
+    fits: &mut Option<ClassicalFits>,
+    sink: &mut dyn MetricsSink,
+) -> Result<CandidateRun> {
     let mut job = job.clone();
     let ModelConfig::Forecaster(m) = &mut job.config.model else {
         return Err(Error::setting("--model auto chooses among forecasters; give a CSV series or --task series"));
@@ -79,8 +86,9 @@ pub fn train_candidate(job: &TrainJob, kind: ForecasterKind, sink: &mut dyn Metr
         return Err(Error::setting("--model auto chooses among forecasters"));
     };
     let dev = trainer.store.device().clone();
-    let valid = evaluate(model, s, &s.valid, &dev)?;
-    let test = evaluate(model, s, &s.test, &dev)?;
+    let fits = fits.get_or_insert_with(|| fit_classical(s));
+    let valid = evaluate_with(model, s, &s.valid, fits, &dev)?;
+    let test = evaluate_with(model, s, &s.test, fits, &dev)?;
     Ok(CandidateRun { name: kind.name().to_string(), checkpoint, valid, test })
 }
 

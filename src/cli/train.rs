@@ -556,10 +556,10 @@ fn run_auto(a: &TrainArgs) -> anyhow::Result<()> {
     if a.cell.is_some() || a.layers.is_some() || a.hidden.is_some() || a.heads.is_some() {
         return Err(only("--cell/--layers/--hidden/--heads", "single-kind (not --model auto)"));
     }
-    let mut runs = Vec::new();
+    let (mut runs, mut fits) = (Vec::new(), None);
     for kind in api::auto::KINDS {
         let mut progress = Progress::default();
-        let r = api::auto::train_candidate(&job, kind, &mut progress);
+        let r = api::auto::train_candidate(&job, kind, &mut fits, &mut progress);
         progress.finish();
         let r = r.with_context(|| format!("training the {} candidate", kind.name()))?;
         eprintln!("{}: validation MASE {}", r.name, r.valid.model.mase.map_or("-".into(), |v| format!("{v:.4}")));

@@ -408,6 +408,39 @@ pub fn evaluate(
     rows: &std::ops::Range<usize>,
     dev: &Device,
 ) -> Result<ForecastReport> {
+    evaluate_with(model, s, rows, &fit_classical(s), dev)
+}
+
+/// The classical baselines fitted on the training rows of each target of
+/// `s`: AR, ETS and Theta, `None` where one cannot be fitted.
+pub struct ClassicalFits(Vec<[Option<Box<dyn Baseline>>; 3]>);
+
+/// Fits [`ClassicalFits`] (once per series: [`evaluate_with`] reuses them
+/// for any split and any model).
+pub fn fit_classical(s: &SeriesData) -> ClassicalFits {
+    ClassicalFits(
+        (0..s.n_targets)
+            .map(|c| {
+                let train: Vec<f64> = s.series.columns[c][s.train.clone()].iter().map(|&v| v as f64).collect();
+                [
+                    crate::stats::ar::fit(&train, crate::stats::ar::default_maxlag(train.len()))
+                        .map(|m| Box::new(m) as _),
+                    crate::stats::ets::fit(&train, s.season).map(|m| Box::new(m) as _),
+                    crate::stats::theta::fit(&train, s.season).map(|m| Box::new(m) as _),
+                ]
+            })
+            .collect(),
+    )
+}
+
+/// [`evaluate`] with classical baselines already fitted on `s`.
+pub fn evaluate_with(
+    model: &Forecaster,
+    s: &SeriesData,
+    rows: &std::ops::Range<usize>,
+    classical_fits: &ClassicalFits,
+    dev: &Device,
+) -> Result<ForecastReport> {
     let (l, h, n) = (model.config().context, model.config().horizon, s.n_targets);
     let starts = s.starts(rows, l, h, 1);
     let levels = model.config().quantiles.clone();
@@ -450,14 +483,8 @@ pub fn evaluate(
         naives.push(metrics(&nv, &y, scale));
         seasonals.push(metrics(&sn, &y, scale));
         let series: Vec<f64> = col.iter().map(|&v| v as f64).collect();
-        let train = &series[s.train.clone()];
-        let fitted: [Option<Box<dyn Baseline>>; 3] = [
-            crate::stats::ar::fit(train, crate::stats::ar::default_maxlag(train.len())).map(|m| Box::new(m) as _),
-            crate::stats::ets::fit(train, s.season).map(|m| Box::new(m) as _),
-            crate::stats::theta::fit(train, s.season).map(|m| Box::new(m) as _),
-        ];
-        for (k, fit) in fitted.into_iter().enumerate() {
-            let scored = fit.and_then(|b| {
+        for (k, fit) in classical_fits.0[c].iter().enumerate() {
+            let scored = fit.as_ref().and_then(|b| {
                 let f: Vec<f32> = b.forecast_from(&series, &origins, h).iter().map(|&v| v as f32).collect();
                 // A multiplicative model can break on values its training rows never had (≤ 0).
                 f.iter().all(|v| v.is_finite()).then(|| (metrics(&f, &y, scale), b.describe()))
