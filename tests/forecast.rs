@@ -375,3 +375,50 @@ fn bad_csv_files_name_the_row_and_column() {
     );
     ok(&o);
 }
+
+#[test]
+fn an_ensemble_forecasts_the_median_of_its_members() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_csv(d, 24 * 20);
+    let base = ["--data", "load.csv", "--target", "load", "--preset", "series-tiny", "--horizon", "6", "--steps", "20"];
+    let mut args = vec!["train"];
+    args.extend(base);
+    args.extend(["--quantiles", "0.1,0.5,0.9", "--ensemble", "3", "--seed", "7", "--out", "e", "--json"]);
+    let trained = json(&ok(&run(d, &args)));
+    let members = trained["ensemble"]["members"].as_array().unwrap();
+    let seeds: Vec<u64> = members.iter().map(|m| m["seed"].as_u64().unwrap()).collect();
+    assert_eq!(seeds, [7, 8, 9]);
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("e/ensemble.json")).unwrap()).unwrap();
+    assert_eq!(&manifest["members"], &trained["ensemble"]["members"]);
+    // `eval` reads the folder as one model and scores it as `train` did.
+    let evaluated = json(&ok(&run(d, &["eval", "--checkpoint", "e", "--json"])));
+    assert_eq!(evaluated["mase"], trained["mase"], "{evaluated}");
+    assert_eq!(evaluated["intervals"], trained["intervals"]);
+    // The point forecast is the median of the members' point forecasts.
+    let point = |ck: &str| -> Vec<f64> {
+        let out = format!("{}.csv", ck.replace('/', "_"));
+        let v = json(&ok(&run(d, &["forecast", "--checkpoint", ck, "--out", &out, "--json"])));
+        v["forecast"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()
+    };
+    let each: Vec<Vec<f64>> =
+        members.iter().map(|m| point(&format!("e/{}", m["checkpoint"].as_str().unwrap()))).collect();
+    let whole = point("e");
+    assert_eq!(whole.len(), 6);
+    for (i, &v) in whole.iter().enumerate() {
+        let mut col: Vec<f64> = each.iter().map(|p| p[i]).collect();
+        col.sort_by(f64::total_cmp);
+        assert!((v - col[1]).abs() < 1e-4, "step {i}: {v} is not the median of {col:?}");
+    }
+    assert!(each.windows(2).any(|w| w[0] != w[1]), "the members' seeds differ, so do their forecasts");
+    // Refusals: a folder in use, a model that is not a forecaster, a resume, a non-checkpoint use.
+    let mut again = vec!["train"];
+    again.extend(base);
+    again.extend(["--ensemble", "2", "--out", "e"]);
+    fails(&run(d, &again), &["e", "not empty"]);
+    fails(&run(d, &["train", "--task", "reverse", "--ensemble", "2", "--steps", "1", "--out", "r"]), &["forecasters"]);
+    fails(&run(d, &["generate", "--checkpoint", "e"]), &["an ensemble", "member-1/"]);
+    let o = run(d, &["train", "--resume", "e", "--ensemble", "2"]);
+    assert_eq!(o.status.code(), Some(2), "{}", String::from_utf8_lossy(&o.stderr));
+}

@@ -4,6 +4,7 @@
 //! MASE is chosen, and the choice is scored on the test windows. The test
 //! split plays no part in the choice.
 
+use super::ensemble;
 use super::train::{fit, prepare, run_start, select_checkpoint, TrainJob};
 use crate::error::{Error, Result};
 use crate::eval::forecast::{evaluate_with, fit_classical, ClassicalFits, ForecastMetrics, ForecastReport};
@@ -26,7 +27,7 @@ pub const KINDS: [ForecasterKind; 5] = [
 pub struct CandidateRun {
     /// Its kind's name, e.g. `gru`.
     pub name: String,
-    /// The checkpoint scored (the best validation one).
+    /// The checkpoint scored (the best validation one), or the ensemble's folder.
     pub checkpoint: PathBuf,
     /// Its errors on the validation windows, beside the baselines there.
     pub valid: ForecastReport,
@@ -62,13 +63,15 @@ pub struct AutoChoice {
     pub reason: String,
 }
 
-/// Trains the neural candidate `kind` of `job` into `job.out/<kind>` and
-/// scores its best validation checkpoint on the validation and test windows.
-/// The classical baselines are fitted on the first call into `fits` and
-/// reused by the next (every candidate reads the same series).
+/// Trains the neural candidate `kind` of `job` into `job.out/<kind>` (an
+/// ensemble of `members` seeds when more than 1) and scores its best
+/// validation checkpoint on the validation and test windows. The classical
+/// baselines are fitted on the first call into `fits` and reused by the next
+/// (every candidate reads the same series).
 pub fn train_candidate(
     job: &TrainJob,
     kind: ForecasterKind,
+    members: usize,
     fits: &mut Option<ClassicalFits>,
     sink: &mut dyn MetricsSink,
 ) -> Result<CandidateRun> {
@@ -78,6 +81,20 @@ pub fn train_candidate(
     };
     m.kind = kind;
     job.out = job.out.join(kind.name());
+    if members > 1 {
+        ensemble::check(&job, members)?;
+        let trained = (0..members).map(|k| ensemble::train_member(&job, k, sink)).collect::<Result<Vec<_>>>()?;
+        ensemble::write_manifest(&job.out, &trained)?;
+        let models = ensemble::forecasters(&trained)?;
+        let crate::data::Dataset::Series(s) = &trained[0].0.data else {
+            return Err(Error::setting("--model auto chooses among forecasters"));
+        };
+        let dev = trained[0].0.store.device().clone();
+        let fits = fits.get_or_insert_with(|| fit_classical(s));
+        let valid = evaluate_with(&models, s, &s.valid, fits, &dev)?;
+        let test = evaluate_with(&models, s, &s.test, fits, &dev)?;
+        return Ok(CandidateRun { name: kind.name().to_string(), checkpoint: job.out, valid, test });
+    }
     let mut trainer = prepare(&job)?;
     sink.on_start(&run_start(&trainer, None)?);
     fit(&mut trainer, sink, true)?;
@@ -87,8 +104,8 @@ pub fn train_candidate(
     };
     let dev = trainer.store.device().clone();
     let fits = fits.get_or_insert_with(|| fit_classical(s));
-    let valid = evaluate_with(model, s, &s.valid, fits, &dev)?;
-    let test = evaluate_with(model, s, &s.test, fits, &dev)?;
+    let valid = evaluate_with(&[model], s, &s.valid, fits, &dev)?;
+    let test = evaluate_with(&[model], s, &s.test, fits, &dev)?;
     Ok(CandidateRun { name: kind.name().to_string(), checkpoint, valid, test })
 }
 

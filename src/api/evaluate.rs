@@ -198,7 +198,7 @@ pub fn checkpoint_series(ck: &Loaded, file: Option<&Path>, season: Option<usize>
 pub struct Evaluated {
     /// The checkpoint folder loaded (a run folder's newest complete one).
     pub dir: PathBuf,
-    /// Its training step.
+    /// Its training step (an ensemble: its first member's).
     pub step: usize,
     /// What the evaluation found.
     pub outcome: EvalOutcome,
@@ -206,6 +206,12 @@ pub struct Evaluated {
 
 /// Evaluates a checkpoint.
 pub fn evaluate(job: &EvalJob) -> Result<Evaluated> {
+    if super::ensemble::is_ensemble(&job.checkpoint) {
+        let members = super::ensemble::load(&job.checkpoint, &Device::Cpu)?;
+        let models = super::ensemble::loaded_forecasters(&members);
+        let outcome = evaluate_forecaster(&members[0], &models, job)?;
+        return Ok(Evaluated { dir: job.checkpoint.clone(), step: members[0].step, outcome });
+    }
     let ck = crate::checkpoint::load(&job.checkpoint, &Device::Cpu)?;
     let outcome = evaluate_loaded(&ck, job)?;
     Ok(Evaluated { dir: ck.dir, step: ck.step, outcome })
@@ -230,7 +236,7 @@ fn evaluate_loaded(ck: &Loaded, job: &EvalJob) -> Result<EvalOutcome> {
         return Err(Error::setting("--shift-curve applies to image classifiers and digit strips"));
     }
     if let Some(model) = ck.model.forecaster() {
-        return evaluate_forecaster(ck, model, job);
+        return evaluate_forecaster(ck, &[model], job);
     }
     if job.season.is_some() || job.split.is_some() {
         return Err(Error::setting("--season and --split apply to forecasters"));
@@ -390,8 +396,9 @@ fn conform(
     Ok(set)
 }
 
-/// A forecaster's errors beside the baselines on a split of its series.
-fn evaluate_forecaster(ck: &Loaded, model: &crate::model::Forecaster, job: &EvalJob) -> Result<EvalOutcome> {
+/// A forecaster's (or an ensemble's: `models`, `ck` its first member)
+/// errors beside the baselines on a split of its series.
+fn evaluate_forecaster(ck: &Loaded, models: &[&crate::model::Forecaster], job: &EvalJob) -> Result<EvalOutcome> {
     if job.beam.is_some() || job.length_penalty.is_some() || job.show.is_some() {
         return Err(Error::setting(
             "--beam, --length-penalty and --show apply to encoder–decoders; a forecaster's forecasts are scored whole",
@@ -404,9 +411,9 @@ fn evaluate_forecaster(ck: &Loaded, model: &crate::model::Forecaster, job: &Eval
         Split::All => 0..s.series.len(),
         Split::Test => s.test.clone(),
     };
-    let report = crate::eval::forecast::evaluate(model, &s, &rows, &Device::Cpu)?;
+    let report = crate::eval::forecast::evaluate(models, &s, &rows, &Device::Cpu)?;
     if report.windows == 0 {
-        let (context, horizon) = (model.config().context, report.horizon);
+        let (context, horizon) = (models[0].config().context, report.horizon);
         let msg = format!("the {} split has no window of context {context} + horizon {horizon}", split.name());
         return Err(Error::setting(msg));
     }

@@ -61,12 +61,23 @@ pub struct ForecastOutput {
 /// Forecasts, writes the CSV and the PNG, and returns what it wrote.
 pub fn forecast(job: &ForecastJob) -> Result<ForecastOutput> {
     let dev = Device::Cpu;
-    let ck = crate::checkpoint::load(&job.checkpoint, &dev)?;
-    let model = ck.model.forecaster().ok_or_else(|| Error::Checkpoint {
-        path: ck.dir.clone(),
-        msg: "not a forecaster (train one with --task series or --data FILE.csv)".into(),
-    })?;
-    let s = checkpoint_series(&ck, job.data.as_deref(), None)?;
+    let ensemble = super::ensemble::is_ensemble(&job.checkpoint);
+    let members = match ensemble {
+        true => super::ensemble::load(&job.checkpoint, &dev)?,
+        false => vec![crate::checkpoint::load(&job.checkpoint, &dev)?],
+    };
+    let ck = &members[0];
+    let models = members
+        .iter()
+        .map(|m| {
+            m.model.forecaster().ok_or_else(|| Error::Checkpoint {
+                path: m.dir.clone(),
+                msg: "not a forecaster (train one with --task series or --data FILE.csv)".into(),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let model = models[0];
+    let s = checkpoint_series(ck, job.data.as_deref(), None)?;
     let (l, h, n, len) = (model.config().context, model.config().horizon, s.n_targets, s.series.len());
     let origin = job.origin.unwrap_or(len);
     if origin < l || origin > len {
@@ -75,7 +86,7 @@ pub fn forecast(job: &ForecastJob) -> Result<ForecastOutput> {
         )));
     }
     let levels = model.config().quantiles.clone();
-    let all = crate::eval::forecast::forecast_quantiles_at(model, &s, origin, &dev)?; // (H, N, Q)
+    let all = crate::eval::forecast::forecast_quantiles_at(&models, &s, origin, &dev)?; // (H, N, Q)
     let pred = crate::eval::forecast::medians(model, &all); // (H, N)
     let bands = Bands { levels: &levels, values: &all };
 
@@ -92,8 +103,13 @@ pub fn forecast(job: &ForecastJob) -> Result<ForecastOutput> {
     let names = &s.series.names[..n];
     let known = len.min(origin + h) - origin;
     let csv = forecast_csv(&s.series, names, &stamps, &pred, &bands, (origin, known));
-    let run =
-        if ck.dir.join(crate::checkpoint::MANIFEST).exists() { ck.dir.parent().unwrap_or(&ck.dir) } else { &ck.dir };
+    let run = if ensemble {
+        &job.checkpoint
+    } else if ck.dir.join(crate::checkpoint::MANIFEST).exists() {
+        ck.dir.parent().unwrap_or(&ck.dir)
+    } else {
+        &ck.dir
+    };
     let out = job.out.clone().unwrap_or_else(|| run.join("forecast.csv"));
     let png = job.plot.clone().unwrap_or_else(|| out.with_extension("png"));
     let data = job.data.clone().or_else(|| match &ck.config.data {

@@ -30,6 +30,7 @@
 
 pub mod auto;
 pub mod average;
+pub mod ensemble;
 pub mod evaluate;
 pub mod finetune;
 pub mod forecast;

@@ -322,7 +322,7 @@ pub fn evaluate(trainer: &Trainer, show: usize) -> Result<Evaluation> {
         return Ok(Evaluation::Strips(r));
     }
     if let (Some(model), crate::data::Dataset::Series(s)) = (trainer.model.forecaster(), &trainer.data) {
-        return Ok(Evaluation::Forecast(crate::eval::forecast::evaluate(model, s, &s.test, &dev)?));
+        return Ok(Evaluation::Forecast(crate::eval::forecast::evaluate(&[model], s, &s.test, &dev)?));
     }
     if let (Some(_), Some(pairs)) = (trainer.model.encoder_decoder(), trainer.data.pairs()) {
         if pairs.valid.is_empty() {

@@ -175,6 +175,11 @@ pub struct SeriesConfig {
     pub csv: Option<SeriesSpec>,
     /// Length of the built-in hourly series, e.g. 4032 (24 weeks).
     pub synthetic_len: usize,
+    /// The built-in series' seed; `None`: the run's `train.seed`. An
+    /// ensemble's members, whose training seeds differ, set it so that all
+    /// read the same series.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub synthetic_seed: Option<u64>,
     /// Steps between consecutive training windows, e.g. 1.
     pub stride: usize,
     /// Fraction of rows (after training) for validation, e.g. 0.1.
@@ -194,6 +199,7 @@ impl Default for SeriesConfig {
         Self {
             csv: None,
             synthetic_len: 24 * 7 * 24,
+            synthetic_seed: None,
             stride: 1,
             valid_fraction: 0.1,
             test_fraction: 0.2,
@@ -267,7 +273,7 @@ impl SeriesData {
             Some(spec) => read_csv(spec)?,
             None => Series {
                 names: vec!["value".into()],
-                columns: vec![synthetic(cfg.synthetic_len, seed)],
+                columns: vec![synthetic(cfg.synthetic_len, cfg.synthetic_seed.unwrap_or(seed))],
                 timestamps: None,
             },
         };

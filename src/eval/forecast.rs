@@ -232,9 +232,17 @@ pub fn interval_metrics(pred: &[f32], actual: &[f32], levels: &[f32]) -> (Vec<In
 
 /// Point forecasts (the median of a quantile forecaster), in the data's own
 /// units, from each window start in `starts` (origin `start + L`):
-/// `[window][step][target]` flattened to (W, H, N).
-pub fn predict(model: &Forecaster, s: &SeriesData, starts: &[usize], batch: usize, dev: &Device) -> Result<Vec<f32>> {
-    Ok(medians(model, &predict_quantiles(model, s, starts, batch, dev)?))
+/// `[window][step][target]` flattened to (W, H, N). `models` holds one
+/// forecaster, or the members of an ensemble, whose forecasts are combined
+/// by their median (see [`predict_quantiles`]).
+pub fn predict(
+    models: &[&Forecaster],
+    s: &SeriesData,
+    starts: &[usize],
+    batch: usize,
+    dev: &Device,
+) -> Result<Vec<f32>> {
+    Ok(medians(lead(models)?, &predict_quantiles(models, s, starts, batch, dev)?))
 }
 
 /// The point forecasts (medians) of quantile forecasts (…, Q) of `model`.
@@ -243,9 +251,60 @@ pub fn medians(model: &Forecaster, all: &[f32]) -> Vec<f32> {
     all.chunks(m.quantiles.len().max(1)).map(|v| v[m.median_index()]).collect()
 }
 
+/// The first of `models`, after checking that every member forecasts the
+/// same thing (context, horizon, quantiles, targets).
+pub fn lead<'a>(models: &[&'a Forecaster]) -> Result<&'a Forecaster> {
+    let first = *models.first().ok_or_else(|| crate::Error::setting("an ensemble needs at least one member"))?;
+    let (a, key) = (first.config(), |c: &crate::model::ForecasterConfig| {
+        (c.context, c.horizon, c.quantiles.clone(), c.n_targets, c.n_inputs, c.scaler.clone())
+    });
+    if let Some(other) = models.iter().position(|m| key(m.config()) != key(a)) {
+        return Err(crate::Error::setting(format!(
+            "ensemble member {} forecasts differently from member 1 (context, horizon, quantiles, columns or scaler)",
+            other + 1
+        )));
+    }
+    Ok(first)
+}
+
+/// The median of `values` (the mean of the middle two for an even count).
+pub fn median(values: &mut [f32]) -> f32 {
+    values.sort_by(f32::total_cmp);
+    let k = values.len();
+    match k {
+        0 => f32::NAN,
+        _ if k % 2 == 1 => values[k / 2],
+        _ => 0.5 * (values[k / 2 - 1] + values[k / 2]),
+    }
+}
+
 /// Every quantile of each forecast, as [`predict`]: (W, H, N, Q), ascending
 /// along Q (a head whose quantiles cross is read in order, as is usual).
+/// An ensemble's value is the median of its members' values, quantile by
+/// quantile; the median of ascending vectors is ascending, so the order holds.
 pub fn predict_quantiles(
+    models: &[&Forecaster],
+    s: &SeriesData,
+    starts: &[usize],
+    batch: usize,
+    dev: &Device,
+) -> Result<Vec<f32>> {
+    lead(models)?;
+    let mut each = models.iter().map(|m| predict_member(m, s, starts, batch, dev)).collect::<Result<Vec<_>>>()?;
+    if each.len() == 1 {
+        return Ok(each.pop().unwrap_or_default());
+    }
+    let mut column = vec![0.0; each.len()];
+    Ok((0..each[0].len())
+        .map(|i| {
+            column.iter_mut().zip(&each).for_each(|(c, e)| *c = e[i]);
+            median(&mut column)
+        })
+        .collect())
+}
+
+/// [`predict_quantiles`] of one forecaster.
+fn predict_member(
     model: &Forecaster,
     s: &SeriesData,
     starts: &[usize],
@@ -297,8 +356,8 @@ fn interval_pairs(levels: &[f32]) -> Vec<(usize, usize)> {
 
 /// Measures [`Calibration`] on the validation split of `s`; `None` for a
 /// point forecaster or a validation split without a window.
-pub fn calibrate(model: &Forecaster, s: &SeriesData, dev: &Device) -> Result<Option<Calibration>> {
-    let m = model.config();
+pub fn calibrate(models: &[&Forecaster], s: &SeriesData, dev: &Device) -> Result<Option<Calibration>> {
+    let m = lead(models)?.config();
     let (levels, h, n) = (&m.quantiles, m.horizon, s.n_targets);
     let pairs = interval_pairs(levels);
     let starts = s.starts(&s.valid, m.context, h, 1);
@@ -306,7 +365,7 @@ pub fn calibrate(model: &Forecaster, s: &SeriesData, dev: &Device) -> Result<Opt
         return Ok(None);
     }
     let q = levels.len();
-    let all = predict_quantiles(model, s, &starts, 256, dev)?; // (W, H, N, Q), data units
+    let all = predict_quantiles(models, s, &starts, 256, dev)?; // (W, H, N, Q), data units
     let mut offsets = Vec::with_capacity(pairs.len() * h);
     for &(lo, hi) in &pairs {
         // Rounded: 0.8 − 0.2 in f32 is 0.6000000238, which would move the rank up by one.
@@ -367,14 +426,15 @@ impl Calibration {
 /// `..origin` are the history; `origin` may be the series' length, to
 /// forecast the unknown future), in the data's own units, `[step][target]`
 /// flattened to (H, N). The history must hold at least the model's context.
-pub fn forecast_at(model: &Forecaster, s: &SeriesData, origin: usize, dev: &Device) -> Result<Vec<f32>> {
-    Ok(medians(model, &forecast_quantiles_at(model, s, origin, dev)?))
+pub fn forecast_at(models: &[&Forecaster], s: &SeriesData, origin: usize, dev: &Device) -> Result<Vec<f32>> {
+    Ok(medians(lead(models)?, &forecast_quantiles_at(models, s, origin, dev)?))
 }
 
 /// [`forecast_at`] with every quantile: (H, N, Q), ascending along Q, the
 /// intervals widened by the [`Calibration`] measured on the validation split
 /// when the origin comes after it.
-pub fn forecast_quantiles_at(model: &Forecaster, s: &SeriesData, origin: usize, dev: &Device) -> Result<Vec<f32>> {
+pub fn forecast_quantiles_at(models: &[&Forecaster], s: &SeriesData, origin: usize, dev: &Device) -> Result<Vec<f32>> {
+    let model = lead(models)?;
     let (l, h) = (model.config().context, model.config().horizon);
     if origin < l || origin > s.series.len() {
         return Err(crate::Error::config(
@@ -388,9 +448,9 @@ pub fn forecast_quantiles_at(model: &Forecaster, s: &SeriesData, origin: usize, 
         c.truncate(origin);
         c.resize(origin + h, 0.0);
     });
-    let mut all = predict_quantiles(model, &padded, &[origin - l], 1, dev)?;
+    let mut all = predict_quantiles(models, &padded, &[origin - l], 1, dev)?;
     // Calibration reads the validation rows: only for a forecast made after them.
-    let calibration = if origin >= s.valid.end { calibrate(model, s, dev)? } else { None };
+    let calibration = if origin >= s.valid.end { calibrate(models, s, dev)? } else { None };
     if let Some(cal) = calibration {
         cal.apply(&mut all, &model.config().quantiles, h, &s.scaler.scale[..s.n_targets]);
     }
@@ -403,12 +463,12 @@ pub fn forecast_quantiles_at(model: &Forecaster, s: &SeriesData, origin: usize, 
 /// whole history before each origin, the classical ones are fitted on the
 /// training rows and run over that history with their parameters fixed.
 pub fn evaluate(
-    model: &Forecaster,
+    models: &[&Forecaster],
     s: &SeriesData,
     rows: &std::ops::Range<usize>,
     dev: &Device,
 ) -> Result<ForecastReport> {
-    evaluate_with(model, s, rows, &fit_classical(s), dev)
+    evaluate_with(models, s, rows, &fit_classical(s), dev)
 }
 
 /// The classical baselines fitted on the training rows of each target of
@@ -435,22 +495,23 @@ pub fn fit_classical(s: &SeriesData) -> ClassicalFits {
 
 /// [`evaluate`] with classical baselines already fitted on `s`.
 pub fn evaluate_with(
-    model: &Forecaster,
+    models: &[&Forecaster],
     s: &SeriesData,
     rows: &std::ops::Range<usize>,
     classical_fits: &ClassicalFits,
     dev: &Device,
 ) -> Result<ForecastReport> {
+    let model = lead(models)?;
     let (l, h, n) = (model.config().context, model.config().horizon, s.n_targets);
     let starts = s.starts(rows, l, h, 1);
     let levels = model.config().quantiles.clone();
     let q = levels.len().max(1);
-    let raw = predict_quantiles(model, s, &starts, 256, dev)?; // (W, H, N, Q)
+    let raw = predict_quantiles(models, s, &starts, 256, dev)?; // (W, H, N, Q)
     let pred = medians(model, &raw);
     let mut all = raw.clone();
     // Calibration reads the validation rows: never when they are among the scored ones.
     let overlaps = rows.start < s.valid.end && s.valid.start < rows.end;
-    let calibration = if overlaps { None } else { calibrate(model, s, dev)? };
+    let calibration = if overlaps { None } else { calibrate(models, s, dev)? };
     if let Some(cal) = &calibration {
         cal.apply(&mut all, &levels, h, &s.scaler.scale[..n]);
     }
@@ -583,6 +644,14 @@ mod tests {
         let mut all = vec![0.9, 1.0, 1.2, 0.9, 1.0, 1.2];
         cal.apply(&mut all, &[0.1, 0.5, 0.9], 2, &[2.0]);
         assert_eq!(all[3..], [1.0, 1.0, 1.0]);
+    }
+
+    #[test]
+    fn the_median_of_odd_and_even_counts() {
+        assert_eq!(median(&mut [3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&mut [4.0, 1.0, 3.0, 2.0]), 2.5);
+        assert_eq!(median(&mut [5.0]), 5.0);
+        assert!(median(&mut []).is_nan());
     }
 
     #[test]
