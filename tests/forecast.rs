@@ -314,12 +314,27 @@ fn auto_trains_every_kind_and_keeps_the_lowest_validation_mase() {
     let best = cands.iter().map(valid).fold(f64::INFINITY, f64::min);
     let c = cands.iter().find(|c| c["name"] == chosen).unwrap();
     assert_eq!(valid(c), best, "{auto}");
-    // The reported test metrics are the chosen candidate's.
+    // The combination averages the three best single candidates on the validation windows.
+    let mut singles: Vec<&serde_json::Value> = cands.iter().filter(|c| c["name"] != "combination").collect();
+    singles.sort_by(|a, b| valid(a).total_cmp(&valid(b)));
+    let combination = cands.iter().find(|c| c["name"] == "combination").expect("a combination candidate");
+    let top: Vec<&serde_json::Value> = singles[..3].iter().map(|c| &c["name"]).collect();
+    assert_eq!(combination["members"].as_array().unwrap().iter().collect::<Vec<_>>(), top);
+    // The reported test metrics are the chosen candidate's, with its conformal 80% interval.
     assert_eq!(v["mase"].as_f64(), c["test_mase"].as_f64(), "{v}");
+    assert_eq!(v["intervals"][0]["level"], 0.8, "{v}");
     let saved: serde_json::Value = serde_json::from_slice(&std::fs::read(d.join("a/auto.json")).unwrap()).unwrap();
     assert_eq!(saved["chosen"], chosen);
-    // The run folder itself is not a checkpoint: the error says where the candidates are.
-    fails(&run(d, &["forecast", "--checkpoint", "a"]), &["--model auto run", "auto.json"]);
+    // `eval` and `forecast` read the run folder as the chosen model.
+    let e = json(&ok(&run(d, &["eval", "--checkpoint", "a", "--json"])));
+    assert_eq!((&e["mase"], &e["intervals"]), (&v["mase"], &v["intervals"]), "{e}");
+    let f = json(&ok(&run(d, &["forecast", "--checkpoint", "a", "--json"])));
+    assert_eq!(f["forecast"].as_array().unwrap().len(), 6);
+    let levels: Vec<f64> = f["quantiles"].as_array().unwrap().iter().map(|q| q.as_f64().unwrap()).collect();
+    assert!(levels.len() == 3 && levels.iter().zip([0.1, 0.5, 0.9]).all(|(a, b)| (a - b).abs() < 1e-6), "{f}");
+    assert!(d.join("a/forecast.csv").exists() && d.join("a/forecast.png").exists());
+    // Not a checkpoint for other jobs: the error says what it is.
+    fails(&run(d, &["generate", "--checkpoint", "a"]), &["--model auto run", "auto.json"]);
     // Only forecasting data.
     fails(&run(d, &["train", "--task", "reverse", "--model", "auto", "--steps", "1"]), &["--model auto", "forecast"]);
 }

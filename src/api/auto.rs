@@ -6,12 +6,18 @@
 
 use super::ensemble;
 use super::train::{fit, prepare, run_start, select_checkpoint, TrainJob};
+use crate::checkpoint::Loaded;
+use crate::data::series::SeriesData;
 use crate::error::{Error, Result};
-use crate::eval::forecast::{evaluate_with, fit_classical, ClassicalFits, ForecastMetrics, ForecastReport};
+use crate::eval::forecast::{
+    baseline_forecasts, evaluate_with, fit_classical, point_metrics, point_report, predict, ClassicalFits,
+    ForecastReport, ResidualIntervals,
+};
 use crate::model::{ForecasterKind, ModelConfig};
 use crate::train::MetricsSink;
-use serde::Serialize;
-use std::path::PathBuf;
+use candle_core::Device;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
 
 /// The neural kinds `auto` trains, in order.
 pub const KINDS: [ForecasterKind; 5] = [
@@ -33,10 +39,14 @@ pub struct CandidateRun {
     pub valid: ForecastReport,
     /// Its errors on the test windows, beside the baselines there.
     pub test: ForecastReport,
+    /// Its point forecasts on the validation windows, (W, H, N), data units.
+    pub valid_pred: Vec<f32>,
+    /// Its point forecasts on the test windows.
+    pub test_pred: Vec<f32>,
 }
 
 /// A candidate as `auto` reports it: a neural kind or a baseline.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Candidate {
     /// `lstm`, `gru`, …, or a baseline: `ar`, `ets`, `theta`, `seasonal_naive`, `naive`.
     pub name: String,
@@ -50,10 +60,13 @@ pub struct Candidate {
     /// The checkpoint of a neural candidate.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub checkpoint: Option<PathBuf>,
+    /// The candidates a combination averages.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<String>,
 }
 
 /// What `auto` chose, and why.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AutoChoice {
     /// Every candidate, neural kinds first.
     pub candidates: Vec<Candidate>,
@@ -61,6 +74,15 @@ pub struct AutoChoice {
     pub chosen: String,
     /// Why, in a sentence.
     pub reason: String,
+    /// The candidates whose mean forecast is the choice's (the chosen one
+    /// itself, or a combination's members).
+    pub members: Vec<String>,
+    /// Past steps a forecast reads (the neural candidates' context).
+    pub context: usize,
+    /// Steps forecast, H.
+    pub horizon: usize,
+    /// The choice's prediction intervals, measured on the validation windows.
+    pub intervals: Option<ResidualIntervals>,
 }
 
 /// Trains the neural candidate `kind` of `job` into `job.out/<kind>` (an
@@ -72,7 +94,7 @@ pub fn train_candidate(
     job: &TrainJob,
     kind: ForecasterKind,
     members: usize,
-    fits: &mut Option<ClassicalFits>,
+    shared: &mut Option<(SeriesData, ClassicalFits)>,
     sink: &mut dyn MetricsSink,
 ) -> Result<CandidateRun> {
     let mut job = job.clone();
@@ -90,10 +112,8 @@ pub fn train_candidate(
             return Err(Error::setting("--model auto chooses among forecasters"));
         };
         let dev = trained[0].0.store.device().clone();
-        let fits = fits.get_or_insert_with(|| fit_classical(s));
-        let valid = evaluate_with(&models, s, &s.valid, fits, &dev)?;
-        let test = evaluate_with(&models, s, &s.test, fits, &dev)?;
-        return Ok(CandidateRun { name: kind.name().to_string(), checkpoint: job.out, valid, test });
+        let (_, fits) = shared.get_or_insert_with(|| (s.clone(), fit_classical(s)));
+        return scored(kind, job.out, &models, s, fits, &dev);
     }
     let mut trainer = prepare(&job)?;
     sink.on_start(&run_start(&trainer, None)?);
@@ -103,73 +123,306 @@ pub fn train_candidate(
         return Err(Error::setting("--model auto chooses among forecasters"));
     };
     let dev = trainer.store.device().clone();
-    let fits = fits.get_or_insert_with(|| fit_classical(s));
-    let valid = evaluate_with(&[model], s, &s.valid, fits, &dev)?;
-    let test = evaluate_with(&[model], s, &s.test, fits, &dev)?;
-    Ok(CandidateRun { name: kind.name().to_string(), checkpoint, valid, test })
+    let (_, fits) = shared.get_or_insert_with(|| (s.clone(), fit_classical(s)));
+    scored(kind, checkpoint, &[model], s, fits, &dev)
 }
 
-/// Chooses the lowest validation MASE among the trained `runs` and the
-/// baselines (as scored beside the first run: every run reads the same
-/// windows), and returns the choice with the chosen candidate's test report
-/// (for a baseline: the first run's, its `model` metrics replaced by the
-/// baseline's).
-pub fn choose(runs: &[CandidateRun]) -> Result<(AutoChoice, ForecastReport)> {
-    let first = runs.first().ok_or_else(|| Error::setting("--model auto trained no candidate"))?;
-    let mut candidates: Vec<Candidate> = runs
-        .iter()
-        .map(|r| Candidate {
-            name: r.name.clone(),
-            model: None,
-            valid_mase: r.valid.model.mase,
-            test_mase: r.test.model.mase,
-            checkpoint: Some(r.checkpoint.clone()),
-        })
-        .collect();
-    let baseline = |report: &ForecastReport, name: &str| -> Option<(ForecastMetrics, Option<String>)> {
-        let b = &report.baselines;
-        match name {
-            "naive" => Some((b.naive.clone(), None)),
-            "seasonal_naive" => Some((b.seasonal_naive.clone(), None)),
-            "ar" => b.ar.as_ref().map(|c| (c.metrics.clone(), Some(c.model.clone()))),
-            "ets" => b.ets.as_ref().map(|c| (c.metrics.clone(), Some(c.model.clone()))),
-            _ => b.theta.as_ref().map(|c| (c.metrics.clone(), Some(c.model.clone()))),
-        }
+/// A trained candidate's forecasts and reports on the validation and test windows.
+fn scored(
+    kind: ForecasterKind,
+    checkpoint: PathBuf,
+    models: &[&crate::model::Forecaster],
+    s: &SeriesData,
+    fits: &ClassicalFits,
+    dev: &candle_core::Device,
+) -> Result<CandidateRun> {
+    let (l, h) = (models[0].config().context, models[0].config().horizon);
+    let valid = evaluate_with(models, s, &s.valid, fits, dev)?;
+    let test = evaluate_with(models, s, &s.test, fits, dev)?;
+    let valid_pred = predict(models, s, &s.starts(&s.valid, l, h, 1), 256, dev)?;
+    let test_pred = predict(models, s, &s.starts(&s.test, l, h, 1), 256, dev)?;
+    Ok(CandidateRun { name: kind.name().to_string(), checkpoint, valid, test, valid_pred, test_pred })
+}
+
+/// The number of best single candidates the `combination` candidate averages.
+pub const COMBINED: usize = 3;
+
+/// The quantile levels of auto's intervals when `--quantiles` is not given.
+pub const DEFAULT_LEVELS: [f32; 3] = [0.1, 0.5, 0.9];
+
+/// A candidate's point forecasts on the validation and the test windows,
+/// (W, H, N) in the data's units.
+struct Forecasts {
+    candidate: Candidate,
+    valid: Vec<f32>,
+    test: Vec<f32>,
+}
+
+/// The [`Windows`] of `job`'s candidates, from what [`train_candidate`] kept
+/// in `shared`; the intervals' levels are the job's quantiles, or [`DEFAULT_LEVELS`].
+pub fn windows<'a>(job: &TrainJob, shared: &'a Option<(SeriesData, ClassicalFits)>) -> Result<Windows<'a>> {
+    let (Some((series, fits)), ModelConfig::Forecaster(m)) = (shared, &job.config.model) else {
+        return Err(Error::setting("--model auto trained no candidate"));
     };
+    let levels = if m.quantiles.is_empty() { DEFAULT_LEVELS.to_vec() } else { m.quantiles.clone() };
+    Ok(Windows { series, fits, context: m.context, horizon: m.horizon, levels })
+}
+
+/// The windows `auto` scores, and the data it scores them on.
+pub struct Windows<'a> {
+    /// The series every candidate read.
+    pub series: &'a SeriesData,
+    /// The classical baselines fitted on its training rows.
+    pub fits: &'a ClassicalFits,
+    /// Context and horizon of the neural candidates (their windows are the
+    /// baselines' too).
+    pub context: usize,
+    /// Steps forecast, H.
+    pub horizon: usize,
+    /// The levels of the intervals to measure (ascending, with 0.5).
+    pub levels: Vec<f32>,
+}
+
+impl Windows<'_> {
+    fn origins(&self, rows: &std::ops::Range<usize>) -> Vec<usize> {
+        self.series.starts(rows, self.context, self.horizon, 1).iter().map(|s| s + self.context).collect()
+    }
+}
+
+/// Chooses the lowest validation MASE among the trained `runs`, the
+/// baselines, and the combination (the mean forecast) of the [`COMBINED`]
+/// best of those. Returns the choice, with intervals measured on the
+/// validation windows ([`ResidualIntervals`]), and its test report beside
+/// the baselines.
+pub fn choose(runs: &[CandidateRun], w: &Windows) -> Result<(AutoChoice, ForecastReport)> {
+    if runs.is_empty() {
+        return Err(Error::setting("--model auto trained no candidate"));
+    }
+    let (s, h) = (w.series, w.horizon);
+    let (vo, to) = (w.origins(&s.valid), w.origins(&s.test));
+    let (vb, tb) = (baseline_forecasts(s, w.fits, &vo, h), baseline_forecasts(s, w.fits, &to, h));
+    let mase = |pred: &[f32], origins: &[usize]| point_metrics(pred, s, origins, h).mase;
+    let candidate = |name: &str, model: Option<String>, checkpoint: Option<PathBuf>, v: &[f32], t: &[f32]| Forecasts {
+        candidate: Candidate {
+            name: name.into(),
+            model,
+            valid_mase: mase(v, &vo),
+            test_mase: mase(t, &to),
+            checkpoint,
+            members: Vec::new(),
+        },
+        valid: v.to_vec(),
+        test: t.to_vec(),
+    };
+    let mut all: Vec<Forecasts> = runs
+        .iter()
+        .map(|r| candidate(&r.name, None, Some(r.checkpoint.clone()), &r.valid_pred, &r.test_pred))
+        .collect();
+    // The baselines, in the order people read them: classical first.
+    let (vall, tall) = (vb.all(), tb.all());
     for name in ["ar", "ets", "theta", "seasonal_naive", "naive"] {
-        if let (Some((v, model)), Some((t, _))) = (baseline(&first.valid, name), baseline(&first.test, name)) {
-            candidates.push(Candidate {
-                name: name.into(),
-                model,
-                valid_mase: v.mase,
-                test_mase: t.mase,
-                checkpoint: None,
-            });
+        let (v, t) = (vall.iter().find(|b| b.0 == name), tall.iter().find(|b| b.0 == name));
+        if let (Some((_, v, model)), Some((_, t, _))) = (v, t) {
+            all.push(candidate(name, model.map(str::to_string), None, v, t));
         }
     }
-    // The lowest validation MASE; an undefined one never wins.
+    // The lowest validation MASE first; an undefined one never wins.
     let key = |c: &Candidate| c.valid_mase.unwrap_or(f64::INFINITY);
-    let mut order: Vec<usize> = (0..candidates.len()).collect();
-    order.sort_by(|&a, &b| key(&candidates[a]).total_cmp(&key(&candidates[b])));
-    let best = &candidates[order[0]];
-    let reason = match order.get(1).map(|&i| &candidates[i]) {
-        Some(next) if best.valid_mase.is_some() => {
-            format!("the lowest validation MASE, {:.4}, against {:.4} for {} next", key(best), key(next), next.name)
-        }
+    let mut order: Vec<usize> = (0..all.len()).collect();
+    order.sort_by(|&a, &b| key(&all[a].candidate).total_cmp(&key(&all[b].candidate)));
+    let best: Vec<usize> =
+        order.iter().copied().filter(|&i| key(&all[i].candidate).is_finite()).take(COMBINED).collect();
+    if best.len() == COMBINED {
+        let mean = |f: &dyn Fn(&Forecasts) -> &[f32]| -> Vec<f32> {
+            let k = best.len() as f32;
+            (0..f(&all[best[0]]).len()).map(|j| best.iter().map(|&i| f(&all[i])[j]).sum::<f32>() / k).collect()
+        };
+        let (v, t) = (mean(&|f| &f.valid), mean(&|f| &f.test));
+        let names: Vec<String> = best.iter().map(|&i| all[i].candidate.name.clone()).collect();
+        let mut c = candidate("combination", Some(format!("mean of {}", names.join(", "))), None, &v, &t);
+        c.candidate.members = names;
+        all.push(c);
+        let at = order.partition_point(|&i| key(&all[i].candidate) <= key(&all[all.len() - 1].candidate));
+        order.insert(at, all.len() - 1);
+    }
+    let chosen = &all[order[0]];
+    let reason = match order.get(1).map(|&i| &all[i].candidate) {
+        Some(next) if chosen.candidate.valid_mase.is_some() => format!(
+            "the lowest validation MASE, {:.4}, against {:.4} for {} next",
+            key(&chosen.candidate),
+            key(next),
+            next.name
+        ),
         _ => "no candidate has a defined validation MASE; the first neural kind is kept".to_string(),
     };
-    let chosen = best.name.clone();
-    let report = match runs.iter().find(|r| r.name == chosen) {
-        Some(r) => r.test.clone(),
+    let intervals = ResidualIntervals::measure(&chosen.valid, s, &vo, h, &w.levels);
+    let mut report = point_report(&chosen.test, s, &to, h, w.fits);
+    if let Some(iv) = &intervals {
+        let (metrics, wql) = iv.score(&chosen.test, s, &to, h);
+        report.intervals = Some(metrics);
+        report.wql = Some(wql);
+    }
+    let mut members = chosen.candidate.members.clone();
+    if members.is_empty() {
+        members.push(chosen.candidate.name.clone());
+    }
+    let choice = AutoChoice {
+        chosen: chosen.candidate.name.clone(),
+        reason,
+        members,
+        context: w.context,
+        horizon: h,
+        intervals,
+        candidates: all.into_iter().map(|f| f.candidate).collect(),
+    };
+    Ok((choice, report))
+}
+
+/// The file in an auto run folder that records the choice.
+pub const CHOICE: &str = "auto.json";
+
+/// Whether `dir` is a `--model auto` run folder.
+pub fn is_auto(dir: &Path) -> bool {
+    dir.join(CHOICE).is_file()
+}
+
+/// A `--model auto` run folder read back as one forecaster: the mean of its
+/// chosen members' forecasts (neural candidates loaded from their folders,
+/// classical ones fitted again on the training rows, which gives the same
+/// model), with the intervals measured when it was chosen.
+pub struct AutoModel {
+    /// What `train` chose, as `auto.json` records it.
+    pub choice: AutoChoice,
+    /// Each chosen neural member: its name and checkpoints (several for an ensemble).
+    neural: Vec<(String, Vec<Loaded>)>,
+    /// A candidate's checkpoint, whose config names the data and its scaler.
+    reference: Loaded,
+}
+
+/// The folder (or checkpoint) of candidate `c` inside the auto folder `dir`:
+/// `dir/<name>`, or the checkpoint inside it that `train` scored.
+fn candidate_dir(dir: &Path, c: &Candidate) -> PathBuf {
+    let own = dir.join(&c.name);
+    match c.checkpoint.as_ref().and_then(|p| p.file_name()) {
+        Some(f) if f.to_string_lossy().starts_with("checkpoint-") => own.join(f),
+        _ => own,
+    }
+}
+
+/// Loads a neural candidate: an ensemble's members, or one checkpoint.
+fn load_candidate(path: &Path, dev: &Device) -> Result<Vec<Loaded>> {
+    if ensemble::is_ensemble(path) {
+        ensemble::load(path, dev)
+    } else {
+        Ok(vec![crate::checkpoint::load(path, dev)?])
+    }
+}
+
+/// Reads the auto run folder `dir`.
+pub fn load(dir: &Path, dev: &Device) -> Result<AutoModel> {
+    let path = dir.join(CHOICE);
+    let bad = |msg: String| Error::Checkpoint { path: path.clone(), msg };
+    let choice: AutoChoice =
+        serde_json::from_slice(&crate::io::read(&path)?).map_err(|e| bad(format!("not a --model auto record: {e}")))?;
+    let mut neural = Vec::new();
+    for name in &choice.members {
+        let c =
+            choice.candidates.iter().find(|c| &c.name == name).ok_or_else(|| bad(format!("no candidate {name}")))?;
+        if c.checkpoint.is_some() {
+            neural.push((name.clone(), load_candidate(&candidate_dir(dir, c), dev)?));
+        } else if !crate::eval::forecast::CLASSICAL.contains(&name.as_str())
+            && !["naive", "seasonal_naive"].contains(&name.as_str())
+        {
+            return Err(bad(format!("member {name} is neither a trained candidate nor a baseline")));
+        }
+    }
+    let reference = match neural.first() {
+        Some((_, loaded)) => crate::checkpoint::load(&loaded[0].dir, dev)?,
         None => {
-            let mut r = first.test.clone();
-            if let Some((m, _)) = baseline(&first.test, &chosen) {
-                r.model = m;
-            }
-            r.intervals = None;
-            r.wql = None;
-            r
+            let c = choice.candidates.iter().find(|c| c.checkpoint.is_some());
+            let c = c.ok_or_else(|| bad("lists no trained candidate (its data is named there)".into()))?;
+            let loaded = load_candidate(&candidate_dir(dir, c), dev)?;
+            loaded.into_iter().next().ok_or_else(|| bad(format!("{} holds no model", c.name)))?
         }
     };
-    Ok((AutoChoice { candidates, chosen, reason }, report))
+    for (name, loaded) in &neural {
+        for l in loaded {
+            let m = l.model.forecaster().ok_or_else(|| bad(format!("{name} is not a forecaster")))?;
+            if (m.config().context, m.config().horizon) != (choice.context, choice.horizon) {
+                return Err(bad(format!("{name}: its context or horizon differs from the record's")));
+            }
+        }
+    }
+    Ok(AutoModel { choice, neural, reference })
+}
+
+impl AutoModel {
+    /// A candidate checkpoint loaded with the model, whose config names the
+    /// data (for [`super::evaluate::checkpoint_series`]).
+    pub fn reference(&self) -> &Loaded {
+        &self.reference
+    }
+
+    /// The mean forecast of the chosen members from each of `origins`
+    /// (ascending; an origin may be the series' length, to forecast the
+    /// unknown future): (W, H, N) in the data's units.
+    pub fn predict(&self, s: &SeriesData, origins: &[usize], fits: &ClassicalFits, dev: &Device) -> Result<Vec<f32>> {
+        let (l, h, n) = (self.choice.context, self.choice.horizon, s.n_targets);
+        let len = origins.len() * h * n;
+        let mut sum = vec![0.0f32; len];
+        let mut baselines = None;
+        for name in &self.choice.members {
+            let f = match self.neural.iter().find(|(m, _)| m == name) {
+                Some((_, loaded)) => {
+                    let models: Vec<&crate::model::Forecaster> =
+                        loaded.iter().filter_map(|l| l.model.forecaster()).collect();
+                    // The future is not read (the decoder runs free); pad it so the windows are whole.
+                    let mut padded = s.clone();
+                    let end = origins.iter().max().map_or(0, |o| o + h);
+                    padded.scaled.iter_mut().for_each(|c| c.resize(end.max(c.len()), 0.0));
+                    let starts: Vec<usize> = origins.iter().map(|o| o - l).collect();
+                    predict(&models, &padded, &starts, 256, dev)?
+                }
+                None => {
+                    let b = baselines.get_or_insert_with(|| baseline_forecasts(s, fits, origins, h));
+                    let all = b.all();
+                    let found = all.iter().find(|(k, _, _)| k == name);
+                    found.map(|(_, f, _)| f.to_vec()).ok_or_else(|| {
+                        Error::setting(format!("the {name} baseline cannot be fitted to this series' training rows"))
+                    })?
+                }
+            };
+            sum.iter_mut().zip(&f).for_each(|(a, b)| *a += b);
+        }
+        let k = self.choice.members.len().max(1) as f32;
+        Ok(sum.into_iter().map(|v| v / k).collect())
+    }
+
+    /// Scores the choice on the windows whose horizon lies in `rows`,
+    /// beside the baselines, with its intervals when the rows do not
+    /// overlap the validation split they were measured on.
+    pub fn evaluate(&self, s: &SeriesData, rows: &std::ops::Range<usize>, dev: &Device) -> Result<ForecastReport> {
+        let (l, h) = (self.choice.context, self.choice.horizon);
+        let origins: Vec<usize> = s.starts(rows, l, h, 1).iter().map(|st| st + l).collect();
+        let fits = fit_classical(s);
+        let pred = self.predict(s, &origins, &fits, dev)?;
+        let mut report = point_report(&pred, s, &origins, h, &fits);
+        let overlaps = rows.start < s.valid.end && s.valid.start < rows.end;
+        if let (Some(iv), false) = (&self.choice.intervals, overlaps) {
+            let (metrics, wql) = iv.score(&pred, s, &origins, h);
+            report.intervals = Some(metrics);
+            report.wql = Some(wql);
+        }
+        Ok(report)
+    }
+
+    /// The forecast of the `H` values after row `origin`, every quantile of
+    /// the intervals: (H, N, Q) and the levels (just [0.5] without intervals).
+    pub fn forecast_at(&self, s: &SeriesData, origin: usize, dev: &Device) -> Result<(Vec<f32>, Vec<f32>)> {
+        let pred = self.predict(s, &[origin], &fit_classical(s), dev)?;
+        Ok(match &self.choice.intervals {
+            Some(iv) => (iv.apply(&pred, self.choice.horizon, s.n_targets), iv.levels.clone()),
+            None => (pred, vec![0.5]),
+        })
+    }
 }

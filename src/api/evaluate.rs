@@ -206,6 +206,16 @@ pub struct Evaluated {
 
 /// Evaluates a checkpoint.
 pub fn evaluate(job: &EvalJob) -> Result<Evaluated> {
+    if super::auto::is_auto(&job.checkpoint) {
+        let auto = super::auto::load(&job.checkpoint, &Device::Cpu)?;
+        check_forecast_flags(job)?;
+        let s = checkpoint_series(auto.reference(), job.data.as_deref(), job.season)?;
+        let (split, rows) = split_rows(&s, job);
+        let report = auto.evaluate(&s, &rows, &Device::Cpu)?;
+        no_windows(&report, split, auto.choice.context)?;
+        let outcome = EvalOutcome::Forecast { report, split, rows };
+        return Ok(Evaluated { dir: job.checkpoint.clone(), step: auto.reference().step, outcome });
+    }
     if super::ensemble::is_ensemble(&job.checkpoint) {
         let members = super::ensemble::load(&job.checkpoint, &Device::Cpu)?;
         let models = super::ensemble::loaded_forecasters(&members);
@@ -399,25 +409,47 @@ fn conform(
 /// A forecaster's (or an ensemble's: `models`, `ck` its first member)
 /// errors beside the baselines on a split of its series.
 fn evaluate_forecaster(ck: &Loaded, models: &[&crate::model::Forecaster], job: &EvalJob) -> Result<EvalOutcome> {
+    check_forecast_flags(job)?;
+    let s = checkpoint_series(ck, job.data.as_deref(), job.season)?;
+    let (split, rows) = split_rows(&s, job);
+    let report = crate::eval::forecast::evaluate(models, &s, &rows, &Device::Cpu)?;
+    no_windows(&report, split, models[0].config().context)?;
+    Ok(EvalOutcome::Forecast { report, split, rows })
+}
+
+/// Refuses the flags that do not apply to a forecaster.
+fn check_forecast_flags(job: &EvalJob) -> Result<()> {
     if job.beam.is_some() || job.length_penalty.is_some() || job.show.is_some() {
         return Err(Error::setting(
             "--beam, --length-penalty and --show apply to encoder–decoders; a forecaster's forecasts are scored whole",
         ));
     }
-    let s = checkpoint_series(ck, job.data.as_deref(), job.season)?;
+    if job.shift_curve.is_some() || job.shift_curve_ms.is_some() {
+        return Err(Error::setting("--shift-curve applies to image classifiers and digit strips"));
+    }
+    Ok(())
+}
+
+/// The split a forecaster is scored on (default: the test split, or every
+/// row of a file given with --data) and its rows.
+fn split_rows(s: &SeriesData, job: &EvalJob) -> (Split, std::ops::Range<usize>) {
     let split = job.split.unwrap_or(if job.data.is_some() { Split::All } else { Split::Test });
     let rows = match split {
         Split::Valid => s.valid.clone(),
         Split::All => 0..s.series.len(),
         Split::Test => s.test.clone(),
     };
-    let report = crate::eval::forecast::evaluate(models, &s, &rows, &Device::Cpu)?;
+    (split, rows)
+}
+
+/// An error when `report` scored no window.
+fn no_windows(report: &crate::eval::forecast::ForecastReport, split: Split, context: usize) -> Result<()> {
     if report.windows == 0 {
-        let (context, horizon) = (models[0].config().context, report.horizon);
+        let horizon = report.horizon;
         let msg = format!("the {} split has no window of context {context} + horizon {horizon}", split.name());
         return Err(Error::setting(msg));
     }
-    Ok(EvalOutcome::Forecast { report, split, rows })
+    Ok(())
 }
 
 /// A language model on its held-out text (or `job.data`), window by window.

@@ -61,34 +61,11 @@ pub struct ForecastOutput {
 /// Forecasts, writes the CSV and the PNG, and returns what it wrote.
 pub fn forecast(job: &ForecastJob) -> Result<ForecastOutput> {
     let dev = Device::Cpu;
-    let ensemble = super::ensemble::is_ensemble(&job.checkpoint);
-    let members = match ensemble {
-        true => super::ensemble::load(&job.checkpoint, &dev)?,
-        false => vec![crate::checkpoint::load(&job.checkpoint, &dev)?],
-    };
-    let ck = &members[0];
-    let models = members
-        .iter()
-        .map(|m| {
-            m.model.forecaster().ok_or_else(|| Error::Checkpoint {
-                path: m.dir.clone(),
-                msg: "not a forecaster (train one with --task series or --data FILE.csv)".into(),
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let model = models[0];
-    let s = checkpoint_series(ck, job.data.as_deref(), None)?;
-    let (l, h, n, len) = (model.config().context, model.config().horizon, s.n_targets, s.series.len());
-    let origin = job.origin.unwrap_or(len);
-    if origin < l || origin > len {
-        return Err(Error::setting(format!(
-            "--origin {origin}: the model needs {l} rows of history and the data has {len} rows"
-        )));
-    }
-    let levels = model.config().quantiles.clone();
-    let all = crate::eval::forecast::forecast_quantiles_at(&models, &s, origin, &dev)?; // (H, N, Q)
-    let pred = crate::eval::forecast::medians(model, &all); // (H, N)
-    let bands = Bands { levels: &levels, values: &all };
+    let f = forecast_values(job, &dev)?;
+    let (ck, s, origin, h, n, len) =
+        (f.reference(), &f.series, f.origin, f.horizon, f.series.n_targets, f.series.series.len());
+    let (levels, all, pred) = (&f.levels, &f.all, &f.pred);
+    let bands = Bands { levels, values: all };
 
     // Timestamps: the file's where it has them, then its last interval continued.
     let stamps: Vec<String> = match &s.series.timestamps {
@@ -102,9 +79,9 @@ pub fn forecast(job: &ForecastJob) -> Result<ForecastOutput> {
     };
     let names = &s.series.names[..n];
     let known = len.min(origin + h) - origin;
-    let csv = forecast_csv(&s.series, names, &stamps, &pred, &bands, (origin, known));
-    let run = if ensemble {
-        &job.checkpoint
+    let csv = forecast_csv(&s.series, names, &stamps, pred, &bands, (origin, known));
+    let run = if f.folder {
+        &job.checkpoint // an ensemble or auto folder
     } else if ck.dir.join(crate::checkpoint::MANIFEST).exists() {
         ck.dir.parent().unwrap_or(&ck.dir)
     } else {
@@ -128,9 +105,8 @@ pub fn forecast(job: &ForecastJob) -> Result<ForecastOutput> {
     crate::io::check_new(&png, job.force, &inputs)?;
     crate::io::write_atomic(&out, csv.as_bytes())?;
 
-    let history = job.history.unwrap_or(l.max(3 * h)).min(origin);
-    let kind = model.config().kind.name();
-    let png_bytes = forecast_png(&s.series, names, &pred, &bands, (origin, known, history), kind);
+    let history = job.history.unwrap_or(f.context.max(3 * h)).min(origin);
+    let png_bytes = forecast_png(&s.series, names, pred, &bands, (origin, known, history), &f.kind);
     crate::io::write_atomic(&png, &png_bytes)?;
     Ok(ForecastOutput {
         csv: out,
@@ -139,11 +115,101 @@ pub fn forecast(job: &ForecastJob) -> Result<ForecastOutput> {
         horizon: h,
         targets: names.to_vec(),
         timestamps: stamps,
-        forecast: pred,
+        forecast: pred.clone(),
         quantiles: levels.clone(),
-        forecast_quantiles: if levels.is_empty() { Vec::new() } else { all },
+        forecast_quantiles: if levels.is_empty() { Vec::new() } else { all.clone() },
         actual_known: known,
     })
+}
+
+/// A forecast before it is written: its data, origin and values.
+struct Values {
+    /// The checkpoint, ensemble members (at least one) or auto folder loaded.
+    source: Source,
+    /// Whether the model is a folder of models (an ensemble or auto run).
+    folder: bool,
+    series: crate::data::series::SeriesData,
+    origin: usize,
+    context: usize,
+    horizon: usize,
+    /// Quantile levels (empty for a point forecaster).
+    levels: Vec<f32>,
+    /// (H, N, Q) with levels, else (H, N).
+    all: Vec<f32>,
+    /// (H, N): the point forecast.
+    pred: Vec<f32>,
+    /// What made it, for the chart's title (`lstm`, `auto: ar`, …).
+    kind: String,
+}
+
+/// What a forecast comes from.
+enum Source {
+    /// A checkpoint, or an ensemble's members (never empty).
+    Models(Vec<crate::checkpoint::Loaded>),
+    /// A `--model auto` run folder.
+    Auto(Box<super::auto::AutoModel>),
+}
+
+impl Values {
+    /// The checkpoint whose config names the data.
+    fn reference(&self) -> &crate::checkpoint::Loaded {
+        match &self.source {
+            Source::Auto(a) => a.reference(),
+            Source::Models(m) => &m[0],
+        }
+    }
+}
+
+/// Loads the model of `job.checkpoint` (a checkpoint, run, ensemble or auto
+/// folder), reads the series and forecasts from the origin.
+fn forecast_values(job: &ForecastJob, dev: &Device) -> Result<Values> {
+    let origin_for = |len: usize, l: usize| {
+        let origin = job.origin.unwrap_or(len);
+        if origin < l || origin > len {
+            return Err(Error::setting(format!(
+                "--origin {origin}: the model needs {l} rows of history and the data has {len} rows"
+            )));
+        }
+        Ok(origin)
+    };
+    if super::auto::is_auto(&job.checkpoint) {
+        let auto = super::auto::load(&job.checkpoint, dev)?;
+        let series = checkpoint_series(auto.reference(), job.data.as_deref(), None)?;
+        let (context, horizon) = (auto.choice.context, auto.choice.horizon);
+        let origin = origin_for(series.series.len(), context)?;
+        let (all, levels) = auto.forecast_at(&series, origin, dev)?;
+        let mid = levels.iter().position(|&q| q == 0.5).unwrap_or(0);
+        let pred: Vec<f32> = all.chunks(levels.len()).map(|v| v[mid]).collect();
+        let levels = if levels.len() > 1 { levels } else { Vec::new() };
+        let kind = format!("auto: {}", auto.choice.chosen);
+        let source = Source::Auto(Box::new(auto));
+        return Ok(Values { source, folder: true, series, origin, context, horizon, levels, all, pred, kind });
+    }
+    let ensemble = super::ensemble::is_ensemble(&job.checkpoint);
+    let members = match ensemble {
+        true => super::ensemble::load(&job.checkpoint, dev)?,
+        false => vec![crate::checkpoint::load(&job.checkpoint, dev)?],
+    };
+    let models = members
+        .iter()
+        .map(|m| {
+            m.model.forecaster().ok_or_else(|| Error::Checkpoint {
+                path: m.dir.clone(),
+                msg: "not a forecaster (train one with --task series or --data FILE.csv)".into(),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let model = models[0];
+    let series = checkpoint_series(&members[0], job.data.as_deref(), None)?;
+    let (context, horizon) = (model.config().context, model.config().horizon);
+    let origin = origin_for(series.series.len(), context)?;
+    let levels = model.config().quantiles.clone();
+    let all = crate::eval::forecast::forecast_quantiles_at(&models, &series, origin, dev)?; // (H, N, Q)
+    let pred = crate::eval::forecast::medians(model, &all); // (H, N)
+    let kind = model.config().kind.name().to_string() + if ensemble { " ensemble" } else { "" };
+    drop(models);
+    let source = Source::Models(members);
+    Ok(Values { source, folder: ensemble, series, origin, context, horizon, levels, all, pred, kind })
 }
 
 /// A quantile forecaster's levels and values, (H, N, Q); no levels for a

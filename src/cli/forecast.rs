@@ -22,12 +22,14 @@ data is used.
 
 Examples:
   shiftlm forecast --checkpoint runs/series-synthetic
+  shiftlm forecast --checkpoint runs/nile-auto                  # a --model auto run: its choice
   shiftlm forecast --checkpoint runs/series-co2 --data data/co2_mauna_loa_weekly.csv --origin 2000
   shiftlm forecast --checkpoint runs/series-load --data load.csv --out next-day.csv --plot next-day.png --json";
 
 #[derive(clap::Args, Debug)]
 pub struct ForecastArgs {
-    /// Run folder (newest complete checkpoint) or one checkpoint-<step> folder of a forecaster.
+    /// Run folder (newest complete checkpoint) or one checkpoint-<step> folder of a
+    /// forecaster, or the run folder of `train --ensemble N` or `train --model auto`.
     #[arg(long, value_name = "DIR")]
     pub checkpoint: PathBuf,
     /// CSV file with the columns the model was trained on (default: the run's own data).

@@ -102,8 +102,8 @@ pub struct DataArgs {
     /// encoder–decoder), gpt (GPT-2 layout) or llama. For forecasting: seq2seq (an LSTM/GRU
     /// encoder with a decoder rolled out over the horizon), transformer (encoder + direct head),
     /// nlinear (one linear map of the window), dlinear (linear maps of its trend and remainder),
-    /// or auto (train each, and keep the lowest validation MASE among them and the classical
-    /// baselines).
+    /// or auto (train each, and keep the lowest validation MASE among them, the classical
+    /// baselines and the mean of the three best).
     /// Images and keywords: cnn, row-lstm, row-gru, mlp, conv-lstm or conv-gru.
     #[arg(long, value_name = "FAMILY", value_parser = ["seq2seq", "transformer", "gpt", "gpt2", "llama", "cnn", "row-lstm", "row-gru", "mlp", "conv-lstm", "conv-gru", "nlinear", "dlinear", "auto"])]
     pub model: Option<String>,

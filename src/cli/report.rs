@@ -66,6 +66,7 @@ pub fn print_forecast(r: &shiftlm::eval::forecast::ForecastReport, what: &str) {
     for iv in r.intervals.iter().flatten() {
         let how = match (iv.calibrated, iv.coverage_uncalibrated) {
             (true, Some(raw)) => format!(" (calibrated on the validation split; the head's own: {:.1}%)", 100.0 * raw),
+            (true, None) => " (conformal, from the errors on the validation split)".to_string(),
             _ => " (not calibrated: the validation split has no window, or is among the rows scored)".to_string(),
         };
         println!(

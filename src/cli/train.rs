@@ -568,16 +568,16 @@ fn run_auto(a: &TrainArgs) -> anyhow::Result<()> {
     if members == 0 {
         anyhow::bail!("--ensemble 0: an ensemble needs at least 1 member");
     }
-    let (mut runs, mut fits) = (Vec::new(), None);
+    let (mut runs, mut shared) = (Vec::new(), None);
     for kind in api::auto::KINDS {
         let mut progress = Progress::default();
-        let r = api::auto::train_candidate(&job, kind, members, &mut fits, &mut progress);
+        let r = api::auto::train_candidate(&job, kind, members, &mut shared, &mut progress);
         progress.finish();
         let r = r.with_context(|| format!("training the {} candidate", kind.name()))?;
         eprintln!("{}: validation MASE {}", r.name, r.valid.model.mase.map_or("-".into(), |v| format!("{v:.4}")));
         runs.push(r);
     }
-    let (choice, report) = api::auto::choose(&runs)?;
+    let (choice, report) = api::auto::choose(&runs, &api::auto::windows(&job, &shared)?)?;
     println!("model selection on the validation windows ({}):", job.out.display());
     println!("  {:<16}{:>14}{:>12}  model / checkpoint", "candidate", "valid MASE", "test MASE");
     let f = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.4}"));

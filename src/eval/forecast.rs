@@ -505,9 +505,13 @@ pub fn evaluate_with(
     let (l, h, n) = (model.config().context, model.config().horizon, s.n_targets);
     let starts = s.starts(rows, l, h, 1);
     let levels = model.config().quantiles.clone();
-    let q = levels.len().max(1);
     let raw = predict_quantiles(models, s, &starts, 256, dev)?; // (W, H, N, Q)
     let pred = medians(model, &raw);
+    let origins: Vec<usize> = starts.iter().map(|st| st + l).collect();
+    let mut report = point_report(&pred, s, &origins, h, classical_fits);
+    if levels.is_empty() {
+        return Ok(report);
+    }
     let mut all = raw.clone();
     // Calibration reads the validation rows: never when they are among the scored ones.
     let overlaps = rows.start < s.valid.end && s.valid.start < rows.end;
@@ -515,86 +519,238 @@ pub fn evaluate_with(
     if let Some(cal) = &calibration {
         cal.apply(&mut all, &levels, h, &s.scaler.scale[..n]);
     }
-    let (mut quantile_pred, mut raw_pred, mut quantile_actual) = (Vec::new(), Vec::new(), Vec::new());
-    let origins: Vec<usize> = starts.iter().map(|st| st + l).collect();
-    let (mut ours, mut naives, mut seasonals) = (Vec::new(), Vec::new(), Vec::new());
-    let mut classical: [Vec<Option<(ForecastMetrics, String)>>; 3] = Default::default();
-    for c in 0..n {
-        let col = &s.series.columns[c];
-        let scale = mase_scale(&col[s.train.clone()], s.season);
-        let (mut p, mut y, mut nv, mut sn) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        for (w, &origin) in origins.iter().enumerate() {
-            let history = &col[..origin];
-            y.extend_from_slice(&col[origin..origin + h]);
-            p.extend((0..h).map(|i| pred[(w * h + i) * n + c]));
-            nv.extend(naive(history, h));
-            sn.extend(seasonal_naive(history, h, s.season));
-        }
-        ours.push(metrics(&p, &y, scale));
-        if !levels.is_empty() {
-            for w in 0..origins.len() {
-                for i in 0..h {
-                    let at = ((w * h + i) * n + c) * q;
-                    quantile_pred.extend_from_slice(&all[at..at + q]);
-                    raw_pred.extend_from_slice(&raw[at..at + q]);
-                }
-            }
-            quantile_actual.extend_from_slice(&y);
-        }
-        naives.push(metrics(&nv, &y, scale));
-        seasonals.push(metrics(&sn, &y, scale));
-        let series: Vec<f64> = col.iter().map(|&v| v as f64).collect();
-        for (k, fit) in classical_fits.0[c].iter().enumerate() {
-            let scored = fit.as_ref().and_then(|b| {
-                let f: Vec<f32> = b.forecast_from(&series, &origins, h).iter().map(|&v| v as f32).collect();
-                // A multiplicative model can break on values its training rows never had (≤ 0).
-                f.iter().all(|v| v.is_finite()).then(|| (metrics(&f, &y, scale), b.describe()))
-            });
-            if scored.is_none() {
-                let name = ["AR", "ETS", "Theta"][k];
-                tracing::warn!(
-                    "the {name} baseline could not be fitted to the training rows of '{}'",
-                    s.series.names[c]
-                );
-            }
-            classical[k].push(scored);
+    let actual = actuals(s, &origins, h);
+    let (mut iv, wql) = interval_metrics(&all, &actual, &levels);
+    let (raw_iv, _) = interval_metrics(&raw, &actual, &levels);
+    for (a, b) in iv.iter_mut().zip(raw_iv) {
+        a.coverage_uncalibrated = Some(b.coverage);
+        a.calibrated = calibration.is_some();
+    }
+    report.intervals = Some(iv);
+    report.wql = Some(wql);
+    Ok(report)
+}
+
+/// The actual values of the windows at `origins`: (W, H, N), as forecasts are laid out.
+pub fn actuals(s: &SeriesData, origins: &[usize], h: usize) -> Vec<f32> {
+    let n = s.n_targets;
+    let mut out = Vec::with_capacity(origins.len() * h * n);
+    for &o in origins {
+        for i in 0..h {
+            out.extend((0..n).map(|c| s.series.columns[c][o + i]));
         }
     }
-    let summarise = |per_target: &Vec<Option<(ForecastMetrics, String)>>| -> Option<Box<ClassicalMetrics>> {
-        let all: Vec<(ForecastMetrics, String)> = per_target.iter().cloned().collect::<Option<_>>()?;
-        let mut names: Vec<String> = Vec::new();
-        for (_, d) in &all {
-            if !names.contains(d) {
-                names.push(d.clone());
+    out
+}
+
+/// The metrics of point forecasts `pred` ((W, H, N), data units, from
+/// `origins`) on series `s`, averaged over targets; MASE scaled by each
+/// target's seasonal-naive in-sample error on the training rows.
+pub fn point_metrics(pred: &[f32], s: &SeriesData, origins: &[usize], h: usize) -> ForecastMetrics {
+    let n = s.n_targets;
+    let per_target: Vec<ForecastMetrics> = (0..n)
+        .map(|c| {
+            let col = &s.series.columns[c];
+            let scale = mase_scale(&col[s.train.clone()], s.season);
+            let (mut p, mut y) = (Vec::new(), Vec::new());
+            for (w, &o) in origins.iter().enumerate() {
+                y.extend_from_slice(&col[o..o + h]);
+                p.extend((0..h).map(|i| pred[(w * h + i) * n + c]));
+            }
+            metrics(&p, &y, scale)
+        })
+        .collect();
+    average(&per_target)
+}
+
+/// Every baseline's point forecasts from `origins`, (W, H, N) in the data's units.
+pub struct BaselineForecasts {
+    /// Repeat the last observed value.
+    pub naive: Vec<f32>,
+    /// Repeat the value one season earlier.
+    pub seasonal_naive: Vec<f32>,
+    /// AR, ETS and Theta: `None` where one could not be fitted to every
+    /// target, or forecast a value that is not finite.
+    pub classical: [Option<Vec<f32>>; 3],
+    /// The fitted models, e.g. `AR(9)` (per target, `; ` between them when they differ).
+    pub described: [String; 3],
+}
+
+/// The JSON names of the classical baselines, in [`BaselineForecasts::classical`]'s order.
+pub const CLASSICAL: [&str; 3] = ["ar", "ets", "theta"];
+
+impl BaselineForecasts {
+    /// Every baseline's forecasts by its JSON name (`naive`, `seasonal_naive`,
+    /// `ar`, `ets`, `theta`), the classical ones with their fitted model.
+    pub fn all(&self) -> Vec<(&'static str, &[f32], Option<&str>)> {
+        let mut out: Vec<(&'static str, &[f32], Option<&str>)> =
+            vec![("naive", &self.naive, None), ("seasonal_naive", &self.seasonal_naive, None)];
+        for (k, f) in self.classical.iter().enumerate() {
+            if let Some(f) = f {
+                out.push((CLASSICAL[k], f, Some(&self.described[k])));
             }
         }
-        let metrics = average(&all.into_iter().map(|(m, _)| m).collect::<Vec<_>>());
-        Some(Box::new(ClassicalMetrics { metrics, model: names.join("; ") }))
-    };
-    let quantiles = (!levels.is_empty()).then(|| {
-        let (mut iv, wql) = interval_metrics(&quantile_pred, &quantile_actual, &levels);
-        let (raw_iv, _) = interval_metrics(&raw_pred, &quantile_actual, &levels);
-        for (a, b) in iv.iter_mut().zip(raw_iv) {
-            a.coverage_uncalibrated = Some(b.coverage);
-            a.calibrated = calibration.is_some();
+        out
+    }
+}
+
+/// The baselines' forecasts from `origins` of series `s`: the naive ones
+/// from the whole history before each origin, the classical ones with the
+/// parameters fitted on the training rows.
+pub fn baseline_forecasts(s: &SeriesData, fits: &ClassicalFits, origins: &[usize], h: usize) -> BaselineForecasts {
+    let n = s.n_targets;
+    let len = origins.len() * h * n;
+    let (mut nv, mut sn) = (vec![0.0; len], vec![0.0; len]);
+    let mut classical: [Option<Vec<f32>>; 3] = std::array::from_fn(|_| Some(vec![0.0; len]));
+    let mut described: [Vec<String>; 3] = Default::default();
+    for c in 0..n {
+        let col = &s.series.columns[c];
+        let put = |out: &mut [f32], w: usize, f: &[f32]| (0..h).for_each(|i| out[(w * h + i) * n + c] = f[i]);
+        for (w, &origin) in origins.iter().enumerate() {
+            put(&mut nv, w, &naive(&col[..origin], h));
+            put(&mut sn, w, &seasonal_naive(&col[..origin], h, s.season));
         }
-        (iv, wql)
-    });
-    Ok(ForecastReport {
-        model: average(&ours),
+        let series: Vec<f64> = col.iter().map(|&v| v as f64).collect();
+        for (k, fit) in fits.0[c].iter().enumerate() {
+            let f = fit.as_ref().map(|b| b.forecast_from(&series, origins, h));
+            // A multiplicative model can break on values its training rows never had (≤ 0).
+            match (f, &mut classical[k]) {
+                (Some(f), Some(out)) if f.iter().all(|v| v.is_finite()) => {
+                    for w in 0..origins.len() {
+                        put(out, w, &f[w * h..(w + 1) * h].iter().map(|&v| v as f32).collect::<Vec<_>>());
+                    }
+                    let d = fit.as_ref().map(|b| b.describe()).unwrap_or_default();
+                    if !described[k].contains(&d) {
+                        described[k].push(d);
+                    }
+                }
+                (_, slot) => {
+                    if slot.is_some() {
+                        tracing::warn!(
+                            "the {} baseline could not be fitted to the training rows of '{}'",
+                            ["AR", "ETS", "Theta"][k],
+                            s.series.names[c]
+                        );
+                    }
+                    *slot = None;
+                }
+            }
+        }
+    }
+    BaselineForecasts { naive: nv, seasonal_naive: sn, classical, described: described.map(|d| d.join("; ")) }
+}
+
+/// A report of point forecasts `pred` from `origins` beside every baseline
+/// on the same windows (no intervals).
+pub fn point_report(
+    pred: &[f32],
+    s: &SeriesData,
+    origins: &[usize],
+    h: usize,
+    classical_fits: &ClassicalFits,
+) -> ForecastReport {
+    let b = baseline_forecasts(s, classical_fits, origins, h);
+    let m = |f: &[f32]| point_metrics(f, s, origins, h);
+    let classical = |k: usize| {
+        b.classical[k].as_ref().map(|f| Box::new(ClassicalMetrics { metrics: m(f), model: b.described[k].clone() }))
+    };
+    ForecastReport {
+        model: m(pred),
         baselines: Baselines {
-            naive: average(&naives),
-            seasonal_naive: average(&seasonals),
-            ar: summarise(&classical[0]),
-            ets: summarise(&classical[1]),
-            theta: summarise(&classical[2]),
+            naive: m(&b.naive),
+            seasonal_naive: m(&b.seasonal_naive),
+            ar: classical(0),
+            ets: classical(1),
+            theta: classical(2),
         },
         season: s.season,
-        windows: starts.len(),
+        windows: origins.len(),
         horizon: h,
-        wql: quantiles.as_ref().map(|q| q.1),
-        intervals: quantiles.map(|q| q.0),
-    })
+        intervals: None,
+        wql: None,
+    }
+}
+
+/// Central prediction intervals for any point forecaster (a classical
+/// model, a combination), by split conformal prediction on its absolute
+/// errors over the validation windows. The errors at horizon step i are
+/// scaled by their mean at that step (made non-decreasing in i, as a
+/// forecast's uncertainty grows with its reach), so all W × H scores of a
+/// target share one conformal quantile while the width keeps the shape of
+/// the errors along the horizon.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct ResidualIntervals {
+    /// Quantile levels, ascending, 0.5 (the point forecast) among them, e.g. [0.1, 0.5, 0.9].
+    pub levels: Vec<f32>,
+    /// Half-widths, data units, (central intervals × H × N) row-major; the
+    /// k-th interval is levels (k, Q − 1 − k).
+    pub half_widths: Vec<f32>,
+    /// Validation errors per target the widths were measured on.
+    pub n: usize,
+}
+
+impl ResidualIntervals {
+    /// Measures the intervals of `levels` (ascending, symmetric about 0.5,
+    /// with 0.5) from point forecasts `pred` ((W, H, N)) at `origins` of the
+    /// validation split; `None` without a validation window or a central interval.
+    pub fn measure(pred: &[f32], s: &SeriesData, origins: &[usize], h: usize, levels: &[f32]) -> Option<Self> {
+        let n = s.n_targets;
+        let pairs = interval_pairs(levels);
+        if origins.is_empty() || pairs.is_empty() {
+            return None;
+        }
+        let actual = actuals(s, origins, h);
+        let err = |w: usize, i: usize, c: usize| (pred[(w * h + i) * n + c] - actual[(w * h + i) * n + c]).abs();
+        let mut half_widths = vec![0.0; pairs.len() * h * n];
+        for c in 0..n {
+            let mut sigma: Vec<f32> =
+                (0..h).map(|i| (0..origins.len()).map(|w| err(w, i, c)).sum::<f32>() / origins.len() as f32).collect();
+            for i in 1..h {
+                sigma[i] = sigma[i].max(sigma[i - 1]);
+            }
+            let floor = sigma.iter().copied().fold(0.0, f32::max).max(f32::MIN_POSITIVE);
+            let sigma: Vec<f32> = sigma.iter().map(|&v| if v > 0.0 { v } else { floor }).collect();
+            let scores: Vec<f32> = (0..origins.len())
+                .flat_map(|w| (0..h).map(move |i| (w, i)))
+                .map(|(w, i)| err(w, i, c) / sigma[i])
+                .collect();
+            for (k, &(lo, hi)) in pairs.iter().enumerate() {
+                let level = ((levels[hi] - levels[lo]) as f64 * 1e6).round() / 1e6;
+                let q = conformal_quantile(scores.clone(), level);
+                for i in 0..h {
+                    half_widths[(k * h + i) * n + c] = q * sigma[i];
+                }
+            }
+        }
+        Some(Self { levels: levels.to_vec(), half_widths, n: origins.len() * h })
+    }
+
+    /// Quantile forecasts (W, H, N, Q) around point forecasts `pred` ((W, H, N)).
+    pub fn apply(&self, pred: &[f32], h: usize, n: usize) -> Vec<f32> {
+        let q = self.levels.len();
+        let pairs = interval_pairs(&self.levels);
+        let mut out = vec![0.0; pred.len() * q];
+        for (at, &p) in pred.iter().enumerate() {
+            let (i, c) = ((at / n) % h, at % n);
+            let v = &mut out[at * q..(at + 1) * q];
+            v.fill(p);
+            for (k, &(lo, hi)) in pairs.iter().enumerate() {
+                let d = self.half_widths[(k * h + i) * n + c];
+                v[lo] = p - d;
+                v[hi] = p + d;
+            }
+        }
+        out
+    }
+
+    /// Each interval's coverage and the weighted quantile loss of the
+    /// intervals around `pred` ((W, H, N) from `origins`).
+    pub fn score(&self, pred: &[f32], s: &SeriesData, origins: &[usize], h: usize) -> (Vec<IntervalMetrics>, f64) {
+        let all = self.apply(pred, h, s.n_targets);
+        let (mut iv, wql) = interval_metrics(&all, &actuals(s, origins, h), &self.levels);
+        iv.iter_mut().for_each(|i| i.calibrated = true);
+        (iv, wql)
+    }
 }
 
 #[cfg(test)]
@@ -644,6 +800,33 @@ mod tests {
         let mut all = vec![0.9, 1.0, 1.2, 0.9, 1.0, 1.2];
         cal.apply(&mut all, &[0.1, 0.5, 0.9], 2, &[2.0]);
         assert_eq!(all[3..], [1.0, 1.0, 1.0]);
+    }
+
+    #[test]
+    fn residual_intervals_by_hand() {
+        use crate::data::series::{Series, SeriesConfig};
+        let series =
+            Series { names: vec!["y".into()], columns: vec![(0..100).map(|t| t as f32).collect()], timestamps: None };
+        let s =
+            SeriesData::from_series(series, 1, &SeriesConfig { season: Some(1), ..Default::default() }, None).unwrap();
+        let (origins, h) = ([70, 72, 74, 76], 2);
+        // Errors of ±1 at the first step and ±3 at the second: every scaled score is 1.
+        let actual = actuals(&s, &origins, h);
+        let pred: Vec<f32> = actual.iter().enumerate().map(|(j, &y)| y + [1.0, -3.0, -1.0, 3.0][j % 4]).collect();
+        let iv = ResidualIntervals::measure(&pred, &s, &origins, h, &[0.1, 0.5, 0.9]).unwrap();
+        assert_eq!(iv.half_widths, vec![1.0, 3.0]);
+        assert_eq!(iv.n, 8);
+        assert_eq!(iv.apply(&[10.0, 20.0], h, 1), vec![9.0, 10.0, 11.0, 17.0, 20.0, 23.0]);
+        // The bounds reach every actual value exactly: all covered.
+        let (m, _) = iv.score(&pred, &s, &origins, h);
+        assert_eq!((m[0].coverage, m[0].level, m[0].calibrated), (1.0, 0.8, true));
+        // A width never shrinks along the horizon: errors of 3 then 1 give 3 and 3.
+        let pred: Vec<f32> = actual.iter().enumerate().map(|(j, &y)| y + [3.0, 1.0][j % 2]).collect();
+        let iv = ResidualIntervals::measure(&pred, &s, &origins, h, &[0.1, 0.5, 0.9]).unwrap();
+        assert_eq!(iv.half_widths, vec![3.0, 3.0]);
+        // No central interval, no validation window: none.
+        assert!(ResidualIntervals::measure(&pred, &s, &origins, h, &[0.5]).is_none());
+        assert!(ResidualIntervals::measure(&[], &s, &[], h, &[0.1, 0.5, 0.9]).is_none());
     }
 
     #[test]
