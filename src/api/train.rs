@@ -148,6 +148,16 @@ pub fn prepare(job: &TrainJob) -> Result<Trainer> {
             m.max_positions = m.max_positions.max(longest.next_power_of_two());
         }
     }
+    if let (crate::data::Dataset::Series(s), ModelConfig::Forecaster(m), crate::config::DataConfig::Series(d)) =
+        (&data, &cfg.model, &cfg.data)
+    {
+        let windows = s.starts(&s.train, m.context, m.horizon, d.stride).len();
+        let every = cfg.train.eval_every_for(windows);
+        if cfg.train.eval_every_epochs > 0.0 {
+            tracing::info!("{windows} training windows: validating every {every} steps");
+            (cfg.train.eval_every, cfg.train.eval_every_epochs) = (every, 0.0);
+        }
+    }
     refuse_existing_run(&job.out, "use --resume {0} or choose another --out")?;
     // The folders this creates (the run's, and `runs/` the first time),
     // deepest first: removed again, while empty, if the run cannot start.

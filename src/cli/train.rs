@@ -228,7 +228,10 @@ fn job(a: &TrainArgs) -> anyhow::Result<TrainJob> {
     t.batch_size = a.batch_size.unwrap_or(t.batch_size);
     t.grad_accum = a.grad_accum.unwrap_or(t.grad_accum);
     t.optimizer.lr = a.lr.unwrap_or(t.optimizer.lr);
-    t.eval_every = a.eval_every.unwrap_or(t.eval_every);
+    if let Some(n) = a.eval_every {
+        // Exactly as given: not scaled to the data.
+        (t.eval_every, t.eval_every_epochs) = (n, 0.0);
+    }
     t.save_every = a.save_every.unwrap_or(t.save_every);
     t.keep_last = a.keep_last.unwrap_or(t.keep_last);
     t.patience = a.patience.unwrap_or(t.patience);

@@ -100,6 +100,7 @@ fn train(steps: usize, batch_size: usize, lr: f64, eval_every: usize) -> TrainCo
         on_nonfinite: NonFinitePolicy::Stop,
         label_smoothing: 0.0,
         select_by: None,
+        eval_every_epochs: 0.0,
         batch_tokens: 0,
         scheduled_sampling: 0.0,
         freeze: Default::default(),
@@ -309,6 +310,8 @@ fn forecaster(hidden: usize, context: usize, horizon: usize, steps: usize, eval_
                          // Forecasters overfit small series: the test is scored with the
                          // checkpoint of the lowest validation loss, not the last.
     t.select_by = Some(super::train::SelectBy::Loss);
+    // Short series overfit within a few epochs: validate every 5 epochs of windows.
+    t.eval_every_epochs = 5.0;
     let data = SeriesConfig { synthetic_len: 24 * 7 * weeks, ..Default::default() };
     (model, t, DataConfig::Series(data), 0)
 }

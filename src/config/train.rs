@@ -82,6 +82,14 @@ pub struct TrainConfig {
     /// Parameters that do not train (fine-tuning); nothing by default.
     #[serde(default, skip_serializing_if = "Freeze::is_none")]
     pub freeze: Freeze,
+    /// Forecasters: evaluate every this many epochs of training windows
+    /// instead, at least every 10 steps and at most every `eval_every` (0:
+    /// off, `eval_every` as it is; the forecasting presets use 5). On a short
+    /// series a model overfits within a few epochs, so the best checkpoint
+    /// is searched at the grain of the data; `--eval-every N` turns it off.
+    /// The run's saved config holds the resulting `eval_every`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub eval_every_epochs: f32,
 }
 
 fn is_zero(x: &f32) -> bool {
@@ -156,6 +164,19 @@ impl Freeze {
 }
 
 impl TrainConfig {
+    /// `eval_every` for a run over `windows` training examples: with
+    /// `eval_every_epochs` set, that many epochs (of `batch_size ×
+    /// grad_accum` examples per step) rounded, within [min(10, eval_every),
+    /// eval_every]; otherwise `eval_every` as it is.
+    pub fn eval_every_for(&self, windows: usize) -> usize {
+        if self.eval_every_epochs <= 0.0 || self.eval_every == 0 {
+            return self.eval_every;
+        }
+        let per_epoch = windows as f64 / (self.batch_size * self.grad_accum).max(1) as f64;
+        let steps = (per_epoch * self.eval_every_epochs as f64).round() as usize;
+        steps.clamp(10.min(self.eval_every), self.eval_every)
+    }
+
     /// An error naming the first invalid field: zero steps, batch size or accumulation, a
     /// negative or non-finite clip, or a bad optimizer or schedule.
     pub fn validate(&self) -> Result<()> {
@@ -178,5 +199,19 @@ impl TrainConfig {
         }
         self.optimizer.validate()?;
         self.schedule.validate(self.steps)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn validation_every_few_epochs_of_a_short_series() {
+        let mut t = crate::config::RunConfig::preset("series").unwrap().train;
+        assert_eq!((t.eval_every, t.eval_every_epochs, t.batch_size), (200, 5.0, 32));
+        assert_eq!(t.eval_every_for(46), 10); // 7 steps, raised to 10
+        assert_eq!(t.eval_every_for(167), 26); // 5.2 steps an epoch
+        assert_eq!(t.eval_every_for(100_000), 200); // at most eval_every
+        t.eval_every_epochs = 0.0;
+        assert_eq!(t.eval_every_for(46), 200);
     }
 }
