@@ -295,6 +295,8 @@ fn auto_trains_every_kind_and_keeps_the_lowest_validation_mase() {
         "20",
         "--model",
         "auto",
+        "--folds",
+        "2",
         "--out",
         "a",
         "--json",
@@ -308,6 +310,14 @@ fn auto_trains_every_kind_and_keeps_the_lowest_validation_mase() {
     }
     for k in ["lstm", "gru", "transformer", "nlinear", "dlinear"] {
         assert!(d.join("a").join(k).is_dir(), "no run folder for {k}");
+        assert!(d.join("a/folds").join(format!("{k}-1")).is_dir(), "no fold-1 run folder for {k}");
+    }
+    // The validation MASE is the mean over the two folds (the run's own split first).
+    assert_eq!(auto["folds"], 2);
+    for c in cands {
+        let f: Vec<f64> = c["fold_mase"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+        assert_eq!(f.len(), 2, "{c}");
+        assert!((c["valid_mase"].as_f64().unwrap() - (f[0] + f[1]) / 2.0).abs() < 1e-12, "{c}");
     }
     let chosen = auto["chosen"].as_str().unwrap();
     let valid = |c: &serde_json::Value| c["valid_mase"].as_f64().unwrap_or(f64::INFINITY);
@@ -335,8 +345,9 @@ fn auto_trains_every_kind_and_keeps_the_lowest_validation_mase() {
     assert!(d.join("a/forecast.csv").exists() && d.join("a/forecast.png").exists());
     // Not a checkpoint for other jobs: the error says what it is.
     fails(&run(d, &["generate", "--checkpoint", "a"]), &["--model auto run", "auto.json"]);
-    // Only forecasting data.
+    // Only forecasting data; folds only for auto.
     fails(&run(d, &["train", "--task", "reverse", "--model", "auto", "--steps", "1"]), &["--model auto", "forecast"]);
+    fails(&run(d, &["train", "--task", "series", "--folds", "2", "--steps", "1"]), &["--folds", "--model auto"]);
 }
 
 #[test]

@@ -53,8 +53,13 @@ pub struct Candidate {
     /// The fitted model, for a classical baseline (e.g. `AR(6)`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
-    /// MASE on the validation windows (`null` where undefined).
+    /// MASE on the validation windows (`null` where undefined); with
+    /// rolling-origin folds, the mean of `fold_mase`.
     pub valid_mase: Option<f64>,
+    /// MASE on each fold's validation windows, the run's own split first
+    /// (absent with one fold).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fold_mase: Vec<Option<f64>>,
     /// MASE on the test windows.
     pub test_mase: Option<f64>,
     /// The checkpoint of a neural candidate.
@@ -81,6 +86,10 @@ pub struct AutoChoice {
     pub context: usize,
     /// Steps forecast, H.
     pub horizon: usize,
+    /// Rolling-origin folds the candidates were scored on (1: the run's own
+    /// validation split only).
+    #[serde(default = "one")]
+    pub folds: usize,
     /// The choice's prediction intervals, measured on the validation windows.
     pub intervals: Option<ResidualIntervals>,
 }
@@ -150,24 +159,6 @@ pub const COMBINED: usize = 3;
 /// The quantile levels of auto's intervals when `--quantiles` is not given.
 pub const DEFAULT_LEVELS: [f32; 3] = [0.1, 0.5, 0.9];
 
-/// A candidate's point forecasts on the validation and the test windows,
-/// (W, H, N) in the data's units.
-struct Forecasts {
-    candidate: Candidate,
-    valid: Vec<f32>,
-    test: Vec<f32>,
-}
-
-/// The [`Windows`] of `job`'s candidates, from what [`train_candidate`] kept
-/// in `shared`; the intervals' levels are the job's quantiles, or [`DEFAULT_LEVELS`].
-pub fn windows<'a>(job: &TrainJob, shared: &'a Option<(SeriesData, ClassicalFits)>) -> Result<Windows<'a>> {
-    let (Some((series, fits)), ModelConfig::Forecaster(m)) = (shared, &job.config.model) else {
-        return Err(Error::setting("--model auto trained no candidate"));
-    };
-    let levels = if m.quantiles.is_empty() { DEFAULT_LEVELS.to_vec() } else { m.quantiles.clone() };
-    Ok(Windows { series, fits, context: m.context, horizon: m.horizon, levels })
-}
-
 /// The windows `auto` scores, and the data it scores them on.
 pub struct Windows<'a> {
     /// The series every candidate read.
@@ -183,47 +174,157 @@ pub struct Windows<'a> {
     pub levels: Vec<f32>,
 }
 
-impl Windows<'_> {
-    fn origins(&self, rows: &std::ops::Range<usize>) -> Vec<usize> {
-        self.series.starts(rows, self.context, self.horizon, 1).iter().map(|s| s + self.context).collect()
+/// The [`Windows`] of `job`'s candidates, from what [`train_candidate`] kept
+/// in `shared`; the intervals' levels are the job's quantiles, or [`DEFAULT_LEVELS`].
+pub fn windows<'a>(job: &TrainJob, shared: &'a Option<(SeriesData, ClassicalFits)>) -> Result<Windows<'a>> {
+    let (Some((series, fits)), ModelConfig::Forecaster(m)) = (shared, &job.config.model) else {
+        return Err(Error::setting("--model auto trained no candidate"));
+    };
+    let levels = if m.quantiles.is_empty() { DEFAULT_LEVELS.to_vec() } else { m.quantiles.clone() };
+    Ok(Windows { series, fits, context: m.context, horizon: m.horizon, levels })
+}
+
+/// The validation origins of `s` for windows of context `l` and horizon `h`.
+fn origins(s: &SeriesData, rows: &std::ops::Range<usize>, l: usize, h: usize) -> Vec<usize> {
+    s.starts(rows, l, h, 1).iter().map(|st| st + l).collect()
+}
+
+/// An earlier rolling-origin fold (`data.fold` ≥ 1): its series as split for
+/// the fold, the classical baselines fitted on its training rows, and each
+/// neural candidate's forecasts on its validation windows.
+pub struct Fold {
+    /// The series, split for the fold.
+    pub series: SeriesData,
+    /// The classical baselines fitted on the fold's training rows.
+    pub fits: ClassicalFits,
+    /// Each neural candidate's validation forecasts, (W, H, N).
+    pub preds: Vec<(String, Vec<f32>)>,
+}
+
+/// The earlier folds of an auto run, fold 1 first.
+#[derive(Default)]
+pub struct Folds(pub Vec<Fold>);
+
+impl Folds {
+    /// Records candidate `name`'s forecasts on fold `fold` (≥ 1), as
+    /// [`train_fold`] returns them.
+    pub fn add(&mut self, fold: usize, name: &str, (series, pred): (SeriesData, Vec<f32>)) {
+        while self.0.len() < fold {
+            self.0.push(Fold { fits: fit_classical(&series), series: series.clone(), preds: Vec::new() });
+        }
+        self.0[fold - 1].preds.push((name.to_string(), pred));
     }
 }
 
-/// Chooses the lowest validation MASE among the trained `runs`, the
-/// baselines, and the combination (the mean forecast) of the [`COMBINED`]
-/// best of those. Returns the choice, with intervals measured on the
-/// validation windows ([`ResidualIntervals`]), and its test report beside
-/// the baselines.
-pub fn choose(runs: &[CandidateRun], w: &Windows) -> Result<(AutoChoice, ForecastReport)> {
+/// Trains neural candidate `kind` of `job` on rolling-origin fold `fold`
+/// (≥ 1; `data.fold`) into `job.out/folds/<kind>-<fold>` (an ensemble of
+/// `members` when more than 1), and returns the fold's series and the
+/// candidate's forecasts on the fold's validation windows (its best
+/// validation checkpoint's).
+pub fn train_fold(
+    job: &TrainJob,
+    kind: ForecasterKind,
+    members: usize,
+    fold: usize,
+    sink: &mut dyn MetricsSink,
+) -> Result<(SeriesData, Vec<f32>)> {
+    let mut job = job.clone();
+    let (ModelConfig::Forecaster(m), crate::config::DataConfig::Series(d)) =
+        (&mut job.config.model, &mut job.config.data)
+    else {
+        return Err(Error::setting("--model auto chooses among forecasters; give a CSV series or --task series"));
+    };
+    m.kind = kind;
+    d.fold = fold;
+    job.out = job.out.join("folds").join(format!("{}-{fold}", kind.name()));
+    let trained = match members {
+        0 | 1 => {
+            let mut trainer = prepare(&job)?;
+            sink.on_start(&run_start(&trainer, None)?);
+            fit(&mut trainer, sink, true)?;
+            let ck = select_checkpoint(&mut trainer)?;
+            vec![(trainer, ck)]
+        }
+        n => {
+            ensemble::check(&job, n)?;
+            let trained = (0..n).map(|k| ensemble::train_member(&job, k, sink)).collect::<Result<Vec<_>>>()?;
+            ensemble::write_manifest(&job.out, &trained)?;
+            trained
+        }
+    };
+    let models = ensemble::forecasters(&trained)?;
+    let crate::data::Dataset::Series(s) = &trained[0].0.data else {
+        return Err(Error::setting("--model auto chooses among forecasters"));
+    };
+    let (l, h) = (models[0].config().context, models[0].config().horizon);
+    let pred = predict(&models, s, &s.starts(&s.valid, l, h, 1), 256, trained[0].0.store.device())?;
+    Ok((s.clone(), pred))
+}
+
+/// A candidate's point forecasts on each fold's validation windows (fold 0,
+/// the run's own split, first) and on the test windows, (W, H, N).
+struct Forecasts {
+    candidate: Candidate,
+    valid: Vec<Vec<f32>>,
+    test: Vec<f32>,
+}
+
+/// Chooses the lowest validation MASE (the mean over the run's own split
+/// and the earlier `folds`) among the trained `runs`, the baselines, and
+/// the combination (the mean forecast) of the [`COMBINED`] best of those.
+/// Returns the choice, with intervals measured on the validation errors of
+/// every fold ([`ResidualIntervals`]), and its test report beside the baselines.
+pub fn choose(runs: &[CandidateRun], folds: &Folds, w: &Windows) -> Result<(AutoChoice, ForecastReport)> {
     if runs.is_empty() {
         return Err(Error::setting("--model auto trained no candidate"));
     }
-    let (s, h) = (w.series, w.horizon);
-    let (vo, to) = (w.origins(&s.valid), w.origins(&s.test));
-    let (vb, tb) = (baseline_forecasts(s, w.fits, &vo, h), baseline_forecasts(s, w.fits, &to, h));
-    let mase = |pred: &[f32], origins: &[usize]| point_metrics(pred, s, origins, h).mase;
-    let candidate = |name: &str, model: Option<String>, checkpoint: Option<PathBuf>, v: &[f32], t: &[f32]| Forecasts {
-        candidate: Candidate {
-            name: name.into(),
-            model,
-            valid_mase: mase(v, &vo),
-            test_mase: mase(t, &to),
-            checkpoint,
-            members: Vec::new(),
-        },
-        valid: v.to_vec(),
-        test: t.to_vec(),
+    let (l, h) = (w.context, w.horizon);
+    // Every fold's series, fits and validation origins; fold 0 is the run's own split.
+    let mut sets: Vec<(&SeriesData, &ClassicalFits, Vec<usize>)> = vec![(w.series, w.fits, Vec::new())];
+    sets.extend(folds.0.iter().map(|f| (&f.series, &f.fits, Vec::new())));
+    sets.iter_mut().for_each(|(s, _, o)| *o = origins(s, &s.valid, l, h));
+    let to = origins(w.series, &w.series.test, l, h);
+    let base_valid: Vec<_> = sets.iter().map(|(s, fits, o)| baseline_forecasts(s, fits, o, h)).collect();
+    let base_test = baseline_forecasts(w.series, w.fits, &to, h);
+    let scores = |valid: &[Vec<f32>]| -> Vec<Option<f64>> {
+        valid.iter().zip(&sets).map(|(p, (s, _, o))| point_metrics(p, s, o, h).mase).collect()
     };
-    let mut all: Vec<Forecasts> = runs
-        .iter()
-        .map(|r| candidate(&r.name, None, Some(r.checkpoint.clone()), &r.valid_pred, &r.test_pred))
-        .collect();
+    let candidate =
+        |name: &str, model: Option<String>, checkpoint: Option<PathBuf>, valid: Vec<Vec<f32>>, test: Vec<f32>| {
+            let fold_mase = scores(&valid);
+            let mean = fold_mase.iter().copied().sum::<Option<f64>>().map(|s| s / fold_mase.len() as f64);
+            Forecasts {
+                candidate: Candidate {
+                    name: name.into(),
+                    model,
+                    valid_mase: mean,
+                    test_mase: point_metrics(&test, w.series, &to, h).mase,
+                    checkpoint,
+                    members: Vec::new(),
+                    fold_mase: if folds.0.is_empty() { Vec::new() } else { fold_mase },
+                },
+                valid,
+                test,
+            }
+        };
+    let mut all = Vec::new();
+    for r in runs {
+        let mut valid = vec![r.valid_pred.clone()];
+        for (k, f) in folds.0.iter().enumerate() {
+            let p = f.preds.iter().find(|(n, _)| n == &r.name);
+            let p = p.ok_or_else(|| Error::setting(format!("{} was not trained on fold {}", r.name, k + 1)))?;
+            valid.push(p.1.clone());
+        }
+        all.push(candidate(&r.name, None, Some(r.checkpoint.clone()), valid, r.test_pred.clone()));
+    }
     // The baselines, in the order people read them: classical first.
-    let (vall, tall) = (vb.all(), tb.all());
     for name in ["ar", "ets", "theta", "seasonal_naive", "naive"] {
-        let (v, t) = (vall.iter().find(|b| b.0 == name), tall.iter().find(|b| b.0 == name));
-        if let (Some((_, v, model)), Some((_, t, _))) = (v, t) {
-            all.push(candidate(name, model.map(str::to_string), None, v, t));
+        let find = |b: &crate::eval::forecast::BaselineForecasts| {
+            b.all().into_iter().find(|x| x.0 == name).map(|(_, f, m)| (f.to_vec(), m.map(str::to_string)))
+        };
+        let valid: Option<Vec<(Vec<f32>, Option<String>)>> = base_valid.iter().map(find).collect();
+        if let (Some(valid), Some((test, model))) = (valid, find(&base_test)) {
+            all.push(candidate(name, model, None, valid.into_iter().map(|v| v.0).collect(), test));
         }
     }
     // The lowest validation MASE first; an undefined one never wins.
@@ -237,28 +338,32 @@ pub fn choose(runs: &[CandidateRun], w: &Windows) -> Result<(AutoChoice, Forecas
             let k = best.len() as f32;
             (0..f(&all[best[0]]).len()).map(|j| best.iter().map(|&i| f(&all[i])[j]).sum::<f32>() / k).collect()
         };
-        let (v, t) = (mean(&|f| &f.valid), mean(&|f| &f.test));
+        let valid: Vec<Vec<f32>> = (0..sets.len()).map(|k| mean(&|f| &f.valid[k])).collect();
+        let test = mean(&|f| &f.test);
         let names: Vec<String> = best.iter().map(|&i| all[i].candidate.name.clone()).collect();
-        let mut c = candidate("combination", Some(format!("mean of {}", names.join(", "))), None, &v, &t);
+        let mut c = candidate("combination", Some(format!("mean of {}", names.join(", "))), None, valid, test);
         c.candidate.members = names;
         all.push(c);
         let at = order.partition_point(|&i| key(&all[i].candidate) <= key(&all[all.len() - 1].candidate));
         order.insert(at, all.len() - 1);
     }
     let chosen = &all[order[0]];
+    let over = if folds.0.is_empty() { String::new() } else { format!(" over {} rolling-origin folds", sets.len()) };
     let reason = match order.get(1).map(|&i| &all[i].candidate) {
         Some(next) if chosen.candidate.valid_mase.is_some() => format!(
-            "the lowest validation MASE, {:.4}, against {:.4} for {} next",
+            "the lowest validation MASE{over}, {:.4}, against {:.4} for {} next",
             key(&chosen.candidate),
             key(next),
             next.name
         ),
         _ => "no candidate has a defined validation MASE; the first neural kind is kept".to_string(),
     };
-    let intervals = ResidualIntervals::measure(&chosen.valid, s, &vo, h, &w.levels);
-    let mut report = point_report(&chosen.test, s, &to, h, w.fits);
+    let pooled: Vec<(&[f32], &SeriesData, &[usize])> =
+        chosen.valid.iter().zip(&sets).map(|(p, (s, _, o))| (p.as_slice(), *s, o.as_slice())).collect();
+    let intervals = ResidualIntervals::measure_pooled(&pooled, h, &w.levels);
+    let mut report = point_report(&chosen.test, w.series, &to, h, w.fits);
     if let Some(iv) = &intervals {
-        let (metrics, wql) = iv.score(&chosen.test, s, &to, h);
+        let (metrics, wql) = iv.score(&chosen.test, w.series, &to, h);
         report.intervals = Some(metrics);
         report.wql = Some(wql);
     }
@@ -270,12 +375,17 @@ pub fn choose(runs: &[CandidateRun], w: &Windows) -> Result<(AutoChoice, Forecas
         chosen: chosen.candidate.name.clone(),
         reason,
         members,
-        context: w.context,
+        context: l,
         horizon: h,
+        folds: sets.len(),
         intervals,
         candidates: all.into_iter().map(|f| f.candidate).collect(),
     };
     Ok((choice, report))
+}
+
+fn one() -> usize {
+    1
 }
 
 /// The file in an auto run folder that records the choice.

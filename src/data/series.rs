@@ -192,6 +192,16 @@ pub struct SeriesConfig {
     /// training rows.
     #[serde(default)]
     pub season: Option<usize>,
+    /// Rolling-origin fold k (0: the split as it is): the validation block
+    /// moved k blocks of its own length back in time, training on every row
+    /// before it; the rows after it are the fold's test rows, never read in
+    /// training. `--model auto` scores its candidates on several folds.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub fold: usize,
+}
+
+fn is_zero(x: &usize) -> bool {
+    *x == 0
 }
 
 impl Default for SeriesConfig {
@@ -205,6 +215,7 @@ impl Default for SeriesConfig {
             test_fraction: 0.2,
             scaler: ScalerKind::ZScore,
             season: None,
+            fold: 0,
         }
     }
 }
@@ -294,7 +305,23 @@ impl SeriesData {
 
     /// Splits and scales columns already read.
     pub fn from_series(series: Series, n_targets: usize, cfg: &SeriesConfig, scaler: Option<&Scaler>) -> Result<Self> {
-        let (train, valid, test) = split(series.len(), cfg.valid_fraction, cfg.test_fraction);
+        let (mut train, mut valid, mut test) = split(series.len(), cfg.valid_fraction, cfg.test_fraction);
+        if cfg.fold > 0 {
+            let back = cfg.fold * valid.len();
+            if back >= train.len() {
+                return Err(Error::config(
+                    "data.fold",
+                    format!(
+                        "fold {} moves the validation block of {} rows before the series' start ({} training rows)",
+                        cfg.fold,
+                        valid.len(),
+                        train.len()
+                    ),
+                ));
+            }
+            valid = valid.start - back..valid.end - back;
+            (train, test) = (0..valid.start, valid.end..series.len());
+        }
         let scaler = match scaler {
             Some(s) if s.shift.len() != series.columns.len() => {
                 return Err(Error::config(
@@ -583,6 +610,24 @@ pub fn is_csv(path: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_rolling_origin_fold_moves_validation_back_and_trains_before_it() {
+        let series = |n: usize| Series {
+            names: vec!["y".into()],
+            columns: vec![(0..n).map(|t| t as f32).collect()],
+            timestamps: None,
+        };
+        let cfg = |fold| SeriesConfig { fold, season: Some(1), ..Default::default() };
+        let s = SeriesData::from_series(series(100), 1, &cfg(0), None).unwrap();
+        assert_eq!((s.train, s.valid, s.test), (0..70, 70..80, 80..100));
+        let s = SeriesData::from_series(series(100), 1, &cfg(2), None).unwrap();
+        assert_eq!((s.train.clone(), s.valid, s.test), (0..50, 50..60, 60..100));
+        // The scaler is the fold's: fitted on its own training rows.
+        assert!((s.scaler.shift[0] - 24.5).abs() < 1e-4, "{:?}", s.scaler);
+        let e = SeriesData::from_series(series(100), 1, &cfg(7), None).unwrap_err().to_string();
+        assert!(e.contains("data.fold") && e.contains("fold 7"), "{e}");
+    }
 
     /// Quoted fields with the delimiter or a newline inside, `;` and tab
     /// delimiters: what the hand-written splitter got wrong.

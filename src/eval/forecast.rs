@@ -685,7 +685,7 @@ pub struct ResidualIntervals {
     /// Half-widths, data units, (central intervals × H × N) row-major; the
     /// k-th interval is levels (k, Q − 1 − k).
     pub half_widths: Vec<f32>,
-    /// Validation errors per target the widths were measured on.
+    /// Validation errors per target the widths were measured on (every fold's).
     pub n: usize,
 }
 
@@ -694,26 +694,45 @@ impl ResidualIntervals {
     /// with 0.5) from point forecasts `pred` ((W, H, N)) at `origins` of the
     /// validation split; `None` without a validation window or a central interval.
     pub fn measure(pred: &[f32], s: &SeriesData, origins: &[usize], h: usize, levels: &[f32]) -> Option<Self> {
-        let n = s.n_targets;
+        Self::measure_pooled(&[(pred, s, origins)], h, levels)
+    }
+
+    /// [`ResidualIntervals::measure`] over the validation windows of several
+    /// rolling-origin folds together: (forecasts, the fold's series, its
+    /// origins) each. Every fold has the same targets.
+    pub fn measure_pooled(folds: &[(&[f32], &SeriesData, &[usize])], h: usize, levels: &[f32]) -> Option<Self> {
+        let n = folds.first()?.1.n_targets;
         let pairs = interval_pairs(levels);
-        if origins.is_empty() || pairs.is_empty() {
+        let windows: usize = folds.iter().map(|f| f.2.len()).sum();
+        if windows == 0 || pairs.is_empty() {
             return None;
         }
-        let actual = actuals(s, origins, h);
-        let err = |w: usize, i: usize, c: usize| (pred[(w * h + i) * n + c] - actual[(w * h + i) * n + c]).abs();
+        // Absolute errors, [(window, step)] per target, over every fold.
+        let errors: Vec<Vec<(usize, f32)>> = (0..n)
+            .map(|c| {
+                let mut e = Vec::with_capacity(windows * h);
+                for &(pred, s, origins) in folds {
+                    let actual = actuals(s, origins, h);
+                    for w in 0..origins.len() {
+                        for i in 0..h {
+                            let at = (w * h + i) * n + c;
+                            e.push((i, (pred[at] - actual[at]).abs()));
+                        }
+                    }
+                }
+                e
+            })
+            .collect();
         let mut half_widths = vec![0.0; pairs.len() * h * n];
-        for c in 0..n {
-            let mut sigma: Vec<f32> =
-                (0..h).map(|i| (0..origins.len()).map(|w| err(w, i, c)).sum::<f32>() / origins.len() as f32).collect();
+        for (c, e) in errors.iter().enumerate() {
+            let mut sigma = vec![0.0f32; h];
+            e.iter().for_each(|&(i, v)| sigma[i] += v / windows as f32);
             for i in 1..h {
                 sigma[i] = sigma[i].max(sigma[i - 1]);
             }
             let floor = sigma.iter().copied().fold(0.0, f32::max).max(f32::MIN_POSITIVE);
             let sigma: Vec<f32> = sigma.iter().map(|&v| if v > 0.0 { v } else { floor }).collect();
-            let scores: Vec<f32> = (0..origins.len())
-                .flat_map(|w| (0..h).map(move |i| (w, i)))
-                .map(|(w, i)| err(w, i, c) / sigma[i])
-                .collect();
+            let scores: Vec<f32> = e.iter().map(|&(i, v)| v / sigma[i]).collect();
             for (k, &(lo, hi)) in pairs.iter().enumerate() {
                 let level = ((levels[hi] - levels[lo]) as f64 * 1e6).round() / 1e6;
                 let q = conformal_quantile(scores.clone(), level);
@@ -722,7 +741,7 @@ impl ResidualIntervals {
                 }
             }
         }
-        Some(Self { levels: levels.to_vec(), half_widths, n: origins.len() * h })
+        Some(Self { levels: levels.to_vec(), half_widths, n: windows * h })
     }
 
     /// Quantile forecasts (W, H, N, Q) around point forecasts `pred` ((W, H, N)).
