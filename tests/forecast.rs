@@ -32,7 +32,7 @@ fn config(kind: ForecasterKind, steps: usize) -> RunConfig {
 fn sine(len: usize) -> Dataset {
     let x: Vec<f32> = (0..len).map(|t| (t as f32 * 0.7).sin() + 0.3 * (t as f32 * 0.23).cos()).collect();
     let DataConfig::Series(d) = &RunConfig::preset("series-tiny").unwrap().data else { unreachable!() };
-    let series = Series { names: vec!["x".into()], columns: vec![x], timestamps: None };
+    let series = Series { names: vec!["x".into()], columns: vec![x], timestamps: None, ids: None };
     Dataset::Series(SeriesData::from_series(series, 1, d, None).unwrap())
 }
 
@@ -447,4 +447,75 @@ fn an_ensemble_forecasts_the_median_of_its_members() {
     fails(&run(d, &["generate", "--checkpoint", "e"]), &["an ensemble", "member-1/"]);
     let o = run(d, &["train", "--resume", "e", "--ensemble", "2"]);
     assert_eq!(o.status.code(), Some(2), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+/// A long-format CSV: `store,week,sales`, three stores of different levels
+/// and lengths, the first two stores' rows interleaved.
+fn write_long_csv(dir: &Path, short: usize) {
+    let value = |k: usize, t: usize| {
+        let (level, amp) = [(100.0, 10.0), (50.0, 5.0), (200.0, 30.0)][k];
+        let noise = ((t as u64 * 2654435761 + k as u64) >> 16) as f32 % 1000.0 / 1000.0 - 0.5;
+        level + 0.1 * t as f32 + amp * (2.0 * std::f32::consts::PI * t as f32 / 12.0).sin() + noise
+    };
+    let mut s = String::from("store,week,sales\n");
+    for t in 0..160 {
+        for k in 0..2 {
+            s += &format!("s{k},{t},{:.3}\n", value(k, t));
+        }
+    }
+    for t in 0..short {
+        s += &format!("s2,{t},{:.3}\n", value(2, t));
+    }
+    std::fs::write(dir.join("stores.csv"), s).unwrap();
+}
+
+#[test]
+fn many_series_train_one_global_model_scored_per_series() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_long_csv(d, 200);
+    let base = ["--data", "stores.csv", "--target", "sales", "--id", "store", "--timestamp", "week", "--season", "12"];
+    let tiny = ["--preset", "series-tiny", "--context", "24", "--horizon", "6", "--steps", "40"];
+    let mut args = vec!["train"];
+    args.extend(base);
+    args.extend(tiny);
+    args.extend(["--out", "p", "--json"]);
+    let v = json(&ok(&run(d, &args)));
+    let series = v["series"].as_array().unwrap();
+    let ids: Vec<&str> = series.iter().map(|s| s["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["s0", "s1", "s2"], "in order of first appearance");
+    // Each series on its own test split (20% of its rows), and the means over them.
+    let windows: Vec<u64> = series.iter().map(|s| s["windows"].as_u64().unwrap()).collect();
+    assert_eq!(windows, [32 - 5, 32 - 5, 40 - 5]);
+    assert_eq!(v["windows"].as_u64().unwrap(), windows.iter().sum::<u64>());
+    let mean = |key: &str| series.iter().map(|s| s[key].as_f64().unwrap()).sum::<f64>() / 3.0;
+    assert!((v["mase"].as_f64().unwrap() - mean("mase")).abs() < 1e-9, "{v}");
+    let ar_mean = series.iter().map(|s| s["baselines"]["ar"]["mase"].as_f64().unwrap()).sum::<f64>() / 3.0;
+    assert!((v["baselines"]["ar"]["mase"].as_f64().unwrap() - ar_mean).abs() < 1e-9);
+    // `eval` of the checkpoint train scored gives the same report.
+    let ck = v["evaluated_checkpoint"].as_str().unwrap();
+    let e = json(&ok(&run(d, &["eval", "--checkpoint", ck, "--json"])));
+    assert_eq!((&e["mase"], &e["series"]), (&v["mase"], &v["series"]));
+    // `forecast` needs a series by id.
+    fails(&run(d, &["forecast", "--checkpoint", ck]), &["3 series", "--series", "s0, s1, s2"]);
+    fails(&run(d, &["forecast", "--checkpoint", ck, "--series", "s9"]), &["s9", "no such series"]);
+    let f = json(&ok(&run(d, &["forecast", "--checkpoint", ck, "--series", "s2", "--json"])));
+    assert_eq!((f["origin"].as_u64(), f["forecast"].as_array().unwrap().len()), (Some(200), 6));
+    assert!(d.join("p/forecast-s2.csv").exists() && d.join("p/forecast-s2.png").exists());
+    // A series too short for a window in every split, an empty id: named, exit 2, nothing written.
+    write_long_csv(d, 40);
+    let mut short = vec!["train"];
+    short.extend(base);
+    short.extend(tiny);
+    short.extend(["--out", "q"]);
+    fails(&run(d, &short), &["series 's2'", "40 rows", "every split needs a window"]);
+    assert!(!d.join("q").exists());
+    std::fs::write(d.join("stores.csv"), "store,week,sales\ns0,1,3.0\n,2,4.0\n").unwrap();
+    fails(&run(d, &short), &["stores.csv:3", "id column 'store' is empty"]);
+    // Auto and ensembles read one series.
+    write_long_csv(d, 200);
+    let mut auto = vec!["train"];
+    auto.extend(base);
+    auto.extend(["--model", "auto", "--out", "r"]);
+    fails(&run(d, &auto), &["--model auto", "--id"]);
 }

@@ -263,6 +263,7 @@ fn series_csv() {
                 covariates: vec![],
                 timestamp: Some("date".into()),
                 fill,
+                id: None,
             };
             if let Ok(s) = shiftlm::data::series::read_csv(&spec) {
                 if let Some(ts) = &s.timestamps {

@@ -3,16 +3,17 @@
 # (BENCHMARKS.md, "Forecasting against classical statistics"): one line per
 # model with its test MASE, the checkpoint step evaluated, the wall time, and
 # the baselines' MASE and chosen models; then `--model auto` (one seed, and
-# ensembles of 3) with its choice and the coverage of its 80% interval.
-# Run folders go to the current directory.
+# ensembles of 3 unless NO_ENSEMBLE=1) with its choice and the coverage of its
+# 80% interval. Run folders go to the current directory.
 #
 #   bash tools/forecast_vs_statistics.sh CSV TARGET CONTEXT HORIZON SEASON [EXTRA FLAGS…]
 #   bash tools/forecast_vs_statistics.sh data/sunspots_yearly.csv sunspots 40 10 11
 set -euo pipefail
 B=${SHIFTLM:-$(cd "$(dirname "$0")/.." && pwd)/target/release/shiftlm}
 csv=$1; t=$2; L=$3; H=$4; m=$5; shift 5; extra=("$@"); name=$(basename $csv .csv)
-for model in "seq2seq" "seq2seq --cell gru" "transformer" "nlinear" "dlinear" "nlinear --revin" "seq2seq --revin" \
-             "auto" "auto --ensemble 3"; do
+models=("seq2seq" "seq2seq --cell gru" "transformer" "nlinear" "dlinear" "nlinear --revin" "seq2seq --revin" "auto")
+[ "${NO_ENSEMBLE:-0}" = 1 ] || models+=("auto --ensemble 3")
+for model in "${models[@]}"; do
   tag=$(echo $model | tr ' ' '_' | tr -d '-')
   out=$name-$tag
   rm -rf $out

@@ -6,9 +6,11 @@
 - nile_yearly.csv: the Nile's yearly flow at Aswan 1871-1970 (100 values);
 - elnino_monthly.csv: monthly sea surface temperature, El Niño region,
   1950-2010 (732 values);
-- realgdp_quarterly.csv: US real GDP 1959Q1-2009Q3 (203 values).
+- realgdp_quarterly.csv: US real GDP 1959Q1-2009Q3 (203 values);
+- unemployment_quarterly.csv: the US unemployment rate 1959Q1-2009Q3 (203
+  values, the same macrodata table).
 
-All four ship with statsmodels (statsmodels.datasets), each stating that it
+All five ship with statsmodels (statsmodels.datasets), each stating that it
 is in the public domain. Read from the statsmodels wheel, so no other
 package is needed:
 
@@ -51,3 +53,5 @@ with tempfile.TemporaryDirectory() as tmp:
           [[f"{r['YEAR'].split('.')[0]}-{i + 1:02d}", r[m]] for r in rows(wheel, "elnino") for i, m in enumerate(months)])
     write(OUT / "realgdp_quarterly.csv", ["quarter", "realgdp"],
           [[f"{r['year'].split('.')[0]}-Q{r['quarter'].split('.')[0]}", r["realgdp"]] for r in rows(wheel, "macrodata")])
+    write(OUT / "unemployment_quarterly.csv", ["quarter", "unemp"],
+          [[f"{r['year'].split('.')[0]}-Q{r['quarter'].split('.')[0]}", r["unemp"]] for r in rows(wheel, "macrodata")])

@@ -111,6 +111,7 @@ pub fn train_candidate(
         return Err(Error::setting("--model auto chooses among forecasters; give a CSV series or --task series"));
     };
     m.kind = kind;
+    ensemble::refuse_many_series(&job, "--model auto")?;
     job.out = job.out.join(kind.name());
     if members > 1 {
         ensemble::check(&job, members)?;
@@ -360,7 +361,7 @@ pub fn choose(runs: &[CandidateRun], folds: &Folds, w: &Windows) -> Result<(Auto
     };
     let pooled: Vec<(&[f32], &SeriesData, &[usize])> =
         chosen.valid.iter().zip(&sets).map(|(p, (s, _, o))| (p.as_slice(), *s, o.as_slice())).collect();
-    let intervals = ResidualIntervals::measure_pooled(&pooled, h, &w.levels);
+    let intervals = ResidualIntervals::measure_pooled(&pooled, h, l, &w.levels);
     let mut report = point_report(&chosen.test, w.series, &to, h, w.fits);
     if let Some(iv) = &intervals {
         let (metrics, wql) = iv.score(&chosen.test, w.series, &to, h);
@@ -531,7 +532,9 @@ impl AutoModel {
     pub fn forecast_at(&self, s: &SeriesData, origin: usize, dev: &Device) -> Result<(Vec<f32>, Vec<f32>)> {
         let pred = self.predict(s, &[origin], &fit_classical(s), dev)?;
         Ok(match &self.choice.intervals {
-            Some(iv) => (iv.apply(&pred, self.choice.horizon, s.n_targets), iv.levels.clone()),
+            Some(iv) => {
+                (iv.apply(&pred, &iv.scales(s, &[origin]), self.choice.horizon, s.n_targets), iv.levels.clone())
+            }
             None => (pred, vec![0.5]),
         })
     }

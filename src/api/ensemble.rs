@@ -59,7 +59,21 @@ pub fn check(job: &TrainJob, n: usize) -> Result<()> {
             "--ensemble applies to forecasters (--data FILE.csv --target COLUMN or --task series)",
         ));
     }
+    refuse_many_series(job, "--ensemble")?;
     refuse_existing_run(&job.out, "choose another --out")
+}
+
+/// An error for `what` (`--ensemble`, `--model auto`) on many series
+/// (`--id`), which they do not handle yet.
+pub fn refuse_many_series(job: &TrainJob, what: &str) -> Result<()> {
+    if let DataConfig::Series(d) = &job.config.data {
+        if d.csv.as_ref().is_some_and(|c| c.id.is_some()) {
+            return Err(Error::setting(format!(
+                "{what} reads one series; with --id (many series) train one kind, e.g. --model nlinear"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// The job of member `k` (0-based) of an ensemble of `job`: its seed is

@@ -121,6 +121,14 @@ pub enum EvalOutcome {
         /// The rows of the series in that split.
         rows: Range<usize>,
     },
+    /// A global forecaster of many series (`--id`): each series on its own
+    /// rows of the split, and the means.
+    Panel {
+        /// Each series' report and the means.
+        report: crate::eval::forecast::PanelReport,
+        /// The split scored (each series' own).
+        split: Split,
+    },
     /// An image classifier on the run's test set or `data`'s images.
     Image(crate::eval::image::ImageReport),
     /// A digit-strip reader on the run's test strips or strips of `data`'s digits.
@@ -181,6 +189,7 @@ pub fn checkpoint_series(ck: &Loaded, file: Option<&Path>, season: Option<usize>
             covariates: Vec::new(),
             timestamp: None,
             fill: Default::default(),
+            id: None,
         });
         d.csv = Some(SeriesSpec { path: path.to_path_buf(), ..spec });
     } else if let Some(spec) = d.csv.as_ref().filter(|s| !s.path.exists()) {
@@ -412,6 +421,12 @@ fn evaluate_forecaster(ck: &Loaded, models: &[&crate::model::Forecaster], job: &
     check_forecast_flags(job)?;
     let s = checkpoint_series(ck, job.data.as_deref(), job.season)?;
     let (split, rows) = split_rows(&s, job);
+    if s.is_panel() {
+        let pick = move |d: &SeriesData| split_rows(d, job).1;
+        let report = crate::eval::forecast::evaluate_panel(models, &s, pick, &Device::Cpu)?;
+        no_windows(&report.mean, split, models[0].config().context)?;
+        return Ok(EvalOutcome::Panel { report, split });
+    }
     let report = crate::eval::forecast::evaluate(models, &s, &rows, &Device::Cpu)?;
     no_windows(&report, split, models[0].config().context)?;
     Ok(EvalOutcome::Forecast { report, split, rows })

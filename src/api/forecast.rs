@@ -28,6 +28,8 @@ pub struct ForecastJob {
     pub history: Option<usize>,
     /// Replace the CSV and the PNG if they exist (never the data file itself).
     pub force: bool,
+    /// The series to forecast, by its id, in a many-series (`--id`) run.
+    pub series: Option<String>,
 }
 
 /// A forecast, as written.
@@ -87,7 +89,12 @@ pub fn forecast(job: &ForecastJob) -> Result<ForecastOutput> {
     } else {
         &ck.dir
     };
-    let out = job.out.clone().unwrap_or_else(|| run.join("forecast.csv"));
+    let name = match &job.series {
+        // One file per series by default; the id made safe for a file name.
+        Some(id) => format!("forecast-{}.csv", id.replace(|c: char| !c.is_ascii_alphanumeric() && c != '-', "_")),
+        None => "forecast.csv".into(),
+    };
+    let out = job.out.clone().unwrap_or_else(|| run.join(name));
     let png = job.plot.clone().unwrap_or_else(|| out.with_extension("png"));
     let data = job.data.clone().or_else(|| match &ck.config.data {
         crate::config::DataConfig::Series(d) => d.csv.as_ref().map(|c| c.path.clone()),
@@ -160,6 +167,29 @@ impl Values {
     }
 }
 
+/// The series to forecast: `s` itself, or the one named `id` of a many-series `s`.
+fn one_series(s: crate::data::series::SeriesData, id: Option<&str>) -> Result<crate::data::series::SeriesData> {
+    let ids = || s.panel.iter().map(|p| p.id.as_str()).collect::<Vec<_>>().join(", ");
+    match id {
+        None if s.is_panel() => Err(Error::setting(format!(
+            "the model forecasts {} series: choose one with --series ID ({})",
+            s.panel.len(),
+            ids()
+        ))),
+        None => Ok(s),
+        Some(id) if !s.is_panel() => {
+            Err(Error::setting(format!("--series {id}: the data holds one series (no --id column)")))
+        }
+        Some(id) => match s.panel.iter().position(|p| p.id == id) {
+            Some(k) => {
+                let mut panel = s.panel;
+                Ok(panel.swap_remove(k).data)
+            }
+            None => Err(Error::setting(format!("--series {id}: no such series (ids: {})", ids()))),
+        },
+    }
+}
+
 /// Loads the model of `job.checkpoint` (a checkpoint, run, ensemble or auto
 /// folder), reads the series and forecasts from the origin.
 fn forecast_values(job: &ForecastJob, dev: &Device) -> Result<Values> {
@@ -174,7 +204,8 @@ fn forecast_values(job: &ForecastJob, dev: &Device) -> Result<Values> {
     };
     if super::auto::is_auto(&job.checkpoint) {
         let auto = super::auto::load(&job.checkpoint, dev)?;
-        let series = checkpoint_series(auto.reference(), job.data.as_deref(), None)?;
+        let series =
+            one_series(checkpoint_series(auto.reference(), job.data.as_deref(), None)?, job.series.as_deref())?;
         let (context, horizon) = (auto.choice.context, auto.choice.horizon);
         let origin = origin_for(series.series.len(), context)?;
         let (all, levels) = auto.forecast_at(&series, origin, dev)?;
@@ -200,13 +231,16 @@ fn forecast_values(job: &ForecastJob, dev: &Device) -> Result<Values> {
         })
         .collect::<Result<Vec<_>>>()?;
     let model = models[0];
-    let series = checkpoint_series(&members[0], job.data.as_deref(), None)?;
+    let series = one_series(checkpoint_series(&members[0], job.data.as_deref(), None)?, job.series.as_deref())?;
     let (context, horizon) = (model.config().context, model.config().horizon);
     let origin = origin_for(series.series.len(), context)?;
     let levels = model.config().quantiles.clone();
     let all = crate::eval::forecast::forecast_quantiles_at(&models, &series, origin, dev)?; // (H, N, Q)
     let pred = crate::eval::forecast::medians(model, &all); // (H, N)
-    let kind = model.config().kind.name().to_string() + if ensemble { " ensemble" } else { "" };
+    let mut kind = model.config().kind.name().to_string() + if ensemble { " ensemble" } else { "" };
+    if let Some(id) = &job.series {
+        kind += &format!(" (series {id})");
+    }
     drop(models);
     let source = Source::Models(members);
     Ok(Values { source, folder: ensemble, series, origin, context, horizon, levels, all, pred, kind })

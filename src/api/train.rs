@@ -57,6 +57,9 @@ pub enum Evaluation {
     },
     /// A forecaster: its errors beside the naive baselines on the test split.
     Forecast(ForecastReport),
+    /// A global forecaster of many series (`--id`): each series' test split
+    /// and the means over them.
+    Panel(crate::eval::forecast::PanelReport),
     /// An image classifier on the test set: accuracy, macro F1, confusion,
     /// and robustness to shifts.
     Image(crate::eval::image::ImageReport),
@@ -332,6 +335,10 @@ pub fn evaluate(trainer: &Trainer, show: usize) -> Result<Evaluation> {
         return Ok(Evaluation::Strips(r));
     }
     if let (Some(model), crate::data::Dataset::Series(s)) = (trainer.model.forecaster(), &trainer.data) {
+        if s.is_panel() {
+            let report = crate::eval::forecast::evaluate_panel(&[model], s, |d| d.test.clone(), &dev)?;
+            return Ok(Evaluation::Panel(report));
+        }
         return Ok(Evaluation::Forecast(crate::eval::forecast::evaluate(&[model], s, &s.test, &dev)?));
     }
     if let (Some(_), Some(pairs)) = (trainer.model.encoder_decoder(), trainer.data.pairs()) {

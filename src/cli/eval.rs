@@ -145,6 +145,10 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
         anyhow::bail!("--output writes an encoder–decoder's outputs; {} is not one", a.checkpoint.display());
     }
     let line = match &r.outcome {
+        EvalOutcome::Panel { report, split } => {
+            super::report::print_panel(report, &format!("{} split", split.name()));
+            json_value(report, extra)
+        }
         EvalOutcome::Forecast { report, split, rows } => {
             print_forecast(report, &format!("{} split (rows {}..{})", split.name(), rows.start, rows.end));
             json_value(report, extra)

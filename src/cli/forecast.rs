@@ -23,6 +23,7 @@ data is used.
 Examples:
   shiftlm forecast --checkpoint runs/series-synthetic
   shiftlm forecast --checkpoint runs/nile-auto                  # a --model auto run: its choice
+  shiftlm forecast --checkpoint runs/stores --series s1         # one series of a model trained with --id
   shiftlm forecast --checkpoint runs/series-co2 --data data/co2_mauna_loa_weekly.csv --origin 2000
   shiftlm forecast --checkpoint runs/series-load --data load.csv --out next-day.csv --plot next-day.png --json";
 
@@ -53,6 +54,9 @@ pub struct ForecastArgs {
     /// Replace the CSV and PNG if they exist (without it, an existing file is an error; the data file is never replaced).
     #[arg(long)]
     pub force: bool,
+    /// The series to forecast, by its id, for a model trained on many series (--id COLUMN).
+    #[arg(long, value_name = "ID")]
+    pub series: Option<String>,
 }
 
 pub fn run(a: ForecastArgs) -> anyhow::Result<()> {
@@ -64,6 +68,7 @@ pub fn run(a: ForecastArgs) -> anyhow::Result<()> {
         plot: a.plot.clone(),
         history: a.history,
         force: a.force,
+        series: a.series.clone(),
     };
     let f = api::forecast(&job).with_context(|| format!("forecasting with {}", a.checkpoint.display()))?;
     let (h, n) = (f.horizon, f.targets.len());

@@ -179,6 +179,12 @@ pub struct DataArgs {
     /// Forecasting: a column carried to the output as is (e.g. a date).
     #[arg(long, value_name = "COLUMN", help_heading = "Forecasting")]
     pub timestamp: Option<String>,
+    /// Forecasting, many series in one file (long format): the column naming each row's
+    /// series, e.g. --id store. One global model learns every series; each is split
+    /// chronologically and scaled on its own training rows, and eval reports each series
+    /// and their mean (as in the M4 competition).
+    #[arg(long, value_name = "COLUMN", help_heading = "Forecasting")]
+    pub id: Option<String>,
     /// Forecasting: what a missing or non-numeric cell becomes: error (default; names the
     /// row and column), forward (the previous row's value) or zero.
     #[arg(long, value_name = "POLICY", value_parser = ["error", "forward", "zero"], help_heading = "Forecasting")]
@@ -249,6 +255,7 @@ impl DataArgs {
                         Some("zero") => FillPolicy::Zero,
                         _ => FillPolicy::Error,
                     },
+                    id: self.id.clone(),
                 });
             }
             _ => anyhow::bail!("forecasting takes one --data CSV file"),
@@ -355,6 +362,7 @@ impl DataArgs {
             || !self.target.is_empty()
             || !self.covariate.is_empty()
             || self.timestamp.is_some()
+            || self.id.is_some()
             || self.fill.is_some()
             || self.scaler.is_some()
             || self.season.is_some()
@@ -476,13 +484,14 @@ impl DataArgs {
         }
         if !self.covariate.is_empty()
             || self.timestamp.is_some()
+            || self.id.is_some()
             || self.fill.is_some()
             || self.season.is_some()
             || self.scaler.is_some()
             || self.stride.is_some()
         {
             anyhow::bail!(
-                "--covariate, --timestamp, --fill, --scaler, --season and --stride apply to forecasting (a .csv --data file with --target)"
+                "--covariate, --timestamp, --id, --fill, --scaler, --season and --stride apply to forecasting (a .csv --data file with --target)"
             );
         }
         let mut cfg = if causal { self.resolve_causal()? } else { self.resolve_pairs()? };

@@ -47,6 +47,26 @@ pub fn json_value<T: serde::Serialize>(r: &T, extra: serde_json::Value) -> Strin
     v.to_string()
 }
 
+/// A global forecaster of many series: a line per series (its MASE, the best
+/// baseline's), then the means over the series as [`print_forecast`] shows one.
+pub fn print_panel(r: &shiftlm::eval::forecast::PanelReport, what: &str) {
+    println!("{} series, each on its own {what}:", r.series.len());
+    println!("  {:<20}{:>9}{:>12}  best baseline", "series", "windows", "MASE");
+    let f = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.4}"));
+    for s in &r.series {
+        let best = s
+            .report
+            .baselines
+            .all()
+            .into_iter()
+            .filter_map(|(name, m)| m.mase.map(|v| (v, name)))
+            .min_by(|a, b| a.0.total_cmp(&b.0));
+        let best = best.map_or("-".to_string(), |(v, name)| format!("{v:.4} {name}"));
+        println!("  {:<20}{:>9}{:>12}  {best}", s.id, s.report.windows, f(s.report.model.mase));
+    }
+    print_forecast(&r.mean, &format!("{what}, the mean over {} series", r.series.len()));
+}
+
 /// A forecaster's metrics beside the baselines: naive, seasonal naive, and
 /// the classical models fitted on the training rows (AR, ETS, Theta).
 pub fn print_forecast(r: &shiftlm::eval::forecast::ForecastReport, what: &str) {

@@ -507,6 +507,7 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
     let evaluation = api::train::evaluate(&trainer, a.show).context("evaluating the trained model")?;
     match &evaluation {
         Evaluation::Forecast(report) => report::print_forecast(report, "test split"),
+        Evaluation::Panel(report) => report::print_panel(report, "test split"),
         Evaluation::Image(r) => {
             report::print_image(r, "test set");
             // Kept beside the checkpoints for `shiftlm plot --shift-curve`.

@@ -36,6 +36,11 @@ pub struct SeriesSpec {
     /// What to do with a missing or non-numeric cell (default: error).
     #[serde(default)]
     pub fill: FillPolicy,
+    /// Long format: a column naming the series each row belongs to, e.g.
+    /// "store". Each id's rows (in file order) are one series; one global
+    /// model learns them all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
 }
 
 /// The columns read: targets first, then covariates, each one value per row.
@@ -47,6 +52,8 @@ pub struct Series {
     pub columns: Vec<Vec<f32>>,
     /// The timestamp column's text, one per row, if the spec names one.
     pub timestamps: Option<Vec<String>>,
+    /// Long format: each row's series id and file line, if the spec names an id column.
+    pub ids: Option<Vec<(String, usize)>>,
 }
 
 impl Series {
@@ -120,14 +127,31 @@ pub fn read_csv(spec: &SeriesSpec) -> Result<Series> {
     let names: Vec<String> = spec.targets.iter().chain(&spec.covariates).cloned().collect();
     let idx: Vec<usize> = names.iter().map(|n| find(n)).collect::<Result<_>>()?;
     let ts = spec.timestamp.as_deref().map(find).transpose()?;
+    let id = spec.id.as_deref().map(find).transpose()?;
     let mut columns = vec![Vec::new(); names.len()];
     let mut stamps = ts.map(|_| Vec::new());
+    let mut ids = id.map(|_| Vec::new());
+    // The last value of each column per series, for --fill forward.
+    let mut last: std::collections::HashMap<String, Vec<f32>> = Default::default();
     for record in reader.records() {
         let f = record.map_err(bad_csv)?;
         if f.len() <= 1 && f.get(0).is_none_or(str::is_empty) {
             continue; // a blank line (a row of empty cells is a row, filled or reported below)
         }
         let line = f.position().map_or(0, |p| p.line() as usize);
+        let key = match id {
+            Some(k) => {
+                let v = f.get(k).unwrap_or("");
+                if v.is_empty() {
+                    let msg = format!("the id column '{}' is empty", spec.id.as_deref().unwrap_or_default());
+                    return Err(Error::BadLine { path: path.clone(), line, msg });
+                }
+                v.to_string()
+            }
+            None => String::new(),
+        };
+        let previous = last.get(&key);
+        let mut row = Vec::with_capacity(names.len());
         for (c, (&k, name)) in idx.iter().zip(&names).enumerate() {
             let cell = f.get(k).unwrap_or("");
             let value = match cell.parse::<f32>() {
@@ -135,16 +159,17 @@ pub fn read_csv(spec: &SeriesSpec) -> Result<Series> {
                 _ => {
                     let what =
                         if cell.is_empty() { "is missing".to_string() } else { format!("'{cell}' is not a number") };
-                    match (spec.fill, columns[c].last()) {
+                    match (spec.fill, previous.map(|p| p[c])) {
                         (FillPolicy::Zero, _) => 0.0,
-                        (FillPolicy::Forward, Some(&prev)) => prev,
+                        (FillPolicy::Forward, Some(prev)) => prev,
                         _ => {
                             return Err(Error::BadLine {
                                 path: path.clone(),
                                 line,
                                 msg: match spec.fill {
                                     FillPolicy::Forward => format!(
-                                        "column '{name}' {what} in the first row, which has no earlier value to carry forward (use --fill zero, or fix the row)"
+                                        "column '{name}' {what} in the first row{}, which has no earlier value to carry forward (use --fill zero, or fix the row)",
+                                        if id.is_some() { format!(" of series '{key}'") } else { String::new() }
                                     ),
                                     _ => format!("column '{name}' {what} (choose a fill policy: forward or zero)"),
                                 },
@@ -154,15 +179,20 @@ pub fn read_csv(spec: &SeriesSpec) -> Result<Series> {
                 }
             };
             columns[c].push(value);
+            row.push(value);
         }
+        last.insert(key.clone(), row);
         if let (Some(k), Some(s)) = (ts, stamps.as_mut()) {
             s.push(f.get(k).unwrap_or_default().to_string());
+        }
+        if let Some(ids) = ids.as_mut() {
+            ids.push((key, line));
         }
     }
     if columns[0].is_empty() {
         return Err(Error::EmptyFile { path: path.clone() });
     }
-    Ok(Series { names, columns, timestamps: stamps })
+    Ok(Series { names, columns, timestamps: stamps, ids })
 }
 
 /// Forecasting data: a CSV file's columns or the built-in series, cut into
@@ -273,9 +303,99 @@ pub struct SeriesData {
     pub test: std::ops::Range<usize>,
     /// Season length (1: none).
     pub season: usize,
+    /// Long format (`--id`): each series, split and scaled on its own rows.
+    /// The columns above are theirs joined in this order, and the split,
+    /// scaler and season above are the first series'. Empty for one series.
+    pub panel: Vec<Part>,
+}
+
+/// One series of a long-format file.
+#[derive(Debug, Clone)]
+pub struct Part {
+    /// Its id, as the id column writes it.
+    pub id: String,
+    /// Its first row in the joined columns.
+    pub offset: usize,
+    /// The series alone: its rows, split, scaler and season.
+    pub data: SeriesData,
 }
 
 impl SeriesData {
+    /// Whether this holds many series (long format, `--id`).
+    pub fn is_panel(&self) -> bool {
+        !self.panel.is_empty()
+    }
+
+    /// The window starts of one split (`pick` chooses it, e.g. `|d| &d.train`)
+    /// over every series: each series' own split, offset into the joined
+    /// columns, so that no window spans two series.
+    pub fn split_starts(
+        &self,
+        pick: impl Fn(&SeriesData) -> &std::ops::Range<usize>,
+        l: usize,
+        h: usize,
+        stride: usize,
+    ) -> Vec<usize> {
+        if self.panel.is_empty() {
+            return self.starts(pick(self), l, h, stride);
+        }
+        self.panel
+            .iter()
+            .flat_map(|p| p.data.starts(pick(&p.data), l, h, stride).into_iter().map(move |s| s + p.offset))
+            .collect()
+    }
+
+    /// Groups the rows of a long-format `series` by id (in order of first
+    /// appearance) and makes each a series of its own, joined.
+    fn panel(series: Series, ids: Vec<(String, usize)>, n_targets: usize, cfg: &SeriesConfig) -> Result<Self> {
+        let mut order: Vec<String> = Vec::new();
+        let mut rows: std::collections::HashMap<&str, Vec<usize>> = Default::default();
+        for (r, (id, _)) in ids.iter().enumerate() {
+            rows.entry(id.as_str())
+                .or_insert_with(|| {
+                    order.push(id.clone());
+                    Vec::new()
+                })
+                .push(r);
+        }
+        let pick = |col: &Vec<f32>, rs: &[usize]| rs.iter().map(|&r| col[r]).collect::<Vec<f32>>();
+        let (mut panel, mut columns, mut scaled) = (Vec::new(), vec![Vec::new(); series.columns.len()], Vec::new());
+        scaled.resize(series.columns.len(), Vec::new());
+        let mut stamps = series.timestamps.as_ref().map(|_| Vec::new());
+        for id in order {
+            let rs = &rows[id.as_str()];
+            let part = Series {
+                names: series.names.clone(),
+                columns: series.columns.iter().map(|c| pick(c, rs)).collect(),
+                timestamps: series.timestamps.as_ref().map(|t| rs.iter().map(|&r| t[r].clone()).collect()),
+                ids: None,
+            };
+            let data = Self::from_series(part, n_targets, cfg, None)
+                .map_err(|e| Error::setting(format!("series '{id}' (line {}): {e}", ids[rs[0]].1)))?;
+            let offset = columns[0].len();
+            for (c, col) in data.series.columns.iter().enumerate() {
+                columns[c].extend_from_slice(col);
+                scaled[c].extend_from_slice(&data.scaled[c]);
+            }
+            if let (Some(all), Some(t)) = (stamps.as_mut(), &data.series.timestamps) {
+                all.extend(t.iter().cloned());
+            }
+            panel.push(Part { id, offset, data });
+        }
+        let first = &panel[0].data;
+        Ok(Self {
+            series: Series { names: series.names, columns, timestamps: stamps, ids: None },
+            n_targets,
+            scaled,
+            scaler: first.scaler.clone(),
+            train: first.train.clone(),
+            valid: first.valid.clone(),
+            test: first.test.clone(),
+            season: first.season,
+            panel,
+        })
+    }
+
     /// Reads (or generates) the series and splits it. The scaler is fitted
     /// on the training rows unless one is given (a checkpoint's).
     pub fn load(cfg: &SeriesConfig, seed: u64, scaler: Option<&Scaler>) -> Result<Self> {
@@ -286,6 +406,7 @@ impl SeriesData {
                 names: vec!["value".into()],
                 columns: vec![synthetic(cfg.synthetic_len, cfg.synthetic_seed.unwrap_or(seed))],
                 timestamps: None,
+                ids: None,
             },
         };
         let n_targets = cfg.csv.as_ref().map_or(1, |s| s.targets.len());
@@ -296,6 +417,9 @@ impl SeriesData {
     /// name, the value and the row count. Such a series leaves a forecaster
     /// nothing to learn, and MASE and the classical baselines undefined.
     pub fn constant_target(&self) -> Option<(&str, f32, usize)> {
+        if let Some(p) = self.panel.iter().find(|p| p.data.constant_target().is_some()) {
+            return p.data.constant_target();
+        }
         self.series.names[..self.n_targets].iter().zip(&self.series.columns).find_map(|(name, col)| {
             let rows = &col[self.train.clone()];
             let first = *rows.first()?;
@@ -304,7 +428,16 @@ impl SeriesData {
     }
 
     /// Splits and scales columns already read.
-    pub fn from_series(series: Series, n_targets: usize, cfg: &SeriesConfig, scaler: Option<&Scaler>) -> Result<Self> {
+    pub fn from_series(
+        mut series: Series,
+        n_targets: usize,
+        cfg: &SeriesConfig,
+        scaler: Option<&Scaler>,
+    ) -> Result<Self> {
+        if let Some(ids) = series.ids.take() {
+            // Each series is scaled on its own training rows: a checkpoint's scaler is not used.
+            return Self::panel(series, ids, n_targets, cfg);
+        }
         let (mut train, mut valid, mut test) = split(series.len(), cfg.valid_fraction, cfg.test_fraction);
         if cfg.fold > 0 {
             let back = cfg.fold * valid.len();
@@ -342,7 +475,7 @@ impl SeriesData {
             let x = &series.columns[0][train.clone()];
             super::season::infer_season(x, (x.len() / 3).min(500))
         });
-        Ok(Self { series, n_targets, scaled, scaler, train, valid, test, season })
+        Ok(Self { series, n_targets, scaled, scaler, train, valid, test, season, panel: Vec::new() })
     }
 
     /// Starts of the windows whose `h` future values lie inside `rows`
@@ -356,6 +489,18 @@ impl SeriesData {
 
     /// A one-line summary for logs.
     pub fn describe(&self) -> String {
+        if self.is_panel() {
+            let sum = |f: &dyn Fn(&SeriesData) -> usize| self.panel.iter().map(|p| f(&p.data)).sum::<usize>();
+            return format!(
+                "{} series, {} rows × {} columns ({} train, {} validation, {} test, each series split on its own)",
+                self.panel.len(),
+                self.series.len(),
+                self.series.columns.len(),
+                sum(&|d| d.train.len()),
+                sum(&|d| d.valid.len()),
+                sum(&|d| d.test.len()),
+            );
+        }
         format!(
             "{} rows × {} columns ({} train, {} validation, {} test; season {})",
             self.series.len(),
@@ -617,6 +762,7 @@ mod tests {
             names: vec!["y".into()],
             columns: vec![(0..n).map(|t| t as f32).collect()],
             timestamps: None,
+            ids: None,
         };
         let cfg = |fold| SeriesConfig { fold, season: Some(1), ..Default::default() };
         let s = SeriesData::from_series(series(100), 1, &cfg(0), None).unwrap();
@@ -643,6 +789,7 @@ mod tests {
                 covariates: vec![],
                 timestamp: Some("note".into()),
                 fill: FillPolicy::Error,
+                id: None,
             }
         };
         let s = read_csv(&spec("q.csv", "note,sales\n\"a, b\",1.5\n\"two\nlines\",2\n\"say \"\"hi\"\"\",3\n")).unwrap();
@@ -666,6 +813,7 @@ mod tests {
             covariates: vec!["temp".into()],
             timestamp: Some("date".into()),
             fill,
+            id: None,
         }
     }
 
@@ -706,7 +854,7 @@ mod tests {
         // The loaded dataset scales with the training rows only, and its
         // windows keep their futures inside their own split.
         let cfg = SeriesConfig::default();
-        let series = Series { names: vec!["v".into()], columns: vec![col], timestamps: None };
+        let series = Series { names: vec!["v".into()], columns: vec![col], timestamps: None, ids: None };
         let d = SeriesData::from_series(series, 1, &cfg, None).unwrap();
         assert_eq!(d.scaler, a);
         let starts = d.starts(&d.test, 10, 3, 1);

@@ -531,6 +531,99 @@ pub fn evaluate_with(
     Ok(report)
 }
 
+/// One series' report among many (long format, `--id`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SeriesReport {
+    /// The series' id.
+    pub id: String,
+    /// Its errors beside its own baselines.
+    #[serde(flatten)]
+    pub report: ForecastReport,
+}
+
+/// A global model's accuracy on many series: each metric's mean over the
+/// series (as the M4 competition averages MASE and sMAPE), the baselines'
+/// likewise (a classical model chosen per series is named e.g. `AR per
+/// series`), and each series' own report.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PanelReport {
+    /// The means over the series; `windows` is their total, `season` the first series'.
+    #[serde(flatten)]
+    pub mean: ForecastReport,
+    /// Each series, in file order.
+    pub series: Vec<SeriesReport>,
+}
+
+/// [`evaluate`] of each series of a long-format `s` on its own rows (`pick`
+/// chooses them, e.g. `|d| d.test.clone()`), and their means.
+pub fn evaluate_panel(
+    models: &[&Forecaster],
+    s: &SeriesData,
+    pick: impl Fn(&SeriesData) -> std::ops::Range<usize>,
+    dev: &Device,
+) -> Result<PanelReport> {
+    let series = s
+        .panel
+        .iter()
+        .map(|p| Ok(SeriesReport { id: p.id.clone(), report: evaluate(models, &p.data, &pick(&p.data), dev)? }))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(PanelReport { mean: mean_report(&series.iter().map(|r| &r.report).collect::<Vec<_>>()), series })
+}
+
+/// Each metric's mean over `reports`: the model's, every baseline's (a
+/// classical one where every series has it, `model` naming it "per
+/// series"), each interval's coverage and the weighted quantile loss.
+pub fn mean_report(reports: &[&ForecastReport]) -> ForecastReport {
+    let avg = |f: &dyn Fn(&ForecastReport) -> &ForecastMetrics| {
+        average(&reports.iter().map(|r| f(r).clone()).collect::<Vec<_>>())
+    };
+    let classical =
+        |label: &str, f: &dyn Fn(&Baselines) -> &Option<Box<ClassicalMetrics>>| -> Option<Box<ClassicalMetrics>> {
+            let all: Option<Vec<ForecastMetrics>> =
+                reports.iter().map(|r| f(&r.baselines).as_ref().map(|c| c.metrics.clone())).collect();
+            let names: Vec<&str> =
+                reports.iter().filter_map(|r| f(&r.baselines).as_ref().map(|c| c.model.as_str())).collect();
+            let model = if names.windows(2).all(|w| w[0] == w[1]) {
+                names.first().map_or("", |v| v).to_string()
+            } else {
+                format!("{label} per series")
+            };
+            all.map(|m| Box::new(ClassicalMetrics { metrics: average(&m), model }))
+        };
+    let k = reports.len().max(1) as f64;
+    let intervals = reports.first().and_then(|r| r.intervals.clone()).map(|mut iv| {
+        for (j, i) in iv.iter_mut().enumerate() {
+            let cover = |f: &dyn Fn(&IntervalMetrics) -> Option<f64>| -> Option<f64> {
+                reports
+                    .iter()
+                    .map(|r| r.intervals.as_ref().and_then(|v| v.get(j)).and_then(f))
+                    .sum::<Option<f64>>()
+                    .map(|s| s / k)
+            };
+            i.coverage = cover(&|x| Some(x.coverage)).unwrap_or(f64::NAN);
+            i.coverage_uncalibrated = cover(&|x| x.coverage_uncalibrated);
+            i.calibrated =
+                reports.iter().all(|r| r.intervals.as_ref().and_then(|v| v.get(j)).is_some_and(|x| x.calibrated));
+        }
+        iv
+    });
+    ForecastReport {
+        model: avg(&|r| &r.model),
+        baselines: Baselines {
+            naive: avg(&|r| &r.baselines.naive),
+            seasonal_naive: avg(&|r| &r.baselines.seasonal_naive),
+            ar: classical("AR", &|b| &b.ar),
+            ets: classical("ETS", &|b| &b.ets),
+            theta: classical("Theta", &|b| &b.theta),
+        },
+        season: reports.first().map_or(1, |r| r.season),
+        windows: reports.iter().map(|r| r.windows).sum(),
+        horizon: reports.first().map_or(0, |r| r.horizon),
+        intervals,
+        wql: reports.iter().map(|r| r.wql).sum::<Option<f64>>().map(|s| s / k),
+    }
+}
+
 /// The actual values of the windows at `origins`: (W, H, N), as forecasts are laid out.
 pub fn actuals(s: &SeriesData, origins: &[usize], h: usize) -> Vec<f32> {
     let n = s.n_targets;
@@ -672,89 +765,138 @@ pub fn point_report(
 }
 
 /// Central prediction intervals for any point forecaster (a classical
-/// model, a combination), by split conformal prediction on its absolute
-/// errors over the validation windows. The errors at horizon step i are
-/// scaled by their mean at that step (made non-decreasing in i, as a
-/// forecast's uncertainty grows with its reach), so all W × H scores of a
-/// target share one conformal quantile while the width keeps the shape of
-/// the errors along the horizon.
+/// model, a combination), by locally weighted split conformal prediction
+/// (Lei et al. 2018) on its absolute errors over the validation windows. An
+/// error is divided by its window's local scale (the mean absolute change
+/// over the `local` rows before the origin), so that intervals widen where
+/// the series moves more; at horizon step i it is then divided by the mean
+/// of such errors at that step (made non-decreasing in i, as a forecast's
+/// uncertainty grows with its reach), so that all W × H scores of a target
+/// share one conformal quantile while the width keeps the shape of the
+/// errors along the horizon.
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct ResidualIntervals {
     /// Quantile levels, ascending, 0.5 (the point forecast) among them, e.g. [0.1, 0.5, 0.9].
     pub levels: Vec<f32>,
-    /// Half-widths, data units, (central intervals × H × N) row-major; the
-    /// k-th interval is levels (k, Q − 1 − k).
+    /// Half-widths in units of a window's local scale, (central intervals
+    /// × H × N) row-major; the k-th interval is levels (k, Q − 1 − k).
     pub half_widths: Vec<f32>,
+    /// Rows before an origin whose mean absolute change is the window's local scale.
+    pub local: usize,
+    /// Per target, the least local scale: a tenth of the mean absolute
+    /// change over the training rows (a flat stretch of history still gets
+    /// an interval).
+    pub floor: Vec<f32>,
     /// Validation errors per target the widths were measured on (every fold's).
     pub n: usize,
+}
+
+/// The mean absolute change of `col` over the `l` rows before `origin`, at least `floor`.
+fn local_scale(col: &[f32], origin: usize, l: usize, floor: f32) -> f32 {
+    let from = origin.saturating_sub(l.max(2));
+    let d: Vec<f32> = col[from..origin].windows(2).map(|w| (w[1] - w[0]).abs()).collect();
+    let m = if d.is_empty() { 0.0 } else { d.iter().sum::<f32>() / d.len() as f32 };
+    if m.is_finite() {
+        m.max(floor)
+    } else {
+        floor
+    }
 }
 
 impl ResidualIntervals {
     /// Measures the intervals of `levels` (ascending, symmetric about 0.5,
     /// with 0.5) from point forecasts `pred` ((W, H, N)) at `origins` of the
-    /// validation split; `None` without a validation window or a central interval.
-    pub fn measure(pred: &[f32], s: &SeriesData, origins: &[usize], h: usize, levels: &[f32]) -> Option<Self> {
-        Self::measure_pooled(&[(pred, s, origins)], h, levels)
+    /// validation split, local scales over `local` rows; `None` without a
+    /// validation window or a central interval.
+    pub fn measure(
+        pred: &[f32],
+        s: &SeriesData,
+        origins: &[usize],
+        h: usize,
+        local: usize,
+        levels: &[f32],
+    ) -> Option<Self> {
+        Self::measure_pooled(&[(pred, s, origins)], h, local, levels)
     }
 
     /// [`ResidualIntervals::measure`] over the validation windows of several
     /// rolling-origin folds together: (forecasts, the fold's series, its
-    /// origins) each. Every fold has the same targets.
-    pub fn measure_pooled(folds: &[(&[f32], &SeriesData, &[usize])], h: usize, levels: &[f32]) -> Option<Self> {
-        let n = folds.first()?.1.n_targets;
+    /// origins) each, the run's own first (its training rows set the floor).
+    /// Every fold has the same targets.
+    pub fn measure_pooled(
+        folds: &[(&[f32], &SeriesData, &[usize])],
+        h: usize,
+        local: usize,
+        levels: &[f32],
+    ) -> Option<Self> {
+        let first = folds.first()?.1;
+        let n = first.n_targets;
         let pairs = interval_pairs(levels);
         let windows: usize = folds.iter().map(|f| f.2.len()).sum();
         if windows == 0 || pairs.is_empty() {
             return None;
         }
-        // Absolute errors, [(window, step)] per target, over every fold.
-        let errors: Vec<Vec<(usize, f32)>> = (0..n)
+        let floor: Vec<f32> = (0..n)
             .map(|c| {
-                let mut e = Vec::with_capacity(windows * h);
-                for &(pred, s, origins) in folds {
-                    let actual = actuals(s, origins, h);
-                    for w in 0..origins.len() {
-                        for i in 0..h {
-                            let at = (w * h + i) * n + c;
-                            e.push((i, (pred[at] - actual[at]).abs()));
-                        }
+                0.1 * local_scale(&first.series.columns[c][first.train.clone()], first.train.len(), usize::MAX, 0.0)
+            })
+            .map(|f| if f > 0.0 { f } else { f32::MIN_POSITIVE })
+            .collect();
+        let mut out =
+            Self { levels: levels.to_vec(), half_widths: vec![0.0; pairs.len() * h * n], local, floor, n: windows * h };
+        for c in 0..n {
+            // Absolute errors over local scales, (step, value), over every fold.
+            let mut e: Vec<(usize, f32)> = Vec::with_capacity(windows * h);
+            for &(pred, s, origins) in folds {
+                let actual = actuals(s, origins, h);
+                for (w, &o) in origins.iter().enumerate() {
+                    let scale = local_scale(&s.series.columns[c], o, local, out.floor[c]);
+                    for i in 0..h {
+                        let at = (w * h + i) * n + c;
+                        e.push((i, (pred[at] - actual[at]).abs() / scale));
                     }
                 }
-                e
-            })
-            .collect();
-        let mut half_widths = vec![0.0; pairs.len() * h * n];
-        for (c, e) in errors.iter().enumerate() {
+            }
             let mut sigma = vec![0.0f32; h];
             e.iter().for_each(|&(i, v)| sigma[i] += v / windows as f32);
             for i in 1..h {
                 sigma[i] = sigma[i].max(sigma[i - 1]);
             }
-            let floor = sigma.iter().copied().fold(0.0, f32::max).max(f32::MIN_POSITIVE);
-            let sigma: Vec<f32> = sigma.iter().map(|&v| if v > 0.0 { v } else { floor }).collect();
+            let top = sigma.iter().copied().fold(0.0, f32::max).max(f32::MIN_POSITIVE);
+            let sigma: Vec<f32> = sigma.iter().map(|&v| if v > 0.0 { v } else { top }).collect();
             let scores: Vec<f32> = e.iter().map(|&(i, v)| v / sigma[i]).collect();
             for (k, &(lo, hi)) in pairs.iter().enumerate() {
                 let level = ((levels[hi] - levels[lo]) as f64 * 1e6).round() / 1e6;
                 let q = conformal_quantile(scores.clone(), level);
-                for i in 0..h {
-                    half_widths[(k * h + i) * n + c] = q * sigma[i];
+                for (i, &sd) in sigma.iter().enumerate() {
+                    out.half_widths[(k * h + i) * n + c] = q * sd;
                 }
             }
         }
-        Some(Self { levels: levels.to_vec(), half_widths, n: windows * h })
+        Some(out)
     }
 
-    /// Quantile forecasts (W, H, N, Q) around point forecasts `pred` ((W, H, N)).
-    pub fn apply(&self, pred: &[f32], h: usize, n: usize) -> Vec<f32> {
+    /// The local scale of each window at `origins` of `s`: (W, N).
+    pub fn scales(&self, s: &SeriesData, origins: &[usize]) -> Vec<f32> {
+        let n = s.n_targets;
+        origins
+            .iter()
+            .flat_map(|&o| (0..n).map(move |c| local_scale(&s.series.columns[c], o, self.local, self.floor[c])))
+            .collect()
+    }
+
+    /// Quantile forecasts (W, H, N, Q) around point forecasts `pred` ((W,
+    /// H, N)), the windows' local scales `scales` ((W, N)).
+    pub fn apply(&self, pred: &[f32], scales: &[f32], h: usize, n: usize) -> Vec<f32> {
         let q = self.levels.len();
         let pairs = interval_pairs(&self.levels);
         let mut out = vec![0.0; pred.len() * q];
         for (at, &p) in pred.iter().enumerate() {
-            let (i, c) = ((at / n) % h, at % n);
+            let (w, i, c) = (at / (h * n), (at / n) % h, at % n);
             let v = &mut out[at * q..(at + 1) * q];
             v.fill(p);
             for (k, &(lo, hi)) in pairs.iter().enumerate() {
-                let d = self.half_widths[(k * h + i) * n + c];
+                let d = self.half_widths[(k * h + i) * n + c] * scales[w * n + c];
                 v[lo] = p - d;
                 v[hi] = p + d;
             }
@@ -765,7 +907,7 @@ impl ResidualIntervals {
     /// Each interval's coverage and the weighted quantile loss of the
     /// intervals around `pred` ((W, H, N) from `origins`).
     pub fn score(&self, pred: &[f32], s: &SeriesData, origins: &[usize], h: usize) -> (Vec<IntervalMetrics>, f64) {
-        let all = self.apply(pred, h, s.n_targets);
+        let all = self.apply(pred, &self.scales(s, origins), h, s.n_targets);
         let (mut iv, wql) = interval_metrics(&all, &actuals(s, origins, h), &self.levels);
         iv.iter_mut().for_each(|i| i.calibrated = true);
         (iv, wql)
@@ -824,28 +966,36 @@ mod tests {
     #[test]
     fn residual_intervals_by_hand() {
         use crate::data::series::{Series, SeriesConfig};
-        let series =
-            Series { names: vec!["y".into()], columns: vec![(0..100).map(|t| t as f32).collect()], timestamps: None };
+        let series = Series {
+            names: vec!["y".into()],
+            columns: vec![(0..100).map(|t| t as f32).collect()],
+            timestamps: None,
+            ids: None,
+        };
         let s =
             SeriesData::from_series(series, 1, &SeriesConfig { season: Some(1), ..Default::default() }, None).unwrap();
         let (origins, h) = ([70, 72, 74, 76], 2);
         // Errors of ±1 at the first step and ±3 at the second: every scaled score is 1.
         let actual = actuals(&s, &origins, h);
         let pred: Vec<f32> = actual.iter().enumerate().map(|(j, &y)| y + [1.0, -3.0, -1.0, 3.0][j % 4]).collect();
-        let iv = ResidualIntervals::measure(&pred, &s, &origins, h, &[0.1, 0.5, 0.9]).unwrap();
+        // The series rises by 1 a row: every window's local scale is 1.
+        let iv = ResidualIntervals::measure(&pred, &s, &origins, h, 5, &[0.1, 0.5, 0.9]).unwrap();
         assert_eq!(iv.half_widths, vec![1.0, 3.0]);
-        assert_eq!(iv.n, 8);
-        assert_eq!(iv.apply(&[10.0, 20.0], h, 1), vec![9.0, 10.0, 11.0, 17.0, 20.0, 23.0]);
+        assert_eq!((iv.n, iv.floor.clone()), (8, vec![0.1]));
+        assert_eq!(iv.scales(&s, &origins), vec![1.0; 4]);
+        assert_eq!(iv.apply(&[10.0, 20.0], &[1.0], h, 1), vec![9.0, 10.0, 11.0, 17.0, 20.0, 23.0]);
+        // A window whose history moves twice as much gets twice the width.
+        assert_eq!(iv.apply(&[10.0, 20.0], &[2.0], h, 1), vec![8.0, 10.0, 12.0, 14.0, 20.0, 26.0]);
         // The bounds reach every actual value exactly: all covered.
         let (m, _) = iv.score(&pred, &s, &origins, h);
         assert_eq!((m[0].coverage, m[0].level, m[0].calibrated), (1.0, 0.8, true));
         // A width never shrinks along the horizon: errors of 3 then 1 give 3 and 3.
         let pred: Vec<f32> = actual.iter().enumerate().map(|(j, &y)| y + [3.0, 1.0][j % 2]).collect();
-        let iv = ResidualIntervals::measure(&pred, &s, &origins, h, &[0.1, 0.5, 0.9]).unwrap();
+        let iv = ResidualIntervals::measure(&pred, &s, &origins, h, 5, &[0.1, 0.5, 0.9]).unwrap();
         assert_eq!(iv.half_widths, vec![3.0, 3.0]);
         // No central interval, no validation window: none.
-        assert!(ResidualIntervals::measure(&pred, &s, &origins, h, &[0.5]).is_none());
-        assert!(ResidualIntervals::measure(&[], &s, &[], h, &[0.1, 0.5, 0.9]).is_none());
+        assert!(ResidualIntervals::measure(&pred, &s, &origins, h, 5, &[0.5]).is_none());
+        assert!(ResidualIntervals::measure(&[], &s, &[], h, 5, &[0.1, 0.5, 0.9]).is_none());
     }
 
     #[test]

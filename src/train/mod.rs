@@ -193,7 +193,8 @@ impl Trainer {
         if let (crate::model::ModelConfig::Forecaster(m), Dataset::Series(s)) = (&mut cfg.model, &data) {
             m.n_inputs = s.scaled.len();
             m.n_targets = s.n_targets;
-            m.scaler = Some(s.scaler.clone());
+            // Many series are each scaled on their own training rows, again at every load.
+            m.scaler = (!s.is_panel()).then(|| s.scaler.clone());
         }
         cfg.validate()?;
         if cfg.model.vocab_size() < tokenizer.vocab_size() {
@@ -380,7 +381,8 @@ impl Trainer {
             }
             Dataset::Series(s) => match &self.cfg.model {
                 crate::model::ModelConfig::Forecaster(m) => {
-                    forecast_batches(s, &s.valid, m, bs, self.cfg.train.eval_batches)
+                    let starts = s.split_starts(|d| &d.valid, m.context, m.horizon, 1);
+                    forecast_batches(s, starts, m, bs, self.cfg.train.eval_batches)
                 }
                 _ => Vec::new(),
             },
@@ -509,8 +511,32 @@ fn training_loader(cfg: &RunConfig, data: &Dataset, tok: &Tokenizer) -> Result<L
                 _ => 1,
             };
             let (l, h) = (m.context, m.horizon);
-            let starts = s.starts(&s.train, l, h, stride);
-            let (n_valid, n_test) = (s.starts(&s.valid, l, h, 1).len(), s.starts(&s.test, l, h, 1).len());
+            // Long format: every series needs a window in each split (each is scored on its own).
+            for p in &s.panel {
+                let d = &p.data;
+                let counts = [&d.train, &d.valid, &d.test].map(|r| d.starts(r, l, h, 1).len());
+                if counts.contains(&0) {
+                    let [a, b, c] = counts;
+                    return Err(Error::config(
+                        "data",
+                        format!(
+                            "series '{}' ({} rows): every split needs a window of context {l} + horizon {h}; it has {a} training, {b} validation and {c} test windows (drop it, or use a shorter context or horizon)",
+                            p.id,
+                            d.series.len()
+                        ),
+                    ));
+                }
+                if let Some((name, value, rows)) = d.constant_target() {
+                    let msg = format!(
+                        "series '{}': column '{name}' holds the same value ({value}) in all {rows} training rows: there is nothing to forecast",
+                        p.id
+                    );
+                    return Err(Error::config("data", msg));
+                }
+            }
+            let starts = s.split_starts(|d| &d.train, l, h, stride);
+            let (n_valid, n_test) =
+                (s.split_starts(|d| &d.valid, l, h, 1).len(), s.split_starts(|d| &d.test, l, h, 1).len());
             if starts.is_empty() || n_valid == 0 || n_test == 0 {
                 return Err(Error::config(
                     "data",
@@ -569,12 +595,11 @@ fn training_loader(cfg: &RunConfig, data: &Dataset, tok: &Tokenizer) -> Result<L
 /// there are at most `max_batches` batches (0: all).
 pub fn forecast_batches(
     s: &crate::data::series::SeriesData,
-    rows: &std::ops::Range<usize>,
+    all: Vec<usize>,
     m: &crate::model::ForecasterConfig,
     batch_size: usize,
     max_batches: usize,
 ) -> Vec<Batch> {
-    let all = s.starts(rows, m.context, m.horizon, 1);
     let cap = max_batches * batch_size.max(1);
     let every = if max_batches > 0 && all.len() > cap { all.len().div_ceil(cap) } else { 1 };
     let starts: Vec<usize> = all.into_iter().step_by(every).collect();
