@@ -348,6 +348,12 @@ fn auto_trains_every_kind_and_keeps_the_lowest_validation_mase() {
     // Only forecasting data; folds only for auto.
     fails(&run(d, &["train", "--task", "reverse", "--model", "auto", "--steps", "1"]), &["--model auto", "forecast"]);
     fails(&run(d, &["train", "--task", "series", "--folds", "2", "--steps", "1"]), &["--folds", "--model auto"]);
+    // Too many folds for the series: refused before anything trains.
+    let mut many = args.to_vec();
+    let at = many.iter().position(|a| *a == "2").unwrap();
+    (many[at], many[at + 2]) = ("9", "b");
+    fails(&run(d, &many), &["--folds 9", "use fewer folds"]);
+    assert!(!d.join("b").exists());
 }
 
 #[test]

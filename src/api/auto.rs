@@ -90,15 +90,19 @@ pub struct AutoChoice {
     /// validation split only).
     #[serde(default = "one")]
     pub folds: usize,
-    /// The choice's prediction intervals, measured on the validation windows.
+    /// The choice's prediction intervals, measured on the validation windows
+    /// of every fold. Those windows also chose the checkpoints and the
+    /// candidate, so the intervals can be narrower than the nominal level on
+    /// new data; the earlier folds, whose models never saw the run's own
+    /// validation split, temper that.
     pub intervals: Option<ResidualIntervals>,
 }
 
 /// Trains the neural candidate `kind` of `job` into `job.out/<kind>` (an
 /// ensemble of `members` seeds when more than 1) and scores its best
 /// validation checkpoint on the validation and test windows. The classical
-/// baselines are fitted on the first call into `fits` and reused by the next
-/// (every candidate reads the same series).
+/// baselines are fitted on the first call, kept in `shared` with the series,
+/// and reused by the next (every candidate reads the same series).
 pub fn train_candidate(
     job: &TrainJob,
     kind: ForecasterKind,
@@ -114,9 +118,7 @@ pub fn train_candidate(
     ensemble::refuse_many_series(&job, "--model auto")?;
     job.out = job.out.join(kind.name());
     if members > 1 {
-        ensemble::check(&job, members)?;
-        let trained = (0..members).map(|k| ensemble::train_member(&job, k, sink)).collect::<Result<Vec<_>>>()?;
-        ensemble::write_manifest(&job.out, &trained)?;
+        let trained = ensemble::train(&job, members, sink)?;
         let models = ensemble::forecasters(&trained)?;
         let crate::data::Dataset::Series(s) = &trained[0].0.data else {
             return Err(Error::setting("--model auto chooses among forecasters"));
@@ -207,14 +209,43 @@ pub struct Fold {
 pub struct Folds(pub Vec<Fold>);
 
 impl Folds {
-    /// Records candidate `name`'s forecasts on fold `fold` (≥ 1), as
-    /// [`train_fold`] returns them.
-    pub fn add(&mut self, fold: usize, name: &str, (series, pred): (SeriesData, Vec<f32>)) {
-        while self.0.len() < fold {
-            self.0.push(Fold { fits: fit_classical(&series), series: series.clone(), preds: Vec::new() });
+    /// Records candidate `name`'s forecasts on fold `fold` (≥ 1, the folds
+    /// in order), as [`train_fold`] returns them.
+    pub fn add(&mut self, fold: usize, name: &str, (series, pred): (SeriesData, Vec<f32>)) -> Result<()> {
+        if fold == 0 || fold > self.0.len() + 1 {
+            return Err(Error::setting(format!("fold {fold} recorded before fold {}", self.0.len() + 1)));
+        }
+        if fold > self.0.len() {
+            self.0.push(Fold { fits: fit_classical(&series), series, preds: Vec::new() });
         }
         self.0[fold - 1].preds.push((name.to_string(), pred));
+        Ok(())
     }
+}
+
+/// Checks, before anything trains, that `job` reads one series and that
+/// `folds` rolling-origin folds fit it: the earliest still has a training
+/// and a validation window.
+pub fn check_folds(job: &TrainJob, folds: usize) -> Result<()> {
+    ensemble::refuse_many_series(job, "--model auto")?;
+    let (ModelConfig::Forecaster(m), crate::config::DataConfig::Series(d)) = (&job.config.model, &job.config.data)
+    else {
+        return Ok(());
+    };
+    if folds <= 1 {
+        return Ok(());
+    }
+    let d = crate::data::series::SeriesConfig { fold: folds - 1, ..d.clone() };
+    let s = SeriesData::load(&d, job.config.train.seed, None)
+        .map_err(|e| Error::setting(format!("--folds {folds}: {e}; use fewer folds")))?;
+    let (l, h) = (m.context, m.horizon);
+    let (a, b) = (s.starts(&s.train, l, h, d.stride).len(), s.starts(&s.valid, l, h, 1).len());
+    if a == 0 || b == 0 {
+        return Err(Error::setting(format!(
+            "--folds {folds}: the earliest fold has {a} training and {b} validation windows of context {l} + horizon {h}; use fewer folds"
+        )));
+    }
+    Ok(())
 }
 
 /// Trains neural candidate `kind` of `job` on rolling-origin fold `fold`
@@ -246,12 +277,7 @@ pub fn train_fold(
             let ck = select_checkpoint(&mut trainer)?;
             vec![(trainer, ck)]
         }
-        n => {
-            ensemble::check(&job, n)?;
-            let trained = (0..n).map(|k| ensemble::train_member(&job, k, sink)).collect::<Result<Vec<_>>>()?;
-            ensemble::write_manifest(&job.out, &trained)?;
-            trained
-        }
+        n => ensemble::train(&job, n, sink)?,
     };
     let models = ensemble::forecasters(&trained)?;
     let crate::data::Dataset::Series(s) = &trained[0].0.data else {
@@ -351,12 +377,15 @@ pub fn choose(runs: &[CandidateRun], folds: &Folds, w: &Windows) -> Result<(Auto
     let chosen = &all[order[0]];
     let over = if folds.0.is_empty() { String::new() } else { format!(" over {} rolling-origin folds", sets.len()) };
     let reason = match order.get(1).map(|&i| &all[i].candidate) {
-        Some(next) if chosen.candidate.valid_mase.is_some() => format!(
+        Some(next) if chosen.candidate.valid_mase.is_some() && next.valid_mase.is_some() => format!(
             "the lowest validation MASE{over}, {:.4}, against {:.4} for {} next",
             key(&chosen.candidate),
             key(next),
             next.name
         ),
+        _ if chosen.candidate.valid_mase.is_some() => {
+            format!("the only defined validation MASE{over}, {:.4}", key(&chosen.candidate))
+        }
         _ => "no candidate has a defined validation MASE; the first neural kind is kept".to_string(),
     };
     let pooled: Vec<(&[f32], &SeriesData, &[usize])> =
@@ -448,6 +477,7 @@ pub fn load(dir: &Path, dev: &Device) -> Result<AutoModel> {
         }
     }
     let reference = match neural.first() {
+        // Loaded once more (cheap: the model is small) so the record owns its reference.
         Some((_, loaded)) => crate::checkpoint::load(&loaded[0].dir, dev)?,
         None => {
             let c = choice.candidates.iter().find(|c| c.checkpoint.is_some());
@@ -462,6 +492,12 @@ pub fn load(dir: &Path, dev: &Device) -> Result<AutoModel> {
             if (m.config().context, m.config().horizon) != (choice.context, choice.horizon) {
                 return Err(bad(format!("{name}: its context or horizon differs from the record's")));
             }
+        }
+    }
+    // The intervals' sizes, checked once here rather than trusted where they are read.
+    if let (Some(iv), Some(m)) = (&choice.intervals, reference.model.forecaster()) {
+        if !iv.fits(choice.horizon, m.config().n_targets) {
+            return Err(bad("its intervals do not fit the model's horizon and targets".into()));
         }
     }
     Ok(AutoModel { choice, neural, reference })

@@ -101,6 +101,15 @@ pub fn train_member(job: &TrainJob, k: usize, sink: &mut dyn MetricsSink) -> Res
     Ok((trainer, checkpoint))
 }
 
+/// Trains the `n` members of an ensemble of `job` (each to the end, at its
+/// best validation checkpoint) and writes `job.out/ensemble.json`.
+pub fn train(job: &TrainJob, n: usize, sink: &mut dyn MetricsSink) -> Result<Vec<(Trainer, PathBuf)>> {
+    check(job, n)?;
+    let members = (0..n).map(|k| train_member(job, k, sink)).collect::<Result<Vec<_>>>()?;
+    write_manifest(&job.out, &members)?;
+    Ok(members)
+}
+
 /// Writes `dir/ensemble.json` for the trained `members` (trainer and chosen
 /// checkpoint, as [`train_member`] returns them).
 pub fn write_manifest(dir: &Path, members: &[(Trainer, PathBuf)]) -> Result<EnsembleManifest> {
@@ -151,7 +160,7 @@ pub fn load(dir: &Path, dev: &Device) -> Result<Vec<Loaded>> {
         .iter()
         .map(|m| {
             if m.checkpoint.is_absolute() || m.checkpoint.components().any(|c| c == std::path::Component::ParentDir) {
-                return Err(bad(format!("{}: a member lies inside the ensemble folder", m.checkpoint.display())));
+                return Err(bad(format!("{}: a member must lie inside the ensemble folder", m.checkpoint.display())));
             }
             crate::checkpoint::load(&dir.join(&m.checkpoint), dev)
         })

@@ -154,7 +154,7 @@ pub fn prepare(job: &TrainJob) -> Result<Trainer> {
     if let (crate::data::Dataset::Series(s), ModelConfig::Forecaster(m), crate::config::DataConfig::Series(d)) =
         (&data, &cfg.model, &cfg.data)
     {
-        let windows = s.starts(&s.train, m.context, m.horizon, d.stride).len();
+        let windows = s.split_starts(|p| &p.train, m.context, m.horizon, d.stride).len();
         let every = cfg.train.eval_every_for(windows);
         if cfg.train.eval_every_epochs > 0.0 {
             tracing::info!("{windows} training windows: validating every {every} steps");

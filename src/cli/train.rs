@@ -586,6 +586,7 @@ fn run_auto(a: &TrainArgs) -> anyhow::Result<()> {
     if folds == 0 {
         anyhow::bail!("--folds 0: give 1 (the validation split only) or more");
     }
+    api::auto::check_folds(&job, folds)?;
     let (mut runs, mut shared) = (Vec::new(), None);
     for kind in api::auto::KINDS {
         let mut progress = Progress::default();
@@ -603,7 +604,7 @@ fn run_auto(a: &TrainArgs) -> anyhow::Result<()> {
             progress.finish();
             let r =
                 r.with_context(|| format!("training the {} candidate on rolling-origin fold {fold}", kind.name()))?;
-            earlier.add(fold, kind.name(), r);
+            earlier.add(fold, kind.name(), r)?;
         }
     }
     let (choice, report) = api::auto::choose(&runs, &earlier, &api::auto::windows(&job, &shared)?)?;

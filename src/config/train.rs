@@ -87,7 +87,8 @@ pub struct TrainConfig {
     /// off, `eval_every` as it is; the forecasting presets use 5). On a short
     /// series a model overfits within a few epochs, so the best checkpoint
     /// is searched at the grain of the data; `--eval-every N` turns it off.
-    /// The run's saved config holds the resulting `eval_every`.
+    /// The run's saved config holds the resulting `eval_every`. `patience`
+    /// counts evaluations, so it counts these finer ones.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub eval_every_epochs: f32,
 }

@@ -565,7 +565,19 @@ pub fn evaluate_panel(
     let series = s
         .panel
         .iter()
-        .map(|p| Ok(SeriesReport { id: p.id.clone(), report: evaluate(models, &p.data, &pick(&p.data), dev)? }))
+        .map(|p| {
+            let report = evaluate(models, &p.data, &pick(&p.data), dev)?;
+            if report.windows == 0 {
+                // An empty series would count as a perfect one in the means.
+                let (l, h) = (lead(models)?.config().context, report.horizon);
+                return Err(crate::Error::setting(format!(
+                    "series '{}' ({} rows) has no window of context {l} + horizon {h} in the rows scored",
+                    p.id,
+                    p.data.series.len()
+                )));
+            }
+            Ok(SeriesReport { id: p.id.clone(), report })
+        })
         .collect::<Result<Vec<_>>>()?;
     Ok(PanelReport { mean: mean_report(&series.iter().map(|r| &r.report).collect::<Vec<_>>()), series })
 }
@@ -705,10 +717,18 @@ pub fn baseline_forecasts(s: &SeriesData, fits: &ClassicalFits, origins: &[usize
         }
         let series: Vec<f64> = col.iter().map(|&v| v as f64).collect();
         for (k, fit) in fits.0[c].iter().enumerate() {
-            let f = fit.as_ref().map(|b| b.forecast_from(&series, origins, h));
             // A multiplicative model can break on values its training rows never had (≤ 0).
+            let f =
+                fit.as_ref().map(|b| b.forecast_from(&series, origins, h)).filter(|f| f.iter().all(|v| v.is_finite()));
+            if f.is_none() {
+                tracing::warn!(
+                    "the {} baseline could not be fitted to the training rows of '{}'",
+                    ["AR", "ETS", "Theta"][k],
+                    s.series.names[c]
+                );
+            }
             match (f, &mut classical[k]) {
-                (Some(f), Some(out)) if f.iter().all(|v| v.is_finite()) => {
+                (Some(f), Some(out)) => {
                     for w in 0..origins.len() {
                         put(out, w, &f[w * h..(w + 1) * h].iter().map(|&v| v as f32).collect::<Vec<_>>());
                     }
@@ -717,16 +737,7 @@ pub fn baseline_forecasts(s: &SeriesData, fits: &ClassicalFits, origins: &[usize
                         described[k].push(d);
                     }
                 }
-                (_, slot) => {
-                    if slot.is_some() {
-                        tracing::warn!(
-                            "the {} baseline could not be fitted to the training rows of '{}'",
-                            ["AR", "ETS", "Theta"][k],
-                            s.series.names[c]
-                        );
-                    }
-                    *slot = None;
-                }
+                (_, slot) => *slot = None,
             }
         }
     }
@@ -859,11 +870,14 @@ impl ResidualIntervals {
             }
             let mut sigma = vec![0.0f32; h];
             e.iter().for_each(|&(i, v)| sigma[i] += v / windows as f32);
+            // A step without error (a flat stretch) takes the least error of any step, then
+            // the running maximum keeps the widths from shrinking along the horizon.
+            let least = sigma.iter().copied().filter(|&v| v > 0.0).fold(f32::INFINITY, f32::min);
+            let least = if least.is_finite() { least } else { f32::MIN_POSITIVE };
+            sigma.iter_mut().filter(|v| **v <= 0.0).for_each(|v| *v = least);
             for i in 1..h {
                 sigma[i] = sigma[i].max(sigma[i - 1]);
             }
-            let top = sigma.iter().copied().fold(0.0, f32::max).max(f32::MIN_POSITIVE);
-            let sigma: Vec<f32> = sigma.iter().map(|&v| if v > 0.0 { v } else { top }).collect();
             let scores: Vec<f32> = e.iter().map(|&(i, v)| v / sigma[i]).collect();
             for (k, &(lo, hi)) in pairs.iter().enumerate() {
                 let level = ((levels[hi] - levels[lo]) as f64 * 1e6).round() / 1e6;
@@ -874,6 +888,15 @@ impl ResidualIntervals {
             }
         }
         Some(out)
+    }
+
+    /// Whether these intervals fit forecasts of `h` steps of `n` targets
+    /// (levels ascending with 0.5, a width per interval, step and target, a
+    /// floor per target): a record read from a file is checked with this.
+    pub fn fits(&self, h: usize, n: usize) -> bool {
+        let ascending = self.levels.windows(2).all(|w| w[0] < w[1]) && self.levels.contains(&0.5);
+        let k = interval_pairs(&self.levels).len();
+        ascending && k > 0 && self.half_widths.len() == k * h * n && self.floor.len() == n
     }
 
     /// The local scale of each window at `origins` of `s`: (W, N).
@@ -982,6 +1005,7 @@ mod tests {
         let iv = ResidualIntervals::measure(&pred, &s, &origins, h, 5, &[0.1, 0.5, 0.9]).unwrap();
         assert_eq!(iv.half_widths, vec![1.0, 3.0]);
         assert_eq!((iv.n, iv.floor.clone()), (8, vec![0.1]));
+        assert!(iv.fits(2, 1) && !iv.fits(3, 1) && !iv.fits(2, 2));
         assert_eq!(iv.scales(&s, &origins), vec![1.0; 4]);
         assert_eq!(iv.apply(&[10.0, 20.0], &[1.0], h, 1), vec![9.0, 10.0, 11.0, 17.0, 20.0, 23.0]);
         // A window whose history moves twice as much gets twice the width.

@@ -590,9 +590,12 @@ fn training_loader(cfg: &RunConfig, data: &Dataset, tok: &Tokenizer) -> Result<L
     })
 }
 
-/// Free-running forecast batches (no teacher forcing) over the windows
-/// whose futures lie in `rows`, one step apart, or evenly spaced so that
-/// there are at most `max_batches` batches (0: all).
+/// Free-running forecast batches (no teacher forcing) over the window
+/// starts `all` (e.g. [`SeriesData::split_starts`] of the validation split),
+/// every one, or evenly spaced so that there are at most `max_batches`
+/// batches (0: all).
+///
+/// [`SeriesData::split_starts`]: crate::data::series::SeriesData::split_starts
 pub fn forecast_batches(
     s: &crate::data::series::SeriesData,
     all: Vec<usize>,
