@@ -8,7 +8,10 @@
   1950-2010 (732 values);
 - realgdp_quarterly.csv: US real GDP 1959Q1-2009Q3 (203 values);
 - unemployment_quarterly.csv: the US unemployment rate 1959Q1-2009Q3 (203
-  values, the same macrodata table).
+  values, the same macrodata table);
+- macro_quarterly_long.csv: six of that table's quarterly series (real GDP,
+  consumption, investment, government spending, CPI, unemployment) in long
+  format, `series,quarter,value`, for `--id series` (6 x 203 rows).
 
 All five ship with statsmodels (statsmodels.datasets), each stating that it
 is in the public domain. Read from the statsmodels wheel, so no other
@@ -55,3 +58,7 @@ with tempfile.TemporaryDirectory() as tmp:
           [[f"{r['year'].split('.')[0]}-Q{r['quarter'].split('.')[0]}", r["realgdp"]] for r in rows(wheel, "macrodata")])
     write(OUT / "unemployment_quarterly.csv", ["quarter", "unemp"],
           [[f"{r['year'].split('.')[0]}-Q{r['quarter'].split('.')[0]}", r["unemp"]] for r in rows(wheel, "macrodata")])
+    macro = rows(wheel, "macrodata")
+    write(OUT / "macro_quarterly_long.csv", ["series", "quarter", "value"],
+          [[name, f"{r['year'].split('.')[0]}-Q{r['quarter'].split('.')[0]}", r[name]]
+           for name in ["realgdp", "realcons", "realinv", "realgovt", "cpi", "unemp"] for r in macro])
