@@ -175,6 +175,11 @@ pub fn flops_per_step(c: &BenchConfig) -> f64 {
                 // One map of the window (L·F) to the horizon (H·N); DLinear two, and its moving average.
                 ForecasterKind::NLinear => l * f * h * n,
                 ForecasterKind::DLinear => 2.0 * l * f * h * n + l * l * f,
+                // Per block: the layers (window → C, then C → C), backcast (C → L·F), forecast (C → H·N).
+                ForecasterKind::NBeats => {
+                    let layers = l * f * c + (m.n_layer as f64 - 1.0).max(0.0) * c * c;
+                    m.blocks as f64 * (layers + c * l * f + c * h * n)
+                }
             };
             6.0 * per_example * b
         }

@@ -44,6 +44,7 @@ fn every_forecaster_overfits_a_short_series() {
         ForecasterKind::Transformer,
         ForecasterKind::NLinear,
         ForecasterKind::DLinear,
+        ForecasterKind::NBeats,
     ] {
         let mut c = config(kind, 600);
         // Behind RevIN as well, for one recurrent and one linear kind.
@@ -69,6 +70,8 @@ fn every_parameter_gets_a_finite_nonzero_gradient() {
         (ForecasterKind::DLinear, 0.0, true, false),
         (ForecasterKind::Lstm, 0.5, false, true),
         (ForecasterKind::DLinear, 0.0, false, true),
+        (ForecasterKind::NBeats, 0.0, false, false),
+        (ForecasterKind::NBeats, 0.0, true, true),
     ] {
         let mut c = config(kind, 1);
         let ModelConfig::Forecaster(m) = &mut c.model else { unreachable!() };
@@ -305,10 +308,12 @@ fn auto_trains_every_kind_and_keeps_the_lowest_validation_mase() {
     let auto = &v["auto"];
     let cands = auto["candidates"].as_array().unwrap();
     let names: Vec<&str> = cands.iter().map(|c| c["name"].as_str().unwrap()).collect();
-    for k in ["lstm", "gru", "transformer", "nlinear", "dlinear", "ar", "ets", "theta", "seasonal_naive", "naive"] {
+    for k in
+        ["lstm", "gru", "transformer", "nlinear", "dlinear", "nbeats", "ar", "ets", "theta", "seasonal_naive", "naive"]
+    {
         assert!(names.contains(&k), "{k} missing from {names:?}");
     }
-    for k in ["lstm", "gru", "transformer", "nlinear", "dlinear"] {
+    for k in ["lstm", "gru", "transformer", "nlinear", "dlinear", "nbeats"] {
         assert!(d.join("a").join(k).is_dir(), "no run folder for {k}");
         assert!(d.join("a/folds").join(format!("{k}-1")).is_dir(), "no fold-1 run folder for {k}");
     }

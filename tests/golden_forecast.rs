@@ -2,9 +2,10 @@
 //!
 //! Fixtures come from `python3 tools/make_forecast_fixtures.py` (PyTorch,
 //! float64 reference): nn.LSTM/nn.GRU encoder–decoders rolled out over the
-//! horizon, a pre-LN Transformer encoder with a direct head, and NLinear and
+//! horizon, a pre-LN Transformer encoder with a direct head, NLinear and
 //! DLinear (linear maps of the window, DLinear's through a moving-average
-//! split), all reading windows relative to their last target value. Checked: the shift
+//! split) and N-BEATS' generic stack, all reading windows relative to their
+//! last target value. Checked: the shift
 //! (decoder input and labels), the teacher-forced and free-running
 //! forecasts, the MSE/MAE/Huber sums, and every parameter's gradient.
 //! Tolerances: forecasts and losses 1e-5 relative, gradients 1e-4 relative
@@ -113,6 +114,11 @@ fn transformer_forecaster_matches_pytorch() {
 #[test]
 fn nlinear_forecaster_matches_pytorch() {
     check("nlinear");
+}
+
+#[test]
+fn nbeats_forecaster_matches_pytorch() {
+    check("nbeats");
 }
 
 #[test]

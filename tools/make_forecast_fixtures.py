@@ -14,6 +14,10 @@ Plain PyTorch forecasters with the parameter names shiftlm uses:
 - nlinear / dlinear: one nn.Linear over the flattened relative window; for
   DLinear two, over the moving-average trend (kernel 5, replicate padding,
   avg_pool1d) and the remainder, summed.
+- nbeats: N-BEATS' generic stack over the flattened relative window: each
+  block's ReLU nn.Linear layers read the residual window, its backcast is
+  subtracted from it and its forecast added to the sum (2 blocks of 2 layers;
+  the last block has no backcast, which nothing would read).
 - gru_revin: the GRU forecaster behind RevIN (per-window standardisation,
   undone on the forecast; no affine map).
 - lstm_quantiles: the LSTM forecaster with a head of 3 quantiles (0.1, 0.5,
@@ -122,6 +126,34 @@ class LinearForecaster(nn.Module):
         trend = F.avg_pool1d(padded.transpose(1, 2), self.kernel, stride=1).transpose(1, 2)
         rest = x - trend
         y = self.linear_seasonal(rest.reshape(b, -1)) + self.linear_trend(trend.reshape(b, -1))
+        return y.reshape(b, H, N) + last
+
+
+class NBeatsForecaster(nn.Module):
+    """N-BEATS' generic stack (Oreshkin et al. 2020) on the relative window."""
+
+    def __init__(self, hidden, layers, blocks):
+        super().__init__()
+        self.blocks = nn.ModuleList()
+        for i in range(blocks):
+            block = nn.Module()
+            block.layers = nn.ModuleList([nn.Linear(L * FEAT if j == 0 else hidden, hidden) for j in range(layers)])
+            if i + 1 < blocks:  # no block reads the last one's backcast: it has none
+                block.backcast = nn.Linear(hidden, L * FEAT)
+            block.forecast = nn.Linear(hidden, H * N)
+            self.blocks.append(block)
+
+    def forward(self, past, dec_in=None):
+        x, last = relative(past)
+        b = x.shape[0]
+        r, y = x.reshape(b, -1), 0
+        for block in self.blocks:
+            z = r
+            for layer in block.layers:
+                z = torch.relu(layer(z))
+            if hasattr(block, "backcast"):
+                r = r - block.backcast(z)
+            y = y + block.forecast(z)
         return y.reshape(b, H, N) + last
 
 
@@ -251,5 +283,6 @@ if __name__ == "__main__":
     make("transformer", base_cfg("transformer", 2), TransformerForecaster(8, 2, 2, 12))
     make("nlinear", base_cfg("nlinear", 1), LinearForecaster())
     make("dlinear", {**base_cfg("dlinear", 1), "ma_kernel": 5}, LinearForecaster(5))
+    make("nbeats", {**base_cfg("nbeats", 2), "blocks": 2}, NBeatsForecaster(8, 2, 2))
     make("gru_revin", {**base_cfg("gru", 1), "revin": True}, RevinGru())
     make_quantiles("lstm_quantiles", {**base_cfg("lstm", 1), "quantiles": [0.1, 0.5, 0.9]}, QuantileLstm([0.1, 0.5, 0.9]))

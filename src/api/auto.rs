@@ -20,12 +20,13 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 /// The neural kinds `auto` trains, in order.
-pub const KINDS: [ForecasterKind; 5] = [
+pub const KINDS: [ForecasterKind; 6] = [
     ForecasterKind::Lstm,
     ForecasterKind::Gru,
     ForecasterKind::Transformer,
     ForecasterKind::NLinear,
     ForecasterKind::DLinear,
+    ForecasterKind::NBeats,
 ];
 
 /// One trained neural candidate.

@@ -55,7 +55,7 @@ fn open(dir: &Path, keep: folder::Keep) -> Result<Opened> {
     } else if list(dir).is_empty() {
         let msg = if dir.join("auto.json").exists() {
             // `train --model auto` leaves one run per kind beside its choice.
-            "a --model auto run: eval and forecast read it whole (auto.json names the choice); its candidates are the run folders inside it (lstm/, gru/, transformer/, nlinear/, dlinear/)".into()
+            "a --model auto run: eval and forecast read it whole (auto.json names the choice); its candidates are the run folders inside it (lstm/, gru/, transformer/, nlinear/, dlinear/, nbeats/)".into()
         } else if dir.join("ensemble.json").exists() {
             // `train --ensemble N` leaves one run per member and a manifest.
             "an ensemble (train --ensemble): eval and forecast read it whole; each member is a run folder inside it (member-1/, …)".into()

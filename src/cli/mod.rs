@@ -102,10 +102,11 @@ pub struct DataArgs {
     /// encoder–decoder), gpt (GPT-2 layout) or llama. For forecasting: seq2seq (an LSTM/GRU
     /// encoder with a decoder rolled out over the horizon), transformer (encoder + direct head),
     /// nlinear (one linear map of the window), dlinear (linear maps of its trend and remainder),
-    /// or auto (train each, and keep the lowest validation MASE among them, the classical
+    /// nbeats (N-BEATS' generic stack of ReLU blocks with backcasts; --layers per block,
+    /// --hidden wide, model.blocks of them), or auto (train each, and keep the lowest validation MASE among them, the classical
     /// baselines and the mean of the three best).
     /// Images and keywords: cnn, row-lstm, row-gru, mlp, conv-lstm or conv-gru.
-    #[arg(long, value_name = "FAMILY", value_parser = ["seq2seq", "transformer", "gpt", "gpt2", "llama", "cnn", "row-lstm", "row-gru", "mlp", "conv-lstm", "conv-gru", "nlinear", "dlinear", "auto"])]
+    #[arg(long, value_name = "FAMILY", value_parser = ["seq2seq", "transformer", "gpt", "gpt2", "llama", "cnn", "row-lstm", "row-gru", "mlp", "conv-lstm", "conv-gru", "nlinear", "dlinear", "nbeats", "auto"])]
     pub model: Option<String>,
     /// Built-in task: rotate, copy, reverse or sort (default: the preset's, rotate);
     /// series: a synthetic hourly series with trend, daily and weekly seasons, to forecast;
@@ -275,8 +276,9 @@ impl DataArgs {
                 Some("transformer") => ForecasterKind::Transformer,
                 Some("nlinear") => ForecasterKind::NLinear,
                 Some("dlinear") => ForecasterKind::DLinear,
+                Some("nbeats") => ForecasterKind::NBeats,
                 Some(other) => anyhow::bail!(
-                    "forecasting uses --model seq2seq (an RNN encoder–decoder, the default), transformer, nlinear, dlinear or auto, not {other}"
+                    "forecasting uses --model seq2seq (an RNN encoder–decoder, the default), transformer, nlinear, dlinear, nbeats or auto, not {other}"
                 ),
             };
         }

@@ -50,6 +50,7 @@ Examples:
   shiftlm train --task spoken-strings                           # transcribe spoken strings of 1-7 digits
   shiftlm train --task series                                   # forecast the built-in hourly series
   shiftlm train --data data/sunspots_yearly.csv --target sunspots --context 40 --horizon 10 --model dlinear
+  shiftlm train --data data/nile_yearly.csv --target flow --context 20 --horizon 5 --model nbeats --revin
   shiftlm train --data data/nile_yearly.csv --target flow --context 20 --horizon 5 --model auto
   shiftlm train --data sales.csv --target units --timestamp date --quantiles 0.1,0.5,0.9 --revin";
 
@@ -359,15 +360,22 @@ fn forecaster_flags(m: &mut shiftlm::model::ForecasterConfig, a: &TrainArgs) -> 
     if linear && (a.layers.is_some() || a.hidden.is_some() || a.heads.is_some()) {
         return Err(only("--layers/--hidden/--heads", "LSTM, GRU and Transformer forecasters'"));
     }
+    if m.kind == ForecasterKind::NBeats && a.heads.is_some() {
+        return Err(only("--heads", "Transformer forecasters'"));
+    }
     match (a.cell.as_deref(), m.kind) {
-        (Some(_), ForecasterKind::Transformer | ForecasterKind::NLinear | ForecasterKind::DLinear) => {
-            return Err(only("--cell", "RNN"))
-        }
+        (
+            Some(_),
+            ForecasterKind::Transformer | ForecasterKind::NLinear | ForecasterKind::DLinear | ForecasterKind::NBeats,
+        ) => return Err(only("--cell", "RNN")),
         (Some("gru"), _) => m.kind = ForecasterKind::Gru,
         (Some(_), _) => m.kind = ForecasterKind::Lstm,
         _ => {}
     }
-    m.n_layer = a.layers.unwrap_or(m.n_layer);
+    // N-BEATS: two ReLU layers per block unless told otherwise (the presets' one suits RNNs).
+    let set = a.sets.iter().any(|s| s.starts_with("model.n_layer="));
+    let fallback = if m.kind == ForecasterKind::NBeats && !set { m.n_layer.max(2) } else { m.n_layer };
+    m.n_layer = a.layers.unwrap_or(fallback);
     if let Some(h) = a.hidden {
         m.hidden = h;
         m.d_ff = 2 * h;

@@ -66,6 +66,11 @@ pub enum ForecasterKind {
     /// Linear maps of the window's moving-average trend and its remainder, summed.
     #[serde(rename = "dlinear")]
     DLinear,
+    /// N-BEATS' generic stack (Oreshkin et al. 2020): blocks of ReLU layers,
+    /// each subtracting its backcast from the window the next one reads and
+    /// adding its forecast to the sum.
+    #[serde(rename = "nbeats")]
+    NBeats,
 }
 
 impl ForecasterKind {
@@ -77,6 +82,7 @@ impl ForecasterKind {
             Self::Transformer => "transformer",
             Self::NLinear => "nlinear",
             Self::DLinear => "dlinear",
+            Self::NBeats => "nbeats",
         }
     }
 }
@@ -98,7 +104,8 @@ pub struct ForecasterConfig {
     pub horizon: usize,
     /// RNN width, or the Transformer's model width, e.g. 64.
     pub hidden: usize,
-    /// RNN layers (encoder and decoder each), or Transformer blocks, e.g. 1.
+    /// RNN layers (encoder and decoder each), Transformer blocks, or the
+    /// ReLU layers of each N-BEATS block, e.g. 1.
     pub n_layer: usize,
     /// Attention heads (Transformer), e.g. 4.
     pub n_head: usize,
@@ -131,10 +138,17 @@ pub struct ForecasterConfig {
     /// one an RNN decoder reads back). Empty: a point forecast.
     #[serde(default)]
     pub quantiles: Vec<f32>,
+    /// N-BEATS: blocks in the stack, e.g. 3.
+    #[serde(default = "default_blocks")]
+    pub blocks: usize,
 }
 
 fn default_ma_kernel() -> usize {
     25
+}
+
+fn default_blocks() -> usize {
+    3
 }
 
 impl Default for ForecasterConfig {
@@ -158,6 +172,7 @@ impl Default for ForecasterConfig {
             ma_kernel: default_ma_kernel(),
             revin: false,
             quantiles: Vec::new(),
+            blocks: default_blocks(),
         }
     }
 }
@@ -194,6 +209,9 @@ impl ForecasterConfig {
                 "model.hidden",
                 format!("{} is not divisible by n_head {}", self.hidden, self.n_head),
             ));
+        }
+        if self.kind == ForecasterKind::NBeats {
+            super::check_sizes(&[("model.blocks", self.blocks)])?;
         }
         if self.kind == ForecasterKind::DLinear && self.ma_kernel.is_multiple_of(2) {
             return Err(Error::config(
@@ -268,6 +286,21 @@ enum Net {
         average: Tensor, // (L, L): trend = average · window, per column
         trend: Linear,
     },
+    /// N-BEATS' generic stack; `head` is the last block's forecast layer.
+    NBeats {
+        blocks: Vec<NBeatsBlock>,
+    },
+}
+
+/// One N-BEATS block: ReLU layers over the residual window, then a linear
+/// backcast (what it explains of the window) and a linear forecast.
+#[derive(Debug, Clone)]
+struct NBeatsBlock {
+    layers: Vec<Linear>,
+    /// `None` in the last block: no block reads its backcast.
+    backcast: Option<Linear>,
+    /// `None` in the last block, whose forecast layer is the forecaster's `head`.
+    forecast: Option<Linear>,
 }
 
 /// The centred moving average over `l` steps as an (L, L) matrix A, trend =
@@ -325,6 +358,28 @@ impl Forecaster {
                     norm: layer_norm(c, 1e-5, vb.pp("layer_norm"))?,
                 };
                 (input, net, linear_init(c, cfg.horizon * n, true, w, vb.pp("head"))?)
+            }
+            ForecasterKind::NBeats => {
+                let input = cfg.input().build(w, vb.pp("input_proj"))?; // no parameters: values as they are
+                let (lf, hn) = (cfg.context * cfg.n_inputs, cfg.horizon * n);
+                let mut blocks = Vec::with_capacity(cfg.blocks);
+                let mut head = None;
+                for i in 0..cfg.blocks {
+                    let vb = vb.pp("blocks").pp(i);
+                    let layers = (0..cfg.n_layer)
+                        .map(|j| linear(if j == 0 { lf } else { c }, c, true, vb.pp("layers").pp(j)))
+                        .collect::<candle_core::Result<Vec<_>>>()?;
+                    let forecast = linear_init(c, hn, true, w, vb.pp("forecast"))?;
+                    let (backcast, forecast) = if i + 1 == cfg.blocks {
+                        head = Some(forecast);
+                        (None, None)
+                    } else {
+                        (Some(linear_init(c, lf, true, w, vb.pp("backcast"))?), Some(forecast))
+                    };
+                    blocks.push(NBeatsBlock { layers, backcast, forecast });
+                }
+                let head = head.ok_or_else(|| Error::config("model.blocks", "N-BEATS needs at least one block"))?;
+                (input, Net::NBeats { blocks }, head)
             }
             ForecasterKind::NLinear | ForecasterKind::DLinear => {
                 let input = cfg.input().build(w, vb.pp("input_proj"))?; // no parameters: values as they are
@@ -431,6 +486,27 @@ impl Forecaster {
             Net::NLinear => {
                 let z = dropout(&past.reshape((b, l * past.dim(2)?))?, p, rng.as_deref_mut())?; // (B, L·F)
                 Ok(self.head.forward(&z)?.reshape((b, h, n, q))?) // (B, H, N, Q)
+            }
+            Net::NBeats { blocks } => {
+                let mut x = past.reshape((b, l * past.dim(2)?))?; // (B, L·F), the residual window
+                let mut y: Option<Tensor> = None;
+                for block in blocks {
+                    let mut z = x.clone();
+                    for layer in &block.layers {
+                        z = dropout(&layer.forward(&z)?.relu()?, p, rng.as_deref_mut())?;
+                        // (B, C)
+                    }
+                    if let Some(backcast) = &block.backcast {
+                        x = (x - backcast.forward(&z)?)?;
+                    }
+                    let f = block.forecast.as_ref().unwrap_or(&self.head).forward(&z)?; // (B, H·N·Q)
+                    y = Some(match y {
+                        Some(y) => (y + f)?,
+                        None => f,
+                    });
+                }
+                let y = y.ok_or_else(|| Error::config("model.blocks", "N-BEATS needs at least one block"))?;
+                Ok(y.reshape((b, h, n, q))?)
             }
             Net::DLinear { average, trend } => {
                 let f = past.dim(2)?;
