@@ -11,7 +11,7 @@
 set -euo pipefail
 B=${SHIFTLM:-$(cd "$(dirname "$0")/.." && pwd)/target/release/shiftlm}
 csv=$1; t=$2; L=$3; H=$4; m=$5; shift 5; extra=("$@"); name=$(basename $csv .csv)
-models=("seq2seq" "seq2seq --cell gru" "transformer" "nlinear" "dlinear" "nlinear --revin" "seq2seq --revin" "auto")
+models=("seq2seq" "seq2seq --cell gru" "transformer" "nlinear" "dlinear" "nbeats" "nlinear --revin" "seq2seq --revin" "auto")
 [ "${NO_ENSEMBLE:-0}" = 1 ] || models+=("auto --ensemble 3")
 for model in "${models[@]}"; do
   tag=$(echo $model | tr ' ' '_' | tr -d '-')

@@ -115,7 +115,7 @@ pub fn train_candidate(
     let ModelConfig::Forecaster(m) = &mut job.config.model else {
         return Err(Error::setting("--model auto chooses among forecasters; give a CSV series or --task series"));
     };
-    m.kind = kind;
+    as_kind(m, kind);
     ensemble::refuse_many_series(&job, "--model auto")?;
     job.out = job.out.join(kind.name());
     if members > 1 {
@@ -155,6 +155,16 @@ fn scored(
     let valid_pred = predict(models, s, &s.starts(&s.valid, l, h, 1), 256, dev)?;
     let test_pred = predict(models, s, &s.starts(&s.test, l, h, 1), 256, dev)?;
     Ok(CandidateRun { name: kind.name().to_string(), checkpoint, valid, test, valid_pred, test_pred })
+}
+
+/// Makes the forecaster `m` one of `kind`: N-BEATS gets at least two ReLU
+/// layers per block (the presets' one layer suits the RNNs), as `train
+/// --model nbeats` does.
+fn as_kind(m: &mut crate::model::ForecasterConfig, kind: ForecasterKind) {
+    m.kind = kind;
+    if kind == ForecasterKind::NBeats {
+        m.n_layer = m.n_layer.max(2);
+    }
 }
 
 /// The number of best single candidates the `combination` candidate averages.
@@ -267,7 +277,7 @@ pub fn train_fold(
     else {
         return Err(Error::setting("--model auto chooses among forecasters; give a CSV series or --task series"));
     };
-    m.kind = kind;
+    as_kind(m, kind);
     d.fold = fold;
     job.out = job.out.join("folds").join(format!("{}-{fold}", kind.name()));
     let trained = match members {
