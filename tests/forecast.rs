@@ -503,6 +503,12 @@ fn many_series_train_one_global_model_scored_per_series() {
     assert!((v["mase"].as_f64().unwrap() - mean("mase")).abs() < 1e-9, "{v}");
     let ar_mean = series.iter().map(|s| s["baselines"]["ar"]["mase"].as_f64().unwrap()).sum::<f64>() / 3.0;
     assert!((v["baselines"]["ar"]["mase"].as_f64().unwrap() - ar_mean).abs() < 1e-9);
+    // `data preview` names the series each window comes from.
+    let mut preview = vec!["data", "preview"];
+    preview.extend(base);
+    preview.extend(["--preset", "series-tiny", "--batches", "1", "--batch-size", "3"]);
+    let shown = ok(&run(d, &preview));
+    assert!(shown.starts_with("3 series") && shown.contains("of series 's0'"), "{shown}");
     // `eval` of the checkpoint train scored gives the same report.
     let ck = v["evaluated_checkpoint"].as_str().unwrap();
     let e = json(&ok(&run(d, &["eval", "--checkpoint", ck, "--json"])));

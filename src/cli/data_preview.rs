@@ -161,19 +161,25 @@ fn preview_series(
     let shiftlm::model::ModelConfig::Forecaster(m) = &cfg.model else { anyhow::bail!("not a forecasting config") };
     let (l, h) = (m.context, m.horizon);
     println!("{}", s.describe());
+    let whose = if s.is_panel() { "each series' own training rows'" } else { "the training rows'" };
     println!(
-        "columns {} (targets first: {}); values scaled with the training rows' {:?}",
+        "columns {} (targets first: {}); values scaled with {whose} {:?}",
         s.series.names.join(", "),
         s.n_targets,
         s.scaler.kind
     );
-    let starts = s.starts(&s.train, l, h, 1);
+    // Windows from every series (long format), each named by its series and row there.
+    let starts = s.split_starts(|d| &d.train, l, h, 1);
+    let place = |st: usize| match s.panel.iter().rev().find(|p| p.offset <= st) {
+        Some(p) => format!("row {} of series '{}'", st - p.offset, p.id),
+        None => format!("row {st}"),
+    };
     let shown = (a.batches * a.batch_size).max(1);
     let f = |v: &[f32]| v.iter().map(|x| format!("{x:>7.3}")).collect::<String>();
     for &st in starts.iter().step_by((starts.len() / shown).max(1)).take(shown) {
         let b = shiftlm::data::shift::ForecastBatch::new(&s.scaled[..1], 1, &[st], l, h, true);
         let k = h.min(6);
-        println!("\nwindow at row {st}: past {l} steps, horizon {h} (first {k} shown)");
+        println!("\nwindow at {}: past {l} steps, horizon {h} (first {k} shown)", place(st));
         println!("  past (last {k})  {}", f(&b.past[l - k..]));
         println!("  decoder reads   {}", f(&b.dec_in.as_deref().unwrap_or_default()[..k]));
         println!("  scored on       {}", f(&b.labels[..k]));
