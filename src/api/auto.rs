@@ -5,12 +5,12 @@
 //! split plays no part in the choice.
 
 use super::ensemble;
-use super::train::{fit, prepare, run_start, select_checkpoint, TrainJob};
+use super::train::TrainJob;
 use crate::checkpoint::Loaded;
 use crate::data::series::SeriesData;
 use crate::error::{Error, Result};
 use crate::eval::forecast::{
-    baseline_forecasts, evaluate_with, fit_classical, point_metrics, point_report, predict, ClassicalFits,
+    baseline_forecasts, evaluate_points, fit_classical, point_metrics, point_report, predict, ClassicalFits,
     ForecastReport, ResidualIntervals,
 };
 use crate::model::{ForecasterKind, ModelConfig};
@@ -118,26 +118,15 @@ pub fn train_candidate(
     as_kind(m, kind);
     ensemble::refuse_many_series(&job, "--model auto")?;
     job.out = job.out.join(kind.name());
-    if members > 1 {
-        let trained = ensemble::train(&job, members, sink)?;
-        let models = ensemble::forecasters(&trained)?;
-        let crate::data::Dataset::Series(s) = &trained[0].0.data else {
-            return Err(Error::setting("--model auto chooses among forecasters"));
-        };
-        let dev = trained[0].0.store.device().clone();
-        let (_, fits) = shared.get_or_insert_with(|| (s.clone(), fit_classical(s)));
-        return scored(kind, job.out, &models, s, fits, &dev);
-    }
-    let mut trainer = prepare(&job)?;
-    sink.on_start(&run_start(&trainer, None)?);
-    fit(&mut trainer, sink, true)?;
-    let checkpoint = select_checkpoint(&mut trainer)?;
-    let (Some(model), crate::data::Dataset::Series(s)) = (trainer.model.forecaster(), &trainer.data) else {
+    let trained = ensemble::train_models(&job, members, sink)?;
+    let models = ensemble::forecasters(&trained)?;
+    let crate::data::Dataset::Series(s) = &trained[0].0.data else {
         return Err(Error::setting("--model auto chooses among forecasters"));
     };
-    let dev = trainer.store.device().clone();
+    // An ensemble is read from its folder; one model from its checkpoint.
+    let checkpoint = if members > 1 { job.out.clone() } else { trained[0].1.clone() };
     let (_, fits) = shared.get_or_insert_with(|| (s.clone(), fit_classical(s)));
-    scored(kind, checkpoint, &[model], s, fits, &dev)
+    scored(kind, checkpoint, &models, s, fits, trained[0].0.store.device())
 }
 
 /// A trained candidate's forecasts and reports on the validation and test windows.
@@ -149,11 +138,8 @@ fn scored(
     fits: &ClassicalFits,
     dev: &candle_core::Device,
 ) -> Result<CandidateRun> {
-    let (l, h) = (models[0].config().context, models[0].config().horizon);
-    let valid = evaluate_with(models, s, &s.valid, fits, dev)?;
-    let test = evaluate_with(models, s, &s.test, fits, dev)?;
-    let valid_pred = predict(models, s, &s.starts(&s.valid, l, h, 1), 256, dev)?;
-    let test_pred = predict(models, s, &s.starts(&s.test, l, h, 1), 256, dev)?;
+    let (valid, valid_pred) = evaluate_points(models, s, &s.valid, fits, dev)?;
+    let (test, test_pred) = evaluate_points(models, s, &s.test, fits, dev)?;
     Ok(CandidateRun { name: kind.name().to_string(), checkpoint, valid, test, valid_pred, test_pred })
 }
 
@@ -280,16 +266,7 @@ pub fn train_fold(
     as_kind(m, kind);
     d.fold = fold;
     job.out = job.out.join("folds").join(format!("{}-{fold}", kind.name()));
-    let trained = match members {
-        0 | 1 => {
-            let mut trainer = prepare(&job)?;
-            sink.on_start(&run_start(&trainer, None)?);
-            fit(&mut trainer, sink, true)?;
-            let ck = select_checkpoint(&mut trainer)?;
-            vec![(trainer, ck)]
-        }
-        n => ensemble::train(&job, n, sink)?,
-    };
+    let trained = ensemble::train_models(&job, members, sink)?;
     let models = ensemble::forecasters(&trained)?;
     let crate::data::Dataset::Series(s) = &trained[0].0.data else {
         return Err(Error::setting("--model auto chooses among forecasters"));

@@ -94,11 +94,26 @@ pub fn member_job(job: &TrainJob, k: usize) -> TrainJob {
 /// validation checkpoint into it. Returns the trainer (holding that model)
 /// and the checkpoint's folder.
 pub fn train_member(job: &TrainJob, k: usize, sink: &mut dyn MetricsSink) -> Result<(Trainer, PathBuf)> {
-    let mut trainer = prepare(&member_job(job, k))?;
+    train_run(&member_job(job, k), sink)
+}
+
+/// Trains `job` to the end and loads its best validation checkpoint into
+/// the trainer; returns the trainer and that checkpoint's folder.
+pub fn train_run(job: &TrainJob, sink: &mut dyn MetricsSink) -> Result<(Trainer, PathBuf)> {
+    let mut trainer = prepare(job)?;
     sink.on_start(&run_start(&trainer, None)?);
     fit(&mut trainer, sink, true)?;
     let checkpoint = select_checkpoint(&mut trainer)?;
     Ok((trainer, checkpoint))
+}
+
+/// One model of `job` ([`train_run`]) when `n` is 0 or 1, otherwise an
+/// ensemble of `n` ([`train`]).
+pub fn train_models(job: &TrainJob, n: usize, sink: &mut dyn MetricsSink) -> Result<Vec<(Trainer, PathBuf)>> {
+    match n {
+        0 | 1 => Ok(vec![train_run(job, sink)?]),
+        n => train(job, n, sink),
+    }
 }
 
 /// Trains the `n` members of an ensemble of `job` (each to the end, at its

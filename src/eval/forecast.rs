@@ -501,6 +501,17 @@ pub fn evaluate_with(
     classical_fits: &ClassicalFits,
     dev: &Device,
 ) -> Result<ForecastReport> {
+    Ok(evaluate_points(models, s, rows, classical_fits, dev)?.0)
+}
+
+/// [`evaluate_with`], and the point forecasts it scored: (W, H, N), data units.
+pub fn evaluate_points(
+    models: &[&Forecaster],
+    s: &SeriesData,
+    rows: &std::ops::Range<usize>,
+    classical_fits: &ClassicalFits,
+    dev: &Device,
+) -> Result<(ForecastReport, Vec<f32>)> {
     let model = lead(models)?;
     let (l, h, n) = (model.config().context, model.config().horizon, s.n_targets);
     let starts = s.starts(rows, l, h, 1);
@@ -510,7 +521,7 @@ pub fn evaluate_with(
     let origins: Vec<usize> = starts.iter().map(|st| st + l).collect();
     let mut report = point_report(&pred, s, &origins, h, classical_fits);
     if levels.is_empty() {
-        return Ok(report);
+        return Ok((report, pred));
     }
     let mut all = raw.clone();
     // Calibration reads the validation rows: never when they are among the scored ones.
@@ -528,7 +539,7 @@ pub fn evaluate_with(
     }
     report.intervals = Some(iv);
     report.wql = Some(wql);
-    Ok(report)
+    Ok((report, pred))
 }
 
 /// One series' report among many (long format, `--id`).
