@@ -317,12 +317,13 @@ fn auto_trains_every_kind_and_keeps_the_lowest_validation_mase() {
         assert!(d.join("a").join(k).is_dir(), "no run folder for {k}");
         assert!(d.join("a/folds").join(format!("{k}-1")).is_dir(), "no fold-1 run folder for {k}");
     }
-    // The validation MASE is the mean over the two folds (the run's own split first).
+    // Two folds: the candidates are scored by fold 1's models and fits on the block after
+    // fold 1's validation block (the run's own validation block).
     assert_eq!(auto["folds"], 2);
     for c in cands {
         let f: Vec<f64> = c["fold_mase"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
-        assert_eq!(f.len(), 2, "{c}");
-        assert!((c["valid_mase"].as_f64().unwrap() - (f[0] + f[1]) / 2.0).abs() < 1e-12, "{c}");
+        assert_eq!(f.len(), 1, "{c}");
+        assert_eq!(c["valid_mase"].as_f64().unwrap(), f[0], "{c}");
     }
     let chosen = auto["chosen"].as_str().unwrap();
     let valid = |c: &serde_json::Value| c["valid_mase"].as_f64().unwrap_or(f64::INFINITY);
@@ -340,6 +341,9 @@ fn auto_trains_every_kind_and_keeps_the_lowest_validation_mase() {
     assert_eq!(v["intervals"][0]["level"], 0.8, "{v}");
     let saved: serde_json::Value = serde_json::from_slice(&std::fs::read(d.join("a/auto.json")).unwrap()).unwrap();
     assert_eq!(saved["chosen"], chosen);
+    // The widths are tracked along the test windows, at a positive rate per interval.
+    let rate = saved["intervals"]["tracking"].as_array().unwrap();
+    assert!(rate.len() == 1 && rate[0].as_f64().unwrap() > 0.0, "{saved}");
     // `eval` and `forecast` read the run folder as the chosen model.
     let e = json(&ok(&run(d, &["eval", "--checkpoint", "a", "--json"])));
     assert_eq!((&e["mase"], &e["intervals"]), (&v["mase"], &v["intervals"]), "{e}");

@@ -4,7 +4,7 @@
 # model with its test MASE, the checkpoint step evaluated, the wall time, and
 # the baselines' MASE and chosen models; then `--model auto` (one seed, and
 # ensembles of 3 unless NO_ENSEMBLE=1) with its choice and the coverage of its
-# 80% interval. Run folders go to the current directory.
+# 80% interval (ONLY_AUTO=1: just auto). Run folders go to the current directory.
 #
 #   bash tools/forecast_vs_statistics.sh CSV TARGET CONTEXT HORIZON SEASON [EXTRA FLAGS…]
 #   bash tools/forecast_vs_statistics.sh data/sunspots_yearly.csv sunspots 40 10 11
@@ -13,6 +13,8 @@ B=${SHIFTLM:-$(cd "$(dirname "$0")/.." && pwd)/target/release/shiftlm}
 csv=$1; t=$2; L=$3; H=$4; m=$5; shift 5; extra=("$@"); name=$(basename $csv .csv)
 models=("seq2seq" "seq2seq --cell gru" "transformer" "nlinear" "dlinear" "nbeats" "nlinear --revin" "seq2seq --revin" "auto")
 [ "${NO_ENSEMBLE:-0}" = 1 ] || models+=("auto --ensemble 3")
+# ONLY_AUTO=1 runs just `--model auto` (e.g. after a change to its intervals).
+[ "${ONLY_AUTO:-0}" = 1 ] && models=("auto")
 for model in "${models[@]}"; do
   tag=$(echo $model | tr ' ' '_' | tr -d '-')
   out=$name-$tag

@@ -18,6 +18,19 @@ is in the public domain. Read from the statsmodels wheel, so no other
 package is needed:
 
   python3 tools/make_series_csvs.py      (downloads the statsmodels wheel with pip)
+
+With --pmdarima it writes, instead, six more series to data/extra/ (not
+committed: they come from R's datasets and forecast packages by way of
+pmdarima, MIT, which must be installed: pip install pmdarima), one `value`
+column each, the series' own order:
+
+- taylor_halfhourly.csv: half-hourly electricity demand in England and Wales,
+  5 June - 27 August 2000 (Taylor 2003; 4032 values);
+- wineind_monthly.csv: Australian wine sales by wine makers, 1980-1994 (176);
+- ausbeer_quarterly.csv: Australian beer production from 1956 (211; the last, missing, dropped);
+- airpassengers_monthly.csv: international airline passengers 1949-1960 (144);
+- woolyrnq_quarterly.csv: Australian woollen yarn production from 1965 (119);
+- lynx_yearly.csv: Canadian lynx trappings 1821-1934 (114).
 """
 import csv
 import glob
@@ -43,6 +56,19 @@ def write(path, header, body):
         w.writerows(body)
     print(f"{path}: {len(body)} rows")
 
+
+if "--pmdarima" in sys.argv[1:]:
+    import pmdarima.datasets as pm
+
+    (OUT / "extra").mkdir(exist_ok=True)
+    for name, load in [("taylor_halfhourly", pm.load_taylor), ("wineind_monthly", pm.load_wineind),
+                       ("ausbeer_quarterly", pm.load_ausbeer), ("airpassengers_monthly", pm.load_airpassengers),
+                       ("woolyrnq_quarterly", pm.load_woolyrnq), ("lynx_yearly", pm.load_lynx)]:
+        values = [float(v) for v in load(as_series=False)]
+        while values and values[-1] != values[-1]:  # ausbeer ends in missing quarters (NaN)
+            values.pop()
+        write(OUT / "extra" / f"{name}.csv", ["value"], [[repr(v)] for v in values])
+    sys.exit(0)
 
 with tempfile.TemporaryDirectory() as tmp:
     subprocess.run([sys.executable, "-m", "pip", "download", "statsmodels==0.15.0", "--no-deps", "-q", "-d", tmp],

@@ -57,8 +57,10 @@ pub struct Candidate {
     /// MASE on the validation windows (`null` where undefined); with
     /// rolling-origin folds, the mean of `fold_mase`.
     pub valid_mase: Option<f64>,
-    /// MASE on each fold's validation windows, the run's own split first
-    /// (absent with one fold).
+    /// With rolling-origin folds, the MASE of each earlier fold's model on
+    /// the block after its validation block, fold 1 (on the run's own
+    /// validation block) first: windows that neither trained it nor chose
+    /// its checkpoint (absent with one fold).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub fold_mase: Vec<Option<f64>>,
     /// MASE on the test windows.
@@ -87,15 +89,15 @@ pub struct AutoChoice {
     pub context: usize,
     /// Steps forecast, H.
     pub horizon: usize,
-    /// Rolling-origin folds the candidates were scored on (1: the run's own
-    /// validation split only).
+    /// Rolling-origin folds trained (1: the run's own split only, whose
+    /// validation windows then both chose the checkpoints and score the
+    /// candidates; K > 1: the K − 1 earlier folds score them, each on the
+    /// block after its validation block).
     #[serde(default = "one")]
     pub folds: usize,
-    /// The choice's prediction intervals, measured on the validation windows
-    /// of every fold. Those windows also chose the checkpoints and the
-    /// candidate, so the intervals can be narrower than the nominal level on
-    /// new data; the earlier folds, whose models never saw the run's own
-    /// validation split, temper that.
+    /// The choice's prediction intervals, measured on the windows that
+    /// scored the candidates (see `folds`), and tracked along the test
+    /// windows ([`ResidualIntervals::track`]).
     pub intervals: Option<ResidualIntervals>,
 }
 
@@ -184,20 +186,30 @@ pub fn windows<'a>(job: &TrainJob, shared: &'a Option<(SeriesData, ClassicalFits
     Ok(Windows { series, fits, context: m.context, horizon: m.horizon, levels })
 }
 
-/// The validation origins of `s` for windows of context `l` and horizon `h`.
+/// The origins of `s`'s windows of context `l` and horizon `h` whose horizon lies in `rows`.
 fn origins(s: &SeriesData, rows: &std::ops::Range<usize>, l: usize, h: usize) -> Vec<usize> {
     s.starts(rows, l, h, 1).iter().map(|st| st + l).collect()
 }
 
+/// The rows after an earlier fold's validation block, as many: the next
+/// fold's validation block (the run's own for fold 1). A fold's models and
+/// classical fits are scored there, on windows that neither trained them
+/// nor chose their checkpoints, as the run's own are scored on its test rows
+/// after its validation block. Scoring on the validation windows instead
+/// favours the neural kinds, whose best checkpoint those windows chose.
+pub fn next_block(s: &SeriesData) -> std::ops::Range<usize> {
+    s.valid.end..(s.valid.end + s.valid.len()).min(s.series.len())
+}
+
 /// An earlier rolling-origin fold (`data.fold` ≥ 1): its series as split for
 /// the fold, the classical baselines fitted on its training rows, and each
-/// neural candidate's forecasts on its validation windows.
+/// neural candidate's forecasts on the windows of the fold's [`next_block`].
 pub struct Fold {
     /// The series, split for the fold.
     pub series: SeriesData,
     /// The classical baselines fitted on the fold's training rows.
     pub fits: ClassicalFits,
-    /// Each neural candidate's validation forecasts, (W, H, N).
+    /// Each neural candidate's forecasts on the next block's windows, (W, H, N).
     pub preds: Vec<(String, Vec<f32>)>,
 }
 
@@ -248,8 +260,8 @@ pub fn check_folds(job: &TrainJob, folds: usize) -> Result<()> {
 /// Trains neural candidate `kind` of `job` on rolling-origin fold `fold`
 /// (≥ 1; `data.fold`) into `job.out/folds/<kind>-<fold>` (an ensemble of
 /// `members` when more than 1), and returns the fold's series and the
-/// candidate's forecasts on the fold's validation windows (its best
-/// validation checkpoint's).
+/// candidate's forecasts (its best validation checkpoint's) on the windows of
+/// the fold's [`next_block`].
 pub fn train_fold(
     job: &TrainJob,
     kind: ForecasterKind,
@@ -272,32 +284,37 @@ pub fn train_fold(
         return Err(Error::setting("--model auto chooses among forecasters"));
     };
     let (l, h) = (models[0].config().context, models[0].config().horizon);
-    let pred = predict(&models, s, &s.starts(&s.valid, l, h, 1), 256, trained[0].0.store.device())?;
+    let pred = predict(&models, s, &s.starts(&next_block(s), l, h, 1), 256, trained[0].0.store.device())?;
     Ok((s.clone(), pred))
 }
 
-/// A candidate's point forecasts on each fold's validation windows (fold 0,
-/// the run's own split, first) and on the test windows, (W, H, N).
+/// A candidate's point forecasts where candidates are scored (each earlier
+/// fold's next block, or the run's validation windows) and on the test
+/// windows, (W, H, N).
 struct Forecasts {
     candidate: Candidate,
     valid: Vec<Vec<f32>>,
     test: Vec<f32>,
 }
 
-/// Chooses the lowest validation MASE (the mean over the run's own split
-/// and the earlier `folds`) among the trained `runs`, the baselines, and
-/// the combination (the mean forecast) of the [`COMBINED`] best of those.
-/// Returns the choice, with intervals measured on the validation errors of
-/// every fold ([`ResidualIntervals`]), and its test report beside the baselines.
+/// Chooses the lowest validation MASE (the mean over the earlier `folds`,
+/// each on its [`next_block`]; the run's own validation windows without
+/// folds) among the trained `runs`, the baselines, and the combination (the
+/// mean forecast) of the [`COMBINED`] best of those. Returns the choice,
+/// with intervals measured on its errors there ([`ResidualIntervals`]), and
+/// its test report beside the baselines.
 pub fn choose(runs: &[CandidateRun], folds: &Folds, w: &Windows) -> Result<(AutoChoice, ForecastReport)> {
     if runs.is_empty() {
         return Err(Error::setting("--model auto trained no candidate"));
     }
     let (l, h) = (w.context, w.horizon);
-    // Every fold's series, fits and validation origins; fold 0 is the run's own split.
-    let mut sets: Vec<(&SeriesData, &ClassicalFits, Vec<usize>)> = vec![(w.series, w.fits, Vec::new())];
-    sets.extend(folds.0.iter().map(|f| (&f.series, &f.fits, Vec::new())));
-    sets.iter_mut().for_each(|(s, _, o)| *o = origins(s, &s.valid, l, h));
+    // Where candidates are scored: each earlier fold's series, fits and next-block origins, or
+    // without folds the run's own validation origins.
+    let sets: Vec<(&SeriesData, &ClassicalFits, Vec<usize>)> = if folds.0.is_empty() {
+        vec![(w.series, w.fits, origins(w.series, &w.series.valid, l, h))]
+    } else {
+        folds.0.iter().map(|f| (&f.series, &f.fits, origins(&f.series, &next_block(&f.series), l, h))).collect()
+    };
     let to = origins(w.series, &w.series.test, l, h);
     let base_valid: Vec<_> = sets.iter().map(|(s, fits, o)| baseline_forecasts(s, fits, o, h)).collect();
     let base_test = baseline_forecasts(w.series, w.fits, &to, h);
@@ -324,7 +341,7 @@ pub fn choose(runs: &[CandidateRun], folds: &Folds, w: &Windows) -> Result<(Auto
         };
     let mut all = Vec::new();
     for r in runs {
-        let mut valid = vec![r.valid_pred.clone()];
+        let mut valid = if folds.0.is_empty() { vec![r.valid_pred.clone()] } else { Vec::new() };
         for (k, f) in folds.0.iter().enumerate() {
             let p = f.preds.iter().find(|(n, _)| n == &r.name);
             let p = p.ok_or_else(|| Error::setting(format!("{} was not trained on fold {}", r.name, k + 1)))?;
@@ -363,7 +380,15 @@ pub fn choose(runs: &[CandidateRun], folds: &Folds, w: &Windows) -> Result<(Auto
         order.insert(at, all.len() - 1);
     }
     let chosen = &all[order[0]];
-    let over = if folds.0.is_empty() { String::new() } else { format!(" over {} rolling-origin folds", sets.len()) };
+    let over = if folds.0.is_empty() {
+        String::new()
+    } else {
+        let n = sets.len();
+        format!(
+            " over {n} earlier rolling-origin fold{}, each on the block after its validation block",
+            if n == 1 { "" } else { "s" }
+        )
+    };
     let reason = match order.get(1).map(|&i| &all[i].candidate) {
         Some(next) if chosen.candidate.valid_mase.is_some() && next.valid_mase.is_some() => format!(
             "the lowest validation MASE{over}, {:.4}, against {:.4} for {} next",
@@ -395,7 +420,7 @@ pub fn choose(runs: &[CandidateRun], folds: &Folds, w: &Windows) -> Result<(Auto
         members,
         context: l,
         horizon: h,
-        folds: sets.len(),
+        folds: folds.0.len() + 1,
         intervals,
         candidates: all.into_iter().map(|f| f.candidate).collect(),
     };
@@ -554,10 +579,19 @@ impl AutoModel {
     /// The forecast of the `H` values after row `origin`, every quantile of
     /// the intervals: (H, N, Q) and the levels (just [0.5] without intervals).
     pub fn forecast_at(&self, s: &SeriesData, origin: usize, dev: &Device) -> Result<(Vec<f32>, Vec<f32>)> {
-        let pred = self.predict(s, &[origin], &fit_classical(s), dev)?;
+        let fits = fit_classical(s);
+        let pred = self.predict(s, &[origin], &fits, dev)?;
+        let (l, h) = (self.choice.context, self.choice.horizon);
         Ok(match &self.choice.intervals {
             Some(iv) => {
-                (iv.apply(&pred, &iv.scales(s, &[origin]), self.choice.horizon, s.n_targets), iv.levels.clone())
+                // The widths tracked over the whole windows after the validation split before `origin`.
+                let past: Vec<usize> = (s.valid.end.max(l)..origin).filter(|o| o + h <= s.series.len()).collect();
+                let mult = if iv.tracks() && !past.is_empty() {
+                    iv.track(&self.predict(s, &past, &fits, dev)?, s, &past, h, origin).1
+                } else {
+                    iv.track(&[], s, &[], h, 0).1
+                };
+                (iv.apply(&pred, &iv.scales(s, &[origin]), &mult, h, s.n_targets), iv.levels.clone())
             }
             None => (pred, vec![0.5]),
         })

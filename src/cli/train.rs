@@ -128,11 +128,13 @@ pub struct TrainArgs {
     /// With --model auto, every neural candidate is such an ensemble.
     #[arg(long, value_name = "N", conflicts_with = "resume", help_heading = "Forecasting")]
     pub ensemble: Option<usize>,
-    /// Forecasting, --model auto: rolling-origin folds to choose on (default 3). Fold k
-    /// moves the validation block k blocks back in time and trains every neural kind
-    /// again on the rows before it (into RUN/folds/); the choice is the lowest mean
-    /// validation MASE over the folds, and the intervals are measured on the errors of
-    /// every fold. 1: the run's own validation split only (the fastest).
+    /// Forecasting, --model auto: rolling-origin folds (default 3). Fold k moves the
+    /// validation block k blocks back in time and trains every neural kind again on the
+    /// rows before it (into RUN/folds/). Each earlier fold's models (stopped on its
+    /// validation block) and classical fits are scored on the block after it; the choice
+    /// is the lowest mean MASE there, and the intervals are measured on its errors there.
+    /// 1: the run's own validation windows only (the fastest; they also chose the neural
+    /// checkpoints, which favours the neural kinds).
     #[arg(long, value_name = "K", conflicts_with = "resume", help_heading = "Forecasting")]
     pub folds: Option<usize>,
     /// Scheduled sampling: probability that a decoder input is the model's own previous
@@ -616,8 +618,12 @@ fn run_auto(a: &TrainArgs) -> anyhow::Result<()> {
         }
     }
     let (choice, report) = api::auto::choose(&runs, &earlier, &api::auto::windows(&job, &shared)?)?;
-    let over = if folds > 1 { format!(", the mean over {folds} rolling-origin folds") } else { String::new() };
-    println!("model selection on the validation windows{over} ({}):", job.out.display());
+    let over = match folds {
+        1 => "on the validation windows".to_string(),
+        2 => "on the block after fold 1's validation block".to_string(),
+        k => format!("by the mean over the blocks after the validation blocks of folds 1–{}", k - 1),
+    };
+    println!("model selection {over} ({}):", job.out.display());
     println!("  {:<16}{:>14}{:>12}  model / checkpoint", "candidate", "valid MASE", "test MASE");
     let f = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.4}"));
     for c in &choice.candidates {

@@ -811,7 +811,18 @@ pub struct ResidualIntervals {
     pub floor: Vec<f32>,
     /// Validation errors per target the widths were measured on (every fold's).
     pub n: usize,
+    /// The step of quantile tracking ([`ResidualIntervals::track`]) after the
+    /// validation split, per (central interval, target): a tenth of the
+    /// largest validation score in units of the interval's conformal
+    /// quantile, the scale-free default of Angelopoulos et al. (2023). Empty
+    /// (records written before it) keeps the widths fixed.
+    #[serde(default)]
+    pub tracking: Vec<f32>,
 }
+
+/// The step of quantile tracking as a fraction of the largest validation
+/// score: one value for every series, the paper's, not tuned on any.
+pub const TRACKING_RATE: f32 = 0.1;
 
 /// The mean absolute change of `col` over the `l` rows before `origin`, at least `floor`.
 fn local_scale(col: &[f32], origin: usize, l: usize, floor: f32) -> f32 {
@@ -864,8 +875,14 @@ impl ResidualIntervals {
             })
             .map(|f| if f > 0.0 { f } else { f32::MIN_POSITIVE })
             .collect();
-        let mut out =
-            Self { levels: levels.to_vec(), half_widths: vec![0.0; pairs.len() * h * n], local, floor, n: windows * h };
+        let mut out = Self {
+            levels: levels.to_vec(),
+            half_widths: vec![0.0; pairs.len() * h * n],
+            local,
+            floor,
+            n: windows * h,
+            tracking: vec![0.0; pairs.len() * n],
+        };
         for c in 0..n {
             // Absolute errors over local scales, (step, value), over every fold.
             let mut e: Vec<(usize, f32)> = Vec::with_capacity(windows * h);
@@ -896,6 +913,9 @@ impl ResidualIntervals {
                 for (i, &sd) in sigma.iter().enumerate() {
                     out.half_widths[(k * h + i) * n + c] = q * sd;
                 }
+                let largest = scores.iter().copied().fold(0.0f32, f32::max);
+                out.tracking[k * n + c] =
+                    if q > 0.0 && largest.is_finite() { TRACKING_RATE * largest / q } else { 0.0 };
             }
         }
         Some(out)
@@ -907,7 +927,8 @@ impl ResidualIntervals {
     pub fn fits(&self, h: usize, n: usize) -> bool {
         let ascending = self.levels.windows(2).all(|w| w[0] < w[1]) && self.levels.contains(&0.5);
         let k = interval_pairs(&self.levels).len();
-        ascending && k > 0 && self.half_widths.len() == k * h * n && self.floor.len() == n
+        let tracking = self.tracking.is_empty() || self.tracking.len() == k * n;
+        ascending && k > 0 && self.half_widths.len() == k * h * n && self.floor.len() == n && tracking
     }
 
     /// The local scale of each window at `origins` of `s`: (W, N).
@@ -920,8 +941,9 @@ impl ResidualIntervals {
     }
 
     /// Quantile forecasts (W, H, N, Q) around point forecasts `pred` ((W,
-    /// H, N)), the windows' local scales `scales` ((W, N)).
-    pub fn apply(&self, pred: &[f32], scales: &[f32], h: usize, n: usize) -> Vec<f32> {
+    /// H, N)), the windows' local scales `scales` ((W, N)) and width
+    /// multipliers `mult` ((W, intervals, N), from [`ResidualIntervals::track`]).
+    pub fn apply(&self, pred: &[f32], scales: &[f32], mult: &[f32], h: usize, n: usize) -> Vec<f32> {
         let q = self.levels.len();
         let pairs = interval_pairs(&self.levels);
         let mut out = vec![0.0; pred.len() * q];
@@ -930,7 +952,7 @@ impl ResidualIntervals {
             let v = &mut out[at * q..(at + 1) * q];
             v.fill(p);
             for (k, &(lo, hi)) in pairs.iter().enumerate() {
-                let d = self.half_widths[(k * h + i) * n + c] * scales[w * n + c];
+                let d = self.half_widths[(k * h + i) * n + c] * scales[w * n + c] * mult[(w * pairs.len() + k) * n + c];
                 v[lo] = p - d;
                 v[hi] = p + d;
             }
@@ -938,10 +960,85 @@ impl ResidualIntervals {
         out
     }
 
+    /// Whether the widths are tracked after the validation split.
+    pub fn tracks(&self) -> bool {
+        self.tracking.iter().any(|&r| r > 0.0)
+    }
+
+    /// Quantile tracking (Angelopoulos, Candès and Tibshirani 2023, "Conformal
+    /// PID control"), for series whose errors drift after the validation
+    /// split: walking the windows at `origins` (ascending; point forecasts
+    /// `pred`, (W, H, N)), each value that the history before a window's
+    /// origin reveals (row origin + step < the next origin) updates its
+    /// interval's width multiplier m ← max(0, m + rate (miss − α)), where α
+    /// is the interval's nominal miss rate and a miss is a value outside the
+    /// interval that its own window was given. Only what was known at each
+    /// origin is used, as a rolling-origin forecaster would. Returns the
+    /// multipliers each window was given ((W, intervals, N)) and those after
+    /// every value before row `until` is revealed (intervals × N), for a
+    /// forecast from `until`. All ones without a rate.
+    pub fn track(
+        &self,
+        pred: &[f32],
+        s: &SeriesData,
+        origins: &[usize],
+        h: usize,
+        until: usize,
+    ) -> (Vec<f32>, Vec<f32>) {
+        use std::cmp::Reverse;
+        let n = s.n_targets;
+        let pairs = interval_pairs(&self.levels);
+        let k = pairs.len();
+        let mut m = vec![1.0f32; k * n];
+        let mut given = Vec::with_capacity(origins.len() * k * n);
+        if !self.tracks() {
+            given.resize(origins.len() * k * n, 1.0);
+            return (given, m);
+        }
+        let scales = self.scales(s, origins);
+        // (row, window, step) of every forecast value not yet revealed, earliest row first.
+        let mut pending = std::collections::BinaryHeap::new();
+        let reveal = |m: &mut [f32],
+                      given: &[f32],
+                      pending: &mut std::collections::BinaryHeap<Reverse<(usize, usize, usize)>>,
+                      upto: usize| {
+            while let Some(&Reverse((row, w, i))) = pending.peek() {
+                if row >= upto {
+                    break;
+                }
+                pending.pop();
+                for c in 0..n {
+                    let y = s.series.columns[c][row];
+                    let p = pred[(w * h + i) * n + c];
+                    if !(y.is_finite() && p.is_finite()) {
+                        continue;
+                    }
+                    for (j, &(lo, hi)) in pairs.iter().enumerate() {
+                        let half =
+                            self.half_widths[(j * h + i) * n + c] * scales[w * n + c] * given[(w * k + j) * n + c];
+                        let miss = if (y - p).abs() > half { 1.0 } else { 0.0 };
+                        let alpha = 1.0 - (self.levels[hi] - self.levels[lo]);
+                        let v = &mut m[j * n + c];
+                        *v = (*v + self.tracking[j * n + c] * (miss - alpha)).max(0.0);
+                    }
+                }
+            }
+        };
+        for (w, &o) in origins.iter().enumerate() {
+            reveal(&mut m, &given, &mut pending, o);
+            given.extend_from_slice(&m);
+            pending.extend((0..h).map(|i| Reverse((o + i, w, i))));
+        }
+        reveal(&mut m, &given, &mut pending, until.min(s.series.len()));
+        (given, m)
+    }
+
     /// Each interval's coverage and the weighted quantile loss of the
-    /// intervals around `pred` ((W, H, N) from `origins`).
+    /// intervals around `pred` ((W, H, N) from `origins`, ascending), their
+    /// widths tracked along the windows ([`ResidualIntervals::track`]).
     pub fn score(&self, pred: &[f32], s: &SeriesData, origins: &[usize], h: usize) -> (Vec<IntervalMetrics>, f64) {
-        let all = self.apply(pred, &self.scales(s, origins), h, s.n_targets);
+        let (mult, _) = self.track(pred, s, origins, h, 0);
+        let all = self.apply(pred, &self.scales(s, origins), &mult, h, s.n_targets);
         let (mut iv, wql) = interval_metrics(&all, &actuals(s, origins, h), &self.levels);
         iv.iter_mut().for_each(|i| i.calibrated = true);
         (iv, wql)
@@ -1018,12 +1115,29 @@ mod tests {
         assert_eq!((iv.n, iv.floor.clone()), (8, vec![0.1]));
         assert!(iv.fits(2, 1) && !iv.fits(3, 1) && !iv.fits(2, 2));
         assert_eq!(iv.scales(&s, &origins), vec![1.0; 4]);
-        assert_eq!(iv.apply(&[10.0, 20.0], &[1.0], h, 1), vec![9.0, 10.0, 11.0, 17.0, 20.0, 23.0]);
-        // A window whose history moves twice as much gets twice the width.
-        assert_eq!(iv.apply(&[10.0, 20.0], &[2.0], h, 1), vec![8.0, 10.0, 12.0, 14.0, 20.0, 26.0]);
-        // The bounds reach every actual value exactly: all covered.
-        let (m, _) = iv.score(&pred, &s, &origins, h);
+        assert_eq!(iv.apply(&[10.0, 20.0], &[1.0], &[1.0], h, 1), vec![9.0, 10.0, 11.0, 17.0, 20.0, 23.0]);
+        // A window whose history moves twice as much gets twice the width, as does a multiplier of 2.
+        assert_eq!(iv.apply(&[10.0, 20.0], &[2.0], &[1.0], h, 1), vec![8.0, 10.0, 12.0, 14.0, 20.0, 26.0]);
+        assert_eq!(iv.apply(&[10.0, 20.0], &[1.0], &[2.0], h, 1), vec![8.0, 10.0, 12.0, 14.0, 20.0, 26.0]);
+        // Fixed widths: the bounds reach every actual value exactly, all covered.
+        let fixed = ResidualIntervals { tracking: Vec::new(), ..iv.clone() };
+        let (m, _) = fixed.score(&pred, &s, &origins, h);
         assert_eq!((m[0].coverage, m[0].level, m[0].calibrated), (1.0, 0.8, true));
+        assert_eq!(fixed.track(&pred, &s, &origins, h, 78), (vec![1.0; 4], vec![1.0]));
+        // Every score is the quantile: the rate is a tenth of 1.
+        assert_eq!(iv.tracking, vec![TRACKING_RATE]);
+        // Tracked at rate 0.05 (α = 0.2): window 0's two hits shrink window 1's multiplier to
+        // 0.98, whose two misses (1 > 0.98, 3 > 2.94) widen window 2's to 1.06; its hits give
+        // window 3 1.04, and window 3's hits, revealed by row 78, leave 1.02.
+        let iv = ResidualIntervals { tracking: vec![0.05], ..iv };
+        let (given, last) = iv.track(&pred, &s, &origins, h, 78);
+        let want = [1.0, 0.98, 1.06, 1.04];
+        assert!(given.iter().zip(want).all(|(a, b)| (a - b).abs() < 1e-5), "{given:?}");
+        assert!((last[0] - 1.02).abs() < 1e-5, "{last:?}");
+        // Only rows before `until` are revealed: window 3's values at rows 76 and 77 are not by 77 in full.
+        assert!((iv.track(&pred, &s, &origins, h, 77).1[0] - 1.03).abs() < 1e-5);
+        let (m, _) = iv.score(&pred, &s, &origins, h);
+        assert_eq!(m[0].coverage, 0.75);
         // A width never shrinks along the horizon: errors of 3 then 1 give 3 and 3.
         let pred: Vec<f32> = actual.iter().enumerate().map(|(j, &y)| y + [3.0, 1.0][j % 2]).collect();
         let iv = ResidualIntervals::measure(&pred, &s, &origins, h, 5, &[0.1, 0.5, 0.9]).unwrap();
