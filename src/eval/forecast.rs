@@ -973,7 +973,12 @@ impl ResidualIntervals {
     /// interval's width multiplier m ← max(0, m + rate (miss − α)), where α
     /// is the interval's nominal miss rate and a miss is a value outside the
     /// interval that its own window was given. Only what was known at each
-    /// origin is used, as a rolling-origin forecaster would. Returns the
+    /// origin is used, as a rolling-origin forecaster would. One multiplier
+    /// serves every horizon step (the widths keep their shape along it): the
+    /// paper's bound on the long-run miss rate, |mean miss − α| ≤ (B + rate)
+    /// / (rate T), then counts all T = windows × H values, not just one per
+    /// window, which on a short series' few dozen test windows is the
+    /// difference between a useful bound and a vacuous one. Returns the
     /// multipliers each window was given ((W, intervals, N)) and those after
     /// every value before row `until` is revealed (intervals × N), for a
     /// forecast from `until`. All ones without a rate.
