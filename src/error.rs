@@ -147,6 +147,9 @@ pub enum Error {
         /// The training step at which it happened.
         step: usize,
     },
+    /// A data-parallel job could not start or communicate.
+    #[error("distributed training: {0}")]
+    Distributed(String),
     /// A tensor operation failed (a bug or an impossible shape).
     #[error(transparent)]
     Candle(

@@ -9,6 +9,8 @@
 //! - `SHIFTLM_TEST_FAIL_SAVE=STEP:FILE` fails the write of FILE at STEP with
 //!   ENOSPC after half the bytes, as a full disk would.
 //! - `SHIFTLM_TEST_POISON_STEP=STEP` makes the loss at STEP NaN.
+//! - `SHIFTLM_TEST_DIE=RANK:STEP` aborts rank RANK of a data-parallel job
+//!   (0 alone) at the start of STEP, as a kill would.
 //! - `SHIFTLM_TEST_SLOW_OP=NAME:MS` sleeps MS milliseconds in every profiled
 //!   call of the op NAME (e.g. `gelu.fwd`), so a test can check that the
 //!   profiler puts it first.
@@ -40,6 +42,21 @@ pub fn after_file(step: usize, file: &str) {
 pub fn fail_save(step: usize, file: &str) -> bool {
     step_and("SHIFTLM_TEST_FAIL_SAVE").is_some_and(|(s, f)| s == step && f == file)
 }
+
+/// Ends this process at once, as a kill would, at the start of `step` on
+/// `rank` (`SHIFTLM_TEST_DIE=RANK:STEP`).
+#[cfg(feature = "fault-injection")]
+pub fn die(rank: usize, step: usize) {
+    if let Some((r, s)) = step_and("SHIFTLM_TEST_DIE") {
+        if r == rank && s.parse() == Ok(step) {
+            std::process::abort();
+        }
+    }
+}
+
+/// Without the feature: no process is ended.
+#[cfg(not(feature = "fault-injection"))]
+pub fn die(_rank: usize, _step: usize) {}
 
 /// Whether the loss at `step` should be replaced by NaN.
 #[cfg(feature = "fault-injection")]

@@ -30,7 +30,8 @@
 //!   nn                  layers with working gradients
 //!   ops                 fused CPU kernels with hand-written backward passes
 //!   error rng io        errors · seeded streams · atomic writes (and faults, chart,
-//!                       stats: the classical forecasting baselines)
+//!                       stats: the classical forecasting baselines; dist: the
+//!                       world of a data-parallel job and its collectives)
 //! ```
 //!
 //! One batch's path: a file becomes ids ([`data`]), the shift core builds
@@ -47,6 +48,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod data;
 pub mod decode;
+pub mod dist;
 pub mod error;
 pub mod eval;
 pub(crate) mod faults;

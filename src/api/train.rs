@@ -130,6 +130,28 @@ pub fn run_name(cfg: &RunConfig) -> String {
 /// longest target, Transformer positions), creates the run folder and
 /// returns a trainer at step 0.
 pub fn prepare(job: &TrainJob) -> Result<Trainer> {
+    let (cfg, data, tok) = configure(job)?;
+    refuse_existing_run(&job.out, "use --resume {0} or choose another --out")?;
+    // The folders this creates (the run's, and `runs/` the first time),
+    // deepest first: removed again, while empty, if the run cannot start.
+    let created: Vec<PathBuf> =
+        job.out.ancestors().take_while(|p| !p.as_os_str().is_empty() && !p.exists()).map(Path::to_path_buf).collect();
+    std::fs::create_dir_all(&job.out).map_err(|e| Error::io(&job.out, e))?;
+    let mut trainer = match Trainer::new(cfg, data, tok, Some(job.out.clone())) {
+        Ok(t) => t,
+        Err(e) => {
+            // `remove_dir` removes only an empty folder, so nothing written is lost.
+            created.iter().try_for_each(std::fs::remove_dir).ok();
+            return Err(e);
+        }
+    };
+    trainer.lock_run_dir()?;
+    Ok(trainer)
+}
+
+/// The job's config sized for its data, the data and its tokenizer: what
+/// [`prepare`] builds a trainer from, without touching the run folder.
+fn configure(job: &TrainJob) -> Result<(RunConfig, crate::data::Dataset, crate::data::Tokenizer)> {
     let mut cfg = job.config.clone();
     cfg.model.set_vocab_size(1); // set from the tokenizer below
     cfg.validate()?;
@@ -161,22 +183,22 @@ pub fn prepare(job: &TrainJob) -> Result<Trainer> {
             (cfg.train.eval_every, cfg.train.eval_every_epochs) = (every, 0.0);
         }
     }
-    refuse_existing_run(&job.out, "use --resume {0} or choose another --out")?;
-    // The folders this creates (the run's, and `runs/` the first time),
-    // deepest first: removed again, while empty, if the run cannot start.
-    let created: Vec<PathBuf> =
-        job.out.ancestors().take_while(|p| !p.as_os_str().is_empty() && !p.exists()).map(Path::to_path_buf).collect();
-    std::fs::create_dir_all(&job.out).map_err(|e| Error::io(&job.out, e))?;
-    let mut trainer = match Trainer::new(cfg, data, tok, Some(job.out.clone())) {
-        Ok(t) => t,
-        Err(e) => {
-            // `remove_dir` removes only an empty folder, so nothing written is lost.
-            created.iter().try_for_each(std::fs::remove_dir).ok();
-            return Err(e);
-        }
-    };
-    trainer.lock_run_dir()?;
-    Ok(trainer)
+    Ok((cfg, data, tok))
+}
+
+/// The trainer of a data-parallel rank other than 0 for a fresh run of
+/// `job`: the same config, data and initial weights as rank 0's [`prepare`],
+/// without a run folder (it writes nothing). [`Trainer::join`] then makes it
+/// a rank.
+pub fn follow(job: &TrainJob) -> Result<Trainer> {
+    let (cfg, data, tok) = configure(job)?;
+    Trainer::new(cfg, data, tok, None)
+}
+
+/// [`follow`] for a resumed run: the checkpoint rank 0 resumes from, read
+/// but not locked, and set to `steps` as [`prepare_resume`] sets it.
+pub fn follow_resume(run_dir: &Path, steps: Option<usize>) -> Result<Trainer> {
+    with_steps(Trainer::resume(run_dir)?, steps)
 }
 
 /// An error if `out` already holds checkpoints (nothing is overwritten).
@@ -225,6 +247,11 @@ pub fn resume(run_dir: &Path, steps: Option<usize>, show: usize, sink: &mut dyn 
 pub fn prepare_resume(run_dir: &Path, steps: Option<usize>) -> Result<Trainer> {
     let mut t = Trainer::resume(run_dir)?;
     t.lock_run_dir()?;
+    with_steps(t, steps)
+}
+
+/// `t` set to train to `steps` (its configured steps when `None`).
+fn with_steps(mut t: Trainer, steps: Option<usize>) -> Result<Trainer> {
     if let Some(steps) = steps {
         if steps < t.state.step {
             return Err(Error::setting(format!("--steps {steps} is before the checkpoint's step {}", t.state.step)));

@@ -4,6 +4,7 @@ mod average;
 mod bench;
 mod data_preview;
 mod data_speech;
+mod distributed;
 mod eval;
 mod finetune;
 mod forecast;

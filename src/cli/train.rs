@@ -4,11 +4,13 @@ use super::progress::Progress;
 use super::{report, DataArgs};
 use anyhow::Context;
 use shiftlm::api::{self, Evaluation, TrainJob};
+use shiftlm::dist::{Comm, Reduce};
 use shiftlm::model::seq2seq::AttentionKind;
 use shiftlm::model::ModelConfig;
 use shiftlm::nn::rnn::CellKind;
 use shiftlm::train::MetricsSink;
 use std::path::PathBuf;
+use std::rc::Rc;
 
 pub const LONG_ABOUT: &str = "Train an encoder–decoder, checkpoint it, evaluate it and show decoded examples.
 
@@ -205,6 +207,8 @@ pub struct TrainArgs {
     pub json: bool,
     #[command(flatten)]
     pub profiling: super::profiling::ProfileArgs,
+    #[command(flatten)]
+    pub dist: super::distributed::DistArgs,
 }
 
 /// The config the flags describe: a preset (or one sized for the data)
@@ -462,25 +466,63 @@ fn check_resume_flags(a: &TrainArgs) -> anyhow::Result<()> {
 }
 
 pub fn run(a: TrainArgs) -> anyhow::Result<()> {
+    let world = super::distributed::start(&a.dist)?;
+    match (train(&a, world.clone()), world) {
+        // A failed rank ends the whole job: the others would wait for it forever.
+        (Err(e), Some((comm, _))) if comm.size() > 1 => {
+            eprintln!("error: rank {} of {}: {e:#}", comm.rank(), comm.size());
+            comm.abort(2)
+        }
+        (r, _) => r,
+    }
+}
+
+fn train(a: &TrainArgs, world: Option<(Rc<dyn Comm>, Reduce)>) -> anyhow::Result<()> {
     a.profiling.check()?;
+    let lead = world.as_ref().is_none_or(|(c, _)| c.rank() == 0);
+    let several = |what: &str| {
+        let n = world.as_ref().map_or(1, |(c, _)| c.size());
+        anyhow::ensure!(
+            n == 1,
+            "{what} trains one process at a time; run it without mpirun (or with --distributed off)"
+        );
+        Ok(())
+    };
     let mut trainer = match &a.resume {
         Some(run) => {
-            check_resume_flags(&a)?;
-            api::train::prepare_resume(run, a.steps).with_context(|| format!("resuming {}", run.display()))?
+            check_resume_flags(a)?;
+            let t =
+                if lead { api::train::prepare_resume(run, a.steps) } else { api::train::follow_resume(run, a.steps) };
+            t.with_context(|| format!("resuming {}", run.display()))?
         }
-        None if a.data.model.as_deref() == Some("auto") => return run_auto(&a),
+        None if a.data.model.as_deref() == Some("auto") => {
+            several("--model auto")?;
+            return run_auto(a);
+        }
         None if a.folds.is_some() => {
             anyhow::bail!("--folds applies to --model auto (rolling-origin folds to choose on)")
         }
-        None if a.ensemble.is_some_and(|n| n != 1) => return run_ensemble(&a),
+        None if a.ensemble.is_some_and(|n| n != 1) => {
+            several("--ensemble")?;
+            return run_ensemble(a);
+        }
         None => {
-            let job = job(&a)?;
+            let job = job(a)?;
             a.profiling.check_window(job.config.train.steps)?;
             // The built-in speech corpus is made (once) only after every flag was checked.
             super::data_speech::ensure_for(&job.config)?;
-            api::train::prepare(&job).context("preparing the run")?
+            let t = if lead { api::train::prepare(&job) } else { api::train::follow(&job) };
+            t.context("preparing the run")?
         }
     };
+    if let Some((comm, how)) = world {
+        trainer.join(comm, how).context("joining the data-parallel world")?;
+        if !lead {
+            // Every other rank trains in step with rank 0 and writes nothing.
+            trainer.run(&mut shiftlm::train::metrics::NullSink).context("training")?;
+            return Ok(());
+        }
+    }
     // By default the profile skips the first step (allocations, caches) and
     // records up to five more.
     let (done, steps) = (trainer.state.step, trainer.cfg.train.steps);

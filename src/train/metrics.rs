@@ -86,6 +86,12 @@ pub trait MetricsSink {
     }
 }
 
+/// Drops every event: the sink of a data-parallel rank other than 0.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NullSink;
+
+impl MetricsSink for NullSink {}
+
 /// Forwards every event to several sinks.
 pub struct Tee<'a>(pub Vec<&'a mut dyn MetricsSink>);
 

@@ -13,6 +13,7 @@ pub use crate::config::{Freeze, NonFinitePolicy, RunConfig, TrainConfig};
 use crate::data::loader::{batches, windows, ForecastLoader, Loader, LoaderState, PairLoader, WindowLoader};
 use crate::data::shift::{Batch, BatchTensors};
 use crate::data::{Dataset, Tokenizer};
+use crate::dist::{Comm, Reduce};
 use crate::error::{Error, Result};
 use crate::eval::teacher_forced;
 use crate::faults;
@@ -94,6 +95,8 @@ pub struct Trainer {
     vars: Vec<(String, Var)>,
     run_dir: Option<PathBuf>,
     last_saved: Option<usize>,
+    /// The data-parallel world this trainer is one rank of ([`Trainer::join`]).
+    world: Option<(std::rc::Rc<dyn Comm>, Reduce)>,
 }
 
 fn fingerprint(data: &Dataset) -> String {
@@ -230,7 +233,21 @@ impl Trainer {
             tokens_seen: 0,
             data_fingerprint: fingerprint(&data),
         };
-        Ok(Self { cfg, model, store, tokenizer, data, state, opt, loader, vars, run_dir, last_saved: None, lock: None })
+        Ok(Self {
+            cfg,
+            model,
+            store,
+            tokenizer,
+            data,
+            state,
+            opt,
+            loader,
+            vars,
+            run_dir,
+            last_saved: None,
+            lock: None,
+            world: None,
+        })
     }
 
     /// Continues `run` from its newest complete checkpoint, exactly. Each
@@ -280,6 +297,79 @@ impl Trainer {
         self.run_dir.as_deref()
     }
 
+    /// Makes this trainer one rank of the data-parallel world `comm`, whose
+    /// gradients are summed the `reduce` way. Rank 0's weights go to every
+    /// rank; a rank other than 0 writes nothing (no checkpoints, no lock).
+    ///
+    /// Each step's global batch is `batch_size × grad_accum × world size`:
+    /// every rank reads the loader's micro-batches in order and keeps slice
+    /// `rank` of them, so N ranks see exactly the samples of one process with
+    /// N times the accumulation, and the loader's cursor (saved in each
+    /// checkpoint) counts global samples, whatever the world size.
+    pub fn join(&mut self, comm: std::rc::Rc<dyn Comm>, reduce: Reduce) -> Result<()> {
+        for (_, v) in self.store.vars() {
+            let t = v.as_tensor();
+            let mut buf = t.flatten_all()?.to_vec1::<f32>()?;
+            comm.broadcast(&mut buf)?;
+            v.set(&candle_core::Tensor::from_vec(buf, t.shape(), t.device())?)?;
+        }
+        if comm.rank() != 0 {
+            (self.run_dir, self.lock) = (None, None);
+        }
+        self.world = Some((comm, reduce));
+        Ok(())
+    }
+
+    /// This rank and the world's size (0 and 1 alone).
+    pub fn rank_and_size(&self) -> (usize, usize) {
+        self.world.as_ref().map_or((0, 1), |(c, _)| (c.rank(), c.size()))
+    }
+
+    /// Waits for every rank (nothing alone).
+    fn barrier(&self) -> Result<()> {
+        self.world.as_ref().map_or(Ok(()), |(c, _)| c.barrier())
+    }
+
+    /// `v` summed over the ranks.
+    fn sum_f64(&self, v: f64) -> Result<f64> {
+        let mut b = [v];
+        if let Some((c, _)) = &self.world {
+            c.allreduce_sum_f64(&mut b)?;
+        }
+        Ok(b[0])
+    }
+
+    /// Every rank's gradients summed, on every rank: one flat buffer of each
+    /// trainable tensor's presence flag and values (a tensor no micro-batch
+    /// reached stays absent, as it would in one process).
+    fn reduce_grads(&self, mut grads: GradStore) -> Result<GradStore> {
+        let Some((comm, how)) = &self.world else {
+            return Ok(grads);
+        };
+        let mut flat = Vec::with_capacity(self.vars.iter().map(|(_, v)| v.as_tensor().elem_count() + 1).sum());
+        for (_, v) in &self.vars {
+            match grads.get(v.as_tensor()) {
+                Some(g) => {
+                    flat.push(1.0);
+                    flat.extend(g.flatten_all()?.to_vec1::<f32>()?);
+                }
+                None => flat.extend(std::iter::repeat_n(0.0, v.as_tensor().elem_count() + 1)),
+            }
+        }
+        crate::dist::sum(comm.as_ref(), &mut flat, *how)?;
+        let mut at = 0;
+        for (_, v) in &self.vars {
+            let t = v.as_tensor();
+            let n = t.elem_count();
+            if flat[at] > 0.0 {
+                let g = candle_core::Tensor::from_slice(&flat[at + 1..at + 1 + n], t.shape(), t.device())?;
+                grads.insert(t, g);
+            }
+            at += n + 1;
+        }
+        Ok(grads)
+    }
+
     /// Trains to the configured number of steps.
     pub fn run(&mut self, sink: &mut dyn MetricsSink) -> Result<TrainOutcome> {
         self.run_until(self.cfg.train.steps, sink)
@@ -295,14 +385,35 @@ impl Trainer {
             let step = self.state.step + 1;
             crate::profile::at_step(step);
             let _step = crate::profile::phase("step");
+            let (rank, world) = self.rank_and_size();
+            faults::die(rank, step);
             let data = crate::profile::phase("data");
-            let micro = (0..tc.grad_accum)
-                .map(|_| self.loader.next_batch().tensors(&dev))
-                .collect::<candle_core::Result<Vec<_>>>()?;
+            // The global batch is grad_accum × world micro-batches in the loader's order; this rank's are slice `rank`.
+            let a = tc.grad_accum;
+            let mut micro = Vec::with_capacity(a);
+            for j in 0..a * world {
+                let b = self.loader.next_batch();
+                if j / a == rank {
+                    micro.push(b.tensors(&dev)?);
+                }
+            }
             drop(data);
-            let rng = &mut self.state.dropout_rng;
+            // Each micro-batch draws dropout from its own stream, named by its place in the
+            // global batch, so that which rank runs it changes nothing.
+            let base = self.state.dropout_rng.next_u64();
+            let mut rngs: Vec<Rng> =
+                (0..a).map(|i| Rng::derive(base, &format!("micro-batch {}", rank * a + i))).collect();
+            let local: usize = micro.iter().map(|b| b.n_supervised()).sum();
+            let tokens = self.sum_f64(local as f64)? as usize;
             let opts = LossOptions { label_smoothing: tc.label_smoothing, scheduled_sampling: tc.scheduled_sampling };
-            let (mut loss, grads, tokens) = accumulate_with(&self.model, &self.vars, &micro, rng, opts)?;
+            let (loss, grads, _) = accumulate_over(&self.model, &self.vars, &micro, &mut rngs, tokens, opts)?;
+            let (loss, grads) = if world > 1 {
+                let _reduce = crate::profile::phase("allreduce");
+                (self.sum_f64(loss as f64)? as f32, self.reduce_grads(grads)?)
+            } else {
+                (loss, grads)
+            };
+            let mut loss = loss;
             if faults::poison(step) {
                 loss = f32::NAN;
             }
@@ -344,9 +455,14 @@ impl Trainer {
                 stopped_early = tc.patience > 0 && self.state.evals_since_best >= tc.patience;
                 save |= stopped_early;
             }
-            if save && self.run_dir.is_some() {
+            if save && (self.run_dir.is_some() || world > 1) {
+                // Rank 0 writes the checkpoint (atomically) while the others wait at the barriers.
                 let _ck = crate::profile::phase("checkpoint");
-                self.save(sink)?;
+                self.barrier()?;
+                if self.run_dir.is_some() {
+                    self.save(sink)?;
+                }
+                self.barrier()?;
             }
         }
         let elapsed_s = start.elapsed().as_secs_f64();
@@ -644,10 +760,25 @@ pub fn accumulate_with(
     opts: LossOptions,
 ) -> Result<(f32, GradStore, usize)> {
     let total: usize = micro.iter().map(|b| b.n_supervised()).sum();
+    accumulate_over(model, vars, micro, std::slice::from_mut(rng), total, opts)
+}
+
+/// [`accumulate_with`] with the loss divided by `total` supervised tokens
+/// (those of the whole global batch, when this is one rank's share), and
+/// micro-batch i drawing from `rngs[i]` (the last one when there are fewer).
+pub fn accumulate_over(
+    model: &Model,
+    vars: &[(String, Var)],
+    micro: &[BatchTensors],
+    rngs: &mut [Rng],
+    total: usize,
+    opts: LossOptions,
+) -> Result<(f32, GradStore, usize)> {
     let (mut loss, mut acc): (f64, Option<GradStore>) = (0.0, None);
-    for b in micro {
+    let last = rngs.len().checked_sub(1).ok_or_else(|| Error::setting("no random stream for the micro-batches"))?;
+    for (i, b) in micro.iter().enumerate() {
         let forward = crate::profile::phase("forward");
-        let sum = model.training_loss(b, Some(rng), opts)?;
+        let sum = model.training_loss(b, Some(&mut rngs[i.min(last)]), opts)?;
         let scaled = (sum / total.max(1) as f64)?;
         loss += scaled.to_scalar::<f32>()? as f64;
         drop(forward);
