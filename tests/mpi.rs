@@ -195,6 +195,22 @@ fn data_parallel_tests_need_the_mpi_feature() {
     );
 }
 
+/// Other commands are refused under a launcher of several processes, with or without MPI.
+#[test]
+fn only_train_runs_under_a_launcher_of_several_processes() {
+    let d = tempfile::tempdir().unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_shiftlm"))
+        .args(["generate", "--checkpoint", "nowhere"])
+        .env("SLURM_NTASKS", "4")
+        .env("SLURM_PROCID", "1")
+        .current_dir(d.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("slurm started 4 processes") && err.contains("only `shiftlm train`"), "{err}");
+}
+
 /// Without `--features mpi`, a multi-process launch is refused, not run as N racing copies.
 #[cfg(not(feature = "mpi"))]
 #[test]

@@ -623,6 +623,16 @@ impl DataArgs {
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     let threads = std::env::var("RAYON_NUM_THREADS").ok().and_then(|v| v.parse().ok()).unwrap_or(1);
+    if !matches!(cli.command, Command::Train(_)) {
+        // N copies of any other job would each do all of it, and write the same files.
+        if let Some(w) = shiftlm::dist::WorldEnv::detect()?.filter(|w| w.size > 1) {
+            anyhow::bail!(
+                "{} started {} processes, but only `shiftlm train` runs data-parallel; run this command once, without the launcher",
+                w.launcher,
+                w.size
+            );
+        }
+    }
     match cli.command {
         Command::Bench(a) => bench::run(a, threads),
         Command::Train(a) => train::run(*a),
