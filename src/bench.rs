@@ -252,6 +252,8 @@ pub struct BenchReport {
     pub peak_gflops: f64,
     /// `gflops / peak_gflops`.
     pub peak_fraction: f64,
+    /// The CPU: model, vector features, and the kernels' instruction set.
+    pub cpu: crate::ops::cpu::CpuInfo,
 }
 
 struct Times(Vec<f64>);
@@ -350,6 +352,7 @@ pub fn run(c: &BenchConfig, steps: usize, warmup: usize, threads: usize, peak_gf
         gflops,
         peak_gflops,
         peak_fraction: gflops / peak_gflops.max(1e-9),
+        cpu: crate::ops::cpu::info(),
     })
 }
 

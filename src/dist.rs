@@ -5,8 +5,10 @@
 //! Launchers say the world's shape in the environment: Open MPI's `mpirun`
 //! (`OMPI_COMM_WORLD_SIZE`, `…_RANK`, `…_LOCAL_RANK`, `…_LOCAL_SIZE`),
 //! MPICH and Intel MPI through PMI (`PMI_SIZE`, `PMI_RANK`), and Slurm's
-//! `srun` (`SLURM_NTASKS`, `SLURM_PROCID`, `SLURM_LOCALID`,
-//! `SLURM_NTASKS_PER_NODE`). [`WorldEnv::detect`] reads them before MPI is
+//! `srun` (`SLURM_STEP_NUM_TASKS`, `SLURM_PROCID`, `SLURM_LOCALID`,
+//! `SLURM_STEP_TASKS_PER_NODE`: the job step's, which only `srun` sets; a
+//! batch script's own `SLURM_NTASKS` describes the allocation, not this
+//! process, so a plain command in the script stays one process). [`WorldEnv::detect`] reads them before MPI is
 //! started, so that the binary can refuse a multi-process launch it was not
 //! built for, and give each rank its share of the cores.
 
@@ -59,7 +61,7 @@ impl WorldEnv {
                 ],
             ),
             ("pmi", ["PMI_SIZE", "PMI_RANK", "MPI_LOCALNRANKS", "MPI_LOCALRANKID"]),
-            ("slurm", ["SLURM_NTASKS", "SLURM_PROCID", "SLURM_NTASKS_PER_NODE", "SLURM_LOCALID"]),
+            ("slurm", ["SLURM_STEP_NUM_TASKS", "SLURM_PROCID", "SLURM_STEP_TASKS_PER_NODE", "SLURM_LOCALID"]),
         ];
         for (launcher, [size, rank, local_size, local_rank]) in launchers {
             let (Some(n), Some(r)) = (num(size)?, num(rank)?) else {
@@ -291,13 +293,15 @@ mod tests {
         assert_eq!((w.threads(16), w.threads(1)), (8, 1));
         let w = WorldEnv::from_vars(env(&[("PMI_SIZE", "2"), ("PMI_RANK", "0")])).unwrap().unwrap();
         assert_eq!((w.size, w.rank, w.local_size, w.launcher), (2, 0, 1, "pmi"));
-        let slurm = [("SLURM_NTASKS", "6"), ("SLURM_PROCID", "5"), ("SLURM_NTASKS_PER_NODE", "3(x2)")];
+        let slurm = [("SLURM_STEP_NUM_TASKS", "6"), ("SLURM_PROCID", "5"), ("SLURM_STEP_TASKS_PER_NODE", "3(x2)")];
         let w = WorldEnv::from_vars(env(&slurm)).unwrap().unwrap();
         assert_eq!((w.size, w.rank, w.local_size, w.launcher), (6, 5, 3, "slurm"));
+        // A batch script's allocation (no srun step) is not a world: one process.
+        assert_eq!(WorldEnv::from_vars(env(&[("SLURM_NTASKS", "4"), ("SLURM_PROCID", "0")])).unwrap(), None);
         // Nonsense is an error that names the variable, not a silent single process.
         let e = WorldEnv::from_vars(env(&[("PMI_SIZE", "two"), ("PMI_RANK", "0")])).unwrap_err().to_string();
         assert!(e.contains("PMI_SIZE"), "{e}");
-        assert!(WorldEnv::from_vars(env(&[("SLURM_NTASKS", "2"), ("SLURM_PROCID", "2")])).is_err());
+        assert!(WorldEnv::from_vars(env(&[("SLURM_STEP_NUM_TASKS", "2"), ("SLURM_PROCID", "2")])).is_err());
     }
 
     #[test]

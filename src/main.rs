@@ -52,6 +52,10 @@ fn main() {
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
     shiftlm::profile::count_allocations();
     let args = cli::Cli::parse();
+    if let Err(e) = shiftlm::ops::cpu::isa_from_env() {
+        eprintln!("error: {e}");
+        std::process::exit(2);
+    }
     // Read by candle's matrix products and by rayon when they first start.
     // Without it candle asks `num_cpus`, which can report the host's cores
     // rather than this process's share and oversubscribe (3.6× slower

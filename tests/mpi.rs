@@ -134,6 +134,29 @@ fn two_ranks_train_as_one_process_with_twice_the_accumulation() {
     }
 }
 
+/// With accumulation on each rank, rank r takes micro-batches r·A … r·A + A − 1 of
+/// the global batch: two ranks of --grad-accum 2 train on what one process of
+/// --grad-accum 4 does, summed in another grouping (so equal to rounding).
+#[cfg(feature = "mpi")]
+#[test]
+fn ranks_take_consecutive_micro_batches_when_each_accumulates() {
+    if !have_mpirun() {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let (_, args) = families(d.path()).remove(2);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let with = |extra: &[&str]| cat(&[&["train"], &args, &["--steps", "4", "--dropout", "0.1"], extra]);
+    ok(shiftlm(d.path(), &with(&["--grad-accum", "4", "--out", "one"])));
+    ok(mpirun(d.path(), 2, &with(&["--grad-accum", "2", "--deterministic-reduce", "--out", "two"]), &[]));
+    let (a, b) = (weights(&d.path().join("one"), 4), weights(&d.path().join("two"), 4));
+    let diff = max_rel_diff(&a, &b);
+    assert!(diff <= 1e-4, "two ranks of grad accum 2 differ from one process of 4 by {diff} relative");
+    // Not by chance: one process of grad accum 2 (half the samples) is far from both.
+    ok(shiftlm(d.path(), &with(&["--grad-accum", "2", "--out", "half"])));
+    assert!(max_rel_diff(&a, &weights(&d.path().join("half"), 4)) > 1e-3);
+}
+
 #[cfg(feature = "mpi")]
 #[test]
 fn only_rank_0_writes_files() {
@@ -201,7 +224,7 @@ fn only_train_runs_under_a_launcher_of_several_processes() {
     let d = tempfile::tempdir().unwrap();
     let o = Command::new(env!("CARGO_BIN_EXE_shiftlm"))
         .args(["generate", "--checkpoint", "nowhere"])
-        .env("SLURM_NTASKS", "4")
+        .env("SLURM_STEP_NUM_TASKS", "4")
         .env("SLURM_PROCID", "1")
         .current_dir(d.path())
         .output()

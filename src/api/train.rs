@@ -130,7 +130,13 @@ pub fn run_name(cfg: &RunConfig) -> String {
 /// longest target, Transformer positions), creates the run folder and
 /// returns a trainer at step 0.
 pub fn prepare(job: &TrainJob) -> Result<Trainer> {
-    let (cfg, data, tok) = configure(job)?;
+    prepare_ranks(job, 1)
+}
+
+/// [`prepare`] for rank 0 of a data-parallel world of `ranks` processes
+/// (whose global batch is `ranks` times one process's).
+pub fn prepare_ranks(job: &TrainJob, ranks: usize) -> Result<Trainer> {
+    let (cfg, data, tok) = configure(job, ranks)?;
     refuse_existing_run(&job.out, "use --resume {0} or choose another --out")?;
     // The folders this creates (the run's, and `runs/` the first time),
     // deepest first: removed again, while empty, if the run cannot start.
@@ -149,9 +155,10 @@ pub fn prepare(job: &TrainJob) -> Result<Trainer> {
     Ok(trainer)
 }
 
-/// The job's config sized for its data, the data and its tokenizer: what
-/// [`prepare`] builds a trainer from, without touching the run folder.
-fn configure(job: &TrainJob) -> Result<(RunConfig, crate::data::Dataset, crate::data::Tokenizer)> {
+/// The job's config sized for its data (and for `ranks` data-parallel
+/// processes), the data and its tokenizer: what [`prepare`] builds a trainer
+/// from, without touching the run folder.
+fn configure(job: &TrainJob, ranks: usize) -> Result<(RunConfig, crate::data::Dataset, crate::data::Tokenizer)> {
     let mut cfg = job.config.clone();
     cfg.model.set_vocab_size(1); // set from the tokenizer below
     cfg.validate()?;
@@ -177,7 +184,8 @@ fn configure(job: &TrainJob) -> Result<(RunConfig, crate::data::Dataset, crate::
         (&data, &cfg.model, &cfg.data)
     {
         let windows = s.split_starts(|p| &p.train, m.context, m.horizon, d.stride).len();
-        let every = cfg.train.eval_every_for(windows);
+        // An epoch of the global batch: `ranks` times fewer steps.
+        let every = cfg.train.eval_every_for(windows.div_ceil(ranks.max(1)));
         if cfg.train.eval_every_epochs > 0.0 {
             tracing::info!("{windows} training windows: validating every {every} steps");
             (cfg.train.eval_every, cfg.train.eval_every_epochs) = (every, 0.0);
@@ -190,8 +198,8 @@ fn configure(job: &TrainJob) -> Result<(RunConfig, crate::data::Dataset, crate::
 /// `job`: the same config, data and initial weights as rank 0's [`prepare`],
 /// without a run folder (it writes nothing). [`Trainer::join`] then makes it
 /// a rank.
-pub fn follow(job: &TrainJob) -> Result<Trainer> {
-    let (cfg, data, tok) = configure(job)?;
+pub fn follow(job: &TrainJob, ranks: usize) -> Result<Trainer> {
+    let (cfg, data, tok) = configure(job, ranks)?;
     Trainer::new(cfg, data, tok, None)
 }
 

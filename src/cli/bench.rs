@@ -76,6 +76,8 @@ pub fn run(a: BenchArgs, threads: usize) -> anyhow::Result<()> {
     // By default the first five timed steps.
     a.profiling.arm((a.warmup + 1, a.warmup + a.steps.min(5)), a.warmup + a.steps)?;
     let peak = bench::matmul_peak_gflops(1024)?;
+    let cpu = shiftlm::ops::cpu::info();
+    eprintln!("CPU: {} [{}]; shiftlm's kernels: {}", cpu.model, cpu.flags.join(" "), cpu.isa);
     eprintln!("matrix-product peak: {peak:.1} GFLOP/s on {threads} thread(s)");
     println!(
         "{:<12} {:>10} {:>12} {:>9} {:>8} {:>10}",

@@ -27,8 +27,9 @@ pub struct DistArgs {
     #[arg(long, value_enum, default_value_t = Mode::Auto, help_heading = "Distributed")]
     pub distributed: Mode,
     /// Sum gradients in rank order (an alltoall, the sum, an allgather) instead of MPI's
-    /// allreduce: N ranks then give the same bits as one process with N times the
-    /// gradient accumulation, at the cost of a second collective.
+    /// allreduce: N ranks with --grad-accum 1 then give the same bits as one process with
+    /// --grad-accum N, at the cost of a second collective. (With --grad-accum A > 1 each
+    /// rank first sums its own A micro-batches, so the grouping, and the last bits, differ.)
     #[arg(long, help_heading = "Distributed")]
     pub deterministic_reduce: bool,
 }

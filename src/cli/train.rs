@@ -509,9 +509,15 @@ fn train(a: &TrainArgs, world: Option<(Rc<dyn Comm>, Reduce)>) -> anyhow::Result
         None => {
             let job = job(a)?;
             a.profiling.check_window(job.config.train.steps)?;
-            // The built-in speech corpus is made (once) only after every flag was checked.
-            super::data_speech::ensure_for(&job.config)?;
-            let t = if lead { api::train::prepare(&job) } else { api::train::follow(&job) };
+            // The built-in speech corpus is made (once, by rank 0) only after every flag was checked.
+            if lead {
+                super::data_speech::ensure_for(&job.config)?;
+            }
+            let ranks = world.as_ref().map_or(1, |(c, _)| c.size());
+            if let Some((c, _)) = &world {
+                c.barrier()?;
+            }
+            let t = if lead { api::train::prepare_ranks(&job, ranks) } else { api::train::follow(&job, ranks) };
             t.context("preparing the run")?
         }
     };

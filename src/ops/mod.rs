@@ -14,6 +14,7 @@
 
 pub mod attention;
 pub mod conv2d;
+pub mod cpu;
 pub mod cross_entropy;
 pub mod dropout;
 pub mod embedding;

@@ -347,11 +347,12 @@ pub(crate) fn run_masked<C: Cell>(
     xproj.contiguous()?.apply_op3(&w.contiguous()?, &init.contiguous()?, op)
 }
 
-/// Whether the recurrent cells' AVX-512 builds can run here (x86-64 builds
-/// target AVX2; the cells are also compiled for AVX-512 and chosen at run time).
+/// Whether the recurrent cells' AVX-512 builds run here (x86-64 builds
+/// target AVX2; the cells are also compiled for AVX-512 and chosen at run
+/// time, unless `SHIFTLM_ISA=avx2`: [`super::cpu::avx512`]).
 pub(crate) fn wide_cell() -> bool {
     #[cfg(target_arch = "x86_64")]
-    return std::arch::is_x86_feature_detected!("avx512f");
+    return super::cpu::avx512();
     #[cfg(not(target_arch = "x86_64"))]
     false
 }

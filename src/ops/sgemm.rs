@@ -72,7 +72,7 @@ pub unsafe fn sgemm(
     // Packing costs a pass over both operands, which only pays when each
     // packed value is used many times: thin products (decoding one token
     // at a time is a matrix-vector product) go to the `gemm` crate.
-    if m >= 16 && n >= 16 && k >= 16 && std::arch::is_x86_feature_detected!("avx512f") {
+    if m >= 16 && n >= 16 && k >= 16 && super::cpu::avx512() {
         let a = Mat { ptr: lhs, rs: lhs_s.1, cs: lhs_s.0 };
         let b = Mat { ptr: rhs, rs: rhs_s.1, cs: rhs_s.0 };
         let c = MatMut(dst, dst_s.1, dst_s.0);
@@ -131,7 +131,7 @@ impl<'a> PackedRhs<'a> {
         #[allow(unused_mut)]
         let mut blocks = None;
         #[cfg(target_arch = "x86_64")]
-        if m >= 16 && n >= 16 && k >= 16 && std::arch::is_x86_feature_detected!("avx512f") {
+        if m >= 16 && n >= 16 && k >= 16 && super::cpu::avx512() {
             // SAFETY: every element the strides reach lies inside `rhs` (checked above).
             blocks = Some(unsafe { avx512::pack_all(k, n, Mat { ptr: rhs.as_ptr(), rs: rhs_s.1, cs: rhs_s.0 }) });
         }

@@ -307,6 +307,20 @@ impl Trainer {
     /// N times the accumulation, and the loader's cursor (saved in each
     /// checkpoint) counts global samples, whatever the world size.
     pub fn join(&mut self, comm: std::rc::Rc<dyn Comm>, reduce: Reduce) -> Result<()> {
+        // Every rank must start from the same point (a resumed rank read its own copy of the checkpoint).
+        let fingerprint = u64::from_str_radix(self.state.data_fingerprint.get(..12).unwrap_or("0"), 16).unwrap_or(0);
+        let mine = [self.state.step as f64, self.loader_position() as f64, fingerprint as f64];
+        let mut sum = mine;
+        comm.allreduce_sum_f64(&mut sum)?;
+        let n = comm.size() as f64;
+        if sum.iter().zip(&mine).any(|(s, m)| *s != m * n) {
+            return Err(Error::Distributed(format!(
+                "rank {} starts at step {} (data position {}) but not every rank does: each rank must read the same data and, on --resume, the same checkpoint",
+                comm.rank(),
+                mine[0],
+                mine[1]
+            )));
+        }
         for (_, v) in self.store.vars() {
             let t = v.as_tensor();
             let mut buf = t.flatten_all()?.to_vec1::<f32>()?;
@@ -318,6 +332,13 @@ impl Trainer {
         }
         self.world = Some((comm, reduce));
         Ok(())
+    }
+
+    /// Where the training loader stands, as one number: its epoch, then its
+    /// cursor in the epoch (for [`Trainer::join`]'s check that ranks agree).
+    fn loader_position(&self) -> usize {
+        let s = self.loader.state();
+        s.epoch.wrapping_mul(1 << 32).wrapping_add(s.cursor)
     }
 
     /// This rank and the world's size (0 and 1 alone).
@@ -450,10 +471,19 @@ impl Trainer {
             let last = step == tc.steps;
             let mut save = last || (tc.save_every > 0 && step.is_multiple_of(tc.save_every));
             if last || (tc.eval_every > 0 && step.is_multiple_of(tc.eval_every)) {
+                // Rank 0 evaluates and decides for every rank (which must all reach the same barriers).
                 let _eval = crate::profile::phase("evaluation");
-                save |= self.evaluate(sink)?;
-                stopped_early = tc.patience > 0 && self.state.evals_since_best >= tc.patience;
-                save |= stopped_early;
+                let mut decided = [0.0f32; 2];
+                if rank == 0 {
+                    let best = self.evaluate(sink)?;
+                    let stop = tc.patience > 0 && self.state.evals_since_best >= tc.patience;
+                    decided = [f32::from(u8::from(best)), f32::from(u8::from(stop))];
+                }
+                if let Some((comm, _)) = &self.world {
+                    comm.broadcast(&mut decided)?;
+                }
+                stopped_early = decided[1] > 0.0;
+                save |= decided[0] > 0.0 || stopped_early;
             }
             if save && (self.run_dir.is_some() || world > 1) {
                 // Rank 0 writes the checkpoint (atomically) while the others wait at the barriers.
