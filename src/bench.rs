@@ -33,6 +33,28 @@ fn gpt(vocab: usize, layers: usize, heads: usize, width: usize, ctx: usize) -> M
     ModelConfig::Gpt2(Gpt2Config::nano(vocab, layers, heads, width, ctx))
 }
 
+/// A Llama of the GPT configurations' sizes: RMSNorm, RoPE, SwiGLU (feed-forward
+/// 8/3 wide, rounded up to 8), `kv_heads` key/value heads (grouped-query
+/// attention), tied embeddings; `tools/bench_torch.py` builds the same.
+fn llama(vocab: usize, layers: usize, heads: usize, kv_heads: usize, width: usize, ctx: usize) -> ModelConfig {
+    ModelConfig::Llama(crate::model::llama::LlamaConfig {
+        vocab_size: vocab,
+        hidden_size: width,
+        intermediate_size: (8 * width / 3).div_ceil(8) * 8,
+        num_hidden_layers: layers,
+        num_attention_heads: heads,
+        num_key_value_heads: kv_heads,
+        max_position_embeddings: ctx,
+        rms_norm_eps: 1e-5,
+        rope_theta: 10000.0,
+        tie_word_embeddings: true,
+        dropout: 0.0,
+        bos_token_id: crate::data::tokenizer::BOS,
+        eos_token_id: crate::data::tokenizer::EOS,
+        lora: None,
+    })
+}
+
 /// Every named configuration.
 pub fn configs() -> Vec<BenchConfig> {
     vec![
@@ -63,6 +85,20 @@ pub fn configs() -> Vec<BenchConfig> {
             model: gpt(8192, 8, 8, 512, 128),
             batch_size: 8,
             seq_len: 128,
+        },
+        BenchConfig {
+            name: "llama-baby",
+            about: "Llama, vocab 65, 4 layers, 4 heads (2 key/value), 128 wide, SwiGLU 344, context 64, batch 12 (the baby GPT's size)",
+            model: llama(65, 4, 4, 2, 128, 64),
+            batch_size: 12,
+            seq_len: 64,
+        },
+        BenchConfig {
+            name: "llama-6x384",
+            about: "Llama, vocab 512, 6 layers, 6 heads (2 key/value), 384 wide, SwiGLU 1024, context 256, batch 16 (gpt-6x384's size)",
+            model: llama(512, 6, 6, 2, 384, 256),
+            batch_size: 16,
+            seq_len: 256,
         },
         BenchConfig {
             name: "forecast-lstm",
@@ -135,6 +171,15 @@ pub fn flops_per_step(c: &BenchConfig) -> f64 {
             // attention scores and values (causal: half of the square, ×2 for QKᵀ and AV),
             // and d·v for the head; ×2 for multiply-add, ×3 for the backward pass.
             let per_token = l * (12.0 * d * d + 2.0 * t * d) + d * v;
+            6.0 * per_token * b * t
+        }
+        ModelConfig::Llama(m) => {
+            let (l, d, v, ff) =
+                (m.num_hidden_layers as f64, m.hidden_size as f64, m.vocab_size as f64, m.intermediate_size as f64);
+            let kv = (m.num_key_value_heads * m.head_dim()) as f64;
+            // Per token and layer: q and o (2·d²), k and v (2·d·kv), SwiGLU (3·d·ff), scores
+            // and values (2·t·d, as for the GPT); then the head d·v; ×6 as above.
+            let per_token = l * (2.0 * d * d + 2.0 * d * kv + 3.0 * d * ff + 2.0 * t * d) + d * v;
             6.0 * per_token * b * t
         }
         ModelConfig::Seq2seq(m) => {

@@ -172,17 +172,22 @@ fn bench_lists_and_times_a_configuration() {
     let d = tempfile::tempdir().unwrap();
     let dir = d.path();
     let list = ok(&run(dir, &["bench", "--list"]));
-    for name in ["baby-gpt", "seed-lstm", "gpt-6x384", "gpt2-30m"] {
+    for name in ["baby-gpt", "seed-lstm", "gpt-6x384", "gpt2-30m", "llama-baby", "llama-6x384"] {
         assert!(list.contains(name), "{list}");
     }
-    let j = json(&ok(&run(
-        dir,
-        &["--threads", "1", "bench", "--config", "baby-gpt", "--steps", "2", "--warmup", "1", "--json"],
-    )));
-    for k in ["ms_per_step", "tokens_per_s", "gflops", "peak_gflops", "peak_fraction"] {
-        assert!(j[k].as_f64().unwrap() > 0.0, "{k}: {j}");
+    for config in ["baby-gpt", "llama-baby"] {
+        let j = json(&ok(&run(
+            dir,
+            &["--threads", "1", "bench", "--config", config, "--steps", "2", "--warmup", "1", "--json"],
+        )));
+        for k in ["ms_per_step", "tokens_per_s", "gflops", "peak_gflops", "peak_fraction"] {
+            assert!(j[k].as_f64().unwrap() > 0.0, "{config} {k}: {j}");
+        }
+        assert_eq!(j["threads"], 1);
+        // The machine: its model, and which instruction set the kernels used.
+        assert!(!j["cpu"]["model"].as_str().unwrap().is_empty(), "{j}");
+        assert!(["avx512", "avx2"].contains(&j["cpu"]["isa"].as_str().unwrap()), "{j}");
     }
-    assert_eq!(j["threads"], 1);
     fails(&run(dir, &["bench", "--config", "gpt-9000"]), &["gpt-9000", "baby-gpt"]);
 }
 

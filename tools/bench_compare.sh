@@ -28,7 +28,7 @@ fi
 steps=${1:-20}
 [ $# -gt 0 ] && shift
 configs=("$@")
-[ ${#configs[@]} -gt 0 ] || configs=(baby-gpt seed-lstm gpt-6x384 gpt2-30m forecast-lstm forecast-gru forecast-transformer cnn-28 kws-conv-lstm)
+[ ${#configs[@]} -gt 0 ] || configs=(baby-gpt seed-lstm gpt-6x384 gpt2-30m llama-baby llama-6x384 forecast-lstm forecast-gru forecast-transformer cnn-28 kws-conv-lstm)
 [ -x "$py" ] || { echo "no python at $py: run with --setup, or give one with torch" >&2; exit 2; }
 cargo build --release -q
 bin=./target/release/shiftlm

@@ -68,6 +68,67 @@ class Gpt(nn.Module):
         return self.ln_f(x) @ self.wte.weight.T
 
 
+LLAMA = {  # name: (vocab, layers, heads, key/value heads, width, context, batch)
+    "llama-baby": (65, 4, 4, 2, 128, 64, 12),
+    "llama-6x384": (512, 6, 6, 2, 384, 256, 16),
+}
+
+
+def rope(x, cos, sin):
+    """Rotary embedding, the halves layout of transformers' Llama."""
+    h = x.shape[-1] // 2
+    return x * cos + torch.cat([-x[..., h:], x[..., :h]], -1) * sin
+
+
+class LlamaBlock(nn.Module):
+    def __init__(self, c, h, kv, ff, n_layer):
+        super().__init__()
+        self.h, self.kv, self.hd = h, kv, c // h
+        self.norm_1, self.norm_2 = nn.RMSNorm(c, eps=1e-5), nn.RMSNorm(c, eps=1e-5)
+        self.q, self.o = nn.Linear(c, c, bias=False), nn.Linear(c, c, bias=False)
+        self.k, self.v = nn.Linear(c, kv * self.hd, bias=False), nn.Linear(c, kv * self.hd, bias=False)
+        self.gate, self.up = nn.Linear(c, ff, bias=False), nn.Linear(c, ff, bias=False)
+        self.down = nn.Linear(ff, c, bias=False)
+        for p in (self.o.weight, self.down.weight):
+            nn.init.normal_(p, std=0.02 / math.sqrt(2 * n_layer))
+
+    def forward(self, x, cos, sin):
+        b, t, c = x.shape
+        y = self.norm_1(x)
+        q = rope(self.q(y).view(b, t, self.h, self.hd).transpose(1, 2), cos, sin)
+        k = rope(self.k(y).view(b, t, self.kv, self.hd).transpose(1, 2), cos, sin)
+        v = self.v(y).view(b, t, self.kv, self.hd).transpose(1, 2)
+        a = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
+        x = x + self.o(a.transpose(1, 2).reshape(b, t, c))
+        y = self.norm_2(x)
+        return x + self.down(F.silu(self.gate(y)) * self.up(y))
+
+
+class Llama(nn.Module):
+    def __init__(self, v, layers, heads, kv, c, ctx):
+        super().__init__()
+        ff = (8 * c // 3 + 7) // 8 * 8
+        self.wte = nn.Embedding(v, c)
+        self.blocks = nn.ModuleList(LlamaBlock(c, heads, kv, ff, layers) for _ in range(layers))
+        self.norm = nn.RMSNorm(c, eps=1e-5)
+        hd = c // heads
+        inv = 1.0 / (10000.0 ** (torch.arange(0, hd, 2, dtype=torch.float32) / hd))
+        ang = torch.outer(torch.arange(ctx, dtype=torch.float32), inv)
+        ang = torch.cat([ang, ang], -1)
+        self.register_buffer("cos", ang.cos(), persistent=False)
+        self.register_buffer("sin", ang.sin(), persistent=False)
+        for m in self.modules():
+            if isinstance(m, (nn.Linear, nn.Embedding)) and m.weight.std() > 0.02:
+                nn.init.normal_(m.weight, std=0.02)
+
+    def forward(self, idx):
+        t = idx.shape[1]
+        x = self.wte(idx)
+        for blk in self.blocks:
+            x = blk(x, self.cos[:t], self.sin[:t])
+        return self.norm(x) @ self.wte.weight.T
+
+
 class TorchForecaster(nn.Module):
     """shiftlm's forecasters as a PyTorch user would write them: nn.LSTM/nn.GRU encoder and
     decoder (teacher-forced, one pass) or nn.TransformerEncoder (pre-LN, GELU tanh) with
@@ -195,9 +256,13 @@ def main():
             logits = model(src, src_len, dec_in)
             return F.cross_entropy(logits.reshape(-1, 1004), labels.masked_fill(mask == 0, -100).reshape(-1), ignore_index=-100)
     else:
-        v, layers, heads, c, ctx, b = GPT[a.config]
+        if a.config in LLAMA:
+            v, layers, heads, kv, c, ctx, b = LLAMA[a.config]
+            model = Llama(v, layers, heads, kv, c, ctx)
+        else:
+            v, layers, heads, c, ctx, b = GPT[a.config]
+            model = Gpt(v, layers, heads, c, ctx)
         t = ctx
-        model = Gpt(v, layers, heads, c, ctx)
         data = torch.randint(0, v, (64 * (ctx + 1),))
 
         def step_loss():
