@@ -33,26 +33,13 @@ fn gpt(vocab: usize, layers: usize, heads: usize, width: usize, ctx: usize) -> M
     ModelConfig::Gpt2(Gpt2Config::nano(vocab, layers, heads, width, ctx))
 }
 
-/// A Llama of the GPT configurations' sizes: RMSNorm, RoPE, SwiGLU (feed-forward
-/// 8/3 wide, rounded up to 8), `kv_heads` key/value heads (grouped-query
-/// attention), tied embeddings; `tools/bench_torch.py` builds the same.
+/// A Llama of the GPT configurations' sizes (the presets' layout,
+/// [`crate::config::presets::llama_of`]) with `kv_heads` key/value heads;
+/// `tools/bench_torch.py` builds the same.
 fn llama(vocab: usize, layers: usize, heads: usize, kv_heads: usize, width: usize, ctx: usize) -> ModelConfig {
-    ModelConfig::Llama(crate::model::llama::LlamaConfig {
-        vocab_size: vocab,
-        hidden_size: width,
-        intermediate_size: (8 * width / 3).div_ceil(8) * 8,
-        num_hidden_layers: layers,
-        num_attention_heads: heads,
-        num_key_value_heads: kv_heads,
-        max_position_embeddings: ctx,
-        rms_norm_eps: 1e-5,
-        rope_theta: 10000.0,
-        tie_word_embeddings: true,
-        dropout: 0.0,
-        bos_token_id: crate::data::tokenizer::BOS,
-        eos_token_id: crate::data::tokenizer::EOS,
-        lora: None,
-    })
+    let mut m = crate::config::presets::llama_of(layers, heads, kv_heads, width, ctx);
+    m.set_vocab_size(vocab);
+    m
 }
 
 /// Every named configuration.

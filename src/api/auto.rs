@@ -585,12 +585,13 @@ impl AutoModel {
         Ok(match &self.choice.intervals {
             Some(iv) => {
                 // The widths tracked over the whole windows after the validation split before `origin`.
-                let past: Vec<usize> = (s.valid.end.max(l)..origin).filter(|o| o + h <= s.series.len()).collect();
-                let mult = if iv.tracks() && !past.is_empty() {
-                    iv.track(&self.predict(s, &past, &fits, dev)?, s, &past, h, origin).1
+                let past: Vec<usize> = if iv.tracks() {
+                    (s.valid.end.max(l)..origin).filter(|o| o + h <= s.series.len()).collect()
                 } else {
-                    iv.track(&[], s, &[], h, 0).1
+                    Vec::new()
                 };
+                let past_pred = if past.is_empty() { Vec::new() } else { self.predict(s, &past, &fits, dev)? };
+                let mult = iv.track(&past_pred, s, &past, h, origin).1;
                 (iv.apply(&pred, &iv.scales(s, &[origin]), &mult, h, s.n_targets), iv.levels.clone())
             }
             None => (pred, vec![0.5]),

@@ -270,16 +270,18 @@ fn gpt_tiny() -> Parts {
     causal(gpt(2, 2, 32, 16), 100, 8)
 }
 
-/// Llama at the given size: SwiGLU of ≈ 8/3 the width, every head its own
-/// keys and values, tied embeddings.
-fn llama_of(layers: usize, heads: usize, width: usize, ctx: usize) -> ModelConfig {
+/// Llama at the given size: SwiGLU of ≈ 8/3 the width, `kv_heads` key/value
+/// heads (`heads` for every head its own; fewer for grouped-query attention),
+/// tied embeddings. The vocabulary is a placeholder, replaced by the
+/// tokenizer's size (or the caller's).
+pub(crate) fn llama_of(layers: usize, heads: usize, kv_heads: usize, width: usize, ctx: usize) -> ModelConfig {
     ModelConfig::Llama(LlamaConfig {
         vocab_size: 260, // replaced by the tokenizer's size
         hidden_size: width,
         intermediate_size: (8 * width / 3).div_ceil(8) * 8,
         num_hidden_layers: layers,
         num_attention_heads: heads,
-        num_key_value_heads: heads,
+        num_key_value_heads: kv_heads,
         max_position_embeddings: ctx,
         rms_norm_eps: 1e-5,
         rope_theta: 10000.0,
@@ -292,11 +294,11 @@ fn llama_of(layers: usize, heads: usize, width: usize, ctx: usize) -> ModelConfi
 }
 
 fn llama_baby() -> Parts {
-    causal(llama_of(4, 4, 128, 64), 2000, 12)
+    causal(llama_of(4, 4, 4, 128, 64), 2000, 12)
 }
 
 fn llama_tiny() -> Parts {
-    causal(llama_of(2, 2, 32, 16), 100, 8)
+    causal(llama_of(2, 2, 2, 32, 16), 100, 8)
 }
 
 /// Forecasting the built-in series: an LSTM encoder–decoder reading

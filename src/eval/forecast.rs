@@ -990,6 +990,20 @@ impl ResidualIntervals {
         h: usize,
         until: usize,
     ) -> (Vec<f32>, Vec<f32>) {
+        self.track_scaled(pred, s, origins, &self.scales(s, origins), h, until)
+    }
+
+    /// [`ResidualIntervals::track`] with the windows' local scales already
+    /// computed ([`ResidualIntervals::scales`]).
+    fn track_scaled(
+        &self,
+        pred: &[f32],
+        s: &SeriesData,
+        origins: &[usize],
+        scales: &[f32],
+        h: usize,
+        until: usize,
+    ) -> (Vec<f32>, Vec<f32>) {
         use std::cmp::Reverse;
         let n = s.n_targets;
         let pairs = interval_pairs(&self.levels);
@@ -1000,7 +1014,6 @@ impl ResidualIntervals {
             given.resize(origins.len() * k * n, 1.0);
             return (given, m);
         }
-        let scales = self.scales(s, origins);
         // (row, window, step) of every forecast value not yet revealed, earliest row first.
         let mut pending = std::collections::BinaryHeap::new();
         let reveal = |m: &mut [f32],
@@ -1042,8 +1055,9 @@ impl ResidualIntervals {
     /// intervals around `pred` ((W, H, N) from `origins`, ascending), their
     /// widths tracked along the windows ([`ResidualIntervals::track`]).
     pub fn score(&self, pred: &[f32], s: &SeriesData, origins: &[usize], h: usize) -> (Vec<IntervalMetrics>, f64) {
-        let (mult, _) = self.track(pred, s, origins, h, 0);
-        let all = self.apply(pred, &self.scales(s, origins), &mult, h, s.n_targets);
+        let scales = self.scales(s, origins);
+        let (mult, _) = self.track_scaled(pred, s, origins, &scales, h, 0);
+        let all = self.apply(pred, &scales, &mult, h, s.n_targets);
         let (mut iv, wql) = interval_metrics(&all, &actuals(s, origins, h), &self.levels);
         iv.iter_mut().for_each(|i| i.calibrated = true);
         (iv, wql)
