@@ -48,6 +48,7 @@ fn main() -> shiftlm::Result<()> {
             dropout: 0.0,
         }),
         freeze: Freeze::default(),
+        precision: Default::default(), // f32
     };
     let mut losses = LossHistory::default();
     let r = api::finetune(&job, &mut losses)?;

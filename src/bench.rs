@@ -303,6 +303,7 @@ fn trainer(c: &BenchConfig, steps: usize) -> Result<Trainer> {
         let mut rc = RunConfig::preset("series")?;
         rc.model = c.model.clone();
         rc.train.steps = steps;
+        rc.train.precision = crate::ops::cpu::precision(); // as `shiftlm bench --precision` set it
         rc.train.batch_size = c.batch_size;
         rc.train.eval_every = 0;
         rc.train.schedule.warmup_steps = 0;
@@ -316,6 +317,7 @@ fn trainer(c: &BenchConfig, steps: usize) -> Result<Trainer> {
         let mut rc = RunConfig::preset("cnn")?;
         rc.model = c.model.clone();
         rc.train.steps = steps;
+        rc.train.precision = crate::ops::cpu::precision(); // as `shiftlm bench --precision` set it
         rc.train.batch_size = c.batch_size;
         rc.train.eval_every = 0;
         rc.train.schedule.warmup_steps = 0;
@@ -337,6 +339,7 @@ fn trainer(c: &BenchConfig, steps: usize) -> Result<Trainer> {
     let mut rc = RunConfig::preset(if c.model.is_causal() { "gpt-tiny" } else { "seed" })?;
     rc.model = c.model.clone();
     rc.train.steps = steps;
+    rc.train.precision = crate::ops::cpu::precision(); // as `shiftlm bench --precision` set it
     rc.train.batch_size = c.batch_size;
     rc.train.eval_every = 0;
     rc.train.eval_batches = 1;

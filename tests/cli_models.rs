@@ -189,6 +189,28 @@ fn bench_lists_and_times_a_configuration() {
         assert!(["avx512", "avx2"].contains(&j["cpu"]["isa"].as_str().unwrap()), "{j}");
     }
     fails(&run(dir, &["bench", "--config", "gpt-9000"]), &["gpt-9000", "baby-gpt"]);
+    // bf16 products: timed and recorded where the CPU has them, refused with
+    // exit 2 where it does not, and with AVX-512 switched off.
+    let bf16 = ["--threads", "1", "bench", "--config", "baby-gpt", "--steps", "2", "--warmup", "1"];
+    let bf16 = [&bf16[..], &["--precision", "bf16", "--json"]].concat();
+    if shiftlm::ops::cpu::bf16_supported() {
+        let j = json(&ok(&run(dir, &bf16)));
+        assert_eq!(j["cpu"]["precision"], "bf16", "{j}");
+    } else {
+        fails(&run(dir, &bf16), &["--precision bf16", "AVX"]);
+    }
+    let avx2 =
+        Command::new(env!("CARGO_BIN_EXE_shiftlm")).args(&bf16).env("SHIFTLM_ISA", "avx2").current_dir(dir).output();
+    fails(&avx2.unwrap(), &["--precision bf16", "f32 (the default)"]);
+    std::fs::write(dir.join("t.txt"), "To be, or not to be, that is the question. ".repeat(20)).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_shiftlm"))
+        .args(["train", "--preset", "gpt-tiny", "--data", "t.txt", "--steps", "1", "--precision", "bf16", "--out", "r"])
+        .env("SHIFTLM_ISA", "avx2")
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    fails(&o, &["--precision bf16"]);
+    assert!(!dir.join("r").exists(), "a refused run leaves no folder");
 }
 
 /// `--profile`: a Chrome trace and a per-op table of the asked steps; an op

@@ -39,6 +39,8 @@ pub struct FinetuneJob {
     pub lora: Option<LoraConfig>,
     /// What stays frozen in a full fine-tune.
     pub freeze: Freeze,
+    /// The matrix products' precision (f32, or bf16 where the CPU has it).
+    pub precision: crate::ops::cpu::Precision,
 }
 
 /// What a fine-tune reports.
@@ -191,6 +193,7 @@ pub fn config(job: &FinetuneJob, from: &Loaded) -> Result<RunConfig> {
     }
     let t = &mut cfg.train;
     t.freeze = job.freeze.clone();
+    t.precision = job.precision;
     t.steps = job.steps;
     t.optimizer.lr = job.lr;
     // As `--lr` promises, whatever the model was trained with: 10% warmup,

@@ -18,6 +18,7 @@ folder that transformers opens, for tools/bench_generate_torch.py.
 Examples:
   shiftlm bench --list
   shiftlm bench --config baby-gpt --threads 2 --steps 30 --json
+  shiftlm bench --config gpt-6x384 --precision bf16 --steps 10
   shiftlm bench                                  (every configuration)
   shiftlm bench --config gpt2-30m --generate 127 --save /tmp/gpt2-30m --json
   shiftlm bench --config baby-gpt --profile prof --profile-sort total";
@@ -42,6 +43,10 @@ pub struct BenchArgs {
     /// With --generate: write the model to DIR first (a transformers folder).
     #[arg(long, value_name = "DIR", requires = "generate")]
     pub save: Option<std::path::PathBuf>,
+    /// Matrix products in f32 (the default) or bf16 (as `train --precision`; CPUs with
+    /// AVX512_BF16). The JSON records it under cpu.precision.
+    #[arg(long, value_name = "P", value_parser = ["f32", "bf16"], default_value = "f32")]
+    pub precision: String,
     /// End with one JSON line (the last configuration's figures, or all of them in "results").
     #[arg(long)]
     pub json: bool,
@@ -64,6 +69,7 @@ pub fn run(a: BenchArgs, threads: usize) -> anyhow::Result<()> {
     if a.steps == 0 {
         anyhow::bail!("--steps must be at least 1");
     }
+    shiftlm::ops::cpu::set_precision(a.precision.parse()?)?;
     if let Some(n) = a.generate {
         if a.profiling.profile.is_some() {
             anyhow::bail!("--profile times training steps; drop --generate");
@@ -77,7 +83,13 @@ pub fn run(a: BenchArgs, threads: usize) -> anyhow::Result<()> {
     a.profiling.arm((a.warmup + 1, a.warmup + a.steps.min(5)), a.warmup + a.steps)?;
     let peak = bench::matmul_peak_gflops(1024)?;
     let cpu = shiftlm::ops::cpu::info();
-    eprintln!("CPU: {} [{}]; shiftlm's kernels: {}", cpu.model, cpu.flags.join(" "), cpu.isa);
+    eprintln!(
+        "CPU: {} [{}]; shiftlm's kernels: {}, {} products",
+        cpu.model,
+        cpu.flags.join(" "),
+        cpu.isa,
+        cpu.precision
+    );
     eprintln!("matrix-product peak: {peak:.1} GFLOP/s on {threads} thread(s)");
     println!(
         "{:<12} {:>10} {:>12} {:>9} {:>8} {:>10}",

@@ -52,6 +52,10 @@ pub struct FinetuneArgs {
     /// Examples per batch (default: the model's training config).
     #[arg(long, value_name = "N")]
     pub batch_size: Option<usize>,
+    /// Matrix products in f32 (the default) or bf16 (mixed precision, as `train --precision`;
+    /// CPUs with AVX512_BF16).
+    #[arg(long, value_name = "P", value_parser = ["f32", "bf16"], default_value = "f32")]
+    pub precision: String,
     /// Run folder (must not hold checkpoints already; default runs/finetune-<data>).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
@@ -112,6 +116,7 @@ pub fn run(a: FinetuneArgs) -> anyhow::Result<()> {
             blocks: a.freeze_blocks.unwrap_or(0),
             all_but_head: a.freeze_all_but_head,
         },
+        precision: a.precision.parse()?,
     };
     // As train: skip the first step, then up to five.
     a.profiling.arm((2.min(a.steps), 6.min(a.steps)), a.steps)?;

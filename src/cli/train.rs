@@ -179,6 +179,12 @@ pub struct TrainArgs {
     /// Validation loss stays the plain cross-entropy.
     #[arg(long, value_name = "E")]
     pub label_smoothing: Option<f32>,
+    /// Matrix products in f32 (the default) or bf16: operands rounded to bf16 and multiplied
+    /// with f32 accumulation, while weights, activations, gradients and optimizer state stay
+    /// f32 (mixed precision). Needs a CPU with AVX512_BF16 (AMD Zen 4/5, Intel Sapphire
+    /// Rapids); refused elsewhere. A resumed run keeps its precision.
+    #[arg(long, value_name = "P", value_parser = ["f32", "bf16"])]
+    pub precision: Option<String>,
     /// What picks the best checkpoint: loss (validation loss) or bleu (greedy decoding of the
     /// validation pairs, scored at every evaluation; encoder–decoders). When given, training
     /// ends by evaluating that checkpoint, not the final weights, and says which it was.
@@ -250,6 +256,9 @@ fn job(a: &TrainArgs) -> anyhow::Result<TrainJob> {
     t.keep_last = a.keep_last.unwrap_or(t.keep_last);
     t.patience = a.patience.unwrap_or(t.patience);
     t.label_smoothing = a.label_smoothing.unwrap_or(t.label_smoothing);
+    if let Some(p) = a.precision.as_deref() {
+        t.precision = p.parse()?;
+    }
     t.batch_tokens = a.batch_tokens.unwrap_or(t.batch_tokens);
     if !forecaster {
         // A forecaster's lives in its model config (set with the model flags).
@@ -430,6 +439,7 @@ fn check_resume_flags(a: &TrainArgs) -> anyhow::Result<()> {
         a.keep_last.is_some(),
         a.patience.is_some(),
         a.label_smoothing.is_some(),
+        a.precision.is_some(),
         a.select_by.is_some(),
         a.batch_tokens.is_some(),
         a.schedule.is_some(),

@@ -104,6 +104,7 @@ fn train(steps: usize, batch_size: usize, lr: f64, eval_every: usize) -> TrainCo
         batch_tokens: 0,
         scheduled_sampling: 0.0,
         freeze: Default::default(),
+        precision: Default::default(),
     }
 }
 

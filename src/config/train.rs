@@ -4,6 +4,7 @@
 
 use crate::error::{Error, Result};
 use crate::model::ModelConfig;
+use crate::ops::cpu::Precision;
 use crate::optim::{OptimizerConfig, Schedule};
 use serde::{Deserialize, Serialize};
 
@@ -91,6 +92,15 @@ pub struct TrainConfig {
     /// counts evaluations, so it counts these finer ones.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub eval_every_epochs: f32,
+    /// The matrix products' operands: f32 (the default) or bf16 (CPUs with
+    /// AVX512_BF16; f32 master weights, activations and optimizer state).
+    /// A resumed run keeps its precision.
+    #[serde(default, skip_serializing_if = "is_f32")]
+    pub precision: Precision,
+}
+
+fn is_f32(p: &Precision) -> bool {
+    *p == Precision::F32
 }
 
 fn is_zero(x: &f32) -> bool {

@@ -10,6 +10,7 @@
 //! feature, so they are AVX2 either way.
 
 use crate::error::{Error, Result};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 
 /// The environment variable that limits the instruction set: `avx2`, or
@@ -43,6 +44,81 @@ pub fn isa_from_env() -> Result<Isa> {
 pub fn avx512() -> bool {
     static ON: OnceLock<bool> = OnceLock::new();
     *ON.get_or_init(|| has("avx512f") && isa_from_env().unwrap_or(Isa::Native) == Isa::Native)
+}
+
+/// The precision of the matrix products' operands (`--precision`). Weights,
+/// activations, gradients and optimizer state stay f32 either way.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Precision {
+    /// f32 operands (the default).
+    #[default]
+    F32,
+    /// Operands rounded to bf16 as the products pack them, accumulated in
+    /// f32 (AVX512_BF16's `vdpbf16ps`): mixed precision with f32 master
+    /// weights, as PyTorch's CPU autocast, but with f32 outputs.
+    Bf16,
+}
+
+impl Precision {
+    /// The flag's spelling: `f32` or `bf16`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::Bf16 => "bf16",
+        }
+    }
+}
+
+impl std::str::FromStr for Precision {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "f32" => Ok(Precision::F32),
+            "bf16" => Ok(Precision::Bf16),
+            other => Err(Error::setting(format!("precision {other:?}: expected f32 or bf16"))),
+        }
+    }
+}
+
+static BF16: AtomicBool = AtomicBool::new(false);
+
+/// Whether bf16 products can run here: AVX512_BF16 (`avx512_bf16` in
+/// /proc/cpuinfo), with AVX-512 not turned off by `SHIFTLM_ISA=avx2`.
+pub fn bf16_supported() -> bool {
+    avx512() && has("avx512_bf16")
+}
+
+/// Sets the precision of every matrix product in this process from now on
+/// (a training run sets its config's). bf16 is refused where
+/// [`bf16_supported`] is false, naming what is missing: there is no
+/// emulated path, since rounding in software would be slower than f32.
+pub fn set_precision(p: Precision) -> Result<()> {
+    if p == Precision::Bf16 && !bf16_supported() {
+        let why = if has("avx512_bf16") {
+            format!("{ISA_VAR}=avx2 turns AVX-512 off, and the bf16 kernel needs it")
+        } else {
+            format!("this CPU ({}) lacks AVX512_BF16 (`avx512_bf16` in /proc/cpuinfo)", info().model)
+        };
+        return Err(Error::setting(format!("--precision bf16: {why}; train in f32 (the default)")));
+    }
+    BF16.store(p == Precision::Bf16, Ordering::Relaxed);
+    Ok(())
+}
+
+/// The precision set by [`set_precision`] (f32 until then).
+pub fn precision() -> Precision {
+    if bf16_products() {
+        Precision::Bf16
+    } else {
+        Precision::F32
+    }
+}
+
+/// Whether the matrix products take bf16 operands now.
+#[inline]
+pub(crate) fn bf16_products() -> bool {
+    BF16.load(Ordering::Relaxed)
 }
 
 /// Whether the CPU has feature `name` (among those [`FLAGS`] lists).
@@ -79,6 +155,8 @@ pub struct CpuInfo {
     pub flags: Vec<&'static str>,
     /// The instruction set shiftlm's kernels use here: `avx512` or `avx2`.
     pub isa: &'static str,
+    /// The matrix products' precision: `f32` or `bf16` ([`set_precision`]).
+    pub precision: &'static str,
 }
 
 /// This machine's [`CpuInfo`].
@@ -96,7 +174,7 @@ pub fn info() -> CpuInfo {
         _ => name,
     };
     let flags = FLAGS.iter().copied().filter(|f| has(f)).collect();
-    CpuInfo { model, flags, isa: if avx512() { "avx512" } else { "avx2" } }
+    CpuInfo { model, flags, isa: if avx512() { "avx512" } else { "avx2" }, precision: precision().name() }
 }
 
 #[cfg(test)]

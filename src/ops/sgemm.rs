@@ -11,6 +11,14 @@
 //! in L1/L2. Packing reads any strides, so transposed operands cost nothing
 //! extra. Threads split the rows of C; each C element is computed by one
 //! thread in the same order whatever the thread count.
+//!
+//! Under `--precision bf16` ([`super::cpu::set_precision`]) the products
+//! that [`sgemm`] packs round both operands to bf16 as they are packed and
+//! multiply them with AVX512_BF16's `vdpbf16ps`, which does twice the
+//! multiply-adds of an f32 FMA per instruction, accumulating in f32; the
+//! result is f32 as always. Panels then hold k in pairs (the instruction
+//! multiplies two consecutive k at once). Products with a [`PackedRhs`]
+//! (the recurrences' Wₕₕ, latency-bound) stay f32.
 
 use rayon::prelude::*;
 
@@ -76,7 +84,7 @@ pub unsafe fn sgemm(
         let a = Mat { ptr: lhs, rs: lhs_s.1, cs: lhs_s.0 };
         let b = Mat { ptr: rhs, rs: rhs_s.1, cs: rhs_s.0 };
         let c = MatMut(dst, dst_s.1, dst_s.0);
-        return avx512::gemm(m, n, k, c, acc, a, b, threads);
+        return avx512::gemm(m, n, k, c, acc, a, b, super::cpu::bf16_products(), threads);
     }
     portable(m, n, k, dst, dst_s, acc, lhs, lhs_s, rhs, rhs_s, threads)
 }
@@ -159,7 +167,7 @@ pub unsafe fn matmul_packed(
         let a = Mat { ptr: lhs, rs: lhs_s.1, cs: lhs_s.0 };
         let b = Mat { ptr: rhs.rhs.as_ptr(), rs: rhs.rhs_s.1, cs: rhs.rhs_s.0 };
         let c = MatMut(dst, dst_s.1, dst_s.0);
-        return avx512::gemm_with(m, n, k, c, acc, a, b, Some(blocks), rayon::current_num_threads());
+        return avx512::gemm_with(m, n, k, c, acc, a, b, Some(blocks), false, rayon::current_num_threads());
     }
     matmul(m, n, k, dst, dst_s, acc, lhs, lhs_s, rhs.rhs.as_ptr(), rhs.rhs_s)
 }
@@ -260,6 +268,47 @@ mod avx512 {
         }
     }
 
+    /// Writes (or adds, with `acc`) the tile's h × w corner into C. A macro,
+    /// not a function: the tile's registers must not go through memory.
+    macro_rules! store_tile {
+        ($r:expr, $c:expr, $h:expr, $w:expr, $acc:expr) => {{
+            let (r, c, h, w, acc): (&[[__m512; 2]; MR], MatMut, usize, usize, bool) = (&$r, $c, $h, $w, $acc);
+            let MatMut(cp, rs, cs) = c;
+            if cs == 1 {
+                let m0: __mmask16 = if w >= 16 { 0xffff } else { ((1u32 << w) - 1) as u16 };
+                let m1: __mmask16 = if w >= 32 {
+                    0xffff
+                } else if w > 16 {
+                    ((1u32 << (w - 16)) - 1) as u16
+                } else {
+                    0
+                };
+                for (i, ri) in r.iter().enumerate().take(h) {
+                    let row = cp.offset(i as isize * rs);
+                    let (mut v0, mut v1) = (ri[0], ri[1]);
+                    if acc {
+                        v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, row));
+                        v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, row.add(16)));
+                    }
+                    _mm512_mask_storeu_ps(row, m0, v0);
+                    _mm512_mask_storeu_ps(row.add(16), m1, v1);
+                }
+            } else {
+                let mut tile = [0f32; MR * NR];
+                for (i, ri) in r.iter().enumerate() {
+                    _mm512_storeu_ps(tile.as_mut_ptr().add(i * NR), ri[0]);
+                    _mm512_storeu_ps(tile.as_mut_ptr().add(i * NR + 16), ri[1]);
+                }
+                for i in 0..h {
+                    for j in 0..w {
+                        let p = cp.offset(i as isize * rs + j as isize * cs);
+                        *p = if acc { *p + tile[i * NR + j] } else { tile[i * NR + j] };
+                    }
+                }
+            }
+        }};
+    }
+
     /// The 12 × 32 tile: C[0..h, 0..w] (+)= Apanel · Bpanel over kc.
     #[target_feature(enable = "avx512f")]
     unsafe fn kernel(kc: usize, ap: *const f32, bp: *const f32, c: MatMut, h: usize, w: usize, acc: bool) {
@@ -274,39 +323,79 @@ mod avx512 {
                 ri[1] = _mm512_fmadd_ps(ai, b1, ri[1]);
             }
         }
-        let MatMut(cp, rs, cs) = c;
-        if cs == 1 {
-            let m0: __mmask16 = if w >= 16 { 0xffff } else { ((1u32 << w) - 1) as u16 };
-            let m1: __mmask16 = if w >= 32 {
-                0xffff
-            } else if w > 16 {
-                ((1u32 << (w - 16)) - 1) as u16
-            } else {
-                0
-            };
-            for (i, ri) in r.iter().enumerate().take(h) {
-                let row = cp.offset(i as isize * rs);
-                let (mut v0, mut v1) = (ri[0], ri[1]);
-                if acc {
-                    v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, row));
-                    v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, row.add(16)));
+        store_tile!(r, c, h, w, acc);
+    }
+
+    /// f32 → bf16, rounded to nearest even (NaN stays a NaN): the tests' reference
+    /// for `vcvtneps2bf16`.
+    #[cfg(test)]
+    #[inline(always)]
+    pub(super) fn bf16_bits(x: f32) -> u16 {
+        let u = x.to_bits();
+        let rounded = (u + 0x7fff + ((u >> 16) & 1)) >> 16;
+        (if x.is_nan() { (u >> 16) | 0x40 } else { rounded }) as u16
+    }
+
+    /// Re-lays an f32 panel `src` (kc × width, k-major) as bf16 pairs, one
+    /// u32 per pair: `out[q·width + j] = bf16(src[2q][j]) | bf16(src[2q + 1][j]) << 16`
+    /// (zero past kc), rounded to nearest even by `vcvtneps2bf16`, 16 lanes
+    /// at a time.
+    #[target_feature(enable = "avx512f,avx512bf16")]
+    unsafe fn pairs(src: &[f32], kc: usize, width: usize, out: &mut [u32]) {
+        debug_assert!(src.len() >= kc * width && out.len() >= kc.div_ceil(2) * width);
+        let to_u32 = |v: __m512| _mm512_cvtepu16_epi32(std::mem::transmute::<__m256bh, __m256i>(_mm512_cvtneps_pbh(v)));
+        for q in 0..kc.div_ceil(2) {
+            let (lo, hi) = (src.as_ptr().add(2 * q * width), src.as_ptr().add((2 * q + 1) * width));
+            let o = out.as_mut_ptr().add(q * width);
+            for j in (0..width).step_by(16) {
+                let m: __mmask16 = if width - j >= 16 { 0xffff } else { (1u16 << (width - j)) - 1 };
+                let mut v = to_u32(_mm512_maskz_loadu_ps(m, lo.add(j)));
+                if 2 * q + 1 < kc {
+                    v = _mm512_or_si512(v, _mm512_slli_epi32::<16>(to_u32(_mm512_maskz_loadu_ps(m, hi.add(j)))));
                 }
-                _mm512_mask_storeu_ps(row, m0, v0);
-                _mm512_mask_storeu_ps(row.add(16), m1, v1);
-            }
-        } else {
-            let mut tile = [0f32; MR * NR];
-            for (i, ri) in r.iter().enumerate() {
-                _mm512_storeu_ps(tile.as_mut_ptr().add(i * NR), ri[0]);
-                _mm512_storeu_ps(tile.as_mut_ptr().add(i * NR + 16), ri[1]);
-            }
-            for i in 0..h {
-                for j in 0..w {
-                    let p = cp.offset(i as isize * rs + j as isize * cs);
-                    *p = if acc { *p + tile[i * NR + j] } else { tile[i * NR + j] };
-                }
+                _mm512_mask_storeu_epi32(o.add(j).cast::<i32>(), m, v);
             }
         }
+    }
+
+    /// [`pack_b`], then each panel re-laid as bf16 pairs (`tmp` holds the f32 panels).
+    unsafe fn pack_b_bf16(b: Mat, pc: usize, jc: usize, kc: usize, nc: usize, tmp: &mut Vec<f32>, out: &mut [u32]) {
+        let panels = nc.div_ceil(NR);
+        tmp.resize(kc * panels * NR, 0.0);
+        pack_b(b, pc, jc, kc, nc, tmp);
+        let kc2 = kc.div_ceil(2);
+        for (src, dst) in tmp.chunks_exact(kc * NR).zip(out.chunks_exact_mut(kc2 * NR)) {
+            pairs(src, kc, NR, dst);
+        }
+    }
+
+    /// [`pack_a`], then each panel re-laid as bf16 pairs.
+    unsafe fn pack_a_bf16(a: Mat, ic: usize, pc: usize, mc: usize, kc: usize, tmp: &mut Vec<f32>, out: &mut [u32]) {
+        let panels = mc.div_ceil(MR);
+        tmp.resize(kc * panels * MR, 0.0);
+        pack_a(a, ic, pc, mc, kc, tmp);
+        let kc2 = kc.div_ceil(2);
+        for (src, dst) in tmp.chunks_exact(kc * MR).zip(out.chunks_exact_mut(kc2 * MR)) {
+            pairs(src, kc, MR, dst);
+        }
+    }
+
+    /// The 12 × 32 tile from bf16 panels of `kc2` pairs of k: each
+    /// `vdpbf16ps` adds a0·b0 + a1·b1 into every f32 lane.
+    #[target_feature(enable = "avx512f,avx512bf16")]
+    unsafe fn kernel_bf16(kc2: usize, ap: *const u32, bp: *const u32, c: MatMut, h: usize, w: usize, acc: bool) {
+        let mut r = [[_mm512_setzero_ps(); 2]; MR];
+        for q in 0..kc2 {
+            let b0: __m512bh = std::mem::transmute(_mm512_loadu_ps(bp.add(q * NR).cast::<f32>()));
+            let b1: __m512bh = std::mem::transmute(_mm512_loadu_ps(bp.add(q * NR + 16).cast::<f32>()));
+            let a = ap.add(q * MR);
+            for (i, ri) in r.iter_mut().enumerate() {
+                let ai: __m512bh = std::mem::transmute(_mm512_set1_epi32(*a.add(i) as i32));
+                ri[0] = _mm512_dpbf16_ps(ri[0], ai, b0);
+                ri[1] = _mm512_dpbf16_ps(ri[1], ai, b1);
+            }
+        }
+        store_tile!(r, c, h, w, acc);
     }
 
     /// Every KC × NC block of B, packed, in the order [`rows`] visits them.
@@ -324,7 +413,9 @@ mod avx512 {
         out
     }
 
-    /// Rows `i0..i1` of C; B's blocks are packed here unless `packed` holds them.
+    /// Rows `i0..i1` of C; B's blocks are packed here unless `packed` holds
+    /// them; with `bf16`, both operands are packed as bf16 pairs (never with
+    /// `packed`, which is f32).
     #[allow(clippy::too_many_arguments)]
     unsafe fn rows(
         i0: usize,
@@ -336,14 +427,37 @@ mod avx512 {
         a: Mat,
         b: Mat,
         packed: Option<&[Vec<f32>]>,
+        bf16: bool,
         apack: &mut Vec<f32>,
     ) {
         let mut own = Vec::new();
+        let (mut own16, mut apack16) = (Vec::<u32>::new(), Vec::<u32>::new());
         let mut block_index = 0;
         for jc in (0..n).step_by(NC) {
             let nc = NC.min(n - jc);
             for pc in (0..k).step_by(KC) {
                 let kc = KC.min(k - pc);
+                let first = pc == 0;
+                if bf16 && packed.is_none() {
+                    let kc2 = kc.div_ceil(2);
+                    own16.resize(kc2 * nc.div_ceil(NR) * NR, 0);
+                    pack_b_bf16(b, pc, jc, kc, nc, &mut own, &mut own16);
+                    for ic in (i0..i1).step_by(MC) {
+                        let mc = MC.min(i1 - ic);
+                        apack16.resize(kc2 * mc.div_ceil(MR) * MR, 0);
+                        pack_a_bf16(a, ic, pc, mc, kc, apack, &mut apack16);
+                        for jr in (0..nc).step_by(NR) {
+                            let bp = own16.as_ptr().add((jr / NR) * kc2 * NR);
+                            for ir in (0..mc).step_by(MR) {
+                                let ap = apack16.as_ptr().add((ir / MR) * kc2 * MR);
+                                let (ci, cj) = (ic + ir, jc + jr);
+                                let tile = MatMut(c.0.offset(ci as isize * c.1 + cj as isize * c.2), c.1, c.2);
+                                kernel_bf16(kc2, ap, bp, tile, MR.min(mc - ir), NR.min(nc - jr), acc || !first);
+                            }
+                        }
+                    }
+                    continue;
+                }
                 let bpack: &[f32] = match packed {
                     Some(blocks) => &blocks[block_index],
                     None => {
@@ -353,7 +467,6 @@ mod avx512 {
                     }
                 };
                 block_index += 1;
-                let first = pc == 0;
                 for ic in (i0..i1).step_by(MC) {
                     let mc = MC.min(i1 - ic);
                     apack.resize(kc * mc.div_ceil(MR) * MR, 0.0);
@@ -373,11 +486,12 @@ mod avx512 {
     }
 
     #[allow(clippy::too_many_arguments)]
-    pub unsafe fn gemm(m: usize, n: usize, k: usize, c: MatMut, acc: bool, a: Mat, b: Mat, threads: usize) {
-        gemm_with(m, n, k, c, acc, a, b, None, threads)
+    pub unsafe fn gemm(m: usize, n: usize, k: usize, c: MatMut, acc: bool, a: Mat, b: Mat, bf16: bool, threads: usize) {
+        gemm_with(m, n, k, c, acc, a, b, None, bf16, threads)
     }
 
-    /// [`gemm`] with B's blocks already packed (or packed here when `None`).
+    /// [`gemm`] with B's blocks already packed (or packed here when `None`);
+    /// `bf16` products as in [`rows`].
     #[allow(clippy::too_many_arguments)]
     pub unsafe fn gemm_with(
         m: usize,
@@ -388,12 +502,13 @@ mod avx512 {
         a: Mat,
         b: Mat,
         packed: Option<&[Vec<f32>]>,
+        bf16: bool,
         threads: usize,
     ) {
         // Enough rows per task to amortise packing B; tasks split rows only.
         let tasks = if threads > 1 && m * n * k >= 1 << 18 { threads.min(m.div_ceil(MR)) } else { 1 };
         if tasks <= 1 {
-            rows(0, m, n, k, c, acc, a, b, packed, &mut Vec::new());
+            rows(0, m, n, k, c, acc, a, b, packed, bf16, &mut Vec::new());
             return;
         }
         let per = m.div_ceil(tasks).div_ceil(MR) * MR;
@@ -405,7 +520,7 @@ mod avx512 {
                 let _share = crate::profile::worker("matmul.worker", caller, || {
                     (format!("[{}, {k}]·[{k}, {n}]", i1 - i0), Some(crate::profile::matmul_flops(i1 - i0, n, k)))
                 });
-                rows(i0, i1, n, k, c, acc, a, b, packed, &mut Vec::new());
+                rows(i0, i1, n, k, c, acc, a, b, packed, bf16, &mut Vec::new());
             }
         });
     }
@@ -492,6 +607,60 @@ mod tests {
                             }
                         }
                     }
+                }
+            }
+        }
+    }
+
+    /// bf16 products equal the exact product of the bf16-rounded operands
+    /// (up to f32 accumulation), on odd shapes, strides and k (a last pair
+    /// half zero), and blocks of k past KC; where the CPU has AVX512_BF16.
+    #[test]
+    fn bf16_products_match_the_rounded_operands() {
+        if !crate::ops::cpu::bf16_supported() {
+            eprintln!("skipped: this CPU has no AVX512_BF16");
+            return;
+        }
+        let round = |x: f32| f32::from_bits((avx512::bf16_bits(x) as u32) << 16);
+        assert_eq!(round(1.0 + 1.0 / 256.0), 1.0, "ties round to even");
+        assert_eq!(round(1.0 + 3.0 / 256.0), 1.0 + 4.0 / 256.0);
+        assert!(round(f32::NAN).is_nan() && round(f32::INFINITY) == f32::INFINITY);
+        let mut rng = crate::rng::Rng::new(11);
+        for &(m, n, k) in &[(16, 16, 16), (37, 130, 257), (100, 70, 301), (200, 40, 64)] {
+            let a: Vec<f32> = (0..m * k).map(|_| rng.normal()).collect();
+            let b: Vec<f32> = (0..k * n).map(|_| rng.normal()).collect();
+            let (ar, br): (Vec<f32>, Vec<f32>) =
+                (a.iter().map(|&x| round(x)).collect(), b.iter().map(|&x| round(x)).collect());
+            for (a_s, b_s) in [((1, k as isize), (1, n as isize)), ((m as isize, 1), (k as isize, 1))] {
+                let want = reference(m, n, k, &ar, a_s, &br, b_s);
+                let full = reference(m, n, k, &a, a_s, &b, b_s);
+                for threads in [1, 2] {
+                    let mut c = vec![1f32; m * n];
+                    unsafe {
+                        avx512::gemm(
+                            m,
+                            n,
+                            k,
+                            MatMut(c.as_mut_ptr(), n as isize, 1),
+                            true,
+                            Mat { ptr: a.as_ptr(), rs: a_s.1, cs: a_s.0 },
+                            Mat { ptr: b.as_ptr(), rs: b_s.1, cs: b_s.0 },
+                            true,
+                            threads,
+                        )
+                    };
+                    let mut worst = 0f64;
+                    for i in 0..m * n {
+                        let got = c[i] as f64 - 1.0;
+                        assert!(
+                            (got - want[i]).abs() < 1e-4 * (k as f64).sqrt(),
+                            "({m},{n},{k}) [{i}]: {got} vs {}",
+                            want[i]
+                        );
+                        worst = worst.max((got - full[i]).abs() / (k as f64).sqrt());
+                    }
+                    // And it is a bf16 product, not an f32 one: off the f32 result by about 2⁻⁹.
+                    assert!(worst > 1e-4 && worst < 2e-2, "({m},{n},{k}): {worst}");
                 }
             }
         }

@@ -150,7 +150,10 @@ impl Trainer {
     /// A fresh run. `cfg.model.vocab_size` must match the tokenizer; a
     /// forecaster takes its input and target counts and its scaler from the
     /// data. With `run_dir`, checkpoints go to `run_dir/checkpoint-<step>/`.
+    /// Sets the process's matrix-product precision to the config's
+    /// ([`crate::ops::cpu::set_precision`]; an error where bf16 cannot run).
     pub fn new(mut cfg: RunConfig, data: Dataset, tokenizer: Tokenizer, run_dir: Option<PathBuf>) -> Result<Self> {
+        crate::ops::cpu::set_precision(cfg.train.precision)?;
         if let (crate::model::ModelConfig::Image(m), Dataset::Images(d)) = (&mut cfg.model, &data) {
             if d.train.classes.len() < 2 {
                 return Err(Error::config(
