@@ -83,11 +83,7 @@ const QB: usize = 64;
 fn causal_softmax_rows(s: &mut [f32], t: usize, r0: usize, rows: usize, kend: usize, scale: f32) {
     for (k, row) in s.chunks_mut(t).take(rows).enumerate() {
         let (vis, hidden) = row[..kend].split_at_mut(r0 + k + 1);
-        let m = super::max(vis) * scale; // scale > 0
-        vis.iter_mut().for_each(|v| *v = super::exp(*v * scale - m));
-        let inv = 1.0 / super::sum(vis);
-        vis.iter_mut().for_each(|v| *v *= inv);
-        hidden.iter_mut().for_each(|v| *v = 0.0);
+        super::softmax_row(vis, hidden, scale);
     }
 }
 

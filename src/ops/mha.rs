@@ -95,11 +95,7 @@ impl MhaOp {
         let scale = 1.0 / (dm.d as f32).sqrt();
         for (k, row) in s.chunks_mut(dm.s).take(rows).enumerate() {
             let (vis, hidden) = row[..kmax].split_at_mut(self.kend(dm, bi, r0 + k));
-            let m = super::max(vis) * scale;
-            vis.iter_mut().for_each(|v| *v = super::exp(*v * scale - m));
-            let inv = 1.0 / super::sum(vis);
-            vis.iter_mut().for_each(|v| *v *= inv);
-            hidden.iter_mut().for_each(|v| *v = 0.0);
+            super::softmax_row(vis, hidden, scale);
         }
     }
 

@@ -313,6 +313,20 @@ mod avx512 {
     #[target_feature(enable = "avx512f")]
     unsafe fn kernel(kc: usize, ap: *const f32, bp: *const f32, c: MatMut, h: usize, w: usize, acc: bool) {
         let mut r = [[_mm512_setzero_ps(); 2]; MR];
+        if w <= 16 {
+            // A panel at most 16 wide (the last of an odd width, or a product
+            // 16 wide: attention's P·V with heads of 16): the right half of
+            // the tile would only multiply zeros.
+            for kk in 0..kc {
+                let b0 = _mm512_loadu_ps(bp.add(kk * NR));
+                let a = ap.add(kk * MR);
+                for (i, ri) in r.iter_mut().enumerate() {
+                    ri[0] = _mm512_fmadd_ps(_mm512_set1_ps(*a.add(i)), b0, ri[0]);
+                }
+            }
+            store_tile!(r, c, h, w, acc);
+            return;
+        }
         for kk in 0..kc {
             let b0 = _mm512_loadu_ps(bp.add(kk * NR));
             let b1 = _mm512_loadu_ps(bp.add(kk * NR + 16));
@@ -385,6 +399,19 @@ mod avx512 {
     #[target_feature(enable = "avx512f,avx512bf16")]
     unsafe fn kernel_bf16(kc2: usize, ap: *const u32, bp: *const u32, c: MatMut, h: usize, w: usize, acc: bool) {
         let mut r = [[_mm512_setzero_ps(); 2]; MR];
+        if w <= 16 {
+            // As in `kernel`: the right half would only multiply zeros.
+            for q in 0..kc2 {
+                let b0: __m512bh = std::mem::transmute(_mm512_loadu_ps(bp.add(q * NR).cast::<f32>()));
+                let a = ap.add(q * MR);
+                for (i, ri) in r.iter_mut().enumerate() {
+                    let ai: __m512bh = std::mem::transmute(_mm512_set1_epi32(*a.add(i) as i32));
+                    ri[0] = _mm512_dpbf16_ps(ri[0], ai, b0);
+                }
+            }
+            store_tile!(r, c, h, w, acc);
+            return;
+        }
         for q in 0..kc2 {
             let b0: __m512bh = std::mem::transmute(_mm512_loadu_ps(bp.add(q * NR).cast::<f32>()));
             let b1: __m512bh = std::mem::transmute(_mm512_loadu_ps(bp.add(q * NR + 16).cast::<f32>()));
