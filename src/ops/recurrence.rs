@@ -20,7 +20,7 @@
 //! the same mask at every step of a sequence. The cell itself (an LSTM's
 //! `c`, a GRU's `z·h₋₁`) sees the state unmasked.
 
-use super::sgemm::{matmul_packed, PackedRhs};
+use super::sgemm::{matmul_packed_on, PackedRhs};
 use super::{f32_slice, sgemm, Uninit};
 use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
@@ -145,51 +145,63 @@ impl<C: Cell> CustomOp3 for RecurrenceOp<C> {
         let w_t = PackedRhs::new(b, h, g, w, ((h + C::EXTRA_COLS) as isize, 1));
         let wide = wide_cell();
         let (sv, ss) = (Rows(saved.as_mut_ptr()), Rows(states.as_mut_ptr()));
-        let mut hm = vec![0f32; if self.hmask.is_some() { b * h } else { 0 }];
-        for step in 0..t {
+        let hps = Floats(hp.as_mut_ptr());
+        let (tasks, per) = row_blocks(b, g * h);
+        // Rows i0..i1 of one step: their product, then their cells. A task
+        // needs only its own rows of the previous step, so each step is one
+        // fork-join (none on one thread), and the rows stay in cache between
+        // the product and the cells.
+        let block = |step: usize, i0: usize, i1: usize, hm: &mut Vec<f32>| {
             // SAFETY: shapes checked above; row r of step s is at (r·T + s)·S in the
-            // states, and the previous step's rows are complete.
+            // states, the previous step's rows are complete, and each task
+            // writes only rows i0..i1 of this step.
             unsafe {
                 let (mut prev, prev_rs) = if step == 0 {
-                    (init.as_ptr(), sw)
+                    (init.as_ptr().add(i0 * sw), sw)
                 } else {
-                    (ss.0.add((step - 1) * sw).cast_const().cast::<f32>(), t * sw)
+                    (ss.ptr().add((i0 * t + step - 1) * sw).cast_const().cast::<f32>(), t * sw)
                 };
                 let mut prev_s = (1, prev_rs as isize);
                 if let Some(m) = &self.hmask {
-                    // The h that Wₕₕ reads, masked: (B, H).
-                    for r in 0..b {
-                        let src = std::slice::from_raw_parts(prev.add(r * prev_rs), h);
-                        for ((d, &v), &k) in hm[r * h..(r + 1) * h].iter_mut().zip(src).zip(&m[r * h..(r + 1) * h]) {
+                    // The h that Wₕₕ reads, masked: (rows, H).
+                    hm.resize((i1 - i0) * h, 0.0);
+                    for (j, r) in (i0..i1).enumerate() {
+                        let src = std::slice::from_raw_parts(prev.add(j * prev_rs), h);
+                        for ((d, &v), &k) in hm[j * h..(j + 1) * h].iter_mut().zip(src).zip(&m[r * h..(r + 1) * h]) {
                             *d = v * k;
                         }
                     }
                     (prev, prev_s) = (hm.as_ptr(), (1, h as isize));
                 }
                 if C::FOLDED {
-                    let dst = sv.0.add(step * g).cast::<f32>();
-                    matmul_packed(b, dst, (1, (t * g) as isize), true, prev, prev_s, &w_t);
+                    let dst = sv.ptr().add((i0 * t + step) * g).cast::<f32>();
+                    matmul_packed_on(i1 - i0, dst, (1, (t * g) as isize), true, prev, prev_s, &w_t, 1);
                 } else {
-                    matmul_packed(b, hp.as_mut_ptr(), (1, g as isize), false, prev, prev_s, &w_t);
+                    matmul_packed_on(i1 - i0, hps.ptr().add(i0 * g), (1, g as isize), false, prev, prev_s, &w_t, 1);
+                }
+                for r in i0..i1 {
+                    let at = r * t + step;
+                    let (o, s) = (ss.get(at * sw, sw), sv.get(at * vw, vw));
+                    let p: &[f32] = match step {
+                        0 => &init[r * sw..(r + 1) * sw],
+                        _ => ss.get_init((at - 1) * sw, sw),
+                    };
+                    let (x, hpr) = if C::FOLDED {
+                        (&[][..], &[][..])
+                    } else {
+                        (&xproj[at * g..(at + 1) * g], std::slice::from_raw_parts(hps.ptr().add(r * g), g))
+                    };
+                    cell.forward_row(wide, x, hpr, p, o, s, self.mask.at(step, r), h);
                 }
             }
-            let hp = &hp;
-            (0..b).into_par_iter().with_min_len(RECURRENT_ROWS).for_each(|r| {
-                let at = r * t + step;
-                // SAFETY: each task owns row r of this step; the previous step is only read.
-                let (o, s) = unsafe { (ss.get(at * sw, sw), sv.get(at * vw, vw)) };
-                let p: &[f32] = match step {
-                    0 => &init[r * sw..(r + 1) * sw],
-                    // SAFETY: the previous step wrote it.
-                    _ => unsafe { ss.get_init((at - 1) * sw, sw) },
-                };
-                let (x, hpr) = if C::FOLDED {
-                    (&[][..], &[][..])
-                } else {
-                    (&xproj[at * g..(at + 1) * g], &hp[r * g..(r + 1) * g])
-                };
-                cell.forward_row(wide, x, hpr, p, o, s, self.mask.at(step, r), h);
-            });
+        };
+        let mut hm = Vec::new();
+        for step in 0..t {
+            if tasks == 1 {
+                block(step, 0, b, &mut hm);
+            } else {
+                (0..tasks).into_par_iter().for_each_init(Vec::new, |hm, k| block(step, k * per, b.min((k + 1) * per), hm));
+            }
         }
         // SAFETY: the cells wrote every row of every step (FOLDED: the saved
         // gates started as a copy of xproj).
@@ -222,56 +234,68 @@ impl<C: Cell> CustomOp3 for RecurrenceOp<C> {
         let mut dw = vec![0f32; g * wcols];
         let mut carry = vec![0f32; b * sw]; // d state after this step, from later steps
         let mut dprev = vec![0f32; b * sw];
-        let mut dhm = vec![0f32; if self.hmask.is_some() { b * h } else { 0 }];
         // Packed once for all steps.
         let w_packed = PackedRhs::new(b, g, h, &w, (1, wcols as isize));
         let wide = wide_cell();
+        let (tasks, per) = row_blocks(b, g * h);
         let dx = super::with_f32(&res, C::NAME, |states| {
             super::with_f32(&grad, C::NAME, |grad| {
                 let dxs = Rows(dx.as_mut_ptr());
                 let dhs = if C::FOLDED { dxs } else { Rows(dhp.as_mut_ptr()) };
-                for step in (0..t).rev() {
-                    let carried = &carry;
-                    let rows = dprev.par_chunks_mut(sw).enumerate().with_min_len(RECURRENT_ROWS);
-                    rows.for_each_init(
-                        || vec![0f32; sw],
-                        |d, (r, dp)| {
-                            let at = r * t + step;
-                            // d of this step's output: from the loss, and from later steps.
-                            for ((d, a), c) in d.iter_mut().zip(&grad[at * sw..(at + 1) * sw]).zip(&carried[r * sw..]) {
-                                *d = a + c;
-                            }
-                            let p = match step {
-                                0 => &init[r * sw..(r + 1) * sw],
-                                _ => &states[(at - 1) * sw..at * sw],
-                            };
-                            // SAFETY: each task owns row r of this step's gradients.
-                            let dxr = unsafe { dxs.get(at * g, g) };
-                            let dhr = if C::FOLDED { &mut [][..] } else { unsafe { dhs.get(at * g, g) } };
-                            let s = &saved[at * vw..(at + 1) * vw];
-                            cell.backward_row(wide, s, p, d, dxr, dhr, dp, self.mask.at(step, r), h);
-                        },
-                    );
-                    // SAFETY: all buffers are sized from the checked shapes.
+                // Rows i0..i1 of one step: their cells, then d hₜ₋₁ of those
+                // rows through Wₕₕ (one fork-join per step, as forward).
+                let block = |step: usize, carried: &[f32], dprev: Floats, i0: usize, i1: usize, scratch: &mut Vec<f32>| {
+                    scratch.resize(sw + if self.hmask.is_some() { (i1 - i0) * h } else { 0 }, 0.0);
+                    let (d, dhm) = scratch.split_at_mut(sw);
+                    for r in i0..i1 {
+                        let at = r * t + step;
+                        // d of this step's output: from the loss, and from later steps.
+                        for ((d, a), c) in d.iter_mut().zip(&grad[at * sw..(at + 1) * sw]).zip(&carried[r * sw..]) {
+                            *d = a + c;
+                        }
+                        let p = match step {
+                            0 => &init[r * sw..(r + 1) * sw],
+                            _ => &states[(at - 1) * sw..at * sw],
+                        };
+                        // SAFETY: each task owns rows i0..i1 of this step's gradients
+                        // and of d prev.
+                        let (dxr, dp) = unsafe { (dxs.get(at * g, g), std::slice::from_raw_parts_mut(dprev.ptr().add(r * sw), sw)) };
+                        let dhr = if C::FOLDED { &mut [][..] } else { unsafe { dhs.get(at * g, g) } };
+                        let s = &saved[at * vw..(at + 1) * vw];
+                        cell.backward_row(wide, s, p, d, dxr, dhr, dp, self.mask.at(step, r), h);
+                    }
+                    // SAFETY: all buffers are sized from the checked shapes; the
+                    // rows written are this task's.
                     unsafe {
-                        // d hₜ₋₁ += d hp · Wₕₕ   (B, G)·(G, H), rows T·G apart
-                        let dh = dhs.0.add(step * g).cast_const().cast::<f32>();
-                        let rs = (t * g) as isize;
+                        // d hₜ₋₁ += d hp · Wₕₕ   (rows, G)·(G, H), rows T·G apart
+                        let dh = dhs.ptr().add((i0 * t + step) * g).cast_const().cast::<f32>();
+                        let (rs, n) = ((t * g) as isize, i1 - i0);
+                        let dst = dprev.ptr().add(i0 * sw);
                         match &self.hmask {
-                            None => {
-                                matmul_packed(b, dprev.as_mut_ptr(), (1, sw as isize), true, dh, (1, rs), &w_packed)
-                            }
+                            None => matmul_packed_on(n, dst, (1, sw as isize), true, dh, (1, rs), &w_packed, 1),
                             Some(m) => {
                                 // Through the mask: d h += (d hp · Wₕₕ) ⊙ m.
-                                matmul_packed(b, dhm.as_mut_ptr(), (1, h as isize), false, dh, (1, rs), &w_packed);
-                                for r in 0..b {
-                                    let dst = &mut dprev[r * sw..r * sw + h];
-                                    for ((d, &v), &k) in dst.iter_mut().zip(&dhm[r * h..(r + 1) * h]).zip(&m[r * h..]) {
+                                matmul_packed_on(n, dhm.as_mut_ptr(), (1, h as isize), false, dh, (1, rs), &w_packed, 1);
+                                for (j, r) in (i0..i1).enumerate() {
+                                    let dst = std::slice::from_raw_parts_mut(dprev.ptr().add(r * sw), h);
+                                    for ((d, &v), &k) in dst.iter_mut().zip(&dhm[j * h..(j + 1) * h]).zip(&m[r * h..]) {
                                         *d += v * k;
                                     }
                                 }
                             }
                         }
+                    }
+                };
+                let mut scratch = Vec::new();
+                for step in (0..t).rev() {
+                    let dp = Floats(dprev.as_mut_ptr());
+                    if tasks == 1 {
+                        block(step, &carry, dp, 0, b, &mut scratch);
+                    } else {
+                        let carried = &carry;
+                        (0..tasks).into_par_iter().for_each_init(Vec::new, |sc, k| {
+                            block(step, carried, dp, k * per, b.min((k + 1) * per), sc)
+                        });
                     }
                     std::mem::swap(&mut carry, &mut dprev);
                 }
@@ -357,8 +381,34 @@ pub(crate) fn wide_cell() -> bool {
     false
 }
 
-/// Batch rows handed to one parallel task of a recurrent step.
+/// Batch rows handed to one parallel task of a recurrent step, at least.
 pub(crate) const RECURRENT_ROWS: usize = 8;
+
+/// How a recurrent step's B rows split into parallel tasks, each doing
+/// `work_per_row` multiply-adds a row: (tasks, rows per task). One task on
+/// one thread, or where the step is too small for a fork-join (a few µs) to
+/// pay; the split never changes a result (each row is computed alike).
+fn row_blocks(b: usize, work_per_row: usize) -> (usize, usize) {
+    let threads = rayon::current_num_threads();
+    let tasks = if threads > 1 && b * work_per_row >= 1 << 18 { threads.min(b.div_ceil(RECURRENT_ROWS)) } else { 1 };
+    (tasks, b.div_ceil(tasks))
+}
+
+/// A float buffer shared by the parallel row tasks of one recurrent step;
+/// each task touches only its own rows.
+#[derive(Clone, Copy)]
+struct Floats(*mut f32);
+// SAFETY: as for `Rows`: the tasks of a step write disjoint rows, and the
+// buffer outlives the step.
+unsafe impl Send for Floats {}
+unsafe impl Sync for Floats {}
+
+impl Floats {
+    /// The buffer (a method, so that closures capture the whole `Floats`).
+    fn ptr(self) -> *mut f32 {
+        self.0
+    }
+}
 
 /// A recurrence's per-row mask (1 steps, 0 carries the old state), kept
 /// step-major so one step's values are together.
@@ -427,6 +477,11 @@ unsafe impl Send for Rows {}
 unsafe impl Sync for Rows {}
 
 impl Rows {
+    /// The buffer (a method, so that closures capture the whole `Rows`).
+    pub(crate) fn ptr(self) -> *mut Uninit {
+        self.0
+    }
+
     /// # Safety
     /// `at..at + n` must lie inside the buffer, and no other task may use it.
     #[allow(clippy::mut_from_ref)]

@@ -148,7 +148,8 @@ impl<'a> PackedRhs<'a> {
 }
 
 /// [`matmul`] with a packed right-hand side: `dst (m×n) (+)= lhs (m×k) · rhs`.
-/// The result is bit-identical to [`matmul`]'s.
+/// The result is bit-identical to [`matmul`]'s with the `m` the matrix was
+/// packed for.
 ///
 /// # Safety
 /// As for [`sgemm`] (the packed matrix is borrowed, so it is still valid).
@@ -161,15 +162,39 @@ pub unsafe fn matmul_packed(
     lhs_s: (isize, isize),
     rhs: &PackedRhs,
 ) {
+    matmul_packed_on(m, dst, dst_s, acc, lhs, lhs_s, rhs, rayon::current_num_threads())
+}
+
+/// [`matmul_packed`] on `threads` threads (1: on this one, no task at all).
+/// Any `m` takes the packed path when the matrix was packed, so that a
+/// product split into blocks of rows computes every element as the whole
+/// product does, bit for bit.
+///
+/// # Safety
+/// As for [`sgemm`].
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn matmul_packed_on(
+    m: usize,
+    dst: *mut f32,
+    dst_s: (isize, isize),
+    acc: bool,
+    lhs: *const f32,
+    lhs_s: (isize, isize),
+    rhs: &PackedRhs,
+    threads: usize,
+) {
     let (n, k) = (rhs.n, rhs.k);
+    if m == 0 {
+        return;
+    }
     #[cfg(target_arch = "x86_64")]
-    if let (Some(blocks), true) = (&rhs.blocks, m >= 16) {
+    if let Some(blocks) = &rhs.blocks {
         let a = Mat { ptr: lhs, rs: lhs_s.1, cs: lhs_s.0 };
         let b = Mat { ptr: rhs.rhs.as_ptr(), rs: rhs.rhs_s.1, cs: rhs.rhs_s.0 };
         let c = MatMut(dst, dst_s.1, dst_s.0);
-        return avx512::gemm_with(m, n, k, c, acc, a, b, Some(blocks), false, rayon::current_num_threads());
+        return avx512::gemm_with(m, n, k, c, acc, a, b, Some(blocks), false, threads);
     }
-    matmul(m, n, k, dst, dst_s, acc, lhs, lhs_s, rhs.rhs.as_ptr(), rhs.rhs_s)
+    sgemm(m, n, k, dst, dst_s, acc, lhs, lhs_s, rhs.rhs.as_ptr(), rhs.rhs_s, threads)
 }
 
 /// The same product with the `gemm` crate (CPUs without AVX-512F).
