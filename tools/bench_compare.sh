@@ -21,8 +21,8 @@
 # (ONEDNN_MAX_CPU_ISA=AVX2). Without the last two, MKL and oneDNN still choose
 # AVX-512 for themselves (PyTorch's LSTM, for one, runs in oneDNN).
 #
-# PRECISION=bf16 times both in mixed precision: shiftlm's --precision bf16
-# against PyTorch's CPU autocast to bf16.
+# PRECISION=bf16 times training in mixed precision: shiftlm's --precision bf16
+# against PyTorch's CPU autocast to bf16 (generation stays f32).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 py=.venv/bin/python
@@ -55,8 +55,9 @@ PY
 printf '%-22s %12s %12s %8s\n' "training (threads)" shiftlm_ms pytorch_ms ratio
 for c in "${configs[@]}"; do
   for t in 1 2; do
-    s=$($bin --threads "$t" bench --config "$c" --steps "$steps" --precision "${PRECISION:-f32}" --json 2>/dev/null | tail -1)
-    p=$(env "${torch_env[@]}" OMP_NUM_THREADS=$t "$py" tools/bench_torch.py --config "$c" --threads "$t" --steps "$steps" --precision "${PRECISION:-f32}" | tail -1)
+    s=$($bin --threads "$t" bench --config "$c" --steps "$steps" --precision "${PRECISION:-f32}" --json 2>/dev/null | tail -1) ||
+      { echo "shiftlm bench --config $c failed: run it alone to see why" >&2; exit 2; }
+    p=$(env ${torch_env[@]+"${torch_env[@]}"} OMP_NUM_THREADS=$t "$py" tools/bench_torch.py --config "$c" --threads "$t" --steps "$steps" --precision "${PRECISION:-f32}" | tail -1)
     ratio "$s" "$p" ms_per_step "$c ($t)"
     if [ "$c" = seed-lstm ] && [ -n "${KERAS_PY:-}" ]; then
       k=$("$KERAS_PY" tools/bench_seed_keras.py --threads "$t" --steps "$steps" 2>/dev/null | tail -1)
@@ -73,7 +74,7 @@ for c in "${configs[@]}"; do
   for t in 1 2; do
     s=$($bin --threads "$t" bench --config "$c" --generate 1000 --save "$tmp/$c" --steps 5 --json 2>/dev/null | tail -1)
     n=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["new_tokens"])' "$s")
-    p=$(env "${torch_env[@]}" OMP_NUM_THREADS=$t "$py" tools/bench_generate_torch.py "$tmp/$c" "$n" "$t" 5 2>/dev/null | tail -1)
+    p=$(env ${torch_env[@]+"${torch_env[@]}"} OMP_NUM_THREADS=$t "$py" tools/bench_generate_torch.py "$tmp/$c" "$n" "$t" 5 2>/dev/null | tail -1)
     ratio "$s" "$p" ms_per_token "$c ($t)"
   done
 done

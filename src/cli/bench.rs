@@ -44,7 +44,8 @@ pub struct BenchArgs {
     #[arg(long, value_name = "DIR", requires = "generate")]
     pub save: Option<std::path::PathBuf>,
     /// Matrix products in f32 (the default) or bf16 (as `train --precision`; CPUs with
-    /// AVX512_BF16). The JSON records it under cpu.precision.
+    /// AVX512_BF16). The peak is then measured in bf16 too, so "of peak" compares with
+    /// the bf16 peak. The JSON records it under cpu.precision.
     #[arg(long, value_name = "P", value_parser = ["f32", "bf16"], default_value = "f32")]
     pub precision: String,
     /// End with one JSON line (the last configuration's figures, or all of them in "results").

@@ -258,6 +258,8 @@ fn job(a: &TrainArgs) -> anyhow::Result<TrainJob> {
     t.label_smoothing = a.label_smoothing.unwrap_or(t.label_smoothing);
     if let Some(p) = a.precision.as_deref() {
         t.precision = p.parse()?;
+        // Refused here, before any data is read, where the CPU cannot.
+        shiftlm::ops::cpu::set_precision(t.precision)?;
     }
     t.batch_tokens = a.batch_tokens.unwrap_or(t.batch_tokens);
     if !forecaster {

@@ -309,6 +309,38 @@ mod tests {
     }
 
     /// The AVX-512 cell gives exactly the AVX2 cell's results.
+    /// As for the LSTM: steps split into row blocks over threads give the
+    /// one-thread results bit for bit (the GRU keeps h Wₕₕᵀ in a buffer of
+    /// its own, the path the LSTM does not take).
+    #[test]
+    fn row_blocks_on_threads_are_bit_identical() {
+        let (t, b, h) = (3, 41, 64);
+        let inputs = [randn(31, &[b, t, 3 * h]), (randn(32, &[3 * h, h + 1]) * 0.2).unwrap(), randn(33, &[b, h])];
+        let m: Vec<f32> = (0..b * t).map(|i| if i % 7 == 2 { 0.0 } else { 1.0 }).collect();
+        let hm: Vec<f32> = (0..b * h).map(|i| if i % 3 == 1 { 0.0 } else { 1.5 }).collect();
+        let run = |threads: usize, hmask: Option<Vec<f32>>| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            pool.install(|| {
+                let vars: Vec<_> = inputs.iter().map(|x| candle_core::Var::from_tensor(x).unwrap()).collect();
+                let y =
+                    gru_masked(vars[0].as_tensor(), vars[1].as_tensor(), vars[2].as_tensor(), Some(m.clone()), hmask)
+                        .unwrap();
+                let loss = (y.sqr().unwrap().sum_all().unwrap() * 0.5).unwrap();
+                let grads = loss.backward().unwrap();
+                let flat = |x: &Tensor| x.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+                let mut out = vec![flat(&y)];
+                out.extend(vars.iter().map(|v| flat(grads.get(v.as_tensor()).unwrap())));
+                out
+            })
+        };
+        for hmask in [None, Some(hm)] {
+            let one = run(1, hmask.clone());
+            for n in [2, 3, 7] {
+                assert_eq!(one, run(n, hmask.clone()), "{n} threads");
+            }
+        }
+    }
+
     #[test]
     fn the_wide_cell_is_bit_identical() {
         let h = 40;

@@ -259,7 +259,13 @@ mod tests {
     /// masks and recurrent dropout, forward and backward.
     #[test]
     fn row_blocks_on_threads_are_bit_identical() {
-        let (t, b, h) = (3, 37, 64);
+        for (b, threads) in [(37, [2, 3]), (97, [12, 5])] {
+            row_blocks_case(b, threads);
+        }
+    }
+
+    fn row_blocks_case(b: usize, threads: [usize; 2]) {
+        let (t, h) = (3, 64);
         let inputs = [randn(21, &[b, t, 4 * h]), (randn(22, &[4 * h, h]) * 0.2).unwrap(), randn(23, &[b, 2 * h])];
         let m: Vec<f32> = (0..b * t).map(|i| if i % 7 == 2 { 0.0 } else { 1.0 }).collect();
         let hm: Vec<f32> = (0..b * h).map(|i| if i % 3 == 1 { 0.0 } else { 1.5 }).collect();
@@ -267,8 +273,9 @@ mod tests {
             let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
             pool.install(|| {
                 let vars: Vec<_> = inputs.iter().map(|x| candle_core::Var::from_tensor(x).unwrap()).collect();
-                let y = lstm_masked(vars[0].as_tensor(), vars[1].as_tensor(), vars[2].as_tensor(), Some(m.clone()), hmask)
-                    .unwrap();
+                let y =
+                    lstm_masked(vars[0].as_tensor(), vars[1].as_tensor(), vars[2].as_tensor(), Some(m.clone()), hmask)
+                        .unwrap();
                 let loss = (y.sqr().unwrap().sum_all().unwrap() * 0.5).unwrap();
                 let grads = loss.backward().unwrap();
                 let flat = |x: &Tensor| x.flatten_all().unwrap().to_vec1::<f32>().unwrap();
@@ -279,8 +286,9 @@ mod tests {
         };
         for hmask in [None, Some(hm)] {
             let one = run(1, hmask.clone());
-            assert_eq!(one, run(2, hmask.clone()), "2 threads");
-            assert_eq!(one, run(3, hmask), "3 threads");
+            for n in threads {
+                assert_eq!(one, run(n, hmask.clone()), "{b} rows on {n} threads");
+            }
         }
     }
 

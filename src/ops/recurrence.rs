@@ -147,6 +147,7 @@ impl<C: Cell> CustomOp3 for RecurrenceOp<C> {
         let (sv, ss) = (Rows(saved.as_mut_ptr()), Rows(states.as_mut_ptr()));
         let hps = Floats(hp.as_mut_ptr());
         let (tasks, per) = row_blocks(b, g * h);
+        let inner = product_threads(tasks);
         // Rows i0..i1 of one step: their product, then their cells. A task
         // needs only its own rows of the previous step, so each step is one
         // fork-join (none on one thread), and the rows stay in cache between
@@ -175,9 +176,10 @@ impl<C: Cell> CustomOp3 for RecurrenceOp<C> {
                 }
                 if C::FOLDED {
                     let dst = sv.ptr().add((i0 * t + step) * g).cast::<f32>();
-                    matmul_packed_on(i1 - i0, dst, (1, (t * g) as isize), true, prev, prev_s, &w_t, 1);
+                    matmul_packed_on(i1 - i0, dst, (1, (t * g) as isize), true, prev, prev_s, &w_t, inner);
                 } else {
-                    matmul_packed_on(i1 - i0, hps.ptr().add(i0 * g), (1, g as isize), false, prev, prev_s, &w_t, 1);
+                    let dst = hps.ptr().add(i0 * g);
+                    matmul_packed_on(i1 - i0, dst, (1, g as isize), false, prev, prev_s, &w_t, inner);
                 }
                 for r in i0..i1 {
                     let at = r * t + step;
@@ -200,7 +202,9 @@ impl<C: Cell> CustomOp3 for RecurrenceOp<C> {
             if tasks == 1 {
                 block(step, 0, b, &mut hm);
             } else {
-                (0..tasks).into_par_iter().for_each_init(Vec::new, |hm, k| block(step, k * per, b.min((k + 1) * per), hm));
+                (0..tasks)
+                    .into_par_iter()
+                    .for_each_init(Vec::new, |hm, k| block(step, k * per, b.min((k + 1) * per), hm));
             }
         }
         // SAFETY: the cells wrote every row of every step (FOLDED: the saved
@@ -238,54 +242,60 @@ impl<C: Cell> CustomOp3 for RecurrenceOp<C> {
         let w_packed = PackedRhs::new(b, g, h, &w, (1, wcols as isize));
         let wide = wide_cell();
         let (tasks, per) = row_blocks(b, g * h);
+        let inner = product_threads(tasks);
         let dx = super::with_f32(&res, C::NAME, |states| {
             super::with_f32(&grad, C::NAME, |grad| {
                 let dxs = Rows(dx.as_mut_ptr());
                 let dhs = if C::FOLDED { dxs } else { Rows(dhp.as_mut_ptr()) };
                 // Rows i0..i1 of one step: their cells, then d hₜ₋₁ of those
                 // rows through Wₕₕ (one fork-join per step, as forward).
-                let block = |step: usize, carried: &[f32], dprev: Floats, i0: usize, i1: usize, scratch: &mut Vec<f32>| {
-                    scratch.resize(sw + if self.hmask.is_some() { (i1 - i0) * h } else { 0 }, 0.0);
-                    let (d, dhm) = scratch.split_at_mut(sw);
-                    for r in i0..i1 {
-                        let at = r * t + step;
-                        // d of this step's output: from the loss, and from later steps.
-                        for ((d, a), c) in d.iter_mut().zip(&grad[at * sw..(at + 1) * sw]).zip(&carried[r * sw..]) {
-                            *d = a + c;
+                let block =
+                    |step: usize, carried: &[f32], dprev: Floats, i0: usize, i1: usize, scratch: &mut Vec<f32>| {
+                        scratch.resize(sw + if self.hmask.is_some() { (i1 - i0) * h } else { 0 }, 0.0);
+                        let (d, dhm) = scratch.split_at_mut(sw);
+                        for r in i0..i1 {
+                            let at = r * t + step;
+                            // d of this step's output: from the loss, and from later steps.
+                            for ((d, a), c) in d.iter_mut().zip(&grad[at * sw..(at + 1) * sw]).zip(&carried[r * sw..]) {
+                                *d = a + c;
+                            }
+                            let p = match step {
+                                0 => &init[r * sw..(r + 1) * sw],
+                                _ => &states[(at - 1) * sw..at * sw],
+                            };
+                            // SAFETY: each task owns rows i0..i1 of this step's gradients
+                            // and of d prev.
+                            let (dxr, dp) = unsafe {
+                                (dxs.get(at * g, g), std::slice::from_raw_parts_mut(dprev.ptr().add(r * sw), sw))
+                            };
+                            let dhr = if C::FOLDED { &mut [][..] } else { unsafe { dhs.get(at * g, g) } };
+                            let s = &saved[at * vw..(at + 1) * vw];
+                            cell.backward_row(wide, s, p, d, dxr, dhr, dp, self.mask.at(step, r), h);
                         }
-                        let p = match step {
-                            0 => &init[r * sw..(r + 1) * sw],
-                            _ => &states[(at - 1) * sw..at * sw],
-                        };
-                        // SAFETY: each task owns rows i0..i1 of this step's gradients
-                        // and of d prev.
-                        let (dxr, dp) = unsafe { (dxs.get(at * g, g), std::slice::from_raw_parts_mut(dprev.ptr().add(r * sw), sw)) };
-                        let dhr = if C::FOLDED { &mut [][..] } else { unsafe { dhs.get(at * g, g) } };
-                        let s = &saved[at * vw..(at + 1) * vw];
-                        cell.backward_row(wide, s, p, d, dxr, dhr, dp, self.mask.at(step, r), h);
-                    }
-                    // SAFETY: all buffers are sized from the checked shapes; the
-                    // rows written are this task's.
-                    unsafe {
-                        // d hₜ₋₁ += d hp · Wₕₕ   (rows, G)·(G, H), rows T·G apart
-                        let dh = dhs.ptr().add((i0 * t + step) * g).cast_const().cast::<f32>();
-                        let (rs, n) = ((t * g) as isize, i1 - i0);
-                        let dst = dprev.ptr().add(i0 * sw);
-                        match &self.hmask {
-                            None => matmul_packed_on(n, dst, (1, sw as isize), true, dh, (1, rs), &w_packed, 1),
-                            Some(m) => {
-                                // Through the mask: d h += (d hp · Wₕₕ) ⊙ m.
-                                matmul_packed_on(n, dhm.as_mut_ptr(), (1, h as isize), false, dh, (1, rs), &w_packed, 1);
-                                for (j, r) in (i0..i1).enumerate() {
-                                    let dst = std::slice::from_raw_parts_mut(dprev.ptr().add(r * sw), h);
-                                    for ((d, &v), &k) in dst.iter_mut().zip(&dhm[j * h..(j + 1) * h]).zip(&m[r * h..]) {
-                                        *d += v * k;
+                        // SAFETY: all buffers are sized from the checked shapes; the
+                        // rows written are this task's.
+                        unsafe {
+                            // d hₜ₋₁ += d hp · Wₕₕ   (rows, G)·(G, H), rows T·G apart
+                            let dh = dhs.ptr().add((i0 * t + step) * g).cast_const().cast::<f32>();
+                            let (rs, n) = ((t * g) as isize, i1 - i0);
+                            let dst = dprev.ptr().add(i0 * sw);
+                            match &self.hmask {
+                                None => matmul_packed_on(n, dst, (1, sw as isize), true, dh, (1, rs), &w_packed, inner),
+                                Some(m) => {
+                                    // Through the mask: d h += (d hp · Wₕₕ) ⊙ m.
+                                    let dhm = dhm.as_mut_ptr();
+                                    matmul_packed_on(n, dhm, (1, h as isize), false, dh, (1, rs), &w_packed, inner);
+                                    for (j, r) in (i0..i1).enumerate() {
+                                        let dst = std::slice::from_raw_parts_mut(dprev.ptr().add(r * sw), h);
+                                        let dhm = std::slice::from_raw_parts(dhm.add(j * h), h);
+                                        for ((d, &v), &k) in dst.iter_mut().zip(dhm).zip(&m[r * h..]) {
+                                            *d += v * k;
+                                        }
                                     }
                                 }
                             }
                         }
-                    }
-                };
+                    };
                 let mut scratch = Vec::new();
                 for step in (0..t).rev() {
                     let dp = Floats(dprev.as_mut_ptr());
@@ -391,7 +401,19 @@ pub(crate) const RECURRENT_ROWS: usize = 8;
 fn row_blocks(b: usize, work_per_row: usize) -> (usize, usize) {
     let threads = rayon::current_num_threads();
     let tasks = if threads > 1 && b * work_per_row >= 1 << 18 { threads.min(b.div_ceil(RECURRENT_ROWS)) } else { 1 };
-    (tasks, b.div_ceil(tasks))
+    let per = b.div_ceil(tasks).max(1);
+    // Every block non-empty: 97 rows on 12 threads are 11 blocks of 9, not 12.
+    (b.div_ceil(per).max(1), per)
+}
+
+/// Threads for the product inside one row block: all of them when the step
+/// is a single block (the product then splits as any other does), else 1.
+fn product_threads(tasks: usize) -> usize {
+    if tasks == 1 {
+        rayon::current_num_threads()
+    } else {
+        1
+    }
 }
 
 /// A float buffer shared by the parallel row tasks of one recurrent step;

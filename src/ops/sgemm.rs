@@ -148,8 +148,8 @@ impl<'a> PackedRhs<'a> {
 }
 
 /// [`matmul`] with a packed right-hand side: `dst (m×n) (+)= lhs (m×k) · rhs`.
-/// The result is bit-identical to [`matmul`]'s with the `m` the matrix was
-/// packed for.
+/// The result is bit-identical to [`matmul`]'s in f32 (packed products stay
+/// f32 under `--precision bf16`) with the `m` the matrix was packed for.
 ///
 /// # Safety
 /// As for [`sgemm`] (the packed matrix is borrowed, so it is still valid).
