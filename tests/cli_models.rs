@@ -211,6 +211,18 @@ fn bench_lists_and_times_a_configuration() {
         .unwrap();
     fails(&o, &["--precision bf16"]);
     assert!(!dir.join("r").exists(), "a refused run leaves no folder");
+    if shiftlm::ops::cpu::bf16_supported() {
+        // A bf16 run resumes in bf16, so where that cannot run it is refused, naming the run.
+        let train = ["train", "--preset", "gpt-tiny", "--data", "t.txt", "--steps", "2", "--precision", "bf16"];
+        ok(&run(dir, &[&train[..], &["--out", "rb", "--eval-every", "0"]].concat()));
+        let o = Command::new(env!("CARGO_BIN_EXE_shiftlm"))
+            .args(["train", "--resume", "rb", "--steps", "3"])
+            .env("SHIFTLM_ISA", "avx2")
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        fails(&o, &["rb", "--precision bf16", "resume it on such a CPU"]);
+    }
 }
 
 /// `--profile`: a Chrome trace and a per-op table of the asked steps; an op

@@ -264,6 +264,15 @@ impl Trainer {
             });
         }
         let (config, tokenizer) = checkpoint::config_and_tokenizer(&files)?;
+        if config.train.precision == crate::ops::cpu::Precision::Bf16 && !crate::ops::cpu::bf16_supported() {
+            // A resumed run continues exactly as it started, so it keeps its precision.
+            return Err(Error::Checkpoint {
+                path: run.to_path_buf(),
+                msg: "trains with --precision bf16, which needs AVX512_BF16 (`avx512_bf16` in /proc/cpuinfo) \
+                      and AVX-512 not turned off by SHIFTLM_ISA=avx2; resume it on such a CPU"
+                    .into(),
+            });
+        }
         let (data, tok) = crate::data::load(&config.data, config.train.seed, Some(&tokenizer))?;
         let mut t = Self::new(config, data, tok, Some(run.to_path_buf()))?;
         checkpoint::load_model_bytes(&files, &t.store, &t.cfg.model)?;
