@@ -89,3 +89,24 @@ pub fn parity(
         close(&format!("gradient of input {}", differentiable[j]), a, b);
     }
 }
+
+/// `f(inputs)` and the gradient of ½Σ f² with respect to every input, all
+/// flattened, computed on a pool of `threads` threads: for checking that a
+/// result does not depend on the thread count.
+pub fn on_threads(
+    threads: usize,
+    f: impl Fn(&[Tensor]) -> candle_core::Result<Tensor> + Sync,
+    inputs: &[Tensor],
+) -> Vec<Vec<f32>> {
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+    pool.install(|| {
+        let vars: Vec<Var> = inputs.iter().map(|x| Var::from_tensor(x).unwrap()).collect();
+        let ts: Vec<Tensor> = vars.iter().map(|v| v.as_tensor().clone()).collect();
+        let y = f(&ts).unwrap();
+        let grads = (y.sqr().unwrap().sum_all().unwrap() * 0.5).unwrap().backward().unwrap();
+        let flat = |x: &Tensor| x.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let mut out = vec![flat(&y)];
+        out.extend(vars.iter().map(|v| flat(grads.get(v.as_tensor()).unwrap())));
+        out
+    })
+}

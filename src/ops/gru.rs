@@ -319,19 +319,8 @@ mod tests {
         let m: Vec<f32> = (0..b * t).map(|i| if i % 7 == 2 { 0.0 } else { 1.0 }).collect();
         let hm: Vec<f32> = (0..b * h).map(|i| if i % 3 == 1 { 0.0 } else { 1.5 }).collect();
         let run = |threads: usize, hmask: Option<Vec<f32>>| {
-            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-            pool.install(|| {
-                let vars: Vec<_> = inputs.iter().map(|x| candle_core::Var::from_tensor(x).unwrap()).collect();
-                let y =
-                    gru_masked(vars[0].as_tensor(), vars[1].as_tensor(), vars[2].as_tensor(), Some(m.clone()), hmask)
-                        .unwrap();
-                let loss = (y.sqr().unwrap().sum_all().unwrap() * 0.5).unwrap();
-                let grads = loss.backward().unwrap();
-                let flat = |x: &Tensor| x.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-                let mut out = vec![flat(&y)];
-                out.extend(vars.iter().map(|v| flat(grads.get(v.as_tensor()).unwrap())));
-                out
-            })
+            let f = |x: &[Tensor]| gru_masked(&x[0], &x[1], &x[2], Some(m.clone()), hmask.clone());
+            crate::ops::gradcheck::on_threads(threads, f, &inputs)
         };
         for hmask in [None, Some(hm)] {
             let one = run(1, hmask.clone());
