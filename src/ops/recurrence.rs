@@ -4,10 +4,12 @@
 //! arithmetic of one row, forward and backward).
 //!
 //! The input projection `x Wᵢₕᵀ + b` of every step is computed before, as
-//! one matrix product. Each step then runs one product `h Wₕₕᵀ` for all rows
-//! (Wₕₕᵀ packed once for all steps) and the cell on every row in parallel.
-//! The backward pass walks the steps in reverse, one product `d · Wₕₕ` per
-//! step, and ends with `d Wₕₕ` as one pass over all rows and steps.
+//! one matrix product. Each step then runs the product `h Wₕₕᵀ` (Wₕₕᵀ
+//! packed once for all steps) and the cells, split into blocks of rows: a
+//! task does both for its own rows, so a step is one fork-join (none on one
+//! thread). The backward pass walks the steps in reverse, each task running
+//! its rows' cells and then their `d · Wₕₕ`, and ends with `d Wₕₕ` as one
+//! pass over all rows and steps. How the rows split never changes a result.
 //!
 //! Everything stays batch-major, (B, T, ·), as the caller lays it out: step
 //! t's rows are T·G (gates) or T·S (states) floats apart, which the matrix
