@@ -201,7 +201,7 @@ fn bench_lists_and_times_a_configuration() {
     }
     let avx2 =
         Command::new(env!("CARGO_BIN_EXE_shiftlm")).args(&bf16).env("SHIFTLM_ISA", "avx2").current_dir(dir).output();
-    fails(&avx2.unwrap(), &["--precision bf16", "f32 (the default)"]);
+    fails(&avx2.unwrap(), &["--precision bf16", "use f32 (the default)"]);
     std::fs::write(dir.join("t.txt"), "To be, or not to be, that is the question. ".repeat(20)).unwrap();
     let o = Command::new(env!("CARGO_BIN_EXE_shiftlm"))
         .args(["train", "--preset", "gpt-tiny", "--data", "t.txt", "--steps", "1", "--precision", "bf16", "--out", "r"])

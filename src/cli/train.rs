@@ -181,8 +181,9 @@ pub struct TrainArgs {
     pub label_smoothing: Option<f32>,
     /// Matrix products in f32 (the default) or bf16: operands rounded to bf16 and multiplied
     /// with f32 accumulation, while weights, activations, gradients and optimizer state stay
-    /// f32 (mixed precision). Needs a CPU with AVX512_BF16 (AMD Zen 4/5, Intel Sapphire
-    /// Rapids); refused elsewhere. A resumed run keeps its precision.
+    /// f32 (mixed precision; an LSTM's or GRU's recurrent product stays f32). Needs a CPU with
+    /// AVX512_BF16 (AMD Zen 4/5, Intel Sapphire Rapids); refused elsewhere. A resumed run
+    /// keeps its precision.
     #[arg(long, value_name = "P", value_parser = ["f32", "bf16"])]
     pub precision: Option<String>,
     /// What picks the best checkpoint: loss (validation loss) or bleu (greedy decoding of the

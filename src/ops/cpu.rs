@@ -100,7 +100,7 @@ pub fn set_precision(p: Precision) -> Result<()> {
         } else {
             format!("this CPU ({}) lacks AVX512_BF16 (`avx512_bf16` in /proc/cpuinfo)", info().model)
         };
-        return Err(Error::setting(format!("--precision bf16: {why}; train in f32 (the default)")));
+        return Err(Error::setting(format!("--precision bf16: {why}; use f32 (the default)")));
     }
     BF16.store(p == Precision::Bf16, Ordering::Relaxed);
     Ok(())
