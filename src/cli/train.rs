@@ -492,11 +492,11 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
 
 fn train(a: &TrainArgs, world: Option<(Rc<dyn Comm>, Reduce)>) -> anyhow::Result<()> {
     a.profiling.check()?;
-    let lead = world.as_ref().is_none_or(|(c, _)| c.rank() == 0);
+    let (rank, ranks) = world.as_ref().map_or((0, 1), |(c, _)| (c.rank(), c.size()));
+    let lead = rank == 0;
     let several = |what: &str| {
-        let n = world.as_ref().map_or(1, |(c, _)| c.size());
         anyhow::ensure!(
-            n == 1,
+            ranks == 1,
             "{what} trains one process at a time; run it without mpirun (or with --distributed off)"
         );
         Ok(())
@@ -526,7 +526,6 @@ fn train(a: &TrainArgs, world: Option<(Rc<dyn Comm>, Reduce)>) -> anyhow::Result
             if lead {
                 super::data_speech::ensure_for(&job.config)?;
             }
-            let ranks = world.as_ref().map_or(1, |(c, _)| c.size());
             if let Some((c, _)) = &world {
                 c.barrier()?;
             }

@@ -89,17 +89,24 @@ pub fn bf16_supported() -> bool {
     avx512() && has("avx512_bf16")
 }
 
+/// Why bf16 products cannot run here, or `None` where they can
+/// ([`bf16_supported`]).
+pub fn bf16_unavailable() -> Option<String> {
+    if bf16_supported() {
+        None
+    } else if has("avx512_bf16") {
+        Some(format!("{ISA_VAR}=avx2 turns AVX-512 off, and the bf16 kernel needs it"))
+    } else {
+        Some(format!("this CPU ({}) lacks AVX512_BF16 (`avx512_bf16` in /proc/cpuinfo)", info().model))
+    }
+}
+
 /// Sets the precision of every matrix product in this process from now on
-/// (a training run sets its config's). bf16 is refused where
-/// [`bf16_supported`] is false, naming what is missing: there is no
-/// emulated path, since rounding in software would be slower than f32.
+/// (a training run sets its config's). bf16 is refused where it cannot run,
+/// naming what is missing ([`bf16_unavailable`]): there is no emulated
+/// path, since rounding in software would be slower than f32.
 pub fn set_precision(p: Precision) -> Result<()> {
-    if p == Precision::Bf16 && !bf16_supported() {
-        let why = if has("avx512_bf16") {
-            format!("{ISA_VAR}=avx2 turns AVX-512 off, and the bf16 kernel needs it")
-        } else {
-            format!("this CPU ({}) lacks AVX512_BF16 (`avx512_bf16` in /proc/cpuinfo)", info().model)
-        };
+    if let (Precision::Bf16, Some(why)) = (p, bf16_unavailable()) {
         return Err(Error::setting(format!("--precision bf16: {why}; use f32 (the default)")));
     }
     BF16.store(p == Precision::Bf16, Ordering::Relaxed);

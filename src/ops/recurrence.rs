@@ -22,7 +22,7 @@
 //! the same mask at every step of a sequence. The cell itself (an LSTM's
 //! `c`, a GRU's `z·h₋₁`) sees the state unmasked.
 
-use super::sgemm::{matmul_packed_on, PackedRhs};
+use super::sgemm::{matmul_packed, PackedRhs};
 use super::{f32_slice, sgemm, Uninit};
 use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
@@ -178,10 +178,10 @@ impl<C: Cell> CustomOp3 for RecurrenceOp<C> {
                 }
                 if C::FOLDED {
                     let dst = sv.ptr().add((i0 * t + step) * g).cast::<f32>();
-                    matmul_packed_on(i1 - i0, dst, (1, (t * g) as isize), true, prev, prev_s, &w_t, inner);
+                    matmul_packed(i1 - i0, dst, (1, (t * g) as isize), true, prev, prev_s, &w_t, inner);
                 } else {
                     let dst = hps.ptr().add(i0 * g);
-                    matmul_packed_on(i1 - i0, dst, (1, g as isize), false, prev, prev_s, &w_t, inner);
+                    matmul_packed(i1 - i0, dst, (1, g as isize), false, prev, prev_s, &w_t, inner);
                 }
                 for r in i0..i1 {
                     let at = r * t + step;
@@ -282,11 +282,11 @@ impl<C: Cell> CustomOp3 for RecurrenceOp<C> {
                             let (rs, n) = ((t * g) as isize, i1 - i0);
                             let dst = dprev.ptr().add(i0 * sw);
                             match &self.hmask {
-                                None => matmul_packed_on(n, dst, (1, sw as isize), true, dh, (1, rs), &w_packed, inner),
+                                None => matmul_packed(n, dst, (1, sw as isize), true, dh, (1, rs), &w_packed, inner),
                                 Some(m) => {
                                     // Through the mask: d h += (d hp · Wₕₕ) ⊙ m.
                                     let dhm = dhm.as_mut_ptr();
-                                    matmul_packed_on(n, dhm, (1, h as isize), false, dh, (1, rs), &w_packed, inner);
+                                    matmul_packed(n, dhm, (1, h as isize), false, dh, (1, rs), &w_packed, inner);
                                     for (j, r) in (i0..i1).enumerate() {
                                         let dst = std::slice::from_raw_parts_mut(dprev.ptr().add(r * sw), h);
                                         let dhm = std::slice::from_raw_parts(dhm.add(j * h), h);

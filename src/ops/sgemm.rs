@@ -147,33 +147,17 @@ impl<'a> PackedRhs<'a> {
     }
 }
 
-/// [`matmul`] with a packed right-hand side: `dst (m×n) (+)= lhs (m×k) · rhs`.
-/// The result is bit-identical to [`matmul`]'s in f32 (packed products stay
-/// f32 under `--precision bf16`) with the `m` the matrix was packed for.
+/// [`sgemm`] with a packed right-hand side, on `threads` threads (1: on
+/// this one, no task at all): `dst (m×n) (+)= lhs (m×k) · rhs`. The result
+/// is bit-identical to [`sgemm`]'s in f32 (packed products stay f32 under
+/// `--precision bf16`). Any `m` takes the packed path when the matrix was
+/// packed, so that a product split into blocks of rows computes every
+/// element as the whole product does, bit for bit.
 ///
 /// # Safety
 /// As for [`sgemm`] (the packed matrix is borrowed, so it is still valid).
-pub unsafe fn matmul_packed(
-    m: usize,
-    dst: *mut f32,
-    dst_s: (isize, isize),
-    acc: bool,
-    lhs: *const f32,
-    lhs_s: (isize, isize),
-    rhs: &PackedRhs,
-) {
-    matmul_packed_on(m, dst, dst_s, acc, lhs, lhs_s, rhs, rayon::current_num_threads())
-}
-
-/// [`matmul_packed`] on `threads` threads (1: on this one, no task at all).
-/// Any `m` takes the packed path when the matrix was packed, so that a
-/// product split into blocks of rows computes every element as the whole
-/// product does, bit for bit.
-///
-/// # Safety
-/// As for [`sgemm`].
 #[allow(clippy::too_many_arguments)]
-pub unsafe fn matmul_packed_on(
+pub unsafe fn matmul_packed(
     m: usize,
     dst: *mut f32,
     dst_s: (isize, isize),
@@ -397,25 +381,12 @@ mod avx512 {
         }
     }
 
-    /// [`pack_b`], then each panel re-laid as bf16 pairs (`tmp` holds the f32 panels).
-    unsafe fn pack_b_bf16(b: Mat, pc: usize, jc: usize, kc: usize, nc: usize, tmp: &mut Vec<f32>, out: &mut [u32]) {
-        let panels = nc.div_ceil(NR);
-        tmp.resize(kc * panels * NR, 0.0);
-        pack_b(b, pc, jc, kc, nc, tmp);
+    /// Each kc-tall panel of `panels` (packed by [`pack_a`] or [`pack_b`],
+    /// `width` wide) re-laid as bf16 pairs into `out`.
+    unsafe fn to_pairs(panels: &[f32], kc: usize, width: usize, out: &mut [u32]) {
         let kc2 = kc.div_ceil(2);
-        for (src, dst) in tmp.chunks_exact(kc * NR).zip(out.chunks_exact_mut(kc2 * NR)) {
-            pairs(src, kc, NR, dst);
-        }
-    }
-
-    /// [`pack_a`], then each panel re-laid as bf16 pairs.
-    unsafe fn pack_a_bf16(a: Mat, ic: usize, pc: usize, mc: usize, kc: usize, tmp: &mut Vec<f32>, out: &mut [u32]) {
-        let panels = mc.div_ceil(MR);
-        tmp.resize(kc * panels * MR, 0.0);
-        pack_a(a, ic, pc, mc, kc, tmp);
-        let kc2 = kc.div_ceil(2);
-        for (src, dst) in tmp.chunks_exact(kc * MR).zip(out.chunks_exact_mut(kc2 * MR)) {
-            pairs(src, kc, MR, dst);
+        for (src, dst) in panels.chunks_exact(kc * width).zip(out.chunks_exact_mut(kc2 * width)) {
+            pairs(src, kc, width, dst);
         }
     }
 
@@ -493,11 +464,15 @@ mod avx512 {
                 if bf16 && packed.is_none() {
                     let kc2 = kc.div_ceil(2);
                     own16.resize(kc2 * nc.div_ceil(NR) * NR, 0);
-                    pack_b_bf16(b, pc, jc, kc, nc, &mut own, &mut own16);
+                    own.resize(kc * nc.div_ceil(NR) * NR, 0.0);
+                    pack_b(b, pc, jc, kc, nc, &mut own);
+                    to_pairs(&own, kc, NR, &mut own16);
                     for ic in (i0..i1).step_by(MC) {
                         let mc = MC.min(i1 - ic);
                         apack16.resize(kc2 * mc.div_ceil(MR) * MR, 0);
-                        pack_a_bf16(a, ic, pc, mc, kc, apack, &mut apack16);
+                        apack.resize(kc * mc.div_ceil(MR) * MR, 0.0);
+                        pack_a(a, ic, pc, mc, kc, apack);
+                        to_pairs(apack, kc, MR, &mut apack16);
                         for jr in (0..nc).step_by(NR) {
                             let bp = own16.as_ptr().add((jr / NR) * kc2 * NR);
                             for ir in (0..mc).step_by(MR) {
@@ -742,7 +717,7 @@ mod tests {
                         b.as_ptr(),
                         b_s,
                     );
-                    matmul_packed(m, got.as_mut_ptr(), (1, n as isize), true, a.as_ptr(), (1, k as isize), &packed);
+                    matmul_packed(m, got.as_mut_ptr(), (1, n as isize), true, a.as_ptr(), (1, k as isize), &packed, 2);
                 }
                 assert_eq!(want, got, "({m},{n},{k}) strides {b_s:?}");
             }

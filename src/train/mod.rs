@@ -264,13 +264,14 @@ impl Trainer {
             });
         }
         let (config, tokenizer) = checkpoint::config_and_tokenizer(&files)?;
-        if config.train.precision == crate::ops::cpu::Precision::Bf16 && !crate::ops::cpu::bf16_supported() {
-            // A resumed run continues exactly as it started, so it keeps its precision.
+        // A resumed run continues exactly as it started, so it keeps its
+        // precision: refused here, before the data is read, where it cannot run.
+        if let (crate::ops::cpu::Precision::Bf16, Some(why)) =
+            (config.train.precision, crate::ops::cpu::bf16_unavailable())
+        {
             return Err(Error::Checkpoint {
                 path: run.to_path_buf(),
-                msg: "trains with --precision bf16, which needs AVX512_BF16 (`avx512_bf16` in /proc/cpuinfo) \
-                      and AVX-512 not turned off by SHIFTLM_ISA=avx2; resume it on such a CPU"
-                    .into(),
+                msg: format!("trains with --precision bf16, but {why}; a resumed run keeps its precision: resume it on such a CPU"),
             });
         }
         let (data, tok) = crate::data::load(&config.data, config.train.seed, Some(&tokenizer))?;
@@ -440,13 +441,12 @@ impl Trainer {
             let tokens = self.sum_f64(local as f64)? as usize;
             let opts = LossOptions { label_smoothing: tc.label_smoothing, scheduled_sampling: tc.scheduled_sampling };
             let (loss, grads, _) = accumulate_over(&self.model, &self.vars, &micro, &mut rngs, tokens, opts)?;
-            let (loss, grads) = if world > 1 {
+            let (mut loss, grads) = if world > 1 {
                 let _reduce = crate::profile::phase("allreduce");
                 (self.sum_f64(loss as f64)? as f32, self.reduce_grads(grads)?)
             } else {
                 (loss, grads)
             };
-            let mut loss = loss;
             if faults::poison(step) {
                 loss = f32::NAN;
             }
