@@ -25,6 +25,9 @@ pub struct Chart<'a> {
     pub series: Vec<Series<'a>>,
     /// x positions of vertical dashed grey lines (e.g. the forecast origin).
     pub vlines: Vec<f64>,
+    /// The x values are seconds since 1970-01-01 00:00 (civil time, no
+    /// time zone): the x axis gets calendar ticks labelled as dates.
+    pub x_dates: bool,
     /// Image width in pixels, clamped to 100..=4096.
     pub width: usize,
     /// Image height in pixels, clamped to 80..=4096.
@@ -207,6 +210,107 @@ fn fmt_num(v: f64, step: f64) -> String {
     }
 }
 
+/// A calendar step between date ticks.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Unit {
+    Years(i64),
+    Months(i64),
+    /// A fixed number of seconds: days, hours, minutes, seconds. Days
+    /// count from 1970-01-01 and weeks from a Monday.
+    Seconds(i64),
+}
+
+/// Ticks at calendar boundaries (years, months, days, hours, …) inside
+/// `lo..=hi`, seconds since 1970-01-01 in civil time, with date labels as
+/// wide as the step needs (`1990`, `1990-03`, `1990-03-14`, `03-14 13:00`,
+/// `13:00:30`): the finest step whose labels fit side by side in `room`
+/// pixels. Empty when the range is not finite or leaves the calendar.
+fn date_ticks(lo: f64, hi: f64, room: i64) -> Vec<(f64, String)> {
+    use jiff::civil::{date, DateTime};
+    const DAY: i64 = 86_400;
+    // jiff's civil range is years -9999..=9999.
+    let limit = 2.5e11;
+    if !(lo.is_finite() && hi.is_finite() && lo <= hi && lo > -limit && hi < limit) {
+        return Vec::new();
+    }
+    let epoch = date(1970, 1, 1).at(0, 0, 0, 0);
+    let at = |s: f64| -> Option<DateTime> {
+        let secs = s.floor() as i64;
+        epoch.checked_add(jiff::SignedDuration::from_secs(secs)).ok()
+    };
+    let secs_of = |d: DateTime| d.duration_since(epoch).as_secs_f64();
+    let (Some(first), Some(last)) = (at(lo), at(hi)) else { return Vec::new() };
+    let units = [1, 2, 5, 10, 15, 30]
+        .map(Unit::Seconds)
+        .into_iter()
+        .chain([1, 2, 5, 10, 15, 30].map(|m| Unit::Seconds(60 * m)))
+        .chain([1, 2, 3, 6, 12].map(|h| Unit::Seconds(3600 * h)))
+        .chain([1, 2, 7, 14].map(|d| Unit::Seconds(DAY * d)))
+        .chain([1, 2, 3, 6].map(Unit::Months))
+        .chain([1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000].map(Unit::Years));
+    let span_days = (hi - lo) / DAY as f64;
+    for unit in units {
+        let approx = match unit {
+            Unit::Years(n) => n as f64 * 365.25 * DAY as f64,
+            Unit::Months(n) => n as f64 * 30.44 * DAY as f64,
+            Unit::Seconds(n) => n as f64,
+        };
+        if (hi - lo) / approx > 40.0 {
+            continue;
+        }
+        let mut out = Vec::new();
+        let mut push = |d: DateTime| {
+            let label = match unit {
+                Unit::Years(_) => d.strftime("%Y").to_string(),
+                Unit::Months(_) => d.strftime("%Y-%m").to_string(),
+                Unit::Seconds(n) if n % DAY == 0 => d.strftime("%Y-%m-%d").to_string(),
+                Unit::Seconds(n) if n % 60 == 0 && span_days > 1.0 => d.strftime("%m-%d %H:%M").to_string(),
+                Unit::Seconds(n) if n % 60 == 0 => d.strftime("%H:%M").to_string(),
+                Unit::Seconds(_) => d.strftime("%H:%M:%S").to_string(),
+            };
+            out.push((secs_of(d), label));
+        };
+        match unit {
+            Unit::Years(n) => {
+                let y0 = i64::from(first.year()).div_euclid(n) * n;
+                for y in (y0..=i64::from(last.year())).step_by(n as usize) {
+                    if let Ok(d) =
+                        i16::try_from(y).map_err(|_| ()).and_then(|y| jiff::civil::Date::new(y, 1, 1).map_err(|_| ()))
+                    {
+                        push(d.at(0, 0, 0, 0));
+                    }
+                }
+            }
+            Unit::Months(n) => {
+                let month = |d: DateTime| i64::from(d.year()) * 12 + i64::from(d.month()) - 1;
+                let m0 = month(first).div_euclid(n) * n;
+                for m in (m0..=month(last)).step_by(n as usize) {
+                    let (y, mo) = (m.div_euclid(12), m.rem_euclid(12) + 1);
+                    if let Ok(d) = jiff::civil::Date::new(y as i16, mo as i8, 1) {
+                        push(d.at(0, 0, 0, 0));
+                    }
+                }
+            }
+            Unit::Seconds(n) => {
+                // Weeks start on Mondays: 1970-01-05 is day 4.
+                let shift = if n % (7 * DAY) == 0 { 4 * DAY } else { 0 };
+                let s0 = (lo.floor() as i64 - shift).div_euclid(n) * n + shift;
+                for s in (s0..=hi.floor() as i64).step_by(n as usize) {
+                    if let Some(d) = at(s as f64) {
+                        push(d);
+                    }
+                }
+            }
+        }
+        out.retain(|(x, _)| (lo..=hi).contains(x));
+        let widest = out.iter().map(|(_, l)| text_w(l, 2)).max().unwrap_or(0);
+        if out.len() as i64 * (widest + 28) <= room {
+            return out;
+        }
+    }
+    Vec::new()
+}
+
 /// Maps data values linearly onto pixel coordinates.
 struct Axis {
     lo: f64,
@@ -229,9 +333,16 @@ impl Chart<'_> {
         let pts = || self.series.iter().flat_map(|s| s.points.iter()).filter(|p| p.0.is_finite() && p.1.is_finite());
         let (x0, x1) = range(pts().map(|p| p.0), 0.0);
         let (y0, y1) = range(pts().map(|p| p.1), 0.05);
-        let ((xt, xs), (yt, ys)) = (ticks(x0, x1), ticks(y0, y1));
+        let (yt, ys) = ticks(y0, y1);
         let ylabs: Vec<String> = yt.iter().map(|&v| fmt_num(v, ys)).collect();
-        let xlabs: Vec<String> = xt.iter().map(|&v| fmt_num(v, xs)).collect();
+        let (xt, xlabs): (Vec<f64>, Vec<String>) = if self.x_dates {
+            // Room for the labels: the plot is about the image less 150 px.
+            date_ticks(x0, x1, (w as i64 - 150).max(50)).into_iter().unzip()
+        } else {
+            let (xt, xs) = ticks(x0, x1);
+            let labs = xt.iter().map(|&v| fmt_num(v, xs)).collect();
+            (xt, labs)
+        };
         let (wi, hi) = (w as i64, h as i64);
         let ylw = ylabs.iter().map(|s| text_w(s, 2)).max().unwrap_or(0);
         let left = 16 + ylw + if self.y_label.is_empty() { 0 } else { 30 };
@@ -520,7 +631,7 @@ mod tests {
 
     fn chart(series: Vec<Series<'_>>, width: usize, height: usize) -> Chart<'_> {
         let vlines = vec![5.0, f64::NAN];
-        Chart { title: "Test", x_label: "step", y_label: "value", series, vlines, width, height }
+        Chart { title: "Test", x_label: "step", y_label: "value", series, vlines, x_dates: false, width, height }
     }
 
     #[test]
@@ -602,6 +713,43 @@ mod tests {
                 assert_eq!((dw, dh), (w.clamp(100, 4096), h.clamp(80, 4096)));
             }
         }
+    }
+
+    #[test]
+    fn date_ticks_follow_the_calendar() {
+        let secs = |s: &str| {
+            let d: jiff::civil::DateTime = s.parse().unwrap();
+            d.duration_since(jiff::civil::date(1970, 1, 1).at(0, 0, 0, 0)).as_secs_f64()
+        };
+        let labels = |a: &str, b: &str| -> Vec<String> {
+            date_ticks(secs(a), secs(b), 850).into_iter().map(|(_, l)| l).collect()
+        };
+        // Weekly CO2, 44 years: decades.
+        let l = labels("1958-03-29T00:00", "2001-12-29T00:00");
+        assert!(l[0] == "1960" && l.len() >= 4 && l.iter().all(|s| s.len() == 4), "{l:?}");
+        // Three years of a back-test: years, or half years.
+        let l = labels("1997-06-07T00:00", "2000-06-24T00:00");
+        assert!(l.iter().all(|s| s.len() == 4 || s.len() == 7) && l.len() >= 3, "{l:?}");
+        assert_eq!(
+            labels("2024-01-20T00:00", "2024-06-10T00:00"),
+            ["2024-02", "2024-03", "2024-04", "2024-05", "2024-06"]
+        );
+        let l = labels("2024-03-01T00:00", "2024-03-03T12:00");
+        assert!(l.len() >= 3 && l.iter().all(|s| s.starts_with("2024-03-0") || s.starts_with("03-0")), "{l:?}");
+        assert_eq!(
+            labels("2024-03-01T09:10", "2024-03-01T11:00"),
+            ["09:15", "09:30", "09:45", "10:00", "10:15", "10:30", "10:45", "11:00"]
+        );
+        // Weeks start on Mondays (2024-03-04 was one).
+        let l = labels("2024-02-27T00:00", "2024-05-01T00:00");
+        assert!(l.contains(&"2024-03-04".to_string()) || l.iter().all(|s| s.len() == 7), "{l:?}");
+        // Ticks are in range and increasing; a tick per position.
+        let t = date_ticks(secs("1900-01-01T00:00"), secs("2020-01-01T00:00"), 850);
+        assert!(t.windows(2).all(|w| w[0].0 < w[1].0) && t.first().unwrap().1 == "1900");
+        for (a, b) in [(f64::NAN, 1.0), (0.0, f64::INFINITY), (1e300, 2e300), (5.0, 1.0)] {
+            assert!(date_ticks(a, b, 850).is_empty());
+        }
+        assert_eq!(date_ticks(0.0, 0.0, 850).len(), 1);
     }
 
     #[test]

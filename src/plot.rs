@@ -55,7 +55,8 @@ pub fn shift_curves_png_x(curves: &[(String, Vec<ShiftPoint>)], title: &str, x_l
             markers: true,
         })
         .collect();
-    crate::chart::Chart { title, x_label, y_label, series, vlines: Vec::new(), width: 900, height: 520 }.to_png()
+    crate::chart::Chart { title, x_label, y_label, series, vlines: Vec::new(), x_dates: false, width: 900, height: 520 }
+        .to_png()
 }
 
 const W: f64 = 900.0;

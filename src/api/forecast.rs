@@ -4,7 +4,7 @@
 
 use super::evaluate::checkpoint_series;
 use crate::chart::{Chart, Series as ChartSeries};
-use crate::data::series::{extrapolate_timestamps, Series};
+use crate::data::series::{extrapolate_timestamps, stamp_seconds, Series};
 use crate::error::{Error, Result};
 use candle_core::Device;
 use serde::Serialize;
@@ -113,7 +113,7 @@ pub fn forecast(job: &ForecastJob) -> Result<ForecastOutput> {
     crate::io::write_atomic(&out, csv.as_bytes())?;
 
     let history = job.history.unwrap_or(f.context.max(3 * h)).min(origin);
-    let png_bytes = forecast_png(&s.series, names, pred, &bands, (origin, known, history), &f.kind);
+    let png_bytes = forecast_png(&s.series, names, &stamps, pred, &bands, (origin, known, history), &f.kind);
     crate::io::write_atomic(&png, &png_bytes)?;
     Ok(ForecastOutput {
         csv: out,
@@ -312,11 +312,42 @@ fn forecast_csv(
     csv
 }
 
+/// Where row `r` goes on the forecast plot's x axis, and the axis' label:
+/// the timestamps as dates (or as numbers) where every plotted row has one
+/// that parses and they increase; else the row numbers. `stamps` are the
+/// forecast steps', continued past the data's end.
+fn x_axis(
+    series: &Series,
+    stamps: &[String],
+    rows: std::ops::Range<usize>,
+    origin: usize,
+) -> (Vec<f64>, &'static str, bool) {
+    let stamp = |r: usize| match &series.timestamps {
+        Some(t) if r < t.len() => Some(t[r].as_str()),
+        Some(_) => stamps.get(r - origin).map(|s| s.as_str()),
+        None => None,
+    };
+    let increasing = |v: &[f64]| v.windows(2).all(|w| w[0] < w[1]);
+    let parse = |f: &dyn Fn(&str) -> Option<f64>| -> Option<Vec<f64>> {
+        let v = rows.clone().map(|r| stamp(r).and_then(f)).collect::<Option<Vec<f64>>>()?;
+        increasing(&v).then_some(v)
+    };
+    if let Some(v) = parse(&stamp_seconds) {
+        return (v, "date", true);
+    }
+    if let Some(v) = parse(&|s: &str| s.trim().parse::<f64>().ok().filter(|v| v.is_finite())) {
+        return (v, "timestamp", false);
+    }
+    (rows.map(|r| r as f64).collect(), "row of the data", false)
+}
+
 /// The history before `origin`, the forecast (from the last observed
-/// value) and the known actual values, per target, as a PNG.
+/// value) and the known actual values, per target, as a PNG; the x axis
+/// shows dates where the data has a timestamp column of dates.
 fn forecast_png(
     series: &Series,
     names: &[String],
+    stamps: &[String],
     pred: &[f32],
     bands: &Bands,
     (origin, known, history): (usize, usize, usize),
@@ -325,17 +356,20 @@ fn forecast_png(
     let (n, h) = (names.len(), pred.len() / names.len().max(1));
     type Line = (String, Vec<(f64, f64)>, [u8; 3]); // label, points, colour
     let mut lines: Vec<Line> = Vec::new();
+    // x of row r is xs[r - first]; the forecast line starts at row origin - 1.
+    let first = origin.saturating_sub(history.max(1));
+    let (xs, x_label, x_dates) = x_axis(series, stamps, first..origin + h, origin);
+    let x = |r: usize| xs[r - first];
     for (c, name) in names.iter().enumerate() {
         let col = &series.columns[c];
         let name = if n > 1 { format!(" ({name})") } else { String::new() };
-        let point = |r: usize| (r as f64, col[r] as f64);
+        let point = |r: usize| (x(r), col[r] as f64);
         lines.push((format!("history{name}"), (origin - history..origin).map(point).collect(), [90, 90, 90]));
         // The forecast line starts from the last observed value.
-        let fc =
-            std::iter::once(point(origin - 1)).chain((0..h).map(|i| ((origin + i) as f64, pred[i * n + c] as f64)));
+        let fc = std::iter::once(point(origin - 1)).chain((0..h).map(|i| (x(origin + i), pred[i * n + c] as f64)));
         if let Some((lo, hi)) = bands.widest() {
             // Both bounds as one legend entry: the lower line, a break, the upper.
-            let bound = |k: usize| (0..h).map(move |i| ((origin + i) as f64, bands.at(i, c, n, k) as f64));
+            let bound = |k: usize| (0..h).map(move |i| (x(origin + i), bands.at(i, c, n, k) as f64));
             let pts = bound(lo).chain(std::iter::once((f64::NAN, f64::NAN))).chain(bound(hi)).collect();
             let (ql, qh) = (bands.levels[lo], bands.levels[hi]);
             // The chart font has no en dash.
@@ -350,7 +384,7 @@ fn forecast_png(
     let at = series.timestamps.as_ref().and_then(|t| t.get(origin - 1)).map_or(String::new(), |t| format!(" ({t})"));
     let chart = Chart {
         title: &format!("{}: {kind} forecast of {h} steps after row {origin}{at}", names.join(", ")),
-        x_label: "row of the data",
+        x_label,
         y_label: &names.join(", "),
         series: lines
             .iter()
@@ -361,7 +395,9 @@ fn forecast_png(
                 markers: !label.starts_with("history") && !label.contains("interval"),
             })
             .collect(),
-        vlines: vec![origin as f64 - 0.5],
+        // Halfway between the last observed row and the first forecast.
+        vlines: vec![if origin > first { 0.5 * (x(origin - 1) + x(origin)) } else { x(origin) - 0.5 }],
+        x_dates,
         width: 1000,
         height: 500,
     };
@@ -374,5 +410,33 @@ fn quote(s: &str) -> String {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {
         s.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_x_axis_shows_dates_numbers_or_rows() {
+        let series = |t: Option<&[&str]>| Series {
+            names: vec!["v".into()],
+            columns: vec![vec![0.0; 3]],
+            timestamps: t.map(|t| t.iter().map(|s| s.to_string()).collect()),
+            ids: None,
+        };
+        let future = ["2024-01-04".to_string(), "2024-01-05".to_string()];
+        // Rows 1..5: two rows of the file, then two continued stamps.
+        let s = series(Some(&["2024-01-01", "2024-01-02", "2024-01-03"]));
+        let (x, label, dates) = x_axis(&s, &future, 1..5, 3);
+        assert_eq!((label, dates), ("date", true));
+        assert_eq!(x, [1.0, 2.0, 3.0, 4.0].map(|d| 19723.0 * 86_400.0 + d * 86_400.0));
+        let (x, label, dates) = x_axis(&series(Some(&["1990", "1991", "1992"])), &["1993".into()], 0..4, 3);
+        assert_eq!((x, label, dates), (vec![1990.0, 1991.0, 1992.0, 1993.0], "timestamp", false));
+        // Unparsable, repeated or missing stamps: row numbers.
+        for t in [Some(&["a", "b", "c"][..]), Some(&["1", "1", "2"][..]), None] {
+            let (x, label, dates) = x_axis(&series(t), &["9".into()], 0..4, 3);
+            assert_eq!((x, label, dates), (vec![0.0, 1.0, 2.0, 3.0], "row of the data", false));
+        }
     }
 }

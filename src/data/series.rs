@@ -662,6 +662,14 @@ pub fn extrapolate_timestamps(known: &[String], k: usize) -> Result<Vec<String>>
         .collect()
 }
 
+/// A timestamp in one of [`extrapolate_timestamps`]' date layouts as
+/// seconds since 1970-01-01 00:00 in its own civil time (an offset or `Z`
+/// is ignored), for plotting; `None` for anything else.
+pub fn stamp_seconds(s: &str) -> Option<f64> {
+    let (t, _) = Stamp::parse(s)?;
+    Some(t.duration_since(jiff::civil::date(1970, 1, 1).at(0, 0, 0, 0)).as_secs_f64())
+}
+
 /// How a date-time was written, to write its continuation the same way.
 #[derive(Debug, Clone, PartialEq)]
 struct Layout {
@@ -861,6 +869,16 @@ mod tests {
         assert_eq!((starts[0], *starts.last().unwrap()), (70, 87));
         assert!(d.starts(&d.train, 10, 3, 1).iter().all(|s| s + 13 <= 70));
         assert!(d.starts(&(0..12), 10, 3, 1).is_empty());
+    }
+
+    #[test]
+    fn dates_become_seconds_for_plots() {
+        assert_eq!(stamp_seconds("1970-01-02"), Some(86_400.0));
+        assert_eq!(stamp_seconds("1969-12-31T23:59:30.5Z"), Some(-29.5));
+        assert_eq!(stamp_seconds("2024-03-01 13:00+02:00"), stamp_seconds("2024-03-01T13:00"));
+        for s in ["1990", "mon", "2024-13-01", ""] {
+            assert_eq!(stamp_seconds(s), None, "{s}");
+        }
     }
 
     #[test]
