@@ -93,7 +93,7 @@ fn main() {
         .build()
         .expect("rayon thread pool");
     if let Err(e) = pool.install(|| cli::run(args)) {
-        eprintln!("error: {e:#}");
+        eprintln!("error: {}", cli::report(&e));
         std::process::exit(2);
     }
 }

@@ -91,7 +91,19 @@ fn nice_ticks(lo: f64, hi: f64, log: bool) -> Vec<f64> {
                 }
             }
         }
-        return t;
+        if t.len() >= 2 {
+            return t;
+        }
+        // A range narrower than 1-2-5 steps (a loss between 2.1 and 4.6,
+        // say): at least four evenly spaced values, drawn where they fall on
+        // the log scale.
+        let t = nice_ticks(lo, hi, false);
+        if t.len() >= 4 || t.len() < 2 {
+            return t;
+        }
+        let step = (t[1] - t[0]) / 2.0;
+        let first = (lo / step).ceil() as i64;
+        return (first..).map(|k| k as f64 * step).take_while(|v| *v <= hi + 1e-12).collect();
     }
     let span = (hi - lo).max(1e-12);
     let step = 10f64.powf((span / 4.0).log10().floor());
@@ -162,7 +174,7 @@ pub fn render_svg(records: &[Record], title: &str) -> String {
         writeln!(s, r#"<text x="{}" y="28" font-size="16" text-anchor="middle">{}</text>"#, W / 2.0, xml_escape(title));
     axes(&mut s, [(&loss_panel, "loss (log scale)"), (&lr_panel, "learning rate")], max_step, &x);
     curves(&mut s, &train, &valid, (&loss_panel, &lr_panel), &x);
-    legend(&mut s);
+    legend(&mut s, train.len());
     s.push_str("</svg>\n");
     s
 }
@@ -210,14 +222,11 @@ fn curves(
 ) {
     let raw: Vec<(f64, f64)> = train.iter().map(|t| (x(t.0), loss_panel.y(t.1))).collect();
     polyline(s, &raw, "#1f77b4", 1.0, 0.3);
-    let mut ema = None;
-    let smooth: Vec<(f64, f64)> = train
+    let losses: Vec<f64> = train.iter().map(|t| t.1).collect();
+    let smooth: Vec<(f64, f64)> = centred(&losses, half_window(losses.len()))
         .iter()
-        .map(|t| {
-            let e = ema.map_or(t.1, |e: f64| 0.95 * e + 0.05 * t.1);
-            ema = Some(e);
-            (x(t.0), loss_panel.y(e))
-        })
+        .zip(train)
+        .map(|(v, t)| (x(t.0), loss_panel.y(*v)))
         .collect();
     polyline(s, &smooth, "#1f77b4", 2.0, 1.0);
     let vpts: Vec<(f64, f64)> = valid.iter().map(|v| (x(v.0), loss_panel.y(v.1))).collect();
@@ -229,21 +238,53 @@ fn curves(
     polyline(s, &lr, "#2ca02c", 2.0, 1.0);
 }
 
-/// What each colour is.
-fn legend(s: &mut String) {
-    let legend = [
-        ("#1f77b4", "train loss (smoothed; faint: per step)"),
-        ("#d62728", "validation loss"),
-        ("#2ca02c", "learning rate"),
-    ];
+/// Half the window of the smoothed loss curve over `n` logged points: a
+/// fortieth of them, 1 to 50.
+fn half_window(n: usize) -> usize {
+    (n / 40).clamp(1, 50)
+}
+
+/// Centred smoothing of a loss curve in log space (the plot's scale): each
+/// point becomes the value at that point of the least-squares line through
+/// the log losses up to `k` points either side. Inside the curve that is the
+/// centred geometric mean; at the ends, where the window is one-sided, the
+/// line's slope keeps the curve from bending towards the interior's level.
+/// Unlike a trailing average it does not lag behind a falling loss, and it
+/// follows an exponential decay exactly.
+fn centred(v: &[f64], k: usize) -> Vec<f64> {
+    let logs: Vec<f64> = v.iter().map(|x| x.max(1e-30).ln()).collect();
+    (0..v.len())
+        .map(|i| {
+            let w = &logs[i.saturating_sub(k)..(i + k + 1).min(v.len())];
+            // x relative to point i; the line's value at x = 0.
+            let x0 = i.saturating_sub(k) as f64 - i as f64;
+            let n = w.len() as f64;
+            let mx = x0 + (n - 1.0) / 2.0;
+            let my = w.iter().sum::<f64>() / n;
+            let (mut sxy, mut sxx) = (0.0, 0.0);
+            for (j, y) in w.iter().enumerate() {
+                let dx = x0 + j as f64 - mx;
+                sxy += dx * (y - my);
+                sxx += dx * dx;
+            }
+            let slope = if sxx > 0.0 { sxy / sxx } else { 0.0 };
+            (my - slope * mx).exp()
+        })
+        .collect()
+}
+
+/// What each colour is; `n` logged training points.
+fn legend(s: &mut String, n: usize) {
+    let smooth = format!("train loss: centred fit of {} points; faint: raw", 2 * half_window(n) + 1);
+    let legend = [("#1f77b4", smooth.as_str()), ("#d62728", "validation loss"), ("#2ca02c", "learning rate")];
     for (i, (c, name)) in legend.iter().enumerate() {
         let y = 66.0 + 18.0 * i as f64;
         let _ = writeln!(
             s,
             r#"<line x1="{}" x2="{}" y1="{y}" y2="{y}" stroke="{c}" stroke-width="3"/><text x="{}" y="{}">{name}</text>"#,
-            PLOT_R - 280.0,
-            PLOT_R - 255.0,
-            PLOT_R - 248.0,
+            PLOT_R - 350.0,
+            PLOT_R - 325.0,
+            PLOT_R - 318.0,
             y + 4.0
         );
     }
@@ -257,6 +298,32 @@ fn xml_escape(t: &str) -> String {
 mod tests {
     use super::*;
     use crate::train::metrics::{EvalRecord, StepMetrics};
+
+    #[test]
+    fn the_smoothed_curve_is_centred_and_follows_power_laws() {
+        // An exponential decay is a line in log space: reproduced exactly, ends included.
+        let decay: Vec<f64> = (0..200).map(|i| 3.0 * (-0.01 * f64::from(i)).exp()).collect();
+        for (a, b) in centred(&decay, 5).iter().zip(&decay[..]) {
+            assert!((a / b - 1.0).abs() < 1e-12, "{a} vs {b}");
+        }
+        let law: Vec<f64> = (1..=200).map(|s| 3.0 * f64::from(s).powf(-0.5)).collect();
+        // Alternating noise of ±10% around a power law averages out once the
+        // curve bends slowly, where a trailing average would lag above it.
+        let noisy: Vec<f64> =
+            law.iter().enumerate().map(|(i, v)| v * if i % 2 == 0 { 1.1 } else { 1.0 / 1.1 }).collect();
+        let sm = centred(&noisy, 5);
+        for i in 20..200 {
+            // One-sided at the end: the noise weighs more.
+            let tol = if i < 195 { 0.02 } else { 0.06 };
+            assert!((sm[i] / law[i] - 1.0).abs() < tol, "{i}: {} vs {}", sm[i], law[i]);
+        }
+        // Inside, the centred geometric mean.
+        let mean = (noisy[90..=100].iter().map(|v| v.ln()).sum::<f64>() / 11.0).exp();
+        assert!((sm[95] / mean - 1.0).abs() < 1e-12);
+        assert_eq!(centred(&[], 3), Vec::<f64>::new());
+        assert_eq!(centred(&[2.0], 3), vec![2.0]);
+        assert_eq!((half_window(10), half_window(400), half_window(100_000)), (1, 10, 50));
+    }
 
     #[test]
     fn renders_both_curves() {
@@ -291,5 +358,9 @@ mod tests {
         assert_eq!(svg.matches("<polyline").count(), 4);
         assert_eq!(svg.matches("<circle").count(), 2);
         assert!(svg.contains("run &lt;x&gt;"));
+        assert!(svg.contains("centred fit of 5 points"), "the legend says how the curve is smoothed");
+        // A narrow range between 1-2-5 ticks still gets labels.
+        assert_eq!(nice_ticks(2.1, 4.6, true), [2.5, 3.0, 3.5, 4.0, 4.5]);
+        assert_eq!(nice_ticks(0.5, 30.0, true), [0.5, 1.0, 2.0, 5.0, 10.0, 20.0]);
     }
 }

@@ -223,3 +223,13 @@ fn sizes_in_config_json_are_checked_before_allocating() {
         assert!(start.elapsed().as_secs() < 20, "{name}: took {:?}", start.elapsed());
     }
 }
+
+#[test]
+fn an_error_names_each_cause_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = run(dir.path(), &["plot", "no-such-run"]);
+    fails(&o, &["no-such-run", "metrics.jsonl"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(err.matches("os error 2").count(), 1, "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+}

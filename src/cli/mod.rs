@@ -621,6 +621,24 @@ impl DataArgs {
     }
 }
 
+/// An error and its causes on one line, `outer: inner: …`, each cause
+/// once: a library error that already ends with its source's text (an
+/// I/O error after its path) does not repeat it.
+pub fn report(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let s = cause.to_string();
+        if out.ends_with(&s) {
+            continue;
+        }
+        if !out.is_empty() {
+            out += ": ";
+        }
+        out += &s;
+    }
+    out
+}
+
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     let threads = std::env::var("RAYON_NUM_THREADS").ok().and_then(|v| v.parse().ok()).unwrap_or(1);
     if !matches!(cli.command, Command::Train(_)) {

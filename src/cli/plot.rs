@@ -8,6 +8,9 @@ against the input shift.
 
 Reads RUN/metrics.jsonl and draws the training loss (per step, faint, and
 smoothed) and the validation loss on a log scale, with the learning rate below.
+The smoothing is centred, so it does not lag behind a falling loss: each point
+is a least-squares line through the log losses up to a fortieth of the points
+(1 to 50) either side, read at that point; the legend says how many.
 Open the SVG in any browser. For live curves, point TensorBoard at RUN/tb.
 
 With --shift-curve, reads each RUN/shift_curve.json (written when an image
@@ -44,7 +47,8 @@ pub fn run(a: PlotArgs) -> anyhow::Result<()> {
         anyhow::bail!("the loss plot draws one run; --shift-curve overlays several");
     };
     let path = run.join("metrics.jsonl");
-    let records = shiftlm::train::metrics::read_jsonl(&path).with_context(|| format!("reading {}", path.display()))?;
+    // Its errors name the file (and the line).
+    let records = shiftlm::train::metrics::read_jsonl(&path)?;
     if records.is_empty() {
         anyhow::bail!("{}: no metrics logged yet", path.display());
     }

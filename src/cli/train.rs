@@ -483,7 +483,7 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
     match (train(&a, world.clone()), world) {
         // A failed rank ends the whole job: the others would wait for it forever.
         (Err(e), Some((comm, _))) if comm.size() > 1 => {
-            eprintln!("error: rank {} of {}: {e:#}", comm.rank(), comm.size());
+            eprintln!("error: rank {} of {}: {}", comm.rank(), comm.size(), super::report(&e));
             comm.abort(2)
         }
         (r, _) => r,
