@@ -31,7 +31,8 @@
 //!   ops                 fused CPU kernels with hand-written backward passes
 //!   error rng io        errors · seeded streams · atomic writes (and faults, chart,
 //!                       stats: the classical forecasting baselines; dist: the
-//!                       world of a data-parallel job and its collectives)
+//!                       world of a data-parallel job and its collectives;
+//!                       profile; progress: long phases, for a program to show)
 //! ```
 //!
 //! One batch's path: a file becomes ids ([`data`]), the shift core builds
@@ -60,6 +61,7 @@ pub mod ops;
 pub mod optim;
 pub mod plot;
 pub mod profile;
+pub mod progress;
 pub mod rng;
 pub mod stats;
 pub mod train;

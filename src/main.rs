@@ -92,6 +92,7 @@ fn main() {
         .stack_size(64 << 20) // candle's backward pass walks the graph recursively
         .build()
         .expect("rayon thread pool");
+    cli::progress::show_phases();
     if let Err(e) = pool.install(|| cli::run(args)) {
         eprintln!("error: {}", cli::report(&e));
         std::process::exit(2);

@@ -233,3 +233,14 @@ fn an_error_names_each_cause_once() {
     assert_eq!(err.matches("os error 2").count(), 1, "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
 }
+
+#[test]
+fn a_run_logged_to_a_file_keeps_its_validation_lines() {
+    // Standard error is a pipe here, so the progress bar is hidden; the
+    // validation results must still be written.
+    let dir = tempfile::tempdir().unwrap();
+    let o = run(dir.path(), &["train", "--steps", "4", "--out", "r"]);
+    ok(&o);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("step      4  valid loss"), "{err}");
+}

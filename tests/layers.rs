@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 /// Bottom first. Modules on one line share a layer and must not import each
 /// other in a cycle (checked below as well).
 const LAYERS: &[&[&str]] = &[
-    &["error", "rng", "io", "faults", "chart", "limits", "profile", "stats", "dist"],
+    &["error", "rng", "io", "faults", "chart", "limits", "profile", "progress", "stats", "dist"],
     &["ops"],
     &["nn"],
     &["optim"],

@@ -12,7 +12,7 @@ mod generate;
 mod merge;
 mod plot;
 mod profiling;
-mod progress;
+pub mod progress;
 mod report;
 mod score;
 mod train;

@@ -87,11 +87,13 @@ pub fn decode_by_length(
     let mut order: Vec<usize> = (0..sources.len()).collect();
     order.sort_by_key(|&i| sources[i].len());
     let mut outputs = vec![Vec::new(); sources.len()];
+    let phase = crate::progress::phase("sequences decoded", sources.len());
     for chunk in order.chunks(batch.max(1)) {
         let rows: Vec<&[u32]> = chunk.iter().map(|&i| sources[i]).collect();
         for (&i, out) in chunk.iter().zip(decode_batch(model, &rows, opts, dev)?) {
             outputs[i] = out;
         }
+        phase.advance(chunk.len());
     }
     Ok(outputs)
 }

@@ -314,7 +314,9 @@ fn predict_member(
     let m = model.config();
     let q = m.quantiles.len().max(1);
     let mut out = Vec::with_capacity(starts.len() * m.horizon * s.n_targets * q);
+    let phase = crate::progress::phase("windows forecast", starts.len());
     for chunk in starts.chunks(batch.max(1)) {
+        phase.advance(chunk.len());
         let b = ForecastBatch::new(&s.scaled, s.n_targets, chunk, m.context, m.horizon, false).tensors(dev)?;
         let pred = model.forward_quantiles(&b.past, None, None)?.flatten_all()?.to_vec1::<f32>()?;
         for (i, values) in pred.chunks(q).enumerate() {

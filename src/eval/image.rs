@@ -60,7 +60,9 @@ pub fn predict(
     let (w, h) = (images.width, images.height);
     let (mut preds, mut loss) = (Vec::with_capacity(images.len()), 0.0);
     let idx: Vec<usize> = (0..images.len()).collect();
+    let phase = crate::progress::phase("images classified", idx.len());
     for chunk in idx.chunks(256) {
+        phase.advance(chunk.len());
         let mut pixels = Vec::with_capacity(chunk.len() * w * h);
         for &i in chunk {
             let (dx, dy) = offsets[i];

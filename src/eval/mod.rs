@@ -60,7 +60,12 @@ impl TeacherForcedStats {
 /// Teacher-forced pass over `batches` (pairs or text windows).
 pub fn teacher_forced(model: &Model, batches: impl Iterator<Item = Batch>, dev: &Device) -> Result<TeacherForcedStats> {
     let mut st = TeacherForcedStats::default();
+    let phase = match batches.size_hint() {
+        (n, Some(m)) if n == m => crate::progress::phase("batches scored (teacher forced)", n),
+        _ => crate::progress::phase("batches scored (teacher forced)", 0),
+    };
     for batch in batches {
+        phase.advance(1);
         let t = batch.tensors(dev)?;
         let (loss, logits) = model.loss_sum(&t, None)?;
         st.loss_sum += loss.to_scalar::<f32>()? as f64;

@@ -99,7 +99,9 @@ fn predict(
     let (h, w) = (data.features.cfg.n_mels, data.frames());
     let idx: Vec<usize> = (0..clips.len()).collect();
     let (mut classes, mut texts) = (Vec::new(), Vec::new());
+    let phase = crate::progress::phase("clips recognised", idx.len());
     for chunk in idx.chunks(128) {
+        phase.advance(chunk.len());
         let feats = data.features_batch(clips, chunk, &chunk.iter().map(|&i| offsets[i]).collect::<Vec<_>>());
         if let Some(m) = model.image() {
             let b = ImageBatch::new(h, w, feats, vec![0; chunk.len()]);

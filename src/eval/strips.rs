@@ -74,7 +74,9 @@ pub fn read(
     let opts = DecodeOptions { strategy: Strategy::Greedy, max_len };
     let mut out = Vec::with_capacity(im.len());
     let idx: Vec<usize> = (0..im.len()).collect();
+    let phase = crate::progress::phase("strips read", idx.len());
     for chunk in idx.chunks(256) {
+        phase.advance(chunk.len());
         let mut pixels = Vec::with_capacity(chunk.len() * w * h);
         for &i in chunk {
             let (dx, dy) = offsets[i];
