@@ -4,6 +4,7 @@
 
 pub mod audio;
 pub mod augment;
+pub mod chat;
 pub mod config;
 pub mod images;
 pub mod loader;

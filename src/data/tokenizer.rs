@@ -274,6 +274,55 @@ impl Tokenizer {
         })
     }
 
+    /// Text to ids, each with the byte offset in `text` where its token
+    /// starts (no BOS/EOS); the ids are those of [`Tokenizer::encode`].
+    pub fn encode_with_offsets(&self, text: &str) -> Result<Vec<(u32, usize)>> {
+        Ok(match self {
+            Tokenizer::Pair { target, .. } => target.encode_with_offsets(text)?,
+            Tokenizer::Char { .. } => {
+                let ids = self.encode(text)?;
+                ids.into_iter().zip(text.char_indices().map(|(at, _)| at)).collect()
+            }
+            Tokenizer::Byte => text.bytes().enumerate().map(|(at, b)| (b as u32 + N_SPECIAL, at)).collect(),
+            Tokenizer::Symbols { .. } => {
+                let ids = self.encode(text)?;
+                let starts = text.split_whitespace().map(|w| w.as_ptr() as usize - text.as_ptr() as usize);
+                ids.into_iter().zip(starts).collect()
+            }
+            Tokenizer::Hf(t) => {
+                let e = t
+                    .encode(text, false)
+                    .map_err(|e| Error::Tokenizer { msg: format!("cannot encode the text: {e}") })?;
+                e.get_ids().iter().zip(e.get_offsets()).map(|(&id, &(at, _))| (id, at)).collect()
+            }
+            Tokenizer::Values => Vec::new(),
+        })
+    }
+
+    /// This tokenizer with `tokens` as special tokens, each one id, added at
+    /// the end of the vocabulary where it lacks them (a chat template's
+    /// `<|im_start|>`); shiftlm's own tokenizers become `tokenizers` ones
+    /// that encode everything else to the same ids. Unchanged when it has
+    /// them all.
+    pub fn with_special_tokens(&self, tokens: &[&str]) -> Result<Tokenizer> {
+        let missing: Vec<&str> = tokens.iter().copied().filter(|t| self.token_id(t).is_none()).collect();
+        if missing.is_empty() {
+            return Ok(self.clone());
+        }
+        if matches!(self, Tokenizer::Pair { .. } | Tokenizer::Values) {
+            return Err(Error::Tokenizer {
+                msg: "special tokens are added to a language model's tokenizer only".into(),
+            });
+        }
+        let text = serde_json::to_string(&self.to_json()?).expect("JSON serialises");
+        let mut t: tokenizers::Tokenizer =
+            text.parse().map_err(|e| Error::Tokenizer { msg: format!("cannot read itself back: {e}") })?;
+        let added: Vec<tokenizers::AddedToken> =
+            missing.iter().map(|s| tokenizers::AddedToken::from(s.to_string(), true)).collect();
+        t.add_special_tokens(&added);
+        Ok(Tokenizer::Hf(Box::new(t)))
+    }
+
     /// Ids to text; special ids are dropped (UNK becomes U+FFFD). Only a
     /// `tokenizers` tokenizer can fail; its reason is kept.
     pub fn decode(&self, ids: &[u32]) -> Result<String> {

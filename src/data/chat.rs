@@ -1,0 +1,437 @@
+//! Multi-turn conversations for dialogue fine-tuning, and the chat templates
+//! that turn them into text.
+//!
+//! A conversation file is JSONL, one conversation per line, in the format
+//! chat models are fine-tuned on:
+//!
+//! ```text
+//! {"messages": [{"role": "system", "content": "Be brief."},
+//!               {"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello."}]}
+//! ```
+//!
+//! A chat template is a Jinja2 template, as Hugging Face keeps it in
+//! `tokenizer_config.json` (`chat_template`), rendered with `minijinja` the
+//! way `transformers` renders it (`trim_blocks`, `lstrip_blocks`, loop
+//! controls, `raise_exception`, Python's string methods). Training supervises
+//! the assistant turns only: each turn's text as the template writes it,
+//! end token included (see [`ChatTemplate::encode_conversation`]); the shift
+//! core then masks everything else.
+
+use super::tokenizer::Tokenizer;
+use crate::error::{Error, Result};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// Who speaks a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Instructions for the whole conversation.
+    System,
+    /// The person.
+    User,
+    /// The model: the only turns training supervises.
+    Assistant,
+}
+
+impl Role {
+    /// The role's name in the file and in templates.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::System => "system",
+            Role::User => "user",
+            Role::Assistant => "assistant",
+        }
+    }
+}
+
+/// One turn of a conversation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    /// Who speaks.
+    pub role: Role,
+    /// What is said.
+    pub content: String,
+}
+
+/// A conversation and the line of the file it came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Conversation {
+    /// The turns in order.
+    pub messages: Vec<Message>,
+    /// 1-based line in the file (0 when not read from one).
+    pub line: usize,
+}
+
+/// Parses one line of a conversation file: `{"messages": [...]}` with a
+/// known role and a string content in every message, and at least one
+/// assistant turn. The error says what is wrong, for the caller to name the
+/// file and line.
+pub fn parse_conversation(raw: &str) -> std::result::Result<Vec<Message>, String> {
+    let v: Value = serde_json::from_str(raw).map_err(|e| format!("not valid JSON: {e}"))?;
+    let list = match v.get("messages") {
+        Some(Value::Array(list)) => list,
+        Some(_) => return Err("\"messages\" must be a list of messages".into()),
+        None => return Err("expected a JSON object with \"messages\": [{\"role\": …, \"content\": …}, …]".into()),
+    };
+    let mut out = Vec::with_capacity(list.len());
+    for (k, m) in list.iter().enumerate() {
+        let at = format!("message {}", k + 1);
+        let role = match m.get("role") {
+            Some(Value::String(r)) => match r.as_str() {
+                "system" => Role::System,
+                "user" => Role::User,
+                "assistant" => Role::Assistant,
+                other => return Err(format!("{at}: unknown role '{other}' (known: system, user, assistant)")),
+            },
+            Some(_) => return Err(format!("{at}: \"role\" must be a string")),
+            None => return Err(format!("{at}: missing \"role\"")),
+        };
+        let content = match m.get("content") {
+            Some(Value::String(c)) => c.clone(),
+            Some(_) => return Err(format!("{at}: \"content\" must be a string")),
+            None => return Err(format!("{at}: missing \"content\"")),
+        };
+        out.push(Message { role, content });
+    }
+    if !out.iter().any(|m| m.role == Role::Assistant) {
+        return Err("the conversation has no assistant turn, so nothing in it would be trained".into());
+    }
+    Ok(out)
+}
+
+/// Reads every conversation of a JSONL file. Blank lines are skipped; any
+/// other bad line is an error naming the file and line.
+pub fn read_conversations(path: &Path) -> Result<Vec<Conversation>> {
+    let text = super::read_utf8(path)?;
+    let mut out = Vec::new();
+    for (i, raw) in text.lines().enumerate() {
+        let raw = raw.strip_suffix('\r').unwrap_or(raw);
+        if raw.trim().is_empty() {
+            continue;
+        }
+        let messages =
+            parse_conversation(raw).map_err(|msg| Error::BadLine { path: path.to_path_buf(), line: i + 1, msg })?;
+        out.push(Conversation { messages, line: i + 1 });
+    }
+    if out.is_empty() {
+        return Err(Error::EmptyFile { path: path.to_path_buf() });
+    }
+    Ok(out)
+}
+
+/// Whether the first non-blank line of `text` is a conversation
+/// (`{"messages": …}`), so that a JSONL file is read as dialogue rather than
+/// as prompt/response pairs.
+pub fn looks_like_conversations(text: &str) -> bool {
+    let first = text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("");
+    serde_json::from_str::<Value>(first).is_ok_and(|v| v.get("messages").is_some())
+}
+
+/// ChatML, the default template of models trained from scratch:
+/// `<|im_start|>role\ncontent<|im_end|>\n` per message, and
+/// `<|im_start|>assistant\n` to prompt an answer.
+pub const CHATML: &str = "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
+
+/// The special tokens [`CHATML`] writes, added to a tokenizer trained from
+/// scratch; the second ends an answer.
+pub const CHATML_TOKENS: [&str; 2] = ["<|im_start|>", "<|im_end|>"];
+
+/// The file of a Hugging Face folder that holds the chat template and the
+/// special tokens' texts.
+pub const TOKENIZER_CONFIG: &str = "tokenizer_config.json";
+
+/// The special tokens' texts by name (`bos_token` → `<s>`) in a
+/// `tokenizer_config.json` document: a string, or an object with its
+/// `content`.
+fn tokens_of(v: &Value) -> BTreeMap<String, String> {
+    let mut tokens = BTreeMap::new();
+    for (key, value) in v.as_object().into_iter().flatten() {
+        if !key.ends_with("_token") {
+            continue;
+        }
+        let text = match value {
+            Value::String(s) => Some(s.clone()),
+            Value::Object(o) => o.get("content").and_then(Value::as_str).map(str::to_string),
+            _ => None,
+        };
+        tokens.extend(text.map(|t| (key.clone(), t)));
+    }
+    tokens
+}
+
+/// [`tokens_of`] a `tokenizer_config.json` file.
+fn special_tokens(path: &Path) -> Result<BTreeMap<String, String>> {
+    let v: Value = serde_json::from_slice(&crate::io::read(path)?)
+        .map_err(|e| Error::BadFile { path: path.to_path_buf(), msg: format!("not valid JSON: {e}") })?;
+    Ok(tokens_of(&v))
+}
+
+/// A compiled chat template and the special tokens it may name
+/// (`bos_token`, `eos_token`, …).
+pub struct ChatTemplate {
+    source: String,
+    tokens: BTreeMap<String, String>,
+    env: minijinja::Environment<'static>,
+}
+
+impl std::fmt::Debug for ChatTemplate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChatTemplate").field("source", &self.source).field("tokens", &self.tokens).finish()
+    }
+}
+
+impl Clone for ChatTemplate {
+    fn clone(&self) -> Self {
+        Self::new(&self.source, self.tokens.clone()).expect("compiled once already")
+    }
+}
+
+impl PartialEq for ChatTemplate {
+    fn eq(&self, other: &Self) -> bool {
+        self.source == other.source && self.tokens == other.tokens
+    }
+}
+
+const NAME: &str = "chat_template";
+
+impl ChatTemplate {
+    /// Compiles `source`; `tokens` are the special tokens' texts by name
+    /// (`bos_token` → `<s>`), which templates read as variables.
+    pub fn new(source: &str, tokens: BTreeMap<String, String>) -> Result<Self> {
+        let mut env = minijinja::Environment::new();
+        // As transformers' environment.
+        let syntax = minijinja::syntax::SyntaxConfig::builder().trim_blocks(true).lstrip_blocks(true).build();
+        env.set_syntax(syntax.map_err(|e| Error::config(NAME, e.to_string()))?);
+        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+        env.add_function("raise_exception", |msg: String| -> std::result::Result<String, minijinja::Error> {
+            Err(minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, msg))
+        });
+        env.add_function("strftime_now", |format: String| -> std::result::Result<String, minijinja::Error> {
+            let now = jiff::Zoned::now();
+            jiff::fmt::strtime::format(format.as_str(), &now)
+                .map_err(|e| minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, e.to_string()))
+        });
+        env.add_template_owned(NAME, source.to_string())
+            .map_err(|e| Error::config(NAME, format!("not a template minijinja can compile: {e}")))?;
+        Ok(Self { source: source.to_string(), tokens, env })
+    }
+
+    /// [`CHATML`].
+    pub fn chatml() -> Self {
+        Self::new(CHATML, BTreeMap::new()).expect("the built-in template compiles")
+    }
+
+    /// The template named by `--chat-template`: `chatml`, or a file holding
+    /// a Jinja2 template.
+    pub fn named(name: &str, tokens: BTreeMap<String, String>) -> Result<Self> {
+        if name == "chatml" {
+            return Self::new(CHATML, tokens);
+        }
+        let path = Path::new(name);
+        let text = crate::io::read(path)?;
+        let text = String::from_utf8(text).map_err(|_| Error::BadFile {
+            path: path.to_path_buf(),
+            msg: "a chat template must be UTF-8 text".into(),
+        })?;
+        Self::new(&text, tokens).map_err(|e| Error::BadFile { path: path.to_path_buf(), msg: e.to_string() })
+    }
+
+    /// The template of a Hugging Face `tokenizer_config.json`, if it has
+    /// one (`chat_template` as a string, or as a list of named templates, of
+    /// which `default` is taken), with its special tokens.
+    pub fn from_tokenizer_config(path: &Path) -> Result<Option<Self>> {
+        let bad = |msg: String| Error::BadFile { path: path.to_path_buf(), msg };
+        let v: Value =
+            serde_json::from_slice(&crate::io::read(path)?).map_err(|e| bad(format!("not valid JSON: {e}")))?;
+        let source = match v.get(NAME) {
+            None | Some(Value::Null) => return Ok(None),
+            Some(Value::String(s)) => s.clone(),
+            Some(Value::Array(named)) => {
+                let default = named.iter().find(|t| t.get("name").and_then(Value::as_str) == Some("default"));
+                match default.and_then(|t| t.get("template")).and_then(Value::as_str) {
+                    Some(s) => s.to_string(),
+                    None => return Err(bad("\"chat_template\" is a list without a \"default\" template".into())),
+                }
+            }
+            Some(_) => return Err(bad("\"chat_template\" must be a string".into())),
+        };
+        Self::new(&source, tokens_of(&v)).map(Some).map_err(|e| bad(e.to_string()))
+    }
+
+    /// The chat template of a Hugging Face folder: `tokenizer_config.json`'s
+    /// `chat_template`, or the `chat_template.jinja` file newer
+    /// `transformers` writes beside it (with the config's special tokens);
+    /// `None` when the folder has neither.
+    pub fn from_folder(dir: &Path) -> Result<Option<Self>> {
+        let config = dir.join(TOKENIZER_CONFIG);
+        let found = if config.is_file() { Self::from_tokenizer_config(&config)? } else { None };
+        let jinja = dir.join("chat_template.jinja");
+        match found {
+            Some(t) => Ok(Some(t)),
+            None if jinja.is_file() => {
+                let tokens = if config.is_file() { special_tokens(&config)? } else { BTreeMap::new() };
+                Self::named(&jinja.to_string_lossy(), tokens).map(Some)
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// The template's Jinja2 source.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// The special tokens' texts by name, as templates see them.
+    pub fn tokens(&self) -> &BTreeMap<String, String> {
+        &self.tokens
+    }
+
+    /// The text of `messages`, followed by the opening of an assistant turn
+    /// when `add_generation_prompt`.
+    pub fn render(&self, messages: &[Message], add_generation_prompt: bool) -> Result<String> {
+        let template = self.env.get_template(NAME).expect("added in new");
+        let mut ctx: BTreeMap<&str, minijinja::Value> =
+            self.tokens.iter().map(|(k, v)| (k.as_str(), minijinja::Value::from(v.as_str()))).collect();
+        let list: Vec<minijinja::Value> = messages
+            .iter()
+            .map(|m| minijinja::Value::from_pairs([("role", m.role.as_str()), ("content", m.content.as_str())]))
+            .collect();
+        ctx.insert("messages", minijinja::Value::from(list));
+        ctx.insert("add_generation_prompt", minijinja::Value::from(add_generation_prompt));
+        template.render(ctx).map_err(|e| Error::config(NAME, format!("rendering failed: {e}")))
+    }
+
+    /// The ids a model reads to answer `messages`: the rendered
+    /// conversation with the opening of an assistant turn, as
+    /// `transformers`' `apply_chat_template(…, tokenize=True,
+    /// add_generation_prompt=True)` gives them.
+    pub fn encode_prompt(&self, tok: &Tokenizer, messages: &[Message]) -> Result<Vec<u32>> {
+        tok.encode(&self.render(messages, true)?)
+    }
+
+    /// The ids of a whole conversation, and for each id whether it belongs
+    /// to an assistant turn: the text the template writes for that turn
+    /// after its opening (`<|im_start|>assistant\n` in ChatML), end token
+    /// included. Each turn's span is found by rendering the conversation up
+    /// to it with the generation prompt, and up to its end without; the
+    /// template must write every shorter conversation as a prefix of the
+    /// longer one (chat templates do), else the error says so. A token is
+    /// supervised when it starts inside a span.
+    pub fn encode_conversation(&self, tok: &Tokenizer, messages: &[Message]) -> Result<(Vec<u32>, Vec<bool>)> {
+        let full = self.render(messages, false)?;
+        let mut spans = Vec::new();
+        for (i, m) in messages.iter().enumerate() {
+            if m.role != Role::Assistant {
+                continue;
+            }
+            let before = self.render(&messages[..i], true)?;
+            let after = self.render(&messages[..=i], false)?;
+            if !after.starts_with(&before) || !full.starts_with(&after) {
+                return Err(Error::config(
+                    NAME,
+                    format!(
+                        "the template does not write the conversation up to turn {} as a prefix of the whole, so \
+                         its assistant turns cannot be told apart",
+                        i + 1
+                    ),
+                ));
+            }
+            spans.push(before.len()..after.len());
+        }
+        let tokens = tok.encode_with_offsets(&full)?;
+        let supervised = tokens.iter().map(|&(_, at)| spans.iter().any(|s| s.contains(&at))).collect();
+        Ok((tokens.into_iter().map(|(id, _)| id).collect(), supervised))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msgs(turns: &[(Role, &str)]) -> Vec<Message> {
+        turns.iter().map(|&(role, c)| Message { role, content: c.to_string() }).collect()
+    }
+
+    #[test]
+    fn lines_must_be_conversations_with_an_assistant_turn() {
+        let ok = r#"{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}"#;
+        assert_eq!(parse_conversation(ok).unwrap().len(), 2);
+        for (line, want) in [
+            ("{", "not valid JSON"),
+            (r#"{"prompt": "a"}"#, "expected a JSON object with \"messages\""),
+            (r#"{"messages": 3}"#, "must be a list"),
+            (r#"{"messages": [{"role": "bot", "content": "x"}]}"#, "message 1: unknown role 'bot'"),
+            (r#"{"messages": [{"role": "user"}]}"#, "message 1: missing \"content\""),
+            (r#"{"messages": [{"role": "user", "content": 5}]}"#, "\"content\" must be a string"),
+            (r#"{"messages": [{"role": "user", "content": "x"}]}"#, "no assistant turn"),
+        ] {
+            let e = parse_conversation(line).unwrap_err();
+            assert!(e.contains(want), "{line}: {e}");
+        }
+        assert!(looks_like_conversations(&format!("\n{ok}\n")));
+        assert!(!looks_like_conversations(r#"{"prompt": "a", "response": "b"}"#));
+    }
+
+    #[test]
+    fn the_file_reader_names_the_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("chat.jsonl");
+        let ok = r#"{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}"#;
+        std::fs::write(&path, format!("{ok}\n\n{ok}\n")).unwrap();
+        let convs = read_conversations(&path).unwrap();
+        assert_eq!(convs.iter().map(|c| c.line).collect::<Vec<_>>(), [1, 3]);
+        std::fs::write(&path, format!("{ok}\n{{\"messages\": [{{\"role\": \"robot\", \"content\": \"\"}}]}}\n"))
+            .unwrap();
+        let e = read_conversations(&path).unwrap_err().to_string();
+        assert!(e.contains("chat.jsonl:2:") && e.contains("unknown role 'robot'"), "{e}");
+    }
+
+    #[test]
+    fn chatml_renders_and_marks_the_assistant_turns() {
+        let t = ChatTemplate::chatml();
+        let m = msgs(&[(Role::System, "S"), (Role::User, "hi"), (Role::Assistant, "yo"), (Role::User, "?")]);
+        let text = t.render(&m[..3], true).unwrap();
+        assert_eq!(
+            text,
+            "<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\nyo<|im_end|>\n<|im_start|>assistant\n"
+        );
+        let tok = Tokenizer::Byte.with_special_tokens(&CHATML_TOKENS).unwrap();
+        let m = msgs(&[(Role::User, "hi"), (Role::Assistant, "yo"), (Role::User, "?"), (Role::Assistant, "ok")]);
+        let (ids, sup) = t.encode_conversation(&tok, &m).unwrap();
+        let end = tok.token_id("<|im_end|>").unwrap();
+        // The supervised tokens, in order: each answer, its end token and newline.
+        let picked: Vec<u32> = ids.iter().zip(&sup).filter(|(_, s)| **s).map(|(i, _)| *i).collect();
+        let mut want = tok.encode("yo").unwrap();
+        want.push(end);
+        want.extend(tok.encode("\nok").unwrap());
+        want.push(end);
+        want.extend(tok.encode("\n").unwrap());
+        assert_eq!(picked, want);
+        assert_eq!(ids, tok.encode(&t.render(&m, false).unwrap()).unwrap());
+    }
+
+    #[test]
+    fn templates_read_special_tokens_and_python_methods() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokenizer_config.json");
+        let src = "{{ bos_token }}{% for m in messages %}{% if m.role not in ['user', 'assistant'] %}{{ raise_exception('roles') }}{% endif %}\n  [{{ m.role.upper() }}] {{ m.content.strip() }}{{ eos_token }}\n{% endfor %}";
+        let cfg = serde_json::json!({"chat_template": src, "bos_token": "<s>", "eos_token": {"content": "</s>", "lstrip": false}, "model_max_length": 8});
+        std::fs::write(&path, cfg.to_string()).unwrap();
+        let t = ChatTemplate::from_tokenizer_config(&path).unwrap().unwrap();
+        assert_eq!(t.tokens().get("eos_token").map(String::as_str), Some("</s>"));
+        let m = msgs(&[(Role::User, " a "), (Role::Assistant, "b")]);
+        // trim_blocks and lstrip_blocks, as transformers sets them (Python's
+        // jinja2 gives the same).
+        assert_eq!(t.render(&m, false).unwrap(), "<s>  [USER] a</s>\n  [ASSISTANT] b</s>\n");
+        let e = t.render(&msgs(&[(Role::System, "x")]), false).unwrap_err().to_string();
+        assert!(e.contains("roles"), "{e}");
+        std::fs::write(&path, r#"{"model_max_length": 8}"#).unwrap();
+        assert!(ChatTemplate::from_tokenizer_config(&path).unwrap().is_none());
+        std::fs::write(&path, r#"{"chat_template": "{% for %}"}"#).unwrap();
+        let e = ChatTemplate::from_tokenizer_config(&path).unwrap_err().to_string();
+        assert!(e.contains("tokenizer_config.json") && e.contains("compile"), "{e}");
+    }
+}
