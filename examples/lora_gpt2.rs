@@ -49,6 +49,7 @@ fn main() -> shiftlm::Result<()> {
         }),
         freeze: Freeze::default(),
         precision: Default::default(), // f32
+        chat_template: None,           // text, not conversations
     };
     let mut losses = LossHistory::default();
     let r = api::finetune(&job, &mut losses)?;

@@ -477,9 +477,12 @@ fn evaluate_causal(ck: &Loaded, ctx: usize, job: &EvalJob) -> Result<EvalOutcome
         }
         None => match run_data(ck)? {
             Dataset::Text { valid, .. } => valid,
-            Dataset::Pairs(_) | Dataset::Series(_) | Dataset::Images(_) | Dataset::Strips(_) | Dataset::Speech(_) => {
-                return Err(Error::setting("a language model checkpoint with paired data"))
-            }
+            Dataset::Pairs(_)
+            | Dataset::Series(_)
+            | Dataset::Images(_)
+            | Dataset::Strips(_)
+            | Dataset::Speech(_)
+            | Dataset::Chat { .. } => return Err(Error::setting("a language model checkpoint with paired data")),
         },
     };
     if tokens.len() <= ctx {
@@ -526,7 +529,8 @@ fn evaluate_pairs(ck: &Loaded, job: &EvalJob) -> Result<EvalOutcome> {
                 | Dataset::Series(_)
                 | Dataset::Images(_)
                 | Dataset::Strips(_)
-                | Dataset::Speech(_) => return Err(Error::setting("an encoder–decoder checkpoint with text data")),
+                | Dataset::Speech(_)
+                | Dataset::Chat { .. } => return Err(Error::setting("an encoder–decoder checkpoint with text data")),
             }
         }
     };

@@ -39,6 +39,10 @@ pub struct FinetuneJob {
     pub lora: Option<LoraConfig>,
     /// What stays frozen in a full fine-tune.
     pub freeze: Freeze,
+    /// Conversations (`data` a JSONL file of `{"messages": …}`): the chat
+    /// template, `chatml` or a Jinja2 file; `None` takes the model's own
+    /// (its run's, or its folder's `tokenizer_config.json`).
+    pub chat_template: Option<String>,
     /// The matrix products' precision (f32, or bf16 where the CPU has it).
     pub precision: crate::ops::cpu::Precision,
 }
@@ -151,12 +155,33 @@ pub fn config(job: &FinetuneJob, from: &Loaded) -> Result<RunConfig> {
         return bad("--steps must be at least 1");
     }
     let mut cfg = from.config.clone();
+    let chat = cfg.model.is_causal() && crate::data::chat::is_conversation_file(&job.data);
+    if job.chat_template.is_some() && !chat {
+        return bad("--chat-template goes with conversations: a JSONL --data file of {\"messages\": [...]} lines, for a language model");
+    }
     let pairs = job
         .data
         .extension()
         .and_then(|e| e.to_str())
         .is_some_and(|e| e.eq_ignore_ascii_case("jsonl") || e.eq_ignore_ascii_case("tsv"));
-    cfg.data = if cfg.model.is_causal() && !pairs {
+    cfg.data = if chat {
+        let template = match &job.chat_template {
+            Some(name) => crate::data::chat::ChatTemplate::named(name, Default::default())?,
+            None => from.chat_template()?.ok_or_else(|| Error::Checkpoint {
+                path: from.dir.clone(),
+                msg: "has no chat template (tokenizer_config.json's chat_template, or chat_template.jinja): pass --chat-template chatml|FILE".into(),
+            })?,
+        };
+        DataConfig::Chat(crate::data::chat::ChatDataConfig {
+            path: job.data.clone(),
+            valid: None,
+            valid_fraction: 0.1,
+            tokenizer: TokenizerKind::Byte, // unused: the model's tokenizer is passed below
+            bpe_vocab_size: None,
+            template: template.source().to_string(),
+            template_tokens: template.tokens().clone(),
+        })
+    } else if cfg.model.is_causal() && !pairs {
         DataConfig::Text(TextConfig {
             paths: vec![job.data.clone()],
             tokenizer: TokenizerKind::Byte, // unused: the model's tokenizer is passed below

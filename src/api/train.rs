@@ -51,7 +51,9 @@ pub enum Evaluation {
         /// Held-out loss and perplexity.
         #[serde(flatten)]
         report: CausalReport,
-        /// Text of up to `40 × show` tokens sampled after an end-of-text token; `None` when `show` is 0.
+        /// Text of up to `40 × show` tokens sampled after an end-of-text
+        /// token (conversations: a held-out conversation up to its first
+        /// answer, then the model's answer); `None` when `show` is 0.
         #[serde(skip)]
         sample: Option<String>,
     },
@@ -110,6 +112,7 @@ pub fn run_name(cfg: &RunConfig) -> String {
         DataConfig::Task(s) => format!("{}-{}", cfg.preset, s.kind.name()),
         DataConfig::File { path, .. } => stem(path),
         DataConfig::Text(t) => format!("{}-{}", cfg.preset, t.paths.first().map(|p| stem(p)).unwrap_or_default()),
+        DataConfig::Chat(c) => format!("{}-{}", cfg.preset, stem(&c.path)),
         DataConfig::Speech(c) => match &c.source {
             crate::data::audio::speech::SpeechSource::Dir(d) => format!("{}-{}", cfg.preset, stem(d)),
             crate::data::audio::speech::SpeechSource::Corpus(_) => cfg.preset.clone(),
@@ -390,11 +393,27 @@ pub fn evaluate(trainer: &Trainer, show: usize) -> Result<Evaluation> {
     if stats.tokens == 0 {
         return Ok(Evaluation::Skipped { skipped: "no held-out tokens".into() });
     }
+    // Conversations: a held-out one up to where its first answer starts,
+    // answered until the template's special tokens (ChatML's <|im_end|>).
+    let chat_prompt = match (&trainer.data, &trainer.cfg.data) {
+        (crate::data::Dataset::Chat { valid, .. }, crate::data::DataConfig::Chat(c)) => match valid.first() {
+            Some(d) => {
+                let first = d.supervised.iter().position(|&s| s).unwrap_or(d.ids.len());
+                let tok = &trainer.tokenizer;
+                let stop: Vec<u32> = c.template()?.special_tokens().iter().filter_map(|t| tok.token_id(t)).collect();
+                Some((d.ids[..first].to_vec(), stop))
+            }
+            None => None,
+        },
+        _ => None,
+    };
     let sample = if show > 0 {
-        let prompt = vec![trainer.cfg.model_eos()];
-        let o = SampleOptions { max_new_tokens: 40 * show, seed: 1, ..Default::default() };
+        let chat = chat_prompt.is_some();
+        let (prompt, stop) = chat_prompt.unwrap_or_else(|| (vec![trainer.cfg.model_eos()], Vec::new()));
+        let o = SampleOptions { max_new_tokens: 40 * show, seed: 1, stop, ..Default::default() };
         let ids = crate::decode::causal::generate(&trainer.model, &prompt, &o, &dev, |_| Ok(()))?;
-        Some(trainer.tokenizer.decode(&ids)?)
+        let answer = trainer.tokenizer.decode(&ids)?;
+        Some(if chat { format!("{}{answer}", trainer.tokenizer.decode(&prompt)?) } else { answer })
     } else {
         None
     };

@@ -26,6 +26,9 @@ pub const TOKENIZER: &str = "tokenizer.json";
 /// File name of the encoder's tokenizer, when source and target vocabularies
 /// are separate (`tokenizer.json` is then the target's).
 pub const SOURCE_TOKENIZER: &str = "source_tokenizer.json";
+/// File name of the chat template and its special tokens (a model trained
+/// on conversations), as Hugging Face folders keep them.
+pub const TOKENIZER_CONFIG: &str = crate::data::chat::TOKENIZER_CONFIG;
 /// File name of the optimizer's moments (training checkpoints only).
 pub const OPTIMIZER: &str = "optimizer.safetensors";
 /// File name of the trainer's state: step, loader position, random streams (training checkpoints only).
@@ -127,7 +130,8 @@ pub type Keep<'a> = &'a dyn Fn(&str) -> bool;
 pub const ALL: Keep<'static> = &|_| true;
 
 /// The inference files: config, weights, tokenizer (not the optimizer state).
-pub const INFERENCE: Keep<'static> = &|name| [CONFIG, MODEL, TOKENIZER, SOURCE_TOKENIZER].contains(&name);
+pub const INFERENCE: Keep<'static> =
+    &|name| [CONFIG, MODEL, TOKENIZER, SOURCE_TOKENIZER, TOKENIZER_CONFIG].contains(&name);
 
 /// Reads a checkpoint's manifest and every file it lists, checking each
 /// against its size and SHA-256; keeps the bytes of the files `keep` names.
@@ -166,7 +170,7 @@ pub fn read_verified(dir: &Path, keep: Keep) -> Result<Files> {
 fn clear_checkpoint_files(dir: &Path, files: &[(&str, Vec<u8>)]) -> Result<()> {
     let ours = |name: &str| {
         name == MANIFEST
-            || [CONFIG, MODEL, TOKENIZER, SOURCE_TOKENIZER, OPTIMIZER, TRAINER_STATE].contains(&name)
+            || [CONFIG, MODEL, TOKENIZER, SOURCE_TOKENIZER, TOKENIZER_CONFIG, OPTIMIZER, TRAINER_STATE].contains(&name)
             || files.iter().any(|(f, _)| *f == name)
             || (name.starts_with('.') && name.ends_with(".tmp"))
     };

@@ -15,7 +15,7 @@ pub mod hf;
 pub use crate::io::{sha256_hex, write_atomic};
 pub use folder::{
     checkpoint_dir, list, newest_complete, newest_verified, read_verified, rotate, verify, write_checkpoint, FileEntry,
-    Files, Manifest, CONFIG, MANIFEST, MODEL, OPTIMIZER, SOURCE_TOKENIZER, TOKENIZER, TRAINER_STATE,
+    Files, Manifest, CONFIG, MANIFEST, MODEL, OPTIMIZER, SOURCE_TOKENIZER, TOKENIZER, TOKENIZER_CONFIG, TRAINER_STATE,
 };
 pub use hf::{hf_weight_files, is_hf_folder};
 
@@ -80,6 +80,18 @@ pub fn model_files(cfg: &RunConfig, store: &ParamStore, tok: &Tokenizer) -> Resu
     if let Tokenizer::Pair { source, .. } = tok {
         files.push((SOURCE_TOKENIZER, source.to_json_bytes()?));
     }
+    if let crate::data::DataConfig::Chat(c) = &cfg.data {
+        // As transformers reads it: `AutoTokenizer.from_pretrained` on the
+        // folder gets the template and its tokens.
+        let mut doc = serde_json::json!({"tokenizer_class": "PreTrainedTokenizerFast", "chat_template": c.template});
+        for (k, v) in &c.template_tokens {
+            doc[k] = serde_json::Value::String(v.clone());
+        }
+        if let Some(n) = cfg.model.context() {
+            doc["model_max_length"] = n.into();
+        }
+        files.push((TOKENIZER_CONFIG, serde_json::to_vec_pretty(&doc).expect("JSON serialises")));
+    }
     Ok(files)
 }
 
@@ -97,6 +109,18 @@ pub struct Loaded {
     pub dir: PathBuf,
     /// The checkpoint's training step (0 for a `transformers` folder).
     pub step: usize,
+}
+
+impl Loaded {
+    /// The model's chat template: its run's (a model trained on
+    /// conversations), else its folder's `tokenizer_config.json` or
+    /// `chat_template.jinja` (a Hugging Face folder); `None` without one.
+    pub fn chat_template(&self) -> Result<Option<crate::data::chat::ChatTemplate>> {
+        if let crate::data::DataConfig::Chat(c) = &self.config.data {
+            return c.template().map(Some);
+        }
+        crate::data::chat::ChatTemplate::from_folder(&self.dir)
+    }
 }
 
 /// Reads `config.json`: shiftlm's own, or a `transformers` one (GPT-2 or

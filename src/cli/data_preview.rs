@@ -74,7 +74,40 @@ pub fn run(a: PreviewArgs) -> anyhow::Result<()> {
         Dataset::Speech(d) => preview_speech(&d, &a),
         Dataset::Pairs(s) => preview_pairs(&cfg, s, &tok, &a),
         Dataset::Text { train, .. } => preview_text(&cfg, train, &tok, &a),
+        Dataset::Chat { train, .. } => preview_chat(&train, &tok, &a),
     }
+}
+
+/// Conversations as the model reads them, the supervised (assistant)
+/// tokens between ⟦ and ⟧.
+fn preview_chat(train: &[shiftlm::data::chat::Dialogue], tok: &Tokenizer, a: &PreviewArgs) -> anyhow::Result<()> {
+    println!(
+        "{} training conversations, vocabulary {} ids; the loss covers the tokens between ⟦ and ⟧ (the assistant turns)",
+        train.len(),
+        tok.vocab_size()
+    );
+    for (k, d) in train.iter().take(a.batches * a.batch_size.max(1)).enumerate() {
+        let mut text = String::new();
+        let mut inside = false;
+        for (&id, &sup) in d.ids.iter().zip(&d.supervised) {
+            if sup != inside {
+                text.push(if sup { '⟦' } else { '⟧' });
+                inside = sup;
+            }
+            text += &tok.token_str(id);
+        }
+        if inside {
+            text.push('⟧');
+        }
+        println!(
+            "
+conversation {} ({} tokens)
+{text}",
+            k + 1,
+            d.ids.len()
+        );
+    }
+    Ok(())
 }
 
 /// Text windows: inputs x[0..T] over labels x[1..T+1].

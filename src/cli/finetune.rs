@@ -18,7 +18,11 @@ x[0..T], labels x[1..T+1]); or a .jsonl file of {\"prompt\": …, \"response\": 
 lines (or a .tsv of prompt<TAB>response) for a language model, which reads
 prompt+response+EOS but is scored on the response and EOS only (the prompt's
 labels are masked by the shift core); or TSV/JSONL pairs for an encoder–decoder
-(decoder input [BOS]+y, labels y+[EOS]). A tenth is held out (the end of a text;
+(decoder input [BOS]+y, labels y+[EOS]); or a .jsonl file of conversations,
+{\"messages\": [{\"role\": \"system\"|\"user\"|\"assistant\", \"content\": …}, …]} per
+line, for a language model: each is written out by the model's chat template
+(tokenizer_config.json's chat_template, or --chat-template) and only the
+assistant turns, each with its end token, are scored. A tenth is held out (the end of a text;
 a hash-chosen tenth of pairs) and the held-out loss and perplexity are measured
 before and after, in the same run.
 
@@ -30,6 +34,7 @@ Examples:
   shiftlm finetune --from runs/gpt-baby-input --data more.txt --steps 300
   shiftlm finetune --from ./gpt2-hf-folder --data chat.jsonl --lora      # {\"prompt\":…,\"response\":…}
   shiftlm finetune --from ./gpt2-hf-folder --data notes.txt --lr 1e-4 --out runs/notes --json
+  shiftlm finetune --from runs/chat-gpt --data dialogues.jsonl --steps 300   # {\"messages\": […]}
   shiftlm finetune --from runs/gpt-baby-input --data more.txt --lora --profile prof   # where a step goes";
 
 #[derive(clap::Args, Debug)]
@@ -40,9 +45,14 @@ pub struct FinetuneArgs {
     /// A PEFT LoRA adapter folder on top of --from, to train further.
     #[arg(long, value_name = "DIR")]
     pub adapter: Option<PathBuf>,
-    /// Text (language models) or TSV/JSONL pairs (encoder–decoders).
+    /// Text (language models) or TSV/JSONL pairs (encoder–decoders), or JSONL
+    /// conversations ({"messages": […]}, language models).
     #[arg(long, value_name = "FILE")]
     pub data: PathBuf,
+    /// Conversations: the chat template, chatml or a FILE holding a Jinja2 template
+    /// (default: the model's own, from its tokenizer_config.json).
+    #[arg(long, value_name = "chatml|FILE")]
+    pub chat_template: Option<String>,
     /// Optimizer steps.
     #[arg(long, default_value_t = 200, value_name = "N")]
     pub steps: usize,
@@ -117,6 +127,7 @@ pub fn run(a: FinetuneArgs) -> anyhow::Result<()> {
             all_but_head: a.freeze_all_but_head,
         },
         precision: a.precision.parse()?,
+        chat_template: a.chat_template.clone(),
     };
     // As train: skip the first step, then up to five.
     a.profiling.arm((2.min(a.steps), 6.min(a.steps)), a.steps)?;

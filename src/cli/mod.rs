@@ -159,6 +159,13 @@ pub struct DataArgs {
     /// Use this tokenizer.json instead of building one (text only).
     #[arg(long, value_name = "FILE")]
     pub tokenizer_file: Option<PathBuf>,
+    /// Conversations (a JSONL --data file of {"messages": [{"role": …, "content": …}, …]},
+    /// with --model gpt/llama): the chat template that writes them out, chatml (the
+    /// default: <|im_start|>role⏎content<|im_end|>, its two tokens added to the tokenizer)
+    /// or a FILE holding a Jinja2 template as Hugging Face's tokenizer_config.json has them.
+    /// Only the assistant turns are trained; checkpoints keep the template.
+    #[arg(long, value_name = "chatml|FILE", help_heading = "Dialogue")]
+    pub chat_template: Option<String>,
     /// Symbols in a built-in task (e.g. 1000 for the seed preset).
     #[arg(long, value_name = "N")]
     pub vocab: Option<usize>,
@@ -543,6 +550,7 @@ impl DataArgs {
             DataConfig::File { tokenizer, tokenizer_file, .. } => {
                 matches!(tokenizer, TokenizerKind::Bpe | TokenizerKind::Unigram) && tokenizer_file.is_none()
             }
+            DataConfig::Chat(c) => matches!(c.tokenizer, TokenizerKind::Bpe | TokenizerKind::Unigram),
             _ => false,
         };
         if self.bpe_vocab.is_some() && !bpe {
@@ -576,6 +584,30 @@ impl DataArgs {
             Some(p) => RunConfig::preset(p)?,
             None => RunConfig::for_text(if llama { "llama" } else { "gpt2" }, bytes)?,
         };
+        if let ([path], DataConfig::Text(t)) = (self.data.as_slice(), &cfg.data) {
+            if shiftlm::data::chat::is_conversation_file(path) {
+                if self.tokenizer_file.is_some() {
+                    anyhow::bail!("conversations build their tokenizer from the data and the chat template: drop --tokenizer-file");
+                }
+                let name = self.chat_template.as_deref().unwrap_or("chatml");
+                let template = shiftlm::data::chat::ChatTemplate::named(name, Default::default())?;
+                cfg.data = DataConfig::Chat(shiftlm::data::chat::ChatDataConfig {
+                    path: std::fs::canonicalize(path).unwrap_or_else(|_| path.clone()),
+                    valid: None,
+                    valid_fraction: 0.1,
+                    tokenizer: self.tokenizer_kind().unwrap_or(t.tokenizer),
+                    bpe_vocab_size: self.bpe_vocab.or(Some(t.bpe_vocab_size)),
+                    template: template.source().to_string(),
+                    template_tokens: Default::default(),
+                });
+                return Ok(cfg);
+            }
+        }
+        if self.chat_template.is_some() {
+            anyhow::bail!(
+                "--chat-template goes with conversations: one JSONL --data file of {{\"messages\": [...]}} lines"
+            );
+        }
         if let DataConfig::Text(t) = &mut cfg.data {
             t.paths = self.data.iter().map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone())).collect();
             t.tokenizer = self.tokenizer_kind().unwrap_or(t.tokenizer);

@@ -260,14 +260,14 @@ impl RunConfig {
                 },
             ));
         }
-        let causal_data = matches!(self.data, DataConfig::Text(_));
+        let causal_data = matches!(self.data, DataConfig::Text(_) | DataConfig::Chat(_));
         // A causal model also takes a file of prompt/response pairs.
         let prompts = self.model.is_causal() && matches!(self.data, DataConfig::File { .. });
         if causal_data != self.model.is_causal() && !prompts && !series_data {
             return Err(Error::config(
                 "data",
                 if causal_data {
-                    "plain text trains a causal model (gpt2 or llama), not an encoder–decoder"
+                    "plain text and conversations train a causal model (gpt2 or llama), not an encoder–decoder"
                 } else {
                     "paired data trains an encoder–decoder; a causal model needs plain text"
                 },
@@ -279,6 +279,12 @@ impl RunConfig {
                     return Err(Error::config("data.valid_fraction", "must be in [0, 0.5)"));
                 }
                 Ok(())
+            }
+            DataConfig::Chat(c) => {
+                if !(0.0..1.0).contains(&c.valid_fraction) {
+                    return Err(Error::config("data.valid_fraction", "must be in [0, 1)"));
+                }
+                c.template().map(|_| ())
             }
             DataConfig::Task(t) => t.validate(),
             DataConfig::Series(s) => s.validate(),

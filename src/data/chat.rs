@@ -22,7 +22,7 @@ use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Who speaks a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -128,6 +128,130 @@ pub fn read_conversations(path: &Path) -> Result<Vec<Conversation>> {
 pub fn looks_like_conversations(text: &str) -> bool {
     let first = text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("");
     serde_json::from_str::<Value>(first).is_ok_and(|v| v.get("messages").is_some())
+}
+
+/// A conversation as ids, and which of them training supervises (the
+/// assistant turns; see [`ChatTemplate::encode_conversation`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dialogue {
+    /// The rendered conversation's ids.
+    pub ids: Vec<u32>,
+    /// One flag per id: part of an assistant turn.
+    pub supervised: Vec<bool>,
+}
+
+/// Conversations for a language model: the `chat` table of a run's data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChatDataConfig {
+    /// The JSONL file of conversations.
+    pub path: PathBuf,
+    /// Validation conversations from this file instead of a hashed
+    /// `valid_fraction` of the training ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub valid: Option<PathBuf>,
+    /// Fraction held out for validation, e.g. 0.1 (unused with `valid`).
+    pub valid_fraction: f64,
+    /// The tokenizer to build (training from scratch) from the rendered
+    /// training conversations; the template's special tokens are added.
+    pub tokenizer: super::TokenizerKind,
+    /// Vocabulary size of a `bpe` or `unigram` tokenizer (default 2000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bpe_vocab_size: Option<usize>,
+    /// The chat template's Jinja2 source; every checkpoint writes it into
+    /// its `tokenizer_config.json`.
+    pub template: String,
+    /// The special tokens' texts by name (`bos_token` → `<s>`) that the
+    /// template reads.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub template_tokens: BTreeMap<String, String>,
+}
+
+impl ChatDataConfig {
+    /// The compiled template.
+    pub fn template(&self) -> Result<ChatTemplate> {
+        ChatTemplate::new(&self.template, self.template_tokens.clone())
+    }
+}
+
+/// Reads, splits and encodes the conversations of `cfg`; a tokenizer is
+/// built from the rendered training conversations unless one is given (a
+/// model being fine-tuned, a checkpoint resumed), which must then know the
+/// template's special tokens as single tokens.
+pub fn load(cfg: &ChatDataConfig, tokenizer: Option<&Tokenizer>) -> Result<(super::Dataset, Tokenizer)> {
+    let template = cfg.template()?;
+    let all = read_conversations(&cfg.path)?;
+    let render = |c: &Conversation, path: &Path| {
+        template.render(&c.messages, false).map_err(|e| Error::BadLine {
+            path: path.to_path_buf(),
+            line: c.line,
+            msg: e.to_string(),
+        })
+    };
+    let (train, valid) = match &cfg.valid {
+        Some(v) => (all, read_conversations(v)?),
+        None => {
+            let cut = (cfg.valid_fraction.clamp(0.0, 1.0) * 10_000.0) as u64;
+            let mut keyed = Vec::with_capacity(all.len());
+            for c in all {
+                let key = super::pairs::fnv1a(&render(&c, &cfg.path)?) % 10_000;
+                keyed.push((key < cut, c));
+            }
+            let n = keyed.len();
+            let (mut valid, mut train): (Vec<_>, Vec<_>) = keyed.into_iter().partition(|(v, _)| *v);
+            // With two or more conversations, neither side is left empty.
+            if n >= 2 && valid.is_empty() {
+                valid.push(train.pop().expect("n >= 2"));
+            } else if n >= 2 && train.is_empty() {
+                train.push(valid.pop().expect("n >= 2"));
+            }
+            (train.into_iter().map(|(_, c)| c).collect(), valid.into_iter().map(|(_, c)| c).collect())
+        }
+    };
+    let specials = template.special_tokens();
+    let tok = match tokenizer {
+        Some(t) => {
+            if let Some(missing) = specials.iter().find(|s| t.token_id(s).is_none()) {
+                return Err(Error::config(
+                    "chat_template",
+                    format!(
+                        "the template writes {missing}, which the model's tokenizer does not have as one token (a model                          trained from scratch with --chat-template gets its template's tokens)"
+                    ),
+                ));
+            }
+            t.clone()
+        }
+        None => {
+            let texts = train.iter().map(|c| render(c, &cfg.path)).collect::<Result<Vec<String>>>()?;
+            let refs: Vec<&str> = specials.iter().map(String::as_str).collect();
+            super::build_tokenizer(cfg.tokenizer, cfg.bpe_vocab_size, texts.iter())?.with_special_tokens(&refs)?
+        }
+    };
+    let encode = |set: &[Conversation], path: &Path| -> Result<Vec<Dialogue>> {
+        set.iter()
+            .map(|c| {
+                let (ids, supervised) = template
+                    .encode_conversation(&tok, &c.messages)
+                    .map_err(|e| Error::BadLine { path: path.to_path_buf(), line: c.line, msg: e.to_string() })?;
+                Ok(Dialogue { ids, supervised })
+            })
+            .collect()
+    };
+    let train = encode(&train, &cfg.path)?;
+    let valid = encode(&valid, cfg.valid.as_deref().unwrap_or(&cfg.path))?;
+    if tokenizer.is_some() {
+        super::warn_unknown(&tok, train.iter().chain(&valid).flat_map(|d| &d.ids), &cfg.path);
+    }
+    Ok((super::Dataset::Chat { train, valid }, tok))
+}
+
+/// Whether `path` is a JSONL file of conversations: its first non-blank
+/// line (within the first 64 KB) is `{"messages": …}`.
+pub fn is_conversation_file(path: &Path) -> bool {
+    use std::io::Read;
+    let mut head = Vec::new();
+    let read = std::fs::File::open(path).and_then(|f| f.take(64 << 10).read_to_end(&mut head));
+    read.is_ok() && looks_like_conversations(&String::from_utf8_lossy(&head))
 }
 
 /// ChatML, the default template of models trained from scratch:
@@ -277,6 +401,22 @@ impl ChatTemplate {
             }
             None => Ok(None),
         }
+    }
+
+    /// The special tokens to add to a tokenizer built for this template:
+    /// ChatML's two, and the texts of the tokens it names (`bos_token`…)
+    /// that look like special tokens (`<…>`).
+    pub fn special_tokens(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        if self.source == CHATML {
+            out.extend(CHATML_TOKENS.iter().map(|s| s.to_string()));
+        }
+        for t in self.tokens.values() {
+            if t.starts_with('<') && t.ends_with('>') && t.len() > 2 && !out.contains(t) {
+                out.push(t.clone());
+            }
+        }
+        out
     }
 
     /// The template's Jinja2 source.

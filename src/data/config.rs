@@ -60,6 +60,8 @@ pub enum DataConfig {
     },
     /// Plain text files, for causal language models.
     Text(TextConfig),
+    /// Conversations, for causal language models (dialogue fine-tuning).
+    Chat(super::chat::ChatDataConfig),
     /// A numeric series (CSV or built-in), for forecasters.
     Series(super::series::SeriesConfig),
     /// Labelled images, for image classifiers.

@@ -279,6 +279,36 @@ impl ForecastLoader {
     }
 }
 
+/// Shuffled batches of conversations for a language model, the assistant
+/// turns supervised ([`CausalBatch::dialogues`]).
+#[derive(Debug, Clone)]
+pub struct ChatLoader {
+    dialogues: Vec<crate::data::chat::Dialogue>,
+    batch_size: usize,
+    state: LoaderState,
+}
+
+impl ChatLoader {
+    /// `batch_size` must be positive and `dialogues` non-empty.
+    pub fn new(dialogues: Vec<crate::data::chat::Dialogue>, batch_size: usize, seed: u64) -> Result<Self> {
+        if batch_size == 0 {
+            return Err(Error::config("train.batch_size", "must be at least 1"));
+        }
+        if dialogues.is_empty() {
+            return Err(Error::config("data", "no training conversations: give more than one conversation"));
+        }
+        let state = LoaderState::shuffled(dialogues.len(), seed);
+        Ok(Self { dialogues, batch_size, state })
+    }
+
+    /// The next batch, rows cut to context `t` and padded with `pad`.
+    pub fn next_batch(&mut self, t: usize, pad: u32) -> CausalBatch {
+        let rows: Vec<&crate::data::chat::Dialogue> =
+            self.state.next_indices(self.batch_size).iter().map(|&i| &self.dialogues[i as usize]).collect();
+        CausalBatch::dialogues(&rows, t, pad)
+    }
+}
+
 /// Either loader behind one interface.
 #[derive(Debug, Clone)]
 pub enum Loader {
@@ -296,6 +326,8 @@ pub enum Loader {
     Strips(StripLoader),
     /// Spoken clips as features, augmented.
     Speech(SpeechLoader),
+    /// Conversations for a language model: (loader, context, padding id).
+    Chat(ChatLoader, usize, u32),
 }
 
 impl Loader {
@@ -309,6 +341,7 @@ impl Loader {
             Loader::Images(l) => Batch::Images(l.next_batch()),
             Loader::Strips(l) => Batch::Strips(l.next_batch()),
             Loader::Speech(l) => l.next_batch(),
+            Loader::Chat(l, t, pad) => Batch::Causal(l.next_batch(*t, *pad)),
         }
     }
 
@@ -326,6 +359,7 @@ impl Loader {
             Loader::Images(l) => &l.state,
             Loader::Strips(l) => &l.images.state,
             Loader::Speech(l) => &l.state,
+            Loader::Chat(l, ..) => &l.state,
         }
     }
 
@@ -340,6 +374,7 @@ impl Loader {
             Loader::Images(l) => Some(l.images.len()),
             Loader::Strips(l) => Some(l.images.images.len()),
             Loader::Speech(l) => Some(l.data.train.len()),
+            Loader::Chat(l, ..) => Some(l.dialogues.len()),
         };
         match examples {
             Some(n) => {
@@ -364,6 +399,7 @@ impl Loader {
             Loader::Images(l) => l.state = state,
             Loader::Strips(l) => l.images.state = state,
             Loader::Speech(l) => l.state = state,
+            Loader::Chat(l, ..) => l.state = state,
         }
         Ok(())
     }

@@ -60,6 +60,13 @@ pub enum Dataset {
     Strips(images::strips::StripData),
     /// Spoken clips: keywords for a classifier, or transcripts for an encoder–decoder.
     Speech(audio::speech::SpeechData),
+    /// Conversations for a language model, assistant turns supervised.
+    Chat {
+        /// The training conversations.
+        train: Vec<chat::Dialogue>,
+        /// The held-out conversations.
+        valid: Vec<chat::Dialogue>,
+    },
 }
 
 impl Dataset {
@@ -71,7 +78,8 @@ impl Dataset {
             | Dataset::Series(_)
             | Dataset::Images(_)
             | Dataset::Strips(_)
-            | Dataset::Speech(_) => None,
+            | Dataset::Speech(_)
+            | Dataset::Chat { .. } => None,
         }
     }
 
@@ -84,6 +92,15 @@ impl Dataset {
             Dataset::Images(d) => d.describe(),
             Dataset::Strips(d) => d.describe(),
             Dataset::Speech(d) => d.describe(),
+            Dataset::Chat { train, valid } => {
+                let turns = |d: &[chat::Dialogue]| d.iter().map(|d| d.ids.len()).sum::<usize>();
+                format!(
+                    "{} conversations, {} tokens ({} conversations held out)",
+                    train.len(),
+                    turns(train),
+                    valid.len()
+                )
+            }
         }
     }
 }
@@ -156,7 +173,7 @@ pub fn warn_unknown_pairs<'a>(
 
 /// A tokenizer of `kind` built from `texts` (subwords: `bpe_vocab` ids,
 /// 2000 by default).
-fn build_tokenizer<'a>(
+pub(crate) fn build_tokenizer<'a>(
     kind: TokenizerKind,
     bpe_vocab: Option<usize>,
     texts: impl Iterator<Item = &'a String>,
@@ -220,6 +237,7 @@ pub fn load(cfg: &DataConfig, seed: u64, tokenizer: Option<&Tokenizer>) -> Resul
             Ok((Dataset::Pairs(splits), tok))
         }
         DataConfig::Text(t) => text::load(t, tokenizer),
+        DataConfig::Chat(c) => chat::load(c, tokenizer),
         // Forecasters read values: no tokenizer (the scaler plays its part).
         DataConfig::Series(s) => Ok((Dataset::Series(series::SeriesData::load(s, seed, None)?), Tokenizer::Values)),
         // Classifiers read pixels: no tokenizer.

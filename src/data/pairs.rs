@@ -154,7 +154,7 @@ pub fn read(path: &Path, target: Option<&Path>) -> Result<Vec<TextPair>> {
 }
 
 /// FNV-1a, for a split that depends on content only.
-fn fnv1a(s: &str) -> u64 {
+pub(crate) fn fnv1a(s: &str) -> u64 {
     s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3))
 }
 

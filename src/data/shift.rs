@@ -243,6 +243,28 @@ impl CausalBatch {
         Self { b, t: width, inputs, labels, label_mask }
     }
 
+    /// Conversations for a language model: each row reads the rendered
+    /// conversation shifted as any text, and label i (token i + 1) is
+    /// supervised where that token belongs to an assistant turn. Rows keep
+    /// their first `t + 1` tokens and are padded (with `pad`, masked) to the
+    /// longest row.
+    pub fn dialogues(rows: &[&super::chat::Dialogue], t: usize, pad: u32) -> Self {
+        let b = rows.len();
+        let len = |d: &super::chat::Dialogue| d.ids.len().min(t + 1);
+        let width = rows.iter().map(|d| len(d).saturating_sub(1)).max().unwrap_or(0).max(1);
+        let (mut inputs, mut labels, mut label_mask) =
+            (vec![pad; b * width], vec![pad; b * width], vec![0f32; b * width]);
+        for (row, d) in rows.iter().enumerate() {
+            for i in 0..len(d).saturating_sub(1) {
+                let k = row * width + i;
+                inputs[k] = d.ids[i];
+                labels[k] = d.ids[i + 1];
+                label_mask[k] = if d.supervised[i + 1] { 1.0 } else { 0.0 };
+            }
+        }
+        Self { b, t: width, inputs, labels, label_mask }
+    }
+
     /// The batch as tensors on `dev`; the mask is left out when every label is supervised.
     pub fn tensors(&self, dev: &Device) -> candle_core::Result<CausalTensors> {
         let n_supervised = self.label_mask.iter().filter(|&&m| m > 0.0).count();
@@ -581,6 +603,28 @@ mod tests {
         assert_eq!(b.labels, vec![3.0, 4.0, 7.0, 8.0]);
         assert_eq!(b.dec_in, Some(vec![2.0, 3.0, 6.0, 7.0]));
         assert_eq!(ForecastBatch::new(&[x], 1, &[0], 3, 2, false).dec_in, None);
+    }
+
+    #[test]
+    fn dialogue_rows_supervise_the_assistant_tokens_they_predict() {
+        use crate::data::chat::Dialogue;
+        // user 10 11, assistant 20 21 (end 5), user 12, assistant 22 (end 5).
+        let d1 = Dialogue {
+            ids: vec![10, 11, 20, 21, 5, 12, 22, 5],
+            supervised: vec![false, false, true, true, true, false, true, true],
+        };
+        let d2 = Dialogue { ids: vec![13, 23, 5], supervised: vec![false, true, true] };
+        let b = CausalBatch::dialogues(&[&d1, &d2], 16, 0);
+        assert_eq!((b.b, b.t), (2, 7));
+        assert_eq!(&b.inputs[..7], &[10, 11, 20, 21, 5, 12, 22]);
+        assert_eq!(&b.labels[..7], &[11, 20, 21, 5, 12, 22, 5]);
+        // Label i is token i + 1: supervised when that token is the assistant's.
+        assert_eq!(&b.label_mask[..7], &[0.0, 1.0, 1.0, 1.0, 0.0, 1.0, 1.0]);
+        assert_eq!(&b.inputs[7..], &[13, 23, 0, 0, 0, 0, 0]);
+        assert_eq!(&b.label_mask[7..], &[1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0]);
+        // Cut to the context's t + 1 tokens.
+        let c = CausalBatch::dialogues(&[&d1], 3, 0);
+        assert_eq!((c.inputs, c.labels, c.label_mask), (vec![10, 11, 20], vec![11, 20, 21], vec![0.0, 1.0, 1.0]));
     }
 
     #[test]

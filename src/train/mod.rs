@@ -10,7 +10,9 @@ pub mod tensorboard;
 
 use crate::checkpoint::{self, OPTIMIZER, TRAINER_STATE};
 pub use crate::config::{Freeze, NonFinitePolicy, RunConfig, TrainConfig};
-use crate::data::loader::{batches, windows, ForecastLoader, Loader, LoaderState, PairLoader, WindowLoader};
+use crate::data::loader::{
+    batches, windows, ChatLoader, ForecastLoader, Loader, LoaderState, PairLoader, WindowLoader,
+};
 use crate::data::shift::{Batch, BatchTensors};
 use crate::data::{Dataset, Tokenizer};
 use crate::dist::{Comm, Reduce};
@@ -125,6 +127,10 @@ fn fingerprint(data: &Dataset) -> String {
             put(&mut train.iter().copied());
             put(&mut valid.iter().copied());
         }
+        Dataset::Chat { train, valid } => train.iter().chain(valid).for_each(|d| {
+            put(&mut d.ids.iter().copied());
+            put(&mut d.supervised.iter().map(|&s| u32::from(s)));
+        }),
         Dataset::Series(s) => s.scaled.iter().for_each(|c| put(&mut c.iter().map(|v| v.to_bits()))),
         Dataset::Images(d) => [&d.train, &d.valid, &d.test].into_iter().for_each(|s| {
             put(&mut s.pixels.iter().map(|&p| u32::from(p)));
@@ -537,6 +543,16 @@ impl Trainer {
             Dataset::Text { valid, .. } => {
                 windows(valid, bs, self.cfg.model.context().unwrap_or(1), self.cfg.train.eval_batches)
             }
+            Dataset::Chat { valid, .. } => {
+                let t = self.cfg.model.context().unwrap_or(1);
+                valid
+                    .chunks(bs.max(1))
+                    .map(|c| {
+                        let rows: Vec<&crate::data::chat::Dialogue> = c.iter().collect();
+                        Batch::Causal(crate::data::shift::CausalBatch::dialogues(&rows, t, self.cfg.model_eos()))
+                    })
+                    .collect()
+            }
             Dataset::Series(s) => match &self.cfg.model {
                 crate::model::ModelConfig::Forecaster(m) => {
                     let starts = s.split_starts(|d| &d.valid, m.context, m.horizon, 1);
@@ -644,6 +660,11 @@ fn training_loader(cfg: &RunConfig, data: &Dataset, tok: &Tokenizer) -> Result<L
         (Dataset::Pairs(s), Some(ctx)) => {
             Loader::Prompts(PairLoader::new(s.train.clone(), bs, seed)?, ctx, cfg.model_eos())
         }
+        // Conversations: only the assistant turns are supervised.
+        (Dataset::Chat { train, .. }, Some(ctx)) => {
+            Loader::Chat(ChatLoader::new(train.clone(), bs, seed)?, ctx, cfg.model_eos())
+        }
+        (Dataset::Chat { .. }, None) => return Err(Error::config("model", "conversations train a language model")),
         (Dataset::Pairs(s), _) => {
             Loader::Pairs(PairLoader::new(s.train.clone(), bs, seed)?.with_batch_tokens(cfg.train.batch_tokens))
         }

@@ -1,0 +1,203 @@
+//! Dialogue through the binary: a language model trained from scratch on
+//! JSONL conversations gets ChatML's tokens and keeps the template in every
+//! checkpoint; fine-tuning reads the model's template; only the assistant
+//! turns are scored; bad files are named with their line.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn run(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_shiftlm")).args(args).current_dir(dir).output().unwrap()
+}
+
+fn ok(o: &Output) -> String {
+    assert!(o.status.success(), "failed: {}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn fails(o: &Output, needles: &[&str]) {
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    for n in needles {
+        assert!(err.contains(n), "expected {n:?} in {err}");
+    }
+}
+
+/// `n` conversations of one to three questions about sums, half with a
+/// system message: the answers follow from the questions.
+fn sums(n: usize, seed: usize) -> String {
+    let mut out = String::new();
+    for i in 0..n {
+        let k = i * 7919 + seed * 104_729;
+        let mut msgs = Vec::new();
+        if k.is_multiple_of(2) {
+            msgs.push(serde_json::json!({"role": "system", "content": "You add numbers."}));
+        }
+        for t in 0..1 + k % 3 {
+            let (a, b) = ((k / 3 + t * 13) % 10, (k / 30 + t * 7) % 10);
+            msgs.push(serde_json::json!({"role": "user", "content": format!("{a} plus {b}?")}));
+            msgs.push(serde_json::json!({"role": "assistant", "content": format!("{}.", a + b)}));
+        }
+        out += &serde_json::json!({ "messages": msgs }).to_string();
+        out.push('\n');
+    }
+    out
+}
+
+#[test]
+fn a_model_trained_on_conversations_keeps_its_template() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("sums.jsonl"), sums(200, 0)).unwrap();
+    let args = ["train", "--model", "gpt", "--data", "sums.jsonl", "--steps", "60", "--out", "chat", "--show", "0"];
+    ok(&run(d, &[&args[..], &["--set", "train.eval_every=20", "--json"]].concat()));
+    let ck = d.join("chat/checkpoint-60");
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(ck.join("tokenizer_config.json")).unwrap()).unwrap();
+    assert_eq!(config["chat_template"].as_str(), Some(shiftlm::data::chat::CHATML));
+    let tok = shiftlm::data::Tokenizer::load(&ck.join("tokenizer.json")).unwrap();
+    let (start, end) = (tok.token_id("<|im_start|>").unwrap(), tok.token_id("<|im_end|>").unwrap());
+    assert_eq!(tok.encode("<|im_start|>user\n").unwrap()[0], start);
+    assert_ne!(start, end);
+    // The held-out loss (assistant turns only) falls.
+    let metrics = std::fs::read_to_string(d.join("chat/metrics.jsonl")).unwrap();
+    let valid: Vec<f64> = metrics
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["kind"] == "eval")
+        .map(|v| v["valid_loss"].as_f64().unwrap())
+        .collect();
+    assert_eq!(valid.len(), 3, "{metrics}");
+    assert!(valid[2] < valid[0], "{valid:?}");
+
+    // Fine-tuning on more conversations reads the model's template.
+    std::fs::write(d.join("more.jsonl"), sums(80, 1)).unwrap();
+    let out = ok(&run(
+        d,
+        &[
+            "finetune",
+            "--from",
+            "chat",
+            "--data",
+            "more.jsonl",
+            "--steps",
+            "20",
+            "--lr",
+            "3e-3",
+            "--out",
+            "ft",
+            "--json",
+        ],
+    ));
+    let v: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    let (before, after) = (v["before"]["loss"].as_f64().unwrap(), v["after"]["loss"].as_f64().unwrap());
+    assert!(after < before, "held-out assistant loss {before} → {after}");
+    assert!(d.join("ft/checkpoint-20/tokenizer_config.json").is_file());
+}
+
+#[test]
+fn only_assistant_turns_are_scored() {
+    // Random user turns, a fixed answer: a model that learns the answer
+    // drives the (assistant-only) held-out loss to near zero, which it
+    // could not do if the random turns were scored.
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let lines: String = (0..150)
+        .map(|i| {
+            let q: String = (0..12).map(|j| char::from(b'a' + ((i * 31 + j * 17 + i * j) % 26) as u8)).collect();
+            let m = serde_json::json!({"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": "ok"}]});
+            format!("{m}\n")
+        })
+        .collect();
+    std::fs::write(d.join("ok.jsonl"), lines).unwrap();
+    let args = ["train", "--model", "gpt", "--data", "ok.jsonl", "--steps", "80", "--out", "r", "--show", "0"];
+    let out = ok(&run(d, &[&args[..], &["--set", "train.optimizer.lr=3e-3", "--json"]].concat()));
+    let v: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    let loss = v["evaluation"]["loss"].as_f64().or(v["loss"].as_f64()).unwrap_or_else(|| panic!("{v}"));
+    assert!(loss < 0.2, "held-out assistant loss {loss}: {v}");
+}
+
+#[test]
+fn bad_conversations_are_named_with_their_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let good = r#"{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}"#;
+    let cases = [
+        (r#"{"messages": [{"role": "bot", "content": "x"}]}"#, "unknown role 'bot'"),
+        (r#"{"messages": [{"role": "user", "content": "x"}]}"#, "no assistant turn"),
+        (r#"{"messages": [{"role": "user", "content": "x"}"#, "not valid JSON"),
+    ];
+    for (k, (bad, why)) in cases.iter().enumerate() {
+        let name = format!("bad{k}.jsonl");
+        std::fs::write(d.join(&name), format!("{good}\n{bad}\n")).unwrap();
+        let o = run(d, &["train", "--model", "gpt", "--data", &name, "--steps", "2", "--out", &format!("r{k}")]);
+        fails(&o, &[&format!("{name}:2:"), why]);
+        assert!(!d.join(format!("r{k}")).exists(), "no run folder is left behind");
+    }
+    // A template that is not Jinja2, and --chat-template without conversations.
+    std::fs::write(d.join("good.jsonl"), format!("{good}\n{good}\n")).unwrap();
+    std::fs::write(d.join("t.jinja"), "{% for m in messages %}").unwrap();
+    let o = run(d, &["train", "--model", "gpt", "--data", "good.jsonl", "--chat-template", "t.jinja", "--steps", "2"]);
+    fails(&o, &["t.jinja", "compile"]);
+    std::fs::write(d.join("a.txt"), "plain text. ".repeat(50)).unwrap();
+    let o = run(d, &["train", "--model", "gpt", "--data", "a.txt", "--chat-template", "chatml", "--steps", "2"]);
+    fails(&o, &["--chat-template goes with conversations"]);
+}
+
+#[test]
+fn a_text_model_without_a_template_is_refused_for_conversations() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("a.txt"), "the cat sat on the mat. ".repeat(60)).unwrap();
+    let args = ["train", "--model", "gpt", "--preset", "gpt-tiny", "--data", "a.txt", "--tokenizer", "byte"];
+    ok(&run(d, &[&args[..], &["--steps", "2", "--out", "base", "--show", "0"]].concat()));
+    std::fs::write(d.join("c.jsonl"), sums(20, 2)).unwrap();
+    let o = run(d, &["finetune", "--from", "base", "--data", "c.jsonl", "--steps", "2", "--out", "ft"]);
+    fails(&o, &["has no chat template", "--chat-template"]);
+    // ChatML needs its tokens in the model's vocabulary.
+    let o = run(
+        d,
+        &[
+            "finetune",
+            "--from",
+            "base",
+            "--data",
+            "c.jsonl",
+            "--chat-template",
+            "chatml",
+            "--steps",
+            "2",
+            "--out",
+            "ft",
+        ],
+    );
+    fails(&o, &["<|im_start|>", "does not have as one token"]);
+    // A template of plain text works with any tokenizer.
+    let plain = "{% for m in messages %}{{ m.role }}: {{ m.content }}\n{% endfor %}{% if add_generation_prompt %}assistant: {% endif %}";
+    std::fs::write(d.join("plain.jinja"), plain).unwrap();
+    let args = ["finetune", "--from", "base", "--data", "c.jsonl", "--chat-template", "plain.jinja"];
+    ok(&run(d, &[&args[..], &["--steps", "2", "--out", "ft", "--json"]].concat()));
+    let config = std::fs::read_to_string(d.join("ft/checkpoint-2/tokenizer_config.json")).unwrap();
+    assert!(config.contains("assistant: "), "{config}");
+}
+
+#[test]
+fn a_conversation_run_resumes_bit_for_bit() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("sums.jsonl"), sums(60, 3)).unwrap();
+    let args = ["train", "--model", "gpt", "--data", "sums.jsonl", "--steps", "8", "--show", "0"];
+    ok(&run(d, &[&args[..], &["--set", "train.save_every=4", "--out", "full"]].concat()));
+    let part = d.join("part");
+    std::fs::create_dir(&part).unwrap();
+    let from = d.join("full/checkpoint-4");
+    std::fs::create_dir(part.join("checkpoint-4")).unwrap();
+    for e in std::fs::read_dir(&from).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), part.join("checkpoint-4").join(e.file_name())).unwrap();
+    }
+    ok(&run(d, &["train", "--resume", "part", "--show", "0"]));
+    let w = |run: &str| std::fs::read(d.join(run).join("checkpoint-8/model.safetensors")).unwrap();
+    assert!(w("full") == w("part"), "the resumed run's weights differ");
+}
