@@ -201,3 +201,68 @@ fn a_conversation_run_resumes_bit_for_bit() {
     let w = |run: &str| std::fs::read(d.join(run).join("checkpoint-8/model.safetensors")).unwrap();
     assert!(w("full") == w("part"), "the resumed run's weights differ");
 }
+
+#[test]
+fn chat_answers_turn_by_turn_and_conversations_from_scripts() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("sums.jsonl"), sums(120, 4)).unwrap();
+    let args = ["train", "--model", "gpt", "--data", "sums.jsonl", "--steps", "30", "--out", "chat", "--show", "0"];
+    ok(&run(d, &args));
+    let chat = |args: &[&str], input: &str| -> Output {
+        use std::io::Write;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_shiftlm"))
+            .args(["chat", "--checkpoint", "chat", "--temperature", "0", "--max-new-tokens", "12"])
+            .args(args)
+            .current_dir(d)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        child.wait_with_output().unwrap()
+    };
+    // Scripted turns: one answer line each; /save keeps the whole history.
+    let o = chat(&["--system", "You add numbers."], "1 plus 2?\n3 plus 4?\n/save c.jsonl\n/reset\n5 plus 6?\n");
+    let out = ok(&o);
+    assert_eq!(out.lines().count(), 3, "{out}");
+    let saved = std::fs::read_to_string(d.join("c.jsonl")).unwrap();
+    let messages = shiftlm::data::chat::parse_conversation(saved.trim()).unwrap();
+    let roles: Vec<&str> = messages.iter().map(|m| m.role.as_str()).collect();
+    assert_eq!(roles, ["system", "user", "assistant", "user", "assistant"]);
+    assert_eq!(messages[2].content, out.lines().next().unwrap());
+    // A second /save to the same file keeps the first.
+    let o = chat(&[], "1 plus 2?\n/save c.jsonl\n");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("already exists"));
+    assert_eq!(std::fs::read_to_string(d.join("c.jsonl")).unwrap(), saved);
+    // --json: a conversation per line, an answer per line, the same each time.
+    let convs = "{\"messages\": [{\"role\": \"user\", \"content\": \"2 plus 2?\"}]}\n\n{\"messages\": [{\"role\": \"system\", \"content\": \"You add numbers.\"}, {\"role\": \"user\", \"content\": \"1 plus 1?\"}, {\"role\": \"assistant\", \"content\": \"2.\"}, {\"role\": \"user\", \"content\": \"4 plus 4?\"}]}\n";
+    let first = ok(&chat(&["--json"], convs));
+    assert_eq!(first, ok(&chat(&["--json"], convs)), "greedy answers repeat");
+    let lines: Vec<serde_json::Value> = first.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 2);
+    for (l, n) in lines.iter().zip([2, 5]) {
+        let m = l["messages"].as_array().unwrap();
+        assert_eq!((m.len(), m[n - 1]["role"].as_str()), (n, Some("assistant")), "{l}");
+        assert_eq!(m[n - 1]["content"], l["answer"]);
+        assert!(!l["ids"].as_array().unwrap().is_empty());
+    }
+    // A conversation that does not end with the user is named by its line.
+    let o = chat(
+        &["--json"],
+        "{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}, {\"role\": \"assistant\", \"content\": \"b\"}]}\n",
+    );
+    fails(&o, &["<stdin>:1:", "end with the user's turn"]);
+}
+
+#[test]
+fn chat_needs_a_template() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("a.txt"), "the cat sat on the mat. ".repeat(60)).unwrap();
+    let args = ["train", "--model", "gpt", "--preset", "gpt-tiny", "--data", "a.txt", "--tokenizer", "byte"];
+    ok(&run(d, &[&args[..], &["--steps", "2", "--out", "base", "--show", "0"]].concat()));
+    let o = run(d, &["chat", "--checkpoint", "base", "--json"]);
+    fails(&o, &["has no chat template"]);
+}

@@ -143,15 +143,15 @@ fn continue_prompt(ck: &Loaded, job: &GenerateJob, on_text: &mut dyn FnMut(&str)
 /// character completes. An incomplete tail at the end is handed on as
 /// U+FFFD, as `tokenizers` decodes it.
 #[derive(Debug, Default)]
-struct Stream {
-    ids: Vec<u32>,
+pub(crate) struct Stream {
+    pub(crate) ids: Vec<u32>,
     /// Bytes of the decoded text already handed on.
     shown: usize,
 }
 
 impl Stream {
     /// Adds `id`; returns the text it completes, if any.
-    fn push(&mut self, tok: &crate::data::Tokenizer, id: u32) -> Result<Option<String>> {
+    pub(crate) fn push(&mut self, tok: &crate::data::Tokenizer, id: u32) -> Result<Option<String>> {
         self.ids.push(id);
         let text = tok.decode(&self.ids)?;
         if text.ends_with('\u{FFFD}') {
@@ -161,7 +161,7 @@ impl Stream {
     }
 
     /// What is left at the end, an unfinished character included.
-    fn finish(&mut self, tok: &crate::data::Tokenizer) -> Result<Option<String>> {
+    pub(crate) fn finish(&mut self, tok: &crate::data::Tokenizer) -> Result<Option<String>> {
         let text = tok.decode(&self.ids)?;
         Ok(self.fresh(text))
     }

@@ -11,6 +11,7 @@
 //! | fine-tune (full, frozen, LoRA) | [`finetune()`] | [`FinetuneReport`] |
 //! | evaluate a checkpoint | [`evaluate()`] | [`Evaluated`] |
 //! | generate or decode | [`generate()`] | [`Output`]s |
+//! | chat with a language model | [`chat::Chat`] | [`chat::Answer`]s |
 //! | forecast a series | [`forecast()`] | [`ForecastOutput`] |
 //! | fold LoRA into the weights | [`merge()`] | [`MergeReport`] |
 //! | average a run's last checkpoints | [`average()`] | [`AverageReport`] |
@@ -30,6 +31,7 @@
 
 pub mod auto;
 pub mod average;
+pub mod chat;
 pub mod ensemble;
 pub mod evaluate;
 pub mod finetune;

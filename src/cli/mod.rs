@@ -2,6 +2,7 @@
 
 mod average;
 mod bench;
+mod chat;
 mod data_preview;
 mod data_speech;
 mod distributed;
@@ -72,6 +73,9 @@ pub enum Command {
     /// Generate with a checkpoint: continue a prompt, or decode an input sequence.
     #[command(long_about = generate::LONG_ABOUT)]
     Generate(generate::GenerateArgs),
+    /// Chat with a language model trained on conversations: streamed answers, history kept.
+    #[command(long_about = chat::LONG_ABOUT)]
+    Chat(chat::ChatArgs),
     /// Draw a run's training and validation loss curves (SVG).
     #[command(long_about = plot::LONG_ABOUT)]
     Plot(plot::PlotArgs),
@@ -691,6 +695,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Average(a) => average::run(a),
         Command::Eval(a) => eval::run(a),
         Command::Generate(a) => generate::run(a),
+        Command::Chat(a) => chat::run(a),
         Command::Forecast(a) => forecast::run(a),
         Command::Plot(a) => plot::run(a),
         Command::Data(DataCommand::Preview(a)) => data_preview::run(*a),

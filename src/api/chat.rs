@@ -1,0 +1,208 @@
+//! Chatting with a language model: a conversation kept turn by turn,
+//! written out by the model's chat template, each answer streamed as it is
+//! sampled and stopped at the template's end token.
+//!
+//! ```no_run
+//! use shiftlm::api::chat::{Chat, ChatOptions};
+//!
+//! let ck = shiftlm::checkpoint::load("runs/chat".as_ref(), &candle_core::Device::Cpu)?;
+//! let mut chat = Chat::new(&ck, ChatOptions::default())?;
+//! chat.set_system("Answer briefly.");
+//! let answer = chat.reply("What is 2 plus 3?", &mut |piece| print!("{piece}"))?;
+//! # Ok::<(), shiftlm::Error>(())
+//! ```
+
+use super::generate::Stream;
+use crate::checkpoint::Loaded;
+use crate::data::chat::{ChatTemplate, Message, Role};
+use crate::decode::causal::SampleOptions;
+use crate::error::{Error, Result};
+use candle_core::Device;
+
+/// How answers are sampled.
+#[derive(Debug, Clone)]
+pub struct ChatOptions {
+    /// Most tokens of one answer, e.g. 200.
+    pub max_new_tokens: usize,
+    /// Sampling temperature; 0 is greedy.
+    pub temperature: f32,
+    /// Keep only the k most likely tokens (0: all).
+    pub top_k: usize,
+    /// Keep the smallest set of tokens whose probability reaches p (1: all).
+    pub top_p: f32,
+    /// Above 1, discourages tokens already in the context (1: off).
+    pub repetition_penalty: f32,
+    /// Seed of the first answer's sampler; answer k uses `seed + k`, so a
+    /// conversation replays the same way.
+    pub seed: u64,
+}
+
+impl Default for ChatOptions {
+    fn default() -> Self {
+        Self { max_new_tokens: 200, temperature: 0.8, top_k: 0, top_p: 1.0, repetition_penalty: 1.0, seed: 0 }
+    }
+}
+
+/// A conversation with a loaded language model.
+pub struct Chat<'a> {
+    ck: &'a Loaded,
+    template: ChatTemplate,
+    options: ChatOptions,
+    /// The system message (first), then the turns.
+    messages: Vec<Message>,
+    /// The ids that end an answer: the template's special tokens and the
+    /// model's end of text.
+    stop: Vec<u32>,
+    answers: u64,
+}
+
+/// One answer and what it cost.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answer {
+    /// The answer's text.
+    pub text: String,
+    /// Its ids (the stop token included, if one ended it).
+    pub ids: Vec<u32>,
+    /// The prompt's length in tokens (after cropping).
+    pub prompt_tokens: usize,
+    /// Turns left out of the prompt, oldest first, to fit the context (the
+    /// conversation itself keeps them).
+    pub cropped_turns: usize,
+}
+
+impl<'a> Chat<'a> {
+    /// A new conversation with `ck`, which must be a language model with a
+    /// chat template (its run's, or its folder's `tokenizer_config.json`).
+    pub fn new(ck: &'a Loaded, options: ChatOptions) -> Result<Self> {
+        if !ck.config.model.is_causal() {
+            return Err(Error::Checkpoint {
+                path: ck.dir.clone(),
+                msg: "is not a language model: chat needs a GPT or Llama".into(),
+            });
+        }
+        let template = ck.chat_template()?.ok_or_else(|| Error::Checkpoint {
+            path: ck.dir.clone(),
+            msg: "has no chat template (tokenizer_config.json's chat_template): fine-tune it on conversations first, with --chat-template chatml|FILE".into(),
+        })?;
+        let probe = SampleOptions {
+            temperature: options.temperature,
+            top_p: options.top_p,
+            repetition_penalty: options.repetition_penalty,
+            ..Default::default()
+        };
+        probe.validate()?;
+        let mut stop: Vec<u32> = template.special_tokens().iter().filter_map(|t| ck.tokenizer.token_id(t)).collect();
+        stop.push(ck.config.model_eos());
+        // A template of plain text may end a turn with a token that is no
+        // special token; its `eos_token` then stops.
+        if let Some(id) = template.tokens().get("eos_token").and_then(|t| ck.tokenizer.token_id(t)) {
+            stop.push(id);
+        }
+        stop.sort_unstable();
+        stop.dedup();
+        Ok(Self { ck, template, options, messages: Vec::new(), stop, answers: 0 })
+    }
+
+    /// The conversation so far.
+    pub fn messages(&self) -> &[Message] {
+        &self.messages
+    }
+
+    /// Sets (or, when empty, removes) the system message.
+    pub fn set_system(&mut self, text: &str) {
+        if self.messages.first().is_some_and(|m| m.role == Role::System) {
+            self.messages.remove(0);
+        }
+        if !text.is_empty() {
+            self.messages.insert(0, Message { role: Role::System, content: text.to_string() });
+        }
+    }
+
+    /// Forgets the turns, keeping the system message.
+    pub fn reset(&mut self) {
+        self.messages.retain(|m| m.role == Role::System);
+    }
+
+    /// Adds the user's `text`, answers it (streaming whole characters to
+    /// `on_text`) and keeps the answer in the conversation.
+    pub fn reply(&mut self, text: &str, on_text: &mut dyn FnMut(&str)) -> Result<Answer> {
+        self.messages.push(Message { role: Role::User, content: text.to_string() });
+        match self.answer(on_text) {
+            Ok(a) => {
+                self.messages.push(Message { role: Role::Assistant, content: a.text.clone() });
+                Ok(a)
+            }
+            Err(e) => {
+                self.messages.pop();
+                Err(e)
+            }
+        }
+    }
+
+    /// Answers a whole conversation given at once (its last turn the
+    /// user's), leaving this chat's own conversation as it was.
+    pub fn answer_conversation(&mut self, messages: Vec<Message>) -> Result<Answer> {
+        let kept = std::mem::replace(&mut self.messages, messages);
+        let a = self.answer(&mut |_| {});
+        self.messages = kept;
+        a
+    }
+
+    /// The prompt for the conversation as it stands, cropped from the
+    /// oldest turns (never the system message, never the last turn) until
+    /// it leaves room for an answer in the context; then the answer.
+    fn answer(&mut self, on_text: &mut dyn FnMut(&str)) -> Result<Answer> {
+        let ctx = self.ck.config.model.context().unwrap_or(usize::MAX);
+        let room = self.options.max_new_tokens.min(ctx / 2);
+        let system = usize::from(self.messages.first().is_some_and(|m| m.role == Role::System));
+        let view = |skip: usize| -> Vec<Message> {
+            self.messages[..system].iter().chain(&self.messages[system + skip..]).cloned().collect()
+        };
+        let mut skip = 0;
+        let mut prompt = self.template.encode_prompt(&self.ck.tokenizer, &self.messages)?;
+        while prompt.len() + room > ctx && self.messages.len() > system + skip + 1 {
+            // The oldest turn goes, and an answer left first goes with it.
+            skip += 1;
+            if self.messages.len() > system + skip + 1 && self.messages[system + skip].role == Role::Assistant {
+                skip += 1;
+            }
+            prompt = self.template.encode_prompt(&self.ck.tokenizer, &view(skip))?;
+        }
+        let o = SampleOptions {
+            max_new_tokens: self.options.max_new_tokens,
+            temperature: self.options.temperature,
+            top_k: self.options.top_k,
+            top_p: self.options.top_p,
+            repetition_penalty: self.options.repetition_penalty,
+            stop: self.stop.clone(),
+            seed: self.options.seed.wrapping_add(self.answers),
+        };
+        self.answers += 1;
+        let tok = &self.ck.tokenizer;
+        let mut stream = Stream::default();
+        let ids = crate::decode::causal::generate(&self.ck.model, &prompt, &o, &Device::Cpu, |id| {
+            if self.stop.contains(&id) {
+                return Ok(());
+            }
+            if let Some(fresh) = stream.push(tok, id)? {
+                on_text(&fresh);
+            }
+            Ok(())
+        })?;
+        if let Some(tail) = stream.finish(tok)? {
+            on_text(&tail);
+        }
+        let text = tok.decode(&stream.ids)?;
+        Ok(Answer { text, ids, prompt_tokens: prompt.len(), cropped_turns: skip })
+    }
+}
+
+/// The conversation as one JSONL line, `{"messages": […]}`, as conversation
+/// files hold them.
+pub fn to_jsonl(messages: &[Message]) -> String {
+    #[derive(serde::Serialize)]
+    struct Line<'a> {
+        messages: &'a [Message],
+    }
+    serde_json::to_string(&Line { messages }).expect("messages serialise")
+}
