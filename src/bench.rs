@@ -440,7 +440,7 @@ pub fn generate(
     for r in 0..repeats.max(1) + 1 {
         let t0 = Instant::now();
         let out =
-            generate(&t.model, &[0], &SampleOptions { seed: r as u64, ..o.clone() }, t.store.device(), |_| Ok(()))?;
+            generate(&t.model, &[0], &SampleOptions { seed: r as u64, ..o.clone() }, t.store.device(), |_| Ok(false))?;
         if r > 0 {
             // the first run warms up
             times.push(t0.elapsed().as_secs_f64() / out.len().max(1) as f64);

@@ -177,9 +177,25 @@ fn a_text_model_without_a_template_is_refused_for_conversations() {
     let plain = "{% for m in messages %}{{ m.role }}: {{ m.content }}\n{% endfor %}{% if add_generation_prompt %}assistant: {% endif %}";
     std::fs::write(d.join("plain.jinja"), plain).unwrap();
     let args = ["finetune", "--from", "base", "--data", "c.jsonl", "--chat-template", "plain.jinja"];
-    ok(&run(d, &[&args[..], &["--steps", "2", "--out", "ft", "--json"]].concat()));
-    let config = std::fs::read_to_string(d.join("ft/checkpoint-2/tokenizer_config.json")).unwrap();
+    ok(&run(d, &[&args[..], &["--steps", "40", "--lr", "3e-3", "--out", "ft", "--json"]].concat()));
+    let config = std::fs::read_to_string(d.join("ft/checkpoint-40/tokenizer_config.json")).unwrap();
     assert!(config.contains("assistant: "), "{config}");
+    // Its turns close with a newline, not a token: answers stop there.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_shiftlm"))
+        .args(["chat", "--checkpoint", "ft", "--json", "--max-new-tokens", "60", "--seed", "3"])
+        .current_dir(d)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let conv = "{\"messages\": [{\"role\": \"user\", \"content\": \"1 plus 2?\"}]}\n".repeat(3);
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), conv.as_bytes()).unwrap();
+    let out = ok(&child.wait_with_output().unwrap());
+    for line in out.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert!(!v["answer"].as_str().unwrap().contains('\n'), "{v}");
+    }
 }
 
 #[test]

@@ -53,6 +53,10 @@ pub struct Chat<'a> {
     /// The ids that end an answer: the template's special tokens and the
     /// model's end of text.
     stop: Vec<u32>,
+    /// The text that closes an assistant turn when the template writes no
+    /// special token there (`\n\n` after `ASSISTANT: …`): answers stop at
+    /// it, and it is not part of the answer.
+    closing: Option<String>,
     answers: u64,
 }
 
@@ -74,16 +78,22 @@ impl<'a> Chat<'a> {
     /// A new conversation with `ck`, which must be a language model with a
     /// chat template (its run's, or its folder's `tokenizer_config.json`).
     pub fn new(ck: &'a Loaded, options: ChatOptions) -> Result<Self> {
+        let template = ck.chat_template()?.ok_or_else(|| Error::Checkpoint {
+            path: ck.dir.clone(),
+            msg: "has no chat template (tokenizer_config.json's chat_template): fine-tune it on conversations first, with --chat-template chatml|FILE, or pass --chat-template here".into(),
+        })?;
+        Self::with_template(ck, template, options)
+    }
+
+    /// [`Chat::new`] with `template` instead of the model's own (a model
+    /// that has none, or to compare templates).
+    pub fn with_template(ck: &'a Loaded, template: ChatTemplate, options: ChatOptions) -> Result<Self> {
         if !ck.config.model.is_causal() {
             return Err(Error::Checkpoint {
                 path: ck.dir.clone(),
                 msg: "is not a language model: chat needs a GPT or Llama".into(),
             });
         }
-        let template = ck.chat_template()?.ok_or_else(|| Error::Checkpoint {
-            path: ck.dir.clone(),
-            msg: "has no chat template (tokenizer_config.json's chat_template): fine-tune it on conversations first, with --chat-template chatml|FILE".into(),
-        })?;
         let probe = SampleOptions {
             temperature: options.temperature,
             top_p: options.top_p,
@@ -100,7 +110,8 @@ impl<'a> Chat<'a> {
         }
         stop.sort_unstable();
         stop.dedup();
-        Ok(Self { ck, template, options, messages: Vec::new(), stop, answers: 0 })
+        let closing = closing_text(&template)?;
+        Ok(Self { ck, template, options, messages: Vec::new(), stop, closing, answers: 0 })
     }
 
     /// The conversation so far.
@@ -180,21 +191,62 @@ impl<'a> Chat<'a> {
         self.answers += 1;
         let tok = &self.ck.tokenizer;
         let mut stream = Stream::default();
+        // The answer so far, and how much of it went to `on_text`: text that
+        // may be the start of the closing text waits until it is not.
+        let (mut text, mut shown, mut closed) = (String::new(), 0, false);
+        let closing = self.closing.as_deref().unwrap_or("");
         let ids = crate::decode::causal::generate(&self.ck.model, &prompt, &o, &Device::Cpu, |id| {
             if self.stop.contains(&id) {
-                return Ok(());
+                return Ok(false);
             }
-            if let Some(fresh) = stream.push(tok, id)? {
-                on_text(&fresh);
+            let Some(fresh) = stream.push(tok, id)? else { return Ok(false) };
+            text += &fresh;
+            if !closing.is_empty() {
+                if let Some(at) = text.find(closing) {
+                    text.truncate(at);
+                    on_text(&text[shown.min(at)..]);
+                    shown = at;
+                    closed = true;
+                    return Ok(true);
+                }
             }
-            Ok(())
+            let hold = (1..closing.len().min(text.len() + 1))
+                .rev()
+                .find(|&k| closing.is_char_boundary(k) && text.ends_with(&closing[..k]))
+                .unwrap_or(0);
+            let upto = text.len() - hold;
+            if upto > shown {
+                on_text(&text[shown..upto]);
+                shown = upto;
+            }
+            Ok(false)
         })?;
-        if let Some(tail) = stream.finish(tok)? {
-            on_text(&tail);
+        if !closed {
+            if let Some(tail) = stream.finish(tok)? {
+                text += &tail;
+            }
         }
-        let text = tok.decode(&stream.ids)?;
+        if text.len() > shown {
+            on_text(&text[shown..]);
+        }
         Ok(Answer { text, ids, prompt_tokens: prompt.len(), cropped_turns: skip })
     }
+}
+
+/// What `template` writes after an assistant turn's content when that is
+/// plain text (no special token of its own): the turn's closing, at which
+/// an answer stops. `None` when a special token closes the turn (its id
+/// stops the answer) or nothing does.
+fn closing_text(template: &ChatTemplate) -> Result<Option<String>> {
+    const MARK: &str = "\u{1}";
+    let turn = |role, content: &str| Message { role, content: content.to_string() };
+    let text = template.render(&[turn(Role::User, "hi"), turn(Role::Assistant, MARK)], false)?;
+    let Some(at) = text.rfind(MARK) else { return Ok(None) };
+    let after = &text[at + MARK.len()..];
+    if after.is_empty() || template.special_tokens().iter().any(|t| after.contains(t.as_str())) {
+        return Ok(None);
+    }
+    Ok(Some(after.to_string()))
 }
 
 /// The conversation as one JSONL line, `{"messages": […]}`, as conversation
@@ -205,4 +257,21 @@ pub fn to_jsonl(messages: &[Message]) -> String {
         messages: &'a [Message],
     }
     serde_json::to_string(&Line { messages }).expect("messages serialise")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_turn_closes_with_a_special_token_or_with_plain_text() {
+        assert_eq!(closing_text(&ChatTemplate::chatml()).unwrap(), None);
+        let plain = "{% for m in messages %}{{ m.role | upper }}:\n{{ m.content }}\n\n{% endfor %}";
+        let t = ChatTemplate::new(plain, Default::default()).unwrap();
+        assert_eq!(closing_text(&t).unwrap().as_deref(), Some("\n\n"));
+        let tokens = [("eos_token".to_string(), "</s>".to_string())].into();
+        let llama2 = "{% for m in messages %}{% if m.role == 'user' %}[INST] {{ m.content }} [/INST]{% else %} {{ m.content }} {{ eos_token }}{% endif %}{% endfor %}";
+        let t = ChatTemplate::new(llama2, tokens).unwrap();
+        assert_eq!(closing_text(&t).unwrap(), None);
+    }
 }

@@ -129,7 +129,7 @@ fn continue_prompt(ck: &Loaded, job: &GenerateJob, on_text: &mut dyn FnMut(&str)
         if let Some(fresh) = stream.push(&ck.tokenizer, id)? {
             on_text(&fresh);
         }
-        Ok(())
+        Ok(false)
     })?;
     if let Some(tail) = stream.finish(&ck.tokenizer)? {
         on_text(&tail);

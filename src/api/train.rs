@@ -411,7 +411,7 @@ pub fn evaluate(trainer: &Trainer, show: usize) -> Result<Evaluation> {
         let chat = chat_prompt.is_some();
         let (prompt, stop) = chat_prompt.unwrap_or_else(|| (vec![trainer.cfg.model_eos()], Vec::new()));
         let o = SampleOptions { max_new_tokens: 40 * show, seed: 1, stop, ..Default::default() };
-        let ids = crate::decode::causal::generate(&trainer.model, &prompt, &o, &dev, |_| Ok(()))?;
+        let ids = crate::decode::causal::generate(&trainer.model, &prompt, &o, &dev, |_| Ok(false))?;
         let answer = trainer.tokenizer.decode(&ids)?;
         Some(if chat { format!("{}{answer}", trainer.tokenizer.decode(&prompt)?) } else { answer })
     } else {

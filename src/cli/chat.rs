@@ -32,7 +32,8 @@ Examples:
   shiftlm chat --checkpoint runs/gpt-baby-chat
   shiftlm chat --checkpoint runs/gpt-baby-chat --system \"Answer briefly.\" --temperature 0.5
   shiftlm chat --checkpoint ./llama-hf-folder --temperature 0 --max-new-tokens 100
-  shiftlm chat --checkpoint runs/gpt-baby-chat --json < conversations.jsonl > answers.jsonl";
+  shiftlm chat --checkpoint runs/gpt-baby-chat --json < conversations.jsonl > answers.jsonl
+  shiftlm chat --checkpoint runs/gpt-baby-input --chat-template plain.jinja   # a model without a template";
 
 #[derive(clap::Args, Debug)]
 pub struct ChatArgs {
@@ -43,6 +44,10 @@ pub struct ChatArgs {
     /// The system message to start with.
     #[arg(long, value_name = "TEXT")]
     pub system: Option<String>,
+    /// Write the conversation with this template instead of the model's own: chatml or a
+    /// FILE holding a Jinja2 template (for a model without one, or to try another).
+    #[arg(long, value_name = "chatml|FILE")]
+    pub chat_template: Option<String>,
     /// Most new tokens of one answer.
     #[arg(long, default_value_t = 200, value_name = "N")]
     pub max_new_tokens: usize,
@@ -78,7 +83,13 @@ pub fn run(a: ChatArgs) -> anyhow::Result<()> {
         repetition_penalty: a.repetition_penalty,
         seed: a.seed,
     };
-    let mut chat = Chat::new(&ck, options)?;
+    let mut chat = match &a.chat_template {
+        Some(name) => {
+            let template = shiftlm::data::chat::ChatTemplate::named(name, Default::default())?;
+            Chat::with_template(&ck, template, options)?
+        }
+        None => Chat::new(&ck, options)?,
+    };
     if let Some(s) = &a.system {
         chat.set_system(s);
     }

@@ -123,7 +123,8 @@ pub struct DataArgs {
     #[arg(long, value_name = "NAME")]
     pub task: Option<String>,
     /// Your data: pairs as TSV (source<TAB>target) or JSONL ({"source": …, "target": …});
-    /// with --model gpt/llama, plain UTF-8 text (repeat for several documents).
+    /// with --model gpt/llama, plain UTF-8 text (repeat for several documents), or one JSONL
+    /// file of conversations ({"messages": [{"role": …, "content": …}, …]}; see --chat-template).
     #[arg(long, value_name = "FILE")]
     pub data: Vec<PathBuf>,
     /// Parallel files: the source side, one sentence per line; --target FILE gives the

@@ -103,14 +103,15 @@ pub fn pick(logits: &mut [f32], context: &[u32], o: &SampleOptions, rng: &mut Rn
     *idx.last().expect("non-empty") as u32
 }
 
-/// Continues `prompt`, calling `on_token` with each new id as it is chosen.
+/// Continues `prompt`, calling `on_token` with each new id as it is chosen;
+/// `on_token` returns `true` to stop there (a stop text completed).
 /// Returns the new ids (a stop token included, if one ended generation).
 pub fn generate(
     model: &Model,
     prompt: &[u32],
     o: &SampleOptions,
     dev: &Device,
-    mut on_token: impl FnMut(u32) -> Result<()>,
+    mut on_token: impl FnMut(u32) -> Result<bool>,
 ) -> Result<Vec<u32>> {
     o.validate()?;
     let ctx = match model {
@@ -146,8 +147,8 @@ pub fn generate(
         drop(sample);
         tokens.push(next);
         out.push(next);
-        on_token(next)?;
-        if o.stop.contains(&next) {
+        let done = on_token(next)?;
+        if done || o.stop.contains(&next) {
             break;
         }
         feed = vec![next];
