@@ -70,6 +70,12 @@ fn a_model_trained_on_conversations_keeps_its_template() {
         .collect();
     assert_eq!(valid.len(), 3, "{metrics}");
     assert!(valid[2] < valid[0], "{valid:?}");
+    // eval scores the same held-out assistant turns; --data scores a file of conversations.
+    let v = |out: String| -> serde_json::Value { serde_json::from_str(out.lines().last().unwrap()).unwrap() };
+    let e = v(ok(&run(d, &["eval", "--checkpoint", "chat", "--json"])));
+    assert!((e["loss"].as_f64().unwrap() - valid[2]).abs() < 1e-6, "{e} vs {valid:?}");
+    let e = v(ok(&run(d, &["eval", "--checkpoint", "chat", "--data", "sums.jsonl", "--json"])));
+    assert!(e["tokens"].as_u64().unwrap() > 1000, "{e}");
 
     // Fine-tuning on more conversations reads the model's template.
     std::fs::write(d.join("more.jsonl"), sums(80, 1)).unwrap();

@@ -469,6 +469,38 @@ fn no_windows(report: &crate::eval::forecast::ForecastReport, split: Split, cont
 
 /// A language model on its held-out text (or `job.data`), window by window.
 fn evaluate_causal(ck: &Loaded, ctx: usize, job: &EvalJob) -> Result<EvalOutcome> {
+    let bs = ck.config.train.batch_size;
+    // Conversations: the assistant turns, written out by the model's template.
+    let dialogues = match &job.data {
+        Some(path) if crate::data::chat::is_conversation_file(path) => {
+            let template = ck.chat_template()?.ok_or_else(|| Error::Checkpoint {
+                path: ck.dir.clone(),
+                msg: "has no chat template to write the conversations out with".into(),
+            })?;
+            let all = crate::data::chat::read_conversations(path)?;
+            let mut out = Vec::with_capacity(all.len());
+            for c in &all {
+                let (ids, supervised) = template
+                    .encode_conversation(&ck.tokenizer, &c.messages)
+                    .map_err(|e| Error::BadLine { path: path.clone(), line: c.line, msg: e.to_string() })?;
+                out.push(crate::data::chat::Dialogue { ids, supervised });
+            }
+            Some(out)
+        }
+        None if matches!(ck.config.data, DataConfig::Chat(_)) => match run_data(ck)? {
+            Dataset::Chat { valid, .. } => Some(valid),
+            _ => None,
+        },
+        _ => None,
+    };
+    if let Some(d) = dialogues {
+        let batches = crate::data::loader::dialogue_batches(&d, bs, ctx, ck.config.model_eos());
+        let stats = crate::eval::teacher_forced(&ck.model, batches.into_iter(), &Device::Cpu)?;
+        if stats.tokens == 0 {
+            return Err(Error::setting("the conversations have no assistant token within the model's context"));
+        }
+        return Ok(EvalOutcome::Causal(CausalReport::new(&stats)));
+    }
     let tokens = match &job.data {
         Some(path) => {
             let ids = ck.tokenizer.encode(&crate::data::read_utf8(path)?)?;

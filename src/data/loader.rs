@@ -623,6 +623,24 @@ pub fn image_batches(images: &Images, batch_size: usize) -> Vec<Batch> {
         .collect()
 }
 
+/// Conversations in order, `batch_size` a batch, cut to context `t` and
+/// padded with `pad` ([`CausalBatch::dialogues`]): a deterministic
+/// validation set.
+pub fn dialogue_batches(
+    dialogues: &[crate::data::chat::Dialogue],
+    batch_size: usize,
+    t: usize,
+    pad: u32,
+) -> Vec<Batch> {
+    dialogues
+        .chunks(batch_size.max(1))
+        .map(|c| {
+            let rows: Vec<&crate::data::chat::Dialogue> = c.iter().collect();
+            Batch::Causal(CausalBatch::dialogues(&rows, t, pad))
+        })
+        .collect()
+}
+
 /// Consecutive, non-overlapping windows of a token stream, at most
 /// `max_batches` batches (0: all): a deterministic validation set.
 pub fn windows(tokens: &[u32], batch_size: usize, block: usize, max_batches: usize) -> Vec<Batch> {

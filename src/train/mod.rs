@@ -543,16 +543,12 @@ impl Trainer {
             Dataset::Text { valid, .. } => {
                 windows(valid, bs, self.cfg.model.context().unwrap_or(1), self.cfg.train.eval_batches)
             }
-            Dataset::Chat { valid, .. } => {
-                let t = self.cfg.model.context().unwrap_or(1);
-                valid
-                    .chunks(bs.max(1))
-                    .map(|c| {
-                        let rows: Vec<&crate::data::chat::Dialogue> = c.iter().collect();
-                        Batch::Causal(crate::data::shift::CausalBatch::dialogues(&rows, t, self.cfg.model_eos()))
-                    })
-                    .collect()
-            }
+            Dataset::Chat { valid, .. } => crate::data::loader::dialogue_batches(
+                valid,
+                bs,
+                self.cfg.model.context().unwrap_or(1),
+                self.cfg.model_eos(),
+            ),
             Dataset::Series(s) => match &self.cfg.model {
                 crate::model::ModelConfig::Forecaster(m) => {
                     let starts = s.split_starts(|d| &d.valid, m.context, m.horizon, 1);
