@@ -67,7 +67,7 @@ fn check(name: &str) {
     let prompt: Vec<u32> = g["greedy_prompt"].to_dtype(DType::U32).unwrap().flatten_all().unwrap().to_vec1().unwrap();
     let want: Vec<u32> = g["greedy"].to_dtype(DType::U32).unwrap().flatten_all().unwrap().to_vec1().unwrap();
     let o = SampleOptions { max_new_tokens: want.len(), temperature: 0.0, ..Default::default() };
-    let got = generate(&model, &prompt, &o, &dev, |_| Ok(())).unwrap();
+    let got = generate(&model, &prompt, &o, &dev, |_| Ok(false)).unwrap();
     assert_eq!(got, want, "{name}: greedy continuation");
 }
 
