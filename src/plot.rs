@@ -252,7 +252,11 @@ fn half_window(n: usize) -> usize {
 /// Unlike a trailing average it does not lag behind a falling loss, and it
 /// follows an exponential decay exactly.
 fn centred(v: &[f64], k: usize) -> Vec<f64> {
-    let logs: Vec<f64> = v.iter().map(|x| x.max(1e-30).ln()).collect();
+    // A loss of zero (or below) cannot sit on a log scale: it counts as the
+    // smallest positive one.
+    let floor = v.iter().copied().filter(|&x| x > 0.0).fold(f64::INFINITY, f64::min);
+    let floor = if floor.is_finite() { floor } else { 1e-30 };
+    let logs: Vec<f64> = v.iter().map(|x| x.max(floor).ln()).collect();
     (0..v.len())
         .map(|i| {
             let w = &logs[i.saturating_sub(k)..(i + k + 1).min(v.len())];

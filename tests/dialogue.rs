@@ -15,6 +15,21 @@ fn ok(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
+/// Runs shiftlm with `input` on its standard input.
+fn piped(dir: &Path, args: &[&str], input: &str) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_shiftlm"))
+        .args(args)
+        .current_dir(dir)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
 fn fails(o: &Output, needles: &[&str]) {
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{err}");
@@ -161,6 +176,7 @@ fn a_text_model_without_a_template_is_refused_for_conversations() {
     std::fs::write(d.join("c.jsonl"), sums(20, 2)).unwrap();
     let o = run(d, &["finetune", "--from", "base", "--data", "c.jsonl", "--steps", "2", "--out", "ft"]);
     fails(&o, &["has no chat template", "--chat-template"]);
+    fails(&run(d, &["chat", "--checkpoint", "base", "--json"]), &["has no chat template"]);
     // ChatML needs its tokens in the model's vocabulary.
     let o = run(
         d,
@@ -187,17 +203,9 @@ fn a_text_model_without_a_template_is_refused_for_conversations() {
     let config = std::fs::read_to_string(d.join("ft/checkpoint-40/tokenizer_config.json")).unwrap();
     assert!(config.contains("assistant: "), "{config}");
     // Its turns close with a newline, not a token: answers stop there.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_shiftlm"))
-        .args(["chat", "--checkpoint", "ft", "--json", "--max-new-tokens", "60", "--seed", "3"])
-        .current_dir(d)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
     let conv = "{\"messages\": [{\"role\": \"user\", \"content\": \"1 plus 2?\"}]}\n".repeat(3);
-    std::io::Write::write_all(&mut child.stdin.take().unwrap(), conv.as_bytes()).unwrap();
-    let out = ok(&child.wait_with_output().unwrap());
+    let args = ["chat", "--checkpoint", "ft", "--json", "--max-new-tokens", "60", "--seed", "3"];
+    let out = ok(&piped(d, &args, &conv));
     for line in out.lines() {
         let v: serde_json::Value = serde_json::from_str(line).unwrap();
         assert!(!v["answer"].as_str().unwrap().contains('\n'), "{v}");
@@ -232,18 +240,8 @@ fn chat_answers_turn_by_turn_and_conversations_from_scripts() {
     let args = ["train", "--model", "gpt", "--data", "sums.jsonl", "--steps", "30", "--out", "chat", "--show", "0"];
     ok(&run(d, &args));
     let chat = |args: &[&str], input: &str| -> Output {
-        use std::io::Write;
-        let mut child = Command::new(env!("CARGO_BIN_EXE_shiftlm"))
-            .args(["chat", "--checkpoint", "chat", "--temperature", "0", "--max-new-tokens", "12"])
-            .args(args)
-            .current_dir(d)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
-        child.wait_with_output().unwrap()
+        let base = ["chat", "--checkpoint", "chat", "--temperature", "0", "--max-new-tokens", "12"];
+        piped(d, &[&base[..], args].concat(), input)
     };
     // Scripted turns: one answer line each; /save keeps the whole history.
     let o = chat(&["--system", "You add numbers."], "1 plus 2?\n3 plus 4?\n/save c.jsonl\n/reset\n5 plus 6?\n");
@@ -276,15 +274,4 @@ fn chat_answers_turn_by_turn_and_conversations_from_scripts() {
         "{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}, {\"role\": \"assistant\", \"content\": \"b\"}]}\n",
     );
     fails(&o, &["<stdin>:1:", "end with the user's turn"]);
-}
-
-#[test]
-fn chat_needs_a_template() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    std::fs::write(d.join("a.txt"), "the cat sat on the mat. ".repeat(60)).unwrap();
-    let args = ["train", "--model", "gpt", "--preset", "gpt-tiny", "--data", "a.txt", "--tokenizer", "byte"];
-    ok(&run(d, &[&args[..], &["--steps", "2", "--out", "base", "--show", "0"]].concat()));
-    let o = run(d, &["chat", "--checkpoint", "base", "--json"]);
-    fails(&o, &["has no chat template"]);
 }

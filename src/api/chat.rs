@@ -101,16 +101,7 @@ impl<'a> Chat<'a> {
             ..Default::default()
         };
         probe.validate()?;
-        let mut stop: Vec<u32> = template.special_tokens().iter().filter_map(|t| ck.tokenizer.token_id(t)).collect();
-        stop.push(ck.config.model_eos());
-        // A template of plain text may end a turn with a token that is no
-        // special token; its `eos_token` then stops.
-        if let Some(id) = template.tokens().get("eos_token").and_then(|t| ck.tokenizer.token_id(t)) {
-            stop.push(id);
-        }
-        stop.sort_unstable();
-        stop.dedup();
-        let closing = closing_text(&template)?;
+        let (stop, closing) = answer_ends(&template, &ck.tokenizer, ck.config.model_eos())?;
         Ok(Self { ck, template, options, messages: Vec::new(), stop, closing, answers: 0 })
     }
 
@@ -231,6 +222,36 @@ impl<'a> Chat<'a> {
         }
         Ok(Answer { text, ids, prompt_tokens: prompt.len(), cropped_turns: skip })
     }
+}
+
+/// How an answer ends: the ids that stop it (the template's special tokens,
+/// the `eos_token` it names, the model's end of text, and a closing that is
+/// a special token) and the plain text that closes a turn, if any (`\n\n`),
+/// at which an answer stops too.
+pub(crate) fn answer_ends(
+    template: &ChatTemplate,
+    tok: &crate::data::Tokenizer,
+    eos: u32,
+) -> Result<(Vec<u32>, Option<String>)> {
+    let mut stop: Vec<u32> = template.special_tokens().iter().filter_map(|t| tok.token_id(t)).collect();
+    stop.push(eos);
+    stop.extend(template.tokens().get("eos_token").and_then(|t| tok.token_id(t)));
+    let mut closing = closing_text(template)?;
+    if let Some(c) = closing.clone() {
+        // A closing the tokenizer reads as one special token (Llama 3's
+        // `<|eot_id|>` where the config names another eos_token): its id stops.
+        let first = tok.encode(&c)?.first().copied();
+        if let Some(id) = first.filter(|&id| tok.decode(&[id]).is_ok_and(|t| t.is_empty())) {
+            stop.push(id);
+            closing = None;
+        } else if c.chars().all(|ch| ch == ' ' || ch == '\t') {
+            // Spaces alone would end every answer at its first word.
+            closing = None;
+        }
+    }
+    stop.sort_unstable();
+    stop.dedup();
+    Ok((stop, closing))
 }
 
 /// What `template` writes after an assistant turn's content when that is

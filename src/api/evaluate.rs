@@ -478,14 +478,7 @@ fn evaluate_causal(ck: &Loaded, ctx: usize, job: &EvalJob) -> Result<EvalOutcome
                 msg: "has no chat template to write the conversations out with".into(),
             })?;
             let all = crate::data::chat::read_conversations(path)?;
-            let mut out = Vec::with_capacity(all.len());
-            for c in &all {
-                let (ids, supervised) = template
-                    .encode_conversation(&ck.tokenizer, &c.messages)
-                    .map_err(|e| Error::BadLine { path: path.clone(), line: c.line, msg: e.to_string() })?;
-                out.push(crate::data::chat::Dialogue { ids, supervised });
-            }
-            Some(out)
+            Some(crate::data::chat::encode_all(&template, &ck.tokenizer, &all, path)?)
         }
         None if matches!(ck.config.data, DataConfig::Chat(_)) => match run_data(ck)? {
             Dataset::Chat { valid, .. } => Some(valid),

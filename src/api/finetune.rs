@@ -166,7 +166,7 @@ pub fn config(job: &FinetuneJob, from: &Loaded) -> Result<RunConfig> {
         .is_some_and(|e| e.eq_ignore_ascii_case("jsonl") || e.eq_ignore_ascii_case("tsv"));
     cfg.data = if chat {
         let template = match &job.chat_template {
-            Some(name) => crate::data::chat::ChatTemplate::named(name, Default::default())?,
+            Some(name) => crate::data::chat::ChatTemplate::named(name, from.template_tokens()?)?,
             None => from.chat_template()?.ok_or_else(|| Error::Checkpoint {
                 path: from.dir.clone(),
                 msg: "has no chat template (tokenizer_config.json's chat_template, or chat_template.jinja): pass --chat-template chatml|FILE".into(),

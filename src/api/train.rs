@@ -397,13 +397,13 @@ pub fn evaluate(trainer: &Trainer, show: usize) -> Result<Evaluation> {
     // answered until the template's special tokens (ChatML's <|im_end|>).
     let chat_prompt = match (&trainer.data, &trainer.cfg.data) {
         (crate::data::Dataset::Chat { valid, .. }, crate::data::DataConfig::Chat(c)) => match valid.first() {
-            Some(d) => {
+            // A conversation that opens with the answer has no prompt to sample from.
+            Some(d) if !d.supervised.first().copied().unwrap_or(true) => {
                 let first = d.supervised.iter().position(|&s| s).unwrap_or(d.ids.len());
-                let tok = &trainer.tokenizer;
-                let stop: Vec<u32> = c.template()?.special_tokens().iter().filter_map(|t| tok.token_id(t)).collect();
+                let (stop, _) = super::chat::answer_ends(&c.template()?, &trainer.tokenizer, trainer.cfg.model_eos())?;
                 Some((d.ids[..first].to_vec(), stop))
             }
-            None => None,
+            _ => None,
         },
         _ => None,
     };

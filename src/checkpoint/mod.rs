@@ -121,6 +121,21 @@ impl Loaded {
         }
         crate::data::chat::ChatTemplate::from_folder(&self.dir)
     }
+
+    /// The special tokens' texts by name (`eos_token` → `</s>`) that a chat
+    /// template given for this model reads: its run's, or its folder's
+    /// `tokenizer_config.json`'s; none without either.
+    pub fn template_tokens(&self) -> Result<std::collections::BTreeMap<String, String>> {
+        if let crate::data::DataConfig::Chat(c) = &self.config.data {
+            return Ok(c.template_tokens.clone());
+        }
+        let path = self.dir.join(TOKENIZER_CONFIG);
+        if path.is_file() {
+            crate::data::chat::special_tokens(&path)
+        } else {
+            Ok(Default::default())
+        }
+    }
 }
 
 /// Reads `config.json`: shiftlm's own, or a `transformers` one (GPT-2 or

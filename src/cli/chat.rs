@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use shiftlm::api::chat::{to_jsonl, Chat, ChatOptions};
-use shiftlm::data::chat::parse_conversation;
+use shiftlm::data::chat::{parse_conversation, Message, Role};
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
@@ -85,7 +85,7 @@ pub fn run(a: ChatArgs) -> anyhow::Result<()> {
     };
     let mut chat = match &a.chat_template {
         Some(name) => {
-            let template = shiftlm::data::chat::ChatTemplate::named(name, Default::default())?;
+            let template = shiftlm::data::chat::ChatTemplate::named(name, ck.template_tokens()?)?;
             Chat::with_template(&ck, template, options)?
         }
         None => Chat::new(&ck, options)?,
@@ -101,7 +101,7 @@ pub fn run(a: ChatArgs) -> anyhow::Result<()> {
                 "--json reads conversations from standard input, one {{\"messages\": […]}} per line: pipe them in"
             );
         }
-        return answer_lines(&mut chat, stdin.lock());
+        return answer_lines(&mut chat, stdin.lock(), a.system.as_deref());
     }
     if terminal {
         eprintln!(
@@ -178,7 +178,8 @@ fn save(file: &str, messages: &[shiftlm::data::chat::Message]) -> anyhow::Result
 }
 
 /// `--json`: one conversation per input line, one JSON answer per output line.
-fn answer_lines(chat: &mut Chat, input: impl BufRead) -> anyhow::Result<()> {
+/// `--system` goes first in a conversation that has no system message.
+fn answer_lines(chat: &mut Chat, input: impl BufRead, system: Option<&str>) -> anyhow::Result<()> {
     let mut out = std::io::stdout();
     for (i, line) in input.lines().enumerate() {
         let line = line.context("reading standard input")?;
@@ -190,11 +191,11 @@ fn answer_lines(chat: &mut Chat, input: impl BufRead) -> anyhow::Result<()> {
             line: i + 1,
             msg,
         })?;
+        if let Some(s) = system.filter(|_| messages.first().is_none_or(|m| m.role != Role::System)) {
+            messages.insert(0, Message { role: Role::System, content: s.to_string() });
+        }
         let answer = chat.answer_conversation(messages.clone())?;
-        messages.push(shiftlm::data::chat::Message {
-            role: shiftlm::data::chat::Role::Assistant,
-            content: answer.text.clone(),
-        });
+        messages.push(Message { role: Role::Assistant, content: answer.text.clone() });
         #[derive(serde::Serialize)]
         struct Line<'a> {
             messages: &'a [shiftlm::data::chat::Message],

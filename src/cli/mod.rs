@@ -589,6 +589,11 @@ impl DataArgs {
             Some(p) => RunConfig::preset(p)?,
             None => RunConfig::for_text(if llama { "llama" } else { "gpt2" }, bytes)?,
         };
+        if self.data.len() > 1 && self.data.iter().any(|p| shiftlm::data::chat::is_conversation_file(p)) {
+            anyhow::bail!(
+                "conversations come in one --data FILE.jsonl; concatenate the files (one conversation per line)"
+            );
+        }
         if let ([path], DataConfig::Text(t)) = (self.data.as_slice(), &cfg.data) {
             if shiftlm::data::chat::is_conversation_file(path) {
                 if self.tokenizer_file.is_some() {
@@ -665,7 +670,7 @@ pub fn report(e: &anyhow::Error) -> String {
     let mut out = String::new();
     for cause in e.chain() {
         let s = cause.to_string();
-        if out.ends_with(&s) {
+        if out == s || out.ends_with(&format!(": {s}")) {
             continue;
         }
         if !out.is_empty() {

@@ -29,6 +29,10 @@ impl shiftlm::progress::Observer for PhaseBars {
         bar.set_style(ProgressStyle::with_template(template).expect("valid template").progress_chars("=> "));
         bar.set_message(what.to_string());
         let bar = bars().add(bar);
+        if total == 0 {
+            // Nothing to count: the spinner and the clock show it is alive.
+            bar.enable_steady_tick(std::time::Duration::from_millis(120));
+        }
         self.0.lock().unwrap_or_else(|e| e.into_inner()).insert(id, bar);
     }
 

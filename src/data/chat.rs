@@ -209,40 +209,53 @@ pub fn load(cfg: &ChatDataConfig, tokenizer: Option<&Tokenizer>) -> Result<(supe
         }
     };
     let specials = template.special_tokens();
+    let texts = train.iter().map(|c| render(c, &cfg.path)).collect::<Result<Vec<String>>>()?;
     let tok = match tokenizer {
         Some(t) => {
-            if let Some(missing) = specials.iter().find(|s| t.token_id(s).is_none()) {
+            // Only what the conversations actually write must be one token.
+            let written = |s: &String| texts.iter().any(|x| x.contains(s.as_str()));
+            if let Some(missing) = specials.iter().filter(|s| written(s)).find(|s| t.token_id(s).is_none()) {
                 return Err(Error::config(
                     "chat_template",
                     format!(
-                        "the template writes {missing}, which the model's tokenizer does not have as one token (a model                          trained from scratch with --chat-template gets its template's tokens)"
+                        "the template writes {missing}, which the model's tokenizer does not have as one token (a model trained from scratch with --chat-template gets its template's tokens)"
                     ),
                 ));
             }
             t.clone()
         }
         None => {
-            let texts = train.iter().map(|c| render(c, &cfg.path)).collect::<Result<Vec<String>>>()?;
             let refs: Vec<&str> = specials.iter().map(String::as_str).collect();
             super::build_tokenizer(cfg.tokenizer, cfg.bpe_vocab_size, texts.iter())?.with_special_tokens(&refs)?
         }
     };
-    let encode = |set: &[Conversation], path: &Path| -> Result<Vec<Dialogue>> {
-        set.iter()
-            .map(|c| {
-                let (ids, supervised) = template
-                    .encode_conversation(&tok, &c.messages)
-                    .map_err(|e| Error::BadLine { path: path.to_path_buf(), line: c.line, msg: e.to_string() })?;
-                Ok(Dialogue { ids, supervised })
-            })
-            .collect()
-    };
-    let train = encode(&train, &cfg.path)?;
-    let valid = encode(&valid, cfg.valid.as_deref().unwrap_or(&cfg.path))?;
+    let train = encode_all(&template, &tok, &train, &cfg.path)?;
+    let valid = encode_all(&template, &tok, &valid, cfg.valid.as_deref().unwrap_or(&cfg.path))?;
     if tokenizer.is_some() {
         super::warn_unknown(&tok, train.iter().chain(&valid).flat_map(|d| &d.ids), &cfg.path);
     }
     Ok((super::Dataset::Chat { train, valid }, tok))
+}
+
+/// Each conversation as ids and assistant flags
+/// ([`ChatTemplate::encode_conversation`]); an error names its line of `path`.
+pub fn encode_all(
+    template: &ChatTemplate,
+    tok: &Tokenizer,
+    conversations: &[Conversation],
+    path: &Path,
+) -> Result<Vec<Dialogue>> {
+    conversations
+        .iter()
+        .map(|c| {
+            let (ids, supervised) = template.encode_conversation(tok, &c.messages).map_err(|e| Error::BadLine {
+                path: path.to_path_buf(),
+                line: c.line,
+                msg: e.to_string(),
+            })?;
+            Ok(Dialogue { ids, supervised })
+        })
+        .collect()
 }
 
 /// Whether `path` is a JSONL file of conversations: its first non-blank
@@ -251,7 +264,20 @@ pub fn is_conversation_file(path: &Path) -> bool {
     use std::io::Read;
     let mut head = Vec::new();
     let read = std::fs::File::open(path).and_then(|f| f.take(64 << 10).read_to_end(&mut head));
-    read.is_ok() && looks_like_conversations(&String::from_utf8_lossy(&head))
+    let head = String::from_utf8_lossy(&head);
+    if read.is_err() {
+        return false;
+    }
+    // A first conversation longer than what was read: its opening decides.
+    let first = head.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("");
+    let cut = !head[head.find(first).unwrap_or(0)..].contains('\n');
+    looks_like_conversations(&head) || (cut && opens_with_messages(first))
+}
+
+/// Whether `line` opens a JSON object whose first key is `"messages"`.
+fn opens_with_messages(line: &str) -> bool {
+    let rest = line.trim_start().strip_prefix('{').map(str::trim_start);
+    rest.and_then(|r| r.strip_prefix("\"messages\"")).is_some_and(|r| r.trim_start().starts_with(':'))
 }
 
 /// ChatML, the default template of models trained from scratch:
@@ -286,8 +312,8 @@ fn tokens_of(v: &Value) -> BTreeMap<String, String> {
     tokens
 }
 
-/// [`tokens_of`] a `tokenizer_config.json` file.
-fn special_tokens(path: &Path) -> Result<BTreeMap<String, String>> {
+/// The special tokens' texts by name (`bos_token` → `<s>`) of a `tokenizer_config.json` file.
+pub fn special_tokens(path: &Path) -> Result<BTreeMap<String, String>> {
     let v: Value = serde_json::from_slice(&crate::io::read(path)?)
         .map_err(|e| Error::BadFile { path: path.to_path_buf(), msg: format!("not valid JSON: {e}") })?;
     Ok(tokens_of(&v))
@@ -404,12 +430,25 @@ impl ChatTemplate {
     }
 
     /// The special tokens to add to a tokenizer built for this template:
-    /// ChatML's two, and the texts of the tokens it names (`bos_token`…)
-    /// that look like special tokens (`<…>`).
+    /// the `<|name|>` tokens it writes (ChatML's two, Llama 3's), and the
+    /// texts of the tokens it names (`bos_token`…) that look like special
+    /// tokens (`<…>`).
     pub fn special_tokens(&self) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
-        if self.source == CHATML {
-            out.extend(CHATML_TOKENS.iter().map(|s| s.to_string()));
+        // `<|…|>` written in the template (ChatML's, Llama 3's headers…).
+        let mut rest = self.source.as_str();
+        while let Some(at) = rest.find("<|") {
+            rest = &rest[at..];
+            let end = rest[2..].find("|>").map(|e| e + 4);
+            match end.filter(|&e| rest[2..e - 2].chars().all(|c| c.is_ascii_alphanumeric() || c == '_')) {
+                Some(e) => {
+                    if e > 4 && !out.iter().any(|t| t == &rest[..e]) {
+                        out.push(rest[..e].to_string());
+                    }
+                    rest = &rest[e..];
+                }
+                None => rest = &rest[2..],
+            }
         }
         for t in self.tokens.values() {
             if t.starts_with('<') && t.ends_with('>') && t.len() > 2 && !out.contains(t) {
@@ -459,7 +498,8 @@ impl ChatTemplate {
     /// to it with the generation prompt, and up to its end without; the
     /// template must write every shorter conversation as a prefix of the
     /// longer one (chat templates do), else the error says so. A token is
-    /// supervised when it starts inside a span.
+    /// supervised when it overlaps a span (so an answer's first word is
+    /// scored when byte-level BPE joins it to the space before it).
     pub fn encode_conversation(&self, tok: &Tokenizer, messages: &[Message]) -> Result<(Vec<u32>, Vec<bool>)> {
         let full = self.render(messages, false)?;
         let mut spans = Vec::new();
@@ -482,7 +522,8 @@ impl ChatTemplate {
             spans.push(before.len()..after.len());
         }
         let tokens = tok.encode_with_offsets(&full)?;
-        let supervised = tokens.iter().map(|&(_, at)| spans.iter().any(|s| s.contains(&at))).collect();
+        let overlaps = |t: &std::ops::Range<usize>| spans.iter().any(|s| t.start < s.end && t.end > s.start);
+        let supervised = tokens.iter().map(|(_, at)| overlaps(at)).collect();
         Ok((tokens.into_iter().map(|(id, _)| id).collect(), supervised))
     }
 }
@@ -551,6 +592,40 @@ mod tests {
         want.extend(tok.encode("\n").unwrap());
         assert_eq!(picked, want);
         assert_eq!(ids, tok.encode(&t.render(&m, false).unwrap()).unwrap());
+    }
+
+    #[test]
+    fn a_first_word_joined_to_the_prompt_s_space_is_scored() {
+        // Byte-level BPE writes " Paris" as one token that starts on the
+        // space the generation prompt ends with.
+        let texts: Vec<String> = vec!["user: where?\nassistant: Paris is here\n".to_string(); 50];
+        let tok = Tokenizer::train_bpe(&texts, 300).unwrap();
+        let plain = "{% for m in messages %}{{ m.role }}: {{ m.content }}\n{% endfor %}{% if add_generation_prompt %}{{ 'assistant: ' }}{% endif %}";
+        let t = ChatTemplate::new(plain, BTreeMap::new()).unwrap();
+        let m = msgs(&[(Role::User, "where?"), (Role::Assistant, "Paris is here")]);
+        let (ids, sup) = t.encode_conversation(&tok, &m).unwrap();
+        let first = ids.iter().zip(&sup).find(|(_, s)| **s).map(|(i, _)| *i).unwrap();
+        assert!(tok.decode(&[first]).unwrap().contains("Paris"), "{:?}", tok.decode(&[first]));
+    }
+
+    #[test]
+    fn special_tokens_are_the_ones_a_template_writes_or_names() {
+        let llama3 = "{% for m in messages %}{{ '<|start_header_id|>' + m.role + '<|end_header_id|>' + m.content + '<|eot_id|>' }}{% endfor %}{{ '<| not one |>' }}";
+        let t = ChatTemplate::new(llama3, [("bos_token".to_string(), "<|begin_of_text|>".to_string())].into()).unwrap();
+        assert_eq!(t.special_tokens(), ["<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>", "<|begin_of_text|>"]);
+        assert_eq!(ChatTemplate::chatml().special_tokens(), CHATML_TOKENS);
+    }
+
+    #[test]
+    fn a_long_first_conversation_is_still_a_conversation() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("long.jsonl");
+        let long = "x".repeat(100_000);
+        let line = format!("{{\"messages\": [{{\"role\": \"user\", \"content\": \"{long}\"}}, {{\"role\": \"assistant\", \"content\": \"y\"}}]}}\n");
+        std::fs::write(&path, &line).unwrap();
+        assert!(is_conversation_file(&path));
+        std::fs::write(&path, format!("{{\"text\": \"{long}\"}}\n")).unwrap();
+        assert!(!is_conversation_file(&path));
     }
 
     #[test]

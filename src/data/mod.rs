@@ -182,6 +182,7 @@ pub(crate) fn build_tokenizer<'a>(
         TokenizerKind::Byte => Tokenizer::Byte,
         TokenizerKind::Char => Tokenizer::char_from_texts(texts.map(String::as_str)),
         TokenizerKind::Bpe | TokenizerKind::Unigram => {
+            let _phase = crate::progress::phase("training the tokenizer", 0);
             let texts: Vec<String> = texts.cloned().collect();
             let n = bpe_vocab.unwrap_or(2000);
             if kind == TokenizerKind::Bpe {

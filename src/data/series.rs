@@ -667,7 +667,7 @@ pub fn extrapolate_timestamps(known: &[String], k: usize) -> Result<Vec<String>>
 /// is ignored), for plotting; `None` for anything else.
 pub fn stamp_seconds(s: &str) -> Option<f64> {
     let (t, _) = Stamp::parse(s)?;
-    Some(t.duration_since(jiff::civil::date(1970, 1, 1).at(0, 0, 0, 0)).as_secs_f64())
+    Some(crate::chart::civil_seconds(t))
 }
 
 /// How a date-time was written, to write its continuation the same way.

@@ -274,26 +274,29 @@ impl Tokenizer {
         })
     }
 
-    /// Text to ids, each with the byte offset in `text` where its token
-    /// starts (no BOS/EOS); the ids are those of [`Tokenizer::encode`].
-    pub fn encode_with_offsets(&self, text: &str) -> Result<Vec<(u32, usize)>> {
+    /// Text to ids, each with the byte range of `text` its token covers
+    /// (no BOS/EOS); the ids are those of [`Tokenizer::encode`].
+    pub fn encode_with_offsets(&self, text: &str) -> Result<Vec<(u32, std::ops::Range<usize>)>> {
         Ok(match self {
             Tokenizer::Pair { target, .. } => target.encode_with_offsets(text)?,
             Tokenizer::Char { .. } => {
                 let ids = self.encode(text)?;
-                ids.into_iter().zip(text.char_indices().map(|(at, _)| at)).collect()
+                ids.into_iter().zip(text.char_indices().map(|(at, c)| at..at + c.len_utf8())).collect()
             }
-            Tokenizer::Byte => text.bytes().enumerate().map(|(at, b)| (b as u32 + N_SPECIAL, at)).collect(),
+            Tokenizer::Byte => text.bytes().enumerate().map(|(at, b)| (b as u32 + N_SPECIAL, at..at + 1)).collect(),
             Tokenizer::Symbols { .. } => {
                 let ids = self.encode(text)?;
-                let starts = text.split_whitespace().map(|w| w.as_ptr() as usize - text.as_ptr() as usize);
-                ids.into_iter().zip(starts).collect()
+                let words = text.split_whitespace().map(|w| {
+                    let at = w.as_ptr() as usize - text.as_ptr() as usize;
+                    at..at + w.len()
+                });
+                ids.into_iter().zip(words).collect()
             }
             Tokenizer::Hf(t) => {
                 let e = t
                     .encode(text, false)
                     .map_err(|e| Error::Tokenizer { msg: format!("cannot encode the text: {e}") })?;
-                e.get_ids().iter().zip(e.get_offsets()).map(|(&id, &(at, _))| (id, at)).collect()
+                e.get_ids().iter().zip(e.get_offsets()).map(|(&id, &(a, b))| (id, a..b)).collect()
             }
             Tokenizer::Values => Vec::new(),
         })

@@ -316,7 +316,6 @@ fn predict_member(
     let mut out = Vec::with_capacity(starts.len() * m.horizon * s.n_targets * q);
     let phase = crate::progress::phase("windows forecast", starts.len());
     for chunk in starts.chunks(batch.max(1)) {
-        phase.advance(chunk.len());
         let b = ForecastBatch::new(&s.scaled, s.n_targets, chunk, m.context, m.horizon, false).tensors(dev)?;
         let pred = model.forward_quantiles(&b.past, None, None)?.flatten_all()?.to_vec1::<f32>()?;
         for (i, values) in pred.chunks(q).enumerate() {
@@ -324,6 +323,7 @@ fn predict_member(
             v.sort_by(f32::total_cmp);
             out.extend(v);
         }
+        phase.advance(chunk.len());
     }
     Ok(out)
 }

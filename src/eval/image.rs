@@ -62,7 +62,6 @@ pub fn predict(
     let idx: Vec<usize> = (0..images.len()).collect();
     let phase = crate::progress::phase("images classified", idx.len());
     for chunk in idx.chunks(256) {
-        phase.advance(chunk.len());
         let mut pixels = Vec::with_capacity(chunk.len() * w * h);
         for &i in chunk {
             let (dx, dy) = offsets[i];
@@ -72,6 +71,7 @@ pub fn predict(
         let (l, logits) = model.loss_sum(&batch.tensors(dev)?, None)?;
         loss += l.to_scalar::<f32>()? as f64;
         preds.extend(logits.argmax(D::Minus1)?.to_vec1::<u32>()?);
+        phase.advance(chunk.len());
     }
     Ok((preds, loss))
 }

@@ -65,10 +65,10 @@ pub fn teacher_forced(model: &Model, batches: impl Iterator<Item = Batch>, dev: 
         _ => crate::progress::phase("batches scored (teacher forced)", 0),
     };
     for batch in batches {
-        phase.advance(1);
         let t = batch.tensors(dev)?;
         let (loss, logits) = model.loss_sum(&t, None)?;
         st.loss_sum += loss.to_scalar::<f32>()? as f64;
+        phase.advance(1);
         if let Batch::Forecast(_) = batch {
             // Values, not tokens: the loss is all there is.
             st.tokens += t.n_supervised();

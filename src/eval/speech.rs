@@ -101,7 +101,6 @@ fn predict(
     let (mut classes, mut texts) = (Vec::new(), Vec::new());
     let phase = crate::progress::phase("clips recognised", idx.len());
     for chunk in idx.chunks(128) {
-        phase.advance(chunk.len());
         let feats = data.features_batch(clips, chunk, &chunk.iter().map(|&i| offsets[i]).collect::<Vec<_>>());
         if let Some(m) = model.image() {
             let b = ImageBatch::new(h, w, feats, vec![0; chunk.len()]);
@@ -115,6 +114,7 @@ fn predict(
             let opts = DecodeOptions { strategy: Strategy::Greedy, max_len };
             texts.extend(decode_frames(ed, &frames, &opts, dev)?);
         }
+        phase.advance(chunk.len());
     }
     Ok(if model.image().is_some() { Predictions::Classes(classes) } else { Predictions::Texts(texts) })
 }

@@ -76,7 +76,6 @@ pub fn read(
     let idx: Vec<usize> = (0..im.len()).collect();
     let phase = crate::progress::phase("strips read", idx.len());
     for chunk in idx.chunks(256) {
-        phase.advance(chunk.len());
         let mut pixels = Vec::with_capacity(chunk.len() * w * h);
         for &i in chunk {
             let (dx, dy) = offsets[i];
@@ -84,6 +83,7 @@ pub fn read(
         }
         let frames = strip_columns(&Tensor::from_vec(pixels, (chunk.len(), h, w), dev)?)?; // (B, W, H)
         out.extend(decode_frames(model, &frames, &opts, dev)?);
+        phase.advance(chunk.len());
     }
     Ok(out)
 }

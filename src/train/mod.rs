@@ -658,6 +658,15 @@ fn training_loader(cfg: &RunConfig, data: &Dataset, tok: &Tokenizer) -> Result<L
         }
         // Conversations: only the assistant turns are supervised.
         (Dataset::Chat { train, .. }, Some(ctx)) => {
+            // Rows keep their first ctx + 1 tokens: later turns are not trained.
+            let cut = train.iter().filter(|d| d.ids.len() > ctx + 1).count();
+            let lost = train.iter().filter(|d| !d.supervised.iter().take(ctx + 1).skip(1).any(|&s| s)).count();
+            if cut > 0 {
+                tracing::warn!(
+                    "{cut} of {} training conversations are longer than the context of {ctx} tokens and are cut there ({lost} keep no assistant token); a longer --context trains their later turns",
+                    train.len()
+                );
+            }
             Loader::Chat(ChatLoader::new(train.clone(), bs, seed)?, ctx, cfg.model_eos())
         }
         (Dataset::Chat { .. }, None) => return Err(Error::config("model", "conversations train a language model")),
