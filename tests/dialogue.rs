@@ -115,6 +115,11 @@ fn a_model_trained_on_conversations_keeps_its_template() {
     let (before, after) = (v["before"]["loss"].as_f64().unwrap(), v["after"]["loss"].as_f64().unwrap());
     assert!(after < before, "held-out assistant loss {before} → {after}");
     assert!(d.join("ft/checkpoint-20/tokenizer_config.json").is_file());
+    // Fine-tuned on plain text, the model keeps its template.
+    std::fs::write(d.join("plain.txt"), "1 plus 2 is 3. ".repeat(80)).unwrap();
+    ok(&run(d, &["finetune", "--from", "chat", "--data", "plain.txt", "--steps", "2", "--out", "ft-text"]));
+    let kept = std::fs::read_to_string(d.join("ft-text/checkpoint-2/tokenizer_config.json")).unwrap();
+    assert!(kept.contains("im_start"), "{kept}");
 }
 
 #[test]

@@ -155,6 +155,15 @@ pub fn config(job: &FinetuneJob, from: &Loaded) -> Result<RunConfig> {
         return bad("--steps must be at least 1");
     }
     let mut cfg = from.config.clone();
+    // A model's template goes on with it (a Hugging Face folder's too).
+    cfg.chat_template = match from.chat_template() {
+        Ok(t) => t.map(|t| (&t).into()),
+        // Fine-tuning on text needs no template; say that it is not kept.
+        Err(e) => {
+            tracing::warn!("{}: its chat template is not kept: {e}", from.dir.display());
+            None
+        }
+    };
     let chat = cfg.model.is_causal() && crate::data::chat::is_conversation_file(&job.data);
     if job.chat_template.is_some() && !chat {
         return bad("--chat-template goes with conversations: a JSONL --data file of {\"messages\": [...]} lines, for a language model");
@@ -172,6 +181,7 @@ pub fn config(job: &FinetuneJob, from: &Loaded) -> Result<RunConfig> {
                 msg: "has no chat template (tokenizer_config.json's chat_template, or chat_template.jinja): pass --chat-template chatml|FILE".into(),
             })?,
         };
+        cfg.chat_template = Some((&template).into());
         DataConfig::Chat(crate::data::chat::ChatDataConfig {
             path: job.data.clone(),
             valid: None,

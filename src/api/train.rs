@@ -166,6 +166,9 @@ fn configure(job: &TrainJob, ranks: usize) -> Result<(RunConfig, crate::data::Da
     cfg.model.set_vocab_size(1); // set from the tokenizer below
     cfg.validate()?;
     let (data, tok) = crate::data::load(&cfg.data, cfg.train.seed, None)?;
+    if let crate::config::DataConfig::Chat(c) = &cfg.data {
+        cfg.chat_template = Some(c.spec());
+    }
     cfg.model.set_vocab_size(tok.vocab_size());
     if let crate::data::Tokenizer::Pair { source, .. } = &tok {
         cfg.model.set_source_vocab_size(source.vocab_size());

@@ -80,11 +80,11 @@ pub fn model_files(cfg: &RunConfig, store: &ParamStore, tok: &Tokenizer) -> Resu
     if let Tokenizer::Pair { source, .. } = tok {
         files.push((SOURCE_TOKENIZER, source.to_json_bytes()?));
     }
-    if let crate::data::DataConfig::Chat(c) = &cfg.data {
+    if let Some(c) = &cfg.chat_template {
         // As transformers reads it: `AutoTokenizer.from_pretrained` on the
         // folder gets the template and its tokens.
-        let mut doc = serde_json::json!({"tokenizer_class": "PreTrainedTokenizerFast", "chat_template": c.template});
-        for (k, v) in &c.template_tokens {
+        let mut doc = serde_json::json!({"tokenizer_class": "PreTrainedTokenizerFast", "chat_template": c.source});
+        for (k, v) in &c.tokens {
             doc[k] = serde_json::Value::String(v.clone());
         }
         if let Some(n) = cfg.model.context() {
@@ -116,6 +116,9 @@ impl Loaded {
     /// conversations), else its folder's `tokenizer_config.json` or
     /// `chat_template.jinja` (a Hugging Face folder); `None` without one.
     pub fn chat_template(&self) -> Result<Option<crate::data::chat::ChatTemplate>> {
+        if let Some(t) = &self.config.chat_template {
+            return t.compile().map(Some);
+        }
         if let crate::data::DataConfig::Chat(c) = &self.config.data {
             return c.template().map(Some);
         }
@@ -126,6 +129,9 @@ impl Loaded {
     /// template given for this model reads: its run's, or its folder's
     /// `tokenizer_config.json`'s; none without either.
     pub fn template_tokens(&self) -> Result<std::collections::BTreeMap<String, String>> {
+        if let Some(t) = &self.config.chat_template {
+            return Ok(t.tokens.clone());
+        }
         if let crate::data::DataConfig::Chat(c) = &self.config.data {
             return Ok(c.template_tokens.clone());
         }

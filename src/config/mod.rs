@@ -27,6 +27,11 @@ pub struct RunConfig {
     pub data: DataConfig,
     /// Longest target (tokens) seen in training; decoding stops at twice this.
     pub max_target_len: usize,
+    /// The model's chat template (a language model trained or fine-tuned on
+    /// conversations, or one from a Hugging Face folder that has one): every
+    /// checkpoint writes it into its `tokenizer_config.json`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chat_template: Option<crate::data::chat::TemplateSpec>,
     /// shiftlm version that wrote the config.
     pub version: String,
 }
@@ -48,6 +53,7 @@ impl RunConfig {
             train,
             data,
             max_target_len,
+            chat_template: None,
             version: env!("CARGO_PKG_VERSION").to_string(),
         })
     }

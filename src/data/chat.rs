@@ -140,6 +140,31 @@ pub struct Dialogue {
     pub supervised: Vec<bool>,
 }
 
+/// A chat template as a run keeps it: the model's, written into every
+/// checkpoint's `tokenizer_config.json` whatever data it trains on next.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TemplateSpec {
+    /// The Jinja2 source.
+    pub source: String,
+    /// The special tokens' texts by name (`bos_token` → `<s>`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tokens: BTreeMap<String, String>,
+}
+
+impl TemplateSpec {
+    /// The compiled template.
+    pub fn compile(&self) -> Result<ChatTemplate> {
+        ChatTemplate::new(&self.source, self.tokens.clone())
+    }
+}
+
+impl From<&ChatTemplate> for TemplateSpec {
+    fn from(t: &ChatTemplate) -> Self {
+        Self { source: t.source().to_string(), tokens: t.tokens().clone() }
+    }
+}
+
 /// Conversations for a language model: the `chat` table of a run's data.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -171,6 +196,11 @@ impl ChatDataConfig {
     /// The compiled template.
     pub fn template(&self) -> Result<ChatTemplate> {
         ChatTemplate::new(&self.template, self.template_tokens.clone())
+    }
+
+    /// The template as the run keeps it.
+    pub fn spec(&self) -> TemplateSpec {
+        TemplateSpec { source: self.template.clone(), tokens: self.template_tokens.clone() }
     }
 }
 
