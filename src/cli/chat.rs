@@ -13,7 +13,8 @@ tokenizer_config.json's chat_template: ChatML for models trained from scratch
 on conversations, the folder's own for Hugging Face models), each answer is
 streamed as it is sampled and ends at the template's end token. The history
 is kept; when it no longer fits the model's context (with room for an answer),
-the oldest turns are dropped first, the system message never.
+the oldest turns are left out of the prompt first (the system message never;
+/save still writes them all).
 
 At the prompt:
   /reset          forget the conversation (the system message stays)
@@ -33,7 +34,7 @@ Examples:
   shiftlm chat --checkpoint runs/gpt-baby-chat --system \"Answer briefly.\" --temperature 0.5
   shiftlm chat --checkpoint ./llama-hf-folder --temperature 0 --max-new-tokens 100
   shiftlm chat --checkpoint runs/gpt-baby-chat --json < conversations.jsonl > answers.jsonl
-  shiftlm chat --checkpoint runs/gpt-baby-input --chat-template plain.jinja   # a model without a template";
+  shiftlm chat --checkpoint runs/gpt-baby-input --chat-template plain.jinja   # no template of its own";
 
 #[derive(clap::Args, Debug)]
 pub struct ChatArgs {
@@ -144,7 +145,7 @@ pub fn run(a: ChatArgs) -> anyhow::Result<()> {
                 })?;
                 writeln!(out)?;
                 if terminal && answer.cropped_turns > 0 {
-                    eprintln!("({} oldest turns dropped to fit the context)", answer.cropped_turns);
+                    eprintln!("({} oldest turns left out of the prompt to fit the context)", answer.cropped_turns);
                 }
             }
         }
