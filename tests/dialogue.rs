@@ -280,3 +280,41 @@ fn chat_answers_turn_by_turn_and_conversations_from_scripts() {
     );
     fails(&o, &["<stdin>:1:", "end with the user's turn"]);
 }
+
+#[test]
+fn a_hugging_face_folder_s_template_trains_and_chats() {
+    // A GPT made a plain transformers folder (no shiftlm config, no
+    // manifest) with the Llama 3 fixture's tokenizer and chat template.
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/chat/llama3");
+    std::fs::write(d.join("a.txt"), "Hello! How can I help you today? Paris is the capital. ".repeat(40)).unwrap();
+    let tok = fixture.join("tokenizer.json");
+    let args = ["train", "--model", "gpt", "--preset", "gpt-tiny", "--data", "a.txt", "--tokenizer-file"];
+    ok(&run(d, &[&args[..], &[tok.to_str().unwrap(), "--steps", "2", "--out", "base", "--show", "0"]].concat()));
+    let hf = d.join("hf");
+    std::fs::create_dir(&hf).unwrap();
+    let ck = d.join("base/checkpoint-2");
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(ck.join("config.json")).unwrap()).unwrap();
+    config.as_object_mut().unwrap().remove("shiftlm");
+    std::fs::write(hf.join("config.json"), config.to_string()).unwrap();
+    for f in ["model.safetensors", "tokenizer.json"] {
+        std::fs::copy(ck.join(f), hf.join(f)).unwrap();
+    }
+    std::fs::copy(fixture.join("tokenizer_config.json"), hf.join("tokenizer_config.json")).unwrap();
+    std::fs::write(d.join("c.jsonl"), sums(40, 5)).unwrap();
+    let out = ok(&run(d, &["finetune", "--from", "hf", "--data", "c.jsonl", "--steps", "3", "--out", "ft", "--json"]));
+    assert!(out.lines().last().unwrap().contains("\"after\""), "{out}");
+    let kept = std::fs::read_to_string(d.join("ft/checkpoint-3/tokenizer_config.json")).unwrap();
+    assert!(kept.contains("<|start_header_id|>") && kept.contains("<|begin_of_text|>"), "{kept}");
+    // The folder chats with its own template; answers end at <|eot_id|> or the limit.
+    let conv = "{\"messages\": [{\"role\": \"user\", \"content\": \"Hello!\"}]}\n";
+    let out =
+        ok(&piped(d, &["chat", "--checkpoint", "hf", "--json", "--temperature", "0", "--max-new-tokens", "8"], conv));
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let eot = shiftlm::data::Tokenizer::load(&tok).unwrap().token_id("<|eot_id|>").unwrap();
+    let ids: Vec<u64> = v["ids"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap()).collect();
+    assert!(ids.len() == 8 || ids.last() == Some(&u64::from(eot)), "{v}");
+    assert_eq!(v["prompt_tokens"].as_u64(), Some(20), "the fixture's prompt for Hello! is 20 ids: {v}");
+}
