@@ -23,7 +23,7 @@ struct PhaseBars(Mutex<HashMap<u64, ProgressBar>>);
 impl shiftlm::progress::Observer for PhaseBars {
     fn begin(&self, id: u64, what: &str, total: u64) {
         let (bar, template) = match total {
-            0 => (ProgressBar::new_spinner(), "{spinner} [{elapsed_precise}] {msg}: {pos}"),
+            0 => (ProgressBar::new_spinner(), "{spinner} [{elapsed_precise}] {msg}"),
             n => (ProgressBar::new(n), "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg} ETA {eta}"),
         };
         bar.set_style(ProgressStyle::with_template(template).expect("valid template").progress_chars("=> "));
