@@ -3,6 +3,9 @@
 //! checkpoint; fine-tuning reads the model's template; only the assistant
 //! turns are scored; bad files are named with their line.
 
+mod common;
+
+use common::last_json;
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -86,32 +89,15 @@ fn a_model_trained_on_conversations_keeps_its_template() {
     assert_eq!(valid.len(), 3, "{metrics}");
     assert!(valid[2] < valid[0], "{valid:?}");
     // eval scores the same held-out assistant turns; --data scores a file of conversations.
-    let v = |out: String| -> serde_json::Value { serde_json::from_str(out.lines().last().unwrap()).unwrap() };
-    let e = v(ok(&run(d, &["eval", "--checkpoint", "chat", "--json"])));
+    let e = last_json(&run(d, &["eval", "--checkpoint", "chat", "--json"]));
     assert!((e["loss"].as_f64().unwrap() - valid[2]).abs() < 1e-6, "{e} vs {valid:?}");
-    let e = v(ok(&run(d, &["eval", "--checkpoint", "chat", "--data", "sums.jsonl", "--json"])));
+    let e = last_json(&run(d, &["eval", "--checkpoint", "chat", "--data", "sums.jsonl", "--json"]));
     assert!(e["tokens"].as_u64().unwrap() > 1000, "{e}");
 
     // Fine-tuning on more conversations reads the model's template.
     std::fs::write(d.join("more.jsonl"), sums(80, 1)).unwrap();
-    let out = ok(&run(
-        d,
-        &[
-            "finetune",
-            "--from",
-            "chat",
-            "--data",
-            "more.jsonl",
-            "--steps",
-            "20",
-            "--lr",
-            "3e-3",
-            "--out",
-            "ft",
-            "--json",
-        ],
-    ));
-    let v: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    let args = ["finetune", "--from", "chat", "--data", "more.jsonl", "--steps", "20", "--lr", "3e-3"];
+    let v = last_json(&run(d, &[&args[..], &["--out", "ft", "--json"]].concat()));
     let (before, after) = (v["before"]["loss"].as_f64().unwrap(), v["after"]["loss"].as_f64().unwrap());
     assert!(after < before, "held-out assistant loss {before} → {after}");
     assert!(d.join("ft/checkpoint-20/tokenizer_config.json").is_file());
@@ -138,8 +124,7 @@ fn only_assistant_turns_are_scored() {
         .collect();
     std::fs::write(d.join("ok.jsonl"), lines).unwrap();
     let args = ["train", "--model", "gpt", "--data", "ok.jsonl", "--steps", "80", "--out", "r", "--show", "0"];
-    let out = ok(&run(d, &[&args[..], &["--set", "train.optimizer.lr=3e-3", "--json"]].concat()));
-    let v: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    let v = last_json(&run(d, &[&args[..], &["--set", "train.optimizer.lr=3e-3", "--json"]].concat()));
     let loss = v["evaluation"]["loss"].as_f64().or(v["loss"].as_f64()).unwrap_or_else(|| panic!("{v}"));
     assert!(loss < 0.2, "held-out assistant loss {loss}: {v}");
 }

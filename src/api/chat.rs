@@ -47,12 +47,11 @@ impl Default for ChatOptions {
 pub struct Chat<'a> {
     ck: &'a Loaded,
     template: ChatTemplate,
-    options: ChatOptions,
+    /// How answers are sampled, and the ids that end them ([`answer_ends`]);
+    /// answer k is seeded with `seed + k`.
+    sample: SampleOptions,
     /// The system message (first), then the turns.
     messages: Vec<Message>,
-    /// The ids that end an answer: the template's special tokens and the
-    /// model's end of text.
-    stop: Vec<u32>,
     /// The text that closes an assistant turn when the template writes no
     /// special token there (`\n\n` after `ASSISTANT: …`): answers stop at
     /// it, and it is not part of the answer.
@@ -94,15 +93,18 @@ impl<'a> Chat<'a> {
                 msg: "is not a language model: chat needs a GPT or Llama".into(),
             });
         }
-        let probe = SampleOptions {
+        let (stop, closing) = answer_ends(&template, &ck.tokenizer, ck.config.model_eos())?;
+        let sample = SampleOptions {
+            max_new_tokens: options.max_new_tokens,
             temperature: options.temperature,
+            top_k: options.top_k,
             top_p: options.top_p,
             repetition_penalty: options.repetition_penalty,
-            ..Default::default()
+            stop,
+            seed: options.seed,
         };
-        probe.validate()?;
-        let (stop, closing) = answer_ends(&template, &ck.tokenizer, ck.config.model_eos())?;
-        Ok(Self { ck, template, options, messages: Vec::new(), stop, closing, answers: 0 })
+        sample.validate()?;
+        Ok(Self { ck, template, sample, messages: Vec::new(), closing, answers: 0 })
     }
 
     /// The conversation so far.
@@ -155,7 +157,7 @@ impl<'a> Chat<'a> {
     /// it leaves room for an answer in the context; then the answer.
     fn answer(&mut self, on_text: &mut dyn FnMut(&str)) -> Result<Answer> {
         let ctx = self.ck.config.model.context().unwrap_or(usize::MAX);
-        let room = self.options.max_new_tokens.min(ctx / 2);
+        let room = self.sample.max_new_tokens.min(ctx / 2);
         let system = usize::from(self.messages.first().is_some_and(|m| m.role == Role::System));
         let view = |skip: usize| -> Vec<Message> {
             self.messages[..system].iter().chain(&self.messages[system + skip..]).cloned().collect()
@@ -170,15 +172,7 @@ impl<'a> Chat<'a> {
             }
             prompt = self.template.encode_prompt(&self.ck.tokenizer, &view(skip))?;
         }
-        let o = SampleOptions {
-            max_new_tokens: self.options.max_new_tokens,
-            temperature: self.options.temperature,
-            top_k: self.options.top_k,
-            top_p: self.options.top_p,
-            repetition_penalty: self.options.repetition_penalty,
-            stop: self.stop.clone(),
-            seed: self.options.seed.wrapping_add(self.answers),
-        };
+        let o = SampleOptions { seed: self.sample.seed.wrapping_add(self.answers), ..self.sample.clone() };
         self.answers += 1;
         let tok = &self.ck.tokenizer;
         let mut stream = Stream::default();
@@ -187,7 +181,7 @@ impl<'a> Chat<'a> {
         let (mut text, mut shown, mut closed) = (String::new(), 0, false);
         let closing = self.closing.as_deref().unwrap_or("");
         let ids = crate::decode::causal::generate(&self.ck.model, &prompt, &o, &Device::Cpu, |id| {
-            if self.stop.contains(&id) {
+            if o.stop.contains(&id) {
                 return Ok(false);
             }
             let Some(fresh) = stream.push(tok, id)? else { return Ok(false) };

@@ -156,8 +156,9 @@ pub fn config(job: &FinetuneJob, from: &Loaded) -> Result<RunConfig> {
     }
     let mut cfg = from.config.clone();
     // A model's template goes on with it (a Hugging Face folder's too).
-    cfg.chat_template = match from.chat_template() {
-        Ok(t) => t.map(|t| (&t).into()),
+    let own = from.chat_template();
+    cfg.chat_template = match &own {
+        Ok(t) => t.as_ref().map(Into::into),
         // Fine-tuning on text needs no template; say that it is not kept.
         Err(e) => {
             tracing::warn!("{}: its chat template is not kept: {e}", from.dir.display());
@@ -176,7 +177,7 @@ pub fn config(job: &FinetuneJob, from: &Loaded) -> Result<RunConfig> {
     cfg.data = if chat {
         let template = match &job.chat_template {
             Some(name) => crate::data::chat::ChatTemplate::named(name, from.template_tokens()?)?,
-            None => from.chat_template()?.ok_or_else(|| Error::Checkpoint {
+            None => own?.ok_or_else(|| Error::Checkpoint {
                 path: from.dir.clone(),
                 msg: "has no chat template (tokenizer_config.json's chat_template, or chat_template.jinja): pass --chat-template chatml|FILE".into(),
             })?,
@@ -188,8 +189,7 @@ pub fn config(job: &FinetuneJob, from: &Loaded) -> Result<RunConfig> {
             valid_fraction: 0.1,
             tokenizer: TokenizerKind::Byte, // unused: the model's tokenizer is passed below
             bpe_vocab_size: None,
-            template: template.source().to_string(),
-            template_tokens: template.tokens().clone(),
+            template: (&template).into(),
         })
     } else if cfg.model.is_causal() && !pairs {
         DataConfig::Text(TextConfig {

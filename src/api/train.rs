@@ -167,7 +167,7 @@ fn configure(job: &TrainJob, ranks: usize) -> Result<(RunConfig, crate::data::Da
     cfg.validate()?;
     let (data, tok) = crate::data::load(&cfg.data, cfg.train.seed, None)?;
     if let crate::config::DataConfig::Chat(c) = &cfg.data {
-        cfg.chat_template = Some(c.spec());
+        cfg.chat_template = Some(c.template.clone());
     }
     cfg.model.set_vocab_size(tok.vocab_size());
     if let crate::data::Tokenizer::Pair { source, .. } = &tok {
@@ -403,7 +403,8 @@ pub fn evaluate(trainer: &Trainer, show: usize) -> Result<Evaluation> {
             // A conversation that opens with the answer has no prompt to sample from.
             Some(d) if !d.supervised.first().copied().unwrap_or(true) => {
                 let first = d.supervised.iter().position(|&s| s).unwrap_or(d.ids.len());
-                let (stop, _) = super::chat::answer_ends(&c.template()?, &trainer.tokenizer, trainer.cfg.model_eos())?;
+                let (stop, _) =
+                    super::chat::answer_ends(&c.template.compile()?, &trainer.tokenizer, trainer.cfg.model_eos())?;
                 Some((d.ids[..first].to_vec(), stop))
             }
             _ => None,

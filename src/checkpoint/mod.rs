@@ -112,15 +112,13 @@ pub struct Loaded {
 }
 
 impl Loaded {
-    /// The model's chat template: its run's (a model trained on
-    /// conversations), else its folder's `tokenizer_config.json` or
-    /// `chat_template.jinja` (a Hugging Face folder); `None` without one.
+    /// The model's chat template: its run's (a model trained or fine-tuned
+    /// on conversations, or carrying one on), else its folder's
+    /// `tokenizer_config.json` or `chat_template.jinja` (a Hugging Face
+    /// folder); `None` without one.
     pub fn chat_template(&self) -> Result<Option<crate::data::chat::ChatTemplate>> {
         if let Some(t) = &self.config.chat_template {
             return t.compile().map(Some);
-        }
-        if let crate::data::DataConfig::Chat(c) = &self.config.data {
-            return c.template().map(Some);
         }
         crate::data::chat::ChatTemplate::from_folder(&self.dir)
     }
@@ -131,9 +129,6 @@ impl Loaded {
     pub fn template_tokens(&self) -> Result<std::collections::BTreeMap<String, String>> {
         if let Some(t) = &self.config.chat_template {
             return Ok(t.tokens.clone());
-        }
-        if let crate::data::DataConfig::Chat(c) = &self.config.data {
-            return Ok(c.template_tokens.clone());
         }
         let path = self.dir.join(TOKENIZER_CONFIG);
         if path.is_file() {

@@ -139,10 +139,16 @@ pub fn run(a: ChatArgs) -> anyhow::Result<()> {
             Some((other, _)) => eprintln!("unknown command {other}: /reset, /system TEXT, /save FILE, /quit"),
             None if text.trim().is_empty() => {}
             None => {
+                // The first failed write (a closed pipe) is reported once the answer ends.
+                let mut failed = None;
                 let answer = chat.reply(text, &mut |piece| {
-                    let _ = out.write_all(piece.as_bytes());
-                    let _ = out.flush();
+                    if failed.is_none() {
+                        failed = out.write_all(piece.as_bytes()).and_then(|_| out.flush()).err();
+                    }
                 })?;
+                if let Some(e) = failed {
+                    return Err(e).context("writing the answer to standard output");
+                }
                 writeln!(out)?;
                 if terminal && answer.cropped_turns > 0 {
                     eprintln!("({} oldest turns left out of the prompt to fit the context)", answer.cropped_turns);

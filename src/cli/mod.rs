@@ -589,13 +589,14 @@ impl DataArgs {
             Some(p) => RunConfig::preset(p)?,
             None => RunConfig::for_text(if llama { "llama" } else { "gpt2" }, bytes)?,
         };
-        if self.data.len() > 1 && self.data.iter().any(|p| shiftlm::data::chat::is_conversation_file(p)) {
+        let conversations = self.data.iter().any(|p| shiftlm::data::chat::is_conversation_file(p));
+        if conversations && self.data.len() > 1 {
             anyhow::bail!(
                 "conversations come in one --data FILE.jsonl; concatenate the files (one conversation per line)"
             );
         }
         if let ([path], DataConfig::Text(t)) = (self.data.as_slice(), &cfg.data) {
-            if shiftlm::data::chat::is_conversation_file(path) {
+            if conversations {
                 if self.tokenizer_file.is_some() {
                     anyhow::bail!("conversations build their tokenizer from the data and the chat template: drop --tokenizer-file");
                 }
@@ -607,8 +608,7 @@ impl DataArgs {
                     valid_fraction: 0.1,
                     tokenizer: self.tokenizer_kind().unwrap_or(t.tokenizer),
                     bpe_vocab_size: self.bpe_vocab.or(Some(t.bpe_vocab_size)),
-                    template: template.source().to_string(),
-                    template_tokens: Default::default(),
+                    template: (&template).into(),
                 });
                 return Ok(cfg);
             }

@@ -290,7 +290,7 @@ impl RunConfig {
                 if !(0.0..1.0).contains(&c.valid_fraction) {
                     return Err(Error::config("data.valid_fraction", "must be in [0, 1)"));
                 }
-                c.template().map(|_| ())
+                c.template.compile().map(|_| ())
             }
             DataConfig::Task(t) => t.validate(),
             DataConfig::Series(s) => s.validate(),

@@ -183,25 +183,9 @@ pub struct ChatDataConfig {
     /// Vocabulary size of a `bpe` or `unigram` tokenizer (default 2000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bpe_vocab_size: Option<usize>,
-    /// The chat template's Jinja2 source; every checkpoint writes it into
-    /// its `tokenizer_config.json`.
-    pub template: String,
-    /// The special tokens' texts by name (`bos_token` → `<s>`) that the
-    /// template reads.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub template_tokens: BTreeMap<String, String>,
-}
-
-impl ChatDataConfig {
-    /// The compiled template.
-    pub fn template(&self) -> Result<ChatTemplate> {
-        ChatTemplate::new(&self.template, self.template_tokens.clone())
-    }
-
-    /// The template as the run keeps it.
-    pub fn spec(&self) -> TemplateSpec {
-        TemplateSpec { source: self.template.clone(), tokens: self.template_tokens.clone() }
-    }
+    /// The chat template that writes the conversations out (also the
+    /// model's, [`crate::config::RunConfig::chat_template`]).
+    pub template: TemplateSpec,
 }
 
 /// Reads, splits and encodes the conversations of `cfg`; a tokenizer is
@@ -209,37 +193,36 @@ impl ChatDataConfig {
 /// model being fine-tuned, a checkpoint resumed), which must then know the
 /// template's special tokens as single tokens.
 pub fn load(cfg: &ChatDataConfig, tokenizer: Option<&Tokenizer>) -> Result<(super::Dataset, Tokenizer)> {
-    let template = cfg.template()?;
-    let all = read_conversations(&cfg.path)?;
-    let render = |c: &Conversation, path: &Path| {
-        template.render(&c.messages, false).map_err(|e| Error::BadLine {
-            path: path.to_path_buf(),
+    let template = cfg.template.compile()?;
+    // Each conversation of the file with its text, rendered once: the text
+    // chooses the split and builds (or checks) the tokenizer.
+    let mut all = Vec::new();
+    for c in read_conversations(&cfg.path)? {
+        let text = template.render(&c.messages, false).map_err(|e| Error::BadLine {
+            path: cfg.path.clone(),
             line: c.line,
             msg: e.to_string(),
-        })
-    };
-    let (train, valid) = match &cfg.valid {
+        })?;
+        all.push((c, text));
+    }
+    let (train, valid): (Vec<(Conversation, String)>, Vec<Conversation>) = match &cfg.valid {
         Some(v) => (all, read_conversations(v)?),
         None => {
             let cut = (cfg.valid_fraction.clamp(0.0, 1.0) * 10_000.0) as u64;
-            let mut keyed = Vec::with_capacity(all.len());
-            for c in all {
-                let key = super::pairs::fnv1a(&render(&c, &cfg.path)?) % 10_000;
-                keyed.push((key < cut, c));
-            }
-            let n = keyed.len();
-            let (mut valid, mut train): (Vec<_>, Vec<_>) = keyed.into_iter().partition(|(v, _)| *v);
+            let n = all.len();
+            let (mut valid, mut train): (Vec<_>, Vec<_>) =
+                all.into_iter().partition(|(_, text)| super::pairs::fnv1a(text) % 10_000 < cut);
             // With two or more conversations, neither side is left empty.
             if n >= 2 && valid.is_empty() {
                 valid.push(train.pop().expect("n >= 2"));
             } else if n >= 2 && train.is_empty() {
                 train.push(valid.pop().expect("n >= 2"));
             }
-            (train.into_iter().map(|(_, c)| c).collect(), valid.into_iter().map(|(_, c)| c).collect())
+            (train, valid.into_iter().map(|(c, _)| c).collect())
         }
     };
+    let (train, texts): (Vec<Conversation>, Vec<String>) = train.into_iter().unzip();
     let specials = template.special_tokens();
-    let texts = train.iter().map(|c| render(c, &cfg.path)).collect::<Result<Vec<String>>>()?;
     let tok = match tokenizer {
         Some(t) => {
             // Only what the conversations actually write must be one token.
