@@ -184,7 +184,7 @@ pub struct ChatDataConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bpe_vocab_size: Option<usize>,
     /// The chat template that writes the conversations out (also the
-    /// model's, [`crate::config::RunConfig::chat_template`]).
+    /// model's: the run config's `chat_template`).
     pub template: TemplateSpec,
 }
 
